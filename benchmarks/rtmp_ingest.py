@@ -1,0 +1,301 @@
+"""RTMP ingest benchmark: parser throughput, and CPU against nginx-rtmp under 20 publishers.
+
+Part 1 runs the sans-I/O parser alone (``benchmarks/rtmp_parse.py``) and reports MB/s at 4096-
+and 128-byte chunks. Part 2 starts our server and, in the same run, nginx with Debian's
+libnginx-mod-rtmp (``live on``, no HLS), pushes N concurrent ``ffmpeg -re -c copy`` publishers
+at ~6 Mbit/s into each in turn, and reads each server's CPU seconds from /proc over the same
+window. It prints medians over several rounds and the ratio ours / nginx (goal: at most 2.0).
+
+Only ingest is measured: our server here has no transcoder attached (that is another issue's
+cost and has its own benchmark).
+
+    .venv/bin/python benchmarks/rtmp_ingest.py [--publishers 20] [--seconds 15] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+NGINX_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants, from /proc."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def make_source(path: Path, seconds: int = 10) -> None:
+    """~6 Mbit/s CBR 720p30 H.264 + AAC, made once by the ffmpeg CLI."""
+    subprocess.run([
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
+        "-b:v", "6M", "-minrate", "6M", "-maxrate", "6M", "-bufsize", "3M",
+        "-x264-params", "nal-hrd=cbr", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(path),
+    ], check=True)
+
+
+def start_publishers(source: Path, urls: list[str], seconds: float) -> list[subprocess.Popen]:
+    return [subprocess.Popen([
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        "-stream_loop", "-1", "-i", str(source), "-t", str(seconds),
+        "-c", "copy", "-f", "flv", url,
+    ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for url in urls]
+
+
+def measure(server_pid: int, source: Path, urls: list[str], seconds: float) -> dict:
+    """Push all publishers for ``seconds``; CPU is counted after a 2 s ramp-up."""
+    ramp = 2.0
+    pubs = start_publishers(source, urls, seconds + ramp + 1)
+    try:
+        time.sleep(ramp)
+        alive = sum(p.poll() is None for p in pubs)
+        c0, t0 = cpu_seconds(server_pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = cpu_seconds(server_pid), time.monotonic()
+        still = sum(p.poll() is None for p in pubs)
+        rss = rss_mib(server_pid)
+    finally:
+        for p in pubs:
+            if p.poll() is None:
+                p.terminate()
+        errors = []
+        for p in pubs:
+            try:
+                _, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                err = b""
+            if err.strip():
+                errors.append(err.decode(errors="replace").strip().splitlines()[-1])
+    if still < len(urls):
+        raise RuntimeError(f"only {still}/{len(urls)} publishers stayed up (at start {alive}): "
+                           f"{errors[:3]}")
+    return {"cpu_s": c1 - c0, "wall_s": t1 - t0, "rss_mib": rss}
+
+
+class OurServer:
+    def __init__(self, workdir: Path, publishers: int) -> None:
+        self.dir = workdir / "aethex"
+        self.port = free_port()
+        self.http_port = free_port()
+        self.keys: list[str] = []
+        self.publishers = publishers
+        self.proc: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "AETHEX_DATA_DIR": str(self.dir), "AETHEX_RTMP_HOST": "127.0.0.1",
+                "AETHEX_RTMP_PORT": str(self.port), "AETHEX_HTTP_HOST": "127.0.0.1",
+                "AETHEX_HTTP_PORT": str(self.http_port), "AETHEX_LOG__LEVEL": "warning"}
+
+    def prepare(self) -> None:
+        from mediaserver.settings import load_settings
+        from storage import Database, queries, upgrade
+
+        settings = load_settings(None, env=self.env())
+        upgrade(settings.effective_database_url)
+
+        async def create() -> list[str]:
+            db = Database(settings.effective_database_url)
+            await db.connect()
+            keys = []
+            async with db.session() as s:
+                await queries.create_user(s, "bench", "bench@example.test", None)
+                for i in range(self.publishers):
+                    ch = await queries.create_channel(s, "bench", f"bench-{i}")
+                    keys.append(ch.stream_key)
+                await s.commit()
+            await db.dispose()
+            return keys
+
+        self.keys = asyncio.run(create())
+
+    def start(self) -> int:
+        self.proc = subprocess.Popen([sys.executable, "-m", "mediaserver", "serve"],
+                                     env=self.env(), cwd=ROOT)
+        wait_port(self.port)
+        return self.proc.pid
+
+    def urls(self) -> list[str]:
+        return [f"rtmp://127.0.0.1:{self.port}/live/{k}" for k in self.keys]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Nginx:
+    def __init__(self, workdir: Path, publishers: int) -> None:
+        self.dir = workdir / "nginx"
+        self.port = free_port()
+        self.publishers = publishers
+        self.proc: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        if not Path(NGINX_MODULE).exists() or not shutil.which("nginx"):
+            raise SystemExit("nginx with libnginx-mod-rtmp is needed: run `make bench-deps`")
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.dir / "nginx.conf").write_text(f"""
+load_module {NGINX_MODULE};
+daemon off;
+master_process on;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{self.port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            record off;
+        }}
+    }}
+}}
+""")
+
+    def start(self) -> int:
+        self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
+        wait_port(self.port)
+        return self.proc.pid
+
+    def urls(self) -> list[str]:
+        return [f"rtmp://127.0.0.1:{self.port}/live/bench{i}" for i in range(self.publishers)]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def run_ingest(publishers: int, seconds: float, rounds: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="aethex-bench-") as tmp:
+        work = Path(tmp)
+        source = work / "source.flv"
+        make_source(source)
+        bitrate = source.stat().st_size * 8 / 10 / 1e6
+        ours, nginx = OurServer(work, publishers), Nginx(work, publishers)
+        ours.prepare()
+        nginx.prepare()
+        results: dict[str, list[dict]] = {"ours": [], "nginx": []}
+        for r in range(rounds):
+            for name, srv in (("ours", ours), ("nginx", nginx)):
+                pid = srv.start()
+                try:
+                    m = measure(pid, source, srv.urls(), seconds)
+                finally:
+                    srv.stop()
+                results[name].append(m)
+                print(f"  round {r + 1} {name:5s}: {m['cpu_s']:.2f} CPU-s over {m['wall_s']:.1f} s, "
+                      f"RSS {m['rss_mib']:.0f} MiB", flush=True)
+        med = {k: statistics.median(x["cpu_s"] for x in v) for k, v in results.items()}
+        return {"publishers": publishers, "seconds": seconds, "rounds": rounds,
+                "source_mbps": bitrate, "ours_cpu_s": med["ours"], "nginx_cpu_s": med["nginx"],
+                "ratio": med["ours"] / med["nginx"] if med["nginx"] > 0 else float("inf"),
+                "ours_rss_mib": statistics.median(x["rss_mib"] for x in results["ours"])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--publishers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-parse", action="store_true")
+    ap.add_argument("--skip-ingest", action="store_true")
+    args = ap.parse_args()
+
+    if not args.skip_parse:
+        import rtmp_parse
+
+        print("Part 1: sans-I/O parser throughput (median of runs)")
+        parse = rtmp_parse.run()
+        for label, value in parse.items():
+            print(f"  {label}: {value}")
+    if not args.skip_ingest:
+        print(f"Part 2: {args.publishers} ffmpeg publishers (-re -c copy), "
+              f"{args.seconds:.0f} s x {args.rounds} rounds, ours vs nginx-rtmp")
+        r = run_ingest(args.publishers, args.seconds, args.rounds)
+        print(f"  source bitrate: {r['source_mbps']:.2f} Mbit/s per publisher")
+        print(f"  ours : {r['ours_cpu_s']:.2f} CPU-s (median), RSS {r['ours_rss_mib']:.0f} MiB")
+        print(f"  nginx: {r['nginx_cpu_s']:.2f} CPU-s (median)")
+        verdict = "meets" if r["ratio"] <= 2.0 else "MISSES"
+        print(f"  ratio ours/nginx CPU: {r['ratio']:.2f}  ({verdict} the goal of at most 2.0)")
+
+
+if __name__ == "__main__":
+    main()

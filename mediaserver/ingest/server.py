@@ -1,0 +1,365 @@
+"""asyncio glue around the sans-I/O RTMP core: sockets, deadlines, the publish decision.
+
+One ``RtmpSession`` (an ``asyncio.Protocol``) per socket feeds bytes to a ``ServerConnection``
+and acts on its events. ``asyncio.Protocol`` rather than streams because ingest is the hot
+path: ``data_received`` hands us the kernel's bytes with no extra buffer copy and no per-read
+timeout future. Deadlines (handshake, publish, idle) are plain numbers on each session, checked
+by one sweeper task for the whole server: timers are data.
+
+The only asynchronous step of a connection is the publish decision (stream key lookup in the
+database). While it runs, reading is paused and the events that followed are parked, so media
+is never processed before the stream is accepted and never reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+from mediaserver.live import AlreadyLive, CodecConfig, LiveRegistry, LiveStream, MediaKind, MediaPacket
+from mediaserver.metrics import Metrics
+from mediaserver.rtmp import (
+    AudioConfig,
+    AudioFrame,
+    ConnectionState,
+    ConnectRequested,
+    Limits,
+    MediaIgnored,
+    MetadataReceived,
+    ProtocolError,
+    PublishEnded,
+    PublishRequested,
+    ServerConnection,
+    VideoConfig,
+    VideoFrame,
+)
+from mediaserver.settings import Settings
+from storage import Database, queries
+from storage.models import StreamStatus
+
+log = logging.getLogger(__name__)
+
+VIDEO = MediaKind.VIDEO
+AUDIO = MediaKind.AUDIO
+
+
+def limits_from_settings(settings: Settings) -> Limits:
+    r = settings.rtmp
+    return Limits(
+        max_chunk_size=r.max_chunk_size,
+        max_message_size=r.max_message_size,
+        max_chunk_streams=r.max_chunk_streams,
+        max_amf_depth=r.max_amf_depth,
+        out_chunk_size=r.out_chunk_size,
+        window_ack_size=r.window_ack_size,
+        max_message_streams=r.max_message_streams,
+    )
+
+
+def _app_name(app: str) -> str:
+    """``live``, ``live/`` and ``live?token=x`` all name the same application."""
+    return app.split("?", 1)[0].strip("/")
+
+
+class RtmpSession(asyncio.Protocol):
+    """One RTMP client connection."""
+
+    def __init__(self, server: "IngestServer") -> None:
+        self.server = server
+        self.conn = ServerConnection(server.limits)
+        self.transport: asyncio.Transport | None = None
+        self.peer: str = "?"
+        now = server.loop.time()
+        self.connected_at = now
+        self.last_rx = now
+        self.handshake_done = False
+        self.stream: LiveStream | None = None
+        self.rtmp_stream_id: int | None = None
+        self.closing = False
+        self.deciding = False  # a publish decision is running; later events wait in _queue
+        self._queue: deque[Any] = deque()
+        self._bytes_metric: Any = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.server.sessions.add(self)
+        self.server.metrics.rtmp_connections.inc()
+        if len(self.server.sessions) > self.server.settings.rtmp.max_connections:
+            self.close("too_many_connections")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last_rx = self.server.loop.time()
+        if self._bytes_metric is not None:
+            self._bytes_metric.inc(len(data))
+        try:
+            events = self.conn.receive_data(data, self.last_rx)
+        except ProtocolError as exc:
+            log.info("rtmp %s: protocol error: %s", self.peer, exc)
+            self.close("protocol_error")
+            return
+        if not self.handshake_done and self.conn.state is not ConnectionState.HANDSHAKE:
+            self.handshake_done = True
+        if events:
+            self._queue.extend(events)
+            if not self.deciding:
+                self._process()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.sessions.discard(self)
+        self.server.metrics.rtmp_connections.dec()
+        self.closing = True
+        self._finish_publish("disconnect")
+
+    # -- events ---------------------------------------------------------------------------
+    def _process(self) -> None:
+        """Act on queued events in order; stop at a publish request until it is decided."""
+        queue = self._queue
+        while queue and not self.closing:
+            event = queue.popleft()
+            stream = self.stream
+            etype = type(event)
+            if etype is VideoFrame:
+                if stream is not None:
+                    stream.publish(MediaPacket(VIDEO, event.codec, event.dts, event.pts,
+                                               event.keyframe, event.data), self.last_rx)
+            elif etype is AudioFrame:
+                if stream is not None:
+                    stream.publish(MediaPacket(AUDIO, event.codec, event.timestamp,
+                                               event.timestamp, True, event.data), self.last_rx)
+            elif etype is VideoConfig:
+                if stream is not None:
+                    stream.set_config(CodecConfig(VIDEO, event.codec, event.data))
+            elif etype is AudioConfig:
+                if stream is not None:
+                    stream.set_config(CodecConfig(AUDIO, event.codec, event.data,
+                                                  event.sample_rate, event.channels))
+            elif etype is MetadataReceived:
+                if stream is not None:
+                    stream.metadata = dict(event.metadata)
+            elif etype is ConnectRequested:
+                # Events the core held back until the connect was answered come next.
+                queue.extendleft(reversed(self._on_connect(event)))
+            elif etype is PublishRequested:
+                self.deciding = True
+                if self.transport is not None:
+                    self.transport.pause_reading()
+                self.server.track(self.server.loop.create_task(self._decide_publish(event)))
+                return
+            elif etype is PublishEnded:
+                self._finish_publish("unpublish")
+            elif etype is MediaIgnored:
+                log.warning("rtmp %s: ignoring %s media: %s", self.peer, event.kind, event.reason)
+
+    def _on_connect(self, event: ConnectRequested) -> list[Any]:
+        if _app_name(event.app) != self.server.settings.rtmp.app:
+            log.info("rtmp %s: unknown app %r", self.peer, event.app)
+            self.conn.reject_connect(f"unknown application {event.app!r}")
+            self.close("bad_app")
+            return []
+        return self.conn.accept_connect()
+
+    async def _decide_publish(self, event: PublishRequested) -> None:
+        try:
+            accepted = await self.server.claim(self, event)
+        except Exception:
+            log.exception("rtmp %s: publish decision failed", self.peer)
+            accepted = False
+            if not self.closing:
+                self.conn.reject_publish(event.stream_id, "server error")
+                self.close("server_error")
+        self.deciding = False
+        if accepted and not self.closing:
+            self.rtmp_stream_id = event.stream_id
+            self.conn.accept_publish(event.stream_id)
+            self._process()
+            self._flush()
+            if self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+        elif accepted:  # closed while deciding: undo
+            self._finish_publish("disconnect")
+
+    def _finish_publish(self, reason: str) -> None:
+        stream, self.stream = self.stream, None
+        self._bytes_metric = None
+        if stream is not None:
+            self.server.release(self, stream, reason)
+
+    # -- output and closing ---------------------------------------------------------------
+    def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def reject(self, stream_id: int, description: str, reason: str) -> None:
+        self.conn.reject_publish(stream_id, description)
+        self.close(reason)
+
+    def close(self, reason: str) -> None:
+        """Close after sending what is queued; ``reason`` labels the rejection metric."""
+        if self.closing:
+            return
+        self.closing = True
+        if reason not in ("unpublish", "normal"):
+            self.server.metrics.rtmp_rejected.labels(reason).inc()
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+        self._finish_publish("closed")
+
+    def attach(self, stream: LiveStream) -> None:
+        self.stream = stream
+        self._bytes_metric = self.server.metrics.ingest_bytes.labels(stream.slug)
+
+
+class IngestServer:
+    """Listens for RTMP, checks stream keys and feeds accepted publishers to the registry."""
+
+    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.metrics = metrics
+        self.limits = limits_from_settings(settings)
+        self.sessions: set[RtmpSession] = set()
+        self.publishers: dict[int, RtmpSession] = {}  # channel id -> session
+        self._claiming: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_event_loop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        r = self.settings.rtmp
+        self._server = await self.loop.create_server(
+            lambda: RtmpSession(self), r.host, r.port, reuse_address=True, backlog=256)
+        self._sweeper = self.loop.create_task(self._sweep())
+        log.info("RTMP ingest listening on %s:%d (app %r)", r.host, self.port, r.app)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in list(self.sessions):
+            session.close("normal")
+        for task in list(self._tasks):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- deadlines ------------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        r = self.settings.rtmp
+        interval = min(0.25, r.handshake_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = self.loop.time()
+            for s in list(self.sessions):
+                if s.closing:
+                    continue
+                if not s.handshake_done and now - s.connected_at > r.handshake_timeout:
+                    log.info("rtmp %s: handshake timeout", s.peer)
+                    s.close("handshake_timeout")
+                elif (s.stream is None and not s.deciding
+                      and now - s.connected_at > r.handshake_timeout + r.publish_timeout):
+                    log.info("rtmp %s: no publish in time", s.peer)
+                    s.close("publish_timeout")
+                elif now - s.last_rx > r.idle_timeout:
+                    log.info("rtmp %s: idle timeout", s.peer)
+                    s.close("idle_timeout")
+
+    # -- the publish decision -------------------------------------------------------------
+    async def claim(self, session: RtmpSession, event: PublishRequested) -> bool:
+        """Check the key and take the channel for this session; answer the client if refused."""
+        key = event.name
+        if not key:
+            session.reject(event.stream_id, "missing stream key", "bad_key")
+            return False
+        async with self.db.session() as db:
+            channel = await queries.find_channel_by_stream_key(db, key)
+        if session.closing:
+            return False
+        if channel is None:
+            log.info("rtmp %s: publish refused: unknown stream key", session.peer)
+            session.reject(event.stream_id, "unknown stream key", "bad_key")
+            return False
+        current = self.publishers.get(channel.id)
+        if channel.id in self._claiming or current is not None:
+            takeover = self.settings.rtmp.takeover_after
+            stale = (current is not None and takeover > 0
+                     and self.loop.time() - current.last_rx >= takeover)
+            if not stale:
+                log.info("rtmp %s: publish refused: %s is already live", session.peer, channel.slug)
+                session.reject(event.stream_id, "stream key already publishing", "already_live")
+                return False
+            log.info("rtmp %s: taking over %s from stale publisher %s",
+                     session.peer, channel.slug, current.peer)
+            current.close("taken_over")
+        self._claiming.add(channel.id)
+        try:
+            now = datetime.now(timezone.utc)
+            async with self.db.session() as db:
+                row = await queries.start_stream(db, channel.id, now)
+                await db.commit()
+            if session.closing:
+                await self._end_row(row.id, "closed before start")
+                return False
+            try:
+                live = self.registry.start(channel_id=channel.id, slug=channel.slug,
+                                           stream_id=row.id, started_at=now)
+            except AlreadyLive:
+                await self._end_row(row.id, "already live")
+                session.reject(event.stream_id, "stream key already publishing", "already_live")
+                return False
+            self.publishers[channel.id] = session
+            session.attach(live)
+            self.metrics.streams_live.set(len(self.registry))
+            log.info("rtmp %s: %s is live (stream %d)", session.peer, channel.slug, row.id)
+            return True
+        finally:
+            self._claiming.discard(channel.id)
+
+    def release(self, session: RtmpSession, stream: LiveStream, reason: str) -> None:
+        """The publisher stopped: leave the registry now, close the row in the background."""
+        if self.publishers.get(stream.channel_id) is session:
+            del self.publishers[stream.channel_id]
+        self.registry.end(stream)
+        self.metrics.streams_live.set(len(self.registry))
+        log.info("%s stream %d ended (%s)", stream.slug, stream.stream_id, reason)
+        self.track(self.loop.create_task(
+            self._end_row(stream.stream_id, reason, stream.describe())))
+
+    async def _end_row(self, stream_id: int, reason: str,
+                       source: dict[str, Any] | None = None) -> None:
+        try:
+            async with self.db.session() as db:
+                if source is not None:
+                    await queries.set_stream_source_info(db, stream_id, source)
+                await queries.end_stream(db, stream_id, datetime.now(timezone.utc),
+                                         StreamStatus.OFFLINE)
+                await db.commit()
+        except Exception:
+            log.exception("could not close stream row %d (%s)", stream_id, reason)

@@ -1,0 +1,39 @@
+"""Prometheus metrics, one registry per server instance.
+
+A registry per instance (instead of prometheus_client's global one) lets tests run several
+servers in one process and read exact values. Names are a public contract: ``aethex_`` prefix.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rtmp_connections = Gauge(
+            "aethex_rtmp_connections", "Open RTMP connections.", registry=r)
+        self.rtmp_rejected = Counter(
+            "aethex_rtmp_rejected", "RTMP connections or publishes refused, by reason.",
+            ["reason"], registry=r)
+        self.ingest_bytes = Counter(
+            "aethex_ingest_bytes", "Bytes received from publishers, by channel.",
+            ["channel"], registry=r)
+        self.streams_live = Gauge(
+            "aethex_streams_live", "Streams live right now.", registry=r)
+        self.live_dropped = Counter(
+            "aethex_live_dropped_packets",
+            "Packets a slow consumer of a live stream lost, by channel and consumer.",
+            ["channel", "consumer"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """Current value of one sample (tests and the dashboard read metrics this way)."""
+        return self.registry.get_sample_value(name, labels or None)

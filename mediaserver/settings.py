@@ -1,0 +1,276 @@
+"""Settings: embedded defaults -> TOML file -> ``AETHEX_*`` environment -> validation.
+
+One typed tree of frozen dataclasses, so every limit the server enforces is a named, documented,
+validated setting (``config/default.toml`` lists them all). Errors name the dotted key and say
+why, because an operator reading a stack trace for a typo in a TOML file is a bad first hour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "AETHEX_"
+
+# Short environment names the design promises will always work.
+SHORT_ENV = {
+    "AETHEX_DATA_DIR": "data_dir",
+    "AETHEX_DATABASE_URL": "database_url",
+    "AETHEX_HTTP_HOST": "http.host",
+    "AETHEX_HTTP_PORT": "http.port",
+    "AETHEX_RTMP_HOST": "rtmp.host",
+    "AETHEX_RTMP_PORT": "rtmp.port",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is unknown, of the wrong type or out of range; the message names the key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"setting {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # URL viewers use to reach the site; used in links the server prints. Empty: derived.
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class RtmpSettings:
+    host: str = "0.0.0.0"
+    port: int = 1935
+    # The only application name accepted: rtmp://HOST:PORT/{app}/STREAM_KEY.
+    app: str = "live"
+    # Base URL shown to creators (OBS "Server"). Empty: rtmp://<hostname>:<port>/<app>.
+    public_url: str = ""
+    # Seconds a client may take to finish C0-C2 before it is dropped.
+    handshake_timeout: float = 5.0
+    # Seconds without any byte from a client before it is dropped.
+    idle_timeout: float = 30.0
+    # Seconds a client may take from the handshake to a publish command.
+    publish_timeout: float = 10.0
+    # Chunk size we send (Set Chunk Size) and announce.
+    out_chunk_size: int = 4096
+    # Largest chunk size a peer may set; larger is a protocol error.
+    max_chunk_size: int = 1 << 20
+    # Largest single RTMP message accepted (a 1080p keyframe at high bitrate is well under this).
+    max_message_size: int = 16 << 20
+    # Most chunk stream ids one connection may use at once.
+    max_chunk_streams: int = 64
+    # Most message streams (createStream) one connection may open.
+    max_message_streams: int = 16
+    # Deepest AMF0 nesting accepted in a command or metadata.
+    max_amf_depth: int = 32
+    # Window acknowledgement size we announce and the bandwidth we set for the peer.
+    window_ack_size: int = 2_500_000
+    # Most simultaneous RTMP connections; more are closed at accept.
+    max_connections: int = 256
+    # A new publisher with the right key takes over a live channel whose current publisher
+    # has sent nothing for this many seconds (0 = never take over; the newcomer is refused).
+    takeover_after: float = 0.0
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    # Packets each consumer of a live stream may have queued before it starts losing them.
+    consumer_queue_size: int = 512
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
+    data_dir: Path = Path("data")
+    # SQLAlchemy URL. Empty: sqlite+aiosqlite:///<data_dir>/aethex.db.
+    database_url: str = ""
+    http: HttpSettings = field(default_factory=HttpSettings)
+    rtmp: RtmpSettings = field(default_factory=RtmpSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'aethex.db').resolve()}"
+
+    @property
+    def rtmp_public_url(self) -> str:
+        if self.rtmp.public_url:
+            return self.rtmp.public_url.rstrip("/")
+        host = self.rtmp.host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.gethostname()
+        port = "" if self.rtmp.port == 1935 else f":{self.rtmp.port}"
+        return f"rtmp://{host}{port}/{self.rtmp.app}"
+
+
+def _check_positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise SettingsError(key, f"must be greater than 0, got {value}")
+
+
+def validate(s: Settings) -> Settings:
+    """Range checks that types alone cannot express; raise naming the first bad key."""
+    for key, port in (("http.port", s.http.port), ("rtmp.port", s.rtmp.port)):
+        if not 0 <= port <= 65535:
+            raise SettingsError(key, f"must be a TCP port 0-65535, got {port}")
+    r = s.rtmp
+    for name in ("handshake_timeout", "idle_timeout", "publish_timeout", "max_message_size",
+                 "max_chunk_streams", "max_message_streams", "max_amf_depth", "window_ack_size", "max_connections"):
+        _check_positive(f"rtmp.{name}", getattr(r, name))
+    if not 128 <= r.out_chunk_size <= 0xFFFFFF:
+        raise SettingsError("rtmp.out_chunk_size", "must be between 128 and 16777215")
+    if not 128 <= r.max_chunk_size <= 0x7FFFFFFF:
+        raise SettingsError("rtmp.max_chunk_size", "must be between 128 and 2147483647")
+    if r.takeover_after < 0:
+        raise SettingsError("rtmp.takeover_after", "must be 0 (off) or a number of seconds")
+    if not r.app or "/" in r.app:
+        raise SettingsError("rtmp.app", "must be a non-empty name without '/'")
+    _check_positive("live.consumer_queue_size", s.live.consumer_queue_size)
+    if s.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise SettingsError("log.level", "must be one of debug, info, warning, error")
+    if s.database_url and "://" not in s.database_url:
+        raise SettingsError("database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…")
+    return s
+
+
+class _EnvStr(str):
+    """A value from the environment: text that may be parsed, unlike a TOML string."""
+
+
+def _coerce(key: str, typ: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say why not."""
+    from_env = isinstance(value, _EnvStr)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if from_env and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(key, f"expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise SettingsError(key, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_env:
+            try:
+                return int(value.replace("_", ""), 0)
+            except ValueError:
+                pass
+        raise SettingsError(key, f"expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise SettingsError(key, f"expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return str(value)
+        raise SettingsError(key, f"expected a string, got {value!r}")
+    if typ is Path:
+        if isinstance(value, (str, Path)):
+            return Path(str(value))
+        raise SettingsError(key, f"expected a path, got {value!r}")
+    raise SettingsError(key, f"unsupported setting type {typ!r}")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in data:
+        if name not in known:
+            raise SettingsError(prefix + name, "unknown setting")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        key = prefix + f.name
+        typ = hints[f.name]
+        value = data[f.name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                raise SettingsError(key, "expected a table of settings")
+            kwargs[f.name] = _build(typ, value, key + ".")
+        else:
+            kwargs[f.name] = _coerce(key, typ, value)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SettingsError(dotted, "is a table, not a value")
+        node = child
+    node[parts[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    section_names = {f.name for f in dataclasses.fields(Settings)}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "AETHEX_CONFIG":
+            continue
+        value = _EnvStr(value)
+        if name in SHORT_ENV:
+            _set_dotted(tree, SHORT_ENV[name], value)
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        if dotted.split(".")[0] not in section_names:
+            # Not ours (e.g. a future tool's variable): ignore instead of refusing to start.
+            continue
+        _set_dotted(tree, dotted, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from (optional) TOML and the environment, validated."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("AETHEX_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError("config", f"{path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(env))
+    return validate(_build(Settings, data, ""))

@@ -1,0 +1,25 @@
+"""Storage: SQLAlchemy 2 async models and queries, Alembic migrations.
+
+SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL. Typical use::
+
+    from storage import Database, upgrade, queries
+
+    upgrade(url)                      # sync; safe to call at every start
+    db = Database(url)
+    await db.connect()
+    async with db.session() as s:
+        channel = await queries.find_channel_by_stream_key(s, key)
+        ...
+        await s.commit()
+"""
+
+from storage import errors, models, queries
+from storage.db import Database, create_engine, upgrade
+from storage.errors import ConflictError, NotFoundError, StorageError, ValidationError
+from storage.models import ReportStatus, StreamStatus
+
+__all__ = [
+    "Database", "upgrade", "create_engine", "models", "queries", "errors",
+    "StorageError", "ValidationError", "ConflictError", "NotFoundError",
+    "StreamStatus", "ReportStatus",
+]

@@ -1,0 +1,109 @@
+"""Shared fixtures: an in-process server on free ports with its own data dir, and publishers."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from mediaserver.settings import load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.fail("the ffmpeg CLI is needed as a real RTMP client: run `make test` to install it")
+    return path
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a server on loopback with short deadlines, in a private data dir."""
+    return {
+        "AETHEX_DATA_DIR": str(tmp_path / "data"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+        "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "1.5",
+        "AETHEX_RTMP__PUBLISH_TIMEOUT": "3",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "5",
+    }
+
+
+@pytest.fixture
+async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
+    from mediaserver.app import Server
+    from storage import upgrade
+
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    settings = load_settings(None, env=settings_env)
+    await asyncio.to_thread(upgrade, settings.effective_database_url)
+    srv = Server(settings)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+async def make_channel(server: "Server", slug: str = "alice-live",
+                       username: str = "alice") -> tuple[int, str]:
+    """Create a user and a channel through the storage layer; returns (channel id, key)."""
+    from storage import queries
+
+    async with server.db.session() as db:
+        try:
+            await queries.create_user(db, username, f"{username}@example.test", "pw-123456789")
+        except Exception:
+            await db.rollback()
+        channel = await queries.create_channel(db, username, slug)
+        await db.commit()
+        return channel.id, channel.stream_key
+
+
+def ffmpeg_publish_args(url: str, *, seconds: float = 4.0, size: str = "1280x720",
+                        rate: int = 30, realtime: bool = True) -> list[str]:
+    """A real ffmpeg pushing H.264 + AAC test media, as an encoder would."""
+    args = [require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin"]
+    if realtime:
+        args.append("-re")
+    args += [
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-g", str(rate), "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+        "-f", "flv", url,
+    ]
+    return args
+
+
+async def start_ffmpeg(url: str, **kw: object) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *ffmpeg_publish_args(url, **kw),  # type: ignore[arg-type]
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+def rtmp_url(server: "Server", key: str) -> str:
+    return f"rtmp://127.0.0.1:{server.rtmp_port}/{server.settings.rtmp.app}/{key}"
+
+
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Tests run on uvloop, the loop ``aethex serve`` uses."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}

@@ -1,0 +1,125 @@
+"""The storage layer against a real PostgreSQL server (asyncpg), started for the test run."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the pg helper
+from pg import postgres_server, postgres_url  # noqa: E402,F401  (fixtures)
+
+from storage import Database, queries, upgrade  # noqa: E402
+from storage.errors import ConflictError, ValidationError  # noqa: E402
+from storage.models import Base, Channel, Stream, StreamStatus  # noqa: E402
+from storage.passwords import verify_password  # noqa: E402
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    upgrade(postgres_url)  # idempotent at head
+
+    db = Database(postgres_url)
+    await db.connect()
+    try:
+        async with db.session() as s:
+            version = (await s.execute(text("SELECT version_num FROM alembic_version"))).all()
+            assert version == [("0001",)]
+            user = await queries.create_user(s, "alice", "alice@example.org", "pg-password-1",
+                                             is_admin=True)
+            channel = await queries.create_channel(s, "alice", "alice-live", "Alice on PG")
+            other = await queries.create_channel(s, "alice", "alice-two")
+            token = await queries.create_api_token(s, "alice")
+            await s.commit()
+        assert verify_password(user.password_hash, "pg-password-1")
+
+        async with db.session() as s:
+            with pytest.raises(ConflictError):
+                await queries.create_user(s, "alice", "other@example.org", None)
+            with pytest.raises(ConflictError):
+                await queries.create_channel(s, "alice", "alice-live")
+            with pytest.raises(ValidationError):
+                await queries.create_channel(s, "alice", "Bad Slug")
+
+        async with db.session() as s:
+            found = await queries.find_channel_by_stream_key(s, channel.stream_key)
+            assert found is not None and found.id == channel.id
+            found_other = await queries.find_channel_by_stream_key(s, other.stream_key)
+            assert found_other is not None and found_other.id == other.id
+            assert await queries.find_channel_by_stream_key(s, channel.stream_key + "x") is None
+            assert await queries.find_channel_by_stream_key(s, "live_wrong") is None
+            assert (await queries.find_user_by_token(s, token)).id == user.id
+
+            stream = await queries.start_stream(s, channel.id, T0)
+            await queries.set_stream_source_info(s, stream.id, {"video": {"codec": "h264"}})
+            await queries.update_viewer_count(s, stream.id, 4)
+            await s.commit()
+        assert stream.status is StreamStatus.LIVE
+
+        async with db.session() as s:
+            live = await queries.live_stream_for_channel(s, channel.id)
+            assert live is not None and live.id == stream.id
+            assert live.started_at == T0 and live.started_at.tzinfo is not None
+            ended = await queries.end_stream(s, stream.id, T0 + timedelta(seconds=125),
+                                             StreamStatus.ARCHIVED)
+            assert ended.duration_seconds == 125
+            await s.commit()
+
+        async with db.session() as s:
+            row = await s.get(Stream, stream.id)
+            assert row.status is StreamStatus.ARCHIVED
+            assert row.ended_at == T0 + timedelta(seconds=125)
+            assert row.source_info == {"video": {"codec": "h264"}}
+            assert row.peak_viewers == 4 and row.viewer_count == 0
+            assert (await s.get(Channel, channel.id)).total_streams == 1
+            assert await queries.live_stream_for_channel(s, channel.id) is None
+            raw = (await s.execute(text("SELECT status FROM streams"))).scalar_one()
+            assert raw == "archived"
+
+        # Crash recovery and the one-LIVE-row-per-channel rule on PostgreSQL too.
+        async with db.session() as s:
+            a = await queries.start_stream(s, other.id, T0)
+            b = await queries.start_stream(s, other.id, T0 + timedelta(seconds=1))
+            await s.commit()
+        async with db.session() as s:
+            statuses = dict((await s.execute(
+                select(Stream.id, Stream.status).where(Stream.channel_id == other.id))).all())
+            assert statuses == {a.id: StreamStatus.OFFLINE, b.id: StreamStatus.LIVE}
+            s.add(Stream(channel_id=other.id, title="dup", status=StreamStatus.LIVE,
+                         started_at=T0))
+            with pytest.raises(sa.exc.IntegrityError):
+                await s.flush()
+            await s.rollback()
+        async with db.session() as s:
+            assert await queries.close_orphaned_streams(s, T0 + timedelta(hours=1)) == 1
+            await s.commit()
+    finally:
+        await db.dispose()
+
+
+def test_postgres_schema_matches_models(postgres_url: str) -> None:
+    import asyncio
+
+    from storage.db import create_engine
+
+    upgrade(postgres_url)
+
+    async def diffs() -> list[object]:
+        engine = create_engine(postgres_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda c: list(compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_type": True}),
+                    Base.metadata)))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(diffs()) == []
