@@ -6,11 +6,15 @@ import asyncio
 import shutil
 import socket
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import pytest
 
 from mediaserver.settings import load_settings
+from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
+
+if TYPE_CHECKING:
+    from mediaserver.app import Server
 
 
 def free_port() -> int:

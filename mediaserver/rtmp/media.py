@@ -134,57 +134,70 @@ def _skip_modex(body: bytes, pos: int, packet_type: int, modex: int, kind: str) 
     return packet_type, pos
 
 
-def _parse_enhanced_video(stream_id: int, timestamp: int, body: bytes) -> Event | None:
+def _track0(body: bytes, pos: int, packet_type: int, what: str, multitrack_type: int,
+            modex_type: int) -> tuple[int, bytes, int, int] | None:
+    """Walk an enhanced-RTMP (multitrack) header to track 0.
+
+    Returns ``(packet_type, fourcc, payload start, payload end)``, or ``None`` when the message
+    carries no track 0. Only track 0 is kept: one RTMP publish feeds one transcoding ladder.
+    """
     n = len(body)
-    b0 = body[0]
-    frame_type = (b0 >> 4) & 0x07
-    packet_type, pos = _skip_modex(body, 1, b0 & 0x0F, VIDEO_MODEX, "enhanced video")
-    if frame_type == 5 and packet_type != VIDEO_METADATA:
-        return None  # command frame (seek start/end): nothing to decode
     multitrack = -1
-    if packet_type == VIDEO_MULTITRACK:
+    if packet_type == multitrack_type:
         if pos >= n:
-            raise _truncated("enhanced video", pos + 1, n)
+            raise _truncated(what, pos + 1, n)
         multitrack = body[pos] >> 4
         packet_type = body[pos] & 0x0F
         pos += 1
         if multitrack > MULTITRACK_MANY_TRACKS_MANY_CODECS:
-            raise ProtocolError(f"unknown video multitrack type {multitrack}")
-        if packet_type == VIDEO_MULTITRACK or packet_type == VIDEO_MODEX:
-            raise ProtocolError("nested multitrack/ModEx video packet")
+            raise ProtocolError(f"unknown {what} multitrack type {multitrack}")
+        if packet_type == multitrack_type or packet_type == modex_type:
+            raise ProtocolError(f"nested multitrack/ModEx {what} packet")
     fourcc = b""
     if multitrack != MULTITRACK_MANY_TRACKS_MANY_CODECS:
         if pos + 4 > n:
-            raise _truncated("enhanced video", pos + 4, n)
+            raise _truncated(what, pos + 4, n)
         fourcc = body[pos:pos + 4]
         pos += 4
     end = n
     if multitrack >= 0:
-        # Keep track 0 only: one RTMP publish feeds one transcoding ladder.
         while True:
             if multitrack == MULTITRACK_MANY_TRACKS_MANY_CODECS:
                 if pos + 4 > n:
-                    raise _truncated("enhanced video", pos + 4, n)
+                    raise _truncated(what, pos + 4, n)
                 fourcc = body[pos:pos + 4]
                 pos += 4
             if pos >= n:
-                raise _truncated("enhanced video", pos + 1, n)
+                raise _truncated(what, pos + 1, n)
             track_id = body[pos]
             pos += 1
             if multitrack == MULTITRACK_ONE_TRACK:
                 end = n
             else:
                 if pos + 3 > n:
-                    raise _truncated("enhanced video", pos + 3, n)
+                    raise _truncated(what, pos + 3, n)
                 end = pos + 3 + ((body[pos] << 16) | (body[pos + 1] << 8) | body[pos + 2])
                 pos += 3
                 if end > n:
-                    raise _truncated("enhanced video track", end, n)
+                    raise _truncated(what + " track", end, n)
             if track_id == 0:
                 break
             if multitrack == MULTITRACK_ONE_TRACK or end >= n:
                 return None
             pos = end
+    return packet_type, bytes(fourcc), pos, end
+
+
+def _parse_enhanced_video(stream_id: int, timestamp: int, body: bytes) -> Event | None:
+    b0 = body[0]
+    frame_type = (b0 >> 4) & 0x07
+    packet_type, pos = _skip_modex(body, 1, b0 & 0x0F, VIDEO_MODEX, "enhanced video")
+    if frame_type == 5 and packet_type != VIDEO_METADATA:
+        return None  # command frame (seek start/end): nothing to decode
+    track = _track0(body, pos, packet_type, "enhanced video", VIDEO_MULTITRACK, VIDEO_MODEX)
+    if track is None:
+        return None
+    packet_type, fourcc, pos, end = track
     codec = _VIDEO_FOURCCS.get(bytes(fourcc))
     if codec is None:
         return MediaIgnored(stream_id, "video", f"unsupported video FourCC {bytes(fourcc)!r}")
@@ -299,51 +312,11 @@ def _aac_config(stream_id: int, timestamp: int, asc: bytes) -> AudioConfig:
 
 
 def _parse_enhanced_audio(stream_id: int, timestamp: int, body: bytes) -> Event | None:
-    n = len(body)
     packet_type, pos = _skip_modex(body, 1, body[0] & 0x0F, AUDIO_MODEX, "enhanced audio")
-    multitrack = -1
-    if packet_type == AUDIO_MULTITRACK:
-        if pos >= n:
-            raise _truncated("enhanced audio", pos + 1, n)
-        multitrack = body[pos] >> 4
-        packet_type = body[pos] & 0x0F
-        pos += 1
-        if multitrack > MULTITRACK_MANY_TRACKS_MANY_CODECS:
-            raise ProtocolError(f"unknown audio multitrack type {multitrack}")
-        if packet_type == AUDIO_MULTITRACK or packet_type == AUDIO_MODEX:
-            raise ProtocolError("nested multitrack/ModEx audio packet")
-    fourcc = b""
-    if multitrack != MULTITRACK_MANY_TRACKS_MANY_CODECS:
-        if pos + 4 > n:
-            raise _truncated("enhanced audio", pos + 4, n)
-        fourcc = body[pos:pos + 4]
-        pos += 4
-    end = n
-    if multitrack >= 0:
-        while True:
-            if multitrack == MULTITRACK_MANY_TRACKS_MANY_CODECS:
-                if pos + 4 > n:
-                    raise _truncated("enhanced audio", pos + 4, n)
-                fourcc = body[pos:pos + 4]
-                pos += 4
-            if pos >= n:
-                raise _truncated("enhanced audio", pos + 1, n)
-            track_id = body[pos]
-            pos += 1
-            if multitrack == MULTITRACK_ONE_TRACK:
-                end = n
-            else:
-                if pos + 3 > n:
-                    raise _truncated("enhanced audio", pos + 3, n)
-                end = pos + 3 + ((body[pos] << 16) | (body[pos + 1] << 8) | body[pos + 2])
-                pos += 3
-                if end > n:
-                    raise _truncated("enhanced audio track", end, n)
-            if track_id == 0:
-                break
-            if multitrack == MULTITRACK_ONE_TRACK or end >= n:
-                return None
-            pos = end
+    track = _track0(body, pos, packet_type, "enhanced audio", AUDIO_MULTITRACK, AUDIO_MODEX)
+    if track is None:
+        return None
+    packet_type, fourcc, pos, end = track
     codec = _AUDIO_FOURCCS.get(bytes(fourcc))
     if codec is None:
         return MediaIgnored(stream_id, "audio", f"unsupported audio FourCC {bytes(fourcc)!r}")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mediaserver.live import CodecConfig, LiveStream, MediaKind, MediaPacket
 from storage.models import Stream, StreamStatus

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,13 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the pg helper
-from pg import postgres_server, postgres_url  # noqa: E402,F401  (fixtures)
-
-from storage import Database, queries, upgrade  # noqa: E402
-from storage.errors import ConflictError, ValidationError  # noqa: E402
-from storage.models import Base, Channel, Stream, StreamStatus  # noqa: E402
-from storage.passwords import verify_password  # noqa: E402
+from storage import Database, queries, upgrade
+from storage.errors import ConflictError, ValidationError
+from storage.models import Base, Channel, Stream, StreamStatus
+from storage.passwords import verify_password
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
