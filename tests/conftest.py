@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 from pathlib import Path
@@ -45,13 +46,14 @@ def settings_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
+@contextlib.asynccontextmanager
+async def running_server(env: dict[str, str]) -> AsyncIterator["Server"]:
+    """An in-process server (migrated database, free ports) for the duration of the block."""
     from mediaserver.app import Server
     from storage import upgrade
 
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-    settings = load_settings(None, env=settings_env)
+    settings = load_settings(None, env=env)
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     srv = Server(settings)
     await srv.start()
@@ -59,6 +61,12 @@ async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
         yield srv
     finally:
         await srv.stop()
+
+
+@pytest.fixture
+async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
+    async with running_server(settings_env) as srv:
+        yield srv
 
 
 async def make_channel(server: "Server", slug: str = "alice-live",

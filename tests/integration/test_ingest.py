@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -102,6 +104,16 @@ async def test_ffmpeg_publish_h264_aac(server) -> None:
     assert rows[0].ended_at is not None and rows[0].status is not StreamStatus.LIVE
     assert 2.0 <= rows[0].duration_seconds <= 10.0
     assert server.metrics.sample("aethex_ingest_bytes_total", channel="alice-live") > 100_000
+
+    # The operator reads the same figures over HTTP in Prometheus text format.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.http_port}/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = await resp.text()
+    for line in ("aethex_streams_live 0.0", 'aethex_ingest_bytes_total{channel="alice-live"}',
+                 "aethex_rtmp_connections "):
+        assert line in text
 
 
 async def test_wrong_key_is_refused_fast_and_writes_nothing(server) -> None:
@@ -205,3 +217,41 @@ async def test_pyav_publishes_hevc_over_enhanced_rtmp(server) -> None:
     assert len(video) >= 40 and video[0].keyframe and all(p.codec == "hvc1" for p in video)
     assert [p.dts for p in video] == sorted(p.dts for p in video)
     assert live.audio_config is not None and live.audio_config.codec == "mp4a"
+
+
+async def test_unknown_application_is_refused(server) -> None:
+    _, key = await make_channel(server, "frank-live", "frank")
+    url = f"rtmp://127.0.0.1:{server.rtmp_port}/notlive/{key}"
+    proc = await start_ffmpeg(url, seconds=5)
+    await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode != 0
+    assert server.metrics.sample("aethex_rtmp_rejected_total", reason="bad_app") == 1
+    assert await stream_rows(server) == []
+
+
+async def test_reconnecting_encoder_takes_over_a_stale_publisher(settings_env) -> None:
+    """With rtmp.takeover_after set, a silent publisher is replaced by a new one with the key."""
+    from tests.conftest import running_server
+
+    async with running_server({**settings_env, "AETHEX_RTMP__TAKEOVER_AFTER": "1.0"}) as server:
+        rec = Recorder(server)
+        _, key = await make_channel(server, "gina-live", "gina")
+        first = await start_ffmpeg(rtmp_url(server, key), seconds=20)
+        try:
+            await wait_for(lambda: len(rec.packets("gina-live", MediaKind.VIDEO)) > 10)
+            first_stream = server.registry.get("gina-live")
+            first.send_signal(signal.SIGSTOP)  # the encoder hangs; its TCP connection stays open
+            await asyncio.sleep(1.5)
+            second = await start_ffmpeg(rtmp_url(server, key), seconds=2)
+            _, err = await asyncio.wait_for(second.communicate(), 30)
+            assert second.returncode == 0, err.decode()
+            assert server.metrics.sample("aethex_rtmp_rejected_total", reason="taken_over") == 1
+            assert first_stream.ended
+            second_stream = rec.streams["gina-live"]
+            assert second_stream is not first_stream and second_stream.stats.video_frames >= 50
+            rows = await stream_rows(server)
+            assert len(rows) == 2 and rows[0].ended_at is not None
+        finally:
+            first.send_signal(signal.SIGCONT)
+            first.kill()
+            await first.wait()
