@@ -249,7 +249,7 @@ class IngestServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self.loop = asyncio.get_event_loop()
+        self.loop: asyncio.AbstractEventLoop  # set by start(), before any connection exists
 
     @property
     def port(self) -> int:
