@@ -35,6 +35,7 @@ bench-deps:
 
 bench: deps bench-deps
 	$(PY) benchmarks/rtmp_ingest.py
+	$(PY) benchmarks/ladder_vs_ffmpeg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
+from mediaserver.broadcast import Broadcasts
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
@@ -29,6 +30,7 @@ class Server:
             on_drop=lambda ch, consumer, n: self.metrics.live_dropped.labels(ch, consumer).inc(n))
         self.db = Database(settings.effective_database_url)
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
+        self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -62,6 +64,7 @@ class Server:
 
     async def stop(self) -> None:
         await self.ingest.stop()
+        await self.broadcasts.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.db.dispose()

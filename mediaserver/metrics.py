@@ -31,6 +31,20 @@ class Metrics:
             "Packets a slow consumer of a live stream lost, by channel and consumer.",
             ["channel", "consumer"], registry=r)
 
+        self.transcode_fps = Gauge(
+            "aethex_transcode_fps", "Frames per second each rendition encodes.",
+            ["channel", "rendition"], registry=r)
+        self.transcode_speed = Gauge(
+            "aethex_transcode_speed",
+            "Media seconds transcoded per wall-clock second (below 1: falling behind).",
+            ["channel"], registry=r)
+        self.transcode_dropped = Counter(
+            "aethex_transcode_dropped_frames",
+            "Frames a rendition dropped because its encoder fell behind.",
+            ["channel", "rendition"], registry=r)
+        self.hls_segments = Counter(
+            "aethex_hls_segments", "HLS segments produced.", ["channel", "rendition"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

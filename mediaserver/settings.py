@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from transcode.ladder import DEFAULT_LADDER, Rung
+
 ENV_PREFIX = "AETHEX_"
 
 # Short environment names the design promises will always work.
@@ -86,6 +88,47 @@ class LiveSettings:
     consumer_queue_size: int = 512
 
 
+# A ladder rung (name, height, fps, video_kbps) is the transcoder's own type: settings hold
+# exactly what the planner takes.
+RungSettings = Rung
+
+
+@dataclass(frozen=True)
+class TranscodeSettings:
+    # Transcode live streams into the ladder and package LL-HLS (off: ingest only).
+    enabled: bool = True
+    # auto: copy an H.264 source that fits the top rung instead of re-encoding it;
+    # always: copy the top rung whenever the source is H.264; never: always re-encode.
+    passthrough: str = "auto"
+    # libx264 preset for every rung (ultrafast … veryslow); veryfast suits 2 cores at 1080p.
+    preset: str = "veryfast"
+    # AAC bitrate when the source audio has to be re-encoded.
+    audio_kbps: int = 128
+    # Decoded frames each rung may have queued; past that it drops to the next keyframe.
+    rung_queue_size: int = 30
+    # Seconds of media between home-page thumbnails, and their width in pixels.
+    thumbnail_interval: float = 10.0
+    thumbnail_width: int = 320
+    # The default ladder; a channel may carry its own.
+    ladder: tuple[Rung, ...] = DEFAULT_LADDER
+
+
+@dataclass(frozen=True)
+class HlsSettings:
+    # Target segment duration in seconds; keyframes are forced on every rung at this interval.
+    segment_duration: float = 2.0
+    # LL-HLS partial segment duration in seconds.
+    part_duration: float = 0.333
+    # Segments in the sliding live playlist window.
+    live_segments: int = 6
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    # Keep every segment of a stream and publish it as a VOD when the stream ends.
+    enabled: bool = True
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
@@ -100,6 +143,9 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    hls: HlsSettings = field(default_factory=HlsSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -119,6 +165,54 @@ class Settings:
             host = socket.gethostname()
         port = "" if self.rtmp.port == 1935 else f":{self.rtmp.port}"
         return f"rtmp://{host}{port}/{self.rtmp.app}"
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+
+
+def validate_ladder(ladder: tuple[RungSettings, ...], key: str) -> None:
+    """A ladder must be non-empty, with unique URL-safe names and sane numbers."""
+    if not ladder:
+        raise SettingsError(key, "needs at least one rung")
+    seen: set[str] = set()
+    for i, rung in enumerate(ladder):
+        where = f"{key}[{i}]"
+        if not rung.name or not all(c.isalnum() or c in "-_" for c in rung.name):
+            raise SettingsError(where + ".name", "must be letters, digits, '-' or '_'")
+        if rung.name in seen:
+            raise SettingsError(where + ".name", f"duplicate rung name {rung.name!r}")
+        seen.add(rung.name)
+        if not 64 <= rung.height <= 4320 or rung.height % 2:
+            raise SettingsError(where + ".height", "must be an even number of lines, 64-4320")
+        if not 1 <= rung.fps <= 120:
+            raise SettingsError(where + ".fps", "must be between 1 and 120")
+        if not 100 <= rung.video_kbps <= 100_000:
+            raise SettingsError(where + ".video_kbps", "must be between 100 and 100000")
+
+
+def parse_ladder(value: Any, key: str) -> tuple[RungSettings, ...]:
+    """A ladder from TOML tables, JSON (environment, per-channel column) or RungSettings."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise SettingsError(key, f"expected a JSON list of rungs: {exc}") from None
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(key, "expected a list of rungs")
+    rungs = []
+    for i, item in enumerate(value):
+        if isinstance(item, RungSettings):
+            rungs.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise SettingsError(f"{key}[{i}]", "expected a table with name, height, fps, video_kbps")
+        rungs.append(_build(RungSettings, item, f"{key}[{i}]."))
+    ladder = tuple(rungs)
+    validate_ladder(ladder, key)
+    return ladder
 
 
 def _check_positive(key: str, value: float) -> None:
@@ -144,6 +238,23 @@ def validate(s: Settings) -> Settings:
     if not r.app or "/" in r.app:
         raise SettingsError("rtmp.app", "must be a non-empty name without '/'")
     _check_positive("live.consumer_queue_size", s.live.consumer_queue_size)
+    t = s.transcode
+    if t.passthrough not in ("auto", "always", "never"):
+        raise SettingsError("transcode.passthrough", "must be auto, always or never")
+    if t.preset not in X264_PRESETS:
+        raise SettingsError("transcode.preset", f"must be one of {', '.join(X264_PRESETS)}")
+    for name in ("audio_kbps", "rung_queue_size", "thumbnail_interval"):
+        _check_positive(f"transcode.{name}", getattr(t, name))
+    if not 16 <= t.thumbnail_width <= 3840 or t.thumbnail_width % 2:
+        raise SettingsError("transcode.thumbnail_width", "must be an even number of pixels, 16-3840")
+    validate_ladder(t.ladder, "transcode.ladder")
+    h = s.hls
+    _check_positive("hls.segment_duration", h.segment_duration)
+    _check_positive("hls.part_duration", h.part_duration)
+    if h.part_duration > h.segment_duration:
+        raise SettingsError("hls.part_duration", "must not be longer than hls.segment_duration")
+    if h.live_segments < 3:
+        raise SettingsError("hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)")
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("log.level", "must be one of debug, info, warning, error")
     if s.database_url and "://" not in s.database_url:
@@ -206,6 +317,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SettingsError(prefix + f.name, "is required")
             continue
         key = prefix + f.name
         typ = hints[f.name]
@@ -214,6 +327,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             if not isinstance(value, Mapping):
                 raise SettingsError(key, "expected a table of settings")
             kwargs[f.name] = _build(typ, value, key + ".")
+        elif typing.get_origin(typ) is tuple:
+            kwargs[f.name] = parse_ladder(value, key)
         else:
             kwargs[f.name] = _coerce(key, typ, value)
     return cls(**kwargs)

@@ -190,6 +190,9 @@ class Channel(Base):
     stream_key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     avatar_path: Mapped[str | None] = mapped_column(String(512))
     banner_path: Mapped[str | None] = mapped_column(String(512))
+    # This channel's own transcoding ladder ([{name, height, fps, video_kbps}, ...]);
+    # NULL: the server's default ladder (transcode.ladder).
+    ladder: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     follower_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_streams: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_views: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

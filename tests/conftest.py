@@ -43,6 +43,8 @@ def settings_env(tmp_path: Path) -> dict[str, str]:
         "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "1.5",
         "AETHEX_RTMP__PUBLISH_TIMEOUT": "3",
         "AETHEX_RTMP__IDLE_TIMEOUT": "5",
+        # Ingest tests need no ladder; the transcoding tests turn it on.
+        "AETHEX_TRANSCODE__ENABLED": "false",
     }
 
 

@@ -357,21 +357,18 @@ class IngestServer:
             self._claiming.discard(channel.id)
 
     def release(self, session: RtmpSession, stream: LiveStream, reason: str) -> None:
-        """The publisher stopped: leave the registry now, close the row in the background."""
+        """The publisher stopped: the stream leaves the registry, whose listeners (the
+        broadcast lifecycle) finish the row."""
         if self.publishers.get(stream.channel_id) is session:
             del self.publishers[stream.channel_id]
         self.registry.end(stream)
         self.metrics.streams_live.set(len(self.registry))
         log.info("%s stream %d ended (%s)", stream.slug, stream.stream_id, reason)
-        self.track(self.loop.create_task(
-            self._end_row(stream.stream_id, reason, stream.describe())))
 
-    async def _end_row(self, stream_id: int, reason: str,
-                       source: dict[str, Any] | None = None) -> None:
+    async def _end_row(self, stream_id: int, reason: str) -> None:
+        """Close a row whose stream never made it into the registry."""
         try:
             async with self.db.session() as db:
-                if source is not None:
-                    await queries.set_stream_source_info(db, stream_id, source)
                 await queries.end_stream(db, stream_id, datetime.now(timezone.utc),
                                          StreamStatus.OFFLINE)
                 await db.commit()

@@ -14,6 +14,7 @@ from storage import Database, queries, upgrade
 from storage.errors import ConflictError, ValidationError
 from storage.models import Base, Channel, Stream, StreamStatus
 from storage.passwords import verify_password
+from storage.db import head_revision
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -27,7 +28,7 @@ async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:
     try:
         async with db.session() as s:
             version = (await s.execute(text("SELECT version_num FROM alembic_version"))).all()
-            assert version == [("0001",)]
+            assert version == [(head_revision(),)]
             user = await queries.create_user(s, "alice", "alice@example.org", "pg-password-1",
                                              is_admin=True)
             channel = await queries.create_channel(s, "alice", "alice-live", "Alice on PG")

@@ -19,6 +19,8 @@ def _flatten(obj: object, prefix: str = "") -> dict[str, object]:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             out.update(_flatten(value, prefix + f.name + "."))
+        elif isinstance(value, tuple):
+            out[prefix + f.name] = [dataclasses.asdict(v) for v in value]
         else:
             out[prefix + f.name] = value
     return out
@@ -95,3 +97,35 @@ def test_bad_toml_types_name_the_key(tmp_path: Path) -> None:
         load_settings(cfg, env={})
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_ladder_from_toml_and_env(tmp_path: Path) -> None:
+    cfg = tmp_path / "l.toml"
+    cfg.write_text('[[transcode.ladder]]\nname = "720p"\nheight = 720\nfps = 30.0\nvideo_kbps = 2500\n')
+    s = load_settings(cfg, env={})
+    assert [(r.name, r.height, r.fps, r.video_kbps) for r in s.transcode.ladder] == [
+        ("720p", 720, 30.0, 2500)]
+    s = load_settings(None, env={"AETHEX_TRANSCODE__LADDER":
+                                 '[{"name": "360p", "height": 360, "fps": 25, "video_kbps": 800}]'})
+    assert s.transcode.ladder[0].fps == 25.0
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"AETHEX_TRANSCODE__LADDER": "[]"}, "transcode.ladder"),
+    ({"AETHEX_TRANSCODE__LADDER": "not json"}, "transcode.ladder"),
+    ({"AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 721, "fps": 30, "video_kbps": 900}]'}, "transcode.ladder[0].height"),
+    ({"AETHEX_TRANSCODE__LADDER": '[{"height": 720, "fps": 30, "video_kbps": 900}]'}, "transcode.ladder[0].name"),
+    ({"AETHEX_TRANSCODE__LADDER": '[{"name": "a/b", "height": 720, "fps": 30, "video_kbps": 900}]'}, "transcode.ladder[0].name"),
+    ({"AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 720, "fps": 30, "video_kbps": 900}, '
+                                 '{"name": "a", "height": 480, "fps": 30, "video_kbps": 500}]'},
+     "transcode.ladder[1].name"),
+    ({"AETHEX_TRANSCODE__PASSTHROUGH": "sometimes"}, "transcode.passthrough"),
+    ({"AETHEX_TRANSCODE__PRESET": "warp"}, "transcode.preset"),
+    ({"AETHEX_HLS__PART_DURATION": "3"}, "hls.part_duration"),
+    ({"AETHEX_HLS__LIVE_SEGMENTS": "2"}, "hls.live_segments"),
+    ({"AETHEX_RECORDING__ENABLED": "maybe"}, "recording.enabled"),
+])
+def test_bad_transcode_settings_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, env=env)
+    assert info.value.key == key, str(info.value)

@@ -35,8 +35,8 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0001"
-    assert current_revision(sqlite_url(db_file)) == "0001"
+    assert head_revision() == "0002"
+    assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
 def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
                      "VALUES ('keep', 'keep@example.org', '!x', '2025-01-01 00:00:00')")
     upgrade(url)
     upgrade(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == head_revision()
     with sqlite3.connect(db_file) as conn:
         assert conn.execute("SELECT username FROM users").fetchall() == [("keep",)]
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)

@@ -1,0 +1,364 @@
+"""From a live stream to a ladder on the live edge and on disk, and the stream row's lifecycle.
+
+For every stream the registry starts, a ``Broadcast``: a ``LiveTranscoder`` (PyAV, its own
+threads) reads the stream through a bounded subscription and hands encoded packets to
+``HlsSink``, which packages them into parts and segments in those same worker threads (box
+building is CPU work that should not sit on the event loop) and posts the results to the loop.
+On the loop, the ``LiveEdge`` that the HTTP layer serves is updated and segments are written
+to disk by one writer task per stream, in order, off the loop.
+
+When the publisher goes, the row is marked ENDING at once; the transcoder drains what was
+received, the packagers flush, and the row becomes ARCHIVED with a VOD playlist (recording on)
+or OFFLINE with its files removed after the live window (recording off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mediaserver.live import LiveRegistry, LiveStream
+from mediaserver.metrics import Metrics
+from mediaserver.settings import Settings, SettingsError, parse_ladder
+from storage import Database, queries
+from storage.models import Channel, StreamStatus
+from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
+from transcode.hls import LivePlaylist, PartReady, RenditionPackager, SegmentReady, vod_playlist
+from transcode.ladder import Rung
+from transcode.pipeline import LiveTranscoder
+from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
+
+log = logging.getLogger(__name__)
+
+# How long the transcoder may take to drain and flush after the publisher left.
+FINISH_TIMEOUT = 120.0
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class HlsSink:
+    """Receives the transcoder's output in its worker threads; packages; posts to the loop."""
+
+    def __init__(self, broadcast: "Broadcast", loop: asyncio.AbstractEventLoop) -> None:
+        self.broadcast = broadcast
+        self.loop = loop
+        self._packagers: dict[str, RenditionPackager] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def on_track_info(self, rendition: str, video: VideoTrackInfo,
+                      audio: AudioTrackInfo | None) -> None:
+        """A rendition's tracks, first or again (the source changed mid-stream).
+
+        A re-announced rendition flushes its packager and continues the segment numbers with a
+        discontinuity, so playlists and files never reuse a number.
+        """
+        hls = self.broadcast.settings.hls
+        with self._guard:
+            previous = self._packagers.get(rendition)
+            lock = self._locks.setdefault(rendition, threading.Lock())
+        with lock:
+            first, events = 0, []
+            if previous is not None:
+                events = previous.flush()
+                first = previous.next_segment
+            packager = RenditionPackager(
+                rendition, video, audio, segment_duration=hls.segment_duration,
+                part_duration=hls.part_duration, start_time=self.broadcast.stream.started_at,
+                first_segment=first, discontinuity=previous is not None)
+            self._packagers[rendition] = packager
+        if events:
+            self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events,
+                                           (previous.peak_bandwidth, previous.average_bandwidth))
+        self.loop.call_soon_threadsafe(self.broadcast.add_rendition, rendition, packager, video)
+
+    def on_packet(self, rendition: str, packet: EncodedPacket) -> None:
+        packager = self._packagers.get(rendition)
+        if packager is None:
+            return
+        with self._locks[rendition]:
+            events = packager.add(packet)
+            stats = (packager.peak_bandwidth, packager.average_bandwidth) if events else None
+        if events:
+            self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events, stats)
+
+    def on_thumbnail(self, jpeg: bytes) -> None:
+        self.loop.call_soon_threadsafe(self.broadcast.save_thumbnail, jpeg)
+
+    def on_end(self) -> None:
+        with self._guard:
+            items = list(self._packagers.items())
+        for rendition, packager in items:
+            with self._locks[rendition]:
+                events = packager.flush()
+                stats = (packager.peak_bandwidth, packager.average_bandwidth)
+            if events:
+                self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events, stats)
+        self.loop.call_soon_threadsafe(self.broadcast.transcoder_done)
+
+
+class Broadcast:
+    """One live stream's transcoding, live edge, files and row lifecycle."""
+
+    def __init__(self, manager: "Broadcasts", stream: LiveStream) -> None:
+        self.manager = manager
+        self.settings: Settings = manager.settings
+        self.stream = stream
+        self.slug = stream.slug
+        self.dir = manager.settings.data_dir / "streams" / str(stream.stream_id)
+        self.edge = LiveEdge(stream.slug, stream.stream_id, manager.settings.hls.live_segments)
+        self.recording = manager.settings.recording.enabled
+        self.publisher_gone = asyncio.Event()
+        self._done = asyncio.Event()
+        self._writes: asyncio.Queue[tuple[str, Path, bytes] | None] = asyncio.Queue()
+        self._writer = asyncio.get_running_loop().create_task(self._write_files())
+        self.transcoder: LiveTranscoder | None = None
+        # Every finished segment per rendition, for the VOD playlists.
+        self.recorded: dict[str, list[tuple[int, float, bool]]] = {}
+        self.thumbnail_saved = False
+
+    # -- called on the loop by the sink ---------------------------------------------------
+    def add_rendition(self, name: str, packager: RenditionPackager, video: VideoTrackInfo) -> None:
+        hls = self.settings.hls
+        existing = self.edge.renditions.get(name)
+        if existing is not None:
+            # Same playlist, continued after a discontinuity; the new init replaces the old.
+            existing.init, existing.codecs = packager.init, packager.codecs
+            existing.width, existing.height = video.width, video.height
+            existing.frame_rate = video.frame_rate
+        else:
+            playlist = LivePlaylist(window_segments=hls.live_segments,
+                                    segment_duration=hls.segment_duration,
+                                    part_target=packager.part_target)
+            self.edge.renditions[name] = RenditionEdge(
+                name=name, init=packager.init, codecs=packager.codecs, width=video.width,
+                height=video.height, frame_rate=video.frame_rate, playlist=playlist)
+            self.recorded[name] = []
+        self._writes.put_nowait(("write", self.dir / name / "init.mp4", packager.init))
+        self.edge.notify()
+
+    def on_events(self, name: str, events: list[PartReady | SegmentReady],
+                  bandwidth: tuple[int, int] | None) -> None:
+        rendition = self.edge.renditions.get(name)
+        if rendition is None:
+            return
+        if bandwidth is not None:
+            rendition.bandwidth, rendition.average_bandwidth = (int(b) for b in bandwidth)
+        for event in events:
+            if isinstance(event, PartReady):
+                rendition.add_part(event)
+                continue
+            gone = rendition.add_segment(event, self.edge.window)
+            self.recorded[name].append((event.segment, event.duration, event.discontinuity))
+            self.manager.metrics.hls_segments.labels(self.slug, name).inc()
+            self._writes.put_nowait(("write", self.dir / name / f"seg{event.segment}.m4s",
+                                     event.data))
+            if not self.recording:
+                for msn in gone:
+                    self._writes.put_nowait(("delete", self.dir / name / f"seg{msn}.m4s", b""))
+        self.edge.notify()
+
+    def save_thumbnail(self, jpeg: bytes) -> None:
+        self._writes.put_nowait(("write", self.manager.thumbnail_path(self.slug), jpeg))
+        self.thumbnail_saved = True
+
+    def transcoder_done(self) -> None:
+        self._done.set()
+
+    # -- files ----------------------------------------------------------------------------
+    async def _write_files(self) -> None:
+        """One writer per stream keeps file operations in order and off the event loop."""
+        while (item := await self._writes.get()) is not None:
+            op, path, data = item
+            try:
+                if op == "write":
+                    await asyncio.to_thread(_atomic_write, path, data)
+                else:
+                    await asyncio.to_thread(path.unlink, True)
+            except OSError:
+                log.exception("%s: could not %s %s", self.slug, op, path)
+
+    async def _drain_writes(self) -> None:
+        self._writes.put_nowait(None)
+        await self._writer
+
+    def _write_vod(self) -> float:
+        """VOD playlists for every rendition and a master; returns the VOD duration."""
+        target = self.settings.hls.segment_duration
+        total = 0.0
+        for i, (name, segments) in enumerate(self.recorded.items()):
+            if not segments:
+                continue
+            entries = [(f"seg{msn}.m4s", duration, disc) for msn, duration, disc in segments]
+            _atomic_write(self.dir / name / "index.m3u8",
+                          vod_playlist(entries, target).encode())
+            if i == 0:
+                total = sum(duration for _, duration, _ in segments)
+        _atomic_write(self.dir / "master.m3u8", self.edge.master().encode())
+        return total
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        m = self.manager
+        try:
+            ladder, passthrough = await m.ladder_for(self.stream.channel_id)
+            sub = self.stream.subscribe("transcoder")
+            self.transcoder = LiveTranscoder(
+                sub, ladder, HlsSink(self, asyncio.get_running_loop()),
+                passthrough=passthrough,
+                segment_duration=self.settings.hls.segment_duration,
+                preset=self.settings.transcode.preset,
+                audio_kbps=self.settings.transcode.audio_kbps,
+                thumbnail_interval=self.settings.transcode.thumbnail_interval,
+                thumbnail_width=self.settings.transcode.thumbnail_width,
+                queue_size=self.settings.transcode.rung_queue_size)
+            self.transcoder.start()
+            m.edges.put(self.edge)
+            poller = asyncio.get_running_loop().create_task(self._poll_stats())
+            await self.publisher_gone.wait()
+            await m.mark(self.stream, StreamStatus.ENDING)
+            try:
+                await asyncio.wait_for(self._done.wait(), FINISH_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.error("%s: transcoder did not finish in %.0f s", self.slug, FINISH_TIMEOUT)
+                self.transcoder.stop()
+            poller.cancel()
+            self._publish_stats()
+            await asyncio.to_thread(self.transcoder.join, 10)
+        except Exception:
+            log.exception("%s: broadcast failed", self.slug)
+            await self.publisher_gone.wait()
+        finally:
+            for rendition in self.edge:
+                rendition.playlist.end()
+            self.edge.ended = True
+            self.edge.notify()
+            await self._drain_writes()
+        await self._finish()
+
+    async def _finish(self) -> None:
+        m = self.manager
+        has_media = any(self.recorded.values())
+        extra: dict[str, Any] = {"hls_path": f"streams/{self.stream.stream_id}/master.m3u8"}
+        if self.thumbnail_saved:
+            extra["thumbnail_path"] = str(m.thumbnail_path(self.slug).relative_to(self.settings.data_dir))
+        if self.recording and has_media:
+            duration = await asyncio.to_thread(self._write_vod)
+            await m.mark(self.stream, StreamStatus.ARCHIVED, vod_path=extra["hls_path"],
+                         vod_duration_seconds=round(duration, 3), vod_available=True, **extra)
+            log.info("%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration)
+        else:
+            await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
+        # The edge stays up for one window so players see the end, then leaves memory.
+        linger = self.settings.hls.live_segments * self.settings.hls.segment_duration
+        asyncio.get_running_loop().call_later(linger, m.edges.remove, self.edge)
+        if not self.recording:
+            asyncio.get_running_loop().call_later(
+                linger, lambda: m.track(asyncio.ensure_future(
+                    asyncio.to_thread(shutil.rmtree, self.dir, True))))
+
+    async def _poll_stats(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._publish_stats()
+
+    def _publish_stats(self) -> None:
+        if self.transcoder is None:
+            return
+        m = self.manager.metrics
+        stats = self.transcoder.stats()
+        m.transcode_speed.labels(self.slug).set(stats.get("speed", 0.0))
+        for name, r in stats.get("renditions", {}).items():
+            m.transcode_fps.labels(self.slug, name).set(r.get("fps", 0.0))
+            counter = m.transcode_dropped.labels(self.slug, name)
+            seen = self.manager.dropped_seen.get((self.slug, name, self.stream.stream_id), 0)
+            dropped = int(r.get("dropped_frames", 0))
+            if dropped > seen:
+                counter.inc(dropped - seen)
+                self.manager.dropped_seen[(self.slug, name, self.stream.stream_id)] = dropped
+
+
+class Broadcasts:
+    """Attaches a ``Broadcast`` to every stream the registry starts; owns the row lifecycle."""
+
+    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.edges = EdgeRegistry()
+        self.active: dict[int, Broadcast] = {}  # stream id -> broadcast
+        self.dropped_seen: dict[tuple[str, str, int], int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        registry.on_started(self._started)
+        registry.on_ended(self._ended)
+
+    def thumbnail_path(self, slug: str) -> Path:
+        return self.settings.data_dir / "thumbnails" / f"{slug}.jpg"
+
+    def track(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+
+    def _started(self, stream: LiveStream) -> None:
+        if not self.settings.transcode.enabled:
+            return
+        broadcast = Broadcast(self, stream)
+        self.active[stream.stream_id] = broadcast
+        task = asyncio.get_running_loop().create_task(broadcast.run())
+        task.add_done_callback(lambda _: self.active.pop(stream.stream_id, None))
+        self.track(task)
+
+    def _ended(self, stream: LiveStream) -> None:
+        broadcast = self.active.get(stream.stream_id)
+        if broadcast is not None:
+            broadcast.publisher_gone.set()
+        else:
+            self.track(asyncio.get_running_loop().create_task(
+                self.mark(stream, StreamStatus.OFFLINE)))
+
+    async def ladder_for(self, channel_id: int) -> tuple[list[Rung], str]:
+        """The channel's own ladder if it has a valid one, else the server's."""
+        rungs: tuple[Rung, ...] = self.settings.transcode.ladder
+        async with self.db.session() as session:
+            channel = await session.get(Channel, channel_id)
+            if channel is not None and channel.ladder:
+                try:
+                    rungs = parse_ladder(channel.ladder, f"channel {channel.slug} ladder")
+                except SettingsError as exc:
+                    log.warning("%s; using the default ladder", exc)
+        return list(rungs), self.settings.transcode.passthrough
+
+    async def mark(self, stream: LiveStream, status: StreamStatus, **fields: Any) -> None:
+        """Move the row on; the first call after LIVE stamps the end time and duration."""
+        try:
+            async with self.db.session() as session:
+                await queries.set_stream_source_info(session, stream.stream_id,
+                                                     stream.describe())
+                row = await queries.end_stream(session, stream.stream_id,
+                                               datetime.now(timezone.utc), status)
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                await session.commit()
+        except Exception:
+            log.exception("%s: could not mark stream %d %s", stream.slug, stream.stream_id,
+                          status.value)
+
+    async def stop(self) -> None:
+        """Server shutdown: let running broadcasts finish what they received."""
+        for broadcast in list(self.active.values()):
+            broadcast.publisher_gone.set()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=FINISH_TIMEOUT)
+

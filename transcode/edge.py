@@ -1,0 +1,99 @@
+"""The live edge: what the HTTP layer serves for a stream that is on air right now.
+
+Per channel slug, the init segment, the parts and segments still in the playlist window and
+the rendered playlists, all in memory, updated on the event loop as the packagers finish
+parts. Names from URLs are looked up in these maps (never joined onto a filesystem path).
+``changed`` is how blocking playlist reloads learn that a new part exists without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from transcode.hls import LivePlaylist, PartReady, RenditionInfo, SegmentReady, master_playlist
+
+
+@dataclass
+class RenditionEdge:
+    name: str
+    init: bytes
+    codecs: str
+    width: int
+    height: int
+    frame_rate: float
+    playlist: LivePlaylist
+    bandwidth: int = 0
+    average_bandwidth: int = 0
+    parts: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    segments: dict[int, bytes] = field(default_factory=dict)
+    segment_durations: dict[int, float] = field(default_factory=dict)
+
+    def add_part(self, part: PartReady) -> None:
+        self.parts[(part.segment, part.index)] = part.data
+        self.playlist.add_part(part)
+
+    def add_segment(self, segment: SegmentReady, window: int) -> list[int]:
+        """Add a finished segment; return the numbers that slid out of the window."""
+        self.segments[segment.segment] = segment.data
+        self.segment_durations[segment.segment] = segment.duration
+        self.playlist.add_segment(segment)
+        gone = sorted(self.segments)[:-window] if len(self.segments) > window else []
+        for msn in gone:
+            del self.segments[msn]
+        # Parts are only listed for the newest segments; keep a little more than that.
+        oldest_part_msn = segment.segment - 3
+        for key in [k for k in self.parts if k[0] < oldest_part_msn]:
+            del self.parts[key]
+        return gone
+
+
+class LiveEdge:
+    """One channel's live renditions. Replaced when the channel's next stream starts."""
+
+    def __init__(self, slug: str, stream_id: int, window: int) -> None:
+        self.slug = slug
+        self.stream_id = stream_id
+        self.window = window
+        self.renditions: dict[str, RenditionEdge] = {}
+        self.ended = False
+        self._changed = asyncio.Event()
+
+    def __iter__(self) -> Iterator[RenditionEdge]:
+        return iter(self.renditions.values())
+
+    def notify(self) -> None:
+        """Wake every waiter; they re-check what they wait for."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def master(self) -> str:
+        """Master playlist from the real encoded streams, tallest rendition first."""
+        infos = [
+            RenditionInfo(uri=f"{r.name}/index.m3u8", bandwidth=max(r.bandwidth, 1),
+                          average_bandwidth=max(r.average_bandwidth, 1), width=r.width,
+                          height=r.height, frame_rate=r.frame_rate, codecs=r.codecs)
+            for r in self.renditions.values()
+        ]
+        return master_playlist(infos)
+
+
+class EdgeRegistry:
+    """Slug -> live edge, for the HTTP layer."""
+
+    def __init__(self) -> None:
+        self._edges: dict[str, LiveEdge] = {}
+
+    def get(self, slug: str) -> LiveEdge | None:
+        return self._edges.get(slug)
+
+    def put(self, edge: LiveEdge) -> None:
+        self._edges[edge.slug] = edge
+
+    def remove(self, edge: LiveEdge) -> None:
+        if self._edges.get(edge.slug) is edge:
+            del self._edges[edge.slug]

@@ -1,0 +1,54 @@
+"""CMAF/fMP4 packaging and LL-HLS playlists for one stream's renditions.
+
+Pure code (no I/O, no threads, no clock): the transcoder feeds ``RenditionPackager`` with
+``EncodedPacket``s, hands the resulting parts/segments to storage and to a ``LivePlaylist``,
+and the HTTP layer renders playlists and maps resource names back with
+``parse_segment_name``.
+"""
+
+from transcode.avc import annexb_to_avcc, avcc_from_annexb, codec_string_avc, split_annexb
+from transcode.hls.fmp4 import AUDIO_TRACK_ID, VIDEO_TRACK_ID, codec_string_aac, fragment, init_segment
+from transcode.hls.packager import (
+    PackagerCounters,
+    PackagerEvent,
+    PartReady,
+    RenditionPackager,
+    SegmentReady,
+)
+from transcode.hls.playlist import (
+    INIT_URI,
+    LivePlaylist,
+    RenditionInfo,
+    ResourceName,
+    master_playlist,
+    parse_segment_name,
+    part_uri,
+    segment_uri,
+    vod_playlist,
+)
+
+__all__ = [
+    "AUDIO_TRACK_ID",
+    "INIT_URI",
+    "VIDEO_TRACK_ID",
+    "LivePlaylist",
+    "PackagerCounters",
+    "PackagerEvent",
+    "PartReady",
+    "RenditionInfo",
+    "RenditionPackager",
+    "ResourceName",
+    "SegmentReady",
+    "annexb_to_avcc",
+    "avcc_from_annexb",
+    "codec_string_aac",
+    "codec_string_avc",
+    "fragment",
+    "init_segment",
+    "master_playlist",
+    "parse_segment_name",
+    "part_uri",
+    "segment_uri",
+    "split_annexb",
+    "vod_playlist",
+]

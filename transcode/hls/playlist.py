@@ -1,0 +1,461 @@
+"""HLS playlists: the LL-HLS live media playlist, VOD media playlists and the master playlist.
+
+Written from RFC 8216 and its second-edition draft (rfc8216bis) for the low-latency tags.
+Everything here is text generation from in-memory state; the HTTP layer decides when to
+render (blocking reload) using the lookups on ``LivePlaylist``.
+
+Resource names are fixed patterns so a URL path can be mapped back to (segment, part) with a
+strict parser and nothing else: ``init.mp4``, ``seg{N}.m4s``, ``part{N}.{i}.m4s``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, NamedTuple
+
+from transcode.hls.packager import PartReady, SegmentReady
+
+INIT_URI = "init.mp4"
+LIVE_VERSION = 9  # EXT-X-SKIP (delta updates) needs version 9
+VOD_VERSION = 7
+MAX_MSN_DIGITS = 10
+MAX_PART_DIGITS = 4
+
+_SEGMENT_RE = re.compile(rf"seg(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.m4s")
+_PART_RE = re.compile(
+    rf"part(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.(0|[1-9][0-9]{{0,{MAX_PART_DIGITS - 1}}})\.m4s"
+)
+
+
+class ResourceName(NamedTuple):
+    """A parsed media resource name; ``msn``/``part`` are None where they do not apply."""
+
+    kind: Literal["init", "segment", "part"]
+    msn: int | None
+    part: int | None
+
+
+def segment_uri(msn: int) -> str:
+    return f"seg{msn}.m4s"
+
+
+def part_uri(msn: int, part: int) -> str:
+    return f"part{msn}.{part}.m4s"
+
+
+def parse_segment_name(name: object) -> ResourceName | None:
+    """Map a URL's last path component back to a resource, or None for anything else.
+
+    Only the exact canonical spellings are accepted (ASCII digits, no leading zeros, bounded
+    length), so two URLs never name one resource and no path trick reaches the store.
+    """
+    if not isinstance(name, str) or len(name) > 32:
+        return None
+    if name == INIT_URI:
+        return ResourceName("init", None, None)
+    m = _SEGMENT_RE.fullmatch(name)
+    if m:
+        return ResourceName("segment", int(m.group(1)), None)
+    m = _PART_RE.fullmatch(name)
+    if m:
+        return ResourceName("part", int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def _check_uri(uri: str) -> str:
+    """URIs go into quoted strings and URI lines: no quotes, no control characters."""
+    if not uri or any(c == '"' or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise ValueError(f"URI not allowed in a playlist: {uri!r}")
+    return uri
+
+
+def _seconds(value: float) -> str:
+    """Durations with enough digits that their sums stay within a millisecond of the truth."""
+    return f"{value:.5f}"
+
+
+def _ceil_ms(value: float) -> float:
+    return math.ceil(value * 1000 - 1e-6) / 1000
+
+
+def _round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def _format_pdt(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    index: int
+    duration: float
+    independent: bool
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    msn: int
+    duration: float
+    program_date_time: datetime
+    discontinuity: bool
+    uri: str
+    parts: tuple[_Part, ...]
+
+
+BlockingState = Literal["ready", "wait", "bad"]
+
+
+class LivePlaylist:
+    """One rendition's LL-HLS media playlist over a sliding window of segments.
+
+    Feed it the packager's events in order (``add_part``/``add_segment``) and ``render`` it.
+    The Target Duration never shrinks and, per RFC 8216 4.3.3.1, is at least every EXTINF
+    rounded to the nearest integer; PART-TARGET is at least every part duration.
+    """
+
+    def __init__(
+        self,
+        *,
+        segment_duration: float = 2.0,
+        part_target: float = 0.334,
+        window_segments: int = 6,
+        first_segment: int = 0,
+        init_uri: str = INIT_URI,
+    ) -> None:
+        if not segment_duration > 0 or not part_target > 0:
+            raise ValueError("segment_duration and part_target must be positive")
+        if window_segments < 1:
+            raise ValueError("window_segments must be >= 1")
+        self.window_segments = window_segments
+        self.init_uri = _check_uri(init_uri)
+        self._target = max(1, math.ceil(segment_duration - 1e-6))
+        self._part_target = _ceil_ms(part_target)
+        self._segments: deque[_Segment] = deque()
+        self._open_msn = first_segment
+        self._open_parts: list[_Part] = []
+        self._open_discontinuity = False
+        self._open_pdt: datetime | None = None
+        self._discontinuity_sequence = 0
+        self._started = False
+        self._ended = False
+
+    # -- derived header values ------------------------------------------------------------
+
+    @property
+    def target_duration(self) -> int:
+        return self._target
+
+    @property
+    def part_target(self) -> float:
+        return self._part_target
+
+    @property
+    def part_hold_back(self) -> float:
+        """Three Part Target Durations: the spec's SHOULD (its MUST is two)."""
+        return _ceil_ms(3 * self._part_target)
+
+    @property
+    def can_skip_until(self) -> float:
+        """The Skip Boundary: six Target Durations, the spec's minimum."""
+        return 6.0 * self._target
+
+    @property
+    def media_sequence(self) -> int:
+        return self._segments[0].msn if self._segments else self._open_msn
+
+    @property
+    def discontinuity_sequence(self) -> int:
+        return self._discontinuity_sequence
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    # -- input ------------------------------------------------------------------------------
+
+    def add_part(self, part: PartReady) -> None:
+        """Append a finished part of the segment in progress (parts come in order)."""
+        if self._ended:
+            raise RuntimeError("playlist has ended")
+        if not self._started and not self._open_parts:
+            self._open_msn = part.segment
+        if part.segment != self._open_msn or part.index != len(self._open_parts):
+            raise ValueError(
+                f"part {part.segment}.{part.index} out of order; expected "
+                f"{self._open_msn}.{len(self._open_parts)}"
+            )
+        self._started = True
+        if part.index == 0:
+            self._open_discontinuity = part.discontinuity
+            self._open_pdt = part.program_date_time
+            if self._open_pdt is None and self._segments:
+                last = self._segments[-1]
+                self._open_pdt = last.program_date_time + timedelta(seconds=last.duration)
+        self._part_target = max(self._part_target, _ceil_ms(part.duration))
+        self._open_parts.append(
+            _Part(part.index, part.duration, part.independent, part_uri(part.segment, part.index))
+        )
+
+    def add_segment(self, segment: SegmentReady) -> None:
+        """Close the segment in progress; its parts (if any were added) stay attached to it."""
+        if self._ended:
+            raise RuntimeError("playlist has ended")
+        if not self._started and not self._open_parts:
+            self._open_msn = segment.segment
+        if segment.segment != self._open_msn:
+            raise ValueError(f"segment {segment.segment} out of order; expected {self._open_msn}")
+        self._started = True
+        self._segments.append(
+            _Segment(
+                msn=segment.segment,
+                duration=segment.duration,
+                program_date_time=segment.program_date_time,
+                discontinuity=segment.discontinuity or self._open_discontinuity,
+                uri=segment_uri(segment.segment),
+                parts=tuple(self._open_parts),
+            )
+        )
+        self._target = max(self._target, _round_half_up(segment.duration))
+        self._open_msn += 1
+        self._open_parts = []
+        self._open_discontinuity = False
+        self._open_pdt = None
+        while len(self._segments) > self.window_segments:
+            removed = self._segments.popleft()
+            if removed.discontinuity:
+                # RFC 8216 6.2.2: removing a DISCONTINUITY tag bumps the sequence so the
+                # remaining segments keep their discontinuity sequence numbers.
+                self._discontinuity_sequence += 1
+
+    def end(self) -> None:
+        """The stream is over: EXT-X-ENDLIST, no preload hint, unfinished parts dropped."""
+        self._ended = True
+        self._open_parts = []
+        self._open_discontinuity = False
+        self._open_pdt = None
+
+    # -- lookups for the HTTP layer -----------------------------------------------------------
+
+    @property
+    def next_msn(self) -> int:
+        """Number of the segment in progress: ``first_segment`` for a restarted packager."""
+        return self._open_msn
+
+    def last_msn_part(self) -> tuple[int, int]:
+        """(MSN, part index) of the newest complete part; part is -1 for a segment added
+        without parts. ``LookupError`` before anything was added."""
+        if self._open_parts:
+            return self._open_msn, self._open_parts[-1].index
+        if self._segments:
+            last = self._segments[-1]
+            return last.msn, len(last.parts) - 1
+        raise LookupError("no part yet")
+
+    def next_part(self) -> tuple[int, int]:
+        """(MSN, part index) of the part in progress: what EXT-X-PRELOAD-HINT names."""
+        return self._open_msn, len(self._open_parts)
+
+    def _segment(self, msn: int) -> _Segment | None:
+        if not self._segments or not self._segments[0].msn <= msn <= self._segments[-1].msn:
+            return None
+        return self._segments[msn - self._segments[0].msn]
+
+    def has_segment(self, msn: int) -> bool:
+        """Whether segment ``msn`` is complete and still in the window."""
+        return self._segment(msn) is not None
+
+    def has_part(self, msn: int, part: int) -> bool:
+        """Whether part ``part`` of segment ``msn`` is complete and its segment in the window
+        (listed or not: parts of older segments are dropped from the text, not from here)."""
+        if part < 0:
+            return False
+        if msn == self._open_msn and not self._ended:
+            return part < len(self._open_parts)
+        seg = self._segment(msn)
+        return seg is not None and part < len(seg.parts)
+
+    def uri_for_part(self, msn: int, part: int) -> str:
+        return part_uri(msn, part)
+
+    def uri_for_segment(self, msn: int) -> str:
+        return segment_uri(msn)
+
+    def blocking_state(self, msn: int, part: int | None = None) -> BlockingState:
+        """Blocking Playlist Reload (rfc8216bis 6.2.5.2) for ``_HLS_msn``/``_HLS_part``.
+
+        "ready": render now; "wait": hold the request until the next update; "bad": too far
+        ahead, answer 400. After EXT-X-ENDLIST the directives are ignored (always "ready").
+        """
+        if self._ended:
+            return "ready"
+        if msn < 0 or (part is not None and part < 0):
+            return "bad"
+        last_complete = self._segments[-1].msn if self._segments else self._open_msn - 1
+        if msn > last_complete + 2:
+            return "bad"
+        if part is None:
+            return "ready" if msn <= last_complete else "wait"
+        seg = self._segment(msn)
+        if seg is not None and part >= len(seg.parts):
+            msn, part = msn + 1, 0  # past the final part of a complete segment: next one's 0
+        try:
+            last = self.last_msn_part()
+        except LookupError:
+            last = (self._open_msn, -1)
+        if (msn, part) <= last:
+            return "ready"
+        limit = 3 / self._part_target if self._part_target < 1 else 3
+        ahead = part - last[1] if msn == last[0] else part + 1
+        return "bad" if ahead > limit else "wait"
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def _skipped_count(self) -> int:
+        """Segments further than the Skip Boundary from the end of the last segment."""
+        if not self._segments:
+            return 0
+        end = sum(s.duration for s in self._segments)
+        elapsed = 0.0
+        count = 0
+        for seg in self._segments:
+            elapsed += seg.duration
+            if end - elapsed >= self.can_skip_until - 1e-9:
+                count += 1
+            else:
+                break
+        return count
+
+    def render(self, skip: bool = False) -> str:
+        """The media playlist; ``skip=True`` gives a Playlist Delta Update (``_HLS_skip=YES``).
+
+        A delta replaces the segments whose end lies at least CAN-SKIP-UNTIL before the end of
+        the last segment with EXT-X-SKIP; when none qualify (or the playlist has ended, where
+        the directive is ignored) the full playlist is the answer.
+        """
+        td = self._target
+        lines = [
+            "#EXTM3U",
+            f"#EXT-X-VERSION:{LIVE_VERSION}",
+            f"#EXT-X-TARGETDURATION:{td}",
+            (
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+                f"PART-HOLD-BACK={self.part_hold_back:.3f},CAN-SKIP-UNTIL={self.can_skip_until:.1f}"
+            ),
+            f"#EXT-X-PART-INF:PART-TARGET={self._part_target:.3f}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
+        ]
+        if self._discontinuity_sequence:
+            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuity_sequence}")
+        lines.append(f'#EXT-X-MAP:URI="{self.init_uri}"')
+
+        skipped = self._skipped_count() if skip and not self._ended else 0
+        if skipped:
+            lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+
+        # Parts are listed for segments ending within three Target Durations of the playlist
+        # end (rfc8216bis 6.2.2), plus the segment in progress.
+        total = sum(s.duration for s in self._segments) + sum(p.duration for p in self._open_parts)
+        elapsed = 0.0
+        segments = list(self._segments)
+        for i, seg in enumerate(segments):
+            elapsed += seg.duration
+            if i < skipped:
+                continue
+            if seg.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(seg.program_date_time)}")
+            if total - elapsed < 3 * td:
+                lines.extend(self._part_line(p) for p in seg.parts)
+            lines.append(f"#EXTINF:{_seconds(seg.duration)},")
+            lines.append(seg.uri)
+
+        if self._ended:
+            lines.append("#EXT-X-ENDLIST")
+        else:
+            if self._open_parts:
+                # Same tags, same order as the segment will have once complete: the playlist
+                # only ever grows at the end.
+                if self._open_discontinuity:
+                    lines.append("#EXT-X-DISCONTINUITY")
+                if self._open_pdt is not None:
+                    lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(self._open_pdt)}")
+                lines.extend(self._part_line(p) for p in self._open_parts)
+            msn, index = self.next_part()
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(msn, index)}"')
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _part_line(part: _Part) -> str:
+        line = f'#EXT-X-PART:DURATION={_seconds(part.duration)},URI="{part.uri}"'
+        return line + ",INDEPENDENT=YES" if part.independent else line
+
+
+def vod_playlist(
+    segments: Iterable[tuple[str, float, bool]],
+    target_duration: float,
+    *,
+    init_uri: str = INIT_URI,
+) -> str:
+    """A finished recording: EXT-X-PLAYLIST-TYPE:VOD, EXTINF per (uri, duration,
+    discontinuity) segment, EXT-X-ENDLIST. The Target Duration is raised if a segment needs it."""
+    items = list(segments)
+    td = max(1, math.ceil(target_duration - 1e-6), *(_round_half_up(d) for _, d, _ in items))
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VOD_VERSION}",
+        f"#EXT-X-TARGETDURATION:{td}",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-MAP:URI="{_check_uri(init_uri)}"',
+    ]
+    for uri, duration, discontinuity in items:
+        if not duration >= 0:
+            raise ValueError(f"bad segment duration {duration!r}")
+        if discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXTINF:{_seconds(duration)},")
+        lines.append(_check_uri(uri))
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionInfo:
+    """One variant for the master playlist (bandwidths in bits/s)."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    width: int
+    height: int
+    frame_rate: float
+    codecs: str
+
+
+def master_playlist(renditions: Sequence[RenditionInfo]) -> str:
+    """The multivariant playlist, highest BANDWIDTH first (the order players try first)."""
+    if not renditions:
+        raise ValueError("a master playlist needs at least one rendition")
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VOD_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for r in sorted(renditions, key=lambda r: r.bandwidth, reverse=True):
+        if r.bandwidth <= 0:
+            raise ValueError(f"rendition {r.uri!r} needs a positive BANDWIDTH")
+        attrs = [f"BANDWIDTH={int(r.bandwidth)}"]
+        if r.average_bandwidth > 0:
+            attrs.append(f"AVERAGE-BANDWIDTH={int(r.average_bandwidth)}")
+        if r.width > 0 and r.height > 0:
+            attrs.append(f"RESOLUTION={int(r.width)}x{int(r.height)}")
+        if r.frame_rate > 0:
+            attrs.append(f"FRAME-RATE={r.frame_rate:.3f}")
+        attrs.append(f'CODECS="{_check_uri(r.codecs)}"')
+        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
+        lines.append(_check_uri(r.uri))
+    return "\n".join(lines) + "\n"
