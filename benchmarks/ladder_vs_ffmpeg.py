@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from datetime import datetime, timezone
 import time
 from pathlib import Path
 
@@ -66,29 +67,42 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
 
     from mediaserver.live import CodecConfig, MediaKind, MediaPacket, Subscription
     from transcode.ladder import Rung
+    from transcode.hls import RenditionPackager, SegmentReady
     from transcode.pipeline import LiveTranscoder
 
     names = {"h264": "avc1", "aac": "mp4a"}
 
-    class CountingSink:
+    class PackagingSink:
+        """Packages every rendition into LL-HLS parts and segments, as the server's HlsSink
+        does, so our figures include the CMAF muxing that ffmpeg's ``-f hls`` does too."""
+
         def __init__(self) -> None:
             self.lock = threading.Lock()
+            self.packagers: dict[str, RenditionPackager] = {}
             self.bytes = 0
             self.packets = 0
 
         def on_track_info(self, rendition, video, audio) -> None:
-            pass
+            with self.lock:
+                self.packagers[rendition] = RenditionPackager(
+                    rendition, video, audio, segment_duration=2.0, part_duration=0.333,
+                    start_time=datetime.now(timezone.utc))
+
+        def _count(self, events) -> None:
+            self.bytes += sum(len(e.data) for e in events if isinstance(e, SegmentReady))
 
         def on_packet(self, rendition, packet) -> None:
             with self.lock:
-                self.bytes += len(packet.data)
+                self._count(self.packagers[rendition].add(packet))
                 self.packets += 1
 
         def on_thumbnail(self, jpeg: bytes) -> None:
             pass
 
         def on_end(self) -> None:
-            pass
+            with self.lock:
+                for packager in self.packagers.values():
+                    self._count(packager.flush())
 
     sub = Subscription("transcoder", 512)
 
@@ -112,7 +126,7 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
                                     bytes(packet)))
         sub.close()
 
-    sink = CountingSink()
+    sink = PackagingSink()
     rungs = [Rung(name, height, float(FPS), kbps) for name, _, height, kbps in LADDER]
     transcoder = LiveTranscoder(sub, rungs, sink, passthrough=passthrough,  # type: ignore[arg-type]
                                 segment_duration=SEGMENT, preset=PRESET, bframes=bframes,

@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     channel_create.add_argument("--json", action="store_true", help="print one JSON object")
     channel_create.set_defaults(handler=cmd_channel_create)
 
+    channel_ladder = channel_commands.add_parser(
+        "ladder", help="show or set a channel's own transcoding ladder")
+    channel_ladder.add_argument("slug", metavar="SLUG")
+    group = channel_ladder.add_mutually_exclusive_group()
+    group.add_argument("--set", metavar="JSON", dest="ladder",
+                       help='rungs, e.g. \'[{"name": "720p", "height": 720, "fps": 30, '
+                            '"video_kbps": 3000}]\'')
+    group.add_argument("--default", action="store_true",
+                       help="go back to the server's default ladder")
+    channel_ladder.set_defaults(handler=cmd_channel_ladder)
+
     token = commands.add_parser("token", help="manage API tokens")
     _add_config(token, top_level=False)
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -234,6 +245,34 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
           f"  {info['publish_url']}\n"
           f"\n"
           f"Keep the stream key secret: anyone holding it can broadcast on this channel.")
+    return EXIT_OK
+
+
+def cmd_channel_ladder(args: argparse.Namespace) -> int:
+    """Show, set or clear a channel's ladder; it applies from the channel's next stream."""
+    from dataclasses import asdict
+
+    from mediaserver.settings import parse_ladder
+    from storage import queries
+
+    settings = _settings(args)
+    url = _migrate(settings)
+    new: list[dict[str, Any]] | None = None
+    if args.ladder is not None:
+        new = [asdict(r) for r in parse_ladder(args.ladder, "--set")]
+
+    async def work(session: Any) -> list[dict[str, Any]] | None:
+        channel = await queries.get_channel_by_slug(session, args.slug)
+        if channel is None:
+            raise CliError(f"no channel {args.slug!r}")
+        if args.ladder is not None or args.default:
+            channel.ladder = new
+        return channel.ladder
+
+    ladder = _with_session(url, work)
+    source = "channel" if ladder else "server default"
+    rungs = ladder or [asdict(r) for r in settings.transcode.ladder]
+    _print_json({"slug": args.slug, "source": source, "ladder": rungs}, sys.stdout)
     return EXIT_OK
 
 

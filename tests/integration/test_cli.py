@@ -215,3 +215,20 @@ def test_no_command_prints_usage(env: dict[str, str]) -> None:
     assert help_.returncode == 0
     for command in ("serve", "db", "user", "channel", "token"):
         assert command in help_.stdout
+
+
+def test_channel_ladder_show_set_and_reset(env: dict[str, str]) -> None:
+    ok(aethex(env, "user", "create", "lena", "--email", "lena@example.test"))
+    ok(aethex(env, "channel", "create", "--owner", "lena", "--slug", "lena"))
+    shown = json.loads(ok(aethex(env, "channel", "ladder", "lena")).stdout)
+    assert shown["source"] == "server default" and len(shown["ladder"]) == 3
+    rung = '[{"name": "360p", "height": 360, "fps": 30, "video_kbps": 800}]'
+    set_ = json.loads(ok(aethex(env, "channel", "ladder", "lena", "--set", rung)).stdout)
+    assert set_["source"] == "channel" and set_["ladder"][0]["name"] == "360p"
+    again = json.loads(ok(aethex(env, "channel", "ladder", "lena")).stdout)
+    assert again == set_
+    bad = '[{"name": "x", "height": 7, "fps": 30, "video_kbps": 800}]'
+    assert "--set[0].height" in failed(aethex(env, "channel", "ladder", "lena", "--set", bad), 2)
+    reset = json.loads(ok(aethex(env, "channel", "ladder", "lena", "--default")).stdout)
+    assert reset["source"] == "server default"
+    assert "nope" in failed(aethex(env, "channel", "ladder", "nope"), 1)

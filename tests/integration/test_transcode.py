@@ -283,3 +283,46 @@ async def test_publisher_killed_keeps_everything_received(transcode_env, sources
         assert got > 3.0
         assert abs(row.vod_duration_seconds - got) <= 0.5, (row.vod_duration_seconds, got)
         check_vod(server, row, 2, tmp_path)
+
+
+async def test_recording_off_goes_offline_and_removes_files(transcode_env, sources) -> None:
+    env = {**transcode_env, "AETHEX_RECORDING__ENABLED": "false", "AETHEX_HLS__LIVE_SEGMENTS": "3"}
+    async with running_server(env) as server:
+        _, key = await make_channel(server, "norec-live", "mia")
+        proc = await push(sources["720p"], rtmp_url(server, key))
+        row = await wait_row(server, lambda r: r.status is StreamStatus.LIVE)
+        stream_dir = server.settings.data_dir / "streams" / str(row.id)
+        await asyncio.wait_for(proc.communicate(), 60)
+        row = await wait_row(server, lambda r: r.status is StreamStatus.OFFLINE)
+        assert not row.vod_available and row.vod_path is None
+        # While live, only the window is kept on disk.
+        for rendition in stream_dir.iterdir():
+            assert len(list(rendition.glob("seg*.m4s"))) <= 3
+        # After one window (3 x 2 s) the stream's files are gone, and so is its live edge.
+        deadline = time.monotonic() + 15
+        while stream_dir.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not stream_dir.exists()
+        assert server.broadcasts.edges.get("norec-live") is None
+
+
+async def test_a_channel_ladder_overrides_the_default(transcode_env, sources, tmp_path) -> None:
+    async with running_server(transcode_env) as server:
+        channel_id, key = await make_channel(server, "own-live", "ned")
+        async with server.db.session() as db:
+            from storage.models import Channel
+
+            channel = await db.get(Channel, channel_id)
+            channel.ladder = [{"name": "low", "height": 360, "fps": 15, "video_kbps": 400}]
+            await db.commit()
+        proc = await push(sources["720p"], rtmp_url(server, key))
+        await asyncio.wait_for(proc.communicate(), 60)
+        row = await wait_row(server, lambda r: r.status is StreamStatus.ARCHIVED)
+        master = m3u8.load(str(server.settings.data_dir / row.vod_path))
+        assert [(p.uri, p.stream_info.resolution) for p in master.playlists] == [
+            ("low/index.m3u8", (640, 360))]
+        assert master.playlists[0].stream_info.frame_rate == pytest.approx(15, abs=0.5)
+        thumb = server.settings.data_dir / row.thumbnail_path
+        with av.open(str(thumb)) as c:
+            frame = next(c.decode(video=0))
+        assert frame.width == 320 and frame.height == 180
