@@ -54,7 +54,8 @@ class Server:
         if closed:
             log.warning("closed %d stream(s) left live by an earlier run", closed)
         await self.ingest.start()
-        app = create_app(metrics=self.metrics, registry=self.registry)
+        app = create_app(settings=self.settings, db=self.db, metrics=self.metrics,
+                         registry=self.registry, edges=self.broadcasts.edges)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         h = self.settings.http
