@@ -29,7 +29,8 @@ from mediaserver.settings import Settings, SettingsError, parse_ladder
 from storage import Database, queries
 from storage.models import Channel, StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
-from transcode.hls import LivePlaylist, PartReady, RenditionPackager, SegmentReady, vod_playlist
+from transcode.hls import (LivePlaylist, PartReady, RenditionPackager, SegmentReady, init_uri,
+                           vod_playlist)
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
 from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
@@ -69,14 +70,17 @@ class HlsSink:
             previous = self._packagers.get(rendition)
             lock = self._locks.setdefault(rendition, threading.Lock())
         with lock:
-            first, events = 0, []
+            events: list[PartReady | SegmentReady] = []
             if previous is not None:
                 events = previous.flush()
-                first = previous.next_segment
+                first, discontinuity = previous.next_segment, True
+            else:  # a resumed edge continues its numbering after a discontinuity
+                first = self.broadcast.first_segments.get(rendition, self.broadcast.first_segment)
+                discontinuity = self.broadcast.resumed
             packager = RenditionPackager(
                 rendition, video, audio, segment_duration=hls.segment_duration,
                 part_duration=hls.part_duration, start_time=self.broadcast.stream.started_at,
-                first_segment=first, discontinuity=previous is not None)
+                first_segment=first, discontinuity=discontinuity)
             self._packagers[rendition] = packager
         if events:
             self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events,
@@ -111,13 +115,23 @@ class HlsSink:
 class Broadcast:
     """One live stream's transcoding, live edge, files and row lifecycle."""
 
-    def __init__(self, manager: "Broadcasts", stream: LiveStream) -> None:
+    def __init__(self, manager: "Broadcasts", stream: LiveStream,
+                 prior: "Broadcast | None" = None) -> None:
         self.manager = manager
         self.settings: Settings = manager.settings
         self.stream = stream
         self.slug = stream.slug
         self.dir = manager.settings.data_dir / "streams" / str(stream.stream_id)
+        # Subscribe now, synchronously: a packet missed here is a GOP missing from the VOD.
+        self.subscription = stream.subscribe("transcoder")
+        # The channel's previous broadcast, if it is still flushing: wait for it to let go of
+        # the live edge before deciding whether to continue it.
+        self.prior = prior
+        self.released = asyncio.Event()
         self.edge = LiveEdge(stream.slug, stream.stream_id, manager.settings.hls.live_segments)
+        self.resumed = False
+        self.first_segments: dict[str, int] = {}
+        self.first_segment = 0
         self.recording = manager.settings.recording.enabled
         self.publisher_gone = asyncio.Event()
         self._done = asyncio.Event()
@@ -125,27 +139,46 @@ class Broadcast:
         self._writer = asyncio.get_running_loop().create_task(self._write_files())
         self.transcoder: LiveTranscoder | None = None
         # Every finished segment per rendition, for the VOD playlists.
-        self.recorded: dict[str, list[tuple[int, float, bool]]] = {}
+        self.recorded: dict[str, list[tuple[int, float, bool, str]]] = {}
         self.thumbnail_saved = False
+
+    def _take_edge(self) -> None:
+        """Continue the channel's edge if its last publisher left within the reconnect grace:
+        same media sequence numbers, a discontinuity and a new EXT-X-MAP, so players keep
+        playing through an encoder reconnect. Otherwise start a new edge."""
+        resume = self.manager.claim_retiring(self.slug)
+        if resume is not None:
+            log.info("%s: publisher is back; continuing the live playlists", self.slug)
+            self.edge, self.resumed = resume, True
+            resume.stream_id = self.stream.stream_id
+            resume.ended = False
+            for rendition in resume:
+                rendition.playlist.resume()
+        self.first_segments = {r.name: r.playlist.next_msn for r in self.edge}
+        self.first_segment = max(self.first_segments.values(), default=0)
+        self.manager.edges.put(self.edge)
 
     # -- called on the loop by the sink ---------------------------------------------------
     def add_rendition(self, name: str, packager: RenditionPackager, video: VideoTrackInfo) -> None:
         hls = self.settings.hls
         existing = self.edge.renditions.get(name)
         if existing is not None:
-            # Same playlist, continued after a discontinuity; the new init replaces the old.
-            existing.init, existing.codecs = packager.init, packager.codecs
+            # Same playlist, continued after a discontinuity with a new initialization section.
+            init_name = existing.new_init(packager.init)
+            existing.codecs = packager.codecs
             existing.width, existing.height = video.width, video.height
             existing.frame_rate = video.frame_rate
         else:
             playlist = LivePlaylist(window_segments=hls.live_segments,
                                     segment_duration=hls.segment_duration,
-                                    part_target=packager.part_target)
+                                    part_target=packager.part_target,
+                                    first_segment=self.first_segments.get(name, self.first_segment))
             self.edge.renditions[name] = RenditionEdge(
                 name=name, init=packager.init, codecs=packager.codecs, width=video.width,
                 height=video.height, frame_rate=video.frame_rate, playlist=playlist)
-            self.recorded[name] = []
-        self._writes.put_nowait(("write", self.dir / name / "init.mp4", packager.init))
+            init_name = init_uri(0)
+        self.recorded.setdefault(name, [])
+        self._writes.put_nowait(("write", self.dir / name / init_name, packager.init))
         self.edge.notify()
 
     def on_events(self, name: str, events: list[PartReady | SegmentReady],
@@ -160,7 +193,8 @@ class Broadcast:
                 rendition.add_part(event)
                 continue
             gone = rendition.add_segment(event, self.edge.window)
-            self.recorded[name].append((event.segment, event.duration, event.discontinuity))
+            self.recorded[name].append((event.segment, event.duration, event.discontinuity,
+                                        rendition.playlist.init_uri))
             self.manager.metrics.hls_segments.labels(self.slug, name).inc()
             self._writes.put_nowait(("write", self.dir / name / f"seg{event.segment}.m4s",
                                      event.data))
@@ -200,12 +234,15 @@ class Broadcast:
         for i, (name, segments) in enumerate(self.recorded.items()):
             if not segments:
                 continue
-            entries = [(f"seg{msn}.m4s", duration, disc) for msn, duration, disc in segments]
+            # The recording starts with this stream: no discontinuity before its first segment.
+            entries = [(f"seg{msn}.m4s", duration, disc and i > 0, init)
+                       for i, (msn, duration, disc, init) in enumerate(segments)]
             _atomic_write(self.dir / name / "index.m3u8",
                           vod_playlist(entries, target).encode())
             if i == 0:
-                total = sum(duration for _, duration, _ in segments)
-        _atomic_write(self.dir / "master.m3u8", self.edge.master().encode())
+                total = sum(entry[1] for entry in segments)
+        recorded = {name for name, segments in self.recorded.items() if segments}
+        _atomic_write(self.dir / "master.m3u8", self.edge.master(recorded).encode())
         return total
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -213,9 +250,12 @@ class Broadcast:
         m = self.manager
         try:
             ladder, passthrough = await m.ladder_for(self.stream.channel_id)
-            sub = self.stream.subscribe("transcoder")
+            if self.prior is not None:
+                await self.prior.released.wait()
+                self.prior = None
+            self._take_edge()
             self.transcoder = LiveTranscoder(
-                sub, ladder, HlsSink(self, asyncio.get_running_loop()),
+                self.subscription, ladder, HlsSink(self, asyncio.get_running_loop()),
                 passthrough=passthrough,
                 segment_duration=self.settings.hls.segment_duration,
                 preset=self.settings.transcode.preset,
@@ -224,7 +264,6 @@ class Broadcast:
                 thumbnail_width=self.settings.transcode.thumbnail_width,
                 queue_size=self.settings.transcode.rung_queue_size)
             self.transcoder.start()
-            m.edges.put(self.edge)
             poller = asyncio.get_running_loop().create_task(self._poll_stats())
             await self.publisher_gone.wait()
             await m.mark(self.stream, StreamStatus.ENDING)
@@ -240,10 +279,9 @@ class Broadcast:
             log.exception("%s: broadcast failed", self.slug)
             await self.publisher_gone.wait()
         finally:
-            for rendition in self.edge:
-                rendition.playlist.end()
-            self.edge.ended = True
-            self.edge.notify()
+            self.stream.unsubscribe(self.subscription)
+            m.retire(self.edge)
+            self.released.set()
             await self._drain_writes()
         await self._finish()
 
@@ -260,9 +298,8 @@ class Broadcast:
             log.info("%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration)
         else:
             await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
-        # The edge stays up for one window so players see the end, then leaves memory.
-        linger = self.settings.hls.live_segments * self.settings.hls.segment_duration
-        asyncio.get_running_loop().call_later(linger, m.edges.remove, self.edge)
+        linger = self.settings.hls.reconnect_grace + (
+            self.settings.hls.live_segments * self.settings.hls.segment_duration)
         if not self.recording:
             asyncio.get_running_loop().call_later(
                 linger, lambda: m.track(asyncio.ensure_future(
@@ -300,6 +337,8 @@ class Broadcasts:
         self.edges = EdgeRegistry()
         self.active: dict[int, Broadcast] = {}  # stream id -> broadcast
         self.dropped_seen: dict[tuple[str, str, int], int] = {}
+        # Edges whose publisher left, waiting out hls.reconnect_grace for a reconnect.
+        self._retiring: dict[str, tuple[LiveEdge, asyncio.TimerHandle]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         registry.on_started(self._started)
         registry.on_ended(self._ended)
@@ -314,7 +353,8 @@ class Broadcasts:
     def _started(self, stream: LiveStream) -> None:
         if not self.settings.transcode.enabled:
             return
-        broadcast = Broadcast(self, stream)
+        prior = next((b for b in self.active.values() if b.slug == stream.slug), None)
+        broadcast = Broadcast(self, stream, prior)
         self.active[stream.stream_id] = broadcast
         task = asyncio.get_running_loop().create_task(broadcast.run())
         task.add_done_callback(lambda _: self.active.pop(stream.stream_id, None))
@@ -327,6 +367,36 @@ class Broadcasts:
         else:
             self.track(asyncio.get_running_loop().create_task(
                 self.mark(stream, StreamStatus.OFFLINE)))
+
+    def claim_retiring(self, slug: str) -> LiveEdge | None:
+        """The channel's edge if it is waiting out its reconnect grace (and no longer)."""
+        pending = self._retiring.pop(slug, None)
+        if pending is None:
+            return None
+        pending[1].cancel()
+        return pending[0]
+
+    def retire(self, edge: LiveEdge) -> None:
+        """The publisher left: end the playlists after the reconnect grace unless a new
+        stream of the channel resumes the edge first; drop it one window later."""
+        loop = asyncio.get_running_loop()
+        hls = self.settings.hls
+
+        def end() -> None:
+            if self._retiring.get(edge.slug, (None,))[0] is not edge:
+                return
+            del self._retiring[edge.slug]
+            for rendition in edge:
+                rendition.playlist.end()
+            edge.ended = True
+            edge.notify()
+            # Players see the end for one window, then the edge leaves memory.
+            loop.call_later(hls.live_segments * hls.segment_duration, self.edges.remove, edge)
+
+        previous = self._retiring.pop(edge.slug, None)
+        if previous is not None:
+            previous[1].cancel()
+        self._retiring[edge.slug] = (edge, loop.call_later(hls.reconnect_grace, end))
 
     async def ladder_for(self, channel_id: int) -> tuple[list[Rung], str]:
         """The channel's own ladder if it has a valid one, else the server's."""

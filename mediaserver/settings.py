@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class HttpSettings:
     port: int = 8080
     # URL viewers use to reach the site; used in links the server prints. Empty: derived.
     public_url: str = ""
+    # Origins allowed to fetch HLS/VOD from other sites (CORS): "*" for any, a comma-separated
+    # list of origins ("https://a.example, https://b.example"), or "" to send no CORS headers.
+    cors_origins: str = "*"
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,15 @@ class HlsSettings:
     part_duration: float = 0.333
     # Segments in the sliding live playlist window.
     live_segments: int = 6
+    # Seconds the live playlists wait for a publisher that dropped to come back; a reconnect
+    # in time continues them after EXT-X-DISCONTINUITY instead of ending them.
+    reconnect_grace: float = 10.0
+    # A viewer is a playback session that polled a media playlist in the last this many seconds.
+    viewer_timeout: float = 15.0
+    # Seconds between viewer recounts (the aethex_viewers gauge and the stream row's counts).
+    viewer_update_interval: float = 5.0
+    # Most viewer sessions tracked per channel; sessions beyond it are not counted (memory bound).
+    max_viewer_sessions: int = 100000
 
 
 @dataclass(frozen=True)
@@ -253,6 +266,14 @@ def validate(s: Settings) -> Settings:
     _check_positive("hls.part_duration", h.part_duration)
     if h.part_duration > h.segment_duration:
         raise SettingsError("hls.part_duration", "must not be longer than hls.segment_duration")
+    if h.reconnect_grace < 0:
+        raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
+    for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions"):
+        _check_positive(f"hls.{name}", getattr(h, name))
+    for origin in (o.strip() for o in s.http.cors_origins.split(",")):
+        if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
+            raise SettingsError("http.cors_origins",
+                                f"expected \"*\" or origins like https://example.org, got {origin!r}")
     if h.live_segments < 3:
         raise SettingsError("hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)")
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):

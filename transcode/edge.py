@@ -12,7 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from transcode.hls import LivePlaylist, PartReady, RenditionInfo, SegmentReady, master_playlist
+from transcode.hls import (LivePlaylist, PartReady, RenditionInfo, SegmentReady, init_uri,
+                           master_playlist)
 
 
 @dataclass
@@ -24,11 +25,27 @@ class RenditionEdge:
     height: int
     frame_rate: float
     playlist: LivePlaylist
+    # Initialization sections by name (init.mp4, init1.mp4, …): a restarted or changed source
+    # brings a new one, and segments still in the window keep referring to theirs.
+    inits: dict[str, bytes] = field(default_factory=dict)
+    epoch: int = 0
     bandwidth: int = 0
     average_bandwidth: int = 0
     parts: dict[tuple[int, int], bytes] = field(default_factory=dict)
     segments: dict[int, bytes] = field(default_factory=dict)
     segment_durations: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.inits.setdefault(init_uri(self.epoch), self.init)
+
+    def new_init(self, data: bytes) -> str:
+        """Start the next initialization section; returns its name (already in the playlist)."""
+        self.epoch += 1
+        name = init_uri(self.epoch)
+        self.init = data
+        self.inits[name] = data
+        self.playlist.set_init_uri(name)
+        return name
 
     def add_part(self, part: PartReady) -> None:
         self.parts[(part.segment, part.index)] = part.data
@@ -42,6 +59,11 @@ class RenditionEdge:
         gone = sorted(self.segments)[:-window] if len(self.segments) > window else []
         for msn in gone:
             del self.segments[msn]
+            del self.segment_durations[msn]
+        if len(self.inits) > 1:  # drop initialization sections no listed segment uses
+            in_use = self.playlist.init_uris_in_use()
+            for name in [n for n in self.inits if n not in in_use]:
+                del self.inits[name]
         # Parts are only listed for the newest segments; keep a little more than that.
         oldest_part_msn = segment.segment - 3
         for key in [k for k in self.parts if k[0] < oldest_part_msn]:
@@ -50,7 +72,9 @@ class RenditionEdge:
 
 
 class LiveEdge:
-    """One channel's live renditions. Replaced when the channel's next stream starts."""
+    """One channel's live renditions. A new stream of the channel that starts while the edge
+    is still up (an encoder reconnecting) continues it after a discontinuity; otherwise the
+    next stream gets a new edge."""
 
     def __init__(self, slug: str, stream_id: int, window: int) -> None:
         self.slug = slug
@@ -71,13 +95,14 @@ class LiveEdge:
     async def changed(self) -> None:
         await self._changed.wait()
 
-    def master(self) -> str:
-        """Master playlist from the real encoded streams, tallest rendition first."""
+    def master(self, names: set[str] | None = None) -> str:
+        """Master playlist from the real encoded streams, tallest rendition first
+        (``names``: only those renditions, e.g. the ones a recording has)."""
         infos = [
             RenditionInfo(uri=f"{r.name}/index.m3u8", bandwidth=max(r.bandwidth, 1),
                           average_bandwidth=max(r.average_bandwidth, 1), width=r.width,
                           height=r.height, frame_rate=r.frame_rate, codecs=r.codecs)
-            for r in self.renditions.values()
+            for r in self.renditions.values() if names is None or r.name in names
         ]
         return master_playlist(infos)
 

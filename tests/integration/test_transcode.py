@@ -286,7 +286,8 @@ async def test_publisher_killed_keeps_everything_received(transcode_env, sources
 
 
 async def test_recording_off_goes_offline_and_removes_files(transcode_env, sources) -> None:
-    env = {**transcode_env, "AETHEX_RECORDING__ENABLED": "false", "AETHEX_HLS__LIVE_SEGMENTS": "3"}
+    env = {**transcode_env, "AETHEX_RECORDING__ENABLED": "false", "AETHEX_HLS__LIVE_SEGMENTS": "3",
+           "AETHEX_HLS__RECONNECT_GRACE": "1"}
     async with running_server(env) as server:
         _, key = await make_channel(server, "norec-live", "mia")
         proc = await push(sources["720p"], rtmp_url(server, key))
@@ -298,7 +299,7 @@ async def test_recording_off_goes_offline_and_removes_files(transcode_env, sourc
         # While live, only the window is kept on disk.
         for rendition in stream_dir.iterdir():
             assert len(list(rendition.glob("seg*.m4s"))) <= 3
-        # After one window (3 x 2 s) the stream's files are gone, and so is its live edge.
+        # After the grace and one window (1 + 3 x 2 s) the files are gone, and so is the edge.
         deadline = time.monotonic() + 15
         while stream_dir.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -326,3 +327,45 @@ async def test_a_channel_ladder_overrides_the_default(transcode_env, sources, tm
         with av.open(str(thumb)) as c:
             frame = next(c.decode(video=0))
         assert frame.width == 320 and frame.height == 180
+
+
+async def test_reconnecting_publisher_continues_the_playlists(transcode_env, sources) -> None:
+    """An encoder that comes back within hls.reconnect_grace continues the live playlists after
+    a discontinuity (numbers go on, a new EXT-X-MAP); each session still gets its own VOD."""
+    env = {**transcode_env, "AETHEX_HLS__RECONNECT_GRACE": "8"}
+    async with running_server(env) as server:
+        _, key = await make_channel(server, "again-live", "otto")
+        first = await push(sources["720p"], rtmp_url(server, key))
+        await asyncio.wait_for(first.communicate(), 60)
+        row1 = await wait_row(server, lambda r: r.status is StreamStatus.ARCHIVED)
+        edge = server.broadcasts.edges.get("again-live")
+        assert edge is not None and not edge.ended  # waiting for a reconnect
+        before = edge.renditions["720p"].playlist.next_msn
+
+        second = await push(sources["720p"], rtmp_url(server, key))
+        row2 = await wait_row(server, lambda r: r.id != row1.id and r.status is StreamStatus.LIVE)
+        deadline = time.monotonic() + 20
+        while edge.renditions["720p"].playlist.next_msn < before + 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        assert server.broadcasts.edges.get("again-live") is edge
+        text = edge.renditions["720p"].playlist.render()
+        pl = m3u8.loads(text)
+        assert pl.media_sequence <= before - 1  # the first session's segments are still listed
+        assert "#EXT-X-DISCONTINUITY" in text
+        assert '#EXT-X-MAP:URI="init.mp4"' in text and '#EXT-X-MAP:URI="init1.mp4"' in text
+        assert text.index("#EXT-X-DISCONTINUITY") < text.index('init1.mp4')
+        assert edge.renditions["720p"].inits["init1.mp4"][4:8] == b"ftyp"
+
+        await asyncio.wait_for(second.communicate(), 60)
+        row2 = await wait_row(server, lambda r: r.id == row2.id and r.status is StreamStatus.ARCHIVED)
+        assert abs(row2.vod_duration_seconds - 5.0) <= 0.5
+        vod = (server.settings.data_dir / f"streams/{row2.id}/720p/index.m3u8").read_text()
+        assert '#EXT-X-MAP:URI="init1.mp4"' in vod and "#EXT-X-DISCONTINUITY" not in vod
+        assert (server.settings.data_dir / f"streams/{row2.id}/720p/init1.mp4").exists()
+        # With nobody back within the grace, the playlists end.
+        deadline = time.monotonic() + 15
+        while not edge.ended:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        assert edge.renditions["720p"].playlist.render().rstrip().endswith("#EXT-X-ENDLIST")

@@ -446,3 +446,63 @@ def test_program_date_time_is_utc_with_milliseconds():
     assert "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:00.123Z" in text
     assert math.isclose(check_rules(text).segments[0].program_date_time.timestamp(),
                         datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC).timestamp())
+
+
+# -- a new initialization section after a discontinuity (a restarted or changed source) -------
+
+def test_init_epoch_names_parse_canonically() -> None:
+    from transcode.hls import init_uri
+
+    assert init_uri(0) == "init.mp4" and init_uri(3) == "init3.mp4"
+    assert parse_segment_name("init3.mp4") == ("init", 3, None)
+    for bad in ("init0.mp4", "init03.mp4", "init-1.mp4", "init1.m4s", "init1.mp4/", "INIT1.mp4"):
+        assert parse_segment_name(bad) is None, bad
+
+
+def test_new_map_follows_the_discontinuity_and_survives_skips() -> None:
+    playlist, feed = live(window_segments=12)
+    for _ in range(4):
+        feed.segment()
+    playlist.set_init_uri("init1.mp4")
+    feed.part_(discontinuity=True)
+    text = playlist.render()
+    # The part in progress already announces its discontinuity and its map, in that order.
+    tail = text[text.index("seg3.m4s"):]
+    assert tail.index("#EXT-X-DISCONTINUITY") < tail.index('#EXT-X-MAP:URI="init1.mp4"')
+    assert text.count("#EXT-X-MAP") == 2 and text.index('URI="init.mp4"') < text.index("seg0.m4s")
+    feed.segment(discontinuity=True)
+    for _ in range(6):
+        feed.segment()
+    p = parse(playlist.render())
+    assert [m.uri for m in p.segment_map] == ["init.mp4", "init1.mp4"]
+    assert [s.discontinuity for s in p.segments].count(True) == 1
+    assert playlist.init_uris_in_use() == {"init.mp4", "init1.mp4"}
+    # A delta playlist that skips past the switch starts with the map its first segment needs.
+    delta = playlist.render(skip=True)
+    assert "#EXT-X-SKIP" in delta
+    assert delta.count("#EXT-X-MAP") == 1 and 'URI="init1.mp4"' in delta
+    # Once the old segments leave the window only the new map is in use.
+    for _ in range(12):
+        feed.segment()
+    assert playlist.init_uris_in_use() == {"init1.mp4"}
+    assert [m.uri for m in parse(playlist.render()).segment_map] == ["init1.mp4"]
+
+
+def test_resume_takes_back_the_end() -> None:
+    playlist, feed = live()
+    feed.segment()
+    playlist.end()
+    assert playlist.render().rstrip().endswith("#EXT-X-ENDLIST")
+    playlist.resume()
+    feed.segment(discontinuity=True)
+    text = playlist.render()
+    assert "#EXT-X-ENDLIST" not in text and "#EXT-X-PRELOAD-HINT" in text
+    assert "#EXT-X-DISCONTINUITY" in text
+
+
+def test_vod_switches_maps_per_segment() -> None:
+    text = vod_playlist([("seg0.m4s", 2.0, False, "init.mp4"), ("seg1.m4s", 2.0, False, "init.mp4"),
+                         ("seg2.m4s", 2.0, True, "init1.mp4")], 2.0)
+    p = parse(text)
+    assert [m.uri for m in p.segment_map] == ["init.mp4", "init1.mp4"]
+    assert text.index("#EXT-X-DISCONTINUITY") < text.index('init1.mp4') < text.index("seg2.m4s")

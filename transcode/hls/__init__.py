@@ -18,6 +18,7 @@ from transcode.hls.packager import (
 from transcode.hls.playlist import (
     INIT_URI,
     LivePlaylist,
+    init_uri,
     RenditionInfo,
     ResourceName,
     master_playlist,
@@ -28,6 +29,7 @@ from transcode.hls.playlist import (
 )
 
 __all__ = [
+    "init_uri",
     "AUDIO_TRACK_ID",
     "INIT_URI",
     "VIDEO_TRACK_ID",

@@ -5,7 +5,9 @@ Everything here is text generation from in-memory state; the HTTP layer decides 
 render (blocking reload) using the lookups on ``LivePlaylist``.
 
 Resource names are fixed patterns so a URL path can be mapped back to (segment, part) with a
-strict parser and nothing else: ``init.mp4``, ``seg{N}.m4s``, ``part{N}.{i}.m4s``.
+strict parser and nothing else: ``init.mp4``, ``seg{N}.m4s``, ``part{N}.{i}.m4s``, and
+``init{K}.mp4`` for the K-th new initialization section after a discontinuity (a restarted
+or changed source), which each segment references through the EXT-X-MAP in effect for it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAX_MSN_DIGITS = 10
 MAX_PART_DIGITS = 4
 
 _SEGMENT_RE = re.compile(rf"seg(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.m4s")
+_INIT_RE = re.compile(rf"init([1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.mp4")
 _PART_RE = re.compile(
     rf"part(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.(0|[1-9][0-9]{{0,{MAX_PART_DIGITS - 1}}})\.m4s"
 )
@@ -36,8 +39,14 @@ class ResourceName(NamedTuple):
     """A parsed media resource name; ``msn``/``part`` are None where they do not apply."""
 
     kind: Literal["init", "segment", "part"]
+    # For "init": the initialization section's epoch K of ``init{K}.mp4`` (None: ``init.mp4``).
     msn: int | None
     part: int | None
+
+
+def init_uri(epoch: int) -> str:
+    """Name of the ``epoch``-th initialization section: ``init.mp4``, then ``init1.mp4``…"""
+    return INIT_URI if epoch == 0 else f"init{epoch}.mp4"
 
 
 def segment_uri(msn: int) -> str:
@@ -58,6 +67,9 @@ def parse_segment_name(name: object) -> ResourceName | None:
         return None
     if name == INIT_URI:
         return ResourceName("init", None, None)
+    m = _INIT_RE.fullmatch(name)
+    if m:
+        return ResourceName("init", int(m.group(1)), None)
     m = _SEGMENT_RE.fullmatch(name)
     if m:
         return ResourceName("segment", int(m.group(1)), None)
@@ -107,6 +119,7 @@ class _Segment:
     discontinuity: bool
     uri: str
     parts: tuple[_Part, ...]
+    init_uri: str = INIT_URI
 
 
 BlockingState = Literal["ready", "wait", "bad"]
@@ -220,6 +233,7 @@ class LivePlaylist:
                 discontinuity=segment.discontinuity or self._open_discontinuity,
                 uri=segment_uri(segment.segment),
                 parts=tuple(self._open_parts),
+                init_uri=self.init_uri,
             )
         )
         self._target = max(self._target, _round_half_up(segment.duration))
@@ -233,6 +247,20 @@ class LivePlaylist:
                 # RFC 8216 6.2.2: removing a DISCONTINUITY tag bumps the sequence so the
                 # remaining segments keep their discontinuity sequence numbers.
                 self._discontinuity_sequence += 1
+
+    def set_init_uri(self, uri: str) -> None:
+        """A new initialization section for the segment in progress and the ones after it
+        (a new EXT-X-MAP follows its discontinuity in the rendered playlist)."""
+        self.init_uri = _check_uri(uri)
+
+    def init_uris_in_use(self) -> set[str]:
+        """The initialization sections the listed segments and the one in progress need."""
+        return {seg.init_uri for seg in self._segments} | {self.init_uri}
+
+    def resume(self) -> None:
+        """Take back ``end()``: the source came back before the playlist was retired, so the
+        window continues (the next segment should carry a discontinuity)."""
+        self._ended = False
 
     def end(self) -> None:
         """The stream is over: EXT-X-ENDLIST, no preload hint, unfinished parts dropped."""
@@ -353,9 +381,12 @@ class LivePlaylist:
         ]
         if self._discontinuity_sequence:
             lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuity_sequence}")
-        lines.append(f'#EXT-X-MAP:URI="{self.init_uri}"')
 
         skipped = self._skipped_count() if skip and not self._ended else 0
+        segments = list(self._segments)
+        # The map in effect for the first listed segment (or the part in progress).
+        current_map = segments[skipped].init_uri if skipped < len(segments) else self.init_uri
+        lines.append(f'#EXT-X-MAP:URI="{current_map}"')
         if skipped:
             lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
 
@@ -363,13 +394,15 @@ class LivePlaylist:
         # end (rfc8216bis 6.2.2), plus the segment in progress.
         total = sum(s.duration for s in self._segments) + sum(p.duration for p in self._open_parts)
         elapsed = 0.0
-        segments = list(self._segments)
         for i, seg in enumerate(segments):
             elapsed += seg.duration
             if i < skipped:
                 continue
             if seg.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if seg.init_uri != current_map:
+                current_map = seg.init_uri
+                lines.append(f'#EXT-X-MAP:URI="{current_map}"')
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(seg.program_date_time)}")
             if total - elapsed < 3 * td:
                 lines.extend(self._part_line(p) for p in seg.parts)
@@ -384,6 +417,8 @@ class LivePlaylist:
                 # only ever grows at the end.
                 if self._open_discontinuity:
                     lines.append("#EXT-X-DISCONTINUITY")
+                if self.init_uri != current_map:
+                    lines.append(f'#EXT-X-MAP:URI="{self.init_uri}"')
                 if self._open_pdt is not None:
                     lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(self._open_pdt)}")
                 lines.extend(self._part_line(p) for p in self._open_parts)
@@ -398,15 +433,17 @@ class LivePlaylist:
 
 
 def vod_playlist(
-    segments: Iterable[tuple[str, float, bool]],
+    segments: Iterable[tuple[str, float, bool] | tuple[str, float, bool, str]],
     target_duration: float,
     *,
     init_uri: str = INIT_URI,
 ) -> str:
     """A finished recording: EXT-X-PLAYLIST-TYPE:VOD, EXTINF per (uri, duration,
-    discontinuity) segment, EXT-X-ENDLIST. The Target Duration is raised if a segment needs it."""
-    items = list(segments)
-    td = max(1, math.ceil(target_duration - 1e-6), *(_round_half_up(d) for _, d, _ in items))
+    discontinuity[, init uri]) segment, EXT-X-ENDLIST. The Target Duration is raised if a segment
+    needs it; a segment naming another init than the one before gets its own EXT-X-MAP."""
+    items = [(it[0], it[1], it[2], it[3] if len(it) > 3 else init_uri) for it in segments]
+    td = max(1, math.ceil(target_duration - 1e-6), *(_round_half_up(d) for _, d, _, _ in items))
+    current_map = items[0][3] if items else init_uri
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VOD_VERSION}",
@@ -414,13 +451,16 @@ def vod_playlist(
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{_check_uri(init_uri)}"',
+        f'#EXT-X-MAP:URI="{_check_uri(current_map)}"',
     ]
-    for uri, duration, discontinuity in items:
+    for uri, duration, discontinuity, map_uri in items:
         if not duration >= 0:
             raise ValueError(f"bad segment duration {duration!r}")
         if discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if map_uri != current_map:
+            current_map = map_uri
+            lines.append(f'#EXT-X-MAP:URI="{_check_uri(current_map)}"')
         lines.append(f"#EXTINF:{_seconds(duration)},")
         lines.append(_check_uri(uri))
     lines.append("#EXT-X-ENDLIST")
