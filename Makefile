@@ -3,11 +3,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests drive as real peers: ffmpeg (RTMP client), PostgreSQL (server).
-TEST_DEBS := ffmpeg postgresql
+# Debian packages the tests drive as real peers: ffmpeg (RTMP client), PostgreSQL (server),
+# Chromium (the browser tests drive it through Playwright; Playwright's own download is not used).
+TEST_DEBS := ffmpeg postgresql chromium
+CHROMIUM := /usr/bin/chromium
+# hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
+HLS_JS := webapp/static/vendor/hls.min.js
+NPM_STAMP := node_modules/.package-lock.json
 BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp
 
-.PHONY: run test deps test-deps bench-deps bench clean
+.PHONY: run test deps frontend test-deps bench-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +22,28 @@ $(VENV)/.installed: pyproject.toml
 
 deps: $(VENV)/.installed
 
-run: deps
+# npm ci only when package.json/package-lock.json changed since the last install.
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nodejs npm; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(HLS_JS): $(NPM_STAMP)
+	@mkdir -p $(@D)
+	cp node_modules/hls.js/dist/hls.min.js $@
+
+frontend: $(HLS_JS)
+
+run: deps frontend
 	$(VENV)/bin/aethex serve
 
 test-deps:
-	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+			|| [ ! -x $(CHROMIUM) ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
 
-test: deps test-deps
+test: deps test-deps frontend
 	$(PY) -m pytest -q
 
 bench-deps:
@@ -38,4 +56,4 @@ bench: deps bench-deps
 	$(PY) benchmarks/ladder_vs_ffmpeg.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis node_modules $(HLS_JS) test-artifacts

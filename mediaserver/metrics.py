@@ -6,7 +6,7 @@ servers in one process and read exact values. Names are a public contract: ``aet
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -44,6 +44,20 @@ class Metrics:
             ["channel", "rendition"], registry=r)
         self.hls_segments = Counter(
             "aethex_hls_segments", "HLS segments produced.", ["channel", "rendition"], registry=r)
+
+        self.hls_requests = Counter(
+            "aethex_hls_requests",
+            "HLS and VOD HTTP requests, by kind (master, playlist, blocking_playlist, part, "
+            "segment, init, vod_master, vod_playlist, vod_segment, vod_init, preflight, other) "
+            "and status code.", ["kind", "status"], registry=r)
+        self.hls_blocking_wait = Histogram(
+            "aethex_hls_blocking_wait_seconds",
+            "Seconds a blocking playlist reload or a preload-hinted part request was held.",
+            buckets=(0.005, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 4.0, 8.0, 16.0),
+            registry=r)
+        self.viewers = Gauge(
+            "aethex_viewers", "Playback sessions that polled a live playlist recently, by channel.",
+            ["channel"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -374,3 +374,24 @@ async def update_viewer_count(session: AsyncSession, stream_id: int, viewers: in
         raise NotFoundError(f"no stream with id {stream_id}")
     # Bring a loaded Stream object up to date without an implicit (async-illegal) lazy load.
     await session.get(Stream, stream_id, populate_existing=True)
+
+
+async def update_live_viewer_counts(session: AsyncSession, counts: dict[int, int]) -> int:
+    """``update_viewer_count`` for several streams at once, touching only rows still LIVE.
+
+    The HTTP layer counts viewers in memory and writes here every few seconds; a count taken
+    just as a stream ends must not overwrite the zero ``end_stream`` wrote, and a stream row
+    that went away is simply skipped. Returns how many rows were updated.
+    """
+    updated = 0
+    for stream_id, viewers in counts.items():
+        if viewers < 0:
+            raise ValidationError("viewer count cannot be negative")
+        result = await session.execute(
+            update(Stream).where(Stream.id == stream_id, Stream.status == StreamStatus.LIVE)
+            .values(viewer_count=viewers,
+                    peak_viewers=case((Stream.peak_viewers < viewers, viewers),
+                                      else_=Stream.peak_viewers))
+            .execution_options(synchronize_session=False))
+        updated += result.rowcount
+    return updated

@@ -121,3 +121,33 @@ def pytest_asyncio_loop_factories(config, item):
     import uvloop
 
     return {"uvloop": uvloop.new_event_loop}
+
+
+def make_source(path: Path, *, size: str, seconds: float, bitrate: str = "2M",
+                gop: int = 30) -> Path:
+    """A short H.264 + AAC FLV test source, made once by the ffmpeg CLI."""
+    import subprocess
+
+    subprocess.run([
+        require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
+        "-b:v", bitrate, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+        "-f", "flv", str(path)], check=True)
+    return path
+
+
+async def push(source: Path, url: str) -> asyncio.subprocess.Process:
+    """A real ffmpeg publishing a prepared source in real time without re-encoding."""
+    return await asyncio.create_subprocess_exec(
+        require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        "-i", str(source), "-c", "copy", "-f", "flv", url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+def transcoding(env: dict[str, str]) -> dict[str, str]:
+    """Settings for tests that run the ladder: the machine has 2 cores shared with ffmpeg
+    (and Chromium), so the fastest preset keeps up; tests check structure, not quality."""
+    return {**env, "AETHEX_TRANSCODE__ENABLED": "true", "AETHEX_TRANSCODE__PRESET": "ultrafast",
+            "AETHEX_RTMP__IDLE_TIMEOUT": "20"}

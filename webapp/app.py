@@ -35,4 +35,9 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
     app[REGISTRY_KEY] = registry
     app[EDGES_KEY] = edges
     app.router.add_get("/metrics", metrics_view)
+    from . import pages  # it imports the keys above, hence not at module level
+    pages.setup(app)
+    from . import hls  # same reason
+
+    hls.setup(app)
     return app

@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from mediaserver.live import LiveStream, MediaKind, MediaPacket
 from storage.models import Stream, StreamStatus
-from tests.conftest import make_channel, require_ffmpeg, rtmp_url, running_server
+from tests.conftest import (make_channel, make_source, push, rtmp_url, running_server,
+                            transcoding)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,35 +30,14 @@ SEGMENT = 2.0
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Short H.264 + AAC sources made once; publishers push them with -re -c copy."""
     out = tmp_path_factory.mktemp("sources")
-    made = {}
-    for name, size, seconds in (("1080p", "1920x1080", 6), ("720p", "1280x720", 5),
-                                ("long720p", "1280x720", 30)):
-        path = out / f"{name}.flv"
-        subprocess.run([
-            require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
-            "-b:v", "3M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2",
-            "-f", "flv", str(path)], check=True)
-        made[name] = path
-    return made
+    return {name: make_source(out / f"{name}.flv", size=size, seconds=seconds, bitrate="3M")
+            for name, size, seconds in (("1080p", "1920x1080", 6), ("720p", "1280x720", 5),
+                                        ("long720p", "1280x720", 30))}
 
 
 @pytest.fixture
 def transcode_env(settings_env: dict[str, str]) -> dict[str, str]:
-    return {**settings_env, "AETHEX_TRANSCODE__ENABLED": "true",
-            # The machine has 2 cores and ffmpeg shares them: the fastest preset keeps the
-            # ladder ahead of real time; what is tested here is structure, not picture quality.
-            "AETHEX_TRANSCODE__PRESET": "ultrafast",
-            "AETHEX_RTMP__IDLE_TIMEOUT": "20"}
-
-
-async def push(source: Path, url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-        "-i", str(source), "-c", "copy", "-f", "flv", url,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    return transcoding(settings_env)
 
 
 async def wait_row(server, predicate, timeout: float = 90.0) -> Stream:

@@ -76,6 +76,9 @@ def test_short_forms_always_work() -> None:
     ({"AETHEX_RTMP__NO_SUCH": "1"}, "rtmp.no_such"),
     ({"AETHEX_LOG__LEVEL": "loud"}, "log.level"),
     ({"AETHEX_LIVE__CONSUMER_QUEUE_SIZE": "0"}, "live.consumer_queue_size"),
+    ({"AETHEX_HTTP__CORS_ORIGINS": "example.org"}, "http.cors_origins"),
+    ({"AETHEX_HLS__VIEWER_TIMEOUT": "0"}, "hls.viewer_timeout"),
+    ({"AETHEX_HLS__MAX_VIEWER_SESSIONS": "-5"}, "hls.max_viewer_sessions"),
 ])
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(SettingsError) as info:

@@ -1,0 +1,760 @@
+"""LL-HLS delivery of the live edge and of recorded VODs over HTTP.
+
+Live (``/hls/{slug}/…``): everything is served from the in-memory ``LiveEdge``; names in URLs
+are looked up in its maps, never joined onto a path. The master playlist links each media
+playlist as ``{token}/{rendition}/index.m3u8?session={id}``:
+
+* ``token`` is random per live edge. Segment and part numbers start again at 0 for a channel's
+  next broadcast, so ``/hls/alice/720p/seg5.m4s`` would name different bytes tomorrow; under
+  the token every URL names one immutable object and can be cached for a year. The shorter
+  ``/hls/{slug}/{rendition}/…`` URLs work too, with revalidation instead of ``immutable``.
+* ``session`` identifies one player for viewer counting. hls.js and Safari keep a playlist
+  URL's query when they add the ``_HLS_*`` directives, so every reload says which player it
+  is; cookies are not sent by hls.js by default and (IP, User-Agent) merges viewers behind one
+  NAT. Players that come without a session are counted by a salted hash of (IP, User-Agent).
+
+Blocking playlist reloads (rfc8216bis 6.2.5.2) and preload-hinted parts are held until the
+playlist says the awaited part exists, at most three Target Durations (then 503). Held
+requests are grouped by what they wait for and one watcher task per edge wakes on each
+``LiveEdge.notify``; a notify costs one check per distinct target, not one wake-up per viewer.
+Each playlist is rendered once per change and the bytes shared by every response.
+
+VOD (``/vod/{stream_id}/…``): the stream row must be ARCHIVED with a VOD; the names a request
+may use are exactly those listed in the VOD's own playlists, read once and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Literal
+from weakref import WeakKeyDictionary
+
+from aiohttp import web
+
+from mediaserver.metrics import Metrics
+from mediaserver.settings import Settings
+from storage import Database, queries
+from storage.models import Stream, StreamStatus
+from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
+from transcode.hls import INIT_URI, parse_segment_name
+from webapp.app import DB_KEY, EDGES_KEY, METRICS_KEY, SETTINGS_KEY
+
+log = logging.getLogger(__name__)
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MEDIA_TYPE = "video/mp4"
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Live playlists change every part; the master also carries a per-viewer session id.
+PLAYLIST_CACHE = "no-cache"
+MASTER_CACHE = "private, no-cache"
+# A response to _HLS_msn/_HLS_part is valid for its (unique) URL: a CDN may keep it briefly.
+BLOCKING_CACHE = "public, max-age=1"
+# Short-form live objects: the same URL names other bytes in the channel's next broadcast.
+REVALIDATE = "no-cache"
+VOD_PLAYLIST_CACHE = "public, max-age=60"
+# Errors must never be cached: a part that is 404 now may exist in a moment.
+ERROR_CACHE = "no-store"
+EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date, ETag"
+
+_NUMBER_RE = re.compile(r"[0-9]{1,10}")
+_SESSION_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_STREAM_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
+_RENDITION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})", re.ASCII | re.IGNORECASE)
+_MAP_URI_RE = re.compile(r'#EXT-X-MAP:.*?URI="([^"]*)"')
+_REQUEST_HEADERS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+
+VOD_CACHE_SIZE = 256
+VOD_CACHE_SECONDS = 300.0
+VOD_MISS_SECONDS = 5.0
+# A watcher with nothing left to release looks again this often (waiters time out alone).
+WATCH_IDLE_SECONDS = 10.0
+
+Hold = Literal["ready", "wait", "bad", "gone", "timeout"]
+
+
+class _BadRequest(Exception):
+    """A malformed delivery directive: 400 with this text."""
+
+
+# -- viewers -------------------------------------------------------------------------------
+
+class ViewerCounter:
+    """Playback sessions seen recently, per channel; counted and expired by ``sweep``.
+
+    ``seen`` is one dict store per playlist request; all the work (expiry, gauge, database)
+    happens in ``sweep`` every ``hls.viewer_update_interval`` seconds.
+    """
+
+    def __init__(self, timeout: float, max_sessions: int) -> None:
+        self.timeout = timeout
+        self.max_sessions = max_sessions
+        self._salt = secrets.token_bytes(16)
+        self._tables: dict[str, dict[str | bytes, float]] = {}
+
+    def session_key(self, request: web.Request) -> str | bytes:
+        sid = request.query.get("session")
+        if sid is not None and _SESSION_RE.fullmatch(sid):
+            return sid
+        who = f"{request.remote}\0{request.headers.get('User-Agent', '')}".encode()
+        return hashlib.blake2b(who, key=self._salt, digest_size=12).digest()
+
+    def seen(self, slug: str, key: str | bytes, now: float) -> None:
+        table = self._tables.get(slug)
+        if table is None:
+            table = self._tables[slug] = {}
+        if key in table or len(table) < self.max_sessions:
+            table[key] = now
+
+    def sweep(self, now: float) -> dict[str, int]:
+        """Drop sessions older than the timeout; the count per channel (a channel whose last
+        viewer left is reported once with 0, then forgotten)."""
+        counts: dict[str, int] = {}
+        limit = now - self.timeout
+        for slug, table in list(self._tables.items()):
+            for key in [k for k, t in table.items() if t < limit]:
+                del table[key]
+            counts[slug] = len(table)
+            if not table:
+                del self._tables[slug]
+        return counts
+
+
+# -- per-edge state ------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Rendered:
+    """One media playlist's text for one playlist state."""
+
+    playlist: Any
+    version: tuple[Any, ...]
+    full: bytes | None = None
+    delta: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Group:
+    check: Callable[[], Hold]
+    waiters: set[asyncio.Future[bool]] = field(default_factory=set)
+
+
+@dataclass
+class _EdgeState:
+    """What this module keeps about one live edge; dropped with the edge (weak key)."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(5))
+    rendered: dict[str, _Rendered] = field(default_factory=dict)
+    master_version: tuple[Any, ...] | None = None
+    master_template: str = ""
+    groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
+    watcher: asyncio.Task[None] | None = None
+
+
+def _playlist_version(playlist: Any) -> tuple[Any, ...]:
+    """Changes whenever ``render`` would: every mutator of ``LivePlaylist`` (add_part,
+    add_segment, end, resume, set_init_uri) moves one of these."""
+    return (playlist.next_part(), playlist.ended, playlist.init_uri, playlist.media_sequence)
+
+
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
+def _has_media(rendition: RenditionEdge) -> bool:
+    return bool(rendition.parts or rendition.segments)
+
+
+def _init_bytes(rendition: RenditionEdge, name: str) -> bytes | None:
+    inits: Mapping[str, bytes] | None = getattr(rendition, "inits", None)
+    if inits is not None:
+        return inits.get(name)
+    return rendition.init if name == INIT_URI else None
+
+
+# -- byte ranges ---------------------------------------------------------------------------
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def plan_range(headers: Mapping[str, str], size: int, etag: str) -> tuple[int, int, int]:
+    """(status, start, stop) for a GET of ``size`` bytes: 200 whole, 206 one range, 304 not
+    modified, 416 unsatisfiable. Several ranges, or a Range we cannot read, get the whole
+    object (RFC 9110 14.2 lets a server ignore Range)."""
+    inm = headers.get("If-None-Match")
+    if inm is not None and _etag_matches(inm, etag):
+        return 304, 0, 0
+    value = headers.get("Range")
+    if value is None:
+        return 200, 0, size
+    if_range = headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return 200, 0, size
+    m = _RANGE_RE.fullmatch(value.strip())
+    if m is None or m.group(1) == m.group(2) == "":
+        return 200, 0, size
+    first, last = m.groups()
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return 416, 0, 0
+        return 206, max(0, size - suffix), size
+    start = int(first)
+    if last != "" and int(last) < start:
+        return 200, 0, size
+    if start >= size:
+        return 416, 0, 0
+    stop = size if last == "" else min(int(last) + 1, size)
+    return 206, start, stop
+
+
+def _object_response(plan: tuple[int, int, int], size: int, body: bytes | memoryview,
+                     etag: str, cache: str) -> web.Response:
+    status, start, stop = plan
+    if status == 304:
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache})
+    headers = {"Content-Type": MEDIA_TYPE, "Cache-Control": cache, "Accept-Ranges": "bytes",
+               "ETag": etag}
+    if status == 416:
+        headers["Content-Range"] = f"bytes */{size}"
+        headers["Cache-Control"] = ERROR_CACHE
+        return web.Response(status=416, headers=headers)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    return web.Response(status=status, body=body, headers=headers)
+
+
+# -- VOD -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Vod:
+    """A recorded stream's playlists and the only names its URLs may use."""
+
+    directory: Path
+    master: bytes
+    playlists: dict[str, bytes]
+    names: dict[str, frozenset[str]]
+
+
+def _load_vod(directory: Path) -> _Vod | None:
+    """Read the VOD's playlists (in a thread). Renditions and names come from the files the
+    server wrote, each checked against the canonical patterns."""
+    try:
+        master = (directory / "master.m3u8").read_bytes()
+        playlists: dict[str, bytes] = {}
+        names: dict[str, frozenset[str]] = {}
+        for line in master.decode().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            rendition, _, rest = line.partition("/")
+            if rest != "index.m3u8" or not _RENDITION_RE.fullmatch(rendition):
+                continue
+            text = (directory / rendition / "index.m3u8").read_bytes()
+            allowed = set()
+            for entry in text.decode().splitlines():
+                entry = entry.strip()
+                m = _MAP_URI_RE.match(entry)
+                uri = m.group(1) if m else entry if entry and not entry.startswith("#") else ""
+                if uri and parse_segment_name(uri) is not None:
+                    allowed.add(uri)
+            playlists[rendition] = text
+            names[rendition] = frozenset(allowed)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not playlists:
+        return None
+    return _Vod(directory, master, playlists, names)
+
+
+def _read_object(path: Path, headers: Mapping[str, str], etag_prefix: str
+                 ) -> tuple[tuple[int, int, int], int, bytes, str] | None:
+    """Stat, plan the range and read just that slice, in one trip to a worker thread."""
+    try:
+        with path.open("rb") as fh:
+            size = path.stat().st_size
+            etag = f'"{etag_prefix}-{size:x}"'
+            plan = plan_range(headers, size, etag)
+            status, start, stop = plan
+            data = b""
+            if status in (200, 206):
+                fh.seek(start)
+                data = fh.read(stop - start)
+            return plan, size, data, etag
+    except OSError:
+        return None
+
+
+# -- the service ---------------------------------------------------------------------------
+
+class HlsService:
+    """Route handlers and the state they share (one per web application)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, edges: EdgeRegistry,
+                 db: Database) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.edges = edges
+        self.db = db
+        hls = settings.hls
+        self.viewers = ViewerCounter(hls.viewer_timeout, hls.max_viewer_sessions)
+        self.master_wait = 3.0 * max(1, math.ceil(hls.segment_duration - 1e-6))
+        self.closing = False
+        self._states: WeakKeyDictionary[LiveEdge, _EdgeState] = WeakKeyDictionary()
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._vods: OrderedDict[int, tuple[float, _Vod | None]] = OrderedDict()
+        self._vod_loads: dict[int, asyncio.Future[_Vod | None]] = {}
+        self._written: dict[int, int] = {}
+        origins = [o.strip() for o in settings.http.cors_origins.split(",") if o.strip()]
+        self._cors_any = "*" in origins
+        self._cors_origins = frozenset(origins)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _count(self, kind: str, status: int) -> None:
+        counter = self._counters.get((kind, status))
+        if counter is None:
+            counter = self._counters[(kind, status)] = self.metrics.hls_requests.labels(
+                kind, str(status))
+        counter.inc()
+
+    def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self._cors_any:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif self._cors_origins:
+            response.headers.add("Vary", "Origin")
+            origin = request.headers.get("Origin")
+            if origin is None or origin not in self._cors_origins:
+                return
+            response.headers["Access-Control-Allow-Origin"] = origin
+        else:
+            return
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+
+    def endpoint(self, fn: Callable[[web.Request], Awaitable[tuple[str, web.StreamResponse]]]
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Every HLS/VOD response gets its CORS headers and is counted by kind and status."""
+        async def handler(request: web.Request) -> web.StreamResponse:
+            kind, response = await fn(request)
+            self._cors(request, response)
+            self._count(kind, response.status)
+            return response
+        return handler
+
+    @staticmethod
+    def _error(status: int, text: str = "") -> web.Response:
+        headers = {"Cache-Control": ERROR_CACHE}
+        if status == 503:
+            headers["Retry-After"] = "1"
+        return web.Response(status=status, text=text or HTTPStatus(status).phrase,
+                            headers=headers)
+
+    def _state(self, edge: LiveEdge) -> _EdgeState:
+        state = self._states.get(edge)
+        if state is None:
+            state = self._states[edge] = _EdgeState()
+        return state
+
+    # -- holding requests -----------------------------------------------------------------
+
+    async def _until(self, edge: LiveEdge, state: _EdgeState, key: tuple[Any, ...],
+                     check: Callable[[], Hold], timeout: float) -> Hold:
+        """``check()`` once it stops saying "wait", or "timeout" after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = check()
+            if result != "wait":
+                return result
+            if self.closing or loop.time() >= deadline:
+                return "timeout"
+            fut: asyncio.Future[bool] = loop.create_future()
+            group = state.groups.get(key)
+            if group is None:
+                group = state.groups[key] = _Group(check)
+            group.waiters.add(fut)
+            if state.watcher is None:
+                state.watcher = loop.create_task(self._watch(edge, state))
+            # A bare timer per waiter: cheaper than asyncio.timeout() with thousands waiting.
+            timer = loop.call_at(deadline, _expire, fut)
+            try:
+                released = await fut
+            finally:
+                timer.cancel()
+                group.waiters.discard(fut)
+                if not group.waiters and state.groups.get(key) is group:
+                    del state.groups[key]
+            if not released:  # the deadline, or the server is shutting down
+                result = check()
+                return result if result != "wait" else "timeout"
+
+    async def _watch(self, edge: LiveEdge, state: _EdgeState) -> None:
+        """Wake on every change of the edge; release the groups whose wait is over."""
+        try:
+            while state.groups and not self.closing:
+                try:
+                    async with asyncio.timeout(WATCH_IDLE_SECONDS):
+                        await edge.changed()
+                except TimeoutError:
+                    continue
+                for key, group in list(state.groups.items()):
+                    try:
+                        done = group.check() != "wait"
+                    except Exception:  # noqa: BLE001 - the handler finds out; the watcher must live
+                        done = True
+                    if done:
+                        del state.groups[key]
+                        for fut in group.waiters:
+                            if not fut.done():
+                                fut.set_result(True)
+        finally:
+            state.watcher = None
+
+    # -- live -----------------------------------------------------------------------------
+
+    async def master(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        edge = self.edges.get(request.match_info["slug"])
+        if edge is None:
+            return "master", self._error(404)
+        state = self._state(edge)
+
+        def ready() -> Hold:
+            renditions = edge.renditions
+            if renditions and all(_has_media(r) for r in renditions.values()):
+                return "ready"
+            return "gone" if edge.ended else "wait"
+
+        result = await self._until(edge, state, ("master",), ready, self.master_wait)
+        if result == "timeout":
+            return "master", self._error(503, "the stream has no media yet")
+        if not edge.renditions:
+            return "master", self._error(404)
+        sid = request.query.get("session")
+        if sid is None or not _SESSION_RE.fullmatch(sid):
+            sid = secrets.token_urlsafe(12)
+        version = tuple((r.name, r.bandwidth, r.average_bandwidth, r.width, r.height,
+                         r.frame_rate, r.codecs) for r in edge.renditions.values())
+        if version != state.master_version:
+            lines = edge.master().split("\n")
+            state.master_template = "\n".join(
+                f"{state.token}/{line}?session=\0" if line and not line.startswith("#") else line
+                for line in lines)
+            state.master_version = version
+        body = state.master_template.replace("\0", sid).encode()
+        return "master", web.Response(body=body, headers={
+            "Content-Type": PLAYLIST_TYPE, "Cache-Control": MASTER_CACHE})
+
+    async def live(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        info = request.match_info
+        name = info["name"]
+        resource = None if name == "index.m3u8" else parse_segment_name(name)
+        kind = "playlist" if name == "index.m3u8" else resource.kind if resource else "other"
+        if resource is None and kind == "other":
+            return kind, self._error(404)
+        edge = self.edges.get(info["slug"])
+        if edge is None:
+            return kind, self._error(404)
+        state = self._state(edge)
+        token = info.get("token")
+        if token is not None and token != state.token:
+            return kind, self._error(404)
+        rendition = edge.renditions.get(info["rendition"])
+        if rendition is None:
+            return kind, self._error(404)
+        if resource is None:
+            return await self._media_playlist(request, edge, state, rendition)
+        return await self._media_object(request, edge, state, rendition, name, resource,
+                                        token is not None)
+
+    @staticmethod
+    def _directives(query: Mapping[str, str]) -> tuple[int | None, int | None, bool]:
+        def number(key: str) -> int | None:
+            values = query.getall(key, [])  # type: ignore[attr-defined]
+            if not values:
+                return None
+            if len(values) > 1 or not _NUMBER_RE.fullmatch(values[0]):
+                raise _BadRequest(f"{key} must be one non-negative integer")
+            return int(values[0])
+
+        msn, part = number("_HLS_msn"), number("_HLS_part")
+        if part is not None and msn is None:
+            raise _BadRequest("_HLS_part needs _HLS_msn")
+        skips = query.getall("_HLS_skip", [])  # type: ignore[attr-defined]
+        if len(skips) > 1 or (skips and skips[0] not in ("YES", "v2")):
+            raise _BadRequest("_HLS_skip must be YES or v2")
+        return msn, part, bool(skips)
+
+    def _render(self, state: _EdgeState, rendition: RenditionEdge, skip: bool) -> bytes:
+        playlist = rendition.playlist
+        version = _playlist_version(playlist)
+        cached = state.rendered.get(rendition.name)
+        if cached is None or cached.playlist is not playlist or cached.version != version:
+            cached = state.rendered[rendition.name] = _Rendered(playlist, version)
+        if skip:
+            if cached.delta is None:
+                cached.delta = playlist.render(skip=True).encode()
+            return cached.delta
+        if cached.full is None:
+            cached.full = playlist.render().encode()
+        return cached.full
+
+    async def _media_playlist(self, request: web.Request, edge: LiveEdge, state: _EdgeState,
+                              rendition: RenditionEdge) -> tuple[str, web.StreamResponse]:
+        try:
+            msn, part, skip = self._directives(request.query)
+        except _BadRequest as exc:
+            kind = "blocking_playlist" if "_HLS_msn" in request.query else "playlist"
+            return kind, self._error(400, str(exc))
+        loop = asyncio.get_running_loop()
+        if request.method == "GET":
+            self.viewers.seen(edge.slug, self.viewers.session_key(request), loop.time())
+        if msn is None:
+            body = self._render(state, rendition, skip)
+            return "playlist", web.Response(body=body, headers={
+                "Content-Type": PLAYLIST_TYPE, "Cache-Control": PLAYLIST_CACHE})
+
+        name = rendition.name
+
+        def check() -> Hold:
+            current = edge.renditions.get(name)
+            return "gone" if current is None else current.playlist.blocking_state(msn, part)
+
+        started = loop.time()
+        result = check()
+        if result == "wait":
+            bound = 3.0 * rendition.playlist.target_duration
+            result = await self._until(edge, state, ("playlist", name, msn, part), check, bound)
+        self.metrics.hls_blocking_wait.observe(loop.time() - started)
+        if result == "bad":
+            return "blocking_playlist", self._error(400, "_HLS_msn/_HLS_part too far ahead")
+        if result == "timeout":
+            return "blocking_playlist", self._error(503, "the requested part did not come")
+        if result == "gone":
+            return "blocking_playlist", self._error(404)
+        body = self._render(state, rendition, skip)
+        return "blocking_playlist", web.Response(body=body, headers={
+            "Content-Type": PLAYLIST_TYPE, "Cache-Control": BLOCKING_CACHE})
+
+    async def _media_object(self, request: web.Request, edge: LiveEdge, state: _EdgeState,
+                            rendition: RenditionEdge, name: str, resource: Any,
+                            tokened: bool) -> tuple[str, web.StreamResponse]:
+        kind = resource.kind
+        data: bytes | None
+        if kind == "init":
+            data = _init_bytes(rendition, name)
+        elif kind == "segment":
+            data = rendition.segments.get(resource.msn)
+        else:
+            key = (resource.msn, resource.part)
+            data = rendition.parts.get(key)
+            playlist = rendition.playlist
+            if data is None and resource.msn >= playlist.next_msn and not playlist.ended:
+                # The preload hint (or a part just after it): hold until it is complete.
+                rname = rendition.name
+
+                def check() -> Hold:
+                    current = edge.renditions.get(rname)
+                    if current is None:
+                        return "gone"
+                    if key in current.parts:
+                        return "ready"
+                    return current.playlist.blocking_state(*key)
+
+                if check() == "wait":
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
+                    bound = 3.0 * playlist.target_duration
+                    result = await self._until(edge, state, ("part", rname, key), check, bound)
+                    self.metrics.hls_blocking_wait.observe(loop.time() - started)
+                    if result == "timeout":
+                        return kind, self._error(503, "the part did not come")
+                    data = rendition.parts.get(key)
+        if data is None:
+            return kind, self._error(404)
+        etag = f'"{state.token}-{rendition.name}-{name}"'
+        plan = plan_range(request.headers, len(data), etag)
+        body = data if plan[0] != 206 else memoryview(data)[plan[1]:plan[2]]
+        return kind, _object_response(plan, len(data), body, etag,
+                                      IMMUTABLE if tokened else REVALIDATE)
+
+    # -- VOD ------------------------------------------------------------------------------
+
+    async def _vod(self, raw_id: str) -> _Vod | None:
+        if not _STREAM_ID_RE.fullmatch(raw_id):
+            return None
+        stream_id = int(raw_id)
+        now = time.monotonic()
+        hit = self._vods.get(stream_id)
+        if hit is not None and hit[0] > now:
+            self._vods.move_to_end(stream_id)
+            return hit[1]
+        loading = self._vod_loads.get(stream_id)
+        if loading is None:
+            loading = self._vod_loads[stream_id] = asyncio.ensure_future(
+                self._load_vod(stream_id))
+            loading.add_done_callback(lambda _: self._vod_loads.pop(stream_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load_vod(self, stream_id: int) -> _Vod | None:
+        vod = None
+        try:
+            async with self.db.session() as session:
+                row = await session.get(Stream, stream_id)
+                available = (row is not None and row.status is StreamStatus.ARCHIVED
+                             and row.vod_available)
+            if available:
+                directory = self.settings.data_dir / "streams" / str(stream_id)
+                vod = await asyncio.to_thread(_load_vod, directory)
+        except Exception:
+            log.exception("could not load VOD %d", stream_id)
+        ttl = VOD_CACHE_SECONDS if vod is not None else VOD_MISS_SECONDS
+        self._vods[stream_id] = (time.monotonic() + ttl, vod)
+        self._vods.move_to_end(stream_id)
+        while len(self._vods) > VOD_CACHE_SIZE:
+            self._vods.popitem(last=False)
+        return vod
+
+    async def vod_master(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        vod = await self._vod(request.match_info["stream_id"])
+        if vod is None:
+            return "vod_master", self._error(404)
+        return "vod_master", web.Response(body=vod.master, headers={
+            "Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE})
+
+    async def vod_resource(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        info = request.match_info
+        name, rendition = info["name"], info["rendition"]
+        resource = None if name == "index.m3u8" else parse_segment_name(name)
+        kind = ("vod_playlist" if name == "index.m3u8"
+                else f"vod_{resource.kind}" if resource is not None else "other")
+        if kind == "other":
+            return kind, self._error(404)
+        vod = await self._vod(info["stream_id"])
+        if vod is None or rendition not in vod.names:
+            return kind, self._error(404)
+        if resource is None:
+            return kind, web.Response(body=vod.playlists[rendition], headers={
+                "Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE})
+        if name not in vod.names[rendition]:
+            return kind, self._error(404)
+        # Both parts of the path are names the VOD's own playlists list, checked against the
+        # canonical patterns: nothing from the URL reaches the filesystem unvetted.
+        path = vod.directory / rendition / name
+        read = await asyncio.to_thread(_read_object, path, request.headers,
+                                       f"{info['stream_id']}-{rendition}-{name}")
+        if read is None:
+            return kind, self._error(404)
+        plan, size, data, etag = read
+        return kind, _object_response(plan, size, data, etag, IMMUTABLE)
+
+    # -- CORS preflight -------------------------------------------------------------------
+
+    async def fallback(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        """Any other method or path under /hls/ and /vod/: preflight, 405 or 404."""
+        if request.method == "OPTIONS":
+            return await self.preflight(request)
+        if request.method not in ("GET", "HEAD"):
+            response = self._error(405)
+            response.headers["Allow"] = "GET, HEAD, OPTIONS"
+            return "other", response
+        return "other", self._error(404)
+
+    async def preflight(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+        headers = {"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                   "Access-Control-Max-Age": "86400", "Cache-Control": "public, max-age=86400"}
+        wanted = request.headers.get("Access-Control-Request-Headers", "").strip()
+        if wanted and _REQUEST_HEADERS_RE.fullmatch(wanted):
+            headers["Access-Control-Allow-Headers"] = wanted
+        return "preflight", web.Response(status=204, headers=headers)
+
+    # -- viewers and lifecycle ------------------------------------------------------------
+
+    async def _viewer_loop(self) -> None:
+        interval = self.settings.hls.viewer_update_interval
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.update_viewers(loop.time())
+            except Exception:
+                log.exception("viewer count update failed")
+
+    async def update_viewers(self, now: float) -> None:
+        """Publish the counts: the gauge always, a live stream's row when its count changed."""
+        counts = self.viewers.sweep(now)
+        writes: dict[int, int] = {}
+        live: set[int] = set()
+        for slug, count in counts.items():
+            self.metrics.viewers.labels(slug).set(count)
+            edge = self.edges.get(slug)
+            if edge is None or edge.ended:
+                continue  # ending a stream zeroes its row; a late count must not undo that
+            live.add(edge.stream_id)
+            if self._written.get(edge.stream_id) != count:
+                writes[edge.stream_id] = count
+        self._written = {k: v for k, v in self._written.items() if k in live}
+        if not writes:
+            return
+        async with self.db.session() as session:
+            await queries.update_live_viewer_counts(session, writes)
+            await session.commit()
+        self._written.update(writes)
+
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(self._viewer_loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def shutdown(self, app: web.Application) -> None:
+        """Answer held requests now (503) instead of keeping the server's shutdown waiting."""
+        self.closing = True
+        for state in list(self._states.values()):
+            for group in state.groups.values():
+                for fut in group.waiters:
+                    if not fut.done():
+                        fut.set_result(False)
+            state.groups.clear()
+            if state.watcher is not None:
+                state.watcher.cancel()
+
+
+HLS_KEY = web.AppKey("hls", HlsService)
+
+
+def setup(app: web.Application) -> HlsService:
+    """Register the live and VOD routes, the CORS preflight and the viewer counter."""
+    service = HlsService(app[SETTINGS_KEY], app[METRICS_KEY], app[EDGES_KEY], app[DB_KEY])
+    app[HLS_KEY] = service
+    add = app.router.add_get
+    ep = service.endpoint
+    # The tokened form first: nearly every request is one of these (routes are tried in order).
+    add("/hls/{slug}/{token}/{rendition}/{name}", ep(service.live))
+    add("/hls/{slug}/master.m3u8", ep(service.master))
+    add("/hls/{slug}/{rendition}/{name}", ep(service.live))
+    add("/vod/{stream_id}/master.m3u8", ep(service.vod_master))
+    add("/vod/{stream_id}/{rendition}/{name}", ep(service.vod_resource))
+    # Last, so the routes above win: preflights, other methods and unknown paths.
+    app.router.add_route("*", "/hls/{tail:.*}", ep(service.fallback))
+    app.router.add_route("*", "/vod/{tail:.*}", ep(service.fallback))
+    app.cleanup_ctx.append(service.lifetime)
+    app.on_shutdown.append(service.shutdown)
+    return service

@@ -1,0 +1,239 @@
+"""Viewer pages: the home page (who is live now), the player page, and what they poll.
+
+Routes: ``/`` and ``/streams/{slug}`` (Jinja2, autoescaped), ``/api/channels/{slug}/live`` (the
+small JSON document the player page polls to go from offline to playing and back by itself),
+``/thumbnails/{slug}.jpg`` and ``/static/``. hls.js is served from ``/static/vendor/`` as
+copied there from npm by ``make`` (never from a CDN: the site must work on a LAN with no
+internet, and a third-party script would see every viewer).
+
+Whether a channel is live comes from the live registry (the publisher is connected right
+now); titles, creators and viewer counts come from the database. "Playable" additionally
+needs the live edge to hold at least one whole segment of every rendition, so a player that
+starts then sees the full ladder in the master playlist and its first request succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import queries
+from storage.models import Channel, Profile, Stream, StreamStatus, User
+from transcode.edge import LiveEdge
+
+from .app import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+HLS_JS = STATIC_DIR / "vendor" / "hls.min.js"
+
+# Most channels listed on the home page (the busiest first); a display cap, not a resource one.
+HOME_MAX_CHANNELS = 60
+# Thumbnails are rewritten every transcode.thumbnail_interval (10 s by default).
+THUMBNAIL_CACHE = "public, max-age=10"
+STATIC_CACHE = "public, max-age=3600"
+# The pages load only our own scripts, styles and media. hls.js runs its transmuxer in a
+# blob: worker and feeds the <video> through a blob: MediaSource URL.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-cache",
+}
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    channel: Channel
+    creator: str  # the owner's display name, or the username without a profile
+
+
+def _creator_name(user: User, profile: Profile | None) -> str:
+    if profile is not None and profile.display_name.strip():
+        return profile.display_name
+    return user.username
+
+
+async def load_channel(session: AsyncSession, slug: str) -> ChannelInfo | None:
+    """The channel and its creator's name; None for an unknown or malformed slug."""
+    if not queries.SLUG_RE.fullmatch(slug):
+        return None
+    row = (await session.execute(
+        select(Channel, User, Profile)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(Channel.slug == slug))).one_or_none()
+    if row is None:
+        return None
+    channel, user, profile = row
+    return ChannelInfo(channel, _creator_name(user, profile))
+
+
+def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
+    """The edge of this stream has every rendition announced so far with a whole segment."""
+    if edge is None or edge.ended or edge.stream_id != stream_id:
+        return False
+    renditions = list(edge)
+    return bool(renditions) and all(r.segments for r in renditions)
+
+
+async def live_status(app: web.Application, session: AsyncSession,
+                      info: ChannelInfo) -> dict[str, Any]:
+    """What the player page shows and polls: ``{"live", "stream_id", "title", ...}``."""
+    channel = info.channel
+    status: dict[str, Any] = {
+        "live": False, "playable": False, "stream_id": None, "title": channel.name,
+        "category": channel.category, "viewers": 0, "started_at": None,
+        "creator": info.creator, "hls_url": f"/hls/{channel.slug}/master.m3u8",
+    }
+    live = app[REGISTRY_KEY].get(channel.slug)
+    if live is None or live.ended or live.channel_id != channel.id:
+        return status
+    status.update(live=True, stream_id=live.stream_id, started_at=live.started_at.isoformat(),
+                  playable=edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id))
+    row = await session.get(Stream, live.stream_id)
+    if row is not None:
+        status.update(title=row.title, category=row.category or channel.category,
+                      viewers=row.viewer_count)
+    return status
+
+
+def thumbnail_file(app: web.Application, slug: str) -> Path:
+    return app[SETTINGS_KEY].data_dir / "thumbnails" / f"{slug}.jpg"
+
+
+class Assets:
+    """``asset('css/site.css')`` -> ``/static/css/site.css?v=<content hash>`` for cache busting."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    def __call__(self, name: str) -> str:
+        path = self.root / name
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return f"/static/{name}"
+        cached = self._cache.get(name)
+        if cached is None or cached[0] != mtime:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            cached = self._cache[name] = (mtime, digest)
+        return f"/static/{name}?v={cached[1]}"
+
+
+def _page(request: web.Request, template: str, context: dict[str, Any],
+          status: int = 200) -> web.Response:
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def not_found_page(request: web.Request, what: str) -> web.Response:
+    return _page(request, "404.html", {"what": what}, status=404)
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+async def home(request: web.Request) -> web.Response:
+    app = request.app
+    async with app[DB_KEY].session() as session:
+        rows = (await session.execute(
+            select(Stream, Channel, User, Profile)
+            .join(Channel, Channel.id == Stream.channel_id)
+            .join(User, User.id == Channel.owner_id)
+            .outerjoin(Profile, Profile.user_id == User.id)
+            .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
+            .order_by(Stream.viewer_count.desc(), Stream.started_at.desc())
+            .limit(HOME_MAX_CHANNELS))).all()
+    cards = []
+    for stream, channel, user, profile in rows:
+        thumb = thumbnail_file(app, channel.slug)
+        try:
+            thumb_url = f"/thumbnails/{channel.slug}.jpg?v={int(thumb.stat().st_mtime)}"
+        except OSError:
+            thumb_url = None
+        cards.append({
+            "slug": channel.slug, "title": stream.title, "creator": _creator_name(user, profile),
+            "category": stream.category or channel.category, "viewers": stream.viewer_count,
+            "thumbnail": thumb_url,
+        })
+    return _page(request, "home.html", {"channels": cards})
+
+
+async def stream_page(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"]
+    async with request.app[DB_KEY].session() as session:
+        info = await load_channel(session, slug)
+        if info is None:
+            return not_found_page(request, "channel")
+        status = await live_status(request.app, session, info)
+    return _page(request, "stream.html", {
+        "slug": info.channel.slug, "channel_name": info.channel.name, "creator": info.creator,
+        "status": status,
+        # Seconds the server keeps the playlists open for a publisher to come back.
+        "reconnect_grace": request.app[SETTINGS_KEY].hls.reconnect_grace,
+    })
+
+
+async def live_api(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"]
+    async with request.app[DB_KEY].session() as session:
+        info = await load_channel(session, slug)
+        if info is None:
+            return web.json_response({"error": f"no channel {slug!r}"}, status=404,
+                                     headers={"Cache-Control": "no-store"})
+        status = await live_status(request.app, session, info)
+    return web.json_response(status, headers={"Cache-Control": "no-store"})
+
+
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    slug = request.match_info["slug"]
+    if not queries.SLUG_RE.fullmatch(slug):
+        raise web.HTTPNotFound()
+    # The slug is checked against the slug pattern above, so it cannot leave the directory.
+    path = thumbnail_file(request.app, slug)
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": THUMBNAIL_CACHE,
+                                           "Content-Type": "image/jpeg",
+                                           "X-Content-Type-Options": "nosniff"})
+
+
+async def _static_cache_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/static/") and response.status == 200:
+        response.headers.setdefault("Cache-Control", STATIC_CACHE)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def setup(app: web.Application) -> None:
+    """Register the viewer pages and their assets on ``app``."""
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["asset"] = Assets(STATIC_DIR)
+    if not HLS_JS.is_file():
+        log.warning("%s is missing: the player page cannot play video until `make run` "
+                    "(npm ci) copies hls.js there", HLS_JS)
+    app.router.add_get("/", home, name="home")
+    app.router.add_get("/streams/{slug}", stream_page, name="stream")
+    app.router.add_get("/api/channels/{slug}/live", live_api, name="channel-live")
+    app.router.add_get("/thumbnails/{slug}.jpg", thumbnail, name="thumbnail")
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+    app.on_response_prepare.append(_static_cache_headers)
