@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
 NPM_STAMP := node_modules/.package-lock.json
-BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp
+BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 
 .PHONY: run test deps frontend test-deps bench-deps bench clean
 
@@ -47,13 +47,17 @@ test: deps test-deps frontend
 	$(PY) -m pytest -q
 
 bench-deps:
-	@if ! command -v ffmpeg >/dev/null || [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
+	@if ! command -v ffmpeg >/dev/null || ! command -v wrk >/dev/null \
+			|| [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(BENCH_DEBS); \
 	fi
 
-bench: deps bench-deps
+bench: deps bench-deps test-deps frontend
 	$(PY) benchmarks/rtmp_ingest.py
 	$(PY) benchmarks/ladder_vs_ffmpeg.py
+	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/glass_to_glass.py
+	$(PY) benchmarks/hls_delivery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis node_modules $(HLS_JS) test-artifacts

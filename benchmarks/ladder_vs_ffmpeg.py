@@ -48,6 +48,8 @@ LADDER = [("1080p", 1920, 1080, 6000), ("720p", 1280, 720, 3000), ("480p", 854, 
 FPS = 30
 SEGMENT = 2.0
 PRESET = "veryfast"
+# What the server passes by default (transcode.x264_params); both sides get it.
+X264_PARAMS = "rc-lookahead=0:sync-lookahead=0"
 
 
 def make_source(path: Path, seconds: float) -> None:
@@ -130,6 +132,7 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
     rungs = [Rung(name, height, float(FPS), kbps) for name, _, height, kbps in LADDER]
     transcoder = LiveTranscoder(sub, rungs, sink, passthrough=passthrough,  # type: ignore[arg-type]
                                 segment_duration=SEGMENT, preset=PRESET, bframes=bframes,
+                                x264_params=X264_PARAMS,
                                 cascade_scaling=cascade, lossless=True, name="bench")
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
@@ -182,7 +185,7 @@ def ffmpeg_args(source: Path, outdir: Path, passthrough: str, bframes: int,
                  f"-g:v:{i}", str(int(FPS * SEGMENT)), f"-keyint_min:v:{i}",
                  str(int(FPS * SEGMENT)), f"-sc_threshold:v:{i}", "0",
                  f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{round(kbps * 1.1)}k",
-                 f"-bufsize:v:{i}", f"{kbps * 2}k"]
+                 f"-bufsize:v:{i}", f"{kbps * 2}k", f"-x264-params:v:{i}", X264_PARAMS]
     args += ["-c:a", "copy"] if audio == "copy" else ["-c:a", "aac", "-b:a", "128k"]
     args += ["-f", "hls", "-hls_time", str(SEGMENT), "-hls_segment_type", "fmp4",
              "-hls_playlist_type", "vod",

@@ -173,20 +173,31 @@ class Broadcast:
                                     segment_duration=hls.segment_duration,
                                     part_target=packager.part_target,
                                     first_segment=self.first_segments.get(name, self.first_segment))
+            # Until segments are measured, announce what the rung is meant to use (a player
+            # joining in the first seconds must not see every variant at 1 bit/s).
+            nominal = self._nominal_bandwidth(name)
             self.edge.renditions[name] = RenditionEdge(
                 name=name, init=packager.init, codecs=packager.codecs, width=video.width,
-                height=video.height, frame_rate=video.frame_rate, playlist=playlist)
+                height=video.height, frame_rate=video.frame_rate, playlist=playlist,
+                bandwidth=nominal, average_bandwidth=nominal)
             init_name = init_uri(0)
         self.recorded.setdefault(name, [])
         self._writes.put_nowait(("write", self.dir / name / init_name, packager.init))
         self.edge.notify()
+
+    def _nominal_bandwidth(self, name: str) -> int:
+        plan = next((p for p in (self.transcoder.plans if self.transcoder else []) or []
+                     if p.name == name), None)
+        if plan is None:
+            return 0
+        return int((plan.maxrate_kbps + self.settings.transcode.audio_kbps) * 1000)
 
     def on_events(self, name: str, events: list[PartReady | SegmentReady],
                   bandwidth: tuple[int, int] | None) -> None:
         rendition = self.edge.renditions.get(name)
         if rendition is None:
             return
-        if bandwidth is not None:
+        if bandwidth is not None and bandwidth[0] > 0:
             rendition.bandwidth, rendition.average_bandwidth = (int(b) for b in bandwidth)
         for event in events:
             if isinstance(event, PartReady):
@@ -259,6 +270,7 @@ class Broadcast:
                 passthrough=passthrough,
                 segment_duration=self.settings.hls.segment_duration,
                 preset=self.settings.transcode.preset,
+                x264_params=self.settings.transcode.x264_params,
                 audio_kbps=self.settings.transcode.audio_kbps,
                 thumbnail_interval=self.settings.transcode.thumbnail_interval,
                 thumbnail_width=self.settings.transcode.thumbnail_width,

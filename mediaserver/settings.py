@@ -106,6 +106,10 @@ class TranscodeSettings:
     passthrough: str = "auto"
     # libx264 preset for every rung (ultrafast … veryslow); veryfast suits 2 cores at 1080p.
     preset: str = "veryfast"
+    # Extra libx264 options for every rung (x264-params syntax). The default turns off the
+    # rate-control and frame-type lookahead, which holds ~11 frames (0.37 s) at veryfast: live
+    # latency matters more than the little quality mb-tree buys.
+    x264_params: str = "rc-lookahead=0:sync-lookahead=0"
     # AAC bitrate when the source audio has to be re-encoded.
     audio_kbps: int = 128
     # Decoded frames each rung may have queued; past that it drops to the next keyframe.
@@ -256,6 +260,9 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("transcode.passthrough", "must be auto, always or never")
     if t.preset not in X264_PRESETS:
         raise SettingsError("transcode.preset", f"must be one of {', '.join(X264_PRESETS)}")
+    if not re.fullmatch(r"([a-z0-9-]+=[A-Za-z0-9.,_/-]+)?(:[a-z0-9-]+=[A-Za-z0-9.,_/-]+)*",
+                        t.x264_params):
+        raise SettingsError("transcode.x264_params", "must be key=value pairs joined by ':'")
     for name in ("audio_kbps", "rung_queue_size", "thumbnail_interval"):
         _check_positive(f"transcode.{name}", getattr(t, name))
     if not 16 <= t.thumbnail_width <= 3840 or t.thumbnail_width % 2:
