@@ -242,16 +242,16 @@ class Broadcast:
         """VOD playlists for every rendition and a master; returns the VOD duration."""
         target = self.settings.hls.segment_duration
         total = 0.0
-        for i, (name, segments) in enumerate(self.recorded.items()):
+        for name, segments in self.recorded.items():
             if not segments:
                 continue
             # The recording starts with this stream: no discontinuity before its first segment.
-            entries = [(f"seg{msn}.m4s", duration, disc and i > 0, init)
-                       for i, (msn, duration, disc, init) in enumerate(segments)]
+            entries = [(f"seg{msn}.m4s", duration, disc and k > 0, init)
+                       for k, (msn, duration, disc, init) in enumerate(segments)]
             _atomic_write(self.dir / name / "index.m3u8",
                           vod_playlist(entries, target).encode())
-            if i == 0:
-                total = sum(entry[1] for entry in segments)
+            # Every rendition has the same segment boundaries; report the longest recording.
+            total = max(total, sum(entry[1] for entry in segments))
         recorded = {name for name, segments in self.recorded.items() if segments}
         _atomic_write(self.dir / "master.m3u8", self.edge.master(recorded).encode())
         return total

@@ -138,6 +138,9 @@ class HlsSettings:
     viewer_update_interval: float = 5.0
     # Most viewer sessions tracked per channel; sessions beyond it are not counted (memory bound).
     max_viewer_sessions: int = 100000
+    # Memory (MiB) for recently served VOD segments, so popular recordings are not re-read
+    # from disk per request (0: always read the file).
+    vod_cache_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,8 @@ def validate(s: Settings) -> Settings:
     _check_positive("hls.part_duration", h.part_duration)
     if h.part_duration > h.segment_duration:
         raise SettingsError("hls.part_duration", "must not be longer than hls.segment_duration")
+    if h.vod_cache_mb < 0:
+        raise SettingsError("hls.vod_cache_mb", "must be 0 (off) or a number of MiB")
     if h.reconnect_grace < 0:
         raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
     for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions"):
