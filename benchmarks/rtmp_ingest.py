@@ -153,7 +153,9 @@ class OurServer:
     def env(self) -> dict[str, str]:
         return {**os.environ, "AETHEX_DATA_DIR": str(self.dir), "AETHEX_RTMP_HOST": "127.0.0.1",
                 "AETHEX_RTMP_PORT": str(self.port), "AETHEX_HTTP_HOST": "127.0.0.1",
-                "AETHEX_HTTP_PORT": str(self.http_port), "AETHEX_LOG__LEVEL": "warning"}
+                "AETHEX_HTTP_PORT": str(self.http_port), "AETHEX_LOG__LEVEL": "warning",
+                # Ingest alone is compared with nginx-rtmp: no ladder behind it.
+                "AETHEX_TRANSCODE__ENABLED": "false"}
 
     def prepare(self) -> None:
         from mediaserver.settings import load_settings
