@@ -15,11 +15,8 @@ cost and has its own benchmark).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,62 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import clock  # noqa: E402  (shared benchmark helpers: server runner, /proc readings)
+
 NGINX_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return pids
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its descendants, from /proc."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+    """User + system CPU of a process and its descendants (nginx: master + workers)."""
+    return clock.tree_cpu_seconds(pid)
 
 
 def rss_mib(pid: int) -> float:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return sum(clock.rss_mib(p) for p in clock.process_tree(pid))
 
 
 def make_source(path: Path, seconds: int = 10) -> None:
@@ -141,66 +94,20 @@ def measure(server_pid: int, source: Path, urls: list[str], seconds: float) -> d
     return {"cpu_s": c1 - c0, "wall_s": t1 - t0, "rss_mib": rss}
 
 
-class OurServer:
+class OurServer(clock.LiveServer):
+    """Our server with ingest alone (no ladder behind it) and one channel per publisher."""
+
     def __init__(self, workdir: Path, publishers: int) -> None:
-        self.dir = workdir / "aethex"
-        self.port = free_port()
-        self.http_port = free_port()
-        self.keys: list[str] = []
-        self.publishers = publishers
-        self.proc: subprocess.Popen | None = None
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "AETHEX_DATA_DIR": str(self.dir), "AETHEX_RTMP_HOST": "127.0.0.1",
-                "AETHEX_RTMP_PORT": str(self.port), "AETHEX_HTTP_HOST": "127.0.0.1",
-                "AETHEX_HTTP_PORT": str(self.http_port), "AETHEX_LOG__LEVEL": "warning",
-                # Ingest alone is compared with nginx-rtmp: no ladder behind it.
-                "AETHEX_TRANSCODE__ENABLED": "false"}
-
-    def prepare(self) -> None:
-        from mediaserver.settings import load_settings
-        from storage import Database, queries, upgrade
-
-        settings = load_settings(None, env=self.env())
-        upgrade(settings.effective_database_url)
-
-        async def create() -> list[str]:
-            db = Database(settings.effective_database_url)
-            await db.connect()
-            keys = []
-            async with db.session() as s:
-                await queries.create_user(s, "bench", "bench@example.test", None)
-                for i in range(self.publishers):
-                    ch = await queries.create_channel(s, "bench", f"bench-{i}")
-                    keys.append(ch.stream_key)
-                await s.commit()
-            await db.dispose()
-            return keys
-
-        self.keys = asyncio.run(create())
-
-    def start(self) -> int:
-        self.proc = subprocess.Popen([sys.executable, "-m", "mediaserver", "serve"],
-                                     env=self.env(), cwd=ROOT)
-        wait_port(self.port)
-        return self.proc.pid
+        super().__init__(workdir, channels=publishers, transcode=False)
 
     def urls(self) -> list[str]:
-        return [f"rtmp://127.0.0.1:{self.port}/live/{k}" for k in self.keys]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        return [self.rtmp_url(i) for i in range(self.channels)]
 
 
 class Nginx:
     def __init__(self, workdir: Path, publishers: int) -> None:
         self.dir = workdir / "nginx"
-        self.port = free_port()
+        self.port = clock.free_port()
         self.publishers = publishers
         self.proc: subprocess.Popen | None = None
 
@@ -230,7 +137,7 @@ rtmp {{
 
     def start(self) -> int:
         self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
-        wait_port(self.port)
+        clock.wait_port(self.port)
         return self.proc.pid
 
     def urls(self) -> list[str]:
