@@ -179,6 +179,7 @@ async def test_1080p_source_gives_three_aligned_renditions_and_a_vod(
             for part in plist:
                 with av.open(io.BytesIO(init + part.data), "r") as c:
                     assert sum(1 for _ in c.demux(video=0)) >= 1
+                assert ffprobe_frames(init + part.data, tmp_path), (name, part.segment, part.index)
                 if part.independent:
                     assert decode_all(init + part.data)[0].key_frame
 
