@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mediaserver.live import LiveRegistry, LiveStream
+from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings, SettingsError, parse_ladder
 from storage import Database, queries
@@ -276,6 +276,10 @@ class Broadcast:
                 thumbnail_width=self.settings.transcode.thumbnail_width,
                 queue_size=self.settings.transcode.rung_queue_size)
             self.transcoder.start()
+            transcoder = self.transcoder
+            # The dashboard reads per-rung speed and drops through the live stream.
+            self.stream.transcode_probe = TranscodeProbe(transcoder.stats,
+                                                         lambda: transcoder.plans)
             poller = asyncio.get_running_loop().create_task(self._poll_stats())
             await self.publisher_gone.wait()
             await m.mark(self.stream, StreamStatus.ENDING)

@@ -127,12 +127,20 @@ class HlsSettings:
     segment_duration: float = 2.0
     # LL-HLS partial segment duration in seconds.
     part_duration: float = 0.333
+    # Seconds a channel whose stream the creator ended refuses new publishers, so an encoder's
+    # automatic reconnect does not put it straight back on air (0 = no pause).
+    ended_cooldown: float = 15.0
     # Segments in the sliding live playlist window.
     live_segments: int = 6
     # Seconds the live playlists wait for a publisher that dropped to come back; a reconnect
     # in time continues them after EXT-X-DISCONTINUITY instead of ending them.
     reconnect_grace: float = 10.0
     # A viewer is a playback session that polled a media playlist in the last this many seconds.
+    # Dashboard health warnings: source video bitrate below this fraction of the top rung's...
+    bitrate_warn_low: float = 0.5
+    # ...or above this multiple of it; and transcoding slower than this many times real time.
+    bitrate_warn_high: float = 2.0
+    speed_warn_below: float = 0.95
     viewer_timeout: float = 15.0
     # Seconds between viewer recounts (the aethex_viewers gauge and the stream row's counts).
     viewer_update_interval: float = 5.0
@@ -303,6 +311,14 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or say why not."""
     from_env = isinstance(value, _EnvStr)
     if typ is bool:
+    if r.ended_cooldown < 0:
+        raise SettingsError("rtmp.ended_cooldown", "must be 0 (off) or a number of seconds")
+    if not 0 < s.live.bitrate_warn_low < 1:
+        raise SettingsError("live.bitrate_warn_low", "must be a fraction between 0 and 1")
+    if s.live.bitrate_warn_high <= 1:
+        raise SettingsError("live.bitrate_warn_high", "must be a multiple greater than 1")
+    if not 0 < s.live.speed_warn_below <= 1:
+        raise SettingsError("live.speed_warn_below", "must be between 0 (exclusive) and 1")
         if isinstance(value, bool):
             return value
         if from_env and value.lower() in ("1", "true", "yes", "on"):

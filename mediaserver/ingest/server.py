@@ -19,7 +19,8 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
-from mediaserver.live import AlreadyLive, CodecConfig, LiveRegistry, LiveStream, MediaKind, MediaPacket
+from mediaserver.live import (AlreadyLive, CodecConfig, HealthPolicy, LiveRegistry, LiveStream,
+                              MediaKind, MediaPacket)
 from mediaserver.metrics import Metrics
 from mediaserver.rtmp import (
     AudioConfig,
@@ -220,7 +221,7 @@ class RtmpSession(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
-        if reason not in ("unpublish", "normal"):
+        if reason not in ("unpublish", "normal", "ended"):
             self.server.metrics.rtmp_rejected.labels(reason).inc()
         self._flush()
         if self.transport is not None:
@@ -246,6 +247,8 @@ class IngestServer:
         self.sessions: set[RtmpSession] = set()
         self.publishers: dict[int, RtmpSession] = {}  # channel id -> session
         self._claiming: set[int] = set()
+        # channel id -> loop time until which a channel ended by its creator refuses publishers.
+        self._cooldown: dict[int, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -320,6 +323,15 @@ class IngestServer:
             log.info("rtmp %s: publish refused: unknown stream key", session.peer)
             session.reject(event.stream_id, "unknown stream key", "bad_key")
             return False
+        until = self._cooldown.get(channel.id)
+        if until is not None:
+            if self.loop.time() < until:
+                log.info("rtmp %s: publish refused: %s was just ended by its creator",
+                         session.peer, channel.slug)
+                session.reject(event.stream_id, "stream was ended by its creator; try again "
+                               "later", "ended_cooldown")
+                return False
+            del self._cooldown[channel.id]
         current = self.publishers.get(channel.id)
         if channel.id in self._claiming or current is not None:
             takeover = self.settings.rtmp.takeover_after
@@ -349,12 +361,39 @@ class IngestServer:
                 session.reject(event.stream_id, "stream key already publishing", "already_live")
                 return False
             self.publishers[channel.id] = session
+            live.health_policy = self.health_policy
+            live.disconnect = lambda reason, s=session: self.disconnect(s, reason)
             session.attach(live)
             self.metrics.streams_live.set(len(self.registry))
             log.info("rtmp %s: %s is live (stream %d)", session.peer, channel.slug, row.id)
             return True
         finally:
             self._claiming.discard(channel.id)
+
+    @property
+    def health_policy(self) -> HealthPolicy:
+        lv = self.settings.live
+        return HealthPolicy(segment_duration=self.settings.hls.segment_duration,
+                            bitrate_low=lv.bitrate_warn_low, bitrate_high=lv.bitrate_warn_high,
+                            speed_low=lv.speed_warn_below)
+
+    def disconnect(self, session: RtmpSession, reason: str = "ended") -> None:
+        """Close a publisher on the creator's request; the channel then pauses for
+        ``rtmp.ended_cooldown`` so the encoder's auto-reconnect does not resume it."""
+        stream = session.stream
+        if stream is not None and self.settings.rtmp.ended_cooldown > 0:
+            self._cooldown[stream.channel_id] = (self.loop.time()
+                                                 + self.settings.rtmp.ended_cooldown)
+        log.info("rtmp %s: disconnecting the publisher (%s)", session.peer, reason)
+        session.close(reason)
+
+    def disconnect_channel(self, channel_id: int, reason: str = "ended") -> bool:
+        """Close the channel's publishing connection, if it has one."""
+        session = self.publishers.get(channel_id)
+        if session is None:
+            return False
+        self.disconnect(session, reason)
+        return True
 
     def release(self, session: RtmpSession, stream: LiveStream, reason: str) -> None:
         """The publisher stopped: the stream leaves the registry, whose listeners (the

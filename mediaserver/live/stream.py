@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from .health import HealthPolicy, TranscodeProbe, stream_health
 from .packets import CodecConfig, MediaKind, MediaPacket
 from .subscription import Subscription
 
@@ -24,35 +25,69 @@ class IngestStats:
     last_audio_dts: int | None = None
     last_keyframe_dts: int | None = None
     keyframe_interval_ms: int | None = None
+    video_bytes: int = 0
+    first_dts: int | None = None
     last_packet_at: float = 0.0
-    # (monotonic time, bytes) samples, one per second at most, for a rolling bitrate.
-    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=8))
+    # (monotonic time, bytes, video bytes) samples, one per second at most, for rolling bitrates.
+    _samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=8))
     _video_times: deque[int] = field(default_factory=lambda: deque(maxlen=61))
+    # The last few keyframe distances: a scene-cut keyframe shortens one, not the GOP.
+    _key_intervals: deque[int] = field(default_factory=lambda: deque(maxlen=4))
 
     def record(self, packet: MediaPacket, now: float) -> None:
-        self.bytes_total += len(packet.data)
+        size = len(packet.data)
+        self.bytes_total += size
         self.last_packet_at = now
+        if self.first_dts is None:
+            self.first_dts = packet.dts
         if packet.kind is MediaKind.VIDEO:
             self.video_frames += 1
+            self.video_bytes += size
             self.last_video_dts = packet.dts
             self._video_times.append(packet.dts)
             if packet.keyframe:
                 self.keyframes += 1
-                if self.last_keyframe_dts is not None:
-                    self.keyframe_interval_ms = packet.dts - self.last_keyframe_dts
+                if self.last_keyframe_dts is not None and packet.dts > self.last_keyframe_dts:
+                    self._key_intervals.append(packet.dts - self.last_keyframe_dts)
+                    self.keyframe_interval_ms = max(self._key_intervals)
                 self.last_keyframe_dts = packet.dts
         else:
             self.audio_frames += 1
             self.last_audio_dts = packet.dts
         if not self._samples or now - self._samples[-1][0] >= 1.0:
-            self._samples.append((now, self.bytes_total))
+            self._samples.append((now, self.bytes_total, self.video_bytes))
+
+    def _rate(self, index: int, now: float | None) -> float:
+        """kbit/s over the sample window; with ``now``, up to now (a stall pulls it down)."""
+        if not self._samples:
+            return 0.0
+        first = self._samples[0]
+        if now is None:
+            if len(self._samples) < 2:
+                return 0.0
+            last: tuple[float, int, int] = self._samples[-1]
+        else:
+            last = (now, self.bytes_total, self.video_bytes)
+        dt = last[0] - first[0]
+        return (last[index] - first[index]) * 8 / 1000 / dt if dt >= 0.5 else 0.0
 
     @property
     def bitrate_kbps(self) -> float:
-        if len(self._samples) < 2:
+        return self._rate(1, None)
+
+    def bitrate_kbps_at(self, now: float) -> float:
+        return self._rate(1, now)
+
+    def video_kbps(self, now: float) -> float:
+        return self._rate(2, now)
+
+    @property
+    def media_seconds(self) -> float:
+        """Publisher time covered so far (by timestamps, not wall clock)."""
+        last = max(self.last_video_dts or 0, self.last_audio_dts or 0)
+        if self.first_dts is None:
             return 0.0
-        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        return (b1 - b0) * 8 / 1000 / (t1 - t0) if t1 > t0 else 0.0
+        return max(0, last - self.first_dts) / 1000
 
     @property
     def frame_rate(self) -> float:
@@ -90,6 +125,11 @@ class LiveStream:
         self.metadata: dict[str, Any] = {}
         self.stats = IngestStats()
         self.ended = False
+        # Set by ingest (targets from settings) and by the broadcast (its transcoder's figures).
+        self.health_policy = HealthPolicy()
+        self.transcode_probe: TranscodeProbe | None = None
+        # Wired by ingest: closes the publishing connection (the creator ended the stream).
+        self.disconnect: Callable[[str], None] | None = None
         self._subs: list[Subscription] = []
         self._on_drop = on_drop
 
@@ -142,6 +182,17 @@ class LiveStream:
         if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
             return int(w), int(h)
         return None
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        """Ingest and transcode figures with warnings, computed now from running counters."""
+        return stream_health(self, now)
+
+    def stop_publisher(self, reason: str = "ended") -> bool:
+        """Disconnect the publisher (the stream then ends the usual way); False if none."""
+        if self.ended or self.disconnect is None:
+            return False
+        self.disconnect(reason)
+        return True
 
     def describe(self) -> dict[str, Any]:
         """What an operator or the dashboard wants to know about the source."""
