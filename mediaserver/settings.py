@@ -49,6 +49,49 @@ class HttpSettings:
     # Origins allowed to fetch HLS/VOD from other sites (CORS): "*" for any, a comma-separated
     # list of origins ("https://a.example, https://b.example"), or "" to send no CORS headers.
     cors_origins: str = "*"
+    # Mark the session cookie Secure (sent over HTTPS only). Turn on behind TLS.
+    secure_cookies: bool = False
+    # Serve plain HLS/VOD GETs from a lean HTTP/1.1 path (several times cheaper per request
+    # than the full web framework); anything else on the connection goes to aiohttp.
+    fast_path: bool = True
+    # Seconds an idle keep-alive connection stays open.
+    keepalive_timeout: float = 75.0
+    # Seconds a client may take to send a whole request head (slow-loris guard).
+    request_head_timeout: float = 10.0
+    # Largest request head (request line + headers) the fast path reads, in bytes.
+    max_request_head: int = 8192
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # Seconds a login session lasts; after that the user logs in again.
+    session_max_age: int = 1_209_600
+    # Failed logins for one account within login_window before further attempts get 429.
+    login_max_failures: int = 5
+    # Failed logins from one client address within login_window before it gets 429.
+    login_max_failures_per_address: int = 20
+    # Seconds failed logins are remembered for the two limits above.
+    login_window: float = 900.0
+    # Every failed login is answered after a random delay between these (seconds).
+    login_failure_delay_min: float = 0.25
+    login_failure_delay_max: float = 1.0
+    # Most accounts and addresses whose failures are tracked at once (a memory bound).
+    login_tracked_keys: int = 100_000
+    # Most API tokens one user may hold (revoked ones excluded).
+    max_api_tokens: int = 50
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    # Largest avatar or banner file accepted, in bytes.
+    max_bytes: int = 5 * 1024 * 1024
+    # Largest image accepted, in pixels (width x height); guards against decompression bombs.
+    max_pixels: int = 40_000_000
+    # Avatars are re-encoded to a square of this many pixels.
+    avatar_size: int = 256
+    # Banners are re-encoded to fit within this width and height.
+    banner_width: int = 1600
+    banner_height: int = 400
 
 
 @dataclass(frozen=True)
@@ -84,12 +127,20 @@ class RtmpSettings:
     # A new publisher with the right key takes over a live channel whose current publisher
     # has sent nothing for this many seconds (0 = never take over; the newcomer is refused).
     takeover_after: float = 0.0
+    # Seconds a channel whose stream the creator ended refuses new publishers, so an encoder's
+    # automatic reconnect does not put it straight back on air (0 = no pause).
+    ended_cooldown: float = 15.0
 
 
 @dataclass(frozen=True)
 class LiveSettings:
     # Packets each consumer of a live stream may have queued before it starts losing them.
     consumer_queue_size: int = 512
+    # Dashboard health warnings: source video bitrate below this fraction of the top rung's...
+    bitrate_warn_low: float = 0.5
+    # ...or above this multiple of it; and transcoding slower than this many times real time.
+    bitrate_warn_high: float = 2.0
+    speed_warn_below: float = 0.95
 
 
 # A ladder rung (name, height, fps, video_kbps) is the transcoder's own type: settings hold
@@ -127,20 +178,12 @@ class HlsSettings:
     segment_duration: float = 2.0
     # LL-HLS partial segment duration in seconds.
     part_duration: float = 0.333
-    # Seconds a channel whose stream the creator ended refuses new publishers, so an encoder's
-    # automatic reconnect does not put it straight back on air (0 = no pause).
-    ended_cooldown: float = 15.0
     # Segments in the sliding live playlist window.
     live_segments: int = 6
     # Seconds the live playlists wait for a publisher that dropped to come back; a reconnect
     # in time continues them after EXT-X-DISCONTINUITY instead of ending them.
     reconnect_grace: float = 10.0
     # A viewer is a playback session that polled a media playlist in the last this many seconds.
-    # Dashboard health warnings: source video bitrate below this fraction of the top rung's...
-    bitrate_warn_low: float = 0.5
-    # ...or above this multiple of it; and transcoding slower than this many times real time.
-    bitrate_warn_high: float = 2.0
-    speed_warn_below: float = 0.95
     viewer_timeout: float = 15.0
     # Seconds between viewer recounts (the aethex_viewers gauge and the stream row's counts).
     viewer_update_interval: float = 5.0
@@ -163,18 +206,59 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    # Longest chat message in characters (after trimming).
+    max_length: int = 500
+    # Seconds between a room's broadcasts: events of one tick go out as one frame per socket.
+    tick: float = 0.05
+    # Messages sent to a socket when it joins (chat:history).
+    history: int = 50
+    # Largest page of GET /api/streams/{id}/messages (?limit=).
+    history_page_max: int = 100
+    # Bytes a socket may have waiting to be sent before it is disconnected (close 1013):
+    # a slow reader never slows the room.
+    send_queue_bytes: int = 1_048_576
+    # Largest WebSocket frame a client may send (bigger: close 1009).
+    max_message_bytes: int = 4096
+    # Seconds between WebSocket pings (0: none); a peer that misses the pong is dropped.
+    heartbeat: float = 20.0
+    # Seconds a socket may stay without any frame (pongs count) before it is closed.
+    idle_timeout: float = 60.0
+    # Per-user rate limit: at most rate_limit_messages per rate_limit_window seconds...
+    rate_limit_messages: int = 3
+    rate_limit_window: float = 2.0
+    # ...then the user is muted for this many seconds.
+    mute_seconds: float = 10.0
+    # Longest timeout a moderator may give, and longest slow-mode interval (seconds).
+    max_timeout_seconds: int = 1_209_600
+    max_slow_mode_seconds: int = 86_400
+    # Most words in a channel's word filter.
+    max_filter_words: int = 200
+    # Rooms with more people than this send join/leave at most every presence_interval
+    # seconds (coalesced), instead of every tick.
+    big_room: int = 100
+    presence_interval: float = 1.0
+    # Fan-out between server processes: "memory" (one process) or a Redis URL
+    # ("redis://host:6379/0") so several processes share every room.
+    bus: str = "memory"
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
     # SQLAlchemy URL. Empty: sqlite+aiosqlite:///<data_dir>/aethex.db.
     database_url: str = ""
     http: HttpSettings = field(default_factory=HttpSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     hls: HlsSettings = field(default_factory=HlsSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -266,6 +350,14 @@ def validate(s: Settings) -> Settings:
     if not r.app or "/" in r.app:
         raise SettingsError("rtmp.app", "must be a non-empty name without '/'")
     _check_positive("live.consumer_queue_size", s.live.consumer_queue_size)
+    if r.ended_cooldown < 0:
+        raise SettingsError("rtmp.ended_cooldown", "must be 0 (off) or a number of seconds")
+    if not 0 < s.live.bitrate_warn_low < 1:
+        raise SettingsError("live.bitrate_warn_low", "must be a fraction between 0 and 1")
+    if s.live.bitrate_warn_high <= 1:
+        raise SettingsError("live.bitrate_warn_high", "must be a multiple greater than 1")
+    if not 0 < s.live.speed_warn_below <= 1:
+        raise SettingsError("live.speed_warn_below", "must be between 0 (exclusive) and 1")
     t = s.transcode
     if t.passthrough not in ("auto", "always", "never"):
         raise SettingsError("transcode.passthrough", "must be auto, always or never")
@@ -290,17 +382,51 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
     for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions"):
         _check_positive(f"hls.{name}", getattr(h, name))
+    for name in ("keepalive_timeout", "request_head_timeout", "max_request_head"):
+        _check_positive(f"http.{name}", getattr(s.http, name))
     for origin in (o.strip() for o in s.http.cors_origins.split(",")):
         if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
             raise SettingsError("http.cors_origins",
                                 f"expected \"*\" or origins like https://example.org, got {origin!r}")
     if h.live_segments < 3:
         raise SettingsError("hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)")
+    a = s.auth
+    for name in ("session_max_age", "login_max_failures", "login_max_failures_per_address",
+                 "login_window", "login_tracked_keys", "max_api_tokens"):
+        _check_positive(f"auth.{name}", getattr(a, name))
+    if a.login_failure_delay_min < 0:
+        raise SettingsError("auth.login_failure_delay_min", "must be 0 or more seconds")
+    if a.login_failure_delay_max < a.login_failure_delay_min:
+        raise SettingsError("auth.login_failure_delay_max",
+                            "must not be less than auth.login_failure_delay_min")
+    u = s.uploads
+    for name in ("max_bytes", "max_pixels"):
+        _check_positive(f"uploads.{name}", getattr(u, name))
+    for name in ("avatar_size", "banner_width", "banner_height"):
+        if not 16 <= getattr(u, name) <= 4096:
+            raise SettingsError(f"uploads.{name}", "must be between 16 and 4096 pixels")
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("log.level", "must be one of debug, info, warning, error")
     if s.database_url and "://" not in s.database_url:
         raise SettingsError("database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…")
+    _validate_chat(s.chat)
     return s
+
+
+def _validate_chat(c: ChatSettings) -> None:
+    for name in ("max_length", "tick", "history", "history_page_max", "send_queue_bytes",
+                 "max_message_bytes", "rate_limit_messages", "rate_limit_window",
+                 "max_timeout_seconds", "max_slow_mode_seconds", "max_filter_words", "big_room",
+                 "presence_interval"):
+        _check_positive(f"chat.{name}", getattr(c, name))
+    for name in ("heartbeat", "idle_timeout", "mute_seconds"):
+        if getattr(c, name) < 0:
+            raise SettingsError(f"chat.{name}", "must be 0 (off) or a number of seconds")
+    if c.max_message_bytes < 4 * c.max_length:
+        raise SettingsError("chat.max_message_bytes",
+                            "must hold a message of chat.max_length characters (4 bytes each)")
+    if c.bus != "memory" and not re.fullmatch(r"(redis|rediss|unix)://\S+", c.bus):
+        raise SettingsError("chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0')
 
 
 class _EnvStr(str):
@@ -311,14 +437,6 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or say why not."""
     from_env = isinstance(value, _EnvStr)
     if typ is bool:
-    if r.ended_cooldown < 0:
-        raise SettingsError("rtmp.ended_cooldown", "must be 0 (off) or a number of seconds")
-    if not 0 < s.live.bitrate_warn_low < 1:
-        raise SettingsError("live.bitrate_warn_low", "must be a fraction between 0 and 1")
-    if s.live.bitrate_warn_high <= 1:
-        raise SettingsError("live.bitrate_warn_high", "must be a multiple greater than 1")
-    if not 0 < s.live.speed_warn_below <= 1:
-        raise SettingsError("live.speed_warn_below", "must be between 0 (exclusive) and 1")
         if isinstance(value, bool):
             return value
         if from_env and value.lower() in ("1", "true", "yes", "on"):

@@ -125,8 +125,12 @@ class User(Base):
     # argon2id PHC string, or an unusable marker (see storage.passwords).
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A disabled account cannot log in, and its sessions and API tokens stop working.
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Set when the user finishes (or skips) the onboarding page after registering.
+    onboarded_at: Mapped[datetime | None]
 
     profile: Mapped[Profile | None] = relationship(
         back_populates="user", lazy="raise", uselist=False, passive_deletes=True)
@@ -168,6 +172,22 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class LoginSession(Base):
+    """A browser login. The cookie carries a random token; only its SHA-256 is stored, so a
+    copy of the database does not let anyone take over a session."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
     user: Mapped[User] = relationship(lazy="raise")
 
@@ -329,6 +349,6 @@ class Report(Base):
 
 __all__ = [
     "NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow", "StreamStatus", "ReportStatus",
-    "User", "Profile", "ApiToken", "Channel", "Stream", "Message", "Follow", "ChannelFollow",
-    "Block", "Report",
+    "User", "Profile", "ApiToken", "LoginSession", "Channel", "Stream", "Message", "Follow",
+    "ChannelFollow", "Block", "Report",
 ]

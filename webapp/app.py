@@ -28,7 +28,12 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: LiveRegistry,
                edges: EdgeRegistry) -> web.Application:
-    app = web.Application()
+    from .errors import error_middleware
+
+    # Uploads (avatars, banners) are the largest bodies the site takes; a small margin leaves
+    # room for the multipart framing and the other form fields.
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=max(1 << 20, settings.uploads.max_bytes + (64 << 10)))
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db
     app[METRICS_KEY] = metrics
@@ -37,7 +42,20 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
     app.router.add_get("/metrics", metrics_view)
     from . import pages  # it imports the keys above, hence not at module level
     pages.setup(app)
+    from . import channels, dashboard, openapi, streams_api  # creator dashboard and JSON API
+
+    channels.setup(app)
+    streams_api.setup(app)
+    dashboard.setup(app)
+    openapi.setup(app)
     from . import hls  # same reason
 
     hls.setup(app)
+    from . import auth, identity  # accounts; identity needs the template environment of pages
+
+    identity.setup(app)
+    auth.setup(app)
+    from . import chat  # real-time chat: WebSocket, its API and moderation pages
+
+    chat.setup(app)
     return app

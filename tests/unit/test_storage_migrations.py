@@ -17,7 +17,7 @@ from storage.models import Base
 
 EXPECTED_TABLES = {
     "users", "profiles", "api_tokens", "channels", "streams", "messages", "follows",
-    "channel_follows", "blocks", "reports", "alembic_version",
+    "channel_follows", "blocks", "reports", "sessions", "alembic_version",
 }
 
 
@@ -35,7 +35,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 

@@ -1,0 +1,268 @@
+"""Who is making a request: session cookie or bearer token, resolved lazily; CSRF checks.
+
+A browser logs in and gets a random session token in an HttpOnly, SameSite=Lax cookie (Secure
+when ``http.secure_cookies``); the database keeps only its SHA-256. Scripts and the CLI send
+``Authorization: Bearer TOKEN`` instead. ``current_user`` resolves whichever was sent the first
+time a handler asks and caches the answer on the request, so routes that never ask (and the
+media paths in ``HOT_PREFIXES``, which our middleware does not even look at) never touch the
+database for it. Disabled accounts resolve to anonymous.
+
+CSRF: a cross-site page can make the browser send our cookie but cannot read our pages, so every
+state-changing request that arrives with the session cookie must also carry a token only our
+pages know: ``csrf_token`` in a form, or the ``X-CSRF-Token`` header from JavaScript (pages
+expose it in ``<meta name="csrf-token">``). The token is an HMAC of the session token, so the
+check needs no database. A request carrying ``Authorization: Bearer`` is authenticated by that
+header alone (its cookie, if any, is ignored), and a browser never adds that header cross-site,
+so such requests are exempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from storage import accounts
+from storage.models import User
+
+from .app import DB_KEY, SETTINGS_KEY
+from .errors import HOT_PREFIXES, ApiError, Handler
+
+SESSION_COOKIE = "aethex_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+# Request-scoped storage keys.
+USER_KEY = web.RequestKey("aethex_identity_user", object)
+# A session token issued while handling this request (login/register): its CSRF token is
+# the one the response's page must carry, even though the request had no cookie yet.
+NEW_SESSION_KEY = web.RequestKey("aethex_identity_new_session", str)
+# Set when this request ended the session (logout): pages rendered now are anonymous.
+ENDED_KEY = web.RequestKey("aethex_identity_ended", bool)
+
+_CSRF_CONTEXT = b"aethex-csrf-v1"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header ("" for a malformed one), else None."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+def session_cookie(request: web.Request) -> str | None:
+    if request.get(ENDED_KEY):
+        return None
+    return request.get(NEW_SESSION_KEY) or request.cookies.get(SESSION_COOKIE) or None
+
+
+async def _resolve(request: web.Request) -> User | None:
+    token = bearer_token(request)
+    db = request.app[DB_KEY]
+    if token is not None:
+        if not token:
+            return None
+        async with db.session() as session:
+            user = await accounts.user_for_token(session, token, _now())
+            await session.commit()
+        return user
+    cookie = session_cookie(request)
+    if not cookie:
+        return None
+    async with db.session() as session:
+        return await accounts.user_for_session(session, cookie, _now())
+
+
+async def current_user(request: web.Request) -> User | None:
+    """The logged-in user (profile loaded), or None; looked up once per request."""
+    try:
+        return request[USER_KEY]
+    except KeyError:
+        pass
+    user = await _resolve(request)
+    request[USER_KEY] = user
+    return user
+
+
+def set_current_user(request: web.Request, user: User | None) -> None:
+    """Replace the cached answer (after login, logout, or a change to the user's own row)."""
+    request[USER_KEY] = user
+
+
+async def require_user(request: web.Request) -> User:
+    user = await current_user(request)
+    if user is None:
+        raise ApiError(401, "unauthenticated",
+                       "log in first (session cookie or Authorization: Bearer TOKEN)")
+    return user
+
+
+def require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise ApiError(403, "forbidden", "only an administrator may do this")
+
+
+async def require_page_user(request: web.Request) -> User:
+    """For HTML pages: the logged-in user, or a redirect to the login page that comes back."""
+    user = await current_user(request)
+    if user is None:
+        from urllib.parse import quote
+
+        raise web.HTTPSeeOther(f"/auth/login?next={quote(request.path_qs, safe='')}")
+    return user
+
+
+# -- session cookie ----------------------------------------------------------------------------
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    settings = request.app[SETTINGS_KEY]
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.auth.session_max_age, path="/",
+                        httponly=True, samesite="Lax", secure=settings.http.secure_cookies)
+    request[NEW_SESSION_KEY] = token
+    request.pop(ENDED_KEY, None)
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    settings = request.app[SETTINGS_KEY]
+    response.del_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
+                        secure=settings.http.secure_cookies)
+    request[ENDED_KEY] = True
+    request.pop(NEW_SESSION_KEY, None)
+    request[USER_KEY] = None
+
+
+async def start_session(request: web.Request, user: User) -> str:
+    """Create a login session for ``user``; the caller puts it on its response with
+    ``set_session_cookie``. Pages rendered for this request already see the new session."""
+    settings = request.app[SETTINGS_KEY]
+    async with request.app[DB_KEY].session() as session:
+        token = await accounts.create_login_session(session, user.id, _now(),
+                                                    settings.auth.session_max_age)
+        await session.commit()
+    request[NEW_SESSION_KEY] = token
+    request.pop(ENDED_KEY, None)
+    request[USER_KEY] = user
+    return token
+
+
+async def end_session(request: web.Request, response: web.StreamResponse) -> None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        async with request.app[DB_KEY].session() as session:
+            await accounts.delete_login_session(session, cookie)
+            await session.commit()
+    clear_session_cookie(request, response)
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+def _csrf_for(session_token: str) -> str:
+    return hmac.new(session_token.encode("utf-8"), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def csrf_token(request: web.Request) -> str:
+    """The CSRF token for this browser session ("" when there is no session cookie)."""
+    cookie = session_cookie(request)
+    return _csrf_for(cookie) if cookie else ""
+
+
+async def _check_csrf(request: web.Request) -> None:
+    if bearer_token(request) is not None:
+        return  # authenticated by the header alone; the cookie is ignored
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return  # nothing a forged request could borrow
+    supplied: Any = request.headers.get(CSRF_HEADER)
+    if supplied is None and request.content_type in FORM_TYPES:
+        form = await request.post()
+        supplied = form.get(CSRF_FIELD)
+    if not isinstance(supplied, str) or not hmac.compare_digest(
+            supplied.encode("utf-8", "replace"), _csrf_for(cookie).encode("ascii")):
+        raise ApiError(403, "csrf_failed",
+                       "missing or wrong CSRF token: reload the page and try again (API clients: "
+                       f"send the {CSRF_HEADER} header, or use Authorization: Bearer)")
+
+
+@web.middleware
+async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith(HOT_PREFIXES):
+        return await handler(request)
+    context = request.setdefault(aiohttp_jinja2.REQUEST_CONTEXT_KEY, {})
+    context["request"] = request
+    if request.method in UNSAFE_METHODS:
+        await _check_csrf(request)
+    elif not path.startswith(("/api/", "/ws/")) and SESSION_COOKIE in request.cookies:
+        # Pages show who is logged in in the header, and Jinja cannot await: resolve it now.
+        # Only page views with a session cookie pay for this lookup.
+        await current_user(request)
+    return await handler(request)
+
+
+# -- templates -------------------------------------------------------------------------------
+
+@jinja2.pass_context
+def _template_csrf_token(ctx: jinja2.runtime.Context) -> str:
+    request = ctx.get("request")
+    return csrf_token(request) if request is not None else ""
+
+
+@jinja2.pass_context
+def _template_user(ctx: jinja2.runtime.Context) -> User | None:
+    request = ctx.get("request")
+    return request.get(USER_KEY) if request is not None else None
+
+
+def upload_url(name: str | None) -> str | None:
+    """Public URL of a stored upload (see webapp.uploads), or None."""
+    return f"/uploads/{name}" if name else None
+
+
+def user_json(user: User, *, private: bool = False) -> dict[str, Any]:
+    """A user as the API shows them. ``private`` adds what only the user (or an admin) sees."""
+    profile = user.profile
+    data: dict[str, Any] = {
+        "id": user.id,
+        "username": user.username,
+        "display_name": profile.display_name if profile else user.username,
+        "bio": profile.bio if profile else "",
+        "avatar_url": upload_url(profile.avatar_path) if profile else None,
+        "banner_url": upload_url(profile.banner_path) if profile else None,
+        "social_links": dict(profile.social_links or {}) if profile else {},
+        "is_admin": user.is_admin,
+        "created_at": user.created_at.isoformat(),
+    }
+    if private:
+        data.update({
+            "email": user.email,
+            "theme": profile.theme if profile else "dark",
+            "language": profile.language if profile else "en",
+            "is_disabled": user.is_disabled,
+            "onboarded": user.onboarded_at is not None,
+            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+        })
+    return data
+
+
+def setup(app: web.Application) -> None:
+    """Install the identity middleware and the template helpers (after pages.setup)."""
+    env = aiohttp_jinja2.get_env(app)
+    env.globals["csrf_token"] = _template_csrf_token
+    env.globals["current_user"] = _template_user
+    env.globals["upload_url"] = upload_url
+    app.middlewares.append(identity_middleware)
