@@ -18,6 +18,8 @@ from storage.models import Base
 EXPECTED_TABLES = {
     "users", "profiles", "api_tokens", "channels", "streams", "messages", "follows",
     "channel_follows", "blocks", "reports", "sessions", "alembic_version",
+    # chat moderation (storage/chat_models.py, migration 0004)
+    "channel_moderators", "channel_bans", "channel_timeouts", "chat_settings",
 }
 
 
@@ -35,7 +37,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 

@@ -1,0 +1,480 @@
+"""The chat of one server process: rooms, the message writer, the send path and moderation.
+
+Order of a message: checks (content, ban, timeout, followers-only, slow mode, rate limit, word
+filter) -> the writer commits it (group commit: everything that arrived during the previous
+commit goes in one transaction) -> only then it is published on the bus -> every process's
+room puts it in its next tick. If the commit fails the sender gets ``chat:error`` and the
+message is never published, so nobody sees a message that is not in the history.
+
+Moderation state (moderators, bans, timeouts, chat settings) is cached per channel in memory;
+every change reloads it here and publishes an internal ``_state`` event so the other processes
+drop their copy too. Internal events (type starting with ``_``) never reach a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from mediaserver.live import LiveRegistry
+from mediaserver.live.stream import LiveStream
+from mediaserver.settings import Settings
+from storage import Database, queries
+from storage import chat as chat_store
+from storage.chat import ChannelChatState, NewMessage, StoredMessage
+from storage.models import Channel, Stream, StreamStatus, User
+
+from .bus import ChatBus, make_bus
+from .content import ChatError, RateLimiter, apply_filter, clean_content
+from .room import Client, Room
+
+log = logging.getLogger(__name__)
+
+# Bus topic for per-user (not per-room) news; "_" cannot start a channel slug.
+BLOCKS_TOPIC = "_users"
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def badges(state: ChannelChatState, user_id: int, is_admin: bool) -> list[str]:
+    out = []
+    if user_id == state.owner_id:
+        out.append("owner")
+    if user_id in state.moderators:
+        out.append("moderator")
+    if is_admin:
+        out.append("admin")
+    return out
+
+
+def can_moderate(state: ChannelChatState, user: User) -> bool:
+    return user.is_admin or user.id == state.owner_id or user.id in state.moderators
+
+
+class MessageWriter:
+    """Group commit: one transaction per batch of messages waiting to be stored."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: list[tuple[NewMessage, asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def store(self, row: NewMessage) -> int:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, fut))
+        self._wake.set()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                async with self.db.session() as session:
+                    # Looked up at call time: tests replace it to make storing fail.
+                    ids = await chat_store.insert_messages(session, [r for r, _ in batch])
+                    await session.commit()
+            except Exception as exc:
+                log.error("chat: storing %d message(s) failed: %s", len(batch), exc)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(ChatError(
+                            "store_failed", "the message could not be saved; it was not sent",
+                            status=503))
+                continue
+            for (_, fut), new_id in zip(batch, ids):
+                if not fut.done():
+                    fut.set_result(new_id)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(ChatError("shutting_down", "the server is shutting down",
+                                            status=503))
+
+
+class ChatService:
+    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
+                 metrics: Any = None) -> None:
+        self.settings = settings
+        self.cs = settings.chat
+        self.db = db
+        self.registry = registry
+        self.bus: ChatBus = make_bus(self.cs.bus)
+        self.writer = MessageWriter(db)
+        self.rooms: dict[str, Room] = {}
+        self._states: dict[str, ChannelChatState] = {}
+        self._state_locks: dict[str, asyncio.Lock] = {}
+        self._followers: set[tuple[int, int]] = set()
+        self._slow: dict[tuple[int, int], float] = {}
+        self.limiter = RateLimiter(self.cs.rate_limit_messages, self.cs.rate_limit_window,
+                                   self.cs.mute_seconds)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._viewer_task: asyncio.Task[None] | None = None
+        self.dropped = 0  # sockets disconnected for overflowing their send queue
+        self._stopped = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.bus.start(self._deliver)
+        self.writer.start()
+        self.registry.on_started(self._stream_started)
+        self.registry.on_ended(self._stream_ended)
+        self._viewer_task = asyncio.get_running_loop().create_task(self._viewer_loop())
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._viewer_task is not None:
+            self._viewer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._viewer_task
+        for room in list(self.rooms.values()):
+            for client in list(room.clients):
+                room.remove(client)
+                with contextlib.suppress(Exception):
+                    await client.ws.close(code=1001, message=b"server shutting down")
+            await room.stop()
+        await self.writer.stop()
+        await self.bus.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- channel state --------------------------------------------------------------------
+    async def state(self, slug: str) -> ChannelChatState | None:
+        """The channel's cached chat state; None for an unknown channel."""
+        state = self._states.get(slug)
+        if state is not None:
+            return state
+        if not queries.SLUG_RE.fullmatch(slug):
+            return None
+        lock = self._state_locks.setdefault(slug, asyncio.Lock())
+        async with lock:
+            state = self._states.get(slug)
+            if state is not None:
+                return state
+            async with self.db.session() as session:
+                channel = await queries.get_channel_by_slug(session, slug)
+                if channel is None:
+                    return None
+                state = await chat_store.load_chat_state(session, channel,
+                                                         datetime.now(timezone.utc))
+                live = await queries.live_stream_for_channel(session, channel.id)
+            state.stream_id = live.id if live is not None else None
+            self._states[slug] = state
+            return state
+
+    async def changed(self, slug: str) -> ChannelChatState | None:
+        """Moderation state of ``slug`` changed: reload here, tell the other processes."""
+        self._states.pop(slug, None)
+        await self.bus.publish(slug, [{"type": "_state"}])
+        return await self.state(slug)
+
+    async def state_by_channel_id(self, channel_id: int) -> ChannelChatState | None:
+        async with self.db.session() as session:
+            channel = await session.get(Channel, channel_id)
+        return None if channel is None else await self.state(channel.slug)
+
+    # -- bus delivery ---------------------------------------------------------------------
+    def blocks_changed(self, user_id: int) -> None:
+        """A user blocked or unblocked someone: every process reloads their sockets' sets."""
+        self._spawn(self.bus.publish(BLOCKS_TOPIC, [{"type": "_blocks", "user_id": user_id}]))
+
+    async def _reload_blocks(self, user_id: int) -> None:
+        clients = [c for room in self.rooms.values() for c in room.by_user.get(user_id, ())]
+        if not clients:
+            return
+        async with self.db.session() as session:
+            blocked = await chat_store.blocked_ids(session, user_id)
+        for client in clients:
+            client.blocked = blocked
+
+    def _deliver(self, slug: str, events: list[dict[str, Any]]) -> None:
+        room = self.rooms.get(slug)
+        for event in events:
+            kind = event.get("type", "")
+            if kind == "_blocks":
+                self._spawn(self._reload_blocks(event["user_id"]))
+                continue
+            if kind == "_state":
+                self._states.pop(slug, None)
+                continue
+            if kind == "stream:status":
+                state = self._states.get(slug)
+                if state is not None:
+                    state.stream_id = event.get("stream_id") if event.get("live") else None
+            if kind.startswith("_") or room is None or room.closed:
+                continue
+            room.push(event)
+
+    # -- rooms and sockets ----------------------------------------------------------------
+    def join(self, slug: str, client: Client) -> Room:
+        room = self.rooms.get(slug)
+        if room is None or room.closed:
+            room = Room(slug, tick=self.cs.tick, send_limit=self.cs.send_queue_bytes,
+                        big_room=self.cs.big_room, presence_interval=self.cs.presence_interval,
+                        on_empty=self._room_empty, on_drop=self._dropped)
+            self.rooms[slug] = room
+        room.add(client)
+        return room
+
+    def _room_empty(self, room: Room) -> None:
+        if self.rooms.get(room.slug) is room:
+            del self.rooms[room.slug]
+
+    def _dropped(self, slug: str) -> None:
+        self.dropped += 1
+        log.info("chat %s: dropped a socket that fell behind (send queue full)", slug)
+
+    async def presence(self, slug: str, user: dict[str, Any], joined: bool) -> None:
+        kind = "chat:user-joined" if joined else "chat:user-left"
+        await self.bus.publish(slug, [{"type": kind, "users": [user]}])
+
+    async def history(self, state: ChannelChatState, blocked: set[int]) -> list[dict[str, Any]]:
+        async with self.db.session() as session:
+            rows = await chat_store.recent_messages(session, state.channel_id, self.cs.history,
+                                                    exclude_users=sorted(blocked))
+            admins = await self._admins(session, {r.user_id for r in rows})
+        return [self.message_event(state, r, r.user_id in admins) for r in rows]
+
+    @staticmethod
+    async def _admins(session: Any, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        return set((await session.scalars(
+            select(User.id).where(User.id.in_(ids), User.is_admin.is_(True)))).all())
+
+    def message_event(self, state: ChannelChatState, m: StoredMessage,
+                      is_admin: bool) -> dict[str, Any]:
+        return {"type": "chat:message", "id": m.id,
+                "user": {"id": m.user_id, "username": m.username,
+                         "display_name": m.display_name,
+                         "badges": badges(state, m.user_id, is_admin)},
+                "content": m.content, "created_at": _iso(m.created_at)}
+
+    async def stream_events(self, state: ChannelChatState) -> list[dict[str, Any]]:
+        """The stream:status and stream:viewers a joining socket starts from."""
+        stream_id = state.stream_id
+        viewers, title = 0, None
+        if stream_id is not None:
+            async with self.db.session() as session:
+                row = await session.get(Stream, stream_id)
+            if row is not None and row.status is StreamStatus.LIVE:
+                viewers, title = row.viewer_count, row.title
+            else:
+                stream_id = None
+        return [{"type": "stream:status", "live": stream_id is not None, "stream_id": stream_id,
+                 "title": title},
+                {"type": "stream:viewers", "viewers": viewers}]
+
+    # -- sending --------------------------------------------------------------------------
+    async def _is_follower(self, state: ChannelChatState, user_id: int) -> bool:
+        key = (state.channel_id, user_id)
+        if key in self._followers:
+            return True
+        async with self.db.session() as session:
+            follows = await chat_store.is_follower(session, state.channel_id, user_id)
+        if follows:
+            self._followers.add(key)
+        return follows
+
+    async def send(self, state: ChannelChatState, user: User, public: dict[str, Any],
+                   content: object) -> dict[str, Any]:
+        """Check, store, then publish one message; the chat:message event, or ChatError."""
+        text = clean_content(content, self.cs.max_length)
+        now = datetime.now(timezone.utc)
+        uid = user.id
+        if uid in state.bans:
+            raise ChatError("banned", "you are banned from this chat", status=403)
+        until = state.timeouts.get(uid)
+        if until is not None and until > now:
+            left = (until - now).total_seconds()
+            raise ChatError("timed_out", f"you are timed out for {left:.0f} more seconds",
+                            status=403, retry_after=left)
+        privileged = can_moderate(state, user)
+        if state.followers_only and not privileged and not await self._is_follower(state, uid):
+            raise ChatError("followers_only", "only followers of this channel can chat right now",
+                            status=403)
+        mono = time.monotonic()
+        key = (state.channel_id, uid)
+        if state.slow_mode_seconds and not privileged:
+            last = self._slow.get(key)
+            if last is not None and mono - last < state.slow_mode_seconds:
+                wait = state.slow_mode_seconds - (mono - last)
+                raise ChatError("slow_mode", f"slow mode is on: wait {wait:.0f} more seconds",
+                                status=429, retry_after=wait)
+        self.limiter.check(key, mono)
+        text = apply_filter(text, state.word_filter, state.filter_mode)
+        self.limiter.record(key, mono)
+        self._slow[key] = mono
+        row = NewMessage(state.channel_id, state.stream_id, uid, text, now)
+        new_id = await self.writer.store(row)
+        event = self.message_event(state, StoredMessage(
+            new_id, state.channel_id, row.stream_id, uid, public["username"],
+            public["display_name"], text, now), user.is_admin)
+        await self.bus.publish(state.slug, [event])
+        return event
+
+    # -- moderation -----------------------------------------------------------------------
+    def _require_moderator(self, state: ChannelChatState, actor: User) -> None:
+        if not can_moderate(state, actor):
+            raise ChatError("forbidden", "only the channel owner, its moderators and admins can "
+                            "do that", status=403)
+
+    async def _check_target(self, state: ChannelChatState, actor: User, target_id: object
+                            ) -> User:
+        if isinstance(target_id, bool) or not isinstance(target_id, int):
+            raise ChatError("invalid", "user_id must be a user's numeric id")
+        async with self.db.session() as session:
+            target = await session.get(User, target_id)
+        if target is None:
+            raise ChatError("not_found", f"no user with id {target_id}", status=404)
+        if target.id == actor.id:
+            raise ChatError("invalid", "you cannot do that to yourself")
+        if target.id == state.owner_id or (target.is_admin and not actor.is_admin):
+            raise ChatError("forbidden", "the channel owner and admins cannot be moderated",
+                            status=403)
+        if target.id in state.moderators and not (actor.is_admin or actor.id == state.owner_id):
+            raise ChatError("forbidden", "only the channel owner can act on a moderator",
+                            status=403)
+        return target
+
+    async def delete_message(self, actor: User, message_id: object,
+                             room_state: ChannelChatState | None = None) -> dict[str, Any]:
+        """Soft-delete; ``room_state`` (a socket's room) must be the message's channel."""
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise ChatError("invalid", "id must be a message's numeric id")
+        async with self.db.session() as session:
+            msg = await chat_store.get_message(session, message_id)
+            if msg is None or msg.deleted_at is not None:
+                raise ChatError("not_found", f"no message with id {message_id}", status=404)
+            channel = await session.get(Channel, msg.channel_id)
+        if channel is None or (room_state is not None and room_state.channel_id != channel.id):
+            raise ChatError("not_found", f"no message with id {message_id} in this chat",
+                            status=404)
+        state = await self.state(channel.slug)
+        assert state is not None
+        self._require_moderator(state, actor)
+        if msg.user_id == state.owner_id and actor.id != state.owner_id and not actor.is_admin:
+            raise ChatError("forbidden", "moderators cannot delete the channel owner's messages",
+                            status=403)
+        async with self.db.session() as session:
+            await chat_store.soft_delete_message(session, message_id, actor.id,
+                                                 datetime.now(timezone.utc))
+            await session.commit()
+        event = {"type": "chat:deleted", "id": message_id, "by": actor.username}
+        await self.bus.publish(state.slug, [event])
+        return event
+
+    async def timeout(self, state: ChannelChatState, actor: User, target_id: object,
+                      seconds: object) -> dict[str, Any]:
+        self._require_moderator(state, actor)
+        if (isinstance(seconds, bool) or not isinstance(seconds, int)
+                or not 1 <= seconds <= self.cs.max_timeout_seconds):
+            raise ChatError("invalid", f"seconds must be a whole number 1-"
+                                       f"{self.cs.max_timeout_seconds}")
+        target = await self._check_target(state, actor, target_id)
+        until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        async with self.db.session() as session:
+            await chat_store.set_timeout(session, state.channel_id, target.id, until, actor.id)
+            await session.commit()
+        await self.changed(state.slug)
+        await self.bus.publish(state.slug, [{
+            "type": "chat:error", "to_user": target.id, "code": "timed_out",
+            "message": f"you were timed out for {seconds} seconds", "retry_after": seconds}])
+        return {"user_id": target.id, "until": _iso(until)}
+
+    async def untimeout(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+        self._require_moderator(state, actor)
+        target = await self._check_target(state, actor, target_id)
+        async with self.db.session() as session:
+            done = await chat_store.clear_timeout(session, state.channel_id, target.id)
+            await session.commit()
+        await self.changed(state.slug)
+        return done
+
+    async def ban(self, state: ChannelChatState, actor: User, target_id: object,
+                  reason: object = "") -> dict[str, Any]:
+        self._require_moderator(state, actor)
+        target = await self._check_target(state, actor, target_id)
+        if not isinstance(reason, str) or len(reason) > chat_store.BAN_REASON_MAX:
+            raise ChatError("invalid", f"reason must be at most {chat_store.BAN_REASON_MAX} "
+                                       "characters")
+        async with self.db.session() as session:
+            await chat_store.ban(session, state.channel_id, target.id, actor.id, reason)
+            await session.commit()
+        await self.changed(state.slug)
+        await self.bus.publish(state.slug, [{
+            "type": "chat:error", "to_user": target.id, "code": "banned",
+            "message": "you were banned from this chat"}])
+        return {"user_id": target.id, "banned": True}
+
+    async def unban(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+        self._require_moderator(state, actor)
+        target = await self._check_target(state, actor, target_id)
+        async with self.db.session() as session:
+            done = await chat_store.unban(session, state.channel_id, target.id)
+            await session.commit()
+        await self.changed(state.slug)
+        return done
+
+    # -- stream status and viewers ----------------------------------------------------------
+    def _stream_started(self, stream: LiveStream) -> None:
+        self._spawn(self.bus.publish(stream.slug, [{
+            "type": "stream:status", "live": True, "stream_id": stream.stream_id,
+            "started_at": _iso(stream.started_at)}]))
+
+    def _stream_ended(self, stream: LiveStream) -> None:
+        self._spawn(self.bus.publish(stream.slug, [{
+            "type": "stream:status", "live": False, "stream_id": None}]))
+
+    async def _viewer_loop(self) -> None:
+        interval = self.settings.hls.viewer_update_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.update_viewers()
+            except Exception:
+                log.exception("chat: viewer count update failed")
+
+    async def update_viewers(self) -> None:
+        """One query for every live room here; stream:viewers where the count changed."""
+        rooms = {room.slug: room for room in self.rooms.values() if room.clients}
+        if not rooms:
+            return
+        async with self.db.session() as session:
+            rows = (await session.execute(
+                select(Channel.slug, Stream.viewer_count)
+                .join(Stream, Stream.channel_id == Channel.id)
+                .where(Channel.slug.in_(list(rooms)), Stream.status == StreamStatus.LIVE))).all()
+        counts = dict(rows)
+        for slug, room in rooms.items():
+            count = counts.get(slug, 0)
+            if room.viewers != count:
+                room.viewers = count
+                room.push({"type": "stream:viewers", "viewers": count})

@@ -1,0 +1,173 @@
+"""``/ws/chat/{slug}``: read a room (anyone) and write in it (logged-in users).
+
+Client frames are JSON objects with a ``type``:
+
+* ``chat:send`` ``{"content"}`` — post a message.
+* ``chat:delete`` ``{"id"}``, ``chat:timeout`` ``{"user_id", "seconds"}``, ``chat:ban``
+  ``{"user_id", "reason"?}``, ``chat:unban`` ``{"user_id"}`` — moderation (owner, moderators,
+  admins).
+
+Anything else (not JSON, not an object, unknown type, binary) gets a ``chat:error`` and the
+socket stays open; a frame over ``chat.max_message_bytes`` closes it with 1009 (aiohttp's
+limit). Identity comes from the upgrade request (session cookie or ``Authorization: Bearer``);
+a cookie is only trusted when the request's Origin is this site, so another site's page cannot
+chat in a visitor's name through their cookie (it can still read, like anyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from storage import chat as chat_store
+from storage.models import User
+from webapp.identity import bearer_token, current_user
+
+from .content import ChatError
+from .frames import events_frame
+from .room import Client, Room
+from .service import ChatService, can_moderate
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008
+
+
+def public_user(user: User) -> dict[str, Any]:
+    profile = user.profile
+    name = profile.display_name if profile is not None and profile.display_name.strip() else ""
+    return {"id": user.id, "username": user.username, "display_name": name or user.username}
+
+
+def same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser page (browsers always send Origin on WebSocket upgrades)
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+async def socket_user(request: web.Request) -> User | None:
+    if bearer_token(request) is None and not same_origin(request):
+        return None
+    return await current_user(request)
+
+
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    from . import CHAT_KEY
+
+    service: ChatService = request.app[CHAT_KEY]
+    cs = service.cs
+    slug = request.match_info["slug"]
+    state = await service.state(slug)
+    if state is None:
+        raise web.HTTPNotFound(text=f"no channel {slug!r}")
+    user = await socket_user(request)
+    ws = web.WebSocketResponse(heartbeat=cs.heartbeat or None, max_msg_size=cs.max_message_bytes,
+                               compress=False, autoping=True)
+    await ws.prepare(request)
+    if state.logged_in_only and user is None:
+        await ws.send_str(json.dumps([{"type": "chat:error", "code": "login_required",
+                                       "message": "this chat is for logged-in users: log in "
+                                                  "to read and write"}]))
+        await ws.close(code=CLOSE_POLICY, message=b"login required")
+        return ws
+    public = public_user(user) if user is not None else None
+    blocked: set[int] = set()
+    if user is not None:
+        async with service.db.session() as session:
+            blocked = await chat_store.blocked_ids(session, user.id)
+    client = Client(ws, request.transport, user.id if user else None, public, blocked,
+                    bool(user and user.is_admin))
+    room = service.join(slug, client)
+    announced = False
+    try:
+        history = await service.history(state, blocked)
+        me = None
+        if user is not None:
+            me = {**public, "can_moderate": can_moderate(state, user),  # type: ignore[dict-item]
+                  "is_owner": user.id == state.owner_id}
+        first = [{"type": "chat:history", "messages": history, "users": room.viewer_list(),
+                  "me": me, "settings": chat_store.chat_settings_dict(state),
+                  "max_length": cs.max_length}]
+        first += await service.stream_events(state)
+        if not client.release(events_frame(first), cs.send_queue_bytes):
+            room.drop(client)
+            return ws
+        if public is not None and len(room.by_user.get(public["id"], ())) == 1:
+            announced = True
+            await service.presence(slug, public, joined=True)
+        await _read(service, room, client, user, public, request)
+    finally:
+        last = room.remove(client)
+        if announced or (public is not None and last):
+            await service.presence(slug, public, joined=False)  # type: ignore[arg-type]
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _read(service: ChatService, room: Room, client: Client, user: User | None,
+                public: dict[str, Any] | None, request: web.Request) -> None:
+    ws = client.ws
+    cs = service.cs
+    while True:
+        try:
+            msg = await ws.receive(timeout=cs.idle_timeout or None)
+        except asyncio.TimeoutError:
+            await ws.close(code=1000, message=b"idle timeout")
+            return
+        if msg.type == WSMsgType.TEXT:
+            reply = await handle_frame(service, room.slug, user, public, msg.data)
+            if reply is not None and not client.closed:
+                if not client.send_events([reply], cs.send_queue_bytes):
+                    room.drop(client)
+                    return
+        elif msg.type == WSMsgType.BINARY:
+            client.send_events([ChatError("bad_frame", "binary frames are not accepted; send "
+                                          "JSON text").event()], cs.send_queue_bytes)
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. 1009 for an oversized frame)
+            return
+
+
+async def handle_frame(service: ChatService, slug: str, user: User | None,
+                       public: dict[str, Any] | None, data: str) -> dict[str, Any] | None:
+    """Act on one client frame; an event for the sender only (an error), or None."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return ChatError("bad_frame", "frames must be JSON objects").event()
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return ChatError("bad_frame", 'frames must be JSON objects with a "type"').event()
+    kind = frame["type"]
+    if kind not in HANDLED:
+        return ChatError("unknown_type", f"unknown frame type {kind[:40]!r}").event()
+    if user is None or public is None:
+        return ChatError("login_required", "log in to chat").event()
+    state = await service.state(slug)
+    if state is None:
+        return ChatError("not_found", "this channel no longer exists").event()
+    try:
+        if kind == "chat:send":
+            await service.send(state, user, public, frame.get("content"))
+        elif kind == "chat:delete":
+            await service.delete_message(user, frame.get("id"), state)
+        elif kind == "chat:timeout":
+            await service.timeout(state, user, frame.get("user_id"), frame.get("seconds"))
+        elif kind == "chat:ban":
+            await service.ban(state, user, frame.get("user_id"), frame.get("reason", ""))
+        elif kind == "chat:unban":
+            await service.unban(state, user, frame.get("user_id"))
+    except ChatError as err:
+        return err.event()
+    except Exception:
+        log.exception("chat: %s frame failed", kind)
+        return ChatError("internal", "something went wrong; try again").event()
+    return None
+
+
+HANDLED = frozenset({"chat:send", "chat:delete", "chat:timeout", "chat:ban", "chat:unban"})
