@@ -56,8 +56,9 @@ class Server:
         await self.ingest.start()
         app = create_app(settings=self.settings, db=self.db, metrics=self.metrics,
                          registry=self.registry, edges=self.broadcasts.edges)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        from webapp.channels import RTMP_PORT_KEY
+
+        app[RTMP_PORT_KEY] = self.rtmp_port  # the OBS "Server" shown on the dashboard
         h = self.settings.http
         self._site = web.TCPSite(self._runner, h.host, h.port, reuse_address=True)
         await self._site.start()

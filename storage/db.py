@@ -11,6 +11,7 @@ transaction, e.g. ``async with db.session() as s: ...; await s.commit()``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,11 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     if _is_sqlite(parsed):
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
+
+
+# aiosqlite's debug lines print every statement with its parameters: stream keys, password
+# and token hashes. Keep them out of the log even when the server runs with log.level=debug.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 class Database:

@@ -1,0 +1,191 @@
+"""Channel and stream queries behind the creator dashboard and the channels/streams JSON API.
+
+Same rules as ``storage.queries``: every function takes an ``AsyncSession``, flushes, never
+commits, and raises ``ValidationError`` / ``ConflictError`` / ``NotFoundError`` with a message
+for the person who typed the input. Field limits follow the column sizes in ``models``.
+
+A stream has no tags of its own: tags describe the channel (what it usually streams) and the
+stream shows its channel's, so editing a live stream's tags edits the channel's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import queries
+from storage.errors import ConflictError, ValidationError
+from storage.models import Channel, Stream, StreamStatus, User
+
+DESCRIPTION_MAX = 2000
+CATEGORY_MAX = 64
+TAG_MAX = 32
+TAGS_MAX = 10
+TAG_RE = re.compile(r"^[\w][\w .+#&'-]*$")
+# Most channels one user may own (a display and abuse bound, like the column sizes).
+CHANNELS_PER_USER_MAX = 20
+STREAM_LIST_MAX = 100
+
+CHANNEL_FIELDS = ("name", "description", "category", "tags", "is_public")
+STREAM_FIELDS = ("title", "category", "tags")
+
+
+def _text(value: Any, what: str, max_len: int, *, allow_empty: bool = False,
+          multiline: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string")
+    cleaned = value.strip()
+    if not cleaned and not allow_empty:
+        raise ValidationError(f"{what} must not be empty")
+    if len(cleaned) > max_len:
+        raise ValidationError(f"{what} is too long ({len(cleaned)} characters, at most {max_len})")
+    allowed = "\n\t" if multiline else ""
+    if any(ord(c) < 32 and c not in allowed for c in cleaned):
+        raise ValidationError(f"{what} must not contain control characters")
+    return cleaned
+
+
+def clean_category(value: Any) -> str | None:
+    """A category name, or None for "no category" (null or an empty string)."""
+    if value is None:
+        return None
+    cleaned = _text(value, "category", CATEGORY_MAX, allow_empty=True)
+    return cleaned or None
+
+
+def clean_tags(value: Any) -> list[str]:
+    """A list of distinct tags (case-insensitively), order kept."""
+    if not isinstance(value, list):
+        raise ValidationError("tags must be a list of strings")
+    if len(value) > TAGS_MAX:
+        raise ValidationError(f"too many tags ({len(value)}, at most {TAGS_MAX})")
+    out: list[str] = []
+    seen: set[str] = set()
+    for tag in value:
+        cleaned = _text(tag, "a tag", TAG_MAX)
+        if not TAG_RE.fullmatch(cleaned):
+            raise ValidationError(f"invalid tag {cleaned!r}: use letters, digits, spaces and - _ . + # & '")
+        if cleaned.lower() not in seen:
+            seen.add(cleaned.lower())
+            out.append(cleaned)
+    return out
+
+
+def clean_channel_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate a partial channel update; unknown fields are an error, not ignored."""
+    unknown = sorted(set(changes) - set(CHANNEL_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown channel field(s): {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    if "name" in changes:
+        out["name"] = _text(changes["name"], "channel name", queries.CHANNEL_NAME_MAX)
+    if "description" in changes:
+        value = changes["description"]
+        out["description"] = "" if value is None else _text(
+            value, "description", DESCRIPTION_MAX, allow_empty=True, multiline=True)
+    if "category" in changes:
+        out["category"] = clean_category(changes["category"])
+    if "tags" in changes:
+        out["tags"] = clean_tags(changes["tags"])
+    if "is_public" in changes:
+        if not isinstance(changes["is_public"], bool):
+            raise ValidationError("is_public must be true or false")
+        out["is_public"] = changes["is_public"]
+    return out
+
+
+def clean_stream_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(changes) - set(STREAM_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown stream field(s): {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    if "title" in changes:
+        out["title"] = _text(changes["title"], "stream title", queries.TITLE_MAX)
+    if "category" in changes:
+        out["category"] = clean_category(changes["category"])
+    if "tags" in changes:
+        out["tags"] = clean_tags(changes["tags"])
+    return out
+
+
+async def user_channels(session: AsyncSession, owner_id: int) -> list[Channel]:
+    return list((await session.execute(
+        select(Channel).where(Channel.owner_id == owner_id).order_by(Channel.id))).scalars())
+
+
+async def create_channel(session: AsyncSession, owner: User, slug: Any,
+                         fields: dict[str, Any]) -> Channel:
+    """A new channel of ``owner`` with a fresh stream key; ``fields`` as for an update."""
+    if not isinstance(slug, str):
+        raise ValidationError("slug must be a string")
+    changes = clean_channel_changes(fields)
+    owned = await user_channels(session, owner.id)
+    if len(owned) >= CHANNELS_PER_USER_MAX:
+        raise ConflictError(f"you already own {len(owned)} channels, the most allowed")
+    channel = await queries.create_channel(session, owner.username, slug,
+                                           changes.pop("name", None))
+    for key, value in changes.items():
+        setattr(channel, key, value)
+    await session.flush()
+    return channel
+
+
+async def update_channel(session: AsyncSession, channel: Channel,
+                         changes: dict[str, Any]) -> Channel:
+    for key, value in clean_channel_changes(changes).items():
+        setattr(channel, key, value)
+    await session.flush()
+    return channel
+
+
+async def delete_channel(session: AsyncSession, channel: Channel) -> None:
+    """Delete a channel and (by cascade) its streams and chat; refused while it is live."""
+    if await queries.live_stream_for_channel(session, channel.id) is not None:
+        raise ConflictError(f"channel {channel.slug!r} is live: end the stream first")
+    await session.execute(delete(Stream).where(Stream.channel_id == channel.id))
+    await session.delete(channel)
+    await session.flush()
+
+
+async def update_stream(session: AsyncSession, stream: Stream, channel: Channel,
+                        changes: dict[str, Any]) -> Stream:
+    cleaned = clean_stream_changes(changes)
+    if "tags" in cleaned:
+        channel.tags = cleaned.pop("tags")
+    for key, value in cleaned.items():
+        setattr(stream, key, value)
+    await session.flush()
+    return stream
+
+
+async def list_streams(session: AsyncSession, *, channel_ids: Sequence[int] | None = None,
+                       live: bool | None = None, public_only: bool = True,
+                       limit: int = 20, before_id: int | None = None
+                       ) -> list[tuple[Stream, Channel]]:
+    """Streams newest first, with their channel; ``before_id`` pages on."""
+    if not 1 <= limit <= STREAM_LIST_MAX:
+        raise ValidationError(f"limit must be 1 to {STREAM_LIST_MAX}")
+    q = select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id)
+    if channel_ids is not None:
+        q = q.where(Stream.channel_id.in_(list(channel_ids)))
+    if live is True:
+        q = q.where(Stream.status == StreamStatus.LIVE)
+    elif live is False:
+        q = q.where(Stream.status != StreamStatus.LIVE)
+    if public_only:
+        q = q.where(Channel.is_public.is_(True))
+    if before_id is not None:
+        q = q.where(Stream.id < before_id)
+    rows = (await session.execute(q.order_by(Stream.id.desc()).limit(limit))).all()
+    return [(s, c) for s, c in rows]
+
+
+async def stream_with_channel(session: AsyncSession, stream_id: int
+                              ) -> tuple[Stream, Channel] | None:
+    row = (await session.execute(
+        select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id)
+        .where(Stream.id == stream_id))).one_or_none()
+    return None if row is None else (row[0], row[1])

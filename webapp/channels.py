@@ -1,0 +1,311 @@
+"""The channels JSON API: a user's channels, their settings, and their stream keys.
+
+Routes: ``GET/POST /api/channels``, ``GET/PATCH/DELETE /api/channels/{slug}``,
+``POST /api/channels/{slug}/stream-key``. Anyone may read a channel's public fields (an
+unlisted channel is reachable by its slug, only left out of lists); only its owner or an admin
+sees the stream key and the OBS settings, or changes anything. A regenerated key works from the
+commit on and the old one is refused by ingest at its next publish attempt, because ingest looks
+keys up in the database each time. Keys never go to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy import select
+
+from storage import channels as channel_queries
+from storage import queries
+from storage.models import Channel, User
+
+from .app import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
+from .errors import ApiError, field, read_json
+from .identity import current_user, require_user, upload_url
+
+RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
+CHANNEL_LIST_MAX = 100
+
+
+def can_manage(user: User | None, channel: Channel) -> bool:
+    return user is not None and (user.id == channel.owner_id or user.is_admin)
+
+
+def rtmp_server(request: web.Request) -> str:
+    """What a creator pastes into OBS as Server: ``rtmp.public_url`` when set, else the host
+    the creator reached this site by (``http.public_url``, else the request) and our RTMP port."""
+    settings = request.app[SETTINGS_KEY]
+    if settings.rtmp.public_url:
+        return settings.rtmp.public_url.rstrip("/")
+    host = ""
+    if settings.http.public_url:
+        host = urlsplit(settings.http.public_url).hostname or ""
+    if not host:
+        host = request.url.host or "localhost"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    port = request.app.get(RTMP_PORT_KEY) or settings.rtmp.port
+    suffix = "" if port == 1935 else f":{port}"
+    return f"rtmp://{host}{suffix}/{settings.rtmp.app}"
+
+
+def obs_settings(request: web.Request, channel: Channel) -> dict[str, str]:
+    server = rtmp_server(request)
+    return {"server": server, "stream_key": channel.stream_key,
+            "url": f"{server}/{channel.stream_key}"}
+
+
+def live_stream_id(request: web.Request, channel: Channel) -> int | None:
+    """The id of the channel's stream if its publisher is connected right now."""
+    live = request.app[REGISTRY_KEY].get(channel.slug)
+    if live is None or live.ended or live.channel_id != channel.id:
+        return None
+    return live.stream_id
+
+
+def channel_json(request: web.Request, channel: Channel, owner: str, *,
+                 private: bool = False) -> dict[str, Any]:
+    """A channel as the API shows it; ``private`` adds the stream key and OBS settings."""
+    stream_id = live_stream_id(request, channel)
+    data: dict[str, Any] = {
+        "id": channel.id,
+        "slug": channel.slug,
+        "name": channel.name,
+        "description": channel.description,
+        "category": channel.category,
+        "tags": list(channel.tags or []),
+        "is_public": channel.is_public,
+        "owner": owner,
+        "avatar_url": upload_url(channel.avatar_path),
+        "banner_url": upload_url(channel.banner_path),
+        "url": f"/streams/{channel.slug}",
+        "hls_url": f"/hls/{channel.slug}/master.m3u8",
+        "live": stream_id is not None,
+        "stream_id": stream_id,
+        "follower_count": channel.follower_count,
+        "total_streams": channel.total_streams,
+        "created_at": channel.created_at.isoformat(),
+    }
+    if private:
+        obs = obs_settings(request, channel)
+        data["stream_key"] = channel.stream_key
+        data["rtmp"] = obs
+    return data
+
+
+async def load_channel(request: web.Request, session: Any) -> tuple[Channel, str]:
+    """The channel named by ``{slug}`` and its owner's username, or a 404 ApiError."""
+    slug = request.match_info["slug"]
+    row = None
+    if queries.SLUG_RE.fullmatch(slug):
+        row = (await session.execute(
+            select(Channel, User.username).join(User, User.id == Channel.owner_id)
+            .where(Channel.slug == slug))).one_or_none()
+    if row is None:
+        raise ApiError(404, "not_found", f"no channel {slug!r}")
+    return row[0], row[1]
+
+
+def require_manager(user: User, channel: Channel) -> None:
+    if not can_manage(user, channel):
+        raise ApiError(403, "forbidden", "only the channel's owner (or an admin) may do this")
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+async def list_channels(request: web.Request) -> web.Response:
+    """``?owner=me`` lists the caller's channels (unlisted too, with keys); ``?owner=NAME``
+    a user's public ones; without it every public channel."""
+    owner = request.query.get("owner")
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise ApiError(400, "invalid", "limit must be an integer") from None
+    if not 1 <= limit <= CHANNEL_LIST_MAX:
+        raise ApiError(400, "invalid", f"limit must be 1 to {CHANNEL_LIST_MAX}")
+    me = await require_user(request) if owner == "me" else await current_user(request)
+    q = select(Channel, User.username).join(User, User.id == Channel.owner_id)
+    if owner == "me":
+        assert me is not None
+        q = q.where(Channel.owner_id == me.id)
+    else:
+        q = q.where(Channel.is_public.is_(True))
+        if owner:
+            q = q.where(User.username == owner)
+    async with request.app[DB_KEY].session() as session:
+        rows = (await session.execute(q.order_by(Channel.id).limit(limit))).all()
+    return web.json_response({"channels": [
+        channel_json(request, c, name, private=owner == "me" or can_manage(me, c))
+        for c, name in rows]})
+
+
+async def create_channel(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    body = await read_json(request)
+    slug = field(body, "slug", str)
+    fields = {k: v for k, v in body.items() if k != "slug"}
+    async with request.app[DB_KEY].session() as session:
+        channel = await channel_queries.create_channel(session, user, slug, fields)
+        await session.commit()
+        data = channel_json(request, channel, user.username, private=True)
+    return web.json_response(data, status=201,
+                             headers={"Location": f"/api/channels/{channel.slug}"})
+
+
+async def get_channel(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    async with request.app[DB_KEY].session() as session:
+        channel, owner = await load_channel(request, session)
+    return web.json_response(channel_json(request, channel, owner,
+                                          private=can_manage(user, channel)))
+
+
+async def update_channel(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    body = await read_json(request)
+    async with request.app[DB_KEY].session() as session:
+        channel, owner = await load_channel(request, session)
+        require_manager(user, channel)
+        await channel_queries.update_channel(session, channel, body)
+        await session.commit()
+        data = channel_json(request, channel, owner, private=True)
+    return web.json_response(data)
+
+
+async def delete_channel(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    async with request.app[DB_KEY].session() as session:
+        channel, _ = await load_channel(request, session)
+        require_manager(user, channel)
+        if live_stream_id(request, channel) is not None:
+            raise ApiError(409, "live", f"channel {channel.slug!r} is live: end the stream first")
+        await channel_queries.delete_channel(session, channel)
+        await session.commit()
+    return web.Response(status=204)
+
+
+async def regenerate_key(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    async with request.app[DB_KEY].session() as session:
+        channel, _ = await load_channel(request, session)
+        require_manager(user, channel)
+        await queries.regenerate_stream_key(session, channel.id)
+        await session.commit()
+        obs = obs_settings(request, channel)
+    return web.json_response({"stream_key": channel.stream_key, "rtmp": obs},
+                             headers={"Cache-Control": "no-store"})
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """Channel documents may carry a stream key: never let a cache keep one."""
+    if request.path.startswith("/api/channels") and not request.path.endswith("/live"):
+        response.headers["Cache-Control"] = "no-store"
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/channels", list_channels)
+    app.router.add_post("/api/channels", create_channel)
+    app.router.add_get("/api/channels/{slug}", get_channel)
+    app.router.add_patch("/api/channels/{slug}", update_channel)
+    app.router.add_delete("/api/channels/{slug}", delete_channel)
+    app.router.add_post("/api/channels/{slug}/stream-key", regenerate_key)
+    app.on_response_prepare.append(_no_store)
+
+
+# -- OpenAPI -------------------------------------------------------------------------------
+
+_SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+_ERRORS = {str(code): {"$ref": f"#/components/responses/{name}"} for code, name in (
+    (400, "BadRequest"), (401, "Unauthenticated"), (403, "Forbidden"), (404, "NotFound"))}
+_CHANNEL = {"application/json": {"schema": {"$ref": "#/components/schemas/Channel"}}}
+_CHANNEL_INPUT = {"application/json": {"schema": {"$ref": "#/components/schemas/ChannelInput"}}}
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "ChannelInput": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "slug": {"type": "string", "pattern": queries.SLUG_RE.pattern,
+                     "description": "Only when creating; cannot be changed."},
+            "name": {"type": "string", "maxLength": queries.CHANNEL_NAME_MAX},
+            "description": {"type": "string", "maxLength": channel_queries.DESCRIPTION_MAX},
+            "category": {"type": ["string", "null"], "maxLength": channel_queries.CATEGORY_MAX},
+            "tags": {"type": "array", "maxItems": channel_queries.TAGS_MAX,
+                     "items": {"type": "string", "maxLength": channel_queries.TAG_MAX}},
+            "is_public": {"type": "boolean", "description": "false: unlisted"},
+        },
+    },
+    "Channel": {
+        "type": "object",
+        "required": ["id", "slug", "name", "owner", "live", "is_public"],
+        "properties": {
+            "id": {"type": "integer"}, "slug": {"type": "string"}, "name": {"type": "string"},
+            "description": {"type": "string"}, "category": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "is_public": {"type": "boolean"}, "owner": {"type": "string"},
+            "avatar_url": {"type": ["string", "null"]}, "banner_url": {"type": ["string", "null"]},
+            "url": {"type": "string"}, "hls_url": {"type": "string"},
+            "live": {"type": "boolean"}, "stream_id": {"type": ["integer", "null"]},
+            "follower_count": {"type": "integer"}, "total_streams": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "stream_key": {"type": "string", "description": "Owner or admin only."},
+            "rtmp": {"$ref": "#/components/schemas/RtmpSettings"},
+        },
+    },
+    "RtmpSettings": {
+        "type": "object", "description": "What to paste into OBS (owner or admin only).",
+        "properties": {"server": {"type": "string", "example": "rtmp://example.org/live"},
+                       "stream_key": {"type": "string"}, "url": {"type": "string"}},
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/channels": {
+        "get": {
+            "summary": "List channels", "tags": ["channels"],
+            "parameters": [
+                {"name": "owner", "in": "query", "schema": {"type": "string"},
+                 "description": "`me`: the caller's channels (unlisted too, with stream keys); "
+                                "a username: that user's public channels."},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": CHANNEL_LIST_MAX}}],
+            "responses": {"200": {"description": "Channels", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"channels": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Channel"}}}}}}},
+                **_ERRORS},
+        },
+        "post": {
+            "summary": "Create a channel (you own it; a stream key is made)", "tags": ["channels"],
+            "requestBody": {"required": True, "content": _CHANNEL_INPUT},
+            "responses": {"201": {"description": "Created, with its stream key",
+                                  "content": _CHANNEL},
+                          "409": {"$ref": "#/components/responses/Conflict"}, **_ERRORS},
+        },
+    },
+    "/api/channels/{slug}": {
+        "parameters": [_SLUG],
+        "get": {"summary": "A channel (stream key only for its owner or an admin)",
+                "tags": ["channels"],
+                "responses": {"200": {"description": "The channel", "content": _CHANNEL},
+                              **_ERRORS}},
+        "patch": {"summary": "Change name, description, category, tags or visibility",
+                  "tags": ["channels"],
+                  "requestBody": {"required": True, "content": _CHANNEL_INPUT},
+                  "responses": {"200": {"description": "Updated", "content": _CHANNEL},
+                                **_ERRORS}},
+        "delete": {"summary": "Delete a channel with its past streams (not while live)",
+                   "tags": ["channels"],
+                   "responses": {"204": {"description": "Deleted"},
+                                 "409": {"$ref": "#/components/responses/Conflict"}, **_ERRORS}},
+    },
+    "/api/channels/{slug}/stream-key": {
+        "parameters": [_SLUG],
+        "post": {"summary": "Regenerate the stream key; the old key is refused from now on",
+                 "tags": ["channels"],
+                 "responses": {"200": {"description": "The new key", "content": {
+                     "application/json": {"schema": {"type": "object", "properties": {
+                         "stream_key": {"type": "string"},
+                         "rtmp": {"$ref": "#/components/schemas/RtmpSettings"}}}}}},
+                     **_ERRORS}},
+    },
+}

@@ -1,0 +1,169 @@
+"""``/api/openapi.json``: one OpenAPI 3.1 document built from the fragments each module keeps.
+
+Every module that registers ``/api/`` routes describes them beside its handlers in a
+module-level ``OPENAPI_PATHS`` (``{path: {method: operation}}``) and, if it needs them, its
+schemas in ``OPENAPI_SCHEMAS``. This module walks the ``webapp`` package, merges what it finds
+and refuses to merge two descriptions of the same operation or two different schemas under
+one name (a quiet overwrite would hide a route). ``tests`` check the result against the
+router, so a route nobody described fails the suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Iterable
+
+from aiohttp import web
+
+import webapp
+
+OPENAPI_VERSION = "3.1.0"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+_DOC_KEY = web.AppKey("openapi_document", dict)
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string", "description": "Stable, for programs."},
+                       "message": {"type": "string", "description": "For people."}}}},
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+# Routes whose modules are not API modules: the viewer page's poll and this document.
+CORE_PATHS: dict[str, Any] = {
+    "/api/openapi.json": {
+        "get": {"summary": "This document", "tags": ["meta"],
+                "responses": {"200": {"description": "OpenAPI 3.1",
+                                      "content": {"application/json": {}}}}},
+    },
+    "/api/channels/{slug}/live": {
+        "parameters": [{"name": "slug", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "get": {"summary": "Whether a channel is live (what the player page polls)",
+                "tags": ["channels"],
+                "responses": {
+                    "200": {"description": "Live status", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {
+                            "live": {"type": "boolean"}, "playable": {"type": "boolean"},
+                            "stream_id": {"type": ["integer", "null"]},
+                            "title": {"type": "string"},
+                            "category": {"type": ["string", "null"]},
+                            "viewers": {"type": "integer"},
+                            "started_at": {"type": ["string", "null"]},
+                            "creator": {"type": "string"}, "hls_url": {"type": "string"}}}}}},
+                    "404": {"description": "No such channel"}}},
+    },
+}
+
+CORE_SCHEMAS: dict[str, Any] = {"Error": ERROR_SCHEMA}
+
+CORE_RESPONSES: dict[str, Any] = {
+    "BadRequest": _error_response("Bad input: missing or wrongly typed fields, values too "
+                                  "long, malformed JSON"),
+    "Unauthenticated": _error_response("Not logged in: send the session cookie (with "
+                                       "X-CSRF-Token on writes) or Authorization: Bearer"),
+    "Forbidden": _error_response("Logged in, but not allowed (not the owner, CSRF token "
+                                 "missing)"),
+    "NotFound": _error_response("No such object"),
+    "Conflict": _error_response("Clashes with the current state (taken slug, live stream)"),
+}
+
+
+def api_modules() -> Iterable[Any]:
+    """Every module of the ``webapp`` package (its own fragments come first)."""
+    for info in pkgutil.walk_packages(webapp.__path__, prefix="webapp."):
+        if info.name == __name__:
+            continue
+        yield importlib.import_module(info.name)
+
+
+def merge(fragments: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """Merge ``(source, paths, schemas)`` fragments; ValueError on any double definition."""
+    paths: dict[str, dict[str, Any]] = {}
+    owners: dict[tuple[str, str], str] = {}
+    schemas: dict[str, Any] = {}
+    schema_owner: dict[str, str] = {}
+    for source, frag_paths, frag_schemas in fragments:
+        for path, item in frag_paths.items():
+            if not path.startswith("/api/"):
+                raise ValueError(f"{source}: {path!r} is not under /api/")
+            target = paths.setdefault(path, {})
+            for key, value in item.items():
+                if key in METHODS:
+                    if (path, key) in owners:
+                        raise ValueError(f"{key.upper()} {path} is described by both "
+                                         f"{owners[(path, key)]} and {source}")
+                    owners[(path, key)] = source
+                    target[key] = value
+                elif key in target and target[key] != value:
+                    raise ValueError(f"{path}: {key!r} differs between fragments ({source})")
+                else:
+                    target[key] = value
+        for name, schema in frag_schemas.items():
+            if name in schemas and schemas[name] != schema:
+                raise ValueError(f"schema {name!r} is defined by both {schema_owner[name]} "
+                                 f"and {source}")
+            schemas[name] = schema
+            schema_owner[name] = source
+    return {"paths": dict(sorted(paths.items())), "schemas": dict(sorted(schemas.items()))}
+
+
+def build_document() -> dict[str, Any]:
+    fragments: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        (__name__, CORE_PATHS, CORE_SCHEMAS)]
+    seen: set[int] = set()
+    for module in api_modules():
+        paths = getattr(module, "OPENAPI_PATHS", None) or {}
+        schemas = getattr(module, "OPENAPI_SCHEMAS", None) or {}
+        # A package re-exporting a submodule's fragment holds the very same dict: once only.
+        paths = {} if id(paths) in seen else paths
+        schemas = {} if id(schemas) in seen else schemas
+        seen.update((id(paths), id(schemas)))
+        if paths or schemas:
+            fragments.append((module.__name__, paths, schemas))
+    merged = merge(fragments)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "AeThex Live API", "version": "1",
+                 "description": "JSON in and out. Errors: {\"error\": {\"code\", \"message\"}} "
+                                "with the HTTP status. Authenticate with the session cookie "
+                                "(writes also need the X-CSRF-Token header) or "
+                                "Authorization: Bearer TOKEN (`aethex token create`)."},
+        "servers": [{"url": "/"}],
+        "paths": merged["paths"],
+        "components": {
+            "schemas": merged["schemas"],
+            "responses": CORE_RESPONSES,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "aethex_session"}},
+        },
+        "security": [{}, {"bearer": []}, {"session": []}],
+    }
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    cache = request.app[_DOC_KEY]
+    if "doc" not in cache:
+        cache["doc"] = build_document()
+    return web.json_response(cache["doc"], headers={"Cache-Control": "no-cache"})
+
+
+async def _build_on_startup(app: web.Application) -> None:
+    # Built once, after every module has registered its routes: a broken fragment stops the
+    # server at start, not on the first request.
+    app[_DOC_KEY]["doc"] = build_document()
+
+
+def setup(app: web.Application) -> None:
+    app[_DOC_KEY] = {}
+    app.router.add_get("/api/openapi.json", openapi_view)
+    app.on_startup.append(_build_on_startup)
