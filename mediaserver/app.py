@@ -59,6 +59,8 @@ class Server:
         from webapp.channels import RTMP_PORT_KEY
 
         app[RTMP_PORT_KEY] = self.rtmp_port  # the OBS "Server" shown on the dashboard
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
         h = self.settings.http
         self._site = web.TCPSite(self._runner, h.host, h.port, reuse_address=True)
         await self._site.start()
