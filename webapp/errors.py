@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Paths every middleware of ours leaves alone at once: media delivery and scrapes must not pay
-# for cookie parsing or a database lookup.
-HOT_PREFIXES = ("/hls/", "/vod/", "/static/", "/thumbnails/", "/metrics")
+# Paths every middleware of ours leaves alone at once: media delivery, public files and scrapes
+# must not pay for cookie parsing or a database lookup.
+HOT_PREFIXES = ("/hls/", "/vod/", "/static/", "/thumbnails/", "/metrics", "/uploads/")
 
 ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 

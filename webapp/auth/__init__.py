@@ -1,4 +1,5 @@
-"""Accounts: registration, login and logout (JSON API and HTML pages), onboarding.
+"""Accounts: registration, login and logout (JSON API and HTML pages), onboarding; also
+registers the profile, upload and admin modules.
 
 ``setup(app)`` registers the routes; ``webapp.identity`` resolves who a request comes from.
 """
@@ -8,16 +9,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import api
-from .api import OPENAPI_PATHS
+from .api import OPENAPI_PATHS as AUTH_OPENAPI_PATHS
 from .login import limiter
 
 
 def setup(app: web.Application) -> None:
     limiter(app)  # created now, while the application can still take new keys
     api.setup(app)
+    from .. import admin, profile, uploads
     from . import pages
 
     pages.setup(app)
+    profile.setup(app)
+    uploads.setup(app)
+    admin.setup(app)
 
+
+OPENAPI_PATHS = AUTH_OPENAPI_PATHS
 
 __all__ = ["setup", "OPENAPI_PATHS"]
