@@ -52,12 +52,16 @@ class Client:
         if self.closed:
             return True
         if self.buffer is not None:
+            if sum(map(len, self.buffer)) > limit:
+                return False
             self.buffer.append(frame)
-            return sum(map(len, self.buffer)) <= limit
+            return True
         t = self.transport
         if t is None or t.is_closing() or self.ws.closed:
             return False
-        if t.get_write_buffer_size() + len(frame) > limit:
+        # The bound is on the backlog: a frame is refused when what is still waiting already
+        # passes the limit (so one big tick never drops a reader that is keeping up).
+        if t.get_write_buffer_size() > limit:
             return False
         t.write(frame)
         return True
