@@ -93,8 +93,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") \
             else exc.reason
-        if exc.status == 413:
-            message = f"request body too large ({exc.reason})"
         return json_error(exc.status, _code_for(exc.status), message or exc.reason)
     if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
         return json_error(err.status, err.code, err.message, err.headers)
