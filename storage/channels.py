@@ -74,11 +74,16 @@ def clean_tags(value: Any) -> list[str]:
     return out
 
 
+def _reject_unknown(changes: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    """Unknown fields are an error, not ignored: a typo must not look like a saved change."""
+    unknown = sorted(set(changes) - set(allowed))
+    if unknown:
+        raise ValidationError(f"unknown {what} field(s): {', '.join(unknown)}")
+
+
 def clean_channel_changes(changes: dict[str, Any]) -> dict[str, Any]:
     """Validate a partial channel update; unknown fields are an error, not ignored."""
-    unknown = sorted(set(changes) - set(CHANNEL_FIELDS))
-    if unknown:
-        raise ValidationError(f"unknown channel field(s): {', '.join(unknown)}")
+    _reject_unknown(changes, CHANNEL_FIELDS, "channel")
     out: dict[str, Any] = {}
     if "name" in changes:
         out["name"] = _text(changes["name"], "channel name", queries.CHANNEL_NAME_MAX)
@@ -98,9 +103,7 @@ def clean_channel_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def clean_stream_changes(changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(changes) - set(STREAM_FIELDS))
-    if unknown:
-        raise ValidationError(f"unknown stream field(s): {', '.join(unknown)}")
+    _reject_unknown(changes, STREAM_FIELDS, "stream")
     out: dict[str, Any] = {}
     if "title" in changes:
         out["title"] = _text(changes["title"], "stream title", queries.TITLE_MAX)

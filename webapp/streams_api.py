@@ -25,7 +25,7 @@ from storage import queries
 from storage.models import Channel, Stream, StreamStatus, User
 
 from .app import DB_KEY, REGISTRY_KEY
-from .channels import can_manage, channel_json
+from .channels import can_manage, channel_json, require_manager
 from .errors import ApiError, read_json
 from .identity import current_user, require_user
 
@@ -104,11 +104,6 @@ async def _load(request: web.Request, session: Any) -> tuple[Stream, Channel]:
     return found
 
 
-def _require_manager(user: User, channel: Channel) -> None:
-    if not can_manage(user, channel):
-        raise ApiError(403, "forbidden", "only the channel's owner (or an admin) may do this")
-
-
 def _bool_query(request: web.Request, name: str) -> bool | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -165,7 +160,7 @@ async def update_stream(request: web.Request) -> web.Response:
     body = await read_json(request)
     async with request.app[DB_KEY].session() as session:
         stream, channel = await _load(request, session)
-        _require_manager(user, channel)
+        require_manager(user, channel)
         await channel_queries.update_stream(session, stream, channel, body)
         await session.commit()
         data = stream_json(stream, channel)
@@ -184,7 +179,7 @@ async def end_stream(request: web.Request) -> web.Response:
     user = await require_user(request)
     async with request.app[DB_KEY].session() as session:
         stream, channel = await _load(request, session)
-        _require_manager(user, channel)
+        require_manager(user, channel)
         if stream.status is not StreamStatus.LIVE:
             raise ApiError(409, "not_live", f"stream {stream.id} is not live "
                                             f"(it is {stream.status.value})")
