@@ -1,0 +1,286 @@
+// Chat column of the viewer page: /ws/chat/{slug}, history then live events.
+// Everything users wrote is put in the page with textContent (never innerHTML); only http(s)
+// URLs become links, with rel="noopener nofollow ugc". No inline scripts (CSP).
+"use strict";
+(function () {
+  var root = document.getElementById("chat");
+  if (!root) return;
+  var slug = root.dataset.slug;
+  var list = document.getElementById("chat-messages");
+  var statusEl = document.getElementById("chat-status");
+  var errorEl = document.getElementById("chat-error");
+  var form = document.getElementById("chat-form");
+  var input = document.getElementById("chat-input");
+  var counter = document.getElementById("chat-counter");
+  var jump = document.getElementById("chat-jump");
+  var loginEl = document.getElementById("chat-login");
+  var viewerList = document.getElementById("chat-viewer-list");
+  var viewerCount = document.getElementById("chat-viewer-count");
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = meta ? meta.getAttribute("content") : "";
+
+  var MAX_SHOWN = 300;       // messages kept in the list
+  var ws = null;
+  var me = null;
+  var maxLength = 500;
+  var seen = new Set();      // message ids shown (history and live may overlap on join)
+  var people = new Map();    // user id -> {username, display_name}
+  var stick = true;          // follow new messages (false once the reader scrolls up)
+  var retry = 1000;
+  var errorTimer = null;
+
+  function setStatus(text) { statusEl.textContent = text; statusEl.hidden = !text; }
+
+  function showError(text) {
+    errorEl.textContent = text;
+    errorEl.hidden = false;
+    clearTimeout(errorTimer);
+    errorTimer = setTimeout(function () { errorEl.hidden = true; }, 6000);
+  }
+
+  // -- rendering --------------------------------------------------------------------------
+  var URL_RE = /https?:\/\/[^\s<>"']+/g;
+
+  function appendText(parent, text) {
+    var last = 0, m;
+    URL_RE.lastIndex = 0;
+    while ((m = URL_RE.exec(text)) !== null) {
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      var href = m[0], ok = false;
+      try { ok = ["http:", "https:"].indexOf(new URL(href).protocol) >= 0; } catch (e) { ok = false; }
+      if (ok) {
+        var a = document.createElement("a");
+        a.href = href;
+        a.rel = "noopener nofollow ugc";
+        a.target = "_blank";
+        a.textContent = href;
+        parent.appendChild(a);
+      } else {
+        parent.appendChild(document.createTextNode(href));
+      }
+      last = m.index + href.length;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function timeOf(iso) {
+    var d = new Date(iso);
+    return isNaN(d) ? "" : d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  }
+
+  function actionButton(label, name, handler) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = "chat-action";
+    b.textContent = label;
+    b.setAttribute("aria-label", name);
+    b.addEventListener("click", handler);
+    return b;
+  }
+
+  function render(m) {
+    var li = document.createElement("li");
+    li.className = "chat-message";
+    li.dataset.id = m.id;
+    li.dataset.user = m.user.id;
+    var time = document.createElement("time");
+    time.dateTime = m.created_at;
+    time.textContent = timeOf(m.created_at);
+    li.appendChild(time);
+    (m.user.badges || []).forEach(function (b) {
+      var s = document.createElement("span");
+      s.className = "chat-badge chat-badge-" + b;
+      s.textContent = b;
+      li.appendChild(s);
+    });
+    var name = document.createElement("strong");
+    name.className = "chat-author";
+    name.textContent = m.user.display_name;
+    name.title = "@" + m.user.username;
+    li.appendChild(name);
+    li.appendChild(document.createTextNode(": "));
+    var body = document.createElement("span");
+    body.className = "chat-content";
+    appendText(body, m.content);
+    li.appendChild(body);
+    if (me && me.id !== m.user.id) {
+      var tools = document.createElement("span");
+      tools.className = "chat-actions";
+      var who = m.user.display_name;
+      if (me.can_moderate) {
+        tools.appendChild(actionButton("Delete", "Delete message from " + who, function () {
+          send({type: "chat:delete", id: m.id});
+        }));
+        tools.appendChild(actionButton("Timeout", "Time out " + who + " for 10 minutes", function () {
+          send({type: "chat:timeout", user_id: m.user.id, seconds: 600});
+        }));
+        tools.appendChild(actionButton("Ban", "Ban " + who + " from this chat", function () {
+          if (window.confirm("Ban " + who + " from this chat?")) send({type: "chat:ban", user_id: m.user.id});
+        }));
+      }
+      tools.appendChild(actionButton("Report", "Report this message from " + who, function () {
+        api("POST", "/api/reports", {message_id: m.id, reason: "chat"})
+          .then(function () { setStatus("Reported. Thank you."); }, function (e) { showError(e.message); });
+      }));
+      tools.appendChild(actionButton("Block", "Block " + who, function () {
+        api("POST", "/api/users/" + m.user.id + "/block").then(function () {
+          Array.prototype.forEach.call(list.querySelectorAll('[data-user="' + m.user.id + '"]'),
+            function (el) { el.remove(); });
+          setStatus("You will no longer see messages from " + who + ".");
+        }, function (e) { showError(e.message); });
+      }));
+      li.appendChild(tools);
+    }
+    return li;
+  }
+
+  function atBottom() { return list.scrollHeight - list.scrollTop - list.clientHeight < 40; }
+
+  function addMessages(messages) {
+    var added = false;
+    messages.forEach(function (m) {
+      if (seen.has(m.id)) return;
+      seen.add(m.id);
+      list.appendChild(render(m));
+      added = true;
+    });
+    while (list.children.length > MAX_SHOWN) {
+      seen.delete(Number(list.firstElementChild.dataset.id));
+      list.removeChild(list.firstElementChild);
+    }
+    if (!added) return;
+    if (stick) list.scrollTop = list.scrollHeight;
+    else jump.hidden = false;
+  }
+
+  function renderPeople() {
+    viewerList.textContent = "";
+    var names = Array.from(people.values()).sort(function (a, b) {
+      return a.username < b.username ? -1 : 1;
+    });
+    names.forEach(function (u) {
+      var li = document.createElement("li");
+      li.textContent = u.display_name + " (@" + u.username + ")";
+      viewerList.appendChild(li);
+    });
+    viewerCount.textContent = String(names.length);
+  }
+
+  // -- events -------------------------------------------------------------------------------
+  function handle(ev) {
+    switch (ev.type) {
+      case "chat:history":
+        me = ev.me;
+        maxLength = ev.max_length || maxLength;
+        input.maxLength = maxLength;
+        list.textContent = "";
+        seen.clear();
+        people.clear();
+        (ev.users || []).forEach(function (u) { people.set(u.id, u); });
+        renderPeople();
+        stick = true;
+        addMessages(ev.messages || []);
+        form.hidden = !me;
+        loginEl.hidden = !!me;
+        var notes = [];
+        if (ev.settings && ev.settings.slow_mode_seconds) notes.push("Slow mode: " + ev.settings.slow_mode_seconds + " s");
+        if (ev.settings && ev.settings.followers_only) notes.push("Followers-only chat");
+        setStatus(notes.join(" · "));
+        updateCounter();
+        break;
+      case "chat:message":
+        addMessages([ev]);
+        break;
+      case "chat:deleted":
+        var gone = list.querySelector('[data-id="' + ev.id + '"]');
+        if (gone) gone.remove();
+        break;
+      case "chat:user-joined":
+        (ev.users || []).forEach(function (u) { people.set(u.id, u); });
+        renderPeople();
+        break;
+      case "chat:user-left":
+        (ev.users || []).forEach(function (u) { people.delete(u.id); });
+        renderPeople();
+        break;
+      case "chat:error":
+        showError(ev.message);
+        break;
+      case "stream:status":
+      case "stream:viewers":
+        document.dispatchEvent(new CustomEvent("aethex:" + ev.type.replace(":", "-"), {detail: ev}));
+        break;
+    }
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(proto + "//" + location.host + "/ws/chat/" + encodeURIComponent(slug));
+    ws.onopen = function () { retry = 1000; };
+    ws.onmessage = function (msg) {
+      var events;
+      try { events = JSON.parse(msg.data); } catch (e) { return; }
+      if (Array.isArray(events)) events.forEach(handle);
+    };
+    ws.onclose = function (ev) {
+      ws = null;
+      if (ev.code === 1008) { setStatus(ev.reason || "This chat is closed to you."); return; }
+      setStatus("Chat disconnected; reconnecting…");
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+
+  function send(frame) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+    else showError("Not connected to the chat yet.");
+  }
+
+  function api(method, url, body) {
+    var opts = {method: method, credentials: "same-origin",
+                headers: {"X-CSRF-Token": csrf, "Accept": "application/json"}};
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(url, opts).then(function (r) {
+      if (r.ok) return r.json();
+      return r.json().catch(function () { return {}; }).then(function (d) {
+        throw new Error((d.error && d.error.message) || ("HTTP " + r.status));
+      });
+    });
+  }
+
+  // -- input ----------------------------------------------------------------------------------
+  function updateCounter() {
+    var n = input.value.trim().length;
+    counter.textContent = n + "/" + maxLength;
+    counter.classList.toggle("over", n > maxLength);
+  }
+  input.addEventListener("input", updateCounter);
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    if (text.length > maxLength) { showError("The message is too long."); return; }
+    send({type: "chat:send", content: text});
+    input.value = "";
+    updateCounter();
+  });
+
+  list.addEventListener("scroll", function () {
+    stick = atBottom();
+    if (stick) jump.hidden = true;
+  });
+  jump.addEventListener("click", function () {
+    stick = true;
+    list.scrollTop = list.scrollHeight;
+    jump.hidden = true;
+    list.focus();
+  });
+
+  connect();
+})();
