@@ -1,0 +1,116 @@
+"""Two server processes sharing rooms through a real redis-server: a message sent on one
+reaches a viewer on the other; presence, deletes and moderation state cross over too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from chat_support import auth, join, make_chat_channel, make_user
+from conftest import free_port, running_server
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}: run `make test`, which installs it", pytrace=False)
+    pytest.skip(f"{what}: run `make test`, which installs it")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        _missing("redis-server (Debian's redis-server package) is missing")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
+    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url}
+    async with running_server(env) as one:
+        await make_chat_channel(one, "hoster", "shared")
+        _, sender = await make_user(one, "sender")
+        mod_id, mod = await make_user(one, "moddy")
+        # The second process: same database file, same Redis, its own HTTP port.
+        port2 = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
+            env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port2), "AETHEX_LOG__LEVEL": "warning"})
+        try:
+            await asyncio.to_thread(_wait_port, port2, 30.0)
+            base1 = f"http://127.0.0.1:{one.http_port}"
+            base2 = f"http://127.0.0.1:{port2}"
+            async with aiohttp.ClientSession() as http:
+                viewer2 = await join(http, base2, "shared")
+                viewer1 = await join(http, base1, "shared")
+                writer1 = await join(http, base1, "shared", sender)
+                # Presence crosses processes.
+                joined = await viewer2.next("chat:user-joined")
+                assert [u["username"] for u in joined["users"]] == ["sender"]
+                await writer1.say("across the bus")
+                got2 = await viewer2.next("chat:message")
+                got1 = await viewer1.next("chat:message")
+                assert got2 == got1 and got2["content"] == "across the bus"
+                # And the other way round, through the API of process two.
+                async with http.post(f"{base2}/api/messages", headers=auth(sender),
+                                     json={"channel": "shared", "content": "from two"}) as r:
+                    assert r.status == 201, await r.text()
+                assert (await viewer1.next("chat:message"))["content"] == "from two"
+                # A delete on process one reaches the viewer on process two.
+                async with http.delete(f"{base1}/api/messages/{got1['id']}",
+                                       headers=auth(await _token(one, "hoster"))) as r:
+                    assert r.status == 200
+                assert (await viewer2.next("chat:deleted"))["id"] == got1["id"]
+                # Moderation state: appoint on one, the new moderator acts on two.
+                async with http.post(f"{base1}/api/channels/shared/moderators",
+                                     headers=auth(await _token(one, "hoster")),
+                                     json={"user_id": mod_id}) as r:
+                    assert r.status == 201
+                m2 = await join(http, base2, "shared", mod)
+                assert (await m2.next("chat:history"))["me"]["can_moderate"] is True
+                for c in (viewer1, viewer2, writer1, m2):
+                    await c.ws.close()
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 20)
+
+
+async def _token(server, username: str) -> str:
+    from storage import queries
+
+    async with server.db.session() as db:
+        token = await queries.create_api_token(db, username, "redis-test")
+        await db.commit()
+    return token
