@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
@@ -15,6 +16,9 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database, queries
+
+if TYPE_CHECKING:
+    from webapp.fastpath import HttpFront
 
 log = logging.getLogger("aethex")
 
@@ -32,12 +36,13 @@ class Server:
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
         self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._http: asyncio.Server | None = None
+        self._front: HttpFront | None = None
 
     @property
     def http_port(self) -> int:
-        assert self._runner is not None
-        return self._runner.addresses[0][1]
+        assert self._http is not None
+        return self._http.sockets[0].getsockname()[1]
 
     @property
     def rtmp_port(self) -> int:
@@ -59,18 +64,34 @@ class Server:
         from webapp.channels import RTMP_PORT_KEY
 
         app[RTMP_PORT_KEY] = self.rtmp_port  # the OBS "Server" shown on the dashboard
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
         h = self.settings.http
-        self._site = web.TCPSite(self._runner, h.host, h.port, reuse_address=True)
-        await self._site.start()
+        self._runner = web.AppRunner(app, access_log=None,
+                                     keepalive_timeout=h.keepalive_timeout)
+        await self._runner.setup()
+        factory: Callable[[], asyncio.Protocol] = self._runner.server  # type: ignore[assignment]
+        if h.fast_path:
+            from webapp.fastpath import HttpFront
+            from webapp.hls import HLS_KEY
+
+            self._front = HttpFront(app[HLS_KEY], factory,
+                                    keepalive_timeout=h.keepalive_timeout,
+                                    head_timeout=h.request_head_timeout,
+                                    max_head=h.max_request_head)
+            factory = self._front.protocol
+        loop = asyncio.get_running_loop()
+        self._http = await loop.create_server(factory, h.host, h.port, reuse_address=True,
+                                              backlog=1024)
         log.info("HTTP listening on %s:%d", h.host, self.http_port)
 
     async def stop(self) -> None:
         await self.ingest.stop()
         await self.broadcasts.stop()
+        if self._http is not None:
+            self._http.close()  # no new connections; the open ones are closed below
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # answers held requests, closes aiohttp's connections
+        if self._front is not None:
+            self._front.close()
         await self.db.dispose()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from transcode.hls import (LivePlaylist, PartReady, RenditionInfo, SegmentReady, init_uri,
                            master_playlist)
@@ -82,6 +82,9 @@ class LiveEdge:
         self.window = window
         self.renditions: dict[str, RenditionEdge] = {}
         self.ended = False
+        # What the HTTP layer keeps with this edge (rendered playlists, held requests):
+        # an attribute, so it goes with the edge and costs no lookup per request.
+        self.delivery: Any = None
         self._changed = asyncio.Event()
 
     def __iter__(self) -> Iterator[RenditionEdge]:

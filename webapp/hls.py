@@ -34,12 +34,11 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal
-from weakref import WeakKeyDictionary
+from typing import Any, Literal, TypeAlias
 
 from aiohttp import web
 
@@ -89,6 +88,33 @@ class _BadRequest(Exception):
     """A malformed delivery directive: 400 with this text."""
 
 
+@dataclass(slots=True)
+class HlsRequest:
+    """What delivery needs to know of a request, whichever HTTP layer parsed it (aiohttp, or
+    the lean path in ``webapp.fastpath``): both feed the same logic, so they cannot drift."""
+
+    method: str
+    # Route parameters: slug, token, rendition, name, stream_id (those the route has).
+    params: Mapping[str, str]
+    # Query parameters, every value of each (the _HLS_* directives must not repeat).
+    query: Mapping[str, list[str]]
+    # Request headers, looked up by lower-case name.
+    headers: Mapping[str, str]
+    remote: str | None
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response before any HTTP layer writes it; ``kind`` labels the request metric."""
+
+    kind: str
+    status: int
+    headers: dict[str, str]
+    body: bytes | memoryview = b""
+
+
+
+
 # -- viewers -------------------------------------------------------------------------------
 
 class ViewerCounter:
@@ -104,11 +130,11 @@ class ViewerCounter:
         self._salt = secrets.token_bytes(16)
         self._tables: dict[str, dict[str | bytes, float]] = {}
 
-    def session_key(self, request: web.Request) -> str | bytes:
-        sid = request.query.get("session")
-        if sid is not None and _SESSION_RE.fullmatch(sid):
-            return sid
-        who = f"{request.remote}\0{request.headers.get('User-Agent', '')}".encode()
+    def session_key(self, request: HlsRequest) -> str | bytes:
+        sids = request.query.get("session")
+        if sids and _SESSION_RE.fullmatch(sids[0]):
+            return sids[0]
+        who = f"{request.remote}\0{request.headers.get('user-agent', '')}".encode()
         return hashlib.blake2b(who, key=self._salt, digest_size=12).digest()
 
     def seen(self, slug: str, key: str | bytes, now: float) -> None:
@@ -147,12 +173,12 @@ class _Rendered:
 @dataclass(slots=True)
 class _Group:
     check: Callable[[], Hold]
-    waiters: set[asyncio.Future[bool]] = field(default_factory=set)
+    waiters: set[Held] = field(default_factory=set)
 
 
 @dataclass
 class _EdgeState:
-    """What this module keeps about one live edge; dropped with the edge (weak key)."""
+    """What this module keeps about one live edge, in ``LiveEdge.delivery`` (dropped with it)."""
 
     token: str = field(default_factory=lambda: secrets.token_hex(5))
     rendered: dict[str, _Rendered] = field(default_factory=dict)
@@ -198,13 +224,13 @@ def plan_range(headers: Mapping[str, str], size: int, etag: str) -> tuple[int, i
     """(status, start, stop) for a GET of ``size`` bytes: 200 whole, 206 one range, 304 not
     modified, 416 unsatisfiable. Several ranges, or a Range we cannot read, get the whole
     object (RFC 9110 14.2 lets a server ignore Range)."""
-    inm = headers.get("If-None-Match")
+    inm = headers.get("if-none-match")
     if inm is not None and _etag_matches(inm, etag):
         return 304, 0, 0
-    value = headers.get("Range")
+    value = headers.get("range")
     if value is None:
         return 200, 0, size
-    if_range = headers.get("If-Range")
+    if_range = headers.get("if-range")
     if if_range is not None and if_range.strip() != etag:
         return 200, 0, size
     m = _RANGE_RE.fullmatch(value.strip())
@@ -225,20 +251,27 @@ def plan_range(headers: Mapping[str, str], size: int, etag: str) -> tuple[int, i
     return 206, start, stop
 
 
-def _object_response(plan: tuple[int, int, int], size: int, body: bytes | memoryview,
-                     etag: str, cache: str) -> web.Response:
+def _object_response(kind: str, plan: tuple[int, int, int], size: int,
+                     body: bytes | memoryview, etag: str, cache: str) -> Reply:
     status, start, stop = plan
     if status == 304:
-        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache})
+        return Reply(kind, 304, {"ETag": etag, "Cache-Control": cache})
     headers = {"Content-Type": MEDIA_TYPE, "Cache-Control": cache, "Accept-Ranges": "bytes",
                "ETag": etag}
     if status == 416:
         headers["Content-Range"] = f"bytes */{size}"
         headers["Cache-Control"] = ERROR_CACHE
-        return web.Response(status=416, headers=headers)
+        return Reply(kind, 416, headers)
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    return web.Response(status=status, body=body, headers=headers)
+    return Reply(kind, status, headers, body)
+
+
+def error_reply(kind: str, status: int, text: str = "") -> Reply:
+    headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": ERROR_CACHE}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return Reply(kind, status, headers, (text or HTTPStatus(status).phrase).encode())
 
 
 # -- VOD -----------------------------------------------------------------------------------
@@ -317,10 +350,124 @@ class _ByteCache:
             self.total -= len(old)
 
 
+# -- held requests -------------------------------------------------------------------------
+
+class Held:
+    """A request held until the live edge has what it asks for, or until its deadline.
+
+    Not a task per request: a callback registered in the edge's group for its target (one
+    group per distinct target, however many viewers wait on it), released by the edge's
+    watcher. ``then`` turns the outcome into the reply; ``start`` delivers it to a callback
+    (the fast path writes it straight to the socket), ``wait`` to a coroutine (aiohttp).
+    """
+
+    __slots__ = ("service", "edge", "state", "key", "check", "timeout", "then", "observe",
+                 "started", "deadline", "done", "timer", "group")
+
+    def __init__(self, service: HlsService, edge: LiveEdge, state: _EdgeState,
+                 key: tuple[Any, ...], check: Callable[[], Hold], timeout: float,
+                 then: Callable[[Hold], Reply], observe: bool = True) -> None:
+        self.service = service
+        self.edge = edge
+        self.state = state
+        self.key = key
+        self.check = check
+        self.timeout = timeout
+        self.then = then
+        self.observe = observe
+        self.started = self.deadline = 0.0
+        self.done: Callable[[Reply], None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.group: _Group | None = None
+
+    def start(self, done: Callable[[Reply], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self.done = done
+        self.started = loop.time()
+        self.deadline = self.started + self.timeout
+        if self.service.closing:
+            self._finish("timeout")
+        else:
+            self._register(loop)
+
+    async def wait(self) -> Reply:
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def done(reply: Reply) -> None:
+            if not fut.done():
+                fut.set_result(reply)
+
+        self.start(done)
+        try:
+            return await fut
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Forget the request (its client went away); nothing is delivered."""
+        self.done = None
+        self._unregister()
+
+    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        state = self.state
+        group = state.groups.get(self.key)
+        if group is None:
+            group = state.groups[self.key] = _Group(self.check)
+        group.waiters.add(self)
+        self.group = group
+        if state.watcher is None:
+            self.service._states[id(state)] = state
+            state.watcher = loop.create_task(self.service._watch(self.edge, state))
+        self.timer = loop.call_at(self.deadline, self.release, False)
+
+    def _unregister(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        group = self.group
+        if group is not None:
+            self.group = None
+            group.waiters.discard(self)
+            if not group.waiters and self.state.groups.get(self.key) is group:
+                del self.state.groups[self.key]
+
+    def release(self, ready: bool) -> None:
+        """The watcher saw the target arrive (``ready``), or the deadline or shutdown came."""
+        self._unregister()
+        if self.done is None:
+            return
+        result = self.check()
+        if result == "wait":
+            loop = asyncio.get_running_loop()
+            if ready and not self.service.closing and loop.time() < self.deadline:
+                self._register(loop)  # woken early: the edge moved, not to our target yet
+                return
+            result = "timeout"
+        self._finish(result)
+
+    def _finish(self, result: Hold) -> None:
+        done, self.done = self.done, None
+        if self.observe:
+            waited = asyncio.get_running_loop().time() - self.started
+            self.service.metrics.hls_blocking_wait.observe(waited)
+        if done is not None:
+            done(self.then(result))
+
+
+# What a route method returns when it cannot answer at once: a request held for the live
+# edge, or (VOD loads) a coroutine.
+Pending: TypeAlias = "Held | Coroutine[Any, Any, Reply]"
+
+
 # -- the service ---------------------------------------------------------------------------
 
 class HlsService:
-    """Route handlers and the state they share (one per web application)."""
+    """The delivery logic and the state it shares (one per web application).
+
+    Route methods take an ``HlsRequest`` and return a ``Reply`` at once when they can (nearly
+    always), or a coroutine to await when the request must be held; ``finish`` adds CORS and
+    counts the response. aiohttp's handlers (``endpoint``) and the fast path both use them.
+    """
 
     def __init__(self, settings: Settings, metrics: Metrics, edges: EdgeRegistry,
                  db: Database) -> None:
@@ -332,7 +479,7 @@ class HlsService:
         self.viewers = ViewerCounter(hls.viewer_timeout, hls.max_viewer_sessions)
         self.master_wait = 3.0 * max(1, math.ceil(hls.segment_duration - 1e-6))
         self.closing = False
-        self._states: WeakKeyDictionary[LiveEdge, _EdgeState] = WeakKeyDictionary()
+        self._states: dict[int, _EdgeState] = {}  # by id(): only to release on shutdown
         self._counters: dict[tuple[str, int], Any] = {}
         self._vods: OrderedDict[int, tuple[float, _Vod | None]] = OrderedDict()
         self._vod_loads: dict[int, asyncio.Future[_Vod | None]] = {}
@@ -344,82 +491,50 @@ class HlsService:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _count(self, kind: str, status: int) -> None:
-        counter = self._counters.get((kind, status))
-        if counter is None:
-            counter = self._counters[(kind, status)] = self.metrics.hls_requests.labels(
-                kind, str(status))
-        counter.inc()
-
-    def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+    def finish(self, request: HlsRequest, reply: Reply) -> Reply:
+        """CORS headers and the request metric, for every HLS/VOD response."""
+        headers = reply.headers
         if self._cors_any:
-            response.headers["Access-Control-Allow-Origin"] = "*"
+            headers["Access-Control-Allow-Origin"] = "*"
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         elif self._cors_origins:
-            response.headers.add("Vary", "Origin")
-            origin = request.headers.get("Origin")
-            if origin is None or origin not in self._cors_origins:
-                return
-            response.headers["Access-Control-Allow-Origin"] = origin
-        else:
-            return
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            headers["Vary"] = "Origin"
+            origin = request.headers.get("origin")
+            if origin is not None and origin in self._cors_origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        counter = self._counters.get((reply.kind, reply.status))
+        if counter is None:
+            counter = self._counters[(reply.kind, reply.status)] = \
+                self.metrics.hls_requests.labels(reply.kind, str(reply.status))
+        counter.inc()
+        return reply
 
-    def endpoint(self, fn: Callable[[web.Request], Awaitable[tuple[str, web.StreamResponse]]]
-                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Every HLS/VOD response gets its CORS headers and is counted by kind and status."""
+    def endpoint(self, fn: Callable[[HlsRequest], Reply | Pending]
+                 ) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
+        """An aiohttp handler for one route method."""
         async def handler(request: web.Request) -> web.StreamResponse:
-            kind, response = await fn(request)
-            self._cors(request, response)
-            self._count(kind, response.status)
-            return response
+            q = request.query
+            req = HlsRequest(request.method, request.match_info,
+                             {key: q.getall(key) for key in q.keys()}, request.headers,
+                             request.remote)
+            reply = fn(req)
+            if isinstance(reply, Held):
+                reply = await reply.wait()
+            elif not isinstance(reply, Reply):
+                reply = await reply
+            self.finish(req, reply)
+            return web.Response(status=reply.status, headers=reply.headers,
+                                body=reply.body if reply.status not in (204, 304) else None)
         return handler
 
-    @staticmethod
-    def _error(status: int, text: str = "") -> web.Response:
-        headers = {"Cache-Control": ERROR_CACHE}
-        if status == 503:
-            headers["Retry-After"] = "1"
-        return web.Response(status=status, text=text or HTTPStatus(status).phrase,
-                            headers=headers)
-
     def _state(self, edge: LiveEdge) -> _EdgeState:
-        state = self._states.get(edge)
+        state = edge.delivery
         if state is None:
-            state = self._states[edge] = _EdgeState()
+            state = edge.delivery = _EdgeState()
         return state
 
     # -- holding requests -----------------------------------------------------------------
-
-    async def _until(self, edge: LiveEdge, state: _EdgeState, key: tuple[Any, ...],
-                     check: Callable[[], Hold], timeout: float) -> Hold:
-        """``check()`` once it stops saying "wait", or "timeout" after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = check()
-            if result != "wait":
-                return result
-            if self.closing or loop.time() >= deadline:
-                return "timeout"
-            fut: asyncio.Future[bool] = loop.create_future()
-            group = state.groups.get(key)
-            if group is None:
-                group = state.groups[key] = _Group(check)
-            group.waiters.add(fut)
-            if state.watcher is None:
-                state.watcher = loop.create_task(self._watch(edge, state))
-            # A bare timer per waiter: cheaper than asyncio.timeout() with thousands waiting.
-            timer = loop.call_at(deadline, _expire, fut)
-            try:
-                released = await fut
-            finally:
-                timer.cancel()
-                group.waiters.discard(fut)
-                if not group.waiters and state.groups.get(key) is group:
-                    del state.groups[key]
-            if not released:  # the deadline, or the server is shutting down
-                result = check()
-                return result if result != "wait" else "timeout"
 
     async def _watch(self, edge: LiveEdge, state: _EdgeState) -> None:
         """Wake on every change of the edge; release the groups whose wait is over."""
@@ -435,20 +550,24 @@ class HlsService:
                         done = group.check() != "wait"
                     except Exception:  # noqa: BLE001 - the handler finds out; the watcher must live
                         done = True
-                    if done:
-                        del state.groups[key]
-                        for fut in group.waiters:
-                            if not fut.done():
-                                fut.set_result(True)
+                    if not done:
+                        continue
+                    del state.groups[key]
+                    for held in list(group.waiters):
+                        try:
+                            held.release(True)
+                        except Exception:  # one broken reply must not strand the others
+                            log.exception("releasing a held HLS request failed")
         finally:
             state.watcher = None
+            self._states.pop(id(state), None)
 
     # -- live -----------------------------------------------------------------------------
 
-    async def master(self, request: web.Request) -> tuple[str, web.StreamResponse]:
-        edge = self.edges.get(request.match_info["slug"])
+    def master(self, request: HlsRequest) -> Reply | Pending:
+        edge = self.edges.get(request.params["slug"])
         if edge is None:
-            return "master", self._error(404)
+            return error_reply("master", 404)
         state = self._state(edge)
 
         def ready() -> Hold:
@@ -457,14 +576,21 @@ class HlsService:
                 return "ready"
             return "gone" if edge.ended else "wait"
 
-        result = await self._until(edge, state, ("master",), ready, self.master_wait)
-        if result == "timeout":
-            return "master", self._error(503, "the stream has no media yet")
+        if ready() == "wait":
+            def then(result: Hold) -> Reply:
+                if result == "timeout":
+                    return error_reply("master", 503, "the stream has no media yet")
+                return self._master_reply(request, edge, state)
+
+            return Held(self, edge, state, ("master",), ready, self.master_wait, then,
+                        observe=False)
+        return self._master_reply(request, edge, state)
+
+    def _master_reply(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState) -> Reply:
         if not edge.renditions:
-            return "master", self._error(404)
-        sid = request.query.get("session")
-        if sid is None or not _SESSION_RE.fullmatch(sid):
-            sid = secrets.token_urlsafe(12)
+            return error_reply("master", 404)
+        sids = request.query.get("session")
+        sid = sids[0] if sids and _SESSION_RE.fullmatch(sids[0]) else secrets.token_urlsafe(12)
         version = tuple((r.name, r.bandwidth, r.average_bandwidth, r.width, r.height,
                          r.frame_rate, r.codecs) for r in edge.renditions.values())
         if version != state.master_version:
@@ -474,35 +600,35 @@ class HlsService:
                 for line in lines)
             state.master_version = version
         body = state.master_template.replace("\0", sid).encode()
-        return "master", web.Response(body=body, headers={
-            "Content-Type": PLAYLIST_TYPE, "Cache-Control": MASTER_CACHE})
+        return Reply("master", 200, {"Content-Type": PLAYLIST_TYPE,
+                                     "Cache-Control": MASTER_CACHE}, body)
 
-    async def live(self, request: web.Request) -> tuple[str, web.StreamResponse]:
-        info = request.match_info
-        name = info["name"]
+    def live(self, request: HlsRequest) -> Reply | Pending:
+        params = request.params
+        name = params["name"]
         resource = None if name == "index.m3u8" else parse_segment_name(name)
         kind = "playlist" if name == "index.m3u8" else resource.kind if resource else "other"
         if resource is None and kind == "other":
-            return kind, self._error(404)
-        edge = self.edges.get(info["slug"])
+            return error_reply(kind, 404)
+        edge = self.edges.get(params["slug"])
         if edge is None:
-            return kind, self._error(404)
+            return error_reply(kind, 404)
         state = self._state(edge)
-        token = info.get("token")
+        token = params.get("token")
         if token is not None and token != state.token:
-            return kind, self._error(404)
-        rendition = edge.renditions.get(info["rendition"])
+            return error_reply(kind, 404)
+        rendition = edge.renditions.get(params["rendition"])
         if rendition is None:
-            return kind, self._error(404)
+            return error_reply(kind, 404)
         if resource is None:
-            return await self._media_playlist(request, edge, state, rendition)
-        return await self._media_object(request, edge, state, rendition, name, resource,
-                                        token is not None)
+            return self._media_playlist(request, edge, state, rendition)
+        return self._media_object(request, edge, state, rendition, name, resource,
+                                  token is not None)
 
     @staticmethod
-    def _directives(query: Mapping[str, str]) -> tuple[int | None, int | None, bool]:
+    def _directives(query: Mapping[str, list[str]]) -> tuple[int | None, int | None, bool]:
         def number(key: str) -> int | None:
-            values = query.getall(key, [])  # type: ignore[attr-defined]
+            values = query.get(key)
             if not values:
                 return None
             if len(values) > 1 or not _NUMBER_RE.fullmatch(values[0]):
@@ -512,7 +638,7 @@ class HlsService:
         msn, part = number("_HLS_msn"), number("_HLS_part")
         if part is not None and msn is None:
             raise _BadRequest("_HLS_part needs _HLS_msn")
-        skips = query.getall("_HLS_skip", [])  # type: ignore[attr-defined]
+        skips = query.get("_HLS_skip") or ()
         if len(skips) > 1 or (skips and skips[0] not in ("YES", "v2")):
             raise _BadRequest("_HLS_skip must be YES or v2")
         return msn, part, bool(skips)
@@ -531,46 +657,48 @@ class HlsService:
             cached.full = playlist.render().encode()
         return cached.full
 
-    async def _media_playlist(self, request: web.Request, edge: LiveEdge, state: _EdgeState,
-                              rendition: RenditionEdge) -> tuple[str, web.StreamResponse]:
+    def _media_playlist(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
+                        rendition: RenditionEdge) -> Reply | Pending:
         try:
             msn, part, skip = self._directives(request.query)
         except _BadRequest as exc:
             kind = "blocking_playlist" if "_HLS_msn" in request.query else "playlist"
-            return kind, self._error(400, str(exc))
-        loop = asyncio.get_running_loop()
+            return error_reply(kind, 400, str(exc))
         if request.method == "GET":
-            self.viewers.seen(edge.slug, self.viewers.session_key(request), loop.time())
+            self.viewers.seen(edge.slug, self.viewers.session_key(request), time.monotonic())
         if msn is None:
             body = self._render(state, rendition, skip)
-            return "playlist", web.Response(body=body, headers={
-                "Content-Type": PLAYLIST_TYPE, "Cache-Control": PLAYLIST_CACHE})
-
+            return Reply("playlist", 200, {"Content-Type": PLAYLIST_TYPE,
+                                           "Cache-Control": PLAYLIST_CACHE}, body)
         name = rendition.name
 
         def check() -> Hold:
             current = edge.renditions.get(name)
             return "gone" if current is None else current.playlist.blocking_state(msn, part)
 
-        started = loop.time()
         result = check()
         if result == "wait":
-            bound = 3.0 * rendition.playlist.target_duration
-            result = await self._until(edge, state, ("playlist", name, msn, part), check, bound)
-        self.metrics.hls_blocking_wait.observe(loop.time() - started)
-        if result == "bad":
-            return "blocking_playlist", self._error(400, "_HLS_msn/_HLS_part too far ahead")
-        if result == "timeout":
-            return "blocking_playlist", self._error(503, "the requested part did not come")
-        if result == "gone":
-            return "blocking_playlist", self._error(404)
-        body = self._render(state, rendition, skip)
-        return "blocking_playlist", web.Response(body=body, headers={
-            "Content-Type": PLAYLIST_TYPE, "Cache-Control": BLOCKING_CACHE})
+            return Held(self, edge, state, ("playlist", name, msn, part), check,
+                        3.0 * rendition.playlist.target_duration,
+                        lambda result: self._blocking_reply(state, rendition, skip, result))
+        self.metrics.hls_blocking_wait.observe(0.0)
+        return self._blocking_reply(state, rendition, skip, result)
 
-    async def _media_object(self, request: web.Request, edge: LiveEdge, state: _EdgeState,
-                            rendition: RenditionEdge, name: str, resource: Any,
-                            tokened: bool) -> tuple[str, web.StreamResponse]:
+    def _blocking_reply(self, state: _EdgeState, rendition: RenditionEdge, skip: bool,
+                        result: Hold) -> Reply:
+        if result == "bad":
+            return error_reply("blocking_playlist", 400, "_HLS_msn/_HLS_part too far ahead")
+        if result == "timeout":
+            return error_reply("blocking_playlist", 503, "the requested part did not come")
+        if result == "gone":
+            return error_reply("blocking_playlist", 404)
+        body = self._render(state, rendition, skip)
+        return Reply("blocking_playlist", 200, {"Content-Type": PLAYLIST_TYPE,
+                                                "Cache-Control": BLOCKING_CACHE}, body)
+
+    def _media_object(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
+                      rendition: RenditionEdge, name: str, resource: Any,
+                      tokened: bool) -> Reply | Pending:
         kind = resource.kind
         data: bytes | None
         if kind == "init":
@@ -594,33 +722,41 @@ class HlsService:
                     return current.playlist.blocking_state(*key)
 
                 if check() == "wait":
-                    loop = asyncio.get_running_loop()
-                    started = loop.time()
-                    bound = 3.0 * playlist.target_duration
-                    result = await self._until(edge, state, ("part", rname, key), check, bound)
-                    self.metrics.hls_blocking_wait.observe(loop.time() - started)
-                    if result == "timeout":
-                        return kind, self._error(503, "the part did not come")
-                    data = rendition.parts.get(key)
+                    def then(result: Hold) -> Reply:
+                        if result == "timeout":
+                            return error_reply("part", 503, "the part did not come")
+                        return self._object_reply(request, state, rendition, "part", name,
+                                                  rendition.parts.get(key), tokened)
+
+                    return Held(self, edge, state, ("part", rname, key), check,
+                                3.0 * playlist.target_duration, then)
+        return self._object_reply(request, state, rendition, kind, name, data, tokened)
+
+    @staticmethod
+    def _object_reply(request: HlsRequest, state: _EdgeState, rendition: RenditionEdge,
+                      kind: str, name: str, data: bytes | None, tokened: bool) -> Reply:
         if data is None:
-            return kind, self._error(404)
+            return error_reply(kind, 404)
         etag = f'"{state.token}-{rendition.name}-{name}"'
         plan = plan_range(request.headers, len(data), etag)
         body = data if plan[0] != 206 else memoryview(data)[plan[1]:plan[2]]
-        return kind, _object_response(plan, len(data), body, etag,
-                                      IMMUTABLE if tokened else REVALIDATE)
+        return _object_response(kind, plan, len(data), body, etag,
+                                IMMUTABLE if tokened else REVALIDATE)
 
     # -- VOD ------------------------------------------------------------------------------
 
-    async def _vod(self, raw_id: str) -> _Vod | None:
+    def _vod_cached(self, raw_id: str) -> _Vod | None | int:
+        """The VOD if known (or None if known not to exist); else the stream id to load."""
         if not _STREAM_ID_RE.fullmatch(raw_id):
             return None
         stream_id = int(raw_id)
-        now = time.monotonic()
         hit = self._vods.get(stream_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             self._vods.move_to_end(stream_id)
             return hit[1]
+        return stream_id
+
+    async def _vod(self, stream_id: int) -> _Vod | None:
         loading = self._vod_loads.get(stream_id)
         if loading is None:
             loading = self._vod_loads[stream_id] = asyncio.ensure_future(
@@ -647,74 +783,95 @@ class HlsService:
             self._vods.popitem(last=False)
         return vod
 
-    async def vod_master(self, request: web.Request) -> tuple[str, web.StreamResponse]:
-        vod = await self._vod(request.match_info["stream_id"])
+    def vod_master(self, request: HlsRequest) -> Reply | Pending:
+        vod = self._vod_cached(request.params["stream_id"])
+        if isinstance(vod, int):
+            return self._vod_loaded(request, vod, self.vod_master)
         if vod is None:
-            return "vod_master", self._error(404)
-        return "vod_master", web.Response(body=vod.master, headers={
-            "Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE})
+            return error_reply("vod_master", 404)
+        return Reply("vod_master", 200, {"Content-Type": PLAYLIST_TYPE,
+                                         "Cache-Control": VOD_PLAYLIST_CACHE}, vod.master)
 
-    async def vod_resource(self, request: web.Request) -> tuple[str, web.StreamResponse]:
-        info = request.match_info
-        name, rendition = info["name"], info["rendition"]
+    async def _vod_loaded(self, request: HlsRequest, stream_id: int,
+                          then: Callable[[HlsRequest], Reply | Pending]) -> Reply:
+        await self._vod(stream_id)
+        reply = then(request)  # answered from the cache entry the load just made
+        assert not isinstance(reply, Held)  # VOD requests are never held
+        return reply if isinstance(reply, Reply) else await reply
+
+    def vod_resource(self, request: HlsRequest) -> Reply | Pending:
+        params = request.params
+        name, rendition = params["name"], params["rendition"]
         resource = None if name == "index.m3u8" else parse_segment_name(name)
         kind = ("vod_playlist" if name == "index.m3u8"
                 else f"vod_{resource.kind}" if resource is not None else "other")
         if kind == "other":
-            return kind, self._error(404)
-        vod = await self._vod(info["stream_id"])
+            return error_reply(kind, 404)
+        vod = self._vod_cached(params["stream_id"])
+        if isinstance(vod, int):
+            return self._vod_loaded(request, vod, self.vod_resource)
         if vod is None or rendition not in vod.names:
-            return kind, self._error(404)
+            return error_reply(kind, 404)
         if resource is None:
-            return kind, web.Response(body=vod.playlists[rendition], headers={
-                "Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE})
+            return Reply(kind, 200, {"Content-Type": PLAYLIST_TYPE,
+                                     "Cache-Control": VOD_PLAYLIST_CACHE},
+                         vod.playlists[rendition])
         if name not in vod.names[rendition]:
-            return kind, self._error(404)
+            return error_reply(kind, 404)
         # Both parts of the path are names the VOD's own playlists list, checked against the
         # canonical patterns: nothing from the URL reaches the filesystem unvetted.
         key = (vod.directory, rendition, name)
         data = self._vod_bytes.get(key)
         if data is None:
-            data = await asyncio.to_thread(_read_file, vod.directory / rendition / name)
-            if data is None:
-                return kind, self._error(404)
-            self._vod_bytes.put(key, data)
+            return self._vod_read(request, kind, vod, key)
+        return self._vod_object(request, kind, data)
+
+    async def _vod_read(self, request: HlsRequest, kind: str, vod: _Vod,
+                        key: tuple[Path, str, str]) -> Reply:
+        data = await asyncio.to_thread(_read_file, vod.directory / key[1] / key[2])
+        if data is None:
+            return error_reply(kind, 404)
+        self._vod_bytes.put(key, data)
+        return self._vod_object(request, kind, data)
+
+    @staticmethod
+    def _vod_object(request: HlsRequest, kind: str, data: bytes) -> Reply:
+        params = request.params
         size = len(data)
-        etag = f'"{info["stream_id"]}-{rendition}-{name}-{size:x}"'
+        etag = f'"{params["stream_id"]}-{params["rendition"]}-{params["name"]}-{size:x}"'
         plan = plan_range(request.headers, size, etag)
         status, start, stop = plan
         body = data[start:stop] if status in (200, 206) else b""
-        return kind, _object_response(plan, size, body, etag, IMMUTABLE)
+        return _object_response(kind, plan, size, body, etag, IMMUTABLE)
 
     # -- CORS preflight -------------------------------------------------------------------
 
-    async def fallback(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+    def fallback(self, request: HlsRequest) -> Reply:
         """Any other method or path under /hls/ and /vod/: preflight, 405 or 404."""
         if request.method == "OPTIONS":
-            return await self.preflight(request)
+            return self.preflight(request)
         if request.method not in ("GET", "HEAD"):
-            response = self._error(405)
-            response.headers["Allow"] = "GET, HEAD, OPTIONS"
-            return "other", response
-        return "other", self._error(404)
+            reply = error_reply("other", 405)
+            reply.headers["Allow"] = "GET, HEAD, OPTIONS"
+            return reply
+        return error_reply("other", 404)
 
-    async def preflight(self, request: web.Request) -> tuple[str, web.StreamResponse]:
+    def preflight(self, request: HlsRequest) -> Reply:
         headers = {"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
                    "Access-Control-Max-Age": "86400", "Cache-Control": "public, max-age=86400"}
-        wanted = request.headers.get("Access-Control-Request-Headers", "").strip()
+        wanted = request.headers.get("access-control-request-headers", "").strip()
         if wanted and _REQUEST_HEADERS_RE.fullmatch(wanted):
             headers["Access-Control-Allow-Headers"] = wanted
-        return "preflight", web.Response(status=204, headers=headers)
+        return Reply("preflight", 204, headers)
 
     # -- viewers and lifecycle ------------------------------------------------------------
 
     async def _viewer_loop(self) -> None:
         interval = self.settings.hls.viewer_update_interval
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.update_viewers(loop.time())
+                await self.update_viewers(time.monotonic())
             except Exception:
                 log.exception("viewer count update failed")
 
@@ -750,11 +907,11 @@ class HlsService:
         """Answer held requests now (503) instead of keeping the server's shutdown waiting."""
         self.closing = True
         for state in list(self._states.values()):
-            for group in state.groups.values():
-                for fut in group.waiters:
-                    if not fut.done():
-                        fut.set_result(False)
+            groups = list(state.groups.values())
             state.groups.clear()
+            for group in groups:
+                for held in list(group.waiters):
+                    held.release(False)
             if state.watcher is not None:
                 state.watcher.cancel()
 

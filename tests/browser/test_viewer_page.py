@@ -221,7 +221,7 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
             home_watch.check()
             # Keyboard: Tab from the top reaches the channel card.
             await home.keyboard.press("Tab")  # skip link
-            for _ in range(4):
+            for _ in range(12):  # past the site navigation
                 await home.keyboard.press("Tab")
                 if await home.evaluate("document.activeElement.getAttribute('href')") \
                         == f"/streams/{slug}":

@@ -1,0 +1,329 @@
+"""A lean HTTP/1.1 front for HLS and VOD GETs, in front of aiohttp on the same port.
+
+Why: a live stream with many LL-HLS viewers is thousands of tiny, identical requests a second
+(each part releases every held playlist request, then every viewer fetches the part). aiohttp
+spends ~50 µs of CPU on the cheapest request (a Request and a Response object, the router,
+signals, header multidicts); at 1000 viewers that is more than one core can give in the 100 ms
+budget after each part. This front reads each connection first and answers the plain
+well-formed ``GET``/``HEAD`` requests for ``/hls/…`` and ``/vod/…`` itself, calling the same
+``HlsService`` methods as aiohttp's handlers (so behaviour cannot drift), and writes the
+response with one ``writelines``.
+
+Anything else — another path or method, a request with a body, an upgrade, percent-encoded
+paths, a head it does not fully like — is not parsed further: the connection, with every byte
+not yet consumed, is handed to aiohttp's own protocol at that request boundary and stays there.
+The front therefore never needs to be a complete HTTP implementation: it only has to be
+strict, and whatever it refuses, aiohttp (a full, well-tested parser) decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Callable
+from urllib.parse import unquote_plus
+
+from .hls import Held, HlsRequest, HlsService, Reply
+
+log = logging.getLogger(__name__)
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_NO_BODY_STATUS = frozenset((204, 304))
+# Token characters of a header name (RFC 9110 5.6.2).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+# Headers that mean the request is not a plain GET: a body, an upgrade, an expectation.
+_NOT_PLAIN = frozenset(("content-length", "transfer-encoding", "upgrade", "expect"))
+
+
+class _Date:
+    """The ``Date`` header, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+def parse_query(qs: str) -> dict[str, list[str]]:
+    query: dict[str, list[str]] = {}
+    for item in qs.split("&"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        if "%" in item or "+" in item:
+            key, value = unquote_plus(key), unquote_plus(value)
+        values = query.get(key)
+        if values is None:
+            query[key] = [value]
+        else:
+            values.append(value)
+    return query
+
+
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool] | None:
+    """(method, path, query string, headers by lower-case name, keep-alive) of a plain HLS or
+    VOD GET/HEAD request head (without its final CRLFCRLF), or None for anything else."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\r\n")
+    request_line = lines[0]
+    method, _, rest = request_line.partition(" ")
+    target, _, version = rest.partition(" ")
+    if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0"):
+        return None
+    if not (target.startswith("/hls/") or target.startswith("/vod/")):
+        return None
+    path, _, qs = target.partition("?")
+    # Percent-encoded or odd paths go to aiohttp, which normalises and rejects them.
+    if not path.isprintable() or "%" in path or "\\" in path or "#" in qs or " " in qs \
+            or "//" in path or "/." in path:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        key = name.lower()
+        if not colon or not key or not _TOKEN.issuperset(key) or "\n" in value \
+                or "\r" in value or key in headers or key in _NOT_PLAIN:
+            return None
+        headers[key] = value.strip(" \t")
+    if "\n" in request_line or "\r" in request_line:
+        return None
+    connection = headers.get("connection", "").lower()
+    if version == "HTTP/1.1":
+        keep_alive = "close" not in connection
+    else:
+        keep_alive = "keep-alive" in connection
+    return method, path, qs, headers, keep_alive
+
+
+class FrontProtocol(asyncio.Protocol):
+    """One client connection: answers plain HLS/VOD requests, or hands itself to aiohttp."""
+
+    __slots__ = ("front", "transport", "buf", "busy", "paused_writing", "closing", "remote",
+                 "last", "head_since", "task", "held")
+
+    def __init__(self, front: HttpFront) -> None:
+        self.front = front
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.busy = False
+        self.paused_writing = False
+        self.closing = False
+        self.remote: str | None = None
+        self.last = time.monotonic()
+        self.head_since = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.held: Held | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) else None
+        self.front.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.front.connections.discard(self)
+        if self.task is not None:
+            self.task.cancel()
+        if self.held is not None:
+            self.held.cancel()
+            self.held = None
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        if not buf:
+            self.head_since = time.monotonic()
+        buf += data
+        if self.busy or self.paused_writing:
+            if len(buf) > self.front.max_head * 4:
+                self.transport.pause_reading()  # a client pipelining far ahead of us
+            return
+        self._process()
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        if not self.busy and not self.closing:
+            self._process()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Answer the complete requests in the buffer, one at a time and in order."""
+        front = self.front
+        buf = self.buf
+        while buf and not self.busy and not self.paused_writing and not self.closing:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > front.max_head:
+                    self._hand_over()
+                return
+            parsed = parse_head(bytes(buf[:end])) if end <= front.max_head else None
+            route = front.route(parsed) if parsed is not None else None
+            if route is None:
+                self._hand_over()
+                return
+            del buf[:end + 4]
+            method, _, qs, headers, keep_alive = parsed  # type: ignore[misc]
+            fn, params = route
+            request = HlsRequest(method, params, parse_query(qs) if qs else {}, headers,
+                                 self.remote)
+            reply = fn(request)
+            if isinstance(reply, Reply):
+                self._write(request, reply, keep_alive)
+            elif isinstance(reply, Held):
+                # Held for the live edge: no task, the edge's watcher calls back.
+                self.busy = True
+                self.held = reply
+                reply.start(lambda r, q=request, k=keep_alive: self._released(q, r, k))
+            else:
+                self.busy = True
+                self.task = asyncio.ensure_future(self._awaited(request, reply, keep_alive))
+        if buf:
+            self.head_since = time.monotonic()
+        self.last = time.monotonic()
+
+    async def _awaited(self, request: HlsRequest, pending: Any, keep_alive: bool) -> None:
+        try:
+            reply = await pending
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("HLS request failed")
+            reply = Reply("other", 500, {"Content-Type": "text/plain; charset=utf-8",
+                                         "Cache-Control": "no-store"}, b"Internal Server Error")
+        self.task = None
+        self._released(request, reply, keep_alive)
+
+    def _released(self, request: HlsRequest, reply: Reply, keep_alive: bool) -> None:
+        """The held request's reply: write it, then go on with what the client sent since."""
+        self.held = None
+        self.busy = False
+        if self.closing:
+            return
+        self._write(request, reply, keep_alive)
+        if not self.closing and not self.transport.is_reading():
+            self.transport.resume_reading()
+        self._process()
+
+    def _write(self, request: HlsRequest, reply: Reply, keep_alive: bool) -> None:
+        self.front.service.finish(request, reply)
+        status = reply.status
+        head = [f"{k}: {v}\r\n" for k, v in reply.headers.items()]
+        body = reply.body
+        if status not in _NO_BODY_STATUS:
+            head.append(f"Content-Length: {len(body)}\r\n")
+        if not keep_alive:
+            head.append("Connection: close\r\n")
+        head.append("\r\n")
+        first = _STATUS_LINES[status] + self.front.date.line() + "".join(head).encode()
+        transport = self.transport
+        if body and request.method != "HEAD" and status not in _NO_BODY_STATUS:
+            transport.writelines((first, body))
+        else:
+            transport.write(first)
+        if not keep_alive:
+            self.closing = True
+            transport.close()
+
+    def _hand_over(self) -> None:
+        """Give the connection, with the bytes not yet answered, to aiohttp for good."""
+        self.front.connections.discard(self)
+        transport = self.transport
+        handler = self.front.fallback()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self.buf:
+            handler.data_received(bytes(self.buf))
+            self.buf.clear()
+        if not transport.is_reading():
+            transport.resume_reading()
+        self.closing = True  # this object answers nothing more
+
+
+class HttpFront:
+    """The listening side: protocol factory, routing table and the idle-connection sweeper."""
+
+    def __init__(self, service: HlsService, fallback: Callable[[], asyncio.Protocol], *,
+                 keepalive_timeout: float, head_timeout: float, max_head: int) -> None:
+        self.service = service
+        self.fallback = fallback
+        self.keepalive_timeout = keepalive_timeout
+        self.head_timeout = head_timeout
+        self.max_head = max_head
+        self.date = _Date()
+        self.connections: set[FrontProtocol] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def protocol(self) -> FrontProtocol:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        return FrontProtocol(self)
+
+    def route(self, parsed: tuple[str, str, str, dict[str, str], bool]
+              ) -> tuple[Callable[[HlsRequest], Any], dict[str, str]] | None:
+        """The service method and route parameters for a path, as aiohttp's routes have them
+        (``webapp.hls.setup``); None sends the request to aiohttp (its 404s and preflights)."""
+        parts = parsed[1].split("/")
+        n = len(parts)
+        if "" in parts[2:]:
+            return None
+        service = self.service
+        if parts[1] == "hls":
+            if n == 6:
+                return service.live, {"slug": parts[2], "token": parts[3],
+                                      "rendition": parts[4], "name": parts[5]}
+            if n == 4 and parts[3] == "master.m3u8":
+                return service.master, {"slug": parts[2]}
+            if n == 5:
+                return service.live, {"slug": parts[2], "rendition": parts[3],
+                                      "name": parts[4]}
+        elif parts[1] == "vod":
+            if n == 4 and parts[3] == "master.m3u8":
+                return service.vod_master, {"stream_id": parts[2]}
+            if n == 5:
+                return service.vod_resource, {"stream_id": parts[2], "rendition": parts[3],
+                                              "name": parts[4]}
+        return None
+
+    async def _sweep(self) -> None:
+        """Close keep-alive connections idle too long and heads that never complete."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.busy or conn.closing or conn.transport is None:
+                    continue
+                if conn.buf:
+                    expired = now - conn.head_since > self.head_timeout
+                else:
+                    expired = now - conn.last > self.keepalive_timeout
+                if expired:
+                    conn.closing = True
+                    conn.transport.close()
+
+    def close(self) -> None:
+        """Stop the sweeper and close every connection the front still answers."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.connections.clear()
