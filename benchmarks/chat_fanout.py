@@ -1,0 +1,345 @@
+"""Chat fan-out: 1000 WebSocket viewers in one room, senders producing 1000 messages/s in total
+for 30 s; then the memory of 10,000 idle chat connections.
+
+    python benchmarks/chat_fanout.py                      # the full run (goals below)
+    python benchmarks/chat_fanout.py --viewers 50 --rate 100 --seconds 3 --idle 500   # a check
+
+The server is ``python -m mediaserver serve`` in a subprocess (clock.LiveServer, transcoding
+off) with the per-user rate limit raised by setting. Senders are users with API tokens made by
+the CLI (``aethex user create`` / ``aethex token create --json``); each message carries its
+sender, sequence number and wall-clock send time, so every viewer computes send-to-receive
+latency on the same clock. Viewers and senders run in client processes of their own (one
+event loop cannot both produce this load and measure it honestly), started as ``worker``
+subcommands of this script; they report latency histograms (0.1 ms bins) and counts as JSON.
+
+Printed: p50/p99 send-to-receive latency over all deliveries, messages lost (a viewer missing
+any message sent while it was connected), server CPU (% of one core) and RSS; then the server's
+RSS with 10,000 idle sockets open and its growth per connection. There is no reference server
+for chat: the figures are compared with the goals (p99 <= 100 ms, 0 lost, 10k idle < 1 GiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import clock  # noqa: E402  (also puts the repository root on sys.path)
+
+SLUG = "bench-0"
+BIN_MS = 0.1
+MAX_BINS = 200_000  # 20 s of latency in 0.1 ms bins; slower deliveries land in the last bin
+
+
+def raise_nofile() -> int:
+    """Lift the open-files limit to the hard limit (10k sockets need more than the usual 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- workers (client processes) ----------------------------------------------------------------
+
+async def _viewers(args: argparse.Namespace) -> dict:
+    import aiohttp
+
+    hist = [0] * MAX_BINS
+    got = [0] * args.count
+    started = asyncio.Event()
+    stop_at = [float("inf")]
+    url = f"{args.base}/ws/chat/{SLUG}"
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as http:
+        async def viewer(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            await started.wait()
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                now = time.time()
+                for ev in json.loads(msg.data):
+                    if ev.get("type") != "chat:message":
+                        continue
+                    parts = ev["content"].split(" ", 3)
+                    if len(parts) < 3 or parts[0] != "bench":
+                        continue
+                    got[i] += 1
+                    b = int((now - float(parts[2])) * 1000 / BIN_MS)
+                    hist[min(max(b, 0), MAX_BINS - 1)] += 1
+                if time.time() > stop_at[0]:
+                    break
+
+        sockets = []
+        for _ in range(args.count):
+            sockets.append(await http.ws_connect(url, max_msg_size=0, heartbeat=None))
+        print(json.dumps({"ready": len(sockets)}), flush=True)
+        tasks = [asyncio.create_task(viewer(i, ws)) for i, ws in enumerate(sockets)]
+        # Each socket first gets its history frame; the measurement starts from "go".
+        line = await asyncio.to_thread(sys.stdin.readline)
+        assert line.strip() == "go", line
+        started.set()
+        line = await asyncio.to_thread(sys.stdin.readline)  # "stop": senders done + drain
+        stop_at[0] = time.time()
+        for ws in sockets:
+            await ws.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    nz = {i: n for i, n in enumerate(hist) if n}
+    return {"received": got, "hist": nz}
+
+
+async def _senders(args: argparse.Namespace) -> dict:
+    import aiohttp
+
+    tokens = args.tokens.split(",")
+    per_sender = args.rate / len(tokens)
+    sent = 0
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(f"{args.base}/ws/chat/{SLUG}",
+                                         headers={"Authorization": f"Bearer {t}"},
+                                         heartbeat=None) for t in tokens]
+        errors: list[str] = []
+
+        async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and '"chat:error"' in msg.data:
+                    for ev in json.loads(msg.data):
+                        if ev.get("type") == "chat:error":
+                            errors.append(ev.get("code", "?"))
+
+        drains = [asyncio.create_task(drain(ws)) for ws in sockets]
+        print(json.dumps({"ready": len(sockets)}), flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        assert line.strip() == "go", line
+        t0 = time.monotonic()
+        n = int(args.seconds * per_sender)
+
+        async def run(k: int, ws: aiohttp.ClientWebSocketResponse) -> int:
+            count = 0
+            for seq in range(n):
+                due = t0 + (seq + k / len(sockets)) / per_sender
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await ws.send_str(json.dumps({"type": "chat:send",
+                                              "content": f"bench {k}:{seq} {time.time():.6f}"}))
+                count += 1
+            return count
+
+        counts = await asyncio.gather(*(run(k, ws) for k, ws in enumerate(sockets)))
+        sent = sum(counts)
+        elapsed = time.monotonic() - t0
+        await asyncio.sleep(1.0)  # let the last errors arrive
+        for ws in sockets:
+            await ws.close()
+        for d in drains:
+            d.cancel()
+    return {"sent": sent, "errors": len(errors), "error_codes": sorted(set(errors)),
+            "elapsed": elapsed}
+
+
+async def _idle(args: argparse.Namespace) -> dict:
+    import aiohttp
+
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as http:
+        sockets = []
+        for _ in range(args.count):
+            sockets.append(await http.ws_connect(f"{args.base}/ws/chat/{SLUG}", heartbeat=None))
+        for ws in sockets:  # read the history frame so nothing waits in buffers
+            await ws.receive(timeout=30)
+        print(json.dumps({"ready": len(sockets)}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        for ws in sockets:
+            await ws.close()
+    return {"closed": len(sockets)}
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    raise_nofile()
+    import uvloop
+
+    fn = {"viewers": _viewers, "senders": _senders, "idle": _idle}[args.role]
+    result = uvloop.run(fn(args))
+    print(json.dumps({"result": result}), flush=True)
+
+
+# -- the conductor -------------------------------------------------------------------------------
+
+class Worker:
+    def __init__(self, role: str, base: str, **kw: object) -> None:
+        cmd = [sys.executable, __file__, "worker", role, "--base", base]
+        for k, v in kw.items():
+            cmd += [f"--{k}", str(v)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+
+    def read(self, timeout: float = 120.0) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.proc.args[3]} ended early "
+                               f"(exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def tell(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+
+def cli(server: clock.LiveServer, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "mediaserver", *args], env=server.env(),
+                         cwd=clock.ROOT, check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def percentile_from_hist(hist: dict[int, int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    target = q / 100 * total
+    acc = 0
+    for b in sorted(hist):
+        acc += hist[b]
+        if acc >= target:
+            return (b + 0.5) * BIN_MS
+    return (max(hist) + 0.5) * BIN_MS
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--viewers", type=int, default=1000)
+    ap.add_argument("--procs", type=int, default=4, help="viewer client processes")
+    ap.add_argument("--senders", type=int, default=10)
+    ap.add_argument("--rate", type=float, default=1000.0, help="messages per second in total")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--idle", type=int, default=10_000, help="idle connections (0: skip)")
+    ap.add_argument("--idle-procs", type=int, default=4)
+    args = ap.parse_args()
+    nofile = raise_nofile()
+    need = max(args.viewers, args.idle) + 256
+    if nofile < need:
+        print(f"warning: open-files limit {nofile} < {need}; raise the hard limit (ulimit -Hn)")
+
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
+        server = clock.LiveServer(Path(tmp), transcode=False, extra_env={
+            "AETHEX_CHAT__RATE_LIMIT_MESSAGES": str(10 * int(args.rate) + 100),
+            "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
+            "AETHEX_CHAT__HEARTBEAT": "0", "AETHEX_CHAT__IDLE_TIMEOUT": "0"})
+        server.prepare()
+        tokens = []
+        for i in range(args.senders):
+            cli(server, "user", "create", f"sender_{i}", "--email", f"s{i}@example.test")
+            tokens.append(json.loads(cli(server, "token", "create", f"sender_{i}",
+                                         "--json"))["token"])
+        pid = server.start()
+        try:
+            run(server, pid, args, tokens)
+        finally:
+            server.stop()
+
+
+def run(server: clock.LiveServer, pid: int, args: argparse.Namespace, tokens: list[str]) -> None:
+    base = server.base
+    rss0 = clock.rss_mib(pid)
+    print(f"server pid {pid}, RSS at start {rss0:.0f} MiB; load average {clock.loadavg()}")
+    viewers = [Worker("viewers", base, count=n) for n in split(args.viewers, args.procs) if n]
+    for w in viewers:
+        w.read()
+    senders = Worker("senders", base, tokens=",".join(tokens), rate=args.rate,
+                     seconds=args.seconds)
+    senders.read()
+    time.sleep(0.5)
+    print(f"{args.viewers} viewers and {len(tokens)} senders connected; sending "
+          f"{args.rate:.0f} msg/s for {args.seconds:.0f} s")
+    contention = clock.Contention(pid)
+    cpu0, t0 = clock.cpu_seconds(pid), time.monotonic()
+    peak_rss = 0.0
+    for w in viewers:
+        w.tell("go")
+    senders.tell("go")
+    while senders.proc.poll() is None and time.monotonic() - t0 < args.seconds + 0.5:
+        time.sleep(0.5)
+        peak_rss = max(peak_rss, clock.rss_mib(pid))
+    sent = senders.read(args.seconds + 120)["result"]
+    cpu = (clock.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    machine = contention.stop()
+    time.sleep(2.0)  # drain: the last ticks reach every viewer
+    for w in viewers:
+        w.tell("stop")
+    hist: dict[int, int] = {}
+    received: list[int] = []
+    for w in viewers:
+        res = w.read()["result"]
+        received += res["received"]
+        for b, n in res["hist"].items():
+            hist[int(b)] = hist.get(int(b), 0) + n
+        w.proc.wait(30)
+    senders.proc.wait(30)
+    expected = sent["sent"] - sent["errors"]
+    lost = sum(max(0, expected - r) for r in received)
+    deliveries = sum(hist.values())
+    p50, p99 = percentile_from_hist(hist, 50), percentile_from_hist(hist, 99)
+    print(f"sent {sent['sent']} messages in {sent['elapsed']:.1f} s "
+          f"({sent['sent'] / max(sent['elapsed'], 1e-9):.0f}/s); refused {sent['errors']} "
+          f"{sent['error_codes'] or ''}")
+    print(f"deliveries {deliveries} (expected {expected * len(received)}); "
+          f"lost {lost}")
+    print(f"send-to-receive latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"server CPU {cpu * 100:.0f}% of one core; RSS peak {peak_rss:.0f} MiB")
+    print(f"machine: {machine}")
+
+    idle_rss = None
+    if args.idle:
+        time.sleep(1.0)
+        before = clock.rss_mib(pid)
+        idle = [Worker("idle", base, count=n) for n in split(args.idle, args.idle_procs) if n]
+        for w in idle:
+            w.read(600)
+        time.sleep(1.0)
+        idle_rss = clock.rss_mib(pid)
+        for w in idle:
+            w.tell("stop")
+        for w in idle:
+            w.read(120)
+            w.proc.wait(30)
+        print(f"{args.idle} idle chat connections: server RSS {idle_rss:.0f} MiB "
+              f"(+{idle_rss - before:.0f} MiB, {(idle_rss - before) * 1024 / args.idle:.1f} "
+              f"KiB each)")
+
+    print("goals (no reference server for chat):")
+    print(f"  p99 {p99:.1f} ms <= 100 ms: {'yes' if p99 <= 100 else 'NO'}")
+    print(f"  lost {lost} == 0: {'yes' if lost == 0 else 'NO'}")
+    if idle_rss is not None:
+        if args.idle >= 10_000:
+            print(f"  RSS with 10,000 idle {idle_rss:.0f} MiB < 1024 MiB: "
+                  f"{'yes' if idle_rss < 1024 else 'NO'}")
+        else:
+            print(f"  RSS with 10,000 idle: not measured (only {args.idle} connections)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        wp = argparse.ArgumentParser()
+        wp.add_argument("role", choices=["viewers", "senders", "idle"])
+        wp.add_argument("--base", required=True)
+        wp.add_argument("--count", type=int, default=0)
+        wp.add_argument("--tokens", default="")
+        wp.add_argument("--rate", type=float, default=0.0)
+        wp.add_argument("--seconds", type=float, default=0.0)
+        worker_main(wp.parse_args(sys.argv[2:]))
+    else:
+        main()
