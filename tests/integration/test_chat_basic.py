@@ -184,3 +184,53 @@ async def test_presence_and_viewer_list(server) -> None:
         left = await watcher.next("chat:user-left")
         assert [u["username"] for u in left["users"]] == ["erin"]
         await watcher.ws.close(); await again.ws.close()
+
+
+async def test_stream_status_and_viewers_are_pushed(server) -> None:
+    from datetime import datetime, timezone
+
+    from storage import queries
+    from storage.models import Stream
+    from webapp.chat import CHAT_KEY
+
+    channel_id, _, _ = await make_chat_channel(server, "owner7", "room-seven")
+    base = base_url(server)
+    async with aiohttp.ClientSession() as http:
+        c = await join(http, base, "room-seven")
+        assert (await c.next("stream:status"))["live"] is False
+        now = datetime.now(timezone.utc)
+        async with server.db.session() as db:
+            stream = await queries.start_stream(db, channel_id, now)
+            await db.commit()
+        live = server.registry.start(channel_id=channel_id, slug="room-seven",
+                                     stream_id=stream.id, started_at=now)
+        status = await c.next("stream:status", live=True)
+        assert status["stream_id"] == stream.id
+        async with server.db.session() as db:
+            row = await db.get(Stream, stream.id)
+            row.viewer_count = 7
+            await db.commit()
+        service = server._runner.app[CHAT_KEY]
+        await service.update_viewers()  # what the loop does every hls.viewer_update_interval
+        assert (await c.next("stream:viewers"))["viewers"] == 7
+        server.registry.end(live)
+        assert (await c.next("stream:status"))["live"] is False
+        await c.ws.close()
+
+
+@pytest.fixture
+def idle_env(settings_env):
+    return {**settings_env, "AETHEX_CHAT__IDLE_TIMEOUT": "1", "AETHEX_CHAT__HEARTBEAT": "0"}
+
+
+async def test_idle_socket_is_closed(idle_env) -> None:
+    from conftest import running_server
+
+    async with running_server(idle_env) as server:
+        await make_chat_channel(server, "owner8", "room-eight")
+        async with aiohttp.ClientSession() as http:
+            c = await join(http, base_url(server), "room-eight")
+            msg = await c.ws.receive(timeout=5)
+            while msg.type == aiohttp.WSMsgType.TEXT:
+                msg = await c.ws.receive(timeout=5)
+            assert c.ws.close_code == 1000 and msg.extra == "idle timeout"
