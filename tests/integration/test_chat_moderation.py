@@ -80,10 +80,16 @@ async def test_delete_timeout_ban_and_permissions(server) -> None:
         await asyncio.sleep(2.1)
         await t.say("sorry")
         assert (await watcher.next("chat:message"))["content"] == "sorry"
+        # A timeout can also be given and lifted early over the API.
+        assert (await _api(http, "POST", f"{room}/timeouts", mod,
+                           {"user_id": troll_id, "seconds": 600}))[0] == 201
+        assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", viewer))[0] == 403
+        assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", mod))[0] == 200
+        assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", mod))[0] == 404
         # Ban over the API (by the owner), unban over the socket (by the moderator).
         assert (await _api(http, "POST", f"{room}/bans", owner,
                            {"user_id": troll_id, "reason": "spam"}))[0] == 201
-        assert (await t.next("chat:error"))["code"] == "banned"
+        assert await t.next("chat:error", code="banned")
         await t.say("let me in")
         assert (await t.next("chat:error"))["code"] == "banned"
         status, bans = await _api(http, "GET", f"{room}/bans", mod)

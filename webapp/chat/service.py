@@ -409,14 +409,19 @@ class ChatService:
             "message": f"you were timed out for {seconds} seconds", "retry_after": seconds}])
         return {"user_id": target.id, "until": _iso(until)}
 
-    async def untimeout(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+    async def _lift(self, state: ChannelChatState, actor: User, target_id: object,
+                    clear: Any) -> bool:
+        """End a timeout or a ban (``clear`` is the storage function); False if none."""
         self._require_moderator(state, actor)
         target = await self._check_target(state, actor, target_id)
         async with self.db.session() as session:
-            done = await chat_store.clear_timeout(session, state.channel_id, target.id)
+            done = await clear(session, state.channel_id, target.id)
             await session.commit()
         await self.changed(state.slug)
-        return done
+        return bool(done)
+
+    async def untimeout(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+        return await self._lift(state, actor, target_id, chat_store.clear_timeout)
 
     async def ban(self, state: ChannelChatState, actor: User, target_id: object,
                   reason: object = "") -> dict[str, Any]:
@@ -435,13 +440,7 @@ class ChatService:
         return {"user_id": target.id, "banned": True}
 
     async def unban(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
-        self._require_moderator(state, actor)
-        target = await self._check_target(state, actor, target_id)
-        async with self.db.session() as session:
-            done = await chat_store.unban(session, state.channel_id, target.id)
-            await session.commit()
-        await self.changed(state.slug)
-        return done
+        return await self._lift(state, actor, target_id, chat_store.unban)
 
     # -- stream status and viewers ----------------------------------------------------------
     def _stream_started(self, stream: LiveStream) -> None:
