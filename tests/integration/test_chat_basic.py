@@ -234,3 +234,22 @@ async def test_idle_socket_is_closed(idle_env) -> None:
             while msg.type == aiohttp.WSMsgType.TEXT:
                 msg = await c.ws.receive(timeout=5)
             assert c.ws.close_code == 1000 and msg.extra == "idle timeout"
+
+
+async def test_cookie_from_another_site_cannot_chat(server) -> None:
+    """A page on another origin can make the browser send our cookie with the upgrade; such
+    a socket may read but is treated as anonymous. Our own origin (and Bearer) may write."""
+    from accounts import register
+
+    await make_chat_channel(server, "owner9", "room-nine")
+    base = base_url(server)
+    async with await register(base, "cookieuser") as http:
+        evil = await join(http, base, "room-nine", origin="https://evil.example")
+        assert (await evil.next("chat:history"))["me"] is None
+        await evil.say("csrf attempt")
+        assert (await evil.next("chat:error"))["code"] == "login_required"
+        own = await join(http, base, "room-nine", origin=base)
+        assert (await own.next("chat:history"))["me"]["username"] == "cookieuser"
+        await own.say("from my own page")
+        assert (await own.next("chat:message"))["content"] == "from my own page"
+        await evil.ws.close(); await own.ws.close()
