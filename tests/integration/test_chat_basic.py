@@ -180,7 +180,11 @@ async def test_presence_and_viewer_list(server) -> None:
         assert [u["username"] for u in joined["users"]] == ["erin"]
         again = await join(http, base, "room-six")
         assert [u["username"] for u in (await again.next("chat:history"))["users"]] == ["erin"]
+        # A second tab of the same user is not a second join, and closing one tab is no leave.
+        e2 = await join(http, base, "room-six", erin)
         await e.ws.close()
+        assert not [x for x in await watcher.quiet(0.3) if x["type"].startswith("chat:user-")]
+        await e2.ws.close()
         left = await watcher.next("chat:user-left")
         assert [u["username"] for u in left["users"]] == ["erin"]
         await watcher.ws.close(); await again.ws.close()

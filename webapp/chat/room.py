@@ -89,6 +89,8 @@ class Room:
         self.presence_interval = presence_interval
         self.clients: set[Client] = set()
         self.by_user: dict[int, set[Client]] = {}
+        # Users this process announced with chat:user-joined (their first socket here).
+        self.announced: set[int] = set()
         # Who is in the room across all processes: user id -> (public info, processes).
         self.presence: dict[int, dict[str, Any]] = {}
         self._presence_count: Counter[int] = Counter()

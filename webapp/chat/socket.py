@@ -84,7 +84,6 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     client = Client(ws, request.transport, user.id if user else None, public, blocked,
                     bool(user and user.is_admin))
     room = service.join(slug, client)
-    announced = False
     try:
         history = await service.history(state, blocked)
         me = None
@@ -98,14 +97,15 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         if not client.release(events_frame(first), cs.send_queue_bytes):
             room.drop(client)
             return ws
-        if public is not None and len(room.by_user.get(public["id"], ())) == 1:
-            announced = True
+        if public is not None and public["id"] not in room.announced:
+            room.announced.add(public["id"])  # this process reports the user once
             await service.presence(slug, public, joined=True)
         await _read(service, room, client, user, public, request)
     finally:
         last = room.remove(client)
-        if announced or (public is not None and last):
-            await service.presence(slug, public, joined=False)  # type: ignore[arg-type]
+        if public is not None and last and public["id"] in room.announced:
+            room.announced.discard(public["id"])
+            await service.presence(slug, public, joined=False)
         if not ws.closed:
             await ws.close()
     return ws
