@@ -269,6 +269,10 @@ async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
             await w.say("after")
             await fast.next("chat:message", content="after")
             assert service.dropped >= 1
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+            assert 'aethex_chat_dropped_sockets_total{channel="firehose"} 1.0' in text
+            assert "aethex_chat_messages_total 1.0" in text  # "after"; the rest came via the bus
             slow_ws._conn.transport.resume_reading()  # type: ignore[union-attr]
             msg = await slow_ws.receive(timeout=10)
             while msg.type == aiohttp.WSMsgType.TEXT:

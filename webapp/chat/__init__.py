@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from ..app import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
+from ..app import DB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
 from .service import ChatService
 
 CHAT_KEY = web.AppKey("chat", ChatService)
@@ -19,7 +19,7 @@ CHAT_KEY = web.AppKey("chat", ChatService)
 def setup(app: web.Application) -> ChatService:
     from . import api, pages, socket
 
-    service = ChatService(app[SETTINGS_KEY], app[DB_KEY], app[REGISTRY_KEY])
+    service = ChatService(app[SETTINGS_KEY], app[DB_KEY], app[REGISTRY_KEY], app[METRICS_KEY])
     app[CHAT_KEY] = service
     app.router.add_get("/ws/chat/{slug}", socket.chat_socket, name="chat-socket")
     api.setup_routes(app)

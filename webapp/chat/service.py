@@ -32,6 +32,7 @@ from storage.models import Channel, Stream, StreamStatus, User
 
 from .bus import ChatBus, make_bus
 from .content import ChatError, RateLimiter, apply_filter, clean_content
+from .metrics import chat_metrics
 from .room import Client, Room
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class ChatService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._viewer_task: asyncio.Task[None] | None = None
         self.dropped = 0  # sockets disconnected for overflowing their send queue
+        self.metrics = chat_metrics(getattr(metrics, "registry", None))
         self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -249,6 +251,7 @@ class ChatService:
 
     def _dropped(self, slug: str) -> None:
         self.dropped += 1
+        self.metrics.dropped.labels(slug).inc()
         log.info("chat %s: dropped a socket that fell behind (send queue full)", slug)
 
     async def presence(self, slug: str, user: dict[str, Any], joined: bool) -> None:
@@ -306,6 +309,16 @@ class ChatService:
     async def send(self, state: ChannelChatState, user: User, public: dict[str, Any],
                    content: object) -> dict[str, Any]:
         """Check, store, then publish one message; the chat:message event, or ChatError."""
+        try:
+            event = await self._send(state, user, public, content)
+        except ChatError as err:
+            self.metrics.refused.labels(err.code).inc()
+            raise
+        self.metrics.messages.inc()
+        return event
+
+    async def _send(self, state: ChannelChatState, user: User, public: dict[str, Any],
+                    content: object) -> dict[str, Any]:
         text = clean_content(content, self.cs.max_length)
         now = datetime.now(timezone.utc)
         uid = user.id

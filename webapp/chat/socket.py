@@ -84,6 +84,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     client = Client(ws, request.transport, user.id if user else None, public, blocked,
                     bool(user and user.is_admin))
     room = service.join(slug, client)
+    service.metrics.sockets.inc()
     try:
         history = await service.history(state, blocked)
         me = None
@@ -102,6 +103,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             await service.presence(slug, public, joined=True)
         await _read(service, room, client, user, public, request)
     finally:
+        service.metrics.sockets.dec()
         last = room.remove(client)
         if public is not None and last and public["id"] in room.announced:
             room.announced.discard(public["id"])
