@@ -169,6 +169,14 @@ async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
         assert "login_required" in msg.data
         assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 1008
+        from storage.models import Stream
+        async with server.db.session() as db:
+            stream = Stream(channel_id=channel_id, title="t")
+            db.add(stream)
+            await db.commit()
+        async with http.get(f"{base}/api/streams/{stream.id}/messages") as r:
+            assert r.status == 401
+        assert (await _api(http, "GET", f"{base}/api/streams/{stream.id}/messages", fan))[0] == 200
         await c.ws.close()
 
 

@@ -23,7 +23,7 @@ from storage.chat_models import ChannelModerator
 from ..app import DB_KEY
 from ..auth.api import error_response, json_body, json_response
 from ..errors import ApiError, field, read_json
-from ..identity import require_user
+from ..identity import current_user, require_user
 from .content import ChatError
 from .service import ChatService, can_moderate
 from .socket import public_user
@@ -96,6 +96,8 @@ async def stream_messages(request: web.Request) -> web.Response:
         admins = await service._admins(session, {r.user_id for r in rows})
     assert channel is not None
     state = await _channel_state(request, channel.slug)
+    if state.logged_in_only and await current_user(request) is None:
+        raise ApiError(401, "unauthenticated", "this chat is for logged-in users")
     messages = [service.message_event(state, r, r.user_id in admins) for r in rows]
     next_before = rows[0].id if len(rows) == limit else None
     return _json({"messages": messages, "next_before": next_before})
