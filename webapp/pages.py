@@ -31,6 +31,7 @@ from storage.models import Channel, Profile, Stream, StreamStatus, User
 from transcode.edge import LiveEdge
 
 from .app import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
+from .errors import json_error
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,7 @@ async def live_api(request: web.Request) -> web.Response:
     async with request.app[DB_KEY].session() as session:
         info = await load_channel(session, slug)
         if info is None:
-            return web.json_response({"error": f"no channel {slug!r}"}, status=404,
-                                     headers={"Cache-Control": "no-store"})
+            return json_error(404, "not_found", f"no channel {slug!r}")
         status = await live_status(request.app, session, info)
     return web.json_response(status, headers={"Cache-Control": "no-store"})
 

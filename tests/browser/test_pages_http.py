@@ -85,7 +85,8 @@ async def test_unknown_channels_are_404(site) -> None:
             assert r.status == 404, path
             assert "Not found" in await r.text()
     async with http.get("/api/channels/nobody-here/live") as r:
-        assert r.status == 404 and "error" in await r.json()
+        assert r.status == 404
+        assert (await r.json())["error"]["code"] == "not_found"  # the API's error shape
 
 
 async def test_home_page_empty_state(site) -> None:
