@@ -51,6 +51,10 @@ class HttpSettings:
     cors_origins: str = "*"
     # Mark the session cookie Secure (sent over HTTPS only). Turn on behind TLS.
     secure_cookies: bool = False
+    # Behind a reverse proxy (nginx) every request comes from the proxy's address: take the
+    # client's from the last X-Forwarded-For entry instead (per-address login limits). Only
+    # turn on when the proxy sets that header; otherwise clients could pick their address.
+    trust_forwarded_for: bool = False
     # Serve plain HLS/VOD GETs from a lean HTTP/1.1 path (several times cheaper per request
     # than the full web framework); anything else on the connection goes to aiohttp.
     fast_path: bool = True

@@ -210,6 +210,26 @@ async def test_failures_are_limited_per_address_across_accounts(site) -> None:
             assert "your address" in (await error_of(r))["message"]
 
 
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_address_behind_a_proxy(auth_env, trusted) -> None:
+    """With http.trust_forwarded_for the limit follows the proxy's X-Forwarded-For entry;
+    without it the header is ignored, so clients cannot dodge the limit by sending one."""
+    env = {**auth_env, "AETHEX_HTTP__TRUST_FORWARDED_FOR": str(trusted).lower()}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with aiohttp.ClientSession() as http:
+            for i in range(5):
+                async with http.post(f"{base}/api/auth/login", json={
+                        "username": f"nobody{i}", "password": "guess guess"},
+                        headers={"X-Forwarded-For": f"198.51.100.{i}"}) as r:
+                    assert r.status == 401
+            # A client behind the proxy that has not failed yet.
+            async with http.post(f"{base}/api/auth/login", json={
+                    "username": "nobody9", "password": "guess guess"},
+                    headers={"X-Forwarded-For": "203.0.113.1, 198.51.100.77"}) as r:
+                assert r.status == (401 if trusted else 429)
+
+
 async def test_successful_login_resets_the_account_count(site) -> None:
     _, base = site
     await make_user(base, "alice")

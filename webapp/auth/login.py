@@ -35,6 +35,14 @@ def limiter(app: web.Application) -> LoginLimiter:
 
 
 def client_address(request: web.Request) -> str:
+    """The client's address; behind a trusted proxy, the one it appended to X-Forwarded-For
+    (the last entry: anything before it came from the client and may be made up)."""
+    if request.app[SETTINGS_KEY].http.trust_forwarded_for:
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        if forwarded:
+            last = forwarded[-1].split(",")[-1].strip()
+            if last:
+                return last[:64]
     return request.remote or "unknown"
 
 
