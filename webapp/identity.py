@@ -18,13 +18,13 @@ so such requests are exempt.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from storage import accounts
@@ -203,8 +203,10 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     path = request.path
     if path.startswith(HOT_PREFIXES):
         return await handler(request)
-    context = request.setdefault(aiohttp_jinja2.REQUEST_CONTEXT_KEY, {})
-    context["request"] = request
+    # Not reset afterwards on purpose: the error middleware outside renders error pages after
+    # this returns, and they should still show who is logged in. The variable lives in this
+    # connection's task; the next request on it sets its own before rendering anything.
+    _CURRENT_REQUEST.set(request)
     if request.method in UNSAFE_METHODS:
         await _check_csrf(request)
     elif not path.startswith(("/api/", "/ws/")) and SESSION_COOKIE in request.cookies:
@@ -216,15 +218,19 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
 
 # -- templates -------------------------------------------------------------------------------
 
-@jinja2.pass_context
-def _template_csrf_token(ctx: jinja2.runtime.Context) -> str:
-    request = ctx.get("request")
+# The request a template is being rendered for, set by the middleware, so template helpers
+# need no request passed in by every page handler.
+_CURRENT_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar(
+    "aethex_current_request", default=None)
+
+
+def _template_csrf_token() -> str:
+    request = _CURRENT_REQUEST.get()
     return csrf_token(request) if request is not None else ""
 
 
-@jinja2.pass_context
-def _template_user(ctx: jinja2.runtime.Context) -> User | None:
-    request = ctx.get("request")
+def _template_user() -> User | None:
+    request = _CURRENT_REQUEST.get()
     return request.get(USER_KEY) if request is not None else None
 
 

@@ -122,7 +122,9 @@ async def test_admin_page(site) -> None:
     _, base, admin, bob = site
     bob_id = (await user_of(bob, base))["id"]
     async with bob.get(f"{base}/dashboard/admin/users") as r:
-        assert r.status == 403 and "administrator" in await r.text()
+        page = await r.text()
+        assert r.status == 403 and "administrator" in page
+        assert 'class="nav-user">bob<' in page  # the error page still knows who you are
     async with admin.get(f"{base}/dashboard/admin/users") as r:
         page = await r.text()
     assert r.status == 200 and 'data-username="bob"' in page and "bob@example.test" in page
