@@ -182,6 +182,8 @@ class Broadcast:
                 bandwidth=nominal, average_bandwidth=nominal)
             init_name = init_uri(0)
         self.recorded.setdefault(name, [])
+        if self.transcoder is not None and self.transcoder.plans is not None:
+            self.edge.expected = frozenset(p.name for p in self.transcoder.plans)
         self._writes.put_nowait(("write", self.dir / name / init_name, packager.init))
         self.edge.notify()
 

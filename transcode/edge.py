@@ -82,6 +82,10 @@ class LiveEdge:
         self.window = window
         self.renditions: dict[str, RenditionEdge] = {}
         self.ended = False
+        # Names of the renditions the transcoder plans (None until it has planned): players
+        # must not get a master playlist before every one of them is announced, or they stay
+        # on a partial ladder for the whole session.
+        self.expected: frozenset[str] | None = None
         # What the HTTP layer keeps with this edge (rendered playlists, held requests):
         # an attribute, so it goes with the edge and costs no lookup per request.
         self.delivery: Any = None
@@ -89,6 +93,11 @@ class LiveEdge:
 
     def __iter__(self) -> Iterator[RenditionEdge]:
         return iter(self.renditions.values())
+
+    def announced(self) -> bool:
+        """Every planned rendition is on the edge (as far as the plan is known)."""
+        expected = self.expected
+        return expected is None or expected <= self.renditions.keys()
 
     def notify(self) -> None:
         """Wake every waiter; they re-check what they wait for."""

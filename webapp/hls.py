@@ -572,29 +572,36 @@ class HlsService:
 
         def ready() -> Hold:
             renditions = edge.renditions
-            if renditions and all(_has_media(r) for r in renditions.values()):
+            if renditions and edge.announced() and all(map(_has_media, renditions.values())):
                 return "ready"
             return "gone" if edge.ended else "wait"
 
         if ready() == "wait":
             def then(result: Hold) -> Reply:
                 if result == "timeout":
-                    return error_reply("master", 503, "the stream has no media yet")
+                    # A planned rung that never came (its encoder failed) must not keep
+                    # the stream unwatchable: offer the renditions that do have media.
+                    names = {r.name for r in edge if _has_media(r)}
+                    if not names:
+                        return error_reply("master", 503, "the stream has no media yet")
+                    return self._master_reply(request, edge, state, names)
                 return self._master_reply(request, edge, state)
 
             return Held(self, edge, state, ("master",), ready, self.master_wait, then,
                         observe=False)
         return self._master_reply(request, edge, state)
 
-    def _master_reply(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState) -> Reply:
+    def _master_reply(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
+                      names: set[str] | None = None) -> Reply:
         if not edge.renditions:
             return error_reply("master", 404)
         sids = request.query.get("session")
         sid = sids[0] if sids and _SESSION_RE.fullmatch(sids[0]) else secrets.token_urlsafe(12)
         version = tuple((r.name, r.bandwidth, r.average_bandwidth, r.width, r.height,
-                         r.frame_rate, r.codecs) for r in edge.renditions.values())
+                         r.frame_rate, r.codecs) for r in edge.renditions.values()
+                        if names is None or r.name in names)
         if version != state.master_version:
-            lines = edge.master().split("\n")
+            lines = edge.master(names).split("\n")
             state.master_template = "\n".join(
                 f"{state.token}/{line}?session=\0" if line and not line.startswith("#") else line
                 for line in lines)

@@ -32,6 +32,7 @@ from transcode.edge import LiveEdge
 
 from .app import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
 from .errors import json_error
+from .identity import upload_url
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
     if edge is None or edge.ended or edge.stream_id != stream_id:
         return False
     renditions = list(edge)
-    return bool(renditions) and all(r.segments for r in renditions)
+    return bool(renditions) and edge.announced() and all(r.segments for r in renditions)
 
 
 async def live_status(app: web.Application, session: AsyncSession,
@@ -172,7 +173,7 @@ async def home(request: web.Request) -> web.Response:
         cards.append({
             "slug": channel.slug, "title": stream.title, "creator": _creator_name(user, profile),
             "category": stream.category or channel.category, "viewers": stream.viewer_count,
-            "thumbnail": thumb_url,
+            "thumbnail": thumb_url, "avatar": upload_url(channel.avatar_path),
         })
     return _page(request, "home.html", {"channels": cards})
 
@@ -186,7 +187,8 @@ async def stream_page(request: web.Request) -> web.Response:
         status = await live_status(request.app, session, info)
     return _page(request, "stream.html", {
         "slug": info.channel.slug, "channel_name": info.channel.name, "creator": info.creator,
-        "status": status,
+        "status": status, "avatar_url": upload_url(info.channel.avatar_path),
+        "banner_url": upload_url(info.channel.banner_path),
         # Seconds the server keeps the playlists open for a publisher to come back.
         "reconnect_grace": request.app[SETTINGS_KEY].hls.reconnect_grace,
     })

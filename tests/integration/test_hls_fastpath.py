@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
@@ -315,3 +316,48 @@ def test_route_shapes_match_aiohttp_routes() -> None:
                       "/hls/{slug}/{rendition}/{name}", "/vod/{stream_id}/master.m3u8",
                       "/vod/{stream_id}/{rendition}/{name}"}, \
         "a new HLS route needs its shape in HttpFront.route too"
+
+
+def rendition(name: str, height: int) -> RenditionEdge:
+    return RenditionEdge(
+        name=name, init=b"init", codecs="avc1.64001e", width=height * 16 // 9, height=height,
+        frame_rate=30.0, bandwidth=height * 2000, average_bandwidth=height * 2000,
+        playlist=LivePlaylist(segment_duration=1.0, part_target=0.5, window_segments=4))
+
+
+async def test_master_waits_for_every_planned_rendition(settings_env: dict[str, str]) -> None:
+    """A player given a partial ladder keeps it for the session: the master waits until the
+    transcoder's every planned rendition is on the edge, and after its bound offers the
+    renditions that have media rather than nothing (a rung whose encoder failed)."""
+    env = dict(settings_env, AETHEX_HLS__SEGMENT_DURATION="1")  # master bound: 3 s
+    async with running_server(env) as server:
+        edge = LiveEdge("ladder", 1, 4)
+        edge.expected = frozenset({"360p", "240p"})
+        edge.renditions["360p"] = rendition("360p", 360)
+        server.broadcasts.edges.put(edge)
+        add_part(edge, 0, 0)
+        raw = await Raw.open(server.http_port)
+        try:
+            raw.send(get("/hls/ladder/master.m3u8"))
+            answer = asyncio.ensure_future(raw.response())
+            await asyncio.sleep(0.5)
+            assert not answer.done()  # 360p has media, but 240p is planned and not there
+            edge.renditions["240p"] = rendition("240p", 240)
+            edge.notify()
+            await asyncio.sleep(0.2)
+            assert not answer.done()  # announced, no media yet
+            edge.renditions["240p"].add_part(PartReady(segment=0, index=0, data=b"p",
+                                                       duration=0.5, independent=True))
+            edge.notify()
+            status, _, body = await answer
+            assert status == 200
+            assert "360p/index.m3u8" in body.decode() and "240p/index.m3u8" in body.decode()
+
+            edge.expected = frozenset({"360p", "240p", "1080p"})  # 1080p never comes
+            started = time.monotonic()
+            raw.send(get("/hls/ladder/master.m3u8"))
+            status, _, body = await raw.response()
+            assert status == 200 and 2.5 < time.monotonic() - started < 6
+            assert "1080p" not in body.decode() and "240p/index.m3u8" in body.decode()
+        finally:
+            raw.close()
