@@ -1,7 +1,8 @@
 """The channels JSON API: a user's channels, their settings, and their stream keys.
 
 Routes: ``GET/POST /api/channels``, ``GET/PATCH/DELETE /api/channels/{slug}``,
-``POST /api/channels/{slug}/stream-key``. Anyone may read a channel's public fields (an
+``POST /api/channels/{slug}/stream-key``, ``POST/DELETE /api/channels/{slug}/avatar`` and
+``/banner`` (images go through webapp.uploads, exactly like a profile's). Anyone may read a channel's public fields (an
 unlisted channel is reachable by its slug, only left out of lists); only its owner or an admin
 sees the stream key and the OBS settings, or changes anything. A regenerated key works from the
 commit on and the old one is refused by ingest at its next publish attempt, because ingest looks
@@ -10,6 +11,7 @@ keys up in the database each time. Keys never go to the log.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from storage import channels as channel_queries
 from storage import queries
 from storage.models import Channel, User
 
+from . import uploads
 from .app import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
 from .errors import ApiError, field, read_json
 from .identity import current_user, require_user, upload_url
@@ -180,8 +183,11 @@ async def delete_channel(request: web.Request) -> web.Response:
         require_manager(user, channel)
         if live_stream_id(request, channel) is not None:
             raise ApiError(409, "live", f"channel {channel.slug!r} is live: end the stream first")
+        images = (channel.avatar_path, channel.banner_path)
         await channel_queries.delete_channel(session, channel)
         await session.commit()
+    for name in images:
+        uploads.remove_upload(request.app, name)
     return web.Response(status=204)
 
 
@@ -197,6 +203,45 @@ async def regenerate_key(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
+def _assign_image(request: web.Request, user: User, kind: str) -> uploads.Assign[dict[str, Any]]:
+    """Sets the channel's ``kind`` column in its own transaction, re-checking that the channel
+    still exists and that ``user`` may still change it (the upload took a while)."""
+    column = f"{kind}_path"
+
+    async def assign(name: str | None) -> tuple[str | None, dict[str, Any]]:
+        async with request.app[DB_KEY].session() as session:
+            channel, owner = await load_channel(request, session)
+            require_manager(user, channel)
+            old = getattr(channel, column)
+            setattr(channel, column, name)
+            await session.commit()
+            return old, channel_json(request, channel, owner, private=True)
+
+    return assign
+
+
+def image_handlers(kind: str) -> tuple[Callable[[web.Request], Awaitable[web.Response]],
+                                       Callable[[web.Request], Awaitable[web.Response]]]:
+    """The POST (upload) and DELETE (remove) handlers of a channel's avatar or banner."""
+
+    async def upload(request: web.Request) -> web.Response:
+        user = await require_user(request)
+        async with request.app[DB_KEY].session() as session:
+            channel, _ = await load_channel(request, session)
+            require_manager(user, channel)  # before reading (and decoding) the body
+        image = await uploads.read_image(request, kind)
+        data = await uploads.replace_image(request.app, image, _assign_image(request, user, kind))
+        return web.json_response({"channel": data, "url": data[f"{kind}_url"],
+                                  "width": image.width, "height": image.height})
+
+    async def remove(request: web.Request) -> web.Response:
+        user = await require_user(request)
+        data = await uploads.replace_image(request.app, None, _assign_image(request, user, kind))
+        return web.json_response({"channel": data})
+
+    return upload, remove
+
+
 async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
     """Channel documents may carry a stream key: never let a cache keep one."""
     if request.path.startswith("/api/channels") and not request.path.endswith("/live"):
@@ -210,6 +255,10 @@ def setup(app: web.Application) -> None:
     app.router.add_patch("/api/channels/{slug}", update_channel)
     app.router.add_delete("/api/channels/{slug}", delete_channel)
     app.router.add_post("/api/channels/{slug}/stream-key", regenerate_key)
+    for kind in uploads.KINDS:
+        upload, remove = image_handlers(kind)
+        app.router.add_post(f"/api/channels/{{slug}}/{kind}", upload)
+        app.router.add_delete(f"/api/channels/{{slug}}/{kind}", remove)
     app.on_response_prepare.append(_no_store)
 
 
@@ -258,6 +307,34 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                        "stream_key": {"type": "string"}, "url": {"type": "string"}},
     },
 }
+
+def _image_ops(kind: str) -> dict[str, Any]:
+    """Upload and removal of a channel's avatar or banner."""
+    return {
+        "parameters": [_SLUG],
+        "post": {"summary": f"Upload the channel's {kind} (owner or admin; re-encoded to a "
+                            "bounded size, metadata dropped; the old image is removed)",
+                 "tags": ["channels"],
+                 "requestBody": uploads.IMAGE_REQUEST_BODY,
+                 "responses": {"200": {"description": "Stored", "content": {
+                     "application/json": {"schema": {
+                         "type": "object", "required": ["channel", "url", "width", "height"],
+                         "properties": {"channel": {"$ref": "#/components/schemas/Channel"},
+                                        "url": {"type": "string"},
+                                        "width": {"type": "integer"},
+                                        "height": {"type": "integer"}}}}}},
+                     **uploads.image_upload_errors(),
+                     "404": {"$ref": "#/components/responses/NotFound"}}},
+        "delete": {"summary": f"Remove the channel's {kind} (owner or admin)",
+                   "tags": ["channels"],
+                   "responses": {"200": {"description": "Removed (also when there was none)",
+                                         "content": {"application/json": {"schema": {
+                                             "type": "object", "required": ["channel"],
+                                             "properties": {"channel": {
+                                                 "$ref": "#/components/schemas/Channel"}}}}}},
+                                 **_ERRORS}},
+    }
+
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/channels": {
@@ -308,4 +385,5 @@ OPENAPI_PATHS: dict[str, Any] = {
                          "rtmp": {"$ref": "#/components/schemas/RtmpSettings"}}}}}},
                      **_ERRORS}},
     },
+    **{f"/api/channels/{{slug}}/{kind}": _image_ops(kind) for kind in uploads.KINDS},
 }

@@ -3,8 +3,8 @@
 The dashboard is rendered once with the creator's channels, their stream keys (masked until
 shown), OBS settings and past streams; ``static/js/dashboard.js`` then polls
 ``/api/dashboard`` every second for live status, viewers, uptime and health, and performs
-every change through the JSON API (create, edit, delete, regenerate key, end stream) with the
-page's CSRF token, so pages and API can never disagree about what is allowed.
+every change through the JSON API (create, edit, delete, regenerate key, end stream, upload
+or remove the channel's avatar and banner) with the page's CSRF token, so pages and API can never disagree about what is allowed.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def _render(request: web.Request, template: str, context: dict[str, Any]) -> web
 
 async def dashboard(request: web.Request) -> web.Response:
     user = await require_page_user(request)
+    limits = request.app[SETTINGS_KEY].uploads
     async with request.app[DB_KEY].session() as session:
         channels = await channel_queries.user_channels(session, user.id)
         entries = []
@@ -52,6 +53,10 @@ async def dashboard(request: web.Request) -> web.Response:
     return _render(request, "dashboard.html", {
         "entries": entries, "poll_ms": POLL_INTERVAL_MS,
         "ended_cooldown": request.app[SETTINGS_KEY].rtmp.ended_cooldown,
+        # For the avatar/banner forms: the hint, and a check before the file is sent at all.
+        "max_upload_bytes": limits.max_bytes,
+        "max_upload_mb": round(limits.max_bytes / (1 << 20), 1),
+        "banner_box": f"{limits.banner_width}×{limits.banner_height}",
     })
 
 

@@ -8,8 +8,9 @@ scaled into the configured box and encoded afresh, which also drops EXIF/GPS met
 anything appended to the file. Files get random names under ``data_dir/uploads``; the client's
 filename is never used, and ``/uploads/{name}`` serves only names of the shape we generate.
 
-A failed upload raises ApiError and changes nothing: the profile row and the old file are
-only replaced after the new image has been fully prepared and written.
+A failed upload raises ApiError and changes nothing: a row (a profile's or a channel's) and
+the old file are only replaced after the new image has been fully prepared and written; see
+``replace_image``, which both the profile and the channel routes go through.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_request import FileField
@@ -35,6 +37,11 @@ from .errors import ApiError
 from .identity import require_user, set_current_user, user_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Sets a row's image column to the given name (None: no image), commits, and returns the name
+# the column held before together with whatever the caller wants back (the updated row).
+Assign = Callable[[str | None], Awaitable[tuple[str | None, T]]]
 
 KINDS = ("avatar", "banner")
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
@@ -156,12 +163,40 @@ async def prepare_upload(app: web.Application, data: bytes, kind: str) -> Prepar
     return await asyncio.to_thread(prepare_image, data, kind, app[SETTINGS_KEY].uploads)
 
 
+async def read_image(request: web.Request, kind: str) -> PreparedImage:
+    """The request's ``file`` field, checked and re-encoded as a ``kind`` image (or ApiError)."""
+    data = await read_upload(request)
+    if data is None:
+        raise ApiError(400, "missing_field", "the form field 'file' (the image) is required")
+    return await prepare_upload(request.app, data, kind)
+
+
+async def replace_image(app: web.Application, image: PreparedImage | None,
+                        assign: Assign[T]) -> T:
+    """Point a row at ``image`` (None: at no image) so that files and rows never disagree.
+
+    The new file is written first, then ``assign`` commits its name. If ``assign`` raises (the
+    row is gone, the caller may not change it, the database fails) the new file is removed
+    and nothing else has changed. Only after the commit is the replaced file removed, so a
+    committed row never names a missing file.
+    """
+    name = await store_image(app, image) if image is not None else None
+    try:
+        old, result = await assign(name)
+    except BaseException:
+        remove_upload(app, name)
+        raise
+    if old != name:
+        remove_upload(app, old)
+    return result
+
+
 async def set_profile_image(app: web.Application, user_id: int,
                             image: PreparedImage) -> Any:
     """Store ``image`` as the user's avatar or banner; the old file is removed afterwards."""
-    name = await store_image(app, image)
     column = f"{image.kind}_path"
-    try:
+
+    async def assign(name: str | None) -> tuple[str | None, Any]:
         async with app[DB_KEY].session() as session:
             user = await accounts.get_user_with_profile(session, user_id)
             if user is None:
@@ -170,20 +205,14 @@ async def set_profile_image(app: web.Application, user_id: int,
             old = getattr(profile, column)
             setattr(profile, column, name)
             await session.commit()
-            user = await accounts.get_user_with_profile(session, user_id)
-    except BaseException:
-        remove_upload(app, name)
-        raise
-    remove_upload(app, old)
-    return user
+            return old, await accounts.get_user_with_profile(session, user_id)
+
+    return await replace_image(app, image, assign)
 
 
 async def upload_profile_image(request: web.Request, kind: str) -> web.Response:
     user = await require_user(request)
-    data = await read_upload(request)
-    if data is None:
-        raise ApiError(400, "missing_field", "the form field 'file' (the image) is required")
-    image = await prepare_upload(request.app, data, kind)
+    image = await read_image(request, kind)
     updated = await set_profile_image(request.app, user.id, image)
     set_current_user(request, updated)
     body = user_json(updated, private=True)
@@ -220,26 +249,38 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/uploads/{name}", serve_upload)
 
 
+# The multipart body of every image upload (profile and channel routes alike).
+IMAGE_REQUEST_BODY: dict[str, Any] = {
+    "required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "PNG, JPEG, GIF or WebP"}}}}}}
+
+
+def image_upload_errors() -> dict[str, Any]:
+    """The error answers of an image upload (nothing is changed by any of them)."""
+    from .auth.api import error_response
+
+    return {"400": error_response("Not an image, damaged, or no file"),
+            "401": error_response("Not logged in"),
+            "403": error_response("Missing CSRF token, or not allowed to change this"),
+            "413": error_response("File or image dimensions too large"),
+            "415": error_response("Not multipart/form-data")}
+
+
 def _upload_op(kind: str) -> dict[str, Any]:
-    from .auth.api import USER_ENVELOPE, error_response
+    from .auth.api import USER_ENVELOPE
 
     return {"post": {
         "summary": f"Upload the {kind} (re-encoded to a bounded size; metadata dropped)",
         "tags": ["users"],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "PNG, JPEG, GIF or WebP"}}}}}},
+        "requestBody": IMAGE_REQUEST_BODY,
         "responses": {
             "200": {"description": "Stored", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["user", "url", "width", "height"],
                 "properties": {**USER_ENVELOPE["properties"], "url": {"type": "string"},
                                "width": {"type": "integer"}, "height": {"type": "integer"}}}}}},
-            "400": error_response("Not an image, damaged, or no file"),
-            "401": error_response("Not logged in"),
-            "403": error_response("Missing CSRF token"),
-            "413": error_response("File or image dimensions too large"),
-            "415": error_response("Not multipart/form-data")}}}
+            **image_upload_errors()}}}
 
 
 OPENAPI_PATHS: dict[str, Any] = {

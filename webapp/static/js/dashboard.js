@@ -1,5 +1,6 @@
 // Creator dashboard: live status, viewers, uptime and stream health polled from /api/dashboard
-// about every second; every change goes through the JSON API with the page's CSRF token.
+// about every second; every change (avatar and banner uploads included, as multipart) goes
+// through the JSON API with the page's CSRF token.
 // Text from the server goes in with textContent only. Dangerous buttons (regenerate, end,
 // delete) ask for a second click instead of a dialog.
 (function () {
@@ -11,6 +12,7 @@
   var POLL_MS = Math.max(250, Number(root.dataset.pollMs) || 1000);
   var CONFIRM_MS = 4000;
   var statusUrl = root.dataset.statusUrl;
+  var maxUploadBytes = Number(root.dataset.maxUploadBytes) || 0;
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.getAttribute("content") : "";
   var announcer = document.getElementById("dash-announcer");
@@ -26,7 +28,9 @@
     var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
                  credentials: "same-origin" };
     if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body;  // the browser writes the multipart Content-Type with its boundary
+    } else if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -75,6 +79,11 @@
 
   function onSubmit(event) {
     var form = event.target;
+    if (form.matches && form.matches("form[data-image-kind]")) {
+      event.preventDefault();
+      uploadImage(form);
+      return;
+    }
     if (!form.matches || !form.matches("form[data-api-url]")) return;
     event.preventDefault();
     var section = form.closest(".dash-channel");
@@ -202,6 +211,12 @@
           poll();
         });
         break;
+      case "remove-image":
+        if (!confirmed(button, "Click again to remove")) return;
+        var imageForm = button.closest("form[data-image-kind]");
+        sendImage(imageForm, "DELETE", undefined,
+          (imageForm.dataset.imageKind === "avatar" ? "Avatar" : "Banner") + " removed.");
+        break;
       case "delete":
         if (!confirmed(button, "Click again to delete the channel")) return;
         api("DELETE", "/api/channels/" + encodeURIComponent(slug)).then(function (res) {
@@ -211,6 +226,64 @@
         });
         break;
     }
+  }
+
+  // -- avatar and banner -------------------------------------------------------------------
+
+  function megabytes(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  function imageUrl(section, form) {
+    return "/api/channels/" + encodeURIComponent(section.dataset.slug) + "/" +
+      encodeURIComponent(form.dataset.imageKind);
+  }
+
+  function showImage(form, url) {
+    var img = form.querySelector('[data-role="image"]');
+    if (url) img.src = url; else img.removeAttribute("src");
+    img.hidden = !url;
+    form.querySelector('[data-role="no-image"]').hidden = Boolean(url);
+    form.querySelector('[data-action="remove-image"]').hidden = !url;
+    form.dataset.hasImage = url ? "true" : "false";
+  }
+
+  function sendImage(form, method, body, doneText) {
+    var section = form.closest(".dash-channel");
+    var buttons = form.querySelectorAll("button");
+    setMessage(form, "error", "");
+    setMessage(form, "ok", "");
+    Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+    api(method, imageUrl(section, form), body).then(function (res) {
+      if (!res.ok) {
+        setMessage(form, "error", errorText(res));
+        return;
+      }
+      showImage(form, res.data.channel[form.dataset.imageKind + "_url"]);
+      form.querySelector('input[type="file"]').value = "";
+      setMessage(form, "ok", doneText);
+    }).catch(function () {
+      setMessage(form, "error", "Could not reach the server.");
+    }).then(function () {
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+    });
+  }
+
+  function uploadImage(form) {
+    var input = form.querySelector('input[type="file"]');
+    var file = input.files && input.files[0];
+    setMessage(form, "ok", "");
+    if (!file) {
+      setMessage(form, "error", "Choose an image file first.");
+      return;
+    }
+    if (maxUploadBytes && file.size > maxUploadBytes) {
+      setMessage(form, "error", "The file is " + megabytes(file.size) + "; the limit is " +
+        megabytes(maxUploadBytes) + ".");
+      return;
+    }
+    var body = new FormData();
+    body.append("file", file);
+    var kind = form.dataset.imageKind;
+    sendImage(form, "POST", body, (kind === "avatar" ? "Avatar" : "Banner") + " updated.");
   }
 
   // -- live status -------------------------------------------------------------------------
