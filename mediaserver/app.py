@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from datetime import datetime, timezone
@@ -98,6 +99,11 @@ class Server:
 async def serve(settings: Settings) -> None:
     server = Server(settings)
     await server.start()
+    # Everything made at start-up (modules, the web app, templates, ORM metadata) lives as long
+    # as the process: keep it out of the cyclic collector's scans. A full collection over it
+    # took ~80 ms, a pause that landed straight on 1000 viewers' part delivery.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -223,21 +223,27 @@ class FrontProtocol(asyncio.Protocol):
         self._process()
 
     def _write(self, request: HlsRequest, reply: Reply, keep_alive: bool) -> None:
-        self.front.service.finish(request, reply)
+        reply = self.front.service.finish(request, reply)
         status = reply.status
-        head = [f"{k}: {v}\r\n" for k, v in reply.headers.items()]
-        body = reply.body
-        if status not in _NO_BODY_STATUS:
-            head.append(f"Content-Length: {len(body)}\r\n")
-        if not keep_alive:
-            head.append("Connection: close\r\n")
-        head.append("\r\n")
-        first = _STATUS_LINES[status] + self.front.date.line() + "".join(head).encode()
+        date = self.front.date.line()
+        # The head is serialised once per (Reply, Date second, keep-alive): a playlist update
+        # answers a thousand held viewers with the same Reply.
+        wire = reply.wire
+        if wire is None or wire[0] is not date or wire[1] != keep_alive:
+            head = [f"{k}: {v}\r\n" for k, v in reply.headers.items()]
+            if status not in _NO_BODY_STATUS:
+                head.append(f"Content-Length: {len(reply.body)}\r\n")
+            if not keep_alive:
+                head.append("Connection: close\r\n")
+            head.append("\r\n")
+            wire = reply.wire = (date, keep_alive,
+                                 _STATUS_LINES[status] + date + "".join(head).encode())
         transport = self.transport
+        body = reply.body
         if body and request.method != "HEAD" and status not in _NO_BODY_STATUS:
-            transport.writelines((first, body))
+            transport.writelines((wire[2], body))
         else:
-            transport.write(first)
+            transport.write(wire[2])
         if not keep_alive:
             self.closing = True
             transport.close()

@@ -78,8 +78,10 @@ _REQUEST_HEADERS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9
 VOD_CACHE_SIZE = 256
 VOD_CACHE_SECONDS = 300.0
 VOD_MISS_SECONDS = 5.0
-# A watcher with nothing left to release looks again this often (waiters time out alone).
-WATCH_IDLE_SECONDS = 10.0
+# The watcher expires held requests at least this often: a 503 may come this much late.
+DEADLINE_TICK = 0.5
+# Shared object replies kept per live edge (a few playlist windows of parts per rendition).
+OBJECT_REPLIES = 512
 
 Hold = Literal["ready", "wait", "bad", "gone", "timeout"]
 
@@ -105,12 +107,17 @@ class HlsRequest:
 
 @dataclass(slots=True)
 class Reply:
-    """A response before any HTTP layer writes it; ``kind`` labels the request metric."""
+    """A response before any HTTP layer writes it; ``kind`` labels the request metric.
+
+    The same Reply may answer many requests (every viewer released by one playlist update,
+    every plain GET of one part): ``wire`` is where the fast path keeps its serialised head.
+    """
 
     kind: str
     status: int
     headers: dict[str, str]
     body: bytes | memoryview = b""
+    wire: Any = None
 
 
 
@@ -168,6 +175,8 @@ class _Rendered:
     version: tuple[Any, ...]
     full: bytes | None = None
     delta: bytes | None = None
+    # The 200 answers to blocking reloads, shared by every viewer released at once.
+    blocking: dict[bool, Reply] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -186,17 +195,18 @@ class _EdgeState:
     master_template: str = ""
     groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
     watcher: asyncio.Task[None] | None = None
+    # When the watcher next looks for held requests past their deadline (one scan per
+    # DEADLINE_TICK instead of a timer per request: a timer handle per request, or a heap
+    # keeping released requests until their deadline, cost more than the scan).
+    next_expiry: float = 0.0
+    # Plain 200 answers for parts, segments and init sections (immutable bytes), by name.
+    objects: dict[tuple[str, str, bool], Reply] = field(default_factory=dict)
 
 
 def _playlist_version(playlist: Any) -> tuple[Any, ...]:
     """Changes whenever ``render`` would: every mutator of ``LivePlaylist`` (add_part,
     add_segment, end, resume, set_init_uri) moves one of these."""
     return (playlist.next_part(), playlist.ended, playlist.init_uri, playlist.media_sequence)
-
-
-def _expire(fut: asyncio.Future[bool]) -> None:
-    if not fut.done():
-        fut.set_result(False)
 
 
 def _has_media(rendition: RenditionEdge) -> bool:
@@ -362,7 +372,7 @@ class Held:
     """
 
     __slots__ = ("service", "edge", "state", "key", "check", "timeout", "then", "observe",
-                 "started", "deadline", "done", "timer", "group")
+                 "started", "deadline", "done", "group")
 
     def __init__(self, service: HlsService, edge: LiveEdge, state: _EdgeState,
                  key: tuple[Any, ...], check: Callable[[], Hold], timeout: float,
@@ -377,7 +387,6 @@ class Held:
         self.observe = observe
         self.started = self.deadline = 0.0
         self.done: Callable[[Reply], None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.group: _Group | None = None
 
     def start(self, done: Callable[[Reply], None]) -> None:
@@ -418,12 +427,8 @@ class Held:
         if state.watcher is None:
             self.service._states[id(state)] = state
             state.watcher = loop.create_task(self.service._watch(self.edge, state))
-        self.timer = loop.call_at(self.deadline, self.release, False)
 
     def _unregister(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         group = self.group
         if group is not None:
             self.group = None
@@ -492,12 +497,16 @@ class HlsService:
     # -- plumbing -------------------------------------------------------------------------
 
     def finish(self, request: HlsRequest, reply: Reply) -> Reply:
-        """CORS headers and the request metric, for every HLS/VOD response."""
+        """CORS headers and the request metric, for every HLS/VOD response (the same Reply
+        may answer many requests: anything request-specific goes on a copy)."""
         headers = reply.headers
         if self._cors_any:
-            headers["Access-Control-Allow-Origin"] = "*"
-            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            if "Access-Control-Allow-Origin" not in headers:
+                headers["Access-Control-Allow-Origin"] = "*"
+                headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         elif self._cors_origins:
+            reply = Reply(reply.kind, reply.status, dict(headers), reply.body)
+            headers = reply.headers
             headers["Vary"] = "Origin"
             origin = request.headers.get("origin")
             if origin is not None and origin in self._cors_origins:
@@ -523,7 +532,7 @@ class HlsService:
                 reply = await reply.wait()
             elif not isinstance(reply, Reply):
                 reply = await reply
-            self.finish(req, reply)
+            reply = self.finish(req, reply)
             return web.Response(status=reply.status, headers=reply.headers,
                                 body=reply.body if reply.status not in (204, 304) else None)
         return handler
@@ -539,12 +548,15 @@ class HlsService:
     async def _watch(self, edge: LiveEdge, state: _EdgeState) -> None:
         """Wake on every change of the edge; release the groups whose wait is over."""
         try:
+            loop = asyncio.get_running_loop()
             while state.groups and not self.closing:
                 try:
-                    async with asyncio.timeout(WATCH_IDLE_SECONDS):
+                    async with asyncio.timeout(DEADLINE_TICK):
                         await edge.changed()
                 except TimeoutError:
+                    self._expire(state, loop.time())
                     continue
+                self._expire(state, loop.time())
                 for key, group in list(state.groups.items()):
                     try:
                         done = group.check() != "wait"
@@ -561,6 +573,16 @@ class HlsService:
         finally:
             state.watcher = None
             self._states.pop(id(state), None)
+
+    @staticmethod
+    def _expire(state: _EdgeState, now: float) -> None:
+        """Answer the held requests whose deadline has passed (at most once a tick)."""
+        if now < state.next_expiry:
+            return
+        state.next_expiry = now + DEADLINE_TICK
+        for group in list(state.groups.values()):
+            for held in [h for h in group.waiters if h.deadline <= now]:
+                held.release(False)
 
     # -- live -----------------------------------------------------------------------------
 
@@ -700,8 +722,13 @@ class HlsService:
         if result == "gone":
             return error_reply("blocking_playlist", 404)
         body = self._render(state, rendition, skip)
-        return Reply("blocking_playlist", 200, {"Content-Type": PLAYLIST_TYPE,
-                                                "Cache-Control": BLOCKING_CACHE}, body)
+        rendered = state.rendered[rendition.name]
+        reply = rendered.blocking.get(skip)
+        if reply is None or reply.body is not body:
+            reply = rendered.blocking[skip] = Reply(
+                "blocking_playlist", 200,
+                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": BLOCKING_CACHE}, body)
+        return reply
 
     def _media_object(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
                       rendition: RenditionEdge, name: str, resource: Any,
@@ -744,8 +771,21 @@ class HlsService:
                       kind: str, name: str, data: bytes | None, tokened: bool) -> Reply:
         if data is None:
             return error_reply(kind, 404)
+        headers = request.headers
+        plain = "range" not in headers and "if-none-match" not in headers
+        if plain:  # every viewer's GET of the part: one Reply for all of them
+            key = (rendition.name, name, tokened)
+            reply = state.objects.get(key)
+            if reply is not None and reply.body is data:
+                return reply
         etag = f'"{state.token}-{rendition.name}-{name}"'
-        plan = plan_range(request.headers, len(data), etag)
+        plan = plan_range(headers, len(data), etag)
+        if plain:
+            if len(state.objects) >= OBJECT_REPLIES:
+                state.objects.clear()  # old parts are gone from the window anyway
+            reply = state.objects[key] = _object_response(
+                kind, plan, len(data), data, etag, IMMUTABLE if tokened else REVALIDATE)
+            return reply
         body = data if plan[0] != 206 else memoryview(data)[plan[1]:plan[2]]
         return _object_response(kind, plan, len(data), body, etag,
                                 IMMUTABLE if tokened else REVALIDATE)
