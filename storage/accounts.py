@@ -21,7 +21,6 @@ from storage.models import ApiToken, LoginSession, Profile, User
 from storage.queries import (
     _SECRET_MAX,
     _TOKEN_DISPLAY_CHARS,
-    API_TOKEN_PREFIX,
     TOKEN_NAME_MAX,
     _aware,
     _validate_text,
@@ -32,8 +31,6 @@ from storage.queries import (
 )
 
 SESSION_TOKEN_BYTES = 32
-# A token's last use is written at most this often, so API calls do not each cost a write.
-TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 DISPLAY_NAME_MAX = 64
 BIO_MAX = 2000
@@ -97,31 +94,6 @@ async def delete_user_sessions(session: AsyncSession, user_id: int) -> int:
 
 
 # -- API tokens ------------------------------------------------------------------------------
-
-async def user_for_token(session: AsyncSession, token: str, now: datetime) -> User | None:
-    """The enabled user an unrevoked API token belongs to (profile loaded), else None.
-
-    Like ``queries.find_user_by_token`` but also refuses disabled users and loads the profile;
-    the last-use time is refreshed at most once a minute.
-    """
-    if not isinstance(token, str) or not token.startswith(API_TOKEN_PREFIX) \
-            or len(token) > _SECRET_MAX:
-        return None
-    row = (await session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .options(joinedload(User.profile))
-        .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None),
-               User.is_disabled.is_(False)))).one_or_none()
-    if row is None:
-        return None
-    api_token, user = row
-    now = _aware(now)
-    if api_token.last_used_at is None or now - api_token.last_used_at > TOKEN_LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
-        await session.flush()
-    return user
-
 
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:
     return list((await session.execute(

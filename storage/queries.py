@@ -19,10 +19,11 @@ import hmac
 import json
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import joinedload
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +50,8 @@ _SECRET_BYTES = 30
 _SECRET_MAX = 256
 # Characters of an API token kept in clear so users can tell their tokens apart.
 _TOKEN_DISPLAY_CHARS = 12
+# A token's last-use time is refreshed at most this often.
+TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def sha256_hex(secret: str) -> str:
@@ -231,21 +234,29 @@ async def create_api_token(session: AsyncSession, username: str, name: str = "cl
 
 async def find_user_by_token(session: AsyncSession, token: str, *,
                              now: datetime | None = None) -> User | None:
-    """The user an unrevoked API token belongs to. With ``now``, records it as last use."""
+    """The enabled user an unrevoked API token belongs to (profile loaded), else None.
+
+    With ``now``, records it as the token's last use, at most once per
+    TOKEN_LAST_USED_RESOLUTION (a write per API call would be a write per request).
+    """
     if not isinstance(token, str) or not token.startswith(API_TOKEN_PREFIX) \
             or len(token) > _SECRET_MAX:
         return None
     row = (await session.execute(
         select(ApiToken, User)
         .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None))
-    )).one_or_none()
+        .options(joinedload(User.profile))
+        .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None),
+               User.is_disabled.is_(False)))).one_or_none()
     if row is None:
         return None
     api_token, user = row
     if now is not None:
-        api_token.last_used_at = _aware(now)
-        await session.flush()
+        now = _aware(now)
+        last = api_token.last_used_at
+        if last is None or now - _aware(last) > TOKEN_LAST_USED_RESOLUTION:
+            api_token.last_used_at = now
+            await session.flush()
     return user
 
 

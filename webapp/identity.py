@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from storage import accounts
+from storage import accounts, queries
 from storage.models import User
 
 from .app import DB_KEY, SETTINGS_KEY
@@ -78,7 +78,7 @@ async def _resolve(request: web.Request) -> User | None:
         if not token:
             return None
         async with db.session() as session:
-            user = await accounts.user_for_token(session, token, _now())
+            user = await queries.find_user_by_token(session, token, now=_now())
             await session.commit()
         return user
     cookie = session_cookie(request)
