@@ -149,8 +149,12 @@ class ChannelChatState:
     logged_in_only: bool = False
     word_filter: tuple[str, ...] = ()
     filter_mode: str = "mask"
-    # The channel's live stream (new messages belong to it), kept current by stream:status.
+    # The channel's live stream (new messages belong to it), kept current by stream:status;
+    # its title and viewer count (refreshed by the chat's viewer loop) are what a joining
+    # socket's stream:status / stream:viewers say, without a query per join.
     stream_id: int | None = None
+    stream_title: str | None = None
+    viewers: int = 0
 
 
 async def load_chat_state(session: AsyncSession, channel: Channel, now: datetime

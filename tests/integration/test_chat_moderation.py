@@ -273,7 +273,9 @@ async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
                 await fast.next("chat:message", timeout=5, id=tick * 10 + 9)
             # The fast reader got everything, in order, while the slow one was dropped.
             assert [m["id"] for m in fast.messages()] == list(range(400))
-            w = await join(http, base, "firehose", talker)
+            # The room's in-memory history now holds the fake 100 kB events (they came through
+            # the bus like real messages), so this join's history frame is ~5 MB.
+            w = await join(http, base, "firehose", talker, max_msg_size=0)
             await w.say("after")
             await fast.next("chat:message", content="after")
             assert service.dropped >= 1

@@ -33,6 +33,7 @@ from storage.models import Channel, Stream, StreamStatus, User
 from .bus import ChatBus, make_bus
 from .content import ChatError, RateLimiter, apply_filter, clean_content
 from .metrics import chat_metrics
+from .recent import RecentMessages
 from .room import Client, Room
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,13 @@ class ChatService:
         self.bus: ChatBus = make_bus(self.cs.bus)
         self.writer = MessageWriter(db)
         self.rooms: dict[str, Room] = {}
+        # Recent messages per room with sockets here (see recent.py); dropped with the room.
+        self.recent: dict[str, RecentMessages] = {}
+        # Blocked ids of users with sockets here: user id -> (set shared by their sockets,
+        # sockets); a per-user version makes a load racing with a block change retry.
+        self._blocked: dict[int, tuple[set[int], int]] = {}
+        self._blocked_loads: dict[int, asyncio.Future[set[int]]] = {}
+        self._blocked_version: dict[int, int] = {}
         self._states: dict[str, ChannelChatState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
         self._followers: set[tuple[int, int]] = set()
@@ -187,7 +195,9 @@ class ChatService:
                 state = await chat_store.load_chat_state(session, channel,
                                                          datetime.now(timezone.utc))
                 live = await queries.live_stream_for_channel(session, channel.id)
-            state.stream_id = live.id if live is not None else None
+            if live is not None:
+                state.stream_id, state.stream_title = live.id, live.title
+                state.viewers = live.viewer_count
             self._states[slug] = state
             return state
 
@@ -207,14 +217,66 @@ class ChatService:
         """A user blocked or unblocked someone: every process reloads their sockets' sets."""
         self._spawn(self.bus.publish(BLOCKS_TOPIC, [{"type": "_blocks", "user_id": user_id}]))
 
-    async def _reload_blocks(self, user_id: int) -> None:
-        clients = [c for room in self.rooms.values() for c in room.by_user.get(user_id, ())]
-        if not clients:
+    async def blocked_for(self, user_id: int) -> set[int]:
+        """The ids ``user_id`` blocked, as one set shared by all their sockets here.
+
+        Loaded once per user while they have sockets in this process (concurrent joins share
+        the load), so a reconnect storm of logged-in users costs no query per socket for it.
+        Every socket that got the set must give it back with ``release_blocked``.
+        """
+        entry = self._blocked.get(user_id)
+        if entry is None:
+            load = self._blocked_loads.get(user_id)
+            if load is None:
+                load = asyncio.get_running_loop().create_future()
+                self._blocked_loads[user_id] = load
+                self._spawn(self._load_blocked(user_id, load))
+            await asyncio.shield(load)
+            entry = self._blocked.get(user_id)
+            if entry is None:  # loaded and already released by everyone else: start over
+                return await self.blocked_for(user_id)
+        self._blocked[user_id] = (entry[0], entry[1] + 1)
+        return entry[0]
+
+    async def _load_blocked(self, user_id: int, done: asyncio.Future[set[int]]) -> None:
+        try:
+            while True:
+                version = self._blocked_version.get(user_id, 0)
+                async with self.db.session() as session:
+                    blocked = await chat_store.blocked_ids(session, user_id)
+                if self._blocked_version.get(user_id, 0) == version:
+                    break  # no block change committed while we read: the answer is current
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()
             return
+        finally:
+            self._blocked_loads.pop(user_id, None)
+        self._blocked[user_id] = (blocked, 0)
+        done.set_result(blocked)
+
+    def release_blocked(self, user_id: int) -> None:
+        entry = self._blocked.get(user_id)
+        if entry is None:
+            return
+        if entry[1] <= 1:
+            del self._blocked[user_id]
+            self._blocked_version.pop(user_id, None)
+        else:
+            self._blocked[user_id] = (entry[0], entry[1] - 1)
+
+    async def _reload_blocks(self, user_id: int) -> None:
+        if user_id not in self._blocked and user_id not in self._blocked_loads:
+            return
+        version = self._blocked_version[user_id] = self._blocked_version.get(user_id, 0) + 1
+        if user_id not in self._blocked:
+            return  # the load in flight sees the new version and reads again
         async with self.db.session() as session:
             blocked = await chat_store.blocked_ids(session, user_id)
-        for client in clients:
-            client.blocked = blocked
+        entry = self._blocked.get(user_id)
+        if entry is not None and self._blocked_version.get(user_id) == version:
+            entry[0].clear()  # in place: every socket of the user shares this set
+            entry[0].update(blocked)
 
     def _deliver(self, slug: str, events: list[dict[str, Any]]) -> None:
         room = self.rooms.get(slug)
@@ -226,10 +288,18 @@ class ChatService:
             if kind == "_state":
                 self._states.pop(slug, None)
                 continue
-            if kind == "stream:status":
+            if kind == "chat:message" or kind == "chat:deleted":
+                recent = self.recent.get(slug)
+                if recent is not None:
+                    recent.apply(event)
+            elif kind == "stream:status":
                 state = self._states.get(slug)
                 if state is not None:
-                    state.stream_id = event.get("stream_id") if event.get("live") else None
+                    live = bool(event.get("live"))
+                    state.stream_id = event.get("stream_id") if live else None
+                    state.stream_title = event.get("title") if live else None
+                    if not live:
+                        state.viewers = 0
             if kind.startswith("_") or room is None or room.closed:
                 continue
             room.push(event)
@@ -242,12 +312,14 @@ class ChatService:
                         big_room=self.cs.big_room, presence_interval=self.cs.presence_interval,
                         on_empty=self._room_empty, on_drop=self._dropped)
             self.rooms[slug] = room
+            self.recent[slug] = RecentMessages(self.cs.history)
         room.add(client)
         return room
 
     def _room_empty(self, room: Room) -> None:
         if self.rooms.get(room.slug) is room:
             del self.rooms[room.slug]
+            self.recent.pop(room.slug, None)
 
     def _dropped(self, slug: str) -> None:
         self.dropped += 1
@@ -259,11 +331,33 @@ class ChatService:
         await self.bus.publish(slug, [{"type": kind, "users": [user]}])
 
     async def history(self, state: ChannelChatState, blocked: set[int]) -> list[dict[str, Any]]:
+        """The join history from the room's in-memory window (recent.py): no query once the
+        window is loaded, however many sockets join."""
+        recent = self.recent.get(state.slug)
+        if recent is None:  # the room closed under this socket: answer without keeping it
+            recent = RecentMessages(self.cs.history)
+        await recent.window(lambda limit: self._load_recent(state, limit))
+        if recent.badges_for is not state:
+            self._rebadge(recent, state)
+        return recent.for_reader(blocked)
+
+    async def _load_recent(self, state: ChannelChatState, limit: int) -> list[dict[str, Any]]:
         async with self.db.session() as session:
-            rows = await chat_store.recent_messages(session, state.channel_id, self.cs.history,
-                                                    exclude_users=sorted(blocked))
+            # Looked up at call time: tests count these calls.
+            rows = await chat_store.recent_messages(session, state.channel_id, limit)
             admins = await self._admins(session, {r.user_id for r in rows})
         return [self.message_event(state, r, r.user_id in admins) for r in rows]
+
+    @staticmethod
+    def _rebadge(recent: RecentMessages, state: ChannelChatState) -> None:
+        """Owner/moderator badges as of ``state`` (the history shows today's roles); new
+        dicts, since the old ones may still sit in a room's batch."""
+        for i, event in enumerate(recent.items):
+            user = event["user"]
+            now = badges(state, user["id"], "admin" in user["badges"])
+            if now != user["badges"]:
+                recent.items[i] = {**event, "user": {**user, "badges": now}}
+        recent.badges_for = state
 
     @staticmethod
     async def _admins(session: Any, ids: set[int]) -> set[int]:
@@ -280,20 +374,14 @@ class ChatService:
                          "badges": badges(state, m.user_id, is_admin)},
                 "content": m.content, "created_at": _iso(m.created_at)}
 
-    async def stream_events(self, state: ChannelChatState) -> list[dict[str, Any]]:
-        """The stream:status and stream:viewers a joining socket starts from."""
-        stream_id = state.stream_id
-        viewers, title = 0, None
-        if stream_id is not None:
-            async with self.db.session() as session:
-                row = await session.get(Stream, stream_id)
-            if row is not None and row.status is StreamStatus.LIVE:
-                viewers, title = row.viewer_count, row.title
-            else:
-                stream_id = None
-        return [{"type": "stream:status", "live": stream_id is not None, "stream_id": stream_id,
-                 "title": title},
-                {"type": "stream:viewers", "viewers": viewers}]
+    @staticmethod
+    def stream_events(state: ChannelChatState) -> list[dict[str, Any]]:
+        """The stream:status and stream:viewers a joining socket starts from: the in-memory
+        values kept by the registry's stream:status events and the viewer update loop."""
+        live = state.stream_id is not None
+        return [{"type": "stream:status", "live": live, "stream_id": state.stream_id,
+                 "title": state.stream_title if live else None},
+                {"type": "stream:viewers", "viewers": state.viewers if live else 0}]
 
     # -- sending --------------------------------------------------------------------------
     async def _is_follower(self, state: ChannelChatState, user_id: int) -> bool:
@@ -481,10 +569,15 @@ class ChatService:
             return
         async with self.db.session() as session:
             rows = (await session.execute(
-                select(Channel.slug, Stream.viewer_count)
+                select(Channel.slug, Stream.id, Stream.title, Stream.viewer_count)
                 .join(Stream, Stream.channel_id == Channel.id)
                 .where(Channel.slug.in_(list(rooms)), Stream.status == StreamStatus.LIVE))).all()
-        counts = dict(rows)
+        counts = {}
+        for slug, stream_id, title, viewers in rows:
+            counts[slug] = viewers
+            state = self._states.get(slug)
+            if state is not None and state.stream_id == stream_id:
+                state.stream_title, state.viewers = title, viewers  # what joins start from
         for slug, room in rooms.items():
             count = counts.get(slug, 0)
             if room.viewers != count:

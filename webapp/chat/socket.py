@@ -77,10 +77,11 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_POLICY, message=b"login required")
         return ws
     public = public_user(user) if user is not None else None
+    # No query per join past this point: blocked ids are loaded once per user, the history
+    # and stream status come from memory (see service.history / stream_events).
     blocked: set[int] = set()
     if user is not None:
-        async with service.db.session() as session:
-            blocked = await chat_store.blocked_ids(session, user.id)
+        blocked = await service.blocked_for(user.id)
     client = Client(ws, request.transport, user.id if user else None, public, blocked,
                     bool(user and user.is_admin))
     room = service.join(slug, client)
@@ -94,7 +95,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         first = [{"type": "chat:history", "messages": history, "users": room.viewer_list(),
                   "me": me, "settings": chat_store.chat_settings_dict(state),
                   "max_length": cs.max_length}]
-        first += await service.stream_events(state)
+        first += service.stream_events(state)
         if not client.release(events_frame(first), cs.send_queue_bytes):
             room.drop(client)
             return ws
@@ -104,6 +105,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await _read(service, room, client, user, public, request)
     finally:
         service.metrics.sockets.dec()
+        if user is not None:
+            service.release_blocked(user.id)
         last = room.remove(client)
         if public is not None and last and public["id"] in room.announced:
             room.announced.discard(public["id"])
