@@ -58,4 +58,7 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
     from . import chat  # real-time chat: WebSocket, its API and moderation pages
 
     chat.setup(app)
+    from . import follows  # the Follow button's API; tells the chat service of changes
+
+    follows.setup(app)
     return app

@@ -26,13 +26,13 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import queries
+from storage import follows, queries
 from storage.models import Channel, Profile, Stream, StreamStatus, User
 from transcode.edge import LiveEdge
 
 from .app import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
 from .errors import json_error
-from .identity import upload_url
+from .identity import current_user, upload_url
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,12 @@ async def stream_page(request: web.Request) -> web.Response:
         if info is None:
             return not_found_page(request, "channel")
         status = await live_status(request.app, session, info)
+        # The identity middleware already resolved who is viewing (pages with a session cookie).
+        viewer = await current_user(request)
+        following = viewer is not None and await follows.is_following(
+            session, viewer.id, info.channel.id)
     return _page(request, "stream.html", {
+        "following": following, "follower_count": info.channel.follower_count,
         "slug": info.channel.slug, "channel_name": info.channel.name, "creator": info.creator,
         "status": status, "avatar_url": upload_url(info.channel.avatar_path),
         "banner_url": upload_url(info.channel.banner_path),

@@ -134,6 +134,8 @@ class ChatService:
         self._states: dict[str, ChannelChatState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
         self._followers: set[tuple[int, int]] = set()
+        # Bumped by every follow change, so a follower lookup that raced one is not cached.
+        self._follow_version = 0
         self._slow: dict[tuple[int, int], float] = {}
         self.limiter = RateLimiter(self.cs.rate_limit_messages, self.cs.rate_limit_window,
                                    self.cs.mute_seconds)
@@ -217,6 +219,22 @@ class ChatService:
         """A user blocked or unblocked someone: every process reloads their sockets' sets."""
         self._spawn(self.bus.publish(BLOCKS_TOPIC, [{"type": "_blocks", "user_id": user_id}]))
 
+    def follow_changed(self, channel_id: int, user_id: int, following: bool) -> None:
+        """A follow was committed or removed: followers-only chat sees it at once here, and
+        every other process through the bus (the cache of followers holds positives only, so
+        an unfollow must reach each process or it would keep letting the user chat)."""
+        self._apply_follow(channel_id, user_id, following)
+        self._spawn(self.bus.publish(BLOCKS_TOPIC, [{
+            "type": "_follow", "channel_id": channel_id, "user_id": user_id,
+            "following": following}]))
+
+    def _apply_follow(self, channel_id: int, user_id: int, following: bool) -> None:
+        self._follow_version += 1
+        if following:
+            self._followers.add((channel_id, user_id))
+        else:
+            self._followers.discard((channel_id, user_id))
+
     async def blocked_for(self, user_id: int) -> set[int]:
         """The ids ``user_id`` blocked, as one set shared by all their sockets here.
 
@@ -284,6 +302,9 @@ class ChatService:
             kind = event.get("type", "")
             if kind == "_blocks":
                 self._spawn(self._reload_blocks(event["user_id"]))
+                continue
+            if kind == "_follow":
+                self._apply_follow(event["channel_id"], event["user_id"], bool(event["following"]))
                 continue
             if kind == "_state":
                 self._states.pop(slug, None)
@@ -388,9 +409,10 @@ class ChatService:
         key = (state.channel_id, user_id)
         if key in self._followers:
             return True
+        version = self._follow_version
         async with self.db.session() as session:
             follows = await chat_store.is_follower(session, state.channel_id, user_id)
-        if follows:
+        if follows and self._follow_version == version:
             self._followers.add(key)
         return follows
 
