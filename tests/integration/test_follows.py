@@ -20,6 +20,7 @@ from chat_support import auth, base_url, join, make_chat_channel, make_user
 from storage import queries
 from storage.models import Channel, ChannelFollow
 from tests.accounts import csrf_of, register
+from tests.browser.browser_support import PageWatch, browser  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +198,7 @@ def _follow_control(html: str) -> str:
 
 
 async def test_stream_page_shows_the_follow_button_in_its_state(server) -> None:
-    await make_chat_channel(server, "host", "show")
+    _, _, owner = await make_chat_channel(server, "host", "show")
     base = base_url(server)
     async with aiohttp.ClientSession() as anon, await register(base, "fan") as fan:
         async with anon.get(f"{base}/streams/show") as r:
@@ -223,6 +224,49 @@ async def test_stream_page_shows_the_follow_button_in_its_state(server) -> None:
         assert 'aria-pressed="true"' in control and ">Following</button>" in control
         assert '<span id="follower-count">1</span>' in html
         assert '<span id="follower-noun">follower</span>' in html
+        # The owner's dashboard shows the count too.
+        async with anon.get(f"{base}/dashboard", headers=auth(owner)) as r:
+            assert r.status == 200
+            assert re.search(r'data-field="followers">1 follower<', await r.text())
 
         async with anon.get(f"{base}/static/js/follow.js") as r:
             assert r.status == 200 and "X-CSRF-Token" in await r.text()
+
+
+@pytest.mark.browser
+async def test_follow_button_in_chromium_by_mouse_and_keyboard(browser, server) -> None:  # noqa: F811
+    """The real page: the button toggles with a click and with the keyboard (Tab focus, Space,
+    Enter), keeps aria-pressed and the count in step with the server, under the page's CSP."""
+    channel_id, _, _ = await make_chat_channel(server, "host", "show")
+    base = base_url(server)
+    context = await browser.new_context(base_url=base)
+    try:
+        r = await context.request.post("/api/auth/register", data={
+            "username": "fan", "password": "correct horse battery",
+            "email": "fan@example.test"})
+        assert r.status == 201, await r.text()
+        page = await context.new_page()
+        watch = PageWatch(page, base)
+        await page.goto("/streams/show")
+        button = page.locator("#follow-button")
+        assert await button.get_attribute("aria-pressed") == "false"
+
+        await button.click()
+        await page.wait_for_selector('#follow-button[aria-pressed="true"]')
+        assert (await button.text_content()).strip() == "Following"
+        assert await page.text_content("#follower-count-text") == "1 follower"
+        assert await _stored(server, channel_id) == (1, 1)
+
+        await button.focus()
+        await page.keyboard.press("Space")
+        await page.wait_for_selector('#follow-button[aria-pressed="false"]')
+        assert await page.text_content("#follower-count-text") == "0 followers"
+        assert await _stored(server, channel_id) == (0, 0)
+        assert await page.evaluate("document.activeElement.id") == "follow-button"
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector('#follow-button[aria-pressed="true"]')
+        assert await _stored(server, channel_id) == (1, 1)
+        assert await page.is_hidden("#follow-error")
+        watch.check()
+    finally:
+        await context.close()
