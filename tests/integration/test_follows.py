@@ -6,7 +6,10 @@ button as the viewer page renders it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,6 +20,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from chat_support import auth, base_url, join, make_chat_channel, make_user
+from conftest import free_port, running_server
+from test_chat_redis import ROOT, _wait_port, redis_url  # noqa: F401  (a fixture)
 from storage import queries
 from storage.models import Channel, ChannelFollow
 from tests.accounts import csrf_of, register
@@ -270,3 +275,56 @@ async def test_follow_button_in_chromium_by_mouse_and_keyboard(browser, server) 
         watch.check()
     finally:
         await context.close()
+
+
+async def _answer(chat: Any, content: str) -> dict[str, Any]:
+    """Send ``content``; the sender's own chat:message for it, or the chat:error instead."""
+    await chat.say(content)
+    for _ in range(50):
+        for event in await chat.quiet(0.1):
+            kind = event.get("type")
+            if kind == "chat:error" or (kind == "chat:message" and event["content"] == content):
+                return event
+    raise AssertionError(f"no answer to {content!r}: {chat.events[-5:]}")
+
+
+async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_url) -> None:  # noqa: F811
+    """Two server processes on one database and one Redis: a fan chatting on process two,
+    cached there as a follower, is refused as soon as they unfollow through process one."""
+    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url,
+           # Probing "refused yet?" sends several messages: keep the rate limit out of the way.
+           "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100"}
+    async with running_server(env) as one:
+        _, _, owner = await make_chat_channel(one, "host", "club")
+        _, fan = await make_user(one, "fan")
+        port2 = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
+            env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port2),
+                 "AETHEX_LOG__LEVEL": "warning"})
+        try:
+            await asyncio.to_thread(_wait_port, port2, 30.0)
+            base1, base2 = base_url(one), f"http://127.0.0.1:{port2}"
+            url = f"{base1}/api/channels/club/follow"
+            async with aiohttp.ClientSession() as http:
+                status, _ = await _call(http, "PATCH", f"{base1}/api/channels/club/chat/settings",
+                                        auth(owner), {"followers_only": True})
+                assert status == 200
+                assert (await _call(http, "POST", url, auth(fan)))[0] == 200
+                chat = await join(http, base2, "club", fan)
+                try:
+                    # Process two now holds the fan in its followers cache.
+                    assert (await _answer(chat, "hello from two"))["type"] == "chat:message"
+                    assert (await _call(http, "DELETE", url, auth(fan)))[0] == 200
+                    for probe in range(50):
+                        answer = await _answer(chat, f"probe {probe}")
+                        if answer["type"] == "chat:error":
+                            assert answer["code"] == "followers_only", answer
+                            break
+                    else:
+                        raise AssertionError("process two still lets the unfollowed fan chat")
+                finally:
+                    await chat.ws.close()
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 20)
