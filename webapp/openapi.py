@@ -56,6 +56,7 @@ CORE_PATHS: dict[str, Any] = {
                             "stream_id": {"type": ["integer", "null"]},
                             "title": {"type": "string"},
                             "category": {"type": ["string", "null"]},
+                            "tags": {"type": "array", "items": {"type": "string"}},
                             "viewers": {"type": "integer"},
                             "started_at": {"type": ["string", "null"]},
                             "creator": {"type": "string"}, "hls_url": {"type": "string"}}}}}},

@@ -100,7 +100,8 @@ async def live_status(app: web.Application, session: AsyncSession,
     channel = info.channel
     status: dict[str, Any] = {
         "live": False, "playable": False, "stream_id": None, "title": channel.name,
-        "category": channel.category, "viewers": 0, "started_at": None,
+        "category": channel.category, "tags": list(channel.tags or []), "viewers": 0,
+        "started_at": None,
         "creator": info.creator, "hls_url": f"/hls/{channel.slug}/master.m3u8",
     }
     live = app[REGISTRY_KEY].get(channel.slug)

@@ -127,10 +127,13 @@ async def test_sign_up_go_live_watch_health_and_end(browser, settings_env,  # no
             viewer = await context.new_page()
             viewer_watch = PageWatch(viewer, base)
             await viewer.goto(f"{base}/streams/alice-tv")
+            assert await viewer.locator("#stream-tags li").all_text_contents() == \
+                ["snes", "speedrun"]
             edit = section.locator('[data-role="stream-edit"]')
             assert await edit.locator('input[name="title"]').input_value() == "Alice plays"
             await edit.locator('input[name="title"]').fill("Boss rush tonight")
             await edit.locator('input[name="category"]').fill("Speedrun")
+            await edit.locator('input[name="tags"]').fill("snes, tool-assisted, c++ & co")
             await edit.locator('button[type="submit"]').click()
             await wait_js(page, "document.querySelector('#channel-alice-tv [data-role=\"ok\"]')"
                                 ".textContent === 'Saved.'", 5, "the stream edit to be saved")
@@ -138,6 +141,10 @@ async def test_sign_up_go_live_watch_health_and_end(browser, settings_env,  # no
                                   "'Boss rush tonight' && document.getElementById("
                                   "'stream-category').textContent === 'Speedrun'",
                           15, "the viewer page to show the new title and category")
+            await wait_js(viewer, "Array.from(document.querySelectorAll('#stream-tags li'), "
+                                  "li => li.textContent).join('|') === "
+                                  "'snes|tool-assisted|c++ & co'",
+                          15, "the viewer page to show the new tags")
             assert key not in await viewer.content()
             viewer_watch.check()
             await viewer.close()

@@ -37,7 +37,8 @@ async def test_live_status_follows_the_registry_and_the_stream_row(site) -> None
         assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
         body = await r.json()
     assert body == {"live": False, "playable": False, "stream_id": None,
-                    "title": "Carol's <b>channel</b>", "category": "Music", "viewers": 0,
+                    "title": "Carol's <b>channel</b>", "category": "Music", "tags": [],
+                    "viewers": 0,
                     "started_at": None, "creator": "carol",
                     "hls_url": "/hls/carol-live/master.m3u8"}
 

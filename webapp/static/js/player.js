@@ -25,6 +25,7 @@
   var errorBox = document.getElementById("player-error");
   var titleEl = document.getElementById("stream-title");
   var categoryEl = document.getElementById("stream-category");
+  var tagsEl = document.getElementById("stream-tags");
   var badgeEl = document.getElementById("live-badge");
   var viewersEl = document.getElementById("viewers");
   var viewerCountEl = document.getElementById("viewer-count");
@@ -79,6 +80,16 @@
     }
     categoryEl.textContent = info.category || "";
     categoryEl.hidden = !info.category;
+    var tags = Array.isArray(info.tags) ? info.tags.map(String) : [];
+    var shown = Array.prototype.map.call(tagsEl.children, function (li) { return li.textContent; });
+    if (shown.join("\n") !== tags.join("\n")) {
+      tagsEl.replaceChildren.apply(tagsEl, tags.map(function (tag) {
+        var li = document.createElement("li");
+        li.textContent = tag;  // text, never markup
+        return li;
+      }));
+    }
+    tagsEl.hidden = tags.length === 0;
     badgeEl.hidden = !info.live;
     viewersEl.hidden = !info.live;
     var n = Number(info.viewers) || 0;
