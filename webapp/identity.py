@@ -14,6 +14,12 @@ expose it in ``<meta name="csrf-token">``). The token is an HMAC of the session 
 check needs no database. A request carrying ``Authorization: Bearer`` is authenticated by that
 header alone (its cookie, if any, is ignored), and a browser never adds that header cross-site,
 so such requests are exempt.
+
+Login CSRF: the sign-in and sign-up forms are posted before any session exists, and a forged
+post would log the victim into the attacker's account. Those two forms carry a token tied to a
+random pre-session cookie (``aethex_csrf``, HttpOnly, SameSite=Lax) that the form page sets; the
+post must bring both. Other anonymous posts change nothing (they need a login), and the JSON API
+only accepts ``application/json``, which no cross-site form can send without a CORS preflight.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+import re
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,6 +42,10 @@ from .app import DB_KEY, SETTINGS_KEY
 from .errors import HOT_PREFIXES, ApiError, Handler
 
 SESSION_COOKIE = "aethex_session"
+PRE_COOKIE = "aethex_csrf"
+# The forms that create a session: posted by anonymous browsers, guarded by the pre-session token.
+SESSION_FORMS = frozenset({"/auth/login", "/auth/register"})
+_PRE_RE = re.compile(r"[A-Za-z0-9_-]{32,64}")
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -46,6 +58,8 @@ USER_KEY = web.RequestKey("aethex_identity_user", object)
 NEW_SESSION_KEY = web.RequestKey("aethex_identity_new_session", str)
 # Set when this request ended the session (logout): pages rendered now are anonymous.
 ENDED_KEY = web.RequestKey("aethex_identity_ended", bool)
+# A pre-session token made while rendering this response's sign-in form: set as its cookie.
+PRE_KEY = web.RequestKey("aethex_identity_pre", str)
 
 _CSRF_CONTEXT = b"aethex-csrf-v1"
 
@@ -175,10 +189,19 @@ def _csrf_for(session_token: str) -> str:
     return hmac.new(session_token.encode("utf-8"), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
 
-def csrf_token(request: web.Request) -> str:
-    """The CSRF token for this browser session ("" when there is no session cookie)."""
+def csrf_token(request: web.Request, anonymous: bool = False) -> str:
+    """The CSRF token for this browser session ("" when there is no session cookie). With
+    ``anonymous`` (the sign-in and sign-up forms) a browser without a session gets a token
+    tied to its pre-session cookie, which is made (and set on the response) if it has none."""
     cookie = session_cookie(request)
-    return _csrf_for(cookie) if cookie else ""
+    if cookie:
+        return _csrf_for(cookie)
+    if not anonymous:
+        return ""
+    pre = request.get(PRE_KEY) or request.cookies.get(PRE_COOKIE, "")
+    if not _PRE_RE.fullmatch(pre):
+        pre = request[PRE_KEY] = secrets.token_urlsafe(32)
+    return _csrf_for(pre)
 
 
 async def _check_csrf(request: web.Request) -> None:
@@ -186,7 +209,13 @@ async def _check_csrf(request: web.Request) -> None:
         return  # authenticated by the header alone; the cookie is ignored
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        return  # nothing a forged request could borrow
+        if request.path not in SESSION_FORMS:
+            return  # nothing a forged request could borrow
+        cookie = request.cookies.get(PRE_COOKIE, "")
+        if not _PRE_RE.fullmatch(cookie):
+            raise ApiError(403, "csrf_failed",
+                           "the sign-in form's cookie did not come back: allow cookies for this "
+                           "site and reload the page")
     supplied: Any = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in FORM_TYPES:
         form = await request.post()
@@ -213,7 +242,12 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
         # Pages show who is logged in in the header, and Jinja cannot await: resolve it now.
         # Only page views with a session cookie pay for this lookup.
         await current_user(request)
-    return await handler(request)
+    response = await handler(request)
+    pre = request.get(PRE_KEY)
+    if pre is not None and not response.prepared:
+        response.set_cookie(PRE_COOKIE, pre, path="/", httponly=True, samesite="Lax",
+                            secure=request.app[SETTINGS_KEY].http.secure_cookies)
+    return response
 
 
 # -- templates -------------------------------------------------------------------------------
@@ -224,9 +258,9 @@ _CURRENT_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.Conte
     "aethex_current_request", default=None)
 
 
-def _template_csrf_token() -> str:
+def _template_csrf_token(anonymous: bool = False) -> str:
     request = _CURRENT_REQUEST.get()
-    return csrf_token(request) if request is not None else ""
+    return csrf_token(request, anonymous) if request is not None else ""
 
 
 def _template_user() -> User | None:

@@ -34,6 +34,15 @@ def meta_csrf(html: str) -> str:
     return match.group(1)
 
 
+async def form_token(http: aiohttp.ClientSession, url: str) -> str:
+    """The CSRF field of the form at ``url``, as a browser gets it (with its pre-session cookie
+    when nobody is logged in)."""
+    async with http.get(url) as r:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', await r.text())
+    assert match, f"no CSRF field in {url}"
+    return match.group(1)
+
+
 def png(size: tuple[int, int] = (300, 200)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, (30, 90, 200)).save(out, "PNG")
@@ -47,8 +56,10 @@ async def test_sign_up_onboard_and_see_yourself_in_the_nav(site) -> None:
             page = await r.text()
         assert 'href="/auth/login"' in page and 'href="/auth/register"' in page
         assert meta_csrf(page) == ""  # no session, nothing to protect yet
+        assert "aethex_csrf" not in r.cookies  # and no cookie for a mere visit
+        token = await form_token(http, f"{base}/auth/register")
         async with http.post(f"{base}/auth/register", allow_redirects=False, data={
-                "username": "alice", "email": "alice@example.org",
+                "csrf_token": token, "username": "alice", "email": "alice@example.org",
                 "password": DEFAULT_PASSWORD}) as r:
             assert r.status == 303 and r.headers["Location"] == "/auth/onboard"
             assert r.cookies["aethex_session"]["httponly"]
@@ -111,6 +122,7 @@ async def test_register_form_errors_are_shown_and_nothing_is_created(site) -> No
                 ({"username": "bob", "email": "b@example.org", "password": "short"},
                  400, "password must be"),
                 ({"username": "bob", "email": "b@example.org"}, 400, "password")):
+            data["csrf_token"] = await form_token(http, f"{base}/auth/register")
             async with http.post(f"{base}/auth/register", data=data,
                                  allow_redirects=False) as r:
                 page = await r.text()
@@ -135,8 +147,9 @@ async def test_login_form_redirects_to_next_but_never_off_site(site) -> None:
             async with http.get(f"{base}/auth/login", params={"next": next_url}) as r:
                 page = await r.text()
             assert f'name="next" value="{expected}"' in page
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
             async with http.post(f"{base}/auth/login", allow_redirects=False, data={
-                    "username": "alice", "password": DEFAULT_PASSWORD,
+                    "csrf_token": token, "username": "alice", "password": DEFAULT_PASSWORD,
                     "next": next_url}) as r:
                 assert r.status == 303 and r.headers["Location"] == expected
 
@@ -146,17 +159,45 @@ async def test_login_form_failures_and_rate_limit(site) -> None:
     async with await register(base, "alice"):
         pass
     async with browser_like() as http:
+        token = await form_token(http, f"{base}/auth/login")
         for _ in range(5):
             async with http.post(f"{base}/auth/login", data={
-                    "username": "alice", "password": "bad password"}) as r:
+                    "csrf_token": token, "username": "alice", "password": "bad password"}) as r:
                 page = await r.text()
                 assert r.status == 401 and "wrong username or password" in page
                 assert 'value="alice"' in page
         async with http.post(f"{base}/auth/login", data={
-                "username": "alice", "password": DEFAULT_PASSWORD}) as r:
+                "csrf_token": token, "username": "alice", "password": DEFAULT_PASSWORD}) as r:
             page = await r.text()
             assert r.status == 429 and "too many failed logins" in page
             assert int(r.headers["Retry-After"]) > 0
+
+
+async def test_sign_in_forms_refuse_forged_posts(site) -> None:
+    """Login CSRF: a cross-site page cannot read our form's token nor set our cookie, so a
+    post without the pair (or with a token from another browser) logs nobody in."""
+    _, base = site
+    async with await register(base, "alice"):
+        pass
+    async with browser_like() as victim, browser_like() as attacker, \
+            browser_like() as fresh:
+        stolen = await form_token(attacker, f"{base}/auth/login")
+        await form_token(victim, f"{base}/auth/login")  # the victim has a cookie of its own
+        for http, data in ((fresh, {}), (victim, {}), (victim, {"csrf_token": stolen}),
+                           (victim, {"csrf_token": "forged"})):
+            async with http.post(f"{base}/auth/login", allow_redirects=False, data={
+                    "username": "alice", "password": DEFAULT_PASSWORD, **data}) as r:
+                assert r.status == 403, data
+                assert "aethex_session" not in r.cookies
+            async with http.post(f"{base}/auth/register", allow_redirects=False, data={
+                    "username": "mallory", "email": "m@example.org",
+                    "password": DEFAULT_PASSWORD, **data}) as r:
+                assert r.status == 403, data
+        # The JSON API is not a form target: it wants application/json (a preflight).
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/api/auth/login", data="username=alice",
+                                 headers={"Content-Type": "text/plain"}) as r:
+                assert r.status in (400, 415) and "aethex_session" not in r.cookies
 
 
 async def test_protected_pages_send_anonymous_users_to_login(site) -> None:
