@@ -672,18 +672,22 @@ class HlsService:
             raise _BadRequest("_HLS_skip must be YES or v2")
         return msn, part, bool(skips)
 
-    def _render(self, state: _EdgeState, rendition: RenditionEdge, skip: bool) -> bytes:
+    def _render(self, edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge,
+                skip: bool) -> bytes:
         playlist = rendition.playlist
-        version = _playlist_version(playlist)
+        # The other renditions' reports are part of the text, so of its version too.
+        reports = tuple(report for other in edge.renditions.values() if other is not rendition
+                        if (report := other.playlist.report(f"../{other.name}/index.m3u8")))
+        version = (_playlist_version(playlist), reports)
         cached = state.rendered.get(rendition.name)
         if cached is None or cached.playlist is not playlist or cached.version != version:
             cached = state.rendered[rendition.name] = _Rendered(playlist, version)
         if skip:
             if cached.delta is None:
-                cached.delta = playlist.render(skip=True).encode()
+                cached.delta = playlist.render(skip=True, reports=reports).encode()
             return cached.delta
         if cached.full is None:
-            cached.full = playlist.render().encode()
+            cached.full = playlist.render(reports=reports).encode()
         return cached.full
 
     def _media_playlist(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
@@ -696,7 +700,7 @@ class HlsService:
         if request.method == "GET":
             self.viewers.seen(edge.slug, self.viewers.session_key(request), time.monotonic())
         if msn is None:
-            body = self._render(state, rendition, skip)
+            body = self._render(edge, state, rendition, skip)
             return Reply("playlist", 200, {"Content-Type": PLAYLIST_TYPE,
                                            "Cache-Control": PLAYLIST_CACHE}, body)
         name = rendition.name
@@ -709,19 +713,20 @@ class HlsService:
         if result == "wait":
             return Held(self, edge, state, ("playlist", name, msn, part), check,
                         3.0 * rendition.playlist.target_duration,
-                        lambda result: self._blocking_reply(state, rendition, skip, result))
+                        lambda result: self._blocking_reply(edge, state, rendition, skip,
+                                                            result))
         self.metrics.hls_blocking_wait.observe(0.0)
-        return self._blocking_reply(state, rendition, skip, result)
+        return self._blocking_reply(edge, state, rendition, skip, result)
 
-    def _blocking_reply(self, state: _EdgeState, rendition: RenditionEdge, skip: bool,
-                        result: Hold) -> Reply:
+    def _blocking_reply(self, edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge,
+                        skip: bool, result: Hold) -> Reply:
         if result == "bad":
             return error_reply("blocking_playlist", 400, "_HLS_msn/_HLS_part too far ahead")
         if result == "timeout":
             return error_reply("blocking_playlist", 503, "the requested part did not come")
         if result == "gone":
             return error_reply("blocking_playlist", 404)
-        body = self._render(state, rendition, skip)
+        body = self._render(edge, state, rendition, skip)
         rendered = state.rendered[rendition.name]
         reply = rendered.blocking.get(skip)
         if reply is None or reply.body is not body:

@@ -361,3 +361,30 @@ async def test_master_waits_for_every_planned_rendition(settings_env: dict[str, 
             assert "1080p" not in body.decode() and "240p/index.m3u8" in body.decode()
         finally:
             raw.close()
+
+
+async def test_media_playlists_carry_rendition_reports(settings_env: dict[str, str]) -> None:
+    """Each live media playlist reports where the other renditions stand, and a part on one
+    rendition changes the others' playlists (their cached text must not go stale)."""
+    async with running_server(settings_env) as server:
+        edge = LiveEdge("reports", 1, 4)
+        edge.renditions["360p"] = rendition("360p", 360)
+        edge.renditions["240p"] = rendition("240p", 240)
+        server.broadcasts.edges.put(edge)
+        add_part(edge, 0, 0)
+        add_part(edge, 0, 1)
+        raw = await Raw.open(server.http_port)
+        try:
+            raw.send(get("/hls/reports/360p/index.m3u8"))
+            body = (await raw.response())[2].decode()
+            assert '#EXT-X-RENDITION-REPORT:URI="../240p/index.m3u8",LAST-MSN=0,LAST-PART=1' \
+                in body
+            assert "../360p/" not in body  # not itself
+            edge.renditions["240p"].add_part(PartReady(segment=0, index=2, data=b"p",
+                                                       duration=0.5, independent=False))
+            edge.notify()
+            raw.send(get("/hls/reports/360p/index.m3u8"))
+            body = (await raw.response())[2].decode()
+            assert "LAST-MSN=0,LAST-PART=2" in body
+        finally:
+            raw.close()

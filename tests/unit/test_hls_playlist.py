@@ -15,6 +15,7 @@ from transcode.hls import (
     LivePlaylist,
     PartReady,
     RenditionInfo,
+    RenditionReport,
     SegmentReady,
     master_playlist,
     parse_segment_name,
@@ -506,3 +507,29 @@ def test_vod_switches_maps_per_segment() -> None:
     p = parse(text)
     assert [m.uri for m in p.segment_map] == ["init.mp4", "init1.mp4"]
     assert text.index("#EXT-X-DISCONTINUITY") < text.index('init1.mp4') < text.index("seg2.m4s")
+
+
+def test_rendition_reports_say_where_the_other_renditions_stand() -> None:
+    playlist, feed = live()
+    other, other_feed = live()
+    assert other.report("../480p/index.m3u8") is None  # nothing yet: nothing to report
+    other_feed.segment()
+    other_feed.part_()
+    other_feed.part_()
+    report = other.report("../480p/index.m3u8")
+    assert report == RenditionReport("../480p/index.m3u8", 1, 1)
+    feed.segment()
+    feed.part_()
+    text = playlist.render(reports=[report, RenditionReport("../240p/index.m3u8", 0, -1)])
+    p = check_rules(text)
+    assert [(r.uri, r.last_msn, r.last_part) for r in p.rendition_reports] == \
+        [("../480p/index.m3u8", 1, 1), ("../240p/index.m3u8", 0, None)]
+    # After the preload hint (the playlist grows only before it), in the delta update too.
+    lines = text.splitlines()
+    assert lines.index(next(x for x in lines if x.startswith("#EXT-X-PRELOAD-HINT"))) < \
+        lines.index('#EXT-X-RENDITION-REPORT:URI="../480p/index.m3u8",LAST-MSN=1,LAST-PART=1')
+    assert "#EXT-X-RENDITION-REPORT" in playlist.render(skip=True, reports=[report])
+    with pytest.raises(ValueError):
+        playlist.render(reports=[RenditionReport('bad"uri', 0, 0)])
+    playlist.end()
+    assert "RENDITION-REPORT" not in playlist.render(reports=[report])  # a finished playlist

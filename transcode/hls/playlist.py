@@ -86,6 +86,16 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+@dataclass(frozen=True, slots=True)
+class RenditionReport:
+    """Where another rendition of the same stream stands (EXT-X-RENDITION-REPORT): a player
+    switching to it asks for the right part at once instead of fetching its playlist first."""
+
+    uri: str
+    last_msn: int
+    last_part: int  # -1 when that segment has no parts
+
+
 def _seconds(value: float) -> str:
     """Durations with enough digits that their sums stay within a millisecond of the truth."""
     return f"{value:.5f}"
@@ -286,6 +296,15 @@ class LivePlaylist:
             return last.msn, len(last.parts) - 1
         raise LookupError("no part yet")
 
+    def report(self, uri: str) -> RenditionReport | None:
+        """This playlist's rendition report, as another rendition's playlist lists it under
+        ``uri``; None before it has any media."""
+        try:
+            msn, part = self.last_msn_part()
+        except LookupError:
+            return None
+        return RenditionReport(uri, msn, part)
+
     def next_part(self) -> tuple[int, int]:
         """(MSN, part index) of the part in progress: what EXT-X-PRELOAD-HINT names."""
         return self._open_msn, len(self._open_parts)
@@ -360,8 +379,9 @@ class LivePlaylist:
                 break
         return count
 
-    def render(self, skip: bool = False) -> str:
+    def render(self, skip: bool = False, reports: Sequence[RenditionReport] = ()) -> str:
         """The media playlist; ``skip=True`` gives a Playlist Delta Update (``_HLS_skip=YES``).
+        ``reports``: the other renditions' EXT-X-RENDITION-REPORT tags (live playlists only).
 
         A delta replaces the segments whose end lies at least CAN-SKIP-UNTIL before the end of
         the last segment with EXT-X-SKIP; when none qualify (or the playlist has ended, where
@@ -424,6 +444,9 @@ class LivePlaylist:
                 lines.extend(self._part_line(p) for p in self._open_parts)
             msn, index = self.next_part()
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(msn, index)}"')
+            for r in reports:
+                tag = f'#EXT-X-RENDITION-REPORT:URI="{_check_uri(r.uri)}",LAST-MSN={r.last_msn}'
+                lines.append(tag + (f",LAST-PART={r.last_part}" if r.last_part >= 0 else ""))
         return "\n".join(lines) + "\n"
 
     @staticmethod
