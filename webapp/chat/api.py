@@ -24,7 +24,6 @@ from ..app import DB_KEY
 from ..auth.api import error_response, json_body, json_response
 from ..errors import ApiError, field, read_json
 from ..identity import current_user, require_user
-from .content import ChatError
 from .service import ChatService, can_moderate
 from .socket import public_user
 
@@ -35,13 +34,6 @@ def _service(request: web.Request) -> ChatService:
     from . import CHAT_KEY
 
     return request.app[CHAT_KEY]
-
-
-def api_error(err: ChatError) -> ApiError:
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(err.retry_after)))
-    return ApiError(err.status, err.code, err.message, headers)
 
 
 def _int(value: str, what: str) -> int:
@@ -118,20 +110,14 @@ async def post_message(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", f"no stream with id {stream_id}")
         slug = channel.slug
     state = await _channel_state(request, slug)
-    try:
-        event = await _service(request).send(state, user, public_user(user), body.get("content"))
-    except ChatError as err:
-        raise api_error(err) from None
+    event = await _service(request).send(state, user, public_user(user), body.get("content"))
     return _json({"message": event}, status=201)
 
 
 async def delete_message(request: web.Request) -> web.Response:
     user = await require_user(request)
     message_id = _int(request.match_info["message_id"], "message id")
-    try:
-        event = await _service(request).delete_message(user, message_id)
-    except ChatError as err:
-        raise api_error(err) from None
+    event = await _service(request).delete_message(user, message_id)
     return _json({"deleted": event["id"]})
 
 
@@ -223,21 +209,15 @@ async def add_ban(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     body = await read_json(request)
     target = await _user_by_ref(request, body)
-    try:
-        result = await _service(request).ban(state, actor, target.id,
-                                             field(body, "reason", str, required=False, default=""))
-    except ChatError as err:
-        raise api_error(err) from None
+    result = await _service(request).ban(state, actor, target.id,
+                                         field(body, "reason", str, required=False, default=""))
     return _json(result, status=201)
 
 
 async def remove_ban(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     user_id = _int(request.match_info["user_id"], "user id")
-    try:
-        done = await _service(request).unban(state, actor, user_id)
-    except ChatError as err:
-        raise api_error(err) from None
+    done = await _service(request).unban(state, actor, user_id)
     if not done:
         raise ApiError(404, "not_found", f"user {user_id} is not banned here")
     return _json({"user_id": user_id, "banned": False})
@@ -247,21 +227,15 @@ async def add_timeout(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     body = await read_json(request)
     target = await _user_by_ref(request, body)
-    try:
-        result = await _service(request).timeout(state, actor, target.id,
-                                                 field(body, "seconds", int))
-    except ChatError as err:
-        raise api_error(err) from None
+    result = await _service(request).timeout(state, actor, target.id,
+                                             field(body, "seconds", int))
     return _json(result, status=201)
 
 
 async def remove_timeout(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     user_id = _int(request.match_info["user_id"], "user id")
-    try:
-        done = await _service(request).untimeout(state, actor, user_id)
-    except ChatError as err:
-        raise api_error(err) from None
+    done = await _service(request).untimeout(state, actor, user_id)
     if not done:
         raise ApiError(404, "not_found", f"user {user_id} is not timed out here")
     return _json({"user_id": user_id, "timed_out": False})

@@ -13,16 +13,20 @@ import unicodedata
 from collections import deque
 from functools import lru_cache
 
+from webapp.errors import ApiError
 
-class ChatError(Exception):
-    """A send or moderation request refused; ``code`` is stable, ``message`` is for people."""
+
+class ChatError(ApiError):
+    """A send or moderation request refused; ``code`` is stable, ``message`` is for people.
+
+    An ApiError, so the API's error middleware answers it like any other (with Retry-After for
+    a rate limit); the socket turns it into a ``chat:error`` event instead.
+    """
 
     def __init__(self, code: str, message: str, *, status: int = 400,
                  retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+        headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+        super().__init__(status, code, message, headers)
         self.retry_after = retry_after
 
     def event(self) -> dict[str, object]:
