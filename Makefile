@@ -13,15 +13,27 @@ HLS_JS := webapp/static/vendor/hls.min.js
 NPM_STAMP := node_modules/.package-lock.json
 BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 
-.PHONY: run test deps frontend test-deps bench-deps bench clean
+.PHONY: run test deps lock frontend test-deps bench-deps bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Every Python package, the installer and build tools included, is pinned in requirements.lock
+# (made by `make lock` with uv from pyproject.toml): a new machine installs exactly what CI ran.
+LOCK := requirements.lock
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -c $(LOCK) pip setuptools wheel
+	$(PY) -m pip install --no-build-isolation -c $(LOCK) -e '.[test]'
 	touch $@
 
 deps: $(VENV)/.installed
+
+# Re-resolve the lock after changing pyproject.toml, or to take newer releases
+# (`make lock UPGRADE=1`). One universal resolution for every platform of Python 3.11+.
+lock:
+	$(PY) -m pip install -c $(LOCK) uv
+	$(VENV)/bin/uv pip compile --universal --fork-strategy fewest --python-version 3.11 \
+		--extra test $(if $(UPGRADE),--upgrade) --no-header -q \
+		-o $(LOCK) pyproject.toml requirements-build.in
 
 # npm ci only when package.json/package-lock.json changed since the last install.
 $(NPM_STAMP): package.json package-lock.json
