@@ -69,19 +69,24 @@ class Server:
         self._runner = web.AppRunner(app, access_log=None,
                                      keepalive_timeout=h.keepalive_timeout)
         await self._runner.setup()
-        factory: Callable[[], asyncio.Protocol] = self._runner.server  # type: ignore[assignment]
-        if h.fast_path:
-            from webapp.fastpath import HttpFront
-            from webapp.hls import HLS_KEY
+        aiohttp_factory: Callable[[], asyncio.Protocol] = \
+            self._runner.server  # type: ignore[assignment]
+        from webapp.fastpath import HttpFront
+        from webapp.hls import HLS_KEY
 
-            self._front = HttpFront(app[HLS_KEY], factory,
-                                    keepalive_timeout=h.keepalive_timeout,
-                                    head_timeout=h.request_head_timeout,
-                                    max_head=h.max_request_head)
-            factory = self._front.protocol
+        # Every connection is accepted by the front, which admits it (connection caps) and
+        # keeps the head deadline, then answers HLS itself or hands over to aiohttp.
+        rejected = self.metrics.http_rejected
+        self._front = front = HttpFront(
+            app[HLS_KEY] if h.fast_path else None, aiohttp_factory,
+            keepalive_timeout=h.keepalive_timeout, head_timeout=h.request_head_timeout,
+            max_head=h.max_request_head, max_connections=h.max_connections,
+            max_per_address=h.max_connections_per_address,
+            on_reject=lambda reason: rejected.labels(reason).inc())
+        self.metrics.http_connections.set_function(lambda: front.admission.total)
         loop = asyncio.get_running_loop()
-        self._http = await loop.create_server(factory, h.host, h.port, reuse_address=True,
-                                              backlog=1024)
+        self._http = await loop.create_server(front.protocol, h.host, h.port,
+                                              reuse_address=True, backlog=1024)
         log.info("HTTP listening on %s:%d", h.host, self.http_port)
 
     async def stop(self) -> None:

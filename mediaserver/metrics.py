@@ -21,6 +21,13 @@ class Metrics:
         self.rtmp_rejected = Counter(
             "aethex_rtmp_rejected", "RTMP connections or publishes refused, by reason.",
             ["reason"], registry=r)
+        self.http_connections = Gauge(
+            "aethex_http_connections", "Open HTTP connections.", registry=r)
+        self.http_rejected = Counter(
+            "aethex_http_rejected",
+            "HTTP connections refused at accept (too_many_connections, too_many_from_address) "
+            "or closed because a request head took too long (head_timeout), by reason.",
+            ["reason"], registry=r)
         self.ingest_bytes = Counter(
             "aethex_ingest_bytes", "Bytes received from publishers, by channel.",
             ["channel"], registry=r)

@@ -64,6 +64,13 @@ class HttpSettings:
     request_head_timeout: float = 10.0
     # Largest request head (request line + headers) the fast path reads, in bytes.
     max_request_head: int = 8192
+    # Most simultaneous HTTP connections in all; more are refused at accept (503, closed).
+    # Keep it under the process's open-file limit so this cap, not accept(), decides.
+    max_connections: int = 4096
+    # Most simultaneous HTTP connections from one client address (IPv6: one /64), so a flood
+    # of idle sockets from one address cannot fill max_connections. Behind a reverse proxy
+    # every connection comes from the proxy: set it high or 0 (off) and cap in the proxy.
+    max_connections_per_address: int = 128
 
 
 @dataclass(frozen=True)
@@ -386,8 +393,11 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
     for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions"):
         _check_positive(f"hls.{name}", getattr(h, name))
-    for name in ("keepalive_timeout", "request_head_timeout", "max_request_head"):
+    for name in ("keepalive_timeout", "request_head_timeout", "max_request_head",
+                 "max_connections"):
         _check_positive(f"http.{name}", getattr(s.http, name))
+    if s.http.max_connections_per_address < 0:
+        raise SettingsError("http.max_connections_per_address", "must be 0 (off) or more")
     for origin in (o.strip() for o in s.http.cors_origins.split(",")):
         if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
             raise SettingsError("http.cors_origins",

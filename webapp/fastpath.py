@@ -14,6 +14,13 @@ paths, a head it does not fully like — is not parsed further: the connection, 
 not yet consumed, is handed to aiohttp's own protocol at that request boundary and stays there.
 The front therefore never needs to be a complete HTTP implementation: it only has to be
 strict, and whatever it refuses, aiohttp (a full, well-tested parser) decides.
+
+The front stays the transport's protocol after the hand-over and forwards to aiohttp's, so two
+guards hold for every connection on the port (also with ``http.fast_path`` off, where it hands
+over at once): admission at accept (``webapp.admission``: caps in all and per address), and the
+request head deadline on every request, not only those the front reads itself. aiohttp bounds
+a connection waiting for a head only by its keep-alive timeout counted from the last response,
+so a head sent a byte at a time held a handed-over connection for the whole 75 s.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from http import HTTPStatus
 from typing import Any, Callable
 from urllib.parse import unquote_plus
 
+from .admission import HEAD_TIMEOUT, Admission, address_key
 from .hls import Held, HlsRequest, HlsService, Reply
 
 log = logging.getLogger(__name__)
@@ -107,11 +115,27 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool] | None
     return method, path, qs, headers, keep_alive
 
 
+def _between_requests(handler: asyncio.Protocol) -> bool:
+    """Whether aiohttp's protocol is waiting for a request head: idle, or with part of a head.
+
+    aiohttp 3.14's ``RequestHandler.start`` awaits ``_waiter`` exactly when it has no parsed
+    request left to handle (web_protocol.py); while a request runs, or before that loop
+    starts, there is no pending waiter. A body read by a running handler is therefore never
+    mistaken for a slow head. (tests/integration/test_http_limits.py fails if this changes.)
+    """
+    waiter = getattr(handler, "_waiter", None)
+    return waiter is not None and not waiter.done()
+
+
 class FrontProtocol(asyncio.Protocol):
-    """One client connection: answers plain HLS/VOD requests, or hands itself to aiohttp."""
+    """One client connection: answers plain HLS/VOD requests, or hands itself to aiohttp.
+
+    After the hand-over it stays the transport's protocol and passes every callback on to
+    aiohttp's (``inner``), watching only whether aiohttp is between requests to keep the head
+    deadline. ``head_since`` is when the head being received began (0: none)."""
 
     __slots__ = ("front", "transport", "buf", "busy", "paused_writing", "closing", "remote",
-                 "last", "head_since", "task", "held")
+                 "last", "head_since", "task", "held", "inner", "key", "admitted")
 
     def __init__(self, front: HttpFront) -> None:
         self.front = front
@@ -125,6 +149,9 @@ class FrontProtocol(asyncio.Protocol):
         self.head_since = 0.0
         self.task: asyncio.Task[None] | None = None
         self.held: Held | None = None
+        self.inner: asyncio.Protocol | None = None
+        self.key: str | None = None
+        self.admitted = False
 
     # -- asyncio callbacks ----------------------------------------------------------------
 
@@ -132,11 +159,31 @@ class FrontProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else None
-        self.front.connections.add(self)
+        front = self.front
+        self.key = address_key(self.remote)
+        refused = front.admission.admit(self.key)
+        if refused is not None:
+            # Closed before a byte of it is read, and before aiohttp sees it.
+            self.closing = True
+            front.on_reject(refused)
+            self.transport.write(_REFUSED)
+            self.transport.close()
+            return
+        self.admitted = True
+        front.connections.add(self)
+        if front.service is None:
+            self._hand_over()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.front.connections.discard(self)
+        front = self.front
+        front.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            front.admission.release(self.key)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+            return
         if self.task is not None:
             self.task.cancel()
         if self.held is not None:
@@ -144,6 +191,15 @@ class FrontProtocol(asyncio.Protocol):
             self.held = None
 
     def data_received(self, data: bytes) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.data_received(data)
+            if _between_requests(inner):
+                if not self.head_since:
+                    self.head_since = time.monotonic()
+            else:
+                self.head_since = 0.0
+            return
         buf = self.buf
         if not buf:
             self.head_since = time.monotonic()
@@ -154,10 +210,21 @@ class FrontProtocol(asyncio.Protocol):
             return
         self._process()
 
+    def eof_received(self) -> bool | None:
+        if self.inner is not None:
+            return self.inner.eof_received()
+        return None
+
     def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+            return
         self.paused_writing = True
 
     def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+            return
         self.paused_writing = False
         if not self.busy and not self.closing:
             self._process()
@@ -218,6 +285,9 @@ class FrontProtocol(asyncio.Protocol):
         if self.closing:
             return
         self._write(request, reply, keep_alive)
+        if self.buf:
+            # A head pipelined behind the held request: its time starts now, not while held.
+            self.head_since = time.monotonic()
         if not self.closing and not self.transport.is_reading():
             self.transport.resume_reading()
         self._process()
@@ -250,29 +320,76 @@ class FrontProtocol(asyncio.Protocol):
 
     def _hand_over(self) -> None:
         """Give the connection, with the bytes not yet answered, to aiohttp for good."""
-        self.front.connections.discard(self)
         transport = self.transport
         handler = self.front.fallback()
-        transport.set_protocol(handler)
+        self.inner = handler
+        self.closing = True  # the front answers nothing more on it
+        # A head too big for the front is still a head in progress: its deadline carries on.
+        partial = bool(self.buf) and b"\r\n\r\n" not in self.buf
+        since = self.head_since
         handler.connection_made(transport)
         if self.buf:
             handler.data_received(bytes(self.buf))
             self.buf.clear()
+        self.head_since = since if partial else 0.0
         if not transport.is_reading():
             transport.resume_reading()
-        self.closing = True  # this object answers nothing more
+
+    def expire(self, now: float) -> None:
+        """The sweeper's check: close a connection idle too long or a head taking too long."""
+        front = self.front
+        if self.inner is not None:
+            # aiohttp closes its own idle keep-alive connections; only the head is ours.
+            if self.head_since:
+                if not _between_requests(self.inner):
+                    self.head_since = 0.0  # a request began (aiohttp re-parsed its buffer)
+                elif now - self.head_since > front.head_timeout:
+                    self._time_out_head()
+            return
+        if self.busy or self.closing or self.transport is None:
+            return
+        if self.buf:
+            if now - self.head_since > front.head_timeout:
+                self._time_out_head()
+        elif now - self.last > front.keepalive_timeout:
+            self.closing = True
+            self.transport.close()
+
+    def _time_out_head(self) -> None:
+        self.closing = True
+        self.head_since = 0.0
+        self.front.on_reject(HEAD_TIMEOUT)
+        self.transport.write(_HEAD_TIMED_OUT)
+        self.transport.close()
+
+
+# Answers written straight to the socket, outside any request.
+_REFUSED_BODY = b"Too many connections\n"
+_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY))
+_HEAD_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                   b"Content-Length: 0\r\n\r\n")
 
 
 class HttpFront:
-    """The listening side: protocol factory, routing table and the idle-connection sweeper."""
+    """The listening side: protocol factory, routing table and the idle-connection sweeper.
 
-    def __init__(self, service: HlsService, fallback: Callable[[], asyncio.Protocol], *,
-                 keepalive_timeout: float, head_timeout: float, max_head: int) -> None:
+    ``service`` None turns the fast path off: every connection goes to aiohttp at once, still
+    under admission and the head deadline. ``on_reject`` is told the reason of each refused
+    connection and each head timeout (the metric)."""
+
+    def __init__(self, service: HlsService | None, fallback: Callable[[], asyncio.Protocol], *,
+                 keepalive_timeout: float, head_timeout: float, max_head: int,
+                 max_connections: int, max_per_address: int,
+                 on_reject: Callable[[str], None]) -> None:
         self.service = service
         self.fallback = fallback
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout
         self.max_head = max_head
+        self.admission = Admission(max_connections, max_per_address)
+        self.on_reject = on_reject
         self.date = _Date()
         self.connections: set[FrontProtocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -314,18 +431,10 @@ class HttpFront:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conn in list(self.connections):
-                if conn.busy or conn.closing or conn.transport is None:
-                    continue
-                if conn.buf:
-                    expired = now - conn.head_since > self.head_timeout
-                else:
-                    expired = now - conn.last > self.keepalive_timeout
-                if expired:
-                    conn.closing = True
-                    conn.transport.close()
+                conn.expire(now)
 
     def close(self) -> None:
-        """Stop the sweeper and close every connection the front still answers."""
+        """Stop the sweeper and close every connection still open on the port."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -77,6 +77,8 @@ def test_short_forms_always_work() -> None:
     ({"AETHEX_LOG__LEVEL": "loud"}, "log.level"),
     ({"AETHEX_LIVE__CONSUMER_QUEUE_SIZE": "0"}, "live.consumer_queue_size"),
     ({"AETHEX_HTTP__CORS_ORIGINS": "example.org"}, "http.cors_origins"),
+    ({"AETHEX_HTTP__MAX_CONNECTIONS": "0"}, "http.max_connections"),
+    ({"AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS": "-1"}, "http.max_connections_per_address"),
     ({"AETHEX_HLS__VIEWER_TIMEOUT": "0"}, "hls.viewer_timeout"),
     ({"AETHEX_HLS__MAX_VIEWER_SESSIONS": "-5"}, "hls.max_viewer_sessions"),
 ])
