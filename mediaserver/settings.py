@@ -200,6 +200,10 @@ class HlsSettings:
     viewer_update_interval: float = 5.0
     # Most viewer sessions tracked per channel; sessions beyond it are not counted (memory bound).
     max_viewer_sessions: int = 100000
+    # Most viewer sessions counted per client address (IPv6: per /64) and channel: session ids
+    # are free to make up, so one client could pose as a crowd. Viewers behind one NAT share
+    # an address; behind a reverse proxy turn on http.trust_forwarded_for.
+    max_sessions_per_address: int = 10
     # Memory (MiB) for recently served VOD segments, so popular recordings are not re-read
     # from disk per request (0: always read the file).
     vod_cache_mb: int = 256
@@ -255,6 +259,17 @@ class ChatSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # A bearer token /metrics requires (Authorization: Bearer TOKEN); "" for none.
+    token: str = ""
+    # A file holding that token instead (first line), so it need not sit in the config.
+    token_file: str = ""
+    # Client addresses allowed to read /metrics: comma-separated networks
+    # ("127.0.0.1/32, 10.0.0.0/8"); "" for any address.
+    allow: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -270,6 +285,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     log: LogSettings = field(default_factory=LogSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -391,7 +407,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("hls.vod_cache_mb", "must be 0 (off) or a number of MiB")
     if h.reconnect_grace < 0:
         raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
-    for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions"):
+    for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions",
+                 "max_sessions_per_address"):
         _check_positive(f"hls.{name}", getattr(h, name))
     for name in ("keepalive_timeout", "request_head_timeout", "max_request_head",
                  "max_connections"):
@@ -424,6 +441,7 @@ def validate(s: Settings) -> Settings:
     if s.database_url and "://" not in s.database_url:
         raise SettingsError("database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…")
     _validate_chat(s.chat)
+    _validate_metrics(s.metrics)
     return s
 
 
@@ -441,6 +459,38 @@ def _validate_chat(c: ChatSettings) -> None:
                             "must hold a message of chat.max_length characters (4 bytes each)")
     if c.bus != "memory" and not re.fullmatch(r"(redis|rediss|unix)://\S+", c.bus):
         raise SettingsError("chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0')
+
+
+def metrics_token(m: MetricsSettings) -> str:
+    """The bearer token /metrics requires ("" for none): metrics.token, or the first line of
+    metrics.token_file (read when the settings load, so a bad file stops the start)."""
+    key, token = "metrics.token", m.token
+    if m.token_file:
+        if m.token:
+            raise SettingsError("metrics.token_file", "set metrics.token or metrics.token_file, not both")
+        key = "metrics.token_file"
+        try:
+            lines = Path(m.token_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(key, f"cannot read the token file: {exc}") from None
+        token = lines[0].strip() if lines else ""
+    if (m.token or m.token_file) and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise SettingsError(key, "the token must be at least 16 printable characters, no spaces")
+    return token
+
+
+def _validate_metrics(m: MetricsSettings) -> None:
+    import ipaddress
+
+    metrics_token(m)
+    for network in (n.strip() for n in m.allow.split(",")):
+        if not network:
+            continue
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError("metrics.allow", f"expected networks like 10.0.0.0/8 or "
+                                                 f"::1/128, got {network!r}") from None
 
 
 class _EnvStr(str):

@@ -28,6 +28,10 @@ TAG_RE = re.compile(r"^[\w][\w .+#&'-]*$")
 # Most channels one user may own (a display and abuse bound, like the column sizes).
 CHANNELS_PER_USER_MAX = 20
 STREAM_LIST_MAX = 100
+# How URLs name a stream: its sequential id (no leading zero), or its public id
+# (``models.new_public_id``: 22 URL-safe characters). The lengths never overlap.
+STREAM_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
+PUBLIC_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 
 CHANNEL_FIELDS = ("name", "description", "category", "tags", "is_public")
 STREAM_FIELDS = ("title", "category", "tags")
@@ -186,9 +190,33 @@ async def list_streams(session: AsyncSession, *, channel_ids: Sequence[int] | No
     return [(s, c) for s, c in rows]
 
 
-async def stream_with_channel(session: AsyncSession, stream_id: int
-                              ) -> tuple[Stream, Channel] | None:
+def parse_stream_ref(raw: str) -> int | str | None:
+    """A stream reference from a URL: the sequential id (int), the public id (str), or None
+    when ``raw`` is neither."""
+    if STREAM_ID_RE.fullmatch(raw):
+        return int(raw)
+    if PUBLIC_ID_RE.fullmatch(raw):
+        return raw
+    return None
+
+
+async def stream_by_ref(session: AsyncSession, ref: int | str
+                        ) -> tuple[Stream, Channel] | None:
+    """The stream (and its channel) a reference from ``parse_stream_ref`` names. Whether the
+    caller may reach it that way is the caller's rule (see ``webapp.stream_links``)."""
+    where = Stream.id == ref if isinstance(ref, int) else Stream.public_id == ref
     row = (await session.execute(
         select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id)
-        .where(Stream.id == stream_id))).one_or_none()
+        .where(where))).one_or_none()
     return None if row is None else (row[0], row[1])
+
+
+async def listed_slugs(session: AsyncSession, slugs: Sequence[str]) -> set[str]:
+    """Those of ``slugs`` that name a listed (public) channel; unknown ones are left out."""
+    wanted = list(slugs)
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):  # well under every backend's bound on parameters
+        found.update((await session.scalars(
+            select(Channel.slug).where(Channel.slug.in_(wanted[i:i + 500]),
+                                       Channel.is_public.is_(True)))).all())
+    return found

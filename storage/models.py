@@ -14,6 +14,7 @@ a clear "use selectinload" beats a MissingGreenlet from deep inside a request ha
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -74,6 +75,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def new_public_id() -> str:
+    """A stream's unguessable name (128 random bits, 22 URL-safe characters): the link to a
+    stream of an unlisted channel, where the sequential id would let anyone enumerate them."""
+    return secrets.token_urlsafe(16)
 
 
 class StreamStatus(enum.Enum):
@@ -238,9 +245,12 @@ class Stream(Base):
         # racing on one key cannot both win.
         Index("uq_streams_channel_id_live", "channel_id", unique=True,
               sqlite_where=text("status = 'live'"), postgresql_where=text("status = 'live'")),
+        Index("uq_streams_public_id", "public_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The link for a stream of an unlisted channel (VOD, API); ids only reach listed ones.
+    public_id: Mapped[str] = mapped_column(String(32), default=new_public_id)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(140))
     category: Mapped[str | None] = mapped_column(String(64))
@@ -348,7 +358,8 @@ class Report(Base):
 
 
 __all__ = [
-    "NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow", "StreamStatus", "ReportStatus",
+    "NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow", "new_public_id", "StreamStatus",
+    "ReportStatus",
     "User", "Profile", "ApiToken", "LoginSession", "Channel", "Stream", "Message", "Follow",
     "ChannelFollow", "Block", "Report",
 ]

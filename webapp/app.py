@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mediaserver.live import LiveRegistry
-from mediaserver.metrics import CONTENT_TYPE_LATEST, Metrics
+from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
 from transcode.edge import EdgeRegistry
@@ -19,11 +19,6 @@ REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", Database)
 EDGES_KEY = web.AppKey("edges", EdgeRegistry)
-
-
-async def metrics_view(request: web.Request) -> web.Response:
-    body = request.app[METRICS_KEY].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: LiveRegistry,
@@ -39,7 +34,9 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
     app[METRICS_KEY] = metrics
     app[REGISTRY_KEY] = registry
     app[EDGES_KEY] = edges
-    app.router.add_get("/metrics", metrics_view)
+    from . import scrape  # /metrics: access rules, unlisted channels folded
+
+    scrape.setup(app, settings)
     from . import pages  # it imports the keys above, hence not at module level
     pages.setup(app)
     from . import channels, dashboard, openapi, streams_api  # creator dashboard and JSON API

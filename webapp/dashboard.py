@@ -20,6 +20,7 @@ from .app import DB_KEY, SETTINGS_KEY
 from .channels import channel_json
 from .identity import require_page_user
 from .pages import PAGE_HEADERS, not_found_page
+from .stream_links import find_stream
 from .streams_api import stream_json
 
 # Past streams listed per channel on the dashboard (the API pages through the rest).
@@ -61,11 +62,9 @@ async def dashboard(request: web.Request) -> web.Response:
 
 
 async def vod_page(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        return not_found_page(request, "recording")
+    """A recording by its id, or by its public id (an unlisted channel's, see stream_links)."""
     async with request.app[DB_KEY].session() as session:
-        found = await channel_queries.stream_with_channel(session, int(raw))
+        found = await find_stream(request, session, request.match_info["id"])
     if found is None:
         return not_found_page(request, "recording")
     stream, channel = found

@@ -12,6 +12,8 @@ playlist as ``{token}/{rendition}/index.m3u8?session={id}``:
   URL's query when they add the ``_HLS_*`` directives, so every reload says which player it
   is; cookies are not sent by hls.js by default and (IP, User-Agent) merges viewers behind one
   NAT. Players that come without a session are counted by a salted hash of (IP, User-Agent).
+  Ids are made up by players, so a session counts only while its address fetches media, and
+  at most ``hls.max_sessions_per_address`` per address (``ViewerCounter``).
 
 Blocking playlist reloads (rfc8216bis 6.2.5.2) and preload-hinted parts are held until the
 playlist says the awaited part exists, at most three Target Durations (then 503). Held
@@ -19,8 +21,10 @@ requests are grouped by what they wait for and one watcher task per edge wakes o
 ``LiveEdge.notify``; a notify costs one check per distinct target, not one wake-up per viewer.
 Each playlist is rendered once per change and the bytes shared by every response.
 
-VOD (``/vod/{stream_id}/…``): the stream row must be ARCHIVED with a VOD; the names a request
-may use are exactly those listed in the VOD's own playlists, read once and cached.
+VOD (``/vod/{stream_id}/…``): the stream row must be ARCHIVED with a VOD, and ``{stream_id}``
+must be a link that reaches it (``webapp.stream_links``: the id of a listed channel's stream,
+or any stream's public id); the names a request may use are exactly those listed in the VOD's
+own playlists, read once and cached.
 """
 
 from __future__ import annotations
@@ -45,10 +49,14 @@ from aiohttp import web
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database, queries
-from storage.models import Stream, StreamStatus
+from storage.channels import parse_stream_ref, stream_by_ref
+from storage.models import StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import INIT_URI, parse_segment_name
+from webapp.admission import address_key
 from webapp.app import DB_KEY, EDGES_KEY, METRICS_KEY, SETTINGS_KEY
+from webapp.forwarded import client_host
+from webapp.stream_links import reachable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,6 @@ EXPOSED_HEADERS = "Content-Length, Content-Range, Accept-Ranges, Age, Date, ETag
 
 _NUMBER_RE = re.compile(r"[0-9]{1,10}")
 _SESSION_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_STREAM_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 _RENDITION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})", re.ASCII | re.IGNORECASE)
 _MAP_URI_RE = re.compile(r'#EXT-X-MAP:.*?URI="([^"]*)"')
@@ -78,10 +85,16 @@ _REQUEST_HEADERS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9
 VOD_CACHE_SIZE = 256
 VOD_CACHE_SECONDS = 300.0
 VOD_MISS_SECONDS = 5.0
+# How long the answer to "which stream does this VOD URL reach, and may it" is kept: a channel
+# made unlisted stops answering to its streams' ids within this time, on every process.
+VOD_LINK_SECONDS = 5.0
 # The watcher expires held requests at least this often: a 503 may come this much late.
 DEADLINE_TICK = 0.5
 # Shared object replies kept per live edge (a few playlist windows of parts per rendition).
 OBJECT_REPLIES = 512
+# Client addresses whose counting key (IPv6 /64) is remembered, so a media GET does not
+# parse its address each time.
+ADDRESS_KEYS = 4096
 
 Hold = Literal["ready", "wait", "bad", "gone", "timeout"]
 
@@ -124,43 +137,96 @@ class Reply:
 
 # -- viewers -------------------------------------------------------------------------------
 
+@dataclass(slots=True)
+class _Audience:
+    """One channel's recent sessions, how many each address has, and when each address last
+    fetched media."""
+
+    # session key -> [last playlist poll, address key]
+    sessions: dict[str | bytes, list[Any]] = field(default_factory=dict)
+    per_address: dict[str, int] = field(default_factory=dict)
+    media: dict[str, float] = field(default_factory=dict)
+
+
 class ViewerCounter:
     """Playback sessions seen recently, per channel; counted and expired by ``sweep``.
 
-    ``seen`` is one dict store per playlist request; all the work (expiry, gauge, database)
-    happens in ``sweep`` every ``hls.viewer_update_interval`` seconds.
+    A session is one player: its ``session=`` id, or a salted hash of address and User-Agent.
+    Players make the ids up, so two rules keep one client from posing as a crowd: at most
+    ``per_address`` sessions are tracked per client address, and a session counts only while
+    its address fetches media (parts or segments), because polling a playlist costs a faker
+    nothing and is not watching. Media URLs carry no session (they are the same cacheable
+    bytes for every viewer), hence media is credited to the address.
+
+    ``seen`` is a few dict operations per playlist request, ``fetched_media`` one or two per
+    media request; the rest (expiry, gauge, database) happens in ``sweep`` every
+    ``hls.viewer_update_interval`` seconds.
     """
 
-    def __init__(self, timeout: float, max_sessions: int) -> None:
+    def __init__(self, timeout: float, max_sessions: int, per_address: int) -> None:
         self.timeout = timeout
         self.max_sessions = max_sessions
+        self.per_address = per_address
         self._salt = secrets.token_bytes(16)
-        self._tables: dict[str, dict[str | bytes, float]] = {}
+        self._tables: dict[str, _Audience] = {}
 
-    def session_key(self, request: HlsRequest) -> str | bytes:
+    def session_key(self, request: HlsRequest, address: str) -> str | bytes:
         sids = request.query.get("session")
         if sids and _SESSION_RE.fullmatch(sids[0]):
             return sids[0]
-        who = f"{request.remote}\0{request.headers.get('user-agent', '')}".encode()
+        who = f"{address}\0{request.headers.get('user-agent', '')}".encode()
         return hashlib.blake2b(who, key=self._salt, digest_size=12).digest()
 
-    def seen(self, slug: str, key: str | bytes, now: float) -> None:
+    def seen(self, slug: str, key: str | bytes, address: str, now: float) -> None:
         table = self._tables.get(slug)
         if table is None:
-            table = self._tables[slug] = {}
-        if key in table or len(table) < self.max_sessions:
-            table[key] = now
+            table = self._tables[slug] = _Audience()
+        entry = table.sessions.get(key)
+        per_address = table.per_address
+        if entry is not None:
+            entry[0] = now
+            if entry[1] != address and per_address.get(address, 0) < self.per_address:
+                self._uncount(table, entry[1])  # the player's address changed (mobile)
+                entry[1] = address
+                per_address[address] = per_address.get(address, 0) + 1
+            return
+        if len(table.sessions) >= self.max_sessions:
+            return
+        n = per_address.get(address, 0)
+        if n < self.per_address:
+            table.sessions[key] = [now, address]
+            per_address[address] = n + 1
+
+    def fetched_media(self, slug: str, address: str, now: float) -> None:
+        """A part or segment went to ``address``: its sessions are watching. Only addresses
+        with a session are kept, so this map is bounded like the sessions."""
+        table = self._tables.get(slug)
+        if table is not None and address in table.per_address:
+            table.media[address] = now
+
+    @staticmethod
+    def _uncount(table: _Audience, address: str) -> None:
+        n = table.per_address[address] - 1
+        if n:
+            table.per_address[address] = n
+        else:
+            del table.per_address[address]
 
     def sweep(self, now: float) -> dict[str, int]:
-        """Drop sessions older than the timeout; the count per channel (a channel whose last
-        viewer left is reported once with 0, then forgotten)."""
+        """Drop sessions older than the timeout; the count per channel of sessions whose
+        address fetched media within the timeout (a channel whose last session left is
+        reported once with 0, then forgotten)."""
         counts: dict[str, int] = {}
         limit = now - self.timeout
         for slug, table in list(self._tables.items()):
-            for key in [k for k, t in table.items() if t < limit]:
-                del table[key]
-            counts[slug] = len(table)
-            if not table:
+            sessions = table.sessions
+            for key in [k for k, entry in sessions.items() if entry[0] < limit]:
+                self._uncount(table, sessions.pop(key)[1])
+            table.media = {a: t for a, t in table.media.items()
+                           if t >= limit and a in table.per_address}
+            media = table.media
+            counts[slug] = sum(1 for entry in sessions.values() if entry[1] in media)
+            if not sessions:
                 del self._tables[slug]
         return counts
 
@@ -327,6 +393,22 @@ def _load_vod(directory: Path) -> _Vod | None:
     return _Vod(directory, master, playlists, names)
 
 
+def _vod_kind(name: str) -> str:
+    """The request metric's kind for a name under a VOD rendition ("other": not servable)."""
+    if name == "index.m3u8":
+        return "vod_playlist"
+    resource = parse_segment_name(name)
+    return f"vod_{resource.kind}" if resource is not None else "other"
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Store as the most recently used entry; the least recently used go past the size."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > VOD_CACHE_SIZE:
+        cache.popitem(last=False)
+
+
 def _read_file(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -481,13 +563,19 @@ class HlsService:
         self.edges = edges
         self.db = db
         hls = settings.hls
-        self.viewers = ViewerCounter(hls.viewer_timeout, hls.max_viewer_sessions)
+        self.viewers = ViewerCounter(hls.viewer_timeout, hls.max_viewer_sessions,
+                                     hls.max_sessions_per_address)
+        self._trust_forwarded = settings.http.trust_forwarded_for
+        self._address_keys: dict[str, str] = {}
         self.master_wait = 3.0 * max(1, math.ceil(hls.segment_duration - 1e-6))
         self.closing = False
         self._states: dict[int, _EdgeState] = {}  # by id(): only to release on shutdown
         self._counters: dict[tuple[str, int], Any] = {}
+        # VOD URL reference -> (until, the stream id it reaches or None); stream id ->
+        # (until, its playlists or None).
+        self._vod_links: OrderedDict[str, tuple[float, int | None]] = OrderedDict()
         self._vods: OrderedDict[int, tuple[float, _Vod | None]] = OrderedDict()
-        self._vod_loads: dict[int, asyncio.Future[_Vod | None]] = {}
+        self._vod_loads: dict[str, asyncio.Future[_Vod | None]] = {}
         self._written: dict[int, int] = {}
         self._vod_bytes = _ByteCache(hls.vod_cache_mb << 20)
         origins = [o.strip() for o in settings.http.cors_origins.split(",") if o.strip()]
@@ -698,7 +786,9 @@ class HlsService:
             kind = "blocking_playlist" if "_HLS_msn" in request.query else "playlist"
             return error_reply(kind, 400, str(exc))
         if request.method == "GET":
-            self.viewers.seen(edge.slug, self.viewers.session_key(request), time.monotonic())
+            address = self.client_address(request)
+            self.viewers.seen(edge.slug, self.viewers.session_key(request, address), address,
+                              time.monotonic())
         if msn is None:
             body = self._render(edge, state, rendition, skip)
             return Reply("playlist", 200, {"Content-Type": PLAYLIST_TYPE,
@@ -767,9 +857,32 @@ class HlsService:
                         return self._object_reply(request, state, rendition, "part", name,
                                                   rendition.parts.get(key), tokened)
 
+                    self._watching(request, edge)
                     return Held(self, edge, state, ("part", rname, key), check,
                                 3.0 * playlist.target_duration, then)
+        if data is not None and kind != "init":
+            self._watching(request, edge)
         return self._object_reply(request, state, rendition, kind, name, data, tokened)
+
+    def _watching(self, request: HlsRequest, edge: LiveEdge) -> None:
+        """Media went to this client: its sessions count as viewers (``ViewerCounter``)."""
+        if request.method == "GET":
+            self.viewers.fetched_media(edge.slug, self.client_address(request),
+                                       time.monotonic())
+
+    def client_address(self, request: HlsRequest) -> str:
+        """The key viewers are counted under: the client's address (behind a trusted proxy,
+        the last X-Forwarded-For entry, which the proxy appended), IPv6 grouped by /64."""
+        host = client_host(request.remote, request.headers, self._trust_forwarded)
+        if not host:
+            return "unknown"
+        keys = self._address_keys
+        key = keys.get(host)
+        if key is None:
+            if len(keys) >= ADDRESS_KEYS:
+                keys.clear()
+            key = keys[host] = address_key(host) or host
+        return key
 
     @staticmethod
     def _object_reply(request: HlsRequest, state: _EdgeState, rendition: RenditionEdge,
@@ -797,74 +910,94 @@ class HlsService:
 
     # -- VOD ------------------------------------------------------------------------------
 
-    def _vod_cached(self, raw_id: str) -> _Vod | None | int:
-        """The VOD if known (or None if known not to exist); else the stream id to load."""
-        if not _STREAM_ID_RE.fullmatch(raw_id):
+    def _vod_cached(self, raw: str) -> _Vod | None | str:
+        """The VOD the URL's ``{stream_id}`` reaches if known (None: known to reach none);
+        else the reference to look up."""
+        now = time.monotonic()
+        link = self._vod_links.get(raw)
+        if link is None or link[0] <= now:
+            return raw if parse_stream_ref(raw) is not None else None
+        self._vod_links.move_to_end(raw)
+        if link[1] is None:
             return None
-        stream_id = int(raw_id)
-        hit = self._vods.get(stream_id)
-        if hit is not None and hit[0] > time.monotonic():
-            self._vods.move_to_end(stream_id)
-            return hit[1]
-        return stream_id
+        hit = self._vods.get(link[1])
+        if hit is None or hit[0] <= now:
+            return raw
+        self._vods.move_to_end(link[1])
+        return hit[1]
 
-    async def _vod(self, stream_id: int) -> _Vod | None:
-        loading = self._vod_loads.get(stream_id)
+    async def _vod(self, raw: str) -> _Vod | None:
+        loading = self._vod_loads.get(raw)
         if loading is None:
-            loading = self._vod_loads[stream_id] = asyncio.ensure_future(
-                self._load_vod(stream_id))
-            loading.add_done_callback(lambda _: self._vod_loads.pop(stream_id, None))
+            loading = self._vod_loads[raw] = asyncio.ensure_future(self._load_vod(raw))
+            loading.add_done_callback(lambda _: self._vod_loads.pop(raw, None))
         return await asyncio.shield(loading)
 
-    async def _load_vod(self, stream_id: int) -> _Vod | None:
-        vod = None
+    async def _load_vod(self, raw: str) -> _Vod | None:
+        """Which stream the reference reaches (the rule of ``stream_links``, for a caller with
+        no identity: VOD answers are cacheable by anyone), then its playlists."""
+        ref = parse_stream_ref(raw)
+        stream_id = vod = None
         try:
-            async with self.db.session() as session:
-                row = await session.get(Stream, stream_id)
-                available = (row is not None and row.status is StreamStatus.ARCHIVED
-                             and row.vod_available)
-            if available:
-                directory = self.settings.data_dir / "streams" / str(stream_id)
-                vod = await asyncio.to_thread(_load_vod, directory)
+            found = None
+            if ref is not None:
+                async with self.db.session() as session:
+                    found = await stream_by_ref(session, ref)
+            if ref is not None and found is not None:
+                stream, channel = found
+                if (stream.status is StreamStatus.ARCHIVED and stream.vod_available
+                        and reachable(ref, channel, None)):
+                    stream_id = stream.id
+            if stream_id is not None:
+                hit = self._vods.get(stream_id)
+                if hit is not None and hit[0] > time.monotonic():
+                    vod = hit[1]
+                else:
+                    directory = self.settings.data_dir / "streams" / str(stream_id)
+                    vod = await asyncio.to_thread(_load_vod, directory)
+                    ttl = VOD_CACHE_SECONDS if vod is not None else VOD_MISS_SECONDS
+                    _remember(self._vods, stream_id, (time.monotonic() + ttl, vod))
         except Exception:
-            log.exception("could not load VOD %d", stream_id)
-        ttl = VOD_CACHE_SECONDS if vod is not None else VOD_MISS_SECONDS
-        self._vods[stream_id] = (time.monotonic() + ttl, vod)
-        self._vods.move_to_end(stream_id)
-        while len(self._vods) > VOD_CACHE_SIZE:
-            self._vods.popitem(last=False)
+            log.exception("could not load VOD %r", raw)
+            stream_id = vod = None
+        _remember(self._vod_links, raw, (time.monotonic() + VOD_LINK_SECONDS, stream_id))
         return vod
+
+    async def _vod_loaded(self, request: HlsRequest, raw: str,
+                          then: Callable[[HlsRequest, _Vod | None], Reply | Pending]) -> Reply:
+        reply = then(request, await self._vod(raw))
+        assert not isinstance(reply, Held)  # VOD requests are never held
+        return reply if isinstance(reply, Reply) else await reply
 
     def vod_master(self, request: HlsRequest) -> Reply | Pending:
         vod = self._vod_cached(request.params["stream_id"])
-        if isinstance(vod, int):
-            return self._vod_loaded(request, vod, self.vod_master)
+        if isinstance(vod, str):
+            return self._vod_loaded(request, vod, self._vod_master)
+        return self._vod_master(request, vod)
+
+    @staticmethod
+    def _vod_master(request: HlsRequest, vod: _Vod | None) -> Reply:
         if vod is None:
             return error_reply("vod_master", 404)
         return Reply("vod_master", 200, {"Content-Type": PLAYLIST_TYPE,
                                          "Cache-Control": VOD_PLAYLIST_CACHE}, vod.master)
 
-    async def _vod_loaded(self, request: HlsRequest, stream_id: int,
-                          then: Callable[[HlsRequest], Reply | Pending]) -> Reply:
-        await self._vod(stream_id)
-        reply = then(request)  # answered from the cache entry the load just made
-        assert not isinstance(reply, Held)  # VOD requests are never held
-        return reply if isinstance(reply, Reply) else await reply
-
     def vod_resource(self, request: HlsRequest) -> Reply | Pending:
-        params = request.params
-        name, rendition = params["name"], params["rendition"]
-        resource = None if name == "index.m3u8" else parse_segment_name(name)
-        kind = ("vod_playlist" if name == "index.m3u8"
-                else f"vod_{resource.kind}" if resource is not None else "other")
+        kind = _vod_kind(request.params["name"])
         if kind == "other":
             return error_reply(kind, 404)
-        vod = self._vod_cached(params["stream_id"])
-        if isinstance(vod, int):
-            return self._vod_loaded(request, vod, self.vod_resource)
+        vod = self._vod_cached(request.params["stream_id"])
+        if isinstance(vod, str):
+            return self._vod_loaded(request, vod, self._vod_resource)
+        return self._vod_resource(request, vod)
+
+    def _vod_resource(self, request: HlsRequest, vod: _Vod | None) -> Reply | Pending:
+        params = request.params
+        name, rendition = params["name"], params["rendition"]
+        kind = _vod_kind(name)
         if vod is None or rendition not in vod.names:
             return error_reply(kind, 404)
-        if resource is None:
+        if kind == "vod_playlist":
             return Reply(kind, 200, {"Content-Type": PLAYLIST_TYPE,
                                      "Cache-Control": VOD_PLAYLIST_CACHE},
                          vod.playlists[rendition])

@@ -28,15 +28,9 @@ from .app import DB_KEY, REGISTRY_KEY
 from .channels import can_manage, channel_json, require_manager
 from .errors import ApiError, read_json
 from .identity import current_user, require_user
+from .stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, load_stream, stream_ref
 
 STREAM_LIST_DEFAULT = 20
-
-
-def _stream_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise ApiError(404, "not_found", f"no stream {raw!r}")
-    return int(raw)
 
 
 def live_of(request: web.Request, stream: Stream, channel: Channel) -> LiveStream | None:
@@ -49,6 +43,7 @@ def live_of(request: web.Request, stream: Stream, channel: Channel) -> LiveStrea
 
 def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:
     vod = stream.vod_available and stream.status is StreamStatus.ARCHIVED
+    ref = stream_ref(stream, channel)  # an unlisted channel's recordings: the public id
     return {
         "id": stream.id,
         "channel": channel.slug,
@@ -63,9 +58,9 @@ def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:
         "viewer_count": stream.viewer_count,
         "peak_viewers": stream.peak_viewers,
         "vod_available": bool(vod),
-        "vod_url": f"/vod/{stream.id}/master.m3u8" if vod else None,
+        "vod_url": f"/vod/{ref}/master.m3u8" if vod else None,
         "vod_duration_seconds": stream.vod_duration_seconds if vod else None,
-        "watch_url": f"/vods/{stream.id}" if vod else f"/streams/{channel.slug}",
+        "watch_url": f"/vods/{ref}" if vod else f"/streams/{channel.slug}",
     }
 
 
@@ -97,11 +92,9 @@ def status_json(request: web.Request, stream: Stream, channel: Channel,
 
 
 async def _load(request: web.Request, session: Any) -> tuple[Stream, Channel]:
-    stream_id = _stream_id(request)
-    found = await channel_queries.stream_with_channel(session, stream_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"no stream {stream_id}")
-    return found
+    """The stream ``{id}`` names, by the rule of ``stream_links`` (an unlisted channel's
+    stream by its id: 404 unless the caller manages it)."""
+    return await load_stream(request, session, request.match_info["id"])
 
 
 def _bool_query(request: web.Request, name: str) -> bool | None:
@@ -223,7 +216,8 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ID = {"name": "id", "in": "path", "required": True, "description": STREAM_REF_DESCRIPTION,
+       "schema": STREAM_REF_SCHEMA}
 _ERRORS = {str(code): {"$ref": f"#/components/responses/{name}"} for code, name in (
     (400, "BadRequest"), (401, "Unauthenticated"), (403, "Forbidden"), (404, "NotFound"))}
 _STREAM = {"application/json": {"schema": {"$ref": "#/components/schemas/Stream"}}}
@@ -244,7 +238,9 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "duration_seconds": {"type": ["integer", "null"]},
             "viewer_count": {"type": "integer"}, "peak_viewers": {"type": "integer"},
             "vod_available": {"type": "boolean"},
-            "vod_url": {"type": ["string", "null"], "description": "/vod/{id}/master.m3u8"},
+            "vod_url": {"type": ["string", "null"],
+                        "description": "/vod/{id}/master.m3u8; an unlisted channel's: "
+                                       "/vod/{public id}/master.m3u8"},
             "vod_duration_seconds": {"type": ["number", "null"]},
             "watch_url": {"type": "string"},
         },

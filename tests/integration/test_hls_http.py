@@ -401,8 +401,12 @@ async def test_viewers_are_counted_per_session_and_expire(live: Live) -> None:
     end = loop.time() + 1.2
     while loop.time() < end:  # player A switches renditions; B stays; both poll
         for u in (a360, a240, b360):
-            resp, _ = await live.get(u)
+            resp, body = await live.get(u)
             assert resp.status == 200
+        # Players fetch media too: a session counts only once its address does.
+        whole = [seg.uri for seg in m3u8.loads(body.decode()).segments if seg.uri]
+        resp, _ = await live.get(object_url(b360, whole[-1]))
+        assert resp.status == 200
         await asyncio.sleep(0.1)
     await wait_until(lambda: gauge() == 2, 2)
     # A player without a session (another User-Agent at the same address) is a third.

@@ -37,7 +37,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
@@ -151,3 +151,34 @@ async def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> Non
             assert await queries.count_users(s) == 8
     finally:
         await db.dispose()
+
+
+def test_0005_gives_existing_streams_distinct_public_ids(tmp_path: Path) -> None:
+    """Streams recorded before 0005 get their unguessable link too; the table rebuild that
+    makes the column NOT NULL keeps the partial index (one live stream per channel)."""
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    db_file = tmp_path / "aethex.db"
+    url = sqlite_url(db_file)
+    command.upgrade(alembic_config(url), "0004")
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("INSERT INTO users (id, username, email, password_hash, created_at) "
+                     "VALUES (1, 'old', 'old@example.org', '!x', '2025-01-01 00:00:00')")
+        conn.execute("INSERT INTO channels (id, owner_id, slug, name, description, tags, "
+                     "stream_key, stream_key_hash, created_at, updated_at) VALUES (1, 1, "
+                     "'old', 'Old', '', '[]', 'k', 'h', '2025-01-01 00:00:00', "
+                     "'2025-01-01 00:00:00')")
+        for i in (1, 2, 3):
+            conn.execute("INSERT INTO streams (id, channel_id, title, status) "
+                         "VALUES (?, 1, 't', 'archived')", (i,))
+    upgrade(url)
+    with sqlite3.connect(db_file) as conn:
+        ids = [row[0] for row in conn.execute("SELECT public_id FROM streams")]
+        live_index = conn.execute("SELECT sql FROM sqlite_master "
+                                  "WHERE name = 'uq_streams_channel_id_live'").fetchone()
+    assert len(ids) == len(set(ids)) == 3
+    assert all(len(public_id) == 22 for public_id in ids)
+    assert live_index is not None and "WHERE" in live_index[0]
+    assert _diffs(db_file) == []

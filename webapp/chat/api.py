@@ -17,13 +17,14 @@ from sqlalchemy import or_, select
 
 from storage import chat as chat_store
 from storage.chat import ChannelChatState
-from storage.models import Channel, ReportStatus, Stream, User
+from storage.models import Channel, ReportStatus, User
 from storage.chat_models import ChannelModerator
 
 from ..app import DB_KEY
 from ..auth.api import error_response, json_body, json_response
 from ..errors import ApiError, field, read_json
 from ..identity import current_user, require_user
+from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_stream, load_stream
 from .service import ChatService, can_moderate
 from .socket import public_user
 
@@ -71,7 +72,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def stream_messages(request: web.Request) -> web.Response:
     service = _service(request)
-    stream_id = _int(request.match_info["stream_id"], "stream id")
+    raw_stream = request.match_info["stream_id"]  # an id, or a public id (stream_links)
     limit_max = service.cs.history_page_max
     limit = _int(request.query.get("limit", str(min(50, limit_max))), "limit")
     if limit > limit_max:
@@ -79,14 +80,10 @@ async def stream_messages(request: web.Request) -> web.Response:
     before = request.query.get("before")
     before_id = _int(before, "before") if before else None
     async with request.app[DB_KEY].session() as session:
-        stream = await session.get(Stream, stream_id)
-        if stream is None:
-            raise ApiError(404, "not_found", f"no stream with id {stream_id}")
-        channel = await session.get(Channel, stream.channel_id)
-        rows = await chat_store.stream_messages(session, stream_id, before=before_id,
+        stream, channel = await load_stream(request, session, raw_stream)
+        rows = await chat_store.stream_messages(session, stream.id, before=before_id,
                                                 limit=limit)
         admins = await service._admins(session, {r.user_id for r in rows})
-    assert channel is not None
     state = await _channel_state(request, channel.slug)
     if state.logged_in_only and await current_user(request) is None:
         raise ApiError(401, "unauthenticated", "this chat is for logged-in users")
@@ -104,11 +101,10 @@ async def post_message(request: web.Request) -> web.Response:
         raise ApiError(400, "missing_field", "give the channel (slug) or the stream_id")
     if slug is None:
         async with request.app[DB_KEY].session() as session:
-            stream = await session.get(Stream, stream_id)
-            channel = await session.get(Channel, stream.channel_id) if stream else None
-        if channel is None:
+            found = await find_stream(request, session, str(stream_id))
+        if found is None:  # an unlisted channel's stream by its id, too (stream_links)
             raise ApiError(404, "not_found", f"no stream with id {stream_id}")
-        slug = channel.slug
+        slug = found[1].slug
     state = await _channel_state(request, slug)
     event = await _service(request).send(state, user, public_user(user), body.get("content"))
     return _json({"message": event}, status=201)
@@ -422,7 +418,8 @@ OPENAPI_PATHS: dict[str, Any] = {
         "summary": "A page of a stream's chat (oldest first); pass next_before as before",
         "tags": ["chat"],
         "parameters": [
-            {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+            {"name": "stream_id", "in": "path", "required": True,
+             "description": STREAM_REF_DESCRIPTION, "schema": STREAM_REF_SCHEMA},
             {"name": "before", "in": "query", "schema": {"type": "integer"}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}],
         "responses": {"200": json_response("Messages", {"type": "object", "properties": {
