@@ -135,6 +135,24 @@ class RtmpSettings:
     window_ack_size: int = 2_500_000
     # Most simultaneous RTMP connections; more are closed at accept.
     max_connections: int = 256
+    # Most simultaneous RTMP connections from one IP address, so one host cannot take every
+    # slot of max_connections from publishers elsewhere; more are closed at accept (0: off,
+    # e.g. behind a TCP proxy where every connection comes from the proxy).
+    max_connections_per_address: int = 32
+    # Bytes of replies a connection may leave unread in the server (beyond what the kernel
+    # took) before it is closed: a client that never reads cannot make the server hold more.
+    max_send_buffer: int = 65536
+    # SO_SNDBUF of each RTMP socket (0: the kernel's autotuning, up to tcp_wmem's maximum).
+    # The server only sends small replies; this bounds the kernel memory a non-reader pins.
+    socket_send_buffer: int = 65536
+    # Seconds a closed connection may take to receive its last replies (a refusal) before it
+    # is cut, so a client that never reads cannot keep a closing connection and its buffers.
+    close_linger: float = 5.0
+    # Largest message accepted before a publish is accepted (commands are well under 1 KiB).
+    max_setup_message_size: int = 65536
+    # Longest stream name a publish may carry; also the most characters of a client's string
+    # echoed back in replies.
+    max_name_length: int = 256
     # A new publisher with the right key takes over a live channel whose current publisher
     # has sent nothing for this many seconds (0 = never take over; the newcomer is refused).
     takeover_after: float = 0.0
@@ -368,6 +386,16 @@ def validate(s: Settings) -> Settings:
     for name in ("handshake_timeout", "idle_timeout", "publish_timeout", "max_message_size",
                  "max_chunk_streams", "max_message_streams", "max_amf_depth", "window_ack_size", "max_connections"):
         _check_positive(f"rtmp.{name}", getattr(r, name))
+    for name in ("max_send_buffer", "close_linger"):
+        _check_positive(f"rtmp.{name}", getattr(r, name))
+    if r.max_connections_per_address < 0:
+        raise SettingsError("rtmp.max_connections_per_address", "must be 0 (off) or more")
+    if r.socket_send_buffer < 0:
+        raise SettingsError("rtmp.socket_send_buffer", "must be 0 (kernel default) or bytes")
+    if not 128 <= r.max_setup_message_size <= 1 << 24:
+        raise SettingsError("rtmp.max_setup_message_size", "must be between 128 and 16777216")
+    if not 16 <= r.max_name_length <= 65536:
+        raise SettingsError("rtmp.max_name_length", "must be between 16 and 65536")
     if not 128 <= r.out_chunk_size <= 0xFFFFFF:
         raise SettingsError("rtmp.out_chunk_size", "must be between 128 and 16777215")
     if not 128 <= r.max_chunk_size <= 0x7FFFFFFF:

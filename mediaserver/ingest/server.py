@@ -9,12 +9,18 @@ by one sweeper task for the whole server: timers are data.
 The only asynchronous step of a connection is the publish decision (stream key lookup in the
 database). While it runs, reading is paused and the events that followed are parked, so media
 is never processed before the stream is accepted and never reordered.
+
+What a client can make the server hold is bounded before it shows a stream key: connections per
+address and in all, the size of messages (the core's setup limit), the replies it leaves unread
+(``rtmp.max_send_buffer`` in the transport, ``rtmp.socket_send_buffer`` in the kernel) and the
+time a closed connection may linger with unread replies (``rtmp.close_linger``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any
@@ -57,6 +63,8 @@ def limits_from_settings(settings: Settings) -> Limits:
         out_chunk_size=r.out_chunk_size,
         window_ack_size=r.window_ack_size,
         max_message_streams=r.max_message_streams,
+        max_setup_message_size=r.max_setup_message_size,
+        max_name_length=r.max_name_length,
     )
 
 
@@ -73,6 +81,7 @@ class RtmpSession(asyncio.Protocol):
         self.conn = ServerConnection(server.limits)
         self.transport: asyncio.Transport | None = None
         self.peer: str = "?"
+        self.host: str = "?"
         now = server.loop.time()
         self.connected_at = now
         self.last_rx = now
@@ -80,6 +89,7 @@ class RtmpSession(asyncio.Protocol):
         self.stream: LiveStream | None = None
         self.rtmp_stream_id: int | None = None
         self.closing = False
+        self.closed_at = 0.0
         self.deciding = False  # a publish decision is running; later events wait in _queue
         self._queue: deque[Any] = deque()
         self._bytes_metric: Any = None
@@ -91,11 +101,22 @@ class RtmpSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.server.sessions.add(self)
-        self.server.metrics.rtmp_connections.inc()
-        if len(self.server.sessions) > self.server.settings.rtmp.max_connections:
-            self.close("too_many_connections")
+        if peer:
+            self.host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        server = self.server
+        r = server.settings.rtmp
+        server.sessions.add(self)
+        per_host = server.per_address[self.host] = server.per_address.get(self.host, 0) + 1
+        server.metrics.rtmp_connections.inc()
+        if r.max_connections_per_address and per_host > r.max_connections_per_address:
+            self.close("per_address_cap", abort=True)
+        elif len(server.sessions) > r.max_connections:
+            self.close("too_many_connections", abort=True)
+        elif r.socket_send_buffer:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, r.socket_send_buffer)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -117,8 +138,12 @@ class RtmpSession(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.sessions.discard(self)
-        self.server.metrics.rtmp_connections.dec()
+        server = self.server
+        server.sessions.discard(self)
+        left = server.per_address.pop(self.host, 1) - 1
+        if left > 0:
+            server.per_address[self.host] = left
+        server.metrics.rtmp_connections.dec()
         self.closing = True
         self._finish_publish("disconnect")
 
@@ -168,8 +193,9 @@ class RtmpSession(asyncio.Protocol):
 
     def _on_connect(self, event: ConnectRequested) -> list[Any]:
         if _app_name(event.app) != self.server.settings.rtmp.app:
-            log.info("rtmp %s: unknown app %r", self.peer, event.app)
-            self.conn.reject_connect(f"unknown application {event.app!r}")
+            app = self.conn.clip(event.app)
+            log.info("rtmp %s: unknown app %r", self.peer, app)
+            self.conn.reject_connect(f"unknown application {app!r}")
             self.close("bad_app")
             return []
         return self.conn.accept_connect()
@@ -209,23 +235,38 @@ class RtmpSession(asyncio.Protocol):
     # -- output and closing ---------------------------------------------------------------
     def _flush(self) -> None:
         out = self.conn.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
+        transport = self.transport
+        if not out or transport is None or transport.is_closing():
+            return
+        queued = transport.get_write_buffer_size() + len(out)
+        if queued > self.server.settings.rtmp.max_send_buffer:
+            # The client does not read what it asks for: drop it rather than hold its replies.
+            log.info("rtmp %s: %d bytes of replies unread, closing", self.peer, queued)
+            self.close("send_buffer", abort=True)
+            return
+        transport.write(out)
 
     def reject(self, stream_id: int, description: str, reason: str) -> None:
         self.conn.reject_publish(stream_id, description)
         self.close(reason)
 
-    def close(self, reason: str) -> None:
-        """Close after sending what is queued; ``reason`` labels the rejection metric."""
+    def close(self, reason: str, *, abort: bool = False) -> None:
+        """Close after sending what is queued (or at once, dropping it, with ``abort``);
+        ``reason`` labels the rejection metric. The sweeper cuts a graceful close that has not
+        finished after ``rtmp.close_linger``."""
         if self.closing:
             return
         self.closing = True
+        self.closed_at = self.server.loop.time()
         if reason not in ("unpublish", "normal", "ended"):
             self.server.metrics.rtmp_rejected.labels(reason).inc()
-        self._flush()
+        if not abort:
+            self._flush()
         if self.transport is not None:
-            self.transport.close()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
         self._finish_publish("closed")
 
     def attach(self, stream: LiveStream) -> None:
@@ -245,6 +286,8 @@ class IngestServer:
         self.metrics = metrics
         self.limits = limits_from_settings(settings)
         self.sessions: set[RtmpSession] = set()
+        # Open connections (closing ones included) per peer IP address.
+        self.per_address: dict[str, int] = {}
         self.publishers: dict[int, RtmpSession] = {}  # channel id -> session
         self._claiming: set[int] = set()
         # channel id -> loop time until which a channel ended by its creator refuses publishers.
@@ -295,6 +338,9 @@ class IngestServer:
             now = self.loop.time()
             for s in list(self.sessions):
                 if s.closing:
+                    # Closed but its last replies are still unread: cut it after the linger.
+                    if s.transport is not None and now - s.closed_at > r.close_linger:
+                        s.transport.abort()
                     continue
                 s.report_bytes()
                 if not s.handshake_done and now - s.connected_at > r.handshake_timeout:

@@ -141,10 +141,23 @@ class ChunkReader:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._max_chunk_size = limits.max_chunk_size
         self._max_message = limits.max_message_size
+        self._max_message_name = "max_message_size"
         self._max_streams = limits.max_chunk_streams
         self._streams: dict[int, _ChunkStream] = {}
         self._buf = bytearray()
-        self._error: ProtocolError | None = None
+        # Why the stream failed. A message, not the exception: its traceback holds the
+        # parser's frames and with them this reader and the input buffer, a cycle that would
+        # keep up to a read's worth of memory per dead connection until the cyclic GC runs.
+        self._error: str | None = None
+
+    def limit_message_size(self, size: int, name: str) -> None:
+        """Bound messages (and the total of partial ones) from the next ``feed`` on.
+
+        The connection keeps this low until the peer is trusted (a publish was accepted);
+        ``name`` is the setting the error message points to.
+        """
+        self._max_message = size
+        self._max_message_name = name
 
     @property
     def buffered(self) -> int:
@@ -172,17 +185,18 @@ class ChunkReader:
                     pending += len(parts[0])
             if pending > self._max_message:
                 raise ProtocolError(f"partially received messages hold {pending} bytes, more "
-                                    f"than max_message_size={self._max_message}")
+                                    f"than {self._max_message_name}={self._max_message}")
         except Exception as exc:
-            error = exc if isinstance(exc, ProtocolError) else ProtocolError(
-                f"internal error in chunk parser: {exc!r}")
-            self._error = error
+            # No local may name the exception past this block: the traceback holds this frame,
+            # and a frame naming its own exception is a cycle keeping ``buf`` alive.
             for cs in self._streams.values():
                 cs.parts = []
             self._buf = bytearray()
-            if error is exc:
+            if isinstance(exc, ProtocolError):
+                self._error = str(exc)
                 raise
-            raise error from exc
+            self._error = f"internal error in chunk parser: {exc!r}"
+            raise ProtocolError(self._error) from exc
         mv.release()
         del buf[:pos]
         return out
@@ -218,7 +232,7 @@ class ChunkReader:
 
     def _too_long(self, length: int, csid: int) -> ProtocolError:
         return ProtocolError(f"message of {length} bytes on chunk stream {csid} exceeds "
-                             f"max_message_size={self._max_message}")
+                             f"{self._max_message_name}={self._max_message}")
 
     def _parse(self, buf: bytearray, mv: memoryview, out: list[Message]) -> int:
         # Locals for speed; the loop body is the hottest code of the server.

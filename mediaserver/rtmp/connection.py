@@ -102,6 +102,8 @@ class ServerConnection:
         self.state = ConnectionState.HANDSHAKE
         self._handshake = ServerHandshake()
         self._reader = ChunkReader(limits)
+        # Until a publish is accepted the peer is a stranger: it gets the small setup limit.
+        self._reader.limit_message_size(limits.setup_message_size, "max_setup_message_size")
         self._writer = ChunkWriter(DEFAULT_CHUNK_SIZE)
         self._out = bytearray()
         self._connect_tid = 0.0
@@ -206,10 +208,16 @@ class ServerConnection:
     def _queue(self, messages: list[Message]) -> None:
         for message in messages:
             self._queued_bytes += len(message[3]) + 16
-        if self._queued_bytes > self.limits.max_message_size:
-            raise ProtocolError("client sent more than max_message_size bytes before its "
+        if self._queued_bytes > self.limits.setup_message_size:
+            raise ProtocolError("client sent more than max_setup_message_size bytes before its "
                                 "connect was answered")
         self._queued.extend(messages)
+
+    def clip(self, text: str) -> str:
+        """A peer-chosen string as we may repeat it (in a reply or an error message): at most
+        ``max_name_length`` characters, so what we send or log never grows with what we got."""
+        limit = self.limits.max_name_length
+        return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
     def _report(self, event: MediaIgnored, events: list[Event]) -> None:
         key = (event.stream_id, event.kind, event.reason)
@@ -266,13 +274,13 @@ class ServerConnection:
         if pos < len(body):
             tid, pos = amf0.decode(body, pos, max_depth=depth)
             if not isinstance(tid, float):
-                raise ProtocolError(f"transaction id of {name!r} is not a number")
+                raise ProtocolError(f"transaction id of {self.clip(name)!r} is not a number")
         try:
             args = amf0.decode_all(body[pos:], max_depth=depth)
         except ProtocolError as exc:
             if not tid:
                 raise
-            self._call_failed(tid, f"cannot decode arguments of {name!r}: {exc}")
+            self._call_failed(tid, f"cannot decode arguments of {self.clip(name)!r}: {exc}")
             return
         command_object = args[0] if args else None
         rest = args[1:]
@@ -290,7 +298,7 @@ class ServerConnection:
             return
         if state is not ConnectionState.CONNECTED:
             if tid and not name.startswith("_"):
-                self._call_failed(tid, f"{name!r} before connect")
+                self._call_failed(tid, f"{self.clip(name)!r} before connect")
             return
         if name == "createStream":
             if len(self._streams) >= self.limits.max_message_streams:
@@ -308,13 +316,14 @@ class ServerConnection:
         elif name == "FCPublish":
             key = _as_str(rest[0]) if rest else ""
             self._command(CSID_COMMAND, 0, "onFCPublish", 0.0, None,
-                          {"code": "NetStream.Publish.Start", "description": key})
+                          {"code": "NetStream.Publish.Start", "description": self.clip(key)})
             if tid:
                 self._result(tid, None, UNDEFINED)
         elif name == "FCUnpublish":
             key = _as_str(rest[0]).split("?", 1)[0] if rest else ""
             self._command(CSID_COMMAND, 0, "onFCUnpublish", 0.0, None,
-                          {"code": "NetStream.Unpublish.Success", "description": key})
+                          {"code": "NetStream.Unpublish.Success",
+                           "description": self.clip(key)})
             if tid:
                 self._result(tid, None, UNDEFINED)
             target = self._find_publish(key)
@@ -336,7 +345,7 @@ class ServerConnection:
         elif name.startswith("_") or name.startswith("on"):
             pass  # replies and notifications from the client: nothing to answer
         elif tid:
-            self._call_failed(tid, f"unknown command {name!r}")
+            self._call_failed(tid, f"unknown command {self.clip(name)!r}")
 
     def _handle_publish(self, stream_id: int, rest: list[Any], events: list[Event]) -> None:
         if stream_id in self._publish_names:
@@ -344,7 +353,14 @@ class ServerConnection:
                             "This stream is already publishing.")
             return
         raw_name = _as_str(rest[0]) if rest else ""
-        kind = _as_str(rest[1]) if len(rest) > 1 else ""
+        limit = self.limits.max_name_length
+        if len(raw_name) > limit:
+            # No key is that long: refuse before the owner spends a key lookup on it.
+            self._on_status(stream_id, "error", "NetStream.Publish.BadName",
+                            f"stream name longer than {limit} characters")
+            raise ProtocolError(f"publish name of {len(raw_name)} characters exceeds "
+                                f"max_name_length={limit}")
+        kind = self.clip(_as_str(rest[1])) if len(rest) > 1 else ""
         name, _, query = raw_name.partition("?")
         self._streams.add(stream_id)
         self._publish_names[stream_id] = name
@@ -503,6 +519,8 @@ class ServerConnection:
             return
         self._pending.discard(stream_id)
         self._publishing.add(stream_id)
+        # The peer holds a valid key now: media messages may be as large as the limits allow.
+        self._reader.limit_message_size(self.limits.max_message_size, "max_message_size")
         name = self._publish_names[stream_id]
         self._out += self._writer.write_control(USER_CONTROL,
                                                 user_control(UC_STREAM_BEGIN, stream_id))

@@ -31,6 +31,19 @@ class Limits:
     window_ack_size: int = 2_500_000
     # Most message streams (createStream) one connection may open.
     max_message_streams: int = 16
+    # Largest message (and total of partial messages) accepted until a publish is accepted.
+    # connect, releaseStream, FCPublish, createStream and publish fit in well under 1 KiB, so a
+    # client without a stream key cannot make us buffer max_message_size per connection.
+    # Capped by max_message_size.
+    max_setup_message_size: int = 64 * 1024
+    # Longest stream name a publish may carry (longer: refused before any key lookup), and the
+    # most characters of any peer-chosen string echoed back (onFCPublish, onStatus, _error).
+    max_name_length: int = 256
+
+    @property
+    def setup_message_size(self) -> int:
+        """The message size limit in force before the first accepted publish."""
+        return min(self.max_setup_message_size, self.max_message_size)
 
     def __post_init__(self) -> None:
         bounds = {
@@ -41,6 +54,8 @@ class Limits:
             "out_chunk_size": (128, 0xFFFFFF),
             "window_ack_size": (1, 0xFFFFFFFF),
             "max_message_streams": (1, 1 << 16),
+            "max_setup_message_size": (128, _MAX_MESSAGE_LENGTH),
+            "max_name_length": (16, 1 << 16),
         }
         for f in fields(self):
             value = getattr(self, f.name)

@@ -507,3 +507,83 @@ def test_flood_before_connect_decision_is_bounded():
     s.send(s.client.connect())
     with pytest.raises(ProtocolError, match="before its connect"):
         s.send(b"".join(s.client.command("x", None, "y" * 1000) for _ in range(12)))
+
+
+# ---------------------------------------------------------------------------------------------
+# What a client without a stream key can make the connection hold or send
+
+
+def test_big_message_before_publish_is_refused_at_its_header():
+    """1 MB releaseStream names are refused as soon as the chunk header announces them: the
+    setup limit, not max_message_size, bounds what a key-less client makes us buffer."""
+    s = Session()
+    s.connect()
+    big = s.client.release_stream("k" * 1_000_000)
+    with pytest.raises(ProtocolError, match="max_setup_message_size=65536"):
+        s.send(big[:200])  # the header and one chunk of the 1 MB message
+    assert s.conn.closed
+
+
+def test_setup_limit_is_lifted_once_a_publish_is_accepted():
+    s = Session(limits=Limits(max_setup_message_size=1024))
+    s.publish()
+    nalus = length_prefixed(b"\x65" + bytes(50_000))
+    (frame,) = s.send(s.client.video(1, 0, avc_nalus(nalus, keyframe=True)))
+    assert isinstance(frame, VideoFrame) and frame.data == nalus
+
+
+def test_media_before_any_publish_counts_against_the_setup_limit():
+    s = Session(limits=Limits(max_setup_message_size=1024))
+    s.connect()
+    s.send(s.client.create_stream())
+    with pytest.raises(ProtocolError, match="max_setup_message_size"):
+        s.send(s.client.video(1, 0, avc_nalus(bytes(5000), keyframe=True)))
+
+
+def test_echoed_names_are_bounded():
+    """Replies quoting a client's string (FCPublish/FCUnpublish names, unknown command names)
+    stay small however long the string: output never grows with the input."""
+    s = Session()
+    s.connect()
+    s.take_replies()
+    name = "n" * 60_000
+    s.conn.receive_data(s.client.fc_publish(name) + s.client.fc_unpublish(name)
+                        + s.client.command("x" * 60_000, None))
+    out = s.conn.data_to_send()
+    assert len(out) < 2000
+    replies = commands(s.client.replies(out))
+    assert [r[1][0] for r in replies] == ["onFCPublish", "_result", "onFCUnpublish", "_result",
+                                          "_error"]
+    for _, values in replies:
+        if isinstance(values[3], dict):
+            assert len(values[3]["description"]) <= 256 + 50
+    assert replies[0][1][3]["description"].startswith("n" * 256 + "...")
+
+
+def test_long_stream_name_is_refused_before_the_key_check():
+    s = Session()
+    s.connect()
+    s.send(s.client.create_stream())
+    s.take_replies()
+    events = s.events[:]
+    with pytest.raises(ProtocolError, match="max_name_length=256"):
+        s.conn.receive_data(s.client.publish(1, "k" * 257))
+    assert s.events == events  # no PublishRequested: the owner never looks the key up
+    (reply,) = commands(s.client.replies(s.conn.data_to_send()))
+    assert reply[1][3]["code"] == "NetStream.Publish.BadName"
+    assert "longer than 256" in reply[1][3]["description"]
+    # A name at the limit is a normal publish request.
+    s2 = Session()
+    s2.connect()
+    s2.send(s2.client.create_stream())
+    (event,) = s2.send(s2.client.publish(1, "k" * 256))
+    assert event == PublishRequested(1, "k" * 256, "live", "")
+
+
+def test_error_messages_do_not_carry_whole_names():
+    s = Session()
+    s.connect()
+    body = amf_encode("y" * 50_000, "not a number")
+    with pytest.raises(ProtocolError) as info:
+        s.send(s.client.writer.write(3, 20, 0, 0, body))
+    assert len(str(info.value)) < 400
