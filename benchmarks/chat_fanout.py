@@ -290,6 +290,8 @@ def main() -> None:
         server = clock.LiveServer(Path(tmp), transcode=False, extra_env={
             "AETHEX_CHAT__RATE_LIMIT_MESSAGES": str(10 * int(args.rate) + 100),
             "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
+            "AETHEX_CHAT__FRAME_BUDGET": str(10 * int(args.rate) + 100),
+            "AETHEX_CHAT__FRAME_WINDOW": "1",
             "AETHEX_CHAT__HEARTBEAT": "0", "AETHEX_CHAT__IDLE_TIMEOUT": "0"})
         server.prepare()
         tokens = []

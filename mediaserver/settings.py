@@ -248,8 +248,8 @@ class ChatSettings:
     history: int = 50
     # Largest page of GET /api/streams/{id}/messages (?limit=).
     history_page_max: int = 100
-    # Bytes a socket may have waiting to be sent before it is disconnected (close 1013):
-    # a slow reader never slows the room.
+    # Bytes a socket may have waiting to be sent (after its join history) before it is
+    # disconnected (close 1013): a slow reader never slows the room.
     send_queue_bytes: int = 1_048_576
     # Largest WebSocket frame a client may send (bigger: close 1009).
     max_message_bytes: int = 4096
@@ -274,6 +274,14 @@ class ChatSettings:
     # Fan-out between server processes: "memory" (one process) or a Redis URL
     # ("redis://host:6379/0") so several processes share every room.
     bus: str = "memory"
+    # Frames a socket may send per frame_window seconds, of any type (sends, moderation,
+    # malformed): a refused frame must stay cheap. Past it: chat:error, frames ignored; a
+    # socket that sends twice the budget in one window is closed (1008).
+    frame_budget: int = 100
+    frame_window: float = 10.0
+    # Seconds after which a logged-in socket re-reads its account and credential before it
+    # acts (account changes also reach open sockets at once through the bus).
+    recheck_interval: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -477,7 +485,7 @@ def _validate_chat(c: ChatSettings) -> None:
     for name in ("max_length", "tick", "history", "history_page_max", "send_queue_bytes",
                  "max_message_bytes", "rate_limit_messages", "rate_limit_window",
                  "max_timeout_seconds", "max_slow_mode_seconds", "max_filter_words", "big_room",
-                 "presence_interval"):
+                 "presence_interval", "frame_budget", "frame_window", "recheck_interval"):
         _check_positive(f"chat.{name}", getattr(c, name))
     for name in ("heartbeat", "idle_timeout", "mute_seconds"):
         if getattr(c, name) < 0:

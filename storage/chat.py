@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.chat_models import (
@@ -27,9 +27,11 @@ from storage.chat_models import (
 )
 from storage.errors import NotFoundError, ValidationError
 from storage.models import (
+    ApiToken,
     Block,
     Channel,
     ChannelFollow,
+    LoginSession,
     Message,
     Profile,
     Report,
@@ -327,6 +329,39 @@ async def clear_timeout(session: AsyncSession, channel_id: int, user_id: int) ->
 
 async def is_follower(session: AsyncSession, channel_id: int, user_id: int) -> bool:
     return await session.get(ChannelFollow, (user_id, channel_id)) is not None
+
+
+# -- standing of a chat socket's account ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Standing:
+    """What an open chat socket's account may do now: its admin flag, and ``ended`` (why it
+    may no longer act: "account_disabled", "session_ended", "token_revoked") or None."""
+
+    is_admin: bool
+    ended: str | None
+
+
+async def credential_standing(session: AsyncSession, user_id: int, kind: str,
+                              token_hash: str, now: datetime) -> Standing:
+    """Re-read a user and the credential their socket opened with, in one query. ``kind`` is
+    "session" (a login cookie, valid until it expires or is deleted by logout/disable) or
+    "token" (an API token, valid until revoked); ``token_hash`` is its SHA-256; ``now`` is
+    timezone-aware."""
+    if kind == "session":
+        live = exists().where(LoginSession.token_hash == token_hash,
+                              LoginSession.user_id == User.id,
+                              LoginSession.expires_at > now)
+        gone = "session_ended"
+    else:
+        live = exists().where(ApiToken.token_hash == token_hash, ApiToken.user_id == User.id,
+                              ApiToken.revoked_at.is_(None))
+        gone = "token_revoked"
+    row = (await session.execute(
+        select(User.is_admin, User.is_disabled, live).where(User.id == user_id))).one_or_none()
+    if row is None or row[1]:
+        return Standing(False, "account_disabled")
+    return Standing(bool(row[0]), None if row[2] else gone)
 
 
 # -- blocks --------------------------------------------------------------------------------

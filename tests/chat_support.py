@@ -94,8 +94,47 @@ class ChatClient:
         self._seen = len(self.events)
         return self.events[start:]
 
+    async def closed(self, timeout: float = 10.0) -> int | None:
+        """Read to the end of the socket (the server closes it); the close code it sent.
+
+        The code of the server's close frame, not ``ws.close_code``: a server that closes the
+        connection right after its close frame makes aiohttp's automatic reply fail, and the
+        client then reports 1006 although it received the server's code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.ws.receive(timeout=max(0.0, deadline - loop.time()))
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return self.ws.close_code
+            self.events.extend(json.loads(msg.data))
+
     def messages(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == "chat:message"]
+
+
+async def probe(client: ChatClient, frame: dict[str, Any], until: str,
+                timeout: float = 10.0) -> dict[str, Any]:
+    """Send ``frame`` again and again until the server answers with chat:error ``until`` (a
+    change made elsewhere has reached this socket). Every answer must be a chat:error: pick
+    frames that cannot succeed either way (e.g. ``timeout_probe``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await client.send(frame)
+        err = await client.next("chat:error")
+        if err["code"] == until:
+            return err
+        if loop.time() > deadline:
+            raise AssertionError(f"still {err} after {timeout} s, never {until}")
+        await asyncio.sleep(0.02)
+
+
+def timeout_probe(target_id: int) -> dict[str, Any]:
+    """A moderation frame that changes nothing: moderators get "invalid" (0 seconds is no
+    timeout), everyone else "forbidden"."""
+    return {"type": "chat:timeout", "user_id": target_id, "seconds": 0}
 
 
 async def join(http: aiohttp.ClientSession, base: str, slug: str, token: str | None = None,

@@ -15,6 +15,7 @@ from aiohttp import web
 from storage import accounts
 
 from .app import DB_KEY
+from .chat import account_changed
 from .auth.api import PRIVATE_USER_SCHEMA, error_response, json_body, json_response
 from .auth.pages import form_text, redirect, render
 from .errors import ApiError, read_json
@@ -49,6 +50,7 @@ async def change_user(app: web.Application, user_id: int, changes: dict[str, boo
             raise ApiError(409, "last_admin",
                            "this would leave no enabled administrator; promote someone else first")
         await session.commit()
+        account_changed(app, user_id)  # open chat sockets follow the new flags at once
         return await accounts.get_user_with_profile(session, target.id)
 
 

@@ -18,6 +18,7 @@ from storage.models import ApiToken, User
 
 from . import uploads
 from .app import DB_KEY, SETTINGS_KEY
+from .chat import account_changed
 from .auth.api import USER_ENVELOPE, error_response, json_body, json_response
 from .auth.pages import form_text, message_of, redirect, render
 from .errors import ApiError, field, read_json
@@ -69,6 +70,7 @@ async def revoke_token(app: web.Application, user: User, raw_id: str) -> ApiToke
     async with app[DB_KEY].session() as session:
         row = await accounts.revoke_user_api_token(session, user.id, int(raw_id), _now())
         await session.commit()
+    account_changed(app, user.id)  # a chat socket opened with this token stops at once
     return row
 
 

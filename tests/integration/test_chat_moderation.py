@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from chat_support import auth, base_url, join, make_chat_channel, make_user
+from chat_support import ChatClient, auth, base_url, join, make_chat_channel, make_user
 
 pytestmark = pytest.mark.integration
 
@@ -248,44 +248,119 @@ def small_queue_env(settings_env):
             "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100000"}
 
 
+# Kernel socket buffers asked for on both ends of every chat socket below (Linux doubles it and
+# has a floor of a few KiB). Small on purpose: what a peer does not read then waits in the
+# server's own send queue, which is what chat.send_queue_bytes bounds, whatever this machine's
+# tcp_wmem/tcp_rmem would otherwise absorb (a second machine's 16 KiB default once made a
+# joining reader look slow; these sizes make that case happen everywhere).
+SMALL_BUFFER = 4096
+
+
+def _small_buffer_connector() -> aiohttp.TCPConnector:
+    import socket
+
+    def make(addr_info):
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+        return sock
+
+    return aiohttp.TCPConnector(socket_factory=make)
+
+
+def _fake_messages(first_id: int, count: int, size: int) -> list[dict]:
+    """Events as the bus carries chat messages (they reach the room and its history)."""
+    return [{"type": "chat:message", "id": first_id + i, "content": "z" * size,
+             "user": {"id": 0, "username": "x", "display_name": "x", "badges": []},
+             "created_at": "2026-01-01T00:00:00Z"} for i in range(count)]
+
+
+async def _history_written(service, room, known: set) -> object:
+    """The room's socket that is not in ``known``, once its history frame has been written."""
+    dropped = service.dropped
+    for _ in range(3000):
+        fresh = [c for c in room.clients if c not in known and c.buffer is None]
+        if fresh:
+            return fresh[0]
+        assert service.dropped == dropped, "a joining socket was dropped as a slow reader"
+        await asyncio.sleep(0.01)
+    raise AssertionError("the new socket never got its history")
+
+
 async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
+    import socket
+
     from conftest import running_server
 
+    limit = int(small_queue_env["AETHEX_CHAT__SEND_QUEUE_BYTES"])
     async with running_server(small_queue_env) as server:
+        # Sockets the server accepts inherit the listening socket's send buffer size.
+        server._http.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
         await make_chat_channel(server, "own4", "firehose")
         _, talker = await make_user(server, "talker")
         base = base_url(server)
-        async with aiohttp.ClientSession() as http:
-            fast = await join(http, base, "firehose")
-            # A reader that never reads: a tiny receive buffer and no reads from here on.
+        assert server._runner is not None
+        from webapp.chat import CHAT_KEY
+        service = server._runner.app[CHAT_KEY]
+        async with aiohttp.ClientSession(connector=_small_buffer_connector()) as http:
+            fast = await join(http, base, "firehose", max_msg_size=0)
+            # A reader that never reads.
             slow_ws = await http.ws_connect(f"{base}/ws/chat/firehose")
             slow_ws._conn.transport.pause_reading()  # type: ignore[union-attr]
-            assert server._runner is not None
-            from webapp.chat import CHAT_KEY
-            service = server._runner.app[CHAT_KEY]
-            # 40 ticks of 10 x 100 kB events (40 MB): far more than socket buffers hold.
-            big = "z" * 100_000
-            for tick in range(40):
-                await service.bus.publish("firehose", [
-                    {"type": "chat:message", "id": tick * 10 + i, "content": big,
-                     "user": {"id": 0, "username": "x", "display_name": "x", "badges": []},
-                     "created_at": "2026-01-01T00:00:00Z"} for i in range(10)])
-                await fast.next("chat:message", timeout=5, id=tick * 10 + 9)
+            # 5 ticks of 10 x 100 kB messages: far more than the sockets' buffers hold, and
+            # they fill the room's history (50 messages, ~5 MB) for the joins below.
+            for tick in range(5):
+                await service.bus.publish("firehose", _fake_messages(tick * 10, 10, 100_000))
+                await fast.next("chat:message", timeout=60, id=tick * 10 + 9)
             # The fast reader got everything, in order, while the slow one was dropped.
-            assert [m["id"] for m in fast.messages()] == list(range(400))
-            # The room's in-memory history now holds the fake 100 kB events (they came through
-            # the bus like real messages), so this join's history frame is ~5 MB.
-            w = await join(http, base, "firehose", talker, max_msg_size=0)
+            assert [m["id"] for m in fast.messages()] == list(range(50))
+            assert service.dropped == 1
+            room = service.rooms["firehose"]
+            known = set(room.clients)
+
+            # A talker joins and, like a client on a slow link, has not read its ~5 MB history
+            # frame when the room sends the next events: almost all of it is still in the
+            # server's send queue. It is no slow reader: nothing queued after the history
+            # comes near the limit.
+            w_ws = await http.ws_connect(f"{base}/ws/chat/firehose", headers=auth(talker),
+                                         max_msg_size=0)
+            w_ws._conn.transport.pause_reading()  # type: ignore[union-attr]
+            talker_client = await _history_written(service, room, known)
+            # And a second joiner that never reads at all.
+            idle_ws = await http.ws_connect(f"{base}/ws/chat/firehose", max_msg_size=0)
+            idle_ws._conn.transport.pause_reading()  # type: ignore[union-attr]
+            idle_client = await _history_written(service, room, known | {talker_client})
+            assert idle_client.transport.get_write_buffer_size() > limit  # history waiting
+            await service.bus.publish("firehose", _fake_messages(1000, 1, 1000))
+            await fast.next("chat:message", timeout=60, id=1000)
+            assert service.dropped == 1 and {talker_client, idle_client} <= room.clients
+
+            w_ws._conn.transport.resume_reading()  # type: ignore[union-attr]
+            w = ChatClient(w_ws)
+            history = await w.next("chat:history", timeout=60)
+            assert [m["id"] for m in history["messages"]] == list(range(50))
+            assert await w.next("chat:message", timeout=60, id=1000)
             await w.say("after")
-            await fast.next("chat:message", content="after")
-            assert service.dropped >= 1
+            await fast.next("chat:message", timeout=60, content="after")
+            await w.next("chat:message", timeout=60, content="after")
+            await w.ws.close()
+
+            # The joiner that never reads is dropped as soon as what was queued after its
+            # history passes the limit: the history is not a free pass.
+            for tick in range(2):
+                await service.bus.publish("firehose", _fake_messages(2000 + tick, 1, limit))
+                await fast.next("chat:message", timeout=60, id=2000 + tick)
+            assert service.dropped == 2 and idle_client not in room.clients
+
             async with http.get(f"{base}/metrics") as r:
                 text = await r.text()
-            assert 'aethex_chat_dropped_sockets_total{channel="firehose"} 1.0' in text
+            assert 'aethex_chat_dropped_sockets_total{channel="firehose"} 2.0' in text
             assert "aethex_chat_messages_total 1.0" in text  # "after"; the rest came via the bus
-            slow_ws._conn.transport.resume_reading()  # type: ignore[union-attr]
-            msg = await slow_ws.receive(timeout=10)
-            while msg.type == aiohttp.WSMsgType.TEXT:
-                msg = await slow_ws.receive(timeout=10)
-            assert slow_ws.close_code == 1013
-            await fast.ws.close(); await w.ws.close()
+            for ws in (slow_ws, idle_ws):
+                ws._conn.transport.resume_reading()  # type: ignore[union-attr]
+                msg = await ws.receive(timeout=60)
+                while msg.type == aiohttp.WSMsgType.TEXT:
+                    msg = await ws.receive(timeout=60)
+                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                    aiohttp.WSMsgType.ERROR), msg
+            await fast.ws.close()

@@ -1,19 +1,22 @@
 """Two server processes sharing rooms through a real redis-server: a message sent on one
-reaches a viewer on the other; presence, deletes and moderation state cross over too."""
+reaches a viewer on the other; presence, deletes, moderation state and account changes
+(disable, demote) cross over too."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from chat_support import auth, join, make_chat_channel, make_user
+from chat_support import auth, join, make_chat_channel, make_user, probe, timeout_probe
 from conftest import free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -43,6 +46,22 @@ def redis_url(tmp_path: Path):
         proc.wait(10)
 
 
+@contextlib.asynccontextmanager
+async def second_process(env: dict[str, str]) -> AsyncIterator[str]:
+    """``aethex serve`` in a child process on the same database and bus as the in-process
+    server started with ``env``, on its own HTTP port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
+        env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"})
+    try:
+        await asyncio.to_thread(_wait_port, port, 30.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 20)
+
+
 def _wait_port(port: int, timeout: float = 15.0) -> None:
     import socket
     import time
@@ -64,14 +83,8 @@ async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
         _, sender = await make_user(one, "sender")
         mod_id, mod = await make_user(one, "moddy")
         # The second process: same database file, same Redis, its own HTTP port.
-        port2 = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
-            env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port2), "AETHEX_LOG__LEVEL": "warning"})
-        try:
-            await asyncio.to_thread(_wait_port, port2, 30.0)
+        async with second_process(env) as base2:
             base1 = f"http://127.0.0.1:{one.http_port}"
-            base2 = f"http://127.0.0.1:{port2}"
             async with aiohttp.ClientSession() as http:
                 viewer2 = await join(http, base2, "shared")
                 viewer1 = await join(http, base1, "shared")
@@ -102,9 +115,38 @@ async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
                 assert (await m2.next("chat:history"))["me"]["can_moderate"] is True
                 for c in (viewer1, viewer2, writer1, m2):
                     await c.ws.close()
-        finally:
-            proc.terminate()
-            await asyncio.to_thread(proc.wait, 20)
+
+
+async def test_disable_and_demote_reach_sockets_on_another_process(settings_env,
+                                                                   redis_url) -> None:
+    """An admin on process one disables a user and demotes another admin; their sockets on
+    process two feel it without reconnecting (through the bus, not on their next join)."""
+    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url,
+           # The probe sends a frame every few milliseconds until the demotion shows.
+           "AETHEX_CHAT__FRAME_BUDGET": "100000"}
+    async with running_server(env) as one:
+        await make_chat_channel(one, "hoster", "shared")
+        _, root = await make_user(one, "root", admin=True)
+        admin_id, admin = await make_user(one, "exadmin", admin=True)
+        victim_id, victim = await make_user(one, "victim")
+        troll_id, _ = await make_user(one, "troll")
+        async with second_process(env) as base2:
+            base1 = f"http://127.0.0.1:{one.http_port}"
+            async with aiohttp.ClientSession() as http:
+                a = await join(http, base2, "shared", admin)
+                v = await join(http, base2, "shared", victim)
+                await a.send(timeout_probe(troll_id))
+                assert (await a.next("chat:error"))["code"] == "invalid"  # may moderate
+                async with http.patch(f"{base1}/api/admin/users/{admin_id}", headers=auth(root),
+                                      json={"is_admin": False}) as r:
+                    assert r.status == 200, await r.text()
+                await probe(a, timeout_probe(troll_id), until="forbidden")
+                async with http.patch(f"{base1}/api/admin/users/{victim_id}", headers=auth(root),
+                                      json={"is_disabled": True}) as r:
+                    assert r.status == 200, await r.text()
+                assert await v.next("chat:error", timeout=10, code="account_disabled")
+                assert await v.closed() == 1008
+                await a.ws.close()
 
 
 async def _token(server, username: str) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 from storage import accounts
 
 from ..app import DB_KEY
+from ..chat import account_changed
 from ..errors import ApiError, field, read_json
 from ..identity import (
     csrf_token,
@@ -54,8 +55,11 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    user = await current_user(request)
     response = web.Response(status=204)
     await end_session(request, response)
+    if user is not None:
+        account_changed(request.app, user.id)  # chat sockets of this session stop at once
     return response
 
 

@@ -17,6 +17,7 @@ from storage import accounts
 from storage.errors import ConflictError, NotFoundError, ValidationError
 
 from ..app import DB_KEY
+from ..chat import account_changed
 from ..errors import ApiError
 from ..identity import (
     current_user,
@@ -117,8 +118,11 @@ async def login_submit(request: web.Request) -> web.Response:
 
 
 async def logout_submit(request: web.Request) -> web.Response:
+    user = await current_user(request)
     response = redirect("/")
     await end_session(request, response)
+    if user is not None:
+        account_changed(request.app, user.id)  # chat sockets of this session stop at once
     return response
 
 

@@ -39,4 +39,13 @@ def setup(app: web.Application) -> ChatService:
     return service
 
 
-__all__ = ["CHAT_KEY", "ChatService", "setup"]
+def account_changed(app: web.Application, user_id: int) -> None:
+    """Call after committing a change to a user's account, role or credentials (disable,
+    promote/demote, logout, token revocation): their open chat sockets follow it on every
+    process (see principal.py). Harmless when the app has no chat."""
+    service = app.get(CHAT_KEY)
+    if service is not None:
+        service.account_changed(user_id)
+
+
+__all__ = ["CHAT_KEY", "ChatService", "account_changed", "setup"]

@@ -26,6 +26,10 @@ class ChatMetrics:
             "aethex_chat_dropped_sockets_total",
             "Chat sockets closed because their send queue overflowed (slow readers).",
             ["channel"], registry=r)
+        self.closed = Counter(
+            "aethex_chat_closed_sockets_total",
+            "Chat sockets closed by the server with 1008, by reason: account_disabled, "
+            "session_ended, token_revoked, frame_budget.", ["reason"], registry=r)
 
 
 def chat_metrics(registry: CollectorRegistry | None) -> ChatMetrics:

@@ -2,10 +2,17 @@
 
 Fan-out: events arriving from the bus are appended to the room's batch; at most once per
 ``chat.tick`` the batch becomes one frame (``frames.events_frame``) written as the same bytes
-to every socket. A socket whose send buffer would pass ``chat.send_queue_bytes`` is dropped
-(close 1013) instead of being waited for, so one slow reader never delays the room. Sockets of
-users who blocked the author of a message in the batch get a copy without it (built once per
-distinct set of hidden authors in that tick).
+to every socket. A socket whose send queue holds more than ``chat.send_queue_bytes`` is
+dropped (close 1013) instead of being waited for, so one slow reader never delays the room.
+Sockets of users who blocked the author of a message in the batch get a copy without it (built
+once per distinct set of hidden authors in that tick).
+
+The join history is not part of that backlog: it is one frame of up to ``chat.history``
+messages (megabytes in a busy room), written when the socket joins, and a client on a slow
+link, or with small kernel buffers, is still reading it when the next ticks come. What counts
+is what was queued after it, which the transport's FIFO order makes exact (``Client.backlog``).
+So a joining reader is never taken for a slow one because its first frame is large, and a
+socket that never reads still costs at most its history plus ``chat.send_queue_bytes``.
 
 Presence: ``chat:user-joined`` / ``chat:user-left`` events carry a list of users and are
 coalesced: within one flush window a join and a leave of the same user cancel out, and in
@@ -22,6 +29,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from .frames import encode_events, events_frame, text_frame
+from .principal import Principal
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +41,11 @@ class Client:
     """One WebSocket in a room."""
 
     __slots__ = ("ws", "transport", "user_id", "user", "blocked", "buffer", "closed",
-                 "is_admin")
+                 "principal", "after_history")
 
     def __init__(self, ws: web.WebSocketResponse, transport: Any, user_id: int | None,
-                 user: dict[str, Any] | None, blocked: set[int], is_admin: bool = False) -> None:
+                 user: dict[str, Any] | None, blocked: set[int],
+                 principal: Principal | None = None) -> None:
         self.ws = ws
         self.transport = transport
         self.user_id = user_id
@@ -45,7 +54,27 @@ class Client:
         # Frames held back while the history is being loaded (then flushed after it).
         self.buffer: list[bytes] | None = []
         self.closed = False
-        self.is_admin = is_admin
+        # Who a logged-in socket acts for, kept current by the service (principal.py).
+        self.principal = principal
+        # Bytes written after the history frame while that frame may still be queued; None
+        # before the history is written and once it has left the queue.
+        self.after_history: int | None = None
+
+    def backlog(self) -> int:
+        """Bytes waiting in this socket's send queue, not counting the join history.
+
+        The transport sends in order, so while any of the history is still queued, every
+        byte written after it is queued too: the backlog is then exactly ``after_history``.
+        Once the queue holds no more than that, the history has gone and everything counts.
+        """
+        size = int(self.transport.get_write_buffer_size())
+        after = self.after_history
+        if after is None:
+            return size
+        if size <= after:
+            self.after_history = None
+            return size
+        return after
 
     def write(self, frame: bytes, limit: int) -> bool:
         """Queue ``frame``; False if the socket is gone or its send queue would overflow."""
@@ -61,9 +90,11 @@ class Client:
             return False
         # The bound is on the backlog: a frame is refused when what is still waiting already
         # passes the limit (so one big tick never drops a reader that is keeping up).
-        if t.get_write_buffer_size() > limit:
+        if self.backlog() > limit:
             return False
         t.write(frame)
+        if self.after_history is not None:
+            self.after_history += len(frame)
         return True
 
     def send_events(self, events: list[dict[str, Any]], limit: int) -> bool:
@@ -73,6 +104,7 @@ class Client:
         """Write ``first`` (the history) then everything held back since the join."""
         held, self.buffer = self.buffer or [], None
         ok = self.write(first, limit)
+        self.after_history = 0  # from here on, only what follows the history counts
         for frame in held:
             ok = ok and self.write(frame, limit)
         return ok
@@ -235,10 +267,14 @@ class Room:
         """Disconnect a reader that fell behind; the room goes on without waiting for it."""
         if client.closed:
             return
-        self.remove(client)
+        # Out of the broadcast now; the socket's handler calls remove() when it ends, which
+        # also reports the user's leaving if this was their last socket here.
+        client.closed = True
+        self.clients.discard(client)
         if self._on_drop is not None:
             self._on_drop(self.slug)
-        asyncio.get_running_loop().create_task(_close(client))
+        asyncio.get_running_loop().create_task(
+            close_client(client, CLOSE_OVERFLOW, OVERFLOW_REASON))
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -248,10 +284,11 @@ class Room:
             pass
 
 
-async def _close(client: Client) -> None:
+async def close_client(client: Client, code: int, reason: str) -> None:
+    """Close from outside the socket's handler (its read loop then ends); a peer that does not
+    answer the close within 2 s is cut off."""
     try:
-        await asyncio.wait_for(
-            client.ws.close(code=CLOSE_OVERFLOW, message=OVERFLOW_REASON.encode()), 2.0)
+        await asyncio.wait_for(client.ws.close(code=code, message=reason.encode()), 2.0)
     except Exception:
         pass
     if client.transport is not None and not client.transport.is_closing():

@@ -9,6 +9,11 @@ message is never published, so nobody sees a message that is not in the history.
 Moderation state (moderators, bans, timeouts, chat settings) is cached per channel in memory;
 every change reloads it here and publishes an internal ``_state`` event so the other processes
 drop their copy too. Internal events (type starting with ``_``) never reach a socket.
+
+Account changes (disable, promote/demote, logout, token revocation) are published as
+``_account`` events: every process re-reads the account and credential behind that user's open
+sockets and updates their principals in place, or ends the sockets (see principal.py). Every
+permission is checked when it is used, from memory first, so a refused frame costs no query.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterable, Protocol
 
 from sqlalchemy import select
 
@@ -33,13 +38,29 @@ from storage.models import Channel, Stream, StreamStatus, User
 from .bus import ChatBus, make_bus
 from .content import ChatError, RateLimiter, apply_filter, clean_content
 from .metrics import chat_metrics
+from .principal import ENDED_REASONS, Principal
 from .recent import RecentMessages
-from .room import Client, Room
+from .room import Client, Room, close_client
 
 log = logging.getLogger(__name__)
 
 # Bus topic for per-user (not per-room) news; "_" cannot start a channel slug.
 BLOCKS_TOPIC = "_users"
+CLOSE_POLICY = 1008
+
+
+class Actor(Protocol):
+    """Who acts: a ``User`` (API requests, resolved per request) or a socket's ``Principal``
+    (kept current while the socket is open). Read-only properties, so both fit."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def is_admin(self) -> bool: ...
 
 
 def _iso(dt: datetime) -> str:
@@ -57,7 +78,7 @@ def badges(state: ChannelChatState, user_id: int, is_admin: bool) -> list[str]:
     return out
 
 
-def can_moderate(state: ChannelChatState, user: User) -> bool:
+def can_moderate(state: ChannelChatState, user: Actor) -> bool:
     return user.is_admin or user.id == state.owner_id or user.id in state.moderators
 
 
@@ -133,6 +154,10 @@ class ChatService:
         self._blocked_version: dict[int, int] = {}
         self._states: dict[str, ChannelChatState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
+        # Bumped by every _state event, so a state load that raced a change is not cached.
+        self._state_epoch = 0
+        # Bumped by every _account event, so a socket that opened during one re-checks.
+        self.account_epoch = 0
         self._followers: set[tuple[int, int]] = set()
         # Bumped by every follow change, so a follower lookup that raced one is not cached.
         self._follow_version = 0
@@ -190,22 +215,27 @@ class ChatService:
             state = self._states.get(slug)
             if state is not None:
                 return state
-            async with self.db.session() as session:
-                channel = await queries.get_channel_by_slug(session, slug)
-                if channel is None:
-                    return None
-                state = await chat_store.load_chat_state(session, channel,
-                                                         datetime.now(timezone.utc))
-                live = await queries.live_stream_for_channel(session, channel.id)
-            if live is not None:
-                state.stream_id, state.stream_title = live.id, live.title
-                state.viewers = live.viewer_count
+            while True:
+                epoch = self._state_epoch
+                async with self.db.session() as session:
+                    channel = await queries.get_channel_by_slug(session, slug)
+                    if channel is None:
+                        return None
+                    state = await chat_store.load_chat_state(session, channel,
+                                                             datetime.now(timezone.utc))
+                    live = await queries.live_stream_for_channel(session, channel.id)
+                if live is not None:
+                    state.stream_id, state.stream_title = live.id, live.title
+                    state.viewers = live.viewer_count
+                if self._state_epoch == epoch:
+                    break  # no change was announced while we read: this copy is current
             self._states[slug] = state
             return state
 
     async def changed(self, slug: str) -> ChannelChatState | None:
         """Moderation state of ``slug`` changed: reload here, tell the other processes."""
         self._states.pop(slug, None)
+        self._state_epoch += 1
         await self.bus.publish(slug, [{"type": "_state"}])
         return await self.state(slug)
 
@@ -308,6 +338,11 @@ class ChatService:
                 continue
             if kind == "_state":
                 self._states.pop(slug, None)
+                self._state_epoch += 1
+                continue
+            if kind == "_account":
+                self.account_epoch += 1
+                self._spawn(self.recheck(self.sockets_of(event["user_id"])))
                 continue
             if kind == "chat:message" or kind == "chat:deleted":
                 recent = self.recent.get(slug)
@@ -324,6 +359,62 @@ class ChatService:
             if kind.startswith("_") or room is None or room.closed:
                 continue
             room.push(event)
+
+    # -- accounts behind open sockets -------------------------------------------------------
+    def account_changed(self, user_id: int) -> None:
+        """The account, its role or one of its credentials changed (after the commit): every
+        process re-checks that user's open sockets."""
+        self._spawn(self.bus.publish(BLOCKS_TOPIC, [{"type": "_account", "user_id": user_id}]))
+
+    def sockets_of(self, user_id: int) -> list[Client]:
+        return [c for room in list(self.rooms.values()) for c in room.by_user.get(user_id, ())]
+
+    async def recheck(self, clients: Iterable[Client]) -> None:
+        """Re-read the account and credential behind these sockets (one query per distinct
+        credential) and apply the answer: a new admin flag, or the end of the socket."""
+        groups: dict[tuple[int, str, str], list[tuple[Client, Principal, int]]] = {}
+        for client in clients:
+            p = client.principal
+            if p is None or p.ended is not None:
+                continue
+            p.generation += 1
+            groups.setdefault((p.id, p.kind, p.token_hash), []).append((client, p, p.generation))
+        if not groups:
+            return
+        mono = time.monotonic()
+        now = datetime.now(timezone.utc)
+        async with self.db.session() as session:
+            for (uid, kind, token_hash), members in groups.items():
+                standing = await chat_store.credential_standing(session, uid, kind, token_hash,
+                                                                now)
+                for client, p, generation in members:
+                    if p.generation != generation or p.ended is not None:
+                        continue  # a newer check is under way; its answer wins
+                    p.is_admin, p.checked = standing.is_admin, mono
+                    if standing.ended is not None:
+                        self.end_socket(client, standing.ended)
+
+    async def current(self, client: Client) -> Principal | None:
+        """The socket's principal, re-checked first if its last check is older than
+        ``chat.recheck_interval``; None once the socket may no longer act."""
+        p = client.principal
+        if p is not None and p.ended is None and p.stale(self.cs.recheck_interval):
+            await self.recheck([client])
+        return p if p is not None and p.ended is None else None
+
+    def end_socket(self, client: Client, code: str, message: str | None = None) -> None:
+        """Tell the socket why (chat:error ``code``) and close it with 1008: its account may
+        no longer act (a key of principal.ENDED_REASONS) or it ignored its frame budget."""
+        message = message or ENDED_REASONS[code]
+        if client.principal is not None and code in ENDED_REASONS:
+            client.principal.ended = code
+        if client.closed:
+            return
+        self.metrics.closed.labels(code).inc()
+        client.send_events([ChatError(code, message, status=403).event()],
+                           self.cs.send_queue_bytes)
+        client.closed = True  # no more broadcasts; the handler's remove() still runs at the end
+        self._spawn(close_client(client, CLOSE_POLICY, message))
 
     # -- rooms and sockets ----------------------------------------------------------------
     def join(self, slug: str, client: Client) -> Room:
@@ -416,7 +507,7 @@ class ChatService:
             self._followers.add(key)
         return follows
 
-    async def send(self, state: ChannelChatState, user: User, public: dict[str, Any],
+    async def send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
                    content: object) -> dict[str, Any]:
         """Check, store, then publish one message; the chat:message event, or ChatError."""
         try:
@@ -427,7 +518,7 @@ class ChatService:
         self.metrics.messages.inc()
         return event
 
-    async def _send(self, state: ChannelChatState, user: User, public: dict[str, Any],
+    async def _send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
                     content: object) -> dict[str, Any]:
         text = clean_content(content, self.cs.max_length)
         now = datetime.now(timezone.utc)
@@ -464,12 +555,12 @@ class ChatService:
         return event
 
     # -- moderation -----------------------------------------------------------------------
-    def _require_moderator(self, state: ChannelChatState, actor: User) -> None:
+    def require_moderator(self, state: ChannelChatState, actor: Actor) -> None:
         if not can_moderate(state, actor):
             raise ChatError("forbidden", "only the channel owner, its moderators and admins can "
                             "do that", status=403)
 
-    async def _check_target(self, state: ChannelChatState, actor: User, target_id: object
+    async def _check_target(self, state: ChannelChatState, actor: Actor, target_id: object
                             ) -> User:
         if isinstance(target_id, bool) or not isinstance(target_id, int):
             raise ChatError("invalid", "user_id must be a user's numeric id")
@@ -487,22 +578,32 @@ class ChatService:
                             status=403)
         return target
 
-    async def delete_message(self, actor: User, message_id: object,
+    async def delete_message(self, actor: Actor, message_id: object,
                              room_state: ChannelChatState | None = None) -> dict[str, Any]:
-        """Soft-delete; ``room_state`` (a socket's room) must be the message's channel."""
+        """Soft-delete; ``room_state`` (a socket's room) must be the message's channel, and
+        with it the permission is checked from memory before anything is read."""
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise ChatError("invalid", "id must be a message's numeric id")
+        if room_state is not None:
+            self.require_moderator(room_state, actor)
         async with self.db.session() as session:
             msg = await chat_store.get_message(session, message_id)
             if msg is None or msg.deleted_at is not None:
                 raise ChatError("not_found", f"no message with id {message_id}", status=404)
-            channel = await session.get(Channel, msg.channel_id)
-        if channel is None or (room_state is not None and room_state.channel_id != channel.id):
-            raise ChatError("not_found", f"no message with id {message_id} in this chat",
-                            status=404)
-        state = await self.state(channel.slug)
-        assert state is not None
-        self._require_moderator(state, actor)
+            channel = None if room_state is not None else await session.get(Channel,
+                                                                             msg.channel_id)
+        if room_state is not None:
+            if room_state.channel_id != msg.channel_id:
+                raise ChatError("not_found", f"no message with id {message_id} in this chat",
+                                status=404)
+            state = room_state
+        else:
+            if channel is None:
+                raise ChatError("not_found", f"no message with id {message_id}", status=404)
+            found = await self.state(channel.slug)
+            assert found is not None
+            state = found
+        self.require_moderator(state, actor)
         if msg.user_id == state.owner_id and actor.id != state.owner_id and not actor.is_admin:
             raise ChatError("forbidden", "moderators cannot delete the channel owner's messages",
                             status=403)
@@ -514,9 +615,9 @@ class ChatService:
         await self.bus.publish(state.slug, [event])
         return event
 
-    async def timeout(self, state: ChannelChatState, actor: User, target_id: object,
+    async def timeout(self, state: ChannelChatState, actor: Actor, target_id: object,
                       seconds: object) -> dict[str, Any]:
-        self._require_moderator(state, actor)
+        self.require_moderator(state, actor)
         if (isinstance(seconds, bool) or not isinstance(seconds, int)
                 or not 1 <= seconds <= self.cs.max_timeout_seconds):
             raise ChatError("invalid", f"seconds must be a whole number 1-"
@@ -532,10 +633,10 @@ class ChatService:
             "message": f"you were timed out for {seconds} seconds", "retry_after": seconds}])
         return {"user_id": target.id, "until": _iso(until)}
 
-    async def _lift(self, state: ChannelChatState, actor: User, target_id: object,
+    async def _lift(self, state: ChannelChatState, actor: Actor, target_id: object,
                     clear: Any) -> bool:
         """End a timeout or a ban (``clear`` is the storage function); False if none."""
-        self._require_moderator(state, actor)
+        self.require_moderator(state, actor)
         target = await self._check_target(state, actor, target_id)
         async with self.db.session() as session:
             done = await clear(session, state.channel_id, target.id)
@@ -543,12 +644,12 @@ class ChatService:
         await self.changed(state.slug)
         return bool(done)
 
-    async def untimeout(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+    async def untimeout(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
         return await self._lift(state, actor, target_id, chat_store.clear_timeout)
 
-    async def ban(self, state: ChannelChatState, actor: User, target_id: object,
+    async def ban(self, state: ChannelChatState, actor: Actor, target_id: object,
                   reason: object = "") -> dict[str, Any]:
-        self._require_moderator(state, actor)
+        self.require_moderator(state, actor)
         target = await self._check_target(state, actor, target_id)
         if not isinstance(reason, str) or len(reason) > chat_store.BAN_REASON_MAX:
             raise ChatError("invalid", f"reason must be at most {chat_store.BAN_REASON_MAX} "
@@ -562,7 +663,7 @@ class ChatService:
             "message": "you were banned from this chat"}])
         return {"user_id": target.id, "banned": True}
 
-    async def unban(self, state: ChannelChatState, actor: User, target_id: object) -> bool:
+    async def unban(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
         return await self._lift(state, actor, target_id, chat_store.unban)
 
     # -- stream status and viewers ----------------------------------------------------------

@@ -9,9 +9,18 @@ Client frames are JSON objects with a ``type``:
 
 Anything else (not JSON, not an object, unknown type, binary) gets a ``chat:error`` and the
 socket stays open; a frame over ``chat.max_message_bytes`` closes it with 1009 (aiohttp's
-limit). Identity comes from the upgrade request (session cookie or ``Authorization: Bearer``);
-a cookie is only trusted when the request's Origin is this site, so another site's page cannot
-chat in a visitor's name through their cookie (it can still read, like anyone).
+limit). Every frame, of any type, counts against the socket's frame budget (budget.py): past
+``chat.frame_budget`` per ``chat.frame_window`` seconds the client gets a ``chat:error``
+(``frame_budget``) and its frames are ignored until the window ends; twice the budget in one
+window closes the socket with 1008.
+
+Identity comes from the upgrade request (session cookie or ``Authorization: Bearer``); a cookie
+is only trusted when the request's Origin is this site, so another site's page cannot chat in
+a visitor's name through their cookie (it can still read, like anyone). It is kept as a
+``Principal`` that follows the account while the socket is open (principal.py): a disabled
+account, a logout or a revoked token ends the socket (chat:error, then close 1008), a demotion
+takes effect on the next frame. Permissions are checked when a frame uses them, from memory
+first, so a refused frame costs no database query.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,10 +36,13 @@ from aiohttp import WSMsgType, web
 
 from storage import chat as chat_store
 from storage.models import User
-from webapp.identity import bearer_token, current_user
+from storage.queries import sha256_hex
+from webapp.identity import bearer_token, current_user, session_cookie
 
+from .budget import FrameBudget, Verdict
 from .content import ChatError
 from .frames import events_frame
+from .principal import SESSION, TOKEN, Principal
 from .room import Client, Room
 from .service import ChatService, can_moderate
 
@@ -57,6 +70,15 @@ async def socket_user(request: web.Request) -> User | None:
     return await current_user(request)
 
 
+def principal_for(request: web.Request, user: User) -> Principal:
+    """``user`` as this socket will act, with the credential that authenticated it (the same
+    choice ``current_user`` made: the bearer token if one was sent, else the session cookie)."""
+    token = bearer_token(request)
+    kind, secret = (TOKEN, token) if token is not None else (SESSION, session_cookie(request))
+    return Principal(user.id, user.username, user.is_admin, kind, sha256_hex(secret or ""),
+                     time.monotonic())
+
+
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     from . import CHAT_KEY
 
@@ -66,6 +88,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     state = await service.state(slug)
     if state is None:
         raise web.HTTPNotFound(text=f"no channel {slug!r}")
+    epoch = service.account_epoch
     user = await socket_user(request)
     ws = web.WebSocketResponse(heartbeat=cs.heartbeat or None, max_msg_size=cs.max_message_bytes,
                                compress=False, autoping=True)
@@ -82,8 +105,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     blocked: set[int] = set()
     if user is not None:
         blocked = await service.blocked_for(user.id)
-    client = Client(ws, request.transport, user.id if user else None, public, blocked,
-                    bool(user and user.is_admin))
+    principal = principal_for(request, user) if user is not None else None
+    client = Client(ws, request.transport, user.id if user else None, public, blocked, principal)
     room = service.join(slug, client)
     service.metrics.sockets.inc()
     try:
@@ -99,10 +122,14 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         if not client.release(events_frame(first), cs.send_queue_bytes):
             room.drop(client)
             return ws
+        if service.account_epoch != epoch:
+            # An account changed between our login lookup and now: the bus's re-check may
+            # have missed this socket, so check it (it is closed if it may no longer act).
+            await service.recheck([client])
         if public is not None and public["id"] not in room.announced:
             room.announced.add(public["id"])  # this process reports the user once
             await service.presence(slug, public, joined=True)
-        await _read(service, room, client, user, public, request)
+        await _read(service, room, client)
     finally:
         service.metrics.sockets.dec()
         if user is not None:
@@ -116,32 +143,51 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _read(service: ChatService, room: Room, client: Client, user: User | None,
-                public: dict[str, Any] | None, request: web.Request) -> None:
+async def _read(service: ChatService, room: Room, client: Client) -> None:
     ws = client.ws
     cs = service.cs
+    budget = FrameBudget(cs.frame_budget, cs.frame_window)
     while True:
         try:
             msg = await ws.receive(timeout=cs.idle_timeout or None)
         except asyncio.TimeoutError:
             await ws.close(code=1000, message=b"idle timeout")
             return
-        if msg.type == WSMsgType.TEXT:
-            reply = await handle_frame(service, room.slug, user, public, msg.data)
-            if reply is not None and not client.closed:
-                if not client.send_events([reply], cs.send_queue_bytes):
-                    room.drop(client)
-                    return
-        elif msg.type == WSMsgType.BINARY:
-            client.send_events([ChatError("bad_frame", "binary frames are not accepted; send "
-                                          "JSON text").event()], cs.send_queue_bytes)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. 1009 for an oversized frame)
-            return
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return  # CLOSE, CLOSING, CLOSED, ERROR (e.g. 1009 for an oversized frame)
+        if client.closed:
+            continue  # being closed (dropped or ended): its close message comes next
+        now = time.monotonic()
+        verdict = budget.take(now)
+        if verdict is Verdict.OK:
+            if msg.type == WSMsgType.TEXT:
+                reply = await handle_frame(service, room.slug, client, msg.data)
+            else:
+                reply = ChatError("bad_frame", "binary frames are not accepted; send JSON "
+                                  "text").event()
+        elif verdict is Verdict.WARN:
+            wait = budget.retry_after(now)
+            reply = ChatError("frame_budget", f"too many frames (at most {budget.frames} in "
+                              f"{budget.window:g} s): frames are ignored for {wait:.0f} more "
+                              "seconds", status=429, retry_after=wait).event()
+        elif verdict is Verdict.CLOSE:
+            service.end_socket(client, "frame_budget", "too many frames: connection closed")
+            continue
+        else:
+            continue
+        if reply is not None and not client.closed:
+            if not client.send_events([reply], cs.send_queue_bytes):
+                room.drop(client)
+                return
 
 
-async def handle_frame(service: ChatService, slug: str, user: User | None,
-                       public: dict[str, Any] | None, data: str) -> dict[str, Any] | None:
-    """Act on one client frame; an event for the sender only (an error), or None."""
+async def handle_frame(service: ChatService, slug: str, client: Client,
+                       data: str) -> dict[str, Any] | None:
+    """Act on one client frame; an event for the sender only (an error), or None.
+
+    What a frame needs is checked from memory before anything is read from the database
+    (the channel's cached state, the principal as last checked); only a frame that passes is
+    worth re-checking a stale principal for, and then acting on."""
     try:
         frame = json.loads(data)
     except ValueError:
@@ -151,22 +197,28 @@ async def handle_frame(service: ChatService, slug: str, user: User | None,
     kind = frame["type"]
     if kind not in HANDLED:
         return ChatError("unknown_type", f"unknown frame type {kind[:40]!r}").event()
-    if user is None or public is None:
+    public = client.user
+    if client.principal is None or public is None:
         return ChatError("login_required", "log in to chat").event()
     state = await service.state(slug)
     if state is None:
         return ChatError("not_found", "this channel no longer exists").event()
     try:
+        if kind != "chat:send":
+            service.require_moderator(state, client.principal)  # from memory: no query
+        actor = await service.current(client)
+        if actor is None:
+            return None  # it may no longer act: end_socket told it and is closing it
         if kind == "chat:send":
-            await service.send(state, user, public, frame.get("content"))
+            await service.send(state, actor, public, frame.get("content"))
         elif kind == "chat:delete":
-            await service.delete_message(user, frame.get("id"), state)
+            await service.delete_message(actor, frame.get("id"), state)
         elif kind == "chat:timeout":
-            await service.timeout(state, user, frame.get("user_id"), frame.get("seconds"))
+            await service.timeout(state, actor, frame.get("user_id"), frame.get("seconds"))
         elif kind == "chat:ban":
-            await service.ban(state, user, frame.get("user_id"), frame.get("reason", ""))
+            await service.ban(state, actor, frame.get("user_id"), frame.get("reason", ""))
         elif kind == "chat:unban":
-            await service.unban(state, user, frame.get("user_id"))
+            await service.unban(state, actor, frame.get("user_id"))
     except ChatError as err:
         return err.event()
     except Exception:
