@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import signal
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
-from storage import Database, queries
+from storage import Database
 
 if TYPE_CHECKING:
     from webapp.fastpath import HttpFront
@@ -54,11 +53,9 @@ class Server:
 
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
-        async with self.db.session() as session:
-            closed = await queries.close_orphaned_streams(session, datetime.now(timezone.utc))
-            await session.commit()
-        if closed:
-            log.warning("closed %d stream(s) left live by an earlier run", closed)
+        # Streams a crash left open: out of LIVE before a publisher can come back, recovered
+        # from the disk in the background.
+        await self.broadcasts.recover_orphans()
         await self.ingest.start()
         app = create_app(settings=self.settings, db=self.db, metrics=self.metrics,
                          registry=self.registry, edges=self.broadcasts.edges)

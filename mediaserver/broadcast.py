@@ -5,23 +5,28 @@ threads) reads the stream through a bounded subscription and hands encoded packe
 ``HlsSink``, which packages them into parts and segments in those same worker threads (box
 building is CPU work that should not sit on the event loop) and posts the results to the loop.
 On the loop, the ``LiveEdge`` that the HTTP layer serves is updated and segments are written
-to disk by one writer task per stream, in order, off the loop.
+to disk by one writer task per stream, in order, off the loop, each as soon as it closes, with
+a journal line (``transcode.hls.recording``) once it is in place.
 
 When the publisher goes, the row is marked ENDING at once; the transcoder drains what was
 received, the packagers flush, and the row becomes ARCHIVED with a VOD playlist (recording on)
 or OFFLINE with its files removed after the live window (recording off).
+
+A stream that a crash left open is found at the next start (``Broadcasts.recover_orphans``)
+and closed from what reached the disk: ARCHIVED with the VOD its journal and whole segments
+make, OFFLINE if there are none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 import shutil
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
@@ -29,8 +34,9 @@ from mediaserver.settings import Settings, SettingsError, parse_ladder
 from storage import Database, queries
 from storage.models import Channel, StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
-from transcode.hls import (LivePlaylist, PartReady, RenditionPackager, SegmentReady, init_uri,
-                           vod_playlist)
+from transcode.hls import (LivePlaylist, PartReady, RecordedSegment, RecordingWriter,
+                           RenditionMeta, RenditionPackager, SegmentReady, init_uri, recover,
+                           write_file_atomic, write_vod)
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
 from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
@@ -39,13 +45,6 @@ log = logging.getLogger(__name__)
 
 # How long the transcoder may take to drain and flush after the publisher left.
 FINISH_TIMEOUT = 120.0
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class HlsSink:
@@ -135,11 +134,13 @@ class Broadcast:
         self.recording = manager.settings.recording.enabled
         self.publisher_gone = asyncio.Event()
         self._done = asyncio.Event()
-        self._writes: asyncio.Queue[tuple[str, Path, bytes] | None] = asyncio.Queue()
+        self.files = RecordingWriter(self.dir, journal=self.recording,
+                                     fsync=manager.settings.recording.fsync)
+        self._writes: asyncio.Queue[Callable[[], None] | None] = asyncio.Queue()
         self._writer = asyncio.get_running_loop().create_task(self._write_files())
         self.transcoder: LiveTranscoder | None = None
         # Every finished segment per rendition, for the VOD playlists.
-        self.recorded: dict[str, list[tuple[int, float, bool, str]]] = {}
+        self.recorded: dict[str, list[RecordedSegment]] = {}
         self.thumbnail_saved = False
 
     def _take_edge(self) -> None:
@@ -184,7 +185,10 @@ class Broadcast:
         self.recorded.setdefault(name, [])
         if self.transcoder is not None and self.transcoder.plans is not None:
             self.edge.expected = frozenset(p.name for p in self.transcoder.plans)
-        self._writes.put_nowait(("write", self.dir / name / init_name, packager.init))
+        meta = RenditionMeta(codecs=packager.codecs, width=video.width, height=video.height,
+                             frame_rate=video.frame_rate, timescale=video.timescale)
+        self._writes.put_nowait(functools.partial(
+            self.files.write_init, name, init_name, packager.init, meta, packager.first_segment))
         self.edge.notify()
 
     def _nominal_bandwidth(self, name: str) -> int:
@@ -206,18 +210,21 @@ class Broadcast:
                 rendition.add_part(event)
                 continue
             gone = rendition.add_segment(event, self.edge.window)
-            self.recorded[name].append((event.segment, event.duration, event.discontinuity,
-                                        rendition.playlist.init_uri))
+            segment = RecordedSegment(event.segment, event.duration, event.discontinuity,
+                                      rendition.playlist.init_uri)
+            self.recorded[name].append(segment)
             self.manager.metrics.hls_segments.labels(self.slug, name).inc()
-            self._writes.put_nowait(("write", self.dir / name / f"seg{event.segment}.m4s",
-                                     event.data))
+            self._writes.put_nowait(functools.partial(self.files.write_segment, name, segment,
+                                                      event.data))
             if not self.recording:
                 for msn in gone:
-                    self._writes.put_nowait(("delete", self.dir / name / f"seg{msn}.m4s", b""))
+                    self._writes.put_nowait(functools.partial(self.files.delete_segment,
+                                                              name, msn))
         self.edge.notify()
 
     def save_thumbnail(self, jpeg: bytes) -> None:
-        self._writes.put_nowait(("write", self.manager.thumbnail_path(self.slug), jpeg))
+        self._writes.put_nowait(functools.partial(
+            write_file_atomic, self.manager.thumbnail_path(self.slug), jpeg))
         self.thumbnail_saved = True
 
     def transcoder_done(self) -> None:
@@ -225,16 +232,17 @@ class Broadcast:
 
     # -- files ----------------------------------------------------------------------------
     async def _write_files(self) -> None:
-        """One writer per stream keeps file operations in order and off the event loop."""
-        while (item := await self._writes.get()) is not None:
-            op, path, data = item
-            try:
-                if op == "write":
-                    await asyncio.to_thread(_atomic_write, path, data)
-                else:
-                    await asyncio.to_thread(path.unlink, True)
-            except OSError:
-                log.exception("%s: could not %s %s", self.slug, op, path)
+        """One writer per stream keeps file operations in order and off the event loop: the
+        journal's order is the order things reached the disk, which recovery relies on."""
+        try:
+            while (operation := await self._writes.get()) is not None:
+                try:
+                    await asyncio.to_thread(operation)
+                except Exception:
+                    log.exception("%s: could not write the stream's files (%s)", self.slug,
+                                  getattr(operation, "func", operation))
+        finally:
+            await asyncio.to_thread(self.files.close)
 
     async def _drain_writes(self) -> None:
         self._writes.put_nowait(None)
@@ -242,21 +250,10 @@ class Broadcast:
 
     def _write_vod(self) -> float:
         """VOD playlists for every rendition and a master; returns the VOD duration."""
-        target = self.settings.hls.segment_duration
-        total = 0.0
-        for name, segments in self.recorded.items():
-            if not segments:
-                continue
-            # The recording starts with this stream: no discontinuity before its first segment.
-            entries = [(f"seg{msn}.m4s", duration, disc and k > 0, init)
-                       for k, (msn, duration, disc, init) in enumerate(segments)]
-            _atomic_write(self.dir / name / "index.m3u8",
-                          vod_playlist(entries, target).encode())
-            # Every rendition has the same segment boundaries; report the longest recording.
-            total = max(total, sum(entry[1] for entry in segments))
         recorded = {name for name, segments in self.recorded.items() if segments}
-        _atomic_write(self.dir / "master.m3u8", self.edge.master(recorded).encode())
-        return total
+        return write_vod(self.dir, self.recorded, self.edge.master(recorded),
+                         self.settings.hls.segment_duration,
+                         fsync=self.settings.recording.fsync)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -430,18 +427,70 @@ class Broadcasts:
 
     async def mark(self, stream: LiveStream, status: StreamStatus, **fields: Any) -> None:
         """Move the row on; the first call after LIVE stamps the end time and duration."""
+        await self._end_row(stream.stream_id, status, datetime.now(timezone.utc),
+                            stream.describe(), **fields)
+
+    async def _end_row(self, stream_id: int, status: StreamStatus, now: datetime,
+                       source_info: dict[str, Any] | None = None, **fields: Any) -> None:
         try:
             async with self.db.session() as session:
-                await queries.set_stream_source_info(session, stream.stream_id,
-                                                     stream.describe())
-                row = await queries.end_stream(session, stream.stream_id,
-                                               datetime.now(timezone.utc), status)
+                if source_info is not None:
+                    await queries.set_stream_source_info(session, stream_id, source_info)
+                row = await queries.end_stream(session, stream_id, now, status)
                 for key, value in fields.items():
                     setattr(row, key, value)
                 await session.commit()
         except Exception:
-            log.exception("%s: could not mark stream %d %s", stream.slug, stream.stream_id,
-                          status.value)
+            log.exception("could not mark stream %d %s", stream_id, status.value)
+
+    # -- crash recovery -------------------------------------------------------------------
+    async def recover_orphans(self) -> None:
+        """At start, before ingest: close the streams an earlier run left open.
+
+        They leave LIVE at once (so their channels can go live again); each recording is then
+        rebuilt from the disk in the background, so a long one does not hold up the start.
+        """
+        async with self.db.session() as session:
+            orphans = await queries.take_orphaned_streams(session)
+            await session.commit()
+        if orphans:
+            log.warning("recovering %d stream(s) left open by an earlier run", len(orphans))
+            self.track(asyncio.get_running_loop().create_task(self._recover_all(orphans)))
+
+    async def _recover_all(self, orphans: list[queries.OrphanedStream]) -> None:
+        for orphan in orphans:
+            await self._recover(orphan)
+
+    async def _recover(self, orphan: queries.OrphanedStream) -> None:
+        """ARCHIVED with a VOD of every whole segment that reached the disk, ended when media
+        last did; OFFLINE (ended now) if none did or recording is off."""
+        directory = self.settings.data_dir / "streams" / str(orphan.id)
+        now = datetime.now(timezone.utc)
+        fields: dict[str, Any] = {"hls_path": f"streams/{orphan.id}/master.m3u8"}
+        try:
+            found = (await asyncio.to_thread(recover, directory)
+                     if self.settings.recording.enabled else None)
+            if found is not None:
+                duration = await asyncio.to_thread(
+                    write_vod, directory, found.recorded, found.master,
+                    self.settings.hls.segment_duration, fsync=self.settings.recording.fsync)
+                ended = min(now, datetime.fromtimestamp(found.last_write, timezone.utc))
+                thumbnail = self.thumbnail_path(orphan.slug)
+                if (orphan.started_at is not None and thumbnail.exists()
+                        and thumbnail.stat().st_mtime >= orphan.started_at.timestamp()):
+                    fields["thumbnail_path"] = str(thumbnail.relative_to(self.settings.data_dir))
+                await self._end_row(orphan.id, StreamStatus.ARCHIVED, ended,
+                                    vod_path=fields["hls_path"],
+                                    vod_duration_seconds=round(duration, 3),
+                                    vod_available=True, **fields)
+                log.warning("%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) "
+                            "unusable)", orphan.slug, orphan.id, duration, found.dropped)
+                return
+        except Exception:
+            log.exception("%s: could not recover stream %d", orphan.slug, orphan.id)
+        await self._end_row(orphan.id, StreamStatus.OFFLINE, now, **fields)
+        log.warning("%s: stream %d closed after a crash with no recording", orphan.slug,
+                    orphan.id)
 
     async def stop(self) -> None:
         """Server shutdown: let running broadcasts finish what they received."""

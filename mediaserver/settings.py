@@ -231,6 +231,9 @@ class HlsSettings:
 class RecordingSettings:
     # Keep every segment of a stream and publish it as a VOD when the stream ends.
     enabled: bool = True
+    # fsync each segment and its journal line as it closes: a power loss must not lose what
+    # was received (a killed process loses nothing either way).
+    fsync: bool = True
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -342,17 +343,32 @@ async def end_stream(session: AsyncSession, stream_id: int, now: datetime,
     return stream
 
 
-async def close_orphaned_streams(session: AsyncSession, now: datetime) -> int:
-    """End streams a crash left LIVE or ENDING (call at startup); return how many."""
-    now = _aware(now)
-    streams = (await session.execute(
-        select(Stream).where(Stream.status.in_([StreamStatus.LIVE, StreamStatus.ENDING]))
-    )).scalars().all()
-    for stream in streams:
-        _finish(stream, now)
-        stream.status = StreamStatus.OFFLINE
+@dataclass(frozen=True, slots=True)
+class OrphanedStream:
+    """A stream an earlier run left open, to be closed by crash recovery."""
+
+    id: int
+    slug: str
+    started_at: datetime | None
+
+
+async def take_orphaned_streams(session: AsyncSession) -> list[OrphanedStream]:
+    """Streams a crash left LIVE or ENDING (call at startup, before ingest starts).
+
+    LIVE ones move to ENDING now: the channel may go live again at once (a new publisher would
+    otherwise close this row OFFLINE), while recovery decides from the disk whether it becomes
+    ARCHIVED or OFFLINE. Their end time stays unset for recovery to give (``end_stream``); an
+    ENDING row keeps the one it got when its publisher left.
+    """
+    rows = (await session.execute(
+        select(Stream, Channel.slug).join(Channel, Stream.channel_id == Channel.id)
+        .where(Stream.status.in_([StreamStatus.LIVE, StreamStatus.ENDING]))
+        .order_by(Stream.id))).all()
+    for stream, _ in rows:
+        stream.status = StreamStatus.ENDING
+        stream.viewer_count = 0
     await session.flush()
-    return len(streams)
+    return [OrphanedStream(stream.id, slug, stream.started_at) for stream, slug in rows]
 
 
 async def set_stream_source_info(session: AsyncSession, stream_id: int,

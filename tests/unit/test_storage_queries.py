@@ -425,31 +425,43 @@ async def test_naive_datetimes_are_taken_as_utc(session: AsyncSession) -> None:
     assert stream.started_at == T0 and stream.started_at.tzinfo is not None
 
 
-async def test_close_orphaned_streams(db: Database) -> None:
+async def test_take_orphaned_streams(db: Database) -> None:
     async with db.session() as s:
         a = await _channel(s, "chan-a")
         b = await _channel(s, "chan-b")
         c = await _channel(s, "chan-c")
         live = await queries.start_stream(s, a.id, T0)
+        await queries.update_viewer_count(s, live.id, 7)
         ending = await queries.start_stream(s, b.id, T0)
         await queries.end_stream(s, ending.id, T0 + timedelta(seconds=5), StreamStatus.ENDING)
         done = await queries.start_stream(s, c.id, T0)
         await queries.end_stream(s, done.id, T0 + timedelta(seconds=8), StreamStatus.ARCHIVED)
         await s.commit()
-    crash_recovery = T0 + timedelta(hours=1)
     async with db.session() as s:
-        assert await queries.close_orphaned_streams(s, crash_recovery) == 2
+        orphans = await queries.take_orphaned_streams(s)
         await s.commit()
+    assert orphans == [queries.OrphanedStream(live.id, "chan-a", T0),
+                       queries.OrphanedStream(ending.id, "chan-b", T0)]
     async with db.session() as s:
         rows = {r.id: r for r in (await s.execute(select(Stream))).scalars()}
-        assert rows[live.id].status is StreamStatus.OFFLINE
-        assert rows[live.id].ended_at == crash_recovery
-        assert rows[live.id].duration_seconds == 3600
-        assert rows[ending.id].status is StreamStatus.OFFLINE
+        # Out of LIVE (the channel may go live again), but the end time is recovery's to give.
+        assert rows[live.id].status is StreamStatus.ENDING
+        assert rows[live.id].ended_at is None and rows[live.id].viewer_count == 0
+        assert rows[ending.id].status is StreamStatus.ENDING
         assert rows[ending.id].ended_at == T0 + timedelta(seconds=5)
         assert rows[done.id].status is StreamStatus.ARCHIVED
-        assert rows[done.id].duration_seconds == 8
-        assert await queries.close_orphaned_streams(s, crash_recovery) == 0
+        # A new stream of the channel starts without touching the orphan.
+        again = await queries.start_stream(s, a.id, T0 + timedelta(hours=1))
+        await s.commit()
+        assert again.status is StreamStatus.LIVE
+        assert (await s.get(Stream, live.id)).status is StreamStatus.ENDING
+    async with db.session() as s:
+        # Recovery ends it at the time media last reached the disk.
+        ended = await queries.end_stream(s, live.id, T0 + timedelta(seconds=30),
+                                         StreamStatus.ARCHIVED)
+        assert ended.ended_at == T0 + timedelta(seconds=30) and ended.duration_seconds == 30
+        await s.commit()
+        assert [o.id for o in await queries.take_orphaned_streams(s)] == [ending.id, again.id]
 
 
 async def test_set_stream_source_info(db: Database) -> None:

@@ -3,7 +3,9 @@
 Pure code (no I/O, no threads, no clock): the transcoder feeds ``RenditionPackager`` with
 ``EncodedPacket``s, hands the resulting parts/segments to storage and to a ``LivePlaylist``,
 and the HTTP layer renders playlists and maps resource names back with
-``parse_segment_name``.
+``parse_segment_name``. The one exception is ``recording``: the blocking file side of a
+recording (segment files, their journal, VOD playlists, recovery after a crash), meant for a
+writer thread, with ``scan`` to check what a crash left on disk.
 """
 
 from transcode.avc import annexb_to_avcc, avcc_from_annexb, codec_string_avc, split_annexb
@@ -14,6 +16,15 @@ from transcode.hls.packager import (
     PartReady,
     RenditionPackager,
     SegmentReady,
+)
+from transcode.hls.recording import (
+    RecordedSegment,
+    Recovered,
+    RecordingWriter,
+    RenditionMeta,
+    recover,
+    write_file_atomic,
+    write_vod,
 )
 from transcode.hls.playlist import (
     INIT_URI,
@@ -38,6 +49,10 @@ __all__ = [
     "PackagerCounters",
     "PackagerEvent",
     "PartReady",
+    "RecordedSegment",
+    "Recovered",
+    "RecordingWriter",
+    "RenditionMeta",
     "RenditionInfo",
     "RenditionPackager",
     "RenditionReport",
@@ -52,7 +67,10 @@ __all__ = [
     "master_playlist",
     "parse_segment_name",
     "part_uri",
+    "recover",
     "segment_uri",
     "split_annexb",
     "vod_playlist",
+    "write_file_atomic",
+    "write_vod",
 ]

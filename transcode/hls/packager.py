@@ -110,6 +110,7 @@ class RenditionPackager:
         self.segment_duration = float(segment_duration)
         self.part_duration = float(part_duration)
         self.start_time = start_time
+        self.first_segment = first_segment  # the number its first segment gets
         self.init: bytes = init_segment(video, audio)
         codecs = [codec_string_avc(video.avcc)]
         if audio is not None:
