@@ -64,6 +64,11 @@ class HttpSettings:
     request_head_timeout: float = 10.0
     # Largest request head (request line + headers) the fast path reads, in bytes.
     max_request_head: int = 8192
+    # Largest JSON request body the API reads, in bytes (uploads are multipart, not JSON).
+    max_json_bytes: int = 65536
+    # Deepest nesting of arrays and objects accepted in a JSON body or chat frame; deeper input
+    # is refused before decoding (the decoder recurses once per level).
+    max_json_depth: int = 32
     # Most simultaneous HTTP connections in all; more are refused at accept (503, closed).
     # Keep it under the process's open-file limit so this cap, not accept(), decides.
     max_connections: int = 4096
@@ -450,7 +455,7 @@ def validate(s: Settings) -> Settings:
                  "max_sessions_per_address"):
         _check_positive(f"hls.{name}", getattr(h, name))
     for name in ("keepalive_timeout", "request_head_timeout", "max_request_head",
-                 "max_connections"):
+                 "max_connections", "max_json_bytes", "max_json_depth"):
         _check_positive(f"http.{name}", getattr(s.http, name))
     if s.http.max_connections_per_address < 0:
         raise SettingsError("http.max_connections_per_address", "must be 0 (off) or more")

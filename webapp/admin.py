@@ -18,27 +18,20 @@ from .app import DB_KEY
 from .chat import account_changed
 from .auth.api import PRIVATE_USER_SCHEMA, error_response, json_body, json_response
 from .auth.pages import form_text, redirect, render
-from .errors import ApiError, read_json
+from .errors import ApiError
+from .parsing import path_id, query_int, read_form, read_json
 from .identity import require_admin, require_page_user, require_user, user_json
 
 # Users per page of the list (a display cap; the API takes ?limit= up to MAX_PAGE).
 PAGE_SIZE = 50
 MAX_PAGE = 200
+MAX_OFFSET = 10**12
 ACTIONS = {
     "promote": {"is_admin": True}, "demote": {"is_admin": False},
     "disable": {"is_disabled": True}, "enable": {"is_disabled": False},
 }
 
 PAGE_ERRORS = {"last_admin": "That would leave no enabled administrator; promote someone else first."}
-
-
-def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) > maximum:
-        raise ApiError(400, "invalid", f"the query parameter {name!r} must be an integer 0-{maximum}")
-    return int(raw)
 
 
 async def change_user(app: web.Application, user_id: int, changes: dict[str, bool]) -> Any:
@@ -54,16 +47,10 @@ async def change_user(app: web.Application, user_id: int, changes: dict[str, boo
         return await accounts.get_user_with_profile(session, target.id)
 
 
-def _user_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "not_found", f"no user with id {raw!r}")
-    return int(raw)
-
-
 async def list_users_api(request: web.Request) -> web.Response:
     require_admin(await require_user(request))
-    limit = _int_query(request, "limit", PAGE_SIZE, MAX_PAGE)
-    offset = _int_query(request, "offset", 0, 10**12)
+    limit = query_int(request, "limit", PAGE_SIZE, maximum=MAX_PAGE)
+    offset = query_int(request, "offset", 0, maximum=MAX_OFFSET)
     async with request.app[DB_KEY].session() as session:
         users = await accounts.list_users(session, limit=limit, offset=offset)
     return web.json_response({"users": [user_json(u, private=True) for u in users]},
@@ -72,7 +59,7 @@ async def list_users_api(request: web.Request) -> web.Response:
 
 async def patch_user_api(request: web.Request) -> web.Response:
     require_admin(await require_user(request))
-    user_id = _user_id(request.match_info["user_id"])
+    user_id = path_id(request, "user_id", "user")
     body = await read_json(request)
     unknown = sorted(set(body) - {"is_admin", "is_disabled"})
     if unknown:
@@ -89,7 +76,7 @@ async def patch_user_api(request: web.Request) -> web.Response:
 async def users_page(request: web.Request) -> web.Response:
     me = await require_page_user(request)
     require_admin(me)
-    offset = _int_query(request, "offset", 0, 10**12)
+    offset = query_int(request, "offset", 0, maximum=MAX_OFFSET)
     async with request.app[DB_KEY].session() as session:
         users = await accounts.list_users(session, limit=PAGE_SIZE + 1, offset=offset)
     return render(request, "admin_users.html", {
@@ -103,8 +90,8 @@ async def users_page(request: web.Request) -> web.Response:
 async def user_action_submit(request: web.Request) -> web.Response:
     me = await require_page_user(request)
     require_admin(me)
-    user_id = _user_id(request.match_info["user_id"])
-    form = await request.post()
+    user_id = path_id(request, "user_id", "user")
+    form = await read_form(request)
     action = form_text(form, "action")
     if action not in ACTIONS:
         raise ApiError(400, "invalid", f"unknown action {action!r}")

@@ -23,7 +23,9 @@ EDGES_KEY = web.AppKey("edges", EdgeRegistry)
 
 def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: LiveRegistry,
                edges: EdgeRegistry) -> web.Application:
-    from .errors import error_middleware
+    from .errors import error_middleware, quiet_client_errors
+
+    quiet_client_errors()
 
     # Uploads (avatars, banners) are the largest bodies the site takes; a small margin leaves
     # room for the multipart framing and the other form fields.

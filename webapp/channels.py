@@ -24,7 +24,9 @@ from storage.models import Channel, User
 
 from . import uploads
 from .app import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
-from .errors import ApiError, field, read_json
+from .chat import CHAT_KEY
+from .errors import ApiError
+from .parsing import field, query_int, read_json
 from .identity import current_user, require_user, upload_url
 
 RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
@@ -121,12 +123,7 @@ async def list_channels(request: web.Request) -> web.Response:
     """``?owner=me`` lists the caller's channels (unlisted too, with keys); ``?owner=NAME``
     a user's public ones; without it every public channel."""
     owner = request.query.get("owner")
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise ApiError(400, "invalid", "limit must be an integer") from None
-    if not 1 <= limit <= CHANNEL_LIST_MAX:
-        raise ApiError(400, "invalid", f"limit must be 1 to {CHANNEL_LIST_MAX}")
+    limit = query_int(request, "limit", 50, minimum=1, maximum=CHANNEL_LIST_MAX)
     me = await require_user(request) if owner == "me" else await current_user(request)
     q = select(Channel, User.username).join(User, User.id == Channel.owner_id)
     if owner == "me":
@@ -183,9 +180,14 @@ async def delete_channel(request: web.Request) -> web.Response:
         require_manager(user, channel)
         if live_stream_id(request, channel) is not None:
             raise ApiError(409, "live", f"channel {channel.slug!r} is live: end the stream first")
-        images = (channel.avatar_path, channel.banner_path)
+        images, slug = (channel.avatar_path, channel.banner_path), channel.slug
         await channel_queries.delete_channel(session, channel)
         await session.commit()
+    # The chat service caches each channel's state (its id) by slug: a stale entry would let
+    # the slug's next channel write chat settings under the deleted (or a reused) id.
+    chat = request.app.get(CHAT_KEY)
+    if chat is not None:
+        await chat.changed(slug)
     for name in images:
         uploads.remove_upload(request.app, name)
     return web.Response(status=204)

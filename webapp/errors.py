@@ -4,16 +4,19 @@ Handlers raise ``ApiError`` (or let a storage ``ValidationError``/``ConflictErro
 ``NotFoundError`` escape) and the middleware here renders it, so no handler builds error
 bodies by hand and clients can switch on ``code`` without parsing prose. aiohttp's own HTTP
 exceptions (404 for an unknown route, 405, 413 for a body over the size limit) get the same
-shape under ``/api/``. Outside ``/api/`` an ApiError becomes a small HTML page.
+shape under ``/api/``. Outside ``/api/`` an ApiError becomes a small HTML page. Reading the
+input that leads to these errors (JSON bodies, forms, integer parameters) is ``webapp.parsing``;
+requests too malformed to reach a handler are kept out of the error log here.
 """
 
 from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from storage.errors import ConflictError, NotFoundError, ValidationError
 
@@ -74,6 +77,9 @@ def _html_error(request: web.Request, err: ApiError) -> web.Response:
     return response
 
 
+_KEPT_HEADERS = frozenset({"Allow", "Retry-After"})
+
+
 def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
@@ -93,42 +99,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") \
             else exc.reason
-        return json_error(exc.status, _code_for(exc.status), message or exc.reason)
+        # Allow (405) and Retry-After (429, 503) are part of the answer (RFC 9110).
+        kept = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
+        return json_error(exc.status, _code_for(exc.status), message or exc.reason, kept)
     if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
         return json_error(err.status, err.code, err.message, err.headers)
     return _html_error(request, err)
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 ApiError saying what is wrong with it."""
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    return body
+class ClientErrorLogFilter(logging.Filter):
+    """Keeps malformed requests out of the error log: they are the client's fault.
+
+    aiohttp answers a request it cannot parse (a NUL byte in a header, a bad chunk size) with a
+    400 itself, but logs it at ERROR with a traceback. Anyone can send such requests, so at that
+    level they would fill the log and bury real errors. They become DEBUG lines without the
+    traceback, as aiohttp already does for a bad method.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.msg, record.args = f"{record.getMessage()}: {exc.message!r}"[:500], ()
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, *,
-          required: bool = True, default: Any = None) -> Any:
-    """``body[name]`` checked for presence and type; ApiError 400 naming the field otherwise."""
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"the field {name!r} is required")
-        return default
-    value = body[name]
-    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ApiError(400, "invalid", f"the field {name!r} has the wrong type")
-    if not isinstance(value, kind):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        expected = " or ".join(_json_type(k.__name__) for k in kinds)
-        raise ApiError(400, "invalid", f"the field {name!r} must be a {expected}")
-    return value
+CLIENT_ERROR_LOG_FILTER = ClientErrorLogFilter()
 
 
-def _json_type(python_name: str) -> str:
-    return {"str": "string", "int": "integer", "bool": "boolean", "dict": "object",
-            "list": "array", "float": "number"}.get(python_name, python_name)
+def quiet_client_errors() -> None:
+    """Install the filter on aiohttp's server logger (once, however many apps are made)."""
+    logging.getLogger("aiohttp.server").addFilter(CLIENT_ERROR_LOG_FILTER)

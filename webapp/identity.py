@@ -40,6 +40,7 @@ from storage.models import User
 
 from .app import DB_KEY, SETTINGS_KEY
 from .errors import HOT_PREFIXES, ApiError, Handler
+from .parsing import read_form
 
 SESSION_COOKIE = "aethex_session"
 PRE_COOKIE = "aethex_csrf"
@@ -218,7 +219,7 @@ async def _check_csrf(request: web.Request) -> None:
                            "site and reload the page")
     supplied: Any = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in FORM_TYPES:
-        form = await request.post()
+        form = await read_form(request)
         supplied = form.get(CSRF_FIELD)
     if not isinstance(supplied, str) or not hmac.compare_digest(
             supplied.encode("utf-8", "replace"), _csrf_for(cookie).encode("ascii")):

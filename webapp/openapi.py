@@ -10,6 +10,7 @@ router, so a route nobody described fails the suite.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import pkgutil
 from typing import Any, Iterable
@@ -75,7 +76,18 @@ CORE_RESPONSES: dict[str, Any] = {
                                  "missing)"),
     "NotFound": _error_response("No such object"),
     "Conflict": _error_response("Clashes with the current state (taken slug, live stream)"),
+    "PayloadTooLarge": _error_response("The body is larger than the server takes "
+                                       "(http.max_json_bytes for JSON, uploads.max_bytes for "
+                                       "images)"),
+    "UnsupportedMediaType": _error_response("The body is not of the documented type "
+                                            "(Content-Type: application/json, or "
+                                            "multipart/form-data for uploads)"),
 }
+
+# What the shared request readers (webapp.parsing) answer, by what an operation takes.
+_BODY_RESPONSES = {"400": "BadRequest", "413": "PayloadTooLarge",
+                   "415": "UnsupportedMediaType"}
+_QUERY_RESPONSES = {"400": "BadRequest"}
 
 
 def api_modules() -> Iterable[Any]:
@@ -117,6 +129,30 @@ def merge(fragments: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]) -> di
     return {"paths": dict(sorted(paths.items())), "schemas": dict(sorted(schemas.items()))}
 
 
+def add_shared_responses(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A copy of ``paths`` where every operation lists the statuses the shared readers give.
+
+    Any operation with a body can get a malformed, oversized or mistyped one, and any
+    operation with query parameters a bad value; the readers of ``webapp.parsing`` answer
+    those with 400, 413 and 415 whatever the handler. Added here, each module's fragment need
+    not repeat them (nor forget one, which schemathesis then reports as undocumented).
+    """
+    out = copy.deepcopy(paths)
+    for item in out.values():
+        shared = item.get("parameters", [])
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            added = dict(_BODY_RESPONSES) if "requestBody" in operation else {}
+            if any(p.get("in") == "query" for p in [*shared, *operation.get("parameters", [])]):
+                added.update(_QUERY_RESPONSES)
+            for code, name in added.items():
+                responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
+    return out
+
+
 def build_document() -> dict[str, Any]:
     fragments: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         (__name__, CORE_PATHS, CORE_SCHEMAS)]
@@ -139,7 +175,7 @@ def build_document() -> dict[str, Any]:
                                 "(writes also need the X-CSRF-Token header) or "
                                 "Authorization: Bearer TOKEN (`aethex token create`)."},
         "servers": [{"url": "/"}],
-        "paths": merged["paths"],
+        "paths": add_shared_responses(merged["paths"]),
         "components": {
             "schemas": merged["schemas"],
             "responses": CORE_RESPONSES,

@@ -21,7 +21,8 @@ from .app import DB_KEY, SETTINGS_KEY
 from .chat import account_changed
 from .auth.api import USER_ENVELOPE, error_response, json_body, json_response
 from .auth.pages import form_text, message_of, redirect, render
-from .errors import ApiError, field, read_json
+from .errors import ApiError
+from .parsing import field, parse_id, read_form, read_json
 from .identity import require_page_user, require_user, set_current_user, user_json
 
 
@@ -65,10 +66,11 @@ async def list_tokens(app: web.Application, user: User) -> list[ApiToken]:
 
 
 async def revoke_token(app: web.Application, user: User, raw_id: str) -> ApiToken:
-    if not raw_id.isdigit() or len(raw_id) > 18:
-        raise ApiError(404, "not_found", f"no API token with id {raw_id!r}")
+    token_id = parse_id(raw_id)
+    if token_id is None:
+        raise ApiError(404, "not_found", f"no API token with id {raw_id[:40]!r}")
     async with app[DB_KEY].session() as session:
-        row = await accounts.revoke_user_api_token(session, user.id, int(raw_id), _now())
+        row = await accounts.revoke_user_api_token(session, user.id, token_id, _now())
         await session.commit()
     account_changed(app, user.id)  # a chat socket opened with this token stops at once
     return row
@@ -139,7 +141,7 @@ async def profile_page(request: web.Request) -> web.Response:
 
 async def profile_submit(request: web.Request) -> web.Response:
     user = await require_page_user(request)
-    form = await request.post()
+    form = await read_form(request)
     changes: dict[str, Any] = {
         "display_name": form_text(form, "display_name"),
         "bio": form_text(form, "bio"),
@@ -180,7 +182,7 @@ async def banner_submit(request: web.Request) -> web.Response:
 async def token_submit(request: web.Request) -> web.Response:
     """Creates a token and shows it in this very response (no redirect: it is shown once)."""
     user = await require_page_user(request)
-    form = await request.post()
+    form = await read_form(request)
     try:
         _, token = await create_token(request.app, user, form_text(form, "name"))
     except (ValidationError, ConflictError, ApiError) as exc:

@@ -26,7 +26,8 @@ from storage.models import Channel, Stream, StreamStatus, User
 
 from .app import DB_KEY, REGISTRY_KEY
 from .channels import can_manage, channel_json, require_manager
-from .errors import ApiError, read_json
+from .errors import ApiError
+from .parsing import INT64_MAX, query_int, read_json
 from .identity import current_user, require_user
 from .stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, load_stream, stream_ref
 
@@ -108,22 +109,13 @@ def _bool_query(request: web.Request, name: str) -> bool | None:
     raise ApiError(400, "invalid", f"{name} must be true or false")
 
 
-def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid", f"{name} must be an integer") from None
-
-
 # -- handlers ---------------------------------------------------------------------------------
 
 async def list_streams(request: web.Request) -> web.Response:
     live = _bool_query(request, "live")
-    limit = _int_query(request, "limit", STREAM_LIST_DEFAULT)
-    before = _int_query(request, "before", None)
+    limit = query_int(request, "limit", STREAM_LIST_DEFAULT, minimum=1,
+                      maximum=channel_queries.STREAM_LIST_MAX)
+    before = query_int(request, "before", None, minimum=1, maximum=INT64_MAX)
     slug = request.query.get("channel")
     async with request.app[DB_KEY].session() as session:
         channel_ids = None
@@ -310,7 +302,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 {"name": "limit", "in": "query", "schema": {
                     "type": "integer", "minimum": 1,
                     "maximum": channel_queries.STREAM_LIST_MAX}},
-                {"name": "before", "in": "query", "schema": {"type": "integer"},
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1},
                  "description": "Only streams with a smaller id (paging)."}],
             "responses": {"200": {"description": "Streams", "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"streams": {

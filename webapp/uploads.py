@@ -34,6 +34,7 @@ from storage import accounts
 
 from .app import DB_KEY, SETTINGS_KEY
 from .errors import ApiError
+from .parsing import read_form
 from .identity import require_user, set_current_user, user_json
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ async def read_upload(request: web.Request, field_name: str = "file") -> bytes |
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type",
                        f"send the image as multipart/form-data in a field named {field_name!r}")
-    form = await request.post()
+    form = await read_form(request)
     value = form.get(field_name)
     if value is None:
         return None

@@ -16,7 +16,8 @@ from storage import accounts
 
 from ..app import DB_KEY
 from ..chat import account_changed
-from ..errors import ApiError, field, read_json
+from ..errors import ApiError
+from ..parsing import field, path_id, read_json
 from ..identity import (
     csrf_token,
     current_user,
@@ -93,13 +94,11 @@ async def onboard(request: web.Request) -> web.Response:
 
 
 async def public_user(request: web.Request) -> web.Response:
-    raw = request.match_info["user_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "not_found", f"no user with id {raw!r}")
+    user_id = path_id(request, "user_id", "user")
     async with request.app[DB_KEY].session() as session:
-        user = await accounts.get_user_with_profile(session, int(raw))
+        user = await accounts.get_user_with_profile(session, user_id)
     if user is None or user.is_disabled:
-        raise ApiError(404, "not_found", f"no user with id {raw}")
+        raise ApiError(404, "not_found", f"no user with id {user_id}")
     viewer = await current_user(request)
     own = viewer is not None and (viewer.id == user.id or viewer.is_admin)
     return web.json_response({"user": user_json(user, private=own)},

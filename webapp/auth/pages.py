@@ -19,6 +19,7 @@ from storage.errors import ConflictError, NotFoundError, ValidationError
 from ..app import DB_KEY
 from ..chat import account_changed
 from ..errors import ApiError
+from ..parsing import read_form
 from ..identity import (
     current_user,
     end_session,
@@ -77,7 +78,7 @@ async def register_page(request: web.Request) -> web.Response:
 
 
 async def register_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     values = {k: form_text(form, k) for k in ("username", "email")}
     try:
         user = await register_user(request, form_text(form, "username").strip(),
@@ -100,7 +101,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 async def login_submit(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     next_url = safe_next(form.get("next"))
     username = form_text(form, "username")
     try:
@@ -137,7 +138,7 @@ async def onboard_submit(request: web.Request) -> web.Response:
     from .. import uploads
 
     user = await require_page_user(request)
-    form = await request.post()
+    form = await read_form(request)
     values = {k: form_text(form, k) for k in ("username", "display_name", "bio")}
     try:
         changes = accounts.clean_profile_changes(

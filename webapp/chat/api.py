@@ -22,7 +22,8 @@ from storage.chat_models import ChannelModerator
 
 from ..app import DB_KEY
 from ..auth.api import error_response, json_body, json_response
-from ..errors import ApiError, field, read_json
+from ..errors import ApiError
+from ..parsing import field, path_id, query_int, read_json
 from ..identity import current_user, require_user
 from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_stream, load_stream
 from .service import ChatService, can_moderate
@@ -35,16 +36,6 @@ def _service(request: web.Request) -> ChatService:
     from . import CHAT_KEY
 
     return request.app[CHAT_KEY]
-
-
-def _int(value: str, what: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise ApiError(400, "invalid", f"{what} must be a number") from None
-    if not 0 < n < 2**63:
-        raise ApiError(400, "invalid", f"{what} must be a positive number")
-    return n
 
 
 async def _channel_state(request: web.Request, slug: str | None = None) -> ChannelChatState:
@@ -74,11 +65,8 @@ async def stream_messages(request: web.Request) -> web.Response:
     service = _service(request)
     raw_stream = request.match_info["stream_id"]  # an id, or a public id (stream_links)
     limit_max = service.cs.history_page_max
-    limit = _int(request.query.get("limit", str(min(50, limit_max))), "limit")
-    if limit > limit_max:
-        raise ApiError(400, "invalid", f"limit must be at most {limit_max}")
-    before = request.query.get("before")
-    before_id = _int(before, "before") if before else None
+    limit = query_int(request, "limit", min(50, limit_max), minimum=1, maximum=limit_max)
+    before_id = query_int(request, "before", minimum=1)
     async with request.app[DB_KEY].session() as session:
         stream, channel = await load_stream(request, session, raw_stream)
         rows = await chat_store.stream_messages(session, stream.id, before=before_id,
@@ -112,7 +100,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def delete_message(request: web.Request) -> web.Response:
     user = await require_user(request)
-    message_id = _int(request.match_info["message_id"], "message id")
+    message_id = path_id(request, "message_id", "message")
     event = await _service(request).delete_message(user, message_id)
     return _json({"deleted": event["id"]})
 
@@ -184,7 +172,7 @@ async def add_moderator(request: web.Request) -> web.Response:
 
 async def remove_moderator(request: web.Request) -> web.Response:
     state, _ = await _owner(request)
-    user_id = _int(request.match_info["user_id"], "user id")
+    user_id = path_id(request, "user_id", "user")
     async with request.app[DB_KEY].session() as session:
         removed = await chat_store.remove_moderator(session, state.channel_id, user_id)
         await session.commit()
@@ -212,7 +200,7 @@ async def add_ban(request: web.Request) -> web.Response:
 
 async def remove_ban(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
-    user_id = _int(request.match_info["user_id"], "user id")
+    user_id = path_id(request, "user_id", "user")
     done = await _service(request).unban(state, actor, user_id)
     if not done:
         raise ApiError(404, "not_found", f"user {user_id} is not banned here")
@@ -230,7 +218,7 @@ async def add_timeout(request: web.Request) -> web.Response:
 
 async def remove_timeout(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
-    user_id = _int(request.match_info["user_id"], "user id")
+    user_id = path_id(request, "user_id", "user")
     done = await _service(request).untimeout(state, actor, user_id)
     if not done:
         raise ApiError(404, "not_found", f"user {user_id} is not timed out here")
@@ -241,7 +229,7 @@ async def remove_timeout(request: web.Request) -> web.Response:
 
 async def block_user(request: web.Request) -> web.Response:
     user = await require_user(request)
-    target = _int(request.match_info["user_id"], "user id")
+    target = path_id(request, "user_id", "user")
     async with request.app[DB_KEY].session() as session:
         added = await chat_store.block(session, user.id, target)
         await session.commit()
@@ -251,7 +239,7 @@ async def block_user(request: web.Request) -> web.Response:
 
 async def unblock_user(request: web.Request) -> web.Response:
     user = await require_user(request)
-    target = _int(request.match_info["user_id"], "user id")
+    target = path_id(request, "user_id", "user")
     async with request.app[DB_KEY].session() as session:
         removed = await chat_store.unblock(session, user.id, target)
         await session.commit()
@@ -334,7 +322,7 @@ async def list_reports(request: web.Request) -> web.Response:
 
 async def resolve_report(request: web.Request) -> web.Response:
     user = await require_user(request)
-    report_id = _int(request.match_info["report_id"], "report id")
+    report_id = path_id(request, "report_id", "report")
     body = await read_json(request)
     status = field(body, "status", str, required=False, default="resolved")
     if status not in ("resolved", "dismissed"):
@@ -402,12 +390,16 @@ _REFUSED = error_response("Refused: invalid, banned, timed out, slow mode, rate 
                           "(Retry-After), filtered, or storing failed (503)")
 
 
-def _mod_op(summary: str, body: dict[str, Any] | None = None, *, path_user: bool = False
-            ) -> dict[str, Any]:
+def _mod_op(summary: str, body: dict[str, Any] | None = None, *, path_user: bool = False,
+            creates: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": ["chat"],
                           "parameters": [_SLUG] + ([_UID] if path_user else []),
                           "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
                                         "404": error_response("No such channel or user")}}
+    if path_user:
+        op["responses"]["400"] = error_response("Not to yourself")
+    if creates:
+        op["responses"]["201"] = json_response("Added", {"type": "object"})
     if body is not None:
         op["requestBody"] = json_body(body)
     return op
@@ -420,8 +412,9 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [
             {"name": "stream_id", "in": "path", "required": True,
              "description": STREAM_REF_DESCRIPTION, "schema": STREAM_REF_SCHEMA},
-            {"name": "before", "in": "query", "schema": {"type": "integer"}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}],
+            {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                        "maximum": 100}}],
         "responses": {"200": json_response("Messages", {"type": "object", "properties": {
             "messages": {"type": "array", "items": _MESSAGE},
             "next_before": {"type": ["integer", "null"]}}}),
@@ -434,7 +427,9 @@ OPENAPI_PATHS: dict[str, Any] = {
             "content": {"type": "string", "maxLength": 500}}}),
         "responses": {"201": json_response("Stored and broadcast", {
             "type": "object", "properties": {"message": _MESSAGE}}),
-            "400": _REFUSED, "401": _AUTH, "403": _REFUSED, "429": _REFUSED, "503": _REFUSED}}},
+            "400": _REFUSED, "401": _AUTH, "403": _REFUSED,
+            "404": error_response("No such channel or stream"), "429": _REFUSED,
+            "503": _REFUSED}}},
     "/api/messages/{message_id}": {"delete": {
         "summary": "Soft-delete a message (owner, moderators, admins); chat:deleted to all",
         "tags": ["chat"],
@@ -448,18 +443,20 @@ OPENAPI_PATHS: dict[str, Any] = {
                          _SETTINGS)},
     "/api/channels/{slug}/moderators": {
         "get": _mod_op("The channel's moderators"),
-        "post": _mod_op("Appoint a moderator (owner or admin)", _USER_REF)},
+        "post": _mod_op("Appoint a moderator (owner or admin)", _USER_REF, creates=True)},
     "/api/channels/{slug}/moderators/{user_id}": {
         "delete": _mod_op("Remove a moderator (owner or admin)", path_user=True)},
     "/api/channels/{slug}/bans": {
         "get": _mod_op("Users banned from the chat"),
         "post": _mod_op("Ban a user from the chat", {**_USER_REF, "properties": {
-            **_USER_REF["properties"], "reason": {"type": "string", "maxLength": 200}}})},
+            **_USER_REF["properties"], "reason": {"type": "string", "maxLength": 200}}},
+            creates=True)},
     "/api/channels/{slug}/bans/{user_id}": {"delete": _mod_op("Unban", path_user=True)},
     "/api/channels/{slug}/timeouts": {
         "post": _mod_op("Time a user out for N seconds", {**_USER_REF, "required": ["seconds"],
                         "properties": {**_USER_REF["properties"],
-                                       "seconds": {"type": "integer", "minimum": 1}}})},
+                                       "seconds": {"type": "integer", "minimum": 1}}},
+                        creates=True)},
     "/api/channels/{slug}/timeouts/{user_id}": {
         "delete": _mod_op("End a timeout early", path_user=True)},
     "/api/blocks": {"get": {"summary": "Users you blocked", "tags": ["chat"],
@@ -467,8 +464,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/users/{user_id}/block": {
         "post": {"summary": "Block (ignore) a user: their messages are not delivered to you",
                  "tags": ["chat"], "parameters": [_UID],
-                 "responses": {"201": _OK, "200": _OK, "401": _AUTH,
-                               "404": error_response("No such user")}},
+                 "responses": {"201": _OK, "200": _OK, "400": error_response("Yourself"),
+                               "401": _AUTH, "404": error_response("No such user")}},
         "delete": {"summary": "Unblock a user", "tags": ["chat"], "parameters": [_UID],
                    "responses": {"200": _OK, "401": _AUTH, "404": error_response("Not blocked")}}},
     "/api/reports": {
@@ -485,7 +482,13 @@ OPENAPI_PATHS: dict[str, Any] = {
                  "responses": {"201": _OK, "400": error_response("Missing or invalid field"),
                                "401": _AUTH, "404": error_response("No such message/user")}},
         "get": {"summary": "Reports about channels you own or moderate (?channel=&status=)",
-                "tags": ["chat"], "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN}}},
+                "tags": ["chat"],
+                "parameters": [
+                    {"name": "channel", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {
+                        "enum": ["open", "resolved", "dismissed", "all"], "default": "open"}}],
+                "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
+                              "404": error_response("No such channel")}}},
     "/api/reports/{report_id}/resolve": {"post": {
         "summary": "Resolve or dismiss a report", "tags": ["chat"],
         "parameters": [{"name": "report_id", "in": "path", "required": True,

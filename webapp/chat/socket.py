@@ -38,6 +38,7 @@ from storage import chat as chat_store
 from storage.models import User
 from storage.queries import sha256_hex
 from webapp.identity import bearer_token, current_user, session_cookie
+from webapp.parsing import BadJson, parse_json
 
 from .budget import FrameBudget, Verdict
 from .content import ChatError
@@ -189,9 +190,9 @@ async def handle_frame(service: ChatService, slug: str, client: Client,
     (the channel's cached state, the principal as last checked); only a frame that passes is
     worth re-checking a stale principal for, and then acting on."""
     try:
-        frame = json.loads(data)
-    except ValueError:
-        return ChatError("bad_frame", "frames must be JSON objects").event()
+        frame = parse_json(data, service.settings.http.max_json_depth)
+    except BadJson as exc:
+        return ChatError("bad_frame", f"bad frame: {exc}").event()
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return ChatError("bad_frame", 'frames must be JSON objects with a "type"').event()
     kind = frame["type"]
