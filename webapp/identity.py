@@ -10,16 +10,23 @@ database for it. Disabled accounts resolve to anonymous.
 CSRF: a cross-site page can make the browser send our cookie but cannot read our pages, so every
 state-changing request that arrives with the session cookie must also carry a token only our
 pages know: ``csrf_token`` in a form, or the ``X-CSRF-Token`` header from JavaScript (pages
-expose it in ``<meta name="csrf-token">``). The token is an HMAC of the session token, so the
-check needs no database. A request carrying ``Authorization: Bearer`` is authenticated by that
-header alone (its cookie, if any, is ignored), and a browser never adds that header cross-site,
-so such requests are exempt.
+expose it in ``<meta name="csrf-token">``). The token is an HMAC of the session token keyed with
+the server's secret, so the check needs no database. A request carrying ``Authorization:
+Bearer`` is authenticated by that header alone (its cookie, if any, is ignored), and a browser
+never adds that header cross-site, so such requests are exempt.
 
 Login CSRF: the sign-in and sign-up forms are posted before any session exists, and a forged
 post would log the victim into the attacker's account. Those two forms carry a token tied to a
 random pre-session cookie (``aethex_csrf``, HttpOnly, SameSite=Lax) that the form page sets; the
 post must bring both. Other anonymous posts change nothing (they need a login), and the JSON API
 only accepts ``application/json``, which no cross-site form can send without a CORS preflight.
+The token is keyed with the server's secret too: someone who can plant that cookie (a sibling
+subdomain, a man in the middle on plain HTTP) knows the cookie but still cannot compute its
+token, so cannot forge the post.
+
+The secret is 32 random bytes made on the first start and kept in ``data_dir/secret_key``
+(mode 0600); processes sharing a data dir share it. Deleting it signs nobody out: it only makes
+the pages open at that moment need a reload.
 """
 
 from __future__ import annotations
@@ -27,14 +34,18 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+import logging
+import os
 import re
 import secrets
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from mediaserver.settings import SettingsError
 from storage import accounts, queries
 from storage.models import User
 
@@ -62,7 +73,12 @@ ENDED_KEY = web.RequestKey("aethex_identity_ended", bool)
 # A pre-session token made while rendering this response's sign-in form: set as its cookie.
 PRE_KEY = web.RequestKey("aethex_identity_pre", str)
 
-_CSRF_CONTEXT = b"aethex-csrf-v1"
+_CSRF_CONTEXT = b"aethex-csrf-v2"
+SECRET_KEY_FILE = "secret_key"
+SECRET_KEY = web.AppKey("aethex_secret_key", bytes)
+_SECRET_RE = re.compile(r"[0-9a-f]{64}")
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -186,8 +202,42 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
 
 # -- CSRF ------------------------------------------------------------------------------------
 
-def _csrf_for(session_token: str) -> str:
-    return hmac.new(session_token.encode("utf-8"), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+def load_secret_key(data_dir: Path) -> bytes:
+    """The server's secret from ``data_dir/secret_key``, made there (0600) if there is none.
+
+    A new key is written to a private temporary file and published with ``link``, which fails
+    if the name exists: two processes starting at once on a fresh data dir end up with the
+    same key, and nobody ever reads a half-written one.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        tmp = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    if not _SECRET_RE.fullmatch(text):
+        raise SettingsError("data_dir", f"{path} is not a secret key made by aethex (64 hex "
+                            "digits); remove it and a new one is made at the next start")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s can be read by other users: chmod 600 it", path)
+    return bytes.fromhex(text)
+
+
+def _csrf_for(request: web.Request, kind: bytes, cookie: str) -> str:
+    """HMAC(server secret, kind of cookie + cookie): without the secret, knowing (or choosing)
+    the cookie does not give the token."""
+    message = _CSRF_CONTEXT + b"\0" + kind + b"\0" + cookie.encode("utf-8", "replace")
+    return hmac.new(request.app[SECRET_KEY], message, hashlib.sha256).hexdigest()
 
 
 def csrf_token(request: web.Request, anonymous: bool = False) -> str:
@@ -196,23 +246,23 @@ def csrf_token(request: web.Request, anonymous: bool = False) -> str:
     tied to its pre-session cookie, which is made (and set on the response) if it has none."""
     cookie = session_cookie(request)
     if cookie:
-        return _csrf_for(cookie)
+        return _csrf_for(request, b"session", cookie)
     if not anonymous:
         return ""
     pre = request.get(PRE_KEY) or request.cookies.get(PRE_COOKIE, "")
     if not _PRE_RE.fullmatch(pre):
         pre = request[PRE_KEY] = secrets.token_urlsafe(32)
-    return _csrf_for(pre)
+    return _csrf_for(request, b"pre", pre)
 
 
 async def _check_csrf(request: web.Request) -> None:
     if bearer_token(request) is not None:
         return  # authenticated by the header alone; the cookie is ignored
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie, kind = request.cookies.get(SESSION_COOKIE), b"session"
     if not cookie:
         if request.path not in SESSION_FORMS:
             return  # nothing a forged request could borrow
-        cookie = request.cookies.get(PRE_COOKIE, "")
+        cookie, kind = request.cookies.get(PRE_COOKIE, ""), b"pre"
         if not _PRE_RE.fullmatch(cookie):
             raise ApiError(403, "csrf_failed",
                            "the sign-in form's cookie did not come back: allow cookies for this "
@@ -221,8 +271,9 @@ async def _check_csrf(request: web.Request) -> None:
     if supplied is None and request.content_type in FORM_TYPES:
         form = await read_form(request)
         supplied = form.get(CSRF_FIELD)
+    expected = _csrf_for(request, kind, cookie)
     if not isinstance(supplied, str) or not hmac.compare_digest(
-            supplied.encode("utf-8", "replace"), _csrf_for(cookie).encode("ascii")):
+            supplied.encode("utf-8", "replace"), expected.encode("ascii")):
         raise ApiError(403, "csrf_failed",
                        "missing or wrong CSRF token: reload the page and try again (API clients: "
                        f"send the {CSRF_HEADER} header, or use Authorization: Bearer)")
@@ -302,6 +353,7 @@ def user_json(user: User, *, private: bool = False) -> dict[str, Any]:
 
 def setup(app: web.Application) -> None:
     """Install the identity middleware and the template helpers (after pages.setup)."""
+    app[SECRET_KEY] = load_secret_key(app[SETTINGS_KEY].data_dir)
     env = aiohttp_jinja2.get_env(app)
     env.globals["csrf_token"] = _template_csrf_token
     env.globals["current_user"] = _template_user

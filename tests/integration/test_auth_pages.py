@@ -3,8 +3,11 @@ middleware must leave alone."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import re
+import stat
 
 import aiohttp
 import pytest
@@ -198,6 +201,36 @@ async def test_sign_in_forms_refuse_forged_posts(site) -> None:
             async with http.post(f"{base}/api/auth/login", data="username=alice",
                                  headers={"Content-Type": "text/plain"}) as r:
                 assert r.status in (400, 415) and "aethex_session" not in r.cookies
+
+
+async def test_sign_in_token_needs_the_servers_secret(settings_env, tmp_path) -> None:
+    """Someone who can plant the pre-session cookie (a sibling subdomain, a man in the middle
+    on plain HTTP) knows it, but must not be able to compute the form token for it: it is
+    keyed with a secret the server keeps (0600) in its data dir, so it differs between two
+    servers for the same cookie and survives a restart of one."""
+    planted = "planted-by-the-attacker-0123456789abcdefgh"
+    from_cookie_alone = hmac.new(planted.encode(), b"aethex-csrf-v1",
+                                 hashlib.sha256).hexdigest()  # the derivation this replaces
+
+    async def token_for(env: dict[str, str]) -> str:
+        async with running_server(env) as server:
+            base = f"http://127.0.0.1:{server.http_port}"
+            secret = server.settings.data_dir / "secret_key"
+            assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+            async with aiohttp.ClientSession(cookies={"aethex_csrf": planted}) as http:
+                token = await form_token(http, f"{base}/auth/login")
+                for guess, status in ((from_cookie_alone, 403), (token, 401)):
+                    async with http.post(f"{base}/auth/login", allow_redirects=False, data={
+                            "csrf_token": guess, "username": "nobody",
+                            "password": "not the password"}) as r:
+                        assert r.status == status, guess  # 401: past the CSRF check
+        return token
+
+    first = await token_for(settings_env)
+    assert first != from_cookie_alone
+    assert await token_for(settings_env) == first  # the same data dir after a restart
+    elsewhere = await token_for({**settings_env, "AETHEX_DATA_DIR": str(tmp_path / "other")})
+    assert elsewhere != first
 
 
 async def test_protected_pages_send_anonymous_users_to_login(site) -> None:
