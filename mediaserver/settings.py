@@ -82,12 +82,19 @@ class HttpSettings:
 class AuthSettings:
     # Seconds a login session lasts; after that the user logs in again.
     session_max_age: int = 1_209_600
-    # Failed logins for one account within login_window before further attempts get 429.
+    # Failed logins for one account from one client address within login_window before that
+    # address gets 429 for that account. Per address, never per account alone: the owner on
+    # their own address still gets in while someone else guesses (no lockout to abuse).
     login_max_failures: int = 5
-    # Failed logins from one client address within login_window before it gets 429.
+    # Failed logins from one client address (IPv6: its /64) within login_window, whatever the
+    # account, before it gets 429 for every account.
     login_max_failures_per_address: int = 20
     # Seconds failed logins are remembered for the two limits above.
     login_window: float = 900.0
+    # Sign-ups (created or refused as taken) from one client address within register_window
+    # before it gets 429: bounds account spam and testing which emails are registered.
+    register_max_per_address: int = 10
+    register_window: float = 3600.0
     # Every failed login is answered after a random delay between these (seconds).
     login_failure_delay_min: float = 0.25
     login_failure_delay_max: float = 1.0
@@ -467,7 +474,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)")
     a = s.auth
     for name in ("session_max_age", "login_max_failures", "login_max_failures_per_address",
-                 "login_window", "login_tracked_keys", "max_api_tokens"):
+                 "login_window", "login_tracked_keys", "max_api_tokens",
+                 "register_max_per_address", "register_window"):
         _check_positive(f"auth.{name}", getattr(a, name))
     if a.login_failure_delay_min < 0:
         raise SettingsError("auth.login_failure_delay_min", "must be 0 or more seconds")

@@ -124,6 +124,51 @@ async def test_register_rejects_bad_input_and_changes_nothing(site, body, status
         assert conn.execute("SELECT username FROM users").fetchall() == [("alice",)]
 
 
+async def test_taken_email_gets_the_answer_a_taken_username_gets(site) -> None:
+    """A sign-up must not say that an email address is registered: its refusal is word for
+    word the refusal of a taken username (which is public anyway)."""
+    _, base = site
+    await make_user(base, "alice")
+    answers = []
+    async with aiohttp.ClientSession() as http:
+        for body in ({"username": "xavier", "email": "alice@example.test"},
+                     {"username": "alice", "email": "someone.new@example.org"}):
+            async with http.post(f"{base}/api/auth/register",
+                                 json={**body, "password": DEFAULT_PASSWORD}) as r:
+                answers.append((r.status, await r.read()))
+    assert answers[0] == answers[1], answers
+    assert answers[0][0] == 409
+    assert b"alice@example.test" not in answers[0][1]
+
+
+async def test_registration_is_limited_per_address(auth_env) -> None:
+    """Attempts that reach the database (created or taken) count; malformed ones do not; a
+    second address has its own count."""
+    env = {**auth_env, "AETHEX_AUTH__REGISTER_MAX_PER_ADDRESS": "3"}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with aiohttp.ClientSession() as http:
+            for body, status in ((("usr1", "u1@example.org"), 201), (("usr1", "u2@example.org"), 409),
+                                 (("Bad!", "x@example.org"), 400), (("usr3", "nope"), 400),
+                                 (("usr3", "u3@example.org"), 201), (("usr4", "u4@example.org"), 429),
+                                 (("usr1", "u1@example.org"), 429)):
+                async with http.post(f"{base}/api/auth/register", json={
+                        "username": body[0], "email": body[1],
+                        "password": DEFAULT_PASSWORD}) as r:
+                    assert r.status == status, (body, await r.text())
+                    if status == 429:
+                        assert (await error_of(r))["code"] == "too_many_attempts"
+                        assert int(r.headers["Retry-After"]) > 0
+        async with from_address("127.0.0.2") as other:
+            async with other.post(f"{base}/api/auth/register", json={
+                    "username": "usr4", "email": "u4@example.org",
+                    "password": DEFAULT_PASSWORD}) as r:
+                assert r.status == 201, await r.text()
+        with sqlite3.connect(db_file(server)) as conn:
+            assert sorted(conn.execute("SELECT username FROM users").fetchall()) == \
+                [("usr1",), ("usr3",), ("usr4",)]
+
+
 async def test_register_needs_a_json_object(site) -> None:
     _, base = site
     async with aiohttp.ClientSession() as http:
@@ -169,7 +214,15 @@ async def test_login_bad_input(site) -> None:
                 assert (await error_of(r))["code"] == "missing_field"
 
 
-async def test_wrong_password_is_slowed_then_blocked_per_account(site) -> None:
+def from_address(host: str, **kw: object) -> aiohttp.ClientSession:
+    """A client whose sockets come from ``host`` (any 127.x.y.z is this machine): a second
+    client address without trusting any header."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(host, 0)), **kw)
+
+
+async def test_wrong_password_is_slowed_then_blocked_per_account_and_address(site) -> None:
+    """Guessing from one address blocks that address for the account, not the account: the
+    owner, from their own address, still logs in (a lockout anyone could trigger is gone)."""
     _, base = site
     await make_user(base, "alice")
     async with aiohttp.ClientSession() as http:
@@ -192,6 +245,16 @@ async def test_wrong_password_is_slowed_then_blocked_per_account(site) -> None:
         # Using the email address does not get around the account limit.
         async with http.post(f"{base}/api/auth/login", json={
                 "username": "alice@example.test", "password": DEFAULT_PASSWORD}) as r:
+            assert r.status == 429
+        # The owner on another address is not locked out, and their login does not lift the
+        # block on the guessing address.
+        async with from_address("127.0.0.2", cookie_jar=jar()) as owner:
+            async with owner.post(f"{base}/api/auth/login", json={
+                    "username": "alice", "password": DEFAULT_PASSWORD}) as r:
+                assert r.status == 200, await r.text()
+                assert r.cookies["aethex_session"].value
+        async with http.post(f"{base}/api/auth/login", json={
+                "username": "alice", "password": DEFAULT_PASSWORD}) as r:
             assert r.status == 429
 
 

@@ -181,7 +181,10 @@ OPENAPI_PATHS: dict[str, Any] = {
                            "password": {"type": "string", "minLength": 8, "maxLength": 1024}}}),
         "responses": {"201": json_response("Registered; session cookie set", SESSION_SCHEMA),
                       "400": error_response("Missing or invalid field"),
-                      "409": error_response("Username or email already taken")}}},
+                      "409": error_response("Username or email already taken (the answer "
+                                            "does not say which)"),
+                      "429": error_response("Too many sign-ups from this address "
+                                            "(see Retry-After)")}}},
     "/api/auth/login": {"post": {
         "summary": "Log in with username (or email) and password",
         "tags": ["auth"],
@@ -193,7 +196,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                       "400": error_response("Missing field"),
                       "401": error_response("Wrong username or password"),
                       "403": error_response("Account disabled"),
-                      "429": error_response("Too many failed logins (see Retry-After)")}}},
+                      "429": error_response("Too many failed logins from this address, "
+                                            "for this account or for all (see Retry-After)")}}},
     "/api/auth/logout": {"post": {
         "summary": "End the current session", "tags": ["auth"],
         "responses": {"204": {"description": "Logged out; cookie cleared"}, "403": CSRF}}},

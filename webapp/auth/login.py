@@ -2,6 +2,20 @@
 
 Both front ends call these, so the rules (first user becomes admin, rate limits, the random
 delay on failure, disabled accounts) cannot drift apart between them.
+
+Failed logins are counted per (account, client address) and per address, never per account
+alone: a per-account lockout let anyone lock the owner out with five wrong passwords from
+anywhere. Now the guessing address is throttled (for that account after
+``auth.login_max_failures``, for every account after ``auth.login_max_failures_per_address``)
+while the owner, from their own address, still gets in. Guessing one account from many
+addresses is bounded per address and by the cost of argon2, not by locking the account.
+
+Registration is limited per address (``auth.register_max_per_address`` attempts that reach the
+database per ``auth.register_window``), and a taken email gets the very answer a taken
+username gets, so the message names neither. It cannot be made fully indistinguishable without
+an email round trip: a new email logs the registrant in at once, a taken one cannot. Usernames
+are public (``/u/{username}``), so a refused sign-up with a free username still tells that the
+email is registered: the per-address limit is what keeps that a slow way to test addresses.
 """
 
 from __future__ import annotations
@@ -13,14 +27,21 @@ import time
 from aiohttp import web
 
 from storage import queries
+from storage.errors import ConflictError
 from storage.models import User
 from storage.passwords import hash_password, needs_rehash, verify_password
 
+from ..admission import address_key
 from ..app import DB_KEY, SETTINGS_KEY
 from ..errors import ApiError
 from .limiter import Limit, LoginLimiter
 
 LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
+REGISTER_LIMITER_KEY = web.AppKey("register_limiter", LoginLimiter)
+# What a sign-up with a taken username or a taken email is told: the same, so that the answer
+# does not say which of the two (emails are private; see the module docstring).
+TAKEN = ("that username or email address is already taken: choose another username, or log "
+         "in if you already have an account")
 
 # Verified when the login names no account, so "no such user" costs what "wrong password"
 # costs and response times do not tell which usernames exist.
@@ -31,6 +52,7 @@ def limiter(app: web.Application) -> LoginLimiter:
     if LIMITER_KEY not in app:
         auth = app[SETTINGS_KEY].auth
         app[LIMITER_KEY] = LoginLimiter(auth.login_window, auth.login_tracked_keys)
+        app[REGISTER_LIMITER_KEY] = LoginLimiter(auth.register_window, auth.login_tracked_keys)
     return app[LIMITER_KEY]
 
 
@@ -46,17 +68,44 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+def limit_address(request: web.Request) -> str:
+    """The client's address as rate limits count it: IPv6 by /64, the block one subscriber
+    usually gets to pick addresses from."""
+    return address_key(client_address(request)) or "unknown"
+
+
 async def register_user(request: web.Request, username: object, email: object,
                         password: object) -> User:
-    """Create an account (the very first one is an admin); storage errors say what is wrong."""
+    """Create an account (the very first one is an admin); storage errors say what is wrong.
+
+    Every attempt that gets as far as the database (created, or refused as taken) counts
+    against the address's ``auth.register_max_per_address``; malformed input does not.
+    """
     for name, value in (("username", username), ("email", email), ("password", password)):
         if not isinstance(value, str) or not value:
             raise ApiError(400, "missing_field" if not value else "invalid",
                            f"the field {name!r} is required and must be a string")
+    queries.validate_username(username)  # type: ignore[arg-type]
+    queries.validate_email(email)  # type: ignore[arg-type]
+    queries.validate_password(password)  # type: ignore[arg-type]
+    limiter(request.app)
+    attempts = request.app[REGISTER_LIMITER_KEY]
+    limits = [Limit(f"register:{limit_address(request)}",
+                    request.app[SETTINGS_KEY].auth.register_max_per_address)]
+    blocked = attempts.retry_after(limits, time.monotonic())
+    if blocked is not None:
+        seconds = blocked[1]
+        raise ApiError(429, "too_many_attempts",
+                       f"too many sign-ups from your address; try again in {seconds} seconds",
+                       headers={"Retry-After": str(seconds)})
+    attempts.record_failure(limits, time.monotonic())
     async with request.app[DB_KEY].session() as session:
         first = await queries.count_users(session) == 0
-        user = await queries.create_user(session, username, email, password,  # type: ignore[arg-type]
-                                         is_admin=first)
+        try:
+            user = await queries.create_user(session, username, email,  # type: ignore[arg-type]
+                                             password, is_admin=first)  # type: ignore[arg-type]
+        except ConflictError:
+            raise ApiError(409, "conflict", TAKEN) from None
         await session.commit()
         from storage.accounts import get_user_with_profile
 
@@ -68,10 +117,11 @@ async def register_user(request: web.Request, username: object, email: object,
 async def authenticate(request: web.Request, login: object, password: object) -> User:
     """The user ``login`` (username or email) and ``password`` open, or an ApiError.
 
-    Limits: ``auth.login_max_failures`` failures per account and
+    Limits: ``auth.login_max_failures`` failures per account from one client address and
     ``auth.login_max_failures_per_address`` per client address within ``auth.login_window``;
-    past either, attempts get 429 without the password even being checked. Every failure is
-    answered after a random delay, which also blurs timing differences.
+    past either, that address's attempts get 429 without the password even being checked
+    (for that account, or for any). Every failure is answered after a random delay, which also
+    blurs timing differences.
     """
     if not isinstance(login, str) or not login.strip():
         raise ApiError(400, "missing_field", "the field 'username' is required and must be a string")
@@ -84,14 +134,16 @@ async def authenticate(request: web.Request, login: object, password: object) ->
             user = await queries.get_user_by_email(session, login)
         else:
             user = await queries.get_user_by_username(session, login)
-    account_key = f"user:{user.id}" if user is not None else f"login:{login[:300]}"
-    limits = [Limit(account_key, settings.login_max_failures),
-              Limit(f"addr:{client_address(request)}", settings.login_max_failures_per_address)]
+    address = limit_address(request)
+    account = f"user:{user.id}" if user is not None else f"login:{login[:300]}"
+    pair_key = f"{account}@{address}"
+    limits = [Limit(pair_key, settings.login_max_failures),
+              Limit(f"addr:{address}", settings.login_max_failures_per_address)]
     lim = limiter(request.app)
     blocked = lim.retry_after(limits, time.monotonic())
     if blocked is not None:
         limit, seconds = blocked
-        which = "this account" if limit is limits[0] else "your address"
+        which = "this account from your address" if limit is limits[0] else "your address"
         raise ApiError(429, "too_many_attempts",
                        f"too many failed logins for {which}; try again in {seconds} seconds",
                        headers={"Retry-After": str(seconds)})
@@ -111,7 +163,7 @@ async def authenticate(request: web.Request, login: object, password: object) ->
     if user.is_disabled:
         raise ApiError(403, "account_disabled",
                        "this account has been disabled by an administrator")
-    lim.clear(account_key)
+    lim.clear(pair_key)
     async with request.app[DB_KEY].session() as session:
         from storage.accounts import get_user_with_profile
 
