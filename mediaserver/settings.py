@@ -108,8 +108,14 @@ class AuthSettings:
 class UploadSettings:
     # Largest avatar or banner file accepted, in bytes.
     max_bytes: int = 5 * 1024 * 1024
-    # Largest image accepted, in pixels (width x height); guards against decompression bombs.
-    max_pixels: int = 40_000_000
+    # Most pixels decoded for one image (width x height): a decode holds 4 bytes a pixel, so
+    # this bounds an upload's memory (~100 MB here). JPEG may be larger: it is decoded at a
+    # reduced scale that fits. WebP gets a quarter (its decoder holds ~4 copies).
+    max_pixels: int = 24_000_000
+    # Images decoded at once (each in its own thread); uploads past that wait their turn...
+    max_concurrent_decodes: int = 1
+    # ...and past this many waiting, get 503 at once (each waiting upload holds its file).
+    max_waiting_decodes: int = 8
     # Avatars are re-encoded to a square of this many pixels.
     avatar_size: int = 256
     # Banners are re-encoded to fit within this width and height.
@@ -483,8 +489,10 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("auth.login_failure_delay_max",
                             "must not be less than auth.login_failure_delay_min")
     u = s.uploads
-    for name in ("max_bytes", "max_pixels"):
+    for name in ("max_bytes", "max_pixels", "max_concurrent_decodes"):
         _check_positive(f"uploads.{name}", getattr(u, name))
+    if u.max_waiting_decodes < 0:
+        raise SettingsError("uploads.max_waiting_decodes", "must be 0 (no waiting) or more")
     for name in ("avatar_size", "banner_width", "banner_height"):
         if not 16 <= getattr(u, name) <= 4096:
             raise SettingsError(f"uploads.{name}", "must be between 16 and 4096 pixels")

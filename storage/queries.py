@@ -233,12 +233,11 @@ async def create_api_token(session: AsyncSession, username: str, name: str = "cl
     return token
 
 
-async def find_user_by_token(session: AsyncSession, token: str, *,
-                             now: datetime | None = None) -> User | None:
-    """The enabled user an unrevoked API token belongs to (profile loaded), else None.
+async def find_api_token(session: AsyncSession, token: str) -> tuple[ApiToken, User] | None:
+    """An unrevoked API token's row and its enabled user (profile loaded), else None.
 
-    With ``now``, records it as the token's last use, at most once per
-    TOKEN_LAST_USED_RESOLUTION (a write per API call would be a write per request).
+    Reads only. Recording the use (``record_token_use``) is a separate write on purpose: it is
+    bookkeeping, and a failed write (a full disk) must not fail the request it belongs to.
     """
     if not isinstance(token, str) or not token.startswith(API_TOKEN_PREFIX) \
             or len(token) > _SECRET_MAX:
@@ -249,16 +248,26 @@ async def find_user_by_token(session: AsyncSession, token: str, *,
         .options(joinedload(User.profile))
         .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None),
                User.is_disabled.is_(False)))).one_or_none()
-    if row is None:
-        return None
-    api_token, user = row
-    if now is not None:
-        now = _aware(now)
-        last = api_token.last_used_at
-        if last is None or now - _aware(last) > TOKEN_LAST_USED_RESOLUTION:
-            api_token.last_used_at = now
-            await session.flush()
-    return user
+    return None if row is None else (row[0], row[1])
+
+
+async def find_user_by_token(session: AsyncSession, token: str) -> User | None:
+    """The enabled user an unrevoked API token belongs to (profile loaded), else None."""
+    found = await find_api_token(session, token)
+    return None if found is None else found[1]
+
+
+def token_use_due(api_token: ApiToken, now: datetime) -> bool:
+    """Whether a use at ``now`` should be recorded: at most once per
+    TOKEN_LAST_USED_RESOLUTION (a write per API call would be a write per request)."""
+    last = api_token.last_used_at
+    return last is None or _aware(now) - _aware(last) > TOKEN_LAST_USED_RESOLUTION
+
+
+async def record_token_use(session: AsyncSession, token_id: int, now: datetime) -> None:
+    """Set the token's last use to ``now``."""
+    await session.execute(
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=_aware(now)))
 
 
 async def revoke_api_token(session: AsyncSession, token: str, now: datetime) -> bool:

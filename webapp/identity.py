@@ -32,18 +32,22 @@ the pages open at that moment need a reload.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import hmac
 import logging
 import os
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mediaserver.settings import SettingsError
 from storage import accounts, queries
@@ -102,6 +106,33 @@ def session_cookie(request: web.Request) -> str | None:
     return request.get(NEW_SESSION_KEY) or request.cookies.get(SESSION_COOKIE) or None
 
 
+class _Bookkeeping:
+    """Whether bookkeeping writes are failing now: their failures are logged once per run."""
+
+    failing = False
+
+
+async def _bookkeeping(app: web.Application, what: str,
+                       write: Callable[[AsyncSession], Awaitable[Any]]) -> None:
+    """A write that only keeps a record (a token's last use), in its own transaction and best
+    effort: when it fails (a full disk, a locked database) the request goes on without it.
+    Authentication once wrote such a record in the same transaction as the lookup, so a full
+    disk refused every API call."""
+    try:
+        async with app[DB_KEY].session() as session:
+            await write(session)
+            await session.commit()
+    except (SQLAlchemyError, OSError) as exc:
+        if not _Bookkeeping.failing:
+            _Bookkeeping.failing = True
+            log.warning("could not record %s; going on without (logged once until it works "
+                        "again): %s", what, getattr(exc, "orig", None) or exc)
+        return
+    if _Bookkeeping.failing:
+        _Bookkeeping.failing = False
+        log.warning("recording %s works again", what)
+
+
 async def _resolve(request: web.Request) -> User | None:
     token = bearer_token(request)
     db = request.app[DB_KEY]
@@ -109,8 +140,14 @@ async def _resolve(request: web.Request) -> User | None:
         if not token:
             return None
         async with db.session() as session:
-            user = await queries.find_user_by_token(session, token, now=_now())
-            await session.commit()
+            found = await queries.find_api_token(session, token)
+        if found is None:
+            return None
+        api_token, user = found
+        now = _now()
+        if queries.token_use_due(api_token, now):
+            await _bookkeeping(request.app, "API tokens' last use", functools.partial(
+                queries.record_token_use, token_id=api_token.id, now=now))
         return user
     cookie = session_cookie(request)
     if not cookie:

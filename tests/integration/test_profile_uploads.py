@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from PIL import Image
 
 from tests.accounts import csrf_of, register, user_of
 from tests.conftest import running_server
+from webapp.uploads import DECODE_GATE_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -202,6 +205,37 @@ async def test_upload_route_serves_only_generated_names(site) -> None:
             async with http.get(f"{base}{path}") as r:
                 assert r.status == 404, path
                 assert "private" not in await r.text()
+
+
+async def test_uploads_past_the_decode_queue_get_503_and_change_nothing(settings_env) -> None:
+    """One decode at a time and one waiting: with both taken (by work that waits for us), an
+    upload is refused at once with 503 and Retry-After; once they are done, it goes through."""
+    env = {**settings_env, "AETHEX_UPLOADS__MAX_CONCURRENT_DECODES": "1",
+           "AETHEX_UPLOADS__MAX_WAITING_DECODES": "1"}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        gate = server._runner.app[DECODE_GATE_KEY]
+        release = threading.Event()
+        held = [asyncio.create_task(gate.run(release.wait)) for _ in range(2)]
+        try:
+            async with await register(base, "alice") as http:
+                while gate.queued < 2:  # each task takes its place before its first await
+                    await asyncio.sleep(0)
+                async with http.post(f"{base}/api/upload/avatar",
+                                     data=form_with(image_bytes((50, 50), "PNG")),
+                                     headers={"X-CSRF-Token": await csrf_of(http, base)}) as r:
+                    assert r.status == 503 and int(r.headers["Retry-After"]) > 0
+                    assert (await r.json())["error"]["code"] == "busy"
+                assert uploads_of(server) == set()
+                assert (await user_of(http, base))["avatar_url"] is None
+                release.set()
+                await asyncio.gather(*held)
+                assert gate.queued == 0
+                status, body = await upload(http, base, "avatar", image_bytes((50, 50), "PNG"))
+                assert status == 200, body
+        finally:
+            release.set()
+            await asyncio.gather(*held, return_exceptions=True)
 
 
 # -- profile ---------------------------------------------------------------------------------

@@ -245,12 +245,18 @@ async def test_api_token_roundtrip_and_only_hash_stored(db: Database) -> None:
         assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
         assert row.name == "cli" and row.prefix == token[:12] and row.last_used_at is None
         assert token not in {row.token_hash, row.prefix, row.name}
-        found = await queries.find_user_by_token(s, token, now=T0)
+        found = await queries.find_user_by_token(s, token)
         assert found is not None and found.id == user.id
+        api_token, owner = await queries.find_api_token(s, token)
+        assert owner.id == user.id and queries.token_use_due(api_token, T0)
+        await queries.record_token_use(s, api_token.id, T0)
         await s.commit()
     async with db.session() as s:
         row = (await s.execute(select(ApiToken))).scalar_one()
         assert row.last_used_at == T0
+        # At most one write per resolution: a use a moment later is not due.
+        assert not queries.token_use_due(row, T0 + queries.TOKEN_LAST_USED_RESOLUTION)
+        assert queries.token_use_due(row, T0 + 2 * queries.TOKEN_LAST_USED_RESOLUTION)
 
 
 async def test_api_token_wrong_and_revoked(db: Database) -> None:
