@@ -153,9 +153,9 @@ class RtmpSettings:
     window_ack_size: int = 2_500_000
     # Most simultaneous RTMP connections; more are closed at accept.
     max_connections: int = 256
-    # Most simultaneous RTMP connections from one IP address, so one host cannot take every
-    # slot of max_connections from publishers elsewhere; more are closed at accept (0: off,
-    # e.g. behind a TCP proxy where every connection comes from the proxy).
+    # Most simultaneous RTMP connections from one IP address (IPv6: one /64), so one host
+    # cannot take every slot of max_connections from publishers elsewhere; more are closed at
+    # accept (0: off, e.g. behind a TCP proxy where every connection comes from the proxy).
     max_connections_per_address: int = 32
     # Bytes of replies a connection may leave unread in the server (beyond what the kernel
     # took) before it is closed: a client that never reads cannot make the server hold more.
