@@ -32,6 +32,7 @@ from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings, SettingsError, parse_ladder
 from storage import Database, queries
+from storage.errors import out_of_room
 from storage.models import Channel, StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import (LivePlaylist, PartReady, RecordedSegment, RecordingWriter,
@@ -234,13 +235,24 @@ class Broadcast:
     async def _write_files(self) -> None:
         """One writer per stream keeps file operations in order and off the event loop: the
         journal's order is the order things reached the disk, which recovery relies on."""
+        no_room = 0  # writes refused in the current run of a full disk
         try:
             while (operation := await self._writes.get()) is not None:
                 try:
                     await asyncio.to_thread(operation)
-                except Exception:
-                    log.exception("%s: could not write the stream's files (%s)", self.slug,
-                                  getattr(operation, "func", operation))
+                except Exception as exc:
+                    if not out_of_room(exc):
+                        log.exception("%s: could not write the stream's files (%s)", self.slug,
+                                      getattr(operation, "func", operation))
+                    elif not no_room:  # a full disk is one line, not a traceback a segment
+                        log.error("%s: the disk is full; the recording misses media until "
+                                  "there is room (%s)", self.slug, exc)
+                    no_room += out_of_room(exc)
+                else:
+                    if no_room:
+                        log.warning("%s: writing again after %d refused write(s) for want of "
+                                    "room", self.slug, no_room)
+                    no_room = 0
         finally:
             await asyncio.to_thread(self.files.close)
 

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from storage.errors import ConflictError, NotFoundError, ValidationError
+from storage.errors import ConflictError, NotFoundError, ValidationError, out_of_room
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # Allow (405) and Retry-After (429, 503) are part of the answer (RFC 9110).
         kept = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
         return json_error(exc.status, _code_for(exc.status), message or exc.reason, kept)
+    except Exception as exc:
+        # A full disk (or a database on one) is the server's condition, not a bug in the
+        # request: every route answers it with 507 and the log gets one line, no traceback.
+        if not out_of_room(exc):
+            raise
+        log.warning("%s %s: no room on disk: %s", request.method, request.path, exc)
+        err = ApiError(507, "insufficient_storage",
+                       "the server has no room to store this right now; nothing was changed, "
+                       "try again later")
     if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
         return json_error(err.status, err.code, err.message, err.headers)
     return _html_error(request, err)

@@ -21,7 +21,6 @@ the old file are only replaced after the new image has been fully prepared and w
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
 import logging
 import os
@@ -36,10 +35,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_request import FileField
-from sqlalchemy.exc import OperationalError
 
 from mediaserver.settings import UploadSettings
 from storage import accounts
+from storage.errors import out_of_room
 
 from .app import DB_KEY, SETTINGS_KEY
 from .errors import ApiError
@@ -234,21 +233,6 @@ def _write(directory: Path, image: PreparedImage) -> str:
         tmp.unlink(missing_ok=True)  # a full disk must not also collect half-written files
         raise
     return name
-
-
-# A write failed for want of room: no space, over quota, or over the process's file size limit.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def out_of_room(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the database on it) has no room for a write."""
-    if isinstance(exc, OSError):
-        return exc.errno in _NO_ROOM
-    if isinstance(exc, OperationalError):
-        # SQLite: SQLITE_FULL, or SQLITE_IOERR_WRITE when the write was refused (EFBIG).
-        text = str(exc.orig).lower()
-        return "disk is full" in text or "disk i/o error" in text
-    return False
 
 
 def no_room_error() -> ApiError:

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from serve_process import ServeProcess, serve_process
-from tests.accounts import csrf_of, register
+from tests.accounts import DEFAULT_PASSWORD, csrf_of, register
 from tests.conftest import make_source, push
 
 pytestmark = pytest.mark.integration
@@ -112,6 +112,14 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
             uploads = data_dir / "uploads"
             assert not uploads.exists() or list(uploads.iterdir()) == []
 
+            # Signing in writes a session row: any route that hits the full disk answers the
+            # same clear 507, never a 500.
+            async with anon.post(f"{base}/api/auth/login",
+                                 json={"username": "alice", "password": DEFAULT_PASSWORD}) as r:
+                body = await r.json()
+                assert r.status == 507, body
+                assert body["error"]["code"] == "insufficient_storage"
+
             # Live HLS goes on from memory: the next segment comes and is served.
             url, playlist = await media_playlist(anon, base)
             msn = playlist.media_sequence + len(playlist.segments)
@@ -134,3 +142,8 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
     log = server.log()
     assert log.count("could not record API tokens' last use") == 1, log
     assert "Error handling request" not in log, log  # no request ended in a 500
+    # The recording writer says once that the disk is full, not a traceback per segment, and
+    # leaves no half-written file behind.
+    assert "Traceback" not in log, log
+    assert log.count("the disk is full") == 1, log
+    assert not list((data_dir / "streams").rglob("*.tmp"))
