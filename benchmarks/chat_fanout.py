@@ -153,15 +153,25 @@ async def _senders(args: argparse.Namespace) -> dict:
                                          headers={"Authorization": f"Bearer {t}"},
                                          heartbeat=None) for t in tokens]
         errors: list[str] = []
+        # Senders read the room too: the bench messages each one's socket got (its own included).
+        frames = FrameTimes()
+        received = [0] * len(sockets)
+        closed: list[tuple[int, int | None]] = []  # (sender, close code): the server closed it
 
-        async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT and '"chat:error"' in msg.data:
-                    for ev in json.loads(msg.data):
-                        if ev.get("type") == "chat:error":
-                            errors.append(ev.get("code", "?"))
+        async def drain(k: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            try:
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    received[k] += len(frames.get(msg.data))
+                    if '"chat:error"' in msg.data:
+                        for ev in json.loads(msg.data):
+                            if ev.get("type") == "chat:error":
+                                errors.append(ev.get("code", "?"))
+            except (aiohttp.ClientError, ConnectionError):
+                pass  # closed under us: run() counts it
 
-        drains = [asyncio.create_task(drain(ws)) for ws in sockets]
+        drains = [asyncio.create_task(drain(k, ws)) for k, ws in enumerate(sockets)]
         print(json.dumps({"ready": len(sockets)}), flush=True)
         line = await asyncio.to_thread(sys.stdin.readline)
         assert line.strip() == "go", line
@@ -175,8 +185,12 @@ async def _senders(args: argparse.Namespace) -> dict:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await ws.send_str(json.dumps({"type": "chat:send",
-                                              "content": f"bench {k}:{seq} {time.time():.6f}"}))
+                try:
+                    await ws.send_str(json.dumps({"type": "chat:send",
+                                                  "content": f"bench {k}:{seq} {time.time():.6f}"}))
+                except (aiohttp.ClientError, ConnectionError):
+                    closed.append((k, ws.close_code))
+                    break
                 count += 1
             return count
 
@@ -189,7 +203,7 @@ async def _senders(args: argparse.Namespace) -> dict:
         for d in drains:
             d.cancel()
     return {"sent": sent, "errors": len(errors), "error_codes": sorted(set(errors)),
-            "elapsed": elapsed}
+            "elapsed": elapsed, "received": received, "closed": closed}
 
 
 async def _idle(args: argparse.Namespace) -> dict:
@@ -292,7 +306,8 @@ def main() -> None:
             "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
             "AETHEX_CHAT__FRAME_BUDGET": str(10 * int(args.rate) + 100),
             "AETHEX_CHAT__FRAME_WINDOW": "1",
-            "AETHEX_CHAT__HEARTBEAT": "0", "AETHEX_CHAT__IDLE_TIMEOUT": "0"})
+            "AETHEX_CHAT__HEARTBEAT": "0", "AETHEX_CHAT__IDLE_TIMEOUT": "0",
+            "AETHEX_HTTP__MAX_CONNECTIONS": str(need)})
         server.prepare()
         tokens = []
         for i in range(args.senders):

@@ -730,6 +730,9 @@ class LiveServer:
                 "AETHEX_HLS__SEGMENT_DURATION": str(self.segment),
                 "AETHEX_HLS__PART_DURATION": str(self.part),
                 "AETHEX_RTMP__IDLE_TIMEOUT": "30",
+                # Every client of a benchmark is on 127.0.0.1, as behind a reverse proxy: the
+                # cap against one address flooding the server is off (0), as there.
+                "AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS": "0",
                 **self.extra_env}
 
     def prepare(self) -> None:

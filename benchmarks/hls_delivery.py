@@ -243,14 +243,14 @@ async def worker_main(args: argparse.Namespace) -> None:
 
 # -- the load (parent) ---------------------------------------------------------------------
 
-async def discover(base: str, rendition: str) -> tuple[str, str]:
+async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, str]:
     """(media playlist URL without a session, directory URL) of the rendition."""
     import aiohttp
 
     async with aiohttp.ClientSession() as s:
         deadline = time.monotonic() + 60
         while True:
-            async with s.get(f"{base}/hls/{SLUG}/master.m3u8") as r:
+            async with s.get(f"{base}/hls/{slug}/master.m3u8") as r:
                 text = await r.text()
                 if r.status == 200:
                     break
@@ -260,7 +260,7 @@ async def discover(base: str, rendition: str) -> tuple[str, str]:
     for height, _, uri in clock.master_variants(text):
         path = uri.split("?", 1)[0]
         if path.rsplit("/", 2)[-2] == rendition:
-            url = f"{base}/hls/{SLUG}/{path}"
+            url = f"{base}/hls/{slug}/{path}"
             return url, url.rsplit("/", 1)[0] + "/"
     raise RuntimeError(f"no rendition {rendition} in {text!r}")
 
