@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
+from mediaserver import memory
 from mediaserver.broadcast import Broadcasts
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
@@ -121,6 +122,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    memory.limit_arenas(settings.memory.malloc_arena_max)  # before any thread starts
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without it

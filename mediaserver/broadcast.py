@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from mediaserver import memory
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings, SettingsError, parse_ladder
@@ -331,6 +332,9 @@ class Broadcast:
             asyncio.get_running_loop().call_later(
                 linger, lambda: m.track(asyncio.ensure_future(
                     asyncio.to_thread(shutil.rmtree, self.dir, True))))
+        if self.settings.memory.trim_after_stream:
+            # The transcoder's threads are gone; what they freed goes back to the system.
+            await asyncio.to_thread(memory.release_free_memory)
 
     async def _poll_stats(self) -> None:
         while True:

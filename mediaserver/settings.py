@@ -260,6 +260,16 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MemorySettings:
+    # Most glibc malloc arenas (0: glibc's default of 8 per core). Each stream's transcoder
+    # threads otherwise get heaps of their own that keep freed frames: RSS grew with every
+    # stream that started and ended.
+    malloc_arena_max: int = 2
+    # Return freed native memory to the system after each stream ends (malloc_trim).
+    trim_after_stream: bool = True
+
+
+@dataclass(frozen=True)
 class ChatSettings:
     # Longest chat message in characters (after trimming).
     max_length: int = 500
@@ -331,6 +341,7 @@ class Settings:
     hls: HlsSettings = field(default_factory=HlsSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
@@ -502,6 +513,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…")
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    if not 0 <= s.memory.malloc_arena_max <= 1024:
+        raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     return s
 
 
