@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import signal
 from typing import TYPE_CHECKING, Callable
 
@@ -118,11 +119,31 @@ async def serve(settings: Settings) -> None:
         await server.stop()
 
 
+def raise_open_file_limit(settings: Settings) -> None:
+    """Let the connection caps, not the open-file limit, decide who is refused.
+
+    systemd and most shells start services with a soft limit of 1024 descriptors, well under
+    ``http.max_connections`` + ``rtmp.max_connections``: past it, accept() fails for everyone
+    instead of the flooding address being refused. The soft limit may rise to the hard one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Sockets, plus files, the database and the transcoders' pipes.
+    wanted = settings.http.max_connections + settings.rtmp.max_connections + 1024
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        log.warning("open-file limit %d is below the %d the connection caps need; raise "
+                    "LimitNOFILE (systemd) or ulimit -n, or lower http.max_connections", hard,
+                    wanted)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     memory.limit_arenas(settings.memory.malloc_arena_max)  # before any thread starts
+    raise_open_file_limit(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without it
