@@ -634,33 +634,45 @@ class HlsService:
     # -- holding requests -----------------------------------------------------------------
 
     async def _watch(self, edge: LiveEdge, state: _EdgeState) -> None:
-        """Wake on every change of the edge; release the groups whose wait is over."""
+        """Release the groups whose wait is over: when it starts, on every change of the
+        edge, and at least every DEADLINE_TICK.
+
+        Each wake-up checks every group, whatever woke it: a notify is only a hint that can
+        be lost. A tick that comes due in the loop iteration of a notify cancels the wait the
+        notify had ended (``asyncio.timeout`` raises TimeoutError, not the wake-up), and a
+        notify between this task's creation and its first wait sets an event it never waits
+        on. Checking only after a notify held such requests until their own deadline (30 s
+        for 10 s segments); checking each tick costs one check per distinct target."""
         try:
             loop = asyncio.get_running_loop()
-            while state.groups and not self.closing:
-                try:
+            while True:
+                self._expire(state, loop.time())
+                self._release_ready(state)
+                if not state.groups or self.closing:
+                    break
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DEADLINE_TICK):
                         await edge.changed()
-                except TimeoutError:
-                    self._expire(state, loop.time())
-                    continue
-                self._expire(state, loop.time())
-                for key, group in list(state.groups.items()):
-                    try:
-                        done = group.check() != "wait"
-                    except Exception:  # noqa: BLE001 - the handler finds out; the watcher must live
-                        done = True
-                    if not done:
-                        continue
-                    del state.groups[key]
-                    for held in list(group.waiters):
-                        try:
-                            held.release(True)
-                        except Exception:  # one broken reply must not strand the others
-                            log.exception("releasing a held HLS request failed")
         finally:
             state.watcher = None
             self._states.pop(id(state), None)
+
+    @staticmethod
+    def _release_ready(state: _EdgeState) -> None:
+        """Release every group whose target has come (or can no longer come)."""
+        for key, group in list(state.groups.items()):
+            try:
+                done = group.check() != "wait"
+            except Exception:  # noqa: BLE001 - the handler finds out; the watcher must live
+                done = True
+            if not done:
+                continue
+            del state.groups[key]
+            for held in list(group.waiters):
+                try:
+                    held.release(True)
+                except Exception:  # one broken reply must not strand the others
+                    log.exception("releasing a held HLS request failed")
 
     @staticmethod
     def _expire(state: _EdgeState, now: float) -> None:

@@ -20,11 +20,14 @@ from tests.conftest import running_server
 from transcode.edge import LiveEdge, RenditionEdge
 from transcode.hls import LivePlaylist, PartReady, SegmentReady
 from webapp.fastpath import parse_head
+from webapp.hls import DEADLINE_TICK
 
 if TYPE_CHECKING:
     from mediaserver.app import Server
 
 SLUG = "fast-lane"
+# How long a blocking reload on a 10 s segment rendition is held at most (3 target durations).
+HELD_FOR = 30.0
 
 
 # -- parse_head: what the front accepts, and what it leaves to aiohttp ---------------------
@@ -131,8 +134,9 @@ class Raw:
     def send(self, data: bytes | str) -> None:
         self.writer.write(data.encode() if isinstance(data, str) else data)
 
-    async def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        status_line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), 10)
+    async def response(self, method: str = "GET", timeout: float = 10.0
+                       ) -> tuple[int, dict[str, str], bytes]:
+        status_line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
         status = int(status_line.split()[1])
         headers: dict[str, str] = {}
         while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
@@ -271,6 +275,46 @@ async def test_held_request_of_a_client_that_leaves_is_dropped(front: tuple) -> 
         assert (await again.response())[0] == 200
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("layer", ["fast_path", "aiohttp"])
+async def test_a_part_that_comes_as_the_watcher_ticks_releases_the_held_reload(
+        settings_env: dict[str, str], layer: str) -> None:
+    """The edge's watcher waits for a notify under a DEADLINE_TICK timeout. On a loaded
+    machine the tick and the notify can come due in one loop iteration: the timeout then
+    cancels a wait the notify had already ended, and a watcher that checked its groups only
+    after a notify left the reload held until its own deadline (HELD_FOR), whichever layer
+    holds it. The stall below (the loop not running, as when the process is descheduled)
+    makes that iteration certain rather than a few-percent chance under load."""
+    async with running_server(settings_env) as server:
+        edge = LiveEdge("ticking", 1, 4)
+        edge.renditions["360p"] = rendition("360p", 360, segment_duration=10.0)
+        server.broadcasts.edges.put(edge)
+        add_part(edge, 0, 0)
+        raw = await Raw.open(server.http_port)
+        try:
+            # A body is not for the fast path: "Content-Length: 0" sends it to aiohttp.
+            extra = ("Content-Length: 0",) if layer == "aiohttp" else ()
+            started = time.monotonic()
+            raw.send(get("/hls/ticking/360p/index.m3u8?_HLS_msn=0&_HLS_part=1", *extra))
+            deadline = time.monotonic() + HELD_FOR
+            while not (edge.delivery and edge.delivery.groups):
+                assert time.monotonic() < deadline, "the reload was never held"
+                await asyncio.sleep(0.01)
+            # The watcher task was scheduled when the request was held, so before this task's
+            # next step: after this yield it is waiting, its tick armed.
+            await asyncio.sleep(0)
+            time.sleep(1.5 * DEADLINE_TICK)  # the loop stalls: the watcher's tick is due
+            # The next iteration runs this task's step first, then the due tick's callback:
+            # the notify below and the tick's cancel of the watcher's wait land together.
+            await asyncio.sleep(0)
+            add_part(edge, 0, 1)
+            status, _, body = await raw.response(timeout=HELD_FOR)
+            assert status == 200 and b"part0.1.m4s" in body
+            # Released by the part, not by the request's own deadline.
+            assert time.monotonic() - started < HELD_FOR
+        finally:
+            raw.close()
 
 
 async def test_connection_close_http10_idle_and_slow_loris(front: tuple) -> None:

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import running_server
-from tests.integration.test_hls_fastpath import SLUG, Raw, add_part, get, put_edge, rendition
+from tests.integration.test_hls_fastpath import (HELD_FOR, SLUG, Raw, add_part, get, put_edge,
+                                              rendition)
 from transcode.edge import LiveEdge
 
 FLOOD = "127.0.0.2"
@@ -237,7 +238,7 @@ async def test_idle_keep_alive_and_slow_handlers_are_not_slow_heads(
     keep-alive) and a request whose aiohttp handler runs longer than the head timeout (a
     held playlist reload) are both left alone."""
     server = deadline_server
-    edge = LiveEdge("held", 1, 4)  # 10 s segments: a reload is held up to 30 s
+    edge = LiveEdge("held", 1, 4)  # 10 s segments: a reload is held up to HELD_FOR
     edge.renditions["360p"] = rendition("360p", 360, segment_duration=10.0)
     server.broadcasts.edges.put(edge)
     add_part(edge, 0, 0)
@@ -248,14 +249,17 @@ async def test_idle_keep_alive_and_slow_handlers_are_not_slow_heads(
         await asyncio.sleep(3 * HEAD_TIMEOUT + 1)  # several sweeps of an idle connection
         # A blocking reload aiohttp answers (a body is not for the front): held until the
         # part exists, which comes only after several sweeps.
+        sent = time.monotonic()
         raw.send("GET /hls/held/360p/index.m3u8?_HLS_msn=0&_HLS_part=1 HTTP/1.1\r\n"
                  "Host: t\r\nContent-Length: 0\r\n\r\n")
-        answer = asyncio.ensure_future(raw.response())
+        answer = asyncio.ensure_future(raw.response(timeout=HELD_FOR))
         await asyncio.sleep(3 * HEAD_TIMEOUT + 1)
-        assert not answer.done()
+        assert not answer.done()  # a cut as a slow head answers 408: here, or below
         add_part(edge, 0, 1)
         status, _, body = await answer
         assert status == 200 and b"part0.1.m4s" in body
+        # Released by the part: its own deadline would answer it too, but only HELD_FOR after.
+        assert time.monotonic() - sent < HELD_FOR
     finally:
         raw.close()
     assert rejected(server, "head_timeout") == 0
