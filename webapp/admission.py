@@ -12,29 +12,12 @@ walking through its addresses does not multiply a client's share.
 
 from __future__ import annotations
 
-import ipaddress
 
 # Reasons, as the ``reason`` label of aethex_http_rejected_total.
 TOO_MANY_CONNECTIONS = "too_many_connections"
 TOO_MANY_FROM_ADDRESS = "too_many_from_address"
 # Not an admission: a connection closed because a request head missed its deadline.
 HEAD_TIMEOUT = "head_timeout"
-
-
-def address_key(host: str | None) -> str | None:
-    """The key a peer address is counted under: the IPv4 address, or the IPv6 /64; None for
-    a peer without an IP address (a Unix socket), which only the global cap covers."""
-    if not host:
-        return None
-    if ":" not in host:
-        return host
-    try:
-        ip = ipaddress.IPv6Address(host.partition("%")[0])
-    except ValueError:
-        return host
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 class Admission:

@@ -33,7 +33,9 @@ from http import HTTPStatus
 from typing import Any, Callable
 from urllib.parse import unquote_plus
 
-from .admission import HEAD_TIMEOUT, Admission, address_key
+from mediaserver.addresses import address_key
+
+from .admission import HEAD_TIMEOUT, Admission
 from .hls import Held, HlsRequest, HlsService, Reply
 
 log = logging.getLogger(__name__)

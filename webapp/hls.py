@@ -53,7 +53,7 @@ from storage.channels import parse_stream_ref, stream_by_ref
 from storage.models import StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import INIT_URI, parse_segment_name
-from webapp.admission import address_key
+from mediaserver.addresses import address_key
 from webapp.app import DB_KEY, EDGES_KEY, METRICS_KEY, SETTINGS_KEY
 from webapp.forwarded import client_host
 from webapp.stream_links import reachable

@@ -19,13 +19,13 @@ time a closed connection may linger with unread replies (``rtmp.close_linger``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
+from mediaserver.addresses import address_key
 from mediaserver.live import (AlreadyLive, CodecConfig, HealthPolicy, LiveRegistry, LiveStream,
                               MediaKind, MediaPacket)
 from mediaserver.metrics import Metrics
@@ -69,20 +69,6 @@ def limits_from_settings(settings: Settings) -> Limits:
     )
 
 
-def address_key(host: str) -> str:
-    """What the per-address cap counts: the IPv4 address (also when IPv4-mapped), or the
-    IPv6 /64, which one host usually holds whole (as the HTTP cap counts)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 def _app_name(app: str) -> str:
     """``live``, ``live/`` and ``live?token=x`` all name the same application."""
     return app.split("?", 1)[0].strip("/")
@@ -117,7 +103,7 @@ class RtmpSession(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         if peer:
-            self.host = address_key(str(peer[0]))
+            self.host = address_key(str(peer[0])) or str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
         server = self.server
         r = server.settings.rtmp

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from webapp.admission import (TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, Admission,
-                              address_key)
+from mediaserver.addresses import address_key
+from webapp.admission import TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, Admission
 
 
 def test_ipv4_is_its_own_key_and_ipv6_is_grouped_by_64() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mediaserver.ingest.server import address_key, limits_from_settings
+from mediaserver.addresses import address_key
+from mediaserver.ingest.server import limits_from_settings
 from mediaserver.settings import load_settings
 
 

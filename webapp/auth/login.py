@@ -31,7 +31,7 @@ from storage.errors import ConflictError
 from storage.models import User
 from storage.passwords import hash_password, needs_rehash, verify_password
 
-from ..admission import address_key
+from mediaserver.addresses import address_key
 from ..app import DB_KEY, SETTINGS_KEY
 from ..errors import ApiError
 from .limiter import Limit, LoginLimiter
