@@ -34,6 +34,7 @@ from storage.passwords import hash_password, needs_rehash, verify_password
 from mediaserver.addresses import address_key
 from ..app import DB_KEY, SETTINGS_KEY
 from ..errors import ApiError
+from ..forwarded import client_host
 from .limiter import Limit, LoginLimiter
 
 LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
@@ -59,13 +60,8 @@ def limiter(app: web.Application) -> LoginLimiter:
 def client_address(request: web.Request) -> str:
     """The client's address; behind a trusted proxy, the one it appended to X-Forwarded-For
     (the last entry: anything before it came from the client and may be made up)."""
-    if request.app[SETTINGS_KEY].http.trust_forwarded_for:
-        forwarded = request.headers.getall("X-Forwarded-For", [])
-        if forwarded:
-            last = forwarded[-1].split(",")[-1].strip()
-            if last:
-                return last[:64]
-    return request.remote or "unknown"
+    trusted = request.app[SETTINGS_KEY].http.trust_forwarded_for
+    return client_host(request.remote, request.headers, trusted) or "unknown"
 
 
 def limit_address(request: web.Request) -> str:
