@@ -2,7 +2,7 @@
 
 Pure functions only, so the rules (never upscale, even sizes, fps never above the source, when
 the source may be copied instead of re-encoded) are unit-tested without any media. The rungs
-come from settings (``mediaserver.settings`` validates them and names the bad key).
+come from settings (the settings loader validates them and names the bad key).
 """
 
 from __future__ import annotations

@@ -38,8 +38,6 @@ from av.codec.context import Flags
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 
-from mediaserver.live.packets import CodecConfig, MediaKind, MediaPacket
-
 from .avc import annexb_to_avcc, avcc_from_annexb
 from .ladder import (
     COPYABLE_CODECS,
@@ -49,6 +47,7 @@ from .ladder import (
     Rung,
     plan_ladder,
 )
+from .media import CodecConfig, MediaKind, MediaPacket
 from .types import VIDEO_TIMESCALE, AudioTrackInfo, EncodedPacket, Track, VideoTrackInfo
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ COMMON_FRAME_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 23.976, 29.97, 59.94, 
 
 
 class PacketSource(Protocol):
-    """What the transcoder reads: :class:`mediaserver.live.Subscription` in the server."""
+    """What the transcoder reads: the live registry's ``Subscription`` in the server."""
 
     def get_blocking(self, timeout: float | None = None) -> CodecConfig | MediaPacket | None: ...
 

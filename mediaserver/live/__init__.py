@@ -1,9 +1,11 @@
 """Registry of live streams: what is on air, its codecs, health and consumers."""
 
+from transcode.media import CodecConfig, MediaKind, MediaPacket
+
 from .health import HealthPolicy, TranscodeProbe, stream_health
-from .packets import CodecConfig, MediaKind, MediaPacket
 from .registry import AlreadyLive, LiveRegistry
-from .stream import IngestStats, LiveStream
+from .stats import IngestStats
+from .stream import LiveStream
 from .subscription import Subscription
 
 __all__ = ["AlreadyLive", "CodecConfig", "HealthPolicy", "IngestStats", "LiveRegistry",

@@ -13,12 +13,11 @@ a transcoder slower than real time or dropping frames.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from .stream import LiveStream
+from .stats import IngestStats
 
 # Seconds of media before bitrate and keyframe figures are trusted enough to warn about.
 WARMUP_SECONDS = 4.0
@@ -127,68 +126,67 @@ def _renditions(stats: dict[str, Any], plans: Sequence[RungPlan] | None) -> list
     return out
 
 
-def stream_health(stream: "LiveStream", now: float | None = None) -> dict[str, Any]:
-    """The dashboard's health document for one live stream (JSON-ready)."""
-    now = time.monotonic() if now is None else now
-    stats = stream.stats
-    policy = stream.health_policy
-    elapsed = stats.media_seconds
+def _ingest(stats: IngestStats, source: Mapping[str, Any], now: float) -> dict[str, Any]:
     interval_ms = stats.keyframe_interval_ms
-    interval_s = interval_ms / 1000 if interval_ms else None
-    res = stream.resolution
-    video_kbps = stats.video_kbps(now)
-    ingest = {
+    return {
         "bitrate_kbps": round(stats.bitrate_kbps_at(now), 1),
-        "video_kbps": round(video_kbps, 1),
+        "video_kbps": round(stats.video_kbps(now), 1),
         "frame_rate": round(stats.frame_rate, 2),
-        "keyframe_interval_s": round(interval_s, 3) if interval_s is not None else None,
-        "width": res[0] if res else None,
-        "height": res[1] if res else None,
-        "video_codec": stream.video_config.codec if stream.video_config else None,
-        "audio_codec": stream.audio_config.codec if stream.audio_config else None,
-        "audio_sample_rate": stream.audio_config.sample_rate if stream.audio_config else None,
-        "audio_channels": stream.audio_config.channels if stream.audio_config else None,
-        "encoder": stream.metadata.get("encoder") if isinstance(
-            stream.metadata.get("encoder"), str) else None,
+        "keyframe_interval_s": round(interval_ms / 1000, 3) if interval_ms else None,
+        **source,
         "bytes_total": stats.bytes_total,
-        "media_seconds": round(elapsed, 3),
+        "media_seconds": round(stats.media_seconds, 3),
         "last_packet_age_s": round(max(0.0, now - stats.last_packet_at), 3)
         if stats.last_packet_at else None,
     }
+
+
+def _transcode(probe: TranscodeProbe, video_kbps: float, policy: HealthPolicy, elapsed: float,
+               warnings: list[dict[str, str]]) -> dict[str, Any]:
+    """The transcoder's figures; its warnings are appended to ``warnings``."""
+    tstats = probe.stats()
+    plans = probe.plans()
+    renditions = _renditions(tstats, plans)
+    top = max(plans, key=lambda p: p.video_kbps) if plans else None
+    bw = bitrate_warning(video_kbps, top, policy, elapsed)
+    if bw is not None:
+        warnings.append(bw)
+    slow = [r["name"] for r in renditions if not r["passthrough"] and r["frames"]
+            and 0 < r["speed"] < policy.speed_low]
+    if slow and elapsed >= WARMUP_SECONDS:
+        warnings.append(_warning("transcode_slow",
+                                 f"transcoding of {', '.join(slow)} runs slower than real "
+                                 f"time: use a faster transcode.preset or fewer rungs"))
+    dropping = [r["name"] for r in renditions if r["dropped_frames"]]
+    if dropping:
+        warnings.append(_warning("frames_dropped",
+                                 f"frames dropped in {', '.join(dropping)}: the server "
+                                 f"cannot keep up with the ladder"))
+    return {"running": bool(tstats.get("running")),
+            "speed": tstats.get("speed", 0.0),
+            "dropped_frames": tstats.get("dropped_frames", 0),
+            "decode_errors": tstats.get("decode_errors", 0),
+            "renditions": renditions}
+
+
+def stream_health(stats: IngestStats, source: Mapping[str, Any], policy: HealthPolicy,
+                  probe: TranscodeProbe | None, now: float) -> dict[str, Any]:
+    """The dashboard's health document for one live stream (JSON-ready).
+
+    ``source`` is the stream's own description of its source (``LiveStream.source``);
+    ``probe`` reads the transcoder, if the stream has one.
+    """
+    elapsed = stats.media_seconds
+    interval_ms = stats.keyframe_interval_ms
     warnings: list[dict[str, str]] = []
     if stats.last_packet_at and now - stats.last_packet_at > STALL_SECONDS:
         warnings.append(_warning("stalled", f"nothing received from the encoder for "
                                             f"{now - stats.last_packet_at:.0f} s"))
-    kw = keyframe_warning(interval_s, policy.segment_duration, elapsed) \
-        if stats.video_frames else None
+    kw = keyframe_warning(interval_ms / 1000 if interval_ms else None, policy.segment_duration,
+                          elapsed) if stats.video_frames else None
     if kw is not None:
         warnings.append(kw)
-
-    transcode: dict[str, Any] | None = None
-    probe = stream.transcode_probe
-    if probe is not None:
-        tstats = probe.stats()
-        plans = probe.plans()
-        renditions = _renditions(tstats, plans)
-        transcode = {"running": bool(tstats.get("running")),
-                     "speed": tstats.get("speed", 0.0),
-                     "dropped_frames": tstats.get("dropped_frames", 0),
-                     "decode_errors": tstats.get("decode_errors", 0),
-                     "renditions": renditions}
-        top = max(plans, key=lambda p: p.video_kbps) if plans else None
-        bw = bitrate_warning(video_kbps, top, policy, elapsed)
-        if bw is not None:
-            warnings.append(bw)
-        slow = [r["name"] for r in renditions if not r["passthrough"] and r["frames"]
-                and 0 < r["speed"] < policy.speed_low]
-        if slow and elapsed >= WARMUP_SECONDS:
-            warnings.append(_warning("transcode_slow",
-                                     f"transcoding of {', '.join(slow)} runs slower than real "
-                                     f"time: use a faster transcode.preset or fewer rungs"))
-        dropping = [r["name"] for r in renditions if r["dropped_frames"]]
-        if dropping:
-            warnings.append(_warning("frames_dropped",
-                                     f"frames dropped in {', '.join(dropping)}: the server "
-                                     f"cannot keep up with the ladder"))
-    return {"ingest": ingest, "transcode": transcode, "warnings": warnings,
+    transcode = None if probe is None else _transcode(probe, stats.video_kbps(now), policy,
+                                                      elapsed, warnings)
+    return {"ingest": _ingest(stats, source, now), "transcode": transcode, "warnings": warnings,
             "segment_duration": policy.segment_duration}

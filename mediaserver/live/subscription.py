@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from typing import Callable
 
-from .packets import CodecConfig, MediaKind, MediaPacket
+from transcode.media import CodecConfig, MediaKind, MediaPacket
 
 Item = MediaPacket | CodecConfig
 
