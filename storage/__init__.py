@@ -13,9 +13,12 @@ SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL. Typical use::
         await s.commit()
 """
 
-from storage import errors, models, queries
-# Registers the chat tables on models.Base, so the metadata (and the migration test) is whole.
-from storage import chat_models  # noqa: E402,F401  isort: skip
+from storage import (
+    chat_models,  # noqa: F401 - registers the chat tables on models.Base: the metadata is whole
+    errors,
+    models,
+    queries,
+)
 from storage.db import Database, create_engine, upgrade
 from storage.errors import ConflictError, NotFoundError, StorageError, ValidationError
 from storage.models import ReportStatus, StreamStatus

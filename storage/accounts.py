@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from storage.db import rowcount
 from storage.errors import ConflictError, NotFoundError, ValidationError
 from storage.models import ApiToken, LoginSession, Profile, User
 from storage.queries import (
@@ -85,12 +86,12 @@ async def delete_login_session(session: AsyncSession, token: str) -> bool:
         return False
     result = await session.execute(
         delete(LoginSession).where(LoginSession.token_hash == sha256_hex(token)))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def delete_user_sessions(session: AsyncSession, user_id: int) -> int:
     result = await session.execute(delete(LoginSession).where(LoginSession.user_id == user_id))
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 # -- API tokens ------------------------------------------------------------------------------
@@ -184,7 +185,8 @@ def validate_social_links(value: Any) -> dict[str, str]:
     links: dict[str, str] = {}
     for key, url in value.items():
         if key not in SOCIAL_KEYS:
-            raise ValidationError(f"unknown social link {key!r}: use one of {', '.join(SOCIAL_KEYS)}")
+            raise ValidationError(
+                f"unknown social link {key!r}: use one of {', '.join(SOCIAL_KEYS)}")
         if url is None or url == "":
             continue
         if not isinstance(url, str):

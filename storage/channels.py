@@ -11,7 +11,8 @@ stream shows its channel's, so editing a live stream's tags edits the channel's.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,7 +72,8 @@ def clean_tags(value: Any) -> list[str]:
     for tag in value:
         cleaned = _text(tag, "a tag", TAG_MAX)
         if not TAG_RE.fullmatch(cleaned):
-            raise ValidationError(f"invalid tag {cleaned!r}: use letters, digits, spaces and - _ . + # & '")
+            raise ValidationError(
+                f"invalid tag {cleaned!r}: use letters, digits, spaces and - _ . + # & '")
         if cleaned.lower() not in seen:
             seen.add(cleaned.lower())
             out.append(cleaned)

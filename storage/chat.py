@@ -11,9 +11,10 @@ one disk sync per batch instead of one per message.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,7 @@ from storage.chat_models import (
     ChannelTimeout,
     ChatSettings,
 )
+from storage.db import rowcount
 from storage.errors import NotFoundError, ValidationError
 from storage.models import (
     ApiToken,
@@ -131,7 +133,7 @@ async def soft_delete_message(session: AsyncSession, message_id: int, by_user_id
     result = await session.execute(
         update(Message).where(Message.id == message_id, Message.deleted_at.is_(None))
         .values(deleted_at=now, deleted_by_id=by_user_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 # -- moderation state ----------------------------------------------------------------------
@@ -166,9 +168,9 @@ async def load_chat_state(session: AsyncSession, channel: Channel, now: datetime
         select(ChannelModerator.user_id).where(ChannelModerator.channel_id == cid))).all())
     bans = set((await session.scalars(
         select(ChannelBan.user_id).where(ChannelBan.channel_id == cid))).all())
-    timeouts = {uid: until for uid, until in (await session.execute(
+    timeouts = dict((await session.execute(
         select(ChannelTimeout.user_id, ChannelTimeout.until)
-        .where(ChannelTimeout.channel_id == cid, ChannelTimeout.until > now))).all()}
+        .where(ChannelTimeout.channel_id == cid, ChannelTimeout.until > now))).all())
     state = ChannelChatState(cid, channel.slug, channel.owner_id, mods, bans, timeouts)
     row = await session.get(ChatSettings, cid)
     if row is not None:
@@ -248,7 +250,8 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
-async def user_public(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+async def user_public(session: AsyncSession, user_ids: Collection[int]
+                      ) -> dict[int, dict[str, Any]]:
     """id -> {id, username, display_name} for the given users."""
     if not user_ids:
         return {}
@@ -273,7 +276,7 @@ async def add_moderator(session: AsyncSession, channel_id: int, user_id: int,
 async def remove_moderator(session: AsyncSession, channel_id: int, user_id: int) -> bool:
     result = await session.execute(delete(ChannelModerator).where(
         ChannelModerator.channel_id == channel_id, ChannelModerator.user_id == user_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def list_moderators(session: AsyncSession, channel_id: int) -> list[dict[str, Any]]:
@@ -299,7 +302,7 @@ async def ban(session: AsyncSession, channel_id: int, user_id: int, by_user_id: 
 async def unban(session: AsyncSession, channel_id: int, user_id: int) -> bool:
     result = await session.execute(delete(ChannelBan).where(
         ChannelBan.channel_id == channel_id, ChannelBan.user_id == user_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def list_bans(session: AsyncSession, channel_id: int) -> list[dict[str, Any]]:
@@ -324,7 +327,7 @@ async def set_timeout(session: AsyncSession, channel_id: int, user_id: int, unti
 async def clear_timeout(session: AsyncSession, channel_id: int, user_id: int) -> bool:
     result = await session.execute(delete(ChannelTimeout).where(
         ChannelTimeout.channel_id == channel_id, ChannelTimeout.user_id == user_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def is_follower(session: AsyncSession, channel_id: int, user_id: int) -> bool:
@@ -381,7 +384,7 @@ async def block(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool
 async def unblock(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool:
     result = await session.execute(delete(Block).where(
         Block.blocker_id == blocker_id, Block.blocked_id == blocked_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def blocked_ids(session: AsyncSession, blocker_id: int) -> set[int]:

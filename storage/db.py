@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -32,6 +32,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Milliseconds a SQLite connection waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (an INSERT ... ON CONFLICT DO NOTHING: rows added).
+
+    Executing such a statement returns a ``CursorResult``, but ``AsyncSession.execute`` is typed
+    as returning a plain ``Result``, which has no ``rowcount``.
+    """
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _is_sqlite(url: URL) -> bool:
@@ -133,7 +142,7 @@ class Database:
 
 def alembic_config(url: str) -> Any:
     """An Alembic Config for this package's migrations, independent of the current directory."""
-    from alembic.config import Config
+    from alembic.config import Config  # noqa: PLC0415 - alembic (~0.2 s) only when migrating
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -145,7 +154,7 @@ def alembic_config(url: str) -> Any:
 
 
 def _upgrade(url: str) -> None:
-    from alembic import command
+    from alembic import command  # noqa: PLC0415 - alembic (~0.2 s) only when migrating
 
     command.upgrade(alembic_config(url), "head")
 
@@ -178,7 +187,7 @@ def upgrade(url: str) -> None:
 
 def current_revision(url: str) -> str | None:
     """The revision the database is at (None for an empty database). For tests and tooling."""
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 - alembic only when used
 
     async def run() -> str | None:
         engine = create_engine(url)
@@ -193,6 +202,6 @@ def current_revision(url: str) -> str | None:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - alembic only when used
 
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()

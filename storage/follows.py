@@ -20,6 +20,7 @@ from sqlalchemy import and_, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import rowcount
 from storage.errors import NotFoundError
 from storage.models import Channel, ChannelFollow, Stream, StreamStatus, utcnow
 
@@ -60,7 +61,7 @@ async def follow(session: AsyncSession, user_id: int, channel_id: int) -> Follow
     """``user_id`` follows the channel; a repeat changes nothing. NotFoundError: no channel."""
     await _count(session, channel_id)  # a clear NotFoundError rather than an FK failure
     result = await session.execute(_insert_ignoring_duplicates(session, user_id, channel_id))
-    added = bool(result.rowcount)
+    added = bool(rowcount(result))
     if added:
         await session.execute(update(Channel).where(Channel.id == channel_id).values(
             follower_count=Channel.follower_count + 1))
@@ -73,7 +74,7 @@ async def unfollow(session: AsyncSession, user_id: int, channel_id: int) -> Foll
     await _count(session, channel_id)
     result = await session.execute(delete(ChannelFollow).where(
         ChannelFollow.user_id == user_id, ChannelFollow.channel_id == channel_id))
-    removed = bool(result.rowcount)
+    removed = bool(rowcount(result))
     if removed:
         await session.execute(update(Channel).where(Channel.id == channel_id).values(
             follower_count=case((Channel.follower_count > 0, Channel.follower_count - 1),

@@ -20,14 +20,15 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import joinedload
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
+from storage.db import rowcount
 from storage.errors import ConflictError, NotFoundError, ValidationError
 from storage.models import ApiToken, Channel, Profile, Stream, StreamStatus, User
 from storage.passwords import hash_password, unusable_password_hash
@@ -61,8 +62,8 @@ def sha256_hex(secret: str) -> str:
 
 def _aware(now: datetime) -> datetime:
     if now.tzinfo is None:
-        return now.replace(tzinfo=timezone.utc)
-    return now.astimezone(timezone.utc)
+        return now.replace(tzinfo=UTC)
+    return now.astimezone(UTC)
 
 
 def new_stream_key() -> str:
@@ -406,7 +407,7 @@ async def update_viewer_count(session: AsyncSession, stream_id: int, viewers: in
                 peak_viewers=case((Stream.peak_viewers < viewers, viewers),
                                   else_=Stream.peak_viewers))
         .execution_options(synchronize_session=False))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise NotFoundError(f"no stream with id {stream_id}")
     # Bring a loaded Stream object up to date without an implicit (async-illegal) lazy load.
     await session.get(Stream, stream_id, populate_existing=True)
@@ -429,5 +430,5 @@ async def update_live_viewer_counts(session: AsyncSession, counts: dict[int, int
                     peak_viewers=case((Stream.peak_viewers < viewers, viewers),
                                       else_=Stream.peak_viewers))
             .execution_options(synchronize_session=False))
-        updated += result.rowcount
+        updated += rowcount(result)
     return updated

@@ -10,7 +10,7 @@ Create Date: 2025-11-21
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,7 +25,7 @@ def _ts(name: str, nullable: bool = True) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _count(name: str, type_: sa.types.TypeEngine = sa.Integer()) -> sa.Column:
+def _count(name: str, type_: sa.types.TypeEngine = sa.Integer()) -> sa.Column:  # noqa: B008 - types are immutable
     return sa.Column(name, type_, server_default=sa.text("0"), nullable=False)
 
 

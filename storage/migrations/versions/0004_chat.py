@@ -7,10 +7,11 @@ Create Date: 2026-11-21
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.schema import SchemaItem
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -18,7 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _pair(table: str) -> list[sa.SchemaItem]:
+def _pair(table: str) -> list[SchemaItem]:
     """The (channel, user) primary key both cascade-deleted with their channel and user."""
     return [
         sa.Column("channel_id", sa.Integer(), nullable=False),
