@@ -4,7 +4,7 @@ for 30 s; then the memory of 10,000 idle chat connections.
     python benchmarks/chat_fanout.py                      # the full run (goals below)
     python benchmarks/chat_fanout.py --viewers 50 --rate 100 --seconds 3 --idle 500   # a check
 
-The server is ``python -m mediaserver serve`` in a subprocess (clock.LiveServer, transcoding
+The server is ``python -m mediaserver serve`` in a subprocess (LiveServer, transcoding
 off) with the per-user rate limit raised by setting. Senders are users with API tokens made by
 the CLI (``aethex user create`` / ``aethex token create --json``); each message carries its
 sender, sequence number and wall-clock send time, so every viewer computes send-to-receive
@@ -46,8 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import clock  # noqa: E402  (also puts the repository root on sys.path)
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.lib import ROOT, procstats
+from benchmarks.lib.live_server import LiveServer
 
 SLUG = "bench-0"
 BIN_MS = 0.1
@@ -262,9 +264,9 @@ class Worker:
         self.proc.stdin.flush()
 
 
-def cli(server: clock.LiveServer, *args: str) -> str:
+def cli(server: LiveServer, *args: str) -> str:
     out = subprocess.run([sys.executable, "-m", "mediaserver", *args], env=server.env(),
-                         cwd=clock.ROOT, check=True, capture_output=True, text=True)
+                         cwd=ROOT, check=True, capture_output=True, text=True)
     return out.stdout
 
 
@@ -301,7 +303,7 @@ def main() -> None:
         print(f"warning: open-files limit {nofile} < {need}; raise the hard limit (ulimit -Hn)")
 
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
-        server = clock.LiveServer(Path(tmp), transcode=False, extra_env={
+        server = LiveServer(Path(tmp), transcode=False, extra_env={
             "AETHEX_CHAT__RATE_LIMIT_MESSAGES": str(10 * int(args.rate) + 100),
             "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
             "AETHEX_CHAT__FRAME_BUDGET": str(10 * int(args.rate) + 100),
@@ -321,10 +323,10 @@ def main() -> None:
             server.stop()
 
 
-def run(server: clock.LiveServer, pid: int, args: argparse.Namespace, tokens: list[str]) -> None:
+def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str]) -> None:
     base = server.base
-    rss0 = clock.rss_mib(pid)
-    print(f"server pid {pid}, RSS at start {rss0:.0f} MiB; load average {clock.loadavg()}")
+    rss0 = procstats.rss_mib(pid)
+    print(f"server pid {pid}, RSS at start {rss0:.0f} MiB; load average {procstats.loadavg()}")
     viewers = [Worker("viewers", base, count=n) for n in split(args.viewers, args.procs) if n]
     for w in viewers:
         w.read()
@@ -334,17 +336,17 @@ def run(server: clock.LiveServer, pid: int, args: argparse.Namespace, tokens: li
     time.sleep(0.5)
     print(f"{args.viewers} viewers and {len(tokens)} senders connected; sending "
           f"{args.rate:.0f} msg/s for {args.seconds:.0f} s")
-    contention = clock.Contention(pid)
-    cpu0, t0 = clock.cpu_seconds(pid), time.monotonic()
+    contention = procstats.Contention(pid)
+    cpu0, t0 = procstats.cpu_seconds(pid), time.monotonic()
     peak_rss = 0.0
     for w in viewers:
         w.tell("go")
     senders.tell("go")
     while senders.proc.poll() is None and time.monotonic() - t0 < args.seconds + 0.5:
         time.sleep(0.5)
-        peak_rss = max(peak_rss, clock.rss_mib(pid))
+        peak_rss = max(peak_rss, procstats.rss_mib(pid))
     sent = senders.read(args.seconds + 120)["result"]
-    cpu = (clock.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    cpu = (procstats.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
     machine = contention.stop()
     time.sleep(2.0)  # drain: the last ticks reach every viewer
     for w in viewers:
@@ -377,12 +379,12 @@ def run(server: clock.LiveServer, pid: int, args: argparse.Namespace, tokens: li
     idle_rss = None
     if args.idle:
         time.sleep(1.0)
-        before = clock.rss_mib(pid)
+        before = procstats.rss_mib(pid)
         idle = [Worker("idle", base, count=n) for n in split(args.idle, args.idle_procs) if n]
         for w in idle:
             w.read(600)
         time.sleep(1.0)
-        idle_rss = clock.rss_mib(pid)
+        idle_rss = procstats.rss_mib(pid)
         for w in idle:
             w.tell("stop")
         for w in idle:

@@ -206,9 +206,9 @@ class CaptureServer:
 
 
 def _pyav(codec: str, seconds: float) -> list[str]:
-    code = ("import sys; from tests.pyav_publisher import publish; "
-            f"publish(sys.argv[1], codec={codec!r}, seconds={seconds}, width=160, height=120)")
-    return [sys.executable, "-c", code, "{url}"]
+    return [sys.executable, "-m", "benchmarks.lib.publisher", "{url}", "--codec", codec,
+            "--seconds", str(seconds), "--size", "160x120", "--picture", "flat",
+            "--bitrate", "0"]
 
 
 def capture_publishers(seconds: float) -> dict[str, bytes]:

@@ -1,10 +1,10 @@
 """Glass-to-glass latency in a real browser: frame sent by the publisher -> frame on screen.
 
-The barcoded 720p30 publisher of ``clock.py`` (its own process) pushes to our server
+The barcoded 720p30 publisher of ``benchmarks/lib/publisher.py`` (its own process) pushes to our server
 (``python -m mediaserver serve``, transcoding on: 720p + 480p ladder, 2 s segments, 0.333 s
 parts). Headless Chromium (Debian's, through Playwright's async API) opens the viewer page
 ``/streams/bench-0`` (hls.js in low-latency mode), waits for playback, then every ~100 ms
-draws the playing ``<video>`` onto a canvas and reads the barcode (``clock.READ_JS``):
+draws the playing ``<video>`` onto a canvas and reads the barcode (``READ_JS``):
 latency = the browser's ``Date.now()`` at that moment - the send time in the picture (same
 machine, same clock). Measured with Auto quality, then with each level forced through
 ``window.aethexPlayer.hls.currentLevel``. hls.js's own ``hls.latency`` estimate is printed
@@ -32,8 +32,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import clock
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.lib import procstats
+from benchmarks.lib.barcode import READ_JS
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.publisher import read_publisher_log, start_publisher
+from benchmarks.lib.server import stop_process
+from benchmarks.lib.stats import median, percentile
 
 CHROMIUM = os.environ.get("AETHEX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -67,7 +73,7 @@ async def measure_glass_to_glass(page: Any, seconds: float, interval: float = 0.
     deadline = loop.time() + seconds
     next_at = loop.time()
     while loop.time() < deadline:
-        reading = await page.evaluate(clock.READ_JS)
+        reading = await page.evaluate(READ_JS)
         if samples is not None:
             samples.append(reading)
         if "t" in reading:
@@ -141,28 +147,28 @@ def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
              levels: bool) -> tuple[dict[str, dict], list[str]]:
     with tempfile.TemporaryDirectory(prefix="aethex-g2g-") as tmp:
         work = Path(tmp)
-        server = clock.LiveServer(work, passthrough=passthrough, preset=preset)
+        server = LiveServer(work, passthrough=passthrough, preset=preset)
         server.prepare()
         server.start()
         phases = 1 + (2 if levels else 0)
         total = 30 + phases * (seconds + warmup + 15)
         pub_log = work / "publisher.jsonl"
-        pub = clock.start_publisher(server.rtmp_url(), total, pub_log)
+        pub = start_publisher(server.rtmp_url(), total, pub_log)
         notes = []
         try:
-            cpu0, t0 = clock.cpu_seconds(server.proc.pid), time.monotonic()
-            contention = clock.Contention(os.getpid())
+            cpu0, t0 = procstats.cpu_seconds(server.proc.pid), time.monotonic()
+            contention = procstats.Contention(os.getpid())
             results = asyncio.run(run_browser(server.base, "bench-0", seconds, warmup, levels))
-            cpu = clock.cpu_seconds(server.proc.pid) - cpu0
+            cpu = procstats.cpu_seconds(server.proc.pid) - cpu0
             notes.append(contention.stop() + " (ours: server, publisher, Chromium, this)")
             notes.append(f"server CPU {cpu / (time.monotonic() - t0) * 100:.0f}% of one core "
-                         f"over the browser session, RSS {clock.rss_mib(server.proc.pid):.0f} MiB")
+                         f"over the browser session, RSS {procstats.rss_mib(server.proc.pid):.0f} MiB")
         finally:
-            err = clock.stop_process(pub)
+            err = stop_process(pub)
             server.stop()
-        pubrec = clock.read_publisher_log(pub_log)
+        pubrec = read_publisher_log(pub_log)
         if pubrec:
-            d = clock.median([s - t for t, s in pubrec.values()])
+            d = median([s - t for t, s in pubrec.values()])
             notes.append(f"publisher: {len(pubrec)} frames, encode+send median {d:.1f} ms")
         if err:
             notes.append(f"publisher stderr: {err[-300:]}")
@@ -188,7 +194,7 @@ def main() -> None:
 
     print(f"# glass-to-glass: 720p30 source, passthrough={args.passthrough}, "
           f"preset={args.preset}, segment 2 s, part 0.333 s, {args.seconds:.0f} s per phase "
-          f"after {args.warmup:.0f} s, runs={args.runs}; load average {clock.loadavg()}")
+          f"after {args.warmup:.0f} s, runs={args.runs}; load average {procstats.loadavg()}")
     per_phase: dict[str, list[dict]] = defaultdict(list)
     for run in range(args.runs):
         results, notes = run_once(args.passthrough, args.preset, args.seconds, args.warmup,
@@ -204,14 +210,14 @@ def main() -> None:
     print(f"\n{'phase':<8}{'samples':>8} {'p50':>6} {'p95':>6} {'max':>6}  "
           f"{'hls.latency p50':>15}  goal p50 <= 2.0 s")
     for phase, rs in per_phase.items():
-        p50 = clock.median([clock.percentile(r["lat"], 50) for r in rs])
-        p95 = clock.median([clock.percentile(r["lat"], 95) for r in rs])
-        mx = clock.median([max(r["lat"]) if r["lat"] else float("nan") for r in rs])
-        hl = clock.median([clock.percentile(r["hls_latency"], 50) for r in rs])
-        n = int(clock.median([len(r["lat"]) for r in rs]))
+        p50 = median([percentile(r["lat"], 50) for r in rs])
+        p95 = median([percentile(r["lat"], 95) for r in rs])
+        mx = median([max(r["lat"]) if r["lat"] else float("nan") for r in rs])
+        hl = median([percentile(r["hls_latency"], 50) for r in rs])
+        n = int(median([len(r["lat"]) for r in rs]))
         goal = "met" if p50 <= 2.0 else "MISSED"
         print(f"{phase:<8}{n:>8} {p50:6.3f} {p95:6.3f} {mx:6.3f}  {hl:15.3f}  {goal}")
-    print(f"# load average at end: {clock.loadavg()}")
+    print(f"# load average at end: {procstats.loadavg()}")
 
 
 if __name__ == "__main__":

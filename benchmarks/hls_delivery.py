@@ -1,7 +1,7 @@
 """LL-HLS delivery under load: 1000 simulated viewers on one live stream, and plain segment
 GETs from us against nginx serving the same files, measured in the same run.
 
-Part 1. A real publisher (``clock.py publish``, 720p30, own process) pushes into our server
+Part 1. A real publisher (``benchmarks/lib/publisher.py``, 720p30, own process) pushes into our server
 (``python -m mediaserver serve``, transcoding on, 2 s segments, 0.333 s parts). N viewers,
 spread over several client processes (uvloop; a minimal keep-alive HTTP/1.1 client by default,
 aiohttp with ``--client aiohttp``), each do on one rung what hls.js does: a blocking playlist reload for the
@@ -49,7 +49,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,8 +56,20 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import clock
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.lib import ROOT, procstats, pyspy
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.nginx import StaticNginx
+from benchmarks.lib.playlist import (
+    MediaPlaylist,
+    master_variants,
+    parse_media_playlist,
+    with_query,
+)
+from benchmarks.lib.publisher import start_publisher
+from benchmarks.lib.server import stop_process
+from benchmarks.lib.stats import median, percentile
 
 SLUG = "bench-0"
 
@@ -142,11 +153,11 @@ def aiohttp_getter(session):
 
 
 @functools.lru_cache(maxsize=256)
-def parse_playlist(body: bytes) -> clock.MediaPlaylist:
+def parse_playlist(body: bytes) -> MediaPlaylist:
     """Every viewer on a rung gets the same playlist bytes after each part: parse them once per
     client process. Each real player parses on its own machine; here the parse would be CPU
     taken from the server under test on the same two cores (do not mutate the result)."""
-    return clock.parse_media_playlist(body.decode())
+    return parse_media_playlist(body.decode())
 
 
 async def viewer(get, url: str, base: str, stop_at: float, rec: list, errors: dict,
@@ -174,7 +185,7 @@ async def viewer(get, url: str, base: str, stop_at: float, rec: list, errors: di
     last = (msn, part - 1)
     while loop.time() < stop_at:
         try:
-            status, body = await get(clock.with_query(url, _HLS_msn=msn, _HLS_part=part,
+            status, body = await get(with_query(url, _HLS_msn=msn, _HLS_part=part,
                                                       _HLS_skip="YES"))
             t_pl = time.time()
             if status != 200:
@@ -226,7 +237,7 @@ async def worker_main(args: argparse.Namespace) -> None:
         tasks = []
         for i in range(args.count):
             vid = args.first + i
-            url = clock.with_query(args.url, session=f"bench-viewer-{vid:08d}")
+            url = with_query(args.url, session=f"bench-viewer-{vid:08d}")
             get = aiohttp_getter(session) if session is not None else raw_getter(origin)
             tasks.append(asyncio.ensure_future(viewer(
                 get, url, args.base, stop_at, recs[i], errors,
@@ -257,7 +268,7 @@ async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, st
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no master playlist: HTTP {r.status}")
             await asyncio.sleep(0.5)
-    for height, _, uri in clock.master_variants(text):
+    for height, _, uri in master_variants(text):
         path = uri.split("?", 1)[0]
         if path.rsplit("/", 2)[-2] == rendition:
             url = f"{base}/hls/{slug}/{path}"
@@ -265,7 +276,7 @@ async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, st
     raise RuntimeError(f"no rendition {rendition} in {text!r}")
 
 
-def run_viewers(server: clock.LiveServer, rendition: str, viewers: int, procs: int,
+def run_viewers(server: LiveServer, rendition: str, viewers: int, procs: int,
                 seconds: float, warmup: float, ramp: float, work: Path, client: str,
                 profile: Path | None = None) -> dict:
     url, base = asyncio.run(discover(server.base, rendition))
@@ -279,7 +290,7 @@ def run_viewers(server: clock.LiveServer, rendition: str, viewers: int, procs: i
                               "--url", url, "--base", base, "--first", str(first),
                               "--count", str(count), "--duration", str(duration),
                               "--ramp", str(ramp), "--out", str(out), "--client", client],
-                             cwd=clock.ROOT)
+                             cwd=ROOT)
         workers.append((p, out))
         first += count
     try:
@@ -292,26 +303,26 @@ def run_viewers(server: clock.LiveServer, rendition: str, viewers: int, procs: i
                 p.wait()
 
 
-def _watch_viewers(server: clock.LiveServer, workers: list, viewers: int, procs: int,
+def _watch_viewers(server: LiveServer, workers: list, viewers: int, procs: int,
                    seconds: float, warmup: float, ramp: float, duration: float,
                    profile: Path | None) -> dict:
     t_start = time.time()
     time.sleep(ramp + warmup)
     pid = server.proc.pid
-    cpu0, w0 = clock.cpu_seconds(pid), time.monotonic()
-    wcpu0 = [clock.cpu_seconds(p.pid) for p, _ in workers]
+    cpu0, w0 = procstats.cpu_seconds(pid), time.monotonic()
+    wcpu0 = [procstats.cpu_seconds(p.pid) for p, _ in workers]
     window_start = time.time()
-    contention = clock.Contention(os.getpid())
-    spy = clock.start_profile(pid, seconds - 1, profile / f"viewers-{viewers}.txt") \
+    contention = procstats.Contention(os.getpid())
+    spy = pyspy.start_profile(pid, seconds - 1, profile / f"viewers-{viewers}.txt") \
         if profile else None
     time.sleep(seconds)
     busy = contention.stop()
     if spy is not None:
         spy.wait()
-    cpu1, w1 = clock.cpu_seconds(pid), time.monotonic()
-    wcpu1 = [clock.cpu_seconds(p.pid) for p, _ in workers]
+    cpu1, w1 = procstats.cpu_seconds(pid), time.monotonic()
+    wcpu1 = [procstats.cpu_seconds(p.pid) for p, _ in workers]
     window_end = time.time()
-    rss = clock.rss_mib(pid)
+    rss = procstats.rss_mib(pid)
     for p, _ in workers:
         p.wait(timeout=duration + 60)
     data = [json.loads(out.read_text()) for _, out in workers]
@@ -355,73 +366,21 @@ def _watch_viewers(server: clock.LiveServer, workers: list, viewers: int, procs:
     return {
         "viewers": viewers, "procs": procs, "parts_published": len(in_window),
         "delays": delays, "spread": spread,
-        "p50": clock.percentile(delays, 50), "p95": clock.percentile(delays, 95),
-        "p99": clock.percentile(delays, 99), "max": max(delays) if delays else float("nan"),
-        "spread_p99": clock.percentile(spread, 99),
-        "announce": (clock.percentile(announce, 50), clock.percentile(announce, 99)),
-        "fetch": (clock.percentile(fetch, 50), clock.percentile(fetch, 99)),
+        "p50": percentile(delays, 50), "p95": percentile(delays, 95),
+        "p99": percentile(delays, 99), "max": max(delays) if delays else float("nan"),
+        "spread_p99": percentile(spread, 99),
+        "announce": (percentile(announce, 50), percentile(announce, 99)),
+        "fetch": (percentile(fetch, 50), percentile(fetch, 99)),
         "server_cpu": (cpu1 - cpu0) / wall, "server_rss": rss,
         "client_cpu": [(b - a) / wall for a, b in zip(wcpu0, wcpu1)],
         "mbps": nbytes * 8 / 1e6 / (window_end - window_start - 1.0),
         "got_min": min(got_per_viewer) if got_per_viewer else 0,
-        "got_median": clock.median(got_per_viewer),
+        "got_median": median(got_per_viewer),
         "errors": dict(errors), "t_start": t_start, "busy": busy,
     }
 
 
 # -- static files: nginx vs us -----------------------------------------------------------------
-
-class Nginx:
-    def __init__(self, workdir: Path, root: Path) -> None:
-        self.dir = workdir / "nginx"
-        self.root = root
-        self.port = clock.free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> int:
-        if not shutil.which("nginx"):
-            raise SystemExit("nginx is needed as the reference: run `make bench-deps`")
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.dir / "nginx.conf").write_text(f"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    types {{ video/mp4 m4s mp4; }}
-    client_body_temp_path {self.dir}/tmp;
-    proxy_temp_path {self.dir}/tmp;
-    fastcgi_temp_path {self.dir}/tmp;
-    uwsgi_temp_path {self.dir}/tmp;
-    scgi_temp_path {self.dir}/tmp;
-    server {{
-        listen 127.0.0.1:{self.port};
-        location /static/ {{
-            alias {self.root}/;
-        }}
-    }}
-}}
-""")
-        self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c",
-                                      str(self.dir / "nginx.conf")])
-        clock.wait_port(self.port)
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 WRK_SCRIPT = """
 paths = {%s}
@@ -438,15 +397,15 @@ _WRK_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 def wrk(host: str, paths: list[str], connections: int, seconds: float, work: Path,
         server_pid: int, profile: Path | None = None) -> dict:
     """Requests/s and MB/s of a wrk run; server CPU over it from /proc."""
-    spy = clock.start_profile(server_pid, seconds - 1, profile) if profile else None
+    spy = pyspy.start_profile(server_pid, seconds - 1, profile) if profile else None
     script = work / f"wrk-{abs(hash(tuple(paths)))}.lua"
     script.write_text(WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths))
-    cpu0 = clock.tree_cpu_seconds(server_pid)
-    contention = clock.Contention(os.getpid())
+    cpu0 = procstats.tree_cpu_seconds(server_pid)
+    contention = procstats.Contention(os.getpid())
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--timeout",
                           "10s", "-s", str(script), host + paths[0]],
                          capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
-    cpu = clock.tree_cpu_seconds(server_pid) - cpu0
+    cpu = procstats.tree_cpu_seconds(server_pid) - cpu0
     busy = contention.stop()
     if spy is not None:
         spy.wait()
@@ -496,9 +455,9 @@ async def _py_load(host: str, paths: list[str], connections: int, seconds: float
 
 def py_load(host: str, paths: list[str], connections: int, seconds: float, work: Path,
             server_pid: int, profile: Path | None = None) -> dict:
-    cpu0 = clock.tree_cpu_seconds(server_pid)
+    cpu0 = procstats.tree_cpu_seconds(server_pid)
     done, nbytes, bad = asyncio.run(_py_load(host, paths, connections, seconds))
-    cpu = clock.tree_cpu_seconds(server_pid) - cpu0
+    cpu = procstats.tree_cpu_seconds(server_pid) - cpu0
     return {"rps": done / seconds, "MBps": nbytes / 1e6 / seconds, "non2xx": bad,
             "socket_errors": "", "server_cpu": cpu / seconds, "tool": "aiohttp (one process)"}
 
@@ -514,7 +473,7 @@ async def _get(url: str) -> tuple[int, bytes]:
         return r.status, await r.read()
 
 
-def newest_segments(server: clock.LiveServer, rendition: str, count: int
+def newest_segments(server: LiveServer, rendition: str, count: int
                     ) -> tuple[str, list[tuple[int, str]]]:
     """(directory URL, [(msn, uri)]) of the newest complete segments in the live window."""
     url, base = asyncio.run(discover(server.base, rendition))
@@ -523,7 +482,7 @@ def newest_segments(server: clock.LiveServer, rendition: str, count: int
     return base, [(m, u) for m, u, _ in pl.segments[-count:]]
 
 
-def static_phase(server: clock.LiveServer, pub: subprocess.Popen, rendition: str,
+def static_phase(server: LiveServer, pub: subprocess.Popen, rendition: str,
                  connections: int, seconds: float, work: Path,
                  profile: Path | None = None) -> dict:
     files = work / "static"
@@ -541,7 +500,7 @@ def static_phase(server: clock.LiveServer, pub: subprocess.Popen, rendition: str
         (files / uri).chmod(0o644)
         names.append(uri)
     sizes = [(files / n).stat().st_size for n in names]
-    nginx = Nginx(work, files)
+    nginx = StaticNginx(work, files)
     nginx_pid = nginx.start()
     out: dict = {"segments": names, "sizes": sizes}
     try:
@@ -557,7 +516,7 @@ def static_phase(server: clock.LiveServer, pub: subprocess.Popen, rendition: str
         # VOD: stop the publisher, wait for the recording, then both again.
         st, body = asyncio.run(_get(f"{ours_host}/api/channels/{SLUG}/live"))
         stream_id = json.loads(body).get("stream_id") if st == 200 else None
-        clock.stop_process(pub)
+        stop_process(pub)
         deadline = time.monotonic() + 60
         vod_ok = False
         while stream_id is not None and time.monotonic() < deadline:
@@ -590,11 +549,11 @@ def run_once(args: argparse.Namespace) -> tuple[list[dict], dict]:
         # Ten segments in the live window (default 6): the segments part 2 fetches from the
         # live edge stay there for its whole run. Viewers ask for delta updates
         # (_HLS_skip=YES, skip boundary 12 s), so their playlists are no longer for it.
-        server = clock.LiveServer(work, passthrough=args.passthrough, preset=args.preset,
+        server = LiveServer(work, passthrough=args.passthrough, preset=args.preset,
                                   extra_env={"AETHEX_HLS__LIVE_SEGMENTS": "10"})
         server.prepare()
         server.start()
-        pub = clock.start_publisher(server.rtmp_url(), 3600, work / "publisher.jsonl")
+        pub = start_publisher(server.rtmp_url(), 3600, work / "publisher.jsonl")
         try:
             viewers = [run_viewers(server, args.rendition, n, args.procs, args.seconds,
                                    args.warmup, args.ramp, work, args.client, args.profile)
@@ -603,7 +562,7 @@ def run_once(args: argparse.Namespace) -> tuple[list[dict], dict]:
                                   args.static_seconds, work, args.profile) \
                 if args.static_seconds > 0 else {}
         finally:
-            clock.stop_process(pub)
+            stop_process(pub)
             server.stop()
         return viewers, static
 
@@ -650,7 +609,7 @@ def main() -> None:
           f"{args.client} client processes, {args.seconds:.0f} s measured after {args.ramp:.0f}+"
           f"{args.warmup:.0f} s; server: passthrough={args.passthrough}, preset={args.preset}, "
           f"part 0.333 s; static: {args.connections} connections x {args.static_seconds:.0f} s "
-          f"with {tool}; runs={args.runs}; load average {clock.loadavg()}")
+          f"with {tool}; runs={args.runs}; load average {procstats.loadavg()}")
     vs: dict[int, list[dict]] = defaultdict(list)
     ss = []
     for run in range(args.runs):
@@ -664,7 +623,7 @@ def main() -> None:
     if args.profile:
         for f in sorted(args.profile.glob("*.txt")):
             print(f"\n## py-spy of the server, {f.stem} (last run)")
-            for line in clock.profile_summary(f):
+            for line in pyspy.profile_summary(f):
                 print(f"#   {line}")
 
 
@@ -704,7 +663,7 @@ def print_static(s: dict) -> None:
 
 
 def summary(args: argparse.Namespace, vss: dict[int, list[dict]], ss: list[dict]) -> None:
-    med = clock.median
+    med = median
     print(f"\n{'what':<44}{'ours':>12}{'reference':>14}{'ratio':>8}  goal")
     for n, vs in vss.items():
         p99 = med([v["p99"] for v in vs])
@@ -729,7 +688,7 @@ def summary(args: argparse.Namespace, vss: dict[int, list[dict]], ss: list[dict]
                 name = f"{label} {'req/s' if unit == 'rps' else 'MB/s'}"
                 print(f"{name:<44}{o:>12.0f}{n:>14.0f}{o / n:>8.2f}  >= 0.5: "
                       f"{'met' if o / n >= 0.5 else 'MISSED'}")
-    print(f"# load average at end: {clock.loadavg()}")
+    print(f"# load average at end: {procstats.loadavg()}")
 
 
 if __name__ == "__main__":

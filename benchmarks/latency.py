@@ -1,10 +1,10 @@
 """LL-HLS latency: how long after a frame is sent does a player have the part that carries it?
 
-A PyAV publisher (its own process, ``clock.py publish``) sends 720p30 H.264 (x264 ultrafast,
+A PyAV publisher (its own process, ``benchmarks/lib/publisher.py``) sends 720p30 H.264 (x264 ultrafast,
 zerolatency, keyframe every second) + silent AAC in real time over RTMP to our server
 (``python -m mediaserver serve`` in a subprocess, transcoding on: 720p + 480p ladder, 2 s
 segments, 0.333 s parts). Every frame carries its index and its send time in a barcode
-(``clock.py``). Readers in this process, on aiohttp, follow each rendition's media playlist
+(``benchmarks/lib/barcode.py``). Readers in this process, on aiohttp, follow each rendition's media playlist
 the way a player does, all at once on the same stream:
 
 * ``blocking``  — blocking playlist reload for the next part (``_HLS_msn``/``_HLS_part``, as
@@ -52,8 +52,20 @@ from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import clock
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.lib import procstats
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.part_decoder import PartDecoder
+from benchmarks.lib.playlist import (
+    MediaPlaylist,
+    master_variants,
+    parse_media_playlist,
+    with_query,
+)
+from benchmarks.lib.publisher import Picture, read_publisher_log, start_publisher
+from benchmarks.lib.server import stop_process
+from benchmarks.lib.stats import median, percentile
 
 FPS = 30
 MODES = ("blocking", "preload", "poll-parts", "poll-segments")
@@ -86,7 +98,7 @@ def encoder_delay(preset: str, width: int, height: int, kbps: int, frames: int =
                                   f"vbv-maxrate={kbps}:vbv-bufsize={kbps * 2}:bframes=0"
                                   + (f":{extra}" if extra else "")}
     ctx.open()
-    pic = clock._Picture(width, height)
+    pic = Picture(width, height)
     first = None
     spent = 0.0
     for i in range(frames):
@@ -109,7 +121,7 @@ def decoder_delay(width: int, height: int, frames: int = 30) -> int:
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = Fraction(1, FPS)
     enc.options = {"preset": "ultrafast", "tune": "zerolatency"}
-    pic = clock._Picture(width, height)
+    pic = Picture(width, height)
     packets = []
     for i in range(frames):
         f = av.VideoFrame.from_ndarray(pic.frame(i), format="yuv420p")
@@ -140,7 +152,7 @@ class Rendition:
     arrivals: dict[str, dict[tuple, float]] = field(default_factory=lambda: defaultdict(dict))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     pending: list[concurrent.futures.Future] = field(default_factory=list)
-    decoder: clock.PartDecoder | None = None
+    decoder: PartDecoder | None = None
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes, float]:
@@ -159,13 +171,13 @@ class Reader:
     def running(self) -> bool:
         return time.monotonic() < self.stop_at
 
-    async def playlist(self, **directives: int) -> clock.MediaPlaylist | None:
-        url = clock.with_query(self.r.url, **directives) if directives else self.r.url
+    async def playlist(self, **directives: int) -> MediaPlaylist | None:
+        url = with_query(self.r.url, **directives) if directives else self.r.url
         status, body, _ = await get(self.s, url)
         if status != 200:
             self.r.errors[f"{self.mode} playlist {status}"] += 1
             return None
-        return clock.parse_media_playlist(body.decode())
+        return parse_media_playlist(body.decode())
 
     def got_part(self, msn: int, part: int, data: bytes, t: float) -> None:
         self.r.arrivals[self.mode][(msn, part)] = t
@@ -178,7 +190,7 @@ class Reader:
         self.r.frames[(msn, part)] = [(i, t) for _, i, t in self.r.decoder.decode(data)]
         self.r.parts_of[msn].add(part)
 
-    async def fetch_new_parts(self, pl: clock.MediaPlaylist) -> None:
+    async def fetch_new_parts(self, pl: MediaPlaylist) -> None:
         for msn, part, uri, _, _ in pl.parts:
             if (msn, part) <= self.last:
                 continue
@@ -199,7 +211,7 @@ class Reader:
             status, init, _ = await get(self.s, self.r.base + pl.map_uri)
             if status != 200:
                 raise RuntimeError(f"init segment: HTTP {status}")
-            self.r.decoder = clock.PartDecoder(init)
+            self.r.decoder = PartDecoder(init)
         hint = pl.hint
         self.last = (hint[0], hint[1] - 1)
         self.last_seg = pl.segments[-1][0] if pl.segments else -1
@@ -279,7 +291,7 @@ async def discover(session: aiohttp.ClientSession, base: str, slug: str,
             raise RuntimeError(f"no master playlist after {timeout} s (HTTP {status})")
         await asyncio.sleep(0.5)
     out = []
-    for height, _, uri in clock.master_variants(body.decode()):
+    for height, _, uri in master_variants(body.decode()):
         url = f"{base}/hls/{slug}/{uri}"
         path = url.split("?", 1)[0]
         name = path.rsplit("/", 2)[-2]
@@ -298,11 +310,11 @@ class Result:
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": clock.percentile(values, 50),
-            "p95": clock.percentile(values, 95), "max": max(values) if values else float("nan")}
+    return {"n": len(values), "p50": percentile(values, 50),
+            "p95": percentile(values, 95), "max": max(values) if values else float("nan")}
 
 
-async def measure(server: clock.LiveServer, pub_log: Path, seconds: float, warmup: float,
+async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: float,
                   codec_delay_ms: dict[str, float]) -> tuple[dict, dict, list[str], float]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=20)
@@ -317,10 +329,10 @@ async def measure(server: clock.LiveServer, pub_log: Path, seconds: float, warmu
         window_start_ms = now_ms() + warmup * 1000
         tasks = [asyncio.ensure_future(rd.run()) for rd in readers]
         await asyncio.sleep(warmup)
-        cpu0 = clock.cpu_seconds(server.proc.pid)
-        contention = clock.Contention(os.getpid())
+        cpu0 = procstats.cpu_seconds(server.proc.pid)
+        contention = procstats.Contention(os.getpid())
         await asyncio.gather(*tasks)
-        cpu = clock.cpu_seconds(server.proc.pid) - cpu0
+        cpu = procstats.cpu_seconds(server.proc.pid) - cpu0
         busy = contention.stop()
         window_end_ms = now_ms()
         for r in rends:
@@ -333,10 +345,10 @@ async def measure(server: clock.LiveServer, pub_log: Path, seconds: float, warmu
             metrics = body.decode()
         except aiohttp.ClientError:
             pass
-    pub = clock.read_publisher_log(pub_log)
-    send_delay = clock.median([sent - t for t, sent in pub.values()]) if pub else float("nan")
+    pub = read_publisher_log(pub_log)
+    send_delay = median([sent - t for t, sent in pub.values()]) if pub else float("nan")
     notes = [(f"server CPU {cpu / seconds * 100:.0f}% of one core, RSS "
-              f"{clock.rss_mib(server.proc.pid):.0f} MiB"),
+              f"{procstats.rss_mib(server.proc.pid):.0f} MiB"),
              (f"publisher encode+send (stamp -> muxer returned): median {send_delay:.1f} ms "
               f"over {len(pub)} frames"), busy]
     drops = [line for line in metrics.splitlines()
@@ -390,16 +402,16 @@ def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
              codec_delay_ms: dict[str, float]) -> Result:
     with tempfile.TemporaryDirectory(prefix="aethex-latency-") as tmp:
         work = Path(tmp)
-        server = clock.LiveServer(work, passthrough=passthrough, preset=preset)
+        server = LiveServer(work, passthrough=passthrough, preset=preset)
         server.prepare()
         server.start()
         pub_log = work / "publisher.jsonl"
-        pub = clock.start_publisher(server.rtmp_url(), warmup + seconds + 40, pub_log)
+        pub = start_publisher(server.rtmp_url(), warmup + seconds + 40, pub_log)
         try:
             rows, floors, notes, _ = asyncio.run(
                 measure(server, pub_log, seconds, warmup, codec_delay_ms))
         finally:
-            err = clock.stop_process(pub)
+            err = stop_process(pub)
             server.stop()
         if err:
             notes.append(f"publisher stderr: {err[-300:]}")
@@ -422,7 +434,7 @@ def main() -> None:
 
     print(f"# LL-HLS latency: 720p30 source, preset={args.preset}, segment 2 s, part 0.333 s, "
           f"{args.seconds:.0f} s measured after {args.warmup:.0f} s warm-up, runs={args.runs}")
-    print(f"# load average at start: {clock.loadavg()}")
+    print(f"# load average at start: {procstats.loadavg()}")
     interval = 1000 / FPS
     dec_frames = decoder_delay(1280, 720)
     codec_delay: dict[str, float] = {}
@@ -449,23 +461,23 @@ def main() -> None:
               f"  {'p95/floor':>9}")
         labels = list(dict.fromkeys(label for label, _ in rs[0].rows))
         for label in labels:
-            floor = {k: clock.median([r.floor[label][k] for r in rs]) for k in ("p50", "p95", "max")}
+            floor = {k: median([r.floor[label][k] for r in rs]) for k in ("p50", "p95", "max")}
             for mode in MODES:
-                st = {k: clock.median([r.rows[(label, mode)][k] for r in rs])
+                st = {k: median([r.rows[(label, mode)][k] for r in rs])
                       for k in ("n", "p50", "p95", "max")}
                 ratio = st["p95"] / floor["p95"] if floor["p95"] == floor["p95"] else float("nan")
                 print(f"{label:<14}{mode:<16}{int(st['n']):>7} {fmt(st['p50'])} "
                       f"{fmt(st['p95'])} {fmt(st['max'])}  {ratio:9.2f}")
-            nf = int(clock.median([r.floor[label]['n'] for r in rs]))
+            nf = int(median([r.floor[label]['n'] for r in rs]))
             print(f"{label:<14}{'floor':<16}{nf:>7} {fmt(floor['p50'])} {fmt(floor['p95'])} "
                   f"{fmt(floor['max'])}")
-            b = clock.median([r.rows[(label, 'blocking')]['p95'] for r in rs])
-            p = clock.median([r.rows[(label, 'poll-parts')]['p95'] for r in rs])
-            sg = clock.median([r.rows[(label, 'poll-segments')]['p95'] for r in rs])
+            b = median([r.rows[(label, 'blocking')]['p95'] for r in rs])
+            p = median([r.rows[(label, 'poll-parts')]['p95'] for r in rs])
+            sg = median([r.rows[(label, 'poll-segments')]['p95'] for r in rs])
             goal = "met" if b <= 0.8 else "MISSED"
             print(f"{label:<14}p95 ratios: poll-parts/blocking {p / b:.2f}, "
                   f"poll-segments/blocking {sg / b:.2f}; goal blocking p95 <= 0.8 s: {goal}")
-    print(f"\n# load average at end: {clock.loadavg()}")
+    print(f"\n# load average at end: {procstats.loadavg()}")
 
 
 if __name__ == "__main__":

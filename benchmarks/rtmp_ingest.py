@@ -15,8 +15,6 @@ cost and has its own benchmark).
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,22 +22,21 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import clock  # noqa: E402  (shared benchmark helpers: server runner, /proc readings)
-
-NGINX_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import rtmp_parse
+from benchmarks.lib import procstats
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.nginx import RtmpNginx
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its descendants (nginx: master + workers)."""
-    return clock.tree_cpu_seconds(pid)
+    return procstats.tree_cpu_seconds(pid)
 
 
 def rss_mib(pid: int) -> float:
-    return sum(clock.rss_mib(p) for p in clock.process_tree(pid))
+    return sum(procstats.rss_mib(p) for p in procstats.process_tree(pid))
 
 
 def make_source(path: Path, seconds: int = 10) -> None:
@@ -94,7 +91,7 @@ def measure(server_pid: int, source: Path, urls: list[str], seconds: float) -> d
     return {"cpu_s": c1 - c0, "wall_s": t1 - t0, "rss_mib": rss}
 
 
-class OurServer(clock.LiveServer):
+class OurServer(LiveServer):
     """Our server with ingest alone (no ladder behind it) and one channel per publisher."""
 
     def __init__(self, workdir: Path, publishers: int) -> None:
@@ -104,52 +101,15 @@ class OurServer(clock.LiveServer):
         return [self.rtmp_url(i) for i in range(self.channels)]
 
 
-class Nginx:
+class Nginx(RtmpNginx):
+    """nginx-rtmp with one stream name per publisher."""
+
     def __init__(self, workdir: Path, publishers: int) -> None:
-        self.dir = workdir / "nginx"
-        self.port = clock.free_port()
+        super().__init__(workdir)
         self.publishers = publishers
-        self.proc: subprocess.Popen | None = None
-
-    def prepare(self) -> None:
-        if not Path(NGINX_MODULE).exists() or not shutil.which("nginx"):
-            raise SystemExit("nginx with libnginx-mod-rtmp is needed: run `make bench-deps`")
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.dir / "nginx.conf").write_text(f"""
-load_module {NGINX_MODULE};
-daemon off;
-master_process on;
-worker_processes 1;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-rtmp {{
-    server {{
-        listen 127.0.0.1:{self.port};
-        chunk_size 4096;
-        application live {{
-            live on;
-            record off;
-        }}
-    }}
-}}
-""")
-
-    def start(self) -> int:
-        self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
-        clock.wait_port(self.port)
-        return self.proc.pid
 
     def urls(self) -> list[str]:
         return [f"rtmp://127.0.0.1:{self.port}/live/bench{i}" for i in range(self.publishers)]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def run_ingest(publishers: int, seconds: float, rounds: int) -> dict:
@@ -189,8 +149,6 @@ def main() -> None:
     args = ap.parse_args()
 
     if not args.skip_parse:
-        import rtmp_parse
-
         print("Part 1: sans-I/O parser throughput (median of runs)")
         for r in rtmp_parse.run().values():
             verdict = "meets" if r["mb_s"] >= r["goal_mb_s"] else "MISSES"

@@ -10,7 +10,7 @@ users' API tokens are made with the ``aethex`` CLI, as an operator would. Transc
 each channel's ladder (``aethex channel ladder --set``) is the source's height, copied, plus one
 rung at 3/4 of it encoded with ``--preset`` (veryfast), so the run covers passthrough and x264.
 Every client is on 127.0.0.1, so ``http.max_connections_per_address`` is off (0), as behind a
-reverse proxy (``clock.LiveServer``'s settings); ``--set`` passes any other setting.
+reverse proxy (``LiveServer``'s settings); ``--set`` passes any other setting.
 
 The load, all at once for ``--minutes``:
 
@@ -80,10 +80,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chat_fanout  # noqa: E402
-import clock  # noqa: E402  (also puts the repository root on sys.path)
-import hls_delivery  # noqa: E402
+# Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import chat_fanout, hls_delivery
+from benchmarks.lib import ROOT, procstats
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.playlist import MediaPlaylist, parse_media_playlist, with_query
+from benchmarks.lib.server import stop_process
+from benchmarks.lib.stats import median
 
 STEADY, RECONNECTING = "bench-0", "bench-1"
 LIVE_AGAIN_TIMEOUT = 30.0  # seconds a reconnect may take to be live with new parts
@@ -104,7 +108,7 @@ class SegmentParts:
         self.count: dict[int, int] = {}
         self._last: object = None
 
-    def note(self, pl: clock.MediaPlaylist) -> None:
+    def note(self, pl: MediaPlaylist) -> None:
         if pl is self._last:
             return
         self._last = pl
@@ -143,7 +147,7 @@ class PartLog:
 
     def __init__(self, parts: SegmentParts) -> None:
         self.parts = parts
-        self.playlist: clock.MediaPlaylist | None = None
+        self.playlist: MediaPlaylist | None = None
         self.last: tuple[int, int] | None = None
         self.got = 0
         self.bytes = 0
@@ -224,7 +228,7 @@ async def hls_worker(args: argparse.Namespace) -> dict:
             logs[slug].append(log)
             tasks.append(asyncio.ensure_future(follow(
                 noting_getter(get, parts, log),
-                clock.with_query(url, session=f"soak-{slug}-{first + i}"),
+                with_query(url, session=f"soak-{slug}-{first + i}"),
                 base, log, errors[slug], restarts[slug], args.ramp * n / max(1, total))))
             n += 1
     print(json.dumps({"ready": len(tasks)}), flush=True)
@@ -278,7 +282,7 @@ class HlsWorkers:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, __file__, "--worker", "--targets", json.dumps(share),
                      "--client", client, "--ramp", str(ramp)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=clock.ROOT))
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT))
         for p in self.procs:
             read_line(p)  # ready
 
@@ -311,12 +315,11 @@ class HarnessError(RuntimeError):
 # -- the server and the publishers ---------------------------------------------------------------
 
 @dataclass
-class CliServer(clock.LiveServer):
-    """``clock.LiveServer``'s ports and settings, but set up and run the way an operator does:
+class CliServer(LiveServer):
+    """``LiveServer``'s ports and settings, but set up and run the way an operator does:
     the ``aethex`` console script for accounts, channels, ladders and tokens, and ``aethex
-    serve`` with its log in a file."""
+    serve`` with its log in a file (``log_path``)."""
 
-    log_path: Path | None = None
     aethex_bin: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -326,21 +329,15 @@ class CliServer(clock.LiveServer):
                                                                    "mediaserver"]
 
     def aethex(self, *args: str) -> str:
-        out = subprocess.run([*self.aethex_bin, *args], env=self.env(), cwd=clock.ROOT,
+        out = subprocess.run([*self.aethex_bin, *args], env=self.env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=False)
         if out.returncode:
             raise HarnessError(f"aethex {' '.join(args)}: exit {out.returncode}: "
                                f"{out.stderr.strip()[-500:]}")
         return out.stdout
 
-    def start(self) -> int:
-        assert self.log_path is not None
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*self.aethex_bin, "serve"], env=self.env(),
-                                         cwd=clock.ROOT, stdout=log, stderr=subprocess.STDOUT)
-        clock.wait_port(self.rtmp_port, 60)
-        clock.wait_port(self.http_port, 60)
-        return self.proc.pid
+    def serve_command(self) -> list[str]:
+        return [*self.aethex_bin, "serve"]
 
 
 class Publisher:
@@ -376,7 +373,7 @@ class Publisher:
             self.proc.wait()
 
     def stop(self) -> None:
-        clock.stop_process(self.proc, 20)
+        stop_process(self.proc, 20)
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -452,7 +449,7 @@ def proc_sample(pid: int, t: float, base: str) -> Sample:
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     speed = {lab.get("channel", "?"): v for n, lab, v in metrics(base)
              if n == "aethex_transcode_speed"}
-    return Sample(t, rss / MB, fds, threads, clock.cpu_seconds(pid), speed)
+    return Sample(t, rss / MB, fds, threads, procstats.cpu_seconds(pid), speed)
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -504,7 +501,7 @@ def live_edge(url: str) -> LiveEdge | None:
             epoch += 1
         elif line.startswith("#EXT-X-PART:"):
             newest = epoch
-    return LiveEdge(newest, [(m, p) for m, p, _, _, _ in clock.parse_media_playlist(text).parts])
+    return LiveEdge(newest, [(m, p) for m, p, _, _, _ in parse_media_playlist(text).parts])
 
 
 def new_parts_announced(rec: Reconnect, edge: LiveEdge | None) -> bool:
@@ -637,7 +634,7 @@ class Soak:
         print(f"# load on: {args.viewers} HLS viewers ({n_rec} on {RECONNECTING}), "
               f"{args.chat_users} chat users; {args.minutes:g} min, warm-up "
               f"{self.warmup / 60:.1f} min", flush=True)
-        contention = clock.Contention(os.getpid())
+        contention = procstats.Contention(os.getpid())
         t0 = time.monotonic()
         self.loop(t0, pid, base, hls, chat_readers, senders)
         machine = contention.stop()
@@ -818,7 +815,7 @@ def report_hls(soak: Soak, r: dict) -> Goals:
         examples = [e for row in rows for e in row["examples"]][:3]
         behind += total("behind")
         print(f"{slug}: {len(got)} viewers; parts per viewer min {min(got)}, median "
-              f"{clock.median(got):.0f}, max {max(got)} ({total('bytes') / MB:.0f} MB); lost: "
+              f"{median(got):.0f}, max {max(got)} ({total('bytes') / MB:.0f} MB); lost: "
               f"{total('gaps')} gaps in {total('viewers_with_gaps')} viewers, {total('missed')} "
               f"parts {examples or ''}; fell behind the parts window {total('behind')} times "
               f"({total('behind_parts')} parts, their segments still listed); repeats "
@@ -920,7 +917,7 @@ def report(soak: Soak, r: dict) -> None:
                             report_log) for g in part(soak, r)]
     print(f"\n## goals ({args.minutes:g} min, {args.viewers} viewers, {args.chat_users} chat "
           f"users, reconnect every {args.reconnect_every:g} min; load average "
-          f"{clock.loadavg()})")
+          f"{procstats.loadavg()})")
     for good, text in goals:
         print(f"{verdict(good)}  {text}")
 
@@ -971,7 +968,7 @@ def main() -> int:
         ap.error("--chat-senders cannot be more than --chat-users")
     chat_fanout.raise_nofile()
     print(f"# soak: source {args.source}@{args.fps} (ffmpeg ultrafast), ladder copy + one rung "
-          f"at {args.preset}; load average {clock.loadavg()}", flush=True)
+          f"at {args.preset}; load average {procstats.loadavg()}", flush=True)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         work_ctx = None

@@ -1,0 +1,120 @@
+"""CPU, memory and contention readings from /proc, for a process, its descendants and the
+whole machine.
+
+Why from /proc and not psutil: nothing to install, and the readings a benchmark needs (the
+server's CPU seconds over a window, nginx's master plus workers, how much of a 2-core machine
+other work took meanwhile) are each a few lines here. Every reading of a process that is gone
+is NaN, never an exception: a benchmark's summary must still print.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (from each thread's ``children``)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its descendants (nginx: master + workers)."""
+    return sum(c for c in (cpu_seconds(p) for p in process_tree(pid)) if not math.isnan(c))
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of one process in MiB (VmRSS), NaN once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def cpu_pressure_total() -> float:
+    """Seconds some runnable task waited for a CPU (PSI, /proc/pressure/cpu), NaN without PSI.
+    The difference over a window says how contended the machine was: other work on a 2-core
+    machine inflates every latency measured here."""
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some"):
+                return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds used by everything on the machine (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    except (OSError, ValueError):
+        return float("nan")
+
+
+class Contention:
+    """How busy the machine was over a window, and how much of that was not ours."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = list(pids)
+        self.start()
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.m0 = machine_cpu_seconds()
+        self.p0 = cpu_pressure_total()
+        self.o0 = sum(tree_cpu_seconds(p) for p in self.pids) + self._reaped()
+
+    @staticmethod
+    def _reaped() -> float:
+        """CPU of our children that already exited and were waited for (a load generator)."""
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    def stop(self) -> str:
+        wall = time.monotonic() - self.t0
+        machine = (machine_cpu_seconds() - self.m0) / wall
+        ours = (sum(tree_cpu_seconds(p) for p in self.pids) + self._reaped() - self.o0) / wall
+        pressure = (cpu_pressure_total() - self.p0) / wall
+        return (
+            f"machine CPU {machine * 100:.0f}% (of {(os.cpu_count() or 1) * 100}%), ours "
+            f"{ours * 100:.0f}%, other processes {max(0.0, machine - ours) * 100:.0f}%; "
+            f"some task waiting for a CPU {pressure * 100:.0f}% of the time"
+        )
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, printed with every figure: a busy machine
+    explains a slow one."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
