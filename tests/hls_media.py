@@ -3,7 +3,9 @@
 Encodes are cached per process so the three HLS test files share them. Frames are drawn with
 numpy straight into yuv420p (a moving gradient and box, like ffmpeg's testsrc) so no scaler
 runs; libx264 through a bare CodecContext emits Annex B, converted here to AVCC with the
-product's own helpers, exactly as the transcoder must do.
+product's own helpers, exactly as the transcoder must do. The boxes are read back by the
+benchmarks' fMP4 reader (``benchmarks.lib.fmp4``; ``iter_boxes``, ``children`` and ``find`` are
+re-exported here), which knows nothing of how the packager writes them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from transcode.avc import annexb_to_avcc, avcc_from_annexb
+from benchmarks.lib.fmp4 import children, find, fragments, iter_boxes  # noqa: F401 (re-exported)
+from transcode.avc import annexb_to_avcc, avcc_from_annexb, split_avcc
 from transcode.types import VIDEO_TIMESCALE, AudioTrackInfo, EncodedPacket, Track, VideoTrackInfo
 
 FPS = 30
@@ -123,91 +126,30 @@ def decode(path: Path) -> dict[str, list[int]]:
     return result
 
 
-def iter_boxes(data: bytes, start: int = 0, end: int | None = None):
-    """(type, offset, size) of each box in ``data[start:end]``; asserts sizes tile exactly."""
-    end = len(data) if end is None else end
-    pos = start
-    while pos < end:
-        size = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8].decode("latin-1")
-        assert size >= 8 and pos + size <= end, (kind, pos, size, end)
-        yield kind, pos, size
-        pos += size
-    assert pos == end
-
-
-def children(data: bytes, offset: int, size: int, header: int = 8):
-    """Child boxes of the box at ``offset`` (``header`` = 12 for a FullBox)."""
-    return list(iter_boxes(data, offset + header, offset + size))
-
-
-def find(data: bytes, path: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """(offset, size) of every box at a slash-separated path, e.g. ``moov/trak/mdia/mdhd``."""
-    first, _, rest = path.partition("/")
-    found = []
-    for kind, off, size in iter_boxes(data, start, end):
-        if kind != first:
-            continue
-        if rest:
-            found += find(data, rest, off + 8, off + size)
-        else:
-            found.append((off, size))
-    return found
-
-
 def parse_fragments(data: bytes) -> list[dict]:
-    """Every traf of every moof in a run of moof+mdat pairs, with its samples resolved to
-    the bytes the trun data offset points at (asserted to lie inside the following mdat)."""
+    """Every traf of every moof in a run of moof+mdat pairs (read by ``benchmarks.lib.fmp4``),
+    with its samples resolved to the bytes the trun data offset points at, checked to be what
+    the packager must write: one trun and a version 1 tfdt per traf, each moof followed by its
+    mdat, every sample inside that mdat."""
     out = []
-    boxes = list(iter_boxes(data))
-    for i, (kind, off, size) in enumerate(boxes):
-        if kind != "moof":
-            continue
-        assert boxes[i + 1][0] == "mdat", "every moof is followed by its mdat"
-        _, mdat_off, mdat_size = boxes[i + 1]
-        (mfhd_off, _), = find(data, "mfhd", off + 8, off + size)
-        seq = int.from_bytes(data[mfhd_off + 12 : mfhd_off + 16], "big")
-        for traf_off, traf_size in find(data, "traf", off + 8, off + size):
-            (tfhd_off, _), = find(data, "tfhd", traf_off + 8, traf_off + traf_size)
-            (tfdt_off, _), = find(data, "tfdt", traf_off + 8, traf_off + traf_size)
-            (trun_off, _), = find(data, "trun", traf_off + 8, traf_off + traf_size)
-            tfhd_flags = int.from_bytes(data[tfhd_off + 9 : tfhd_off + 12], "big")
-            track_id = int.from_bytes(data[tfhd_off + 12 : tfhd_off + 16], "big")
-            assert data[tfdt_off + 8] == 1, "tfdt version 1"
-            tfdt = int.from_bytes(data[tfdt_off + 12 : tfdt_off + 20], "big")
-            version = data[trun_off + 8]
-            flags = int.from_bytes(data[trun_off + 9 : trun_off + 12], "big")
-            count = int.from_bytes(data[trun_off + 12 : trun_off + 16], "big")
-            data_offset = int.from_bytes(data[trun_off + 16 : trun_off + 20], "big", signed=True)
-            pos = trun_off + 20
-            samples = []
-            cursor = off + data_offset
-            decode_time = tfdt
-            for _ in range(count):
-                duration, sample_size, sample_flags = (
-                    int.from_bytes(data[pos + k : pos + k + 4], "big") for k in (0, 4, 8)
-                )
-                pos += 12
-                cts = 0
-                if flags & 0x800:
-                    cts = int.from_bytes(data[pos : pos + 4], "big", signed=(version == 1))
-                    pos += 4
-                assert mdat_off + 8 <= cursor and cursor + sample_size <= mdat_off + mdat_size
-                samples.append({
-                    "dts": decode_time, "pts": decode_time + cts, "duration": duration,
-                    "flags": sample_flags, "data": data[cursor : cursor + sample_size],
-                })
-                cursor += sample_size
-                decode_time += duration
-            out.append({
-                "sequence": seq, "track_id": track_id, "tfhd_flags": tfhd_flags, "tfdt": tfdt,
-                "trun_version": version, "trun_flags": flags, "samples": samples,
-                "moof": off, "mdat": (mdat_off, mdat_size),
-            })
+    for traf in fragments(data):
+        assert traf.mdat is not None, "every moof is followed by its mdat"
+        mdat_off, mdat_size = traf.mdat
+        assert traf.sequence is not None and len(traf.runs) == 1, traf
+        assert traf.tfdt_version == 1, "tfdt version 1"
+        (run,) = traf.runs
+        samples = []
+        for s in run.samples:
+            assert mdat_off + 8 <= s.offset and s.offset + len(s.data) <= mdat_off + mdat_size
+            samples.append({"dts": s.dts, "pts": s.pts, "duration": s.duration,
+                            "flags": s.flags, "data": s.data})
+        out.append({
+            "sequence": traf.sequence, "track_id": traf.track_id, "tfhd_flags": traf.tfhd_flags,
+            "tfdt": traf.tfdt, "trun_version": run.version, "trun_flags": run.flags,
+            "samples": samples, "moof": traf.moof, "mdat": traf.mdat,
+        })
     return out
 
 
 def nal_types(sample: bytes) -> list[int]:
-    from transcode.avc import split_avcc
-
     return [n[0] & 0x1F for n in split_avcc(sample)]

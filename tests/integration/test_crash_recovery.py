@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import av
 import m3u8
 import pytest
 
+from benchmarks.lib.server import ServerProcess
 from tests.conftest import ffmpeg_publish_args, free_port
 
 pytestmark = pytest.mark.integration
@@ -67,24 +67,6 @@ def aethex(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
                             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-class ServerProcess:
-    """``aethex serve`` as its own process, on a fresh HTTP port, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT, stdout=out,
-                stderr=subprocess.STDOUT, env={**env, "AETHEX_HTTP_PORT": str(self.port)})
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
 
 
 @pytest.fixture
@@ -132,7 +114,7 @@ async def the_stream(http: aiohttp.ClientSession, server: ServerProcess) -> dict
 
 def alive(server: ServerProcess) -> Callable[[], None]:
     def check() -> None:
-        assert server.proc.poll() is None, server.log.read_text()[-4000:]
+        assert server.proc.poll() is None, server.log()[-4000:]
     return check
 
 

@@ -26,6 +26,7 @@ from typing import Iterator
 import aiohttp
 import pytest
 
+from benchmarks.lib.server import ServerProcess
 from mediaserver.live import MediaKind
 from mediaserver.rtmp import ServerConnection
 from tests.conftest import free_port, make_channel, rtmp_url, running_server, start_ffmpeg
@@ -179,7 +180,7 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
     cli(env, "user", "create", "alice", "--email", "alice@example.test")
     key = json.loads(cli(env, "channel", "create", "--owner", "alice", "--slug", "alice",
                          "--json"))["stream_key"]
-    server = subprocess.Popen([sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT, env=env)
+    server = ServerProcess(env)
     publisher = None
     flood = [raw_socket(f"127.1.0.{i + 1}") for i in range(200)]  # one address each
     base = f"http://127.0.0.1:{http_port}"
@@ -257,8 +258,7 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
         if publisher is not None and publisher.returncode is None:
             publisher.kill()
             await publisher.wait()
-        server.terminate()
-        await asyncio.to_thread(server.wait, 30)
+        await asyncio.to_thread(server.stop, 30)
 
 
 # ---------------------------------------------------------------------------------------------
