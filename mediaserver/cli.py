@@ -14,9 +14,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from typing import Any, NoReturn, TextIO
 
-from mediaserver.settings import Settings, SettingsError, load_settings
+from mediaserver.settings import Settings, SettingsError, load_settings, parse_ladder
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -116,7 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _safe_url(url: str) -> str:
     """The URL with any password masked, for error messages."""
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -124,7 +125,9 @@ def _safe_url(url: str) -> str:
 
 
 def _migrate(settings: Settings) -> str:
-    from storage import StorageError, upgrade
+    # SQLAlchemy and the storage package take ~0.6 s to import: the CLI loads them only once
+    # a command needs the database, so --help, usage and settings errors answer at once.
+    from storage import StorageError, upgrade  # noqa: PLC0415 - see above
 
     url = settings.effective_database_url
     try:
@@ -141,7 +144,7 @@ def _migrate(settings: Settings) -> str:
 
 def _with_session(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run ``work(session)`` in one transaction, committed when it returns."""
-    from storage import Database
+    from storage import Database  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     async def run() -> Any:
         db = Database(url)
@@ -166,14 +169,14 @@ def _print_json(obj: dict[str, Any], out: TextIO) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _migrate(settings)
-    from mediaserver.app import run
+    from mediaserver.app import run  # noqa: PLC0415 - PyAV, aiohttp, webapp: for serve only
 
     run(settings)
     return EXIT_OK
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from storage.db import head_revision
+    from storage.db import head_revision  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     settings = _settings(args)
     _migrate(settings)
@@ -197,7 +200,7 @@ def _read_password(stream: TextIO) -> str:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
-    from storage import queries
+    from storage import queries  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     settings = _settings(args)
     password = _read_password(sys.stdin) if args.password_stdin else None
@@ -217,7 +220,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def cmd_channel_create(args: argparse.Namespace) -> int:
-    from storage import queries
+    from storage import queries  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     settings = _settings(args)
     url = _migrate(settings)
@@ -250,10 +253,7 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
 
 def cmd_channel_ladder(args: argparse.Namespace) -> int:
     """Show, set or clear a channel's ladder; it applies from the channel's next stream."""
-    from dataclasses import asdict
-
-    from mediaserver.settings import parse_ladder
-    from storage import queries
+    from storage import queries  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     settings = _settings(args)
     url = _migrate(settings)
@@ -277,7 +277,7 @@ def cmd_channel_ladder(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from storage import queries
+    from storage import queries  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     settings = _settings(args)
     url = _migrate(settings)
@@ -318,19 +318,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _status_for(exc: BaseException) -> int:
-    from storage.errors import ValidationError
+    from storage.errors import ValidationError  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     return EXIT_USAGE if isinstance(exc, ValidationError) else EXIT_FAILURE
 
 
 def _describe(exc: BaseException) -> str:
     """One line for an unexpected failure: storage errors as written, others by type."""
-    from storage.errors import StorageError
+    from storage.errors import StorageError  # noqa: PLC0415 - SQLAlchemy: see _migrate
 
     if isinstance(exc, StorageError):
         return str(exc)
     try:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError  # noqa: PLC0415 - see _migrate
     except ImportError:  # pragma: no cover - sqlalchemy is a hard dependency
         DBAPIError = SQLAlchemyError = ()  # type: ignore[assignment,misc]
     if isinstance(exc, DBAPIError):

@@ -30,7 +30,7 @@ def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(name)
         libc.mallopt  # noqa: B018 - glibc has both; other C libraries may have neither
-        libc.malloc_trim
+        libc.malloc_trim  # noqa: B018 - as above: looking the symbol up is the check
     except (OSError, AttributeError):
         return None
     return libc

@@ -8,13 +8,17 @@ why, because an operator reading a stack trace for a typo in a TOML file is a ba
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import json
 import os
 import re
+import socket
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from transcode.ladder import DEFAULT_LADDER, Rung
 
@@ -357,8 +361,6 @@ class Settings:
             return self.rtmp.public_url.rstrip("/")
         host = self.rtmp.host
         if host in ("0.0.0.0", "::", ""):
-            import socket
-
             host = socket.gethostname()
         port = "" if self.rtmp.port == 1935 else f":{self.rtmp.port}"
         return f"rtmp://{host}{port}/{self.rtmp.app}"
@@ -391,8 +393,6 @@ def validate_ladder(ladder: tuple[RungSettings, ...], key: str) -> None:
 def parse_ladder(value: Any, key: str) -> tuple[RungSettings, ...]:
     """A ladder from TOML tables, JSON (environment, per-channel column) or RungSettings."""
     if isinstance(value, str):
-        import json
-
         try:
             value = json.loads(value)
         except ValueError as exc:
@@ -553,8 +553,6 @@ def metrics_token(m: MetricsSettings) -> str:
 
 
 def _validate_metrics(m: MetricsSettings) -> None:
-    import ipaddress
-
     metrics_token(m)
     for network in (n.strip() for n in m.allow.split(",")):
         if not network:
@@ -627,7 +625,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         key = prefix + f.name
         typ = hints[f.name]
         value = data[f.name]
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             if not isinstance(value, Mapping):
                 raise SettingsError(key, "expected a table of settings")
             kwargs[f.name] = _build(typ, value, key + ".")

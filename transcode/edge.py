@@ -9,11 +9,18 @@ parts. Names from URLs are looked up in these maps (never joined onto a filesyst
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-from transcode.hls import (LivePlaylist, PartReady, RenditionInfo, SegmentReady, init_uri,
-                           master_playlist)
+from transcode.hls import (
+    LivePlaylist,
+    PartReady,
+    RenditionInfo,
+    SegmentReady,
+    init_uri,
+    master_playlist,
+)
 
 
 @dataclass

@@ -22,12 +22,19 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mediaserver.addresses import address_key
-from mediaserver.live import (AlreadyLive, CodecConfig, HealthPolicy, LiveRegistry, LiveStream,
-                              MediaKind, MediaPacket)
+from mediaserver.live import (
+    AlreadyLive,
+    CodecConfig,
+    HealthPolicy,
+    LiveRegistry,
+    LiveStream,
+    MediaKind,
+    MediaPacket,
+)
 from mediaserver.metrics import Metrics
 from mediaserver.rtmp import (
     AudioConfig,
@@ -77,7 +84,7 @@ def _app_name(app: str) -> str:
 class RtmpSession(asyncio.Protocol):
     """One RTMP client connection."""
 
-    def __init__(self, server: "IngestServer") -> None:
+    def __init__(self, server: IngestServer) -> None:
         self.server = server
         self.conn = ServerConnection(server.limits)
         self.transport: asyncio.Transport | None = None
@@ -321,7 +328,7 @@ class IngestServer:
         for task in list(self._tasks):
             try:
                 await asyncio.wait_for(asyncio.shield(task), 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
@@ -384,7 +391,7 @@ class IngestServer:
             takeover = self.settings.rtmp.takeover_after
             stale = (current is not None and takeover > 0
                      and self.loop.time() - current.last_rx >= takeover)
-            if not stale:
+            if current is None or not stale:
                 log.info("rtmp %s: publish refused: %s is already live", session.peer, channel.slug)
                 session.reject(event.stream_id, "stream key already publishing", "already_live")
                 return False
@@ -393,7 +400,7 @@ class IngestServer:
             current.close("taken_over")
         self._claiming.add(channel.id)
         try:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             async with self.db.session() as db:
                 row = await queries.start_stream(db, channel.id, now)
                 await db.commit()
@@ -455,7 +462,7 @@ class IngestServer:
         """Close a row whose stream never made it into the registry."""
         try:
             async with self.db.session() as db:
-                await queries.end_stream(db, stream_id, datetime.now(timezone.utc),
+                await queries.end_stream(db, stream_id, datetime.now(UTC),
                                          StreamStatus.OFFLINE)
                 await db.commit()
         except Exception:

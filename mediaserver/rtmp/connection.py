@@ -198,11 +198,11 @@ class ServerConnection:
                         else:
                             events.append(event)
             else:
-                self._handle_other(type_id, stream_id, timestamp, payload, events)
-                if self.state is ConnectionState.CONNECT_PENDING:
+                state = self._handle_other(type_id, stream_id, timestamp, payload, events)
+                if state is ConnectionState.CONNECT_PENDING:
                     self._queue(messages[index + 1:])
                     return
-                if self.state is ConnectionState.CLOSED:
+                if state is ConnectionState.CLOSED:
                     return
 
     def _queue(self, messages: list[Message]) -> None:
@@ -227,7 +227,9 @@ class ServerConnection:
             events.append(event)
 
     def _handle_other(self, type_id: int, stream_id: int, timestamp: int, payload: bytes,
-                      events: list[Event]) -> None:
+                      events: list[Event]) -> ConnectionState:
+        """Handle a non-media message; returns the state it leaves the connection in (a
+        command can pause it for the owner's connect decision, or close it)."""
         if type_id == COMMAND_AMF0:
             self._handle_command(stream_id, payload, events)
         elif type_id == COMMAND_AMF3:
@@ -260,6 +262,7 @@ class ServerConnection:
             if stream_id in self._publishing:
                 self._handle_aggregate(stream_id, timestamp, payload, events)
         # ACKNOWLEDGEMENT, shared objects and unknown types: nothing to do.
+        return self.state
 
     # -----------------------------------------------------------------------------------------
     # Commands
@@ -342,7 +345,7 @@ class ServerConnection:
         elif name in _ACKNOWLEDGED:
             if tid:
                 self._result(tid, None, UNDEFINED)
-        elif name.startswith("_") or name.startswith("on"):
+        elif name.startswith(("_", "on")):
             pass  # replies and notifications from the client: nothing to answer
         elif tid:
             self._call_failed(tid, f"unknown command {self.clip(name)!r}")

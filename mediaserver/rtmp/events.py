@@ -9,7 +9,7 @@ audio, and the codec configuration record (avcC/hvcC/av1C/vpcC, AudioSpecificCon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +114,16 @@ class MediaIgnored:
     reason: str
 
 
-Event = Union[
-    ConnectRequested,
-    PublishRequested,
-    MetadataReceived,
-    VideoConfig,
-    VideoFrame,
-    VideoSequenceEnd,
-    AudioConfig,
-    AudioFrame,
-    PublishEnded,
-    PingResponded,
-    MediaIgnored,
-]
+Event: TypeAlias = (
+    ConnectRequested
+    | PublishRequested
+    | MetadataReceived
+    | VideoConfig
+    | VideoFrame
+    | VideoSequenceEnd
+    | AudioConfig
+    | AudioFrame
+    | PublishEnded
+    | PingResponded
+    | MediaIgnored
+)

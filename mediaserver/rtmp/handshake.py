@@ -91,12 +91,12 @@ def build_server_response(c0c1: bytes, *, now_ms: int = 0,
         s1 = timestamp + b"\x00\x00\x00\x00" + random_bytes(HANDSHAKE_SIZE - 8)
         return bytes((RTMP_VERSION,)) + s1 + bytes(c1), None
     schema, client_digest = found
-    s1 = bytearray(timestamp + SERVER_VERSION + random_bytes(HANDSHAKE_SIZE - 8))
-    offset = digest_offset(s1, schema)
-    s1[offset:offset + DIGEST_SIZE] = make_digest(s1, offset, FMS_KEY_SHORT)
+    signed_s1 = bytearray(timestamp + SERVER_VERSION + random_bytes(HANDSHAKE_SIZE - 8))
+    offset = digest_offset(signed_s1, schema)
+    signed_s1[offset:offset + DIGEST_SIZE] = make_digest(signed_s1, offset, FMS_KEY_SHORT)
     s2_random = random_bytes(HANDSHAKE_SIZE - DIGEST_SIZE)
     s2 = s2_random + hmac.new(s2_digest_key(client_digest), s2_random, hashlib.sha256).digest()
-    return bytes((RTMP_VERSION,)) + bytes(s1) + s2, schema
+    return bytes((RTMP_VERSION,)) + bytes(signed_s1) + s2, schema
 
 
 class ServerHandshake:

@@ -9,7 +9,13 @@ writer thread, with ``scan`` to check what a crash left on disk.
 """
 
 from transcode.avc import annexb_to_avcc, avcc_from_annexb, codec_string_avc, split_annexb
-from transcode.hls.fmp4 import AUDIO_TRACK_ID, VIDEO_TRACK_ID, codec_string_aac, fragment, init_segment
+from transcode.hls.fmp4 import (
+    AUDIO_TRACK_ID,
+    VIDEO_TRACK_ID,
+    codec_string_aac,
+    fragment,
+    init_segment,
+)
 from transcode.hls.packager import (
     PackagerCounters,
     PackagerEvent,
@@ -17,27 +23,27 @@ from transcode.hls.packager import (
     RenditionPackager,
     SegmentReady,
 )
-from transcode.hls.recording import (
-    RecordedSegment,
-    Recovered,
-    RecordingWriter,
-    RenditionMeta,
-    recover,
-    write_file_atomic,
-    write_vod,
-)
 from transcode.hls.playlist import (
     INIT_URI,
     LivePlaylist,
-    init_uri,
     RenditionInfo,
     RenditionReport,
     ResourceName,
+    init_uri,
     master_playlist,
     parse_segment_name,
     part_uri,
     segment_uri,
     vod_playlist,
+)
+from transcode.hls.recording import (
+    RecordedSegment,
+    RecordingWriter,
+    Recovered,
+    RenditionMeta,
+    recover,
+    write_file_atomic,
+    write_vod,
 )
 
 __all__ = [

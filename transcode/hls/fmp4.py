@@ -219,7 +219,7 @@ def _traf(track_id: int, samples: Sequence[EncodedPacket], data_offset: int) -> 
     has_cts = any(offsets)
     flags = _TRUN_DATA_OFFSET | _TRUN_DURATION | _TRUN_SIZE | _TRUN_FLAGS | (_TRUN_CTS if has_cts else 0)
     rows = bytearray()
-    for s, cts in zip(samples, offsets):
+    for s, cts in zip(samples, offsets, strict=True):
         if not 0 <= s.duration <= 0xFFFFFFFF:
             raise ValueError(f"sample duration {s.duration} out of range")
         sample_flags = SYNC_SAMPLE_FLAGS if s.keyframe else NON_SYNC_SAMPLE_FLAGS
@@ -236,7 +236,7 @@ def _traf(track_id: int, samples: Sequence[EncodedPacket], data_offset: int) -> 
 
 def _moof(sequence_number: int, tracks: list[tuple[int, Sequence[EncodedPacket]]], offsets: list[int]) -> bytes:
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
-    return box(b"moof", mfhd, *(_traf(tid, s, off) for (tid, s), off in zip(tracks, offsets)))
+    return box(b"moof", mfhd, *(_traf(tid, s, off) for (tid, s), off in zip(tracks, offsets, strict=True)))
 
 
 def fragment(sequence_number: int, video: Sequence[EncodedPacket], audio: Sequence[EncodedPacket]) -> bytes:

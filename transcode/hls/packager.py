@@ -19,7 +19,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from transcode.hls.fmp4 import codec_string_aac, codec_string_avc, fragment, init_segment
+from transcode.avc import codec_string_avc
+from transcode.hls.fmp4 import codec_string_aac, fragment, init_segment
 from transcode.types import AudioTrackInfo, EncodedPacket, Track, VideoTrackInfo
 
 AAC_FRAME_SAMPLES = 1024
@@ -150,7 +151,7 @@ class RenditionPackager:
         A part closes on the first frame at or past ``part_duration``, so it can run up to
         one frame longer; PART-TARGET must be >= every part (RFC 8216bis 4.4.4.9).
         """
-        ticks = self._part_ticks
+        ticks: float = self._part_ticks
         if self.video.frame_rate > 0:
             interval = self._vts / self.video.frame_rate
             ticks = max(ticks, math.ceil(self._part_ticks / interval - 1e-9) * interval)

@@ -33,8 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transcode.hls.playlist import (RenditionInfo, master_playlist, parse_segment_name,
-                                    segment_uri, vod_playlist)
+from transcode.hls.playlist import (
+    RenditionInfo,
+    master_playlist,
+    parse_segment_name,
+    segment_uri,
+    vod_playlist,
+)
 from transcode.hls.scan import ScanError, check_init, scan_segment
 
 log = logging.getLogger(__name__)
@@ -342,7 +347,7 @@ def _rendition_info(name: str, meta: RenditionMeta, segments: Sequence[RecordedS
                     sizes: Sequence[int]) -> RenditionInfo:
     """The master playlist entry, with bandwidths measured as the packager measures them:
     the highest segment bit rate, and total bits over total duration."""
-    rates = [size * 8 / s.duration for s, size in zip(segments, sizes) if s.duration > 0]
+    rates = [size * 8 / s.duration for s, size in zip(segments, sizes, strict=True) if s.duration > 0]
     seconds = sum(s.duration for s in segments)
     average = math.ceil(sum(sizes) * 8 / seconds) if seconds > 0 else 0
     return RenditionInfo(uri=f"{name}/{MEDIA_PLAYLIST}",

@@ -163,7 +163,8 @@ def _trun(body: bytes, start: int, default_duration: int, default_size: int) -> 
         raise ScanError(f"trun of {count} samples does not fit its box")
     duration = size = 0
     for i in range(count):
-        values = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", rest, pos + i * row)))
+        values = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", rest, pos + i * row),
+                          strict=True))
         duration += values.get(_TRUN_DURATION, default_duration)
         size += values.get(_TRUN_SIZE, default_size)
     return _Run(start, duration, data_offset, data_offset + size)
@@ -226,7 +227,9 @@ def scan_segment(path: Path, track_id: int = VIDEO_TRACK_ID) -> SegmentScan:
 
 
 def check_init(path: Path) -> None:
-    """An initialization section is whole: ftyp then moov, nothing cut. ``ScanError``/``OSError``."""
+    """An initialization section is whole: ftyp then moov, nothing cut.
+
+    Raises ``ScanError`` or ``OSError``."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         kinds = [kind for kind, *_ in _boxes(f, size)]
