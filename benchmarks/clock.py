@@ -65,7 +65,7 @@ def main() -> None:
         "(publish --help for its options)",
     )
     _, rest = ap.parse_known_args()
-    _publisher.main(rest)
+    _publisher.main(rest, prog="clock.py publish")
 
 
 if __name__ == "__main__":

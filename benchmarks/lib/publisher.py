@@ -213,9 +213,9 @@ def read_publisher_log(path: Path) -> dict[int, tuple[int, float]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap = argparse.ArgumentParser(
-        description="publish barcoded 720p30 H.264 (or HEVC) + silent AAC over RTMP"
+        prog=prog, description="publish barcoded 720p30 H.264 (or HEVC) + silent AAC over RTMP"
     )
     ap.add_argument("url")
     ap.add_argument("--seconds", type=float, default=60.0)
