@@ -13,7 +13,7 @@ HLS_JS := webapp/static/vendor/hls.min.js
 NPM_STAMP := node_modules/.package-lock.json
 BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 
-.PHONY: run test deps lock frontend test-deps bench-deps bench clean
+.PHONY: run test test-unit lint typecheck deps lock frontend test-deps bench-deps bench clean
 
 # Every Python package, the installer and build tools included, is pinned in requirements.lock
 # (made by `make lock` with uv from pyproject.toml): a new machine installs exactly what CI ran.
@@ -58,6 +58,20 @@ test-deps:
 
 test: deps test-deps frontend
 	$(PY) -m pytest -q
+
+# The fast loop: parsers, planners, packager, settings, storage (no servers, no browser).
+test-unit: deps test-deps
+	$(PY) -m pytest -q tests/unit
+
+# ruff and mypy are configured in pyproject.toml.
+PY_TREE := mediaserver transcode storage webapp tests benchmarks
+
+lint: deps
+	$(VENV)/bin/ruff check $(PY_TREE)
+	$(VENV)/bin/ruff format --check $(PY_TREE)
+
+typecheck: deps
+	$(VENV)/bin/mypy mediaserver transcode storage webapp
 
 bench-deps:
 	@if ! command -v ffmpeg >/dev/null || ! command -v wrk >/dev/null \
