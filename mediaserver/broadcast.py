@@ -24,21 +24,32 @@ import functools
 import logging
 import shutil
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mediaserver import memory
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
-from mediaserver.settings import Settings, SettingsError, parse_ladder
+from mediaserver.settings import Settings, SettingsError, parse_ladder, transcode_options
 from storage import Database, queries
 from storage.errors import out_of_room
 from storage.models import Channel, StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
-from transcode.hls import (LivePlaylist, PartReady, RecordedSegment, RecordingWriter,
-                           RenditionMeta, RenditionPackager, SegmentReady, init_uri, recover,
-                           write_file_atomic, write_vod)
+from transcode.hls import (
+    LivePlaylist,
+    PartReady,
+    RecordedSegment,
+    RecordingWriter,
+    RenditionMeta,
+    RenditionPackager,
+    SegmentReady,
+    init_uri,
+    recover,
+    write_file_atomic,
+    write_vod,
+)
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
 from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
@@ -52,7 +63,7 @@ FINISH_TIMEOUT = 120.0
 class HlsSink:
     """Receives the transcoder's output in its worker threads; packages; posts to the loop."""
 
-    def __init__(self, broadcast: "Broadcast", loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, broadcast: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
         self.broadcast = broadcast
         self.loop = loop
         self._packagers: dict[str, RenditionPackager] = {}
@@ -83,7 +94,7 @@ class HlsSink:
                 part_duration=hls.part_duration, start_time=self.broadcast.stream.started_at,
                 first_segment=first, discontinuity=discontinuity)
             self._packagers[rendition] = packager
-        if events:
+        if previous is not None and events:
             self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events,
                                            (previous.peak_bandwidth, previous.average_bandwidth))
         self.loop.call_soon_threadsafe(self.broadcast.add_rendition, rendition, packager, video)
@@ -116,8 +127,8 @@ class HlsSink:
 class Broadcast:
     """One live stream's transcoding, live edge, files and row lifecycle."""
 
-    def __init__(self, manager: "Broadcasts", stream: LiveStream,
-                 prior: "Broadcast | None" = None) -> None:
+    def __init__(self, manager: Broadcasts, stream: LiveStream,
+                 prior: Broadcast | None = None) -> None:
         self.manager = manager
         self.settings: Settings = manager.settings
         self.stream = stream
@@ -272,21 +283,14 @@ class Broadcast:
     async def run(self) -> None:
         m = self.manager
         try:
-            ladder, passthrough = await m.ladder_for(self.stream.channel_id)
+            ladder = await m.ladder_for(self.stream.channel_id)
             if self.prior is not None:
                 await self.prior.released.wait()
                 self.prior = None
             self._take_edge()
             self.transcoder = LiveTranscoder(
                 self.subscription, ladder, HlsSink(self, asyncio.get_running_loop()),
-                passthrough=passthrough,
-                segment_duration=self.settings.hls.segment_duration,
-                preset=self.settings.transcode.preset,
-                x264_params=self.settings.transcode.x264_params,
-                audio_kbps=self.settings.transcode.audio_kbps,
-                thumbnail_interval=self.settings.transcode.thumbnail_interval,
-                thumbnail_width=self.settings.transcode.thumbnail_width,
-                queue_size=self.settings.transcode.rung_queue_size)
+                m.transcode_options)
             self.transcoder.start()
             transcoder = self.transcoder
             # The dashboard reads per-rung speed and drops through the live stream.
@@ -297,7 +301,7 @@ class Broadcast:
             await m.mark(self.stream, StreamStatus.ENDING)
             try:
                 await asyncio.wait_for(self._done.wait(), FINISH_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("%s: transcoder did not finish in %.0f s", self.slug, FINISH_TIMEOUT)
                 self.transcoder.stop()
             poller.cancel()
@@ -318,12 +322,14 @@ class Broadcast:
         has_media = any(self.recorded.values())
         extra: dict[str, Any] = {"hls_path": f"streams/{self.stream.stream_id}/master.m3u8"}
         if self.thumbnail_saved:
-            extra["thumbnail_path"] = str(m.thumbnail_path(self.slug).relative_to(self.settings.data_dir))
+            thumbnail = m.thumbnail_path(self.slug).relative_to(self.settings.data_dir)
+            extra["thumbnail_path"] = str(thumbnail)
         if self.recording and has_media:
             duration = await asyncio.to_thread(self._write_vod)
             await m.mark(self.stream, StreamStatus.ARCHIVED, vod_path=extra["hls_path"],
                          vod_duration_seconds=round(duration, 3), vod_available=True, **extra)
-            log.info("%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration)
+            log.info("%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id,
+                     duration)
         else:
             await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
         linger = self.settings.hls.reconnect_grace + (
@@ -363,6 +369,8 @@ class Broadcasts:
     def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
                  metrics: Metrics) -> None:
         self.settings = settings
+        # Built (and checked) once: every stream's transcoder works the same way.
+        self.transcode_options = transcode_options(settings)
         self.db = db
         self.metrics = metrics
         self.edges = EdgeRegistry()
@@ -379,7 +387,7 @@ class Broadcasts:
 
     def track(self, task: asyncio.Future[Any]) -> None:
         self._tasks.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)
 
     def _started(self, stream: LiveStream) -> None:
         if not self.settings.transcode.enabled:
@@ -429,7 +437,7 @@ class Broadcasts:
             previous[1].cancel()
         self._retiring[edge.slug] = (edge, loop.call_later(hls.reconnect_grace, end))
 
-    async def ladder_for(self, channel_id: int) -> tuple[list[Rung], str]:
+    async def ladder_for(self, channel_id: int) -> list[Rung]:
         """The channel's own ladder if it has a valid one, else the server's."""
         rungs: tuple[Rung, ...] = self.settings.transcode.ladder
         async with self.db.session() as session:
@@ -439,11 +447,11 @@ class Broadcasts:
                     rungs = parse_ladder(channel.ladder, f"channel {channel.slug} ladder")
                 except SettingsError as exc:
                     log.warning("%s; using the default ladder", exc)
-        return list(rungs), self.settings.transcode.passthrough
+        return list(rungs)
 
     async def mark(self, stream: LiveStream, status: StreamStatus, **fields: Any) -> None:
         """Move the row on; the first call after LIVE stamps the end time and duration."""
-        await self._end_row(stream.stream_id, status, datetime.now(timezone.utc),
+        await self._end_row(stream.stream_id, status, datetime.now(UTC),
                             stream.describe(), **fields)
 
     async def _end_row(self, stream_id: int, status: StreamStatus, now: datetime,
@@ -481,7 +489,7 @@ class Broadcasts:
         """ARCHIVED with a VOD of every whole segment that reached the disk, ended when media
         last did; OFFLINE (ended now) if none did or recording is off."""
         directory = self.settings.data_dir / "streams" / str(orphan.id)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         fields: dict[str, Any] = {"hls_path": f"streams/{orphan.id}/master.m3u8"}
         try:
             found = (await asyncio.to_thread(recover, directory)
@@ -490,7 +498,7 @@ class Broadcasts:
                 duration = await asyncio.to_thread(
                     write_vod, directory, found.recorded, found.master,
                     self.settings.hls.segment_duration, fsync=self.settings.recording.fsync)
-                ended = min(now, datetime.fromtimestamp(found.last_write, timezone.utc))
+                ended = min(now, datetime.fromtimestamp(found.last_write, UTC))
                 thumbnail = self.thumbnail_path(orphan.slug)
                 if (orphan.started_at is not None and thumbnail.exists()
                         and thumbnail.stat().st_mtime >= orphan.started_at.timestamp()):

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transcode.ladder import DEFAULT_LADDER, Rung
+from transcode.ladder import DEFAULT_LADDER, PassthroughMode, Rung
+from transcode.options import OptionError, TranscodeOptions
 
 ENV_PREFIX = "AETHEX_"
 
@@ -205,7 +206,7 @@ class TranscodeSettings:
     enabled: bool = True
     # auto: copy an H.264 source that fits the top rung instead of re-encoding it;
     # always: copy the top rung whenever the source is H.264; never: always re-encode.
-    passthrough: str = "auto"
+    passthrough: PassthroughMode = "auto"
     # libx264 preset for every rung (ultrafast … veryslow); veryfast suits 2 cores at 1080p.
     preset: str = "veryfast"
     # Extra libx264 options for every rung (x264-params syntax). The default turns off the
@@ -366,8 +367,33 @@ class Settings:
         return f"rtmp://{host}{port}/{self.rtmp.app}"
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow")
+# The setting each of the live transcoder's options is made from.
+TRANSCODE_OPTION_SETTINGS = {
+    "passthrough": "transcode.passthrough",
+    "segment_duration": "hls.segment_duration",
+    "preset": "transcode.preset",
+    "x264_params": "transcode.x264_params",
+    "audio_kbps": "transcode.audio_kbps",
+    "thumbnail_interval": "transcode.thumbnail_interval",
+    "thumbnail_width": "transcode.thumbnail_width",
+    "queue_size": "transcode.rung_queue_size",
+}
+
+
+def transcode_options(s: Settings) -> TranscodeOptions:
+    """The live transcoder's options from settings.
+
+    The rules are the transcoder's own (``TranscodeOptions``); ``validate`` calls this at load,
+    so a broken rule stops the server at start and names the setting.
+    """
+    values = {}
+    for option, key in TRANSCODE_OPTION_SETTINGS.items():
+        section, name = key.split(".")
+        values[option] = getattr(getattr(s, section), name)
+    try:
+        return TranscodeOptions(**values)
+    except OptionError as exc:
+        raise SettingsError(TRANSCODE_OPTION_SETTINGS[exc.option], exc.reason) from None
 
 
 def validate_ladder(ladder: tuple[RungSettings, ...], key: str) -> None:
@@ -453,21 +479,10 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("live.bitrate_warn_high", "must be a multiple greater than 1")
     if not 0 < s.live.speed_warn_below <= 1:
         raise SettingsError("live.speed_warn_below", "must be between 0 (exclusive) and 1")
-    t = s.transcode
-    if t.passthrough not in ("auto", "always", "never"):
-        raise SettingsError("transcode.passthrough", "must be auto, always or never")
-    if t.preset not in X264_PRESETS:
-        raise SettingsError("transcode.preset", f"must be one of {', '.join(X264_PRESETS)}")
-    if not re.fullmatch(r"([a-z0-9-]+=[A-Za-z0-9.,_/-]+)?(:[a-z0-9-]+=[A-Za-z0-9.,_/-]+)*",
-                        t.x264_params):
-        raise SettingsError("transcode.x264_params", "must be key=value pairs joined by ':'")
-    for name in ("audio_kbps", "rung_queue_size", "thumbnail_interval"):
-        _check_positive(f"transcode.{name}", getattr(t, name))
-    if not 16 <= t.thumbnail_width <= 3840 or t.thumbnail_width % 2:
-        raise SettingsError("transcode.thumbnail_width", "must be an even number of pixels, 16-3840")
-    validate_ladder(t.ladder, "transcode.ladder")
+    # transcode.* and hls.segment_duration: the transcoder's rules, named by setting.
+    transcode_options(s)
+    validate_ladder(s.transcode.ladder, "transcode.ladder")
     h = s.hls
-    _check_positive("hls.segment_duration", h.segment_duration)
     _check_positive("hls.part_duration", h.part_duration)
     if h.part_duration > h.segment_duration:
         raise SettingsError("hls.part_duration", "must not be longer than hls.segment_duration")
@@ -607,6 +622,11 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
         if isinstance(value, (str, Path)):
             return Path(str(value))
         raise SettingsError(key, f"expected a path, got {value!r}")
+    if typing.get_origin(typ) is typing.Literal:
+        choices = typing.get_args(typ)
+        if value in choices:
+            return str(value)
+        raise SettingsError(key, f"must be one of {', '.join(choices)}, got {value!r}")
     raise SettingsError(key, f"unsupported setting type {typ!r}")
 
 

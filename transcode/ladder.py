@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 PassthroughMode = Literal["auto", "always", "never"]
-PASSTHROUGH_MODES: tuple[str, ...] = ("auto", "always", "never")
+PASSTHROUGH_MODES: tuple[str, ...] = get_args(PassthroughMode)
 
 # Only H.264 can be copied: the packager writes avc1 tracks and every player plays them.
 COPYABLE_CODECS = frozenset({"avc1"})
@@ -24,7 +24,6 @@ FPS_TOLERANCE = 0.5
 # VBV: peak at 110 % of the average (Apple's HLS authoring limit), a two-second buffer.
 MAXRATE_FACTOR = 1.1
 BUFSIZE_FACTOR = 2.0
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +135,3 @@ def plan_ladder(source_width: int, source_height: int, source_fps: float, source
         plans[0] = RenditionPlan(top.name, source_width, source_height, fps, top.video_kbps,
                                  top.maxrate_kbps, top.bufsize_kbits, passthrough=True)
     return plans
-
-
-def _field(index: int, name: str, why: str) -> ValueError:
-    return ValueError(f"rung {index}: {name!r} {why}")
-
-

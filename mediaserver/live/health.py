@@ -1,4 +1,4 @@
-"""Stream health for the creator's dashboard: what the encoder sends and whether the ladder keeps up.
+"""Stream health for the creator's dashboard: what the encoder sends, whether the ladder keeps up.
 
 Everything here is computed on read from counters that ingest and the transcoder already keep
 as packets flow (``IngestStats``, ``LiveTranscoder.stats()``), so a dashboard polling every
@@ -13,9 +13,9 @@ a transcoder slower than real time or dropping frames.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from .stats import IngestStats
 
@@ -28,12 +28,22 @@ STALL_SECONDS = 3.0
 
 
 class RungPlan(Protocol):
-    """What health needs of one planned rendition (``transcode.ladder.RenditionPlan``)."""
+    """What health needs of one planned rendition (``transcode.ladder.RenditionPlan``).
 
-    name: str
-    video_kbps: int
-    maxrate_kbps: int
-    passthrough: bool
+    Read-only members: health only reads them, and a frozen plan cannot offer settable ones.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def video_kbps(self) -> int: ...
+
+    @property
+    def maxrate_kbps(self) -> int: ...
+
+    @property
+    def passthrough(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from transcode.media import CodecConfig, MediaKind, MediaPacket
 
