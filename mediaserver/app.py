@@ -7,7 +7,7 @@ import gc
 import logging
 import resource
 import signal
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -18,9 +18,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
-
-if TYPE_CHECKING:
-    from webapp.fastpath import HttpFront
+from webapp import HLS_KEY, HttpFront, create_app
 
 log = logging.getLogger("aethex")
 
@@ -51,28 +49,22 @@ class Server:
         return self.ingest.port
 
     async def start(self) -> None:
-        from webapp import create_app
-
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
         # Streams a crash left open: out of LIVE before a publisher can come back, recovered
         # from the disk in the background.
         await self.broadcasts.recover_orphans()
         await self.ingest.start()
+        # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
         app = create_app(settings=self.settings, db=self.db, metrics=self.metrics,
-                         registry=self.registry, edges=self.broadcasts.edges)
-        from webapp.channels import RTMP_PORT_KEY
-
-        app[RTMP_PORT_KEY] = self.rtmp_port  # the OBS "Server" shown on the dashboard
+                         registry=self.registry, edges=self.broadcasts.edges,
+                         rtmp_port=self.rtmp_port)
         h = self.settings.http
         self._runner = web.AppRunner(app, access_log=None,
                                      keepalive_timeout=h.keepalive_timeout)
         await self._runner.setup()
         aiohttp_factory: Callable[[], asyncio.Protocol] = \
             self._runner.server  # type: ignore[assignment]
-        from webapp.fastpath import HttpFront
-        from webapp.hls import HLS_KEY
-
         # Every connection is accepted by the front, which admits it (connection caps) and
         # keeps the head deadline, then answers HLS itself or hands over to aiohttp.
         rejected = self.metrics.http_rejected

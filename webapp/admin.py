@@ -14,13 +14,18 @@ from aiohttp import web
 
 from storage import accounts
 
-from .app import DB_KEY
-from .chat import account_changed
-from .auth.api import PRIVATE_USER_SCHEMA, error_response, json_body, json_response
-from .auth.pages import form_text, redirect, render
 from .errors import ApiError
+from .identity import (
+    account_changed,
+    require_admin,
+    require_page_user,
+    require_user,
+    user_json,
+)
+from .keys import DB_KEY
+from .openapi import PRIVATE_USER_SCHEMA, error_response, json_body, json_response
 from .parsing import path_id, query_int, read_form, read_json
-from .identity import require_admin, require_page_user, require_user, user_json
+from .render import form_text, redirect, render
 
 # Users per page of the list (a display cap; the API takes ?limit= up to MAX_PAGE).
 PAGE_SIZE = 50

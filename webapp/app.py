@@ -1,7 +1,10 @@
-"""The aiohttp application: HLS delivery, viewer pages, /metrics (API and chat follow).
+"""The aiohttp application: every area of the site, set up in one place.
 
-Each area registers its routes from its own module through ``setup(app)``; shared objects live
-in the application under typed keys so handlers never reach for globals.
+The top of the package. Below it, each feature area (pages, channels, streams, dashboard, HLS,
+accounts, profile, uploads, admin, chat, follows, /metrics) registers its routes through its
+own ``setup(app)`` and imports only the floor (``keys``, ``errors``, ``render``, ``openapi``,
+``identity`` and the other leaves), never another area nor this module. Shared objects live in
+the application under the typed keys of ``webapp.keys``, so handlers never reach for globals.
 """
 
 from __future__ import annotations
@@ -14,17 +17,35 @@ from mediaserver.settings import Settings
 from storage import Database
 from transcode.edge import EdgeRegistry
 
-METRICS_KEY = web.AppKey("metrics", Metrics)
-REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
-SETTINGS_KEY = web.AppKey("settings", Settings)
-DB_KEY = web.AppKey("db", Database)
-EDGES_KEY = web.AppKey("edges", EdgeRegistry)
+from . import (
+    admin,
+    auth,
+    channels,
+    chat,
+    dashboard,
+    follows,
+    hls,
+    identity,
+    images,
+    openapi,
+    pages,
+    profile,
+    render,
+    scrape,
+    streams_api,
+    uploads,
+)
+from .errors import error_middleware, quiet_client_errors
+from .keys import DB_KEY, EDGES_KEY, METRICS_KEY, REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
 
 
 def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: LiveRegistry,
-               edges: EdgeRegistry) -> web.Application:
-    from .errors import error_middleware, quiet_client_errors
+               edges: EdgeRegistry, rtmp_port: int | None = None) -> web.Application:
+    """The site, given what it shares with the rest of the process.
 
+    ``rtmp_port`` is the port ingest actually listens on (the dashboard shows it as the OBS
+    server); without it, the configured ``rtmp.port``.
+    """
     quiet_client_errors()
 
     # Uploads (avatars, banners) are the largest bodies the site takes; a small margin leaves
@@ -36,28 +57,22 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
     app[METRICS_KEY] = metrics
     app[REGISTRY_KEY] = registry
     app[EDGES_KEY] = edges
-    from . import scrape  # /metrics: access rules, unlisted channels folded
+    app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
 
-    scrape.setup(app, settings)
-    from . import pages  # it imports the keys above, hence not at module level
-    pages.setup(app)
-    from . import channels, dashboard, openapi, streams_api  # creator dashboard and JSON API
-
-    channels.setup(app)
+    scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
+    render.setup(app)  # the template environment every page renders with
+    pages.setup(app)  # the home and player pages and what they poll
+    channels.setup(app)  # creator dashboard and JSON API
     streams_api.setup(app)
     dashboard.setup(app)
     openapi.setup(app)
-    from . import hls  # same reason
-
     hls.setup(app)
-    from . import auth, identity  # accounts; identity needs the template environment of pages
-
-    identity.setup(app)
+    identity.setup(app)  # accounts; adds its helpers to the template environment
     auth.setup(app)
-    from . import chat  # real-time chat: WebSocket, its API and moderation pages
-
-    chat.setup(app)
-    from . import follows  # the Follow button's API; tells the chat service of changes
-
-    follows.setup(app)
+    profile.setup(app)
+    images.setup(app)  # the decode gate of every image upload
+    uploads.setup(app)
+    admin.setup(app)
+    chat.setup(app)  # real-time chat: WebSocket, its API and moderation pages
+    follows.setup(app)  # the Follow button's API; tells the chat service of changes
     return app

@@ -2,7 +2,7 @@
 
 Routes: ``GET/POST /api/channels``, ``GET/PATCH/DELETE /api/channels/{slug}``,
 ``POST /api/channels/{slug}/stream-key``, ``POST/DELETE /api/channels/{slug}/avatar`` and
-``/banner`` (images go through webapp.uploads, exactly like a profile's). Anyone may read a channel's public fields (an
+``/banner`` (images go through webapp.images, exactly like a profile's). Anyone may read a channel's public fields (an
 unlisted channel is reachable by its slug, only left out of lists); only its owner or an admin
 sees the stream key and the OBS settings, or changes anything. A regenerated key works from the
 commit on and the old one is refused by ingest at its next publish attempt, because ingest looks
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
@@ -22,99 +21,15 @@ from storage import channels as channel_queries
 from storage import queries
 from storage.models import Channel, User
 
-from . import uploads
-from .app import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
-from .chat import CHAT_KEY
+from . import images
+from .documents import channel_json, live_stream_id, load_channel, obs_settings
 from .errors import ApiError
+from .identity import can_manage, current_user, require_manager, require_user
+from .keys import CHAT_KEY, DB_KEY
+from .openapi import SLUG_PARAM
 from .parsing import field, query_int, read_json
-from .identity import current_user, require_user, upload_url
 
-RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
 CHANNEL_LIST_MAX = 100
-
-
-def can_manage(user: User | None, channel: Channel) -> bool:
-    return user is not None and (user.id == channel.owner_id or user.is_admin)
-
-
-def rtmp_server(request: web.Request) -> str:
-    """What a creator pastes into OBS as Server: ``rtmp.public_url`` when set, else the host
-    the creator reached this site by (``http.public_url``, else the request) and our RTMP port."""
-    settings = request.app[SETTINGS_KEY]
-    if settings.rtmp.public_url:
-        return settings.rtmp.public_url.rstrip("/")
-    host = ""
-    if settings.http.public_url:
-        host = urlsplit(settings.http.public_url).hostname or ""
-    if not host:
-        host = request.url.host or "localhost"
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    port = request.app.get(RTMP_PORT_KEY) or settings.rtmp.port
-    suffix = "" if port == 1935 else f":{port}"
-    return f"rtmp://{host}{suffix}/{settings.rtmp.app}"
-
-
-def obs_settings(request: web.Request, channel: Channel) -> dict[str, str]:
-    server = rtmp_server(request)
-    return {"server": server, "stream_key": channel.stream_key,
-            "url": f"{server}/{channel.stream_key}"}
-
-
-def live_stream_id(request: web.Request, channel: Channel) -> int | None:
-    """The id of the channel's stream if its publisher is connected right now."""
-    live = request.app[REGISTRY_KEY].get(channel.slug)
-    if live is None or live.ended or live.channel_id != channel.id:
-        return None
-    return live.stream_id
-
-
-def channel_json(request: web.Request, channel: Channel, owner: str, *,
-                 private: bool = False) -> dict[str, Any]:
-    """A channel as the API shows it; ``private`` adds the stream key and OBS settings."""
-    stream_id = live_stream_id(request, channel)
-    data: dict[str, Any] = {
-        "id": channel.id,
-        "slug": channel.slug,
-        "name": channel.name,
-        "description": channel.description,
-        "category": channel.category,
-        "tags": list(channel.tags or []),
-        "is_public": channel.is_public,
-        "owner": owner,
-        "avatar_url": upload_url(channel.avatar_path),
-        "banner_url": upload_url(channel.banner_path),
-        "url": f"/streams/{channel.slug}",
-        "hls_url": f"/hls/{channel.slug}/master.m3u8",
-        "live": stream_id is not None,
-        "stream_id": stream_id,
-        "follower_count": channel.follower_count,
-        "total_streams": channel.total_streams,
-        "created_at": channel.created_at.isoformat(),
-    }
-    if private:
-        obs = obs_settings(request, channel)
-        data["stream_key"] = channel.stream_key
-        data["rtmp"] = obs
-    return data
-
-
-async def load_channel(request: web.Request, session: Any) -> tuple[Channel, str]:
-    """The channel named by ``{slug}`` and its owner's username, or a 404 ApiError."""
-    slug = request.match_info["slug"]
-    row = None
-    if queries.SLUG_RE.fullmatch(slug):
-        row = (await session.execute(
-            select(Channel, User.username).join(User, User.id == Channel.owner_id)
-            .where(Channel.slug == slug))).one_or_none()
-    if row is None:
-        raise ApiError(404, "not_found", f"no channel {slug!r}")
-    return row[0], row[1]
-
-
-def require_manager(user: User, channel: Channel) -> None:
-    if not can_manage(user, channel):
-        raise ApiError(403, "forbidden", "only the channel's owner (or an admin) may do this")
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -180,7 +95,7 @@ async def delete_channel(request: web.Request) -> web.Response:
         require_manager(user, channel)
         if live_stream_id(request, channel) is not None:
             raise ApiError(409, "live", f"channel {channel.slug!r} is live: end the stream first")
-        images, slug = (channel.avatar_path, channel.banner_path), channel.slug
+        files, slug = (channel.avatar_path, channel.banner_path), channel.slug
         await channel_queries.delete_channel(session, channel)
         await session.commit()
     # The chat service caches each channel's state (its id) by slug: a stale entry would let
@@ -188,8 +103,8 @@ async def delete_channel(request: web.Request) -> web.Response:
     chat = request.app.get(CHAT_KEY)
     if chat is not None:
         await chat.changed(slug)
-    for name in images:
-        uploads.remove_upload(request.app, name)
+    for name in files:
+        images.remove_upload(request.app, name)
     return web.Response(status=204)
 
 
@@ -205,7 +120,7 @@ async def regenerate_key(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
-def _assign_image(request: web.Request, user: User, kind: str) -> uploads.Assign[dict[str, Any]]:
+def _assign_image(request: web.Request, user: User, kind: str) -> images.Assign[dict[str, Any]]:
     """Sets the channel's ``kind`` column in its own transaction, re-checking that the channel
     still exists and that ``user`` may still change it (the upload took a while)."""
     column = f"{kind}_path"
@@ -231,14 +146,14 @@ def image_handlers(kind: str) -> tuple[Callable[[web.Request], Awaitable[web.Res
         async with request.app[DB_KEY].session() as session:
             channel, _ = await load_channel(request, session)
             require_manager(user, channel)  # before reading (and decoding) the body
-        image = await uploads.read_image(request, kind)
-        data = await uploads.replace_image(request.app, image, _assign_image(request, user, kind))
+        image = await images.read_image(request, kind)
+        data = await images.replace_image(request.app, image, _assign_image(request, user, kind))
         return web.json_response({"channel": data, "url": data[f"{kind}_url"],
                                   "width": image.width, "height": image.height})
 
     async def remove(request: web.Request) -> web.Response:
         user = await require_user(request)
-        data = await uploads.replace_image(request.app, None, _assign_image(request, user, kind))
+        data = await images.replace_image(request.app, None, _assign_image(request, user, kind))
         return web.json_response({"channel": data})
 
     return upload, remove
@@ -257,7 +172,7 @@ def setup(app: web.Application) -> None:
     app.router.add_patch("/api/channels/{slug}", update_channel)
     app.router.add_delete("/api/channels/{slug}", delete_channel)
     app.router.add_post("/api/channels/{slug}/stream-key", regenerate_key)
-    for kind in uploads.KINDS:
+    for kind in images.KINDS:
         upload, remove = image_handlers(kind)
         app.router.add_post(f"/api/channels/{{slug}}/{kind}", upload)
         app.router.add_delete(f"/api/channels/{{slug}}/{kind}", remove)
@@ -266,7 +181,6 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------
 
-_SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 _ERRORS = {str(code): {"$ref": f"#/components/responses/{name}"} for code, name in (
     (400, "BadRequest"), (401, "Unauthenticated"), (403, "Forbidden"), (404, "NotFound"))}
 _CHANNEL = {"application/json": {"schema": {"$ref": "#/components/schemas/Channel"}}}
@@ -313,11 +227,11 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
 def _image_ops(kind: str) -> dict[str, Any]:
     """Upload and removal of a channel's avatar or banner."""
     return {
-        "parameters": [_SLUG],
+        "parameters": [SLUG_PARAM],
         "post": {"summary": f"Upload the channel's {kind} (owner or admin; re-encoded to a "
                             "bounded size, metadata dropped; the old image is removed)",
                  "tags": ["channels"],
-                 "requestBody": uploads.IMAGE_REQUEST_BODY,
+                 "requestBody": images.IMAGE_REQUEST_BODY,
                  "responses": {"200": {"description": "Stored", "content": {
                      "application/json": {"schema": {
                          "type": "object", "required": ["channel", "url", "width", "height"],
@@ -325,7 +239,7 @@ def _image_ops(kind: str) -> dict[str, Any]:
                                         "url": {"type": "string"},
                                         "width": {"type": "integer"},
                                         "height": {"type": "integer"}}}}}},
-                     **uploads.image_upload_errors(),
+                     **images.image_upload_errors(),
                      "404": {"$ref": "#/components/responses/NotFound"}}},
         "delete": {"summary": f"Remove the channel's {kind} (owner or admin)",
                    "tags": ["channels"],
@@ -362,7 +276,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         },
     },
     "/api/channels/{slug}": {
-        "parameters": [_SLUG],
+        "parameters": [SLUG_PARAM],
         "get": {"summary": "A channel (stream key only for its owner or an admin)",
                 "tags": ["channels"],
                 "responses": {"200": {"description": "The channel", "content": _CHANNEL},
@@ -378,7 +292,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                                  "409": {"$ref": "#/components/responses/Conflict"}, **_ERRORS}},
     },
     "/api/channels/{slug}/stream-key": {
-        "parameters": [_SLUG],
+        "parameters": [SLUG_PARAM],
         "post": {"summary": "Regenerate the stream key; the old key is refused from now on",
                  "tags": ["channels"],
                  "responses": {"200": {"description": "The new key", "content": {
@@ -387,5 +301,5 @@ OPENAPI_PATHS: dict[str, Any] = {
                          "rtmp": {"$ref": "#/components/schemas/RtmpSettings"}}}}}},
                      **_ERRORS}},
     },
-    **{f"/api/channels/{{slug}}/{kind}": _image_ops(kind) for kind in uploads.KINDS},
+    **{f"/api/channels/{{slug}}/{kind}": _image_ops(kind) for kind in images.KINDS},
 }

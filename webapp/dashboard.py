@@ -16,12 +16,11 @@ from aiohttp import web
 from storage import channels as channel_queries
 from storage.models import StreamStatus
 
-from .app import DB_KEY, SETTINGS_KEY
-from .channels import channel_json
+from .documents import channel_json, stream_json
 from .identity import require_page_user
-from .pages import PAGE_HEADERS, not_found_page
+from .keys import DB_KEY, SETTINGS_KEY
+from .render import not_found_page, render
 from .stream_links import find_stream
-from .streams_api import stream_json
 
 # Past streams listed per channel on the dashboard (the API pages through the rest).
 PAST_STREAMS_SHOWN = 20
@@ -30,10 +29,7 @@ POLL_INTERVAL_MS = 1000
 
 
 def _render(request: web.Request, template: str, context: dict[str, Any]) -> web.Response:
-    import aiohttp_jinja2
-
-    response = aiohttp_jinja2.render_template(template, request, context)
-    response.headers.update(PAGE_HEADERS)
+    response = render(request, template, context)
     response.headers["Cache-Control"] = "no-store"  # carries stream keys
     return response
 

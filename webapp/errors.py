@@ -12,9 +12,10 @@ requests too malformed to reach a handler are kept out of the error log here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Awaitable, Callable
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -68,8 +69,6 @@ def _code_for(status: int) -> str:
 
 
 def _html_error(request: web.Request, err: ApiError) -> web.Response:
-    import aiohttp_jinja2
-
     response = aiohttp_jinja2.render_template(
         "auth/error.html", request, {"status": err.status, "message": err.message},
         status=err.status)

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from storage import follows
 
-from .app import DB_KEY
-from .channels import _SLUG, load_channel
-from .chat import CHAT_KEY
+from .documents import load_channel
 from .identity import current_user, require_user
+from .keys import CHAT_KEY, DB_KEY
+from .openapi import SLUG_PARAM
 
 
 def _state(following: bool, followers: int) -> web.Response:
@@ -96,7 +96,7 @@ _WRITE_ERRORS = {
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/channels/{slug}/follow": {
-        "parameters": [_SLUG],
+        "parameters": [SLUG_PARAM],
         "get": {"summary": "Whether you follow the channel, and its follower count",
                 "tags": ["follows"],
                 "responses": {"200": {"description": "Follow state", "content": _FOLLOW_STATE},

@@ -46,6 +46,7 @@ from typing import Any, Literal, TypeAlias
 
 from aiohttp import web
 
+from mediaserver.addresses import address_key
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database, queries
@@ -53,9 +54,8 @@ from storage.channels import parse_stream_ref, stream_by_ref
 from storage.models import StreamStatus
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import INIT_URI, parse_segment_name
-from mediaserver.addresses import address_key
-from webapp.app import DB_KEY, EDGES_KEY, METRICS_KEY, SETTINGS_KEY
 from webapp.forwarded import client_host
+from webapp.keys import DB_KEY, EDGES_KEY, HLS_KEY, METRICS_KEY, SETTINGS_KEY
 from webapp.stream_links import reachable
 
 log = logging.getLogger(__name__)
@@ -1111,9 +1111,6 @@ class HlsService:
                     held.release(False)
             if state.watcher is not None:
                 state.watcher.cancel()
-
-
-HLS_KEY = web.AppKey("hls", HlsService)
 
 
 def setup(app: web.Application) -> HlsService:

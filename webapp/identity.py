@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -51,10 +52,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mediaserver.settings import SettingsError
 from storage import accounts, queries
-from storage.models import User
+from storage.models import Channel, User
 
-from .app import DB_KEY, SETTINGS_KEY
 from .errors import HOT_PREFIXES, ApiError, Handler
+from .keys import CHAT_KEY, DB_KEY, SECRET_KEY, SETTINGS_KEY
 from .parsing import read_form
 
 SESSION_COOKIE = "aethex_session"
@@ -79,7 +80,6 @@ PRE_KEY = web.RequestKey("aethex_identity_pre", str)
 
 _CSRF_CONTEXT = b"aethex-csrf-v2"
 SECRET_KEY_FILE = "secret_key"
-SECRET_KEY = web.AppKey("aethex_secret_key", bytes)
 _SECRET_RE = re.compile(r"[0-9a-f]{64}")
 
 log = logging.getLogger(__name__)
@@ -185,12 +185,29 @@ def require_admin(user: User) -> None:
         raise ApiError(403, "forbidden", "only an administrator may do this")
 
 
+def can_manage(user: User | None, channel: Channel) -> bool:
+    """Whether ``user`` may change ``channel`` (and see its stream key): its owner or an admin."""
+    return user is not None and (user.id == channel.owner_id or user.is_admin)
+
+
+def require_manager(user: User, channel: Channel) -> None:
+    if not can_manage(user, channel):
+        raise ApiError(403, "forbidden", "only the channel's owner (or an admin) may do this")
+
+
+def account_changed(app: web.Application, user_id: int) -> None:
+    """Call after committing a change to a user's account, role or credentials (disable,
+    promote/demote, logout, token revocation): their open chat sockets follow it on every
+    process (see chat/principal.py). Harmless when the app has no chat."""
+    service = app.get(CHAT_KEY)
+    if service is not None:
+        service.account_changed(user_id)
+
+
 async def require_page_user(request: web.Request) -> User:
     """For HTML pages: the logged-in user, or a redirect to the login page that comes back."""
     user = await current_user(request)
     if user is None:
-        from urllib.parse import quote
-
         raise web.HTTPSeeOther(f"/auth/login?next={quote(request.path_qs, safe='')}")
     return user
 
@@ -389,7 +406,7 @@ def user_json(user: User, *, private: bool = False) -> dict[str, Any]:
 
 
 def setup(app: web.Application) -> None:
-    """Install the identity middleware and the template helpers (after pages.setup)."""
+    """Install the identity middleware and the template helpers (after render.setup)."""
     app[SECRET_KEY] = load_secret_key(app[SETTINGS_KEY].data_dir)
     env = aiohttp_jinja2.get_env(app)
     env.globals["csrf_token"] = _template_csrf_token

@@ -1,4 +1,5 @@
-"""``/api/openapi.json``: one OpenAPI 3.1 document built from the fragments each module keeps.
+"""``/api/openapi.json``: one OpenAPI 3.1 document built from the fragments each module keeps,
+and the pieces those fragments share (the error answer, the slug parameter, the user schemas).
 
 Every module that registers ``/api/`` routes describes them beside its handlers in a
 module-level ``OPENAPI_PATHS`` (``{path: {method: operation}}``) and, if it needs them, its
@@ -6,6 +7,10 @@ schemas in ``OPENAPI_SCHEMAS``. This module walks the ``webapp`` package, merges
 and refuses to merge two descriptions of the same operation or two different schemas under
 one name (a quiet overwrite would hide a route). ``tests`` check the result against the
 router, so a route nobody described fails the suite.
+
+A leaf of the package: the areas import their OpenAPI helpers from here, so it must not import
+them back. It finds their fragments at start-up by walking the package's directory, once
+``app.py`` has imported and set up every area.
 """
 
 from __future__ import annotations
@@ -13,16 +18,16 @@ from __future__ import annotations
 import copy
 import importlib
 import pkgutil
-from typing import Any, Iterable
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-import webapp
+from .keys import OPENAPI_DOC_KEY
 
 OPENAPI_VERSION = "3.1.0"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-
-_DOC_KEY = web.AppKey("openapi_document", dict)
 
 ERROR_SCHEMA = {
     "type": "object", "required": ["error"],
@@ -33,9 +38,50 @@ ERROR_SCHEMA = {
 }
 
 
-def _error_response(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
+    """An answer in the project's error shape (``ERROR_SCHEMA``), with its own description."""
     return {"description": description, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The ``{slug}`` path parameter of every route under a channel.
+SLUG_PARAM: dict[str, Any] = {"name": "slug", "in": "path", "required": True,
+                              "schema": {"type": "string"}}
+
+# A user as ``identity.user_json`` shows them, to others and to themselves (or an admin).
+PUBLIC_USER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "username", "display_name", "bio", "avatar_url", "banner_url",
+                 "social_links", "is_admin", "created_at"],
+    "properties": {
+        "id": {"type": "integer"}, "username": {"type": "string"},
+        "display_name": {"type": "string"}, "bio": {"type": "string"},
+        "avatar_url": {"type": ["string", "null"]}, "banner_url": {"type": ["string", "null"]},
+        "social_links": {"type": "object", "additionalProperties": {"type": "string"}},
+        "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+PRIVATE_USER_SCHEMA: dict[str, Any] = {
+    **PUBLIC_USER_SCHEMA,
+    "description": "The user as they (or an admin) see themselves: adds email and settings.",
+    "properties": {
+        **PUBLIC_USER_SCHEMA["properties"],
+        "email": {"type": "string"}, "theme": {"type": "string", "enum": ["dark", "light"]},
+        "language": {"type": "string"}, "is_disabled": {"type": "boolean"},
+        "onboarded": {"type": "boolean"},
+        "last_login_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+USER_ENVELOPE: dict[str, Any] = {"type": "object", "required": ["user"],
+                                 "properties": {"user": PRIVATE_USER_SCHEMA}}
 
 
 # Routes whose modules are not API modules: the viewer page's poll and this document.
@@ -68,20 +114,20 @@ CORE_PATHS: dict[str, Any] = {
 CORE_SCHEMAS: dict[str, Any] = {"Error": ERROR_SCHEMA}
 
 CORE_RESPONSES: dict[str, Any] = {
-    "BadRequest": _error_response("Bad input: missing or wrongly typed fields, values too "
-                                  "long, malformed JSON"),
-    "Unauthenticated": _error_response("Not logged in: send the session cookie (with "
-                                       "X-CSRF-Token on writes) or Authorization: Bearer"),
-    "Forbidden": _error_response("Logged in, but not allowed (not the owner, CSRF token "
-                                 "missing)"),
-    "NotFound": _error_response("No such object"),
-    "Conflict": _error_response("Clashes with the current state (taken slug, live stream)"),
-    "PayloadTooLarge": _error_response("The body is larger than the server takes "
-                                       "(http.max_json_bytes for JSON, uploads.max_bytes for "
-                                       "images)"),
-    "UnsupportedMediaType": _error_response("The body is not of the documented type "
-                                            "(Content-Type: application/json, or "
-                                            "multipart/form-data for uploads)"),
+    "BadRequest": error_response("Bad input: missing or wrongly typed fields, values too "
+                                 "long, malformed JSON"),
+    "Unauthenticated": error_response("Not logged in: send the session cookie (with "
+                                      "X-CSRF-Token on writes) or Authorization: Bearer"),
+    "Forbidden": error_response("Logged in, but not allowed (not the owner, CSRF token "
+                                "missing)"),
+    "NotFound": error_response("No such object"),
+    "Conflict": error_response("Clashes with the current state (taken slug, live stream)"),
+    "PayloadTooLarge": error_response("The body is larger than the server takes "
+                                      "(http.max_json_bytes for JSON, uploads.max_bytes for "
+                                      "images)"),
+    "UnsupportedMediaType": error_response("The body is not of the documented type "
+                                           "(Content-Type: application/json, or "
+                                           "multipart/form-data for uploads)"),
 }
 
 # What the shared request readers (webapp.parsing) answer, by what an operation takes.
@@ -91,8 +137,12 @@ _QUERY_RESPONSES = {"400": "BadRequest"}
 
 
 def api_modules() -> Iterable[Any]:
-    """Every module of the ``webapp`` package (its own fragments come first)."""
-    for info in pkgutil.walk_packages(webapp.__path__, prefix="webapp."):
+    """Every module of the ``webapp`` package (its own fragments come first).
+
+    By its directory, not ``import webapp``: the modules are already imported when this runs
+    (at start-up), and an import of the package here would close a cycle through ``app.py``.
+    """
+    for info in pkgutil.walk_packages([str(Path(__file__).parent)], prefix=f"{__package__}."):
         if info.name == __name__:
             continue
         yield importlib.import_module(info.name)
@@ -188,7 +238,7 @@ def build_document() -> dict[str, Any]:
 
 
 async def openapi_view(request: web.Request) -> web.Response:
-    cache = request.app[_DOC_KEY]
+    cache = request.app[OPENAPI_DOC_KEY]
     if "doc" not in cache:
         cache["doc"] = build_document()
     return web.json_response(cache["doc"], headers={"Cache-Control": "no-cache"})
@@ -197,10 +247,10 @@ async def openapi_view(request: web.Request) -> web.Response:
 async def _build_on_startup(app: web.Application) -> None:
     # Built once, after every module has registered its routes: a broken fragment stops the
     # server at start, not on the first request.
-    app[_DOC_KEY]["doc"] = build_document()
+    app[OPENAPI_DOC_KEY]["doc"] = build_document()
 
 
 def setup(app: web.Application) -> None:
-    app[_DOC_KEY] = {}
+    app[OPENAPI_DOC_KEY] = {}
     app.router.add_get("/api/openapi.json", openapi_view)
     app.on_startup.append(_build_on_startup)

@@ -14,14 +14,11 @@ starts then sees the full ladder in the master playlist and its first request su
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,15 +27,13 @@ from storage import follows, queries
 from storage.models import Channel, Profile, Stream, StreamStatus, User
 from transcode.edge import LiveEdge
 
-from .app import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
 from .errors import json_error
 from .identity import current_user, upload_url
+from .keys import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
+from .render import STATIC_DIR, not_found_page, render
 
 log = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-TEMPLATES_DIR = HERE / "templates"
-STATIC_DIR = HERE / "static"
 HLS_JS = STATIC_DIR / "vendor" / "hls.min.js"
 
 # Most channels listed on the home page (the busiest first); a display cap, not a resource one.
@@ -46,18 +41,6 @@ HOME_MAX_CHANNELS = 60
 # Thumbnails are rewritten every transcode.thumbnail_interval (10 s by default).
 THUMBNAIL_CACHE = "public, max-age=10"
 STATIC_CACHE = "public, max-age=3600"
-# The pages load only our own scripts, styles and media. hls.js runs its transmuxer in a
-# blob: worker and feeds the <video> through a blob: MediaSource URL.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-cache",
-}
-
 
 @dataclass(frozen=True)
 class ChannelInfo:
@@ -120,37 +103,6 @@ def thumbnail_file(app: web.Application, slug: str) -> Path:
     return app[SETTINGS_KEY].data_dir / "thumbnails" / f"{slug}.jpg"
 
 
-class Assets:
-    """``asset('css/site.css')`` -> ``/static/css/site.css?v=<content hash>`` for cache busting."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._cache: dict[str, tuple[float, str]] = {}
-
-    def __call__(self, name: str) -> str:
-        path = self.root / name
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            return f"/static/{name}"
-        cached = self._cache.get(name)
-        if cached is None or cached[0] != mtime:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-            cached = self._cache[name] = (mtime, digest)
-        return f"/static/{name}?v={cached[1]}"
-
-
-def _page(request: web.Request, template: str, context: dict[str, Any],
-          status: int = 200) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
-    response.headers.update(PAGE_HEADERS)
-    return response
-
-
-def not_found_page(request: web.Request, what: str) -> web.Response:
-    return _page(request, "404.html", {"what": what}, status=404)
-
-
 # -- handlers -----------------------------------------------------------------------------
 
 async def home(request: web.Request) -> web.Response:
@@ -176,7 +128,7 @@ async def home(request: web.Request) -> web.Response:
             "category": stream.category or channel.category, "viewers": stream.viewer_count,
             "thumbnail": thumb_url, "avatar": upload_url(channel.avatar_path),
         })
-    return _page(request, "home.html", {"channels": cards})
+    return render(request, "home.html", {"channels": cards})
 
 
 async def stream_page(request: web.Request) -> web.Response:
@@ -190,7 +142,7 @@ async def stream_page(request: web.Request) -> web.Response:
         viewer = await current_user(request)
         following = viewer is not None and await follows.is_following(
             session, viewer.id, info.channel.id)
-    return _page(request, "stream.html", {
+    return render(request, "stream.html", {
         "following": following, "follower_count": info.channel.follower_count,
         "slug": info.channel.slug, "channel_name": info.channel.name, "creator": info.creator,
         "status": status, "avatar_url": upload_url(info.channel.avatar_path),
@@ -231,11 +183,6 @@ async def _static_cache_headers(request: web.Request, response: web.StreamRespon
 
 def setup(app: web.Application) -> None:
     """Register the viewer pages and their assets on ``app``."""
-    env = aiohttp_jinja2.setup(
-        app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals["asset"] = Assets(STATIC_DIR)
     if not HLS_JS.is_file():
         log.warning("%s is missing: the player page cannot play video until `make run` "
                     "(npm ci) copies hls.js there", HLS_JS)

@@ -26,8 +26,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
-from .app import SETTINGS_KEY
 from .errors import ApiError
+from .keys import SETTINGS_KEY
 
 # Database integer columns (ids) are signed 64-bit on SQLite and PostgreSQL alike.
 INT64_MAX = 2**63 - 1

@@ -16,14 +16,19 @@ from storage import accounts
 from storage.errors import ConflictError, NotFoundError, ValidationError
 from storage.models import ApiToken, User
 
-from . import uploads
-from .app import DB_KEY, SETTINGS_KEY
-from .chat import account_changed
-from .auth.api import USER_ENVELOPE, error_response, json_body, json_response
-from .auth.pages import form_text, message_of, redirect, render
+from . import images
 from .errors import ApiError
+from .identity import (
+    account_changed,
+    require_page_user,
+    require_user,
+    set_current_user,
+    user_json,
+)
+from .keys import DB_KEY, SETTINGS_KEY
+from .openapi import USER_ENVELOPE, error_response, json_body, json_response
 from .parsing import field, parse_id, read_form, read_json
-from .identity import require_page_user, require_user, set_current_user, user_json
+from .render import form_text, message_of, redirect, render
 
 
 def _now() -> datetime:
@@ -161,11 +166,11 @@ async def profile_submit(request: web.Request) -> web.Response:
 async def _image_submit(request: web.Request, kind: str) -> web.Response:
     user = await require_page_user(request)
     try:
-        data = await uploads.read_upload(request, "file")
+        data = await images.read_upload(request, "file")
         if not data:
             raise ApiError(400, "missing_field", "choose an image file first")
-        image = await uploads.prepare_upload(request.app, data, kind)
-        await uploads.set_profile_image(request.app, user.id, image)
+        image = await images.prepare_upload(request.app, data, kind)
+        await images.set_profile_image(request.app, user.id, image)
     except ApiError as exc:
         return await _profile_page(request, user, status=exc.status, error=exc.message)
     return redirect(f"/dashboard/profile?{kind}=1")

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -29,9 +30,9 @@ from mediaserver.metrics import CONTENT_TYPE_LATEST
 from mediaserver.settings import Settings, metrics_token
 from storage import channels as channel_queries
 
-from .app import DB_KEY, METRICS_KEY
 from .errors import json_error
 from .forwarded import client_host
+from .keys import DB_KEY, METRICS_KEY, SCRAPE_KEY
 
 UNLISTED = "_unlisted"
 # Families whose folded value is the minimum, not the sum.
@@ -119,9 +120,6 @@ class _Families:
 
     def collect(self) -> list[Metric]:
         return self.families
-
-
-SCRAPE_KEY = web.AppKey("scrape_access", ScrapeAccess)
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -24,9 +24,8 @@ from aiohttp import web
 from storage import channels as channel_queries
 from storage.models import Channel, Stream, User
 
-from .channels import can_manage
 from .errors import ApiError
-from .identity import current_user
+from .identity import can_manage, current_user
 
 # The OpenAPI schema of a path parameter naming a stream (``parse_stream_ref``).
 STREAM_REF_SCHEMA = {"type": "string", "pattern": "^([1-9][0-9]{0,17}|[A-Za-z0-9_-]{22})$"}

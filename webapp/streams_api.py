@@ -24,12 +24,12 @@ from storage import channels as channel_queries
 from storage import queries
 from storage.models import Channel, Stream, StreamStatus, User
 
-from .app import DB_KEY, REGISTRY_KEY
-from .channels import can_manage, channel_json, require_manager
+from .documents import channel_json, stream_json
 from .errors import ApiError
+from .identity import can_manage, current_user, require_manager, require_user
+from .keys import DB_KEY, REGISTRY_KEY
 from .parsing import INT64_MAX, query_int, read_json
-from .identity import current_user, require_user
-from .stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, load_stream, stream_ref
+from .stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, load_stream
 
 STREAM_LIST_DEFAULT = 20
 
@@ -40,29 +40,6 @@ def live_of(request: web.Request, stream: Stream, channel: Channel) -> LiveStrea
     if live is None or live.ended or live.stream_id != stream.id:
         return None
     return live
-
-
-def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:
-    vod = stream.vod_available and stream.status is StreamStatus.ARCHIVED
-    ref = stream_ref(stream, channel)  # an unlisted channel's recordings: the public id
-    return {
-        "id": stream.id,
-        "channel": channel.slug,
-        "channel_name": channel.name,
-        "title": stream.title,
-        "category": stream.category,
-        "tags": list(channel.tags or []),
-        "status": stream.status.value,
-        "started_at": stream.started_at.isoformat() if stream.started_at else None,
-        "ended_at": stream.ended_at.isoformat() if stream.ended_at else None,
-        "duration_seconds": stream.duration_seconds,
-        "viewer_count": stream.viewer_count,
-        "peak_viewers": stream.peak_viewers,
-        "vod_available": bool(vod),
-        "vod_url": f"/vod/{ref}/master.m3u8" if vod else None,
-        "vod_duration_seconds": stream.vod_duration_seconds if vod else None,
-        "watch_url": f"/vods/{ref}" if vod else f"/streams/{channel.slug}",
-    }
 
 
 def status_json(request: web.Request, stream: Stream, channel: Channel,

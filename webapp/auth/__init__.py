@@ -1,5 +1,4 @@
-"""Accounts: registration, login and logout (JSON API and HTML pages), onboarding; also
-registers the profile, upload and admin modules.
+"""Accounts: registration, login and logout (JSON API and HTML pages), onboarding.
 
 ``setup(app)`` registers the routes; ``webapp.identity`` resolves who a request comes from.
 """
@@ -8,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api
+from . import api, pages
 from .api import OPENAPI_PATHS as AUTH_OPENAPI_PATHS
 from .login import limiter
 
@@ -16,13 +15,7 @@ from .login import limiter
 def setup(app: web.Application) -> None:
     limiter(app)  # created now, while the application can still take new keys
     api.setup(app)
-    from .. import admin, profile, uploads
-    from . import pages
-
     pages.setup(app)
-    profile.setup(app)
-    uploads.setup(app)
-    admin.setup(app)
 
 
 OPENAPI_PATHS = AUTH_OPENAPI_PATHS

@@ -14,11 +14,9 @@ from aiohttp import web
 
 from storage import accounts
 
-from ..app import DB_KEY
-from ..chat import account_changed
 from ..errors import ApiError
-from ..parsing import field, path_id, read_json
 from ..identity import (
+    account_changed,
     csrf_token,
     current_user,
     end_session,
@@ -28,6 +26,16 @@ from ..identity import (
     start_session,
     user_json,
 )
+from ..keys import DB_KEY
+from ..openapi import (
+    PRIVATE_USER_SCHEMA,
+    PUBLIC_USER_SCHEMA,
+    USER_ENVELOPE,
+    error_response,
+    json_body,
+    json_response,
+)
+from ..parsing import field, path_id, read_json
 from .login import authenticate, register_user
 
 
@@ -116,57 +124,12 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI ---------------------------------------------------------------------------------
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
-}
-
-
-def error_response(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-
-
-def json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-PUBLIC_USER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "username", "display_name", "bio", "avatar_url", "banner_url",
-                 "social_links", "is_admin", "created_at"],
-    "properties": {
-        "id": {"type": "integer"}, "username": {"type": "string"},
-        "display_name": {"type": "string"}, "bio": {"type": "string"},
-        "avatar_url": {"type": ["string", "null"]}, "banner_url": {"type": ["string", "null"]},
-        "social_links": {"type": "object", "additionalProperties": {"type": "string"}},
-        "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
-    },
-}
-PRIVATE_USER_SCHEMA: dict[str, Any] = {
-    **PUBLIC_USER_SCHEMA,
-    "description": "The user as they (or an admin) see themselves: adds email and settings.",
-    "properties": {
-        **PUBLIC_USER_SCHEMA["properties"],
-        "email": {"type": "string"}, "theme": {"type": "string", "enum": ["dark", "light"]},
-        "language": {"type": "string"}, "is_disabled": {"type": "boolean"},
-        "onboarded": {"type": "boolean"},
-        "last_login_at": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
 SESSION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["user", "csrf_token"],
     "properties": {"user": PRIVATE_USER_SCHEMA, "csrf_token": {
         "type": ["string", "null"],
         "description": "Send as X-CSRF-Token on state-changing calls made with the cookie."}},
 }
-USER_ENVELOPE: dict[str, Any] = {"type": "object", "required": ["user"],
-                                 "properties": {"user": PRIVATE_USER_SCHEMA}}
 UNAUTHENTICATED = error_response("Not logged in")
 CSRF = error_response("Cookie-authenticated call without a valid X-CSRF-Token")
 

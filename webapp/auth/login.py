@@ -26,19 +26,18 @@ import time
 
 from aiohttp import web
 
+from mediaserver.addresses import address_key
 from storage import queries
+from storage.accounts import get_user_with_profile
 from storage.errors import ConflictError
 from storage.models import User
 from storage.passwords import hash_password, needs_rehash, verify_password
 
-from mediaserver.addresses import address_key
-from ..app import DB_KEY, SETTINGS_KEY
 from ..errors import ApiError
 from ..forwarded import client_host
+from ..keys import DB_KEY, LIMITER_KEY, REGISTER_LIMITER_KEY, SETTINGS_KEY
 from .limiter import Limit, LoginLimiter
 
-LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
-REGISTER_LIMITER_KEY = web.AppKey("register_limiter", LoginLimiter)
 # What a sign-up with a taken username or a taken email is told: the same, so that the answer
 # does not say which of the two (emails are private; see the module docstring).
 TAKEN = ("that username or email address is already taken: choose another username, or log "
@@ -103,8 +102,6 @@ async def register_user(request: web.Request, username: object, email: object,
         except ConflictError:
             raise ApiError(409, "conflict", TAKEN) from None
         await session.commit()
-        from storage.accounts import get_user_with_profile
-
         loaded = await get_user_with_profile(session, user.id)
     assert loaded is not None
     return loaded
@@ -161,8 +158,6 @@ async def authenticate(request: web.Request, login: object, password: object) ->
                        "this account has been disabled by an administrator")
     lim.clear(pair_key)
     async with request.app[DB_KEY].session() as session:
-        from storage.accounts import get_user_with_profile
-
         row = await get_user_with_profile(session, user.id)
         assert row is not None
         if needs_rehash(row.password_hash):

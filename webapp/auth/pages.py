@@ -8,19 +8,16 @@ Register and login share their rules with the JSON API through ``webapp.auth.log
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from storage import accounts
-from storage.errors import ConflictError, NotFoundError, ValidationError
+from storage.errors import ConflictError, ValidationError
 
-from ..app import DB_KEY
-from ..chat import account_changed
+from .. import images
 from ..errors import ApiError
-from ..parsing import read_form
 from ..identity import (
+    account_changed,
     current_user,
     end_session,
     require_page_user,
@@ -28,22 +25,12 @@ from ..identity import (
     set_session_cookie,
     start_session,
 )
-from ..pages import PAGE_HEADERS
+from ..keys import DB_KEY
+from ..parsing import read_form
+from ..render import form_text, message_of, redirect, render
 from .login import authenticate, register_user
 
 AFTER_LOGIN = "/dashboard"
-
-
-def render(request: web.Request, template: str, context: dict[str, Any],
-           status: int = 200) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
-    response.headers.update(PAGE_HEADERS)
-    return response
-
-
-def redirect(location: str) -> web.Response:
-    """A 303 to ``location`` as a plain response, so a session cookie can ride on it."""
-    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def safe_next(value: object, default: str = AFTER_LOGIN) -> str:
@@ -52,23 +39,6 @@ def safe_next(value: object, default: str = AFTER_LOGIN) -> str:
             or "\\" in value or any(ord(c) < 32 for c in value) or len(value) > 2000:
         return default
     return value
-
-
-def message_of(exc: Exception) -> tuple[int, str]:
-    if isinstance(exc, ApiError):
-        return exc.status, exc.message
-    if isinstance(exc, ValidationError):
-        return 400, str(exc)
-    if isinstance(exc, ConflictError):
-        return 409, str(exc)
-    if isinstance(exc, NotFoundError):
-        return 404, str(exc)
-    raise exc
-
-
-def form_text(form: Any, name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 async def register_page(request: web.Request) -> web.Response:
@@ -135,8 +105,6 @@ async def onboard_page(request: web.Request) -> web.Response:
 async def onboard_submit(request: web.Request) -> web.Response:
     """Username, display name, bio and an optional avatar, all checked before anything is
     saved, so a bad avatar does not leave a half-finished profile behind."""
-    from .. import uploads
-
     user = await require_page_user(request)
     form = await read_form(request)
     values = {k: form_text(form, k) for k in ("username", "display_name", "bio")}
@@ -144,9 +112,9 @@ async def onboard_submit(request: web.Request) -> web.Response:
         changes = accounts.clean_profile_changes(
             {"display_name": values["display_name"], "bio": values["bio"]})
         avatar = None
-        data = await uploads.read_upload(request, "avatar")
+        data = await images.read_upload(request, "avatar")
         if data:  # an empty file input sends a part with no bytes
-            avatar = await uploads.prepare_upload(request.app, data, "avatar")
+            avatar = await images.prepare_upload(request.app, data, "avatar")
         async with request.app[DB_KEY].session() as session:
             row = await accounts.get_user_with_profile(session, user.id)
             assert row is not None
@@ -155,7 +123,7 @@ async def onboard_submit(request: web.Request) -> web.Response:
             await accounts.mark_onboarded(session, row, datetime.now(timezone.utc))
             await session.commit()
         if avatar is not None:
-            set_current_user(request, await uploads.set_profile_image(request.app, user.id, avatar))
+            set_current_user(request, await images.set_profile_image(request.app, user.id, avatar))
     except (ApiError, ValidationError, ConflictError) as exc:
         status, message = message_of(exc)
         return render(request, "auth/onboard.html",

@@ -17,14 +17,14 @@ from sqlalchemy import or_, select
 
 from storage import chat as chat_store
 from storage.chat import ChannelChatState
-from storage.models import Channel, ReportStatus, User
 from storage.chat_models import ChannelModerator
+from storage.models import Channel, Report, ReportStatus, User
 
-from ..app import DB_KEY
-from ..auth.api import error_response, json_body, json_response
 from ..errors import ApiError
-from ..parsing import field, path_id, query_int, read_json
 from ..identity import current_user, require_user
+from ..keys import CHAT_KEY, DB_KEY
+from ..openapi import SLUG_PARAM, error_response, json_body, json_response
+from ..parsing import field, path_id, query_int, read_json
 from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_stream, load_stream
 from .service import ChatService, can_moderate
 from .socket import public_user
@@ -33,8 +33,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _service(request: web.Request) -> ChatService:
-    from . import CHAT_KEY
-
     return request.app[CHAT_KEY]
 
 
@@ -327,8 +325,6 @@ async def resolve_report(request: web.Request) -> web.Response:
     status = field(body, "status", str, required=False, default="resolved")
     if status not in ("resolved", "dismissed"):
         raise ApiError(400, "invalid", "status must be resolved or dismissed")
-    from storage.models import Report
-
     async with request.app[DB_KEY].session() as session:
         report = await session.get(Report, report_id)
     if report is None or report.channel_id not in await moderated_channel_ids(request, user):
@@ -381,7 +377,6 @@ _SETTINGS = {"type": "object", "properties": {
     "filter_mode": {"enum": ["mask", "reject"]}}}
 _USER_REF = {"type": "object", "properties": {"user_id": {"type": "integer"},
                                               "username": {"type": "string"}}}
-_SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 _UID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _AUTH = error_response("Not logged in")
 _FORBIDDEN = error_response("Not the owner, a moderator or an admin of this channel")
@@ -393,7 +388,7 @@ _REFUSED = error_response("Refused: invalid, banned, timed out, slow mode, rate 
 def _mod_op(summary: str, body: dict[str, Any] | None = None, *, path_user: bool = False,
             creates: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": ["chat"],
-                          "parameters": [_SLUG] + ([_UID] if path_user else []),
+                          "parameters": [SLUG_PARAM] + ([_UID] if path_user else []),
                           "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
                                         "404": error_response("No such channel or user")}}
     if path_user:

@@ -57,7 +57,7 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, deliver: Deliver) -> None:
-        import redis.asyncio as aioredis
+        import redis.asyncio as aioredis  # noqa: PLC0415 - only with chat.bus: 150 ms, 5 MB
 
         self._redis = aioredis.from_url(self.url)
         await self._redis.ping()  # fail at startup, not on the first message

@@ -8,17 +8,15 @@ from aiohttp import web
 from sqlalchemy import select
 
 from storage import chat as chat_store
-from storage.models import Channel
+from storage.models import Channel, ReportStatus
 
-from ..app import DB_KEY
 from ..identity import require_page_user
-from ..pages import _page, not_found_page
+from ..keys import CHAT_KEY, DB_KEY
+from ..render import not_found_page, render
 from .api import moderated_channel_ids
 
 
 async def chat_settings_page(request: web.Request) -> web.StreamResponse:
-    from . import CHAT_KEY
-
     user = await require_page_user(request)
     slug = request.match_info["slug"]
     service = request.app[CHAT_KEY]
@@ -30,7 +28,7 @@ async def chat_settings_page(request: web.Request) -> web.StreamResponse:
     async with request.app[DB_KEY].session() as session:
         mods = await chat_store.list_moderators(session, state.channel_id)
         bans = await chat_store.list_bans(session, state.channel_id)
-    return _page(request, "chat_settings.html", {
+    return render(request, "chat_settings.html", {
         "slug": slug, "settings": chat_store.chat_settings_dict(state), "moderators": mods,
         "bans": bans, "is_owner": user.is_admin or user.id == state.owner_id,
         "max_slow_mode": service.cs.max_slow_mode_seconds,
@@ -41,15 +39,13 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     user = await require_page_user(request)
     ids = await moderated_channel_ids(request, user)
     wanted = request.query.get("status", "open")
-    from storage.models import ReportStatus
-
     status = ReportStatus.OPEN if wanted != "all" else None
     async with request.app[DB_KEY].session() as session:
         reports = await chat_store.channel_reports(session, ids, status=status)
         slugs = (await session.scalars(select(Channel.slug).where(Channel.id.in_(ids))
                                        .order_by(Channel.slug))).all() if ids else []
-    return _page(request, "reports.html", {"reports": reports, "channels": slugs,
-                                           "show_all": wanted == "all"})
+    return render(request, "reports.html", {"reports": reports, "channels": slugs,
+                                            "show_all": wanted == "all"})
 
 
 def setup_routes(app: web.Application) -> None:

@@ -38,6 +38,7 @@ from storage import chat as chat_store
 from storage.models import User
 from storage.queries import sha256_hex
 from webapp.identity import bearer_token, current_user, session_cookie
+from webapp.keys import CHAT_KEY
 from webapp.parsing import BadJson, parse_json
 
 from .budget import FrameBudget, Verdict
@@ -81,8 +82,6 @@ def principal_for(request: web.Request, user: User) -> Principal:
 
 
 async def chat_socket(request: web.Request) -> web.StreamResponse:
-    from . import CHAT_KEY
-
     service: ChatService = request.app[CHAT_KEY]
     cs = service.cs
     slug = request.match_info["slug"]

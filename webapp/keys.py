@@ -1,0 +1,45 @@
+"""Every object the web application shares, each under one typed key.
+
+The keys live here, apart from the modules that make the objects, so that any module can read
+``app[DB_KEY]`` without importing the module that fills it: the feature areas import this
+leaf, never each other nor ``app.py``. Types defined inside an area are named for the type
+checker only (``TYPE_CHECKING``), so this module imports nothing from ``webapp`` at run time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from mediaserver.live import LiveRegistry
+from mediaserver.metrics import Metrics
+from mediaserver.settings import Settings
+from storage import Database
+from transcode.edge import EdgeRegistry
+
+if TYPE_CHECKING:
+    from .auth.limiter import LoginLimiter
+    from .chat.service import ChatService
+    from .hls import HlsService
+    from .images import DecodeGate
+    from .scrape import ScrapeAccess
+
+# Given to create_app by the composition root (mediaserver/app.py).
+SETTINGS_KEY = web.AppKey("settings", Settings)
+DB_KEY = web.AppKey("db", Database)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
+EDGES_KEY = web.AppKey("edges", EdgeRegistry)
+# The port ingest listens on: the OBS "Server" the dashboard shows.
+RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
+
+# Made by the areas' setup.
+SECRET_KEY = web.AppKey("aethex_secret_key", bytes)  # identity: keys the CSRF tokens
+OPENAPI_DOC_KEY = web.AppKey("openapi_document", dict)  # openapi: built once
+HLS_KEY: web.AppKey[HlsService] = web.AppKey("hls")
+CHAT_KEY: web.AppKey[ChatService] = web.AppKey("chat")
+DECODE_GATE_KEY: web.AppKey[DecodeGate] = web.AppKey("upload_decode_gate")
+LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
+REGISTER_LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("register_limiter")
+SCRAPE_KEY: web.AppKey[ScrapeAccess] = web.AppKey("scrape_access")
