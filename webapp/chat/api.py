@@ -26,7 +26,8 @@ from ..keys import CHAT_KEY, DB_KEY
 from ..openapi import SLUG_PARAM, error_response, json_body, json_response
 from ..parsing import field, path_id, query_int, read_json
 from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_stream, load_stream
-from .service import ChatService, can_moderate
+from .moderation import can_moderate
+from .service import ChatService
 from .socket import public_user
 
 NO_STORE = {"Cache-Control": "no-store"}

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import UTC, datetime
 from typing import Any
 
 _TEXT_FIN = 0x81
+
+
+def iso_time(dt: datetime) -> str:
+    """A time as events carry it: ISO 8601 in UTC with a ``Z``."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def encode_events(events: list[dict[str, Any]]) -> bytes:

@@ -1,4 +1,8 @@
-"""The chat of one server process: rooms, the message writer, the send path and moderation.
+"""The chat of one server process: rooms, the send path, and the caches they read from.
+
+The message writer (group commit) is in writer.py, moderation (deletes, timeouts, bans) in
+moderation.py and the readers' block lists in blocks.py; ``ChatService`` is the one face the
+socket, the API and the other areas use.
 
 Order of a message: checks (content, ban, timeout, followers-only, slow mode, rate limit, word
 filter) -> the writer commits it (group commit: everything that arrived during the previous
@@ -22,8 +26,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from datetime import datetime, timezone
+from typing import Any, Iterable
 
 from sqlalchemy import select
 
@@ -35,104 +39,22 @@ from storage import chat as chat_store
 from storage.chat import ChannelChatState, NewMessage, StoredMessage
 from storage.models import Channel, Stream, StreamStatus, User
 
+from .blocks import BlockLists
 from .bus import ChatBus, make_bus
 from .content import ChatError, RateLimiter, apply_filter, clean_content
+from .frames import iso_time as _iso
 from .metrics import chat_metrics
+from .moderation import Actor, ChatModeration, badges, can_moderate, require_moderator
 from .principal import ENDED_REASONS, Principal
 from .recent import RecentMessages
 from .room import Client, Room, close_client
+from .writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
 # Bus topic for per-user (not per-room) news; "_" cannot start a channel slug.
 BLOCKS_TOPIC = "_users"
 CLOSE_POLICY = 1008
-
-
-class Actor(Protocol):
-    """Who acts: a ``User`` (API requests, resolved per request) or a socket's ``Principal``
-    (kept current while the socket is open). Read-only properties, so both fit."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def username(self) -> str: ...
-
-    @property
-    def is_admin(self) -> bool: ...
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def badges(state: ChannelChatState, user_id: int, is_admin: bool) -> list[str]:
-    out = []
-    if user_id == state.owner_id:
-        out.append("owner")
-    if user_id in state.moderators:
-        out.append("moderator")
-    if is_admin:
-        out.append("admin")
-    return out
-
-
-def can_moderate(state: ChannelChatState, user: Actor) -> bool:
-    return user.is_admin or user.id == state.owner_id or user.id in state.moderators
-
-
-class MessageWriter:
-    """Group commit: one transaction per batch of messages waiting to be stored."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._pending: list[tuple[NewMessage, asyncio.Future[int]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def store(self, row: NewMessage) -> int:
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, fut))
-        self._wake.set()
-        return await fut
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            try:
-                async with self.db.session() as session:
-                    # Looked up at call time: tests replace it to make storing fail.
-                    ids = await chat_store.insert_messages(session, [r for r, _ in batch])
-                    await session.commit()
-            except Exception as exc:
-                log.error("chat: storing %d message(s) failed: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(ChatError(
-                            "store_failed", "the message could not be saved; it was not sent",
-                            status=503))
-                continue
-            for (_, fut), new_id in zip(batch, ids):
-                if not fut.done():
-                    fut.set_result(new_id)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _, fut in self._pending:
-            if not fut.done():
-                fut.set_exception(ChatError("shutting_down", "the server is shutting down",
-                                            status=503))
 
 
 class ChatService:
@@ -147,11 +69,6 @@ class ChatService:
         self.rooms: dict[str, Room] = {}
         # Recent messages per room with sockets here (see recent.py); dropped with the room.
         self.recent: dict[str, RecentMessages] = {}
-        # Blocked ids of users with sockets here: user id -> (set shared by their sockets,
-        # sockets); a per-user version makes a load racing with a block change retry.
-        self._blocked: dict[int, tuple[set[int], int]] = {}
-        self._blocked_loads: dict[int, asyncio.Future[set[int]]] = {}
-        self._blocked_version: dict[int, int] = {}
         self._states: dict[str, ChannelChatState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
         # Bumped by every _state event, so a state load that raced a change is not cached.
@@ -165,6 +82,8 @@ class ChatService:
         self.limiter = RateLimiter(self.cs.rate_limit_messages, self.cs.rate_limit_window,
                                    self.cs.mute_seconds)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.blocks = BlockLists(db, self._spawn)
+        self.moderation = ChatModeration(self)
         self._viewer_task: asyncio.Task[None] | None = None
         self.dropped = 0  # sockets disconnected for overflowing their send queue
         self.metrics = chat_metrics(getattr(metrics, "registry", None))
@@ -265,73 +184,25 @@ class ChatService:
         else:
             self._followers.discard((channel_id, user_id))
 
+    @property
+    def _blocked(self) -> dict[int, tuple[set[int], int]]:
+        """The block lists held here (tests wait on it)."""
+        return self.blocks.held
+
     async def blocked_for(self, user_id: int) -> set[int]:
-        """The ids ``user_id`` blocked, as one set shared by all their sockets here.
-
-        Loaded once per user while they have sockets in this process (concurrent joins share
-        the load), so a reconnect storm of logged-in users costs no query per socket for it.
-        Every socket that got the set must give it back with ``release_blocked``.
-        """
-        entry = self._blocked.get(user_id)
-        if entry is None:
-            load = self._blocked_loads.get(user_id)
-            if load is None:
-                load = asyncio.get_running_loop().create_future()
-                self._blocked_loads[user_id] = load
-                self._spawn(self._load_blocked(user_id, load))
-            await asyncio.shield(load)
-            entry = self._blocked.get(user_id)
-            if entry is None:  # loaded and already released by everyone else: start over
-                return await self.blocked_for(user_id)
-        self._blocked[user_id] = (entry[0], entry[1] + 1)
-        return entry[0]
-
-    async def _load_blocked(self, user_id: int, done: asyncio.Future[set[int]]) -> None:
-        try:
-            while True:
-                version = self._blocked_version.get(user_id, 0)
-                async with self.db.session() as session:
-                    blocked = await chat_store.blocked_ids(session, user_id)
-                if self._blocked_version.get(user_id, 0) == version:
-                    break  # no block change committed while we read: the answer is current
-        except BaseException as exc:
-            done.set_exception(exc)
-            done.exception()
-            return
-        finally:
-            self._blocked_loads.pop(user_id, None)
-        self._blocked[user_id] = (blocked, 0)
-        done.set_result(blocked)
+        """The ids ``user_id`` blocked, shared by all their sockets here (blocks.py); every
+        socket that got the set gives it back with ``release_blocked``."""
+        return await self.blocks.acquire(user_id)
 
     def release_blocked(self, user_id: int) -> None:
-        entry = self._blocked.get(user_id)
-        if entry is None:
-            return
-        if entry[1] <= 1:
-            del self._blocked[user_id]
-            self._blocked_version.pop(user_id, None)
-        else:
-            self._blocked[user_id] = (entry[0], entry[1] - 1)
-
-    async def _reload_blocks(self, user_id: int) -> None:
-        if user_id not in self._blocked and user_id not in self._blocked_loads:
-            return
-        version = self._blocked_version[user_id] = self._blocked_version.get(user_id, 0) + 1
-        if user_id not in self._blocked:
-            return  # the load in flight sees the new version and reads again
-        async with self.db.session() as session:
-            blocked = await chat_store.blocked_ids(session, user_id)
-        entry = self._blocked.get(user_id)
-        if entry is not None and self._blocked_version.get(user_id) == version:
-            entry[0].clear()  # in place: every socket of the user shares this set
-            entry[0].update(blocked)
+        self.blocks.release(user_id)
 
     def _deliver(self, slug: str, events: list[dict[str, Any]]) -> None:
         room = self.rooms.get(slug)
         for event in events:
             kind = event.get("type", "")
             if kind == "_blocks":
-                self._spawn(self._reload_blocks(event["user_id"]))
+                self._spawn(self.blocks.reload(event["user_id"]))
                 continue
             if kind == "_follow":
                 self._apply_follow(event["channel_id"], event["user_id"], bool(event["following"]))
@@ -554,117 +425,28 @@ class ChatService:
         await self.bus.publish(state.slug, [event])
         return event
 
-    # -- moderation -----------------------------------------------------------------------
-    def require_moderator(self, state: ChannelChatState, actor: Actor) -> None:
-        if not can_moderate(state, actor):
-            raise ChatError("forbidden", "only the channel owner, its moderators and admins can "
-                            "do that", status=403)
-
-    async def _check_target(self, state: ChannelChatState, actor: Actor, target_id: object
-                            ) -> User:
-        if isinstance(target_id, bool) or not isinstance(target_id, int):
-            raise ChatError("invalid", "user_id must be a user's numeric id")
-        async with self.db.session() as session:
-            target = await session.get(User, target_id)
-        if target is None:
-            raise ChatError("not_found", f"no user with id {target_id}", status=404)
-        if target.id == actor.id:
-            raise ChatError("invalid", "you cannot do that to yourself")
-        if target.id == state.owner_id or (target.is_admin and not actor.is_admin):
-            raise ChatError("forbidden", "the channel owner and admins cannot be moderated",
-                            status=403)
-        if target.id in state.moderators and not (actor.is_admin or actor.id == state.owner_id):
-            raise ChatError("forbidden", "only the channel owner can act on a moderator",
-                            status=403)
-        return target
+    # -- moderation (moderation.py) -------------------------------------------------------
+    @staticmethod
+    def require_moderator(state: ChannelChatState, actor: Actor) -> None:
+        require_moderator(state, actor)
 
     async def delete_message(self, actor: Actor, message_id: object,
                              room_state: ChannelChatState | None = None) -> dict[str, Any]:
-        """Soft-delete; ``room_state`` (a socket's room) must be the message's channel, and
-        with it the permission is checked from memory before anything is read."""
-        if isinstance(message_id, bool) or not isinstance(message_id, int):
-            raise ChatError("invalid", "id must be a message's numeric id")
-        if room_state is not None:
-            self.require_moderator(room_state, actor)
-        async with self.db.session() as session:
-            msg = await chat_store.get_message(session, message_id)
-            if msg is None or msg.deleted_at is not None:
-                raise ChatError("not_found", f"no message with id {message_id}", status=404)
-            channel = None if room_state is not None else await session.get(Channel,
-                                                                             msg.channel_id)
-        if room_state is not None:
-            if room_state.channel_id != msg.channel_id:
-                raise ChatError("not_found", f"no message with id {message_id} in this chat",
-                                status=404)
-            state = room_state
-        else:
-            if channel is None:
-                raise ChatError("not_found", f"no message with id {message_id}", status=404)
-            found = await self.state(channel.slug)
-            assert found is not None
-            state = found
-        self.require_moderator(state, actor)
-        if msg.user_id == state.owner_id and actor.id != state.owner_id and not actor.is_admin:
-            raise ChatError("forbidden", "moderators cannot delete the channel owner's messages",
-                            status=403)
-        async with self.db.session() as session:
-            await chat_store.soft_delete_message(session, message_id, actor.id,
-                                                 datetime.now(timezone.utc))
-            await session.commit()
-        event = {"type": "chat:deleted", "id": message_id, "by": actor.username}
-        await self.bus.publish(state.slug, [event])
-        return event
+        return await self.moderation.delete_message(actor, message_id, room_state)
 
     async def timeout(self, state: ChannelChatState, actor: Actor, target_id: object,
                       seconds: object) -> dict[str, Any]:
-        self.require_moderator(state, actor)
-        if (isinstance(seconds, bool) or not isinstance(seconds, int)
-                or not 1 <= seconds <= self.cs.max_timeout_seconds):
-            raise ChatError("invalid", f"seconds must be a whole number 1-"
-                                       f"{self.cs.max_timeout_seconds}")
-        target = await self._check_target(state, actor, target_id)
-        until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-        async with self.db.session() as session:
-            await chat_store.set_timeout(session, state.channel_id, target.id, until, actor.id)
-            await session.commit()
-        await self.changed(state.slug)
-        await self.bus.publish(state.slug, [{
-            "type": "chat:error", "to_user": target.id, "code": "timed_out",
-            "message": f"you were timed out for {seconds} seconds", "retry_after": seconds}])
-        return {"user_id": target.id, "until": _iso(until)}
-
-    async def _lift(self, state: ChannelChatState, actor: Actor, target_id: object,
-                    clear: Any) -> bool:
-        """End a timeout or a ban (``clear`` is the storage function); False if none."""
-        self.require_moderator(state, actor)
-        target = await self._check_target(state, actor, target_id)
-        async with self.db.session() as session:
-            done = await clear(session, state.channel_id, target.id)
-            await session.commit()
-        await self.changed(state.slug)
-        return bool(done)
+        return await self.moderation.timeout(state, actor, target_id, seconds)
 
     async def untimeout(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
-        return await self._lift(state, actor, target_id, chat_store.clear_timeout)
+        return await self.moderation.untimeout(state, actor, target_id)
 
     async def ban(self, state: ChannelChatState, actor: Actor, target_id: object,
                   reason: object = "") -> dict[str, Any]:
-        self.require_moderator(state, actor)
-        target = await self._check_target(state, actor, target_id)
-        if not isinstance(reason, str) or len(reason) > chat_store.BAN_REASON_MAX:
-            raise ChatError("invalid", f"reason must be at most {chat_store.BAN_REASON_MAX} "
-                                       "characters")
-        async with self.db.session() as session:
-            await chat_store.ban(session, state.channel_id, target.id, actor.id, reason)
-            await session.commit()
-        await self.changed(state.slug)
-        await self.bus.publish(state.slug, [{
-            "type": "chat:error", "to_user": target.id, "code": "banned",
-            "message": "you were banned from this chat"}])
-        return {"user_id": target.id, "banned": True}
+        return await self.moderation.ban(state, actor, target_id, reason)
 
     async def unban(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
-        return await self._lift(state, actor, target_id, chat_store.unban)
+        return await self.moderation.unban(state, actor, target_id)
 
     # -- stream status and viewers ----------------------------------------------------------
     def _stream_started(self, stream: LiveStream) -> None:

@@ -46,7 +46,8 @@ from .content import ChatError
 from .frames import events_frame
 from .principal import SESSION, TOKEN, Principal
 from .room import Client, Room
-from .service import ChatService, can_moderate
+from .moderation import can_moderate
+from .service import ChatService
 
 log = logging.getLogger(__name__)
 
