@@ -59,9 +59,10 @@ test-deps:
 test: deps test-deps frontend
 	$(PY) -m pytest -q
 
-# The fast loop: parsers, planners, packager, settings, storage (no servers, no browser).
+# The fast loop: parsers, planners, packager, settings, storage (no servers, no browser), one
+# worker process per core; a test file stays in one worker, so its module fixtures run once.
 test-unit: deps test-deps
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n auto --dist loadfile tests/unit
 
 # ruff and mypy are configured in pyproject.toml.
 PY_TREE := mediaserver transcode storage webapp tests benchmarks
