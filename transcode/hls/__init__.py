@@ -23,19 +23,7 @@ from transcode.hls.packager import (
     RenditionPackager,
     SegmentReady,
 )
-from transcode.hls.playlist import (
-    INIT_URI,
-    LivePlaylist,
-    RenditionInfo,
-    RenditionReport,
-    ResourceName,
-    init_uri,
-    master_playlist,
-    parse_segment_name,
-    part_uri,
-    segment_uri,
-    vod_playlist,
-)
+from transcode.hls.playlist import LivePlaylist, RenditionReport
 from transcode.hls.recording import (
     RecordedSegment,
     RecordingWriter,
@@ -45,6 +33,15 @@ from transcode.hls.recording import (
     write_file_atomic,
     write_vod,
 )
+from transcode.hls.syntax import (
+    INIT_URI,
+    ResourceName,
+    init_uri,
+    parse_segment_name,
+    part_uri,
+    segment_uri,
+)
+from transcode.hls.vod import RenditionInfo, master_playlist, vod_playlist
 
 __all__ = [
     "init_uri",

@@ -1,89 +1,34 @@
-"""HLS playlists: the LL-HLS live media playlist, VOD media playlists and the master playlist.
+"""The LL-HLS live media playlist.
 
 Written from RFC 8216 and its second-edition draft (rfc8216bis) for the low-latency tags.
 Everything here is text generation from in-memory state; the HTTP layer decides when to
 render (blocking reload) using the lookups on ``LivePlaylist``.
 
-Resource names are fixed patterns so a URL path can be mapped back to (segment, part) with a
-strict parser and nothing else: ``init.mp4``, ``seg{N}.m4s``, ``part{N}.{i}.m4s``, and
-``init{K}.mp4`` for the K-th new initialization section after a discontinuity (a restarted
-or changed source), which each segment references through the EXT-X-MAP in effect for it.
+Resource names and number formats live in ``syntax``, the finished (VOD, master) playlists in
+``vod``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from datetime import datetime, timedelta
+from typing import Literal
 
 from transcode.hls.packager import PartReady, SegmentReady
-
-INIT_URI = "init.mp4"
-LIVE_VERSION = 9  # EXT-X-SKIP (delta updates) needs version 9
-VOD_VERSION = 7
-MAX_MSN_DIGITS = 10
-MAX_PART_DIGITS = 4
-
-_SEGMENT_RE = re.compile(rf"seg(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.m4s")
-_INIT_RE = re.compile(rf"init([1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.mp4")
-_PART_RE = re.compile(
-    rf"part(0|[1-9][0-9]{{0,{MAX_MSN_DIGITS - 1}}})\.(0|[1-9][0-9]{{0,{MAX_PART_DIGITS - 1}}})\.m4s"
+from transcode.hls.syntax import (
+    INIT_URI,
+    LIVE_VERSION,
+    ceil_ms,
+    check_uri,
+    format_pdt,
+    format_seconds,
+    part_uri,
+    round_half_up,
+    segment_uri,
 )
-
-
-class ResourceName(NamedTuple):
-    """A parsed media resource name; ``msn``/``part`` are None where they do not apply."""
-
-    kind: Literal["init", "segment", "part"]
-    # For "init": the initialization section's epoch K of ``init{K}.mp4`` (None: ``init.mp4``).
-    msn: int | None
-    part: int | None
-
-
-def init_uri(epoch: int) -> str:
-    """Name of the ``epoch``-th initialization section: ``init.mp4``, then ``init1.mp4``…"""
-    return INIT_URI if epoch == 0 else f"init{epoch}.mp4"
-
-
-def segment_uri(msn: int) -> str:
-    return f"seg{msn}.m4s"
-
-
-def part_uri(msn: int, part: int) -> str:
-    return f"part{msn}.{part}.m4s"
-
-
-def parse_segment_name(name: object) -> ResourceName | None:
-    """Map a URL's last path component back to a resource, or None for anything else.
-
-    Only the exact canonical spellings are accepted (ASCII digits, no leading zeros, bounded
-    length), so two URLs never name one resource and no path trick reaches the store.
-    """
-    if not isinstance(name, str) or len(name) > 32:
-        return None
-    if name == INIT_URI:
-        return ResourceName("init", None, None)
-    m = _INIT_RE.fullmatch(name)
-    if m:
-        return ResourceName("init", int(m.group(1)), None)
-    m = _SEGMENT_RE.fullmatch(name)
-    if m:
-        return ResourceName("segment", int(m.group(1)), None)
-    m = _PART_RE.fullmatch(name)
-    if m:
-        return ResourceName("part", int(m.group(1)), int(m.group(2)))
-    return None
-
-
-def _check_uri(uri: str) -> str:
-    """URIs go into quoted strings and URI lines: no quotes, no control characters."""
-    if not uri or any(c == '"' or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        raise ValueError(f"URI not allowed in a playlist: {uri!r}")
-    return uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +39,6 @@ class RenditionReport:
     uri: str
     last_msn: int
     last_part: int  # -1 when that segment has no parts
-
-
-def _seconds(value: float) -> str:
-    """Durations with enough digits that their sums stay within a millisecond of the truth."""
-    return f"{value:.5f}"
-
-
-def _ceil_ms(value: float) -> float:
-    return math.ceil(value * 1000 - 1e-6) / 1000
-
-
-def _round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
-
-
-def _format_pdt(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +85,9 @@ class LivePlaylist:
         if window_segments < 1:
             raise ValueError("window_segments must be >= 1")
         self.window_segments = window_segments
-        self.init_uri = _check_uri(init_uri)
+        self.init_uri = check_uri(init_uri)
         self._target = max(1, math.ceil(segment_duration - 1e-6))
-        self._part_target = _ceil_ms(part_target)
+        self._part_target = ceil_ms(part_target)
         self._segments: deque[_Segment] = deque()
         self._open_msn = first_segment
         self._open_parts: list[_Part] = []
@@ -182,7 +110,7 @@ class LivePlaylist:
     @property
     def part_hold_back(self) -> float:
         """Three Part Target Durations: the spec's SHOULD (its MUST is two)."""
-        return _ceil_ms(3 * self._part_target)
+        return ceil_ms(3 * self._part_target)
 
     @property
     def can_skip_until(self) -> float:
@@ -221,7 +149,7 @@ class LivePlaylist:
             if self._open_pdt is None and self._segments:
                 last = self._segments[-1]
                 self._open_pdt = last.program_date_time + timedelta(seconds=last.duration)
-        self._part_target = max(self._part_target, _ceil_ms(part.duration))
+        self._part_target = max(self._part_target, ceil_ms(part.duration))
         self._open_parts.append(
             _Part(part.index, part.duration, part.independent, part_uri(part.segment, part.index))
         )
@@ -246,7 +174,7 @@ class LivePlaylist:
                 init_uri=self.init_uri,
             )
         )
-        self._target = max(self._target, _round_half_up(segment.duration))
+        self._target = max(self._target, round_half_up(segment.duration))
         self._open_msn += 1
         self._open_parts = []
         self._open_discontinuity = False
@@ -261,7 +189,7 @@ class LivePlaylist:
     def set_init_uri(self, uri: str) -> None:
         """A new initialization section for the segment in progress and the ones after it
         (a new EXT-X-MAP follows its discontinuity in the rendered playlist)."""
-        self.init_uri = _check_uri(uri)
+        self.init_uri = check_uri(uri)
 
     def init_uris_in_use(self) -> set[str]:
         """The initialization sections the listed segments and the one in progress need."""
@@ -423,10 +351,10 @@ class LivePlaylist:
             if seg.init_uri != current_map:
                 current_map = seg.init_uri
                 lines.append(f'#EXT-X-MAP:URI="{current_map}"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(seg.program_date_time)}")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(seg.program_date_time)}")
             if total - elapsed < 3 * td:
                 lines.extend(self._part_line(p) for p in seg.parts)
-            lines.append(f"#EXTINF:{_seconds(seg.duration)},")
+            lines.append(f"#EXTINF:{format_seconds(seg.duration)},")
             lines.append(seg.uri)
 
         if self._ended:
@@ -440,85 +368,16 @@ class LivePlaylist:
                 if self.init_uri != current_map:
                     lines.append(f'#EXT-X-MAP:URI="{self.init_uri}"')
                 if self._open_pdt is not None:
-                    lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_pdt(self._open_pdt)}")
+                    lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(self._open_pdt)}")
                 lines.extend(self._part_line(p) for p in self._open_parts)
             msn, index = self.next_part()
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(msn, index)}"')
             for r in reports:
-                tag = f'#EXT-X-RENDITION-REPORT:URI="{_check_uri(r.uri)}",LAST-MSN={r.last_msn}'
+                tag = f'#EXT-X-RENDITION-REPORT:URI="{check_uri(r.uri)}",LAST-MSN={r.last_msn}'
                 lines.append(tag + (f",LAST-PART={r.last_part}" if r.last_part >= 0 else ""))
         return "\n".join(lines) + "\n"
 
     @staticmethod
     def _part_line(part: _Part) -> str:
-        line = f'#EXT-X-PART:DURATION={_seconds(part.duration)},URI="{part.uri}"'
+        line = f'#EXT-X-PART:DURATION={format_seconds(part.duration)},URI="{part.uri}"'
         return line + ",INDEPENDENT=YES" if part.independent else line
-
-
-def vod_playlist(
-    segments: Iterable[tuple[str, float, bool] | tuple[str, float, bool, str]],
-    target_duration: float,
-    *,
-    init_uri: str = INIT_URI,
-) -> str:
-    """A finished recording: EXT-X-PLAYLIST-TYPE:VOD, EXTINF per (uri, duration,
-    discontinuity[, init uri]) segment, EXT-X-ENDLIST. The Target Duration is raised if a segment
-    needs it; a segment naming another init than the one before gets its own EXT-X-MAP."""
-    items = [(it[0], it[1], it[2], it[3] if len(it) > 3 else init_uri) for it in segments]
-    td = max(1, math.ceil(target_duration - 1e-6), *(_round_half_up(d) for _, d, _, _ in items))
-    current_map = items[0][3] if items else init_uri
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{VOD_VERSION}",
-        f"#EXT-X-TARGETDURATION:{td}",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{_check_uri(current_map)}"',
-    ]
-    for uri, duration, discontinuity, map_uri in items:
-        if not duration >= 0:
-            raise ValueError(f"bad segment duration {duration!r}")
-        if discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")
-        if map_uri != current_map:
-            current_map = map_uri
-            lines.append(f'#EXT-X-MAP:URI="{_check_uri(current_map)}"')
-        lines.append(f"#EXTINF:{_seconds(duration)},")
-        lines.append(_check_uri(uri))
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True, slots=True)
-class RenditionInfo:
-    """One variant for the master playlist (bandwidths in bits/s)."""
-
-    uri: str
-    bandwidth: int
-    average_bandwidth: int
-    width: int
-    height: int
-    frame_rate: float
-    codecs: str
-
-
-def master_playlist(renditions: Sequence[RenditionInfo]) -> str:
-    """The multivariant playlist, highest BANDWIDTH first (the order players try first)."""
-    if not renditions:
-        raise ValueError("a master playlist needs at least one rendition")
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VOD_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for r in sorted(renditions, key=lambda r: r.bandwidth, reverse=True):
-        if r.bandwidth <= 0:
-            raise ValueError(f"rendition {r.uri!r} needs a positive BANDWIDTH")
-        attrs = [f"BANDWIDTH={int(r.bandwidth)}"]
-        if r.average_bandwidth > 0:
-            attrs.append(f"AVERAGE-BANDWIDTH={int(r.average_bandwidth)}")
-        if r.width > 0 and r.height > 0:
-            attrs.append(f"RESOLUTION={int(r.width)}x{int(r.height)}")
-        if r.frame_rate > 0:
-            attrs.append(f"FRAME-RATE={r.frame_rate:.3f}")
-        attrs.append(f'CODECS="{_check_uri(r.codecs)}"')
-        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
-        lines.append(_check_uri(r.uri))
-    return "\n".join(lines) + "\n"

@@ -33,14 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transcode.hls.playlist import (
-    RenditionInfo,
-    master_playlist,
-    parse_segment_name,
-    segment_uri,
-    vod_playlist,
-)
 from transcode.hls.scan import ScanError, check_init, scan_segment
+from transcode.hls.syntax import parse_segment_name, segment_uri
+from transcode.hls.vod import RenditionInfo, master_playlist, vod_playlist
 
 log = logging.getLogger(__name__)
 
