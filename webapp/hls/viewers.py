@@ -1,0 +1,176 @@
+"""Viewer counting: which playback sessions are watching a channel, under which client
+address, and the recount that publishes them.
+
+``session`` (in the media playlist URLs the master hands out) identifies one player: hls.js and
+Safari keep a playlist URL's query when they add the ``_HLS_*`` directives, so every reload
+says which player it is; cookies are not sent by hls.js by default and (IP, User-Agent) merges
+viewers behind one NAT. Players that come without a session are counted by a salted hash of
+(IP, User-Agent). Ids are made up by players, so a session counts only while its address
+fetches media, and at most ``hls.max_sessions_per_address`` per address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from mediaserver.addresses import address_key
+from mediaserver.metrics import Metrics
+from storage import Database, queries
+from transcode.edge import EdgeRegistry
+from webapp.forwarded import client_host
+
+from .reply import HlsRequest
+
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# Client addresses whose counting key (IPv6 /64) is remembered, so a media GET does not
+# parse its address each time.
+ADDRESS_KEYS = 4096
+
+
+@dataclass(slots=True)
+class _Audience:
+    """One channel's recent sessions, how many each address has, and when each address last
+    fetched media."""
+
+    # session key -> [last playlist poll, address key]
+    sessions: dict[str | bytes, list[Any]] = field(default_factory=dict)
+    per_address: dict[str, int] = field(default_factory=dict)
+    media: dict[str, float] = field(default_factory=dict)
+
+
+class ViewerCounter:
+    """Playback sessions seen recently, per channel; counted and expired by ``sweep``.
+
+    A session is one player: its ``session=`` id, or a salted hash of address and User-Agent.
+    Players make the ids up, so two rules keep one client from posing as a crowd: at most
+    ``per_address`` sessions are tracked per client address, and a session counts only while
+    its address fetches media (parts or segments), because polling a playlist costs a faker
+    nothing and is not watching. Media URLs carry no session (they are the same cacheable
+    bytes for every viewer), hence media is credited to the address.
+
+    ``seen`` is a few dict operations per playlist request, ``fetched_media`` one or two per
+    media request; the rest (expiry, gauge, database) happens in ``sweep`` every
+    ``hls.viewer_update_interval`` seconds.
+    """
+
+    def __init__(self, timeout: float, max_sessions: int, per_address: int) -> None:
+        self.timeout = timeout
+        self.max_sessions = max_sessions
+        self.per_address = per_address
+        self._salt = secrets.token_bytes(16)
+        self._tables: dict[str, _Audience] = {}
+
+    def session_key(self, request: HlsRequest, address: str) -> str | bytes:
+        sids = request.query.get("session")
+        if sids and SESSION_RE.fullmatch(sids[0]):
+            return sids[0]
+        who = f"{address}\0{request.headers.get('user-agent', '')}".encode()
+        return hashlib.blake2b(who, key=self._salt, digest_size=12).digest()
+
+    def seen(self, slug: str, key: str | bytes, address: str, now: float) -> None:
+        table = self._tables.get(slug)
+        if table is None:
+            table = self._tables[slug] = _Audience()
+        entry = table.sessions.get(key)
+        per_address = table.per_address
+        if entry is not None:
+            entry[0] = now
+            if entry[1] != address and per_address.get(address, 0) < self.per_address:
+                self._uncount(table, entry[1])  # the player's address changed (mobile)
+                entry[1] = address
+                per_address[address] = per_address.get(address, 0) + 1
+            return
+        if len(table.sessions) >= self.max_sessions:
+            return
+        n = per_address.get(address, 0)
+        if n < self.per_address:
+            table.sessions[key] = [now, address]
+            per_address[address] = n + 1
+
+    def fetched_media(self, slug: str, address: str, now: float) -> None:
+        """A part or segment went to ``address``: its sessions are watching. Only addresses
+        with a session are kept, so this map is bounded like the sessions."""
+        table = self._tables.get(slug)
+        if table is not None and address in table.per_address:
+            table.media[address] = now
+
+    @staticmethod
+    def _uncount(table: _Audience, address: str) -> None:
+        n = table.per_address[address] - 1
+        if n:
+            table.per_address[address] = n
+        else:
+            del table.per_address[address]
+
+    def sweep(self, now: float) -> dict[str, int]:
+        """Drop sessions older than the timeout; the count per channel of sessions whose
+        address fetched media within the timeout (a channel whose last session left is
+        reported once with 0, then forgotten)."""
+        counts: dict[str, int] = {}
+        limit = now - self.timeout
+        for slug, table in list(self._tables.items()):
+            sessions = table.sessions
+            for key in [k for k, entry in sessions.items() if entry[0] < limit]:
+                self._uncount(table, sessions.pop(key)[1])
+            table.media = {a: t for a, t in table.media.items()
+                           if t >= limit and a in table.per_address}
+            media = table.media
+            counts[slug] = sum(1 for entry in sessions.values() if entry[1] in media)
+            if not sessions:
+                del self._tables[slug]
+        return counts
+
+
+class ClientAddresses:
+    """The key viewers are counted under: the client's address (behind a trusted proxy, the
+    last X-Forwarded-For entry, which the proxy appended), IPv6 grouped by /64."""
+
+    def __init__(self, trust_forwarded: bool) -> None:
+        self._trust_forwarded = trust_forwarded
+        self._keys: dict[str, str] = {}
+
+    def key(self, request: HlsRequest) -> str:
+        host = client_host(request.remote, request.headers, self._trust_forwarded)
+        if not host:
+            return "unknown"
+        keys = self._keys
+        key = keys.get(host)
+        if key is None:
+            if len(keys) >= ADDRESS_KEYS:
+                keys.clear()
+            key = keys[host] = address_key(host) or host
+        return key
+
+
+class ViewerPublisher:
+    """Where each recount goes: the ``aethex_viewers`` gauge always, a live stream's row when
+    its count changed (the API, the home page and other processes read the row)."""
+
+    def __init__(self, metrics: Metrics, edges: EdgeRegistry, db: Database) -> None:
+        self.metrics = metrics
+        self.edges = edges
+        self.db = db
+        self._written: dict[int, int] = {}
+
+    async def publish(self, counts: dict[str, int]) -> None:
+        writes: dict[int, int] = {}
+        live: set[int] = set()
+        for slug, count in counts.items():
+            self.metrics.viewers.labels(slug).set(count)
+            edge = self.edges.get(slug)
+            if edge is None or edge.ended:
+                continue  # ending a stream zeroes its row; a late count must not undo that
+            live.add(edge.stream_id)
+            if self._written.get(edge.stream_id) != count:
+                writes[edge.stream_id] = count
+        self._written = {k: v for k, v in self._written.items() if k in live}
+        if not writes:
+            return
+        async with self.db.session() as session:
+            await queries.update_live_viewer_counts(session, writes)
+            await session.commit()
+        self._written.update(writes)
