@@ -134,6 +134,13 @@ async def revoke_user_api_token(session: AsyncSession, user_id: int, token_id: i
 
 # -- users and profiles ------------------------------------------------------------------------
 
+def display_name(user: User, profile: Profile | None) -> str:
+    """The name others see: the profile's display name, else the username."""
+    if profile is not None and profile.display_name.strip():
+        return profile.display_name
+    return user.username
+
+
 async def get_user_with_profile(session: AsyncSession, user_id: int) -> User | None:
     return (await session.execute(
         select(User).options(joinedload(User.profile)).where(User.id == user_id)

@@ -11,15 +11,17 @@ stream shows its channel's, so editing a live stream's tags edits the channel's.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queries
+from storage.accounts import display_name
 from storage.errors import ConflictError, ValidationError
-from storage.models import Channel, Stream, StreamStatus, User
+from storage.models import Channel, Profile, Stream, StreamStatus, User
 
 DESCRIPTION_MAX = 2000
 CATEGORY_MAX = 64
@@ -120,10 +122,96 @@ def clean_stream_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# -- lookups ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelWithOwner:
+    """A channel with its owner and the owner's profile (None when they have none)."""
+
+    channel: Channel
+    owner: User
+    profile: Profile | None
+
+    @property
+    def creator(self) -> str:
+        """The owner as viewers see them: the display name, else the username."""
+        return display_name(self.owner, self.profile)
+
+
+async def channel_with_owner(session: AsyncSession, slug: str) -> ChannelWithOwner | None:
+    """The channel ``slug`` names, with its owner; None for an unknown slug, and for one that
+    could never name a channel (not looked up)."""
+    if not isinstance(slug, str) or not queries.SLUG_RE.fullmatch(slug):
+        return None
+    row = (await session.execute(
+        select(Channel, User, Profile)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(Channel.slug == slug))).one_or_none()
+    return None if row is None else ChannelWithOwner(row[0], row[1], row[2])
+
+
+async def get_channel(session: AsyncSession, channel_id: int) -> Channel | None:
+    return await session.get(Channel, channel_id)
+
+
+async def get_stream(session: AsyncSession, stream_id: int) -> Stream | None:
+    return await session.get(Stream, stream_id)
+
+
+async def channel_slugs(session: AsyncSession, channel_ids: Collection[int]) -> list[str]:
+    """The slugs of these channels, in alphabetical order."""
+    if not channel_ids:
+        return []
+    return list((await session.scalars(
+        select(Channel.slug).where(Channel.id.in_(list(channel_ids)))
+        .order_by(Channel.slug))).all())
+
+
+async def list_channels(session: AsyncSession, *, limit: int, owner_id: int | None = None,
+                        owner_username: str | None = None) -> list[tuple[Channel, str]]:
+    """Channels with their owner's username, oldest first: every one of ``owner_id`` (unlisted
+    too) when given, else the listed ones (of ``owner_username`` only, when given)."""
+    q = select(Channel, User.username).join(User, User.id == Channel.owner_id)
+    if owner_id is not None:
+        q = q.where(Channel.owner_id == owner_id)
+    else:
+        q = q.where(Channel.is_public.is_(True))
+        if owner_username:
+            q = q.where(User.username == owner_username)
+    rows = (await session.execute(q.order_by(Channel.id).limit(limit))).all()
+    return [(channel, name) for channel, name in rows]
+
+
+@dataclass(frozen=True)
+class LiveChannel:
+    """A live stream of a listed channel, as the home page lists it."""
+
+    stream: Stream
+    channel: Channel
+    creator: str  # the owner's display name, else the username
+
+
+async def live_channels(session: AsyncSession, limit: int) -> list[LiveChannel]:
+    """The live streams of listed channels, the most watched first (then the newest)."""
+    rows = (await session.execute(
+        select(Stream, Channel, User, Profile)
+        .join(Channel, Channel.id == Stream.channel_id)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
+        .order_by(Stream.viewer_count.desc(), Stream.started_at.desc())
+        .limit(limit))).all()
+    return [LiveChannel(stream, channel, display_name(user, profile))
+            for stream, channel, user, profile in rows]
+
+
 async def user_channels(session: AsyncSession, owner_id: int) -> list[Channel]:
     return list((await session.execute(
         select(Channel).where(Channel.owner_id == owner_id).order_by(Channel.id))).scalars())
 
+
+# -- changes ---------------------------------------------------------------------------------
 
 async def create_channel(session: AsyncSession, owner: User, slug: Any,
                          fields: dict[str, Any]) -> Channel:

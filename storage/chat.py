@@ -1,4 +1,5 @@
-"""Chat queries: messages (stored in batches), moderation state, blocks and reports.
+"""Chat queries: messages (stored in batches), moderation state and blocks (reports are in
+``storage.reports``).
 
 Like ``storage.queries``: every function takes an ``AsyncSession``, flushes, never commits
 (the caller owns the transaction), and bad input raises ``ValidationError`` /
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.accounts import display_name
 from storage.chat_models import (
     FILTER_MODES,
     ChannelBan,
@@ -36,13 +38,9 @@ from storage.models import (
     LoginSession,
     Message,
     Profile,
-    Report,
-    ReportStatus,
     User,
 )
 
-REPORT_REASON_MAX = 64
-REPORT_DETAILS_MAX = 1000
 BAN_REASON_MAX = 200
 FILTER_WORD_MAX = 64
 
@@ -85,15 +83,9 @@ async def insert_messages(session: AsyncSession, rows: Sequence[NewMessage]) -> 
     return list(result.scalars().all())
 
 
-def _display(user: User, profile: Profile | None) -> str:
-    if profile is not None and profile.display_name.strip():
-        return profile.display_name
-    return user.username
-
-
 def _stored(msg: Message, user: User, profile: Profile | None) -> StoredMessage:
     return StoredMessage(msg.id, msg.channel_id, msg.stream_id, msg.user_id, user.username,
-                         _display(user, profile), msg.content, msg.created_at)
+                         display_name(user, profile), msg.content, msg.created_at)
 
 
 def _message_query() -> Any:
@@ -250,6 +242,14 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def admin_ids(session: AsyncSession, user_ids: Collection[int]) -> set[int]:
+    """Those of ``user_ids`` that are admins (the badge on their messages)."""
+    if not user_ids:
+        return set()
+    return set((await session.scalars(
+        select(User.id).where(User.id.in_(list(user_ids)), User.is_admin.is_(True)))).all())
+
+
 async def user_public(session: AsyncSession, user_ids: Collection[int]
                       ) -> dict[int, dict[str, Any]]:
     """id -> {id, username, display_name} for the given users."""
@@ -258,7 +258,7 @@ async def user_public(session: AsyncSession, user_ids: Collection[int]
     rows = (await session.execute(
         select(User, Profile).outerjoin(Profile, Profile.user_id == User.id)
         .where(User.id.in_(list(user_ids))))).all()
-    return {u.id: {"id": u.id, "username": u.username, "display_name": _display(u, p)}
+    return {u.id: {"id": u.id, "username": u.username, "display_name": display_name(u, p)}
             for u, p in rows}
 
 
@@ -390,58 +390,3 @@ async def unblock(session: AsyncSession, blocker_id: int, blocked_id: int) -> bo
 async def blocked_ids(session: AsyncSession, blocker_id: int) -> set[int]:
     return set((await session.scalars(
         select(Block.blocked_id).where(Block.blocker_id == blocker_id))).all())
-
-
-# -- reports -------------------------------------------------------------------------------
-
-async def create_report(session: AsyncSession, *, reporter_id: int, channel_id: int | None,
-                        message_id: int | None, target_user_id: int | None, reason: str,
-                        details: str) -> Report:
-    if not isinstance(reason, str) or not reason.strip() or len(reason.strip()) > REPORT_REASON_MAX:
-        raise ValidationError(f"reason must be 1-{REPORT_REASON_MAX} characters")
-    if not isinstance(details, str) or len(details) > REPORT_DETAILS_MAX:
-        raise ValidationError(f"details must be text of at most {REPORT_DETAILS_MAX} characters")
-    report = Report(reporter_id=reporter_id, channel_id=channel_id, message_id=message_id,
-                    target_user_id=target_user_id, reason=reason.strip(),
-                    details=details.strip())
-    session.add(report)
-    await session.flush()
-    return report
-
-
-async def channel_reports(session: AsyncSession, channel_ids: Sequence[int], *,
-                          status: ReportStatus | None = ReportStatus.OPEN,
-                          limit: int = 200) -> list[dict[str, Any]]:
-    """Reports about the given channels, newest first, with the reported message's text."""
-    if not channel_ids:
-        return []
-    q = (select(Report, Message, Channel)
-         .outerjoin(Message, Message.id == Report.message_id)
-         .join(Channel, Channel.id == Report.channel_id)
-         .where(Report.channel_id.in_(list(channel_ids))))
-    if status is not None:
-        q = q.where(Report.status == status)
-    rows = (await session.execute(q.order_by(Report.id.desc()).limit(limit))).all()
-    users = await user_public(session, {uid for r, _, _ in rows
-                                        for uid in (r.reporter_id, r.target_user_id) if uid})
-    out = []
-    for report, msg, channel in rows:
-        out.append({
-            "id": report.id, "channel": channel.slug, "reason": report.reason,
-            "details": report.details, "status": report.status.value,
-            "created_at": report.created_at.isoformat(),
-            "reporter": users.get(report.reporter_id),
-            "target_user": users.get(report.target_user_id) if report.target_user_id else None,
-            "message": None if msg is None else {
-                "id": msg.id, "content": msg.content, "deleted": msg.deleted_at is not None},
-        })
-    return out
-
-
-async def resolve_report(session: AsyncSession, report_id: int, status: ReportStatus,
-                         by_user_id: int, now: datetime) -> None:
-    report = await session.get(Report, report_id)
-    if report is None:
-        raise NotFoundError(f"no report with id {report_id}")
-    report.status, report.resolved_by_id, report.resolved_at = status, by_user_id, now
-    await session.flush()

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from storage import channels as channel_queries
 from storage import queries
-from storage.models import Channel, User
+from storage.models import User
 
 from . import images
 from .documents import channel_json, live_stream_id, load_channel, obs_settings
@@ -40,16 +39,13 @@ async def list_channels(request: web.Request) -> web.Response:
     owner = request.query.get("owner")
     limit = query_int(request, "limit", 50, minimum=1, maximum=CHANNEL_LIST_MAX)
     me = await require_user(request) if owner == "me" else await current_user(request)
-    q = select(Channel, User.username).join(User, User.id == Channel.owner_id)
+    owner_id = None
     if owner == "me":
         assert me is not None
-        q = q.where(Channel.owner_id == me.id)
-    else:
-        q = q.where(Channel.is_public.is_(True))
-        if owner:
-            q = q.where(User.username == owner)
+        owner_id = me.id
     async with request.app[DB_KEY].session() as session:
-        rows = (await session.execute(q.order_by(Channel.id).limit(limit))).all()
+        rows = await channel_queries.list_channels(session, limit=limit, owner_id=owner_id,
+                                                   owner_username=owner)
     return web.json_response({"channels": [
         channel_json(request, c, name, private=owner == "me" or can_manage(me, c))
         for c, name in rows]})

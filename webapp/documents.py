@@ -12,10 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy import select
 
-from storage import queries
-from storage.models import Channel, Stream, StreamStatus, User
+from storage import channels as channel_queries
+from storage.models import Channel, Stream, StreamStatus
 
 from .errors import ApiError
 from .identity import upload_url
@@ -88,14 +87,10 @@ def channel_json(request: web.Request, channel: Channel, owner: str, *,
 async def load_channel(request: web.Request, session: Any) -> tuple[Channel, str]:
     """The channel named by ``{slug}`` and its owner's username, or a 404 ApiError."""
     slug = request.match_info["slug"]
-    row = None
-    if queries.SLUG_RE.fullmatch(slug):
-        row = (await session.execute(
-            select(Channel, User.username).join(User, User.id == Channel.owner_id)
-            .where(Channel.slug == slug))).one_or_none()
-    if row is None:
+    found = await channel_queries.channel_with_owner(session, slug)
+    if found is None:
         raise ApiError(404, "not_found", f"no channel {slug!r}")
-    return row[0], row[1]
+    return found.channel, found.owner.username
 
 
 def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:

@@ -15,16 +15,15 @@ starts then sees the full ladder in the master playlist and its first request su
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import channels as channel_queries
 from storage import follows, queries
-from storage.models import Channel, Profile, Stream, StreamStatus, User
+from storage.channels import ChannelWithOwner
 from transcode.edge import LiveEdge
 
 from .errors import json_error
@@ -42,33 +41,6 @@ HOME_MAX_CHANNELS = 60
 THUMBNAIL_CACHE = "public, max-age=10"
 STATIC_CACHE = "public, max-age=3600"
 
-@dataclass(frozen=True)
-class ChannelInfo:
-    channel: Channel
-    creator: str  # the owner's display name, or the username without a profile
-
-
-def _creator_name(user: User, profile: Profile | None) -> str:
-    if profile is not None and profile.display_name.strip():
-        return profile.display_name
-    return user.username
-
-
-async def load_channel(session: AsyncSession, slug: str) -> ChannelInfo | None:
-    """The channel and its creator's name; None for an unknown or malformed slug."""
-    if not queries.SLUG_RE.fullmatch(slug):
-        return None
-    row = (await session.execute(
-        select(Channel, User, Profile)
-        .join(User, User.id == Channel.owner_id)
-        .outerjoin(Profile, Profile.user_id == User.id)
-        .where(Channel.slug == slug))).one_or_none()
-    if row is None:
-        return None
-    channel, user, profile = row
-    return ChannelInfo(channel, _creator_name(user, profile))
-
-
 def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
     """The edge of this stream has every rendition announced so far with a whole segment."""
     if edge is None or edge.ended or edge.stream_id != stream_id:
@@ -78,7 +50,7 @@ def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
 
 
 async def live_status(app: web.Application, session: AsyncSession,
-                      info: ChannelInfo) -> dict[str, Any]:
+                      info: ChannelWithOwner) -> dict[str, Any]:
     """What the player page shows and polls: ``{"live", "stream_id", "title", ...}``."""
     channel = info.channel
     status: dict[str, Any] = {
@@ -92,7 +64,7 @@ async def live_status(app: web.Application, session: AsyncSession,
         return status
     status.update(live=True, stream_id=live.stream_id, started_at=live.started_at.isoformat(),
                   playable=edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id))
-    row = await session.get(Stream, live.stream_id)
+    row = await channel_queries.get_stream(session, live.stream_id)
     if row is not None:
         status.update(title=row.title, category=row.category or channel.category,
                       viewers=row.viewer_count)
@@ -108,23 +80,17 @@ def thumbnail_file(app: web.Application, slug: str) -> Path:
 async def home(request: web.Request) -> web.Response:
     app = request.app
     async with app[DB_KEY].session() as session:
-        rows = (await session.execute(
-            select(Stream, Channel, User, Profile)
-            .join(Channel, Channel.id == Stream.channel_id)
-            .join(User, User.id == Channel.owner_id)
-            .outerjoin(Profile, Profile.user_id == User.id)
-            .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
-            .order_by(Stream.viewer_count.desc(), Stream.started_at.desc())
-            .limit(HOME_MAX_CHANNELS))).all()
+        rows = await channel_queries.live_channels(session, HOME_MAX_CHANNELS)
     cards = []
-    for stream, channel, user, profile in rows:
+    for row in rows:
+        stream, channel = row.stream, row.channel
         thumb = thumbnail_file(app, channel.slug)
         try:
             thumb_url = f"/thumbnails/{channel.slug}.jpg?v={int(thumb.stat().st_mtime)}"
         except OSError:
             thumb_url = None
         cards.append({
-            "slug": channel.slug, "title": stream.title, "creator": _creator_name(user, profile),
+            "slug": channel.slug, "title": stream.title, "creator": row.creator,
             "category": stream.category or channel.category, "viewers": stream.viewer_count,
             "thumbnail": thumb_url, "avatar": upload_url(channel.avatar_path),
         })
@@ -134,7 +100,7 @@ async def home(request: web.Request) -> web.Response:
 async def stream_page(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     async with request.app[DB_KEY].session() as session:
-        info = await load_channel(session, slug)
+        info = await channel_queries.channel_with_owner(session, slug)
         if info is None:
             return not_found_page(request, "channel")
         status = await live_status(request.app, session, info)
@@ -155,7 +121,7 @@ async def stream_page(request: web.Request) -> web.Response:
 async def live_api(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     async with request.app[DB_KEY].session() as session:
-        info = await load_channel(session, slug)
+        info = await channel_queries.channel_with_owner(session, slug)
         if info is None:
             return json_error(404, "not_found", f"no channel {slug!r}")
         status = await live_status(request.app, session, info)

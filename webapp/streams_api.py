@@ -27,7 +27,7 @@ from storage.models import Channel, Stream, StreamStatus, User
 from .documents import channel_json, stream_json
 from .errors import ApiError
 from .identity import can_manage, current_user, require_manager, require_user
-from .keys import DB_KEY, REGISTRY_KEY
+from .keys import CHAT_KEY, DB_KEY, REGISTRY_KEY
 from .parsing import INT64_MAX, query_int, read_json
 from .stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, load_stream
 
@@ -126,6 +126,9 @@ async def update_stream(request: web.Request) -> web.Response:
         await channel_queries.update_stream(session, stream, channel, body)
         await session.commit()
         data = stream_json(stream, channel)
+    chat = request.app.get(CHAT_KEY)
+    if chat is not None and stream.status is StreamStatus.LIVE:
+        await chat.stream_edited(channel.slug)  # joining sockets are told the new title
     return web.json_response(data)
 
 
@@ -167,7 +170,7 @@ async def dashboard_status(request: web.Request) -> web.Response:
             entry = channel_json(request, channel, user.username)
             entry["stream"] = None
             if entry["stream_id"] is not None:
-                stream = await session.get(Stream, entry["stream_id"])
+                stream = await channel_queries.get_stream(session, entry["stream_id"])
                 if stream is not None:
                     entry["stream"] = status_json(request, stream, channel, user)
             out.append(entry)

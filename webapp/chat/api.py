@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import or_, select
 
+from storage import channels as channel_queries
 from storage import chat as chat_store
+from storage import queries
+from storage import reports as report_store
 from storage.chat import ChannelChatState
-from storage.chat_models import ChannelModerator
-from storage.models import Channel, Report, ReportStatus, User
+from storage.models import ReportStatus, User
 
 from ..errors import ApiError
 from ..identity import current_user, require_user
@@ -70,7 +71,7 @@ async def stream_messages(request: web.Request) -> web.Response:
         stream, channel = await load_stream(request, session, raw_stream)
         rows = await chat_store.stream_messages(session, stream.id, before=before_id,
                                                 limit=limit)
-        admins = await service._admins(session, {r.user_id for r in rows})
+        admins = await chat_store.admin_ids(session, {r.user_id for r in rows})
     state = await _channel_state(request, channel.slug)
     if state.logged_in_only and await current_user(request) is None:
         raise ApiError(401, "unauthenticated", "this chat is for logged-in users")
@@ -146,10 +147,9 @@ async def _user_by_ref(request: web.Request, body: dict[str, Any]) -> User:
     username = field(body, "username", str, required=False)
     async with request.app[DB_KEY].session() as session:
         if user_id is not None:
-            target = await session.get(User, user_id)
+            target = await chat_store.get_user(session, user_id)
         elif username is not None:
-            target = (await session.scalars(
-                select(User).where(User.username == username.strip().lower()))).first()
+            target = await queries.get_user_by_username(session, username.strip().lower())
         else:
             raise ApiError(400, "missing_field", "give the user_id or the username")
     if target is None:
@@ -272,18 +272,18 @@ async def create_report(request: web.Request) -> web.Response:
                 raise ApiError(404, "not_found", f"no message with id {message_id}")
             channel_id, target_id = msg.channel_id, msg.user_id
         elif target_id is not None:
-            if await session.get(User, target_id) is None:
+            if await chat_store.get_user(session, target_id) is None:
                 raise ApiError(404, "not_found", f"no user with id {target_id}")
         else:
             raise ApiError(400, "missing_field", "report a message (message_id) or a user (user_id)")
         if slug is not None and channel_id is None:
-            channel = (await session.scalars(select(Channel).where(Channel.slug == slug))).first()
-            if channel is None:
+            found = await channel_queries.channel_with_owner(session, slug)
+            if found is None:
                 raise ApiError(404, "not_found", f"no channel {slug!r}")
-            channel_id = channel.id
+            channel_id = found.channel.id
         if channel_id is None:
             raise ApiError(400, "missing_field", "a user report needs the channel (slug) it is about")
-        report = await chat_store.create_report(
+        report = await report_store.create_report(
             session, reporter_id=user.id, channel_id=channel_id, message_id=message_id,
             target_user_id=target_id, reason=reason, details=details)
         await session.commit()
@@ -293,12 +293,7 @@ async def create_report(request: web.Request) -> web.Response:
 async def moderated_channel_ids(request: web.Request, user: User) -> list[int]:
     """Channels whose reports ``user`` may see: owned or moderated (all for an admin)."""
     async with request.app[DB_KEY].session() as session:
-        q = select(Channel.id)
-        if not user.is_admin:
-            q = q.outerjoin(ChannelModerator, (ChannelModerator.channel_id == Channel.id)
-                            & (ChannelModerator.user_id == user.id)).where(
-                or_(Channel.owner_id == user.id, ChannelModerator.user_id == user.id))
-        return list((await session.scalars(q)).all())
+        return await report_store.moderated_channel_ids(session, user.id, is_admin=user.is_admin)
 
 
 async def list_reports(request: web.Request) -> web.Response:
@@ -315,7 +310,7 @@ async def list_reports(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid", "status must be open, resolved, dismissed or all")
     status = None if wanted == "all" else ReportStatus(wanted)
     async with request.app[DB_KEY].session() as session:
-        reports = await chat_store.channel_reports(session, ids, status=status)
+        reports = await report_store.channel_reports(session, ids, status=status)
     return _json({"reports": reports})
 
 
@@ -327,11 +322,11 @@ async def resolve_report(request: web.Request) -> web.Response:
     if status not in ("resolved", "dismissed"):
         raise ApiError(400, "invalid", "status must be resolved or dismissed")
     async with request.app[DB_KEY].session() as session:
-        report = await session.get(Report, report_id)
+        report = await report_store.get_report(session, report_id)
     if report is None or report.channel_id not in await moderated_channel_ids(request, user):
         raise ApiError(404, "not_found", f"no report {report_id} in a channel you moderate")
     async with request.app[DB_KEY].session() as session:
-        await chat_store.resolve_report(session, report_id, ReportStatus(status), user.id,
+        await report_store.resolve_report(session, report_id, ReportStatus(status), user.id,
                                         datetime.now(timezone.utc))
         await session.commit()
     return _json({"id": report_id, "status": status})

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from mediaserver.settings import ChatSettings
 from storage import Database
+from storage import channels as channel_queries
 from storage import chat as chat_store
 from storage.chat import ChannelChatState
-from storage.models import Channel, User
+from storage.models import User
 
 from .bus import ChatBus
 from .content import ChatError
@@ -80,7 +81,7 @@ class ChatModeration:
         if isinstance(target_id, bool) or not isinstance(target_id, int):
             raise ChatError("invalid", "user_id must be a user's numeric id")
         async with self.host.db.session() as session:
-            target = await session.get(User, target_id)
+            target = await chat_store.get_user(session, target_id)
         if target is None:
             raise ChatError("not_found", f"no user with id {target_id}", status=404)
         if target.id == actor.id:
@@ -105,8 +106,8 @@ class ChatModeration:
             msg = await chat_store.get_message(session, message_id)
             if msg is None or msg.deleted_at is not None:
                 raise ChatError("not_found", f"no message with id {message_id}", status=404)
-            channel = None if room_state is not None else await session.get(Channel,
-                                                                             msg.channel_id)
+            channel = None if room_state is not None else await channel_queries.get_channel(
+                session, msg.channel_id)
         if room_state is not None:
             if room_state.channel_id != msg.channel_id:
                 raise ChatError("not_found", f"no message with id {message_id} in this chat",

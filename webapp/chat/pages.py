@@ -5,10 +5,11 @@ report queue (``/dashboard/reports``). They render server-side and act through t
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
+from storage import channels as channel_queries
 from storage import chat as chat_store
-from storage.models import Channel, ReportStatus
+from storage import reports as report_store
+from storage.models import ReportStatus
 
 from ..identity import require_page_user
 from ..keys import CHAT_KEY, DB_KEY
@@ -41,9 +42,8 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     wanted = request.query.get("status", "open")
     status = ReportStatus.OPEN if wanted != "all" else None
     async with request.app[DB_KEY].session() as session:
-        reports = await chat_store.channel_reports(session, ids, status=status)
-        slugs = (await session.scalars(select(Channel.slug).where(Channel.id.in_(ids))
-                                       .order_by(Channel.slug))).all() if ids else []
+        reports = await report_store.channel_reports(session, ids, status=status)
+        slugs = await channel_queries.channel_slugs(session, ids)
     return render(request, "reports.html", {"reports": reports, "channels": slugs,
                                             "show_all": wanted == "all"})
 

@@ -35,9 +35,10 @@ from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
 from mediaserver.settings import Settings
 from storage import Database, queries
+from storage import channels as channel_queries
 from storage import chat as chat_store
 from storage.chat import ChannelChatState, NewMessage, StoredMessage
-from storage.models import Channel, Stream, StreamStatus, User
+from storage.models import Channel, Stream, StreamStatus
 
 from .blocks import BlockLists
 from .bus import ChatBus, make_bus
@@ -160,7 +161,7 @@ class ChatService:
 
     async def state_by_channel_id(self, channel_id: int) -> ChannelChatState | None:
         async with self.db.session() as session:
-            channel = await session.get(Channel, channel_id)
+            channel = await channel_queries.get_channel(session, channel_id)
         return None if channel is None else await self.state(channel.slug)
 
     # -- bus delivery ---------------------------------------------------------------------
@@ -328,7 +329,7 @@ class ChatService:
         async with self.db.session() as session:
             # Looked up at call time: tests count these calls.
             rows = await chat_store.recent_messages(session, state.channel_id, limit)
-            admins = await self._admins(session, {r.user_id for r in rows})
+            admins = await chat_store.admin_ids(session, {r.user_id for r in rows})
         return [self.message_event(state, r, r.user_id in admins) for r in rows]
 
     @staticmethod
@@ -341,13 +342,6 @@ class ChatService:
             if now != user["badges"]:
                 recent.items[i] = {**event, "user": {**user, "badges": now}}
         recent.badges_for = state
-
-    @staticmethod
-    async def _admins(session: Any, ids: set[int]) -> set[int]:
-        if not ids:
-            return set()
-        return set((await session.scalars(
-            select(User.id).where(User.id.in_(ids), User.is_admin.is_(True)))).all())
 
     def message_event(self, state: ChannelChatState, m: StoredMessage,
                       is_admin: bool) -> dict[str, Any]:
