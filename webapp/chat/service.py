@@ -1,8 +1,9 @@
 """The chat of one server process: rooms, the send path, and the caches they read from.
 
 The message writer (group commit) is in writer.py, moderation (deletes, timeouts, bans) in
-moderation.py and the readers' block lists in blocks.py; ``ChatService`` is the one face the
-socket, the API and the other areas use.
+moderation.py, the readers' block lists in blocks.py, the follower cache of followers-only chat
+in followers.py and the re-checks of the accounts behind open sockets in accounts.py;
+``ChatService`` is the one face the socket, the API and the other areas use.
 
 Order of a message: checks (content, ban, timeout, followers-only, slow mode, rate limit, word
 filter) -> the writer commits it (group commit: everything that arrived during the previous
@@ -40,22 +41,23 @@ from storage import chat as chat_store
 from storage.chat import ChannelChatState, NewMessage, StoredMessage
 from storage.models import Channel, Stream, StreamStatus
 
+from .accounts import SocketAccounts
 from .blocks import BlockLists
 from .bus import ChatBus, make_bus
 from .content import ChatError, RateLimiter, apply_filter, clean_content
+from .followers import Followers
 from .frames import iso_time as _iso
 from .metrics import chat_metrics
 from .moderation import Actor, ChatModeration, badges, can_moderate, require_moderator
-from .principal import ENDED_REASONS, Principal
+from .principal import Principal
 from .recent import RecentMessages
-from .room import Client, Room, close_client
+from .room import Client, Room
 from .writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
 # Bus topic for per-user (not per-room) news; "_" cannot start a channel slug.
 BLOCKS_TOPIC = "_users"
-CLOSE_POLICY = 1008
 
 
 class ChatService:
@@ -76,9 +78,7 @@ class ChatService:
         self._state_epoch = 0
         # Bumped by every _account event, so a socket that opened during one re-checks.
         self.account_epoch = 0
-        self._followers: set[tuple[int, int]] = set()
-        # Bumped by every follow change, so a follower lookup that raced one is not cached.
-        self._follow_version = 0
+        self.followers = Followers(db)  # for followers-only chat
         self._slow: dict[tuple[int, int], float] = {}
         self.limiter = RateLimiter(self.cs.rate_limit_messages, self.cs.rate_limit_window,
                                    self.cs.mute_seconds)
@@ -88,6 +88,7 @@ class ChatService:
         self._viewer_task: asyncio.Task[None] | None = None
         self.dropped = 0  # sockets disconnected for overflowing their send queue
         self.metrics = chat_metrics(getattr(metrics, "registry", None))
+        self.accounts = SocketAccounts(db, self.cs, self.metrics, self._spawn)
         self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -173,17 +174,10 @@ class ChatService:
         """A follow was committed or removed: followers-only chat sees it at once here, and
         every other process through the bus (the cache of followers holds positives only, so
         an unfollow must reach each process or it would keep letting the user chat)."""
-        self._apply_follow(channel_id, user_id, following)
+        self.followers.apply(channel_id, user_id, following)
         self._spawn(self.bus.publish(BLOCKS_TOPIC, [{
             "type": "_follow", "channel_id": channel_id, "user_id": user_id,
             "following": following}]))
-
-    def _apply_follow(self, channel_id: int, user_id: int, following: bool) -> None:
-        self._follow_version += 1
-        if following:
-            self._followers.add((channel_id, user_id))
-        else:
-            self._followers.discard((channel_id, user_id))
 
     @property
     def _blocked(self) -> dict[int, tuple[set[int], int]]:
@@ -206,7 +200,8 @@ class ChatService:
                 self._spawn(self.blocks.reload(event["user_id"]))
                 continue
             if kind == "_follow":
-                self._apply_follow(event["channel_id"], event["user_id"], bool(event["following"]))
+                self.followers.apply(event["channel_id"], event["user_id"],
+                                     bool(event["following"]))
                 continue
             if kind == "_state":
                 self._states.pop(slug, None)
@@ -242,51 +237,16 @@ class ChatService:
         return [c for room in list(self.rooms.values()) for c in room.by_user.get(user_id, ())]
 
     async def recheck(self, clients: Iterable[Client]) -> None:
-        """Re-read the account and credential behind these sockets (one query per distinct
-        credential) and apply the answer: a new admin flag, or the end of the socket."""
-        groups: dict[tuple[int, str, str], list[tuple[Client, Principal, int]]] = {}
-        for client in clients:
-            p = client.principal
-            if p is None or p.ended is not None:
-                continue
-            p.generation += 1
-            groups.setdefault((p.id, p.kind, p.token_hash), []).append((client, p, p.generation))
-        if not groups:
-            return
-        mono = time.monotonic()
-        now = datetime.now(timezone.utc)
-        async with self.db.session() as session:
-            for (uid, kind, token_hash), members in groups.items():
-                standing = await chat_store.credential_standing(session, uid, kind, token_hash,
-                                                                now)
-                for client, p, generation in members:
-                    if p.generation != generation or p.ended is not None:
-                        continue  # a newer check is under way; its answer wins
-                    p.is_admin, p.checked = standing.is_admin, mono
-                    if standing.ended is not None:
-                        self.end_socket(client, standing.ended)
+        """Re-read the account and credential behind these sockets (accounts.py)."""
+        await self.accounts.recheck(clients)
 
     async def current(self, client: Client) -> Principal | None:
-        """The socket's principal, re-checked first if its last check is older than
-        ``chat.recheck_interval``; None once the socket may no longer act."""
-        p = client.principal
-        if p is not None and p.ended is None and p.stale(self.cs.recheck_interval):
-            await self.recheck([client])
-        return p if p is not None and p.ended is None else None
+        """The socket's principal, re-checked first if stale; None once it may not act."""
+        return await self.accounts.current(client)
 
     def end_socket(self, client: Client, code: str, message: str | None = None) -> None:
-        """Tell the socket why (chat:error ``code``) and close it with 1008: its account may
-        no longer act (a key of principal.ENDED_REASONS) or it ignored its frame budget."""
-        message = message or ENDED_REASONS[code]
-        if client.principal is not None and code in ENDED_REASONS:
-            client.principal.ended = code
-        if client.closed:
-            return
-        self.metrics.closed.labels(code).inc()
-        client.send_events([ChatError(code, message, status=403).event()],
-                           self.cs.send_queue_bytes)
-        client.closed = True  # no more broadcasts; the handler's remove() still runs at the end
-        self._spawn(close_client(client, CLOSE_POLICY, message))
+        """Tell the socket why (chat:error ``code``) and close it with 1008 (accounts.py)."""
+        self.accounts.end_socket(client, code, message)
 
     # -- rooms and sockets ----------------------------------------------------------------
     def join(self, slug: str, client: Client) -> Room:
@@ -361,17 +321,6 @@ class ChatService:
                 {"type": "stream:viewers", "viewers": state.viewers if live else 0}]
 
     # -- sending --------------------------------------------------------------------------
-    async def _is_follower(self, state: ChannelChatState, user_id: int) -> bool:
-        key = (state.channel_id, user_id)
-        if key in self._followers:
-            return True
-        version = self._follow_version
-        async with self.db.session() as session:
-            follows = await chat_store.is_follower(session, state.channel_id, user_id)
-        if follows and self._follow_version == version:
-            self._followers.add(key)
-        return follows
-
     async def send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
                    content: object) -> dict[str, Any]:
         """Check, store, then publish one message; the chat:message event, or ChatError."""
@@ -396,7 +345,8 @@ class ChatService:
             raise ChatError("timed_out", f"you are timed out for {left:.0f} more seconds",
                             status=403, retry_after=left)
         privileged = can_moderate(state, user)
-        if state.followers_only and not privileged and not await self._is_follower(state, uid):
+        if (state.followers_only and not privileged
+                and not await self.followers.follows(state.channel_id, uid)):
             raise ChatError("followers_only", "only followers of this channel can chat right now",
                             status=403)
         mono = time.monotonic()

@@ -44,9 +44,9 @@ from webapp.parsing import BadJson, parse_json
 from .budget import FrameBudget, Verdict
 from .content import ChatError
 from .frames import events_frame
+from .moderation import can_moderate
 from .principal import SESSION, TOKEN, Principal
 from .room import Client, Room
-from .moderation import can_moderate
 from .service import ChatService
 
 log = logging.getLogger(__name__)
