@@ -432,3 +432,26 @@ async def update_live_viewer_counts(session: AsyncSession, counts: dict[int, int
             .execution_options(synchronize_session=False))
         updated += rowcount(result)
     return updated
+
+
+@dataclass(frozen=True, slots=True)
+class LiveViewers:
+    """A channel's live stream and its viewer count as its row has it."""
+
+    slug: str
+    stream_id: int
+    title: str
+    viewers: int
+
+
+async def live_viewer_counts(session: AsyncSession, slugs: list[str]) -> list[LiveViewers]:
+    """The LIVE stream of each of these channels, with its title and viewer count, in one
+    query: for a process's chat rooms whose viewers another process counts (that process
+    writes the row, ``update_live_viewer_counts``)."""
+    if not slugs:
+        return []
+    rows = await session.execute(
+        select(Channel.slug, Stream.id, Stream.title, Stream.viewer_count)
+        .join(Stream, Stream.channel_id == Channel.id)
+        .where(Channel.slug.in_(slugs), Stream.status == StreamStatus.LIVE))
+    return [LiveViewers(*row) for row in rows]

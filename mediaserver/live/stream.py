@@ -34,6 +34,9 @@ class LiveStream:
         self.transcode_probe: TranscodeProbe | None = None
         # Wired by ingest: closes the publishing connection (the creator ended the stream).
         self.disconnect: Callable[[str], None] | None = None
+        # Set by the HTTP layer's viewer recount once it serves this stream (None before):
+        # the chat of this process reads the count here instead of from the stream's row.
+        self.viewers: int | None = None
         self._subs: list[Subscription] = []
         self._on_drop = on_drop
 

@@ -21,10 +21,12 @@ import pytest
 
 from storage import queries
 from storage.models import Stream
+from tests.chat_support import auth, base_url, join
 from tests.conftest import make_channel, running_server
 from transcode.edge import LiveEdge, RenditionEdge
 from transcode.hls import LivePlaylist, PartReady, SegmentReady
 from webapp.hls import HLS_KEY
+from webapp.keys import CHAT_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +172,58 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(site: 
                                headers={"X-Forwarded-For": "198.51.100.7"}) == 200
         assert site.counts() == 1 + CAP
         await site.published(1 + CAP)
+
+
+async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[str, str]
+                                                            ) -> None:
+    """The process that counts a stream's viewers gives its chat the count in memory (the
+    registry's LiveStream), not through the stream's row: a row that says otherwise is not
+    read. A joining socket starts from that count and from the stream's title, and an edited
+    title reaches the next join without waiting for a recount. (Rooms whose stream another
+    process counts read the row: test_chat_basic's stream:viewers test.)"""
+    env = {**settings_env, "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "3600",
+           "AETHEX_TRANSCODE__ENABLED": "false"}  # the recounts below are the only ones
+    async with running_server(env) as server:
+        channel_id, _ = await make_channel(server, SLUG, "carol")
+        async with server.db.session() as db:
+            token = await queries.create_api_token(db, "carol")
+            await db.commit()
+        base = base_url(server)
+        app = server._runner.app
+        hls, chat = app[HLS_KEY], app[CHAT_KEY]
+        async with aiohttp.ClientSession() as http:
+            room = await join(http, base, SLUG)
+            assert (await room.next("stream:viewers"))["viewers"] == 0
+            now = datetime.now(timezone.utc)
+            async with server.db.session() as db:
+                row = await queries.start_stream(db, channel_id, now)
+                await db.commit()
+            live = server.registry.start(channel_id=channel_id, slug=SLUG, stream_id=row.id,
+                                         started_at=now)
+            server.broadcasts.edges.put(synthetic_edge(row.id))
+            await room.next("stream:status", live=True)
+
+            playlist = f"{base}/hls/{SLUG}/360p/index.m3u8?session=one-real-viewer-01"
+            assert await status_of(http, playlist) == 200
+            assert await status_of(http, f"{base}/hls/{SLUG}/360p/seg0.m4s") == 200
+            await hls.update_viewers(time.monotonic())
+            assert live.viewers == 1
+            async with server.db.session() as db:
+                (await db.get(Stream, row.id)).viewer_count = 42
+                await db.commit()
+            await chat.update_viewers()
+            assert (await room.next("stream:viewers"))["viewers"] == 1
+
+            late = await join(http, base, SLUG)
+            status = await late.next("stream:status")
+            assert status["live"] is True and status["title"] == row.title
+            assert (await late.next("stream:viewers"))["viewers"] == 1
+
+            async with http.patch(f"{base}/api/streams/{row.id}", headers=auth(token),
+                                  json={"title": "A new title"}) as resp:
+                assert resp.status == 200, await resp.text()
+            later = await join(http, base, SLUG)
+            assert (await later.next("stream:status"))["title"] == "A new title"
+            assert (await later.next("stream:viewers"))["viewers"] == 1
+            for client in (room, late, later):
+                await client.ws.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from webapp.keys import DB_KEY, EDGES_KEY, HLS_KEY, METRICS_KEY, SETTINGS_KEY
+from webapp.keys import DB_KEY, EDGES_KEY, HLS_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
 
 from .held import DEADLINE_TICK, Held, Hold, Pending
 from .reply import HlsRequest, Reply, error_reply, plan_range
@@ -47,9 +47,10 @@ def _vod_link_seconds() -> float:
 
 
 def setup(app: web.Application) -> HlsService:
-    """Register the live and VOD routes, the CORS preflight and the viewer counter."""
-    service = HlsService(app[SETTINGS_KEY], app[METRICS_KEY], app[EDGES_KEY], app[DB_KEY],
-                         vod_link_seconds=_vod_link_seconds)
+    """Register the live and VOD routes, the CORS preflight and the viewer counter (whose
+    counts reach this process's chat through the live registry, ``ViewerPublisher``)."""
+    service = HlsService(app[SETTINGS_KEY], app[METRICS_KEY], app[EDGES_KEY],
+                         app[REGISTRY_KEY], app[DB_KEY], vod_link_seconds=_vod_link_seconds)
     app[HLS_KEY] = service
     add = app.router.add_get
     ep = service.endpoint

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
@@ -41,7 +42,8 @@ class HlsService:
     """
 
     def __init__(self, settings: Settings, metrics: Metrics, edges: EdgeRegistry,
-                 db: Database, *, vod_link_seconds: Callable[[], float]) -> None:
+                 registry: LiveRegistry, db: Database, *,
+                 vod_link_seconds: Callable[[], float]) -> None:
         self.settings = settings
         self.metrics = metrics
         self.edges = edges
@@ -51,7 +53,7 @@ class HlsService:
                                      hls.max_sessions_per_address)
         self.addresses = ClientAddresses(settings.http.trust_forwarded_for)
         self.holding = Holding(metrics)
-        self._publisher = ViewerPublisher(metrics, edges, db)
+        self._publisher = ViewerPublisher(metrics, edges, registry, db)
         self._cors = Cors(settings.http.cors_origins)
         self._counters: dict[tuple[str, int], Any] = {}
         live = LiveDelivery(metrics, edges, self.holding, self.viewers, self.addresses,

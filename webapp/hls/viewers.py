@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mediaserver.addresses import address_key
+from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from storage import Database, queries
 from transcode.edge import EdgeRegistry
@@ -147,12 +148,16 @@ class ClientAddresses:
 
 
 class ViewerPublisher:
-    """Where each recount goes: the ``aethex_viewers`` gauge always, a live stream's row when
-    its count changed (the API, the home page and other processes read the row)."""
+    """Where each recount goes: the ``aethex_viewers`` gauge always; the registry's
+    ``LiveStream.viewers`` of each stream served here, in memory (this process's chat reads
+    it there); a live stream's row when its count changed (the API, the home page and the
+    other processes' chat read the row)."""
 
-    def __init__(self, metrics: Metrics, edges: EdgeRegistry, db: Database) -> None:
+    def __init__(self, metrics: Metrics, edges: EdgeRegistry, registry: LiveRegistry,
+                 db: Database) -> None:
         self.metrics = metrics
         self.edges = edges
+        self.registry = registry
         self.db = db
         self._written: dict[int, int] = {}
 
@@ -167,6 +172,12 @@ class ViewerPublisher:
             live.add(edge.stream_id)
             if self._written.get(edge.stream_id) != count:
                 writes[edge.stream_id] = count
+        for stream in self.registry:
+            # Every stream whose edge is served here, a stream nobody watches too (its count
+            # is 0, not unknown): only streams counted elsewhere need the row.
+            edge = self.edges.get(stream.slug)
+            if edge is not None and not edge.ended and edge.stream_id == stream.stream_id:
+                stream.viewers = counts.get(stream.slug, 0)
         self._written = {k: v for k, v in self._written.items() if k in live}
         if not writes:
             return
