@@ -30,8 +30,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import select
-
 from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
 from mediaserver.settings import Settings
@@ -39,7 +37,6 @@ from storage import Database, queries
 from storage import channels as channel_queries
 from storage import chat as chat_store
 from storage.chat import ChannelChatState, NewMessage, StoredMessage
-from storage.models import Channel, Stream, StreamStatus
 
 from .accounts import SocketAccounts
 from .blocks import BlockLists
@@ -311,14 +308,19 @@ class ChatService:
                          "badges": badges(state, m.user_id, is_admin)},
                 "content": m.content, "created_at": _iso(m.created_at)}
 
-    @staticmethod
-    def stream_events(state: ChannelChatState) -> list[dict[str, Any]]:
+    def stream_events(self, state: ChannelChatState) -> list[dict[str, Any]]:
         """The stream:status and stream:viewers a joining socket starts from: the in-memory
-        values kept by the registry's stream:status events and the viewer update loop."""
+        values kept by the registry's stream:status events and the viewer update loop, the
+        count of a stream counted here straight from the registry (``update_viewers``)."""
         live = state.stream_id is not None
+        viewers = state.viewers
+        stream = self.registry.get(state.slug)
+        if stream is not None and stream.viewers is not None \
+                and stream.stream_id == state.stream_id:
+            viewers = stream.viewers
         return [{"type": "stream:status", "live": live, "stream_id": state.stream_id,
                  "title": state.stream_title if live else None},
-                {"type": "stream:viewers", "viewers": state.viewers if live else 0}]
+                {"type": "stream:viewers", "viewers": viewers if live else 0}]
 
     # -- sending --------------------------------------------------------------------------
     async def send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
@@ -412,23 +414,52 @@ class ChatService:
                 log.exception("chat: viewer count update failed")
 
     async def update_viewers(self) -> None:
-        """One query for every live room here; stream:viewers where the count changed."""
+        """stream:viewers to each room whose count changed; the state keeps what joins start
+        from.
+
+        A stream served here is counted here: the HTTP layer's recount leaves its count on
+        the registry's ``LiveStream.viewers``, read from memory. Only rooms whose stream
+        another process counts (it ingests the stream; they share the database and the bus)
+        are read from the stream rows that process writes, in one query for all of them;
+        that query also brings the title of a stream started since the state was loaded
+        (the start event carries none). A title edited later comes by ``stream_edited``.
+        """
         rooms = {room.slug: room for room in self.rooms.values() if room.clients}
         if not rooms:
             return
-        async with self.db.session() as session:
-            rows = (await session.execute(
-                select(Channel.slug, Stream.id, Stream.title, Stream.viewer_count)
-                .join(Stream, Stream.channel_id == Channel.id)
-                .where(Channel.slug.in_(list(rooms)), Stream.status == StreamStatus.LIVE))).all()
-        counts = {}
-        for slug, stream_id, title, viewers in rows:
-            counts[slug] = viewers
+        counts: dict[str, int] = {}
+        from_rows: list[str] = []
+        for slug in rooms:
+            live = self.registry.get(slug)
+            if live is None or live.viewers is None:
+                from_rows.append(slug)
+                continue
+            counts[slug] = live.viewers
             state = self._states.get(slug)
-            if state is not None and state.stream_id == stream_id:
-                state.stream_title, state.viewers = title, viewers  # what joins start from
+            if state is not None and state.stream_id == live.stream_id:
+                state.viewers = live.viewers
+                if state.stream_title is None:
+                    from_rows.append(slug)  # for its title only
+        if from_rows:
+            async with self.db.session() as session:
+                rows = await queries.live_viewer_counts(session, from_rows)
+            for row in rows:
+                counted_here = row.slug in counts
+                if not counted_here:
+                    counts[row.slug] = row.viewers
+                state = self._states.get(row.slug)
+                if state is not None and state.stream_id == row.stream_id:
+                    state.stream_title = row.title
+                    if not counted_here:
+                        state.viewers = row.viewers
         for slug, room in rooms.items():
             count = counts.get(slug, 0)
             if room.viewers != count:
                 room.viewers = count
                 room.push({"type": "stream:viewers", "viewers": count})
+
+    async def stream_edited(self, slug: str) -> None:
+        """The channel's live stream was edited (its title): the state every process keeps
+        holds the title joins are told, so it is reloaded everywhere, as after a moderation
+        change (the viewer loop no longer reads titles of streams it counts in memory)."""
+        await self.changed(slug)
