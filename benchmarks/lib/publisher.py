@@ -95,7 +95,14 @@ def _video_options(opts: PublisherOptions) -> dict[str, object]:
         else ""
     )
     if opts.codec == "libx265":
-        return {"x265-params": f"log-level=error:keyint={gop}:bframes=0{vbv}"}
+        # ultrafast/zerolatency as for x264: no lookahead and one frame thread, so the first
+        # packet leaves after the first frame. Otherwise x265 holds ~20 frames before its first
+        # output, which on a loaded or slow machine outlasted a server's idle timeout.
+        return {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x265-params": f"log-level=error:keyint={gop}:bframes=0{vbv}",
+        }
     return {
         "preset": "ultrafast",
         "tune": "zerolatency",
