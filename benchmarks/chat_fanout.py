@@ -67,6 +67,7 @@ def raise_nofile() -> int:
 
 # -- workers (client processes) ----------------------------------------------------------------
 
+
 class FrameTimes:
     """Send times of the bench messages in a frame text, parsed once per distinct text."""
 
@@ -108,6 +109,7 @@ async def _viewers(args: argparse.Namespace) -> dict:
     conn = aiohttp.TCPConnector(limit=0)
     per_ms = 1000 / BIN_MS
     async with aiohttp.ClientSession(connector=conn) as http:
+
         async def viewer(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
             await started.wait()
             async for msg in ws:
@@ -151,9 +153,14 @@ async def _senders(args: argparse.Namespace) -> dict:
     per_sender = args.rate / len(tokens)
     sent = 0
     async with aiohttp.ClientSession() as http:
-        sockets = [await http.ws_connect(f"{args.base}/ws/chat/{SLUG}",
-                                         headers={"Authorization": f"Bearer {t}"},
-                                         heartbeat=None) for t in tokens]
+        sockets = [
+            await http.ws_connect(
+                f"{args.base}/ws/chat/{SLUG}",
+                headers={"Authorization": f"Bearer {t}"},
+                heartbeat=None,
+            )
+            for t in tokens
+        ]
         errors: list[str] = []
         # Senders read the room too: the bench messages each one's socket got (its own included).
         frames = FrameTimes()
@@ -188,8 +195,11 @@ async def _senders(args: argparse.Namespace) -> dict:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 try:
-                    await ws.send_str(json.dumps({"type": "chat:send",
-                                                  "content": f"bench {k}:{seq} {time.time():.6f}"}))
+                    await ws.send_str(
+                        json.dumps(
+                            {"type": "chat:send", "content": f"bench {k}:{seq} {time.time():.6f}"}
+                        )
+                    )
                 except (aiohttp.ClientError, ConnectionError):
                     closed.append((k, ws.close_code))
                     break
@@ -204,8 +214,14 @@ async def _senders(args: argparse.Namespace) -> dict:
             await ws.close()
         for d in drains:
             d.cancel()
-    return {"sent": sent, "errors": len(errors), "error_codes": sorted(set(errors)),
-            "elapsed": elapsed, "received": received, "closed": closed}
+    return {
+        "sent": sent,
+        "errors": len(errors),
+        "error_codes": sorted(set(errors)),
+        "elapsed": elapsed,
+        "received": received,
+        "closed": closed,
+    }
 
 
 async def _idle(args: argparse.Namespace) -> dict:
@@ -213,6 +229,7 @@ async def _idle(args: argparse.Namespace) -> dict:
 
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
+
         async def connect() -> aiohttp.ClientWebSocketResponse:
             ws = await http.ws_connect(f"{args.base}/ws/chat/{SLUG}", heartbeat=None)
             await ws.receive(timeout=60)  # the history frame, so nothing waits in buffers
@@ -242,20 +259,19 @@ def worker_main(args: argparse.Namespace) -> None:
 
 # -- the conductor -------------------------------------------------------------------------------
 
+
 class Worker:
     def __init__(self, role: str, base: str, **kw: object) -> None:
         cmd = [sys.executable, __file__, "worker", role, "--base", base]
         for k, v in kw.items():
             cmd += [f"--{k}", str(v)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def read(self, timeout: float = 120.0) -> dict:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"worker {self.proc.args[3]} ended early "
-                               f"(exit {self.proc.wait()})")
+            raise RuntimeError(f"worker {self.proc.args[3]} ended early (exit {self.proc.wait()})")
         return json.loads(line)
 
     def tell(self, word: str) -> None:
@@ -265,8 +281,14 @@ class Worker:
 
 
 def cli(server: LiveServer, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "mediaserver", *args], env=server.env(),
-                         cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mediaserver", *args],
+        env=server.env(),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout
 
 
@@ -303,19 +325,26 @@ def main() -> None:
         print(f"warning: open-files limit {nofile} < {need}; raise the hard limit (ulimit -Hn)")
 
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
-        server = LiveServer(Path(tmp), transcode=False, extra_env={
-            "AETHEX_CHAT__RATE_LIMIT_MESSAGES": str(10 * int(args.rate) + 100),
-            "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
-            "AETHEX_CHAT__FRAME_BUDGET": str(10 * int(args.rate) + 100),
-            "AETHEX_CHAT__FRAME_WINDOW": "1",
-            "AETHEX_CHAT__HEARTBEAT": "0", "AETHEX_CHAT__IDLE_TIMEOUT": "0",
-            "AETHEX_HTTP__MAX_CONNECTIONS": str(need)})
+        server = LiveServer(
+            Path(tmp),
+            transcode=False,
+            extra_env={
+                "AETHEX_CHAT__RATE_LIMIT_MESSAGES": str(10 * int(args.rate) + 100),
+                "AETHEX_CHAT__RATE_LIMIT_WINDOW": "1",
+                "AETHEX_CHAT__FRAME_BUDGET": str(10 * int(args.rate) + 100),
+                "AETHEX_CHAT__FRAME_WINDOW": "1",
+                "AETHEX_CHAT__HEARTBEAT": "0",
+                "AETHEX_CHAT__IDLE_TIMEOUT": "0",
+                "AETHEX_HTTP__MAX_CONNECTIONS": str(need),
+            },
+        )
         server.prepare()
         tokens = []
         for i in range(args.senders):
             cli(server, "user", "create", f"sender_{i}", "--email", f"s{i}@example.test")
-            tokens.append(json.loads(cli(server, "token", "create", f"sender_{i}",
-                                         "--json"))["token"])
+            tokens.append(
+                json.loads(cli(server, "token", "create", f"sender_{i}", "--json"))["token"]
+            )
         pid = server.start()
         try:
             run(server, pid, args, tokens)
@@ -330,12 +359,13 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
     viewers = [Worker("viewers", base, count=n) for n in split(args.viewers, args.procs) if n]
     for w in viewers:
         w.read()
-    senders = Worker("senders", base, tokens=",".join(tokens), rate=args.rate,
-                     seconds=args.seconds)
+    senders = Worker("senders", base, tokens=",".join(tokens), rate=args.rate, seconds=args.seconds)
     senders.read()
     time.sleep(0.5)
-    print(f"{args.viewers} viewers and {len(tokens)} senders connected; sending "
-          f"{args.rate:.0f} msg/s for {args.seconds:.0f} s")
+    print(
+        f"{args.viewers} viewers and {len(tokens)} senders connected; sending "
+        f"{args.rate:.0f} msg/s for {args.seconds:.0f} s"
+    )
     contention = procstats.Contention(pid)
     cpu0, t0 = procstats.cpu_seconds(pid), time.monotonic()
     peak_rss = 0.0
@@ -366,11 +396,12 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
     lost = sum(max(0, expected - r) for r in received)
     deliveries = sum(hist.values())
     p50, p99 = percentile_from_hist(hist, 50), percentile_from_hist(hist, 99)
-    print(f"sent {sent['sent']} messages in {sent['elapsed']:.1f} s "
-          f"({sent['sent'] / max(sent['elapsed'], 1e-9):.0f}/s); refused {sent['errors']} "
-          f"{sent['error_codes'] or ''}")
-    print(f"deliveries {deliveries} (expected {expected * len(received)}); "
-          f"lost {lost}")
+    print(
+        f"sent {sent['sent']} messages in {sent['elapsed']:.1f} s "
+        f"({sent['sent'] / max(sent['elapsed'], 1e-9):.0f}/s); refused {sent['errors']} "
+        f"{sent['error_codes'] or ''}"
+    )
+    print(f"deliveries {deliveries} (expected {expected * len(received)}); lost {lost}")
     print(f"client side: {parsed} distinct frames parsed in {len(viewers)} viewer processes")
     print(f"send-to-receive latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"server CPU {cpu * 100:.0f}% of one core; RSS peak {peak_rss:.0f} MiB")
@@ -390,17 +421,21 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
         for w in idle:
             w.read(120)
             w.proc.wait(30)
-        print(f"{args.idle} idle chat connections: server RSS {idle_rss:.0f} MiB "
-              f"(+{idle_rss - before:.0f} MiB, {(idle_rss - before) * 1024 / args.idle:.1f} "
-              f"KiB each)")
+        print(
+            f"{args.idle} idle chat connections: server RSS {idle_rss:.0f} MiB "
+            f"(+{idle_rss - before:.0f} MiB, {(idle_rss - before) * 1024 / args.idle:.1f} "
+            f"KiB each)"
+        )
 
     print("goals (no reference server for chat):")
     print(f"  p99 {p99:.1f} ms <= 100 ms: {'yes' if p99 <= 100 else 'NO'}")
     print(f"  lost {lost} == 0: {'yes' if lost == 0 else 'NO'}")
     if idle_rss is not None:
         if args.idle >= 10_000:
-            print(f"  RSS with 10,000 idle {idle_rss:.0f} MiB < 1024 MiB: "
-                  f"{'yes' if idle_rss < 1024 else 'NO'}")
+            print(
+                f"  RSS with 10,000 idle {idle_rss:.0f} MiB < 1024 MiB: "
+                f"{'yes' if idle_rss < 1024 else 'NO'}"
+            )
         else:
             print(f"  RSS with 10,000 idle: not measured (only {args.idle} connections)")
 

@@ -83,7 +83,7 @@ def make_targets(rtmp: Any) -> list[Callable[[bytes], None]]:
             return []
         step = READ_SIZES[data[0] % len(READ_SIZES)] or len(data)
         body = data[1:]
-        return [body[i:i + step] for i in range(0, len(body), step)]
+        return [body[i : i + step] for i in range(0, len(body), step)]
 
     def handshake(data: bytes) -> None:
         hs = rtmp.ServerHandshake(random_bytes=zeros)
@@ -206,9 +206,22 @@ class CaptureServer:
 
 
 def _pyav(codec: str, seconds: float) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.lib.publisher", "{url}", "--codec", codec,
-            "--seconds", str(seconds), "--size", "160x120", "--picture", "flat",
-            "--bitrate", "0"]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.lib.publisher",
+        "{url}",
+        "--codec",
+        codec,
+        "--seconds",
+        str(seconds),
+        "--size",
+        "160x120",
+        "--picture",
+        "flat",
+        "--bitrate",
+        "0",
+    ]
 
 
 def capture_publishers(seconds: float) -> dict[str, bytes]:
@@ -218,11 +231,37 @@ def capture_publishers(seconds: float) -> dict[str, bytes]:
         raise SystemExit("fuzz_rtmp: the ffmpeg CLI is needed to capture a real publisher")
     runs: dict[str, list[str]] = {
         "ffmpeg-h264-aac": [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
-            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-f", "flv", "{url}"],
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "15",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-f",
+            "flv",
+            "{url}",
+        ],
         "pyav-hevc-aac": _pyav("libx265", seconds),
         "pyav-h264-aac": _pyav("libx264", seconds),
     }
@@ -231,8 +270,13 @@ def capture_publishers(seconds: float) -> dict[str, bytes]:
         server = CaptureServer()
         url = f"rtmp://127.0.0.1:{server.port}/live/fuzz-seed-{name}"
         try:
-            done = subprocess.run([a.replace("{url}", url) for a in argv], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [a.replace("{url}", url) for a in argv],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if done.returncode != 0:
                 raise SystemExit(f"fuzz_rtmp: the {name} publisher failed: {done.stderr[-2000:]}")
             deadline = time.monotonic() + 10
@@ -282,28 +326,57 @@ def seeds_from(stream: bytes) -> list[bytes]:
 def synthetic_seeds() -> list[bytes]:
     """What real publishers here do not send: aggregate messages, E-RTMP AV1/VP9 and
     multitrack bodies, extended timestamps -- built by the independent test client."""
-    from tests.rtmp_client import (ASC, AVCC, RtmpTestClient, aac_raw, aac_sequence_header,
-                                   avc_nalus, avc_sequence_header, ex_video, length_prefixed)
+    from tests.rtmp_client import (
+        ASC,
+        AVCC,
+        RtmpTestClient,
+        aac_raw,
+        aac_sequence_header,
+        avc_nalus,
+        avc_sequence_header,
+        ex_video,
+        length_prefixed,
+    )
 
     client = RtmpTestClient(128)
     nalus = length_prefixed(b"\x65\x88", b"\x41\x9a\x00")
-    tags = b"".join(bytes((t,)) + len(b).to_bytes(3, "big") + ts.to_bytes(3, "big") + b"\x00"
-                    + b"\x00\x00\x00" + b + (11 + len(b)).to_bytes(4, "big")
-                    for t, ts, b in ((9, 0, avc_nalus(nalus, keyframe=True)),
-                                     (8, 10, aac_raw(b"aac")), (9, 33, avc_nalus(nalus, keyframe=False))))
-    stream = b"".join([
-        client.c0c1(), client.c2(None), client.set_chunk_size(4096), client.connect(),
-        client.create_stream(), client.publish(1, "key"),
-        client.video(1, 0, avc_sequence_header(AVCC)), client.audio(1, 0, aac_sequence_header(ASC)),
-        client.writer.write(7, 22, 1, 40, tags),
-        client.video(1, 0x00FFFFF0, avc_nalus(nalus, keyframe=False)),
-        client.video(1, 0x01000010, ex_video(b"av01", 1, b"\x12\x00\x0a\x0a")),
-        client.video(1, 0x01000020, ex_video(b"vp09", 0, b"\x01\x00\x00\x00")),
-        client.delete_stream(1)])
-    media = [b"\x00" + ex_video(b"hvc1", 1, nalus, cto=3),
-             b"\x00" + bytes((0x80 | 1 << 4 | 6, 0x00)) + b"hvc1\x00" + nalus,  # multitrack
-             b"\x01" + bytes((0x90 | 0,)) + b"Opus" + b"OpusHead\x01\x02" + bytes(9),
-             b"\x02" + ASC]
+    tags = b"".join(
+        bytes((t,))
+        + len(b).to_bytes(3, "big")
+        + ts.to_bytes(3, "big")
+        + b"\x00"
+        + b"\x00\x00\x00"
+        + b
+        + (11 + len(b)).to_bytes(4, "big")
+        for t, ts, b in (
+            (9, 0, avc_nalus(nalus, keyframe=True)),
+            (8, 10, aac_raw(b"aac")),
+            (9, 33, avc_nalus(nalus, keyframe=False)),
+        )
+    )
+    stream = b"".join(
+        [
+            client.c0c1(),
+            client.c2(None),
+            client.set_chunk_size(4096),
+            client.connect(),
+            client.create_stream(),
+            client.publish(1, "key"),
+            client.video(1, 0, avc_sequence_header(AVCC)),
+            client.audio(1, 0, aac_sequence_header(ASC)),
+            client.writer.write(7, 22, 1, 40, tags),
+            client.video(1, 0x00FFFFF0, avc_nalus(nalus, keyframe=False)),
+            client.video(1, 0x01000010, ex_video(b"av01", 1, b"\x12\x00\x0a\x0a")),
+            client.video(1, 0x01000020, ex_video(b"vp09", 0, b"\x01\x00\x00\x00")),
+            client.delete_stream(1),
+        ]
+    )
+    media = [
+        b"\x00" + ex_video(b"hvc1", 1, nalus, cto=3),
+        b"\x00" + bytes((0x80 | 1 << 4 | 6, 0x00)) + b"hvc1\x00" + nalus,  # multitrack
+        b"\x01" + bytes((0x90 | 0,)) + b"Opus" + b"OpusHead\x01\x02" + bytes(9),
+        b"\x02" + ASC,
+    ]
     sel = {name: bytes((i,)) for i, name in enumerate(TARGETS)}
     return seeds_from(stream) + [sel["media"] + m for m in media]
 
@@ -319,7 +392,8 @@ def plain_copy() -> Any:
 
     path = ROOT / "mediaserver" / "rtmp"
     spec = importlib.util.spec_from_file_location(
-        "_rtmp_plain", path / "__init__.py", submodule_search_locations=[str(path)])
+        "_rtmp_plain", path / "__init__.py", submodule_search_locations=[str(path)]
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["_rtmp_plain"] = module
@@ -357,9 +431,13 @@ def worker(args: argparse.Namespace) -> None:
         return str(path)
 
     def write_stats() -> None:
-        stats = {**state, "elapsed": time.monotonic() - started, "per_target": per_target,
-                 "findings": findings,
-                 "hist": {i: n for i, n in enumerate(hist) if n}}
+        stats = {
+            **state,
+            "elapsed": time.monotonic() - started,
+            "per_target": per_target,
+            "findings": findings,
+            "hist": {i: n for i, n in enumerate(hist) if n},
+        }
         tmp = stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(stats))
         tmp.replace(stats_path)
@@ -397,9 +475,16 @@ def worker(args: argparse.Namespace) -> None:
                 os._exit(0)
 
     corpus = args.corpus_dir
-    libfuzzer = [sys.argv[0], f"-max_len={MAX_LEN}", f"-seed={args.seed + args.worker}",
-                 "-timeout=30", "-rss_limit_mb=4096", f"-artifact_prefix={out}/",
-                 "-print_final_stats=0", corpus]
+    libfuzzer = [
+        sys.argv[0],
+        f"-max_len={MAX_LEN}",
+        f"-seed={args.seed + args.worker}",
+        "-timeout=30",
+        "-rss_limit_mb=4096",
+        f"-artifact_prefix={out}/",
+        "-print_final_stats=0",
+        corpus,
+    ]
     atheris.Setup(libfuzzer, test_one_input)
     atheris.Fuzz()
 
@@ -447,8 +532,12 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     for seed in seeds:
         (corpus / ("seed-" + hashlib.sha1(seed).hexdigest())).write_bytes(seed[:MAX_LEN])
     capture_s = time.monotonic() - t0
-    print(f"captured {', '.join(f'{k} {len(v)} B' for k, v in captures.items())}; "
-          f"{len(seeds)} seeds in {capture_s:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"captured {', '.join(f'{k} {len(v)} B' for k, v in captures.items())}; "
+        f"{len(seeds)} seeds in {capture_s:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
     share = -(-args.runs // args.workers)
     procs = []
@@ -456,9 +545,24 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     for w in range(args.workers):
         log = open(out / f"worker-{w}.log", "w+b")
         logs.append(log)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(w),
-               "--runs", str(share), "--seconds", str(args.seconds), "--max-ms", str(args.max_ms),
-               "--seed", str(args.seed), "--out", str(out), "--corpus-dir", str(corpus)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(w),
+            "--runs",
+            str(share),
+            "--seconds",
+            str(args.seconds),
+            "--max-ms",
+            str(args.max_ms),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+            "--corpus-dir",
+            str(corpus),
+        ]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
     started = time.monotonic()
     next_report = started + args.progress
@@ -493,8 +597,9 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     slow_files = sorted((out / "slow").glob("*")) if (out / "slow").is_dir() else []
     retimed = retime(slow_files)
     confirmed = [(f, ms) for f, ms in retimed if ms > args.max_ms]
-    per_target = [sum(s.get("per_target", [0] * len(TARGETS))[i] for s in stats)
-                  for i in range(len(TARGETS))]
+    per_target = [
+        sum(s.get("per_target", [0] * len(TARGETS))[i] for s in stats) for i in range(len(TARGETS))
+    ]
     summary = {
         "inputs": inputs,
         "workers": args.workers,
@@ -531,20 +636,30 @@ def _read_stats(out: Path, w: int) -> dict[str, Any]:
 
 
 def print_summary(s: dict[str, Any]) -> None:
-    print(f"inputs           {s['inputs']:,} in {s['seconds']} s with {s['workers']} worker(s): "
-          f"{s['execs_per_s']:,} execs/s")
+    print(
+        f"inputs           {s['inputs']:,} in {s['seconds']} s with {s['workers']} worker(s): "
+        f"{s['execs_per_s']:,} execs/s"
+    )
     print("per target       " + ", ".join(f"{k} {v:,}" for k, v in s["per_target"].items()))
-    print(f"time per input   p50 {s['p50_ms']} ms, p99.9 {s['p99_9_ms']} ms, max {s['max_ms']} ms "
-          f"(CPU, uninstrumented; limit {s['limit_ms']} ms)")
-    print(f"over the limit   {s['over_limit']} while fuzzing; "
-          f"{s['over_limit_confirmed']} still over when re-timed without instrumentation")
+    print(
+        f"time per input   p50 {s['p50_ms']} ms, p99.9 {s['p99_9_ms']} ms, max {s['max_ms']} ms "
+        f"(CPU, uninstrumented; limit {s['limit_ms']} ms)"
+    )
+    print(
+        f"over the limit   {s['over_limit']} while fuzzing; "
+        f"{s['over_limit_confirmed']} still over when re-timed without instrumentation"
+    )
     for item in sorted(s["over_limit_retimed"], key=lambda i: -i["best_ms"])[:10]:
         if item["best_ms"] > s["limit_ms"]:
             print(f"                 {item['best_ms']} ms  {item['file']}")
-    print(f"coverage         {s['coverage_edges']} edges, {s['coverage_features']} features "
-          f"(libFuzzer cov/ft)")
-    print(f"crashes          {s['crashes']} (anything but ProtocolError, or one wrapping an "
-          f"internal error)")
+    print(
+        f"coverage         {s['coverage_edges']} edges, {s['coverage_features']} features "
+        f"(libFuzzer cov/ft)"
+    )
+    print(
+        f"crashes          {s['crashes']} (anything but ProtocolError, or one wrapping an "
+        f"internal error)"
+    )
     for finding, path in s["findings"].items():
         print(f"                 {finding}\n                   input: {path}")
     for failed in s["failed_workers"]:
@@ -557,18 +672,27 @@ def print_summary(s: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10_000_000, help="inputs in all (default 10M)")
-    ap.add_argument("--seconds", type=float, default=0,
-                    help="stop after this many seconds of fuzzing (0: no time limit)")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=0,
+        help="stop after this many seconds of fuzzing (0: no time limit)",
+    )
     ap.add_argument("--workers", type=int, default=1, help="libFuzzer processes (default 1)")
     ap.add_argument("--max-ms", type=float, default=10.0, help="per-input time limit (10 ms)")
     ap.add_argument("--seed", type=int, default=1, help="libFuzzer seed of the first worker")
     ap.add_argument("--out", help="keep the corpus, crashes and slow inputs here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary output directory")
     ap.add_argument("--corpus", help="corpus directory to start from and grow (default: fresh)")
-    ap.add_argument("--capture-seconds", type=float, default=1.0,
-                    help="seconds each capture publisher sends")
-    ap.add_argument("--progress", type=float, default=30.0,
-                    help="print progress every this many seconds (0: never)")
+    ap.add_argument(
+        "--capture-seconds", type=float, default=1.0, help="seconds each capture publisher sends"
+    )
+    ap.add_argument(
+        "--progress",
+        type=float,
+        default=30.0,
+        help="print progress every this many seconds (0: never)",
+    )
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--corpus-dir", help=argparse.SUPPRESS)

@@ -43,12 +43,20 @@ from benchmarks.lib.stats import median, percentile
 
 CHROMIUM = os.environ.get("AETHEX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-PLAYING_JS = ("() => !!(window.aethexPlayer && window.aethexPlayer.hls && "
-              "window.aethexPlayer.video && window.aethexPlayer.video.currentTime > 0.5 && "
-              "!window.aethexPlayer.video.paused)")
+PLAYING_JS = (
+    "() => !!(window.aethexPlayer && window.aethexPlayer.hls && "
+    "window.aethexPlayer.video && window.aethexPlayer.video.currentTime > 0.5 && "
+    "!window.aethexPlayer.video.paused)"
+)
 HLS_STATE_JS = """() => {
   const p = window.aethexPlayer || {}, h = p.hls, v = p.video;
   return {latency: h ? h.latency : null, target: h ? h.targetLatency : null,
@@ -60,8 +68,9 @@ HLS_STATE_JS = """() => {
 }"""
 
 
-async def measure_glass_to_glass(page: Any, seconds: float, interval: float = 0.1,
-                                 samples: list[dict] | None = None) -> list[float]:
+async def measure_glass_to_glass(
+    page: Any, seconds: float, interval: float = 0.1, samples: list[dict] | None = None
+) -> list[float]:
     """Glass-to-glass latencies (seconds) read off the page's playing video for ``seconds``.
 
     ``page``: a Playwright async page showing a player whose video carries the clock (the
@@ -87,14 +96,16 @@ async def hls_state(page: Any) -> dict:
     return await page.evaluate(HLS_STATE_JS)
 
 
-async def run_browser(base: str, slug: str, seconds: float, warmup: float,
-                      levels: bool = True) -> dict[str, dict]:
+async def run_browser(
+    base: str, slug: str, seconds: float, warmup: float, levels: bool = True
+) -> dict[str, dict]:
     from playwright.async_api import async_playwright
 
     results: dict[str, dict] = {}
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                           headless=True)
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             context = await browser.new_context(viewport={"width": 1366, "height": 800})
             page = await context.new_page()
@@ -108,18 +119,23 @@ async def run_browser(base: str, slug: str, seconds: float, warmup: float,
                 phases += [(f"{h}p", i) for i, h in enumerate(state["heights"])]
             for name, level in phases:
                 if level >= 0 or name == "auto":
-                    await page.evaluate(f"() => {{ window.aethexPlayer.hls.currentLevel = {level}; }}")
+                    await page.evaluate(
+                        f"() => {{ window.aethexPlayer.hls.currentLevel = {level}; }}"
+                    )
                 if level >= 0:
                     height = state["heights"][level]
                     await page.wait_for_function(
                         f"() => window.aethexPlayer.video.videoHeight === {height}",
-                        timeout=30_000, polling=200)
+                        timeout=30_000,
+                        polling=200,
+                    )
                 await asyncio.sleep(warmup)
                 samples: list[dict] = []
                 hls_lat: list[float] = []
                 t0 = time.monotonic()
                 lat_task = asyncio.ensure_future(
-                    measure_glass_to_glass(page, seconds, samples=samples))
+                    measure_glass_to_glass(page, seconds, samples=samples)
+                )
                 while not lat_task.done():
                     st = await hls_state(page)
                     if st["latency"] is not None:
@@ -131,10 +147,14 @@ async def run_browser(base: str, slug: str, seconds: float, warmup: float,
                 for s in samples:
                     heights[s.get("height", 0)] += 1
                 results[name] = {
-                    "lat": lat, "samples": len(samples), "hls_latency": hls_lat,
-                    "target": st["target"], "heights": dict(heights),
+                    "lat": lat,
+                    "samples": len(samples),
+                    "hls_latency": hls_lat,
+                    "target": st["target"],
+                    "heights": dict(heights),
                     "unreadable": sum(1 for s in samples if "t" not in s),
-                    "dropped": st["dropped"], "wall": time.monotonic() - t0,
+                    "dropped": st["dropped"],
+                    "wall": time.monotonic() - t0,
                     "errors": list(errors),
                 }
             await context.close()
@@ -143,8 +163,9 @@ async def run_browser(base: str, slug: str, seconds: float, warmup: float,
     return results
 
 
-def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
-             levels: bool) -> tuple[dict[str, dict], list[str]]:
+def run_once(
+    passthrough: str, preset: str, seconds: float, warmup: float, levels: bool
+) -> tuple[dict[str, dict], list[str]]:
     with tempfile.TemporaryDirectory(prefix="aethex-g2g-") as tmp:
         work = Path(tmp)
         server = LiveServer(work, passthrough=passthrough, preset=preset)
@@ -161,8 +182,10 @@ def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
             results = asyncio.run(run_browser(server.base, "bench-0", seconds, warmup, levels))
             cpu = procstats.cpu_seconds(server.proc.pid) - cpu0
             notes.append(contention.stop() + " (ours: server, publisher, Chromium, this)")
-            notes.append(f"server CPU {cpu / (time.monotonic() - t0) * 100:.0f}% of one core "
-                         f"over the browser session, RSS {procstats.rss_mib(server.proc.pid):.0f} MiB")
+            notes.append(
+                f"server CPU {cpu / (time.monotonic() - t0) * 100:.0f}% of one core "
+                f"over the browser session, RSS {procstats.rss_mib(server.proc.pid):.0f} MiB"
+            )
         finally:
             err = stop_process(pub)
             server.stop()
@@ -176,8 +199,9 @@ def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds per phase")
     ap.add_argument("--warmup", type=float, default=6.0, help="seconds before each phase")
     ap.add_argument("--runs", type=int, default=1)
@@ -192,23 +216,30 @@ def main() -> None:
     if not os.access(CHROMIUM, os.X_OK):
         raise SystemExit(f"{CHROMIUM} is needed (Debian's chromium package)")
 
-    print(f"# glass-to-glass: 720p30 source, passthrough={args.passthrough}, "
-          f"preset={args.preset}, segment 2 s, part 0.333 s, {args.seconds:.0f} s per phase "
-          f"after {args.warmup:.0f} s, runs={args.runs}; load average {procstats.loadavg()}")
+    print(
+        f"# glass-to-glass: 720p30 source, passthrough={args.passthrough}, "
+        f"preset={args.preset}, segment 2 s, part 0.333 s, {args.seconds:.0f} s per phase "
+        f"after {args.warmup:.0f} s, runs={args.runs}; load average {procstats.loadavg()}"
+    )
     per_phase: dict[str, list[dict]] = defaultdict(list)
     for run in range(args.runs):
-        results, notes = run_once(args.passthrough, args.preset, args.seconds, args.warmup,
-                                  not args.auto_only)
+        results, notes = run_once(
+            args.passthrough, args.preset, args.seconds, args.warmup, not args.auto_only
+        )
         print(f"\n## run {run + 1}")
         for n in notes:
             print(f"#   {n}")
         for phase, r in results.items():
             per_phase[phase].append(r)
-            print(f"#   {phase}: {len(r['lat'])}/{r['samples']} samples readable, heights "
-                  f"{r['heights']}, hls.js targetLatency {r['target']}, dropped frames "
-                  f"{r['dropped']}{', page errors: ' + str(r['errors'][:2]) if r['errors'] else ''}")
-    print(f"\n{'phase':<8}{'samples':>8} {'p50':>6} {'p95':>6} {'max':>6}  "
-          f"{'hls.latency p50':>15}  goal p50 <= 2.0 s")
+            print(
+                f"#   {phase}: {len(r['lat'])}/{r['samples']} samples readable, heights "
+                f"{r['heights']}, hls.js targetLatency {r['target']}, dropped frames "
+                f"{r['dropped']}{', page errors: ' + str(r['errors'][:2]) if r['errors'] else ''}"
+            )
+    print(
+        f"\n{'phase':<8}{'samples':>8} {'p50':>6} {'p95':>6} {'max':>6}  "
+        f"{'hls.latency p50':>15}  goal p50 <= 2.0 s"
+    )
     for phase, rs in per_phase.items():
         p50 = median([percentile(r["lat"], 50) for r in rs])
         p95 = median([percentile(r["lat"], 95) for r in rs])

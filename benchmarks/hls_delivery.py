@@ -76,6 +76,7 @@ SLUG = "bench-0"
 
 # -- the viewers (in worker processes) -------------------------------------------------------
 
+
 class RawConnection(asyncio.Protocol):
     """A minimal HTTP/1.1 keep-alive client connection (Content-Length bodies only, which is
     all our HLS routes send): a fraction of aiohttp's client CPU per request, so that on a
@@ -107,10 +108,10 @@ class RawConnection(asyncio.Protocol):
             i = head.find(b"\r\ncontent-length:")
             if i >= 0:
                 j = head.find(b"\r\n", i + 2)
-                self.length = int(head[i + 17:j if j > 0 else None])
+                self.length = int(head[i + 17 : j if j > 0 else None])
         end = self.head_len + self.length
         if len(self.buf) >= end:
-            body = bytes(self.buf[self.head_len:end])
+            body = bytes(self.buf[self.head_len : end])
             del self.buf[:end]
             self.head_len = 0
             self.waiter.set_result((self.status, body))
@@ -123,8 +124,13 @@ class RawConnection(asyncio.Protocol):
     async def get(self, path: str, host: bytes) -> tuple[int, bytes]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host +
-                             b"\r\nUser-Agent: aethex-bench\r\n\r\n")
+        self.transport.write(
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nUser-Agent: aethex-bench\r\n\r\n"
+        )
         return await self.waiter
 
 
@@ -139,7 +145,7 @@ def raw_getter(origin: str):
             loop = asyncio.get_running_loop()
             _, proto = await loop.create_connection(RawConnection, host, int(port))
             conn[:] = [proto]
-        return await conn[0].get(url[len(origin):], hostport.encode())
+        return await conn[0].get(url[len(origin) :], hostport.encode())
 
     return get
 
@@ -160,8 +166,9 @@ def parse_playlist(body: bytes) -> MediaPlaylist:
     return parse_media_playlist(body.decode())
 
 
-async def viewer(get, url: str, base: str, stop_at: float, rec: list, errors: dict,
-                 start_delay: float) -> None:
+async def viewer(
+    get, url: str, base: str, stop_at: float, rec: list, errors: dict, start_delay: float
+) -> None:
     """hls.js on one rung: blocking reload for the next part, then the part(s), repeat."""
     await asyncio.sleep(start_delay)
     loop = asyncio.get_running_loop()
@@ -185,8 +192,7 @@ async def viewer(get, url: str, base: str, stop_at: float, rec: list, errors: di
     last = (msn, part - 1)
     while loop.time() < stop_at:
         try:
-            status, body = await get(with_query(url, _HLS_msn=msn, _HLS_part=part,
-                                                      _HLS_skip="YES"))
+            status, body = await get(with_query(url, _HLS_msn=msn, _HLS_part=part, _HLS_skip="YES"))
             t_pl = time.time()
             if status != 200:
                 errors[f"playlist {status}"] += 1
@@ -230,29 +236,43 @@ async def worker_main(args: argparse.Namespace) -> None:
     origin = args.base.split("/hls/", 1)[0]
     session = None
     if args.client == "aiohttp":
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                        timeout=aiohttp.ClientTimeout(total=30),
-                                        auto_decompress=False)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=30),
+            auto_decompress=False,
+        )
     try:
         tasks = []
         for i in range(args.count):
             vid = args.first + i
             url = with_query(args.url, session=f"bench-viewer-{vid:08d}")
             get = aiohttp_getter(session) if session is not None else raw_getter(origin)
-            tasks.append(asyncio.ensure_future(viewer(
-                get, url, args.base, stop_at, recs[i], errors,
-                args.ramp * i / max(1, args.count))))
+            tasks.append(
+                asyncio.ensure_future(
+                    viewer(
+                        get,
+                        url,
+                        args.base,
+                        stop_at,
+                        recs[i],
+                        errors,
+                        args.ramp * i / max(1, args.count),
+                    )
+                )
+            )
         await asyncio.gather(*tasks)
     finally:
         if session is not None:
             await session.close()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-    Path(args.out).write_text(json.dumps({"records": recs, "errors": errors, "cpu": cpu,
-                                          "duration": args.duration}))
+    Path(args.out).write_text(
+        json.dumps({"records": recs, "errors": errors, "cpu": cpu, "duration": args.duration})
+    )
 
 
 # -- the load (parent) ---------------------------------------------------------------------
+
 
 async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, str]:
     """(media playlist URL without a session, directory URL) of the rendition."""
@@ -276,9 +296,18 @@ async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, st
     raise RuntimeError(f"no rendition {rendition} in {text!r}")
 
 
-def run_viewers(server: LiveServer, rendition: str, viewers: int, procs: int,
-                seconds: float, warmup: float, ramp: float, work: Path, client: str,
-                profile: Path | None = None) -> dict:
+def run_viewers(
+    server: LiveServer,
+    rendition: str,
+    viewers: int,
+    procs: int,
+    seconds: float,
+    warmup: float,
+    ramp: float,
+    work: Path,
+    client: str,
+    profile: Path | None = None,
+) -> dict:
     url, base = asyncio.run(discover(server.base, rendition))
     duration = ramp + warmup + seconds
     per = [viewers // procs + (1 if i < viewers % procs else 0) for i in range(procs)]
@@ -286,16 +315,36 @@ def run_viewers(server: LiveServer, rendition: str, viewers: int, procs: int,
     first = 0
     for i, count in enumerate(per):
         out = work / f"viewers-{i}.json"
-        p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker",
-                              "--url", url, "--base", base, "--first", str(first),
-                              "--count", str(count), "--duration", str(duration),
-                              "--ramp", str(ramp), "--out", str(out), "--client", client],
-                             cwd=ROOT)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                "--url",
+                url,
+                "--base",
+                base,
+                "--first",
+                str(first),
+                "--count",
+                str(count),
+                "--duration",
+                str(duration),
+                "--ramp",
+                str(ramp),
+                "--out",
+                str(out),
+                "--client",
+                client,
+            ],
+            cwd=ROOT,
+        )
         workers.append((p, out))
         first += count
     try:
-        return _watch_viewers(server, workers, viewers, procs, seconds, warmup, ramp, duration,
-                              profile)
+        return _watch_viewers(
+            server, workers, viewers, procs, seconds, warmup, ramp, duration, profile
+        )
     finally:
         for p, _ in workers:
             if p.poll() is None:
@@ -303,9 +352,17 @@ def run_viewers(server: LiveServer, rendition: str, viewers: int, procs: int,
                 p.wait()
 
 
-def _watch_viewers(server: LiveServer, workers: list, viewers: int, procs: int,
-                   seconds: float, warmup: float, ramp: float, duration: float,
-                   profile: Path | None) -> dict:
+def _watch_viewers(
+    server: LiveServer,
+    workers: list,
+    viewers: int,
+    procs: int,
+    seconds: float,
+    warmup: float,
+    ramp: float,
+    duration: float,
+    profile: Path | None,
+) -> dict:
     t_start = time.time()
     time.sleep(ramp + warmup)
     pid = server.proc.pid
@@ -313,8 +370,11 @@ def _watch_viewers(server: LiveServer, workers: list, viewers: int, procs: int,
     wcpu0 = [procstats.cpu_seconds(p.pid) for p, _ in workers]
     window_start = time.time()
     contention = procstats.Contention(os.getpid())
-    spy = pyspy.start_profile(pid, seconds - 1, profile / f"viewers-{viewers}.txt") \
-        if profile else None
+    spy = (
+        pyspy.start_profile(pid, seconds - 1, profile / f"viewers-{viewers}.txt")
+        if profile
+        else None
+    )
     time.sleep(seconds)
     busy = contention.stop()
     if spy is not None:
@@ -364,19 +424,27 @@ def _watch_viewers(server: LiveServer, workers: list, viewers: int, procs: int,
             errors[k] += v
     wall = w1 - w0
     return {
-        "viewers": viewers, "procs": procs, "parts_published": len(in_window),
-        "delays": delays, "spread": spread,
-        "p50": percentile(delays, 50), "p95": percentile(delays, 95),
-        "p99": percentile(delays, 99), "max": max(delays) if delays else float("nan"),
+        "viewers": viewers,
+        "procs": procs,
+        "parts_published": len(in_window),
+        "delays": delays,
+        "spread": spread,
+        "p50": percentile(delays, 50),
+        "p95": percentile(delays, 95),
+        "p99": percentile(delays, 99),
+        "max": max(delays) if delays else float("nan"),
         "spread_p99": percentile(spread, 99),
         "announce": (percentile(announce, 50), percentile(announce, 99)),
         "fetch": (percentile(fetch, 50), percentile(fetch, 99)),
-        "server_cpu": (cpu1 - cpu0) / wall, "server_rss": rss,
+        "server_cpu": (cpu1 - cpu0) / wall,
+        "server_rss": rss,
         "client_cpu": [(b - a) / wall for a, b in zip(wcpu0, wcpu1)],
         "mbps": nbytes * 8 / 1e6 / (window_end - window_start - 1.0),
         "got_min": min(got_per_viewer) if got_per_viewer else 0,
         "got_median": median(got_per_viewer),
-        "errors": dict(errors), "t_start": t_start, "busy": busy,
+        "errors": dict(errors),
+        "t_start": t_start,
+        "busy": busy,
     }
 
 
@@ -394,17 +462,38 @@ end
 _WRK_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
 
-def wrk(host: str, paths: list[str], connections: int, seconds: float, work: Path,
-        server_pid: int, profile: Path | None = None) -> dict:
+def wrk(
+    host: str,
+    paths: list[str],
+    connections: int,
+    seconds: float,
+    work: Path,
+    server_pid: int,
+    profile: Path | None = None,
+) -> dict:
     """Requests/s and MB/s of a wrk run; server CPU over it from /proc."""
     spy = pyspy.start_profile(server_pid, seconds - 1, profile) if profile else None
     script = work / f"wrk-{abs(hash(tuple(paths)))}.lua"
     script.write_text(WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths))
     cpu0 = procstats.tree_cpu_seconds(server_pid)
     contention = procstats.Contention(os.getpid())
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--timeout",
-                          "10s", "-s", str(script), host + paths[0]],
-                         capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            host + paths[0],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    ).stdout
     cpu = procstats.tree_cpu_seconds(server_pid) - cpu0
     busy = contention.stop()
     if spy is not None:
@@ -423,12 +512,20 @@ def wrk(host: str, paths: list[str], connections: int, seconds: float, work: Pat
     ok = total - non2xx
     rps = ok / wall
     mbps = nbytes / 1e6 / wall if not non2xx else nbytes / 1e6 / wall * ok / total
-    return {"rps": rps, "MBps": mbps, "non2xx": non2xx,
-            "socket_errors": errs.group(1) if errs else "", "server_cpu": cpu / seconds,
-            "tool": "wrk", "busy": busy}
+    return {
+        "rps": rps,
+        "MBps": mbps,
+        "non2xx": non2xx,
+        "socket_errors": errs.group(1) if errs else "",
+        "server_cpu": cpu / seconds,
+        "tool": "wrk",
+        "busy": busy,
+    }
 
 
-async def _py_load(host: str, paths: list[str], connections: int, seconds: float) -> tuple[int, int, int]:
+async def _py_load(
+    host: str, paths: list[str], connections: int, seconds: float
+) -> tuple[int, int, int]:
     import aiohttp
 
     loop = asyncio.get_running_loop()
@@ -453,13 +550,26 @@ async def _py_load(host: str, paths: list[str], connections: int, seconds: float
     return done, nbytes, bad
 
 
-def py_load(host: str, paths: list[str], connections: int, seconds: float, work: Path,
-            server_pid: int, profile: Path | None = None) -> dict:
+def py_load(
+    host: str,
+    paths: list[str],
+    connections: int,
+    seconds: float,
+    work: Path,
+    server_pid: int,
+    profile: Path | None = None,
+) -> dict:
     cpu0 = procstats.tree_cpu_seconds(server_pid)
     done, nbytes, bad = asyncio.run(_py_load(host, paths, connections, seconds))
     cpu = procstats.tree_cpu_seconds(server_pid) - cpu0
-    return {"rps": done / seconds, "MBps": nbytes / 1e6 / seconds, "non2xx": bad,
-            "socket_errors": "", "server_cpu": cpu / seconds, "tool": "aiohttp (one process)"}
+    return {
+        "rps": done / seconds,
+        "MBps": nbytes / 1e6 / seconds,
+        "non2xx": bad,
+        "socket_errors": "",
+        "server_cpu": cpu / seconds,
+        "tool": "aiohttp (one process)",
+    }
 
 
 def load(*args) -> dict:
@@ -473,8 +583,9 @@ async def _get(url: str) -> tuple[int, bytes]:
         return r.status, await r.read()
 
 
-def newest_segments(server: LiveServer, rendition: str, count: int
-                    ) -> tuple[str, list[tuple[int, str]]]:
+def newest_segments(
+    server: LiveServer, rendition: str, count: int
+) -> tuple[str, list[tuple[int, str]]]:
     """(directory URL, [(msn, uri)]) of the newest complete segments in the live window."""
     url, base = asyncio.run(discover(server.base, rendition))
     _, body = asyncio.run(_get(url))
@@ -482,9 +593,15 @@ def newest_segments(server: LiveServer, rendition: str, count: int
     return base, [(m, u) for m, u, _ in pl.segments[-count:]]
 
 
-def static_phase(server: LiveServer, pub: subprocess.Popen, rendition: str,
-                 connections: int, seconds: float, work: Path,
-                 profile: Path | None = None) -> dict:
+def static_phase(
+    server: LiveServer,
+    pub: subprocess.Popen,
+    rendition: str,
+    connections: int,
+    seconds: float,
+    work: Path,
+    profile: Path | None = None,
+) -> dict:
     files = work / "static"
     files.mkdir()
     # nginx's workers run as an unprivileged user: let them read the files.
@@ -508,11 +625,18 @@ def static_phase(server: LiveServer, pub: subprocess.Popen, rendition: str,
         ours_host = f"http://127.0.0.1:{server.http_port}"
         nginx_host = f"http://127.0.0.1:{nginx.port}"
         # Live: both while the stream (and its transcoder) runs.
-        out["ours_live"] = load(ours_host, [live_prefix + n for n in names], connections,
-                                seconds, work, server.proc.pid,
-                                profile / "ours_live.txt" if profile else None)
-        out["nginx_live"] = load(nginx_host, [f"/static/{n}" for n in names], connections,
-                                 seconds, work, nginx_pid)
+        out["ours_live"] = load(
+            ours_host,
+            [live_prefix + n for n in names],
+            connections,
+            seconds,
+            work,
+            server.proc.pid,
+            profile / "ours_live.txt" if profile else None,
+        )
+        out["nginx_live"] = load(
+            nginx_host, [f"/static/{n}" for n in names], connections, seconds, work, nginx_pid
+        )
         # VOD: stop the publisher, wait for the recording, then both again.
         st, body = asyncio.run(_get(f"{ours_host}/api/channels/{SLUG}/live"))
         stream_id = json.loads(body).get("stream_id") if st == 200 else None
@@ -530,12 +654,21 @@ def static_phase(server: LiveServer, pub: subprocess.Popen, rendition: str,
             for p, n in zip(vod_paths, names):
                 st, data = asyncio.run(_get(ours_host + p))
                 if st != 200 or data != (files / n).read_bytes():
-                    out["vod_note"] = f"{p}: HTTP {st}, same bytes: {data == (files / n).read_bytes()}"
-            out["ours_vod"] = load(ours_host, vod_paths, connections, seconds, work,
-                                   server.proc.pid,
-                                   profile / "ours_vod.txt" if profile else None)
-            out["nginx_idle"] = load(nginx_host, [f"/static/{n}" for n in names], connections,
-                                     seconds, work, nginx_pid)
+                    out["vod_note"] = (
+                        f"{p}: HTTP {st}, same bytes: {data == (files / n).read_bytes()}"
+                    )
+            out["ours_vod"] = load(
+                ours_host,
+                vod_paths,
+                connections,
+                seconds,
+                work,
+                server.proc.pid,
+                profile / "ours_vod.txt" if profile else None,
+            )
+            out["nginx_idle"] = load(
+                nginx_host, [f"/static/{n}" for n in names], connections, seconds, work, nginx_pid
+            )
         else:
             out["vod_note"] = "the VOD did not appear within 60 s (stream id unknown?)"
     finally:
@@ -549,18 +682,44 @@ def run_once(args: argparse.Namespace) -> tuple[list[dict], dict]:
         # Ten segments in the live window (default 6): the segments part 2 fetches from the
         # live edge stay there for its whole run. Viewers ask for delta updates
         # (_HLS_skip=YES, skip boundary 12 s), so their playlists are no longer for it.
-        server = LiveServer(work, passthrough=args.passthrough, preset=args.preset,
-                                  extra_env={"AETHEX_HLS__LIVE_SEGMENTS": "10"})
+        server = LiveServer(
+            work,
+            passthrough=args.passthrough,
+            preset=args.preset,
+            extra_env={"AETHEX_HLS__LIVE_SEGMENTS": "10"},
+        )
         server.prepare()
         server.start()
         pub = start_publisher(server.rtmp_url(), 3600, work / "publisher.jsonl")
         try:
-            viewers = [run_viewers(server, args.rendition, n, args.procs, args.seconds,
-                                   args.warmup, args.ramp, work, args.client, args.profile)
-                       for n in args.viewers]
-            static = static_phase(server, pub, args.rendition, args.connections,
-                                  args.static_seconds, work, args.profile) \
-                if args.static_seconds > 0 else {}
+            viewers = [
+                run_viewers(
+                    server,
+                    args.rendition,
+                    n,
+                    args.procs,
+                    args.seconds,
+                    args.warmup,
+                    args.ramp,
+                    work,
+                    args.client,
+                    args.profile,
+                )
+                for n in args.viewers
+            ]
+            static = (
+                static_phase(
+                    server,
+                    pub,
+                    args.rendition,
+                    args.connections,
+                    args.static_seconds,
+                    work,
+                    args.profile,
+                )
+                if args.static_seconds > 0
+                else {}
+            )
         finally:
             stop_process(pub)
             server.stop()
@@ -568,10 +727,15 @@ def run_once(args: argparse.Namespace) -> tuple[list[dict], dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--viewers", type=lambda v: [int(x) for x in v.split(",")], default=[250, 1000],
-                    help="viewer count, or a comma-separated sweep (e.g. 250,500,1000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--viewers",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[250, 1000],
+        help="viewer count, or a comma-separated sweep (e.g. 250,500,1000)",
+    )
     ap.add_argument("--procs", type=int, default=2, help="client processes for the viewers")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds of viewing")
     ap.add_argument("--warmup", type=float, default=5.0)
@@ -580,12 +744,20 @@ def main() -> None:
     ap.add_argument("--rendition", default="480p")
     ap.add_argument("--passthrough", default="auto", choices=("auto", "never"))
     ap.add_argument("--preset", default="veryfast")
-    ap.add_argument("--client", choices=("aiohttp", "raw"), default="raw",
-                    help="viewer HTTP client: aiohttp sessions, or a minimal keep-alive client "
-                         "that leaves more CPU to the server")
+    ap.add_argument(
+        "--client",
+        choices=("aiohttp", "raw"),
+        default="raw",
+        help="viewer HTTP client: aiohttp sessions, or a minimal keep-alive client "
+        "that leaves more CPU to the server",
+    )
     ap.add_argument("--connections", type=int, default=200)
-    ap.add_argument("--profile", type=Path, help="directory: py-spy the server during each "
-                    "measured phase (costs it some CPU) and print where its time goes")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="directory: py-spy the server during each "
+        "measured phase (costs it some CPU) and print where its time goes",
+    )
     ap.add_argument("--static-seconds", type=float, default=10.0, help="0: skip part 2")
     # internal: a viewer worker process
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -605,11 +777,13 @@ def main() -> None:
         return
 
     tool = "wrk" if shutil.which("wrk") else "aiohttp (Python; install wrk for a fair reference)"
-    print(f"# LL-HLS delivery: {args.viewers} viewers on {args.rendition} over {args.procs} "
-          f"{args.client} client processes, {args.seconds:.0f} s measured after {args.ramp:.0f}+"
-          f"{args.warmup:.0f} s; server: passthrough={args.passthrough}, preset={args.preset}, "
-          f"part 0.333 s; static: {args.connections} connections x {args.static_seconds:.0f} s "
-          f"with {tool}; runs={args.runs}; load average {procstats.loadavg()}")
+    print(
+        f"# LL-HLS delivery: {args.viewers} viewers on {args.rendition} over {args.procs} "
+        f"{args.client} client processes, {args.seconds:.0f} s measured after {args.ramp:.0f}+"
+        f"{args.warmup:.0f} s; server: passthrough={args.passthrough}, preset={args.preset}, "
+        f"part 0.333 s; static: {args.connections} connections x {args.static_seconds:.0f} s "
+        f"with {tool}; runs={args.runs}; load average {procstats.loadavg()}"
+    )
     vs: dict[int, list[dict]] = defaultdict(list)
     ss = []
     for run in range(args.runs):
@@ -629,18 +803,26 @@ def main() -> None:
 
 def print_viewers(run: int, v: dict) -> None:
     print(f"\n## run {run + 1}, {v['viewers']} viewers")
-    print(f"#   parts published in the window: {v['parts_published']}; parts per viewer "
-          f"median {v['got_median']:.0f}, min {v['got_min']}; delivered "
-          f"{v['mbps']:.0f} Mbit/s")
-    print(f"#   delay p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms, p99 "
-          f"{v['p99'] * 1000:.0f} ms, max {v['max'] * 1000:.0f} ms; spread after the "
-          f"first viewer's bytes p99 {v['spread_p99'] * 1000:.0f} ms")
-    print(f"#   of which: playlist naming the part p50/p99 {v['announce'][0] * 1000:.0f}/"
-          f"{v['announce'][1] * 1000:.0f} ms, then the part GET p50/p99 "
-          f"{v['fetch'][0] * 1000:.0f}/{v['fetch'][1] * 1000:.0f} ms")
-    print(f"#   server CPU {v['server_cpu'] * 100:.0f}% of a core, RSS "
-          f"{v['server_rss']:.0f} MiB; client CPU per process "
-          f"{', '.join(f'{c * 100:.0f}%' for c in v['client_cpu'])}")
+    print(
+        f"#   parts published in the window: {v['parts_published']}; parts per viewer "
+        f"median {v['got_median']:.0f}, min {v['got_min']}; delivered "
+        f"{v['mbps']:.0f} Mbit/s"
+    )
+    print(
+        f"#   delay p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms, p99 "
+        f"{v['p99'] * 1000:.0f} ms, max {v['max'] * 1000:.0f} ms; spread after the "
+        f"first viewer's bytes p99 {v['spread_p99'] * 1000:.0f} ms"
+    )
+    print(
+        f"#   of which: playlist naming the part p50/p99 {v['announce'][0] * 1000:.0f}/"
+        f"{v['announce'][1] * 1000:.0f} ms, then the part GET p50/p99 "
+        f"{v['fetch'][0] * 1000:.0f}/{v['fetch'][1] * 1000:.0f} ms"
+    )
+    print(
+        f"#   server CPU {v['server_cpu'] * 100:.0f}% of a core, RSS "
+        f"{v['server_rss']:.0f} MiB; client CPU per process "
+        f"{', '.join(f'{c * 100:.0f}%' for c in v['client_cpu'])}"
+    )
     print(f"#   {v['busy']} (ours: server, publisher, clients)")
     if v["errors"]:
         print(f"#   viewer errors: {v['errors']}")
@@ -653,9 +835,11 @@ def print_static(s: dict) -> None:
     for k in ("ours_live", "nginx_live", "ours_vod", "nginx_idle"):
         if k in s:
             r = s[k]
-            print(f"#   {k:<11} {r['rps']:9.0f} req/s {r['MBps']:8.1f} MB/s  "
-                  f"server CPU {r['server_cpu'] * 100:.0f}%  non-2xx {r['non2xx']} "
-                  f"{r['socket_errors']}")
+            print(
+                f"#   {k:<11} {r['rps']:9.0f} req/s {r['MBps']:8.1f} MB/s  "
+                f"server CPU {r['server_cpu'] * 100:.0f}%  non-2xx {r['non2xx']} "
+                f"{r['socket_errors']}"
+            )
             if r.get("busy"):
                 print(f"#   {'':<11} {r['busy']}")
     if "vod_note" in s:
@@ -668,17 +852,27 @@ def summary(args: argparse.Namespace, vss: dict[int, list[dict]], ss: list[dict]
     for n, vs in vss.items():
         p99 = med([v["p99"] for v in vs])
         client_max = max(max(v["client_cpu"]) for v in vs)
-        print(f"{f'part delay p99, {n} viewers':<44}{p99 * 1000:>9.0f} ms"
-              f"{'':>14}{'':>8}  <= 100 ms: {'met' if p99 <= 0.1 else 'MISSED'}")
-        print(f"{'  p50 / p95':<44}{med([v['p50'] for v in vs]) * 1000:>6.0f} / "
-              f"{med([v['p95'] for v in vs]) * 1000:.0f} ms")
-        print(f"{'  server CPU / RSS':<44}{med([v['server_cpu'] for v in vs]) * 100:>10.0f} % "
-              f"{med([v['server_rss'] for v in vs]):>10.0f} MiB")
-        print(f"{'  busiest client process CPU':<44}{client_max * 100:>10.0f} %"
-              + ("   (client near a full core: it limits the load)" if client_max > 0.85 else ""))
+        print(
+            f"{f'part delay p99, {n} viewers':<44}{p99 * 1000:>9.0f} ms"
+            f"{'':>14}{'':>8}  <= 100 ms: {'met' if p99 <= 0.1 else 'MISSED'}"
+        )
+        print(
+            f"{'  p50 / p95':<44}{med([v['p50'] for v in vs]) * 1000:>6.0f} / "
+            f"{med([v['p95'] for v in vs]) * 1000:.0f} ms"
+        )
+        print(
+            f"{'  server CPU / RSS':<44}{med([v['server_cpu'] for v in vs]) * 100:>10.0f} % "
+            f"{med([v['server_rss'] for v in vs]):>10.0f} MiB"
+        )
+        print(
+            f"{'  busiest client process CPU':<44}{client_max * 100:>10.0f} %"
+            + ("   (client near a full core: it limits the load)" if client_max > 0.85 else "")
+        )
     if any(ss):
-        for ours_k, ref_k, label in (("ours_live", "nginx_live", "segments, live edge (/hls)"),
-                                     ("ours_vod", "nginx_idle", "segments, VOD files (/vod)")):
+        for ours_k, ref_k, label in (
+            ("ours_live", "nginx_live", "segments, live edge (/hls)"),
+            ("ours_vod", "nginx_idle", "segments, VOD files (/vod)"),
+        ):
             have = [s for s in ss if ours_k in s and ref_k in s]
             if not have:
                 continue
@@ -686,8 +880,10 @@ def summary(args: argparse.Namespace, vss: dict[int, list[dict]], ss: list[dict]
                 o = med([s[ours_k][unit] for s in have])
                 n = med([s[ref_k][unit] for s in have])
                 name = f"{label} {'req/s' if unit == 'rps' else 'MB/s'}"
-                print(f"{name:<44}{o:>12.0f}{n:>14.0f}{o / n:>8.2f}  >= 0.5: "
-                      f"{'met' if o / n >= 0.5 else 'MISSED'}")
+                print(
+                    f"{name:<44}{o:>12.0f}{n:>14.0f}{o / n:>8.2f}  >= 0.5: "
+                    f"{'met' if o / n >= 0.5 else 'MISSED'}"
+                )
     print(f"# load average at end: {procstats.loadavg()}")
 
 

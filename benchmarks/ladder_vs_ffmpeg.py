@@ -53,14 +53,50 @@ X264_PARAMS = "rc-lookahead=0:sync-lookahead=0"
 
 
 def make_source(path: Path, seconds: float) -> None:
-    subprocess.run([
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate={FPS}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-maxrate", "6M",
-        "-bufsize", "12M", "-g", str(2 * FPS), "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "flv", str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=1920x1080:rate={FPS}",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "6M",
+            "-maxrate",
+            "6M",
+            "-bufsize",
+            "12M",
+            "-g",
+            str(2 * FPS),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-ac",
+            "2",
+            "-f",
+            "flv",
+            str(path),
+        ],
+        check=True,
+    )
 
 
 # -- ours (child process) ---------------------------------------------------------------------
@@ -87,8 +123,13 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
         def on_track_info(self, rendition, video, audio) -> None:
             with self.lock:
                 self.packagers[rendition] = RenditionPackager(
-                    rendition, video, audio, segment_duration=2.0, part_duration=0.333,
-                    start_time=datetime.now(timezone.utc))
+                    rendition,
+                    video,
+                    audio,
+                    segment_duration=2.0,
+                    part_duration=0.333,
+                    start_time=datetime.now(timezone.utc),
+                )
 
         def _count(self, events) -> None:
             self.bytes += sum(len(e.data) for e in events if isinstance(e, SegmentReady))
@@ -114,26 +155,48 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
             for stream in container.streams:
                 cc = stream.codec_context
                 kind = MediaKind.VIDEO if stream.type == "video" else MediaKind.AUDIO
-                sub.put(CodecConfig(kind, names[cc.name], bytes(cc.extradata or b""),
-                                    cc.sample_rate if kind is MediaKind.AUDIO else 0,
-                                    cc.channels if kind is MediaKind.AUDIO else 0))
+                sub.put(
+                    CodecConfig(
+                        kind,
+                        names[cc.name],
+                        bytes(cc.extradata or b""),
+                        cc.sample_rate if kind is MediaKind.AUDIO else 0,
+                        cc.channels if kind is MediaKind.AUDIO else 0,
+                    )
+                )
             for packet in container.demux():
                 if packet.pts is None or packet.size == 0:
                     continue
                 while len(sub) > 256:
                     time.sleep(0.002)
                 kind = MediaKind.VIDEO if packet.stream.type == "video" else MediaKind.AUDIO
-                sub.put(MediaPacket(kind, names[packet.stream.codec_context.name],
-                                    int(packet.dts), int(packet.pts), packet.is_keyframe,
-                                    bytes(packet)))
+                sub.put(
+                    MediaPacket(
+                        kind,
+                        names[packet.stream.codec_context.name],
+                        int(packet.dts),
+                        int(packet.pts),
+                        packet.is_keyframe,
+                        bytes(packet),
+                    )
+                )
         sub.close()
 
     sink = PackagingSink()
     rungs = [Rung(name, height, float(FPS), kbps) for name, _, height, kbps in LADDER]
-    transcoder = LiveTranscoder(sub, rungs, sink, passthrough=passthrough,  # type: ignore[arg-type]
-                                segment_duration=SEGMENT, preset=PRESET, bframes=bframes,
-                                x264_params=X264_PARAMS,
-                                cascade_scaling=cascade, lossless=True, name="bench")
+    transcoder = LiveTranscoder(
+        sub,
+        rungs,
+        sink,
+        passthrough=passthrough,  # type: ignore[arg-type]
+        segment_duration=SEGMENT,
+        preset=PRESET,
+        bframes=bframes,
+        x264_params=X264_PARAMS,
+        cascade_scaling=cascade,
+        lossless=True,
+        name="bench",
+    )
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     feeder = threading.Thread(target=feed, name="feeder")
@@ -146,32 +209,59 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
     if transcoder.error is not None:
         raise SystemExit(f"transcoder failed: {transcoder.error!r}")
     stats = transcoder.stats()
-    return {"wall": wall,
-            "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "bytes": sink.bytes, "dropped": stats["dropped_frames"],
-            "frames": sum(r["frames"] for r in stats["renditions"].values())}
+    return {
+        "wall": wall,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "bytes": sink.bytes,
+        "dropped": stats["dropped_frames"],
+        "frames": sum(r["frames"] for r in stats["renditions"].values()),
+    }
 
 
 def ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", str(source), "--passthrough",
-                          passthrough, "--bframes", str(bframes)]
-                         + ([] if cascade else ["--no-cascade"]),
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            str(source),
+            "--passthrough",
+            passthrough,
+            "--bframes",
+            str(bframes),
+        ]
+        + ([] if cascade else ["--no-cascade"]),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- ffmpeg -----------------------------------------------------------------------------------
-def ffmpeg_args(source: Path, outdir: Path, passthrough: str, bframes: int,
-                audio: str) -> list[str]:
+def ffmpeg_args(
+    source: Path, outdir: Path, passthrough: str, bframes: int, audio: str
+) -> list[str]:
     copy_top = passthrough == "auto"
     scaled = LADDER[1:] if copy_top else LADDER
     labels = [f"v{i}" for i in range(len(scaled))]
     chains = [f"[0:v]split={len(scaled)}" + "".join(f"[s{i}]" for i in range(len(scaled)))]
     for i, (_, width, height, _) in enumerate(scaled):
-        chains.append(f"[s{i}]scale={width}:{height}[v{i}]" if height != 1080
-                      else f"[s{i}]null[v{i}]")
-    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(source),
-            "-filter_complex", ";".join(chains)]
+        chains.append(
+            f"[s{i}]scale={width}:{height}[v{i}]" if height != 1080 else f"[s{i}]null[v{i}]"
+        )
+    args = [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-i",
+        str(source),
+        "-filter_complex",
+        ";".join(chains),
+    ]
     if copy_top:
         args += ["-map", "0:v"]
     for label in labels:
@@ -181,18 +271,46 @@ def ffmpeg_args(source: Path, outdir: Path, passthrough: str, bframes: int,
         if copy_top and i == 0:
             args += [f"-c:v:{i}", "copy"]
             continue
-        args += [f"-c:v:{i}", "libx264", f"-preset:v:{i}", PRESET, f"-bf:v:{i}", str(bframes),
-                 f"-g:v:{i}", str(int(FPS * SEGMENT)), f"-keyint_min:v:{i}",
-                 str(int(FPS * SEGMENT)), f"-sc_threshold:v:{i}", "0",
-                 f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{round(kbps * 1.1)}k",
-                 f"-bufsize:v:{i}", f"{kbps * 2}k", f"-x264-params:v:{i}", X264_PARAMS]
+        args += [
+            f"-c:v:{i}",
+            "libx264",
+            f"-preset:v:{i}",
+            PRESET,
+            f"-bf:v:{i}",
+            str(bframes),
+            f"-g:v:{i}",
+            str(int(FPS * SEGMENT)),
+            f"-keyint_min:v:{i}",
+            str(int(FPS * SEGMENT)),
+            f"-sc_threshold:v:{i}",
+            "0",
+            f"-b:v:{i}",
+            f"{kbps}k",
+            f"-maxrate:v:{i}",
+            f"{round(kbps * 1.1)}k",
+            f"-bufsize:v:{i}",
+            f"{kbps * 2}k",
+            f"-x264-params:v:{i}",
+            X264_PARAMS,
+        ]
     args += ["-c:a", "copy"] if audio == "copy" else ["-c:a", "aac", "-b:a", "128k"]
-    args += ["-f", "hls", "-hls_time", str(SEGMENT), "-hls_segment_type", "fmp4",
-             "-hls_playlist_type", "vod",
-             "-var_stream_map", " ".join(f"v:{i},a:{i}" for i in range(len(LADDER))),
-             "-master_pl_name", "master.m3u8",
-             "-hls_segment_filename", str(outdir / "%v" / "seg%d.m4s"),
-             str(outdir / "%v" / "index.m3u8")]
+    args += [
+        "-f",
+        "hls",
+        "-hls_time",
+        str(SEGMENT),
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_playlist_type",
+        "vod",
+        "-var_stream_map",
+        " ".join(f"v:{i},a:{i}" for i in range(len(LADDER))),
+        "-master_pl_name",
+        "master.m3u8",
+        "-hls_segment_filename",
+        str(outdir / "%v" / "seg%d.m4s"),
+        str(outdir / "%v" / "index.m3u8"),
+    ]
     return args
 
 
@@ -205,31 +323,40 @@ def ffmpeg(source: Path, passthrough: str, bframes: int, audio: str) -> dict[str
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         size = sum(p.stat().st_size for p in outdir.rglob("*.m4s"))
-        return {"wall": wall,
-                "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                "bytes": size}
+        return {
+            "wall": wall,
+            "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "bytes": size,
+        }
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--bframes", type=int, default=0, help="x264 B-frames for both (default 0)")
-    ap.add_argument("--audio", choices=("copy", "aac"), default="copy",
-                    help="ffmpeg audio: copy (as ours does for AAC sources) or re-encode")
+    ap.add_argument(
+        "--audio",
+        choices=("copy", "aac"),
+        default="copy",
+        help="ffmpeg audio: copy (as ours does for AAC sources) or re-encode",
+    )
     ap.add_argument("--modes", default="never,auto", help="passthrough modes to run")
-    ap.add_argument("--no-cascade", action="store_true",
-                    help="ours scales every rung from the source, as ffmpeg's split/scale does "
-                         "(default: 480p is scaled from the 720p picture)")
+    ap.add_argument(
+        "--no-cascade",
+        action="store_true",
+        help="ours scales every rung from the source, as ffmpeg's split/scale does "
+        "(default: 480p is scaled from the 720p picture)",
+    )
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--passthrough", default="never", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_ours(args.child, args.passthrough, args.bframes,
-                                  not args.no_cascade)))
+        print(json.dumps(run_ours(args.child, args.passthrough, args.bframes, not args.no_cascade)))
         return
     if shutil.which("ffmpeg") is None:
         raise SystemExit("the ffmpeg CLI is the reference: apt-get install ffmpeg")
@@ -237,24 +364,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ladder-bench-") as tmp:
         source = Path(tmp) / "source.flv"
         make_source(source, args.seconds)
-        print(f"source: {args.seconds:g} s 1920x1080 {FPS} fps H.264 veryfast ~6 Mbit/s + AAC, "
-              f"{source.stat().st_size / 1e6:.1f} MB; ladder "
-              + ", ".join(f"{n} {k}k" for n, _, _, k in LADDER)
-              + f"; x264 {PRESET}, bframes {args.bframes}; ours scales "
-              + ("each rung from the source" if args.no_cascade else "in cascade")
-              + f"; {os.cpu_count()} CPUs; "
-              f"{args.runs} runs each, medians", flush=True)
+        print(
+            f"source: {args.seconds:g} s 1920x1080 {FPS} fps H.264 veryfast ~6 Mbit/s + AAC, "
+            f"{source.stat().st_size / 1e6:.1f} MB; ladder "
+            + ", ".join(f"{n} {k}k" for n, _, _, k in LADDER)
+            + f"; x264 {PRESET}, bframes {args.bframes}; ours scales "
+            + ("each rung from the source" if args.no_cascade else "in cascade")
+            + f"; {os.cpu_count()} CPUs; "
+            f"{args.runs} runs each, medians",
+            flush=True,
+        )
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for run in range(args.runs):
             for mode in modes:
                 for who in ("ours", "ffmpeg"):
-                    r = (ours(source, mode, args.bframes, not args.no_cascade) if who == "ours"
-                         else ffmpeg(source, mode, args.bframes, args.audio))
+                    r = (
+                        ours(source, mode, args.bframes, not args.no_cascade)
+                        if who == "ours"
+                        else ffmpeg(source, mode, args.bframes, args.audio)
+                    )
                     results.setdefault((who, mode), []).append(r)
-                    print(f"  run {run + 1} {mode:6} {who:6} wall {r['wall']:6.2f} s  "
-                          f"cpu {r['cpu']:6.2f} s  out {r['bytes'] / 1e6:5.1f} MB"
-                          + (f"  dropped {r['dropped']:.0f}" if "dropped" in r else ""),
-                          flush=True)
+                    print(
+                        f"  run {run + 1} {mode:6} {who:6} wall {r['wall']:6.2f} s  "
+                        f"cpu {r['cpu']:6.2f} s  out {r['bytes'] / 1e6:5.1f} MB"
+                        + (f"  dropped {r['dropped']:.0f}" if "dropped" in r else ""),
+                        flush=True,
+                    )
         print()
         print(f"{'passthrough':12} {'':7} {'speed':>8} {'wall s':>8} {'CPU s':>8}")
         for mode in modes:
@@ -266,8 +401,10 @@ def main() -> None:
                 med[who] = (wall, cpu)
                 print(f"{mode:12} {who:7} {args.seconds / wall:7.2f}x {wall:8.2f} {cpu:8.2f}")
             (ow, oc), (fw, fc) = med["ours"], med["ffmpeg"]
-            print(f"{mode:12} {'ratio':7} speed ours/ffmpeg {fw / ow:.2f} (goal >= 1.0), "
-                  f"CPU ours/ffmpeg {oc / fc:.2f} (goal <= 1.0)")
+            print(
+                f"{mode:12} {'ratio':7} speed ours/ffmpeg {fw / ow:.2f} (goal >= 1.0), "
+                f"CPU ours/ffmpeg {oc / fc:.2f} (goal <= 1.0)"
+            )
 
 
 if __name__ == "__main__":

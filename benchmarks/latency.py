@@ -78,8 +78,10 @@ def now_ms() -> float:
 
 # -- codec delays, measured with the server's settings -------------------------------------
 
-def encoder_delay(preset: str, width: int, height: int, kbps: int, frames: int = 60
-                  ) -> tuple[int, float]:
+
+def encoder_delay(
+    preset: str, width: int, height: int, kbps: int, frames: int = 60
+) -> tuple[int, float]:
     """(frames x264 holds before its first packet, ms of CPU per frame) with the options
     transcode/pipeline.py gives the rung encoders (no tune, bframes=0, auto threads)."""
     import av
@@ -93,10 +95,12 @@ def encoder_delay(preset: str, width: int, height: int, kbps: int, frames: int =
     from mediaserver.settings import TranscodeSettings
 
     extra = TranscodeSettings().x264_params  # what the server adds by default
-    ctx.options = {"preset": preset, "forced-idr": "1",
-                   "x264-params": f"annexb=0:scenecut=0:keyint=infinite:min-keyint=1:"
-                                  f"vbv-maxrate={kbps}:vbv-bufsize={kbps * 2}:bframes=0"
-                                  + (f":{extra}" if extra else "")}
+    ctx.options = {
+        "preset": preset,
+        "forced-idr": "1",
+        "x264-params": f"annexb=0:scenecut=0:keyint=infinite:min-keyint=1:"
+        f"vbv-maxrate={kbps}:vbv-bufsize={kbps * 2}:bframes=0" + (f":{extra}" if extra else ""),
+    }
     ctx.open()
     pic = Picture(width, height)
     first = None
@@ -139,6 +143,7 @@ def decoder_delay(width: int, height: int, frames: int = 30) -> int:
 
 # -- readers -------------------------------------------------------------------------------
 
+
 @dataclass
 class Rendition:
     name: str
@@ -162,8 +167,14 @@ async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes, flo
 
 
 class Reader:
-    def __init__(self, session: aiohttp.ClientSession, rend: Rendition, mode: str,
-                 stop_at: float, pool: concurrent.futures.Executor | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        rend: Rendition,
+        mode: str,
+        stop_at: float,
+        pool: concurrent.futures.Executor | None,
+    ) -> None:
         self.s, self.r, self.mode, self.stop_at, self.pool = session, rend, mode, stop_at, pool
         self.last: tuple[int, int] = (-1, -1)
         self.last_seg = -1
@@ -277,8 +288,9 @@ class Reader:
             await asyncio.sleep(max(0.0, next_poll - loop.time()))
 
 
-async def discover(session: aiohttp.ClientSession, base: str, slug: str,
-                   timeout: float = 60.0) -> list[Rendition]:
+async def discover(
+    session: aiohttp.ClientSession, base: str, slug: str, timeout: float = 60.0
+) -> list[Rendition]:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -301,6 +313,7 @@ async def discover(session: aiohttp.ClientSession, base: str, slug: str,
 
 # -- one measurement -------------------------------------------------------------------------
 
+
 @dataclass
 class Result:
     passthrough: str
@@ -310,12 +323,21 @@ class Result:
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": percentile(values, 50),
-            "p95": percentile(values, 95), "max": max(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values) if values else float("nan"),
+    }
 
 
-async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: float,
-                  codec_delay_ms: dict[str, float]) -> tuple[dict, dict, list[str], float]:
+async def measure(
+    server: LiveServer,
+    pub_log: Path,
+    seconds: float,
+    warmup: float,
+    codec_delay_ms: dict[str, float],
+) -> tuple[dict, dict, list[str], float]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -323,8 +345,11 @@ async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: flo
         start = time.monotonic()
         stop_at = start + warmup + seconds
         pools = {r.name: concurrent.futures.ThreadPoolExecutor(1) for r in rends}
-        readers = [Reader(session, r, mode, stop_at, pools[r.name] if mode == "blocking" else None)
-                   for r in rends for mode in MODES]
+        readers = [
+            Reader(session, r, mode, stop_at, pools[r.name] if mode == "blocking" else None)
+            for r in rends
+            for mode in MODES
+        ]
         cpu0 = None
         window_start_ms = now_ms() + warmup * 1000
         tasks = [asyncio.ensure_future(rd.run()) for rd in readers]
@@ -347,13 +372,28 @@ async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: flo
             pass
     pub = read_publisher_log(pub_log)
     send_delay = median([sent - t for t, sent in pub.values()]) if pub else float("nan")
-    notes = [(f"server CPU {cpu / seconds * 100:.0f}% of one core, RSS "
-              f"{procstats.rss_mib(server.proc.pid):.0f} MiB"),
-             (f"publisher encode+send (stamp -> muxer returned): median {send_delay:.1f} ms "
-              f"over {len(pub)} frames"), busy]
-    drops = [line for line in metrics.splitlines()
-             if line.startswith(("aethex_transcode_dropped_frames_total",
-                                 "aethex_live_dropped_packets_total", "aethex_transcode_speed"))]
+    notes = [
+        (
+            f"server CPU {cpu / seconds * 100:.0f}% of one core, RSS "
+            f"{procstats.rss_mib(server.proc.pid):.0f} MiB"
+        ),
+        (
+            f"publisher encode+send (stamp -> muxer returned): median {send_delay:.1f} ms "
+            f"over {len(pub)} frames"
+        ),
+        busy,
+    ]
+    drops = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(
+            (
+                "aethex_transcode_dropped_frames_total",
+                "aethex_live_dropped_packets_total",
+                "aethex_transcode_speed",
+            )
+        )
+    ]
     if drops:
         notes.append("server metrics: " + "; ".join(drops))
     rows: dict[tuple[str, str], dict[str, float]] = {}
@@ -363,8 +403,9 @@ async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: flo
         label = f"{r.name}{' (copy)' if copy else ''}"
         dec = r.decoder
         if dec is not None:
-            notes.append(f"{r.name}: {dec.frames} frames decoded, {dec.unreadable} without a "
-                         f"readable code")
+            notes.append(
+                f"{r.name}: {dec.frames} frames decoded, {dec.unreadable} without a readable code"
+            )
         for key, n in sorted(r.errors.items()):
             notes.append(f"{r.name}: {n} x {key}")
         # Frames of each part, in the window.
@@ -385,10 +426,14 @@ async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: flo
             rows[(label, mode)] = summarize(lat)
         # The floor: next part's first frame, publisher delay, codec delays.
         extra = send_delay + (0.0 if copy else codec_delay_ms.get(r.name, float("nan")))
-        keys = sorted(k for k in r.frames if k in r.arrivals["blocking"]
-                      and window_start_ms <= r.arrivals["blocking"][k] <= window_end_ms)
+        keys = sorted(
+            k
+            for k in r.frames
+            if k in r.arrivals["blocking"]
+            and window_start_ms <= r.arrivals["blocking"][k] <= window_end_ms
+        )
         fl: list[float] = []
-        for (msn, part) in keys:
+        for msn, part in keys:
             nxt = r.frames.get((msn, part + 1)) or r.frames.get((msn + 1, 0))
             if not nxt or not r.frames[(msn, part)]:
                 continue
@@ -398,8 +443,9 @@ async def measure(server: LiveServer, pub_log: Path, seconds: float, warmup: flo
     return rows, floors, notes, cpu
 
 
-def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
-             codec_delay_ms: dict[str, float]) -> Result:
+def run_once(
+    passthrough: str, preset: str, seconds: float, warmup: float, codec_delay_ms: dict[str, float]
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="aethex-latency-") as tmp:
         work = Path(tmp)
         server = LiveServer(work, passthrough=passthrough, preset=preset)
@@ -409,7 +455,8 @@ def run_once(passthrough: str, preset: str, seconds: float, warmup: float,
         pub = start_publisher(server.rtmp_url(), warmup + seconds + 40, pub_log)
         try:
             rows, floors, notes, _ = asyncio.run(
-                measure(server, pub_log, seconds, warmup, codec_delay_ms))
+                measure(server, pub_log, seconds, warmup, codec_delay_ms)
+            )
         finally:
             err = stop_process(pub)
             server.stop()
@@ -423,8 +470,9 @@ def fmt(v: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--runs", type=int, default=1)
@@ -432,8 +480,10 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast", help="AETHEX_TRANSCODE__PRESET")
     args = ap.parse_args()
 
-    print(f"# LL-HLS latency: 720p30 source, preset={args.preset}, segment 2 s, part 0.333 s, "
-          f"{args.seconds:.0f} s measured after {args.warmup:.0f} s warm-up, runs={args.runs}")
+    print(
+        f"# LL-HLS latency: 720p30 source, preset={args.preset}, segment 2 s, part 0.333 s, "
+        f"{args.seconds:.0f} s measured after {args.warmup:.0f} s warm-up, runs={args.runs}"
+    )
     print(f"# load average at start: {procstats.loadavg()}")
     interval = 1000 / FPS
     dec_frames = decoder_delay(1280, 720)
@@ -441,9 +491,11 @@ def main() -> None:
     for name, (w, h, kbps) in {"720p": (1280, 720, 3000), "480p": (854, 480, 1200)}.items():
         frames, per_frame = encoder_delay(args.preset, w, h, kbps)
         codec_delay[name] = (dec_frames + frames) * interval + per_frame
-        print(f"# server codec delay {name}: source decoder holds {dec_frames} frame(s), x264 "
-              f"{args.preset} holds {frames} frame(s) + {per_frame:.1f} ms/frame -> "
-              f"{codec_delay[name]:.0f} ms")
+        print(
+            f"# server codec delay {name}: source decoder holds {dec_frames} frame(s), x264 "
+            f"{args.preset} holds {frames} frame(s) + {per_frame:.1f} ms/frame -> "
+            f"{codec_delay[name]:.0f} ms"
+        )
     modes = ("auto", "never") if args.passthrough == "both" else (args.passthrough,)
     results: dict[str, list[Result]] = defaultdict(list)
     for run in range(args.runs):
@@ -455,28 +507,40 @@ def main() -> None:
                 print(f"#   {note}")
     for pt in modes:
         rs = results[pt]
-        print(f"\n## passthrough={pt} (medians over {len(rs)} run(s)), seconds from frame "
-              f"sent to reader has its bytes")
-        print(f"{'rendition':<14}{'reader':<16}{'frames':>7} {'p50':>6} {'p95':>6} {'max':>6}"
-              f"  {'p95/floor':>9}")
+        print(
+            f"\n## passthrough={pt} (medians over {len(rs)} run(s)), seconds from frame "
+            f"sent to reader has its bytes"
+        )
+        print(
+            f"{'rendition':<14}{'reader':<16}{'frames':>7} {'p50':>6} {'p95':>6} {'max':>6}"
+            f"  {'p95/floor':>9}"
+        )
         labels = list(dict.fromkeys(label for label, _ in rs[0].rows))
         for label in labels:
             floor = {k: median([r.floor[label][k] for r in rs]) for k in ("p50", "p95", "max")}
             for mode in MODES:
-                st = {k: median([r.rows[(label, mode)][k] for r in rs])
-                      for k in ("n", "p50", "p95", "max")}
+                st = {
+                    k: median([r.rows[(label, mode)][k] for r in rs])
+                    for k in ("n", "p50", "p95", "max")
+                }
                 ratio = st["p95"] / floor["p95"] if floor["p95"] == floor["p95"] else float("nan")
-                print(f"{label:<14}{mode:<16}{int(st['n']):>7} {fmt(st['p50'])} "
-                      f"{fmt(st['p95'])} {fmt(st['max'])}  {ratio:9.2f}")
-            nf = int(median([r.floor[label]['n'] for r in rs]))
-            print(f"{label:<14}{'floor':<16}{nf:>7} {fmt(floor['p50'])} {fmt(floor['p95'])} "
-                  f"{fmt(floor['max'])}")
-            b = median([r.rows[(label, 'blocking')]['p95'] for r in rs])
-            p = median([r.rows[(label, 'poll-parts')]['p95'] for r in rs])
-            sg = median([r.rows[(label, 'poll-segments')]['p95'] for r in rs])
+                print(
+                    f"{label:<14}{mode:<16}{int(st['n']):>7} {fmt(st['p50'])} "
+                    f"{fmt(st['p95'])} {fmt(st['max'])}  {ratio:9.2f}"
+                )
+            nf = int(median([r.floor[label]["n"] for r in rs]))
+            print(
+                f"{label:<14}{'floor':<16}{nf:>7} {fmt(floor['p50'])} {fmt(floor['p95'])} "
+                f"{fmt(floor['max'])}"
+            )
+            b = median([r.rows[(label, "blocking")]["p95"] for r in rs])
+            p = median([r.rows[(label, "poll-parts")]["p95"] for r in rs])
+            sg = median([r.rows[(label, "poll-segments")]["p95"] for r in rs])
             goal = "met" if b <= 0.8 else "MISSED"
-            print(f"{label:<14}p95 ratios: poll-parts/blocking {p / b:.2f}, "
-                  f"poll-segments/blocking {sg / b:.2f}; goal blocking p95 <= 0.8 s: {goal}")
+            print(
+                f"{label:<14}p95 ratios: poll-parts/blocking {p / b:.2f}, "
+                f"poll-segments/blocking {sg / b:.2f}; goal blocking p95 <= 0.8 s: {goal}"
+            )
     print(f"\n# load average at end: {procstats.loadavg()}")
 
 

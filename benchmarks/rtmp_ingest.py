@@ -41,23 +41,80 @@ def rss_mib(pid: int) -> float:
 
 def make_source(path: Path, seconds: int = 10) -> None:
     """~6 Mbit/s CBR 720p30 H.264 + AAC, made once by the ffmpeg CLI."""
-    subprocess.run([
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
-        "-b:v", "6M", "-minrate", "6M", "-maxrate", "6M", "-bufsize", "3M",
-        "-x264-params", "nal-hrd=cbr", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(path),
-    ], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-b:v",
+            "6M",
+            "-minrate",
+            "6M",
+            "-maxrate",
+            "6M",
+            "-bufsize",
+            "3M",
+            "-x264-params",
+            "nal-hrd=cbr",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+            str(path),
+        ],
+        check=True,
+    )
 
 
 def start_publishers(source: Path, urls: list[str], seconds: float) -> list[subprocess.Popen]:
-    return [subprocess.Popen([
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-        "-stream_loop", "-1", "-i", str(source), "-t", str(seconds),
-        "-c", "copy", "-f", "flv", url,
-    ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for url in urls]
+    return [
+        subprocess.Popen(
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(source),
+                "-t",
+                str(seconds),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for url in urls
+    ]
 
 
 def measure(server_pid: int, source: Path, urls: list[str], seconds: float) -> dict:
@@ -86,8 +143,9 @@ def measure(server_pid: int, source: Path, urls: list[str], seconds: float) -> d
             if err.strip():
                 errors.append(err.decode(errors="replace").strip().splitlines()[-1])
     if still < len(urls):
-        raise RuntimeError(f"only {still}/{len(urls)} publishers stayed up (at start {alive}): "
-                           f"{errors[:3]}")
+        raise RuntimeError(
+            f"only {still}/{len(urls)} publishers stayed up (at start {alive}): {errors[:3]}"
+        )
     return {"cpu_s": c1 - c0, "wall_s": t1 - t0, "rss_mib": rss}
 
 
@@ -130,17 +188,28 @@ def run_ingest(publishers: int, seconds: float, rounds: int) -> dict:
                 finally:
                     srv.stop()
                 results[name].append(m)
-                print(f"  round {r + 1} {name:5s}: {m['cpu_s']:.2f} CPU-s over {m['wall_s']:.1f} s, "
-                      f"RSS {m['rss_mib']:.0f} MiB", flush=True)
+                print(
+                    f"  round {r + 1} {name:5s}: {m['cpu_s']:.2f} CPU-s over {m['wall_s']:.1f} s, "
+                    f"RSS {m['rss_mib']:.0f} MiB",
+                    flush=True,
+                )
         med = {k: statistics.median(x["cpu_s"] for x in v) for k, v in results.items()}
-        return {"publishers": publishers, "seconds": seconds, "rounds": rounds,
-                "source_mbps": bitrate, "ours_cpu_s": med["ours"], "nginx_cpu_s": med["nginx"],
-                "ratio": med["ours"] / med["nginx"] if med["nginx"] > 0 else float("inf"),
-                "ours_rss_mib": statistics.median(x["rss_mib"] for x in results["ours"])}
+        return {
+            "publishers": publishers,
+            "seconds": seconds,
+            "rounds": rounds,
+            "source_mbps": bitrate,
+            "ours_cpu_s": med["ours"],
+            "nginx_cpu_s": med["nginx"],
+            "ratio": med["ours"] / med["nginx"] if med["nginx"] > 0 else float("inf"),
+            "ours_rss_mib": statistics.median(x["rss_mib"] for x in results["ours"]),
+        }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--publishers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rounds", type=int, default=3)
@@ -152,12 +221,16 @@ def main() -> None:
         print("Part 1: sans-I/O parser throughput (median of runs)")
         for r in rtmp_parse.run().values():
             verdict = "meets" if r["mb_s"] >= r["goal_mb_s"] else "MISSES"
-            print(f"  {r['chunk_size']:>4}-byte chunks: {r['mb_s']:7.0f} MB/s ({verdict} the goal "
-                  f"of {r['goal_mb_s']:.0f}); plain copy of the same reads {r['copy_mb_s']:.0f} MB/s, "
-                  f"ratio {r['ratio_to_copy']:.3f}")
+            print(
+                f"  {r['chunk_size']:>4}-byte chunks: {r['mb_s']:7.0f} MB/s ({verdict} the goal "
+                f"of {r['goal_mb_s']:.0f}); plain copy of the same reads {r['copy_mb_s']:.0f} MB/s, "
+                f"ratio {r['ratio_to_copy']:.3f}"
+            )
     if not args.skip_ingest:
-        print(f"Part 2: {args.publishers} ffmpeg publishers (-re -c copy), "
-              f"{args.seconds:.0f} s x {args.rounds} rounds, ours vs nginx-rtmp")
+        print(
+            f"Part 2: {args.publishers} ffmpeg publishers (-re -c copy), "
+            f"{args.seconds:.0f} s x {args.rounds} rounds, ours vs nginx-rtmp"
+        )
         r = run_ingest(args.publishers, args.seconds, args.rounds)
         print(f"  source bitrate: {r['source_mbps']:.2f} Mbit/s per publisher")
         print(f"  ours : {r['ours_cpu_s']:.2f} CPU-s (median), RSS {r['ours_rss_mib']:.0f} MiB")

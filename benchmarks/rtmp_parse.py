@@ -44,10 +44,18 @@ GOALS_MB_S = {4096: 1000.0, 128: 150.0}
 def _setup(chunk_size: int) -> tuple[list[bytes], bytes]:
     """(session bytes up to an accepted publish in 64 KiB reads, media bytes)."""
     client = RtmpTestClient(chunk_size)
-    setup = [client.c0c1(), client.c2(), client.set_chunk_size(), client.connect(),
-             client.release_stream("key"), client.fc_publish("key"), client.create_stream(),
-             client.publish(1, "key"), client.video(1, 0, avc_sequence_header(AVCC)),
-             client.audio(1, 0, aac_sequence_header(ASC))]
+    setup = [
+        client.c0c1(),
+        client.c2(),
+        client.set_chunk_size(),
+        client.connect(),
+        client.release_stream("key"),
+        client.fc_publish("key"),
+        client.create_stream(),
+        client.publish(1, "key"),
+        client.video(1, 0, avc_sequence_header(AVCC)),
+        client.audio(1, 0, aac_sequence_header(ASC)),
+    ]
     media = b"".join(media_messages(client, 1, seconds=STREAM_SECONDS))
     return setup, media
 
@@ -80,13 +88,13 @@ def _copy_run(reads: list[bytes]) -> float:
     start = time.perf_counter()
     for read in reads:
         buf += read
-        del buf[:len(read) - 100]
+        del buf[: len(read) - 100]
     return time.perf_counter() - start
 
 
 def measure(chunk_size: int, duration_s: float) -> dict[str, float]:
     setup, media = _setup(chunk_size)
-    reads = [media[i:i + READ_SIZE] for i in range(0, len(media), READ_SIZE)]
+    reads = [media[i : i + READ_SIZE] for i in range(0, len(media), READ_SIZE)]
     mb = len(media) / 1e6
     speeds = []
     copy_speeds = []
@@ -120,14 +128,18 @@ def run(duration_s: float = 3.0) -> dict[str, dict[str, float]]:
 def main() -> None:
     duration = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     results = run(duration)
-    print(f"RTMP parse throughput (ServerConnection.receive_data, {READ_SIZE // 1024} KiB reads, "
-          f"Python {sys.version.split()[0]})")
+    print(
+        f"RTMP parse throughput (ServerConnection.receive_data, {READ_SIZE // 1024} KiB reads, "
+        f"Python {sys.version.split()[0]})"
+    )
     for name, r in results.items():
         status = "ok" if r["mb_s"] >= r["goal_mb_s"] else "BELOW GOAL"
-        print(f"  chunk size {r['chunk_size']:>5}: {r['mb_s']:8.1f} MB/s  "
-              f"(goal {r['goal_mb_s']:.0f}: x{r['goal_ratio']:.2f} {status}; "
-              f"reference copy {r['copy_mb_s']:.0f} MB/s, ratio {r['ratio_to_copy']:.3f}; "
-              f"{r['stream_realtime_factor']:.0f}x real time; {r['runs']} runs)")
+        print(
+            f"  chunk size {r['chunk_size']:>5}: {r['mb_s']:8.1f} MB/s  "
+            f"(goal {r['goal_mb_s']:.0f}: x{r['goal_ratio']:.2f} {status}; "
+            f"reference copy {r['copy_mb_s']:.0f} MB/s, ratio {r['ratio_to_copy']:.3f}; "
+            f"{r['stream_realtime_factor']:.0f}x real time; {r['runs']} runs)"
+        )
 
 
 if __name__ == "__main__":

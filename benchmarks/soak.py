@@ -96,6 +96,7 @@ MB = 1e6
 
 # -- HLS viewers (worker processes) ------------------------------------------------------------
 
+
 class SegmentParts:
     """Parts per complete segment of one rendition, from the playlists its viewers receive, so a
     viewer moving to the next segment can be checked to have had the previous one's last part.
@@ -117,7 +118,7 @@ class SegmentParts:
             if msn in complete and part + 1 > self.count.get(msn, 0):
                 self.count[msn] = part + 1
         if len(self.count) > 2 * self.KEEP:
-            for msn in sorted(self.count)[:-self.KEEP]:
+            for msn in sorted(self.count)[: -self.KEEP]:
                 del self.count[msn]
 
 
@@ -193,8 +194,9 @@ class PartLog:
             self.examples.append(f"{lm}.{lp} -> {msn}.{part}")
 
 
-async def follow(get, url: str, base: str, log: PartLog, errors: dict, restarts: list[int],
-                 start_delay: float) -> None:
+async def follow(
+    get, url: str, base: str, log: PartLog, errors: dict, restarts: list[int], start_delay: float
+) -> None:
     """One viewer for the whole run; when its playlist ends it starts again, as a player
     reloading the page would (counted)."""
     while True:
@@ -209,9 +211,11 @@ async def hls_worker(args: argparse.Namespace) -> dict:
     targets = json.loads(args.targets)  # [[slug, playlist url, directory url, count, first]]
     session = None
     if args.client == "aiohttp":
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                        timeout=aiohttp.ClientTimeout(total=30),
-                                        auto_decompress=False)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=30),
+            auto_decompress=False,
+        )
     logs: dict[str, list[PartLog]] = defaultdict(list)
     errors: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     restarts: dict[str, list[int]] = defaultdict(lambda: [0])
@@ -222,14 +226,26 @@ async def hls_worker(args: argparse.Namespace) -> dict:
         parts = SegmentParts()
         origin = base.split("/hls/", 1)[0]
         for i in range(count):
-            get = hls_delivery.aiohttp_getter(session) if session is not None \
+            get = (
+                hls_delivery.aiohttp_getter(session)
+                if session is not None
                 else hls_delivery.raw_getter(origin)
+            )
             log = PartLog(parts)
             logs[slug].append(log)
-            tasks.append(asyncio.ensure_future(follow(
-                noting_getter(get, parts, log),
-                with_query(url, session=f"soak-{slug}-{first + i}"),
-                base, log, errors[slug], restarts[slug], args.ramp * n / max(1, total))))
+            tasks.append(
+                asyncio.ensure_future(
+                    follow(
+                        noting_getter(get, parts, log),
+                        with_query(url, session=f"soak-{slug}-{first + i}"),
+                        base,
+                        log,
+                        errors[slug],
+                        restarts[slug],
+                        args.ramp * n / max(1, total),
+                    )
+                )
+            )
             n += 1
     print(json.dumps({"ready": len(tasks)}), flush=True)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -242,18 +258,22 @@ async def hls_worker(args: argparse.Namespace) -> dict:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     out = {}
     for slug, ls in logs.items():
-        out[slug] = {"viewers": len(ls), "got": [lg.got for lg in ls],
-                     "bytes": sum(lg.bytes for lg in ls), "gaps": sum(lg.gaps for lg in ls),
-                     "missed": sum(lg.missed for lg in ls),
-                     "viewers_with_gaps": sum(1 for lg in ls if lg.gaps),
-                     "behind": sum(lg.behind for lg in ls),
-                     "behind_parts": sum(lg.behind_parts for lg in ls),
-                     "repeats": sum(lg.repeats for lg in ls),
-                     "unverified": sum(lg.unverified for lg in ls),
-                     "examples": [e for lg in ls for e in lg.examples][:5],
-                     "errors": dict(errors[slug]), "restarts": restarts[slug][0]}
-    return {"channels": out,
-            "cpu": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)}
+        out[slug] = {
+            "viewers": len(ls),
+            "got": [lg.got for lg in ls],
+            "bytes": sum(lg.bytes for lg in ls),
+            "gaps": sum(lg.gaps for lg in ls),
+            "missed": sum(lg.missed for lg in ls),
+            "viewers_with_gaps": sum(1 for lg in ls if lg.gaps),
+            "behind": sum(lg.behind for lg in ls),
+            "behind_parts": sum(lg.behind_parts for lg in ls),
+            "repeats": sum(lg.repeats for lg in ls),
+            "unverified": sum(lg.unverified for lg in ls),
+            "examples": [e for lg in ls for e in lg.examples][:5],
+            "errors": dict(errors[slug]),
+            "restarts": restarts[slug][0],
+        }
+    return {"channels": out, "cpu": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)}
 
 
 def worker_main(args: argparse.Namespace) -> None:
@@ -267,8 +287,9 @@ def worker_main(args: argparse.Namespace) -> None:
 class HlsWorkers:
     """The viewer processes: started, told to stop, their results read (stdout JSON lines)."""
 
-    def __init__(self, targets: list[tuple[str, str, str, int]], procs: int, client: str,
-                 ramp: float) -> None:
+    def __init__(
+        self, targets: list[tuple[str, str, str, int]], procs: int, client: str, ramp: float
+    ) -> None:
         self.procs: list[subprocess.Popen] = []
         shares = [[] for _ in range(procs)]
         for slug, url, base, count in targets:
@@ -279,10 +300,25 @@ class HlsWorkers:
                 first += n
         for share in shares:
             if share:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, __file__, "--worker", "--targets", json.dumps(share),
-                     "--client", client, "--ramp", str(ramp)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT))
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--worker",
+                            "--targets",
+                            json.dumps(share),
+                            "--client",
+                            client,
+                            "--ramp",
+                            str(ramp),
+                        ],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                        cwd=ROOT,
+                    )
+                )
         for p in self.procs:
             read_line(p)  # ready
 
@@ -314,6 +350,7 @@ class HarnessError(RuntimeError):
 
 # -- the server and the publishers ---------------------------------------------------------------
 
+
 @dataclass
 class CliServer(LiveServer):
     """``LiveServer``'s ports and settings, but set up and run the way an operator does:
@@ -325,15 +362,24 @@ class CliServer(LiveServer):
     def __post_init__(self) -> None:
         super().__post_init__()
         script = Path(sys.executable).parent / "aethex"
-        self.aethex_bin = [str(script)] if script.exists() else [sys.executable, "-m",
-                                                                   "mediaserver"]
+        self.aethex_bin = (
+            [str(script)] if script.exists() else [sys.executable, "-m", "mediaserver"]
+        )
 
     def aethex(self, *args: str) -> str:
-        out = subprocess.run([*self.aethex_bin, *args], env=self.env(), cwd=ROOT,
-                             capture_output=True, text=True, timeout=120, check=False)
+        out = subprocess.run(
+            [*self.aethex_bin, *args],
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if out.returncode:
-            raise HarnessError(f"aethex {' '.join(args)}: exit {out.returncode}: "
-                               f"{out.stderr.strip()[-500:]}")
+            raise HarnessError(
+                f"aethex {' '.join(args)}: exit {out.returncode}: {out.stderr.strip()[-500:]}"
+            )
         return out.stdout
 
     def serve_command(self) -> list[str]:
@@ -352,18 +398,51 @@ class Publisher:
         self.unexpected_exits: list[int] = []
 
     def command(self) -> list[str]:
-        return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
-                "-f", "lavfi", "-i", f"testsrc2=size={self.size}:rate={self.fps}",
-                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                "-pix_fmt", "yuv420p", "-g", str(2 * self.fps), "-b:v", "1000k",
-                "-maxrate", "1000k", "-bufsize", "2000k", "-c:a", "aac", "-b:a", "96k",
-                "-f", "flv", self.url]
+        return [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={self.size}:rate={self.fps}",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(2 * self.fps),
+            "-b:v",
+            "1000k",
+            "-maxrate",
+            "1000k",
+            "-bufsize",
+            "2000k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "flv",
+            self.url,
+        ]
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
         self.started = time.monotonic()
         self.starts += 1
 
@@ -385,11 +464,17 @@ def ladder_for(size: str) -> tuple[list[dict], str]:
     """The source's height (copied: passthrough) and one encoded rung at 3/4 of it."""
     height = int(size.split("x")[1])
     low = height * 3 // 4 - (height * 3 // 4) % 2
-    return ([{"name": f"{height}p", "height": height, "fps": 30, "video_kbps": 1200},
-             {"name": f"{low}p", "height": low, "fps": 30, "video_kbps": 600}], f"{low}p")
+    return (
+        [
+            {"name": f"{height}p", "height": height, "fps": 30, "video_kbps": 1200},
+            {"name": f"{low}p", "height": low, "fps": 30, "video_kbps": 600},
+        ],
+        f"{low}p",
+    )
 
 
 # -- observing the server ------------------------------------------------------------------------
+
 
 def api(base: str, path: str) -> tuple[int, bytes]:
     try:
@@ -419,14 +504,16 @@ def metrics(base: str) -> list[tuple[str, dict[str, str], float]]:
     for line in body.decode().splitlines():
         m = _SAMPLE_RE.match(line)
         if m and not line.startswith("#"):
-            out.append((m.group(1), dict(_LABEL_RE.findall(m.group(2) or "")),
-                        float(m.group(3))))
+            out.append((m.group(1), dict(_LABEL_RE.findall(m.group(2) or "")), float(m.group(3))))
     return out
 
 
 def metric_sum(samples: list, name: str, **labels: str) -> float:
-    return sum(v for n, lab, v in samples
-               if n == name and all(lab.get(k) == want for k, want in labels.items()))
+    return sum(
+        v
+        for n, lab, v in samples
+        if n == name and all(lab.get(k) == want for k, want in labels.items())
+    )
 
 
 @dataclass
@@ -447,8 +534,9 @@ def proc_sample(pid: int, t: float, base: str) -> Sample:
         elif line.startswith("Threads:"):
             threads = int(line.split()[1])
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    speed = {lab.get("channel", "?"): v for n, lab, v in metrics(base)
-             if n == "aethex_transcode_speed"}
+    speed = {
+        lab.get("channel", "?"): v for n, lab, v in metrics(base) if n == "aethex_transcode_speed"
+    }
     return Sample(t, rss / MB, fds, threads, procstats.cpu_seconds(pid), speed)
 
 
@@ -516,8 +604,7 @@ def new_parts_announced(rec: Reconnect, edge: LiveEdge | None) -> bool:
     if rec.newest_at_live is None:
         return False
     newest = max(edge.parts)
-    return newest < rec.newest_at_live or \
-        sum(1 for p in edge.parts if p > rec.newest_at_live) >= 2
+    return newest < rec.newest_at_live or sum(1 for p in edge.parts if p > rec.newest_at_live) >= 2
 
 
 def scan_log(path: Path) -> tuple[list[str], Counter[str]]:
@@ -542,6 +629,7 @@ def scan_log(path: Path) -> tuple[list[str], Counter[str]]:
 
 # -- the run ---------------------------------------------------------------------------------
 
+
 class Soak:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
@@ -550,15 +638,23 @@ class Soak:
         # Lazily made resources (a thread pool's worker, the first reconnect's sockets) appear
         # once, early: the default warm-up is 20 % of the run and lasts past the first reconnect.
         first = args.reconnect_every + 0.5 if args.reconnect_every > 0 else 0.0
-        self.warmup = (args.warmup_minutes if args.warmup_minutes is not None
-                       else max(args.minutes * 0.2, min(first, args.minutes * 0.5))) * 60
+        self.warmup = (
+            args.warmup_minutes
+            if args.warmup_minutes is not None
+            else max(args.minutes * 0.2, min(first, args.minutes * 0.5))
+        ) * 60
         self.ladder, self.rendition = ladder_for(args.source)
         if args.rendition:
             self.rendition = args.rendition
         env = {"AETHEX_LOG__LEVEL": args.log_level}
         env.update(kv.split("=", 1) for kv in args.set)
-        self.server = CliServer(work, passthrough="auto", preset=args.preset, extra_env=env,
-                                log_path=work / "server.log")
+        self.server = CliServer(
+            work,
+            passthrough="auto",
+            preset=args.preset,
+            extra_env=env,
+            log_path=work / "server.log",
+        )
         self.publishers: dict[str, Publisher] = {}
         self.streams: dict[str, list[tuple[int, float]]] = defaultdict(list)  # slug -> (id, s)
         self.samples: list[Sample] = []
@@ -575,22 +671,42 @@ class Soak:
         s.aethex("user", "create", "soak", "--email", "soak@example.test")
         keys = {}
         for slug in (STEADY, RECONNECTING):
-            info = json.loads(s.aethex("channel", "create", "--owner", "soak", "--slug", slug,
-                                       "--title", f"soak {slug}", "--json"))
+            info = json.loads(
+                s.aethex(
+                    "channel",
+                    "create",
+                    "--owner",
+                    "soak",
+                    "--slug",
+                    slug,
+                    "--title",
+                    f"soak {slug}",
+                    "--json",
+                )
+            )
             keys[slug] = info["stream_key"]
             s.aethex("channel", "ladder", slug, "--set", json.dumps(self.ladder))
         for i in range(self.args.chat_senders):
             s.aethex("user", "create", f"chatter{i}", "--email", f"chatter{i}@example.test")
-            self.tokens.append(json.loads(s.aethex("token", "create", f"chatter{i}",
-                                                   "--json"))["token"])
-        print(f"# setup with the aethex CLI: 1 owner, 2 channels, {len(self.tokens)} chat users "
-              f"with tokens ({time.monotonic() - t0:.0f} s)", flush=True)
+            self.tokens.append(
+                json.loads(s.aethex("token", "create", f"chatter{i}", "--json"))["token"]
+            )
+        print(
+            f"# setup with the aethex CLI: 1 owner, 2 channels, {len(self.tokens)} chat users "
+            f"with tokens ({time.monotonic() - t0:.0f} s)",
+            flush=True,
+        )
         pid = s.start()
-        print(f"# server pid {pid}: http {s.base}, rtmp port {s.rtmp_port}, data {s.dir}",
-              flush=True)
+        print(
+            f"# server pid {pid}: http {s.base}, rtmp port {s.rtmp_port}, data {s.dir}", flush=True
+        )
         for slug in (STEADY, RECONNECTING):
-            pub = Publisher(f"rtmp://127.0.0.1:{s.rtmp_port}/live/{keys[slug]}",
-                            self.args.source, self.args.fps, self.work / f"ffmpeg-{slug}.log")
+            pub = Publisher(
+                f"rtmp://127.0.0.1:{s.rtmp_port}/live/{keys[slug]}",
+                self.args.source,
+                self.args.fps,
+                self.work / f"ffmpeg-{slug}.log",
+            )
             pub.start()
             self.publishers[slug] = pub
         for slug in (STEADY, RECONNECTING):
@@ -609,14 +725,30 @@ class Soak:
         pid = self.server.proc.pid
         base = self.server.base
         idle = proc_sample(pid, 0.0, base)
-        print(f"# before clients: RSS {idle.rss_mb:.0f} MB, {idle.fds} FDs, {idle.threads} "
-              f"threads", flush=True)
+        print(
+            f"# before clients: RSS {idle.rss_mb:.0f} MB, {idle.fds} FDs, {idle.threads} threads",
+            flush=True,
+        )
         n_rec = min(args.reconnect_viewers, args.viewers)
-        hls = HlsWorkers([(STEADY, self.urls[STEADY], self.urls[STEADY].rsplit("/", 1)[0] + "/",
-                           args.viewers - n_rec),
-                          (RECONNECTING, self.urls[RECONNECTING],
-                           self.urls[RECONNECTING].rsplit("/", 1)[0] + "/", n_rec)],
-                         args.viewer_procs, args.client, args.ramp)
+        hls = HlsWorkers(
+            [
+                (
+                    STEADY,
+                    self.urls[STEADY],
+                    self.urls[STEADY].rsplit("/", 1)[0] + "/",
+                    args.viewers - n_rec,
+                ),
+                (
+                    RECONNECTING,
+                    self.urls[RECONNECTING],
+                    self.urls[RECONNECTING].rsplit("/", 1)[0] + "/",
+                    n_rec,
+                ),
+            ],
+            args.viewer_procs,
+            args.client,
+            args.ramp,
+        )
         readers = args.chat_users - args.chat_senders
         chat_readers = [chat_fanout.Worker("viewers", base, count=readers)] if readers > 0 else []
         senders = None
@@ -624,24 +756,31 @@ class Soak:
             w.read()
         if self.tokens:
             senders = chat_fanout.Worker(
-                "senders", base, tokens=",".join(self.tokens),
+                "senders",
+                base,
+                tokens=",".join(self.tokens),
                 rate=len(self.tokens) / args.chat_interval,
                 # Past the last sample, so every socket is open for the whole measurement.
-                seconds=self.seconds + 5)
+                seconds=self.seconds + 5,
+            )
             senders.read()
         for w in [*chat_readers, *([senders] if senders else [])]:
             w.tell("go")
-        print(f"# load on: {args.viewers} HLS viewers ({n_rec} on {RECONNECTING}), "
-              f"{args.chat_users} chat users; {args.minutes:g} min, warm-up "
-              f"{self.warmup / 60:.1f} min", flush=True)
+        print(
+            f"# load on: {args.viewers} HLS viewers ({n_rec} on {RECONNECTING}), "
+            f"{args.chat_users} chat users; {args.minutes:g} min, warm-up "
+            f"{self.warmup / 60:.1f} min",
+            flush=True,
+        )
         contention = procstats.Contention(os.getpid())
         t0 = time.monotonic()
         self.loop(t0, pid, base, hls, chat_readers, senders)
         machine = contention.stop()
         with open(self.work / "samples.csv", "w") as out:
             out.write("seconds,rss_mb,fds,threads,server_cpu_s\n")
-            out.writelines(f"{x.t:.1f},{x.rss_mb:.2f},{x.fds},{x.threads},{x.cpu:.2f}\n"
-                           for x in self.samples)
+            out.writelines(
+                f"{x.t:.1f},{x.rss_mb:.2f},{x.fds},{x.threads},{x.cpu:.2f}\n" for x in self.samples
+            )
         cpu = (self.samples[-1].cpu - self.samples[0].cpu) / max(1.0, self.samples[-1].t)
         # Teardown, checked as it goes: clients first, then publishers (their recordings), then
         # the server (a clean shutdown is part of "no error in the log").
@@ -661,12 +800,18 @@ class Soak:
                 self.streams[slug][-1] = (sid, time.monotonic() - pub.started)
         recordings = self.wait_archived()
         self.server.stop()
-        return {"hls": hls_results, "chat": chat, "sent": sent, "metrics": end_metrics,
-                "recordings": recordings, "cpu": cpu, "machine": machine,
-                "exit": self.server.proc.returncode}
+        return {
+            "hls": hls_results,
+            "chat": chat,
+            "sent": sent,
+            "metrics": end_metrics,
+            "recordings": recordings,
+            "cpu": cpu,
+            "machine": machine,
+            "exit": self.server.proc.returncode,
+        }
 
-    def loop(self, t0: float, pid: int, base: str, hls: HlsWorkers, chat: list,
-             senders) -> None:
+    def loop(self, t0: float, pid: int, base: str, hls: HlsWorkers, chat: list, senders) -> None:
         args = self.args
         every = args.reconnect_every * 60
         next_sample = t0
@@ -676,8 +821,10 @@ class Soak:
         while True:
             now = time.monotonic()
             if self.server.proc.poll() is not None:
-                print(f"# the server exited ({self.server.proc.returncode}) at "
-                      f"{now - t0:.0f} s", flush=True)
+                print(
+                    f"# the server exited ({self.server.proc.returncode}) at {now - t0:.0f} s",
+                    flush=True,
+                )
                 return
             if not hls.alive() or any(w.proc.poll() is not None for w in chat):
                 raise HarnessError("a client process died")
@@ -699,8 +846,11 @@ class Soak:
             time.sleep(0.25)
 
     def reconnect(self, at: float) -> Reconnect:
-        rec = Reconnect(at, self.live_stream(RECONNECTING),
-                        getattr(live_edge(self.urls[RECONNECTING]), "epoch", None))
+        rec = Reconnect(
+            at,
+            self.live_stream(RECONNECTING),
+            getattr(live_edge(self.urls[RECONNECTING]), "epoch", None),
+        )
         pub = self.publishers[RECONNECTING]
         ids = self.streams[RECONNECTING]
         pub.kill()
@@ -723,13 +873,19 @@ class Soak:
         if rec.parts_after is None and new_parts_announced(rec, edge):
             rec.parts_after = waited
         if rec.live_after is not None and rec.parts_after is not None:
-            print(f"# reconnect at {rec.at:.0f} s: live again after {rec.live_after:.1f} s "
-                  f"(stream {rec.old_stream} -> {rec.new_stream}), new parts after "
-                  f"{rec.parts_after:.1f} s", flush=True)
+            print(
+                f"# reconnect at {rec.at:.0f} s: live again after {rec.live_after:.1f} s "
+                f"(stream {rec.old_stream} -> {rec.new_stream}), new parts after "
+                f"{rec.parts_after:.1f} s",
+                flush=True,
+            )
             return True
         if waited > LIVE_AGAIN_TIMEOUT:
-            print(f"# reconnect at {rec.at:.0f} s: NOT live again after {waited:.0f} s "
-                  f"(new stream {rec.new_stream}, parts {rec.parts_after})", flush=True)
+            print(
+                f"# reconnect at {rec.at:.0f} s: NOT live again after {waited:.0f} s "
+                f"(new stream {rec.new_stream}, parts {rec.parts_after})",
+                flush=True,
+            )
             return True
         return False
 
@@ -737,8 +893,11 @@ class Soak:
         speed = ", ".join(f"{k} {v:.2f}x" for k, v in sorted(s.speed.items()))
         prev = self.samples[0]
         cpu = (s.cpu - prev.cpu) / s.t * 100 if s.t else 0.0
-        print(f"# {s.t / 60:5.1f} min: RSS {s.rss_mb:6.1f} MB, {s.fds} FDs, {s.threads} threads, "
-              f"server CPU {cpu:.0f}% so far; transcode speed {speed}", flush=True)
+        print(
+            f"# {s.t / 60:5.1f} min: RSS {s.rss_mb:6.1f} MB, {s.fds} FDs, {s.threads} threads, "
+            f"server CPU {cpu:.0f}% so far; transcode speed {speed}",
+            flush=True,
+        )
 
     def wait_archived(self, timeout: float = 120.0) -> list[dict]:
         """Every stream the run started, once it has left LIVE/ENDING (or the timeout)."""
@@ -755,14 +914,21 @@ class Soak:
                     if info and info["status"] not in ("live", "ending"):
                         break
                     time.sleep(0.5)
-                out.append({"slug": slug, "id": sid, "published": published,
-                            "status": info["status"] if info else "?",
-                            "vod": bool(info and info["vod_available"]),
-                            "vod_seconds": (info or {}).get("vod_duration_seconds")})
+                out.append(
+                    {
+                        "slug": slug,
+                        "id": sid,
+                        "published": published,
+                        "status": info["status"] if info else "?",
+                        "vod": bool(info and info["vod_available"]),
+                        "vod_seconds": (info or {}).get("vod_duration_seconds"),
+                    }
+                )
         return out
 
 
 # -- the report --------------------------------------------------------------------------------
+
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
@@ -774,24 +940,37 @@ Goals = list[tuple[bool, str]]
 def report_growth(soak: Soak, r: dict) -> Goals:
     args, samples = soak.args, soak.samples
     after = [s for s in samples if s.t >= soak.warmup] or samples
-    print(f"\n## growth: {len(samples)} samples every {args.sample_every:g} s, least-squares "
-          f"fit over the {len(after)} after the {soak.warmup / 60:.1f} min warm-up")
+    print(
+        f"\n## growth: {len(samples)} samples every {args.sample_every:g} s, least-squares "
+        f"fit over the {len(after)} after the {soak.warmup / 60:.1f} min warm-up"
+    )
     print(f"{'':<10}{'first':>9}{'warm':>9}{'last':>9}{'max':>9}   slope per hour (± 2 SE)")
     goals: Goals = []
-    for name, get, limit in (("RSS MB", lambda s: s.rss_mb, args.max_rss_slope),
-                             ("FDs", lambda s: s.fds, args.max_fd_slope),
-                             ("threads", lambda s: s.threads, args.max_fd_slope)):
+    for name, get, limit in (
+        ("RSS MB", lambda s: s.rss_mb, args.max_rss_slope),
+        ("FDs", lambda s: s.fds, args.max_fd_slope),
+        ("threads", lambda s: s.threads, args.max_fd_slope),
+    ):
         slope, se = fit([(s.t, get(s)) for s in after])
         vals = [get(s) for s in samples]
-        print(f"{name:<10}{vals[0]:>9.1f}{get(after[0]):>9.1f}{vals[-1]:>9.1f}{max(vals):>9.1f}"
-              f"   {slope:+.1f} ± {2 * se:.1f}")
+        print(
+            f"{name:<10}{vals[0]:>9.1f}{get(after[0]):>9.1f}{vals[-1]:>9.1f}{max(vals):>9.1f}"
+            f"   {slope:+.1f} ± {2 * se:.1f}"
+        )
         # Growth is shown when even the low end of the slope's 95 % interval passes the limit.
         shown = slope - 2 * se > limit
-        goals.append((not shown, f"{name}: slope after warm-up {slope:+.1f}/h ± {2 * se:.1f}: "
-                                 f"growth above {limit:g}/h {'shown' if shown else 'not shown'}"))
+        goals.append(
+            (
+                not shown,
+                f"{name}: slope after warm-up {slope:+.1f}/h ± {2 * se:.1f}: "
+                f"growth above {limit:g}/h {'shown' if shown else 'not shown'}",
+            )
+        )
     speeds = [v for s in after for v in s.speed.values()]
-    print(f"server CPU {r['cpu'] * 100:.0f}% of a core over the run; lowest transcode speed "
-          f"{min(speeds, default=float('nan')):.2f}x; machine: {r['machine']}")
+    print(
+        f"server CPU {r['cpu'] * 100:.0f}% of a core over the run; lowest transcode speed "
+        f"{min(speeds, default=float('nan')):.2f}x; machine: {r['machine']}"
+    )
     return goals
 
 
@@ -814,31 +993,51 @@ def report_hls(soak: Soak, r: dict) -> Goals:
 
         examples = [e for row in rows for e in row["examples"]][:3]
         behind += total("behind")
-        print(f"{slug}: {len(got)} viewers; parts per viewer min {min(got)}, median "
-              f"{median(got):.0f}, max {max(got)} ({total('bytes') / MB:.0f} MB); lost: "
-              f"{total('gaps')} gaps in {total('viewers_with_gaps')} viewers, {total('missed')} "
-              f"parts {examples or ''}; fell behind the parts window {total('behind')} times "
-              f"({total('behind_parts')} parts, their segments still listed); repeats "
-              f"{total('repeats')}, unverified segment ends {total('unverified')}, restarts "
-              f"{total('restarts')}; failed requests {dict(errs) or 0}")
-        goals.append((total("gaps") == 0, f"HLS {slug}: no part lost ({total('gaps')} gaps, "
-                                          f"{total('missed')} parts)"))
+        print(
+            f"{slug}: {len(got)} viewers; parts per viewer min {min(got)}, median "
+            f"{median(got):.0f}, max {max(got)} ({total('bytes') / MB:.0f} MB); lost: "
+            f"{total('gaps')} gaps in {total('viewers_with_gaps')} viewers, {total('missed')} "
+            f"parts {examples or ''}; fell behind the parts window {total('behind')} times "
+            f"({total('behind_parts')} parts, their segments still listed); repeats "
+            f"{total('repeats')}, unverified segment ends {total('unverified')}, restarts "
+            f"{total('restarts')}; failed requests {dict(errs) or 0}"
+        )
+        goals.append(
+            (
+                total("gaps") == 0,
+                f"HLS {slug}: no part lost ({total('gaps')} gaps, {total('missed')} parts)",
+            )
+        )
     wall = max(1.0, soak.samples[-1].t)
     cpus = ", ".join(f"{w['cpu'] / wall * 100:.0f}%" for w in r["hls"])
     print(f"viewer client processes: {cpus} of a core")
     goals.append((failed == 0, f"HLS: {failed} failed requests"))
-    goals.append((behind == 0, f"HLS: viewers kept up with the parts ({behind} times a viewer "
-                               f"fell behind; a busy machine does this)"))
+    goals.append(
+        (
+            behind == 0,
+            f"HLS: viewers kept up with the parts ({behind} times a viewer "
+            f"fell behind; a busy machine does this)",
+        )
+    )
     m = r["metrics"]
     dropped_pk = metric_sum(m, "aethex_live_dropped_packets_total")
     dropped_fr = metric_sum(m, "aethex_transcode_dropped_frames_total")
-    errors_5xx = sum(v for n, lab, v in m if n == "aethex_hls_requests_total"
-                     and lab.get("status", "").startswith("5"))
-    print(f"server counted: live packets dropped {dropped_pk:.0f}, transcode frames dropped "
-          f"{dropped_fr:.0f}, HLS 5xx {errors_5xx:.0f}, RTMP refused "
-          f"{metric_sum(m, 'aethex_rtmp_rejected_total'):.0f}")
-    goals.append((dropped_pk == 0 and dropped_fr == 0,
-                  f"server dropped nothing ({dropped_pk:.0f} packets, {dropped_fr:.0f} frames)"))
+    errors_5xx = sum(
+        v
+        for n, lab, v in m
+        if n == "aethex_hls_requests_total" and lab.get("status", "").startswith("5")
+    )
+    print(
+        f"server counted: live packets dropped {dropped_pk:.0f}, transcode frames dropped "
+        f"{dropped_fr:.0f}, HLS 5xx {errors_5xx:.0f}, RTMP refused "
+        f"{metric_sum(m, 'aethex_rtmp_rejected_total'):.0f}"
+    )
+    goals.append(
+        (
+            dropped_pk == 0 and dropped_fr == 0,
+            f"server dropped nothing ({dropped_pk:.0f} packets, {dropped_fr:.0f} frames)",
+        )
+    )
     return goals
 
 
@@ -857,19 +1056,27 @@ def report_chat(soak: Soak, r: dict) -> Goals:
             hist[int(b)] = hist.get(int(b), 0) + n
     p50 = chat_fanout.percentile_from_hist(hist, 50)
     p99 = chat_fanout.percentile_from_hist(hist, 99)
-    print(f"sent {sent['sent']} ({sent['sent'] / max(1.0, sent['elapsed']):.1f}/s) by "
-          f"{len(sent['received'])} users, refused {sent['errors']} {sent['error_codes'] or ''}; "
-          f"{len(received)} users received min {min(received, default=0)}, max "
-          f"{max(received, default=0)} of {expected}; lost {sum(lost)} in "
-          f"{sum(1 for x in lost if x)} users; readers' latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(
+        f"sent {sent['sent']} ({sent['sent'] / max(1.0, sent['elapsed']):.1f}/s) by "
+        f"{len(sent['received'])} users, refused {sent['errors']} {sent['error_codes'] or ''}; "
+        f"{len(received)} users received min {min(received, default=0)}, max "
+        f"{max(received, default=0)} of {expected}; lost {sum(lost)} in "
+        f"{sum(1 for x in lost if x)} users; readers' latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    )
     closed = sent.get("closed", [])
-    print(f"server counted: refused {metric_sum(m, 'aethex_chat_refused_total'):.0f}, slow "
-          f"sockets dropped {metric_sum(m, 'aethex_chat_dropped_sockets_total'):.0f}, sockets "
-          f"closed {metric_sum(m, 'aethex_chat_closed_sockets_total'):.0f}; senders closed by "
-          f"the server (sender, close code): {closed or 'none'}")
-    return [(sum(lost) == 0 and sent["errors"] == 0 and not closed,
-             f"chat: each of {len(received)} users got all {expected} messages ({sum(lost)} "
-             f"lost, {sent['errors']} refused, {len(closed)} senders cut off)")]
+    print(
+        f"server counted: refused {metric_sum(m, 'aethex_chat_refused_total'):.0f}, slow "
+        f"sockets dropped {metric_sum(m, 'aethex_chat_dropped_sockets_total'):.0f}, sockets "
+        f"closed {metric_sum(m, 'aethex_chat_closed_sockets_total'):.0f}; senders closed by "
+        f"the server (sender, close code): {closed or 'none'}"
+    )
+    return [
+        (
+            sum(lost) == 0 and sent["errors"] == 0 and not closed,
+            f"chat: each of {len(received)} users got all {expected} messages ({sum(lost)} "
+            f"lost, {sent['errors']} refused, {len(closed)} senders cut off)",
+        )
+    ]
 
 
 def report_reconnects(soak: Soak, r: dict) -> Goals:
@@ -880,30 +1087,44 @@ def report_reconnects(soak: Soak, r: dict) -> Goals:
         return ", ".join("never" if v is None else f"{v:.1f}" for v in values)
 
     if recs:
-        print(f"{len(recs)} reconnects of {RECONNECTING}: live again (API) after "
-              f"{seconds([rc.live_after for rc in recs])} s; new parts after "
-              f"{seconds([rc.parts_after for rc in recs])} s")
+        print(
+            f"{len(recs)} reconnects of {RECONNECTING}: live again (API) after "
+            f"{seconds([rc.live_after for rc in recs])} s; new parts after "
+            f"{seconds([rc.parts_after for rc in recs])} s"
+        )
     ok = [rc for rc in recs if rc.live_after is not None and rc.parts_after is not None]
-    unexpected = {slug: p.unexpected_exits for slug, p in soak.publishers.items()
-                  if p.unexpected_exits}
+    unexpected = {
+        slug: p.unexpected_exits for slug, p in soak.publishers.items() if p.unexpected_exits
+    }
     for rec in r["recordings"]:
         vod = rec.get("vod_seconds")
-        print(f"{rec['slug']} stream {rec['id']}: {rec['status']}, published "
-              f"{rec.get('published', 0):.1f} s, VOD {'-' if vod is None else vod} s")
+        print(
+            f"{rec['slug']} stream {rec['id']}: {rec['status']}, published "
+            f"{rec.get('published', 0):.1f} s, VOD {'-' if vod is None else vod} s"
+        )
     archived = [x for x in r["recordings"] if x["status"] == "archived" and x.get("vod")]
-    return [(len(ok) == len(recs), f"reconnects: {len(ok)} of {len(recs)} live again with new "
-                                   f"parts within {LIVE_AGAIN_TIMEOUT:.0f} s"),
-            (not unexpected, f"publishers: no exit we did not cause {unexpected or ''}"),
-            (len(archived) == len(r["recordings"]),
-             f"recordings: {len(archived)} of {len(r['recordings'])} streams archived with a VOD")]
+    return [
+        (
+            len(ok) == len(recs),
+            f"reconnects: {len(ok)} of {len(recs)} live again with new "
+            f"parts within {LIVE_AGAIN_TIMEOUT:.0f} s",
+        ),
+        (not unexpected, f"publishers: no exit we did not cause {unexpected or ''}"),
+        (
+            len(archived) == len(r["recordings"]),
+            f"recordings: {len(archived)} of {len(r['recordings'])} streams archived with a VOD",
+        ),
+    ]
 
 
 def report_log(soak: Soak, r: dict) -> Goals:
     print("\n## server log")
     assert soak.server.log_path is not None
     bad, warnings = scan_log(soak.server.log_path)
-    print(f"{len(bad)} ERROR/CRITICAL/Traceback lines; {sum(warnings.values())} warnings; "
-          f"server exit status {r['exit']}")
+    print(
+        f"{len(bad)} ERROR/CRITICAL/Traceback lines; {sum(warnings.values())} warnings; "
+        f"server exit status {r['exit']}"
+    )
     for line in bad[:30]:
         print(f"  {line[:300]}")
     for msg, n in warnings.most_common(8):
@@ -913,46 +1134,71 @@ def report_log(soak: Soak, r: dict) -> Goals:
 
 def report(soak: Soak, r: dict) -> None:
     args = soak.args
-    goals = [g for part in (report_growth, report_hls, report_chat, report_reconnects,
-                            report_log) for g in part(soak, r)]
-    print(f"\n## goals ({args.minutes:g} min, {args.viewers} viewers, {args.chat_users} chat "
-          f"users, reconnect every {args.reconnect_every:g} min; load average "
-          f"{procstats.loadavg()})")
+    goals = [
+        g
+        for part in (report_growth, report_hls, report_chat, report_reconnects, report_log)
+        for g in part(soak, r)
+    ]
+    print(
+        f"\n## goals ({args.minutes:g} min, {args.viewers} viewers, {args.chat_users} chat "
+        f"users, reconnect every {args.reconnect_every:g} min; load average "
+        f"{procstats.loadavg()})"
+    )
     for good, text in goals:
         print(f"{verdict(good)}  {text}")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--reconnect-every", type=float, default=5.0,
-                    help="minutes between reconnects of bench-1's publisher (0: never)")
+    ap.add_argument(
+        "--reconnect-every",
+        type=float,
+        default=5.0,
+        help="minutes between reconnects of bench-1's publisher (0: never)",
+    )
     ap.add_argument("--sample-every", type=float, default=10.0, help="seconds")
-    ap.add_argument("--warmup-minutes", type=float,
-                    help="default: 20%% of --minutes, or past the first reconnect if later "
-                         "(at most half the run)")
+    ap.add_argument(
+        "--warmup-minutes",
+        type=float,
+        help="default: 20%% of --minutes, or past the first reconnect if later "
+        "(at most half the run)",
+    )
     ap.add_argument("--viewers", type=int, default=200)
-    ap.add_argument("--reconnect-viewers", type=int, default=20,
-                    help="of --viewers, how many watch the reconnecting channel")
+    ap.add_argument(
+        "--reconnect-viewers",
+        type=int,
+        default=20,
+        help="of --viewers, how many watch the reconnecting channel",
+    )
     ap.add_argument("--viewer-procs", type=int, default=1)
     ap.add_argument("--client", choices=("aiohttp", "raw"), default="aiohttp")
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds over which viewers join")
     ap.add_argument("--rendition", default="", help="default: the encoded rung")
     ap.add_argument("--chat-users", type=int, default=100)
     ap.add_argument("--chat-senders", type=int, default=10, help="of --chat-users")
-    ap.add_argument("--chat-interval", type=float, default=2.5,
-                    help="seconds between one sender's messages")
+    ap.add_argument(
+        "--chat-interval", type=float, default=2.5, help="seconds between one sender's messages"
+    )
     ap.add_argument("--source", default="854x480", help="publisher picture size")
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--preset", default="veryfast",
-                    choices=("ultrafast", "superfast", "veryfast", "faster"))
+    ap.add_argument(
+        "--preset", default="veryfast", choices=("ultrafast", "superfast", "veryfast", "faster")
+    )
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--max-rss-slope", type=float, default=10.0, help="MB per hour")
-    ap.add_argument("--max-fd-slope", type=float, default=2.0,
-                    help="file descriptors (and threads) per hour")
-    ap.add_argument("--set", action="append", default=[], metavar="AETHEX_KEY=VALUE",
-                    help="an extra server setting from the environment (repeatable)")
+    ap.add_argument(
+        "--max-fd-slope", type=float, default=2.0, help="file descriptors (and threads) per hour"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="AETHEX_KEY=VALUE",
+        help="an extra server setting from the environment (repeatable)",
+    )
     ap.add_argument("--keep", type=Path, help="keep the data directory and logs here")
     # internal: an HLS viewer process
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -967,8 +1213,11 @@ def main() -> int:
     if args.chat_senders > args.chat_users:
         ap.error("--chat-senders cannot be more than --chat-users")
     chat_fanout.raise_nofile()
-    print(f"# soak: source {args.source}@{args.fps} (ffmpeg ultrafast), ladder copy + one rung "
-          f"at {args.preset}; load average {procstats.loadavg()}", flush=True)
+    print(
+        f"# soak: source {args.source}@{args.fps} (ffmpeg ultrafast), ladder copy + one rung "
+        f"at {args.preset}; load average {procstats.loadavg()}",
+        flush=True,
+    )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         work_ctx = None

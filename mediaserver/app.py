@@ -31,7 +31,8 @@ class Server:
         self.metrics = Metrics()
         self.registry = LiveRegistry(
             settings.live.consumer_queue_size,
-            on_drop=lambda ch, consumer, n: self.metrics.live_dropped.labels(ch, consumer).inc(n))
+            on_drop=lambda ch, consumer, n: self.metrics.live_dropped.labels(ch, consumer).inc(n),
+        )
         self.db = Database(settings.effective_database_url)
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
         self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
@@ -56,28 +57,36 @@ class Server:
         await self.broadcasts.recover_orphans()
         await self.ingest.start()
         # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
-        app = create_app(settings=self.settings, db=self.db, metrics=self.metrics,
-                         registry=self.registry, edges=self.broadcasts.edges,
-                         rtmp_port=self.rtmp_port)
+        app = create_app(
+            settings=self.settings,
+            db=self.db,
+            metrics=self.metrics,
+            registry=self.registry,
+            edges=self.broadcasts.edges,
+            rtmp_port=self.rtmp_port,
+        )
         h = self.settings.http
-        self._runner = web.AppRunner(app, access_log=None,
-                                     keepalive_timeout=h.keepalive_timeout)
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=h.keepalive_timeout)
         await self._runner.setup()
-        aiohttp_factory: Callable[[], asyncio.Protocol] = \
-            self._runner.server  # type: ignore[assignment]
+        aiohttp_factory: Callable[[], asyncio.Protocol] = self._runner.server  # type: ignore[assignment]
         # Every connection is accepted by the front, which admits it (connection caps) and
         # keeps the head deadline, then answers HLS itself or hands over to aiohttp.
         rejected = self.metrics.http_rejected
         self._front = front = HttpFront(
-            app[HLS_KEY] if h.fast_path else None, aiohttp_factory,
-            keepalive_timeout=h.keepalive_timeout, head_timeout=h.request_head_timeout,
-            max_head=h.max_request_head, max_connections=h.max_connections,
+            app[HLS_KEY] if h.fast_path else None,
+            aiohttp_factory,
+            keepalive_timeout=h.keepalive_timeout,
+            head_timeout=h.request_head_timeout,
+            max_head=h.max_request_head,
+            max_connections=h.max_connections,
             max_per_address=h.max_connections_per_address,
-            on_reject=lambda reason: rejected.labels(reason).inc())
+            on_reject=lambda reason: rejected.labels(reason).inc(),
+        )
         self.metrics.http_connections.set_function(lambda: front.admission.total)
         loop = asyncio.get_running_loop()
-        self._http = await loop.create_server(front.protocol, h.host, h.port,
-                                              reuse_address=True, backlog=1024)
+        self._http = await loop.create_server(
+            front.protocol, h.host, h.port, reuse_address=True, backlog=1024
+        )
         log.info("HTTP listening on %s:%d", h.host, self.http_port)
 
     async def stop(self) -> None:
@@ -122,9 +131,12 @@ def raise_open_file_limit(settings: Settings) -> None:
     # Sockets, plus files, the database and the transcoders' pipes.
     wanted = settings.http.max_connections + settings.rtmp.max_connections + 1024
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        log.warning("open-file limit %d is below the %d the connection caps need; raise "
-                    "LimitNOFILE (systemd) or ulimit -n, or lower http.max_connections", hard,
-                    wanted)
+        log.warning(
+            "open-file limit %d is below the %d the connection caps need; raise "
+            "LimitNOFILE (systemd) or ulimit -n, or lower http.max_connections",
+            hard,
+            wanted,
+        )
     target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
@@ -132,8 +144,8 @@ def raise_open_file_limit(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     logging.basicConfig(
-        level=settings.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     memory.limit_arenas(settings.memory.malloc_arena_max)  # before any thread starts
     raise_open_file_limit(settings)
     try:

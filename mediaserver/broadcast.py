@@ -70,8 +70,9 @@ class HlsSink:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def on_track_info(self, rendition: str, video: VideoTrackInfo,
-                      audio: AudioTrackInfo | None) -> None:
+    def on_track_info(
+        self, rendition: str, video: VideoTrackInfo, audio: AudioTrackInfo | None
+    ) -> None:
         """A rendition's tracks, first or again (the source changed mid-stream).
 
         A re-announced rendition flushes its packager and continues the segment numbers with a
@@ -90,13 +91,23 @@ class HlsSink:
                 first = self.broadcast.first_segments.get(rendition, self.broadcast.first_segment)
                 discontinuity = self.broadcast.resumed
             packager = RenditionPackager(
-                rendition, video, audio, segment_duration=hls.segment_duration,
-                part_duration=hls.part_duration, start_time=self.broadcast.stream.started_at,
-                first_segment=first, discontinuity=discontinuity)
+                rendition,
+                video,
+                audio,
+                segment_duration=hls.segment_duration,
+                part_duration=hls.part_duration,
+                start_time=self.broadcast.stream.started_at,
+                first_segment=first,
+                discontinuity=discontinuity,
+            )
             self._packagers[rendition] = packager
         if previous is not None and events:
-            self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events,
-                                           (previous.peak_bandwidth, previous.average_bandwidth))
+            self.loop.call_soon_threadsafe(
+                self.broadcast.on_events,
+                rendition,
+                events,
+                (previous.peak_bandwidth, previous.average_bandwidth),
+            )
         self.loop.call_soon_threadsafe(self.broadcast.add_rendition, rendition, packager, video)
 
     def on_packet(self, rendition: str, packet: EncodedPacket) -> None:
@@ -127,8 +138,9 @@ class HlsSink:
 class Broadcast:
     """One live stream's transcoding, live edge, files and row lifecycle."""
 
-    def __init__(self, manager: Broadcasts, stream: LiveStream,
-                 prior: Broadcast | None = None) -> None:
+    def __init__(
+        self, manager: Broadcasts, stream: LiveStream, prior: Broadcast | None = None
+    ) -> None:
         self.manager = manager
         self.settings: Settings = manager.settings
         self.stream = stream
@@ -147,8 +159,9 @@ class Broadcast:
         self.recording = manager.settings.recording.enabled
         self.publisher_gone = asyncio.Event()
         self._done = asyncio.Event()
-        self.files = RecordingWriter(self.dir, journal=self.recording,
-                                     fsync=manager.settings.recording.fsync)
+        self.files = RecordingWriter(
+            self.dir, journal=self.recording, fsync=manager.settings.recording.fsync
+        )
         self._writes: asyncio.Queue[Callable[[], None] | None] = asyncio.Queue()
         self._writer = asyncio.get_running_loop().create_task(self._write_files())
         self.transcoder: LiveTranscoder | None = None
@@ -183,36 +196,56 @@ class Broadcast:
             existing.width, existing.height = video.width, video.height
             existing.frame_rate = video.frame_rate
         else:
-            playlist = LivePlaylist(window_segments=hls.live_segments,
-                                    segment_duration=hls.segment_duration,
-                                    part_target=packager.part_target,
-                                    first_segment=self.first_segments.get(name, self.first_segment))
+            playlist = LivePlaylist(
+                window_segments=hls.live_segments,
+                segment_duration=hls.segment_duration,
+                part_target=packager.part_target,
+                first_segment=self.first_segments.get(name, self.first_segment),
+            )
             # Until segments are measured, announce what the rung is meant to use (a player
             # joining in the first seconds must not see every variant at 1 bit/s).
             nominal = self._nominal_bandwidth(name)
             self.edge.renditions[name] = RenditionEdge(
-                name=name, init=packager.init, codecs=packager.codecs, width=video.width,
-                height=video.height, frame_rate=video.frame_rate, playlist=playlist,
-                bandwidth=nominal, average_bandwidth=nominal)
+                name=name,
+                init=packager.init,
+                codecs=packager.codecs,
+                width=video.width,
+                height=video.height,
+                frame_rate=video.frame_rate,
+                playlist=playlist,
+                bandwidth=nominal,
+                average_bandwidth=nominal,
+            )
             init_name = init_uri(0)
         self.recorded.setdefault(name, [])
         if self.transcoder is not None and self.transcoder.plans is not None:
             self.edge.expected = frozenset(p.name for p in self.transcoder.plans)
-        meta = RenditionMeta(codecs=packager.codecs, width=video.width, height=video.height,
-                             frame_rate=video.frame_rate, timescale=video.timescale)
-        self._writes.put_nowait(functools.partial(
-            self.files.write_init, name, init_name, packager.init, meta, packager.first_segment))
+        meta = RenditionMeta(
+            codecs=packager.codecs,
+            width=video.width,
+            height=video.height,
+            frame_rate=video.frame_rate,
+            timescale=video.timescale,
+        )
+        self._writes.put_nowait(
+            functools.partial(
+                self.files.write_init, name, init_name, packager.init, meta, packager.first_segment
+            )
+        )
         self.edge.notify()
 
     def _nominal_bandwidth(self, name: str) -> int:
-        plan = next((p for p in (self.transcoder.plans if self.transcoder else []) or []
-                     if p.name == name), None)
+        plan = next(
+            (p for p in (self.transcoder.plans if self.transcoder else []) or [] if p.name == name),
+            None,
+        )
         if plan is None:
             return 0
         return int((plan.maxrate_kbps + self.settings.transcode.audio_kbps) * 1000)
 
-    def on_events(self, name: str, events: list[PartReady | SegmentReady],
-                  bandwidth: tuple[int, int] | None) -> None:
+    def on_events(
+        self, name: str, events: list[PartReady | SegmentReady], bandwidth: tuple[int, int] | None
+    ) -> None:
         rendition = self.edge.renditions.get(name)
         if rendition is None:
             return
@@ -223,21 +256,23 @@ class Broadcast:
                 rendition.add_part(event)
                 continue
             gone = rendition.add_segment(event, self.edge.window)
-            segment = RecordedSegment(event.segment, event.duration, event.discontinuity,
-                                      rendition.playlist.init_uri)
+            segment = RecordedSegment(
+                event.segment, event.duration, event.discontinuity, rendition.playlist.init_uri
+            )
             self.recorded[name].append(segment)
             self.manager.metrics.hls_segments.labels(self.slug, name).inc()
-            self._writes.put_nowait(functools.partial(self.files.write_segment, name, segment,
-                                                      event.data))
+            self._writes.put_nowait(
+                functools.partial(self.files.write_segment, name, segment, event.data)
+            )
             if not self.recording:
                 for msn in gone:
-                    self._writes.put_nowait(functools.partial(self.files.delete_segment,
-                                                              name, msn))
+                    self._writes.put_nowait(functools.partial(self.files.delete_segment, name, msn))
         self.edge.notify()
 
     def save_thumbnail(self, jpeg: bytes) -> None:
-        self._writes.put_nowait(functools.partial(
-            write_file_atomic, self.manager.thumbnail_path(self.slug), jpeg))
+        self._writes.put_nowait(
+            functools.partial(write_file_atomic, self.manager.thumbnail_path(self.slug), jpeg)
+        )
         self.thumbnail_saved = True
 
     def transcoder_done(self) -> None:
@@ -254,16 +289,26 @@ class Broadcast:
                     await asyncio.to_thread(operation)
                 except Exception as exc:
                     if not out_of_room(exc):
-                        log.exception("%s: could not write the stream's files (%s)", self.slug,
-                                      getattr(operation, "func", operation))
+                        log.exception(
+                            "%s: could not write the stream's files (%s)",
+                            self.slug,
+                            getattr(operation, "func", operation),
+                        )
                     elif not no_room:  # a full disk is one line, not a traceback a segment
-                        log.error("%s: the disk is full; the recording misses media until "
-                                  "there is room (%s)", self.slug, exc)
+                        log.error(
+                            "%s: the disk is full; the recording misses media until "
+                            "there is room (%s)",
+                            self.slug,
+                            exc,
+                        )
                     no_room += out_of_room(exc)
                 else:
                     if no_room:
-                        log.warning("%s: writing again after %d refused write(s) for want of "
-                                    "room", self.slug, no_room)
+                        log.warning(
+                            "%s: writing again after %d refused write(s) for want of room",
+                            self.slug,
+                            no_room,
+                        )
                     no_room = 0
         finally:
             await asyncio.to_thread(self.files.close)
@@ -275,9 +320,13 @@ class Broadcast:
     def _write_vod(self) -> float:
         """VOD playlists for every rendition and a master; returns the VOD duration."""
         recorded = {name for name, segments in self.recorded.items() if segments}
-        return write_vod(self.dir, self.recorded, self.edge.master(recorded),
-                         self.settings.hls.segment_duration,
-                         fsync=self.settings.recording.fsync)
+        return write_vod(
+            self.dir,
+            self.recorded,
+            self.edge.master(recorded),
+            self.settings.hls.segment_duration,
+            fsync=self.settings.recording.fsync,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -289,13 +338,15 @@ class Broadcast:
                 self.prior = None
             self._take_edge()
             self.transcoder = LiveTranscoder(
-                self.subscription, ladder, HlsSink(self, asyncio.get_running_loop()),
-                m.transcode_options)
+                self.subscription,
+                ladder,
+                HlsSink(self, asyncio.get_running_loop()),
+                m.transcode_options,
+            )
             self.transcoder.start()
             transcoder = self.transcoder
             # The dashboard reads per-rung speed and drops through the live stream.
-            self.stream.transcode_probe = TranscodeProbe(transcoder.stats,
-                                                         lambda: transcoder.plans)
+            self.stream.transcode_probe = TranscodeProbe(transcoder.stats, lambda: transcoder.plans)
             poller = asyncio.get_running_loop().create_task(self._poll_stats())
             await self.publisher_gone.wait()
             await m.mark(self.stream, StreamStatus.ENDING)
@@ -326,18 +377,29 @@ class Broadcast:
             extra["thumbnail_path"] = str(thumbnail)
         if self.recording and has_media:
             duration = await asyncio.to_thread(self._write_vod)
-            await m.mark(self.stream, StreamStatus.ARCHIVED, vod_path=extra["hls_path"],
-                         vod_duration_seconds=round(duration, 3), vod_available=True, **extra)
-            log.info("%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id,
-                     duration)
+            await m.mark(
+                self.stream,
+                StreamStatus.ARCHIVED,
+                vod_path=extra["hls_path"],
+                vod_duration_seconds=round(duration, 3),
+                vod_available=True,
+                **extra,
+            )
+            log.info(
+                "%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration
+            )
         else:
             await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
         linger = self.settings.hls.reconnect_grace + (
-            self.settings.hls.live_segments * self.settings.hls.segment_duration)
+            self.settings.hls.live_segments * self.settings.hls.segment_duration
+        )
         if not self.recording:
             asyncio.get_running_loop().call_later(
-                linger, lambda: m.track(asyncio.ensure_future(
-                    asyncio.to_thread(shutil.rmtree, self.dir, True))))
+                linger,
+                lambda: m.track(
+                    asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, self.dir, True))
+                ),
+            )
         if self.settings.memory.trim_after_stream:
             # The transcoder's threads are gone; what they freed goes back to the system.
             await asyncio.to_thread(memory.release_free_memory)
@@ -366,8 +428,9 @@ class Broadcast:
 class Broadcasts:
     """Attaches a ``Broadcast`` to every stream the registry starts; owns the row lifecycle."""
 
-    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Metrics
+    ) -> None:
         self.settings = settings
         # Built (and checked) once: every stream's transcoder works the same way.
         self.transcode_options = transcode_options(settings)
@@ -404,8 +467,9 @@ class Broadcasts:
         if broadcast is not None:
             broadcast.publisher_gone.set()
         else:
-            self.track(asyncio.get_running_loop().create_task(
-                self.mark(stream, StreamStatus.OFFLINE)))
+            self.track(
+                asyncio.get_running_loop().create_task(self.mark(stream, StreamStatus.OFFLINE))
+            )
 
     def claim_retiring(self, slug: str) -> LiveEdge | None:
         """The channel's edge if it is waiting out its reconnect grace (and no longer)."""
@@ -451,11 +515,18 @@ class Broadcasts:
 
     async def mark(self, stream: LiveStream, status: StreamStatus, **fields: Any) -> None:
         """Move the row on; the first call after LIVE stamps the end time and duration."""
-        await self._end_row(stream.stream_id, status, datetime.now(UTC),
-                            stream.describe(), **fields)
+        await self._end_row(
+            stream.stream_id, status, datetime.now(UTC), stream.describe(), **fields
+        )
 
-    async def _end_row(self, stream_id: int, status: StreamStatus, now: datetime,
-                       source_info: dict[str, Any] | None = None, **fields: Any) -> None:
+    async def _end_row(
+        self,
+        stream_id: int,
+        status: StreamStatus,
+        now: datetime,
+        source_info: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
         try:
             async with self.db.session() as session:
                 if source_info is not None:
@@ -492,29 +563,49 @@ class Broadcasts:
         now = datetime.now(UTC)
         fields: dict[str, Any] = {"hls_path": f"streams/{orphan.id}/master.m3u8"}
         try:
-            found = (await asyncio.to_thread(recover, directory)
-                     if self.settings.recording.enabled else None)
+            found = (
+                await asyncio.to_thread(recover, directory)
+                if self.settings.recording.enabled
+                else None
+            )
             if found is not None:
                 duration = await asyncio.to_thread(
-                    write_vod, directory, found.recorded, found.master,
-                    self.settings.hls.segment_duration, fsync=self.settings.recording.fsync)
+                    write_vod,
+                    directory,
+                    found.recorded,
+                    found.master,
+                    self.settings.hls.segment_duration,
+                    fsync=self.settings.recording.fsync,
+                )
                 ended = min(now, datetime.fromtimestamp(found.last_write, UTC))
                 thumbnail = self.thumbnail_path(orphan.slug)
-                if (orphan.started_at is not None and thumbnail.exists()
-                        and thumbnail.stat().st_mtime >= orphan.started_at.timestamp()):
+                if (
+                    orphan.started_at is not None
+                    and thumbnail.exists()
+                    and thumbnail.stat().st_mtime >= orphan.started_at.timestamp()
+                ):
                     fields["thumbnail_path"] = str(thumbnail.relative_to(self.settings.data_dir))
-                await self._end_row(orphan.id, StreamStatus.ARCHIVED, ended,
-                                    vod_path=fields["hls_path"],
-                                    vod_duration_seconds=round(duration, 3),
-                                    vod_available=True, **fields)
-                log.warning("%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) "
-                            "unusable)", orphan.slug, orphan.id, duration, found.dropped)
+                await self._end_row(
+                    orphan.id,
+                    StreamStatus.ARCHIVED,
+                    ended,
+                    vod_path=fields["hls_path"],
+                    vod_duration_seconds=round(duration, 3),
+                    vod_available=True,
+                    **fields,
+                )
+                log.warning(
+                    "%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) unusable)",
+                    orphan.slug,
+                    orphan.id,
+                    duration,
+                    found.dropped,
+                )
                 return
         except Exception:
             log.exception("%s: could not recover stream %d", orphan.slug, orphan.id)
         await self._end_row(orphan.id, StreamStatus.OFFLINE, now, **fields)
-        log.warning("%s: stream %d closed after a crash with no recording", orphan.slug,
-                    orphan.id)
+        log.warning("%s: stream %d closed after a crash with no recording", orphan.slug, orphan.id)
 
     async def stop(self) -> None:
         """Server shutdown: let running broadcasts finish what they received."""
@@ -522,4 +613,3 @@ class Broadcasts:
             broadcast.publisher_gone.set()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=FINISH_TIMEOUT)
-

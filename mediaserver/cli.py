@@ -36,14 +36,17 @@ def _add_config(parser: argparse.ArgumentParser, top_level: bool) -> None:
     # Sub-parsers use SUPPRESS so an absent --config after the subcommand does not overwrite
     # one given before it.
     parser.add_argument(
-        "--config", metavar="PATH",
+        "--config",
+        metavar="PATH",
         default=None if top_level else argparse.SUPPRESS,
-        help="TOML settings file (default: $AETHEX_CONFIG, else built-in defaults)")
+        help="TOML settings file (default: $AETHEX_CONFIG, else built-in defaults)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aethex", description="AeThex Live: self-hosted live streaming server.")
+        prog="aethex", description="AeThex Live: self-hosted live streaming server."
+    )
     _add_config(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -62,22 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(user, top_level=False)
     user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     user_create = user_commands.add_parser(
-        "create", help="create a user (the first user ever created is an admin)")
+        "create", help="create a user (the first user ever created is an admin)"
+    )
     _add_config(user_create, top_level=False)
     user_create.add_argument("username", metavar="USERNAME")
     user_create.add_argument("--email", required=True, metavar="EMAIL")
     user_create.add_argument(
-        "--password-stdin", action="store_true",
-        help="read the password from standard input (otherwise the account has no password)")
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (otherwise the account has no password)",
+    )
     user_create.add_argument("--admin", action="store_true", help="make the user an admin")
     user_create.set_defaults(handler=cmd_user_create)
 
     channel = commands.add_parser("channel", help="manage channels")
     _add_config(channel, top_level=False)
     channel_commands = channel.add_subparsers(
-        dest="channel_command", metavar="ACTION", required=True)
+        dest="channel_command", metavar="ACTION", required=True
+    )
     channel_create = channel_commands.add_parser(
-        "create", help="create a channel and print its stream key")
+        "create", help="create a channel and print its stream key"
+    )
     _add_config(channel_create, top_level=False)
     channel_create.add_argument("--owner", required=True, metavar="USERNAME")
     channel_create.add_argument("--slug", required=True, metavar="SLUG")
@@ -86,21 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
     channel_create.set_defaults(handler=cmd_channel_create)
 
     channel_ladder = channel_commands.add_parser(
-        "ladder", help="show or set a channel's own transcoding ladder")
+        "ladder", help="show or set a channel's own transcoding ladder"
+    )
     channel_ladder.add_argument("slug", metavar="SLUG")
     group = channel_ladder.add_mutually_exclusive_group()
-    group.add_argument("--set", metavar="JSON", dest="ladder",
-                       help='rungs, e.g. \'[{"name": "720p", "height": 720, "fps": 30, '
-                            '"video_kbps": 3000}]\'')
-    group.add_argument("--default", action="store_true",
-                       help="go back to the server's default ladder")
+    group.add_argument(
+        "--set",
+        metavar="JSON",
+        dest="ladder",
+        help='rungs, e.g. \'[{"name": "720p", "height": 720, "fps": 30, "video_kbps": 3000}]\'',
+    )
+    group.add_argument(
+        "--default", action="store_true", help="go back to the server's default ladder"
+    )
     channel_ladder.set_defaults(handler=cmd_channel_ladder)
 
     token = commands.add_parser("token", help="manage API tokens")
     _add_config(token, top_level=False)
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     token_create = token_commands.add_parser(
-        "create", help="create an API token for Authorization: Bearer")
+        "create", help="create an API token for Authorization: Bearer"
+    )
     _add_config(token_create, top_level=False)
     token_create.add_argument("username", metavar="USERNAME")
     token_create.add_argument("--json", action="store_true", help="print one JSON object")
@@ -109,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
@@ -135,8 +150,11 @@ def _migrate(settings: Settings) -> str:
     except (StorageError, SettingsError):
         raise
     except ModuleNotFoundError as exc:
-        raise CliError(f"database {_safe_url(url)}: driver not installed ({exc.name}); use "
-                       "sqlite+aiosqlite:// or postgresql+asyncpg://", EXIT_USAGE) from exc
+        raise CliError(
+            f"database {_safe_url(url)}: driver not installed ({exc.name}); use "
+            "sqlite+aiosqlite:// or postgresql+asyncpg://",
+            EXIT_USAGE,
+        ) from exc
     except Exception as exc:
         raise CliError(f"cannot migrate database {_safe_url(url)}: {_describe(exc)}") from exc
     return url
@@ -166,6 +184,7 @@ def _print_json(obj: dict[str, Any], out: TextIO) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _migrate(settings)
@@ -186,8 +205,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def _read_password(stream: TextIO) -> str:
     if stream.isatty():
-        raise CliError("--password-stdin expects the password piped in, e.g. "
-                       "`printf %s \"$PASSWORD\" | aethex user create ...`", EXIT_USAGE)
+        raise CliError(
+            "--password-stdin expects the password piped in, e.g. "
+            '`printf %s "$PASSWORD" | aethex user create ...`',
+            EXIT_USAGE,
+        )
     password = stream.read()
     # Drop the newline `echo` adds; every other character is part of the password.
     if password.endswith("\r\n"):
@@ -208,8 +230,9 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
     async def work(session: Any) -> tuple[str, bool]:
         first = await queries.count_users(session) == 0
-        user = await queries.create_user(session, args.username, args.email, password,
-                                         is_admin=args.admin or first)
+        user = await queries.create_user(
+            session, args.username, args.email, password, is_admin=args.admin or first
+        )
         return user.username, user.is_admin
 
     username, is_admin = _with_session(url, work)
@@ -227,8 +250,13 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
 
     async def work(session: Any) -> dict[str, Any]:
         channel = await queries.create_channel(session, args.owner, args.slug, args.title)
-        return {"id": channel.id, "slug": channel.slug, "title": channel.name,
-                "owner": args.owner, "stream_key": channel.stream_key}
+        return {
+            "id": channel.id,
+            "slug": channel.slug,
+            "title": channel.name,
+            "owner": args.owner,
+            "stream_key": channel.stream_key,
+        }
 
     info = _with_session(url, work)
     rtmp_url = settings.rtmp_public_url
@@ -237,17 +265,19 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info, sys.stdout)
         return EXIT_OK
-    print(f"Created channel {info['slug']!r} (id {info['id']}, \"{info['title']}\") "
-          f"owned by {info['owner']!r}.\n"
-          f"\n"
-          f"OBS: Settings > Stream > Service: Custom\n"
-          f"  Server:     {rtmp_url}\n"
-          f"  Stream Key: {info['stream_key']}\n"
-          f"\n"
-          f"ffmpeg/other encoders publish to:\n"
-          f"  {info['publish_url']}\n"
-          f"\n"
-          f"Keep the stream key secret: anyone holding it can broadcast on this channel.")
+    print(
+        f'Created channel {info["slug"]!r} (id {info["id"]}, "{info["title"]}") '
+        f"owned by {info['owner']!r}.\n"
+        f"\n"
+        f"OBS: Settings > Stream > Service: Custom\n"
+        f"  Server:     {rtmp_url}\n"
+        f"  Stream Key: {info['stream_key']}\n"
+        f"\n"
+        f"ffmpeg/other encoders publish to:\n"
+        f"  {info['publish_url']}\n"
+        f"\n"
+        f"Keep the stream key secret: anyone holding it can broadcast on this channel."
+    )
     return EXIT_OK
 
 
@@ -290,12 +320,16 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         _print_json({"token": token, "username": args.username}, sys.stdout)
     else:
         print(token)
-        print(f"API token for {args.username!r}; shown only once. "
-              "Send it as `Authorization: Bearer TOKEN`.", file=sys.stderr)
+        print(
+            f"API token for {args.username!r}; shown only once. "
+            "Send it as `Authorization: Bearer TOKEN`.",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
 # -- entry point -----------------------------------------------------------------------------
+
 
 def _fail(message: str, status: int) -> NoReturn:
     print(f"aethex: error: {message}", file=sys.stderr)

@@ -17,54 +17,80 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.rtmp_connections = Gauge(
-            "aethex_rtmp_connections", "Open RTMP connections.", registry=r)
+            "aethex_rtmp_connections", "Open RTMP connections.", registry=r
+        )
         self.rtmp_rejected = Counter(
-            "aethex_rtmp_rejected", "RTMP connections or publishes refused, by reason.",
-            ["reason"], registry=r)
+            "aethex_rtmp_rejected",
+            "RTMP connections or publishes refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.http_connections = Gauge(
-            "aethex_http_connections", "Open HTTP connections.", registry=r)
+            "aethex_http_connections", "Open HTTP connections.", registry=r
+        )
         self.http_rejected = Counter(
             "aethex_http_rejected",
             "HTTP connections refused at accept (too_many_connections, too_many_from_address) "
             "or closed because a request head took too long (head_timeout), by reason.",
-            ["reason"], registry=r)
+            ["reason"],
+            registry=r,
+        )
         self.ingest_bytes = Counter(
-            "aethex_ingest_bytes", "Bytes received from publishers, by channel.",
-            ["channel"], registry=r)
-        self.streams_live = Gauge(
-            "aethex_streams_live", "Streams live right now.", registry=r)
+            "aethex_ingest_bytes",
+            "Bytes received from publishers, by channel.",
+            ["channel"],
+            registry=r,
+        )
+        self.streams_live = Gauge("aethex_streams_live", "Streams live right now.", registry=r)
         self.live_dropped = Counter(
             "aethex_live_dropped_packets",
             "Packets a slow consumer of a live stream lost, by channel and consumer.",
-            ["channel", "consumer"], registry=r)
+            ["channel", "consumer"],
+            registry=r,
+        )
 
         self.transcode_fps = Gauge(
-            "aethex_transcode_fps", "Frames per second each rendition encodes.",
-            ["channel", "rendition"], registry=r)
+            "aethex_transcode_fps",
+            "Frames per second each rendition encodes.",
+            ["channel", "rendition"],
+            registry=r,
+        )
         self.transcode_speed = Gauge(
             "aethex_transcode_speed",
             "Media seconds transcoded per wall-clock second (below 1: falling behind).",
-            ["channel"], registry=r)
+            ["channel"],
+            registry=r,
+        )
         self.transcode_dropped = Counter(
             "aethex_transcode_dropped_frames",
             "Frames a rendition dropped because its encoder fell behind.",
-            ["channel", "rendition"], registry=r)
+            ["channel", "rendition"],
+            registry=r,
+        )
         self.hls_segments = Counter(
-            "aethex_hls_segments", "HLS segments produced.", ["channel", "rendition"], registry=r)
+            "aethex_hls_segments", "HLS segments produced.", ["channel", "rendition"], registry=r
+        )
 
         self.hls_requests = Counter(
             "aethex_hls_requests",
             "HLS and VOD HTTP requests, by kind (master, playlist, blocking_playlist, part, "
             "segment, init, vod_master, vod_playlist, vod_segment, vod_init, preflight, other) "
-            "and status code.", ["kind", "status"], registry=r)
+            "and status code.",
+            ["kind", "status"],
+            registry=r,
+        )
         self.hls_blocking_wait = Histogram(
             "aethex_hls_blocking_wait_seconds",
             "Seconds a blocking playlist reload or a preload-hinted part request was held.",
             buckets=(0.005, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 4.0, 8.0, 16.0),
-            registry=r)
+            registry=r,
+        )
         self.viewers = Gauge(
-            "aethex_viewers", "Playback sessions that polled a live playlist recently, by channel.",
-            ["channel"], registry=r)
+            "aethex_viewers",
+            "Playback sessions that polled a live playlist recently, by channel.",
+            ["channel"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

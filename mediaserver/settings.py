@@ -431,7 +431,9 @@ def parse_ladder(value: Any, key: str) -> tuple[RungSettings, ...]:
             rungs.append(item)
             continue
         if not isinstance(item, Mapping):
-            raise SettingsError(f"{key}[{i}]", "expected a table with name, height, fps, video_kbps")
+            raise SettingsError(
+                f"{key}[{i}]", "expected a table with name, height, fps, video_kbps"
+            )
         rungs.append(_build(RungSettings, item, f"{key}[{i}]."))
     ladder = tuple(rungs)
     validate_ladder(ladder, key)
@@ -449,8 +451,17 @@ def validate(s: Settings) -> Settings:
         if not 0 <= port <= 65535:
             raise SettingsError(key, f"must be a TCP port 0-65535, got {port}")
     r = s.rtmp
-    for name in ("handshake_timeout", "idle_timeout", "publish_timeout", "max_message_size",
-                 "max_chunk_streams", "max_message_streams", "max_amf_depth", "window_ack_size", "max_connections"):
+    for name in (
+        "handshake_timeout",
+        "idle_timeout",
+        "publish_timeout",
+        "max_message_size",
+        "max_chunk_streams",
+        "max_message_streams",
+        "max_amf_depth",
+        "window_ack_size",
+        "max_connections",
+    ):
         _check_positive(f"rtmp.{name}", getattr(r, name))
     for name in ("max_send_buffer", "close_linger"):
         _check_positive(f"rtmp.{name}", getattr(r, name))
@@ -490,30 +501,52 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("hls.vod_cache_mb", "must be 0 (off) or a number of MiB")
     if h.reconnect_grace < 0:
         raise SettingsError("hls.reconnect_grace", "must be 0 or more seconds")
-    for name in ("viewer_timeout", "viewer_update_interval", "max_viewer_sessions",
-                 "max_sessions_per_address"):
+    for name in (
+        "viewer_timeout",
+        "viewer_update_interval",
+        "max_viewer_sessions",
+        "max_sessions_per_address",
+    ):
         _check_positive(f"hls.{name}", getattr(h, name))
-    for name in ("keepalive_timeout", "request_head_timeout", "max_request_head",
-                 "max_connections", "max_json_bytes", "max_json_depth"):
+    for name in (
+        "keepalive_timeout",
+        "request_head_timeout",
+        "max_request_head",
+        "max_connections",
+        "max_json_bytes",
+        "max_json_depth",
+    ):
         _check_positive(f"http.{name}", getattr(s.http, name))
     if s.http.max_connections_per_address < 0:
         raise SettingsError("http.max_connections_per_address", "must be 0 (off) or more")
     for origin in (o.strip() for o in s.http.cors_origins.split(",")):
         if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
-            raise SettingsError("http.cors_origins",
-                                f"expected \"*\" or origins like https://example.org, got {origin!r}")
+            raise SettingsError(
+                "http.cors_origins",
+                f'expected "*" or origins like https://example.org, got {origin!r}',
+            )
     if h.live_segments < 3:
-        raise SettingsError("hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)")
+        raise SettingsError(
+            "hls.live_segments", "must be at least 3 (RFC 8216 needs 3 target durations)"
+        )
     a = s.auth
-    for name in ("session_max_age", "login_max_failures", "login_max_failures_per_address",
-                 "login_window", "login_tracked_keys", "max_api_tokens",
-                 "register_max_per_address", "register_window"):
+    for name in (
+        "session_max_age",
+        "login_max_failures",
+        "login_max_failures_per_address",
+        "login_window",
+        "login_tracked_keys",
+        "max_api_tokens",
+        "register_max_per_address",
+        "register_window",
+    ):
         _check_positive(f"auth.{name}", getattr(a, name))
     if a.login_failure_delay_min < 0:
         raise SettingsError("auth.login_failure_delay_min", "must be 0 or more seconds")
     if a.login_failure_delay_max < a.login_failure_delay_min:
-        raise SettingsError("auth.login_failure_delay_max",
-                            "must not be less than auth.login_failure_delay_min")
+        raise SettingsError(
+            "auth.login_failure_delay_max", "must not be less than auth.login_failure_delay_min"
+        )
     u = s.uploads
     for name in ("max_bytes", "max_pixels", "max_concurrent_decodes"):
         _check_positive(f"uploads.{name}", getattr(u, name))
@@ -525,7 +558,9 @@ def validate(s: Settings) -> Settings:
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("log.level", "must be one of debug, info, warning, error")
     if s.database_url and "://" not in s.database_url:
-        raise SettingsError("database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…")
+        raise SettingsError(
+            "database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…"
+        )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
@@ -534,19 +569,37 @@ def validate(s: Settings) -> Settings:
 
 
 def _validate_chat(c: ChatSettings) -> None:
-    for name in ("max_length", "tick", "history", "history_page_max", "send_queue_bytes",
-                 "max_message_bytes", "rate_limit_messages", "rate_limit_window",
-                 "max_timeout_seconds", "max_slow_mode_seconds", "max_filter_words", "big_room",
-                 "presence_interval", "frame_budget", "frame_window", "recheck_interval"):
+    for name in (
+        "max_length",
+        "tick",
+        "history",
+        "history_page_max",
+        "send_queue_bytes",
+        "max_message_bytes",
+        "rate_limit_messages",
+        "rate_limit_window",
+        "max_timeout_seconds",
+        "max_slow_mode_seconds",
+        "max_filter_words",
+        "big_room",
+        "presence_interval",
+        "frame_budget",
+        "frame_window",
+        "recheck_interval",
+    ):
         _check_positive(f"chat.{name}", getattr(c, name))
     for name in ("heartbeat", "idle_timeout", "mute_seconds"):
         if getattr(c, name) < 0:
             raise SettingsError(f"chat.{name}", "must be 0 (off) or a number of seconds")
     if c.max_message_bytes < 4 * c.max_length:
-        raise SettingsError("chat.max_message_bytes",
-                            "must hold a message of chat.max_length characters (4 bytes each)")
+        raise SettingsError(
+            "chat.max_message_bytes",
+            "must hold a message of chat.max_length characters (4 bytes each)",
+        )
     if c.bus != "memory" and not re.fullmatch(r"(redis|rediss|unix)://\S+", c.bus):
-        raise SettingsError("chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0')
+        raise SettingsError(
+            "chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0'
+        )
 
 
 def metrics_token(m: MetricsSettings) -> str:
@@ -555,7 +608,9 @@ def metrics_token(m: MetricsSettings) -> str:
     key, token = "metrics.token", m.token
     if m.token_file:
         if m.token:
-            raise SettingsError("metrics.token_file", "set metrics.token or metrics.token_file, not both")
+            raise SettingsError(
+                "metrics.token_file", "set metrics.token or metrics.token_file, not both"
+            )
         key = "metrics.token_file"
         try:
             lines = Path(m.token_file).read_text().splitlines()
@@ -575,8 +630,9 @@ def _validate_metrics(m: MetricsSettings) -> None:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
-            raise SettingsError("metrics.allow", f"expected networks like 10.0.0.0/8 or "
-                                                 f"::1/128, got {network!r}") from None
+            raise SettingsError(
+                "metrics.allow", f"expected networks like 10.0.0.0/8 or ::1/128, got {network!r}"
+            ) from None
 
 
 class _EnvStr(str):
@@ -677,7 +733,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if name in SHORT_ENV:
             _set_dotted(tree, SHORT_ENV[name], value)
             continue
-        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         if dotted.split(".")[0] not in section_names:
             # Not ours (e.g. a future tool's variable): ignore instead of refusing to start.
             continue
@@ -695,8 +751,9 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(config_path: str | os.PathLike[str] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Load settings from (optional) TOML and the environment, validated."""
     env = os.environ if env is None else env
     path = config_path or env.get("AETHEX_CONFIG") or None

@@ -24,7 +24,16 @@ from storage.errors import ConflictError, NotFoundError, StorageError, Validatio
 from storage.models import ReportStatus, StreamStatus
 
 __all__ = [
-    "Database", "upgrade", "create_engine", "models", "queries", "errors",
-    "StorageError", "ValidationError", "ConflictError", "NotFoundError",
-    "StreamStatus", "ReportStatus",
+    "Database",
+    "upgrade",
+    "create_engine",
+    "models",
+    "queries",
+    "errors",
+    "StorageError",
+    "ValidationError",
+    "ConflictError",
+    "NotFoundError",
+    "StreamStatus",
+    "ReportStatus",
 ]

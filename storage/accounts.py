@@ -49,8 +49,10 @@ def new_session_token() -> str:
 
 # -- sessions --------------------------------------------------------------------------------
 
-async def create_login_session(session: AsyncSession, user_id: int, now: datetime,
-                               max_age: float) -> str:
+
+async def create_login_session(
+    session: AsyncSession, user_id: int, now: datetime, max_age: float
+) -> str:
     """Start a login session for the user; return the cookie token (stored only hashed).
 
     Sessions of any user that have expired are deleted on the way, which keeps the table
@@ -59,8 +61,14 @@ async def create_login_session(session: AsyncSession, user_id: int, now: datetim
     now = _aware(now)
     await session.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
     token = new_session_token()
-    session.add(LoginSession(user_id=user_id, token_hash=sha256_hex(token), created_at=now,
-                             expires_at=now + timedelta(seconds=max_age)))
+    session.add(
+        LoginSession(
+            user_id=user_id,
+            token_hash=sha256_hex(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=max_age),
+        )
+    )
     user = await session.get(User, user_id)
     if user is not None:
         user.last_login_at = now
@@ -72,20 +80,26 @@ async def user_for_session(session: AsyncSession, token: str, now: datetime) -> 
     """The enabled user a live session token belongs to (profile loaded), else None."""
     if not isinstance(token, str) or not token or len(token) > _SECRET_MAX:
         return None
-    return (await session.execute(
-        select(User)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .options(joinedload(User.profile))
-        .where(LoginSession.token_hash == sha256_hex(token),
-               LoginSession.expires_at > _aware(now),
-               User.is_disabled.is_(False)))).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(User)
+            .join(LoginSession, LoginSession.user_id == User.id)
+            .options(joinedload(User.profile))
+            .where(
+                LoginSession.token_hash == sha256_hex(token),
+                LoginSession.expires_at > _aware(now),
+                User.is_disabled.is_(False),
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def delete_login_session(session: AsyncSession, token: str) -> bool:
     if not isinstance(token, str) or not token or len(token) > _SECRET_MAX:
         return False
     result = await session.execute(
-        delete(LoginSession).where(LoginSession.token_hash == sha256_hex(token)))
+        delete(LoginSession).where(LoginSession.token_hash == sha256_hex(token))
+    )
     return bool(rowcount(result))
 
 
@@ -96,32 +110,51 @@ async def delete_user_sessions(session: AsyncSession, user_id: int) -> int:
 
 # -- API tokens ------------------------------------------------------------------------------
 
+
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:
-    return list((await session.execute(
-        select(ApiToken).where(ApiToken.user_id == user_id)
-        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(ApiToken)
+                .where(ApiToken.user_id == user_id)
+                .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+            )
+        ).scalars()
+    )
 
 
-async def create_user_api_token(session: AsyncSession, user_id: int, name: str, now: datetime,
-                                max_tokens: int) -> tuple[ApiToken, str]:
+async def create_user_api_token(
+    session: AsyncSession, user_id: int, name: str, now: datetime, max_tokens: int
+) -> tuple[ApiToken, str]:
     """A new token for the user; returns the row and the plaintext (shown once, never stored)."""
     name = _validate_text(name, "token name", TOKEN_NAME_MAX)
-    active = (await session.execute(
-        select(func.count()).select_from(ApiToken)
-        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)))).scalar_one()
+    active = (
+        await session.execute(
+            select(func.count())
+            .select_from(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        )
+    ).scalar_one()
     if active >= max_tokens:
-        raise ConflictError(f"you already have {active} API tokens (the limit is {max_tokens}); "
-                            "revoke one first")
+        raise ConflictError(
+            f"you already have {active} API tokens (the limit is {max_tokens}); revoke one first"
+        )
     token = new_api_token()
-    row = ApiToken(user_id=user_id, name=name, token_hash=sha256_hex(token),
-                   prefix=token[:_TOKEN_DISPLAY_CHARS], created_at=_aware(now))
+    row = ApiToken(
+        user_id=user_id,
+        name=name,
+        token_hash=sha256_hex(token),
+        prefix=token[:_TOKEN_DISPLAY_CHARS],
+        created_at=_aware(now),
+    )
     session.add(row)
     await session.flush()
     return row, token
 
 
-async def revoke_user_api_token(session: AsyncSession, user_id: int, token_id: int,
-                                now: datetime) -> ApiToken:
+async def revoke_user_api_token(
+    session: AsyncSession, user_id: int, token_id: int, now: datetime
+) -> ApiToken:
     """Revoke one of the user's own tokens by id. Another user's token counts as not found."""
     row = await session.get(ApiToken, token_id)
     if row is None or row.user_id != user_id:
@@ -134,6 +167,7 @@ async def revoke_user_api_token(session: AsyncSession, user_id: int, token_id: i
 
 # -- users and profiles ------------------------------------------------------------------------
 
+
 def display_name(user: User, profile: Profile | None) -> str:
     """The name others see: the profile's display name, else the username."""
     if profile is not None and profile.display_name.strip():
@@ -142,9 +176,15 @@ def display_name(user: User, profile: Profile | None) -> str:
 
 
 async def get_user_with_profile(session: AsyncSession, user_id: int) -> User | None:
-    return (await session.execute(
-        select(User).options(joinedload(User.profile)).where(User.id == user_id)
-    )).unique().scalar_one_or_none()
+    return (
+        (
+            await session.execute(
+                select(User).options(joinedload(User.profile)).where(User.id == user_id)
+            )
+        )
+        .unique()
+        .scalar_one_or_none()
+    )
 
 
 async def ensure_profile(session: AsyncSession, user: User) -> Profile:
@@ -193,15 +233,17 @@ def validate_social_links(value: Any) -> dict[str, str]:
     for key, url in value.items():
         if key not in SOCIAL_KEYS:
             raise ValidationError(
-                f"unknown social link {key!r}: use one of {', '.join(SOCIAL_KEYS)}")
+                f"unknown social link {key!r}: use one of {', '.join(SOCIAL_KEYS)}"
+            )
         if url is None or url == "":
             continue
         if not isinstance(url, str):
             raise ValidationError(f"social link {key!r} must be a URL string")
         url = url.strip()
         if len(url) > SOCIAL_URL_MAX or not SOCIAL_URL_RE.fullmatch(url):
-            raise ValidationError(f"social link {key!r} must be an http(s) URL of at most "
-                                  f"{SOCIAL_URL_MAX} characters")
+            raise ValidationError(
+                f"social link {key!r} must be an http(s) URL of at most {SOCIAL_URL_MAX} characters"
+            )
         links[key] = url
     return links
 
@@ -244,13 +286,26 @@ async def rename_user(session: AsyncSession, user: User, username: str) -> None:
 
 
 async def list_users(session: AsyncSession, *, limit: int, offset: int = 0) -> list[User]:
-    return list((await session.execute(
-        select(User).options(joinedload(User.profile)).order_by(User.id)
-        .limit(limit).offset(offset))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(User)
+                .options(joinedload(User.profile))
+                .order_by(User.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        ).scalars()
+    )
 
 
-async def set_user_flags(session: AsyncSession, user_id: int, *, is_admin: bool | None = None,
-                         is_disabled: bool | None = None) -> User:
+async def set_user_flags(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    is_admin: bool | None = None,
+    is_disabled: bool | None = None,
+) -> User:
     """Promote/demote or disable/enable a user. Disabling ends their sessions at once (tokens
     are refused while the account is disabled and work again if it is enabled)."""
     user = await session.get(User, user_id)
@@ -267,13 +322,20 @@ async def set_user_flags(session: AsyncSession, user_id: int, *, is_admin: bool 
 
 
 async def count_admins(session: AsyncSession) -> int:
-    return (await session.execute(
-        select(func.count()).select_from(User)
-        .where(User.is_admin.is_(True), User.is_disabled.is_(False)))).scalar_one()
+    return (
+        await session.execute(
+            select(func.count())
+            .select_from(User)
+            .where(User.is_admin.is_(True), User.is_disabled.is_(False))
+        )
+    ).scalar_one()
 
 
 async def mark_onboarded(session: AsyncSession, user: User, now: datetime) -> None:
-    await session.execute(update(User).where(User.id == user.id)
-                          .values(onboarded_at=_aware(now))
-                          .execution_options(synchronize_session=False))
+    await session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(onboarded_at=_aware(now))
+        .execution_options(synchronize_session=False)
+    )
     user.onboarded_at = _aware(now)

@@ -40,8 +40,9 @@ CHANNEL_FIELDS = ("name", "description", "category", "tags", "is_public")
 STREAM_FIELDS = ("title", "category", "tags")
 
 
-def _text(value: Any, what: str, max_len: int, *, allow_empty: bool = False,
-          multiline: bool = False) -> str:
+def _text(
+    value: Any, what: str, max_len: int, *, allow_empty: bool = False, multiline: bool = False
+) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a string")
     cleaned = value.strip()
@@ -75,7 +76,8 @@ def clean_tags(value: Any) -> list[str]:
         cleaned = _text(tag, "a tag", TAG_MAX)
         if not TAG_RE.fullmatch(cleaned):
             raise ValidationError(
-                f"invalid tag {cleaned!r}: use letters, digits, spaces and - _ . + # & '")
+                f"invalid tag {cleaned!r}: use letters, digits, spaces and - _ . + # & '"
+            )
         if cleaned.lower() not in seen:
             seen.add(cleaned.lower())
             out.append(cleaned)
@@ -97,8 +99,11 @@ def clean_channel_changes(changes: dict[str, Any]) -> dict[str, Any]:
         out["name"] = _text(changes["name"], "channel name", queries.CHANNEL_NAME_MAX)
     if "description" in changes:
         value = changes["description"]
-        out["description"] = "" if value is None else _text(
-            value, "description", DESCRIPTION_MAX, allow_empty=True, multiline=True)
+        out["description"] = (
+            ""
+            if value is None
+            else _text(value, "description", DESCRIPTION_MAX, allow_empty=True, multiline=True)
+        )
     if "category" in changes:
         out["category"] = clean_category(changes["category"])
     if "tags" in changes:
@@ -124,6 +129,7 @@ def clean_stream_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 # -- lookups ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ChannelWithOwner:
     """A channel with its owner and the owner's profile (None when they have none)."""
@@ -143,11 +149,14 @@ async def channel_with_owner(session: AsyncSession, slug: str) -> ChannelWithOwn
     could never name a channel (not looked up)."""
     if not isinstance(slug, str) or not queries.SLUG_RE.fullmatch(slug):
         return None
-    row = (await session.execute(
-        select(Channel, User, Profile)
-        .join(User, User.id == Channel.owner_id)
-        .outerjoin(Profile, Profile.user_id == User.id)
-        .where(Channel.slug == slug))).one_or_none()
+    row = (
+        await session.execute(
+            select(Channel, User, Profile)
+            .join(User, User.id == Channel.owner_id)
+            .outerjoin(Profile, Profile.user_id == User.id)
+            .where(Channel.slug == slug)
+        )
+    ).one_or_none()
     return None if row is None else ChannelWithOwner(row[0], row[1], row[2])
 
 
@@ -163,13 +172,22 @@ async def channel_slugs(session: AsyncSession, channel_ids: Collection[int]) -> 
     """The slugs of these channels, in alphabetical order."""
     if not channel_ids:
         return []
-    return list((await session.scalars(
-        select(Channel.slug).where(Channel.id.in_(list(channel_ids)))
-        .order_by(Channel.slug))).all())
+    return list(
+        (
+            await session.scalars(
+                select(Channel.slug).where(Channel.id.in_(list(channel_ids))).order_by(Channel.slug)
+            )
+        ).all()
+    )
 
 
-async def list_channels(session: AsyncSession, *, limit: int, owner_id: int | None = None,
-                        owner_username: str | None = None) -> list[tuple[Channel, str]]:
+async def list_channels(
+    session: AsyncSession,
+    *,
+    limit: int,
+    owner_id: int | None = None,
+    owner_username: str | None = None,
+) -> list[tuple[Channel, str]]:
     """Channels with their owner's username, oldest first: every one of ``owner_id`` (unlisted
     too) when given, else the listed ones (of ``owner_username`` only, when given)."""
     q = select(Channel, User.username).join(User, User.id == Channel.owner_id)
@@ -194,27 +212,39 @@ class LiveChannel:
 
 async def live_channels(session: AsyncSession, limit: int) -> list[LiveChannel]:
     """The live streams of listed channels, the most watched first (then the newest)."""
-    rows = (await session.execute(
-        select(Stream, Channel, User, Profile)
-        .join(Channel, Channel.id == Stream.channel_id)
-        .join(User, User.id == Channel.owner_id)
-        .outerjoin(Profile, Profile.user_id == User.id)
-        .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
-        .order_by(Stream.viewer_count.desc(), Stream.started_at.desc())
-        .limit(limit))).all()
-    return [LiveChannel(stream, channel, display_name(user, profile))
-            for stream, channel, user, profile in rows]
+    rows = (
+        await session.execute(
+            select(Stream, Channel, User, Profile)
+            .join(Channel, Channel.id == Stream.channel_id)
+            .join(User, User.id == Channel.owner_id)
+            .outerjoin(Profile, Profile.user_id == User.id)
+            .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
+            .order_by(Stream.viewer_count.desc(), Stream.started_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [
+        LiveChannel(stream, channel, display_name(user, profile))
+        for stream, channel, user, profile in rows
+    ]
 
 
 async def user_channels(session: AsyncSession, owner_id: int) -> list[Channel]:
-    return list((await session.execute(
-        select(Channel).where(Channel.owner_id == owner_id).order_by(Channel.id))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(Channel).where(Channel.owner_id == owner_id).order_by(Channel.id)
+            )
+        ).scalars()
+    )
 
 
 # -- changes ---------------------------------------------------------------------------------
 
-async def create_channel(session: AsyncSession, owner: User, slug: Any,
-                         fields: dict[str, Any]) -> Channel:
+
+async def create_channel(
+    session: AsyncSession, owner: User, slug: Any, fields: dict[str, Any]
+) -> Channel:
     """A new channel of ``owner`` with a fresh stream key; ``fields`` as for an update."""
     if not isinstance(slug, str):
         raise ValidationError("slug must be a string")
@@ -222,16 +252,16 @@ async def create_channel(session: AsyncSession, owner: User, slug: Any,
     owned = await user_channels(session, owner.id)
     if len(owned) >= CHANNELS_PER_USER_MAX:
         raise ConflictError(f"you already own {len(owned)} channels, the most allowed")
-    channel = await queries.create_channel(session, owner.username, slug,
-                                           changes.pop("name", None))
+    channel = await queries.create_channel(session, owner.username, slug, changes.pop("name", None))
     for key, value in changes.items():
         setattr(channel, key, value)
     await session.flush()
     return channel
 
 
-async def update_channel(session: AsyncSession, channel: Channel,
-                         changes: dict[str, Any]) -> Channel:
+async def update_channel(
+    session: AsyncSession, channel: Channel, changes: dict[str, Any]
+) -> Channel:
     for key, value in clean_channel_changes(changes).items():
         setattr(channel, key, value)
     await session.flush()
@@ -247,8 +277,9 @@ async def delete_channel(session: AsyncSession, channel: Channel) -> None:
     await session.flush()
 
 
-async def update_stream(session: AsyncSession, stream: Stream, channel: Channel,
-                        changes: dict[str, Any]) -> Stream:
+async def update_stream(
+    session: AsyncSession, stream: Stream, channel: Channel, changes: dict[str, Any]
+) -> Stream:
     cleaned = clean_stream_changes(changes)
     if "tags" in cleaned:
         channel.tags = cleaned.pop("tags")
@@ -258,10 +289,15 @@ async def update_stream(session: AsyncSession, stream: Stream, channel: Channel,
     return stream
 
 
-async def list_streams(session: AsyncSession, *, channel_ids: Sequence[int] | None = None,
-                       live: bool | None = None, public_only: bool = True,
-                       limit: int = 20, before_id: int | None = None
-                       ) -> list[tuple[Stream, Channel]]:
+async def list_streams(
+    session: AsyncSession,
+    *,
+    channel_ids: Sequence[int] | None = None,
+    live: bool | None = None,
+    public_only: bool = True,
+    limit: int = 20,
+    before_id: int | None = None,
+) -> list[tuple[Stream, Channel]]:
     """Streams newest first, with their channel; ``before_id`` pages on."""
     if not 1 <= limit <= STREAM_LIST_MAX:
         raise ValidationError(f"limit must be 1 to {STREAM_LIST_MAX}")
@@ -290,14 +326,15 @@ def parse_stream_ref(raw: str) -> int | str | None:
     return None
 
 
-async def stream_by_ref(session: AsyncSession, ref: int | str
-                        ) -> tuple[Stream, Channel] | None:
+async def stream_by_ref(session: AsyncSession, ref: int | str) -> tuple[Stream, Channel] | None:
     """The stream (and its channel) a reference from ``parse_stream_ref`` names. Whether the
     caller may reach it that way is the caller's rule (see ``webapp.stream_links``)."""
     where = Stream.id == ref if isinstance(ref, int) else Stream.public_id == ref
-    row = (await session.execute(
-        select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id)
-        .where(where))).one_or_none()
+    row = (
+        await session.execute(
+            select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id).where(where)
+        )
+    ).one_or_none()
     return None if row is None else (row[0], row[1])
 
 
@@ -306,7 +343,13 @@ async def listed_slugs(session: AsyncSession, slugs: Sequence[str]) -> set[str]:
     wanted = list(slugs)
     found: set[str] = set()
     for i in range(0, len(wanted), 500):  # well under every backend's bound on parameters
-        found.update((await session.scalars(
-            select(Channel.slug).where(Channel.slug.in_(wanted[i:i + 500]),
-                                       Channel.is_public.is_(True)))).all())
+        found.update(
+            (
+                await session.scalars(
+                    select(Channel.slug).where(
+                        Channel.slug.in_(wanted[i : i + 500]), Channel.is_public.is_(True)
+                    )
+                )
+            ).all()
+        )
     return found

@@ -70,6 +70,7 @@ class StoredMessage:
 
 # -- messages ------------------------------------------------------------------------------
 
+
 async def insert_messages(session: AsyncSession, rows: Sequence[NewMessage]) -> list[int]:
     """Insert a batch of messages in order; their new ids in the same order."""
     if not rows:
@@ -78,25 +79,45 @@ async def insert_messages(session: AsyncSession, rows: Sequence[NewMessage]) -> 
     # ids handed back in parameter order.
     result = await session.execute(
         insert(Message).returning(Message.id, sort_by_parameter_order=True),
-        [{"channel_id": r.channel_id, "stream_id": r.stream_id, "user_id": r.user_id,
-          "content": r.content, "created_at": r.created_at} for r in rows])
+        [
+            {
+                "channel_id": r.channel_id,
+                "stream_id": r.stream_id,
+                "user_id": r.user_id,
+                "content": r.content,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ],
+    )
     return list(result.scalars().all())
 
 
 def _stored(msg: Message, user: User, profile: Profile | None) -> StoredMessage:
-    return StoredMessage(msg.id, msg.channel_id, msg.stream_id, msg.user_id, user.username,
-                         display_name(user, profile), msg.content, msg.created_at)
+    return StoredMessage(
+        msg.id,
+        msg.channel_id,
+        msg.stream_id,
+        msg.user_id,
+        user.username,
+        display_name(user, profile),
+        msg.content,
+        msg.created_at,
+    )
 
 
 def _message_query() -> Any:
-    return (select(Message, User, Profile)
-            .join(User, User.id == Message.user_id)
-            .outerjoin(Profile, Profile.user_id == User.id)
-            .where(Message.deleted_at.is_(None)))
+    return (
+        select(Message, User, Profile)
+        .join(User, User.id == Message.user_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(Message.deleted_at.is_(None))
+    )
 
 
-async def recent_messages(session: AsyncSession, channel_id: int, limit: int,
-                          exclude_users: Sequence[int] = ()) -> list[StoredMessage]:
+async def recent_messages(
+    session: AsyncSession, channel_id: int, limit: int, exclude_users: Sequence[int] = ()
+) -> list[StoredMessage]:
     """The channel's newest ``limit`` visible messages, oldest first (the join history)."""
     q = _message_query().where(Message.channel_id == channel_id)
     if exclude_users:
@@ -105,8 +126,9 @@ async def recent_messages(session: AsyncSession, channel_id: int, limit: int,
     return [_stored(*row) for row in reversed(rows)]
 
 
-async def stream_messages(session: AsyncSession, stream_id: int, *, before: int | None,
-                          limit: int) -> list[StoredMessage]:
+async def stream_messages(
+    session: AsyncSession, stream_id: int, *, before: int | None, limit: int
+) -> list[StoredMessage]:
     """One page of a stream's visible messages with ids below ``before``, oldest first."""
     q = _message_query().where(Message.stream_id == stream_id)
     if before is not None:
@@ -119,16 +141,20 @@ async def get_message(session: AsyncSession, message_id: int) -> Message | None:
     return await session.get(Message, message_id)
 
 
-async def soft_delete_message(session: AsyncSession, message_id: int, by_user_id: int,
-                              now: datetime) -> bool:
+async def soft_delete_message(
+    session: AsyncSession, message_id: int, by_user_id: int, now: datetime
+) -> bool:
     """Hide a message (kept as evidence). False if it was already deleted."""
     result = await session.execute(
-        update(Message).where(Message.id == message_id, Message.deleted_at.is_(None))
-        .values(deleted_at=now, deleted_by_id=by_user_id))
+        update(Message)
+        .where(Message.id == message_id, Message.deleted_at.is_(None))
+        .values(deleted_at=now, deleted_by_id=by_user_id)
+    )
     return bool(rowcount(result))
 
 
 # -- moderation state ----------------------------------------------------------------------
+
 
 @dataclass
 class ChannelChatState:
@@ -153,16 +179,31 @@ class ChannelChatState:
     viewers: int = 0
 
 
-async def load_chat_state(session: AsyncSession, channel: Channel, now: datetime
-                          ) -> ChannelChatState:
+async def load_chat_state(
+    session: AsyncSession, channel: Channel, now: datetime
+) -> ChannelChatState:
     cid = channel.id
-    mods = set((await session.scalars(
-        select(ChannelModerator.user_id).where(ChannelModerator.channel_id == cid))).all())
-    bans = set((await session.scalars(
-        select(ChannelBan.user_id).where(ChannelBan.channel_id == cid))).all())
-    timeouts = dict((await session.execute(
-        select(ChannelTimeout.user_id, ChannelTimeout.until)
-        .where(ChannelTimeout.channel_id == cid, ChannelTimeout.until > now))).all())
+    mods = set(
+        (
+            await session.scalars(
+                select(ChannelModerator.user_id).where(ChannelModerator.channel_id == cid)
+            )
+        ).all()
+    )
+    bans = set(
+        (
+            await session.scalars(select(ChannelBan.user_id).where(ChannelBan.channel_id == cid))
+        ).all()
+    )
+    timeouts = dict(
+        (
+            await session.execute(
+                select(ChannelTimeout.user_id, ChannelTimeout.until).where(
+                    ChannelTimeout.channel_id == cid, ChannelTimeout.until > now
+                )
+            )
+        ).all()
+    )
     state = ChannelChatState(cid, channel.slug, channel.owner_id, mods, bans, timeouts)
     row = await session.get(ChatSettings, cid)
     if row is not None:
@@ -175,18 +216,20 @@ async def load_chat_state(session: AsyncSession, channel: Channel, now: datetime
 
 
 def chat_settings_dict(state: ChannelChatState) -> dict[str, Any]:
-    return {"slow_mode_seconds": state.slow_mode_seconds, "followers_only": state.followers_only,
-            "logged_in_only": state.logged_in_only, "word_filter": list(state.word_filter),
-            "filter_mode": state.filter_mode}
+    return {
+        "slow_mode_seconds": state.slow_mode_seconds,
+        "followers_only": state.followers_only,
+        "logged_in_only": state.logged_in_only,
+        "word_filter": list(state.word_filter),
+        "filter_mode": state.filter_mode,
+    }
 
 
-def validate_chat_settings(changes: Any, *, max_slow_mode: int, max_words: int
-                           ) -> dict[str, Any]:
+def validate_chat_settings(changes: Any, *, max_slow_mode: int, max_words: int) -> dict[str, Any]:
     """Check a partial settings document; the cleaned values, or ValidationError."""
     if not isinstance(changes, dict):
         raise ValidationError("expected a JSON object of chat settings")
-    known = {"slow_mode_seconds", "followers_only", "logged_in_only", "word_filter",
-             "filter_mode"}
+    known = {"slow_mode_seconds", "followers_only", "logged_in_only", "word_filter", "filter_mode"}
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValidationError(f"unknown chat setting {unknown[0]!r}")
@@ -218,7 +261,8 @@ def validate_chat_settings(changes: Any, *, max_slow_mode: int, max_words: int
                 continue
             if len(w) > FILTER_WORD_MAX or any(ord(c) < 32 for c in w):
                 raise ValidationError(
-                    f"filter word {word[:20]!r}… is too long or has control characters")
+                    f"filter word {word[:20]!r}… is too long or has control characters"
+                )
             if w not in cleaned:
                 cleaned.append(w)
         if len(cleaned) > max_words:
@@ -227,8 +271,9 @@ def validate_chat_settings(changes: Any, *, max_slow_mode: int, max_words: int
     return out
 
 
-async def update_chat_settings(session: AsyncSession, channel_id: int,
-                               values: dict[str, Any]) -> None:
+async def update_chat_settings(
+    session: AsyncSession, channel_id: int, values: dict[str, Any]
+) -> None:
     row = await session.get(ChatSettings, channel_id)
     if row is None:
         row = ChatSettings(channel_id=channel_id, word_filter=[])
@@ -246,87 +291,133 @@ async def admin_ids(session: AsyncSession, user_ids: Collection[int]) -> set[int
     """Those of ``user_ids`` that are admins (the badge on their messages)."""
     if not user_ids:
         return set()
-    return set((await session.scalars(
-        select(User.id).where(User.id.in_(list(user_ids)), User.is_admin.is_(True)))).all())
+    return set(
+        (
+            await session.scalars(
+                select(User.id).where(User.id.in_(list(user_ids)), User.is_admin.is_(True))
+            )
+        ).all()
+    )
 
 
-async def user_public(session: AsyncSession, user_ids: Collection[int]
-                      ) -> dict[int, dict[str, Any]]:
+async def user_public(
+    session: AsyncSession, user_ids: Collection[int]
+) -> dict[int, dict[str, Any]]:
     """id -> {id, username, display_name} for the given users."""
     if not user_ids:
         return {}
-    rows = (await session.execute(
-        select(User, Profile).outerjoin(Profile, Profile.user_id == User.id)
-        .where(User.id.in_(list(user_ids))))).all()
-    return {u.id: {"id": u.id, "username": u.username, "display_name": display_name(u, p)}
-            for u, p in rows}
+    rows = (
+        await session.execute(
+            select(User, Profile)
+            .outerjoin(Profile, Profile.user_id == User.id)
+            .where(User.id.in_(list(user_ids)))
+        )
+    ).all()
+    return {
+        u.id: {"id": u.id, "username": u.username, "display_name": display_name(u, p)}
+        for u, p in rows
+    }
 
 
-async def add_moderator(session: AsyncSession, channel_id: int, user_id: int,
-                        by_user_id: int) -> bool:
+async def add_moderator(
+    session: AsyncSession, channel_id: int, user_id: int, by_user_id: int
+) -> bool:
     """Appoint; False if the user already moderates this channel."""
     if await session.get(ChannelModerator, (channel_id, user_id)) is not None:
         return False
-    session.add(ChannelModerator(channel_id=channel_id, user_id=user_id,
-                                 appointed_by_id=by_user_id))
+    session.add(
+        ChannelModerator(channel_id=channel_id, user_id=user_id, appointed_by_id=by_user_id)
+    )
     await session.flush()
     return True
 
 
 async def remove_moderator(session: AsyncSession, channel_id: int, user_id: int) -> bool:
-    result = await session.execute(delete(ChannelModerator).where(
-        ChannelModerator.channel_id == channel_id, ChannelModerator.user_id == user_id))
+    result = await session.execute(
+        delete(ChannelModerator).where(
+            ChannelModerator.channel_id == channel_id, ChannelModerator.user_id == user_id
+        )
+    )
     return bool(rowcount(result))
 
 
 async def list_moderators(session: AsyncSession, channel_id: int) -> list[dict[str, Any]]:
-    ids = (await session.scalars(select(ChannelModerator.user_id).where(
-        ChannelModerator.channel_id == channel_id))).all()
+    ids = (
+        await session.scalars(
+            select(ChannelModerator.user_id).where(ChannelModerator.channel_id == channel_id)
+        )
+    ).all()
     users = await user_public(session, ids)
     return [users[i] for i in sorted(users)]
 
 
-async def ban(session: AsyncSession, channel_id: int, user_id: int, by_user_id: int,
-              reason: str) -> None:
+async def ban(
+    session: AsyncSession, channel_id: int, user_id: int, by_user_id: int, reason: str
+) -> None:
     if not isinstance(reason, str) or len(reason) > BAN_REASON_MAX:
         raise ValidationError(f"reason must be text of at most {BAN_REASON_MAX} characters")
     row = await session.get(ChannelBan, (channel_id, user_id))
     if row is None:
-        session.add(ChannelBan(channel_id=channel_id, user_id=user_id, banned_by_id=by_user_id,
-                               reason=reason.strip()))
+        session.add(
+            ChannelBan(
+                channel_id=channel_id,
+                user_id=user_id,
+                banned_by_id=by_user_id,
+                reason=reason.strip(),
+            )
+        )
     else:
         row.reason, row.banned_by_id = reason.strip(), by_user_id
     await session.flush()
 
 
 async def unban(session: AsyncSession, channel_id: int, user_id: int) -> bool:
-    result = await session.execute(delete(ChannelBan).where(
-        ChannelBan.channel_id == channel_id, ChannelBan.user_id == user_id))
+    result = await session.execute(
+        delete(ChannelBan).where(ChannelBan.channel_id == channel_id, ChannelBan.user_id == user_id)
+    )
     return bool(rowcount(result))
 
 
 async def list_bans(session: AsyncSession, channel_id: int) -> list[dict[str, Any]]:
-    rows = (await session.execute(select(ChannelBan).where(
-        ChannelBan.channel_id == channel_id).order_by(ChannelBan.created_at))).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(ChannelBan)
+                .where(ChannelBan.channel_id == channel_id)
+                .order_by(ChannelBan.created_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
     users = await user_public(session, [r.user_id for r in rows])
-    return [{"user": users.get(r.user_id), "reason": r.reason,
-             "created_at": r.created_at.isoformat()} for r in rows]
+    return [
+        {"user": users.get(r.user_id), "reason": r.reason, "created_at": r.created_at.isoformat()}
+        for r in rows
+    ]
 
 
-async def set_timeout(session: AsyncSession, channel_id: int, user_id: int, until: datetime,
-                      by_user_id: int) -> None:
+async def set_timeout(
+    session: AsyncSession, channel_id: int, user_id: int, until: datetime, by_user_id: int
+) -> None:
     row = await session.get(ChannelTimeout, (channel_id, user_id))
     if row is None:
-        session.add(ChannelTimeout(channel_id=channel_id, user_id=user_id, until=until,
-                                   created_by_id=by_user_id))
+        session.add(
+            ChannelTimeout(
+                channel_id=channel_id, user_id=user_id, until=until, created_by_id=by_user_id
+            )
+        )
     else:
         row.until, row.created_by_id = until, by_user_id
     await session.flush()
 
 
 async def clear_timeout(session: AsyncSession, channel_id: int, user_id: int) -> bool:
-    result = await session.execute(delete(ChannelTimeout).where(
-        ChannelTimeout.channel_id == channel_id, ChannelTimeout.user_id == user_id))
+    result = await session.execute(
+        delete(ChannelTimeout).where(
+            ChannelTimeout.channel_id == channel_id, ChannelTimeout.user_id == user_id
+        )
+    )
     return bool(rowcount(result))
 
 
@@ -335,6 +426,7 @@ async def is_follower(session: AsyncSession, channel_id: int, user_id: int) -> b
 
 
 # -- standing of a chat socket's account ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Standing:
@@ -345,29 +437,39 @@ class Standing:
     ended: str | None
 
 
-async def credential_standing(session: AsyncSession, user_id: int, kind: str,
-                              token_hash: str, now: datetime) -> Standing:
+async def credential_standing(
+    session: AsyncSession, user_id: int, kind: str, token_hash: str, now: datetime
+) -> Standing:
     """Re-read a user and the credential their socket opened with, in one query. ``kind`` is
     "session" (a login cookie, valid until it expires or is deleted by logout/disable) or
     "token" (an API token, valid until revoked); ``token_hash`` is its SHA-256; ``now`` is
     timezone-aware."""
     if kind == "session":
-        live = exists().where(LoginSession.token_hash == token_hash,
-                              LoginSession.user_id == User.id,
-                              LoginSession.expires_at > now)
+        live = exists().where(
+            LoginSession.token_hash == token_hash,
+            LoginSession.user_id == User.id,
+            LoginSession.expires_at > now,
+        )
         gone = "session_ended"
     else:
-        live = exists().where(ApiToken.token_hash == token_hash, ApiToken.user_id == User.id,
-                              ApiToken.revoked_at.is_(None))
+        live = exists().where(
+            ApiToken.token_hash == token_hash,
+            ApiToken.user_id == User.id,
+            ApiToken.revoked_at.is_(None),
+        )
         gone = "token_revoked"
-    row = (await session.execute(
-        select(User.is_admin, User.is_disabled, live).where(User.id == user_id))).one_or_none()
+    row = (
+        await session.execute(
+            select(User.is_admin, User.is_disabled, live).where(User.id == user_id)
+        )
+    ).one_or_none()
     if row is None or row[1]:
         return Standing(False, "account_disabled")
     return Standing(bool(row[0]), None if row[2] else gone)
 
 
 # -- blocks --------------------------------------------------------------------------------
+
 
 async def block(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool:
     if blocker_id == blocked_id:
@@ -382,11 +484,15 @@ async def block(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool
 
 
 async def unblock(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool:
-    result = await session.execute(delete(Block).where(
-        Block.blocker_id == blocker_id, Block.blocked_id == blocked_id))
+    result = await session.execute(
+        delete(Block).where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id)
+    )
     return bool(rowcount(result))
 
 
 async def blocked_ids(session: AsyncSession, blocker_id: int) -> set[int]:
-    return set((await session.scalars(
-        select(Block.blocked_id).where(Block.blocker_id == blocker_id))).all())
+    return set(
+        (
+            await session.scalars(select(Block.blocked_id).where(Block.blocker_id == blocker_id))
+        ).all()
+    )

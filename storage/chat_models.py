@@ -24,11 +24,12 @@ class ChannelModerator(Base):
     __tablename__ = "channel_moderators"
 
     channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
-    appointed_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    appointed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -38,9 +39,11 @@ class ChannelBan(Base):
     __tablename__ = "channel_bans"
 
     channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     banned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -52,9 +55,11 @@ class ChannelTimeout(Base):
     __tablename__ = "channel_timeouts"
 
     channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     until: Mapped[datetime]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -66,7 +71,8 @@ class ChatSettings(Base):
     __tablename__ = "chat_settings"
 
     channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
     # Seconds a user must wait between two messages (0: off). Moderators are exempt.
     slow_mode_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Only followers of the channel (and its owner, moderators, admins) may write.

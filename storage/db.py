@@ -135,8 +135,12 @@ class Database:
         await self.connect()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.dispose()
 
 
@@ -194,7 +198,8 @@ def current_revision(url: str) -> str | None:
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(
-                    lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision())
+                    lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+                )
         finally:
             await engine.dispose()
 

@@ -52,9 +52,15 @@ def _insert_ignoring_duplicates(session: AsyncSession, user_id: int, channel_id:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect of the session's database."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(ChannelFollow).values(
-        user_id=user_id, channel_id=channel_id, created_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=[ChannelFollow.user_id, ChannelFollow.channel_id])
+    return (
+        insert(ChannelFollow)
+        .values(
+            user_id=user_id,
+            channel_id=channel_id,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[ChannelFollow.user_id, ChannelFollow.channel_id])
+    )
 
 
 async def follow(session: AsyncSession, user_id: int, channel_id: int) -> FollowState:
@@ -63,8 +69,11 @@ async def follow(session: AsyncSession, user_id: int, channel_id: int) -> Follow
     result = await session.execute(_insert_ignoring_duplicates(session, user_id, channel_id))
     added = bool(rowcount(result))
     if added:
-        await session.execute(update(Channel).where(Channel.id == channel_id).values(
-            follower_count=Channel.follower_count + 1))
+        await session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(follower_count=Channel.follower_count + 1)
+        )
     await session.flush()
     return FollowState(True, await _count(session, channel_id), added)
 
@@ -72,13 +81,22 @@ async def follow(session: AsyncSession, user_id: int, channel_id: int) -> Follow
 async def unfollow(session: AsyncSession, user_id: int, channel_id: int) -> FollowState:
     """``user_id`` stops following the channel; a repeat changes nothing."""
     await _count(session, channel_id)
-    result = await session.execute(delete(ChannelFollow).where(
-        ChannelFollow.user_id == user_id, ChannelFollow.channel_id == channel_id))
+    result = await session.execute(
+        delete(ChannelFollow).where(
+            ChannelFollow.user_id == user_id, ChannelFollow.channel_id == channel_id
+        )
+    )
     removed = bool(rowcount(result))
     if removed:
-        await session.execute(update(Channel).where(Channel.id == channel_id).values(
-            follower_count=case((Channel.follower_count > 0, Channel.follower_count - 1),
-                                else_=0)))
+        await session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(
+                follower_count=case(
+                    (Channel.follower_count > 0, Channel.follower_count - 1), else_=0
+                )
+            )
+        )
     await session.flush()
     return FollowState(False, await _count(session, channel_id), removed)
 
@@ -97,12 +115,18 @@ async def followed_channels(session: AsyncSession, user_id: int) -> list[Followe
     "Live" is the database's view (a stream row in status LIVE); at most one per channel, as
     the unique partial index on streams guarantees, so the outer join adds no duplicates.
     """
-    rows = (await session.execute(
-        select(Channel.id, Channel.slug, Channel.name, Stream.id, ChannelFollow.created_at)
-        .join(ChannelFollow, ChannelFollow.channel_id == Channel.id)
-        .outerjoin(Stream, and_(Stream.channel_id == Channel.id,
-                                Stream.status == StreamStatus.LIVE))
-        .where(ChannelFollow.user_id == user_id)
-        .order_by(Stream.id.is_(None), ChannelFollow.created_at.desc(), Channel.id))).all()
-    return [FollowedChannel(cid, slug, name, stream_id is not None, followed_at)
-            for cid, slug, name, stream_id, followed_at in rows]
+    rows = (
+        await session.execute(
+            select(Channel.id, Channel.slug, Channel.name, Stream.id, ChannelFollow.created_at)
+            .join(ChannelFollow, ChannelFollow.channel_id == Channel.id)
+            .outerjoin(
+                Stream, and_(Stream.channel_id == Channel.id, Stream.status == StreamStatus.LIVE)
+            )
+            .where(ChannelFollow.user_id == user_id)
+            .order_by(Stream.id.is_(None), ChannelFollow.created_at.desc(), Channel.id)
+        )
+    ).all()
+    return [
+        FollowedChannel(cid, slug, name, stream_id is not None, followed_at)
+        for cid, slug, name, stream_id, followed_at in rows
+    ]

@@ -86,9 +86,9 @@ def new_public_id() -> str:
 class StreamStatus(enum.Enum):
     """Life of one broadcast. Stored as the lower-case value."""
 
-    OFFLINE = "offline"    # ended; nothing to watch (or no recording kept)
-    LIVE = "live"          # a publisher is sending media
-    ENDING = "ending"      # publisher gone; transcoders and packagers are flushing
+    OFFLINE = "offline"  # ended; nothing to watch (or no recording kept)
+    LIVE = "live"  # a publisher is sending media
+    ENDING = "ending"  # publisher gone; transcoders and packagers are flushing
     ARCHIVED = "archived"  # ended and a VOD is (or will be) available
 
 
@@ -105,12 +105,20 @@ def _enum_values(cls: type[enum.Enum]) -> list[str]:
 # Non-native enums: a VARCHAR holding the value; no CREATE TYPE on PostgreSQL, so adding a
 # state later is a code change, not a migration of a database type.
 STREAM_STATUS_TYPE = Enum(
-    StreamStatus, name="stream_status", native_enum=False, length=16,
-    values_callable=_enum_values, validate_strings=True,
+    StreamStatus,
+    name="stream_status",
+    native_enum=False,
+    length=16,
+    values_callable=_enum_values,
+    validate_strings=True,
 )
 REPORT_STATUS_TYPE = Enum(
-    ReportStatus, name="report_status", native_enum=False, length=16,
-    values_callable=_enum_values, validate_strings=True,
+    ReportStatus,
+    name="report_status",
+    native_enum=False,
+    length=16,
+    values_callable=_enum_values,
+    validate_strings=True,
 )
 
 
@@ -140,9 +148,11 @@ class User(Base):
     onboarded_at: Mapped[datetime | None]
 
     profile: Mapped[Profile | None] = relationship(
-        back_populates="user", lazy="raise", uselist=False, passive_deletes=True)
+        back_populates="user", lazy="raise", uselist=False, passive_deletes=True
+    )
     channels: Mapped[list[Channel]] = relationship(
-        back_populates="owner", lazy="raise", passive_deletes=True)
+        back_populates="owner", lazy="raise", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<User id={self.id} username={self.username!r}>"
@@ -152,7 +162,8 @@ class Profile(Base):
     __tablename__ = "profiles"
 
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     display_name: Mapped[str] = mapped_column(String(64))
     bio: Mapped[str] = mapped_column(Text, default="")
     avatar_path: Mapped[str | None] = mapped_column(String(512))
@@ -170,8 +181,7 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     # First characters of the token, so a user can tell their tokens apart in a list.
@@ -190,8 +200,7 @@ class LoginSession(Base):
     __tablename__ = "sessions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
@@ -203,8 +212,7 @@ class Channel(Base):
     __tablename__ = "channels"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     slug: Mapped[str] = mapped_column(String(48), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -228,7 +236,8 @@ class Channel(Base):
 
     owner: Mapped[User] = relationship(back_populates="channels", lazy="raise")
     streams: Mapped[list[Stream]] = relationship(
-        back_populates="channel", lazy="raise", passive_deletes=True)
+        back_populates="channel", lazy="raise", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<Channel id={self.id} slug={self.slug!r}>"
@@ -243,8 +252,13 @@ class Stream(Base):
         Index("ix_streams_status_started_at", "status", "started_at"),
         # At most one LIVE stream per channel, enforced by the database so two publishers
         # racing on one key cannot both win.
-        Index("uq_streams_channel_id_live", "channel_id", unique=True,
-              sqlite_where=text("status = 'live'"), postgresql_where=text("status = 'live'")),
+        Index(
+            "uq_streams_channel_id_live",
+            "channel_id",
+            unique=True,
+            sqlite_where=text("status = 'live'"),
+            postgresql_where=text("status = 'live'"),
+        ),
         Index("uq_streams_public_id", "public_id", unique=True),
     )
 
@@ -255,7 +269,8 @@ class Stream(Base):
     title: Mapped[str] = mapped_column(String(140))
     category: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[StreamStatus] = mapped_column(
-        STREAM_STATUS_TYPE, default=StreamStatus.OFFLINE, server_default=StreamStatus.OFFLINE.value)
+        STREAM_STATUS_TYPE, default=StreamStatus.OFFLINE, server_default=StreamStatus.OFFLINE.value
+    )
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
@@ -288,8 +303,7 @@ class Message(Base):
     # Chat also works while a channel is offline, so a message may belong to no stream.
     stream_id: Mapped[int | None] = mapped_column(ForeignKey("streams.id", ondelete="SET NULL"))
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
@@ -306,9 +320,11 @@ class Follow(Base):
     __tablename__ = "follows"
 
     follower_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     followed_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -316,9 +332,11 @@ class ChannelFollow(Base):
     __tablename__ = "channel_follows"
 
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     channel_id: Mapped[int] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -326,9 +344,11 @@ class Block(Base):
     __tablename__ = "blocks"
 
     blocker_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     blocked_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -336,30 +356,44 @@ class Report(Base):
     """A user's report of a user, a message or a channel, for moderators to work through."""
 
     __tablename__ = "reports"
-    __table_args__ = (
-        Index("ix_reports_status_created_at", "status", "created_at"),
-    )
+    __table_args__ = (Index("ix_reports_status_created_at", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    reporter_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     target_user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True)
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     channel_id: Mapped[int | None] = mapped_column(
-        ForeignKey("channels.id", ondelete="SET NULL"), index=True)
+        ForeignKey("channels.id", ondelete="SET NULL"), index=True
+    )
     reason: Mapped[str] = mapped_column(String(64))
     details: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[ReportStatus] = mapped_column(
-        REPORT_STATUS_TYPE, default=ReportStatus.OPEN, server_default=ReportStatus.OPEN.value)
+        REPORT_STATUS_TYPE, default=ReportStatus.OPEN, server_default=ReportStatus.OPEN.value
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 __all__ = [
-    "NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow", "new_public_id", "StreamStatus",
+    "NAMING_CONVENTION",
+    "Base",
+    "UTCDateTime",
+    "utcnow",
+    "new_public_id",
+    "StreamStatus",
     "ReportStatus",
-    "User", "Profile", "ApiToken", "LoginSession", "Channel", "Stream", "Message", "Follow",
-    "ChannelFollow", "Block", "Report",
+    "User",
+    "Profile",
+    "ApiToken",
+    "LoginSession",
+    "Channel",
+    "Stream",
+    "Message",
+    "Follow",
+    "ChannelFollow",
+    "Block",
+    "Report",
 ]

@@ -78,7 +78,8 @@ def validate_username(username: str) -> str:
     if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise ValidationError(
             f"invalid username {username!r}: use 3-32 characters, lowercase letters a-z, "
-            "digits and '_'")
+            "digits and '_'"
+        )
     return username
 
 
@@ -94,14 +95,14 @@ def validate_slug(slug: str) -> str:
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         raise ValidationError(
             f"invalid channel slug {slug!r}: use 2-48 characters, lowercase letters a-z, "
-            "digits and '-', starting with a letter or digit")
+            "digits and '-', starting with a letter or digit"
+        )
     return slug
 
 
 def validate_password(password: str) -> str:
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise ValidationError(
-            f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")
+        raise ValidationError(f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")
     return password
 
 
@@ -127,22 +128,26 @@ async def _flush_or_conflict(session: AsyncSession, message: str) -> None:
 
 # -- users -----------------------------------------------------------------------------------
 
+
 async def get_user_by_username(session: AsyncSession, username: str) -> User | None:
-    return (await session.execute(
-        select(User).where(User.username == username))).scalar_one_or_none()
+    return (
+        await session.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
-    return (await session.execute(
-        select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
+    return (
+        await session.execute(select(User).where(User.email == email.strip().lower()))
+    ).scalar_one_or_none()
 
 
 async def count_users(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(User))).scalar_one()
 
 
-async def create_user(session: AsyncSession, username: str, email: str, password: str | None,
-                      is_admin: bool = False) -> User:
+async def create_user(
+    session: AsyncSession, username: str, email: str, password: str | None, is_admin: bool = False
+) -> User:
     """Create a user and their profile. ``password=None`` gives an account no password opens."""
     username = validate_username(username)
     email = validate_email(email)
@@ -157,8 +162,9 @@ async def create_user(session: AsyncSession, username: str, email: str, password
     else:
         # argon2 is deliberately slow; keep the event loop free meanwhile.
         password_hash = await asyncio.to_thread(hash_password, password)
-    user = User(username=username, email=email, password_hash=password_hash,
-                is_admin=bool(is_admin))
+    user = User(
+        username=username, email=email, password_hash=password_hash, is_admin=bool(is_admin)
+    )
     session.add(user)
     await _flush_or_conflict(session, f"username {username!r} or email {email!r} is taken")
     session.add(Profile(user_id=user.id, display_name=username, social_links={}))
@@ -175,13 +181,14 @@ async def _require_user(session: AsyncSession, username: str) -> User:
 
 # -- channels --------------------------------------------------------------------------------
 
+
 async def get_channel_by_slug(session: AsyncSession, slug: str) -> Channel | None:
-    return (await session.execute(
-        select(Channel).where(Channel.slug == slug))).scalar_one_or_none()
+    return (await session.execute(select(Channel).where(Channel.slug == slug))).scalar_one_or_none()
 
 
-async def create_channel(session: AsyncSession, owner_username: str, slug: str,
-                         title: str | None = None) -> Channel:
+async def create_channel(
+    session: AsyncSession, owner_username: str, slug: str, title: str | None = None
+) -> Channel:
     """Create a channel with a fresh stream key. ``title`` (the channel name) defaults to slug."""
     slug = validate_slug(slug)
     name = slug if title is None else _validate_text(title, "channel title", CHANNEL_NAME_MAX)
@@ -189,8 +196,15 @@ async def create_channel(session: AsyncSession, owner_username: str, slug: str,
     if await get_channel_by_slug(session, slug) is not None:
         raise ConflictError(f"channel slug {slug!r} is already taken")
     key = new_stream_key()
-    channel = Channel(owner_id=owner.id, slug=slug, name=name, description="", tags=[],
-                      stream_key=key, stream_key_hash=sha256_hex(key))
+    channel = Channel(
+        owner_id=owner.id,
+        slug=slug,
+        name=name,
+        description="",
+        tags=[],
+        stream_key=key,
+        stream_key_hash=sha256_hex(key),
+    )
     session.add(channel)
     await _flush_or_conflict(session, f"channel slug {slug!r} is already taken")
     return channel
@@ -212,8 +226,9 @@ async def find_channel_by_stream_key(session: AsyncSession, key: str) -> Channel
     """The channel a publisher's stream key belongs to, or None for any wrong key."""
     if not isinstance(key, str) or not key or len(key) > _SECRET_MAX:
         return None
-    channel = (await session.execute(
-        select(Channel).where(Channel.stream_key_hash == sha256_hex(key)))).scalar_one_or_none()
+    channel = (
+        await session.execute(select(Channel).where(Channel.stream_key_hash == sha256_hex(key)))
+    ).scalar_one_or_none()
     if channel is None:
         return None
     if not hmac.compare_digest(channel.stream_key.encode("utf-8"), key.encode("utf-8")):
@@ -223,13 +238,20 @@ async def find_channel_by_stream_key(session: AsyncSession, key: str) -> Channel
 
 # -- API tokens ------------------------------------------------------------------------------
 
+
 async def create_api_token(session: AsyncSession, username: str, name: str = "cli") -> str:
     """Create a token for ``username``; return the plaintext, which is not stored anywhere."""
     name = _validate_text(name, "token name", TOKEN_NAME_MAX)
     user = await _require_user(session, username)
     token = new_api_token()
-    session.add(ApiToken(user_id=user.id, name=name, token_hash=sha256_hex(token),
-                         prefix=token[:_TOKEN_DISPLAY_CHARS]))
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            name=name,
+            token_hash=sha256_hex(token),
+            prefix=token[:_TOKEN_DISPLAY_CHARS],
+        )
+    )
     await _flush_or_conflict(session, "token collision; try again")
     return token
 
@@ -240,15 +262,24 @@ async def find_api_token(session: AsyncSession, token: str) -> tuple[ApiToken, U
     Reads only. Recording the use (``record_token_use``) is a separate write on purpose: it is
     bookkeeping, and a failed write (a full disk) must not fail the request it belongs to.
     """
-    if not isinstance(token, str) or not token.startswith(API_TOKEN_PREFIX) \
-            or len(token) > _SECRET_MAX:
+    if (
+        not isinstance(token, str)
+        or not token.startswith(API_TOKEN_PREFIX)
+        or len(token) > _SECRET_MAX
+    ):
         return None
-    row = (await session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .options(joinedload(User.profile))
-        .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None),
-               User.is_disabled.is_(False)))).one_or_none()
+    row = (
+        await session.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .options(joinedload(User.profile))
+            .where(
+                ApiToken.token_hash == sha256_hex(token),
+                ApiToken.revoked_at.is_(None),
+                User.is_disabled.is_(False),
+            )
+        )
+    ).one_or_none()
     return None if row is None else (row[0], row[1])
 
 
@@ -268,16 +299,21 @@ def token_use_due(api_token: ApiToken, now: datetime) -> bool:
 async def record_token_use(session: AsyncSession, token_id: int, now: datetime) -> None:
     """Set the token's last use to ``now``."""
     await session.execute(
-        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=_aware(now)))
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=_aware(now))
+    )
 
 
 async def revoke_api_token(session: AsyncSession, token: str, now: datetime) -> bool:
     """Revoke a token by its plaintext; False if it was unknown or already revoked."""
     if not isinstance(token, str) or len(token) > _SECRET_MAX:
         return False
-    api_token = (await session.execute(
-        select(ApiToken).where(ApiToken.token_hash == sha256_hex(token),
-                               ApiToken.revoked_at.is_(None)))).scalar_one_or_none()
+    api_token = (
+        await session.execute(
+            select(ApiToken).where(
+                ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None)
+            )
+        )
+    ).scalar_one_or_none()
     if api_token is None:
         return False
     api_token.revoked_at = _aware(now)
@@ -287,16 +323,21 @@ async def revoke_api_token(session: AsyncSession, token: str, now: datetime) -> 
 
 # -- streams ---------------------------------------------------------------------------------
 
+
 async def live_stream_for_channel(session: AsyncSession, channel_id: int) -> Stream | None:
-    return (await session.execute(
-        select(Stream)
-        .where(Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE)
-        .order_by(Stream.started_at.desc(), Stream.id.desc())
-        .limit(1))).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Stream)
+            .where(Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE)
+            .order_by(Stream.started_at.desc(), Stream.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
-async def start_stream(session: AsyncSession, channel_id: int, now: datetime,
-                       title: str | None = None) -> Stream:
+async def start_stream(
+    session: AsyncSession, channel_id: int, now: datetime, title: str | None = None
+) -> Stream:
     """Record a new LIVE broadcast of the channel.
 
     A channel has at most one LIVE stream (a partial unique index says so). The ingest decides
@@ -309,23 +350,38 @@ async def start_stream(session: AsyncSession, channel_id: int, now: datetime,
         raise NotFoundError(f"no channel with id {channel_id}")
     title = channel.name if title is None else _validate_text(title, "stream title", TITLE_MAX)
     now = _aware(now)
-    stale = (await session.execute(
-        select(Stream).where(Stream.channel_id == channel_id,
-                             Stream.status == StreamStatus.LIVE))).scalars().all()
+    stale = (
+        (
+            await session.execute(
+                select(Stream).where(
+                    Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     for old in stale:
         _finish(old, now)
         old.status = StreamStatus.OFFLINE
     if stale:
         await session.flush()
-    stream = Stream(channel_id=channel_id, title=title, category=channel.category,
-                    status=StreamStatus.LIVE, started_at=now)
+    stream = Stream(
+        channel_id=channel_id,
+        title=title,
+        category=channel.category,
+        status=StreamStatus.LIVE,
+        started_at=now,
+    )
     session.add(stream)
     await _flush_or_conflict(session, f"channel {channel.slug!r} is already live")
     # An UPDATE ... SET n = n + 1 so concurrent writers cannot lose an increment.
     await session.execute(
-        update(Channel).where(Channel.id == channel_id)
+        update(Channel)
+        .where(Channel.id == channel_id)
         .values(total_streams=Channel.total_streams + 1)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     await session.refresh(channel, ["total_streams"])
     return stream
 
@@ -338,8 +394,12 @@ def _finish(stream: Stream, now: datetime) -> None:
     stream.viewer_count = 0
 
 
-async def end_stream(session: AsyncSession, stream_id: int, now: datetime,
-                     status: StreamStatus = StreamStatus.OFFLINE) -> Stream:
+async def end_stream(
+    session: AsyncSession,
+    stream_id: int,
+    now: datetime,
+    status: StreamStatus = StreamStatus.OFFLINE,
+) -> Stream:
     """Mark a broadcast ended. The first call fixes ended_at/duration; later calls (ENDING ->
     OFFLINE/ARCHIVED) only move the status."""
     if status is StreamStatus.LIVE or not isinstance(status, StreamStatus):
@@ -370,10 +430,14 @@ async def take_orphaned_streams(session: AsyncSession) -> list[OrphanedStream]:
     ARCHIVED or OFFLINE. Their end time stays unset for recovery to give (``end_stream``); an
     ENDING row keeps the one it got when its publisher left.
     """
-    rows = (await session.execute(
-        select(Stream, Channel.slug).join(Channel, Stream.channel_id == Channel.id)
-        .where(Stream.status.in_([StreamStatus.LIVE, StreamStatus.ENDING]))
-        .order_by(Stream.id))).all()
+    rows = (
+        await session.execute(
+            select(Stream, Channel.slug)
+            .join(Channel, Stream.channel_id == Channel.id)
+            .where(Stream.status.in_([StreamStatus.LIVE, StreamStatus.ENDING]))
+            .order_by(Stream.id)
+        )
+    ).all()
     for stream, _ in rows:
         stream.status = StreamStatus.ENDING
         stream.viewer_count = 0
@@ -381,8 +445,9 @@ async def take_orphaned_streams(session: AsyncSession) -> list[OrphanedStream]:
     return [OrphanedStream(stream.id, slug, stream.started_at) for stream, slug in rows]
 
 
-async def set_stream_source_info(session: AsyncSession, stream_id: int,
-                                 info: dict[str, Any]) -> None:
+async def set_stream_source_info(
+    session: AsyncSession, stream_id: int, info: dict[str, Any]
+) -> None:
     """Store what the publisher sends (codecs, size, frame rate...) as a JSON document."""
     if not isinstance(info, dict):
         raise ValidationError("stream source info must be a JSON object")
@@ -402,11 +467,14 @@ async def update_viewer_count(session: AsyncSession, stream_id: int, viewers: in
     if viewers < 0:
         raise ValidationError("viewer count cannot be negative")
     result = await session.execute(
-        update(Stream).where(Stream.id == stream_id)
-        .values(viewer_count=viewers,
-                peak_viewers=case((Stream.peak_viewers < viewers, viewers),
-                                  else_=Stream.peak_viewers))
-        .execution_options(synchronize_session=False))
+        update(Stream)
+        .where(Stream.id == stream_id)
+        .values(
+            viewer_count=viewers,
+            peak_viewers=case((Stream.peak_viewers < viewers, viewers), else_=Stream.peak_viewers),
+        )
+        .execution_options(synchronize_session=False)
+    )
     if rowcount(result) == 0:
         raise NotFoundError(f"no stream with id {stream_id}")
     # Bring a loaded Stream object up to date without an implicit (async-illegal) lazy load.
@@ -425,11 +493,16 @@ async def update_live_viewer_counts(session: AsyncSession, counts: dict[int, int
         if viewers < 0:
             raise ValidationError("viewer count cannot be negative")
         result = await session.execute(
-            update(Stream).where(Stream.id == stream_id, Stream.status == StreamStatus.LIVE)
-            .values(viewer_count=viewers,
-                    peak_viewers=case((Stream.peak_viewers < viewers, viewers),
-                                      else_=Stream.peak_viewers))
-            .execution_options(synchronize_session=False))
+            update(Stream)
+            .where(Stream.id == stream_id, Stream.status == StreamStatus.LIVE)
+            .values(
+                viewer_count=viewers,
+                peak_viewers=case(
+                    (Stream.peak_viewers < viewers, viewers), else_=Stream.peak_viewers
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
         updated += rowcount(result)
     return updated
 
@@ -453,5 +526,6 @@ async def live_viewer_counts(session: AsyncSession, slugs: list[str]) -> list[Li
     rows = await session.execute(
         select(Channel.slug, Stream.id, Stream.title, Stream.viewer_count)
         .join(Stream, Stream.channel_id == Channel.id)
-        .where(Channel.slug.in_(slugs), Stream.status == StreamStatus.LIVE))
+        .where(Channel.slug.in_(slugs), Stream.status == StreamStatus.LIVE)
+    )
     return [LiveViewers(*row) for row in rows]

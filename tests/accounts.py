@@ -13,33 +13,42 @@ import aiohttp
 DEFAULT_PASSWORD = "correct horse battery"
 
 
-async def _logged_in(base_url: str, path: str, body: dict[str, str],
-                     expect: int) -> aiohttp.ClientSession:
+async def _logged_in(
+    base_url: str, path: str, body: dict[str, str], expect: int
+) -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(base_url, cookie_jar=aiohttp.CookieJar(unsafe=True))
     try:
         async with session.post(f"{base_url}{path}", json=body) as response:
             if response.status != expect:
-                raise AssertionError(f"POST {path} as {body['username']!r} failed: "
-                                     f"{response.status} {await response.text()}")
+                raise AssertionError(
+                    f"POST {path} as {body['username']!r} failed: "
+                    f"{response.status} {await response.text()}"
+                )
     except BaseException:
         await session.close()
         raise
     return session
 
 
-async def register(base_url: str, username: str, password: str = DEFAULT_PASSWORD,
-                   email: str | None = None) -> aiohttp.ClientSession:
+async def register(
+    base_url: str, username: str, password: str = DEFAULT_PASSWORD, email: str | None = None
+) -> aiohttp.ClientSession:
     """A new account, logged in. The first account registered on a server is its admin."""
-    return await _logged_in(base_url, "/api/auth/register", {
-        "username": username, "password": password,
-        "email": email or f"{username}@example.test"}, 201)
+    return await _logged_in(
+        base_url,
+        "/api/auth/register",
+        {"username": username, "password": password, "email": email or f"{username}@example.test"},
+        201,
+    )
 
 
-async def login(base_url: str, username: str,
-                password: str = DEFAULT_PASSWORD) -> aiohttp.ClientSession:
+async def login(
+    base_url: str, username: str, password: str = DEFAULT_PASSWORD
+) -> aiohttp.ClientSession:
     """A new client session logged in as an existing account (username or email)."""
-    return await _logged_in(base_url, "/api/auth/login",
-                            {"username": username, "password": password}, 200)
+    return await _logged_in(
+        base_url, "/api/auth/login", {"username": username, "password": password}, 200
+    )
 
 
 async def csrf_of(session: aiohttp.ClientSession, base_url: str) -> str:

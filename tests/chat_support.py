@@ -114,8 +114,9 @@ class ChatClient:
         return [e for e in self.events if e.get("type") == "chat:message"]
 
 
-async def probe(client: ChatClient, frame: dict[str, Any], until: str,
-                timeout: float = 10.0) -> dict[str, Any]:
+async def probe(
+    client: ChatClient, frame: dict[str, Any], until: str, timeout: float = 10.0
+) -> dict[str, Any]:
     """Send ``frame`` again and again until the server answers with chat:error ``until`` (a
     change made elsewhere has reached this socket). Every answer must be a chat:error: pick
     frames that cannot succeed either way (e.g. ``timeout_probe``)."""
@@ -137,8 +138,9 @@ def timeout_probe(target_id: int) -> dict[str, Any]:
     return {"type": "chat:timeout", "user_id": target_id, "seconds": 0}
 
 
-async def join(http: aiohttp.ClientSession, base: str, slug: str, token: str | None = None,
-               **kw: Any) -> ChatClient:
+async def join(
+    http: aiohttp.ClientSession, base: str, slug: str, token: str | None = None, **kw: Any
+) -> ChatClient:
     """Connect and read up to the chat:history event."""
     ws = await http.ws_connect(f"{base}/ws/chat/{slug}", headers=auth(token), **kw)
     client = ChatClient(ws)

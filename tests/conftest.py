@@ -71,8 +71,9 @@ async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
         yield srv
 
 
-async def make_channel(server: "Server", slug: str = "alice-live",
-                       username: str = "alice") -> tuple[int, str]:
+async def make_channel(
+    server: "Server", slug: str = "alice-live", username: str = "alice"
+) -> tuple[int, str]:
     """Create a user and a channel through the storage layer; returns (channel id, key)."""
     from storage import queries
 
@@ -86,20 +87,43 @@ async def make_channel(server: "Server", slug: str = "alice-live",
         return channel.id, channel.stream_key
 
 
-def ffmpeg_publish_args(url: str, *, seconds: float = 4.0, size: str = "1280x720",
-                        rate: int = 30, realtime: bool = True) -> list[str]:
+def ffmpeg_publish_args(
+    url: str, *, seconds: float = 4.0, size: str = "1280x720", rate: int = 30, realtime: bool = True
+) -> list[str]:
     """A real ffmpeg pushing H.264 + AAC test media, as an encoder would."""
     args = [require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin"]
     if realtime:
         args.append("-re")
     args += [
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-        "-g", str(rate), "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "96k", "-ac", "2",
-        "-f", "flv", url,
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={rate}",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        str(rate),
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ac",
+        "2",
+        "-f",
+        "flv",
+        url,
     ]
     return args
 
@@ -107,13 +131,13 @@ def ffmpeg_publish_args(url: str, *, seconds: float = 4.0, size: str = "1280x720
 async def start_ffmpeg(url: str, **kw: object) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *ffmpeg_publish_args(url, **kw),  # type: ignore[arg-type]
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def rtmp_url(server: "Server", key: str) -> str:
     return f"rtmp://127.0.0.1:{server.rtmp_port}/{server.settings.rtmp.app}/{key}"
-
-
 
 
 def pytest_asyncio_loop_factories(config, item):
@@ -123,31 +147,81 @@ def pytest_asyncio_loop_factories(config, item):
     return {"uvloop": uvloop.new_event_loop}
 
 
-def make_source(path: Path, *, size: str, seconds: float, bitrate: str = "2M",
-                gop: int = 30) -> Path:
+def make_source(
+    path: Path, *, size: str, seconds: float, bitrate: str = "2M", gop: int = 30
+) -> Path:
     """A short H.264 + AAC FLV test source, made once by the ffmpeg CLI."""
     import subprocess
 
-    subprocess.run([
-        require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
-        "-b:v", bitrate, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
-        "-f", "flv", str(path)], check=True)
+    subprocess.run(
+        [
+            require_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            str(gop),
+            "-b:v",
+            bitrate,
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-ac",
+            "2",
+            "-f",
+            "flv",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
 async def push(source: Path, url: str) -> asyncio.subprocess.Process:
     """A real ffmpeg publishing a prepared source in real time without re-encoding."""
     return await asyncio.create_subprocess_exec(
-        require_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-        "-i", str(source), "-c", "copy", "-f", "flv", url,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        require_ffmpeg(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-re",
+        "-i",
+        str(source),
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        url,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def transcoding(env: dict[str, str]) -> dict[str, str]:
     """Settings for tests that run the ladder: the machine has 2 cores shared with ffmpeg
     (and Chromium), so the fastest preset keeps up; tests check structure, not quality."""
-    return {**env, "AETHEX_TRANSCODE__ENABLED": "true", "AETHEX_TRANSCODE__PRESET": "ultrafast",
-            "AETHEX_RTMP__IDLE_TIMEOUT": "20"}
+    return {
+        **env,
+        "AETHEX_TRANSCODE__ENABLED": "true",
+        "AETHEX_TRANSCODE__PRESET": "ultrafast",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "20",
+    }

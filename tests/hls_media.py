@@ -41,7 +41,9 @@ def _frame(i: int) -> av.VideoFrame:
 
 
 @functools.cache
-def encode_video(seconds: float, *, bframes: int = 0, gop_seconds: float = 2.0) -> tuple[VideoTrackInfo, tuple[EncodedPacket, ...]]:
+def encode_video(
+    seconds: float, *, bframes: int = 0, gop_seconds: float = 2.0
+) -> tuple[VideoTrackInfo, tuple[EncodedPacket, ...]]:
     """H.264 at 30 fps, an IDR every ``gop_seconds`` flagged ``segment_start`` (as the
     transcoder will), 90 kHz timestamps, AVCC samples."""
     ctx = av.CodecContext.create("libx264", "w")
@@ -51,21 +53,34 @@ def encode_video(seconds: float, *, bframes: int = 0, gop_seconds: float = 2.0) 
     ctx.flags |= av.codec.context.Flags.global_header
     gop = round(gop_seconds * FPS)
     if bframes:
-        ctx.options = {"preset": "veryfast", "bf": str(bframes),
-                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=4"}
+        ctx.options = {
+            "preset": "veryfast",
+            "bf": str(bframes),
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:rc-lookahead=4",
+        }
     else:
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency",
-                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+        }
     ctx.open()
     raw = []
     for i in range(round(seconds * FPS)):
         raw += ctx.encode(_frame(i))
     raw += ctx.encode(None)
-    info = VideoTrackInfo(avcc=avcc_from_annexb(bytes(ctx.extradata)), width=WIDTH, height=HEIGHT, frame_rate=FPS)
+    info = VideoTrackInfo(
+        avcc=avcc_from_annexb(bytes(ctx.extradata)), width=WIDTH, height=HEIGHT, frame_rate=FPS
+    )
     packets = tuple(
         EncodedPacket(
-            track=Track.VIDEO, pts=p.pts, dts=p.dts, duration=FRAME_TICKS, keyframe=p.is_keyframe,
-            data=annexb_to_avcc(bytes(p)), segment_start=p.is_keyframe,
+            track=Track.VIDEO,
+            pts=p.pts,
+            dts=p.dts,
+            duration=FRAME_TICKS,
+            keyframe=p.is_keyframe,
+            data=annexb_to_avcc(bytes(p)),
+            segment_start=p.is_keyframe,
         )
         for p in raw
     )
@@ -85,20 +100,31 @@ def encode_audio(seconds: float) -> tuple[AudioTrackInfo, tuple[EncodedPacket, .
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     for start in range(0, len(tone) - n + 1, n):
-        frame = av.AudioFrame.from_ndarray(np.vstack([tone[start : start + n]] * 2), format="fltp", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.vstack([tone[start : start + n]] * 2), format="fltp", layout="stereo"
+        )
         frame.sample_rate = SAMPLE_RATE
         frame.pts = start
         raw += ctx.encode(frame)
     raw += ctx.encode(None)
     info = AudioTrackInfo(asc=bytes(ctx.extradata), sample_rate=SAMPLE_RATE, channels=2)
     packets = tuple(
-        EncodedPacket(track=Track.AUDIO, pts=p.pts, dts=p.dts, duration=p.duration or n, keyframe=True, data=bytes(p))
+        EncodedPacket(
+            track=Track.AUDIO,
+            pts=p.pts,
+            dts=p.dts,
+            duration=p.duration or n,
+            keyframe=True,
+            data=bytes(p),
+        )
         for p in raw
     )
     return info, packets
 
 
-def interleave(*streams: tuple[VideoTrackInfo | AudioTrackInfo, tuple[EncodedPacket, ...]]) -> list[EncodedPacket]:
+def interleave(
+    *streams: tuple[VideoTrackInfo | AudioTrackInfo, tuple[EncodedPacket, ...]],
+) -> list[EncodedPacket]:
     """Packets of several tracks merged by decode time, as a muxing transcoder would send them."""
     keyed = []
     for info, packets in streams:
@@ -111,7 +137,9 @@ def interleave(*streams: tuple[VideoTrackInfo | AudioTrackInfo, tuple[EncodedPac
 def ffprobe(path: Path, *entries: str) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", *entries, str(path)],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return json.loads(out.stdout)
 
@@ -141,13 +169,28 @@ def parse_fragments(data: bytes) -> list[dict]:
         samples = []
         for s in run.samples:
             assert mdat_off + 8 <= s.offset and s.offset + len(s.data) <= mdat_off + mdat_size
-            samples.append({"dts": s.dts, "pts": s.pts, "duration": s.duration,
-                            "flags": s.flags, "data": s.data})
-        out.append({
-            "sequence": traf.sequence, "track_id": traf.track_id, "tfhd_flags": traf.tfhd_flags,
-            "tfdt": traf.tfdt, "trun_version": run.version, "trun_flags": run.flags,
-            "samples": samples, "moof": traf.moof, "mdat": traf.mdat,
-        })
+            samples.append(
+                {
+                    "dts": s.dts,
+                    "pts": s.pts,
+                    "duration": s.duration,
+                    "flags": s.flags,
+                    "data": s.data,
+                }
+            )
+        out.append(
+            {
+                "sequence": traf.sequence,
+                "track_id": traf.track_id,
+                "tfhd_flags": traf.tfhd_flags,
+                "tfdt": traf.tfdt,
+                "trun_version": run.version,
+                "trun_flags": run.flags,
+                "samples": samples,
+                "moof": traf.moof,
+                "mdat": traf.mdat,
+            }
+        )
     return out
 
 

@@ -29,12 +29,15 @@ OS_USER = "postgres"
 
 def find_pg_bin() -> Path | None:
     """The newest ``/usr/lib/postgresql/N/bin`` holding initdb and pg_ctl (or $PATH's)."""
-    candidates = sorted(glob.glob(PG_BIN_GLOB),
-                        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
-                        else 0, reverse=True)
+    candidates = sorted(
+        glob.glob(PG_BIN_GLOB),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
     for directory in candidates:
-        if os.access(Path(directory) / "initdb", os.X_OK) and \
-                os.access(Path(directory) / "pg_ctl", os.X_OK):
+        if os.access(Path(directory) / "initdb", os.X_OK) and os.access(
+            Path(directory) / "pg_ctl", os.X_OK
+        ):
             return Path(directory)
     initdb = shutil.which("initdb")
     if initdb and shutil.which("pg_ctl"):
@@ -69,12 +72,15 @@ class PostgresServer:
         return ["su", OS_USER, "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in args)]
 
     def _run(self, *args: str, timeout: float = 120) -> None:
-        result = subprocess.run(self._cmd(*args), capture_output=True, text=True,
-                                timeout=timeout, cwd=self.root)
+        result = subprocess.run(
+            self._cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=self.root
+        )
         if result.returncode != 0:
             log = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}\n{result.stderr}\n{log}")
+            raise RuntimeError(
+                f"{' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}\n{log}"
+            )
 
     @property
     def url(self) -> str:
@@ -86,23 +92,55 @@ class PostgresServer:
             try:
                 user = pwd.getpwnam(OS_USER)
             except KeyError:
-                raise RuntimeError(f"running as root but there is no {OS_USER!r} OS user to "
-                                   "run PostgreSQL as") from None
+                raise RuntimeError(
+                    f"running as root but there is no {OS_USER!r} OS user to run PostgreSQL as"
+                ) from None
             for path in (self.root, self.socket_dir):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", OS_USER,
-                  "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync")
-        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l",
-                  str(self.log_file), "-o", options, "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            OS_USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self.started = True
 
     def stop(self) -> None:
         try:
             if self.started:
-                self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
-                          "-m", "fast", "-w", "-t", "60", "stop")
+                self._run(
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                )
                 self.started = False
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -112,8 +150,10 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        message = (f"no PostgreSQL server binaries (initdb, pg_ctl) under {PG_BIN_GLOB} or on "
-                   "PATH: install the Debian 'postgresql' package")
+        message = (
+            f"no PostgreSQL server binaries (initdb, pg_ctl) under {PG_BIN_GLOB} or on "
+            "PATH: install the Debian 'postgresql' package"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -135,11 +175,25 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     import uuid
 
     name = "t_" + uuid.uuid4().hex[:12]
-    admin = [str(postgres_server.bin_dir / "psql"), "-h", "127.0.0.1", "-p",
-             str(postgres_server.port), "-U", OS_USER, "-d", "postgres", "-v",
-             "ON_ERROR_STOP=1", "-q", "-c"]
-    subprocess.run([*admin, f'CREATE DATABASE "{name}"'], check=True, capture_output=True,
-                   timeout=60)
+    admin = [
+        str(postgres_server.bin_dir / "psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(postgres_server.port),
+        "-U",
+        OS_USER,
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+        "-c",
+    ]
+    subprocess.run(
+        [*admin, f'CREATE DATABASE "{name}"'], check=True, capture_output=True, timeout=60
+    )
     yield f"postgresql+asyncpg://{OS_USER}@127.0.0.1:{postgres_server.port}/{name}"
-    subprocess.run([*admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [*admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True, timeout=60
+    )

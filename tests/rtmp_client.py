@@ -114,10 +114,10 @@ def _amf_decode(data: bytes, pos: int) -> tuple[Any, int]:
         return data[pos] != 0, pos + 1
     if marker == 0x02:
         (n,) = struct.unpack_from(">H", data, pos)
-        return data[pos + 2:pos + 2 + n].decode(), pos + 2 + n
+        return data[pos + 2 : pos + 2 + n].decode(), pos + 2 + n
     if marker == 0x0C:
         (n,) = struct.unpack_from(">I", data, pos)
-        return data[pos + 4:pos + 4 + n].decode(), pos + 4 + n
+        return data[pos + 4 : pos + 4 + n].decode(), pos + 4 + n
     if marker == 0x05:
         return None, pos
     if marker == 0x06:
@@ -128,7 +128,7 @@ def _amf_decode(data: bytes, pos: int) -> tuple[Any, int]:
         obj: dict[str, Any] = Ecma() if marker == 0x08 else {}
         while True:
             (n,) = struct.unpack_from(">H", data, pos)
-            key = data[pos + 2:pos + 2 + n].decode()
+            key = data[pos + 2 : pos + 2 + n].decode()
             pos += 2 + n
             if not key and data[pos] == 0x09:
                 return obj, pos + 1
@@ -149,11 +149,11 @@ def _amf_decode(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _digest_offset(block: bytes, base: int) -> int:
-    return sum(block[base:base + 4]) % 728 + base + 4
+    return sum(block[base : base + 4]) % 728 + base + 4
 
 
 def _digest(block: bytes, offset: int, key: bytes) -> bytes:
-    return hmac.new(key, block[:offset] + block[offset + 32:], hashlib.sha256).digest()
+    return hmac.new(key, block[:offset] + block[offset + 32 :], hashlib.sha256).digest()
 
 
 def make_c1(*, digest: bool, schema_base: int = 8, rng: random.Random | None = None) -> bytes:
@@ -163,7 +163,7 @@ def make_c1(*, digest: bool, schema_base: int = 8, rng: random.Random | None = N
         return b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00" + rng.randbytes(HANDSHAKE_SIZE - 8)
     c1 = bytearray(b"\x00\x00\x00\x00" + bytes((9, 0, 124, 2)) + rng.randbytes(HANDSHAKE_SIZE - 8))
     offset = _digest_offset(c1, schema_base)
-    c1[offset:offset + 32] = _digest(bytes(c1), offset, FP_KEY[:30])
+    c1[offset : offset + 32] = _digest(bytes(c1), offset, FP_KEY[:30])
     return bytes(c1)
 
 
@@ -182,18 +182,17 @@ class ServerHello:
 def check_server_hello(c1: bytes, s0s1s2: bytes, schema_base: int = 8) -> ServerHello:
     """Validate the server's answer the way a digest-checking client (ffmpeg playing) does."""
     assert len(s0s1s2) == 1 + 2 * HANDSHAKE_SIZE
-    s1 = s0s1s2[1:1 + HANDSHAKE_SIZE]
-    s2 = s0s1s2[1 + HANDSHAKE_SIZE:]
+    s1 = s0s1s2[1 : 1 + HANDSHAKE_SIZE]
+    s2 = s0s1s2[1 + HANDSHAKE_SIZE :]
     s1_ok = False
     for base in (8, 772):
         off = _digest_offset(s1, base)
-        if hmac.compare_digest(s1[off:off + 32], _digest(s1, off, FMS_KEY[:36])):
+        if hmac.compare_digest(s1[off : off + 32], _digest(s1, off, FMS_KEY[:36])):
             s1_ok = True
     c1_offset = _digest_offset(c1, schema_base)
-    client_digest = c1[c1_offset:c1_offset + 32]
+    client_digest = c1[c1_offset : c1_offset + 32]
     key = hmac.new(FMS_KEY, client_digest, hashlib.sha256).digest()
-    s2_ok = hmac.compare_digest(
-        s2[-32:], hmac.new(key, s2[:-32], hashlib.sha256).digest())
+    s2_ok = hmac.compare_digest(s2[-32:], hmac.new(key, s2[:-32], hashlib.sha256).digest())
     return ServerHello(s0s1s2[0], s1, s2, s1_ok, s2_ok, s2 == c1)
 
 
@@ -219,8 +218,9 @@ class ClientChunkWriter:
             return bytes((fmt << 6, csid - 64))
         return bytes((fmt << 6 | 1, (csid - 64) & 0xFF, (csid - 64) >> 8))
 
-    def write(self, csid: int, type_id: int, stream_id: int, timestamp: int,
-              payload: bytes) -> bytes:
+    def write(
+        self, csid: int, type_id: int, stream_id: int, timestamp: int, payload: bytes
+    ) -> bytes:
         prev = self._prev.get(csid)
         fmt = 0
         field = timestamp & 0xFFFFFFFF
@@ -240,23 +240,33 @@ class ClientChunkWriter:
             prev["ts"] = timestamp
         else:
             ext = field >= 0xFFFFFF
-            self._prev[csid] = {"sid": stream_id, "len": len(payload), "type": type_id,
-                                "ts": timestamp, "field": field, "ext": ext}
+            self._prev[csid] = {
+                "sid": stream_id,
+                "len": len(payload),
+                "type": type_id,
+                "ts": timestamp,
+                "field": field,
+                "ext": ext,
+            }
         ts24 = (0xFFFFFF if ext else field).to_bytes(3, "big")
         header = self._basic(fmt, csid)
         if fmt == 0:
-            header += ts24 + len(payload).to_bytes(3, "big") + bytes((type_id,)) \
+            header += (
+                ts24
+                + len(payload).to_bytes(3, "big")
+                + bytes((type_id,))
                 + stream_id.to_bytes(4, "little")
+            )
         elif fmt == 1:
             header += ts24 + len(payload).to_bytes(3, "big") + bytes((type_id,))
         elif fmt == 2:
             header += ts24
         ext_bytes = field.to_bytes(4, "big") if ext else b""
-        out = [header + ext_bytes, payload[:self.chunk_size]]
+        out = [header + ext_bytes, payload[: self.chunk_size]]
         cont = self._basic(3, csid) + ext_bytes
         for start in range(self.chunk_size, len(payload), self.chunk_size):
             out.append(cont)
-            out.append(payload[start:start + self.chunk_size])
+            out.append(payload[start : start + self.chunk_size])
         return b"".join(out)
 
 
@@ -297,19 +307,30 @@ class ClientChunkReader:
                 if len(buf) < 3:
                     return out
                 csid, p = buf[1] + (buf[2] << 8) + 64, 3
-            st = self._state.setdefault(csid, {"ts": 0, "field": 0, "len": 0, "type": 0,
-                                               "sid": 0, "ext": False, "parts": [], "rem": 0})
+            st = self._state.setdefault(
+                csid,
+                {
+                    "ts": 0,
+                    "field": 0,
+                    "len": 0,
+                    "type": 0,
+                    "sid": 0,
+                    "ext": False,
+                    "parts": [],
+                    "rem": 0,
+                },
+            )
             hlen = {0: 11, 1: 7, 2: 3, 3: 0}[fmt]
             if len(buf) < p + hlen:
                 return out
-            h = buf[p:p + hlen]
+            h = buf[p : p + hlen]
             field = int.from_bytes(h[:3], "big") if fmt < 3 else st["field"]
             ext = (field == 0xFFFFFF) if fmt < 3 else st["ext"]
             q = p + hlen + (4 if ext else 0)
             if len(buf) < q:
                 return out
             if fmt < 3 and ext:
-                field = int.from_bytes(buf[q - 4:q], "big")
+                field = int.from_bytes(buf[q - 4 : q], "big")
             new = st["rem"] == 0
             length = int.from_bytes(h[3:6], "big") if fmt in (0, 1) else st["len"]
             take = min(self.chunk_size, length if new else st["rem"])
@@ -327,9 +348,9 @@ class ClientChunkReader:
             if new:
                 st["rem"] = length
                 st["parts"] = []
-            st["parts"].append(buf[q:q + take])
+            st["parts"].append(buf[q : q + take])
             st["rem"] -= take
-            self._buf = buf[q + take:]
+            self._buf = buf[q + take :]
             if st["rem"] == 0:
                 payload = b"".join(st["parts"])
                 if st["type"] == 1:
@@ -361,8 +382,14 @@ def aac_raw(data: bytes) -> bytes:
     return b"\xaf\x01" + data
 
 
-def ex_video(fourcc: bytes, packet_type: int, payload: bytes = b"", *, keyframe: bool = True,
-             cto: int | None = None) -> bytes:
+def ex_video(
+    fourcc: bytes,
+    packet_type: int,
+    payload: bytes = b"",
+    *,
+    keyframe: bool = True,
+    cto: int | None = None,
+) -> bytes:
     """An Enhanced RTMP video body (IsExHeader set)."""
     head = bytes((0x80 | (1 if keyframe else 2) << 4 | packet_type,)) + fourcc
     if cto is not None:
@@ -376,7 +403,8 @@ def length_prefixed(*nalus: bytes) -> bytes:
 
 # A real 1280x720 High-profile avcC and a 44.1 kHz stereo AAC-LC AudioSpecificConfig.
 AVCC = bytes.fromhex(
-    "01640020ffe1001967640020acd9405005bb011000000300100000030320f183196001000568ebecb22c")
+    "01640020ffe1001967640020acd9405005bb011000000300100000030320f183196001000568ebecb22c"
+)
 ASC = bytes.fromhex("1210")
 
 
@@ -387,8 +415,9 @@ ASC = bytes.fromhex("1210")
 class RtmpTestClient:
     """Builds the bytes of a publishing client, step by step."""
 
-    def __init__(self, chunk_size: int = 128, *, digest: bool = True, compress: bool = True,
-                 seed: int = 1) -> None:
+    def __init__(
+        self, chunk_size: int = 128, *, digest: bool = True, compress: bool = True, seed: int = 1
+    ) -> None:
         self.rng = random.Random(seed)
         self.digest = digest
         self.writer = ClientChunkWriter(128, compress=compress)
@@ -405,7 +434,7 @@ class RtmpTestClient:
     def c2(self, s0s1s2: bytes | None = None) -> bytes:
         """C2: an echo of S1 when known, else random bytes (servers must not care)."""
         if s0s1s2 is not None and len(s0s1s2) >= 1 + HANDSHAKE_SIZE:
-            return s0s1s2[1:1 + HANDSHAKE_SIZE]
+            return s0s1s2[1 : 1 + HANDSHAKE_SIZE]
         return self.rng.randbytes(HANDSHAKE_SIZE)
 
     # generic
@@ -413,8 +442,15 @@ class RtmpTestClient:
         self._tid += 1
         return float(self._tid)
 
-    def command(self, name: str, *args: Any, stream_id: int = 0, csid: int = CSID_COMMAND,
-                tid: float | None = None, amf3: bool = False) -> bytes:
+    def command(
+        self,
+        name: str,
+        *args: Any,
+        stream_id: int = 0,
+        csid: int = CSID_COMMAND,
+        tid: float | None = None,
+        amf3: bool = False,
+    ) -> bytes:
         body = amf_encode(name, self.next_tid() if tid is None else tid, *args)
         if amf3:
             return self.writer.write(csid, 17, stream_id, 0, b"\x00" + body)
@@ -427,10 +463,17 @@ class RtmpTestClient:
         return out
 
     # publish flow
-    def connect(self, app: str = "live", tc_url: str = "rtmp://localhost/live",
-                **extra: Any) -> bytes:
-        obj = {"app": app, "type": "nonprivate", "flashVer": "FMLE/3.0 (compatible; FMSc/1.0)",
-               "swfUrl": tc_url, "tcUrl": tc_url, **extra}
+    def connect(
+        self, app: str = "live", tc_url: str = "rtmp://localhost/live", **extra: Any
+    ) -> bytes:
+        obj = {
+            "app": app,
+            "type": "nonprivate",
+            "flashVer": "FMLE/3.0 (compatible; FMSc/1.0)",
+            "swfUrl": tc_url,
+            "tcUrl": tc_url,
+            **extra,
+        }
         return self.command("connect", obj)
 
     def release_stream(self, name: str) -> bytes:
@@ -443,8 +486,9 @@ class RtmpTestClient:
         return self.command("createStream", None)
 
     def publish(self, stream_id: int, name: str, kind: str = "live") -> bytes:
-        return self.command("publish", None, name, kind, stream_id=stream_id, csid=CSID_DATA,
-                            tid=0.0)
+        return self.command(
+            "publish", None, name, kind, stream_id=stream_id, csid=CSID_DATA, tid=0.0
+        )
 
     def set_data_frame(self, stream_id: int, metadata: dict[str, Any]) -> bytes:
         body = amf_encode("@setDataFrame", "onMetaData", Ecma(metadata))
@@ -466,9 +510,17 @@ class RtmpTestClient:
         return self.reader.feed(data)
 
 
-def media_messages(client: RtmpTestClient, stream_id: int, *, seconds: float,
-                   video_bytes: int = 25_000, fps: int = 30, audio_bytes: int = 370,
-                   start_ms: int = 0, seed: int = 7) -> list[bytes]:
+def media_messages(
+    client: RtmpTestClient,
+    stream_id: int,
+    *,
+    seconds: float,
+    video_bytes: int = 25_000,
+    fps: int = 30,
+    audio_bytes: int = 370,
+    start_ms: int = 0,
+    seed: int = 7,
+) -> list[bytes]:
     """Chunked A/V messages for ``seconds`` of a 30 fps H.264 + 44.1 kHz AAC publish, in
     timestamp order, roughly ``video_bytes`` per video message (keyframes 4x every 2 s)."""
     rng = random.Random(seed)
@@ -477,37 +529,63 @@ def media_messages(client: RtmpTestClient, stream_id: int, *, seconds: float,
     frames = int(seconds * fps)
     audio_dur = 1024 / 44.1
     video = [(start_ms + round(i * 1000 / fps), 9, i) for i in range(frames)]
-    audio = [(start_ms + round(j * audio_dur), 8, j)
-             for j in range(int(seconds * 1000 / audio_dur))]
+    audio = [
+        (start_ms + round(j * audio_dur), 8, j) for j in range(int(seconds * 1000 / audio_dur))
+    ]
     for ts, kind, i in sorted(video + audio):
         if kind == 9:
             key = i % (2 * fps) == 0
-            size = video_bytes * 4 if key else rng.randint(video_bytes * 3 // 4,
-                                                            video_bytes * 5 // 4)
+            size = (
+                video_bytes * 4 if key else rng.randint(video_bytes * 3 // 4, video_bytes * 5 // 4)
+            )
             off = rng.randrange(0, 4096)
-            body = avc_nalus(len(blob[off:off + size - 9]).to_bytes(4, "big")
-                             + blob[off:off + size - 9], keyframe=key, cto=67 if i % 3 else 0)
+            body = avc_nalus(
+                len(blob[off : off + size - 9]).to_bytes(4, "big") + blob[off : off + size - 9],
+                keyframe=key,
+                cto=67 if i % 3 else 0,
+            )
             out.append(client.video(stream_id, ts, body))
         else:
             off = rng.randrange(0, 4096)
-            out.append(client.audio(stream_id, ts, aac_raw(blob[off:off + audio_bytes - 2])))
+            out.append(client.audio(stream_id, ts, aac_raw(blob[off : off + audio_bytes - 2])))
     return out
 
 
-def publish_session(*, chunk_size: int = 4096, key: str = "streamkey", seconds: float = 1.0,
-                    video_bytes: int = 25_000, digest: bool = True, seed: int = 1,
-                    ) -> tuple[RtmpTestClient, list[bytes]]:
+def publish_session(
+    *,
+    chunk_size: int = 4096,
+    key: str = "streamkey",
+    seconds: float = 1.0,
+    video_bytes: int = 25_000,
+    digest: bool = True,
+    seed: int = 1,
+) -> tuple[RtmpTestClient, list[bytes]]:
     """Every byte a publishing client sends, as segments in protocol order (C0C1, C2, connect,
     ..., deleteStream), not depending on what the server answers."""
     client = RtmpTestClient(chunk_size, digest=digest, seed=seed)
-    segments = [client.c0c1(), client.c2(None), client.set_chunk_size(),
-                client.connect(), client.release_stream(key), client.fc_publish(key),
-                client.create_stream(), client.publish(1, key),
-                client.set_data_frame(1, {"width": 1280.0, "height": 720.0,
-                                          "framerate": 30.0, "videocodecid": 7.0,
-                                          "audiocodecid": 10.0, "encoder": "test"}),
-                client.video(1, 0, avc_sequence_header(AVCC)),
-                client.audio(1, 0, aac_sequence_header(ASC))]
+    segments = [
+        client.c0c1(),
+        client.c2(None),
+        client.set_chunk_size(),
+        client.connect(),
+        client.release_stream(key),
+        client.fc_publish(key),
+        client.create_stream(),
+        client.publish(1, key),
+        client.set_data_frame(
+            1,
+            {
+                "width": 1280.0,
+                "height": 720.0,
+                "framerate": 30.0,
+                "videocodecid": 7.0,
+                "audiocodecid": 10.0,
+                "encoder": "test",
+            },
+        ),
+        client.video(1, 0, avc_sequence_header(AVCC)),
+        client.audio(1, 0, aac_sequence_header(ASC)),
+    ]
     segments += media_messages(client, 1, seconds=seconds, video_bytes=video_bytes)
     segments += [client.fc_unpublish(key), client.delete_stream(1)]
     return client, segments

@@ -17,7 +17,9 @@ NAL_SPS_EXT = 13
 # profile_idc values whose avcC carries chroma_format / bit depth fields (14496-15, 5.3.3.1.2).
 _HIGH_PROFILES = frozenset({100, 110, 122, 144})
 # profile_idc values whose SPS carries chroma_format_idc and bit depths (H.264 7.3.2.1.1).
-_SPS_CHROMA_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135, 144})
+_SPS_CHROMA_PROFILES = frozenset(
+    {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135, 144}
+)
 
 
 def split_annexb(data: bytes) -> list[bytes]:

@@ -118,10 +118,17 @@ class LiveEdge:
         """Master playlist from the real encoded streams, tallest rendition first
         (``names``: only those renditions, e.g. the ones a recording has)."""
         infos = [
-            RenditionInfo(uri=f"{r.name}/index.m3u8", bandwidth=max(r.bandwidth, 1),
-                          average_bandwidth=max(r.average_bandwidth, 1), width=r.width,
-                          height=r.height, frame_rate=r.frame_rate, codecs=r.codecs)
-            for r in self.renditions.values() if names is None or r.name in names
+            RenditionInfo(
+                uri=f"{r.name}/index.m3u8",
+                bandwidth=max(r.bandwidth, 1),
+                average_bandwidth=max(r.average_bandwidth, 1),
+                width=r.width,
+                height=r.height,
+                frame_rate=r.frame_rate,
+                codecs=r.codecs,
+            )
+            for r in self.renditions.values()
+            if names is None or r.name in names
         ]
         return master_playlist(infos)
 

@@ -71,9 +71,14 @@ def _rate_control(kbps: int) -> tuple[int, int]:
     return max(1, round(kbps * MAXRATE_FACTOR)), max(1, round(kbps * BUFSIZE_FACTOR))
 
 
-def plan_ladder(source_width: int, source_height: int, source_fps: float, source_codec: str,
-                rungs: Sequence[Rung] = DEFAULT_LADDER,
-                passthrough: PassthroughMode = "auto") -> list[RenditionPlan]:
+def plan_ladder(
+    source_width: int,
+    source_height: int,
+    source_fps: float,
+    source_codec: str,
+    rungs: Sequence[Rung] = DEFAULT_LADDER,
+    passthrough: PassthroughMode = "auto",
+) -> list[RenditionPlan]:
     """Renditions for a source, highest first.
 
     Rungs taller than the source are left out (never upscale); a source smaller than every
@@ -86,8 +91,9 @@ def plan_ladder(source_width: int, source_height: int, source_fps: float, source
     H.264; ``never`` always encodes. Other codecs are always transcoded.
     """
     if passthrough not in PASSTHROUGH_MODES:
-        raise ValueError(f"passthrough: expected one of {', '.join(PASSTHROUGH_MODES)}, "
-                         f"got {passthrough!r}")
+        raise ValueError(
+            f"passthrough: expected one of {', '.join(PASSTHROUGH_MODES)}, got {passthrough!r}"
+        )
     if source_width <= 0 or source_height <= 0:
         raise ValueError(f"source size must be positive, got {source_width}x{source_height}")
     if not rungs:
@@ -107,19 +113,31 @@ def plan_ladder(source_width: int, source_height: int, source_fps: float, source
             continue  # two rungs of one height: keep the higher bitrate only
         top_rung = top_rung or rung
         maxrate, bufsize = _rate_control(rung.video_kbps)
-        plans.append(RenditionPlan(rung.name, _width_for(source_width, source_height, rung.height),
-                                   rung.height, fps_for(rung.fps), rung.video_kbps, maxrate,
-                                   bufsize))
+        plans.append(
+            RenditionPlan(
+                rung.name,
+                _width_for(source_width, source_height, rung.height),
+                rung.height,
+                fps_for(rung.fps),
+                rung.video_kbps,
+                maxrate,
+                bufsize,
+            )
+        )
     if not plans:
         top_rung = smallest = ordered[-1]
         height = max(2, source_height - source_height % 2)
         width = _width_for(source_width, source_height, height)
-        area = (width * height) / (_width_for(source_width, source_height, smallest.height)
-                                   * smallest.height)
+        area = (width * height) / (
+            _width_for(source_width, source_height, smallest.height) * smallest.height
+        )
         kbps = max(100, round(smallest.video_kbps * area))
         maxrate, bufsize = _rate_control(kbps)
-        plans.append(RenditionPlan(f"{height}p", width, height, fps_for(smallest.fps), kbps,
-                                   maxrate, bufsize))
+        plans.append(
+            RenditionPlan(
+                f"{height}p", width, height, fps_for(smallest.fps), kbps, maxrate, bufsize
+            )
+        )
     assert top_rung is not None
 
     top = plans[0]
@@ -128,10 +146,21 @@ def plan_ladder(source_width: int, source_height: int, source_fps: float, source
     if passthrough == "always":
         copy = copyable
     elif passthrough == "auto":
-        copy = (copyable and source_height <= top_rung.height
-                and (not known_fps or known_fps <= top_rung.fps + FPS_TOLERANCE))
+        copy = (
+            copyable
+            and source_height <= top_rung.height
+            and (not known_fps or known_fps <= top_rung.fps + FPS_TOLERANCE)
+        )
     if copy:
         fps = float(round(known_fps, 3)) if known_fps else top.fps
-        plans[0] = RenditionPlan(top.name, source_width, source_height, fps, top.video_kbps,
-                                 top.maxrate_kbps, top.bufsize_kbits, passthrough=True)
+        plans[0] = RenditionPlan(
+            top.name,
+            source_width,
+            source_height,
+            fps,
+            top.video_kbps,
+            top.maxrate_kbps,
+            top.bufsize_kbits,
+            passthrough=True,
+        )
     return plans

@@ -17,8 +17,17 @@ from dataclasses import dataclass
 
 from .ladder import PASSTHROUGH_MODES, PassthroughMode
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
 # x264-params syntax: key=value pairs joined by ':' (nothing that could smuggle other options).
 X264_PARAMS = re.compile(r"([a-z0-9-]+=[A-Za-z0-9.,_/-]+)?(:[a-z0-9-]+=[A-Za-z0-9.,_/-]+)*")
 # Below this the AAC encoder cannot carry even mono speech.

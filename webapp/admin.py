@@ -32,11 +32,15 @@ PAGE_SIZE = 50
 MAX_PAGE = 200
 MAX_OFFSET = 10**12
 ACTIONS = {
-    "promote": {"is_admin": True}, "demote": {"is_admin": False},
-    "disable": {"is_disabled": True}, "enable": {"is_disabled": False},
+    "promote": {"is_admin": True},
+    "demote": {"is_admin": False},
+    "disable": {"is_disabled": True},
+    "enable": {"is_disabled": False},
 }
 
-PAGE_ERRORS = {"last_admin": "That would leave no enabled administrator; promote someone else first."}
+PAGE_ERRORS = {
+    "last_admin": "That would leave no enabled administrator; promote someone else first."
+}
 
 
 async def change_user(app: web.Application, user_id: int, changes: dict[str, bool]) -> Any:
@@ -45,8 +49,11 @@ async def change_user(app: web.Application, user_id: int, changes: dict[str, boo
         target = await accounts.set_user_flags(session, user_id, **changes)
         if await accounts.count_admins(session) == 0:
             await session.rollback()
-            raise ApiError(409, "last_admin",
-                           "this would leave no enabled administrator; promote someone else first")
+            raise ApiError(
+                409,
+                "last_admin",
+                "this would leave no enabled administrator; promote someone else first",
+            )
         await session.commit()
         account_changed(app, user_id)  # open chat sockets follow the new flags at once
         return await accounts.get_user_with_profile(session, target.id)
@@ -58,8 +65,10 @@ async def list_users_api(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, maximum=MAX_OFFSET)
     async with request.app[DB_KEY].session() as session:
         users = await accounts.list_users(session, limit=limit, offset=offset)
-    return web.json_response({"users": [user_json(u, private=True) for u in users]},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"users": [user_json(u, private=True) for u in users]},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def patch_user_api(request: web.Request) -> web.Response:
@@ -84,12 +93,19 @@ async def users_page(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, maximum=MAX_OFFSET)
     async with request.app[DB_KEY].session() as session:
         users = await accounts.list_users(session, limit=PAGE_SIZE + 1, offset=offset)
-    return render(request, "admin_users.html", {
-        "users": users[:PAGE_SIZE], "me": me, "offset": offset,
-        "next_offset": offset + PAGE_SIZE if len(users) > PAGE_SIZE else None,
-        "prev_offset": max(0, offset - PAGE_SIZE) if offset else None,
-        "error": PAGE_ERRORS.get(request.query.get("error", "")), "page_size": PAGE_SIZE,
-    })
+    return render(
+        request,
+        "admin_users.html",
+        {
+            "users": users[:PAGE_SIZE],
+            "me": me,
+            "offset": offset,
+            "next_offset": offset + PAGE_SIZE if len(users) > PAGE_SIZE else None,
+            "prev_offset": max(0, offset - PAGE_SIZE) if offset else None,
+            "error": PAGE_ERRORS.get(request.query.get("error", "")),
+            "page_size": PAGE_SIZE,
+        },
+    )
 
 
 async def user_action_submit(request: web.Request) -> web.Response:
@@ -118,30 +134,71 @@ def setup(app: web.Application) -> None:
 
 _FORBIDDEN = error_response("Not an administrator")
 OPENAPI_PATHS: dict[str, Any] = {
-    "/api/admin/users": {"get": {
-        "summary": "All users, oldest first (admins only)", "tags": ["admin"],
-        "parameters": [
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0,
-                                                        "maximum": MAX_PAGE,
-                                                        "default": PAGE_SIZE}},
-            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
-        "responses": {"200": json_response("Users", {
-            "type": "object", "required": ["users"],
-            "properties": {"users": {"type": "array", "items": PRIVATE_USER_SCHEMA}}}),
-            "400": error_response("Bad limit or offset"),
-            "401": error_response("Not logged in"), "403": _FORBIDDEN}}},
-    "/api/admin/users/{user_id}": {"patch": {
-        "summary": "Promote/demote an admin, disable/enable an account (admins only)",
-        "tags": ["admin"],
-        "parameters": [{"name": "user_id", "in": "path", "required": True,
-                        "schema": {"type": "integer"}}],
-        "requestBody": json_body({"type": "object", "minProperties": 1,
-                                  "additionalProperties": False, "properties": {
-                                      "is_admin": {"type": "boolean"},
-                                      "is_disabled": {"type": "boolean"}}}),
-        "responses": {"200": json_response("Changed", {
-            "type": "object", "required": ["user"], "properties": {"user": PRIVATE_USER_SCHEMA}}),
-            "400": error_response("Invalid body"), "401": error_response("Not logged in"),
-            "403": _FORBIDDEN, "404": error_response("No such user"),
-            "409": error_response("Would leave no enabled administrator")}}},
+    "/api/admin/users": {
+        "get": {
+            "summary": "All users, oldest first (admins only)",
+            "tags": ["admin"],
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_PAGE,
+                        "default": PAGE_SIZE,
+                    },
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+            "responses": {
+                "200": json_response(
+                    "Users",
+                    {
+                        "type": "object",
+                        "required": ["users"],
+                        "properties": {"users": {"type": "array", "items": PRIVATE_USER_SCHEMA}},
+                    },
+                ),
+                "400": error_response("Bad limit or offset"),
+                "401": error_response("Not logged in"),
+                "403": _FORBIDDEN,
+            },
+        }
+    },
+    "/api/admin/users/{user_id}": {
+        "patch": {
+            "summary": "Promote/demote an admin, disable/enable an account (admins only)",
+            "tags": ["admin"],
+            "parameters": [
+                {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "is_admin": {"type": "boolean"},
+                        "is_disabled": {"type": "boolean"},
+                    },
+                }
+            ),
+            "responses": {
+                "200": json_response(
+                    "Changed",
+                    {
+                        "type": "object",
+                        "required": ["user"],
+                        "properties": {"user": PRIVATE_USER_SCHEMA},
+                    },
+                ),
+                "400": error_response("Invalid body"),
+                "401": error_response("Not logged in"),
+                "403": _FORBIDDEN,
+                "404": error_response("No such user"),
+                "409": error_response("Would leave no enabled administrator"),
+            },
+        }
+    },
 }

@@ -39,8 +39,15 @@ from .errors import error_middleware, quiet_client_errors
 from .keys import DB_KEY, EDGES_KEY, METRICS_KEY, REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
 
 
-def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: LiveRegistry,
-               edges: EdgeRegistry, rtmp_port: int | None = None) -> web.Application:
+def create_app(
+    *,
+    settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    registry: LiveRegistry,
+    edges: EdgeRegistry,
+    rtmp_port: int | None = None,
+) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
     ``rtmp_port`` is the port ingest actually listens on (the dashboard shows it as the OBS
@@ -50,8 +57,10 @@ def create_app(*, settings: Settings, db: Database, metrics: Metrics, registry: 
 
     # Uploads (avatars, banners) are the largest bodies the site takes; a small margin leaves
     # room for the multipart framing and the other form fields.
-    app = web.Application(middlewares=[error_middleware],
-                          client_max_size=max(1 << 20, settings.uploads.max_bytes + (64 << 10)))
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=max(1 << 20, settings.uploads.max_bytes + (64 << 10)),
+    )
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db
     app[METRICS_KEY] = metrics

@@ -33,6 +33,7 @@ CHANNEL_LIST_MAX = 100
 
 # -- handlers ---------------------------------------------------------------------------------
 
+
 async def list_channels(request: web.Request) -> web.Response:
     """``?owner=me`` lists the caller's channels (unlisted too, with keys); ``?owner=NAME``
     a user's public ones; without it every public channel."""
@@ -44,11 +45,17 @@ async def list_channels(request: web.Request) -> web.Response:
         assert me is not None
         owner_id = me.id
     async with request.app[DB_KEY].session() as session:
-        rows = await channel_queries.list_channels(session, limit=limit, owner_id=owner_id,
-                                                   owner_username=owner)
-    return web.json_response({"channels": [
-        channel_json(request, c, name, private=owner == "me" or can_manage(me, c))
-        for c, name in rows]})
+        rows = await channel_queries.list_channels(
+            session, limit=limit, owner_id=owner_id, owner_username=owner
+        )
+    return web.json_response(
+        {
+            "channels": [
+                channel_json(request, c, name, private=owner == "me" or can_manage(me, c))
+                for c, name in rows
+            ]
+        }
+    )
 
 
 async def create_channel(request: web.Request) -> web.Response:
@@ -60,16 +67,18 @@ async def create_channel(request: web.Request) -> web.Response:
         channel = await channel_queries.create_channel(session, user, slug, fields)
         await session.commit()
         data = channel_json(request, channel, user.username, private=True)
-    return web.json_response(data, status=201,
-                             headers={"Location": f"/api/channels/{channel.slug}"})
+    return web.json_response(
+        data, status=201, headers={"Location": f"/api/channels/{channel.slug}"}
+    )
 
 
 async def get_channel(request: web.Request) -> web.Response:
     user = await current_user(request)
     async with request.app[DB_KEY].session() as session:
         channel, owner = await load_channel(request, session)
-    return web.json_response(channel_json(request, channel, owner,
-                                          private=can_manage(user, channel)))
+    return web.json_response(
+        channel_json(request, channel, owner, private=can_manage(user, channel))
+    )
 
 
 async def update_channel(request: web.Request) -> web.Response:
@@ -112,8 +121,9 @@ async def regenerate_key(request: web.Request) -> web.Response:
         await queries.regenerate_stream_key(session, channel.id)
         await session.commit()
         obs = obs_settings(request, channel)
-    return web.json_response({"stream_key": channel.stream_key, "rtmp": obs},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"stream_key": channel.stream_key, "rtmp": obs}, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _assign_image(request: web.Request, user: User, kind: str) -> images.Assign[dict[str, Any]]:
@@ -133,8 +143,12 @@ def _assign_image(request: web.Request, user: User, kind: str) -> images.Assign[
     return assign
 
 
-def image_handlers(kind: str) -> tuple[Callable[[web.Request], Awaitable[web.Response]],
-                                       Callable[[web.Request], Awaitable[web.Response]]]:
+def image_handlers(
+    kind: str,
+) -> tuple[
+    Callable[[web.Request], Awaitable[web.Response]],
+    Callable[[web.Request], Awaitable[web.Response]],
+]:
     """The POST (upload) and DELETE (remove) handlers of a channel's avatar or banner."""
 
     async def upload(request: web.Request) -> web.Response:
@@ -144,8 +158,14 @@ def image_handlers(kind: str) -> tuple[Callable[[web.Request], Awaitable[web.Res
             require_manager(user, channel)  # before reading (and decoding) the body
         image = await images.read_image(request, kind)
         data = await images.replace_image(request.app, image, _assign_image(request, user, kind))
-        return web.json_response({"channel": data, "url": data[f"{kind}_url"],
-                                  "width": image.width, "height": image.height})
+        return web.json_response(
+            {
+                "channel": data,
+                "url": data[f"{kind}_url"],
+                "width": image.width,
+                "height": image.height,
+            }
+        )
 
     async def remove(request: web.Request) -> web.Response:
         user = await require_user(request)
@@ -177,22 +197,36 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------
 
-_ERRORS = {str(code): {"$ref": f"#/components/responses/{name}"} for code, name in (
-    (400, "BadRequest"), (401, "Unauthenticated"), (403, "Forbidden"), (404, "NotFound"))}
+_ERRORS = {
+    str(code): {"$ref": f"#/components/responses/{name}"}
+    for code, name in (
+        (400, "BadRequest"),
+        (401, "Unauthenticated"),
+        (403, "Forbidden"),
+        (404, "NotFound"),
+    )
+}
 _CHANNEL = {"application/json": {"schema": {"$ref": "#/components/schemas/Channel"}}}
 _CHANNEL_INPUT = {"application/json": {"schema": {"$ref": "#/components/schemas/ChannelInput"}}}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "ChannelInput": {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "properties": {
-            "slug": {"type": "string", "pattern": queries.SLUG_RE.pattern,
-                     "description": "Only when creating; cannot be changed."},
+            "slug": {
+                "type": "string",
+                "pattern": queries.SLUG_RE.pattern,
+                "description": "Only when creating; cannot be changed.",
+            },
             "name": {"type": "string", "maxLength": queries.CHANNEL_NAME_MAX},
             "description": {"type": "string", "maxLength": channel_queries.DESCRIPTION_MAX},
             "category": {"type": ["string", "null"], "maxLength": channel_queries.CATEGORY_MAX},
-            "tags": {"type": "array", "maxItems": channel_queries.TAGS_MAX,
-                     "items": {"type": "string", "maxLength": channel_queries.TAG_MAX}},
+            "tags": {
+                "type": "array",
+                "maxItems": channel_queries.TAGS_MAX,
+                "items": {"type": "string", "maxLength": channel_queries.TAG_MAX},
+            },
             "is_public": {"type": "boolean", "description": "false: unlisted"},
         },
     },
@@ -200,102 +234,188 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "slug", "name", "owner", "live", "is_public"],
         "properties": {
-            "id": {"type": "integer"}, "slug": {"type": "string"}, "name": {"type": "string"},
-            "description": {"type": "string"}, "category": {"type": ["string", "null"]},
+            "id": {"type": "integer"},
+            "slug": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "category": {"type": ["string", "null"]},
             "tags": {"type": "array", "items": {"type": "string"}},
-            "is_public": {"type": "boolean"}, "owner": {"type": "string"},
-            "avatar_url": {"type": ["string", "null"]}, "banner_url": {"type": ["string", "null"]},
-            "url": {"type": "string"}, "hls_url": {"type": "string"},
-            "live": {"type": "boolean"}, "stream_id": {"type": ["integer", "null"]},
-            "follower_count": {"type": "integer"}, "total_streams": {"type": "integer"},
+            "is_public": {"type": "boolean"},
+            "owner": {"type": "string"},
+            "avatar_url": {"type": ["string", "null"]},
+            "banner_url": {"type": ["string", "null"]},
+            "url": {"type": "string"},
+            "hls_url": {"type": "string"},
+            "live": {"type": "boolean"},
+            "stream_id": {"type": ["integer", "null"]},
+            "follower_count": {"type": "integer"},
+            "total_streams": {"type": "integer"},
             "created_at": {"type": "string", "format": "date-time"},
             "stream_key": {"type": "string", "description": "Owner or admin only."},
             "rtmp": {"$ref": "#/components/schemas/RtmpSettings"},
         },
     },
     "RtmpSettings": {
-        "type": "object", "description": "What to paste into OBS (owner or admin only).",
-        "properties": {"server": {"type": "string", "example": "rtmp://example.org/live"},
-                       "stream_key": {"type": "string"}, "url": {"type": "string"}},
+        "type": "object",
+        "description": "What to paste into OBS (owner or admin only).",
+        "properties": {
+            "server": {"type": "string", "example": "rtmp://example.org/live"},
+            "stream_key": {"type": "string"},
+            "url": {"type": "string"},
+        },
     },
 }
+
 
 def _image_ops(kind: str) -> dict[str, Any]:
     """Upload and removal of a channel's avatar or banner."""
     return {
         "parameters": [SLUG_PARAM],
-        "post": {"summary": f"Upload the channel's {kind} (owner or admin; re-encoded to a "
-                            "bounded size, metadata dropped; the old image is removed)",
-                 "tags": ["channels"],
-                 "requestBody": images.IMAGE_REQUEST_BODY,
-                 "responses": {"200": {"description": "Stored", "content": {
-                     "application/json": {"schema": {
-                         "type": "object", "required": ["channel", "url", "width", "height"],
-                         "properties": {"channel": {"$ref": "#/components/schemas/Channel"},
-                                        "url": {"type": "string"},
-                                        "width": {"type": "integer"},
-                                        "height": {"type": "integer"}}}}}},
-                     **images.image_upload_errors(),
-                     "404": {"$ref": "#/components/responses/NotFound"}}},
-        "delete": {"summary": f"Remove the channel's {kind} (owner or admin)",
-                   "tags": ["channels"],
-                   "responses": {"200": {"description": "Removed (also when there was none)",
-                                         "content": {"application/json": {"schema": {
-                                             "type": "object", "required": ["channel"],
-                                             "properties": {"channel": {
-                                                 "$ref": "#/components/schemas/Channel"}}}}}},
-                                 **_ERRORS}},
+        "post": {
+            "summary": f"Upload the channel's {kind} (owner or admin; re-encoded to a "
+            "bounded size, metadata dropped; the old image is removed)",
+            "tags": ["channels"],
+            "requestBody": images.IMAGE_REQUEST_BODY,
+            "responses": {
+                "200": {
+                    "description": "Stored",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["channel", "url", "width", "height"],
+                                "properties": {
+                                    "channel": {"$ref": "#/components/schemas/Channel"},
+                                    "url": {"type": "string"},
+                                    "width": {"type": "integer"},
+                                    "height": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **images.image_upload_errors(),
+                "404": {"$ref": "#/components/responses/NotFound"},
+            },
+        },
+        "delete": {
+            "summary": f"Remove the channel's {kind} (owner or admin)",
+            "tags": ["channels"],
+            "responses": {
+                "200": {
+                    "description": "Removed (also when there was none)",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["channel"],
+                                "properties": {"channel": {"$ref": "#/components/schemas/Channel"}},
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
+        },
     }
 
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/channels": {
         "get": {
-            "summary": "List channels", "tags": ["channels"],
+            "summary": "List channels",
+            "tags": ["channels"],
             "parameters": [
-                {"name": "owner", "in": "query", "schema": {"type": "string"},
-                 "description": "`me`: the caller's channels (unlisted too, with stream keys); "
-                                "a username: that user's public channels."},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": CHANNEL_LIST_MAX}}],
-            "responses": {"200": {"description": "Channels", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"channels": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/Channel"}}}}}}},
-                **_ERRORS},
+                {
+                    "name": "owner",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "`me`: the caller's channels (unlisted too, with stream keys); "
+                    "a username: that user's public channels.",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": CHANNEL_LIST_MAX},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Channels",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "channels": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Channel"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
         },
         "post": {
-            "summary": "Create a channel (you own it; a stream key is made)", "tags": ["channels"],
+            "summary": "Create a channel (you own it; a stream key is made)",
+            "tags": ["channels"],
             "requestBody": {"required": True, "content": _CHANNEL_INPUT},
-            "responses": {"201": {"description": "Created, with its stream key",
-                                  "content": _CHANNEL},
-                          "409": {"$ref": "#/components/responses/Conflict"}, **_ERRORS},
+            "responses": {
+                "201": {"description": "Created, with its stream key", "content": _CHANNEL},
+                "409": {"$ref": "#/components/responses/Conflict"},
+                **_ERRORS,
+            },
         },
     },
     "/api/channels/{slug}": {
         "parameters": [SLUG_PARAM],
-        "get": {"summary": "A channel (stream key only for its owner or an admin)",
-                "tags": ["channels"],
-                "responses": {"200": {"description": "The channel", "content": _CHANNEL},
-                              **_ERRORS}},
-        "patch": {"summary": "Change name, description, category, tags or visibility",
-                  "tags": ["channels"],
-                  "requestBody": {"required": True, "content": _CHANNEL_INPUT},
-                  "responses": {"200": {"description": "Updated", "content": _CHANNEL},
-                                **_ERRORS}},
-        "delete": {"summary": "Delete a channel with its past streams (not while live)",
-                   "tags": ["channels"],
-                   "responses": {"204": {"description": "Deleted"},
-                                 "409": {"$ref": "#/components/responses/Conflict"}, **_ERRORS}},
+        "get": {
+            "summary": "A channel (stream key only for its owner or an admin)",
+            "tags": ["channels"],
+            "responses": {"200": {"description": "The channel", "content": _CHANNEL}, **_ERRORS},
+        },
+        "patch": {
+            "summary": "Change name, description, category, tags or visibility",
+            "tags": ["channels"],
+            "requestBody": {"required": True, "content": _CHANNEL_INPUT},
+            "responses": {"200": {"description": "Updated", "content": _CHANNEL}, **_ERRORS},
+        },
+        "delete": {
+            "summary": "Delete a channel with its past streams (not while live)",
+            "tags": ["channels"],
+            "responses": {
+                "204": {"description": "Deleted"},
+                "409": {"$ref": "#/components/responses/Conflict"},
+                **_ERRORS,
+            },
+        },
     },
     "/api/channels/{slug}/stream-key": {
         "parameters": [SLUG_PARAM],
-        "post": {"summary": "Regenerate the stream key; the old key is refused from now on",
-                 "tags": ["channels"],
-                 "responses": {"200": {"description": "The new key", "content": {
-                     "application/json": {"schema": {"type": "object", "properties": {
-                         "stream_key": {"type": "string"},
-                         "rtmp": {"$ref": "#/components/schemas/RtmpSettings"}}}}}},
-                     **_ERRORS}},
+        "post": {
+            "summary": "Regenerate the stream key; the old key is refused from now on",
+            "tags": ["channels"],
+            "responses": {
+                "200": {
+                    "description": "The new key",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "stream_key": {"type": "string"},
+                                    "rtmp": {"$ref": "#/components/schemas/RtmpSettings"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
+        },
     },
     **{f"/api/channels/{{slug}}/{kind}": _image_ops(kind) for kind in images.KINDS},
 }

@@ -42,19 +42,31 @@ async def dashboard(request: web.Request) -> web.Response:
         entries = []
         for channel in channels:
             rows = await channel_queries.list_streams(
-                session, channel_ids=[channel.id], live=False, public_only=False,
-                limit=PAST_STREAMS_SHOWN)
-            entries.append({"channel": channel_json(request, channel, user.username,
-                                                    private=True),
-                            "past": [stream_json(s, c) for s, c in rows]})
-    return _render(request, "dashboard.html", {
-        "entries": entries, "poll_ms": POLL_INTERVAL_MS,
-        "ended_cooldown": request.app[SETTINGS_KEY].rtmp.ended_cooldown,
-        # For the avatar/banner forms: the hint, and a check before the file is sent at all.
-        "max_upload_bytes": limits.max_bytes,
-        "max_upload_mb": round(limits.max_bytes / (1 << 20), 1),
-        "banner_box": f"{limits.banner_width}×{limits.banner_height}",
-    })
+                session,
+                channel_ids=[channel.id],
+                live=False,
+                public_only=False,
+                limit=PAST_STREAMS_SHOWN,
+            )
+            entries.append(
+                {
+                    "channel": channel_json(request, channel, user.username, private=True),
+                    "past": [stream_json(s, c) for s, c in rows],
+                }
+            )
+    return _render(
+        request,
+        "dashboard.html",
+        {
+            "entries": entries,
+            "poll_ms": POLL_INTERVAL_MS,
+            "ended_cooldown": request.app[SETTINGS_KEY].rtmp.ended_cooldown,
+            # For the avatar/banner forms: the hint, and a check before the file is sent at all.
+            "max_upload_bytes": limits.max_bytes,
+            "max_upload_mb": round(limits.max_bytes / (1 << 20), 1),
+            "banner_box": f"{limits.banner_width}×{limits.banner_height}",
+        },
+    )
 
 
 async def vod_page(request: web.Request) -> web.Response:
@@ -72,4 +84,3 @@ async def vod_page(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get("/dashboard", dashboard, name="dashboard")
     app.router.add_get("/vods/{id}", vod_page, name="vod")
-

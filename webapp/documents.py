@@ -42,8 +42,11 @@ def rtmp_server(request: web.Request) -> str:
 
 def obs_settings(request: web.Request, channel: Channel) -> dict[str, str]:
     server = rtmp_server(request)
-    return {"server": server, "stream_key": channel.stream_key,
-            "url": f"{server}/{channel.stream_key}"}
+    return {
+        "server": server,
+        "stream_key": channel.stream_key,
+        "url": f"{server}/{channel.stream_key}",
+    }
 
 
 def live_stream_id(request: web.Request, channel: Channel) -> int | None:
@@ -54,8 +57,9 @@ def live_stream_id(request: web.Request, channel: Channel) -> int | None:
     return live.stream_id
 
 
-def channel_json(request: web.Request, channel: Channel, owner: str, *,
-                 private: bool = False) -> dict[str, Any]:
+def channel_json(
+    request: web.Request, channel: Channel, owner: str, *, private: bool = False
+) -> dict[str, Any]:
     """A channel as the API shows it; ``private`` adds the stream key and OBS settings."""
     stream_id = live_stream_id(request, channel)
     data: dict[str, Any] = {

@@ -35,8 +35,9 @@ ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff
 class ApiError(Exception):
     """An error meant for the client: HTTP ``status``, a stable ``code``, a human ``message``."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -44,10 +45,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def json_error(status: int, code: str, message: str,
-               headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status,
-                             headers={**ERROR_HEADERS, **(headers or {})})
+def json_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}},
+        status=status,
+        headers={**ERROR_HEADERS, **(headers or {})},
+    )
 
 
 def from_storage(exc: Exception) -> ApiError:
@@ -70,8 +75,11 @@ def _code_for(status: int) -> str:
 
 def _html_error(request: web.Request, err: ApiError) -> web.Response:
     response = aiohttp_jinja2.render_template(
-        "auth/error.html", request, {"status": err.status, "message": err.message},
-        status=err.status)
+        "auth/error.html",
+        request,
+        {"status": err.status, "message": err.message},
+        status=err.status,
+    )
     response.headers.update({**ERROR_HEADERS, **err.headers})
     return response
 
@@ -96,8 +104,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if not is_api(request) or exc.status < 400:
             raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") \
-            else exc.reason
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         # Allow (405) and Retry-After (429, 503) are part of the answer (RFC 9110).
         kept = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
         return json_error(exc.status, _code_for(exc.status), message or exc.reason, kept)
@@ -107,9 +114,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not out_of_room(exc):
             raise
         log.warning("%s %s: no room on disk: %s", request.method, request.path, exc)
-        err = ApiError(507, "insufficient_storage",
-                       "the server has no room to store this right now; nothing was changed, "
-                       "try again later")
+        err = ApiError(
+            507,
+            "insufficient_storage",
+            "the server has no room to store this right now; nothing was changed, try again later",
+        )
     if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
         return json_error(err.status, err.code, err.message, err.headers)
     return _html_error(request, err)

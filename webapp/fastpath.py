@@ -96,15 +96,29 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool] | None
         return None
     path, _, qs = target.partition("?")
     # Percent-encoded or odd paths go to aiohttp, which normalises and rejects them.
-    if not path.isprintable() or "%" in path or "\\" in path or "#" in qs or " " in qs \
-            or "//" in path or "/." in path:
+    if (
+        not path.isprintable()
+        or "%" in path
+        or "\\" in path
+        or "#" in qs
+        or " " in qs
+        or "//" in path
+        or "/." in path
+    ):
         return None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         key = name.lower()
-        if not colon or not key or not _TOKEN.issuperset(key) or "\n" in value \
-                or "\r" in value or key in headers or key in _NOT_PLAIN:
+        if (
+            not colon
+            or not key
+            or not _TOKEN.issuperset(key)
+            or "\n" in value
+            or "\r" in value
+            or key in headers
+            or key in _NOT_PLAIN
+        ):
             return None
         headers[key] = value.strip(" \t")
     if "\n" in request_line or "\r" in request_line:
@@ -136,8 +150,22 @@ class FrontProtocol(asyncio.Protocol):
     aiohttp's (``inner``), watching only whether aiohttp is between requests to keep the head
     deadline. ``head_since`` is when the head being received began (0: none)."""
 
-    __slots__ = ("front", "transport", "buf", "busy", "paused_writing", "closing", "remote",
-                 "last", "head_since", "task", "held", "inner", "key", "admitted")
+    __slots__ = (
+        "front",
+        "transport",
+        "buf",
+        "busy",
+        "paused_writing",
+        "closing",
+        "remote",
+        "last",
+        "head_since",
+        "task",
+        "held",
+        "inner",
+        "key",
+        "admitted",
+    )
 
     def __init__(self, front: HttpFront) -> None:
         self.front = front
@@ -248,11 +276,12 @@ class FrontProtocol(asyncio.Protocol):
             if route is None:
                 self._hand_over()
                 return
-            del buf[:end + 4]
+            del buf[: end + 4]
             method, _, qs, headers, keep_alive = parsed  # type: ignore[misc]
             fn, params = route
-            request = HlsRequest(method, params, parse_query(qs) if qs else {}, headers,
-                                 self.remote)
+            request = HlsRequest(
+                method, params, parse_query(qs) if qs else {}, headers, self.remote
+            )
             reply = fn(request)
             if isinstance(reply, Reply):
                 self._write(request, reply, keep_alive)
@@ -275,8 +304,12 @@ class FrontProtocol(asyncio.Protocol):
             return
         except Exception:
             log.exception("HLS request failed")
-            reply = Reply("other", 500, {"Content-Type": "text/plain; charset=utf-8",
-                                         "Cache-Control": "no-store"}, b"Internal Server Error")
+            reply = Reply(
+                "other",
+                500,
+                {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
+                b"Internal Server Error",
+            )
         self.task = None
         self._released(request, reply, keep_alive)
 
@@ -308,8 +341,11 @@ class FrontProtocol(asyncio.Protocol):
             if not keep_alive:
                 head.append("Connection: close\r\n")
             head.append("\r\n")
-            wire = reply.wire = (date, keep_alive,
-                                 _STATUS_LINES[status] + date + "".join(head).encode())
+            wire = reply.wire = (
+                date,
+                keep_alive,
+                _STATUS_LINES[status] + date + "".join(head).encode(),
+            )
         transport = self.transport
         body = reply.body
         if body and request.method != "HEAD" and status not in _NO_BODY_STATUS:
@@ -367,11 +403,12 @@ class FrontProtocol(asyncio.Protocol):
 
 # Answers written straight to the socket, outside any request.
 _REFUSED_BODY = b"Too many connections\n"
-_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY))
-_HEAD_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                   b"Content-Length: 0\r\n\r\n")
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY)
+)
+_HEAD_TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
 class HttpFront:
@@ -381,10 +418,18 @@ class HttpFront:
     under admission and the head deadline. ``on_reject`` is told the reason of each refused
     connection and each head timeout (the metric)."""
 
-    def __init__(self, service: HlsService | None, fallback: Callable[[], asyncio.Protocol], *,
-                 keepalive_timeout: float, head_timeout: float, max_head: int,
-                 max_connections: int, max_per_address: int,
-                 on_reject: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        service: HlsService | None,
+        fallback: Callable[[], asyncio.Protocol],
+        *,
+        keepalive_timeout: float,
+        head_timeout: float,
+        max_head: int,
+        max_connections: int,
+        max_per_address: int,
+        on_reject: Callable[[str], None],
+    ) -> None:
         self.service = service
         self.fallback = fallback
         self.keepalive_timeout = keepalive_timeout
@@ -401,8 +446,9 @@ class HttpFront:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return FrontProtocol(self)
 
-    def route(self, parsed: tuple[str, str, str, dict[str, str], bool]
-              ) -> tuple[Callable[[HlsRequest], Any], dict[str, str]] | None:
+    def route(
+        self, parsed: tuple[str, str, str, dict[str, str], bool]
+    ) -> tuple[Callable[[HlsRequest], Any], dict[str, str]] | None:
         """The service method and route parameters for a path, as aiohttp's routes have them
         (``webapp.hls.setup``); None sends the request to aiohttp (its 404s and preflights)."""
         parts = parsed[1].split("/")
@@ -412,19 +458,25 @@ class HttpFront:
         service = self.service
         if parts[1] == "hls":
             if n == 6:
-                return service.live, {"slug": parts[2], "token": parts[3],
-                                      "rendition": parts[4], "name": parts[5]}
+                return service.live, {
+                    "slug": parts[2],
+                    "token": parts[3],
+                    "rendition": parts[4],
+                    "name": parts[5],
+                }
             if n == 4 and parts[3] == "master.m3u8":
                 return service.master, {"slug": parts[2]}
             if n == 5:
-                return service.live, {"slug": parts[2], "rendition": parts[3],
-                                      "name": parts[4]}
+                return service.live, {"slug": parts[2], "rendition": parts[3], "name": parts[4]}
         elif parts[1] == "vod":
             if n == 4 and parts[3] == "master.m3u8":
                 return service.vod_master, {"stream_id": parts[2]}
             if n == 5:
-                return service.vod_resource, {"stream_id": parts[2], "rendition": parts[3],
-                                              "name": parts[4]}
+                return service.vod_resource, {
+                    "stream_id": parts[2],
+                    "rendition": parts[3],
+                    "name": parts[4],
+                }
         return None
 
     async def _sweep(self) -> None:

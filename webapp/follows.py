@@ -27,8 +27,9 @@ from .openapi import SLUG_PARAM
 
 
 def _state(following: bool, followers: int) -> web.Response:
-    return web.json_response({"following": following, "followers": followers},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"following": following, "followers": followers}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def follow_state(request: web.Request) -> web.Response:
@@ -36,8 +37,7 @@ async def follow_state(request: web.Request) -> web.Response:
     user = await current_user(request)
     async with request.app[DB_KEY].session() as session:
         channel, _ = await load_channel(request, session)
-        following = user is not None and await follows.is_following(session, user.id,
-                                                                     channel.id)
+        following = user is not None and await follows.is_following(session, user.id, channel.id)
         return _state(following, channel.follower_count)
 
 
@@ -67,10 +67,22 @@ async def following_list(request: web.Request) -> web.Response:
     user = await require_user(request)
     async with request.app[DB_KEY].session() as session:
         rows = await follows.followed_channels(session, user.id)
-    return web.json_response({"channels": [{
-        "id": row.id, "slug": row.slug, "name": row.name, "live": row.live,
-        "url": f"/streams/{row.slug}", "followed_at": row.followed_at.isoformat(),
-    } for row in rows]}, headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {
+            "channels": [
+                {
+                    "id": row.id,
+                    "slug": row.slug,
+                    "name": row.name,
+                    "live": row.live,
+                    "url": f"/streams/{row.slug}",
+                    "followed_at": row.followed_at.isoformat(),
+                }
+                for row in rows
+            ]
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def setup(app: web.Application) -> None:
@@ -82,12 +94,22 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------
 
-_FOLLOW_STATE = {"application/json": {"schema": {
-    "type": "object", "required": ["following", "followers"],
-    "properties": {"following": {"type": "boolean",
-                                 "description": "Whether the caller follows the channel "
-                                                "(false when not logged in)."},
-                   "followers": {"type": "integer", "minimum": 0}}}}}
+_FOLLOW_STATE = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["following", "followers"],
+            "properties": {
+                "following": {
+                    "type": "boolean",
+                    "description": "Whether the caller follows the channel "
+                    "(false when not logged in).",
+                },
+                "followers": {"type": "integer", "minimum": 0},
+            },
+        }
+    }
+}
 _WRITE_ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthenticated"},
     "403": {"$ref": "#/components/responses/Forbidden"},
@@ -97,34 +119,75 @@ _WRITE_ERRORS = {
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/channels/{slug}/follow": {
         "parameters": [SLUG_PARAM],
-        "get": {"summary": "Whether you follow the channel, and its follower count",
-                "tags": ["follows"],
-                "responses": {"200": {"description": "Follow state", "content": _FOLLOW_STATE},
-                              "404": {"$ref": "#/components/responses/NotFound"}}},
-        "post": {"summary": "Follow the channel (idempotent; owners may follow their own)",
-                 "tags": ["follows"],
-                 "responses": {"200": {"description": "Following", "content": _FOLLOW_STATE},
-                               **_WRITE_ERRORS}},
-        "delete": {"summary": "Stop following the channel (idempotent)",
-                   "tags": ["follows"],
-                   "responses": {"200": {"description": "Not following",
-                                         "content": _FOLLOW_STATE},
-                                 **_WRITE_ERRORS}},
+        "get": {
+            "summary": "Whether you follow the channel, and its follower count",
+            "tags": ["follows"],
+            "responses": {
+                "200": {"description": "Follow state", "content": _FOLLOW_STATE},
+                "404": {"$ref": "#/components/responses/NotFound"},
+            },
+        },
+        "post": {
+            "summary": "Follow the channel (idempotent; owners may follow their own)",
+            "tags": ["follows"],
+            "responses": {
+                "200": {"description": "Following", "content": _FOLLOW_STATE},
+                **_WRITE_ERRORS,
+            },
+        },
+        "delete": {
+            "summary": "Stop following the channel (idempotent)",
+            "tags": ["follows"],
+            "responses": {
+                "200": {"description": "Not following", "content": _FOLLOW_STATE},
+                **_WRITE_ERRORS,
+            },
+        },
     },
     "/api/auth/following": {
-        "get": {"summary": "The channels you follow, live ones first",
-                "tags": ["follows"],
-                "responses": {"200": {"description": "Followed channels", "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "channels": {"type": "array", "items": {
-                            "type": "object",
-                            "required": ["id", "slug", "name", "live", "url", "followed_at"],
-                            "properties": {
-                                "id": {"type": "integer"}, "slug": {"type": "string"},
-                                "name": {"type": "string"}, "live": {"type": "boolean"},
-                                "url": {"type": "string"},
-                                "followed_at": {"type": "string",
-                                                "format": "date-time"}}}}}}}}},
-                    "401": {"$ref": "#/components/responses/Unauthenticated"}}},
+        "get": {
+            "summary": "The channels you follow, live ones first",
+            "tags": ["follows"],
+            "responses": {
+                "200": {
+                    "description": "Followed channels",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "channels": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": [
+                                                "id",
+                                                "slug",
+                                                "name",
+                                                "live",
+                                                "url",
+                                                "followed_at",
+                                            ],
+                                            "properties": {
+                                                "id": {"type": "integer"},
+                                                "slug": {"type": "string"},
+                                                "name": {"type": "string"},
+                                                "live": {"type": "boolean"},
+                                                "url": {"type": "string"},
+                                                "followed_at": {
+                                                    "type": "string",
+                                                    "format": "date-time",
+                                                },
+                                            },
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": {"$ref": "#/components/responses/Unauthenticated"},
+            },
+        },
     },
 }

@@ -26,8 +26,9 @@ def last_forwarded_for(headers: Mapping[str, str]) -> str | None:
     return values[-1].rsplit(",", 1)[-1].strip()[:64] or None
 
 
-def client_host(remote: str | None, headers: Mapping[str, str], trust_forwarded: bool
-                ) -> str | None:
+def client_host(
+    remote: str | None, headers: Mapping[str, str], trust_forwarded: bool
+) -> str | None:
     """The client's address: the proxy-reported one when trusted and present, else the
     socket peer's (None for a peer without an address)."""
     if trust_forwarded:

@@ -112,8 +112,9 @@ class _Bookkeeping:
     failing = False
 
 
-async def _bookkeeping(app: web.Application, what: str,
-                       write: Callable[[AsyncSession], Awaitable[Any]]) -> None:
+async def _bookkeeping(
+    app: web.Application, what: str, write: Callable[[AsyncSession], Awaitable[Any]]
+) -> None:
     """A write that only keeps a record (a token's last use), in its own transaction and best
     effort: when it fails (a full disk, a locked database) the request goes on without it.
     Authentication once wrote such a record in the same transaction as the lookup, so a full
@@ -125,8 +126,11 @@ async def _bookkeeping(app: web.Application, what: str,
     except (SQLAlchemyError, OSError) as exc:
         if not _Bookkeeping.failing:
             _Bookkeeping.failing = True
-            log.warning("could not record %s; going on without (logged once until it works "
-                        "again): %s", what, getattr(exc, "orig", None) or exc)
+            log.warning(
+                "could not record %s; going on without (logged once until it works again): %s",
+                what,
+                getattr(exc, "orig", None) or exc,
+            )
         return
     if _Bookkeeping.failing:
         _Bookkeeping.failing = False
@@ -146,8 +150,11 @@ async def _resolve(request: web.Request) -> User | None:
         api_token, user = found
         now = _now()
         if queries.token_use_due(api_token, now):
-            await _bookkeeping(request.app, "API tokens' last use", functools.partial(
-                queries.record_token_use, token_id=api_token.id, now=now))
+            await _bookkeeping(
+                request.app,
+                "API tokens' last use",
+                functools.partial(queries.record_token_use, token_id=api_token.id, now=now),
+            )
         return user
     cookie = session_cookie(request)
     if not cookie:
@@ -175,8 +182,9 @@ def set_current_user(request: web.Request, user: User | None) -> None:
 async def require_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
-        raise ApiError(401, "unauthenticated",
-                       "log in first (session cookie or Authorization: Bearer TOKEN)")
+        raise ApiError(
+            401, "unauthenticated", "log in first (session cookie or Authorization: Bearer TOKEN)"
+        )
     return user
 
 
@@ -214,18 +222,27 @@ async def require_page_user(request: web.Request) -> User:
 
 # -- session cookie ----------------------------------------------------------------------------
 
+
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
     settings = request.app[SETTINGS_KEY]
-    response.set_cookie(SESSION_COOKIE, token, max_age=settings.auth.session_max_age, path="/",
-                        httponly=True, samesite="Lax", secure=settings.http.secure_cookies)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.auth.session_max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.http.secure_cookies,
+    )
     request[NEW_SESSION_KEY] = token
     request.pop(ENDED_KEY, None)
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
     settings = request.app[SETTINGS_KEY]
-    response.del_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
-                        secure=settings.http.secure_cookies)
+    response.del_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="Lax", secure=settings.http.secure_cookies
+    )
     request[ENDED_KEY] = True
     request.pop(NEW_SESSION_KEY, None)
     request[USER_KEY] = None
@@ -236,8 +253,9 @@ async def start_session(request: web.Request, user: User) -> str:
     ``set_session_cookie``. Pages rendered for this request already see the new session."""
     settings = request.app[SETTINGS_KEY]
     async with request.app[DB_KEY].session() as session:
-        token = await accounts.create_login_session(session, user.id, _now(),
-                                                    settings.auth.session_max_age)
+        token = await accounts.create_login_session(
+            session, user.id, _now(), settings.auth.session_max_age
+        )
         await session.commit()
     request[NEW_SESSION_KEY] = token
     request.pop(ENDED_KEY, None)
@@ -255,6 +273,7 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
 
 
 # -- CSRF ------------------------------------------------------------------------------------
+
 
 def load_secret_key(data_dir: Path) -> bytes:
     """The server's secret from ``data_dir/secret_key``, made there (0600) if there is none.
@@ -280,8 +299,11 @@ def load_secret_key(data_dir: Path) -> bytes:
             tmp.unlink(missing_ok=True)
     text = path.read_text(encoding="ascii", errors="replace").strip()
     if not _SECRET_RE.fullmatch(text):
-        raise SettingsError("data_dir", f"{path} is not a secret key made by aethex (64 hex "
-                            "digits); remove it and a new one is made at the next start")
+        raise SettingsError(
+            "data_dir",
+            f"{path} is not a secret key made by aethex (64 hex "
+            "digits); remove it and a new one is made at the next start",
+        )
     if path.stat().st_mode & 0o077:
         log.warning("%s can be read by other users: chmod 600 it", path)
     return bytes.fromhex(text)
@@ -318,19 +340,26 @@ async def _check_csrf(request: web.Request) -> None:
             return  # nothing a forged request could borrow
         cookie, kind = request.cookies.get(PRE_COOKIE, ""), b"pre"
         if not _PRE_RE.fullmatch(cookie):
-            raise ApiError(403, "csrf_failed",
-                           "the sign-in form's cookie did not come back: allow cookies for this "
-                           "site and reload the page")
+            raise ApiError(
+                403,
+                "csrf_failed",
+                "the sign-in form's cookie did not come back: allow cookies for this "
+                "site and reload the page",
+            )
     supplied: Any = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in FORM_TYPES:
         form = await read_form(request)
         supplied = form.get(CSRF_FIELD)
     expected = _csrf_for(request, kind, cookie)
     if not isinstance(supplied, str) or not hmac.compare_digest(
-            supplied.encode("utf-8", "replace"), expected.encode("ascii")):
-        raise ApiError(403, "csrf_failed",
-                       "missing or wrong CSRF token: reload the page and try again (API clients: "
-                       f"send the {CSRF_HEADER} header, or use Authorization: Bearer)")
+        supplied.encode("utf-8", "replace"), expected.encode("ascii")
+    ):
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "missing or wrong CSRF token: reload the page and try again (API clients: "
+            f"send the {CSRF_HEADER} header, or use Authorization: Bearer)",
+        )
 
 
 @web.middleware
@@ -351,8 +380,14 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     response = await handler(request)
     pre = request.get(PRE_KEY)
     if pre is not None and not response.prepared:
-        response.set_cookie(PRE_COOKIE, pre, path="/", httponly=True, samesite="Lax",
-                            secure=request.app[SETTINGS_KEY].http.secure_cookies)
+        response.set_cookie(
+            PRE_COOKIE,
+            pre,
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=request.app[SETTINGS_KEY].http.secure_cookies,
+        )
     return response
 
 
@@ -361,7 +396,8 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
 # The request a template is being rendered for, set by the middleware, so template helpers
 # need no request passed in by every page handler.
 _CURRENT_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar(
-    "aethex_current_request", default=None)
+    "aethex_current_request", default=None
+)
 
 
 def _template_csrf_token(anonymous: bool = False) -> str:
@@ -394,14 +430,16 @@ def user_json(user: User, *, private: bool = False) -> dict[str, Any]:
         "created_at": user.created_at.isoformat(),
     }
     if private:
-        data.update({
-            "email": user.email,
-            "theme": profile.theme if profile else "dark",
-            "language": profile.language if profile else "en",
-            "is_disabled": user.is_disabled,
-            "onboarded": user.onboarded_at is not None,
-            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
-        })
+        data.update(
+            {
+                "email": user.email,
+                "theme": profile.theme if profile else "dark",
+                "language": profile.language if profile else "en",
+                "is_disabled": user.is_disabled,
+                "onboarded": user.onboarded_at is not None,
+                "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+            }
+        )
     return data
 
 

@@ -51,8 +51,9 @@ from .parsing import read_form
 log = logging.getLogger(__name__)
 # Pillow warns of images over 89 MP when it opens them; our own limits (see prepare_image)
 # decide what is decoded, and a warning per large JPEG would only clutter the log.
-warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit",
-                        module="PIL.Image")
+warnings.filterwarnings(
+    "ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL.Image"
+)
 
 T = TypeVar("T")
 # Sets a row's image column to the given name (None: no image), commits, and returns the name
@@ -97,16 +98,23 @@ def prepare_image(data: bytes, kind: str, limits: UploadSettings) -> PreparedIma
     if not data:
         raise ApiError(400, "empty_file", "the uploaded file is empty")
     if len(data) > limits.max_bytes:
-        raise ApiError(413, "file_too_large",
-                       f"the file is {len(data)} bytes; the limit is {limits.max_bytes} bytes")
+        raise ApiError(
+            413,
+            "file_too_large",
+            f"the file is {len(data)} bytes; the limit is {limits.max_bytes} bytes",
+        )
     try:
         image = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
     except Image.DecompressionBombError:
-        raise ApiError(413, "image_too_large",
-                       f"the image has too many pixels; the limit is {limits.max_pixels}") from None
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"the image has too many pixels; the limit is {limits.max_pixels}",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(400, "not_an_image",
-                       "the file is not an image we accept (PNG, JPEG, GIF or WebP)") from None
+        raise ApiError(
+            400, "not_an_image", "the file is not an image we accept (PNG, JPEG, GIF or WebP)"
+        ) from None
     with image:
         width, height = image.size
         if width <= 0 or height <= 0:
@@ -119,17 +127,22 @@ def prepare_image(data: bytes, kind: str, limits: UploadSettings) -> PreparedIma
             decoded_w, decoded_h = image.size
             max_pixels = limits.max_pixels // _DECODE_COST.get(image.format or "", 1)
             if decoded_w * decoded_h > max_pixels:
-                raise ApiError(413, "image_too_large",
-                               _too_large(image.format, width, height, max_pixels))
+                raise ApiError(
+                    413, "image_too_large", _too_large(image.format, width, height, max_pixels)
+                )
             image.load()
             orientation = _orientation(image)
             has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info)
+                image.mode == "P" and "transparency" in image.info
+            )
             target = _target(kind, decoded_w, decoded_h, orientation, limits)
             small = _shrink(image, _crop_box(kind, decoded_w, decoded_h), target, has_alpha)
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-            raise ApiError(400, "damaged_image",
-                           f"the image could not be decoded (damaged or truncated): {exc}") from None
+            raise ApiError(
+                400,
+                "damaged_image",
+                f"the image could not be decoded (damaged or truncated): {exc}",
+            ) from None
     if orientation in _TRANSPOSE:
         small = small.transpose(Image.Transpose[_TRANSPOSE[orientation]])
     if small.mode == "RGBa":
@@ -150,8 +163,15 @@ def prepare_image(data: bytes, kind: str, limits: UploadSettings) -> PreparedIma
 
 # EXIF orientation -> the PIL.Image.Transpose that makes the picture upright (as
 # ImageOps.exif_transpose, which we cannot use: it works on the full-size image).
-_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-              6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 # Rows converted and shrunk at once: a band of a 6000-pixel-wide image is ~6 MB.
 _BAND_ROWS = 256
 # Formats whose decoder holds more than the decoded image (4 bytes a pixel at most): how many
@@ -169,14 +189,19 @@ def _orientation(image: Any) -> int:
 
 def _too_large(fmt: str | None, width: int, height: int, max_pixels: int) -> str:
     if fmt == "JPEG":
-        return (f"the image is {width}x{height} pixels: too large to decode even at a reduced "
-                f"scale within the limit of {max_pixels} pixels")
-    return (f"the image is {width}x{height} pixels; the limit for {fmt} images is {max_pixels} "
-            "pixels in all")
+        return (
+            f"the image is {width}x{height} pixels: too large to decode even at a reduced "
+            f"scale within the limit of {max_pixels} pixels"
+        )
+    return (
+        f"the image is {width}x{height} pixels; the limit for {fmt} images is {max_pixels} "
+        "pixels in all"
+    )
 
 
-def _target(kind: str, width: int, height: int, orientation: int,
-            limits: UploadSettings) -> tuple[int, int]:
+def _target(
+    kind: str, width: int, height: int, orientation: int, limits: UploadSettings
+) -> tuple[int, int]:
     """The output size in the image's stored orientation (EXIF 5-8 swap width and height)."""
     turned = orientation in (5, 6, 7, 8)
     if kind == "avatar":
@@ -198,8 +223,9 @@ def _crop_box(kind: str, width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def _shrink(image: Any, box: tuple[int, int, int, int], target: tuple[int, int],
-            alpha: bool) -> Any:
+def _shrink(
+    image: Any, box: tuple[int, int, int, int], target: tuple[int, int], alpha: bool
+) -> Any:
     """``box`` of ``image`` in RGB (RGBA, premultiplied RGBa once shrunk), shrunk by the
     largest integer factor that keeps it at least twice ``target``; one band of rows at a time,
     so only the decoded image is ever full size."""
@@ -237,9 +263,11 @@ def _write(directory: Path, image: PreparedImage) -> str:
 
 
 def no_room_error() -> ApiError:
-    return ApiError(507, "insufficient_storage",
-                    "the server has no room to store the image right now; nothing was changed, "
-                    "try again later")
+    return ApiError(
+        507,
+        "insufficient_storage",
+        "the server has no room to store the image right now; nothing was changed, try again later",
+    )
 
 
 async def store_image(app: web.Application, image: PreparedImage) -> str:
@@ -267,8 +295,11 @@ async def read_upload(request: web.Request, field_name: str = "file") -> bytes |
     limit is checked by ``prepare_image``.
     """
     if request.content_type != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the image as multipart/form-data in a field named {field_name!r}")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the image as multipart/form-data in a field named {field_name!r}",
+        )
     try:
         form = await read_form(request)  # parts over 1 MiB are spooled to a temporary file
     except OSError as exc:
@@ -298,8 +329,9 @@ class DecodeGate:
 
     def __init__(self, limits: UploadSettings) -> None:
         self.limits = limits
-        self._pool = ThreadPoolExecutor(limits.max_concurrent_decodes,
-                                        thread_name_prefix="aethex-image")
+        self._pool = ThreadPoolExecutor(
+            limits.max_concurrent_decodes, thread_name_prefix="aethex-image"
+        )
         self._queued = 0
 
     @property
@@ -314,8 +346,12 @@ class DecodeGate:
         """``work(*args)`` in a decode thread once one is free (ApiError 503 if too many wait)."""
         limit = self.limits.max_concurrent_decodes + self.limits.max_waiting_decodes
         if self._queued >= limit:
-            raise ApiError(503, "busy", "too many images are being processed right now; "
-                           "try again in a few seconds", headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                "busy",
+                "too many images are being processed right now; try again in a few seconds",
+                headers={"Retry-After": "5"},
+            )
         self._queued += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
@@ -338,8 +374,7 @@ async def read_image(request: web.Request, kind: str) -> PreparedImage:
     return await prepare_upload(request.app, data, kind)
 
 
-async def replace_image(app: web.Application, image: PreparedImage | None,
-                        assign: Assign[T]) -> T:
+async def replace_image(app: web.Application, image: PreparedImage | None, assign: Assign[T]) -> T:
     """Point a row at ``image`` (None: at no image) so that files and rows never disagree.
 
     The new file is written first, then ``assign`` commits its name. If ``assign`` raises (the
@@ -360,8 +395,7 @@ async def replace_image(app: web.Application, image: PreparedImage | None,
     return result
 
 
-async def set_profile_image(app: web.Application, user_id: int,
-                            image: PreparedImage) -> Any:
+async def set_profile_image(app: web.Application, user_id: int, image: PreparedImage) -> Any:
     """Store ``image`` as the user's avatar or banner; the old file is removed afterwards."""
     column = f"{image.kind}_path"
 
@@ -387,18 +421,33 @@ def setup(app: web.Application) -> None:
 
 # The multipart body of every image upload (profile and channel routes alike).
 IMAGE_REQUEST_BODY: dict[str, Any] = {
-    "required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary",
-                                "description": "PNG, JPEG, GIF or WebP"}}}}}}
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "PNG, JPEG, GIF or WebP",
+                    }
+                },
+            }
+        }
+    },
+}
 
 
 def image_upload_errors() -> dict[str, Any]:
     """The error answers of an image upload (nothing is changed by any of them)."""
-    return {"400": error_response("Not an image, damaged, or no file"),
-            "401": error_response("Not logged in"),
-            "403": error_response("Missing CSRF token, or not allowed to change this"),
-            "413": error_response("File or image dimensions too large"),
-            "415": error_response("Not multipart/form-data"),
-            "503": error_response("Too many uploads being processed (see Retry-After)"),
-            "507": error_response("No room on the server's disk to store it")}
+    return {
+        "400": error_response("Not an image, damaged, or no file"),
+        "401": error_response("Not logged in"),
+        "403": error_response("Missing CSRF token, or not allowed to change this"),
+        "413": error_response("File or image dimensions too large"),
+        "415": error_response("Not multipart/form-data"),
+        "503": error_response("Too many uploads being processed (see Retry-After)"),
+        "507": error_response("No room on the server's disk to store it"),
+    }

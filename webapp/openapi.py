@@ -30,18 +30,27 @@ OPENAPI_VERSION = "3.1.0"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {
-        "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string", "description": "Stable, for programs."},
-                       "message": {"type": "string", "description": "For people."}}}},
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "Stable, for programs."},
+                "message": {"type": "string", "description": "For people."},
+            },
+        }
+    },
 }
 
 
 def error_response(description: str) -> dict[str, Any]:
     """An answer in the project's error shape (``ERROR_SCHEMA``), with its own description."""
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -53,20 +62,37 @@ def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # The ``{slug}`` path parameter of every route under a channel.
-SLUG_PARAM: dict[str, Any] = {"name": "slug", "in": "path", "required": True,
-                              "schema": {"type": "string"}}
+SLUG_PARAM: dict[str, Any] = {
+    "name": "slug",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 
 # A user as ``identity.user_json`` shows them, to others and to themselves (or an admin).
 PUBLIC_USER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "username", "display_name", "bio", "avatar_url", "banner_url",
-                 "social_links", "is_admin", "created_at"],
+    "required": [
+        "id",
+        "username",
+        "display_name",
+        "bio",
+        "avatar_url",
+        "banner_url",
+        "social_links",
+        "is_admin",
+        "created_at",
+    ],
     "properties": {
-        "id": {"type": "integer"}, "username": {"type": "string"},
-        "display_name": {"type": "string"}, "bio": {"type": "string"},
-        "avatar_url": {"type": ["string", "null"]}, "banner_url": {"type": ["string", "null"]},
+        "id": {"type": "integer"},
+        "username": {"type": "string"},
+        "display_name": {"type": "string"},
+        "bio": {"type": "string"},
+        "avatar_url": {"type": ["string", "null"]},
+        "banner_url": {"type": ["string", "null"]},
         "social_links": {"type": "object", "additionalProperties": {"type": "string"}},
-        "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
+        "is_admin": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"},
     },
 }
 PRIVATE_USER_SCHEMA: dict[str, Any] = {
@@ -74,65 +100,95 @@ PRIVATE_USER_SCHEMA: dict[str, Any] = {
     "description": "The user as they (or an admin) see themselves: adds email and settings.",
     "properties": {
         **PUBLIC_USER_SCHEMA["properties"],
-        "email": {"type": "string"}, "theme": {"type": "string", "enum": ["dark", "light"]},
-        "language": {"type": "string"}, "is_disabled": {"type": "boolean"},
+        "email": {"type": "string"},
+        "theme": {"type": "string", "enum": ["dark", "light"]},
+        "language": {"type": "string"},
+        "is_disabled": {"type": "boolean"},
         "onboarded": {"type": "boolean"},
         "last_login_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
-USER_ENVELOPE: dict[str, Any] = {"type": "object", "required": ["user"],
-                                 "properties": {"user": PRIVATE_USER_SCHEMA}}
+USER_ENVELOPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["user"],
+    "properties": {"user": PRIVATE_USER_SCHEMA},
+}
 
 
 # Routes whose modules are not API modules: the viewer page's poll and this document.
 CORE_PATHS: dict[str, Any] = {
     "/api/openapi.json": {
-        "get": {"summary": "This document", "tags": ["meta"],
-                "responses": {"200": {"description": "OpenAPI 3.1",
-                                      "content": {"application/json": {}}}}},
+        "get": {
+            "summary": "This document",
+            "tags": ["meta"],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+            },
+        },
     },
     "/api/channels/{slug}/live": {
-        "parameters": [{"name": "slug", "in": "path", "required": True,
-                        "schema": {"type": "string"}}],
-        "get": {"summary": "Whether a channel is live (what the player page polls)",
-                "tags": ["channels"],
-                "responses": {
-                    "200": {"description": "Live status", "content": {"application/json": {
-                        "schema": {"type": "object", "properties": {
-                            "live": {"type": "boolean"}, "playable": {"type": "boolean"},
-                            "stream_id": {"type": ["integer", "null"]},
-                            "title": {"type": "string"},
-                            "category": {"type": ["string", "null"]},
-                            "tags": {"type": "array", "items": {"type": "string"}},
-                            "viewers": {"type": "integer"},
-                            "started_at": {"type": ["string", "null"]},
-                            "creator": {"type": "string"}, "hls_url": {"type": "string"}}}}}},
-                    "404": {"description": "No such channel"}}},
+        "parameters": [
+            {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "get": {
+            "summary": "Whether a channel is live (what the player page polls)",
+            "tags": ["channels"],
+            "responses": {
+                "200": {
+                    "description": "Live status",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "live": {"type": "boolean"},
+                                    "playable": {"type": "boolean"},
+                                    "stream_id": {"type": ["integer", "null"]},
+                                    "title": {"type": "string"},
+                                    "category": {"type": ["string", "null"]},
+                                    "tags": {"type": "array", "items": {"type": "string"}},
+                                    "viewers": {"type": "integer"},
+                                    "started_at": {"type": ["string", "null"]},
+                                    "creator": {"type": "string"},
+                                    "hls_url": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "404": {"description": "No such channel"},
+            },
+        },
     },
 }
 
 CORE_SCHEMAS: dict[str, Any] = {"Error": ERROR_SCHEMA}
 
 CORE_RESPONSES: dict[str, Any] = {
-    "BadRequest": error_response("Bad input: missing or wrongly typed fields, values too "
-                                 "long, malformed JSON"),
-    "Unauthenticated": error_response("Not logged in: send the session cookie (with "
-                                      "X-CSRF-Token on writes) or Authorization: Bearer"),
-    "Forbidden": error_response("Logged in, but not allowed (not the owner, CSRF token "
-                                "missing)"),
+    "BadRequest": error_response(
+        "Bad input: missing or wrongly typed fields, values too long, malformed JSON"
+    ),
+    "Unauthenticated": error_response(
+        "Not logged in: send the session cookie (with "
+        "X-CSRF-Token on writes) or Authorization: Bearer"
+    ),
+    "Forbidden": error_response("Logged in, but not allowed (not the owner, CSRF token missing)"),
     "NotFound": error_response("No such object"),
     "Conflict": error_response("Clashes with the current state (taken slug, live stream)"),
-    "PayloadTooLarge": error_response("The body is larger than the server takes "
-                                      "(http.max_json_bytes for JSON, uploads.max_bytes for "
-                                      "images)"),
-    "UnsupportedMediaType": error_response("The body is not of the documented type "
-                                           "(Content-Type: application/json, or "
-                                           "multipart/form-data for uploads)"),
+    "PayloadTooLarge": error_response(
+        "The body is larger than the server takes "
+        "(http.max_json_bytes for JSON, uploads.max_bytes for "
+        "images)"
+    ),
+    "UnsupportedMediaType": error_response(
+        "The body is not of the documented type "
+        "(Content-Type: application/json, or "
+        "multipart/form-data for uploads)"
+    ),
 }
 
 # What the shared request readers (webapp.parsing) answer, by what an operation takes.
-_BODY_RESPONSES = {"400": "BadRequest", "413": "PayloadTooLarge",
-                   "415": "UnsupportedMediaType"}
+_BODY_RESPONSES = {"400": "BadRequest", "413": "PayloadTooLarge", "415": "UnsupportedMediaType"}
 _QUERY_RESPONSES = {"400": "BadRequest"}
 
 
@@ -162,8 +218,10 @@ def merge(fragments: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]) -> di
             for key, value in item.items():
                 if key in METHODS:
                     if (path, key) in owners:
-                        raise ValueError(f"{key.upper()} {path} is described by both "
-                                         f"{owners[(path, key)]} and {source}")
+                        raise ValueError(
+                            f"{key.upper()} {path} is described by both "
+                            f"{owners[(path, key)]} and {source}"
+                        )
                     owners[(path, key)] = source
                     target[key] = value
                 elif key in target and target[key] != value:
@@ -172,8 +230,9 @@ def merge(fragments: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]) -> di
                     target[key] = value
         for name, schema in frag_schemas.items():
             if name in schemas and schemas[name] != schema:
-                raise ValueError(f"schema {name!r} is defined by both {schema_owner[name]} "
-                                 f"and {source}")
+                raise ValueError(
+                    f"schema {name!r} is defined by both {schema_owner[name]} and {source}"
+                )
             schemas[name] = schema
             schema_owner[name] = source
     return {"paths": dict(sorted(paths.items())), "schemas": dict(sorted(schemas.items()))}
@@ -205,7 +264,8 @@ def add_shared_responses(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 def build_document() -> dict[str, Any]:
     fragments: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-        (__name__, CORE_PATHS, CORE_SCHEMAS)]
+        (__name__, CORE_PATHS, CORE_SCHEMAS)
+    ]
     seen: set[int] = set()
     for module in api_modules():
         paths = getattr(module, "OPENAPI_PATHS", None) or {}
@@ -219,11 +279,14 @@ def build_document() -> dict[str, Any]:
     merged = merge(fragments)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": "AeThex Live API", "version": "1",
-                 "description": "JSON in and out. Errors: {\"error\": {\"code\", \"message\"}} "
-                                "with the HTTP status. Authenticate with the session cookie "
-                                "(writes also need the X-CSRF-Token header) or "
-                                "Authorization: Bearer TOKEN (`aethex token create`)."},
+        "info": {
+            "title": "AeThex Live API",
+            "version": "1",
+            "description": 'JSON in and out. Errors: {"error": {"code", "message"}} '
+            "with the HTTP status. Authenticate with the session cookie "
+            "(writes also need the X-CSRF-Token header) or "
+            "Authorization: Bearer TOKEN (`aethex token create`).",
+        },
         "servers": [{"url": "/"}],
         "paths": add_shared_responses(merged["paths"]),
         "components": {
@@ -231,7 +294,8 @@ def build_document() -> dict[str, Any]:
             "responses": CORE_RESPONSES,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "aethex_session"}},
+                "session": {"type": "apiKey", "in": "cookie", "name": "aethex_session"},
+            },
         },
         "security": [{}, {"bearer": []}, {"session": []}],
     }

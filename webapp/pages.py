@@ -41,6 +41,7 @@ HOME_MAX_CHANNELS = 60
 THUMBNAIL_CACHE = "public, max-age=10"
 STATIC_CACHE = "public, max-age=3600"
 
+
 def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
     """The edge of this stream has every rendition announced so far with a whole segment."""
     if edge is None or edge.ended or edge.stream_id != stream_id:
@@ -49,25 +50,37 @@ def edge_playable(edge: LiveEdge | None, stream_id: int) -> bool:
     return bool(renditions) and edge.announced() and all(r.segments for r in renditions)
 
 
-async def live_status(app: web.Application, session: AsyncSession,
-                      info: ChannelWithOwner) -> dict[str, Any]:
+async def live_status(
+    app: web.Application, session: AsyncSession, info: ChannelWithOwner
+) -> dict[str, Any]:
     """What the player page shows and polls: ``{"live", "stream_id", "title", ...}``."""
     channel = info.channel
     status: dict[str, Any] = {
-        "live": False, "playable": False, "stream_id": None, "title": channel.name,
-        "category": channel.category, "tags": list(channel.tags or []), "viewers": 0,
+        "live": False,
+        "playable": False,
+        "stream_id": None,
+        "title": channel.name,
+        "category": channel.category,
+        "tags": list(channel.tags or []),
+        "viewers": 0,
         "started_at": None,
-        "creator": info.creator, "hls_url": f"/hls/{channel.slug}/master.m3u8",
+        "creator": info.creator,
+        "hls_url": f"/hls/{channel.slug}/master.m3u8",
     }
     live = app[REGISTRY_KEY].get(channel.slug)
     if live is None or live.ended or live.channel_id != channel.id:
         return status
-    status.update(live=True, stream_id=live.stream_id, started_at=live.started_at.isoformat(),
-                  playable=edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id))
+    status.update(
+        live=True,
+        stream_id=live.stream_id,
+        started_at=live.started_at.isoformat(),
+        playable=edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id),
+    )
     row = await channel_queries.get_stream(session, live.stream_id)
     if row is not None:
-        status.update(title=row.title, category=row.category or channel.category,
-                      viewers=row.viewer_count)
+        status.update(
+            title=row.title, category=row.category or channel.category, viewers=row.viewer_count
+        )
     return status
 
 
@@ -76,6 +89,7 @@ def thumbnail_file(app: web.Application, slug: str) -> Path:
 
 
 # -- handlers -----------------------------------------------------------------------------
+
 
 async def home(request: web.Request) -> web.Response:
     app = request.app
@@ -89,11 +103,17 @@ async def home(request: web.Request) -> web.Response:
             thumb_url = f"/thumbnails/{channel.slug}.jpg?v={int(thumb.stat().st_mtime)}"
         except OSError:
             thumb_url = None
-        cards.append({
-            "slug": channel.slug, "title": stream.title, "creator": row.creator,
-            "category": stream.category or channel.category, "viewers": stream.viewer_count,
-            "thumbnail": thumb_url, "avatar": upload_url(channel.avatar_path),
-        })
+        cards.append(
+            {
+                "slug": channel.slug,
+                "title": stream.title,
+                "creator": row.creator,
+                "category": stream.category or channel.category,
+                "viewers": stream.viewer_count,
+                "thumbnail": thumb_url,
+                "avatar": upload_url(channel.avatar_path),
+            }
+        )
     return render(request, "home.html", {"channels": cards})
 
 
@@ -107,15 +127,24 @@ async def stream_page(request: web.Request) -> web.Response:
         # The identity middleware already resolved who is viewing (pages with a session cookie).
         viewer = await current_user(request)
         following = viewer is not None and await follows.is_following(
-            session, viewer.id, info.channel.id)
-    return render(request, "stream.html", {
-        "following": following, "follower_count": info.channel.follower_count,
-        "slug": info.channel.slug, "channel_name": info.channel.name, "creator": info.creator,
-        "status": status, "avatar_url": upload_url(info.channel.avatar_path),
-        "banner_url": upload_url(info.channel.banner_path),
-        # Seconds the server keeps the playlists open for a publisher to come back.
-        "reconnect_grace": request.app[SETTINGS_KEY].hls.reconnect_grace,
-    })
+            session, viewer.id, info.channel.id
+        )
+    return render(
+        request,
+        "stream.html",
+        {
+            "following": following,
+            "follower_count": info.channel.follower_count,
+            "slug": info.channel.slug,
+            "channel_name": info.channel.name,
+            "creator": info.creator,
+            "status": status,
+            "avatar_url": upload_url(info.channel.avatar_path),
+            "banner_url": upload_url(info.channel.banner_path),
+            # Seconds the server keeps the playlists open for a publisher to come back.
+            "reconnect_grace": request.app[SETTINGS_KEY].hls.reconnect_grace,
+        },
+    )
 
 
 async def live_api(request: web.Request) -> web.Response:
@@ -136,9 +165,14 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
     path = thumbnail_file(request.app, slug)
     if not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={"Cache-Control": THUMBNAIL_CACHE,
-                                           "Content-Type": "image/jpeg",
-                                           "X-Content-Type-Options": "nosniff"})
+    return web.FileResponse(
+        path,
+        headers={
+            "Cache-Control": THUMBNAIL_CACHE,
+            "Content-Type": "image/jpeg",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def _static_cache_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -150,8 +184,11 @@ async def _static_cache_headers(request: web.Request, response: web.StreamRespon
 def setup(app: web.Application) -> None:
     """Register the viewer pages and their assets on ``app``."""
     if not HLS_JS.is_file():
-        log.warning("%s is missing: the player page cannot play video until `make run` "
-                    "(npm ci) copies hls.js there", HLS_JS)
+        log.warning(
+            "%s is missing: the player page cannot play video until `make run` "
+            "(npm ci) copies hls.js there",
+            HLS_JS,
+        )
     app.router.add_get("/", home, name="home")
     app.router.add_get("/streams/{slug}", stream_page, name="stream")
     app.router.add_get("/api/channels/{slug}/live", live_api, name="channel-live")

@@ -115,8 +115,9 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 4xx ApiError saying what is wrong with it."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       "send a JSON body (Content-Type: application/json)")
+        raise ApiError(
+            415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)"
+        )
     limits = request.app[SETTINGS_KEY].http
     raw = await _read_bounded(request, limits.max_json_bytes)
     try:
@@ -141,8 +142,14 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
         raise ApiError(400, "invalid_form", "the form data is malformed") from None
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, *,
-          required: bool = True, default: Any = None) -> Any:
+def field(
+    body: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...] = str,
+    *,
+    required: bool = True,
+    default: Any = None,
+) -> Any:
     """``body[name]`` checked for presence and type; ApiError 400 naming the field otherwise."""
     if name not in body or body[name] is None:
         if required:
@@ -159,8 +166,14 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, 
 
 
 def _json_type(python_name: str) -> str:
-    return {"str": "string", "int": "integer", "bool": "boolean", "dict": "object",
-            "list": "array", "float": "number"}.get(python_name, python_name)
+    return {
+        "str": "string",
+        "int": "integer",
+        "bool": "boolean",
+        "dict": "object",
+        "list": "array",
+        "float": "number",
+    }.get(python_name, python_name)
 
 
 def parse_int(raw: str, minimum: int = -INT64_MAX - 1, maximum: int = INT64_MAX) -> int | None:
@@ -180,13 +193,26 @@ def parse_id(raw: str) -> int | None:
 
 
 @overload
-def query_int(request: web.Request, name: str, default: int, *,
-              minimum: int = 0, maximum: int = INT64_MAX) -> int: ...
+def query_int(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = INT64_MAX
+) -> int: ...
 @overload
-def query_int(request: web.Request, name: str, default: None = None, *,
-              minimum: int = 0, maximum: int = INT64_MAX) -> int | None: ...
-def query_int(request: web.Request, name: str, default: int | None = None, *,
-              minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
+def query_int(
+    request: web.Request,
+    name: str,
+    default: None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = INT64_MAX,
+) -> int | None: ...
+def query_int(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = INT64_MAX,
+) -> int | None:
     """The query parameter ``name`` as an integer within bounds; ``default`` when absent or
     empty; a 400 naming the parameter and its range otherwise."""
     raw = request.query.get(name)
@@ -194,8 +220,11 @@ def query_int(request: web.Request, name: str, default: int | None = None, *,
         return default
     value = parse_int(raw, minimum, maximum)
     if value is None:
-        raise ApiError(400, "invalid", f"the query parameter {name!r} must be an integer "
-                                       f"from {minimum} to {maximum}")
+        raise ApiError(
+            400,
+            "invalid",
+            f"the query parameter {name!r} must be an integer from {minimum} to {maximum}",
+        )
     return value
 
 

@@ -37,7 +37,9 @@ def _now() -> datetime:
 
 def token_json(token: ApiToken) -> dict[str, Any]:
     return {
-        "id": token.id, "name": token.name, "prefix": token.prefix,
+        "id": token.id,
+        "name": token.name,
+        "prefix": token.prefix,
         "created_at": token.created_at.isoformat(),
         "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
         "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
@@ -60,7 +62,8 @@ async def create_token(app: web.Application, user: User, name: object) -> tuple[
         raise ApiError(400, "invalid", "the field 'name' must be a string")
     async with app[DB_KEY].session() as session:
         row, token = await accounts.create_user_api_token(
-            session, user.id, name, _now(), app[SETTINGS_KEY].auth.max_api_tokens)
+            session, user.id, name, _now(), app[SETTINGS_KEY].auth.max_api_tokens
+        )
         await session.commit()
     return row, token
 
@@ -83,6 +86,7 @@ async def revoke_token(app: web.Application, user: User, raw_id: str) -> ApiToke
 
 # -- JSON API --------------------------------------------------------------------------------
 
+
 async def patch_profile_api(request: web.Request) -> web.Response:
     user = await require_user(request)
     body = await read_json(request)
@@ -96,16 +100,20 @@ async def patch_profile_api(request: web.Request) -> web.Response:
 async def list_tokens_api(request: web.Request) -> web.Response:
     user = await require_user(request)
     tokens = await list_tokens(request.app, user)
-    return web.json_response({"tokens": [token_json(t) for t in tokens]},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"tokens": [token_json(t) for t in tokens]}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def create_token_api(request: web.Request) -> web.Response:
     user = await require_user(request)
     body = await read_json(request)
     row, token = await create_token(request.app, user, field(body, "name"))
-    return web.json_response({"token": token, "api_token": token_json(row)}, status=201,
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"token": token, "api_token": token_json(row)},
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def revoke_token_api(request: web.Request) -> web.Response:
@@ -125,18 +133,35 @@ NOTICES = {
 }
 
 
-async def _profile_page(request: web.Request, user: User, *, status: int = 200,
-                        error: str | None = None, new_token: str | None = None,
-                        form: dict[str, Any] | None = None) -> web.Response:
+async def _profile_page(
+    request: web.Request,
+    user: User,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    new_token: str | None = None,
+    form: dict[str, Any] | None = None,
+) -> web.Response:
     tokens = await list_tokens(request.app, user)
     notice = next((text for key, text in NOTICES.items() if key in request.query), None)
     limits = request.app[SETTINGS_KEY].uploads
-    return render(request, "profile.html", {
-        "user": user, "profile": user.profile, "tokens": tokens, "error": error,
-        "notice": None if error else notice, "new_token": new_token, "form": form or {},
-        "social_keys": accounts.SOCIAL_KEYS, "themes": accounts.THEMES,
-        "max_upload_mb": round(limits.max_bytes / (1 << 20), 1),
-    }, status=status)
+    return render(
+        request,
+        "profile.html",
+        {
+            "user": user,
+            "profile": user.profile,
+            "tokens": tokens,
+            "error": error,
+            "notice": None if error else notice,
+            "new_token": new_token,
+            "form": form or {},
+            "social_keys": accounts.SOCIAL_KEYS,
+            "themes": accounts.THEMES,
+            "max_upload_mb": round(limits.max_bytes / (1 << 20), 1),
+        },
+        status=status,
+    )
 
 
 async def profile_page(request: web.Request) -> web.Response:
@@ -152,8 +177,9 @@ async def profile_submit(request: web.Request) -> web.Response:
         "bio": form_text(form, "bio"),
         "theme": form_text(form, "theme"),
         "language": form_text(form, "language").strip(),
-        "social_links": {key: form_text(form, f"social_{key}").strip()
-                         for key in accounts.SOCIAL_KEYS},
+        "social_links": {
+            key: form_text(form, f"social_{key}").strip() for key in accounts.SOCIAL_KEYS
+        },
     }
     try:
         await save_profile(request.app, user, changes)
@@ -224,9 +250,11 @@ def setup(app: web.Application) -> None:
 # -- OpenAPI ---------------------------------------------------------------------------------
 
 TOKEN_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["id", "name", "prefix", "created_at"],
+    "type": "object",
+    "required": ["id", "name", "prefix", "created_at"],
     "properties": {
-        "id": {"type": "integer"}, "name": {"type": "string"},
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
         "prefix": {"type": "string", "description": "First characters, to tell tokens apart"},
         "created_at": {"type": "string", "format": "date-time"},
         "last_used_at": {"type": ["string", "null"], "format": "date-time"},
@@ -237,45 +265,107 @@ _UNAUTH = error_response("Not logged in")
 _CSRF = error_response("Cookie-authenticated call without a valid X-CSRF-Token")
 
 OPENAPI_PATHS: dict[str, Any] = {
-    "/api/auth/profile": {"patch": {
-        "summary": "Change your profile (only the fields sent)", "tags": ["users"],
-        "requestBody": json_body({"type": "object", "minProperties": 1, "properties": {
-            "display_name": {"type": "string", "maxLength": accounts.DISPLAY_NAME_MAX},
-            "bio": {"type": "string", "maxLength": accounts.BIO_MAX},
-            "theme": {"type": "string", "enum": list(accounts.THEMES)},
-            "language": {"type": "string", "example": "en"},
-            "social_links": {"type": "object", "description": "network -> http(s) URL",
-                             "properties": {k: {"type": "string", "format": "uri"}
-                                            for k in accounts.SOCIAL_KEYS},
-                             "additionalProperties": False}},
-            "additionalProperties": False}),
-        "responses": {"200": json_response("Saved", USER_ENVELOPE),
-                      "400": error_response("Invalid or unknown field (nothing is changed)"),
-                      "401": _UNAUTH, "403": _CSRF}}},
+    "/api/auth/profile": {
+        "patch": {
+            "summary": "Change your profile (only the fields sent)",
+            "tags": ["users"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "properties": {
+                        "display_name": {"type": "string", "maxLength": accounts.DISPLAY_NAME_MAX},
+                        "bio": {"type": "string", "maxLength": accounts.BIO_MAX},
+                        "theme": {"type": "string", "enum": list(accounts.THEMES)},
+                        "language": {"type": "string", "example": "en"},
+                        "social_links": {
+                            "type": "object",
+                            "description": "network -> http(s) URL",
+                            "properties": {
+                                k: {"type": "string", "format": "uri"} for k in accounts.SOCIAL_KEYS
+                            },
+                            "additionalProperties": False,
+                        },
+                    },
+                    "additionalProperties": False,
+                }
+            ),
+            "responses": {
+                "200": json_response("Saved", USER_ENVELOPE),
+                "400": error_response("Invalid or unknown field (nothing is changed)"),
+                "401": _UNAUTH,
+                "403": _CSRF,
+            },
+        }
+    },
     "/api/auth/tokens": {
-        "get": {"summary": "Your API tokens (never the secret)", "tags": ["auth"],
-                "responses": {"200": json_response("Tokens", {
-                    "type": "object", "required": ["tokens"],
-                    "properties": {"tokens": {"type": "array", "items": TOKEN_SCHEMA}}}),
-                    "401": _UNAUTH}},
-        "post": {"summary": "Create an API token; the secret is in this response only",
-                 "tags": ["auth"],
-                 "requestBody": json_body({"type": "object", "required": ["name"], "properties": {
-                     "name": {"type": "string", "maxLength": 64}}}),
-                 "responses": {"201": json_response("Created", {
-                     "type": "object", "required": ["token", "api_token"],
-                     "properties": {"token": {"type": "string",
-                                              "description": "Use as Authorization: Bearer"},
-                                    "api_token": TOKEN_SCHEMA}}),
-                     "400": error_response("Missing or invalid name"), "401": _UNAUTH,
-                     "403": _CSRF, "409": error_response("Too many tokens")}}},
-    "/api/auth/tokens/{token_id}": {"delete": {
-        "summary": "Revoke one of your API tokens", "tags": ["auth"],
-        "parameters": [{"name": "token_id", "in": "path", "required": True,
-                        "schema": {"type": "integer"}}],
-        "responses": {"200": json_response("Revoked", {
-            "type": "object", "required": ["api_token"],
-            "properties": {"api_token": TOKEN_SCHEMA}}),
-            "401": _UNAUTH, "403": _CSRF,
-            "404": error_response("No such token of yours")}}},
+        "get": {
+            "summary": "Your API tokens (never the secret)",
+            "tags": ["auth"],
+            "responses": {
+                "200": json_response(
+                    "Tokens",
+                    {
+                        "type": "object",
+                        "required": ["tokens"],
+                        "properties": {"tokens": {"type": "array", "items": TOKEN_SCHEMA}},
+                    },
+                ),
+                "401": _UNAUTH,
+            },
+        },
+        "post": {
+            "summary": "Create an API token; the secret is in this response only",
+            "tags": ["auth"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string", "maxLength": 64}},
+                }
+            ),
+            "responses": {
+                "201": json_response(
+                    "Created",
+                    {
+                        "type": "object",
+                        "required": ["token", "api_token"],
+                        "properties": {
+                            "token": {
+                                "type": "string",
+                                "description": "Use as Authorization: Bearer",
+                            },
+                            "api_token": TOKEN_SCHEMA,
+                        },
+                    },
+                ),
+                "400": error_response("Missing or invalid name"),
+                "401": _UNAUTH,
+                "403": _CSRF,
+                "409": error_response("Too many tokens"),
+            },
+        },
+    },
+    "/api/auth/tokens/{token_id}": {
+        "delete": {
+            "summary": "Revoke one of your API tokens",
+            "tags": ["auth"],
+            "parameters": [
+                {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {
+                "200": json_response(
+                    "Revoked",
+                    {
+                        "type": "object",
+                        "required": ["api_token"],
+                        "properties": {"api_token": TOKEN_SCHEMA},
+                    },
+                ),
+                "401": _UNAUTH,
+                "403": _CSRF,
+                "404": error_response("No such token of yours"),
+            },
+        }
+    },
 }

@@ -25,9 +25,11 @@ STATIC_DIR = HERE / "static"
 
 # The pages load only our own scripts, styles and media. hls.js runs its transmuxer in a
 # blob: worker and feeds the <video> through a blob: MediaSource URL.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -56,8 +58,9 @@ class Assets:
         return f"/static/{name}?v={cached[1]}"
 
 
-def render(request: web.Request, template: str, context: dict[str, Any],
-           status: int = 200) -> web.Response:
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
     return response
@@ -93,7 +96,11 @@ def message_of(exc: Exception) -> tuple[int, str]:
 def setup(app: web.Application) -> None:
     """The Jinja2 environment of every page: autoescaped, strict about undefined names."""
     env = aiohttp_jinja2.setup(
-        app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.globals["asset"] = Assets(STATIC_DIR)

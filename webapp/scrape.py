@@ -53,22 +53,28 @@ class ScrapeAccess:
     def from_settings(cls, settings: Settings) -> ScrapeAccess:
         m = settings.metrics
         token = metrics_token(m)
-        networks = tuple(ipaddress.ip_network(n.strip(), strict=False)
-                         for n in m.allow.split(",") if n.strip())
-        return cls(token.encode() if token else None, networks,
-                   settings.http.trust_forwarded_for)
+        networks = tuple(
+            ipaddress.ip_network(n.strip(), strict=False) for n in m.allow.split(",") if n.strip()
+        )
+        return cls(token.encode() if token else None, networks, settings.http.trust_forwarded_for)
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """The error answer for a scrape these rules refuse, or None."""
         if self.networks and not self._allowed(
-                client_host(request.remote, request.headers, self.trust_forwarded)):
+            client_host(request.remote, request.headers, self.trust_forwarded)
+        ):
             return json_error(403, "forbidden", "this address may not read /metrics")
         if self.token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    given.strip().encode(), self.token):
-                return json_error(401, "unauthenticated", "/metrics needs its bearer token",
-                                  {"WWW-Authenticate": 'Bearer realm="metrics"'})
+                given.strip().encode(), self.token
+            ):
+                return json_error(
+                    401,
+                    "unauthenticated",
+                    "/metrics needs its bearer token",
+                    {"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return None
 
     def _allowed(self, host: str | None) -> bool:
@@ -82,8 +88,12 @@ class ScrapeAccess:
 
 
 def channel_values(families: Iterable[Metric]) -> set[str]:
-    return {sample.labels["channel"] for family in families for sample in family.samples
-            if "channel" in sample.labels}
+    return {
+        sample.labels["channel"]
+        for family in families
+        for sample in family.samples
+        if "channel" in sample.labels
+    }
 
 
 def fold_channels(families: list[Metric], hidden: set[str]) -> list[Metric]:
@@ -132,9 +142,10 @@ async def metrics_view(request: web.Request) -> web.Response:
         async with request.app[DB_KEY].session() as session:
             listed = await channel_queries.listed_slugs(session, sorted(values))
         families = fold_channels(families, values - listed)
-    return web.Response(body=generate_latest(_Families(families)),  # type: ignore[arg-type]
-                        headers={"Content-Type": CONTENT_TYPE_LATEST,
-                                 "Cache-Control": "no-store"})
+    return web.Response(
+        body=generate_latest(_Families(families)),  # type: ignore[arg-type]
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )
 
 
 def setup(app: web.Application, settings: Settings) -> None:

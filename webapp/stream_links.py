@@ -29,9 +29,11 @@ from .identity import can_manage, current_user
 
 # The OpenAPI schema of a path parameter naming a stream (``parse_stream_ref``).
 STREAM_REF_SCHEMA = {"type": "string", "pattern": "^([1-9][0-9]{0,17}|[A-Za-z0-9_-]{22})$"}
-STREAM_REF_DESCRIPTION = ("The stream's id, or its public id (the link to a stream of an "
-                          "unlisted channel, whose id answers 404 to all but its owner and "
-                          "admins).")
+STREAM_REF_DESCRIPTION = (
+    "The stream's id, or its public id (the link to a stream of an "
+    "unlisted channel, whose id answers 404 to all but its owner and "
+    "admins)."
+)
 
 
 def stream_ref(stream: Stream, channel: Channel) -> str:
@@ -45,8 +47,9 @@ def reachable(ref: int | str, channel: Channel, user: User | None) -> bool:
     return isinstance(ref, str) or channel.is_public or can_manage(user, channel)
 
 
-async def find_stream(request: web.Request, session: Any, raw: str
-                      ) -> tuple[Stream, Channel] | None:
+async def find_stream(
+    request: web.Request, session: Any, raw: str
+) -> tuple[Stream, Channel] | None:
     """The stream ``raw`` (an id or a public id from the URL) names, if this caller may
     reach it that way; None otherwise, whether or not it exists."""
     ref = channel_queries.parse_stream_ref(raw)

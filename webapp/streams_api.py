@@ -42,8 +42,9 @@ def live_of(request: web.Request, stream: Stream, channel: Channel) -> LiveStrea
     return live
 
 
-def status_json(request: web.Request, stream: Stream, channel: Channel,
-                user: User | None) -> dict[str, Any]:
+def status_json(
+    request: web.Request, stream: Stream, channel: Channel, user: User | None
+) -> dict[str, Any]:
     live = live_of(request, stream, channel)
     status = stream.status.value
     if stream.status is StreamStatus.LIVE and live is None:
@@ -88,27 +89,38 @@ def _bool_query(request: web.Request, name: str) -> bool | None:
 
 # -- handlers ---------------------------------------------------------------------------------
 
+
 async def list_streams(request: web.Request) -> web.Response:
     live = _bool_query(request, "live")
-    limit = query_int(request, "limit", STREAM_LIST_DEFAULT, minimum=1,
-                      maximum=channel_queries.STREAM_LIST_MAX)
+    limit = query_int(
+        request, "limit", STREAM_LIST_DEFAULT, minimum=1, maximum=channel_queries.STREAM_LIST_MAX
+    )
     before = query_int(request, "before", None, minimum=1, maximum=INT64_MAX)
     slug = request.query.get("channel")
     async with request.app[DB_KEY].session() as session:
         channel_ids = None
         public_only = True
         if slug:
-            channel = await queries.get_channel_by_slug(session, slug) \
-                if queries.SLUG_RE.fullmatch(slug) else None
+            channel = (
+                await queries.get_channel_by_slug(session, slug)
+                if queries.SLUG_RE.fullmatch(slug)
+                else None
+            )
             if channel is None:
                 raise ApiError(404, "not_found", f"no channel {slug!r}")
             channel_ids = [channel.id]
             public_only = False  # named explicitly: unlisted channels are reachable by slug
         rows = await channel_queries.list_streams(
-            session, channel_ids=channel_ids, live=live, public_only=public_only,
-            limit=limit or STREAM_LIST_DEFAULT, before_id=before)
-    return web.json_response({"streams": [stream_json(s, c) for s, c in rows]},
-                             headers={"Cache-Control": "no-store"})
+            session,
+            channel_ids=channel_ids,
+            live=live,
+            public_only=public_only,
+            limit=limit or STREAM_LIST_DEFAULT,
+            before_id=before,
+        )
+    return web.json_response(
+        {"streams": [stream_json(s, c) for s, c in rows]}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def get_stream(request: web.Request) -> web.Response:
@@ -136,8 +148,9 @@ async def stream_status(request: web.Request) -> web.Response:
     user = await current_user(request)
     async with request.app[DB_KEY].session() as session:
         stream, channel = await _load(request, session)
-    return web.json_response(status_json(request, stream, channel, user),
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        status_json(request, stream, channel, user), headers={"Cache-Control": "no-store"}
+    )
 
 
 async def end_stream(request: web.Request) -> web.Response:
@@ -146,13 +159,15 @@ async def end_stream(request: web.Request) -> web.Response:
         stream, channel = await _load(request, session)
         require_manager(user, channel)
         if stream.status is not StreamStatus.LIVE:
-            raise ApiError(409, "not_live", f"stream {stream.id} is not live "
-                                            f"(it is {stream.status.value})")
+            raise ApiError(
+                409, "not_live", f"stream {stream.id} is not live (it is {stream.status.value})"
+            )
         live = live_of(request, stream, channel)
         if live is None or not live.stop_publisher("ended"):
             # A LIVE row with no publisher behind it (left over): close it here.
-            await queries.end_stream(session, stream.id, datetime.now(timezone.utc),
-                                     StreamStatus.OFFLINE)
+            await queries.end_stream(
+                session, stream.id, datetime.now(timezone.utc), StreamStatus.OFFLINE
+            )
             await session.commit()
         data = stream_json(stream, channel)
     if live is not None:
@@ -188,10 +203,22 @@ def setup(app: web.Application) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------
 
-_ID = {"name": "id", "in": "path", "required": True, "description": STREAM_REF_DESCRIPTION,
-       "schema": STREAM_REF_SCHEMA}
-_ERRORS = {str(code): {"$ref": f"#/components/responses/{name}"} for code, name in (
-    (400, "BadRequest"), (401, "Unauthenticated"), (403, "Forbidden"), (404, "NotFound"))}
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": STREAM_REF_DESCRIPTION,
+    "schema": STREAM_REF_SCHEMA,
+}
+_ERRORS = {
+    str(code): {"$ref": f"#/components/responses/{name}"}
+    for code, name in (
+        (400, "BadRequest"),
+        (401, "Unauthenticated"),
+        (403, "Forbidden"),
+        (404, "NotFound"),
+    )
+}
 _STREAM = {"application/json": {"schema": {"$ref": "#/components/schemas/Stream"}}}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
@@ -199,39 +226,56 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "channel", "title", "status"],
         "properties": {
-            "id": {"type": "integer"}, "channel": {"type": "string"},
-            "channel_name": {"type": "string"}, "title": {"type": "string"},
+            "id": {"type": "integer"},
+            "channel": {"type": "string"},
+            "channel_name": {"type": "string"},
+            "title": {"type": "string"},
             "category": {"type": ["string", "null"]},
-            "tags": {"type": "array", "items": {"type": "string"},
-                     "description": "The channel's tags."},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The channel's tags.",
+            },
             "status": {"type": "string", "enum": ["live", "ending", "archived", "offline"]},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "ended_at": {"type": ["string", "null"], "format": "date-time"},
             "duration_seconds": {"type": ["integer", "null"]},
-            "viewer_count": {"type": "integer"}, "peak_viewers": {"type": "integer"},
+            "viewer_count": {"type": "integer"},
+            "peak_viewers": {"type": "integer"},
             "vod_available": {"type": "boolean"},
-            "vod_url": {"type": ["string", "null"],
-                        "description": "/vod/{id}/master.m3u8; an unlisted channel's: "
-                                       "/vod/{public id}/master.m3u8"},
+            "vod_url": {
+                "type": ["string", "null"],
+                "description": "/vod/{id}/master.m3u8; an unlisted channel's: "
+                "/vod/{public id}/master.m3u8",
+            },
             "vod_duration_seconds": {"type": ["number", "null"]},
             "watch_url": {"type": "string"},
         },
     },
     "StreamInput": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"title": {"type": "string", "maxLength": queries.TITLE_MAX},
-                       "category": {"type": ["string", "null"],
-                                    "maxLength": channel_queries.CATEGORY_MAX},
-                       "tags": {"type": "array", "maxItems": channel_queries.TAGS_MAX,
-                                "items": {"type": "string"}}},
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": "string", "maxLength": queries.TITLE_MAX},
+            "category": {"type": ["string", "null"], "maxLength": channel_queries.CATEGORY_MAX},
+            "tags": {
+                "type": "array",
+                "maxItems": channel_queries.TAGS_MAX,
+                "items": {"type": "string"},
+            },
+        },
     },
     "StreamStatus": {
         "type": "object",
         "properties": {
-            "id": {"type": "integer"}, "channel": {"type": "string"},
-            "status": {"type": "string"}, "live": {"type": "boolean"},
-            "title": {"type": "string"}, "category": {"type": ["string", "null"]},
-            "viewers": {"type": "integer"}, "peak_viewers": {"type": "integer"},
+            "id": {"type": "integer"},
+            "channel": {"type": "string"},
+            "status": {"type": "string"},
+            "live": {"type": "boolean"},
+            "title": {"type": "string"},
+            "category": {"type": ["string", "null"]},
+            "viewers": {"type": "integer"},
+            "peak_viewers": {"type": "integer"},
             "started_at": {"type": ["string", "null"]},
             "uptime_seconds": {"type": ["integer", "null"]},
             "duration_seconds": {"type": ["integer", "null"]},
@@ -242,30 +286,58 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "type": ["object", "null"],
         "description": "Owner or admin only; null when the publisher is not connected.",
         "properties": {
-            "ingest": {"type": "object", "properties": {
-                "bitrate_kbps": {"type": "number"}, "video_kbps": {"type": "number"},
-                "frame_rate": {"type": "number"},
-                "keyframe_interval_s": {"type": ["number", "null"]},
-                "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
-                "video_codec": {"type": ["string", "null"]},
-                "audio_codec": {"type": ["string", "null"]},
-                "audio_sample_rate": {"type": ["integer", "null"]},
-                "audio_channels": {"type": ["integer", "null"]},
-                "encoder": {"type": ["string", "null"]},
-                "bytes_total": {"type": "integer"}, "media_seconds": {"type": "number"},
-                "last_packet_age_s": {"type": ["number", "null"]}}},
-            "transcode": {"type": ["object", "null"], "properties": {
-                "running": {"type": "boolean"}, "speed": {"type": "number"},
-                "dropped_frames": {"type": "integer"}, "decode_errors": {"type": "integer"},
-                "renditions": {"type": "array", "items": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "width": {"type": "integer"},
-                    "height": {"type": "integer"}, "passthrough": {"type": "boolean"},
-                    "fps": {"type": "number"}, "speed": {"type": "number",
-                                                         "description": "x real time"},
-                    "frames": {"type": "integer"}, "dropped_frames": {"type": "integer"},
-                    "video_kbps": {"type": ["integer", "null"]}}}}}},
-            "warnings": {"type": "array", "items": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"}}}},
+            "ingest": {
+                "type": "object",
+                "properties": {
+                    "bitrate_kbps": {"type": "number"},
+                    "video_kbps": {"type": "number"},
+                    "frame_rate": {"type": "number"},
+                    "keyframe_interval_s": {"type": ["number", "null"]},
+                    "width": {"type": ["integer", "null"]},
+                    "height": {"type": ["integer", "null"]},
+                    "video_codec": {"type": ["string", "null"]},
+                    "audio_codec": {"type": ["string", "null"]},
+                    "audio_sample_rate": {"type": ["integer", "null"]},
+                    "audio_channels": {"type": ["integer", "null"]},
+                    "encoder": {"type": ["string", "null"]},
+                    "bytes_total": {"type": "integer"},
+                    "media_seconds": {"type": "number"},
+                    "last_packet_age_s": {"type": ["number", "null"]},
+                },
+            },
+            "transcode": {
+                "type": ["object", "null"],
+                "properties": {
+                    "running": {"type": "boolean"},
+                    "speed": {"type": "number"},
+                    "dropped_frames": {"type": "integer"},
+                    "decode_errors": {"type": "integer"},
+                    "renditions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "width": {"type": "integer"},
+                                "height": {"type": "integer"},
+                                "passthrough": {"type": "boolean"},
+                                "fps": {"type": "number"},
+                                "speed": {"type": "number", "description": "x real time"},
+                                "frames": {"type": "integer"},
+                                "dropped_frames": {"type": "integer"},
+                                "video_kbps": {"type": ["integer", "null"]},
+                            },
+                        },
+                    },
+                },
+            },
+            "warnings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
             "segment_duration": {"type": "number"},
         },
     },
@@ -274,60 +346,143 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/streams": {
         "get": {
-            "summary": "Streams, newest first", "tags": ["streams"],
+            "summary": "Streams, newest first",
+            "tags": ["streams"],
             "parameters": [
                 {"name": "live", "in": "query", "schema": {"type": "boolean"}},
-                {"name": "channel", "in": "query", "schema": {"type": "string"},
-                 "description": "A channel slug (unlisted channels too)."},
-                {"name": "limit", "in": "query", "schema": {
-                    "type": "integer", "minimum": 1,
-                    "maximum": channel_queries.STREAM_LIST_MAX}},
-                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1},
-                 "description": "Only streams with a smaller id (paging)."}],
-            "responses": {"200": {"description": "Streams", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"streams": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/Stream"}}}}}}},
-                **_ERRORS},
+                {
+                    "name": "channel",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "A channel slug (unlisted channels too).",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": channel_queries.STREAM_LIST_MAX,
+                    },
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1},
+                    "description": "Only streams with a smaller id (paging).",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Streams",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "streams": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Stream"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
         },
     },
     "/api/streams/{id}": {
         "parameters": [_ID],
-        "get": {"summary": "A stream", "tags": ["streams"],
-                "responses": {"200": {"description": "The stream", "content": _STREAM},
-                              **_ERRORS}},
-        "patch": {"summary": "Edit title, category or tags (live too: viewers see it)",
-                  "tags": ["streams"],
-                  "requestBody": {"required": True, "content": {"application/json": {
-                      "schema": {"$ref": "#/components/schemas/StreamInput"}}}},
-                  "responses": {"200": {"description": "Updated", "content": _STREAM},
-                                **_ERRORS}},
+        "get": {
+            "summary": "A stream",
+            "tags": ["streams"],
+            "responses": {"200": {"description": "The stream", "content": _STREAM}, **_ERRORS},
+        },
+        "patch": {
+            "summary": "Edit title, category or tags (live too: viewers see it)",
+            "tags": ["streams"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/StreamInput"}}
+                },
+            },
+            "responses": {"200": {"description": "Updated", "content": _STREAM}, **_ERRORS},
+        },
     },
     "/api/streams/{id}/status": {
         "parameters": [_ID],
-        "get": {"summary": "Live status and viewers; health for the owner or an admin",
-                "tags": ["streams"],
-                "responses": {"200": {"description": "Status", "content": {
-                    "application/json": {"schema": {
-                        "$ref": "#/components/schemas/StreamStatus"}}}}, **_ERRORS}},
+        "get": {
+            "summary": "Live status and viewers; health for the owner or an admin",
+            "tags": ["streams"],
+            "responses": {
+                "200": {
+                    "description": "Status",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/StreamStatus"}
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
+        },
     },
     "/api/streams/{id}/end": {
         "parameters": [_ID],
-        "post": {"summary": "End a live stream: disconnects the publisher", "tags": ["streams"],
-                 "responses": {"202": {"description": "Ending; follow /status",
-                                       "content": _STREAM},
-                               "409": {"$ref": "#/components/responses/Conflict"},
-                               **_ERRORS}},
+        "post": {
+            "summary": "End a live stream: disconnects the publisher",
+            "tags": ["streams"],
+            "responses": {
+                "202": {"description": "Ending; follow /status", "content": _STREAM},
+                "409": {"$ref": "#/components/responses/Conflict"},
+                **_ERRORS,
+            },
+        },
     },
     "/api/dashboard": {
-        "get": {"summary": "The caller's channels with live status and health (what the "
-                           "dashboard polls)", "tags": ["streams"],
-                "responses": {"200": {"description": "Channels", "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "channels": {"type": "array", "items": {"allOf": [
-                            {"$ref": "#/components/schemas/Channel"},
-                            {"type": "object", "properties": {"stream": {
-                                "oneOf": [{"$ref": "#/components/schemas/StreamStatus"},
-                                          {"type": "null"}]}}}]}}}}}}},
-                    **_ERRORS}},
+        "get": {
+            "summary": "The caller's channels with live status and health (what the "
+            "dashboard polls)",
+            "tags": ["streams"],
+            "responses": {
+                "200": {
+                    "description": "Channels",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "channels": {
+                                        "type": "array",
+                                        "items": {
+                                            "allOf": [
+                                                {"$ref": "#/components/schemas/Channel"},
+                                                {
+                                                    "type": "object",
+                                                    "properties": {
+                                                        "stream": {
+                                                            "oneOf": [
+                                                                {
+                                                                    "$ref": "#/components/schemas/StreamStatus"
+                                                                },
+                                                                {"type": "null"},
+                                                            ]
+                                                        }
+                                                    },
+                                                },
+                                            ]
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
+        },
     },
 }

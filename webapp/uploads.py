@@ -33,8 +33,9 @@ async def upload_profile_image(request: web.Request, kind: str) -> web.Response:
     updated = await set_profile_image(request.app, user.id, image)
     set_current_user(request, updated)
     body = user_json(updated, private=True)
-    return web.json_response({"user": body, "url": body[f"{kind}_url"],
-                              "width": image.width, "height": image.height})
+    return web.json_response(
+        {"user": body, "url": body[f"{kind}_url"], "width": image.width, "height": image.height}
+    )
 
 
 async def upload_avatar(request: web.Request) -> web.Response:
@@ -54,10 +55,15 @@ async def serve_upload(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise web.HTTPNotFound()
     ext = name.rsplit(".", 1)[1]
-    return web.FileResponse(path, headers={
-        "Content-Type": CONTENT_TYPES[ext], "Cache-Control": UPLOAD_CACHE,
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox"})
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": CONTENT_TYPES[ext],
+            "Cache-Control": UPLOAD_CACHE,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
 
 
 def setup(app: web.Application) -> None:
@@ -67,16 +73,33 @@ def setup(app: web.Application) -> None:
 
 
 def _upload_op(kind: str) -> dict[str, Any]:
-    return {"post": {
-        "summary": f"Upload the {kind} (re-encoded to a bounded size; metadata dropped)",
-        "tags": ["users"],
-        "requestBody": IMAGE_REQUEST_BODY,
-        "responses": {
-            "200": {"description": "Stored", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["user", "url", "width", "height"],
-                "properties": {**USER_ENVELOPE["properties"], "url": {"type": "string"},
-                               "width": {"type": "integer"}, "height": {"type": "integer"}}}}}},
-            **image_upload_errors()}}}
+    return {
+        "post": {
+            "summary": f"Upload the {kind} (re-encoded to a bounded size; metadata dropped)",
+            "tags": ["users"],
+            "requestBody": IMAGE_REQUEST_BODY,
+            "responses": {
+                "200": {
+                    "description": "Stored",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["user", "url", "width", "height"],
+                                "properties": {
+                                    **USER_ENVELOPE["properties"],
+                                    "url": {"type": "string"},
+                                    "width": {"type": "integer"},
+                                    "height": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **image_upload_errors(),
+            },
+        }
+    }
 
 
 OPENAPI_PATHS: dict[str, Any] = {

@@ -165,23 +165,40 @@ class RtmpSession(asyncio.Protocol):
             etype = type(event)
             if etype is VideoFrame:
                 if stream is not None:
-                    stream.publish(MediaPacket(VIDEO, event.codec, event.dts, event.pts,
-                                               event.keyframe, event.data), self.last_rx)
+                    stream.publish(
+                        MediaPacket(
+                            VIDEO, event.codec, event.dts, event.pts, event.keyframe, event.data
+                        ),
+                        self.last_rx,
+                    )
             elif etype is AudioFrame:
                 if stream is not None:
-                    stream.publish(MediaPacket(AUDIO, event.codec, event.timestamp,
-                                               event.timestamp, True, event.data), self.last_rx)
+                    stream.publish(
+                        MediaPacket(
+                            AUDIO, event.codec, event.timestamp, event.timestamp, True, event.data
+                        ),
+                        self.last_rx,
+                    )
             elif etype is VideoConfig:
                 if stream is not None:
                     stream.set_config(CodecConfig(VIDEO, event.codec, event.data))
-                    log.info("%s: video %s (%d-byte config)", stream.slug, event.codec,
-                             len(event.data))
+                    log.info(
+                        "%s: video %s (%d-byte config)", stream.slug, event.codec, len(event.data)
+                    )
             elif etype is AudioConfig:
                 if stream is not None:
-                    stream.set_config(CodecConfig(AUDIO, event.codec, event.data,
-                                                  event.sample_rate, event.channels))
-                    log.info("%s: audio %s %d Hz, %d channel(s)", stream.slug, event.codec,
-                             event.sample_rate, event.channels)
+                    stream.set_config(
+                        CodecConfig(
+                            AUDIO, event.codec, event.data, event.sample_rate, event.channels
+                        )
+                    )
+                    log.info(
+                        "%s: audio %s %d Hz, %d channel(s)",
+                        stream.slug,
+                        event.codec,
+                        event.sample_rate,
+                        event.channels,
+                    )
             elif etype is MetadataReceived:
                 if stream is not None:
                     stream.metadata = dict(event.metadata)
@@ -286,8 +303,9 @@ class RtmpSession(asyncio.Protocol):
 class IngestServer:
     """Listens for RTMP, checks stream keys and feeds accepted publishers to the registry."""
 
-    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.db = db
         self.registry = registry
@@ -314,7 +332,8 @@ class IngestServer:
         self.loop = asyncio.get_running_loop()
         r = self.settings.rtmp
         self._server = await self.loop.create_server(
-            lambda: RtmpSession(self), r.host, r.port, reuse_address=True, backlog=256)
+            lambda: RtmpSession(self), r.host, r.port, reuse_address=True, backlog=256
+        )
         self._sweeper = self.loop.create_task(self._sweep())
         log.info("RTMP ingest listening on %s:%d (app %r)", r.host, self.port, r.app)
 
@@ -354,8 +373,11 @@ class IngestServer:
                 if not s.handshake_done and now - s.connected_at > r.handshake_timeout:
                     log.info("rtmp %s: handshake timeout", s.peer)
                     s.close("handshake_timeout")
-                elif (s.stream is None and not s.deciding
-                      and now - s.connected_at > r.handshake_timeout + r.publish_timeout):
+                elif (
+                    s.stream is None
+                    and not s.deciding
+                    and now - s.connected_at > r.handshake_timeout + r.publish_timeout
+                ):
                     log.info("rtmp %s: no publish in time", s.peer)
                     s.close("publish_timeout")
                 elif now - s.last_rx > r.idle_timeout:
@@ -380,23 +402,36 @@ class IngestServer:
         until = self._cooldown.get(channel.id)
         if until is not None:
             if self.loop.time() < until:
-                log.info("rtmp %s: publish refused: %s was just ended by its creator",
-                         session.peer, channel.slug)
-                session.reject(event.stream_id, "stream was ended by its creator; try again "
-                               "later", "ended_cooldown")
+                log.info(
+                    "rtmp %s: publish refused: %s was just ended by its creator",
+                    session.peer,
+                    channel.slug,
+                )
+                session.reject(
+                    event.stream_id,
+                    "stream was ended by its creator; try again later",
+                    "ended_cooldown",
+                )
                 return False
             del self._cooldown[channel.id]
         current = self.publishers.get(channel.id)
         if channel.id in self._claiming or current is not None:
             takeover = self.settings.rtmp.takeover_after
-            stale = (current is not None and takeover > 0
-                     and self.loop.time() - current.last_rx >= takeover)
+            stale = (
+                current is not None
+                and takeover > 0
+                and self.loop.time() - current.last_rx >= takeover
+            )
             if current is None or not stale:
                 log.info("rtmp %s: publish refused: %s is already live", session.peer, channel.slug)
                 session.reject(event.stream_id, "stream key already publishing", "already_live")
                 return False
-            log.info("rtmp %s: taking over %s from stale publisher %s",
-                     session.peer, channel.slug, current.peer)
+            log.info(
+                "rtmp %s: taking over %s from stale publisher %s",
+                session.peer,
+                channel.slug,
+                current.peer,
+            )
             current.close("taken_over")
         self._claiming.add(channel.id)
         try:
@@ -408,8 +443,9 @@ class IngestServer:
                 await self._end_row(row.id, "closed before start")
                 return False
             try:
-                live = self.registry.start(channel_id=channel.id, slug=channel.slug,
-                                           stream_id=row.id, started_at=now)
+                live = self.registry.start(
+                    channel_id=channel.id, slug=channel.slug, stream_id=row.id, started_at=now
+                )
             except AlreadyLive:
                 await self._end_row(row.id, "already live")
                 session.reject(event.stream_id, "stream key already publishing", "already_live")
@@ -427,17 +463,19 @@ class IngestServer:
     @property
     def health_policy(self) -> HealthPolicy:
         lv = self.settings.live
-        return HealthPolicy(segment_duration=self.settings.hls.segment_duration,
-                            bitrate_low=lv.bitrate_warn_low, bitrate_high=lv.bitrate_warn_high,
-                            speed_low=lv.speed_warn_below)
+        return HealthPolicy(
+            segment_duration=self.settings.hls.segment_duration,
+            bitrate_low=lv.bitrate_warn_low,
+            bitrate_high=lv.bitrate_warn_high,
+            speed_low=lv.speed_warn_below,
+        )
 
     def disconnect(self, session: RtmpSession, reason: str = "ended") -> None:
         """Close a publisher on the creator's request; the channel then pauses for
         ``rtmp.ended_cooldown`` so the encoder's auto-reconnect does not resume it."""
         stream = session.stream
         if stream is not None and self.settings.rtmp.ended_cooldown > 0:
-            self._cooldown[stream.channel_id] = (self.loop.time()
-                                                 + self.settings.rtmp.ended_cooldown)
+            self._cooldown[stream.channel_id] = self.loop.time() + self.settings.rtmp.ended_cooldown
         log.info("rtmp %s: disconnecting the publisher (%s)", session.peer, reason)
         session.close(reason)
 
@@ -462,8 +500,7 @@ class IngestServer:
         """Close a row whose stream never made it into the registry."""
         try:
             async with self.db.session() as db:
-                await queries.end_stream(db, stream_id, datetime.now(UTC),
-                                         StreamStatus.OFFLINE)
+                await queries.end_stream(db, stream_id, datetime.now(UTC), StreamStatus.OFFLINE)
                 await db.commit()
         except Exception:
             log.exception("could not close stream row %d (%s)", stream_id, reason)

@@ -8,6 +8,16 @@ from .stats import IngestStats
 from .stream import LiveStream
 from .subscription import Subscription
 
-__all__ = ["AlreadyLive", "CodecConfig", "HealthPolicy", "IngestStats", "LiveRegistry",
-           "LiveStream", "MediaKind", "MediaPacket", "Subscription", "TranscodeProbe",
-           "stream_health"]
+__all__ = [
+    "AlreadyLive",
+    "CodecConfig",
+    "HealthPolicy",
+    "IngestStats",
+    "LiveRegistry",
+    "LiveStream",
+    "MediaKind",
+    "MediaPacket",
+    "Subscription",
+    "TranscodeProbe",
+    "stream_health",
+]

@@ -22,8 +22,9 @@ class AlreadyLive(Exception):
 
 
 class LiveRegistry:
-    def __init__(self, queue_size: int = 512,
-                 on_drop: Callable[[str, str, int], None] | None = None) -> None:
+    def __init__(
+        self, queue_size: int = 512, on_drop: Callable[[str, str, int], None] | None = None
+    ) -> None:
         self.queue_size = queue_size
         self._streams: dict[str, LiveStream] = {}
         self._on_started: list[Listener] = []
@@ -45,16 +46,23 @@ class LiveRegistry:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def start(self, *, channel_id: int, slug: str, stream_id: int,
-              started_at: datetime) -> LiveStream:
+    def start(
+        self, *, channel_id: int, slug: str, stream_id: int, started_at: datetime
+    ) -> LiveStream:
         if slug in self._streams:
             raise AlreadyLive(slug)
         on_drop = None
         if self._on_drop is not None:
             hook = self._on_drop
             on_drop = lambda consumer, n: hook(slug, consumer, n)  # noqa: E731
-        stream = LiveStream(channel_id=channel_id, slug=slug, stream_id=stream_id,
-                            started_at=started_at, queue_size=self.queue_size, on_drop=on_drop)
+        stream = LiveStream(
+            channel_id=channel_id,
+            slug=slug,
+            stream_id=stream_id,
+            started_at=started_at,
+            queue_size=self.queue_size,
+            on_drop=on_drop,
+        )
         self._streams[slug] = stream
         self._notify(self._on_started, stream)
         return stream

@@ -17,8 +17,16 @@ from .subscription import Subscription
 class LiveStream:
     """One publisher's stream while it is live; fans packets out to bounded subscriptions."""
 
-    def __init__(self, *, channel_id: int, slug: str, stream_id: int, started_at: datetime,
-                 queue_size: int, on_drop: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        channel_id: int,
+        slug: str,
+        stream_id: int,
+        started_at: datetime,
+        queue_size: int,
+        on_drop: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.channel_id = channel_id
         self.slug = slug
         self.stream_id = stream_id
@@ -92,8 +100,13 @@ class LiveStream:
 
     def health(self, now: float | None = None) -> dict[str, Any]:
         """Ingest and transcode figures with warnings, computed now from running counters."""
-        return stream_health(self.stats, self.source(), self.health_policy, self.transcode_probe,
-                             time.monotonic() if now is None else now)
+        return stream_health(
+            self.stats,
+            self.source(),
+            self.health_policy,
+            self.transcode_probe,
+            time.monotonic() if now is None else now,
+        )
 
     def stop_publisher(self, reason: str = "ended") -> bool:
         """Disconnect the publisher (the stream then ends the usual way); False if none."""

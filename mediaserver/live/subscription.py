@@ -23,8 +23,9 @@ _CLOSED = object()
 
 
 class Subscription:
-    def __init__(self, name: str, maxsize: int,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, name: str, maxsize: int, on_drop: Callable[[int], None] | None = None
+    ) -> None:
         self.name = name
         self.maxsize = maxsize
         self.dropped = 0

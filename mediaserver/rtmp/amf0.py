@@ -87,8 +87,9 @@ class AmfDate:
 # Decoding
 
 
-def decode(data: bytes | bytearray | memoryview, offset: int = 0, *,
-           max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[Any, int]:
+def decode(
+    data: bytes | bytearray | memoryview, offset: int = 0, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[Any, int]:
     """Decode one value at ``offset``; return it and the offset just after it."""
     try:
         return _decode(data, offset, 0, max_depth)
@@ -101,8 +102,9 @@ def decode(data: bytes | bytearray | memoryview, offset: int = 0, *,
         raise ProtocolError("AMF0 value nested too deeply") from exc
 
 
-def decode_all(data: bytes | bytearray | memoryview, *,
-               max_depth: int = DEFAULT_MAX_DEPTH) -> list[Any]:
+def decode_all(
+    data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> list[Any]:
     """Decode values until the end of ``data`` (a command or data message body)."""
     values = []
     pos = 0
@@ -115,8 +117,9 @@ def decode_all(data: bytes | bytearray | memoryview, *,
 
 def _need(data: Any, pos: int, n: int) -> None:
     if pos + n > len(data):
-        raise ProtocolError(f"truncated AMF0 value: need {n} bytes at offset {pos}, "
-                            f"have {max(0, len(data) - pos)}")
+        raise ProtocolError(
+            f"truncated AMF0 value: need {n} bytes at offset {pos}, have {max(0, len(data) - pos)}"
+        )
 
 
 def _read_utf8(data: Any, pos: int, length: int) -> tuple[str, int]:
@@ -178,8 +181,10 @@ def _decode(data: Any, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
         # Each element takes at least one byte: refuse counts the body cannot hold before
         # looping, so a 4-byte header cannot make us spin.
         if count > len(data) - pos - 4:
-            raise ProtocolError(f"AMF0 strict array claims {count} elements, more than the "
-                                f"{len(data) - pos - 4} bytes left")
+            raise ProtocolError(
+                f"AMF0 strict array claims {count} elements, more than the "
+                f"{len(data) - pos - 4} bytes left"
+            )
         pos += 4
         items = []
         for _ in range(count):
@@ -195,8 +200,9 @@ def _decode(data: Any, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
     raise ProtocolError(f"unsupported AMF0 marker 0x{marker:02x} at offset {pos - 1}")
 
 
-def _decode_properties(data: Any, pos: int, depth: int, max_depth: int,
-                       result: dict[str, Any], count: int) -> tuple[dict[str, Any], int]:
+def _decode_properties(
+    data: Any, pos: int, depth: int, max_depth: int, result: dict[str, Any], count: int
+) -> tuple[dict[str, Any], int]:
     end = len(data)
     while True:
         # Some encoders end an ECMA array after its count without the end marker; accept a

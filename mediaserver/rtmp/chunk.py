@@ -96,8 +96,22 @@ def basic_header(fmt: int, csid: int) -> bytes:
 class _ChunkStream:
     """State of one chunk stream id: the last header's fields and the message in progress."""
 
-    __slots__ = ("csid", "cont", "hdr3", "started", "timestamp", "raw", "delta", "ext",
-                 "ext_bytes", "length", "type_id", "stream_id", "remaining", "parts")
+    __slots__ = (
+        "csid",
+        "cont",
+        "hdr3",
+        "started",
+        "timestamp",
+        "raw",
+        "delta",
+        "ext",
+        "ext_bytes",
+        "length",
+        "type_id",
+        "stream_id",
+        "remaining",
+        "parts",
+    )
 
     def __init__(self, csid: int) -> None:
         self.csid = csid
@@ -125,7 +139,7 @@ def _count_headers(buf: bytearray, start: int, stride: int, k: int, cont: bytes)
         return len(seg) - len(seg.lstrip(cont))
     m = k
     for j, byte in enumerate(cont):
-        seg = buf[start + j:stop + j:stride]
+        seg = buf[start + j : stop + j : stride]
         mj = len(seg) - len(seg.lstrip(_BYTE[byte]))
         if mj < m:
             m = mj
@@ -184,8 +198,10 @@ class ChunkReader:
                         cs.parts = parts = [b"".join(parts)]
                     pending += len(parts[0])
             if pending > self._max_message:
-                raise ProtocolError(f"partially received messages hold {pending} bytes, more "
-                                    f"than {self._max_message_name}={self._max_message}")
+                raise ProtocolError(
+                    f"partially received messages hold {pending} bytes, more "
+                    f"than {self._max_message_name}={self._max_message}"
+                )
         except Exception as exc:
             # No local may name the exception past this block: the traceback holds this frame,
             # and a frame naming its own exception is a cycle keeping ``buf`` alive.
@@ -213,8 +229,9 @@ class ChunkReader:
             if value == 0:
                 raise ProtocolError("Set Chunk Size of 0")
             if value > self._max_chunk_size:
-                raise ProtocolError(f"Set Chunk Size {value} exceeds max_chunk_size="
-                                    f"{self._max_chunk_size}")
+                raise ProtocolError(
+                    f"Set Chunk Size {value} exceeds max_chunk_size={self._max_chunk_size}"
+                )
             self.chunk_size = value
         else:
             cs = self._streams.get(value)
@@ -225,14 +242,17 @@ class ChunkReader:
 
     def _new_stream(self, csid: int) -> _ChunkStream:
         if len(self._streams) >= self._max_streams:
-            raise ProtocolError(f"peer uses more than max_chunk_streams={self._max_streams} "
-                                f"chunk stream ids")
+            raise ProtocolError(
+                f"peer uses more than max_chunk_streams={self._max_streams} chunk stream ids"
+            )
         cs = self._streams[csid] = _ChunkStream(csid)
         return cs
 
     def _too_long(self, length: int, csid: int) -> ProtocolError:
-        return ProtocolError(f"message of {length} bytes on chunk stream {csid} exceeds "
-                             f"{self._max_message_name}={self._max_message}")
+        return ProtocolError(
+            f"message of {length} bytes on chunk stream {csid} exceeds "
+            f"{self._max_message_name}={self._max_message}"
+        )
 
     def _parse(self, buf: bytearray, mv: memoryview, out: list[Message]) -> int:
         # Locals for speed; the loop body is the hottest code of the server.
@@ -290,12 +310,19 @@ class ChunkReader:
                                 parts = cs.parts
                                 full = m if m < k_total else m - 1
                                 if full >= _NUMPY_MIN_CHUNKS:
-                                    parts.append(frombuffer(buf, uint8, full * stride, pos)
-                                                 .reshape(full, stride)[:, hl:].tobytes())
+                                    parts.append(
+                                        frombuffer(buf, uint8, full * stride, pos)
+                                        .reshape(full, stride)[:, hl:]
+                                        .tobytes()
+                                    )
                                 elif full:
                                     q = pos + hl
-                                    parts.extend([mv[x:x + csz] for x in
-                                                  range(q, q + full * stride, stride)])
+                                    parts.extend(
+                                        [
+                                            mv[x : x + csz]
+                                            for x in range(q, q + full * stride, stride)
+                                        ]
+                                    )
                                 pos += full * stride
                                 rem -= full * csz
                                 if m == k_total:
@@ -319,7 +346,7 @@ class ChunkReader:
                         # encoders do not. Take the four bytes only if they repeat it.
                         if p + 4 > n:
                             break
-                        if buf[p:p + 4] == cs.ext_bytes:
+                        if buf[p : p + 4] == cs.ext_bytes:
                             p += 4
                     take = rem if rem < csz else csz
                     end = p + take
@@ -343,7 +370,7 @@ class ChunkReader:
                 if cs.ext:
                     if p + 4 > n:
                         break
-                    if buf[p:p + 4] == cs.ext_bytes:
+                    if buf[p : p + 4] == cs.ext_bytes:
                         p += 4
                 length = cs.length
                 take = length if length < csz else csz
@@ -375,8 +402,10 @@ class ChunkReader:
                 if end > n:
                     break
                 if cs.remaining:
-                    raise ProtocolError(f"chunk stream {csid}: new message header while "
-                                        f"{cs.remaining} bytes of the previous one are missing")
+                    raise ProtocolError(
+                        f"chunk stream {csid}: new message header while "
+                        f"{cs.remaining} bytes of the previous one are missing"
+                    )
                 if cs.started:
                     d = (ts - cs.raw) & 0xFFFFFFFF
                     cs.timestamp += d if d < 0x80000000 else d - 0x100000000
@@ -390,7 +419,7 @@ class ChunkReader:
                 cs.stream_id = _U32LE.unpack(_U32.pack(sid))[0] if sid else 0
                 if ext:
                     cs.ext = True
-                    cs.ext_bytes = eb = bytes(buf[p - 4:p])
+                    cs.ext_bytes = eb = bytes(buf[p - 4 : p])
                     cs.cont = cs.hdr3 + eb
                 elif cs.ext:
                     cs.ext = False
@@ -417,8 +446,10 @@ class ChunkReader:
                 if end > n:
                     break
                 if cs.remaining:
-                    raise ProtocolError(f"chunk stream {csid}: new message header while "
-                                        f"{cs.remaining} bytes of the previous one are missing")
+                    raise ProtocolError(
+                        f"chunk stream {csid}: new message header while "
+                        f"{cs.remaining} bytes of the previous one are missing"
+                    )
                 # A type-1 header on a fresh chunk stream is tolerated: it only lacks the
                 # stream id (0) and the base timestamp (0).
                 cs.started = True
@@ -429,7 +460,7 @@ class ChunkReader:
                 cs.type_id = type_id
                 if ext:
                     cs.ext = True
-                    cs.ext_bytes = eb = bytes(buf[p - 4:p])
+                    cs.ext_bytes = eb = bytes(buf[p - 4 : p])
                     cs.cont = cs.hdr3 + eb
                 elif cs.ext:
                     cs.ext = False
@@ -456,14 +487,16 @@ class ChunkReader:
                 if end > n:
                     break
                 if cs.remaining:
-                    raise ProtocolError(f"chunk stream {csid}: new message header while "
-                                        f"{cs.remaining} bytes of the previous one are missing")
+                    raise ProtocolError(
+                        f"chunk stream {csid}: new message header while "
+                        f"{cs.remaining} bytes of the previous one are missing"
+                    )
                 cs.raw = (cs.raw + delta) & 0xFFFFFFFF
                 cs.timestamp += delta if delta < 0x80000000 else delta - 0x100000000
                 cs.delta = delta
                 if ext:
                     cs.ext = True
-                    cs.ext_bytes = eb = bytes(buf[p - 4:p])
+                    cs.ext_bytes = eb = bytes(buf[p - 4 : p])
                     cs.cont = cs.hdr3 + eb
                 elif cs.ext:
                     cs.ext = False
@@ -521,8 +554,9 @@ class ChunkWriter:
     that to produce realistic input.
     """
 
-    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
-                 compress_headers: bool = False) -> None:
+    def __init__(
+        self, chunk_size: int = DEFAULT_CHUNK_SIZE, *, compress_headers: bool = False
+    ) -> None:
         if not 1 <= chunk_size <= 0x7FFFFFFF:
             raise ValueError(f"chunk size {chunk_size} outside 1..2147483647")
         self.chunk_size = chunk_size
@@ -530,8 +564,14 @@ class ChunkWriter:
         # csid -> (stream_id, length, type_id, timestamp, timestamp field, extended)
         self._last: dict[int, tuple[int, int, int, int, int, bool]] = {}
 
-    def write(self, csid: int, type_id: int, stream_id: int, timestamp: int,
-              payload: bytes | bytearray | memoryview) -> bytes:
+    def write(
+        self,
+        csid: int,
+        type_id: int,
+        stream_id: int,
+        timestamp: int,
+        payload: bytes | bytearray | memoryview,
+    ) -> bytes:
         length = len(payload)
         if length > 0xFFFFFF:
             raise ValueError(f"message of {length} bytes does not fit the 24-bit length field")
@@ -559,11 +599,16 @@ class ChunkWriter:
         ts24 = EXTENDED_TIMESTAMP if ext else field
         head = [basic_header(fmt, csid)]
         if fmt == 0:
-            head.append(struct.pack(">I", ts24)[1:] + struct.pack(">I", length)[1:]
-                        + bytes((type_id,)) + _U32LE.pack(stream_id & 0xFFFFFFFF))
+            head.append(
+                struct.pack(">I", ts24)[1:]
+                + struct.pack(">I", length)[1:]
+                + bytes((type_id,))
+                + _U32LE.pack(stream_id & 0xFFFFFFFF)
+            )
         elif fmt == 1:
-            head.append(struct.pack(">I", ts24)[1:] + struct.pack(">I", length)[1:]
-                        + bytes((type_id,)))
+            head.append(
+                struct.pack(">I", ts24)[1:] + struct.pack(">I", length)[1:] + bytes((type_id,))
+            )
         elif fmt == 2:
             head.append(struct.pack(">I", ts24)[1:])
         ext_bytes = _U32.pack(field) if ext else b""
@@ -574,7 +619,7 @@ class ChunkWriter:
         cont = basic_header(3, csid) + ext_bytes
         for start in range(cs, length, cs):
             pieces.append(cont)
-            pieces.append(view[start:start + cs])
+            pieces.append(view[start : start + cs])
         return b"".join(pieces)
 
     def write_control(self, type_id: int, payload: bytes) -> bytes:

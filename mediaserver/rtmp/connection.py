@@ -70,8 +70,17 @@ FMS_VERSION = "FMS/3,5,7,7009"
 CAPABILITIES = 31.0
 
 # Commands a client may send that need no more than a polite empty _result.
-_ACKNOWLEDGED = frozenset(("_checkbw", "getStreamLength", "FCSubscribe", "FCUnsubscribe",
-                           "receiveAudio", "receiveVideo", "setPeerInfo"))
+_ACKNOWLEDGED = frozenset(
+    (
+        "_checkbw",
+        "getStreamLength",
+        "FCSubscribe",
+        "FCUnsubscribe",
+        "receiveAudio",
+        "receiveVideo",
+        "setPeerInfo",
+    )
+)
 
 
 # Distinct MediaIgnored reports per connection.
@@ -200,7 +209,7 @@ class ServerConnection:
             else:
                 state = self._handle_other(type_id, stream_id, timestamp, payload, events)
                 if state is ConnectionState.CONNECT_PENDING:
-                    self._queue(messages[index + 1:])
+                    self._queue(messages[index + 1 :])
                     return
                 if state is ConnectionState.CLOSED:
                     return
@@ -209,8 +218,9 @@ class ServerConnection:
         for message in messages:
             self._queued_bytes += len(message[3]) + 16
         if self._queued_bytes > self.limits.setup_message_size:
-            raise ProtocolError("client sent more than max_setup_message_size bytes before its "
-                                "connect was answered")
+            raise ProtocolError(
+                "client sent more than max_setup_message_size bytes before its connect was answered"
+            )
         self._queued.extend(messages)
 
     def clip(self, text: str) -> str:
@@ -226,8 +236,9 @@ class ServerConnection:
             self._reported.add(key)
             events.append(event)
 
-    def _handle_other(self, type_id: int, stream_id: int, timestamp: int, payload: bytes,
-                      events: list[Event]) -> ConnectionState:
+    def _handle_other(
+        self, type_id: int, stream_id: int, timestamp: int, payload: bytes, events: list[Event]
+    ) -> ConnectionState:
         """Handle a non-media message; returns the state it leaves the connection in (a
         command can pause it for the owner's connect decision, or close it)."""
         if type_id == COMMAND_AMF0:
@@ -235,8 +246,9 @@ class ServerConnection:
         elif type_id == COMMAND_AMF3:
             # An "AMF3 command" is a format byte (0) followed by AMF0 values; any real AMF3
             # value inside is refused by the AMF0 decoder.
-            self._handle_command(stream_id, payload[1:] if payload[:1] == b"\x00" else payload,
-                                 events)
+            self._handle_command(
+                stream_id, payload[1:] if payload[:1] == b"\x00" else payload, events
+            )
         elif type_id == DATA_AMF0 or type_id == DATA_AMF3:
             if type_id == DATA_AMF3 and payload[:1] == b"\x00":
                 payload = payload[1:]
@@ -245,7 +257,8 @@ class ServerConnection:
             event_type, value = parse_user_control(payload)
             if event_type == UC_PING_REQUEST:
                 self._out += self._writer.write_control(
-                    USER_CONTROL, user_control(UC_PING_RESPONSE, value))
+                    USER_CONTROL, user_control(UC_PING_RESPONSE, value)
+                )
             elif event_type == UC_PING_RESPONSE:
                 events.append(PingResponded(value))
         elif type_id == WINDOW_ACK_SIZE:
@@ -318,15 +331,26 @@ class ServerConnection:
                 self._result(tid, None, UNDEFINED)
         elif name == "FCPublish":
             key = _as_str(rest[0]) if rest else ""
-            self._command(CSID_COMMAND, 0, "onFCPublish", 0.0, None,
-                          {"code": "NetStream.Publish.Start", "description": self.clip(key)})
+            self._command(
+                CSID_COMMAND,
+                0,
+                "onFCPublish",
+                0.0,
+                None,
+                {"code": "NetStream.Publish.Start", "description": self.clip(key)},
+            )
             if tid:
                 self._result(tid, None, UNDEFINED)
         elif name == "FCUnpublish":
             key = _as_str(rest[0]).split("?", 1)[0] if rest else ""
-            self._command(CSID_COMMAND, 0, "onFCUnpublish", 0.0, None,
-                          {"code": "NetStream.Unpublish.Success",
-                           "description": self.clip(key)})
+            self._command(
+                CSID_COMMAND,
+                0,
+                "onFCUnpublish",
+                0.0,
+                None,
+                {"code": "NetStream.Unpublish.Success", "description": self.clip(key)},
+            )
             if tid:
                 self._result(tid, None, UNDEFINED)
             target = self._find_publish(key)
@@ -340,8 +364,9 @@ class ServerConnection:
         elif name == "closeStream":
             self._end_publish(stream_id, "closeStream", events)
         elif name in ("play", "play2"):
-            self._on_status(stream_id, "error", "NetStream.Play.Failed",
-                            "This server accepts publishing only.")
+            self._on_status(
+                stream_id, "error", "NetStream.Play.Failed", "This server accepts publishing only."
+            )
         elif name in _ACKNOWLEDGED:
             if tid:
                 self._result(tid, None, UNDEFINED)
@@ -352,17 +377,26 @@ class ServerConnection:
 
     def _handle_publish(self, stream_id: int, rest: list[Any], events: list[Event]) -> None:
         if stream_id in self._publish_names:
-            self._on_status(stream_id, "error", "NetStream.Publish.BadConnection",
-                            "This stream is already publishing.")
+            self._on_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadConnection",
+                "This stream is already publishing.",
+            )
             return
         raw_name = _as_str(rest[0]) if rest else ""
         limit = self.limits.max_name_length
         if len(raw_name) > limit:
             # No key is that long: refuse before the owner spends a key lookup on it.
-            self._on_status(stream_id, "error", "NetStream.Publish.BadName",
-                            f"stream name longer than {limit} characters")
-            raise ProtocolError(f"publish name of {len(raw_name)} characters exceeds "
-                                f"max_name_length={limit}")
+            self._on_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                f"stream name longer than {limit} characters",
+            )
+            raise ProtocolError(
+                f"publish name of {len(raw_name)} characters exceeds max_name_length={limit}"
+            )
         kind = self.clip(_as_str(rest[1])) if len(rest) > 1 else ""
         name, _, query = raw_name.partition("?")
         self._streams.add(stream_id)
@@ -385,8 +419,9 @@ class ServerConnection:
         self._pending.discard(stream_id)
         self._publishing.discard(stream_id)
         events.append(PublishEnded(stream_id, reason))
-        self._on_status(stream_id, "status", "NetStream.Unpublish.Success",
-                        f"{name} is now unpublished.")
+        self._on_status(
+            stream_id, "status", "NetStream.Unpublish.Success", f"{name} is now unpublished."
+        )
 
     def _handle_data(self, stream_id: int, body: bytes, events: list[Event]) -> None:
         if stream_id not in self._publishing:
@@ -394,16 +429,18 @@ class ServerConnection:
         try:
             values = amf0.decode_all(body, max_depth=self.limits.max_amf_depth)
         except ProtocolError as exc:
-            self._report(MediaIgnored(stream_id, "data", f"undecodable data message: {exc}"),
-                         events)
+            self._report(
+                MediaIgnored(stream_id, "data", f"undecodable data message: {exc}"), events
+            )
             return
         if values and values[0] == "@setDataFrame":
             values = values[1:]
         if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
             events.append(MetadataReceived(stream_id, dict(values[1])))
 
-    def _handle_aggregate(self, stream_id: int, timestamp: int, body: bytes,
-                          events: list[Event]) -> None:
+    def _handle_aggregate(
+        self, stream_id: int, timestamp: int, body: bytes, events: list[Event]
+    ) -> None:
         """Type 22: FLV tags back to back, timestamps relative to the first tag's."""
         pos = 0
         n = len(body)
@@ -412,8 +449,8 @@ class ServerConnection:
             if pos + 11 > n:
                 raise ProtocolError("truncated tag header in aggregate message")
             tag_type = body[pos]
-            size = int.from_bytes(body[pos + 1:pos + 4], "big")
-            tag_ts = int.from_bytes(body[pos + 4:pos + 7], "big") | body[pos + 7] << 24
+            size = int.from_bytes(body[pos + 1 : pos + 4], "big")
+            tag_ts = int.from_bytes(body[pos + 4 : pos + 7], "big") | body[pos + 7] << 24
             start = pos + 11
             end = start + size
             if end > n:
@@ -446,20 +483,25 @@ class ServerConnection:
         return out
 
     def _command(self, csid: int, stream_id: int, *values: Any) -> None:
-        self._out += self._writer.write(csid, COMMAND_AMF0, stream_id, 0,
-                                        amf0.encode_all(*values))
+        self._out += self._writer.write(csid, COMMAND_AMF0, stream_id, 0, amf0.encode_all(*values))
 
     def _result(self, tid: float, *values: Any) -> None:
         self._command(CSID_COMMAND, 0, "_result", tid, *values)
 
     def _call_failed(self, tid: float, description: str) -> None:
         if tid:
-            self._command(CSID_COMMAND, 0, "_error", tid, None,
-                          {"level": "error", "code": "NetConnection.Call.Failed",
-                           "description": description})
+            self._command(
+                CSID_COMMAND,
+                0,
+                "_error",
+                tid,
+                None,
+                {"level": "error", "code": "NetConnection.Call.Failed", "description": description},
+            )
 
-    def _on_status(self, stream_id: int, level: str, code: str, description: str,
-                   **extra: Any) -> None:
+    def _on_status(
+        self, stream_id: int, level: str, code: str, description: str, **extra: Any
+    ) -> None:
         info = {"level": level, "code": code, "description": description, **extra}
         self._command(CSID_STREAM, stream_id, "onStatus", 0.0, None, info)
 
@@ -477,15 +519,22 @@ class ServerConnection:
             raise RuntimeError(f"no connect to accept (state {self.state.value})")
         window = self.limits.window_ack_size
         self._send_window_ack_size(window)
-        self._out += self._writer.write_control(SET_PEER_BANDWIDTH,
-                                                u32(window) + bytes((BANDWIDTH_DYNAMIC,)))
+        self._out += self._writer.write_control(
+            SET_PEER_BANDWIDTH, u32(window) + bytes((BANDWIDTH_DYNAMIC,))
+        )
         chunk_size = self.limits.out_chunk_size
         self._out += self._writer.write_control(SET_CHUNK_SIZE, u32(chunk_size))
         self._writer.chunk_size = chunk_size
-        self._result(self._connect_tid,
-                     {"fmsVer": FMS_VERSION, "capabilities": CAPABILITIES, "mode": 1.0},
-                     {"level": "status", "code": "NetConnection.Connect.Success",
-                      "description": "Connection succeeded.", "objectEncoding": 0.0})
+        self._result(
+            self._connect_tid,
+            {"fmsVer": FMS_VERSION, "capabilities": CAPABILITIES, "mode": 1.0},
+            {
+                "level": "status",
+                "code": "NetConnection.Connect.Success",
+                "description": "Connection succeeded.",
+                "objectEncoding": 0.0,
+            },
+        )
         self.state = ConnectionState.CONNECTED
         return self._drain_queue()
 
@@ -493,9 +542,18 @@ class ServerConnection:
         """Answer the pending connect with NetConnection.Connect.Rejected; then close."""
         if self.state is not ConnectionState.CONNECT_PENDING:
             raise RuntimeError(f"no connect to reject (state {self.state.value})")
-        self._command(CSID_COMMAND, 0, "_error", self._connect_tid, None,
-                      {"level": "error", "code": "NetConnection.Connect.Rejected",
-                       "description": description})
+        self._command(
+            CSID_COMMAND,
+            0,
+            "_error",
+            self._connect_tid,
+            None,
+            {
+                "level": "error",
+                "code": "NetConnection.Connect.Rejected",
+                "description": description,
+            },
+        )
         self.state = ConnectionState.CLOSED
         self._queued = []
 
@@ -525,10 +583,16 @@ class ServerConnection:
         # The peer holds a valid key now: media messages may be as large as the limits allow.
         self._reader.limit_message_size(self.limits.max_message_size, "max_message_size")
         name = self._publish_names[stream_id]
-        self._out += self._writer.write_control(USER_CONTROL,
-                                                user_control(UC_STREAM_BEGIN, stream_id))
-        self._on_status(stream_id, "status", "NetStream.Publish.Start",
-                        f"{name} is now published.", details=name)
+        self._out += self._writer.write_control(
+            USER_CONTROL, user_control(UC_STREAM_BEGIN, stream_id)
+        )
+        self._on_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            f"{name} is now published.",
+            details=name,
+        )
 
     def reject_publish(self, stream_id: int, description: str) -> None:
         """Refuse the requested publish (NetStream.Publish.BadName); then close the socket."""
@@ -541,7 +605,8 @@ class ServerConnection:
     def send_ping(self, now: float) -> None:
         """Queue a PingRequest carrying ``now`` in ms; the answer is a PingResponded event."""
         self._out += self._writer.write_control(
-            USER_CONTROL, user_control(UC_PING_REQUEST, int(now * 1000)))
+            USER_CONTROL, user_control(UC_PING_REQUEST, int(now * 1000))
+        )
 
     def close(self, reason: str = "disconnect") -> list[Event]:
         """The owner is dropping the connection: end every requested publish once."""

@@ -24,8 +24,7 @@ HANDSHAKE_SIZE: Final = 1536
 RTMP_VERSION: Final = 3
 DIGEST_SIZE: Final = 32
 
-_KEY_TAIL: Final = bytes.fromhex(
-    "f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae")
+_KEY_TAIL: Final = bytes.fromhex("f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae")
 # Flash Player key: the first 30 bytes sign C1.
 FP_KEY: Final = b"Genuine Adobe Flash Player 001" + _KEY_TAIL
 # Flash Media Server key: the first 36 bytes sign S1; all 68 derive the S2 key.
@@ -44,13 +43,13 @@ SCHEMA_BASES: Final = (8, 772)
 def digest_offset(block: bytes | bytearray, schema: int) -> int:
     """Offset of the 32-byte digest inside a 1536-byte C1/S1 for schema 0 (base 8) or 1 (772)."""
     base = SCHEMA_BASES[schema]
-    return sum(block[base:base + 4]) % 728 + base + 4
+    return sum(block[base : base + 4]) % 728 + base + 4
 
 
 def make_digest(block: bytes | bytearray, offset: int, key: bytes) -> bytes:
     """HMAC-SHA256 of ``block`` without the 32 digest bytes at ``offset``."""
     mac = hmac.new(key, block[:offset], hashlib.sha256)
-    mac.update(block[offset + DIGEST_SIZE:])
+    mac.update(block[offset + DIGEST_SIZE :])
     return mac.digest()
 
 
@@ -58,7 +57,7 @@ def find_digest(block: bytes | bytearray, key: bytes) -> tuple[int, bytes] | Non
     """Return (schema, digest) of the first schema whose digest validates with ``key``."""
     for schema in (0, 1):
         offset = digest_offset(block, schema)
-        digest = bytes(block[offset:offset + DIGEST_SIZE])
+        digest = bytes(block[offset : offset + DIGEST_SIZE])
         if hmac.compare_digest(digest, make_digest(block, offset, key)):
             return schema, digest
     return None
@@ -79,12 +78,15 @@ def check_version(version: int) -> None:
         raise ProtocolError(f"not an RTMP handshake (version byte 0x{version:02x})")
 
 
-def build_server_response(c0c1: bytes, *, now_ms: int = 0,
-                          random_bytes: Callable[[int], bytes] = os.urandom,
-                          ) -> tuple[bytes, int | None]:
+def build_server_response(
+    c0c1: bytes,
+    *,
+    now_ms: int = 0,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> tuple[bytes, int | None]:
     """S0+S1+S2 for a 1537-byte C0+C1; also the digest schema used (None: plain echo)."""
     check_version(c0c1[0])
-    c1 = c0c1[1:1 + HANDSHAKE_SIZE]
+    c1 = c0c1[1 : 1 + HANDSHAKE_SIZE]
     timestamp = struct.pack(">I", now_ms & 0xFFFFFFFF)
     found = find_digest(c1, FP_KEY_SHORT) if c1[4:8] != b"\x00\x00\x00\x00" else None
     if found is None:
@@ -93,7 +95,7 @@ def build_server_response(c0c1: bytes, *, now_ms: int = 0,
     schema, client_digest = found
     signed_s1 = bytearray(timestamp + SERVER_VERSION + random_bytes(HANDSHAKE_SIZE - 8))
     offset = digest_offset(signed_s1, schema)
-    signed_s1[offset:offset + DIGEST_SIZE] = make_digest(signed_s1, offset, FMS_KEY_SHORT)
+    signed_s1[offset : offset + DIGEST_SIZE] = make_digest(signed_s1, offset, FMS_KEY_SHORT)
     s2_random = random_bytes(HANDSHAKE_SIZE - DIGEST_SIZE)
     s2 = s2_random + hmac.new(s2_digest_key(client_digest), s2_random, hashlib.sha256).digest()
     return bytes((RTMP_VERSION,)) + bytes(signed_s1) + s2, schema
@@ -126,7 +128,7 @@ class ServerHandshake:
                 # Fail at the first byte rather than after 1536 bytes of somebody's HTTP.
                 check_version(data[used])
             take = min(want, len(data) - used)
-            self._buf += data[used:used + take]
+            self._buf += data[used : used + take]
             used += take
             if take < want:
                 break
@@ -134,7 +136,8 @@ class ServerHandshake:
                 block = bytes(self._buf)
                 self.client_version = block[5:9]
                 response, self.digest_schema = build_server_response(
-                    block, now_ms=int(now * 1000), random_bytes=self._random_bytes)
+                    block, now_ms=int(now * 1000), random_bytes=self._random_bytes
+                )
                 self._out += response
                 self._stage = 1
             else:

@@ -63,4 +63,6 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"rtmp limit {f.name!r} must be an integer, got {value!r}")
             if not lo <= value <= hi:
-                raise ValueError(f"rtmp limit {f.name!r} must be between {lo} and {hi}, got {value}")
+                raise ValueError(
+                    f"rtmp limit {f.name!r} must be between {lo} and {hi}, got {value}"
+                )

@@ -56,14 +56,44 @@ _VIDEO_FOURCCS: Final = {b"avc1": "avc1", b"hvc1": "hvc1", b"av01": "av01", b"vp
 # Codecs whose CodedFrames carry a 24-bit composition time offset.
 _CTO_FOURCCS: Final = frozenset((b"avc1", b"hvc1"))
 
-_AUDIO_FOURCCS: Final = {b"mp4a": "mp4a", b"Opus": "opus", b"fLaC": "flac", b".mp3": "mp3",
-                         b"ac-3": "ac-3", b"ec-3": "ec-3"}
-_LEGACY_AUDIO: Final = {0: "pcm", 1: "adpcm", 2: "mp3", 3: "pcm_le", 4: "nellymoser",
-                        5: "nellymoser", 6: "nellymoser", 7: "alaw", 8: "ulaw", 11: "speex",
-                        14: "mp3", 15: "device"}
+_AUDIO_FOURCCS: Final = {
+    b"mp4a": "mp4a",
+    b"Opus": "opus",
+    b"fLaC": "flac",
+    b".mp3": "mp3",
+    b"ac-3": "ac-3",
+    b"ec-3": "ec-3",
+}
+_LEGACY_AUDIO: Final = {
+    0: "pcm",
+    1: "adpcm",
+    2: "mp3",
+    3: "pcm_le",
+    4: "nellymoser",
+    5: "nellymoser",
+    6: "nellymoser",
+    7: "alaw",
+    8: "ulaw",
+    11: "speex",
+    14: "mp3",
+    15: "device",
+}
 
-AAC_SAMPLE_RATES: Final = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000,
-                           12000, 11025, 8000, 7350)
+AAC_SAMPLE_RATES: Final = (
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
 _AAC_CHANNELS: Final = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8}
 
 
@@ -104,8 +134,14 @@ def parse_video(stream_id: int, timestamp: int, body: bytes) -> Event | None:
         data = body[5:]
         if not data:
             return None
-        return VideoFrame(stream_id, codec, timestamp, timestamp + _si24(body, 2),
-                          frame_type == 1 or frame_type == 4, data)
+        return VideoFrame(
+            stream_id,
+            codec,
+            timestamp,
+            timestamp + _si24(body, 2),
+            frame_type == 1 or frame_type == 4,
+            data,
+        )
     if packet_type == 0:
         return VideoConfig(stream_id, codec, body[5:], timestamp)
     if packet_type == 2:
@@ -134,8 +170,9 @@ def _skip_modex(body: bytes, pos: int, packet_type: int, modex: int, kind: str) 
     return packet_type, pos
 
 
-def _track0(body: bytes, pos: int, packet_type: int, what: str, multitrack_type: int,
-            modex_type: int) -> tuple[int, bytes, int, int] | None:
+def _track0(
+    body: bytes, pos: int, packet_type: int, what: str, multitrack_type: int, modex_type: int
+) -> tuple[int, bytes, int, int] | None:
     """Walk an enhanced-RTMP (multitrack) header to track 0.
 
     Returns ``(packet_type, fourcc, payload start, payload end)``, or ``None`` when the message
@@ -157,7 +194,7 @@ def _track0(body: bytes, pos: int, packet_type: int, what: str, multitrack_type:
     if multitrack != MULTITRACK_MANY_TRACKS_MANY_CODECS:
         if pos + 4 > n:
             raise _truncated(what, pos + 4, n)
-        fourcc = body[pos:pos + 4]
+        fourcc = body[pos : pos + 4]
         pos += 4
     end = n
     if multitrack >= 0:
@@ -165,7 +202,7 @@ def _track0(body: bytes, pos: int, packet_type: int, what: str, multitrack_type:
             if multitrack == MULTITRACK_MANY_TRACKS_MANY_CODECS:
                 if pos + 4 > n:
                     raise _truncated(what, pos + 4, n)
-                fourcc = body[pos:pos + 4]
+                fourcc = body[pos : pos + 4]
                 pos += 4
             if pos >= n:
                 raise _truncated(what, pos + 1, n)

@@ -28,11 +28,15 @@ if config.config_file_name is not None and not config.attributes.get("skip_loggi
 
 
 def _url() -> str:
-    url = (config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-           or os.environ.get("AETHEX_DATABASE_URL"))
+    url = (
+        config.attributes.get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or os.environ.get("AETHEX_DATABASE_URL")
+    )
     if not url:
-        raise RuntimeError("no database URL: pass one to storage.db.upgrade() "
-                           "or set AETHEX_DATABASE_URL")
+        raise RuntimeError(
+            "no database URL: pass one to storage.db.upgrade() or set AETHEX_DATABASE_URL"
+        )
     return url
 
 

@@ -26,8 +26,11 @@ def write_png(path: Path, size: tuple[int, int], colour: tuple[int, int, int]) -
     return path
 
 
-async def test_sign_up_onboard_and_edit_profile_in_chromium(browser, settings_env,  # noqa: F811
-                                                            tmp_path: Path) -> None:
+async def test_sign_up_onboard_and_edit_profile_in_chromium(
+    browser,
+    settings_env,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     avatar = write_png(tmp_path / "avatar.png", (640, 480), (200, 60, 60))
     banner = write_png(tmp_path / "banner.png", (2000, 800), (60, 60, 200))
     async with running_server(settings_env) as server:
@@ -45,7 +48,9 @@ async def test_sign_up_onboard_and_edit_profile_in_chromium(browser, settings_en
         await page.click("button[type=submit]")
         await page.wait_for_url(f"{base}/auth/onboard")
         cookies = {c["name"]: c for c in await context.cookies()}
-        assert cookies["aethex_session"]["httpOnly"] and cookies["aethex_session"]["sameSite"] == "Lax"
+        assert (
+            cookies["aethex_session"]["httpOnly"] and cookies["aethex_session"]["sameSite"] == "Lax"
+        )
         # Scripts cannot read the session cookie, but they can read the CSRF token.
         assert "aethex_session" not in await page.evaluate("document.cookie")
         assert len(await page.get_attribute('meta[name="csrf-token"]', "content")) == 64
@@ -60,7 +65,8 @@ async def test_sign_up_onboard_and_edit_profile_in_chromium(browser, settings_en
         assert await page.inner_text(".form-notice") == "Welcome! Your profile is set up."
         assert await page.inner_text(".nav-user") == "Alice <Live>"
         natural = await page.eval_on_selector(
-            "#avatar-img", "img => [img.complete, img.naturalWidth, img.naturalHeight]")
+            "#avatar-img", "img => [img.complete, img.naturalWidth, img.naturalHeight]"
+        )
         assert natural == [True, 256, 256]
 
         # Edit the profile: display name, a link, the light theme.
@@ -83,12 +89,14 @@ async def test_sign_up_onboard_and_edit_profile_in_chromium(browser, settings_en
         # Banner upload through the page.
         await page.goto(f"{base}/dashboard/profile")
         assert await page.input_value("input[name=display_name]") == "Alice L."
-        await page.set_input_files("form[action='/dashboard/profile/banner'] input[type=file]",
-                                   str(banner))
+        await page.set_input_files(
+            "form[action='/dashboard/profile/banner'] input[type=file]", str(banner)
+        )
         await page.click("text=Upload banner")
         await page.wait_for_url(f"{base}/dashboard/profile?banner=1")
         size = await page.eval_on_selector(
-            "#banner-img", "img => [img.naturalWidth, img.naturalHeight]")
+            "#banner-img", "img => [img.naturalWidth, img.naturalHeight]"
+        )
         assert size[0] <= 1600 and size[1] <= 400 and size[0] > 0
 
         # An API token, shown once, works as a bearer token, then is revoked.
@@ -97,16 +105,18 @@ async def test_sign_up_onboard_and_edit_profile_in_chromium(browser, settings_en
         token = await page.input_value("#new-token")
         assert token.startswith("aethex_")
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/api/auth/user",
-                                headers={"Authorization": f"Bearer {token}"}) as r:
+            async with http.get(
+                f"{base}/api/auth/user", headers={"Authorization": f"Bearer {token}"}
+            ) as r:
                 assert r.status == 200
                 assert (await r.json())["user"]["display_name"] == "Alice L."
             await page.goto(f"{base}/dashboard/profile")
             assert token not in await page.content()
             await page.click("#token-table >> text=Revoke")
             await page.wait_for_url(f"{base}/dashboard/profile?revoked=1")
-            async with http.get(f"{base}/api/auth/user",
-                                headers={"Authorization": f"Bearer {token}"}) as r:
+            async with http.get(
+                f"{base}/api/auth/user", headers={"Authorization": f"Bearer {token}"}
+            ) as r:
                 assert r.status == 401
         await page.screenshot(path=str(screenshot_path("accounts-profile.png")), full_page=True)
 

@@ -17,8 +17,10 @@ PASSWORD = "correct horse battery"
 
 async def _logged_in_page(browser, base: str, username: str):  # noqa: F811
     context = await browser.new_context(base_url=base)
-    r = await context.request.post("/api/auth/register", data={
-        "username": username, "password": PASSWORD, "email": f"{username}@example.test"})
+    r = await context.request.post(
+        "/api/auth/register",
+        data={"username": username, "password": PASSWORD, "email": f"{username}@example.test"},
+    )
     assert r.status == 201, await r.text()
     page = await context.new_page()
     return context, page
@@ -40,12 +42,14 @@ async def test_two_pages_chat(browser, settings_env) -> None:  # noqa: F811
             await page.wait_for_selector("#chat-form:not([hidden])")
         # Each sees the other in the viewer list.
         await alice.wait_for_function(
-            "document.getElementById('chat-viewer-count').textContent === '2'")
+            "document.getElementById('chat-viewer-count').textContent === '2'"
+        )
 
         await alice.fill("#chat-input", "hello bob, see https://example.org/x")
         # The counter follows the input (the input event may land a tick after fill()).
         await alice.wait_for_function(
-            "document.getElementById('chat-counter').textContent === '36/500'", timeout=5000)
+            "document.getElementById('chat-counter').textContent === '36/500'", timeout=5000
+        )
         await alice.press("#chat-input", "Enter")
         msg = bob.locator(".chat-message", has_text="hello bob")
         await msg.wait_for()

@@ -36,8 +36,9 @@ async def test_glass_to_glass_latency(browser, settings_env) -> None:  # noqa: F
             await page.goto(f"http://127.0.0.1:{server.http_port}/streams/clock-live")
             deadline = asyncio.get_running_loop().time() + 40
             while not await page.evaluate(
-                    "() => !!(window.aethexPlayer && window.aethexPlayer.video"
-                    " && window.aethexPlayer.video.currentTime > 2)"):
+                "() => !!(window.aethexPlayer && window.aethexPlayer.video"
+                " && window.aethexPlayer.video.currentTime > 2)"
+            ):
                 assert asyncio.get_running_loop().time() < deadline, "playback never started"
                 await asyncio.sleep(0.25)
             await asyncio.sleep(3)  # let hls.js settle at its live edge
@@ -48,6 +49,8 @@ async def test_glass_to_glass_latency(browser, settings_env) -> None:  # noqa: F
     latencies.sort()
     p50 = statistics.median(latencies)
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    print(f"\nglass-to-glass (Chromium, hls.js, Auto): p50 {p50:.2f} s, p95 {p95:.2f} s, "
-          f"{len(latencies)} samples")
+    print(
+        f"\nglass-to-glass (Chromium, hls.js, Auto): p50 {p50:.2f} s, p95 {p95:.2f} s, "
+        f"{len(latencies)} samples"
+    )
     assert 0 < p50 < 4.0, f"glass-to-glass p50 {p50:.2f} s"

@@ -29,18 +29,28 @@ async def test_live_status_follows_the_registry_and_the_stream_row(site) -> None
     server, http = site
     channel_id, _ = await make_channel(server, "carol-live", "carol")
     async with server.db.session() as db:
-        await db.execute(update(Channel).where(Channel.id == channel_id)
-                         .values(name="Carol's <b>channel</b>", category="Music"))
+        await db.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(name="Carol's <b>channel</b>", category="Music")
+        )
         await db.commit()
 
     async with http.get("/api/channels/carol-live/live") as r:
         assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
         body = await r.json()
-    assert body == {"live": False, "playable": False, "stream_id": None,
-                    "title": "Carol's <b>channel</b>", "category": "Music", "tags": [],
-                    "viewers": 0,
-                    "started_at": None, "creator": "carol",
-                    "hls_url": "/hls/carol-live/master.m3u8"}
+    assert body == {
+        "live": False,
+        "playable": False,
+        "stream_id": None,
+        "title": "Carol's <b>channel</b>",
+        "category": "Music",
+        "tags": [],
+        "viewers": 0,
+        "started_at": None,
+        "creator": "carol",
+        "hls_url": "/hls/carol-live/master.m3u8",
+    }
 
     # Live as the ingest makes it: a LIVE row and the stream in the registry.
     now = datetime.now(timezone.utc)
@@ -49,8 +59,9 @@ async def test_live_status_follows_the_registry_and_the_stream_row(site) -> None
         await queries.update_viewer_count(db, row.id, 3)
         await db.commit()
         stream_id = row.id
-    live = server.registry.start(channel_id=channel_id, slug="carol-live", stream_id=stream_id,
-                                 started_at=now)
+    live = server.registry.start(
+        channel_id=channel_id, slug="carol-live", stream_id=stream_id, started_at=now
+    )
     try:
         async with http.get("/api/channels/carol-live/live") as r:
             body = await r.json()
@@ -66,7 +77,8 @@ async def test_live_status_follows_the_registry_and_the_stream_row(site) -> None
             assert r.status == 200 and r.content_type == "text/html"
             assert "script-src 'self'" in r.headers["Content-Security-Policy"]
         assert "Tonight: &lt;script&gt;" in html and "<script>" not in html.replace(
-            "<script src=", "")
+            "<script src=", ""
+        )
         assert 'data-state="starting"' in html
         async with http.get("/") as r:
             home = await r.text()
@@ -108,9 +120,14 @@ async def test_thumbnails_only_for_valid_slugs_with_a_file(site) -> None:
         assert r.status == 200 and await r.read() == JPEG
         assert r.headers["Content-Type"] == "image/jpeg"
         assert r.headers["Cache-Control"] == "public, max-age=10"
-    for path in ("/thumbnails/nobody.jpg", "/thumbnails/Dave-Live.jpg",
-                 "/thumbnails/..%2Fsecret.jpg", "/thumbnails/%2E%2E.jpg",
-                 "/thumbnails/-x.jpg", "/thumbnails/dave-live.png"):
+    for path in (
+        "/thumbnails/nobody.jpg",
+        "/thumbnails/Dave-Live.jpg",
+        "/thumbnails/..%2Fsecret.jpg",
+        "/thumbnails/%2E%2E.jpg",
+        "/thumbnails/-x.jpg",
+        "/thumbnails/dave-live.png",
+    ):
         async with http.get(path) as r:
             assert r.status == 404, path
 
@@ -125,6 +142,8 @@ async def test_hls_js_and_assets_are_served_by_us(site) -> None:
         assert r.headers["Cache-Control"] == "public, max-age=3600"
     async with http.get("/static/vendor/hls.min.js") as r:
         if r.status == 404:
-            pytest.fail("webapp/static/vendor/hls.min.js is missing: `make test` (or "
-                        "`make frontend`) installs hls.js with npm ci and copies it there")
+            pytest.fail(
+                "webapp/static/vendor/hls.min.js is missing: `make test` (or "
+                "`make frontend`) installs hls.js with npm ci and copies it there"
+            )
         assert r.status == 200 and len(await r.read()) > 100_000

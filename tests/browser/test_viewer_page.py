@@ -19,12 +19,11 @@ from sqlalchemy import update
 from storage import queries
 from storage.models import Channel, Profile, User
 from tests.browser.browser_support import PageWatch, browser, screenshot_path  # noqa: F401
-from tests.conftest import (make_channel, make_source, push, rtmp_url, running_server,
-                            transcoding)
+from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-XSS_TITLE = "<img src=x onerror=alert(1)> & \"friends\""
+XSS_TITLE = '<img src=x onerror=alert(1)> & "friends"'
 CATEGORY = "Science & <Tech>"
 CREATOR = "Alice Liddell"
 SOURCE_SECONDS = 45
@@ -33,8 +32,11 @@ SOURCE_SECONDS = 45
 @pytest.fixture(scope="module")
 def source_720p(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 720p30 H.264 + AAC file; the publisher pushes it in real time with -c copy."""
-    return make_source(tmp_path_factory.mktemp("browser-source") / "720p.flv",
-                       size="1280x720", seconds=SOURCE_SECONDS)
+    return make_source(
+        tmp_path_factory.mktemp("browser-source") / "720p.flv",
+        size="1280x720",
+        seconds=SOURCE_SECONDS,
+    )
 
 
 @pytest.fixture
@@ -46,12 +48,16 @@ async def dress_channel(server, slug: str) -> int:
     """A channel whose title tries to inject markup, with a category and a display name."""
     channel_id, key = await make_channel(server, slug, "alice")
     async with server.db.session() as db:
-        await db.execute(update(Channel).where(Channel.id == channel_id)
-                         .values(name=XSS_TITLE, category=CATEGORY))
+        await db.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(name=XSS_TITLE, category=CATEGORY)
+        )
         user = await queries.get_user_by_username(db, "alice")
         assert isinstance(user, User)
-        await db.execute(update(Profile).where(Profile.user_id == user.id)
-                         .values(display_name=CREATOR))
+        await db.execute(
+            update(Profile).where(Profile.user_id == user.id).values(display_name=CREATOR)
+        )
         await db.commit()
     return key
 
@@ -74,8 +80,7 @@ async def wait_js(page, expression: str, timeout: float, what: str) -> None:
     A function, not a bare expression: the page's CSP forbids the eval() Playwright would use.
     """
     try:
-        await page.wait_for_function(f"() => ({expression})", timeout=timeout * 1000,
-                                     polling=200)
+        await page.wait_for_function(f"() => ({expression})", timeout=timeout * 1000, polling=200)
     except Exception as exc:
         state = await page.evaluate("""() => {
             const p = window.aethexPlayer || {};
@@ -110,8 +115,9 @@ async def check_recovery(page) -> None:
     # Every HLS request fails for a while: hls.js's own retries run out.
     await page.route("**/hls/**", refuse)
     try:
-        await wait_js(page, "window.__fatal.includes('networkError')", 15,
-                      "hls.js to give up on the network")
+        await wait_js(
+            page, "window.__fatal.includes('networkError')", 15, "hls.js to give up on the network"
+        )
         await asyncio.sleep(3.0)
     finally:
         await page.unroute("**/hls/**", refuse)
@@ -137,15 +143,20 @@ async def check_recovery(page) -> None:
     await page.evaluate("""() => window.aethexPlayer.hls.trigger(Hls.Events.ERROR, {
         type: Hls.ErrorTypes.OTHER_ERROR, details: 'testInjectedError', fatal: true,
         error: new Error('injected by the test')})""")
-    await wait_js(page, "window.aethexPlayer.hls && window.aethexPlayer.hls !== window.__hlsSeen",
-                  10, "a new hls.js instance")
+    await wait_js(
+        page,
+        "window.aethexPlayer.hls && window.aethexPlayer.hls !== window.__hlsSeen",
+        10,
+        "a new hls.js instance",
+    )
     await playing_on(page, "playback to resume in a new player")
     assert await js(page, "window.aethexPlayer.hls.levels.length") == 2
     assert await page.locator("#quality option").count() == 3
 
 
 async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_offline(
-        browser, transcode_env, source_720p) -> None:  # noqa: F811
+    browser, transcode_env, source_720p
+) -> None:  # noqa: F811
     slug = "alice-live"
     async with running_server(transcode_env) as server:
         key = await dress_channel(server, slug)
@@ -158,8 +169,9 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
         await page.goto(f"{base}/streams/{slug}")
         offline = page.locator("#offline")
         assert await offline.is_visible()
-        assert (await page.locator("#offline-title").inner_text()).strip() \
-            == f"{CREATOR} is offline"
+        assert (
+            await page.locator("#offline-title").inner_text()
+        ).strip() == f"{CREATOR} is offline"
         assert await page.locator("#player").is_hidden()
         assert await page.locator("#stream-title").inner_text() == XSS_TITLE
         assert await page.locator("#stream-category").inner_text() == CATEGORY
@@ -171,21 +183,28 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
         proc = await push(source_720p, rtmp_url(server, key))
         try:
             await wait_until(lambda: server.registry.get(slug) is not None, 15, "the publisher")
-            await wait_js(page, "window.aethexPlayer.state === 'live'", 30,
-                          "the page to switch to the player")
+            await wait_js(
+                page, "window.aethexPlayer.state === 'live'", 30, "the page to switch to the player"
+            )
             assert await offline.is_hidden()
-            await wait_js(page, "window.aethexPlayer.hls && "
-                                "window.aethexPlayer.video.currentTime > 0.5", 30,
-                          "playback to start")
+            await wait_js(
+                page,
+                "window.aethexPlayer.hls && window.aethexPlayer.video.currentTime > 0.5",
+                30,
+                "playback to start",
+            )
             t0 = await js(page, "window.aethexPlayer.video.currentTime")
             await asyncio.sleep(2.0)
             t1 = await js(page, "window.aethexPlayer.video.currentTime")
             assert t1 > t0 + 1.0, f"video.currentTime did not advance: {t0} -> {t1}"
 
             # hls.js runs in low-latency mode against our master playlist.
-            config = await js(page, """() => ({
+            config = await js(
+                page,
+                """() => ({
                 lowLatency: window.aethexPlayer.hls.config.lowLatencyMode,
-                url: window.aethexPlayer.hls.url})""")
+                url: window.aethexPlayer.hls.url})""",
+            )
             assert config["lowLatency"] is True
             assert config["url"].endswith(f"/hls/{slug}/master.m3u8")
 
@@ -199,8 +218,12 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
 
             # This page is the one viewer: the server counts it from its playlist requests
             # and the page shows the count from the stream row.
-            await wait_js(page, "document.getElementById('viewer-count').textContent === '1'",
-                          25, "the viewer count to show this viewer")
+            await wait_js(
+                page,
+                "document.getElementById('viewer-count').textContent === '1'",
+                25,
+                "the viewer count to show this viewer",
+            )
             assert await page.locator("#viewers").inner_text() == "1 viewer"
 
             # The home page lists the live channel, its title as text, and its thumbnail.
@@ -215,7 +238,8 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
             assert await card.locator(".card-creator").inner_text() == CREATOR
             assert await card.locator(".thumb-viewers").inner_text() == "1 viewer"
             await home.wait_for_function(
-                "() => document.querySelector('a.card-link img').naturalWidth > 0", timeout=10_000)
+                "() => document.querySelector('a.card-link img').naturalWidth > 0", timeout=10_000
+            )
             assert await home.locator("img[src='x']").count() == 0
             await home.screenshot(path=str(screenshot_path("viewer-home.png")))
             home_watch.check()
@@ -223,8 +247,10 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
             await home.keyboard.press("Tab")  # skip link
             for _ in range(12):  # past the site navigation
                 await home.keyboard.press("Tab")
-                if await home.evaluate("document.activeElement.getAttribute('href')") \
-                        == f"/streams/{slug}":
+                if (
+                    await home.evaluate("document.activeElement.getAttribute('href')")
+                    == f"/streams/{slug}"
+                ):
                     break
             else:
                 raise AssertionError("the channel card cannot be reached with the keyboard")
@@ -236,18 +262,27 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
             index = heights.index(target)
             await page.locator("#quality").focus()
             await page.select_option("#quality", label=f"{target}p")
-            await wait_js(page, f"window.aethexPlayer.hls.currentLevel === {index} && "
-                                f"window.aethexPlayer.video.videoHeight === {target}", 20,
-                          f"the {target}p rendition to play")
+            await wait_js(
+                page,
+                f"window.aethexPlayer.hls.currentLevel === {index} && "
+                f"window.aethexPlayer.video.videoHeight === {target}",
+                20,
+                f"the {target}p rendition to play",
+            )
             assert await js(page, "window.aethexPlayer.hls.autoLevelEnabled") is False
             t2 = await js(page, "window.aethexPlayer.video.currentTime")
-            await wait_js(page, f"window.aethexPlayer.video.currentTime > {t2} + 0.5", 10,
-                          f"{target}p frames to keep playing")
+            await wait_js(
+                page,
+                f"window.aethexPlayer.video.currentTime > {t2} + 0.5",
+                10,
+                f"{target}p frames to keep playing",
+            )
             await page.screenshot(path=str(screenshot_path("viewer-player.png")))
             # And back to automatic selection.
             await page.select_option("#quality", value="-1")
-            await wait_js(page, "window.aethexPlayer.hls.autoLevelEnabled === true", 5,
-                          "Auto quality")
+            await wait_js(
+                page, "window.aethexPlayer.hls.autoLevelEnabled === true", 5, "Auto quality"
+            )
             # Playback is within a few seconds of the live edge (LL-HLS, part hold-back).
             latency = await js(page, "window.aethexPlayer.hls.latency")
             assert 0 < latency < 4.0, f"{latency} s behind the live edge"
@@ -261,8 +296,9 @@ async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_o
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        await wait_js(page, "window.aethexPlayer.state === 'offline'", 45,
-                      "the page to go back to offline")
+        await wait_js(
+            page, "window.aethexPlayer.state === 'offline'", 45, "the page to go back to offline"
+        )
         assert await offline.is_visible()
         assert await page.locator("#player").is_hidden()
         assert await page.locator("#quality").is_disabled()
@@ -293,15 +329,18 @@ async def test_pages_without_a_stream(browser, settings_env) -> None:  # noqa: F
         chat = page.locator("section#chat[aria-label='Chat']")
         assert await chat.is_visible()
         assert await page.locator("#chat-toggle").is_hidden()
-        stage, panel = await page.locator(".stage").bounding_box(), \
-            await page.locator("#chat-panel").bounding_box()
+        stage, panel = (
+            await page.locator(".stage").bounding_box(),
+            await page.locator("#chat-panel").bounding_box(),
+        )
         assert stage and panel and panel["x"] >= stage["x"] + stage["width"] - 1
         watch.check()
         await context.close()
 
         # Narrow: chat is a drawer opened and closed from the keyboard.
-        context = await browser.new_context(viewport={"width": 390, "height": 800},
-                                            is_mobile=True, has_touch=True)
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True
+        )
         page = await context.new_page()
         watch = PageWatch(page, base)
         await page.goto(f"{base}/streams/quiet-one")
@@ -312,8 +351,8 @@ async def test_pages_without_a_stream(browser, settings_env) -> None:  # noqa: F
         await toggle.focus()
         await page.keyboard.press("Enter")
         await page.wait_for_function(
-            "() => getComputedStyle(document.getElementById('chat-panel')).visibility"
-            " === 'visible'")
+            "() => getComputedStyle(document.getElementById('chat-panel')).visibility === 'visible'"
+        )
         assert await toggle.get_attribute("aria-expanded") == "true"
         assert await page.evaluate("document.activeElement.id") == "chat-close"
         await page.wait_for_timeout(400)  # the drawer slides in

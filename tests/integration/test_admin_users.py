@@ -24,8 +24,9 @@ async def site(settings_env):
             await bob.close()
 
 
-async def patch_user(http: aiohttp.ClientSession, base: str, user_id: int,
-                     body: object) -> tuple[int, dict]:
+async def patch_user(
+    http: aiohttp.ClientSession, base: str, user_id: int, body: object
+) -> tuple[int, dict]:
     h = {"X-CSRF-Token": await csrf_of(http, base)}
     async with http.patch(f"{base}/api/admin/users/{user_id}", json=body, headers=h) as r:
         return r.status, await r.json()
@@ -37,7 +38,9 @@ async def test_admin_lists_users_others_cannot(site) -> None:
         assert r.status == 200
         users = (await r.json())["users"]
     assert [(u["username"], u["is_admin"], u["email"]) for u in users] == [
-        ("root", True, "root@example.test"), ("bob", False, "bob@example.test")]
+        ("root", True, "root@example.test"),
+        ("bob", False, "bob@example.test"),
+    ]
     async with admin.get(f"{base}/api/admin/users", params={"limit": "1", "offset": "1"}) as r:
         assert [u["username"] for u in (await r.json())["users"]] == ["bob"]
     for bad in ({"limit": "x"}, {"limit": "100000"}, {"offset": "-1"}):
@@ -71,9 +74,16 @@ async def test_promote_demote_and_the_last_admin_guard(site) -> None:
     assert status == 200 and body["user"]["is_admin"] is False
 
 
-@pytest.mark.parametrize("body, status", [
-    ({}, 400), ({"is_admin": "yes"}, 400), ({"is_disabled": 1}, 400), ({"email": "x"}, 400),
-    (["is_admin"], 400)])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({}, 400),
+        ({"is_admin": "yes"}, 400),
+        ({"is_disabled": 1}, 400),
+        ({"email": "x"}, 400),
+        (["is_admin"], 400),
+    ],
+)
 async def test_patch_user_bad_input(site, body, status) -> None:
     _, base, admin, bob = site
     bob_id = (await user_of(bob, base))["id"]
@@ -100,11 +110,13 @@ async def test_disabled_user_is_locked_out_everywhere_until_enabled(site) -> Non
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/api/auth/user", headers=bearer) as r:
             assert r.status == 401
-        async with http.post(f"{base}/api/auth/login", json={
-                "username": "bob", "password": DEFAULT_PASSWORD}) as r:
+        async with http.post(
+            f"{base}/api/auth/login", json={"username": "bob", "password": DEFAULT_PASSWORD}
+        ) as r:
             assert r.status == 403 and (await r.json())["error"]["code"] == "account_disabled"
-        async with http.post(f"{base}/api/auth/login", json={
-                "username": "bob", "password": "wrong password!"}) as r:
+        async with http.post(
+            f"{base}/api/auth/login", json={"username": "bob", "password": "wrong password!"}
+        ) as r:
             assert r.status == 401  # a wrong password does not reveal the account is disabled
         async with http.get(f"{base}/api/users/{bob_id}") as r:
             assert r.status == 404
@@ -113,8 +125,9 @@ async def test_disabled_user_is_locked_out_everywhere_until_enabled(site) -> Non
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/api/auth/user", headers=bearer) as r:
             assert r.status == 200
-        async with http.post(f"{base}/api/auth/login", json={
-                "username": "bob", "password": DEFAULT_PASSWORD}) as r:
+        async with http.post(
+            f"{base}/api/auth/login", json={"username": "bob", "password": DEFAULT_PASSWORD}
+        ) as r:
             assert r.status == 200
 
 
@@ -129,19 +142,23 @@ async def test_admin_page(site) -> None:
         page = await r.text()
     assert r.status == 200 and 'data-username="bob"' in page and "bob@example.test" in page
     token = await csrf_of(admin, base)
-    async with admin.post(f"{base}/dashboard/admin/users/{bob_id}", allow_redirects=False,
-                          data={"csrf_token": token, "action": "disable"}) as r:
+    async with admin.post(
+        f"{base}/dashboard/admin/users/{bob_id}",
+        allow_redirects=False,
+        data={"csrf_token": token, "action": "disable"},
+    ) as r:
         assert r.status == 303
     async with bob.get(f"{base}/api/auth/user") as r:
         assert r.status == 401
-    async with admin.post(f"{base}/dashboard/admin/users/{bob_id}",
-                          data={"csrf_token": token, "action": "explode"}) as r:
+    async with admin.post(
+        f"{base}/dashboard/admin/users/{bob_id}", data={"csrf_token": token, "action": "explode"}
+    ) as r:
         assert r.status == 400
-    async with admin.post(f"{base}/dashboard/admin/users/{bob_id}",
-                          data={"action": "enable"}) as r:
+    async with admin.post(f"{base}/dashboard/admin/users/{bob_id}", data={"action": "enable"}) as r:
         assert r.status == 403  # no CSRF token
     root_id = (await user_of(admin, base))["id"]
-    async with admin.post(f"{base}/dashboard/admin/users/{root_id}",
-                          data={"csrf_token": token, "action": "demote"}) as r:
+    async with admin.post(
+        f"{base}/dashboard/admin/users/{root_id}", data={"csrf_token": token, "action": "demote"}
+    ) as r:
         page = await r.text()
     assert "no enabled administrator" in page

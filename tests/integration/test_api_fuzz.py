@@ -35,16 +35,22 @@ CHECKS = "not_a_server_error,status_code_conformance"
 # Operations that can end the fuzzer's credential: logging out, revoking its token, and (once
 # it has promoted a user it registered) disabling or demoting itself. Each runs last, alone,
 # with a fresh token.
-CREDENTIAL_ENDERS = ("/api/auth/logout", "/api/auth/tokens/{token_id}",
-                     "/api/admin/users/{user_id}")
+CREDENTIAL_ENDERS = (
+    "/api/auth/logout",
+    "/api/auth/tokens/{token_id}",
+    "/api/admin/users/{user_id}",
+)
 
 
 @pytest.fixture
 def fuzz_env(settings_env: dict[str, str]) -> dict[str, str]:
     # Every refused login waits 0.25-1 s by default (a brute-force brake): too slow for
     # thousands of generated logins, and the wait is not what is under test here.
-    return {**settings_env, "AETHEX_AUTH__LOGIN_FAILURE_DELAY_MIN": "0.001",
-            "AETHEX_AUTH__LOGIN_FAILURE_DELAY_MAX": "0.002"}
+    return {
+        **settings_env,
+        "AETHEX_AUTH__LOGIN_FAILURE_DELAY_MIN": "0.001",
+        "AETHEX_AUTH__LOGIN_FAILURE_DELAY_MAX": "0.002",
+    }
 
 
 async def seed(server: "Server", base: str) -> None:
@@ -57,33 +63,53 @@ async def seed(server: "Server", base: str) -> None:
     async with server.db.session() as db:
         channel = await queries.create_channel(db, "fuzzer", "fuzz-live")
         stream = await queries.start_stream(db, channel.id, datetime.now(timezone.utc))
-        await queries.end_stream(db, stream.id, datetime.now(timezone.utc),
-                                 StreamStatus.ARCHIVED)
+        await queries.end_stream(db, stream.id, datetime.now(timezone.utc), StreamStatus.ARCHIVED)
         await db.commit()
     async with aiohttp.ClientSession(base, headers=auth(viewer)) as http:
-        async with http.post("/api/messages", json={"channel": "fuzz-live",
-                                                    "content": "hello"}) as r:
+        async with http.post(
+            "/api/messages", json={"channel": "fuzz-live", "content": "hello"}
+        ) as r:
             assert r.status == 201, await r.text()
             message_id = (await r.json())["message"]["id"]
-        async with http.post("/api/reports", json={"message_id": message_id,
-                                                   "reason": "spam"}) as r:
+        async with http.post(
+            "/api/reports", json={"message_id": message_id, "reason": "spam"}
+        ) as r:
             assert r.status == 201, await r.text()
 
 
 async def schemathesis(base: str, token: str, cwd: Path, *options: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/openapi.json",
-        "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
-        "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--workers", "1",
-        "--request-timeout", "60", "--no-color", *options,
-        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{base}/api/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "60",
+        "--no-color",
+        *options,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode("utf-8", "replace")
 
 
-async def test_no_operation_answers_5xx_or_an_undocumented_status(fuzz_env, tmp_path,
-                                                                  caplog) -> None:
+async def test_no_operation_answers_5xx_or_an_undocumented_status(
+    fuzz_env, tmp_path, caplog
+) -> None:
     caplog.set_level(logging.INFO)
     async with running_server(fuzz_env) as server:
         from storage import queries

@@ -42,12 +42,17 @@ async def test_hostile_json_bodies_get_400_or_413(server, caplog) -> None:
         async with http.post("/api/auth/login", data=DEEP, headers=json_type) as r:
             assert (await error_of(r, 413))["code"] == "payload_too_large"
         depth = limit // 2
-        async with http.post("/api/auth/login", data="[" * depth + "]" * depth,
-                             headers=json_type) as r:
+        async with http.post(
+            "/api/auth/login", data="[" * depth + "]" * depth, headers=json_type
+        ) as r:
             err = await error_of(r, 400)
             assert err["code"] == "invalid_json" and "nested" in err["message"]
-        for body in ('{"username": NaN, "password": "x"}', '{"username": "a", "password": 1e999',
-                     b'{"username": "\xff"}', '{"username": 99999999999999999999}'):
+        for body in (
+            '{"username": NaN, "password": "x"}',
+            '{"username": "a", "password": 1e999',
+            b'{"username": "\xff"}',
+            '{"username": 99999999999999999999}',
+        ):
             async with http.post("/api/auth/login", data=body, headers=json_type) as r:
                 assert (await error_of(r, 400))["code"] == "invalid_json"
         # Bigger than any JSON body of the API, though far under the upload limit.
@@ -62,8 +67,10 @@ async def test_hostile_json_bodies_get_400_or_413(server, caplog) -> None:
 
         async with http.post("/api/auth/login", data=chunked(), headers=json_type) as r:
             assert (await error_of(r, 413))["code"] == "payload_too_large"
-        async with http.post("/api/auth/login", json={"username": "nobody", "password": "pw"},
-                             ) as r:  # the server still answers ordinary logins
+        async with http.post(
+            "/api/auth/login",
+            json={"username": "nobody", "password": "pw"},
+        ) as r:  # the server still answers ordinary logins
             assert r.status == 401
     assert_clean_log(caplog)
 
@@ -74,26 +81,31 @@ async def test_integer_parameters_are_bounded(server, caplog) -> None:
     base = base_url(server)
     async with aiohttp.ClientSession(base, headers=auth(token)) as http:
         # As found: SQLite cannot hold the value (OverflowError in the driver).
-        for path in ("/api/streams?before=100000000000000000000000",
-                     "/api/streams?before=1e23", "/api/streams?limit=-1",
-                     "/api/streams?limit=100000000000000000000000",
-                     "/api/streams/1/messages?before=100000000000000000000000",
-                     "/api/streams/1/messages?before=1e23", "/api/streams/1/messages?limit=0",
-                     "/api/channels?limit=%C2%B2"):
+        for path in (
+            "/api/streams?before=100000000000000000000000",
+            "/api/streams?before=1e23",
+            "/api/streams?limit=-1",
+            "/api/streams?limit=100000000000000000000000",
+            "/api/streams/1/messages?before=100000000000000000000000",
+            "/api/streams/1/messages?before=1e23",
+            "/api/streams/1/messages?limit=0",
+            "/api/channels?limit=%C2%B2",
+        ):
             async with http.get(path) as r:
                 err = await error_of(r, 400)
                 assert err["code"] == "invalid" and "from" in err["message"], (path, err)
         # A path id that str.isdigit() accepts but int() does not ("²"), or past 64 bits.
-        for method, path in (("GET", "/api/users/%C2%B2"),
-                             ("GET", "/api/users/100000000000000000000000"),
-                             ("DELETE", "/api/messages/%C2%B2"),
-                             ("DELETE", "/api/auth/tokens/%C2%B2"),
-                             ("POST", "/api/reports/0/resolve")):
+        for method, path in (
+            ("GET", "/api/users/%C2%B2"),
+            ("GET", "/api/users/100000000000000000000000"),
+            ("DELETE", "/api/messages/%C2%B2"),
+            ("DELETE", "/api/auth/tokens/%C2%B2"),
+            ("POST", "/api/reports/0/resolve"),
+        ):
             async with http.request(method, path, json={}) as r:
                 assert (await error_of(r, 404))["code"] == "not_found", path
         # Body ids past 64 bits are refused when the JSON is read.
-        async with http.post("/api/channels/int-room/bans",
-                             json={"user_id": 10**23}) as r:
+        async with http.post("/api/channels/int-room/bans", json={"user_id": 10**23}) as r:
             assert (await error_of(r, 400))["code"] == "invalid_json"
     assert_clean_log(caplog)
 
@@ -104,20 +116,28 @@ async def test_malformed_forms_get_400(server, caplog) -> None:
     base = base_url(server)
     async with aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         # An upload whose multipart type has no boundary.
-        async with http.post("/api/upload/avatar", data=b"x", headers={
-                **auth(token), "Content-Type": "multipart/form-data"}) as r:
+        async with http.post(
+            "/api/upload/avatar",
+            data=b"x",
+            headers={**auth(token), "Content-Type": "multipart/form-data"},
+        ) as r:
             assert (await error_of(r, 400))["code"] == "invalid_form"
         # A part header aiohttp's parser refuses.
-        body = (b'--b\r\nContent-Disposition: form-data; name="\xc2\xb3C\x17"\r\n\r\nx\r\n'
-                b"--b--\r\n")
-        async with http.post("/api/upload/avatar", data=body, headers={
-                **auth(token), "Content-Type": "multipart/form-data; boundary=b"}) as r:
+        body = b'--b\r\nContent-Disposition: form-data; name="\xc2\xb3C\x17"\r\n\r\nx\r\n--b--\r\n'
+        async with http.post(
+            "/api/upload/avatar",
+            data=body,
+            headers={**auth(token), "Content-Type": "multipart/form-data; boundary=b"},
+        ) as r:
             assert (await error_of(r, 400))["code"] == "invalid_form"
         # The sign-in form (its CSRF check reads the form) with a body that is not UTF-8.
         async with http.get("/auth/login") as r:
             assert r.status == 200
-        async with http.post("/auth/login", data=b"username=\xff\xfe&password=x", headers={
-                "Content-Type": "application/x-www-form-urlencoded"}) as r:
+        async with http.post(
+            "/auth/login",
+            data=b"username=\xff\xfe&password=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as r:
             assert r.status == 400
     assert_clean_log(caplog)
 
@@ -131,11 +151,14 @@ async def test_chat_socket_answers_hostile_frames_and_stays_open(server, caplog)
     async with aiohttp.ClientSession() as http:
         reader = await join(http, base, "frame-room")
         c = await join(http, base, "frame-room", carol)
-        deep_frames = ["[" * (max_bytes - 1), "[" * 1500 + "]" * 1500,
-                       '{"type": "chat:send", "content": ' + "[" * 1000 + "]" * 1000 + "}",
-                       '{"type": "chat:delete", "id": 100000000000000000000000}',
-                       '{"type": "chat:ban", "user_id": 100000000000000000000000}',
-                       '{"type": "chat:send", "content": NaN}']
+        deep_frames = [
+            "[" * (max_bytes - 1),
+            "[" * 1500 + "]" * 1500,
+            '{"type": "chat:send", "content": ' + "[" * 1000 + "]" * 1000 + "}",
+            '{"type": "chat:delete", "id": 100000000000000000000000}',
+            '{"type": "chat:ban", "user_id": 100000000000000000000000}',
+            '{"type": "chat:send", "content": NaN}',
+        ]
         for raw in deep_frames:
             assert len(raw) <= max_bytes
             await c.ws.send_str(raw)
@@ -180,8 +203,9 @@ async def test_a_deleted_channels_chat_state_goes_with_it(server, caplog) -> Non
         async with http.post("/api/channels", json={"slug": "gone-room"}) as r:
             assert r.status == 201, await r.text()
             new_id = (await r.json())["id"]
-        async with http.patch("/api/channels/gone-room/chat/settings",
-                              json={"slow_mode_seconds": 7}) as r:
+        async with http.patch(
+            "/api/channels/gone-room/chat/settings", json={"slow_mode_seconds": 7}
+        ) as r:
             assert r.status == 200, await r.text()
     async with server.db.session() as db:
         from storage.chat_models import ChatSettings

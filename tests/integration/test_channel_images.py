@@ -34,10 +34,17 @@ class User:
         self.http = http
         self.csrf = csrf
 
-    async def send(self, method: str, path: str, data: bytes | None = None,
-                   csrf: bool = True, field: str = "file") -> tuple[int, dict[str, Any]]:
-        return await call(self.http, method, path, data,
-                          {"X-CSRF-Token": self.csrf} if csrf else {}, field)
+    async def send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        csrf: bool = True,
+        field: str = "file",
+    ) -> tuple[int, dict[str, Any]]:
+        return await call(
+            self.http, method, path, data, {"X-CSRF-Token": self.csrf} if csrf else {}, field
+        )
 
     async def channel(self) -> dict[str, Any]:
         status, body = await self.send("GET", f"/api/channels/{SLUG}")
@@ -45,8 +52,14 @@ class User:
         return body
 
 
-async def call(http: aiohttp.ClientSession, method: str, path: str, data: bytes | None,
-               headers: dict[str, str], field: str = "file") -> tuple[int, dict[str, Any]]:
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    data: bytes | None,
+    headers: dict[str, str],
+    field: str = "file",
+) -> tuple[int, dict[str, Any]]:
     form = None
     if data is not None:
         form = aiohttp.FormData()
@@ -57,11 +70,14 @@ async def call(http: aiohttp.ClientSession, method: str, path: str, data: bytes 
 
 @pytest.fixture
 async def site(settings_env: dict[str, str]) -> AsyncIterator[tuple[Any, str, dict[str, User]]]:
-    env = {**settings_env, "AETHEX_UPLOADS__MAX_BYTES": str(MAX_BYTES),
-           "AETHEX_UPLOADS__MAX_PIXELS": "4000000",
-           "AETHEX_UPLOADS__AVATAR_SIZE": str(AVATAR),
-           "AETHEX_UPLOADS__BANNER_WIDTH": str(BANNER[0]),
-           "AETHEX_UPLOADS__BANNER_HEIGHT": str(BANNER[1])}
+    env = {
+        **settings_env,
+        "AETHEX_UPLOADS__MAX_BYTES": str(MAX_BYTES),
+        "AETHEX_UPLOADS__MAX_PIXELS": "4000000",
+        "AETHEX_UPLOADS__AVATAR_SIZE": str(AVATAR),
+        "AETHEX_UPLOADS__BANNER_WIDTH": str(BANNER[0]),
+        "AETHEX_UPLOADS__BANNER_HEIGHT": str(BANNER[1]),
+    }
     async with running_server(env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
         users: dict[str, User] = {}
@@ -70,8 +86,10 @@ async def site(settings_env: dict[str, str]) -> AsyncIterator[tuple[Any, str, di
                 http = await register(base, name)
                 users[name] = User(http, await csrf_of(http, base))
             async with users["alice"].http.post(
-                    "/api/channels", json={"slug": SLUG, "name": "Alice TV"},
-                    headers={"X-CSRF-Token": users["alice"].csrf}) as r:
+                "/api/channels",
+                json={"slug": SLUG, "name": "Alice TV"},
+                headers={"X-CSRF-Token": users["alice"].csrf},
+            ) as r:
                 assert r.status == 201, await r.text()
             yield server, base, users
         finally:
@@ -79,8 +97,7 @@ async def site(settings_env: dict[str, str]) -> AsyncIterator[tuple[Any, str, di
                 await user.http.close()
 
 
-def picture(size: tuple[int, int], fmt: str = "PNG", *, alpha: bool = False,
-            **save: Any) -> bytes:
+def picture(size: tuple[int, int], fmt: str = "PNG", *, alpha: bool = False, **save: Any) -> bytes:
     """A real image with a gradient and stripes (the encoders get actual content)."""
     image = Image.linear_gradient("L").resize(size).convert("RGBA" if alpha else "RGB")
     for x in range(0, size[0], 16):
@@ -116,6 +133,7 @@ async def status_of(http: aiohttp.ClientSession, url: str) -> int:
 
 # -- API -------------------------------------------------------------------------------------
 
+
 async def test_owner_uploads_replaces_and_removes_avatar_and_banner(site) -> None:
     server, base, users = site
     alice = users["alice"]
@@ -149,8 +167,9 @@ async def test_owner_uploads_replaces_and_removes_avatar_and_banner(site) -> Non
     assert "stream_key" not in public
 
     # A new avatar replaces the old one, whose file goes.
-    status, body = await alice.send("POST", f"/api/channels/{SLUG}/avatar",
-                                    picture((60, 60), alpha=True))
+    status, body = await alice.send(
+        "POST", f"/api/channels/{SLUG}/avatar", picture((60, 60), alpha=True)
+    )
     assert status == 200, body
     image, _ = await served(alice.http, body["url"])
     assert image.format == "PNG" and image.mode == "RGBA"  # transparency kept
@@ -190,8 +209,9 @@ async def test_only_the_owner_or_an_admin_may_change_the_images(site) -> None:
         # A cookie-authenticated write without the CSRF token is refused too.
         status, body = await alice.send(method, f"/api/channels/{SLUG}/avatar", data, csrf=False)
         assert status == 403, body
-    status, body = await alice.send("POST", "/api/channels/no-such-channel/avatar",
-                                    picture((80, 80)))
+    status, body = await alice.send(
+        "POST", "/api/channels/no-such-channel/avatar", picture((80, 80))
+    )
     assert status == 404, body
     assert await alice.channel() == before and stored(server) == files
 
@@ -204,8 +224,9 @@ async def test_only_the_owner_or_an_admin_may_change_the_images(site) -> None:
     assert name_of(before["avatar_url"]) not in stored(server)
 
 
-@pytest.mark.parametrize("case", ["text", "truncated", "too_many_bytes", "too_many_pixels",
-                                  "no_file"])
+@pytest.mark.parametrize(
+    "case", ["text", "truncated", "too_many_bytes", "too_many_pixels", "no_file"]
+)
 async def test_a_refused_upload_changes_nothing(site, case) -> None:
     server, _, users = site
     alice = users["alice"]
@@ -228,8 +249,7 @@ async def test_a_refused_upload_changes_nothing(site, case) -> None:
     else:  # a good image, but not in the field named "file"
         data, field, expected = picture((50, 50)), "image", (400, "missing_field")
     for kind in ("avatar", "banner"):
-        status, body = await alice.send("POST", f"/api/channels/{SLUG}/{kind}", data,
-                                        field=field)
+        status, body = await alice.send("POST", f"/api/channels/{SLUG}/{kind}", data, field=field)
         assert (status, body["error"]["code"]) == expected, body
         assert body["error"]["message"]
     assert await alice.channel() == before
@@ -245,13 +265,15 @@ async def test_deleting_the_channel_removes_its_images(site) -> None:
         status, _ = await alice.send("POST", f"/api/channels/{SLUG}/{kind}", picture((100, 100)))
         assert status == 200
     assert len(stored(server)) == 2
-    async with alice.http.delete(f"/api/channels/{SLUG}",
-                                 headers={"X-CSRF-Token": alice.csrf}) as r:
+    async with alice.http.delete(
+        f"/api/channels/{SLUG}", headers={"X-CSRF-Token": alice.csrf}
+    ) as r:
         assert r.status == 204
     assert stored(server) == set()
 
 
 # -- where viewers see them -------------------------------------------------------------------
+
 
 async def test_home_cards_and_watch_page_show_the_channel_images(site) -> None:
     server, base, users = site
@@ -291,12 +313,14 @@ async def test_home_cards_and_watch_page_show_the_channel_images(site) -> None:
 
 # -- the dashboard controls, in Chromium --------------------------------------------------------
 
+
 @pytest.mark.browser
 async def test_dashboard_uploads_and_removes_images(site, browser, tmp_path) -> None:  # noqa: F811
     server, base, users = site
     context = await browser.new_context(viewport={"width": 1200, "height": 900})
-    cookies = [{"name": c.key, "value": c.value, "url": base}
-               for c in users["alice"].http.cookie_jar]
+    cookies = [
+        {"name": c.key, "value": c.value, "url": base} for c in users["alice"].http.cookie_jar
+    ]
     await context.add_cookies(cookies)
     page = await context.new_page()
     watch = PageWatch(page, base)
@@ -320,7 +344,9 @@ async def test_dashboard_uploads_and_removes_images(site, browser, tmp_path) -> 
         await form.locator('button[type="submit"]').click()
         await page.wait_for_function(
             "el => el.textContent.includes('not an image')",
-            arg=await form.locator('[data-role="error"]').element_handle(), timeout=5_000)
+            arg=await form.locator('[data-role="error"]').element_handle(),
+            timeout=5_000,
+        )
         assert stored(server) == set()
 
         # A real image: the preview shows the re-encoded file.
@@ -329,8 +355,11 @@ async def test_dashboard_uploads_and_removes_images(site, browser, tmp_path) -> 
         await img.wait_for(state="visible", timeout=5_000)
         src = await img.get_attribute("src")
         assert src and src.startswith("/uploads/avatar-")
-        await page.wait_for_function("el => el.complete && el.naturalWidth === 128",
-                                     arg=await img.element_handle(), timeout=5_000)
+        await page.wait_for_function(
+            "el => el.complete && el.naturalWidth === 128",
+            arg=await img.element_handle(),
+            timeout=5_000,
+        )
         assert await form.locator('[data-role="error"]').is_hidden()
         assert (await users["alice"].channel())["avatar_url"] == src
 

@@ -78,8 +78,9 @@ async def go_live(server: Any, channel_id: int, slug: str) -> int:
     return row.id
 
 
-async def wait_status(server: Any, stream_id: int, status: StreamStatus,
-                      timeout: float = 10.0) -> Stream:
+async def wait_status(
+    server: Any, stream_id: int, status: StreamStatus, timeout: float = 10.0
+) -> Stream:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -93,18 +94,26 @@ async def wait_status(server: Any, stream_id: int, status: StreamStatus,
 
 # -- channels ---------------------------------------------------------------------------------
 
+
 async def test_create_get_list_update_delete(site) -> None:
     server, base, u = site
     alice, bob = u["alice"], u["bob"]
-    made = await create(alice, description="Games\nand talk", category="Gaming",
-                        tags=["speedrun", "Speedrun", "retro"], is_public=True)
+    made = await create(
+        alice,
+        description="Games\nand talk",
+        category="Gaming",
+        tags=["speedrun", "Speedrun", "retro"],
+        is_public=True,
+    )
     assert made["slug"] == "alice-tv" and made["owner"] == "alice"
     assert made["tags"] == ["speedrun", "retro"]  # duplicates (any case) dropped
     key = made["stream_key"]
     assert key.startswith("live_")
-    assert made["rtmp"] == {"server": f"rtmp://127.0.0.1:{server.rtmp_port}/live",
-                            "stream_key": key,
-                            "url": f"rtmp://127.0.0.1:{server.rtmp_port}/live/{key}"}
+    assert made["rtmp"] == {
+        "server": f"rtmp://127.0.0.1:{server.rtmp_port}/live",
+        "stream_key": key,
+        "url": f"rtmp://127.0.0.1:{server.rtmp_port}/live/{key}",
+    }
 
     # A user may own several channels.
     second = await create(alice, "alice-music", is_public=False)
@@ -129,13 +138,19 @@ async def test_create_get_list_update_delete(site) -> None:
     async with u["root"].request("GET", "/api/channels/alice-tv") as r:  # an admin sees it
         assert (await r.json())["stream_key"] == key
 
-    async with alice.request("PATCH", "/api/channels/alice-tv",
-                             json={"name": "Alice plays", "category": "", "tags": [],
-                                   "is_public": False}) as r:
+    async with alice.request(
+        "PATCH",
+        "/api/channels/alice-tv",
+        json={"name": "Alice plays", "category": "", "tags": [], "is_public": False},
+    ) as r:
         assert r.status == 200, await r.text()
         doc = await r.json()
-    assert (doc["name"], doc["category"], doc["tags"], doc["is_public"]) == \
-        ("Alice plays", None, [], False)
+    assert (doc["name"], doc["category"], doc["tags"], doc["is_public"]) == (
+        "Alice plays",
+        None,
+        [],
+        False,
+    )
 
     async with alice.request("DELETE", "/api/channels/alice-music") as r:
         assert r.status == 204
@@ -151,15 +166,19 @@ async def test_channel_routes_refuse_the_unauthenticated_and_other_users(site) -
             await error_of(r, 401, "unauthenticated")
         async with anon.get("/api/channels?owner=me") as r:
             await error_of(r, 401)
-        for method, url in (("PATCH", "/api/channels/alice-tv"),
-                            ("DELETE", "/api/channels/alice-tv"),
-                            ("POST", "/api/channels/alice-tv/stream-key")):
+        for method, url in (
+            ("PATCH", "/api/channels/alice-tv"),
+            ("DELETE", "/api/channels/alice-tv"),
+            ("POST", "/api/channels/alice-tv/stream-key"),
+        ):
             async with anon.request(method, url, json={"name": "x"}) as r:
                 await error_of(r, 401)
     bob = u["bob"]
-    for method, url in (("PATCH", "/api/channels/alice-tv"),
-                        ("DELETE", "/api/channels/alice-tv"),
-                        ("POST", "/api/channels/alice-tv/stream-key")):
+    for method, url in (
+        ("PATCH", "/api/channels/alice-tv"),
+        ("DELETE", "/api/channels/alice-tv"),
+        ("POST", "/api/channels/alice-tv/stream-key"),
+    ):
         async with bob.request(method, url, json={"name": "mine now"}) as r:
             err = await error_of(r, 403, "forbidden")
             assert made["stream_key"] not in err["message"]
@@ -171,21 +190,24 @@ async def test_channel_routes_refuse_the_unauthenticated_and_other_users(site) -
     assert doc["name"] == "Alice TV" and doc["stream_key"] == made["stream_key"]
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"name": "No slug"}, 400, "missing_field"),
-    ({"slug": 42, "name": "x"}, 400, "invalid"),
-    ({"slug": "Bad Slug!", "name": "x"}, 400, "invalid"),
-    ({"slug": "ok-slug", "name": "x" * 121}, 400, "invalid"),
-    ({"slug": "ok-slug", "name": ""}, 400, "invalid"),
-    ({"slug": "ok-slug", "description": "d" * 2001}, 400, "invalid"),
-    ({"slug": "ok-slug", "tags": "a,b"}, 400, "invalid"),
-    ({"slug": "ok-slug", "tags": [1, 2]}, 400, "invalid"),
-    ({"slug": "ok-slug", "tags": [f"t{i}" for i in range(11)]}, 400, "invalid"),
-    ({"slug": "ok-slug", "tags": ["<script>"]}, 400, "invalid"),
-    ({"slug": "ok-slug", "is_public": "yes"}, 400, "invalid"),
-    ({"slug": "ok-slug", "stream_key": "live_mine"}, 400, "invalid"),
-    ({"slug": "taken"}, 409, "conflict"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"name": "No slug"}, 400, "missing_field"),
+        ({"slug": 42, "name": "x"}, 400, "invalid"),
+        ({"slug": "Bad Slug!", "name": "x"}, 400, "invalid"),
+        ({"slug": "ok-slug", "name": "x" * 121}, 400, "invalid"),
+        ({"slug": "ok-slug", "name": ""}, 400, "invalid"),
+        ({"slug": "ok-slug", "description": "d" * 2001}, 400, "invalid"),
+        ({"slug": "ok-slug", "tags": "a,b"}, 400, "invalid"),
+        ({"slug": "ok-slug", "tags": [1, 2]}, 400, "invalid"),
+        ({"slug": "ok-slug", "tags": [f"t{i}" for i in range(11)]}, 400, "invalid"),
+        ({"slug": "ok-slug", "tags": ["<script>"]}, 400, "invalid"),
+        ({"slug": "ok-slug", "is_public": "yes"}, 400, "invalid"),
+        ({"slug": "ok-slug", "stream_key": "live_mine"}, 400, "invalid"),
+        ({"slug": "taken"}, 409, "conflict"),
+    ],
+)
 async def test_create_rejects_bad_input_and_changes_nothing(site, body, status, code) -> None:
     server, base, u = site
     await create(u["bob"], "taken")
@@ -199,8 +221,12 @@ async def test_bad_bodies_oversized_and_not_json(site) -> None:
     server, base, u = site
     alice = u["alice"]
     await create(alice)
-    async with alice.request("PATCH", "/api/channels/alice-tv", data="not json",
-                             headers={"Content-Type": "application/json"}) as r:
+    async with alice.request(
+        "PATCH",
+        "/api/channels/alice-tv",
+        data="not json",
+        headers={"Content-Type": "application/json"},
+    ) as r:
         await error_of(r, 400, "invalid_json")
     async with alice.request("PATCH", "/api/channels/alice-tv", json=["a list"]) as r:
         await error_of(r, 400, "invalid_json")
@@ -238,6 +264,7 @@ async def test_a_live_channel_cannot_be_deleted(site) -> None:
 
 # -- streams ----------------------------------------------------------------------------------
 
+
 async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     server, base, u = site
@@ -249,8 +276,9 @@ async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
     async with aiohttp.ClientSession(base) as anon:
         async with anon.get("/api/streams?live=true") as r:
             streams = (await r.json())["streams"]
-        assert [(s["id"], s["status"], s["channel"]) for s in streams] == \
-            [(stream_id, "live", "alice-tv")]
+        assert [(s["id"], s["status"], s["channel"]) for s in streams] == [
+            (stream_id, "live", "alice-tv")
+        ]
         async with anon.get(f"/api/streams/{stream_id}") as r:
             doc = await r.json()
         assert doc["title"] == "Alice TV" and doc["category"] == "Gaming"
@@ -285,13 +313,21 @@ async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
     # Live edits reach the viewer page's poll.
     async with bob.request("PATCH", f"/api/streams/{stream_id}", json={"title": "mine"}) as r:
         await error_of(r, 403)
-    for bad in ({"title": ""}, {"title": 5}, {"title": "t" * 141}, {"tags": "x"},
-                {"status": "archived"}, {"category": ["a"]}):
+    for bad in (
+        {"title": ""},
+        {"title": 5},
+        {"title": "t" * 141},
+        {"tags": "x"},
+        {"status": "archived"},
+        {"category": ["a"]},
+    ):
         async with alice.request("PATCH", f"/api/streams/{stream_id}", json=bad) as r:
             await error_of(r, 400)
-    async with alice.request("PATCH", f"/api/streams/{stream_id}",
-                             json={"title": "Boss fight", "category": "Retro",
-                                   "tags": ["snes"]}) as r:
+    async with alice.request(
+        "PATCH",
+        f"/api/streams/{stream_id}",
+        json={"title": "Boss fight", "category": "Retro", "tags": ["snes"]},
+    ) as r:
         assert r.status == 200, await r.text()
         doc = await r.json()
     assert (doc["title"], doc["category"], doc["tags"]) == ("Boss fight", "Retro", ["snes"])
@@ -311,8 +347,10 @@ async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
         await error_of(r, 403)
     live_stream = server.registry.get("alice-tv")
     closed: list[str] = []
-    live_stream.disconnect = lambda reason: (closed.append(reason),
-                                             server.registry.end(live_stream))
+    live_stream.disconnect = lambda reason: (
+        closed.append(reason),
+        server.registry.end(live_stream),
+    )
     async with alice.request("POST", f"/api/streams/{stream_id}/end") as r:
         assert r.status == 202, await r.text()
         assert (await r.json())["status"] == "ending"
@@ -344,8 +382,15 @@ async def test_public_pages_never_show_a_stream_key(site) -> None:
     made = await create(u["alice"])
     await go_live(server, made["id"], "alice-tv")
     async with aiohttp.ClientSession(base) as anon:
-        for path in ("/", "/streams/alice-tv", "/api/channels", "/api/channels/alice-tv",
-                     "/api/channels/alice-tv/live", "/api/streams", "/api/openapi.json"):
+        for path in (
+            "/",
+            "/streams/alice-tv",
+            "/api/channels",
+            "/api/channels/alice-tv",
+            "/api/channels/alice-tv/live",
+            "/api/streams",
+            "/api/openapi.json",
+        ):
             async with anon.get(path) as r:
                 assert made["stream_key"] not in await r.text(), path
         async with anon.get("/dashboard", allow_redirects=False) as r:
@@ -359,6 +404,7 @@ async def test_public_pages_never_show_a_stream_key(site) -> None:
 
 # -- OpenAPI ----------------------------------------------------------------------------------
 
+
 async def test_openapi_describes_every_api_route(site) -> None:
     server, base, u = site
     async with aiohttp.ClientSession(base) as anon:
@@ -368,14 +414,26 @@ async def test_openapi_describes_every_api_route(site) -> None:
     assert doc["openapi"].startswith("3.1")
     from webapp import create_app  # a fresh app: the router as the server builds it
 
-    app = create_app(settings=server.settings, db=server.db, metrics=server.metrics,
-                     registry=server.registry, edges=server.broadcasts.edges)
-    routes = {(res.canonical, route.method.lower())
-              for res in app.router.resources() for route in res
-              if res.canonical.startswith("/api/") and route.method != "HEAD"}
+    app = create_app(
+        settings=server.settings,
+        db=server.db,
+        metrics=server.metrics,
+        registry=server.registry,
+        edges=server.broadcasts.edges,
+    )
+    routes = {
+        (res.canonical, route.method.lower())
+        for res in app.router.resources()
+        for route in res
+        if res.canonical.startswith("/api/") and route.method != "HEAD"
+    }
     assert ("/api/channels", "post") in routes and ("/api/streams/{id}/end", "post") in routes
-    described = {(path, method) for path, item in doc["paths"].items() for method in item
-                 if method in ("get", "post", "put", "patch", "delete")}
+    described = {
+        (path, method)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     missing = routes - described
     assert not missing, f"routes under /api/ missing from /api/openapi.json: {sorted(missing)}"
     stale = described - routes

@@ -28,8 +28,11 @@ async def test_send_receive_and_history(server) -> None:
         mine = await writer.next("chat:message")
         assert mine["id"] == got["id"]
         for i in range(60):
-            async with http.post(f"{base}/api/messages", headers=auth(alice),
-                                 json={"channel": "room-one", "content": f"m{i}"}) as r:
+            async with http.post(
+                f"{base}/api/messages",
+                headers=auth(alice),
+                json={"channel": "room-one", "content": f"m{i}"},
+            ) as r:
                 assert r.status in (201, 429), await r.text()
                 if r.status == 429:
                     body = await r.json()
@@ -40,7 +43,9 @@ async def test_send_receive_and_history(server) -> None:
         assert history[0]["content"] == "hello world"
         assert [m["id"] for m in history] == sorted(m["id"] for m in history)
         assert await late.next("stream:status")
-        await reader.ws.close(); await writer.ws.close(); await late.ws.close()
+        await reader.ws.close()
+        await writer.ws.close()
+        await late.ws.close()
 
 
 async def test_history_holds_the_last_fifty_without_deleted(server, monkeypatch) -> None:
@@ -50,8 +55,9 @@ async def test_history_holds_the_last_fifty_without_deleted(server, monkeypatch)
     channel_id, owner_id, owner = await make_chat_channel(server, "owner2", "room-two")
     async with server.db.session() as db:
         now = datetime.now(timezone.utc)
-        ids = await insert_messages(db, [NewMessage(channel_id, None, owner_id, f"n{i}", now)
-                                         for i in range(70)])
+        ids = await insert_messages(
+            db, [NewMessage(channel_id, None, owner_id, f"n{i}", now) for i in range(70)]
+        )
         await db.commit()
     base = base_url(server)
     async with aiohttp.ClientSession() as http:
@@ -62,20 +68,24 @@ async def test_history_holds_the_last_fifty_without_deleted(server, monkeypatch)
         assert [m["content"] for m in history] == [f"n{i}" for i in range(19, 69)]
         # The paginated API: pages of 30 walking back from the newest.
         from storage.models import Stream
+
         async with server.db.session() as db:
             stream = Stream(channel_id=channel_id, title="t")
             db.add(stream)
             await db.flush()
             from sqlalchemy import update
             from storage.models import Message
+
             await db.execute(update(Message).values(stream_id=stream.id))
             await db.commit()
             sid = stream.id
         async with http.get(f"{base}/api/streams/{sid}/messages?limit=30") as r:
             page = await r.json()
         assert [m["content"] for m in page["messages"]] == [f"n{i}" for i in range(39, 69)]
-        async with http.get(f"{base}/api/streams/{sid}/messages",
-                            params={"limit": "30", "before": str(page["next_before"])}) as r:
+        async with http.get(
+            f"{base}/api/streams/{sid}/messages",
+            params={"limit": "30", "before": str(page["next_before"])},
+        ) as r:
             page2 = await r.json()
         assert [m["content"] for m in page2["messages"]] == [f"n{i}" for i in range(9, 39)]
         async with http.get(f"{base}/api/streams/{sid}/messages?limit=1000") as r:
@@ -102,8 +112,11 @@ async def test_store_failure_reaches_nobody(server, monkeypatch) -> None:
         await writer.say("lost")
         err = await writer.next("chat:error")
         assert err["code"] == "store_failed"
-        async with http.post(f"{base}/api/messages", headers=auth(bob),
-                             json={"channel": "room-three", "content": "lost too"}) as r:
+        async with http.post(
+            f"{base}/api/messages",
+            headers=auth(bob),
+            json={"channel": "room-three", "content": "lost too"},
+        ) as r:
             assert r.status == 503 and (await r.json())["error"]["code"] == "store_failed"
         monkeypatch.undo()
         await asyncio.sleep(2.1)  # out of the rate-limit window
@@ -113,7 +126,8 @@ async def test_store_failure_reaches_nobody(server, monkeypatch) -> None:
         await writer.next("chat:message", content="kept")
         assert [m["content"] for m in reader.messages()] == ["kept"]
         assert [m["content"] for m in writer.messages()] == ["kept"]
-        await reader.ws.close(); await writer.ws.close()
+        await reader.ws.close()
+        await writer.ws.close()
 
 
 async def test_bad_frames_get_errors_and_the_server_keeps_serving(server) -> None:
@@ -131,8 +145,13 @@ async def test_bad_frames_get_errors_and_the_server_keeps_serving(server) -> Non
         assert (await c.next("chat:error"))["code"] == "unknown_type"
         await c.ws.send_bytes(b"\x00\x01")
         assert (await c.next("chat:error"))["code"] == "bad_frame"
-        for content, code in ((None, "invalid"), (42, "invalid"), ("   ", "empty"),
-                              ("x" * 501, "too_long"), ("a\x00b", "invalid")):
+        for content, code in (
+            (None, "invalid"),
+            (42, "invalid"),
+            ("   ", "empty"),
+            ("x" * 501, "too_long"),
+            ("a\x00b", "invalid"),
+        ):
             await c.send({"type": "chat:send", "content": content})
             assert (await c.next("chat:error"))["code"] == code
         anon = await join(http, base, "room-four")
@@ -150,7 +169,9 @@ async def test_bad_frames_get_errors_and_the_server_keeps_serving(server) -> Non
         assert (await reader.next("chat:message"))["content"] == "still here"
         async with http.get(f"{base}/ws/chat/no-such-room") as r:
             assert r.status == 404
-        await reader.ws.close(); await c.ws.close(); await anon.ws.close()
+        await reader.ws.close()
+        await c.ws.close()
+        await anon.ws.close()
 
 
 async def test_xss_payloads_come_back_as_text(server) -> None:
@@ -166,7 +187,8 @@ async def test_xss_payloads_come_back_as_text(server) -> None:
         async with http.get(f"{base}/streams/room-five") as r:
             page = await r.text()
         assert "<script>alert" not in page and "onerror=" not in page
-        await reader.ws.close(); await w.ws.close()
+        await reader.ws.close()
+        await w.ws.close()
 
 
 async def test_presence_and_viewer_list(server) -> None:
@@ -187,7 +209,8 @@ async def test_presence_and_viewer_list(server) -> None:
         await e2.ws.close()
         left = await watcher.next("chat:user-left")
         assert [u["username"] for u in left["users"]] == ["erin"]
-        await watcher.ws.close(); await again.ws.close()
+        await watcher.ws.close()
+        await again.ws.close()
 
 
 async def test_stream_status_and_viewers_are_pushed(server) -> None:
@@ -206,8 +229,9 @@ async def test_stream_status_and_viewers_are_pushed(server) -> None:
         async with server.db.session() as db:
             stream = await queries.start_stream(db, channel_id, now)
             await db.commit()
-        live = server.registry.start(channel_id=channel_id, slug="room-seven",
-                                     stream_id=stream.id, started_at=now)
+        live = server.registry.start(
+            channel_id=channel_id, slug="room-seven", stream_id=stream.id, started_at=now
+        )
         status = await c.next("stream:status", live=True)
         assert status["stream_id"] == stream.id
         async with server.db.session() as db:
@@ -256,4 +280,5 @@ async def test_cookie_from_another_site_cannot_chat(server) -> None:
         assert (await own.next("chat:history"))["me"]["username"] == "cookieuser"
         await own.say("from my own page")
         assert (await own.next("chat:message"))["content"] == "from my own page"
-        await evil.ws.close(); await own.ws.close()
+        await evil.ws.close()
+        await own.ws.close()

@@ -18,12 +18,14 @@ BUDGET = 40
 
 @pytest.fixture
 def budget_env(settings_env: dict[str, str]) -> dict[str, str]:
-    return {**settings_env,
-            "AETHEX_CHAT__FRAME_BUDGET": str(BUDGET),
-            # One window for the whole test: what is counted does not depend on its speed.
-            "AETHEX_CHAT__FRAME_WINDOW": "3600",
-            # No periodic viewer-count queries while queries are being counted.
-            "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "3600"}
+    return {
+        **settings_env,
+        "AETHEX_CHAT__FRAME_BUDGET": str(BUDGET),
+        # One window for the whole test: what is counted does not depend on its speed.
+        "AETHEX_CHAT__FRAME_WINDOW": "3600",
+        # No periodic viewer-count queries while queries are being counted.
+        "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "3600",
+    }
 
 
 class QueryLog:
@@ -76,8 +78,11 @@ async def test_refused_deletes_cost_no_query_and_hit_the_budget(budget_env) -> N
             # Twice the budget within the window: the socket is closed (policy).
             await p.send({"type": "nonsense"})
             assert await p.closed() == 1008
-            assert p.events[-1] == {"type": "chat:error", "code": "frame_budget",
-                                    "message": "too many frames: connection closed"}
+            assert p.events[-1] == {
+                "type": "chat:error",
+                "code": "frame_budget",
+                "message": "too many frames: connection closed",
+            }
             assert all(m["content"] != "ignored" for m in a.messages())
             # The room goes on for everyone else.
             await a.say("still here")

@@ -20,8 +20,11 @@ pytestmark = pytest.mark.asyncio
 @pytest.fixture
 def history_env(settings_env: dict[str, str]) -> dict[str, str]:
     # history 20 -> the window keeps 40: 60 messages make it slide.
-    return {**settings_env, "AETHEX_CHAT__HISTORY": "20",
-            "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100000"}
+    return {
+        **settings_env,
+        "AETHEX_CHAT__HISTORY": "20",
+        "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100000",
+    }
 
 
 def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -39,8 +42,9 @@ def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-async def _db_history(server: Any, channel_id: int, limit: int,
-                      exclude: tuple[int, ...] = ()) -> list[tuple[int, int, str]]:
+async def _db_history(
+    server: Any, channel_id: int, limit: int, exclude: tuple[int, ...] = ()
+) -> list[tuple[int, int, str]]:
     async with server.db.session() as session:
         rows = await db_recent_messages(session, channel_id, limit, exclude_users=exclude)
     return [(r.id, r.user_id, r.content) for r in rows]
@@ -50,8 +54,9 @@ def _shown(history: dict[str, Any]) -> list[tuple[int, int, str]]:
     return [(m["id"], m["user"]["id"], m["content"]) for m in history["messages"]]
 
 
-async def test_history_from_memory_matches_db(history_env: dict[str, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_history_from_memory_matches_db(
+    history_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conftest import running_server
 
     loads = _count_loads(monkeypatch)
@@ -101,8 +106,11 @@ async def test_history_from_memory_matches_db(history_env: dict[str, str],
                 await asyncio.sleep(0.02)
             second = await join(http, base, "hist", c_tok)
             shown = _shown(second.events[0])
-            kept = [r for r in await _db_history(server, channel_id, 100, exclude=(b_id,))
-                    if r[0] >= ids[20]]
+            kept = [
+                r
+                for r in await _db_history(server, channel_id, 100, exclude=(b_id,))
+                if r[0] >= ids[20]
+            ]
             assert shown == kept[-20:] and len(shown) == 19
             assert all(uid == a_id for _, uid, _ in shown)
             await wb.say("hidden from the reader")
@@ -136,8 +144,9 @@ def tiny_pool(monkeypatch: pytest.MonkeyPatch) -> None:
         if "poolclass" in kw:  # the migrations' own engine: leave it alone
             return real(url, **kw)
         # A queue pool even for SQLite (which defaults to NullPool: unlimited connections).
-        return real(url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0,
-                    pool_timeout=2, **kw)
+        return real(
+            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=2, **kw
+        )
 
     monkeypatch.setattr(storage.db, "create_async_engine", tiny)
 
@@ -146,8 +155,9 @@ async def _storm(http: aiohttp.ClientSession, base: str, n: int) -> list[Any]:
     return await asyncio.gather(*(join(http, base, "storm") for _ in range(n)))
 
 
-async def test_join_storm_needs_one_history_query(settings_env: dict[str, str], tiny_pool: None,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_join_storm_needs_one_history_query(
+    settings_env: dict[str, str], tiny_pool: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conftest import running_server
 
     n = 300
@@ -173,7 +183,10 @@ async def test_join_storm_needs_one_history_query(settings_env: dict[str, str], 
             assert len(loads) == 1, f"{len(loads)} history queries for {n} joins"
             for c in first:
                 assert [m["content"] for m in c.events[0]["messages"]] == [
-                    "before 0", "before 1", "before 2"]
+                    "before 0",
+                    "before 1",
+                    "before 2",
+                ]
             assert took < 20, f"{n} joins took {took:.1f} s"
 
             # The room is warm: with the pool's only connection held elsewhere any query
@@ -189,9 +202,13 @@ async def test_join_storm_needs_one_history_query(settings_env: dict[str, str], 
 
 
 def _msg(mid: int, uid: int = 1) -> dict[str, Any]:
-    return {"type": "chat:message", "id": mid, "content": f"c{mid}",
-            "user": {"id": uid, "username": "u", "display_name": "u", "badges": []},
-            "created_at": "2026-01-01T00:00:00Z"}
+    return {
+        "type": "chat:message",
+        "id": mid,
+        "content": f"c{mid}",
+        "user": {"id": uid, "username": "u", "display_name": "u", "badges": []},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
 
 
 async def test_window_load_races_and_refills() -> None:

@@ -36,10 +36,21 @@ async def test_delete_timeout_ban_and_permissions(server) -> None:
     room = f"{base}/api/channels/mod-room"
     async with aiohttp.ClientSession() as http:
         # Only the owner appoints moderators.
-        assert (await _api(http, "POST", f"{room}/moderators", viewer, {"user_id": viewer_id}))[0] == 403
-        assert (await _api(http, "POST", f"{room}/moderators", owner, {"username": "modi"}))[0] == 201
-        assert (await _api(http, "POST", f"{base}/api/channels/other-room/moderators",
-                           (await _owner_token(server, "other")), {"user_id": foreign_id}))[0] == 201
+        assert (await _api(http, "POST", f"{room}/moderators", viewer, {"user_id": viewer_id}))[
+            0
+        ] == 403
+        assert (await _api(http, "POST", f"{room}/moderators", owner, {"username": "modi"}))[
+            0
+        ] == 201
+        assert (
+            await _api(
+                http,
+                "POST",
+                f"{base}/api/channels/other-room/moderators",
+                (await _owner_token(server, "other")),
+                {"user_id": foreign_id},
+            )
+        )[0] == 201
         status, mods = await _api(http, "GET", f"{room}/moderators", owner)
         assert [m["username"] for m in mods["moderators"]] == ["modi"]
 
@@ -81,14 +92,16 @@ async def test_delete_timeout_ban_and_permissions(server) -> None:
         await t.say("sorry")
         assert (await watcher.next("chat:message"))["content"] == "sorry"
         # A timeout can also be given and lifted early over the API.
-        assert (await _api(http, "POST", f"{room}/timeouts", mod,
-                           {"user_id": troll_id, "seconds": 600}))[0] == 201
+        assert (
+            await _api(http, "POST", f"{room}/timeouts", mod, {"user_id": troll_id, "seconds": 600})
+        )[0] == 201
         assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", viewer))[0] == 403
         assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", mod))[0] == 200
         assert (await _api(http, "DELETE", f"{room}/timeouts/{troll_id}", mod))[0] == 404
         # Ban over the API (by the owner), unban over the socket (by the moderator).
-        assert (await _api(http, "POST", f"{room}/bans", owner,
-                           {"user_id": troll_id, "reason": "spam"}))[0] == 201
+        assert (
+            await _api(http, "POST", f"{room}/bans", owner, {"user_id": troll_id, "reason": "spam"})
+        )[0] == 201
         assert await t.next("chat:error", code="banned")
         await t.say("let me in")
         assert (await t.next("chat:error"))["code"] == "banned"
@@ -118,7 +131,7 @@ async def _owner_token(server, username: str) -> str:
 async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
     channel_id, _, owner = await make_chat_channel(server, "own2", "rules")
     _, fan = await make_user(server, "fan")
-    fan_id = (await _user_id(server, "fan"))
+    fan_id = await _user_id(server, "fan")
     base = base_url(server)
     settings_url = f"{base}/api/channels/rules/chat/settings"
     async with aiohttp.ClientSession() as http:
@@ -133,22 +146,33 @@ async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
         assert len([m for m in c.messages()]) <= 3
         await asyncio.sleep(2.1)
         # Bad settings are refused and change nothing.
-        for bad in ({"slow_mode_seconds": -1}, {"filter_mode": "nuke"}, {"nope": 1},
-                    {"followers_only": "yes"}, {"word_filter": [1]}):
+        for bad in (
+            {"slow_mode_seconds": -1},
+            {"filter_mode": "nuke"},
+            {"nope": 1},
+            {"followers_only": "yes"},
+            {"word_filter": [1]},
+        ):
             status, body = await _api(http, "PATCH", settings_url, owner, bad)
             assert status == 400, (bad, body)
         assert (await _api(http, "PATCH", settings_url, fan, {"slow_mode_seconds": 5}))[0] == 403
-        status, body = await _api(http, "PATCH", settings_url, owner, {
-            "slow_mode_seconds": 1, "word_filter": ["darn", "Heck"], "filter_mode": "mask"})
+        status, body = await _api(
+            http,
+            "PATCH",
+            settings_url,
+            owner,
+            {"slow_mode_seconds": 1, "word_filter": ["darn", "Heck"], "filter_mode": "mask"},
+        )
         assert status == 200 and body["settings"]["word_filter"] == ["darn", "heck"]
         await c.say("darn it, HECK")
-        assert (await c.next("chat:message", content="**** it, ****"))
+        assert await c.next("chat:message", content="**** it, ****")
         await c.say("too soon")
         err = await c.next("chat:error")
         assert err["code"] == "slow_mode" and err["retry_after"] > 0
         await asyncio.sleep(1.05)
-        await _api(http, "PATCH", settings_url, owner, {"filter_mode": "reject",
-                                                        "slow_mode_seconds": 0})
+        await _api(
+            http, "PATCH", settings_url, owner, {"filter_mode": "reject", "slow_mode_seconds": 0}
+        )
         await c.say("darn")
         assert (await c.next("chat:error"))["code"] == "filtered"
         await asyncio.sleep(1.0)
@@ -157,6 +181,7 @@ async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
         await c.say("hello")
         assert (await c.next("chat:error"))["code"] == "followers_only"
         from storage.models import ChannelFollow
+
         async with server.db.session() as db:
             db.add(ChannelFollow(user_id=fan_id, channel_id=channel_id))
             await db.commit()
@@ -170,6 +195,7 @@ async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
         assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 1008
         from storage.models import Stream
+
         async with server.db.session() as db:
             stream = Stream(channel_id=channel_id, title="t")
             db.add(stream)
@@ -204,27 +230,58 @@ async def test_block_and_report(server) -> None:
         await p.say("after block")
         await p.next("chat:message", content="after block")
         assert all(m["content"] != "after block" for m in await c.quiet(0.5))
-        assert (await _api(http, "GET", f"{base}/api/blocks", calm))[1]["blocked"][0]["id"] == pest_id
+        assert (await _api(http, "GET", f"{base}/api/blocks", calm))[1]["blocked"][0][
+            "id"
+        ] == pest_id
         again = await join(http, base, "blocks", calm)
         assert [m["content"] for m in (await again.next("chat:history"))["messages"]] == []
         assert (await _api(http, "DELETE", f"{base}/api/users/{pest_id}/block", calm))[0] == 200
         # Report the message; it lands in the owner's queue, which the reporter cannot see.
-        status, rep = await _api(http, "POST", f"{base}/api/reports", calm,
-                                 {"message_id": first["id"], "reason": "spam", "details": "x"})
+        status, rep = await _api(
+            http,
+            "POST",
+            f"{base}/api/reports",
+            calm,
+            {"message_id": first["id"], "reason": "spam", "details": "x"},
+        )
         assert status == 201
         assert (await _api(http, "POST", f"{base}/api/reports", calm, {"reason": "x"}))[0] == 400
-        assert (await _api(http, "POST", f"{base}/api/reports", calm,
-                           {"user_id": pest_id, "reason": "rude"}))[0] == 400  # no channel
-        assert (await _api(http, "POST", f"{base}/api/reports", calm,
-                           {"user_id": pest_id, "channel": "blocks", "reason": "rude"}))[0] == 201
+        assert (
+            await _api(
+                http, "POST", f"{base}/api/reports", calm, {"user_id": pest_id, "reason": "rude"}
+            )
+        )[0] == 400  # no channel
+        assert (
+            await _api(
+                http,
+                "POST",
+                f"{base}/api/reports",
+                calm,
+                {"user_id": pest_id, "channel": "blocks", "reason": "rude"},
+            )
+        )[0] == 201
         status, queue = await _api(http, "GET", f"{base}/api/reports", owner)
         assert [r["reason"] for r in queue["reports"]] == ["rude", "spam"]
         assert queue["reports"][1]["message"]["content"] == "before block"
         assert (await _api(http, "GET", f"{base}/api/reports", calm))[1]["reports"] == []
-        assert (await _api(http, "POST", f"{base}/api/reports/{rep['id']}/resolve", calm,
-                           {"status": "resolved"}))[0] == 404
-        assert (await _api(http, "POST", f"{base}/api/reports/{rep['id']}/resolve", owner,
-                           {"status": "resolved"}))[0] == 200
+        assert (
+            await _api(
+                http,
+                "POST",
+                f"{base}/api/reports/{rep['id']}/resolve",
+                calm,
+                {"status": "resolved"},
+            )
+        )[0] == 404
+        assert (
+            await _api(
+                http,
+                "POST",
+                f"{base}/api/reports/{rep['id']}/resolve",
+                owner,
+                {"status": "resolved"},
+            )
+        )[0] == 200
         status, queue = await _api(http, "GET", f"{base}/api/reports", owner)
         assert [r["reason"] for r in queue["reports"]] == ["rude"]
         # The queue page renders for the owner (server-side, escaped).
@@ -244,8 +301,11 @@ async def _owner_pair(server, username: str) -> tuple[int, str]:
 
 @pytest.fixture
 def small_queue_env(settings_env):
-    return {**settings_env, "AETHEX_CHAT__SEND_QUEUE_BYTES": "65536",
-            "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100000"}
+    return {
+        **settings_env,
+        "AETHEX_CHAT__SEND_QUEUE_BYTES": "65536",
+        "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100000",
+    }
 
 
 # Kernel socket buffers asked for on both ends of every chat socket below (Linux doubles it and
@@ -270,9 +330,16 @@ def _small_buffer_connector() -> aiohttp.TCPConnector:
 
 def _fake_messages(first_id: int, count: int, size: int) -> list[dict]:
     """Events as the bus carries chat messages (they reach the room and its history)."""
-    return [{"type": "chat:message", "id": first_id + i, "content": "z" * size,
-             "user": {"id": 0, "username": "x", "display_name": "x", "badges": []},
-             "created_at": "2026-01-01T00:00:00Z"} for i in range(count)]
+    return [
+        {
+            "type": "chat:message",
+            "id": first_id + i,
+            "content": "z" * size,
+            "user": {"id": 0, "username": "x", "display_name": "x", "badges": []},
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+        for i in range(count)
+    ]
 
 
 async def _history_written(service, room, known: set) -> object:
@@ -301,6 +368,7 @@ async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
         base = base_url(server)
         assert server._runner is not None
         from webapp.chat import CHAT_KEY
+
         service = server._runner.app[CHAT_KEY]
         async with aiohttp.ClientSession(connector=_small_buffer_connector()) as http:
             fast = await join(http, base, "firehose", max_msg_size=0)
@@ -322,8 +390,9 @@ async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
             # frame when the room sends the next events: almost all of it is still in the
             # server's send queue. It is no slow reader: nothing queued after the history
             # comes near the limit.
-            w_ws = await http.ws_connect(f"{base}/ws/chat/firehose", headers=auth(talker),
-                                         max_msg_size=0)
+            w_ws = await http.ws_connect(
+                f"{base}/ws/chat/firehose", headers=auth(talker), max_msg_size=0
+            )
             w_ws._conn.transport.pause_reading()  # type: ignore[union-attr]
             talker_client = await _history_written(service, room, known)
             # And a second joiner that never reads at all.
@@ -361,6 +430,9 @@ async def test_slow_reader_is_dropped_and_room_goes_on(small_queue_env) -> None:
                 msg = await ws.receive(timeout=60)
                 while msg.type == aiohttp.WSMsgType.TEXT:
                     msg = await ws.receive(timeout=60)
-                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                    aiohttp.WSMsgType.ERROR), msg
+                assert msg.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                ), msg
             await fast.ws.close()

@@ -37,10 +37,17 @@ def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
     return {**settings_env, "AETHEX_CHAT__FRAME_BUDGET": "100000"}
 
 
-async def _api(http: aiohttp.ClientSession, method: str, url: str, token: str | None = None,
-               json: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    async with http.request(method, url, json=json,
-                            headers={**auth(token), **(headers or {})}) as r:
+async def _api(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: str | None = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    async with http.request(
+        method, url, json=json, headers={**auth(token), **(headers or {})}
+    ) as r:
         body = await r.json() if r.content_type == "application/json" else None
         return r.status, body
 
@@ -64,8 +71,9 @@ async def test_disabled_account_is_ended_at_once(server) -> None:
         c = await join(http, base, "room1", token)
         await c.say("still here")
         await watcher.next("chat:message", content="still here")
-        status, _ = await _api(http, "PATCH", f"{base}/api/admin/users/{user_id}", admin,
-                               {"is_disabled": True})
+        status, _ = await _api(
+            http, "PATCH", f"{base}/api/admin/users/{user_id}", admin, {"is_disabled": True}
+        )
         assert status == 200
         # Pushed to the socket without it sending anything, then closed as a policy matter.
         err = await c.next("chat:error", code="account_disabled")
@@ -87,15 +95,19 @@ async def test_demoted_admin_cannot_moderate_other_rooms(server) -> None:
         assert (await c.next("chat:history"))["me"]["can_moderate"] is True
         await c.send(timeout_probe(troll_id))
         assert (await c.next("chat:error"))["code"] == "invalid"  # an admin may moderate here
-        status, _ = await _api(http, "PATCH", f"{base}/api/admin/users/{admin_id}",
-                               first_admin, {"is_admin": False})
+        status, _ = await _api(
+            http, "PATCH", f"{base}/api/admin/users/{admin_id}", first_admin, {"is_admin": False}
+        )
         assert status == 200
         await probe(c, timeout_probe(troll_id), until="forbidden")
         await c.send({"type": "chat:ban", "user_id": troll_id})
         assert (await c.next("chat:error"))["code"] == "forbidden"
         # Promotion reaches the open socket the same way.
-        assert (await _api(http, "PATCH", f"{base}/api/admin/users/{admin_id}",
-                           first_admin, {"is_admin": True}))[0] == 200
+        assert (
+            await _api(
+                http, "PATCH", f"{base}/api/admin/users/{admin_id}", first_admin, {"is_admin": True}
+            )
+        )[0] == 200
         await probe(c, timeout_probe(troll_id), until="invalid")
         await c.ws.close()
 
@@ -109,17 +121,24 @@ async def test_logout_ends_that_sessions_sockets(server) -> None:
         token = await queries.create_api_token(db, "leaver", "script")
         await db.commit()
     base = base_url(server)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http, \
-            aiohttp.ClientSession() as other:
-        status, body = await _api(http, "POST", f"{base}/api/auth/login",
-                                  json={"username": "leaver", "password": PASSWORD})
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        aiohttp.ClientSession() as other,
+    ):
+        status, body = await _api(
+            http,
+            "POST",
+            f"{base}/api/auth/login",
+            json={"username": "leaver", "password": PASSWORD},
+        )
         assert status == 200, body
         csrf = body["csrf_token"]
         browser = await join(http, base, "room3")  # with the session cookie
         assert (await browser.next("chat:history"))["me"]["id"] == user_id
         script = await join(other, base, "room3", token)  # the same user, by API token
-        status, _ = await _api(http, "POST", f"{base}/api/auth/logout",
-                               headers={"X-CSRF-Token": csrf})
+        status, _ = await _api(
+            http, "POST", f"{base}/api/auth/logout", headers={"X-CSRF-Token": csrf}
+        )
         assert status == 204
         err = await browser.next("chat:error", code="session_ended")
         assert "log in" in err["message"]
@@ -135,8 +154,9 @@ async def test_revoked_token_ends_its_sockets(server) -> None:
     _, main_token = await make_user(server, "scripter")
     base = base_url(server)
     async with aiohttp.ClientSession() as http:
-        status, body = await _api(http, "POST", f"{base}/api/auth/tokens", main_token,
-                                  {"name": "bot"})
+        status, body = await _api(
+            http, "POST", f"{base}/api/auth/tokens", main_token, {"name": "bot"}
+        )
         assert status == 201, body
         bot_token, bot_id = body["token"], body["api_token"]["id"]
         bot = await join(http, base, "room4", bot_token)
@@ -160,8 +180,9 @@ async def test_ban_moderator_removal_and_unfollow_reach_open_sockets(server) -> 
     base = base_url(server)
     room = f"{base}/api/channels/room5"
     async with aiohttp.ClientSession() as http:
-        assert (await _api(http, "POST", f"{room}/moderators", owner,
-                           {"user_id": mod_id}))[0] == 201
+        assert (await _api(http, "POST", f"{room}/moderators", owner, {"user_id": mod_id}))[
+            0
+        ] == 201
         m = await join(http, base, "room5", mod)
         t = await join(http, base, "room5", troll)
         f = await join(http, base, "room5", fan)
@@ -179,8 +200,9 @@ async def test_ban_moderator_removal_and_unfollow_reach_open_sockets(server) -> 
         await m.send(timeout_probe(troll_id))
         assert (await m.next("chat:error"))["code"] == "forbidden"
         # Unfollow in a followers-only room: the next message is refused.
-        assert (await _api(http, "PATCH", f"{room}/chat/settings", owner,
-                           {"followers_only": True}))[0] == 200
+        assert (
+            await _api(http, "PATCH", f"{room}/chat/settings", owner, {"followers_only": True})
+        )[0] == 200
         assert (await _api(http, "POST", f"{room}/follow", fan))[0] == 200
         await f.say("a follower speaks")
         assert await f.next("chat:message", content="a follower speaks")

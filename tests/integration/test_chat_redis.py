@@ -35,9 +35,23 @@ def redis_url(tmp_path: Path):
     if exe is None:
         _missing("redis-server (Debian's redis-server package) is missing")
     port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_port(port)
     try:
         yield f"redis://127.0.0.1:{port}/0"
@@ -52,8 +66,10 @@ async def second_process(env: dict[str, str]) -> AsyncIterator[str]:
     server started with ``env``, on its own HTTP port; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
-        env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"})
+        [sys.executable, "-m", "mediaserver", "serve"],
+        cwd=ROOT,
+        env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"},
+    )
     try:
         await asyncio.to_thread(_wait_port, port, 30.0)
         yield f"http://127.0.0.1:{port}"
@@ -97,19 +113,25 @@ async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
                 got1 = await viewer1.next("chat:message")
                 assert got2 == got1 and got2["content"] == "across the bus"
                 # And the other way round, through the API of process two.
-                async with http.post(f"{base2}/api/messages", headers=auth(sender),
-                                     json={"channel": "shared", "content": "from two"}) as r:
+                async with http.post(
+                    f"{base2}/api/messages",
+                    headers=auth(sender),
+                    json={"channel": "shared", "content": "from two"},
+                ) as r:
                     assert r.status == 201, await r.text()
                 assert (await viewer1.next("chat:message"))["content"] == "from two"
                 # A delete on process one reaches the viewer on process two.
-                async with http.delete(f"{base1}/api/messages/{got1['id']}",
-                                       headers=auth(await _token(one, "hoster"))) as r:
+                async with http.delete(
+                    f"{base1}/api/messages/{got1['id']}", headers=auth(await _token(one, "hoster"))
+                ) as r:
                     assert r.status == 200
                 assert (await viewer2.next("chat:deleted"))["id"] == got1["id"]
                 # Moderation state: appoint on one, the new moderator acts on two.
-                async with http.post(f"{base1}/api/channels/shared/moderators",
-                                     headers=auth(await _token(one, "hoster")),
-                                     json={"user_id": mod_id}) as r:
+                async with http.post(
+                    f"{base1}/api/channels/shared/moderators",
+                    headers=auth(await _token(one, "hoster")),
+                    json={"user_id": mod_id},
+                ) as r:
                     assert r.status == 201
                 m2 = await join(http, base2, "shared", mod)
                 assert (await m2.next("chat:history"))["me"]["can_moderate"] is True
@@ -117,13 +139,15 @@ async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
                     await c.ws.close()
 
 
-async def test_disable_and_demote_reach_sockets_on_another_process(settings_env,
-                                                                   redis_url) -> None:
+async def test_disable_and_demote_reach_sockets_on_another_process(settings_env, redis_url) -> None:
     """An admin on process one disables a user and demotes another admin; their sockets on
     process two feel it without reconnecting (through the bus, not on their next join)."""
-    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url,
-           # The probe sends a frame every few milliseconds until the demotion shows.
-           "AETHEX_CHAT__FRAME_BUDGET": "100000"}
+    env = {
+        **settings_env,
+        "AETHEX_CHAT__BUS": redis_url,
+        # The probe sends a frame every few milliseconds until the demotion shows.
+        "AETHEX_CHAT__FRAME_BUDGET": "100000",
+    }
     async with running_server(env) as one:
         await make_chat_channel(one, "hoster", "shared")
         _, root = await make_user(one, "root", admin=True)
@@ -137,12 +161,18 @@ async def test_disable_and_demote_reach_sockets_on_another_process(settings_env,
                 v = await join(http, base2, "shared", victim)
                 await a.send(timeout_probe(troll_id))
                 assert (await a.next("chat:error"))["code"] == "invalid"  # may moderate
-                async with http.patch(f"{base1}/api/admin/users/{admin_id}", headers=auth(root),
-                                      json={"is_admin": False}) as r:
+                async with http.patch(
+                    f"{base1}/api/admin/users/{admin_id}",
+                    headers=auth(root),
+                    json={"is_admin": False},
+                ) as r:
                     assert r.status == 200, await r.text()
                 await probe(a, timeout_probe(troll_id), until="forbidden")
-                async with http.patch(f"{base1}/api/admin/users/{victim_id}", headers=auth(root),
-                                      json={"is_disabled": True}) as r:
+                async with http.patch(
+                    f"{base1}/api/admin/users/{victim_id}",
+                    headers=auth(root),
+                    json={"is_disabled": True},
+                ) as r:
                     assert r.status == 200, await r.text()
                 assert await v.next("chat:error", timeout=10, code="account_disabled")
                 assert await v.closed() == 1008

@@ -23,16 +23,26 @@ def env(tmp_path: Path) -> dict[str, str]:
     clean["AETHEX_DATA_DIR"] = str(tmp_path / "data")
     clean["AETHEX_RTMP__PUBLIC_URL"] = "rtmp://stream.example.org/live"
     clean["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+    )
     return clean
 
 
-def aethex(env: dict[str, str], *args: str, stdin: str | None = None,
-           extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def aethex(
+    env: dict[str, str],
+    *args: str,
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mediaserver", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={**env, **(extra_env or {})})
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**env, **(extra_env or {})},
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -65,15 +75,30 @@ def test_db_upgrade_on_fresh_data_dir_and_again(env: dict[str, str], tmp_path: P
 
 
 def test_user_create_with_password_stdin_first_user_is_admin(
-        env: dict[str, str], tmp_path: Path) -> None:
+    env: dict[str, str], tmp_path: Path
+) -> None:
     # No `db upgrade` first: every command migrates a fresh data dir itself.
-    out = ok(aethex(env, "user", "create", "alice", "--email", "alice@example.org",
-                    "--password-stdin", stdin="correct horse battery\n"))
+    out = ok(
+        aethex(
+            env,
+            "user",
+            "create",
+            "alice",
+            "--email",
+            "alice@example.org",
+            "--password-stdin",
+            stdin="correct horse battery\n",
+        )
+    )
     assert "alice" in out.stdout and "admin" in out.stdout
     ok(aethex(env, "user", "create", "bob", "--email", "bob@example.org"))
     ok(aethex(env, "user", "create", "carol", "--email", "carol@example.org", "--admin"))
-    rows = dict((name, (admin, h)) for name, admin, h in
-                db_rows(tmp_path, "SELECT username, is_admin, password_hash FROM users"))
+    rows = dict(
+        (name, (admin, h))
+        for name, admin, h in db_rows(
+            tmp_path, "SELECT username, is_admin, password_hash FROM users"
+        )
+    )
     assert rows["alice"][0] == 1 and rows["bob"][0] == 0 and rows["carol"][0] == 1
     assert verify_password(rows["alice"][1], "correct horse battery")
     assert not verify_password(rows["alice"][1], "correct horse battery\n")
@@ -91,11 +116,33 @@ def test_user_create_errors(env: dict[str, str]) -> None:
     assert "invalid username" in line
     line = failed(aethex(env, "user", "create", "dave", "--email", "not-an-email"), 2)
     assert "invalid email" in line
-    line = failed(aethex(env, "user", "create", "erin", "--email", "erin@example.org",
-                         "--password-stdin", stdin=""), 2)
+    line = failed(
+        aethex(
+            env,
+            "user",
+            "create",
+            "erin",
+            "--email",
+            "erin@example.org",
+            "--password-stdin",
+            stdin="",
+        ),
+        2,
+    )
     assert "no password" in line
-    line = failed(aethex(env, "user", "create", "erin", "--email", "erin@example.org",
-                         "--password-stdin", stdin="short\n"), 2)
+    line = failed(
+        aethex(
+            env,
+            "user",
+            "create",
+            "erin",
+            "--email",
+            "erin@example.org",
+            "--password-stdin",
+            stdin="short\n",
+        ),
+        2,
+    )
     assert "password must be" in line
     # argparse's own usage errors are status 2 too.
     missing = aethex(env, "user", "create", "frank")
@@ -104,8 +151,20 @@ def test_user_create_errors(env: dict[str, str]) -> None:
 
 def test_channel_create_json(env: dict[str, str], tmp_path: Path) -> None:
     ok(aethex(env, "user", "create", "alice", "--email", "alice@example.org"))
-    result = ok(aethex(env, "channel", "create", "--owner", "alice", "--slug", "alice-live",
-                       "--title", "Alice Plays", "--json"))
+    result = ok(
+        aethex(
+            env,
+            "channel",
+            "create",
+            "--owner",
+            "alice",
+            "--slug",
+            "alice-live",
+            "--title",
+            "Alice Plays",
+            "--json",
+        )
+    )
     info = json.loads(result.stdout)  # exactly one JSON document on stdout
     assert info["slug"] == "alice-live"
     assert info["title"] == "Alice Plays"
@@ -115,15 +174,28 @@ def test_channel_create_json(env: dict[str, str], tmp_path: Path) -> None:
     assert info["rtmp_url"] == "rtmp://stream.example.org/live"
     assert info["publish_url"] == f"rtmp://stream.example.org/live/{info['stream_key']}"
     assert db_rows(tmp_path, "SELECT slug, stream_key FROM channels") == [
-        ("alice-live", info["stream_key"])]
+        ("alice-live", info["stream_key"])
+    ]
 
 
 def test_channel_create_json_default_rtmp_url_uses_port(env: dict[str, str]) -> None:
     env = {k: v for k, v in env.items() if k != "AETHEX_RTMP__PUBLIC_URL"}
     ok(aethex(env, "user", "create", "alice", "--email", "alice@example.org"))
-    info = json.loads(ok(aethex(env, "channel", "create", "--owner", "alice", "--slug", "chan",
-                                "--json", extra_env={"AETHEX_RTMP_PORT": "1940",
-                                                     "AETHEX_RTMP_HOST": "10.1.2.3"})).stdout)
+    info = json.loads(
+        ok(
+            aethex(
+                env,
+                "channel",
+                "create",
+                "--owner",
+                "alice",
+                "--slug",
+                "chan",
+                "--json",
+                extra_env={"AETHEX_RTMP_PORT": "1940", "AETHEX_RTMP_HOST": "10.1.2.3"},
+            )
+        ).stdout
+    )
     assert info["rtmp_url"] == "rtmp://10.1.2.3:1940/live"
 
 
@@ -163,8 +235,11 @@ def test_token_create(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_bad_setting_env_names_the_key(env: dict[str, str]) -> None:
-    for args in (["db", "upgrade"], ["token", "create", "alice"],
-                 ["user", "create", "alice", "--email", "a@example.org"]):
+    for args in (
+        ["db", "upgrade"],
+        ["token", "create", "alice"],
+        ["user", "create", "alice", "--email", "a@example.org"],
+    ):
         line = failed(aethex(env, *args, extra_env={"AETHEX_RTMP_PORT": "abc"}), 2)
         assert "rtmp.port" in line and "abc" in line
 
@@ -173,16 +248,50 @@ def test_config_file_before_or_after_subcommand(env: dict[str, str], tmp_path: P
     env = {k: v for k, v in env.items() if k != "AETHEX_RTMP__PUBLIC_URL"}
     config = tmp_path / "aethex.toml"
     config.write_text('[rtmp]\npublic_url = "rtmp://from-config.example/live"\n')
-    ok(aethex(env, "--config", str(config), "user", "create", "alice",
-              "--email", "alice@example.org"))
-    for args in (["--config", str(config), "channel", "create", "--owner", "alice",
-                  "--slug", "one", "--json"],
-                 ["channel", "create", "--owner", "alice", "--slug", "two", "--json",
-                  "--config", str(config)]):
+    ok(
+        aethex(
+            env, "--config", str(config), "user", "create", "alice", "--email", "alice@example.org"
+        )
+    )
+    for args in (
+        [
+            "--config",
+            str(config),
+            "channel",
+            "create",
+            "--owner",
+            "alice",
+            "--slug",
+            "one",
+            "--json",
+        ],
+        [
+            "channel",
+            "create",
+            "--owner",
+            "alice",
+            "--slug",
+            "two",
+            "--json",
+            "--config",
+            str(config),
+        ],
+    ):
         info = json.loads(ok(aethex(env, *args)).stdout)
         assert info["rtmp_url"] == "rtmp://from-config.example/live"
-    via_env = ok(aethex(env, "channel", "create", "--owner", "alice", "--slug", "three",
-                        "--json", extra_env={"AETHEX_CONFIG": str(config)}))
+    via_env = ok(
+        aethex(
+            env,
+            "channel",
+            "create",
+            "--owner",
+            "alice",
+            "--slug",
+            "three",
+            "--json",
+            extra_env={"AETHEX_CONFIG": str(config)},
+        )
+    )
     assert json.loads(via_env.stdout)["rtmp_url"] == "rtmp://from-config.example/live"
     line = failed(aethex(env, "db", "upgrade", "--config", str(tmp_path / "missing.toml")), 2)
     assert "missing.toml" in line
@@ -192,12 +301,20 @@ def test_config_file_before_or_after_subcommand(env: dict[str, str], tmp_path: P
 
 
 def test_unreachable_database_is_one_line_without_password(env: dict[str, str]) -> None:
-    line = failed(aethex(env, "db", "upgrade", extra_env={
-        "AETHEX_DATABASE_URL": "postgresql+asyncpg://nobody:s3cr3t@127.0.0.1:1/none"}), 1)
+    line = failed(
+        aethex(
+            env,
+            "db",
+            "upgrade",
+            extra_env={
+                "AETHEX_DATABASE_URL": "postgresql+asyncpg://nobody:s3cr3t@127.0.0.1:1/none"
+            },
+        ),
+        1,
+    )
     assert "cannot migrate database postgresql+asyncpg://nobody:***@127.0.0.1:1/none" in line
     assert "s3cr3t" not in line
-    line = failed(aethex(env, "db", "upgrade", extra_env={
-        "AETHEX_DATABASE_URL": "mysql://x/y"}), 2)
+    line = failed(aethex(env, "db", "upgrade", extra_env={"AETHEX_DATABASE_URL": "mysql://x/y"}), 2)
     assert "driver not installed" in line
 
 

@@ -35,8 +35,10 @@ SLUG = "crashy"
 SEGMENT = 2.0  # hls.segment_duration (the default)
 SEGMENTS_BEFORE_KILL = 3
 # Two rungs for a 640x360 source: a copy of it and one small encode, to keep the CPU low.
-LADDER = [{"name": "360p", "height": 360, "fps": 30, "video_kbps": 800},
-          {"name": "180p", "height": 180, "fps": 30, "video_kbps": 200}]
+LADDER = [
+    {"name": "360p", "height": 360, "fps": 30, "video_kbps": 800},
+    {"name": "180p", "height": 180, "fps": 30, "video_kbps": 200},
+]
 WAIT = 120.0  # overall bound on each wait below (a loaded 2-core machine); events end them
 
 T = TypeVar("T")
@@ -47,8 +49,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AETHEX_")}
     return {
         **clean,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", ""))
-                                      if p),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
         "AETHEX_DATA_DIR": str(tmp_path / "data"),
         "AETHEX_HTTP_HOST": "127.0.0.1",
         "AETHEX_RTMP_HOST": "127.0.0.1",
@@ -63,8 +66,15 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def aethex(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run([sys.executable, "-m", "mediaserver", *args], input=stdin,
-                            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "mediaserver", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -77,8 +87,9 @@ def servers() -> Iterator[list[ServerProcess]]:
         server.kill()
 
 
-async def until(what: str, probe: Callable[[], Awaitable[T | None]],
-                check: Callable[[], None] = lambda: None) -> T:
+async def until(
+    what: str, probe: Callable[[], Awaitable[T | None]], check: Callable[[], None] = lambda: None
+) -> T:
     """Poll ``probe`` until it gives something; fail after WAIT seconds, saying ``what``."""
     deadline = time.monotonic() + WAIT
     while True:
@@ -115,6 +126,7 @@ async def the_stream(http: aiohttp.ClientSession, server: ServerProcess) -> dict
 def alive(server: ServerProcess) -> Callable[[], None]:
     def check() -> None:
         assert server.proc.poll() is None, server.log()[-4000:]
+
     return check
 
 
@@ -127,12 +139,22 @@ def open_parts(playlist: m3u8.M3U8) -> float:
     return sum(p.duration for s in playlist.segments if not s.uri for p in s.parts)
 
 
-async def test_sigkill_mid_stream_recovers_an_archived_vod(env: dict[str, str], tmp_path: Path,
-                                                          servers: list[ServerProcess]) -> None:
-    aethex(env, "user", "create", "alice", "--email", "alice@example.test", "--password-stdin",
-           stdin="correct horse battery\n")
-    key = json.loads(aethex(env, "channel", "create", "--owner", "alice", "--slug", SLUG,
-                            "--json"))["stream_key"]
+async def test_sigkill_mid_stream_recovers_an_archived_vod(
+    env: dict[str, str], tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    aethex(
+        env,
+        "user",
+        "create",
+        "alice",
+        "--email",
+        "alice@example.test",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
+    key = json.loads(
+        aethex(env, "channel", "create", "--owner", "alice", "--slug", SLUG, "--json")
+    )["stream_key"]
     log = tmp_path / "server.log"
     first = ServerProcess(env, log)
     servers.append(first)
@@ -141,9 +163,12 @@ async def test_sigkill_mid_stream_recovers_an_archived_vod(env: dict[str, str], 
     ffmpeg_log = tmp_path / "ffmpeg.log"
     with open(ffmpeg_log, "wb") as out:
         publisher = subprocess.Popen(
-            ffmpeg_publish_args(f"rtmp://127.0.0.1:{env['AETHEX_RTMP_PORT']}/live/{key}",
-                                seconds=60, size="640x360"),
-            stdout=subprocess.DEVNULL, stderr=out)
+            ffmpeg_publish_args(
+                f"rtmp://127.0.0.1:{env['AETHEX_RTMP_PORT']}/live/{key}", seconds=60, size="640x360"
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
 
     def pushing() -> None:
         alive(first)()
@@ -151,8 +176,7 @@ async def test_sigkill_mid_stream_recovers_an_archived_vod(env: dict[str, str], 
 
     try:
         async with aiohttp.ClientSession() as http:
-            stream = await until("the stream to go live", lambda: the_stream(http, first),
-                                 pushing)
+            stream = await until("the stream to go live", lambda: the_stream(http, first), pushing)
             assert stream["status"] == "live"
             directory = Path(env["AETHEX_DATA_DIR"]) / "streams" / str(stream["id"])
             master_url = f"{first.base}/hls/{SLUG}/master.m3u8"
@@ -176,13 +200,17 @@ async def test_sigkill_mid_stream_recovers_an_archived_vod(env: dict[str, str], 
                 return out
 
             def on_disk(name: str, playlist: m3u8.M3U8) -> bool:
-                return all((directory / name / s.uri.split("/")[-1].split("?")[0]).is_file()
-                           for s in complete(playlist))
+                return all(
+                    (directory / name / s.uri.split("/")[-1].split("?")[0]).is_file()
+                    for s in complete(playlist)
+                )
 
             async def enough() -> dict[str, m3u8.M3U8] | None:
                 playlists = await live_playlists()
-                if all(len(complete(p)) >= SEGMENTS_BEFORE_KILL and on_disk(n, p)
-                       for n, p in playlists.items()):
+                if all(
+                    len(complete(p)) >= SEGMENTS_BEFORE_KILL and on_disk(n, p)
+                    for n, p in playlists.items()
+                ):
                     return playlists
                 return None
 
@@ -200,13 +228,13 @@ async def test_sigkill_mid_stream_recovers_an_archived_vod(env: dict[str, str], 
         publisher.wait(30)
 
     # The first run never closed the stream: the files are all there is.
-    files = {name: sorted(p.name for p in (directory / name).glob("seg*.m4s"))
-             for name in urls}
+    files = {name: sorted(p.name for p in (directory / name).glob("seg*.m4s")) for name in urls}
     assert all(files.values()), files
 
     second = ServerProcess(env, log)
     servers.append(second)
     async with aiohttp.ClientSession() as http:
+
         async def archived() -> dict | None:
             row = await the_stream(http, second)
             assert row is None or row["status"] != "offline", "closed OFFLINE: recording lost"

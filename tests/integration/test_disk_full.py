@@ -48,8 +48,9 @@ def png() -> bytes:
 async def upload(http: aiohttp.ClientSession, base: str, token: str) -> tuple[int, dict]:
     form = aiohttp.FormData()
     form.add_field("file", png(), filename="me.png", content_type="image/png")
-    async with http.post(f"{base}/api/upload/avatar", data=form,
-                         headers={"Authorization": f"Bearer {token}"}) as r:
+    async with http.post(
+        f"{base}/api/upload/avatar", data=form, headers={"Authorization": f"Bearer {token}"}
+    ) as r:
         return r.status, await r.json()
 
 
@@ -77,10 +78,15 @@ async def wait_for_master(http: aiohttp.ClientSession, base: str) -> None:
 
 async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> None:
     source = make_source(tmp_path / "src.flv", size="426x240", seconds=60, bitrate="300k")
-    env = {"AETHEX_TRANSCODE__ENABLED": "true", "AETHEX_TRANSCODE__PASSTHROUGH": "always",
-           "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER), "AETHEX_RTMP__IDLE_TIMEOUT": "20",
-           "AETHEX_HLS__SEGMENT_DURATION": "1", "AETHEX_HLS__RECONNECT_GRACE": "0",
-           "AETHEX_LOG__LEVEL": "warning"}
+    env = {
+        "AETHEX_TRANSCODE__ENABLED": "true",
+        "AETHEX_TRANSCODE__PASSTHROUGH": "always",
+        "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER),
+        "AETHEX_RTMP__IDLE_TIMEOUT": "20",
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+        "AETHEX_HLS__RECONNECT_GRACE": "0",
+        "AETHEX_LOG__LEVEL": "warning",
+    }
     data_dir = tmp_path / "data"
     async with serve_process(env, data_dir) as server, aiohttp.ClientSession() as anon:
         base = server.base
@@ -114,8 +120,9 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
 
             # Signing in writes a session row: any route that hits the full disk answers the
             # same clear 507, never a 500.
-            async with anon.post(f"{base}/api/auth/login",
-                                 json={"username": "alice", "password": DEFAULT_PASSWORD}) as r:
+            async with anon.post(
+                f"{base}/api/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD}
+            ) as r:
                 body = await r.json()
                 assert r.status == 507, body
                 assert body["error"]["code"] == "insufficient_storage"

@@ -30,8 +30,13 @@ from tests.browser.browser_support import PageWatch, browser  # noqa: F401
 pytestmark = pytest.mark.integration
 
 
-async def _call(http: aiohttp.ClientSession, method: str, url: str,
-                headers: dict[str, str] | None = None, json: Any = None) -> tuple[int, Any]:
+async def _call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+) -> tuple[int, Any]:
     async with http.request(method, url, headers=headers or {}, json=json) as r:
         return r.status, await r.json()
 
@@ -40,8 +45,11 @@ async def _stored(server: Any, channel_id: int) -> tuple[int, int]:
     """(Channel.follower_count, number of follow rows) straight from the database."""
     async with server.db.session() as db:
         count = await db.scalar(select(Channel.follower_count).where(Channel.id == channel_id))
-        rows = await db.scalar(select(func.count()).select_from(ChannelFollow)
-                               .where(ChannelFollow.channel_id == channel_id))
+        rows = await db.scalar(
+            select(func.count())
+            .select_from(ChannelFollow)
+            .where(ChannelFollow.channel_id == channel_id)
+        )
     return count, rows
 
 
@@ -66,13 +74,26 @@ async def show(server) -> AsyncIterator[Show]:
     _, bearer = await make_user(server, "scripted")
     base = base_url(server)
     async with aiohttp.ClientSession() as anon, await register(base, "fan") as fan:
-        yield Show(channel_id, owner, bearer, base, f"{base}/api/channels/show/follow", anon,
-                   fan, {"X-CSRF-Token": await csrf_of(fan, base)})
+        yield Show(
+            channel_id,
+            owner,
+            bearer,
+            base,
+            f"{base}/api/channels/show/follow",
+            anon,
+            fan,
+            {"X-CSRF-Token": await csrf_of(fan, base)},
+        )
 
 
 async def test_follow_and_unfollow_are_idempotent_and_the_count_exact(show: Show, server) -> None:
-    channel_id, owner, bearer, base, url = (show.channel_id, show.owner, show.bearer,
-                                            show.base, show.url)
+    channel_id, owner, bearer, base, url = (
+        show.channel_id,
+        show.owner,
+        show.bearer,
+        show.base,
+        show.url,
+    )
     anon, fan, csrf = show.anon, show.fan, show.csrf
     assert await _call(anon, "GET", url) == (200, {"following": False, "followers": 0})
     assert await _call(fan, "GET", url) == (200, {"following": False, "followers": 0})
@@ -81,9 +102,10 @@ async def test_follow_and_unfollow_are_idempotent_and_the_count_exact(show: Show
     assert await _call(fan, "POST", url, csrf) == (200, {"following": True, "followers": 1})
     # A bearer token needs no CSRF header; owners may follow their own channel.
     assert await _call(anon, "POST", url, auth(bearer)) == (
-        200, {"following": True, "followers": 2})
-    assert await _call(anon, "POST", url, auth(owner)) == (
-        200, {"following": True, "followers": 3})
+        200,
+        {"following": True, "followers": 2},
+    )
+    assert await _call(anon, "POST", url, auth(owner)) == (200, {"following": True, "followers": 3})
     assert await _call(fan, "GET", url) == (200, {"following": True, "followers": 3})
     assert await _call(anon, "GET", url) == (200, {"following": False, "followers": 3})
     status, channel = await _call(anon, "GET", f"{base}/api/channels/show")
@@ -97,8 +119,9 @@ async def test_follow_and_unfollow_are_idempotent_and_the_count_exact(show: Show
 
     # Many clicks at once count once, both ways.
     results = await asyncio.gather(*(_call(fan, "POST", url, csrf) for _ in range(6)))
-    assert all(r == (200, {"following": True, "followers": r[1]["followers"]})
-               for r in results), results
+    assert all(r == (200, {"following": True, "followers": r[1]["followers"]}) for r in results), (
+        results
+    )
     assert await _stored(server, channel_id) == (3, 3)
     results = await asyncio.gather(*(_call(fan, "DELETE", url, csrf) for _ in range(6)))
     assert all(status == 200 and not body["following"] for status, body in results), results
@@ -109,11 +132,12 @@ async def test_follow_and_unfollow_are_idempotent_and_the_count_exact(show: Show
     # Never below zero, even with the stored count already off (say, edited by hand).
     await _call(anon, "POST", url, auth(owner))
     async with server.db.session() as db:
-        await db.execute(update(Channel).where(Channel.id == channel_id)
-                         .values(follower_count=0))
+        await db.execute(update(Channel).where(Channel.id == channel_id).values(follower_count=0))
         await db.commit()
     assert await _call(anon, "DELETE", url, auth(owner)) == (
-        200, {"following": False, "followers": 0})
+        200,
+        {"following": False, "followers": 0},
+    )
 
 
 async def test_errors_anonymous_unknown_channel_and_csrf(show: Show, server) -> None:
@@ -127,8 +151,9 @@ async def test_errors_anonymous_unknown_channel_and_csrf(show: Show, server) -> 
     for method in ("GET", "POST", "DELETE"):
         for who, headers in ((fan, csrf), (anon, auth(bearer))):
             for slug in ("no-such-channel", "Bad Slug!"):
-                status, body = await _call(who, method,
-                                           f"{base}/api/channels/{slug}/follow", headers)
+                status, body = await _call(
+                    who, method, f"{base}/api/channels/{slug}/follow", headers
+                )
                 assert status == 404 and body["error"]["code"] == "not_found", (method, body)
     # A cookie login without the CSRF header (or with a wrong one) is refused, unchanged.
     for headers in ({}, {"X-CSRF-Token": "0" * 64}):
@@ -174,8 +199,13 @@ async def test_followers_only_chat_sees_follow_changes_at_once(server) -> None:
     base = base_url(server)
     async with aiohttp.ClientSession() as anon, await register(base, "fan") as fan:
         csrf = {"X-CSRF-Token": await csrf_of(fan, base)}
-        status, body = await _call(anon, "PATCH", f"{base}/api/channels/club/chat/settings",
-                                   auth(owner), {"followers_only": True})
+        status, body = await _call(
+            anon,
+            "PATCH",
+            f"{base}/api/channels/club/chat/settings",
+            auth(owner),
+            {"followers_only": True},
+        )
         assert status == 200 and body["settings"]["followers_only"] is True, body
         chat = await join(fan, base, "club")  # the cookie login's socket
         try:
@@ -246,9 +276,14 @@ async def test_follow_button_in_chromium_by_mouse_and_keyboard(browser, server) 
     base = base_url(server)
     context = await browser.new_context(base_url=base)
     try:
-        r = await context.request.post("/api/auth/register", data={
-            "username": "fan", "password": "correct horse battery",
-            "email": "fan@example.test"})
+        r = await context.request.post(
+            "/api/auth/register",
+            data={
+                "username": "fan",
+                "password": "correct horse battery",
+                "email": "fan@example.test",
+            },
+        )
         assert r.status == 201, await r.text()
         page = await context.new_page()
         watch = PageWatch(page, base)
@@ -291,24 +326,38 @@ async def _answer(chat: Any, content: str) -> dict[str, Any]:
 async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_url) -> None:  # noqa: F811
     """Two server processes on one database and one Redis: a fan chatting on process two,
     cached there as a follower, is refused as soon as they unfollow through process one."""
-    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url,
-           # Probing "refused yet?" sends several messages: keep the rate limit out of the way.
-           "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100"}
+    env = {
+        **settings_env,
+        "AETHEX_CHAT__BUS": redis_url,
+        # Probing "refused yet?" sends several messages: keep the rate limit out of the way.
+        "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "100",
+    }
     async with running_server(env) as one:
         _, _, owner = await make_chat_channel(one, "host", "club")
         _, fan = await make_user(one, "fan")
         port2 = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mediaserver", "serve"], cwd=ROOT,
-            env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port2),
-                 "AETHEX_LOG__LEVEL": "warning"})
+            [sys.executable, "-m", "mediaserver", "serve"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **env,
+                "AETHEX_HTTP_PORT": str(port2),
+                "AETHEX_LOG__LEVEL": "warning",
+            },
+        )
         try:
             await asyncio.to_thread(_wait_port, port2, 30.0)
             base1, base2 = base_url(one), f"http://127.0.0.1:{port2}"
             url = f"{base1}/api/channels/club/follow"
             async with aiohttp.ClientSession() as http:
-                status, _ = await _call(http, "PATCH", f"{base1}/api/channels/club/chat/settings",
-                                        auth(owner), {"followers_only": True})
+                status, _ = await _call(
+                    http,
+                    "PATCH",
+                    f"{base1}/api/channels/club/chat/settings",
+                    auth(owner),
+                    {"followers_only": True},
+                )
                 assert status == 200
                 assert (await _call(http, "POST", url, auth(fan)))[0] == 200
                 chat = await join(http, base2, "club", fan)

@@ -32,40 +32,52 @@ HELD_FOR = 30.0
 
 # -- parse_head: what the front accepts, and what it leaves to aiohttp ---------------------
 
+
 def head(text: str) -> bytes:
     return text.replace("\n", "\r\n").encode()
 
 
 def test_plain_hls_gets_are_parsed() -> None:
-    parsed = parse_head(head("GET /hls/a/tok/360p/part1.2.m4s?x=1 HTTP/1.1\n"
-                             "Host: h\nRange: bytes=0-9\nUser-Agent: t"))
-    assert parsed == ("GET", "/hls/a/tok/360p/part1.2.m4s", "x=1",
-                      {"host": "h", "range": "bytes=0-9", "user-agent": "t"}, True)
+    parsed = parse_head(
+        head(
+            "GET /hls/a/tok/360p/part1.2.m4s?x=1 HTTP/1.1\nHost: h\nRange: bytes=0-9\nUser-Agent: t"
+        )
+    )
+    assert parsed == (
+        "GET",
+        "/hls/a/tok/360p/part1.2.m4s",
+        "x=1",
+        {"host": "h", "range": "bytes=0-9", "user-agent": "t"},
+        True,
+    )
     assert parse_head(head("HEAD /vod/1/master.m3u8 HTTP/1.0\nHost: h"))[4] is False
     assert parse_head(head("GET /vod/1/master.m3u8 HTTP/1.0\nConnection: keep-alive"))[4]
     assert parse_head(head("GET /hls/a/master.m3u8 HTTP/1.1\nConnection: close"))[4] is False
 
 
-@pytest.mark.parametrize("text", [
-    "POST /hls/a/master.m3u8 HTTP/1.1\nHost: h",           # another method
-    "OPTIONS /hls/a/master.m3u8 HTTP/1.1\nHost: h",        # preflight: aiohttp's route
-    "GET / HTTP/1.1\nHost: h",                             # another path
-    "GET /hlsx/a HTTP/1.1\nHost: h",
-    "GET /hls/a/master.m3u8 HTTP/2.0\nHost: h",            # another version
-    "GET /hls/a/master.m3u8 HTTP/1.1\nContent-Length: 3",  # a body
-    "GET /hls/a/master.m3u8 HTTP/1.1\nTransfer-Encoding: chunked",
-    "GET /hls/a/master.m3u8 HTTP/1.1\nUpgrade: websocket",
-    "GET /hls/a/master.m3u8 HTTP/1.1\nExpect: 100-continue",
-    "GET /hls/%2e%2e/master.m3u8 HTTP/1.1\nHost: h",       # encoded path
-    "GET /hls/a/../b/master.m3u8 HTTP/1.1\nHost: h",       # dot segments
-    "GET /hls//etc/passwd HTTP/1.1\nHost: h",
-    "GET /hls/a\\b/master.m3u8 HTTP/1.1\nHost: h",
-    "GET /hls/a/master.m3u8 HTTP/1.1\nHost: h\nHost: i",   # a repeated header
-    "GET /hls/a/master.m3u8 HTTP/1.1\nHost: h\n folded",   # obs-fold
-    "GET /hls/a/master.m3u8 HTTP/1.1\nBad Name: h",        # not a token
-    "GET /hls/a/master.m3u8 HTTP/1.1\nNoColon",
-    "GET /hls/a/master.m3u8  HTTP/1.1\nHost: h",           # two spaces
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "POST /hls/a/master.m3u8 HTTP/1.1\nHost: h",  # another method
+        "OPTIONS /hls/a/master.m3u8 HTTP/1.1\nHost: h",  # preflight: aiohttp's route
+        "GET / HTTP/1.1\nHost: h",  # another path
+        "GET /hlsx/a HTTP/1.1\nHost: h",
+        "GET /hls/a/master.m3u8 HTTP/2.0\nHost: h",  # another version
+        "GET /hls/a/master.m3u8 HTTP/1.1\nContent-Length: 3",  # a body
+        "GET /hls/a/master.m3u8 HTTP/1.1\nTransfer-Encoding: chunked",
+        "GET /hls/a/master.m3u8 HTTP/1.1\nUpgrade: websocket",
+        "GET /hls/a/master.m3u8 HTTP/1.1\nExpect: 100-continue",
+        "GET /hls/%2e%2e/master.m3u8 HTTP/1.1\nHost: h",  # encoded path
+        "GET /hls/a/../b/master.m3u8 HTTP/1.1\nHost: h",  # dot segments
+        "GET /hls//etc/passwd HTTP/1.1\nHost: h",
+        "GET /hls/a\\b/master.m3u8 HTTP/1.1\nHost: h",
+        "GET /hls/a/master.m3u8 HTTP/1.1\nHost: h\nHost: i",  # a repeated header
+        "GET /hls/a/master.m3u8 HTTP/1.1\nHost: h\n folded",  # obs-fold
+        "GET /hls/a/master.m3u8 HTTP/1.1\nBad Name: h",  # not a token
+        "GET /hls/a/master.m3u8 HTTP/1.1\nNoColon",
+        "GET /hls/a/master.m3u8  HTTP/1.1\nHost: h",  # two spaces
+    ],
+)
 def test_anything_unusual_is_left_to_aiohttp(text: str) -> None:
     assert parse_head(head(text)) is None
 
@@ -78,11 +90,13 @@ def test_bare_line_feeds_and_non_ascii_are_left_to_aiohttp() -> None:
 
 # -- a server with a synthetic live edge ----------------------------------------------------
 
+
 def add_part(edge: LiveEdge, msn: int, index: int) -> bytes:
     data = f"part {msn}.{index} ".encode() * 200
     for rendition in edge:
-        rendition.add_part(PartReady(segment=msn, index=index, data=data, duration=0.5,
-                                     independent=index == 0))
+        rendition.add_part(
+            PartReady(segment=msn, index=index, data=data, duration=0.5, independent=index == 0)
+        )
     edge.notify()
     return data
 
@@ -90,9 +104,16 @@ def add_part(edge: LiveEdge, msn: int, index: int) -> bytes:
 def add_segment(edge: LiveEdge, msn: int) -> None:
     for rendition in edge:
         data = b"".join(rendition.parts[(msn, i)] for i in range(2))
-        rendition.add_segment(SegmentReady(segment=msn, data=data, duration=1.0,
-                                           program_date_time=datetime.now(timezone.utc),
-                                           discontinuity=False), edge.window)
+        rendition.add_segment(
+            SegmentReady(
+                segment=msn,
+                data=data,
+                duration=1.0,
+                program_date_time=datetime.now(timezone.utc),
+                discontinuity=False,
+            ),
+            edge.window,
+        )
     edge.notify()
 
 
@@ -100,10 +121,16 @@ def put_edge(server: Server) -> LiveEdge:
     """A synthetic live edge for SLUG on the server: one rendition, one segment and a part."""
     edge = LiveEdge(SLUG, 1, 4)
     edge.renditions["360p"] = RenditionEdge(
-        name="360p", init=b"init-bytes" * 10, codecs="avc1.64001e,mp4a.40.2", width=640,
-        height=360, frame_rate=30.0,
+        name="360p",
+        init=b"init-bytes" * 10,
+        codecs="avc1.64001e,mp4a.40.2",
+        width=640,
+        height=360,
+        frame_rate=30.0,
         playlist=LivePlaylist(segment_duration=1.0, part_target=0.5, window_segments=4),
-        bandwidth=800_000, average_bandwidth=700_000)
+        bandwidth=800_000,
+        average_bandwidth=700_000,
+    )
     server.broadcasts.edges.put(edge)
     add_part(edge, 0, 0)
     add_part(edge, 0, 1)
@@ -114,8 +141,9 @@ def put_edge(server: Server) -> LiveEdge:
 
 @pytest.fixture
 async def front(settings_env: dict[str, str]) -> AsyncIterator[tuple]:
-    env = dict(settings_env, AETHEX_HTTP__KEEPALIVE_TIMEOUT="2",
-               AETHEX_HTTP__REQUEST_HEAD_TIMEOUT="1.5")
+    env = dict(
+        settings_env, AETHEX_HTTP__KEEPALIVE_TIMEOUT="2", AETHEX_HTTP__REQUEST_HEAD_TIMEOUT="1.5"
+    )
     async with running_server(env) as server:
         yield server, put_edge(server)
 
@@ -134,8 +162,9 @@ class Raw:
     def send(self, data: bytes | str) -> None:
         self.writer.write(data.encode() if isinstance(data, str) else data)
 
-    async def response(self, method: str = "GET", timeout: float = 10.0
-                       ) -> tuple[int, dict[str, str], bytes]:
+    async def response(
+        self, method: str = "GET", timeout: float = 10.0
+    ) -> tuple[int, dict[str, str], bytes]:
         status_line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
         status = int(status_line.split()[1])
         headers: dict[str, str] = {}
@@ -143,8 +172,11 @@ class Raw:
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
-        body = b"" if method == "HEAD" or status in (204, 304) else \
-            await self.reader.readexactly(length)
+        body = (
+            b""
+            if method == "HEAD" or status in (204, 304)
+            else await self.reader.readexactly(length)
+        )
         return status, headers, body
 
     async def closed(self, timeout: float) -> bool:
@@ -161,8 +193,7 @@ class Raw:
 
 
 def get(path: str, *extra: str) -> str:
-    return "".join([f"GET {path} HTTP/1.1\r\nHost: test\r\n", *(e + "\r\n" for e in extra),
-                    "\r\n"])
+    return "".join([f"GET {path} HTTP/1.1\r\nHost: test\r\n", *(e + "\r\n" for e in extra), "\r\n"])
 
 
 async def media_base(raw: Raw) -> str:
@@ -174,8 +205,9 @@ async def media_base(raw: Raw) -> str:
 
 
 def stable(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items()
-            if k not in ("date", "server", "keep-alive", "connection")}
+    return {
+        k: v for k, v in headers.items() if k not in ("date", "server", "keep-alive", "connection")
+    }
 
 
 async def test_fast_and_aiohttp_answers_are_the_same(front: tuple) -> None:
@@ -189,13 +221,21 @@ async def test_fast_and_aiohttp_answers_are_the_same(front: tuple) -> None:
         assert (await slow.response())[0] == 404
         # Only `fast` is still answered by the front; `slow` is passed on to aiohttp.
         assert sorted(c.inner is None for c in server._front.connections) == [False, True]
-        paths = [base + "index.m3u8", base + "index.m3u8?_HLS_msn=1&_HLS_part=0",
-                 base + "index.m3u8?_HLS_msn=1&_HLS_part=0&_HLS_skip=YES",
-                 base + "init.mp4", base + "part0.1.m4s", base + "seg0.m4s",
-                 base + "seg9.m4s", base + "index.m3u8?_HLS_msn=x",
-                 base + "index.m3u8?_HLS_msn=99", f"/hls/{SLUG}/360p/part1.0.m4s",
-                 f"/hls/{SLUG}/nope/index.m3u8", "/vod/12345/master.m3u8",
-                 f"/hls/{SLUG}/master.m3u8?session=abcdefghijklmnopq"]
+        paths = [
+            base + "index.m3u8",
+            base + "index.m3u8?_HLS_msn=1&_HLS_part=0",
+            base + "index.m3u8?_HLS_msn=1&_HLS_part=0&_HLS_skip=YES",
+            base + "init.mp4",
+            base + "part0.1.m4s",
+            base + "seg0.m4s",
+            base + "seg9.m4s",
+            base + "index.m3u8?_HLS_msn=x",
+            base + "index.m3u8?_HLS_msn=99",
+            f"/hls/{SLUG}/360p/part1.0.m4s",
+            f"/hls/{SLUG}/nope/index.m3u8",
+            "/vod/12345/master.m3u8",
+            f"/hls/{SLUG}/master.m3u8?session=abcdefghijklmnopq",
+        ]
         for path in paths:
             for extra in ((), ("Range: bytes=2-9",), ("Origin: https://x.example",)):
                 fast.send(get(path, *extra))
@@ -215,16 +255,18 @@ async def test_fast_and_aiohttp_answers_are_the_same(front: tuple) -> None:
         slow.close()
 
 
-async def test_pipelined_requests_are_answered_in_order_even_when_one_is_held(
-        front: tuple) -> None:
+async def test_pipelined_requests_are_answered_in_order_even_when_one_is_held(front: tuple) -> None:
     server, edge = front
     raw = await Raw.open(server.http_port)
     try:
         base = await media_base(raw)
         # A blocking reload for a part that does not exist yet, then two plain GETs, all sent
         # at once: the GETs wait behind the held request (HTTP/1.1 answers in order).
-        raw.send(get(base + "index.m3u8?_HLS_msn=1&_HLS_part=1") + get(base + "init.mp4")
-                 + get(base + "part0.0.m4s"))
+        raw.send(
+            get(base + "index.m3u8?_HLS_msn=1&_HLS_part=1")
+            + get(base + "init.mp4")
+            + get(base + "part0.0.m4s")
+        )
         first = asyncio.ensure_future(raw.response())
         await asyncio.sleep(0.3)
         assert not first.done()
@@ -239,7 +281,8 @@ async def test_pipelined_requests_are_answered_in_order_even_when_one_is_held(
 
 
 async def test_a_page_request_mid_connection_goes_to_aiohttp_without_losing_bytes(
-        front: tuple) -> None:
+    front: tuple,
+) -> None:
     server, _ = front
     raw = await Raw.open(server.http_port)
     try:
@@ -279,7 +322,8 @@ async def test_held_request_of_a_client_that_leaves_is_dropped(front: tuple) -> 
 
 @pytest.mark.parametrize("layer", ["fast_path", "aiohttp"])
 async def test_a_part_that_comes_as_the_watcher_ticks_releases_the_held_reload(
-        settings_env: dict[str, str], layer: str) -> None:
+    settings_env: dict[str, str], layer: str
+) -> None:
     """The edge's watcher waits for a notify under a DEADLINE_TICK timeout. On a loaded
     machine the tick and the notify can come due in one loop iteration: the timeout then
     cancels a wait the notify had already ended, and a watcher that checked its groups only
@@ -370,18 +414,29 @@ def test_route_shapes_match_aiohttp_routes() -> None:
 
     source = open(hls.__file__).read()
     routes = set(re.findall(r'add\("(/(?:hls|vod)/[^"]+)"', source))
-    assert routes == {"/hls/{slug}/{token}/{rendition}/{name}", "/hls/{slug}/master.m3u8",
-                      "/hls/{slug}/{rendition}/{name}", "/vod/{stream_id}/master.m3u8",
-                      "/vod/{stream_id}/{rendition}/{name}"}, \
-        "a new HLS route needs its shape in HttpFront.route too"
+    assert routes == {
+        "/hls/{slug}/{token}/{rendition}/{name}",
+        "/hls/{slug}/master.m3u8",
+        "/hls/{slug}/{rendition}/{name}",
+        "/vod/{stream_id}/master.m3u8",
+        "/vod/{stream_id}/{rendition}/{name}",
+    }, "a new HLS route needs its shape in HttpFront.route too"
 
 
 def rendition(name: str, height: int, segment_duration: float = 1.0) -> RenditionEdge:
     return RenditionEdge(
-        name=name, init=b"init", codecs="avc1.64001e", width=height * 16 // 9, height=height,
-        frame_rate=30.0, bandwidth=height * 2000, average_bandwidth=height * 2000,
-        playlist=LivePlaylist(segment_duration=segment_duration, part_target=0.5,
-                              window_segments=4))
+        name=name,
+        init=b"init",
+        codecs="avc1.64001e",
+        width=height * 16 // 9,
+        height=height,
+        frame_rate=30.0,
+        bandwidth=height * 2000,
+        average_bandwidth=height * 2000,
+        playlist=LivePlaylist(
+            segment_duration=segment_duration, part_target=0.5, window_segments=4
+        ),
+    )
 
 
 async def test_master_waits_for_every_planned_rendition(settings_env: dict[str, str]) -> None:
@@ -405,8 +460,9 @@ async def test_master_waits_for_every_planned_rendition(settings_env: dict[str, 
             edge.notify()
             await asyncio.sleep(0.2)
             assert not answer.done()  # announced, no media yet
-            edge.renditions["240p"].add_part(PartReady(segment=0, index=0, data=b"p",
-                                                       duration=0.5, independent=True))
+            edge.renditions["240p"].add_part(
+                PartReady(segment=0, index=0, data=b"p", duration=0.5, independent=True)
+            )
             edge.notify()
             status, _, body = await answer
             assert status == 200
@@ -436,11 +492,11 @@ async def test_media_playlists_carry_rendition_reports(settings_env: dict[str, s
         try:
             raw.send(get("/hls/reports/360p/index.m3u8"))
             body = (await raw.response())[2].decode()
-            assert '#EXT-X-RENDITION-REPORT:URI="../240p/index.m3u8",LAST-MSN=0,LAST-PART=1' \
-                in body
+            assert '#EXT-X-RENDITION-REPORT:URI="../240p/index.m3u8",LAST-MSN=0,LAST-PART=1' in body
             assert "../360p/" not in body  # not itself
-            edge.renditions["240p"].add_part(PartReady(segment=0, index=2, data=b"p",
-                                                       duration=0.5, independent=False))
+            edge.renditions["240p"].add_part(
+                PartReady(segment=0, index=2, data=b"p", duration=0.5, independent=False)
+            )
             edge.notify()
             raw.send(get("/hls/reports/360p/index.m3u8"))
             body = (await raw.response())[2].decode()

@@ -32,8 +32,10 @@ from tests.conftest import make_channel, make_source, push, rtmp_url, running_se
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 SLUG = "hls-live"
-LADDER = [{"name": "360p", "height": 360, "fps": 30, "video_kbps": 800},
-          {"name": "240p", "height": 240, "fps": 30, "video_kbps": 300}]
+LADDER = [
+    {"name": "360p", "height": 360, "fps": 30, "video_kbps": 800},
+    {"name": "240p", "height": 240, "fps": 30, "video_kbps": 300},
+]
 TOKENED = re.compile(r"^([0-9a-f]{10})/(360p|240p)/index\.m3u8\?session=([A-Za-z0-9_-]{16,})$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -109,8 +111,9 @@ async def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> 
 async def raw_get(port: int, target: str) -> tuple[int, bytes]:
     """A request line sent byte for byte: no client-side normalisation of the path."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                 .encode("latin-1"))
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode("latin-1")
+    )
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 10)
     writer.close()
@@ -125,23 +128,32 @@ def decode(init: bytes, data: bytes) -> list[av.VideoFrame]:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 s of 640x360 H.264 (a keyframe every second) + AAC, pushed with -re -c copy."""
-    return make_source(tmp_path_factory.mktemp("hls-source") / "src.flv", size="640x360",
-                       seconds=40, bitrate="800k")
+    return make_source(
+        tmp_path_factory.mktemp("hls-source") / "src.flv",
+        size="640x360",
+        seconds=40,
+        bitrate="800k",
+    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live(tmp_path_factory: pytest.TempPathFactory, source: Path) -> AsyncIterator[Live]:
     env = {
         "AETHEX_DATA_DIR": str(tmp_path_factory.mktemp("hls-data")),
-        "AETHEX_HTTP_HOST": "127.0.0.1", "AETHEX_HTTP_PORT": "0",
-        "AETHEX_RTMP_HOST": "127.0.0.1", "AETHEX_RTMP_PORT": "0",
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
         "AETHEX_RTMP__IDLE_TIMEOUT": "20",
-        "AETHEX_TRANSCODE__ENABLED": "true", "AETHEX_TRANSCODE__PRESET": "ultrafast",
+        "AETHEX_TRANSCODE__ENABLED": "true",
+        "AETHEX_TRANSCODE__PRESET": "ultrafast",
         "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER),
         # 1 s segments: a blocking request is held at most 3 s; a 10-segment window is long
         # enough for delta updates (CAN-SKIP-UNTIL is 6 target durations).
-        "AETHEX_HLS__SEGMENT_DURATION": "1", "AETHEX_HLS__LIVE_SEGMENTS": "10",
-        "AETHEX_HLS__VIEWER_TIMEOUT": "2", "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.3",
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+        "AETHEX_HLS__LIVE_SEGMENTS": "10",
+        "AETHEX_HLS__VIEWER_TIMEOUT": "2",
+        "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.3",
     }
     env["AETHEX_HLS__RECONNECT_GRACE"] = "0"
     async with running_server(env) as server:
@@ -237,14 +249,26 @@ async def test_bad_or_far_ahead_directives_get_400(live: Live) -> None:
     url = await live.media_url("240p")
     _, body = await live.get(url)
     msn, part = hint(body.decode())
-    before = live.server.metrics.sample("aethex_hls_requests_total", kind="blocking_playlist",
-                                        status="400") or 0
+    before = (
+        live.server.metrics.sample(
+            "aethex_hls_requests_total", kind="blocking_playlist", status="400"
+        )
+        or 0
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for query in (f"_HLS_msn={msn + 10}", f"_HLS_msn={msn}&_HLS_part={part + 40}",
-                  f"_HLS_msn={msn}&_HLS_part=abc", "_HLS_msn=abc", "_HLS_msn=-1",
-                  "_HLS_msn=1.5", "_HLS_msn=%201", "_HLS_msn=1&_HLS_msn=2",
-                  "_HLS_msn=99999999999", f"_HLS_msn={msn}&_HLS_skip=NO"):
+    for query in (
+        f"_HLS_msn={msn + 10}",
+        f"_HLS_msn={msn}&_HLS_part={part + 40}",
+        f"_HLS_msn={msn}&_HLS_part=abc",
+        "_HLS_msn=abc",
+        "_HLS_msn=-1",
+        "_HLS_msn=1.5",
+        "_HLS_msn=%201",
+        "_HLS_msn=1&_HLS_msn=2",
+        "_HLS_msn=99999999999",
+        f"_HLS_msn={msn}&_HLS_skip=NO",
+    ):
         resp, body = await live.get(f"{url}&{query}")
         assert resp.status == 400, (query, resp.status, body)
         assert resp.headers["Cache-Control"] == "no-store"
@@ -252,8 +276,9 @@ async def test_bad_or_far_ahead_directives_get_400(live: Live) -> None:
     resp, _ = await live.get(f"{url}&_HLS_part=1")  # a part without its segment number
     assert resp.status == 400
     assert loop.time() - started < 1.0  # none of them was held
-    after = live.server.metrics.sample("aethex_hls_requests_total", kind="blocking_playlist",
-                                       status="400")
+    after = live.server.metrics.sample(
+        "aethex_hls_requests_total", kind="blocking_playlist", status="400"
+    )
     assert after - before == 10
 
 
@@ -274,8 +299,9 @@ async def test_preload_hinted_part_is_held_until_complete(live: Live) -> None:
     with av.open(io.BytesIO(init + data), "r") as container:
         assert sum(1 for p in container.demux(video=0) if p.size) >= 1
     # Revalidation by ETag.
-    resp, _ = await live.get(object_url(url, f"part{msn}.{part}.m4s"),
-                             headers={"If-None-Match": resp.headers["ETag"]})
+    resp, _ = await live.get(
+        object_url(url, f"part{msn}.{part}.m4s"), headers={"If-None-Match": resp.headers["ETag"]}
+    )
     assert resp.status == 304
 
 
@@ -286,13 +312,20 @@ async def test_unknown_and_far_ahead_names_are_404_at_once(live: Live) -> None:
     token = strip_query(url).split("/")[-3]
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for path in (f"{token}/360p/part{msn + 3}.0.m4s",      # beyond what may be awaited
-                 f"{token}/360p/part{msn - 1}.99.m4s",     # a complete segment has no such part
-                 f"{token}/360p/seg{msn + 1}.m4s",         # segments are never awaited
-                 f"{token}/360p/seg00.m4s", f"{token}/360p/init7.mp4",
-                 f"{token}/360p/index.m3u9", f"{token}/360p/passwd",
-                 f"{token}/1080p/index.m3u8", f"{token}/1080p/init.mp4",
-                 "0000000000/360p/index.m3u8", "1080p/seg0.m4s", "360p/seg99999999.m4s"):
+    for path in (
+        f"{token}/360p/part{msn + 3}.0.m4s",  # beyond what may be awaited
+        f"{token}/360p/part{msn - 1}.99.m4s",  # a complete segment has no such part
+        f"{token}/360p/seg{msn + 1}.m4s",  # segments are never awaited
+        f"{token}/360p/seg00.m4s",
+        f"{token}/360p/init7.mp4",
+        f"{token}/360p/index.m3u9",
+        f"{token}/360p/passwd",
+        f"{token}/1080p/index.m3u8",
+        f"{token}/1080p/init.mp4",
+        "0000000000/360p/index.m3u8",
+        "1080p/seg0.m4s",
+        "360p/seg99999999.m4s",
+    ):
         resp, _ = await live.get(f"{live.base}/hls/{SLUG}/{path}")
         assert resp.status == 404, path
         assert resp.headers["Cache-Control"] == "no-store"
@@ -320,15 +353,21 @@ async def test_cache_headers_types_and_cors(live: Live) -> None:
         assert short == data and resp.headers["Cache-Control"] == "no-cache"
     assert data == segments[msn]
     for target in (url, object_url(url, f"seg{msn}.m4s"), f"{live.base}/vod/1/master.m3u8"):
-        async with live.http.options(target, headers={
-                "Origin": "https://player.test", "Access-Control-Request-Method": "GET",
-                "Access-Control-Request-Headers": "range"}) as resp:
+        async with live.http.options(
+            target,
+            headers={
+                "Origin": "https://player.test",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "range",
+            },
+        ) as resp:
             assert resp.status == 204
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
             assert "GET" in resp.headers["Access-Control-Allow-Methods"]
             assert resp.headers["Access-Control-Allow-Headers"] == "range"
-    assert live.server.metrics.sample("aethex_hls_requests_total", kind="preflight",
-                                      status="204") == 3
+    assert (
+        live.server.metrics.sample("aethex_hls_requests_total", kind="preflight", status="204") == 3
+    )
 
 
 async def test_range_and_head_requests(live: Live) -> None:
@@ -340,13 +379,14 @@ async def test_range_and_head_requests(live: Live) -> None:
     size = len(data)
     seg_url = object_url(url, f"seg{msn}.m4s")
     for header, status, expected, content_range in (
-            ("bytes=0-99", 206, data[:100], f"bytes 0-99/{size}"),
-            ("bytes=100-", 206, data[100:], f"bytes 100-{size - 1}/{size}"),
-            ("bytes=-50", 206, data[-50:], f"bytes {size - 50}-{size - 1}/{size}"),
-            (f"bytes=10-{size + 500}", 206, data[10:], f"bytes 10-{size - 1}/{size}"),
-            (f"bytes={size}-", 416, b"", f"bytes */{size}"),
-            ("bytes=0-1,5-6", 200, data, None),  # several ranges: the whole object
-            ("pages=1-2", 200, data, None)):
+        ("bytes=0-99", 206, data[:100], f"bytes 0-99/{size}"),
+        ("bytes=100-", 206, data[100:], f"bytes 100-{size - 1}/{size}"),
+        ("bytes=-50", 206, data[-50:], f"bytes {size - 50}-{size - 1}/{size}"),
+        (f"bytes=10-{size + 500}", 206, data[10:], f"bytes 10-{size - 1}/{size}"),
+        (f"bytes={size}-", 416, b"", f"bytes */{size}"),
+        ("bytes=0-1,5-6", 200, data, None),  # several ranges: the whole object
+        ("pages=1-2", 200, data, None),
+    ):
         resp, body = await live.get(seg_url, headers={"Range": header})
         assert resp.status == status, header
         assert body == expected, header
@@ -410,8 +450,9 @@ async def test_viewers_are_counted_per_session_and_expire(live: Live) -> None:
         await asyncio.sleep(0.1)
     await wait_until(lambda: gauge() == 2, 2)
     # A player without a session (another User-Agent at the same address) is a third.
-    resp, _ = await live.get(f"{live.base}/hls/{SLUG}/360p/index.m3u8",
-                             headers={"User-Agent": "SomePlayer/1.0"})
+    resp, _ = await live.get(
+        f"{live.base}/hls/{SLUG}/360p/index.m3u8", headers={"User-Agent": "SomePlayer/1.0"}
+    )
     assert resp.status == 200
     await wait_until(lambda: gauge() == 3, 2)
     deadline = time.monotonic() + 3
@@ -466,7 +507,8 @@ async def test_stalled_stream_answers_503_after_three_target_durations(live: Liv
         started = loop.time()
         (r1, b1), (r2, _) = await asyncio.gather(
             live.get(f"{url}&_HLS_msn={msn}&_HLS_part={part}"),
-            live.get(object_url(url, f"part{msn}.{part}.m4s")))
+            live.get(object_url(url, f"part{msn}.{part}.m4s")),
+        )
         took = loop.time() - started
     finally:
         live.proc.send_signal(signal.SIGCONT)
@@ -538,8 +580,9 @@ async def test_vod_plays_over_http_after_archive(live: Live) -> None:
             assert resp.status == 200, seg.uri
             assert resp.headers["Cache-Control"] == IMMUTABLE
             assert resp.headers["Content-Type"] == "video/mp4"
-            decoded = decode(inits.get(seg.init_section.uri, init) if seg.init_section else init,
-                             data)
+            decoded = decode(
+                inits.get(seg.init_section.uri, init) if seg.init_section else init, data
+            )
             assert decoded and decoded[0].key_frame
             assert decoded[0].height == variant.stream_info.resolution[1]
             frames += len(decoded)
@@ -548,8 +591,11 @@ async def test_vod_plays_over_http_after_archive(live: Live) -> None:
         assert frames >= 25 * total
 
     # Range, HEAD and revalidation on files from disk behave like the live objects.
-    seg_url = f"{base}/360p/{media.segments[0].uri}" if rendition == "360p" else \
-        f"{base}/240p/{media.segments[0].uri}"
+    seg_url = (
+        f"{base}/360p/{media.segments[0].uri}"
+        if rendition == "360p"
+        else f"{base}/240p/{media.segments[0].uri}"
+    )
     _, whole = await live.get(seg_url)
     resp, part = await live.get(seg_url, headers={"Range": "bytes=8-15"})
     assert resp.status == 206 and part == whole[8:16]
@@ -564,23 +610,28 @@ async def test_vod_plays_over_http_after_archive(live: Live) -> None:
     # Only names the VOD's playlists list are served, even if a file of that name exists.
     stray = server.settings.data_dir / "streams" / str(row.id) / "360p" / "seg99999.m4s"
     stray.write_bytes(b"not listed")
-    for path in (f"/vod/{row.id}/360p/seg99999.m4s", f"/vod/{row.id}/1080p/index.m3u8",
-                 f"/vod/{row.id}/360p/index.m3u8.tmp", "/vod/999999/master.m3u8",
-                 "/vod/0/master.m3u8", "/vod/abc/master.m3u8", "/vod/01/master.m3u8",
-                 f"/vod/{row.id}/360p/../../../aethex.db",
-                 f"/vod/{row.id}/360p/..%2f..%2f..%2faethex.db",
-                 f"/vod/{row.id}/%2e%2e/master.m3u8",
-                 f"/vod/{row.id}/360p/%2e%2e%2fmaster.m3u8",
-                 f"/vod/{row.id}/360p/..%5c..%5caethex.db",
-                 f"/vod/{row.id}/360p//etc/passwd",
-                 f"/vod/{row.id}/360p/%2Fetc%2Fpasswd",
-                 f"/vod/{row.id}/360p/seg0.m4s%00",
-                 f"/vod/..%2f{row.id}/master.m3u8"):
+    for path in (
+        f"/vod/{row.id}/360p/seg99999.m4s",
+        f"/vod/{row.id}/1080p/index.m3u8",
+        f"/vod/{row.id}/360p/index.m3u8.tmp",
+        "/vod/999999/master.m3u8",
+        "/vod/0/master.m3u8",
+        "/vod/abc/master.m3u8",
+        "/vod/01/master.m3u8",
+        f"/vod/{row.id}/360p/../../../aethex.db",
+        f"/vod/{row.id}/360p/..%2f..%2f..%2faethex.db",
+        f"/vod/{row.id}/%2e%2e/master.m3u8",
+        f"/vod/{row.id}/360p/%2e%2e%2fmaster.m3u8",
+        f"/vod/{row.id}/360p/..%5c..%5caethex.db",
+        f"/vod/{row.id}/360p//etc/passwd",
+        f"/vod/{row.id}/360p/%2Fetc%2Fpasswd",
+        f"/vod/{row.id}/360p/seg0.m4s%00",
+        f"/vod/..%2f{row.id}/master.m3u8",
+    ):
         status, raw = await raw_get(server.http_port, path)
         assert status == 404, (path, raw[:200])
         assert b"not listed" not in raw and b"SQLite" not in raw
-    assert server.metrics.sample("aethex_hls_requests_total", kind="vod_segment",
-                                 status="200") >= 4
+    assert server.metrics.sample("aethex_hls_requests_total", kind="vod_segment", status="200") >= 4
 
 
 async def test_cors_origins_setting_limits_who_may_load(settings_env: dict[str, str]) -> None:
@@ -588,16 +639,21 @@ async def test_cors_origins_setting_limits_who_may_load(settings_env: dict[str, 
     async with running_server(env) as server, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{server.http_port}"
         for origin, allowed in (("https://b.test", True), ("https://evil.test", False)):
-            async with http.get(f"{base}/hls/nobody/master.m3u8",
-                                headers={"Origin": origin}) as resp:
+            async with http.get(
+                f"{base}/hls/nobody/master.m3u8", headers={"Origin": origin}
+            ) as resp:
                 assert resp.status == 404
                 assert resp.headers.get("Access-Control-Allow-Origin") == (
-                    origin if allowed else None)
+                    origin if allowed else None
+                )
                 assert "Origin" in resp.headers.getall("Vary")
-            async with http.options(f"{base}/vod/1/360p/seg0.m4s", headers={
-                    "Origin": origin, "Access-Control-Request-Method": "GET"}) as resp:
+            async with http.options(
+                f"{base}/vod/1/360p/seg0.m4s",
+                headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            ) as resp:
                 assert resp.status == 204
                 assert resp.headers.get("Access-Control-Allow-Origin") == (
-                    origin if allowed else None)
+                    origin if allowed else None
+                )
         async with http.post(f"{base}/hls/nobody/master.m3u8") as resp:
             assert resp.status == 405

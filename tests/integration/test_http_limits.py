@@ -21,8 +21,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import running_server
-from tests.integration.test_hls_fastpath import (HELD_FOR, SLUG, Raw, add_part, get, put_edge,
-                                              rendition)
+from tests.integration.test_hls_fastpath import (
+    HELD_FOR,
+    SLUG,
+    Raw,
+    add_part,
+    get,
+    put_edge,
+    rendition,
+)
 from transcode.edge import LiveEdge
 
 FLOOD = "127.0.0.2"
@@ -52,8 +59,8 @@ async def first_closed(raws: list[Raw], n: int, bound: float = 30.0) -> list[byt
     try:
         while len(done) < n:
             finished, pending = await asyncio.wait(
-                pending, timeout=deadline - time.monotonic(),
-                return_when=asyncio.FIRST_COMPLETED)
+                pending, timeout=deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+            )
             assert finished, f"only {len(done)} of {n} connections closed in {bound} s"
             done |= finished
     finally:
@@ -81,12 +88,17 @@ async def viewer_is_served(port: int) -> None:
 
 # -- caps at accept ---------------------------------------------------------------------------
 
+
 async def test_one_address_flooding_hits_its_own_cap_and_others_are_served(
-        settings_env: dict[str, str]) -> None:
+    settings_env: dict[str, str],
+) -> None:
     cap, extra = 4, 6
-    env = dict(settings_env, AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS=str(cap),
-               AETHEX_HTTP__MAX_CONNECTIONS="64",
-               AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE))
+    env = dict(
+        settings_env,
+        AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS=str(cap),
+        AETHEX_HTTP__MAX_CONNECTIONS="64",
+        AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE),
+    )
     async with running_server(env) as server:
         put_edge(server)
         port = server.http_port
@@ -120,14 +132,18 @@ async def test_one_address_flooding_hits_its_own_cap_and_others_are_served(
 
 
 async def test_global_cap_refuses_everyone_once_full(settings_env: dict[str, str]) -> None:
-    env = dict(settings_env, AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS="4",
-               AETHEX_HTTP__MAX_CONNECTIONS="6",
-               AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE))
+    env = dict(
+        settings_env,
+        AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS="4",
+        AETHEX_HTTP__MAX_CONNECTIONS="6",
+        AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE),
+    )
     async with running_server(env) as server:
         put_edge(server)
         port = server.http_port
-        flood = [await Raw.open(port, source) for source in ("127.0.0.2", "127.0.0.3")
-                 for _ in range(4)]
+        flood = [
+            await Raw.open(port, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(4)
+        ]
         try:
             await first_closed(flood, 2)
             assert rejected(server, "too_many_connections") == 2
@@ -143,10 +159,14 @@ async def test_global_cap_refuses_everyone_once_full(settings_env: dict[str, str
 
 # -- the request head deadline on every request -----------------------------------------------
 
+
 @pytest.fixture
 async def deadline_server(settings_env: dict[str, str]) -> AsyncIterator[object]:
-    env = dict(settings_env, AETHEX_HTTP__REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT),
-               AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE))
+    env = dict(
+        settings_env,
+        AETHEX_HTTP__REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT),
+        AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE),
+    )
     async with running_server(env) as server:
         put_edge(server)
         yield server
@@ -161,7 +181,7 @@ async def dribble(raw: Raw, data: bytes) -> None:
     """Send one byte at a time, each after a pause, until the server closes the connection."""
     try:
         for i in range(len(data)):
-            raw.writer.write(data[i:i + 1])
+            raw.writer.write(data[i : i + 1])
             await raw.writer.drain()
             await asyncio.sleep(0.05)
     except ConnectionError:
@@ -200,26 +220,38 @@ async def _second_head_after_hand_over(raw: Raw) -> bytes:
 
 async def _head_too_big_for_the_fast_path(raw: Raw) -> bytes:
     # More than http.max_request_head at once (the front hands it to aiohttp), then slowly.
-    raw.send(f"GET /hls/{SLUG}/master.m3u8 HTTP/1.1\r\nHost: t\r\n"
-             + "".join(f"X-Pad-{i}: {'p' * 100}\r\n" for i in range(90)))
+    raw.send(
+        f"GET /hls/{SLUG}/master.m3u8 HTTP/1.1\r\nHost: t\r\n"
+        + "".join(f"X-Pad-{i}: {'p' * 100}\r\n" for i in range(90))
+    )
     return b"X-Slow: " + b"s" * 4000 + b"\r\n\r\n"
 
 
-@pytest.mark.parametrize("prelude", [
-    _first_head_on_the_fast_path, _second_head_on_the_fast_path,
-    _second_head_after_hand_over, _head_too_big_for_the_fast_path,
-], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        _first_head_on_the_fast_path,
+        _second_head_on_the_fast_path,
+        _second_head_after_hand_over,
+        _head_too_big_for_the_fast_path,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
 async def test_slow_head_is_cut_on_every_request(
-        deadline_server: object, prelude: Callable[[Raw], Awaitable[bytes]]) -> None:
+    deadline_server: object, prelude: Callable[[Raw], Awaitable[bytes]]
+) -> None:
     raw = await Raw.open(deadline_server.http_port)
     head = await prelude(raw)
     await assert_cut_by_head_deadline(deadline_server, raw, head)
 
 
 async def test_slow_head_is_cut_with_the_fast_path_off(settings_env: dict[str, str]) -> None:
-    env = dict(settings_env, AETHEX_HTTP__FAST_PATH="false",
-               AETHEX_HTTP__REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT),
-               AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE))
+    env = dict(
+        settings_env,
+        AETHEX_HTTP__FAST_PATH="false",
+        AETHEX_HTTP__REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT),
+        AETHEX_HTTP__KEEPALIVE_TIMEOUT=str(KEEPALIVE),
+    )
     async with running_server(env) as server:
         raw = await Raw.open(server.http_port)
         await assert_cut_by_head_deadline(server, raw, slow_head("/"))
@@ -233,7 +265,8 @@ async def test_slow_head_is_cut_with_the_fast_path_off(settings_env: dict[str, s
 
 
 async def test_idle_keep_alive_and_slow_handlers_are_not_slow_heads(
-        deadline_server: object) -> None:
+    deadline_server: object,
+) -> None:
     """The deadline is for heads only: a connection idle between requests (aiohttp's
     keep-alive) and a request whose aiohttp handler runs longer than the head timeout (a
     held playlist reload) are both left alone."""
@@ -250,8 +283,10 @@ async def test_idle_keep_alive_and_slow_handlers_are_not_slow_heads(
         # A blocking reload aiohttp answers (a body is not for the front): held until the
         # part exists, which comes only after several sweeps.
         sent = time.monotonic()
-        raw.send("GET /hls/held/360p/index.m3u8?_HLS_msn=0&_HLS_part=1 HTTP/1.1\r\n"
-                 "Host: t\r\nContent-Length: 0\r\n\r\n")
+        raw.send(
+            "GET /hls/held/360p/index.m3u8?_HLS_msn=0&_HLS_part=1 HTTP/1.1\r\n"
+            "Host: t\r\nContent-Length: 0\r\n\r\n"
+        )
         answer = asyncio.ensure_future(raw.response(timeout=HELD_FOR))
         await asyncio.sleep(3 * HEAD_TIMEOUT + 1)
         assert not answer.done()  # a cut as a slow head answers 408: here, or below

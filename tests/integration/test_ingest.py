@@ -43,7 +43,9 @@ class Recorder:
         self.tasks.append(asyncio.get_running_loop().create_task(drain()))
 
     def packets(self, slug: str, kind: MediaKind) -> list[MediaPacket]:
-        return [p for p in self.items.get(slug, []) if isinstance(p, MediaPacket) and p.kind is kind]
+        return [
+            p for p in self.items.get(slug, []) if isinstance(p, MediaPacket) and p.kind is kind
+        ]
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
@@ -111,8 +113,11 @@ async def test_ffmpeg_publish_h264_aac(server) -> None:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain")
             text = await resp.text()
-    for line in ("aethex_streams_live 0.0", 'aethex_ingest_bytes_total{channel="alice-live"}',
-                 "aethex_rtmp_connections "):
+    for line in (
+        "aethex_streams_live 0.0",
+        'aethex_ingest_bytes_total{channel="alice-live"}',
+        "aethex_rtmp_connections ",
+    ):
         assert line in text
 
 
@@ -205,8 +210,17 @@ async def test_pyav_publishes_hevc_over_enhanced_rtmp(server) -> None:
     rec = Recorder(server)
     _, key = await make_channel(server, "erin-live", "erin")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.pyav_publisher", rtmp_url(server, key), "--codec", "libx265",
-        "--seconds", "2", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tests.pyav_publisher",
+        rtmp_url(server, key),
+        "--codec",
+        "libx265",
+        "--seconds",
+        "2",
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     await wait_for(lambda: "erin-live" in rec.streams and rec.streams["erin-live"].ended)

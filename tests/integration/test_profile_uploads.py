@@ -24,10 +24,15 @@ MAX_BYTES = 300_000
 
 @pytest.fixture
 async def site(settings_env):
-    env = {**settings_env, "AETHEX_UPLOADS__MAX_BYTES": str(MAX_BYTES),
-           "AETHEX_UPLOADS__MAX_PIXELS": "4000000", "AETHEX_UPLOADS__AVATAR_SIZE": "128",
-           "AETHEX_UPLOADS__BANNER_WIDTH": "600", "AETHEX_UPLOADS__BANNER_HEIGHT": "150",
-           "AETHEX_AUTH__MAX_API_TOKENS": "2"}
+    env = {
+        **settings_env,
+        "AETHEX_UPLOADS__MAX_BYTES": str(MAX_BYTES),
+        "AETHEX_UPLOADS__MAX_PIXELS": "4000000",
+        "AETHEX_UPLOADS__AVATAR_SIZE": "128",
+        "AETHEX_UPLOADS__BANNER_WIDTH": "600",
+        "AETHEX_UPLOADS__BANNER_HEIGHT": "150",
+        "AETHEX_AUTH__MAX_API_TOKENS": "2",
+    }
     async with running_server(env) as server:
         yield server, f"http://127.0.0.1:{server.http_port}"
 
@@ -50,27 +55,35 @@ def image_bytes(size: tuple[int, int], fmt: str, mode: str = "RGB", **save: obje
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header declares huge dimensions (a decompression-bomb shape)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def form_with(data: bytes, filename: str = "x.png", content_type: str = "image/png",
-              field: str = "file") -> aiohttp.FormData:
+def form_with(
+    data: bytes, filename: str = "x.png", content_type: str = "image/png", field: str = "file"
+) -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field(field, data, filename=filename, content_type=content_type)
     return form
 
 
-async def upload(http: aiohttp.ClientSession, base: str, kind: str, data: bytes,
-                 **kw: object) -> tuple[int, dict]:
+async def upload(
+    http: aiohttp.ClientSession, base: str, kind: str, data: bytes, **kw: object
+) -> tuple[int, dict]:
     token = await csrf_of(http, base)
-    async with http.post(f"{base}/api/upload/{kind}", data=form_with(data, **kw),
-                         headers={"X-CSRF-Token": token}) as r:
+    async with http.post(
+        f"{base}/api/upload/{kind}", data=form_with(data, **kw), headers={"X-CSRF-Token": token}
+    ) as r:
         return r.status, await r.json()
 
 
@@ -86,19 +99,23 @@ async def fetch_image(http: aiohttp.ClientSession, base: str, url: str) -> Image
 
 # -- uploads -------------------------------------------------------------------------------
 
+
 async def test_png_avatar_is_cropped_to_a_bounded_square(site) -> None:
     server, base = site
     async with await register(base, "alice") as http:
         status, body = await upload(http, base, "avatar", image_bytes((900, 500), "PNG"))
         assert status == 200, body
         assert (body["width"], body["height"]) == (128, 128)
-        assert body["url"] == body["user"]["avatar_url"] and body["url"].startswith("/uploads/avatar-")
+        assert body["url"] == body["user"]["avatar_url"] and body["url"].startswith(
+            "/uploads/avatar-"
+        )
         image = await fetch_image(http, base, body["url"])
         assert image.size == (128, 128) and image.format == "JPEG"
         assert (await user_of(http, base))["avatar_url"] == body["url"]
         # Replacing it removes the old file.
-        status, again = await upload(http, base, "avatar",
-                                     image_bytes((64, 64), "PNG", mode="RGBA"))
+        status, again = await upload(
+            http, base, "avatar", image_bytes((64, 64), "PNG", mode="RGBA")
+        )
         assert status == 200
         image = await fetch_image(http, base, again["url"])
         assert image.format == "PNG" and image.mode == "RGBA"  # transparency kept
@@ -115,8 +132,9 @@ async def test_jpeg_banner_fits_the_box_and_loses_its_metadata(site) -> None:
     data = image_bytes((1200, 800), "JPEG", exif=exif.tobytes())
     assert b"SecretCam" in data
     async with await register(base, "alice") as http:
-        status, body = await upload(http, base, "banner", data, filename="../../etc/passwd",
-                                    content_type="image/jpeg")
+        status, body = await upload(
+            http, base, "banner", data, filename="../../etc/passwd", content_type="image/jpeg"
+        )
         assert status == 200, body
         assert body["width"] <= 600 and body["height"] <= 150
         assert body["url"].startswith("/uploads/banner-") and "passwd" not in body["url"]
@@ -128,8 +146,10 @@ async def test_jpeg_banner_fits_the_box_and_loses_its_metadata(site) -> None:
         assert image.size == (body["width"], body["height"]) == (225, 150)
 
 
-@pytest.mark.parametrize("case", ["text", "truncated", "huge_dimensions", "too_many_pixels",
-                                  "too_many_bytes", "empty", "svg"])
+@pytest.mark.parametrize(
+    "case",
+    ["text", "truncated", "huge_dimensions", "too_many_pixels", "too_many_bytes", "empty", "svg"],
+)
 async def test_bad_uploads_are_refused_and_change_nothing(site, case) -> None:
     server, base = site
     good = image_bytes((50, 50), "PNG")
@@ -147,7 +167,7 @@ async def test_bad_uploads_are_refused_and_change_nothing(site, case) -> None:
     elif case == "empty":
         data, expected = b"", (400, "empty_file")
     else:
-        data = (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+        data = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
         expected = (400, "not_an_image")
     async with await register(base, "alice") as http:
         status, body = await upload(http, base, "avatar", good)
@@ -183,8 +203,9 @@ async def test_upload_needs_login_csrf_multipart_and_a_file(site) -> None:
         h = {"X-CSRF-Token": await csrf_of(http, base)}
         async with http.post(f"{base}/api/upload/avatar", json={"file": "x"}, headers=h) as r:
             assert r.status == 415
-        async with http.post(f"{base}/api/upload/avatar", headers=h,
-                             data=form_with(data, field="picture")) as r:
+        async with http.post(
+            f"{base}/api/upload/avatar", headers=h, data=form_with(data, field="picture")
+        ) as r:
             assert r.status == 400 and (await r.json())["error"]["code"] == "missing_field"
         form = aiohttp.FormData(default_to_multipart=True)
         form.add_field("file", "just text")
@@ -199,9 +220,14 @@ async def test_upload_route_serves_only_generated_names(site) -> None:
     (server.settings.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
     (server.settings.data_dir / "uploads" / "notes.txt").write_text("private")
     async with aiohttp.ClientSession() as http:
-        for path in ("/uploads/notes.txt", "/uploads/..%2Faethex.db", "/uploads/%2e%2e/aethex.db",
-                     "/uploads/avatar-" + "0" * 32 + ".jpg", "/uploads/avatar-../../x.jpg",
-                     "/uploads/avatar-" + "0" * 32 + ".svg"):
+        for path in (
+            "/uploads/notes.txt",
+            "/uploads/..%2Faethex.db",
+            "/uploads/%2e%2e/aethex.db",
+            "/uploads/avatar-" + "0" * 32 + ".jpg",
+            "/uploads/avatar-../../x.jpg",
+            "/uploads/avatar-" + "0" * 32 + ".svg",
+        ):
             async with http.get(f"{base}{path}") as r:
                 assert r.status == 404, path
                 assert "private" not in await r.text()
@@ -210,8 +236,11 @@ async def test_upload_route_serves_only_generated_names(site) -> None:
 async def test_uploads_past_the_decode_queue_get_503_and_change_nothing(settings_env) -> None:
     """One decode at a time and one waiting: with both taken (by work that waits for us), an
     upload is refused at once with 503 and Retry-After; once they are done, it goes through."""
-    env = {**settings_env, "AETHEX_UPLOADS__MAX_CONCURRENT_DECODES": "1",
-           "AETHEX_UPLOADS__MAX_WAITING_DECODES": "1"}
+    env = {
+        **settings_env,
+        "AETHEX_UPLOADS__MAX_CONCURRENT_DECODES": "1",
+        "AETHEX_UPLOADS__MAX_WAITING_DECODES": "1",
+    }
     async with running_server(env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
         gate = server._runner.app[DECODE_GATE_KEY]
@@ -221,9 +250,11 @@ async def test_uploads_past_the_decode_queue_get_503_and_change_nothing(settings
             async with await register(base, "alice") as http:
                 while gate.queued < 2:  # each task takes its place before its first await
                     await asyncio.sleep(0)
-                async with http.post(f"{base}/api/upload/avatar",
-                                     data=form_with(image_bytes((50, 50), "PNG")),
-                                     headers={"X-CSRF-Token": await csrf_of(http, base)}) as r:
+                async with http.post(
+                    f"{base}/api/upload/avatar",
+                    data=form_with(image_bytes((50, 50), "PNG")),
+                    headers={"X-CSRF-Token": await csrf_of(http, base)},
+                ) as r:
                     assert r.status == 503 and int(r.headers["Retry-After"]) > 0
                     assert (await r.json())["error"]["code"] == "busy"
                 assert uploads_of(server) == set()
@@ -240,18 +271,30 @@ async def test_uploads_past_the_decode_queue_get_503_and_change_nothing(settings
 
 # -- profile ---------------------------------------------------------------------------------
 
+
 async def test_patch_profile(site) -> None:
     _, base = site
     async with await register(base, "alice") as http:
         h = {"X-CSRF-Token": await csrf_of(http, base)}
-        async with http.patch(f"{base}/api/auth/profile", headers=h, json={
-                "display_name": "Alice A.", "bio": "Speedruns\nand chat", "theme": "light",
+        async with http.patch(
+            f"{base}/api/auth/profile",
+            headers=h,
+            json={
+                "display_name": "Alice A.",
+                "bio": "Speedruns\nand chat",
+                "theme": "light",
                 "language": "pt-BR",
-                "social_links": {"website": "https://alice.example", "github": ""}}) as r:
+                "social_links": {"website": "https://alice.example", "github": ""},
+            },
+        ) as r:
             assert r.status == 200, await r.text()
             user = (await r.json())["user"]
-        assert (user["display_name"], user["bio"], user["theme"], user["language"]) == \
-            ("Alice A.", "Speedruns\nand chat", "light", "pt-BR")
+        assert (user["display_name"], user["bio"], user["theme"], user["language"]) == (
+            "Alice A.",
+            "Speedruns\nand chat",
+            "light",
+            "pt-BR",
+        )
         assert user["social_links"] == {"website": "https://alice.example"}
         # The page follows the chosen theme and language.
         async with http.get(f"{base}/dashboard/profile") as r:
@@ -259,13 +302,25 @@ async def test_patch_profile(site) -> None:
         assert 'lang="pt-BR"' in page and 'data-theme="light"' in page
 
 
-@pytest.mark.parametrize("body", [
-    {}, {"display_name": ""}, {"display_name": 5}, {"display_name": "x" * 65},
-    {"bio": ["list"]}, {"bio": "b" * 2001}, {"theme": "neon"}, {"language": "english!"},
-    {"social_links": {"website": "javascript:alert(1)"}}, {"social_links": {"myspace": "https://a.b"}},
-    {"social_links": "https://a.b"}, {"email": "new@example.org"}, {"is_admin": True},
-    {"display_name": "Fine", "theme": "neon"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"display_name": ""},
+        {"display_name": 5},
+        {"display_name": "x" * 65},
+        {"bio": ["list"]},
+        {"bio": "b" * 2001},
+        {"theme": "neon"},
+        {"language": "english!"},
+        {"social_links": {"website": "javascript:alert(1)"}},
+        {"social_links": {"myspace": "https://a.b"}},
+        {"social_links": "https://a.b"},
+        {"email": "new@example.org"},
+        {"is_admin": True},
+        {"display_name": "Fine", "theme": "neon"},
+    ],
+)
 async def test_patch_profile_bad_input_changes_nothing(site, body) -> None:
     _, base = site
     async with await register(base, "alice") as http:
@@ -291,12 +346,14 @@ async def test_patch_profile_needs_login_and_csrf(site) -> None:
 
 # -- API tokens ------------------------------------------------------------------------------
 
+
 async def test_tokens_are_shown_once_work_and_can_be_revoked(site) -> None:
     server, base = site
     async with await register(base, "alice") as http:
         h = {"X-CSRF-Token": await csrf_of(http, base)}
-        async with http.post(f"{base}/api/auth/tokens", json={"name": "obs script"},
-                             headers=h) as r:
+        async with http.post(
+            f"{base}/api/auth/tokens", json={"name": "obs script"}, headers=h
+        ) as r:
             assert r.status == 201
             created = await r.json()
         token, info = created["token"], created["api_token"]
@@ -334,8 +391,12 @@ async def test_token_errors(site) -> None:
             assert (await r.json())["tokens"] == []
         async with bob.delete(f"{base}/api/auth/tokens/{alice_token_id}", headers=hb) as r:
             assert r.status == 404
-        for body, status in (({}, 400), ({"name": ""}, 400), ({"name": 3}, 400),
-                             ({"name": "n" * 65}, 400)):
+        for body, status in (
+            ({}, 400),
+            ({"name": ""}, 400),
+            ({"name": 3}, 400),
+            ({"name": "n" * 65}, 400),
+        ):
             async with alice.post(f"{base}/api/auth/tokens", json=body, headers=ha) as r:
                 assert r.status == status, body
         async with alice.post(f"{base}/api/auth/tokens", json={"name": "b"}, headers=ha) as r:

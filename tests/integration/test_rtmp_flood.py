@@ -128,8 +128,14 @@ async def metric(http: aiohttp.ClientSession, base: str, name: str, **labels: st
 
 
 def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "mediaserver", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "mediaserver", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -168,24 +174,32 @@ async def echoed_names(sock: socket.socket, index: int, port: int, cap: int) -> 
 async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None:
     rtmp_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AETHEX_")}
-    env.update({
-        "AETHEX_DATA_DIR": str(tmp_path / "data"),
-        "AETHEX_HTTP_HOST": "127.0.0.1", "AETHEX_HTTP_PORT": str(http_port),
-        "AETHEX_RTMP_HOST": "127.0.0.1", "AETHEX_RTMP_PORT": str(rtmp_port),
-        "AETHEX_TRANSCODE__ENABLED": "false", "AETHEX_LOG__LEVEL": "warning",
-        # Only the bounds under test may cut the flood, however slow the machine.
-        "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120", "AETHEX_RTMP__PUBLISH_TIMEOUT": "120",
-        "AETHEX_RTMP__IDLE_TIMEOUT": "120",
-    })
+    env.update(
+        {
+            "AETHEX_DATA_DIR": str(tmp_path / "data"),
+            "AETHEX_HTTP_HOST": "127.0.0.1",
+            "AETHEX_HTTP_PORT": str(http_port),
+            "AETHEX_RTMP_HOST": "127.0.0.1",
+            "AETHEX_RTMP_PORT": str(rtmp_port),
+            "AETHEX_TRANSCODE__ENABLED": "false",
+            "AETHEX_LOG__LEVEL": "warning",
+            # Only the bounds under test may cut the flood, however slow the machine.
+            "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120",
+            "AETHEX_RTMP__PUBLISH_TIMEOUT": "120",
+            "AETHEX_RTMP__IDLE_TIMEOUT": "120",
+        }
+    )
     cli(env, "user", "create", "alice", "--email", "alice@example.test")
-    key = json.loads(cli(env, "channel", "create", "--owner", "alice", "--slug", "alice",
-                         "--json"))["stream_key"]
+    key = json.loads(
+        cli(env, "channel", "create", "--owner", "alice", "--slug", "alice", "--json")
+    )["stream_key"]
     server = ServerProcess(env)
     publisher = None
     flood = [raw_socket(f"127.1.0.{i + 1}") for i in range(200)]  # one address each
     base = f"http://127.0.0.1:{http_port}"
     try:
         async with aiohttp.ClientSession() as http:
+
             async def up() -> bool:
                 try:
                     return await metric(http, base, "aethex_streams_live") == 0
@@ -197,8 +211,9 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
                     break
                 assert server.poll() is None, "aethex serve exited"
                 await asyncio.sleep(0.1)
-            publisher = await start_ffmpeg(f"rtmp://127.0.0.1:{rtmp_port}/live/{key}",
-                                           seconds=3600, size="640x360")
+            publisher = await start_ffmpeg(
+                f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", seconds=3600, size="640x360"
+            )
 
             async def ingested() -> float:
                 return await metric(http, base, "aethex_ingest_bytes_total", channel="alice")
@@ -211,17 +226,20 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
 
             baseline = vm_kib(server.pid, "VmRSS")
             Path(f"/proc/{server.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-            before = {r: await metric(http, base, "aethex_rtmp_rejected_total", reason=r)
-                      for r in ("protocol_error", "send_buffer")}
+            before = {
+                r: await metric(http, base, "aethex_rtmp_rejected_total", reason=r)
+                for r in ("protocol_error", "send_buffer")
+            }
 
             # Far more than the server lets an echoing client queue (its kernel buffer is
             # socket_send_buffer, doubled, plus max_send_buffer), far less than memory allows.
             cap = 8 * (2 * 65536 + 65536 + 2 * CLIENT_RCVBUF)
             # A client may reach its cap before the server read what its kernel took, so the
             # verdict is the server's: every flooder gone, each for the expected reason.
-            await asyncio.gather(*(big_names(flood[i], i, rtmp_port) for i in range(100)),
-                                 *(echoed_names(flood[i], i, rtmp_port, cap)
-                                   for i in range(100, 200)))
+            await asyncio.gather(
+                *(big_names(flood[i], i, rtmp_port) for i in range(100)),
+                *(echoed_names(flood[i], i, rtmp_port, cap) for i in range(100, 200)),
+            )
 
             def check_growth() -> None:
                 peak = vm_kib(server.pid, "VmHWM") - baseline
@@ -237,8 +255,10 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
                 await asyncio.sleep(0.1)
             assert await flood_gone(), "flooders are still connected"
             check_growth()
-            after = {r: await metric(http, base, "aethex_rtmp_rejected_total", reason=r) - before[r]
-                     for r in before}
+            after = {
+                r: await metric(http, base, "aethex_rtmp_rejected_total", reason=r) - before[r]
+                for r in before
+            }
             assert vm_kib(server.pid, "VmRSS") - baseline < 50 * 1024
             # Big names are refused at their chunk header; echoing clients hit max_send_buffer.
             assert after == {"protocol_error": 100, "send_buffer": 100}
@@ -266,10 +286,14 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
 
 
 async def test_idle_flood_from_one_address_does_not_shut_out_publishers(settings_env) -> None:
-    env = {**settings_env, "AETHEX_RTMP__MAX_CONNECTIONS": "24",
-           "AETHEX_RTMP__MAX_CONNECTIONS_PER_ADDRESS": "8",
-           # Idle flood sockets stay until the test ends: only the caps may close them.
-           "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120", "AETHEX_RTMP__IDLE_TIMEOUT": "120"}
+    env = {
+        **settings_env,
+        "AETHEX_RTMP__MAX_CONNECTIONS": "24",
+        "AETHEX_RTMP__MAX_CONNECTIONS_PER_ADDRESS": "8",
+        # Idle flood sockets stay until the test ends: only the caps may close them.
+        "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "120",
+    }
     async with running_server(env) as server:
         rec = Recorder(server)
         _, key_a = await make_channel(server, "alpha", "alpha")
@@ -284,13 +308,18 @@ async def test_idle_flood_from_one_address_does_not_shut_out_publishers(settings
                 sock = raw_socket("127.0.0.2")
                 flood.append(sock)
                 await loop.sock_connect(sock, ("127.0.0.1", server.rtmp_port))
-            per_address = lambda: server.metrics.sample(  # noqa: E731
-                "aethex_rtmp_rejected_total", reason="per_address_cap") or 0
+            per_address = lambda: (
+                server.metrics.sample(  # noqa: E731
+                    "aethex_rtmp_rejected_total", reason="per_address_cap"
+                )
+                or 0
+            )
             await wait_for(lambda: per_address() == 32, 30)
             await wait_for(lambda: sum(map(is_cut, flood)) == 32, 30)
             assert server.ingest.per_address.get("127.0.0.2") == 8
-            assert not server.metrics.sample("aethex_rtmp_rejected_total",
-                                             reason="too_many_connections")
+            assert not server.metrics.sample(
+                "aethex_rtmp_rejected_total", reason="too_many_connections"
+            )
 
             # The publisher keeps streaming, and another one from elsewhere still gets in.
             seen = len(rec.packets("alpha", MediaKind.VIDEO))
@@ -312,10 +341,14 @@ async def test_idle_flood_from_one_address_does_not_shut_out_publishers(settings
 
 
 async def test_refused_client_that_never_reads_is_cut_after_the_linger(settings_env) -> None:
-    env = {**settings_env, "AETHEX_RTMP__CLOSE_LINGER": "1",
-           "AETHEX_RTMP__MAX_SEND_BUFFER": str(1 << 20),
-           "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120", "AETHEX_RTMP__PUBLISH_TIMEOUT": "120",
-           "AETHEX_RTMP__IDLE_TIMEOUT": "120"}
+    env = {
+        **settings_env,
+        "AETHEX_RTMP__CLOSE_LINGER": "1",
+        "AETHEX_RTMP__MAX_SEND_BUFFER": str(1 << 20),
+        "AETHEX_RTMP__HANDSHAKE_TIMEOUT": "120",
+        "AETHEX_RTMP__PUBLISH_TIMEOUT": "120",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "120",
+    }
     async with running_server(env) as server:
         loop = asyncio.get_running_loop()
         client = RtmpTestClient(4096)
@@ -326,11 +359,13 @@ async def test_refused_client_that_never_reads_is_cut_after_the_linger(settings_
             (session,) = server.ingest.sessions
             # Replies pile up until the kernel holds no more and the transport buffers them.
             while session.transport.get_write_buffer_size() == 0:
-                await loop.sock_sendall(sock, b"".join(client.fc_publish("e" * 256)
-                                                       for _ in range(32)))
+                await loop.sock_sendall(
+                    sock, b"".join(client.fc_publish("e" * 256) for _ in range(32))
+                )
                 await asyncio.sleep(0)
-            await loop.sock_sendall(sock, client.create_stream()
-                                    + client.publish(1, "live_not-a-key"))
+            await loop.sock_sendall(
+                sock, client.create_stream() + client.publish(1, "live_not-a-key")
+            )
             await wait_for(lambda: session.closing, 10)
             assert session.transport.get_write_buffer_size() > 0  # its refusal is unread
             await wait_for(lambda: not server.ingest.sessions, 10)

@@ -24,11 +24,27 @@ RUNS = 5000
 
 def test_campaign_sample_finds_nothing_and_exercises_every_target(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "benchmarks/fuzz_rtmp.py", "--runs", str(RUNS), "--json",
-         "--progress", "0", "--capture-seconds", "0.5", "--out", str(tmp_path / "out"),
-         # Only a gross blow-up (say quadratic) fails CI; the 10 ms goal is the full run's.
-         "--max-ms", "1000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "benchmarks/fuzz_rtmp.py",
+            "--runs",
+            str(RUNS),
+            "--json",
+            "--progress",
+            "0",
+            "--capture-seconds",
+            "0.5",
+            "--out",
+            str(tmp_path / "out"),
+            # Only a gross blow-up (say quadratic) fails CI; the 10 ms goal is the full run's.
+            "--max-ms",
+            "1000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["inputs"] == RUNS

@@ -29,8 +29,9 @@ async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:
         async with db.session() as s:
             version = (await s.execute(text("SELECT version_num FROM alembic_version"))).all()
             assert version == [(head_revision(),)]
-            user = await queries.create_user(s, "alice", "alice@example.org", "pg-password-1",
-                                             is_admin=True)
+            user = await queries.create_user(
+                s, "alice", "alice@example.org", "pg-password-1", is_admin=True
+            )
             channel = await queries.create_channel(s, "alice", "alice-live", "Alice on PG")
             other = await queries.create_channel(s, "alice", "alice-two")
             token = await queries.create_api_token(s, "alice")
@@ -64,8 +65,9 @@ async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:
             live = await queries.live_stream_for_channel(s, channel.id)
             assert live is not None and live.id == stream.id
             assert live.started_at == T0 and live.started_at.tzinfo is not None
-            ended = await queries.end_stream(s, stream.id, T0 + timedelta(seconds=125),
-                                             StreamStatus.ARCHIVED)
+            ended = await queries.end_stream(
+                s, stream.id, T0 + timedelta(seconds=125), StreamStatus.ARCHIVED
+            )
             assert ended.duration_seconds == 125
             await s.commit()
 
@@ -86,11 +88,15 @@ async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:
             b = await queries.start_stream(s, other.id, T0 + timedelta(seconds=1))
             await s.commit()
         async with db.session() as s:
-            statuses = dict((await s.execute(
-                select(Stream.id, Stream.status).where(Stream.channel_id == other.id))).all())
+            statuses = dict(
+                (
+                    await s.execute(
+                        select(Stream.id, Stream.status).where(Stream.channel_id == other.id)
+                    )
+                ).all()
+            )
             assert statuses == {a.id: StreamStatus.OFFLINE, b.id: StreamStatus.LIVE}
-            s.add(Stream(channel_id=other.id, title="dup", status=StreamStatus.LIVE,
-                         started_at=T0))
+            s.add(Stream(channel_id=other.id, title="dup", status=StreamStatus.LIVE, started_at=T0))
             with pytest.raises(sa.exc.IntegrityError):
                 await s.flush()
             await s.rollback()
@@ -112,9 +118,14 @@ def test_postgres_schema_matches_models(postgres_url: str) -> None:
         engine = create_engine(postgres_url)
         try:
             async with engine.connect() as conn:
-                return await conn.run_sync(lambda c: list(compare_metadata(
-                    MigrationContext.configure(c, opts={"compare_type": True}),
-                    Base.metadata)))
+                return await conn.run_sync(
+                    lambda c: list(
+                        compare_metadata(
+                            MigrationContext.configure(c, opts={"compare_type": True}),
+                            Base.metadata,
+                        )
+                    )
+                )
         finally:
             await engine.dispose()
 

@@ -51,8 +51,9 @@ async def creator(settings_env: dict[str, str]):
         base = f"http://127.0.0.1:{server.http_port}"
         async with await register(base, "alice") as http:
             headers = {"X-CSRF-Token": await csrf_of(http, base)}
-            async with http.post("/api/channels", json={"slug": "alice-tv", "name": "Alice"},
-                                 headers=headers) as r:
+            async with http.post(
+                "/api/channels", json={"slug": "alice-tv", "name": "Alice"}, headers=headers
+            ) as r:
                 assert r.status == 201
                 channel = await r.json()
             yield server, http, headers, channel

@@ -18,8 +18,7 @@ from sqlalchemy import select
 
 from mediaserver.live import LiveStream, MediaKind, MediaPacket
 from storage.models import Stream, StreamStatus
-from tests.conftest import (make_channel, make_source, push, rtmp_url, running_server,
-                            transcoding)
+from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +29,14 @@ SEGMENT = 2.0
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Short H.264 + AAC sources made once; publishers push them with -re -c copy."""
     out = tmp_path_factory.mktemp("sources")
-    return {name: make_source(out / f"{name}.flv", size=size, seconds=seconds, bitrate="3M")
-            for name, size, seconds in (("1080p", "1920x1080", 6), ("720p", "1280x720", 5),
-                                        ("long720p", "1280x720", 30))}
+    return {
+        name: make_source(out / f"{name}.flv", size=size, seconds=seconds, bitrate="3M")
+        for name, size, seconds in (
+            ("1080p", "1920x1080", 6),
+            ("720p", "1280x720", 5),
+            ("long720p", "1280x720", 30),
+        )
+    }
 
 
 @pytest.fixture
@@ -54,6 +58,7 @@ async def wait_row(server, predicate, timeout: float = 90.0) -> Stream:
 
 def tap_video(server, keep) -> None:
     """Hand every video packet the server receives to ``keep``, through a subscription."""
+
     def started(stream: LiveStream) -> None:
         sub = stream.subscribe("test", maxsize=100_000)
 
@@ -96,9 +101,22 @@ def ffprobe_frames(data: bytes, tmp: Path) -> list[dict]:
     path = tmp / f"probe-{time.monotonic_ns()}.mp4"
     path.write_bytes(data)
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "packet=pts_time,flags", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True).stdout
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "json",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out)["packets"]
 
 
@@ -154,7 +172,8 @@ def assert_aligned(starts: dict[str, list[float]]) -> None:
 
 
 async def test_1080p_source_gives_three_aligned_renditions_and_a_vod(
-        transcode_env, sources, tmp_path, monkeypatch) -> None:
+    transcode_env, sources, tmp_path, monkeypatch
+) -> None:
     parts = PartLog(monkeypatch)
     env = {**transcode_env, "AETHEX_TRANSCODE__PASSTHROUGH": "never"}
     async with running_server(env) as server:
@@ -190,10 +209,16 @@ async def test_1080p_source_gives_three_aligned_renditions_and_a_vod(
         assert row.vod_available and row.ended_at is not None
         assert (server.settings.data_dir / row.thumbnail_path).read_bytes()[:2] == b"\xff\xd8"
         for name in ("1080p", "720p", "480p"):
-            assert server.metrics.sample("aethex_hls_segments_total", channel="hd-live",
-                                         rendition=name) >= 3
-            assert server.metrics.sample("aethex_transcode_fps", channel="hd-live",
-                                         rendition=name) is not None
+            assert (
+                server.metrics.sample(
+                    "aethex_hls_segments_total", channel="hd-live", rendition=name
+                )
+                >= 3
+            )
+            assert (
+                server.metrics.sample("aethex_transcode_fps", channel="hd-live", rendition=name)
+                is not None
+            )
         assert server.metrics.sample("aethex_transcode_speed", channel="hd-live") is not None
 
 
@@ -226,10 +251,17 @@ async def test_passthrough_auto_copies_the_top_rung(transcode_env, sources, tmp_
         # rung may lose frames up to a keyframe (counted), so compare as a subsequence.
         it = iter(sent)
         assert all(any(c == s for s in it) for c in copied), "top rung is not a copy"
-        dropped = (server.metrics.sample("aethex_transcode_dropped_frames_total",
-                                         channel="copy-live", rendition="1080p") or 0) + (
-            server.metrics.sample("aethex_live_dropped_packets_total", channel="copy-live",
-                                  consumer="transcoder") or 0)
+        dropped = (
+            server.metrics.sample(
+                "aethex_transcode_dropped_frames_total", channel="copy-live", rendition="1080p"
+            )
+            or 0
+        ) + (
+            server.metrics.sample(
+                "aethex_live_dropped_packets_total", channel="copy-live", consumer="transcoder"
+            )
+            or 0
+        )
         assert len(copied) >= len(sent) - 1 - dropped
 
 
@@ -237,8 +269,17 @@ async def test_hevc_source_becomes_h264_renditions(transcode_env, tmp_path) -> N
     async with running_server(transcode_env) as server:
         _, key = await make_channel(server, "hevc-live", "kim")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.pyav_publisher", rtmp_url(server, key),
-            "--codec", "libx265", "--seconds", "5", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tests.pyav_publisher",
+            rtmp_url(server, key),
+            "--codec",
+            "libx265",
+            "--seconds",
+            "5",
+            cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(proc.communicate(), 90)
         assert proc.returncode == 0, err.decode()
         row = await wait_row(server, lambda r: r.status is StreamStatus.ARCHIVED)
@@ -267,8 +308,12 @@ async def test_publisher_killed_keeps_everything_received(transcode_env, sources
 
 
 async def test_recording_off_goes_offline_and_removes_files(transcode_env, sources) -> None:
-    env = {**transcode_env, "AETHEX_RECORDING__ENABLED": "false", "AETHEX_HLS__LIVE_SEGMENTS": "3",
-           "AETHEX_HLS__RECONNECT_GRACE": "1"}
+    env = {
+        **transcode_env,
+        "AETHEX_RECORDING__ENABLED": "false",
+        "AETHEX_HLS__LIVE_SEGMENTS": "3",
+        "AETHEX_HLS__RECONNECT_GRACE": "1",
+    }
     async with running_server(env) as server:
         _, key = await make_channel(server, "norec-live", "mia")
         proc = await push(sources["720p"], rtmp_url(server, key))
@@ -302,7 +347,8 @@ async def test_a_channel_ladder_overrides_the_default(transcode_env, sources, tm
         row = await wait_row(server, lambda r: r.status is StreamStatus.ARCHIVED)
         master = m3u8.load(str(server.settings.data_dir / row.vod_path))
         assert [(p.uri, p.stream_info.resolution) for p in master.playlists] == [
-            ("low/index.m3u8", (640, 360))]
+            ("low/index.m3u8", (640, 360))
+        ]
         assert master.playlists[0].stream_info.frame_rate == pytest.approx(15, abs=0.5)
         thumb = server.settings.data_dir / row.thumbnail_path
         with av.open(str(thumb)) as c:
@@ -335,11 +381,13 @@ async def test_reconnecting_publisher_continues_the_playlists(transcode_env, sou
         assert pl.media_sequence <= before - 1  # the first session's segments are still listed
         assert "#EXT-X-DISCONTINUITY" in text
         assert '#EXT-X-MAP:URI="init.mp4"' in text and '#EXT-X-MAP:URI="init1.mp4"' in text
-        assert text.index("#EXT-X-DISCONTINUITY") < text.index('init1.mp4')
+        assert text.index("#EXT-X-DISCONTINUITY") < text.index("init1.mp4")
         assert edge.renditions["720p"].inits["init1.mp4"][4:8] == b"ftyp"
 
         await asyncio.wait_for(second.communicate(), 60)
-        row2 = await wait_row(server, lambda r: r.id == row2.id and r.status is StreamStatus.ARCHIVED)
+        row2 = await wait_row(
+            server, lambda r: r.id == row2.id and r.status is StreamStatus.ARCHIVED
+        )
         assert abs(row2.vod_duration_seconds - 5.0) <= 0.5
         vod = (server.settings.data_dir / f"streams/{row2.id}/720p/index.m3u8").read_text()
         assert '#EXT-X-MAP:URI="init1.mp4"' in vod and "#EXT-X-DISCONTINUITY" not in vod

@@ -34,10 +34,14 @@ from tests.conftest import rtmp_url, running_server, start_ffmpeg
 pytestmark = pytest.mark.integration
 
 SECRET, OPEN = "secret-tv", "open-tv"
-MASTER = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n" \
-         "360p/index.m3u8\n"
-MEDIA = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n" \
-        '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:1.0,\nseg0.m4s\n#EXT-X-ENDLIST\n'
+MASTER = (
+    "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n"
+    "360p/index.m3u8\n"
+)
+MEDIA = (
+    "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:1.0,\nseg0.m4s\n#EXT-X-ENDLIST\n'
+)
 
 
 @dataclass
@@ -69,8 +73,9 @@ async def archived_with_vod(server: Any, channel_id: int, author_id: int) -> Str
         await queries.end_stream(db, row.id, now, StreamStatus.ARCHIVED)
         row.vod_available, row.vod_duration_seconds = True, 1.0
         for text in ("first", "second"):
-            db.add(Message(stream_id=row.id, channel_id=channel_id, user_id=author_id,
-                           content=text))
+            db.add(
+                Message(stream_id=row.id, channel_id=channel_id, user_id=author_id, content=text)
+            )
         await db.commit()
     directory = server.settings.data_dir / "streams" / str(row.id)
     (directory / "360p").mkdir(parents=True)
@@ -92,14 +97,17 @@ async def site(settings_env: dict[str, str]) -> AsyncIterator[Site]:
             channels = {}
             for slug, public in ((SECRET, False), (OPEN, True)):
                 async with users["alice"].post(
-                        f"{base}/api/channels", json={"slug": slug, "name": slug,
-                                                      "is_public": public},
-                        headers={"X-CSRF-Token": await csrf_of(users["alice"], base)}) as r:
+                    f"{base}/api/channels",
+                    json={"slug": slug, "name": slug, "is_public": public},
+                    headers={"X-CSRF-Token": await csrf_of(users["alice"], base)},
+                ) as r:
                     assert r.status == 201, await r.text()
                     channels[slug] = await r.json()
             alice_id = (await user_of(users["alice"], base))["id"]
-            streams = {slug: await archived_with_vod(server, channels[slug]["id"], alice_id)
-                       for slug in (SECRET, OPEN)}
+            streams = {
+                slug: await archived_with_vod(server, channels[slug]["id"], alice_id)
+                for slug in (SECRET, OPEN)
+            }
             yield Site(server, base, users, channels, streams)
         finally:
             for http in users.values():
@@ -118,8 +126,12 @@ async def raw_get(port: int, path: str, *, via_aiohttp: bool) -> tuple[int, byte
 
 
 def vod_paths(ref: str | int) -> list[str]:
-    return [f"/vod/{ref}/master.m3u8", f"/vod/{ref}/360p/index.m3u8",
-            f"/vod/{ref}/360p/init.mp4", f"/vod/{ref}/360p/seg0.m4s"]
+    return [
+        f"/vod/{ref}/master.m3u8",
+        f"/vod/{ref}/360p/index.m3u8",
+        f"/vod/{ref}/360p/init.mp4",
+        f"/vod/{ref}/360p/seg0.m4s",
+    ]
 
 
 async def test_unlisted_streams_answer_by_id_as_if_they_did_not_exist(site: Site) -> None:
@@ -137,16 +149,21 @@ async def test_unlisted_streams_answer_by_id_as_if_they_did_not_exist(site: Site
             status, body = await site.as_user(who, "GET", f"/api/streams/{secret.id}{suffix}")
             gone, gone_body = await site.as_user(who, "GET", f"/api/streams/{missing}{suffix}")
             assert gone == 404, gone_body
-            if status != 404 or body["error"]["code"] != gone_body["error"]["code"] \
-                    or SECRET in str(body):
+            if (
+                status != 404
+                or body["error"]["code"] != gone_body["error"]["code"]
+                or SECRET in str(body)
+            ):
                 leak(who, f"GET /api/streams/{{id}}{suffix}", status, body)
     # A write names the stream too: 404 like a missing one, not 403.
-    status, body = await site.as_user("bob", "PATCH", f"/api/streams/{secret.id}",
-                                      json={"title": "x"})
+    status, body = await site.as_user(
+        "bob", "PATCH", f"/api/streams/{secret.id}", json={"title": "x"}
+    )
     if status != 404:
         leak("bob", "PATCH /api/streams/{id}", status, body)
-    status, body = await site.as_user("bob", "POST", "/api/messages",
-                                      json={"stream_id": secret.id, "content": "hi"})
+    status, body = await site.as_user(
+        "bob", "POST", "/api/messages", json={"stream_id": secret.id, "content": "hi"}
+    )
     if status != 404 or SECRET in str(body):
         leak("bob", "POST /api/messages {stream_id}", status, body)
     status, page = await site.as_user("anon", "GET", f"/vods/{secret.id}")
@@ -181,8 +198,9 @@ async def test_unlisted_streams_are_reached_by_their_link_and_by_their_owner(sit
     assert status == 200 and [m["content"] for m in body["messages"]] == ["first", "second"]
     status, page = await site.as_user("anon", "GET", doc["watch_url"])
     assert status == 200 and f"/vod/{link}/master.m3u8".encode() in page
-    status, _ = await site.as_user("bob", "POST", "/api/messages",
-                                   json={"channel": SECRET, "content": "by the slug"})
+    status, _ = await site.as_user(
+        "bob", "POST", "/api/messages", json={"channel": SECRET, "content": "by the slug"}
+    )
     assert status == 201
     # Its owner and admins still reach it by id (the dashboard does).
     for who in ("alice", "root"):
@@ -192,8 +210,9 @@ async def test_unlisted_streams_are_reached_by_their_link_and_by_their_owner(sit
         assert status == 200 and len(body["messages"]) == 2
     status, _ = await site.as_user("alice", "GET", f"/vods/{secret.id}")
     assert status == 200
-    status, body = await site.as_user("alice", "PATCH", f"/api/streams/{secret.id}",
-                                      json={"title": "renamed"})
+    status, body = await site.as_user(
+        "alice", "PATCH", f"/api/streams/{secret.id}", json={"title": "renamed"}
+    )
     assert status == 200 and body["title"] == "renamed"
 
 
@@ -216,16 +235,18 @@ async def test_a_channel_made_unlisted_stops_answering_by_id(site: Site, monkeyp
     listed = site.streams[OPEN]
     path = f"/vod/{listed.id}/master.m3u8"
     assert (await raw_get(site.server.http_port, path, via_aiohttp=False))[0] == 200
-    status, _ = await site.as_user("alice", "PATCH", f"/api/channels/{OPEN}",
-                                   json={"is_public": False})
+    status, _ = await site.as_user(
+        "alice", "PATCH", f"/api/channels/{OPEN}", json={"is_public": False}
+    )
     assert status == 200
     assert (await site.as_user("anon", "GET", f"/api/streams/{listed.id}"))[0] == 404
     deadline = time.monotonic() + 10
     while (await raw_get(site.server.http_port, path, via_aiohttp=False))[0] != 404:
         assert time.monotonic() < deadline, "the id still reaches the recording"
         await asyncio.sleep(0.1)
-    status, _ = await raw_get(site.server.http_port, f"/vod/{listed.public_id}/master.m3u8",
-                              via_aiohttp=False)
+    status, _ = await raw_get(
+        site.server.http_port, f"/vod/{listed.public_id}/master.m3u8", via_aiohttp=False
+    )
     assert status == 200
 
 
@@ -236,8 +257,13 @@ async def test_lists_and_the_home_page_leave_unlisted_channels_out(site: Site) -
             row = await queries.start_stream(db, site.channels[slug]["id"], now)
             row.viewer_count = 500 if slug == SECRET else 1
         await db.commit()
-    for path in ("/api/streams", "/api/streams?live=true", "/api/channels",
-                 "/api/channels?owner=alice", "/"):
+    for path in (
+        "/api/streams",
+        "/api/streams?live=true",
+        "/api/channels",
+        "/api/channels?owner=alice",
+        "/",
+    ):
         status, body = await site.as_user("bob", "GET", path)
         assert status == 200
         text = body.decode() if isinstance(body, bytes) else str(body)
@@ -246,13 +272,20 @@ async def test_lists_and_the_home_page_leave_unlisted_channels_out(site: Site) -
 
 # -- /metrics -------------------------------------------------------------------------------
 
+
 async def test_metrics_fold_unlisted_channels(site: Site) -> None:
     """Real publishers on both channels: the listed one keeps its label, the unlisted one is
     summed under _unlisted, and its slug appears nowhere in the scrape."""
     server = site.server
-    procs = [await start_ffmpeg(rtmp_url(server, site.channels[slug]["stream_key"]),
-                                seconds=2.0, size="320x240", rate=15)
-             for slug in (SECRET, OPEN)]
+    procs = [
+        await start_ffmpeg(
+            rtmp_url(server, site.channels[slug]["stream_key"]),
+            seconds=2.0,
+            size="320x240",
+            rate=15,
+        )
+        for slug in (SECRET, OPEN)
+    ]
     for proc in procs:
         await asyncio.wait_for(proc.wait(), 60)
 
@@ -270,13 +303,17 @@ async def test_metrics_fold_unlisted_channels(site: Site) -> None:
             text = await resp.text()
     assert SECRET not in text
     assert f'aethex_ingest_bytes_total{{channel="{OPEN}"}}' in text
-    line = next(line for line in text.splitlines()
-                if line.startswith('aethex_ingest_bytes_total{channel="_unlisted"}'))
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('aethex_ingest_bytes_total{channel="_unlisted"}')
+    )
     assert float(line.split()[-1]) == secret_bytes
 
 
-async def test_metrics_can_require_a_token_and_an_address(settings_env: dict[str, str],
-                                                          tmp_path: Path) -> None:
+async def test_metrics_can_require_a_token_and_an_address(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
     token = "scrape-token-0123456789"
     (tmp_path / "token").write_text(token + "\n")
     cases = [
@@ -284,50 +321,67 @@ async def test_metrics_can_require_a_token_and_an_address(settings_env: dict[str
         ({"AETHEX_METRICS__ALLOW": "10.0.0.0/8"}, {}, 403),
         ({"AETHEX_METRICS__ALLOW": "10.0.0.0/8, 127.0.0.0/8"}, {}, 200),
         ({"AETHEX_METRICS__TOKEN": token}, {}, 401),
-        ({"AETHEX_METRICS__TOKEN": token}, {"Authorization": "Bearer wrong-token-0123456789"},
-         401),
+        ({"AETHEX_METRICS__TOKEN": token}, {"Authorization": "Bearer wrong-token-0123456789"}, 401),
         ({"AETHEX_METRICS__TOKEN": token}, {"Authorization": f"Bearer {token}"}, 200),
-        ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "token")},
-         {"Authorization": f"Bearer {token}"}, 200),
-        ({"AETHEX_METRICS__TOKEN": token, "AETHEX_METRICS__ALLOW": "10.0.0.0/8"},
-         {"Authorization": f"Bearer {token}"}, 403),
+        (
+            {"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "token")},
+            {"Authorization": f"Bearer {token}"},
+            200,
+        ),
+        (
+            {"AETHEX_METRICS__TOKEN": token, "AETHEX_METRICS__ALLOW": "10.0.0.0/8"},
+            {"Authorization": f"Bearer {token}"},
+            403,
+        ),
         # Behind a trusted proxy the allow-list sees the client, not the proxy on 127.0.0.1.
-        ({"AETHEX_METRICS__ALLOW": "127.0.0.1/32", "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"},
-         {"X-Forwarded-For": "203.0.113.5"}, 403),
-        ({"AETHEX_METRICS__ALLOW": "10.0.0.0/8", "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"},
-         {"X-Forwarded-For": "127.0.0.1, 10.1.2.3"}, 200),
+        (
+            {"AETHEX_METRICS__ALLOW": "127.0.0.1/32", "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"},
+            {"X-Forwarded-For": "203.0.113.5"},
+            403,
+        ),
+        (
+            {"AETHEX_METRICS__ALLOW": "10.0.0.0/8", "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"},
+            {"X-Forwarded-For": "127.0.0.1, 10.1.2.3"},
+            200,
+        ),
     ]
     for extra, headers, expected in cases:
-        async with running_server({**settings_env, **extra}) as server, \
-                aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{server.http_port}/metrics",
-                                headers=headers) as resp:
+        async with (
+            running_server({**settings_env, **extra}) as server,
+            aiohttp.ClientSession() as http,
+        ):
+            async with http.get(
+                f"http://127.0.0.1:{server.http_port}/metrics", headers=headers
+            ) as resp:
                 body = await resp.read()
                 assert resp.status == expected, (extra, headers, body[:200])
                 if expected == 200:
                     assert b"aethex_rtmp_connections" in body
                 else:
-                    assert (await resp.json())["error"]["code"] in ("forbidden",
-                                                                  "unauthenticated")
+                    assert (await resp.json())["error"]["code"] in ("forbidden", "unauthenticated")
                 if expected == 401:
                     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_metrics_settings_are_checked_when_they_load(settings_env: dict[str, str],
-                                                    tmp_path: Path) -> None:
+def test_metrics_settings_are_checked_when_they_load(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
     (tmp_path / "empty").write_text("")
     (tmp_path / "short").write_text("short\n")
-    for extra, key in (({"AETHEX_METRICS__ALLOW": "10.0.0.0/8, nonsense"}, "metrics.allow"),
-                       ({"AETHEX_METRICS__TOKEN": "short"}, "metrics.token"),
-                       ({"AETHEX_METRICS__TOKEN": "x" * 20,
-                         "AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "empty")},
-                        "metrics.token_file"),
-                       ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "missing")},
-                        "metrics.token_file"),
-                       ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "empty")},
-                        "metrics.token_file"),
-                       ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "short")},
-                        "metrics.token_file")):
+    for extra, key in (
+        ({"AETHEX_METRICS__ALLOW": "10.0.0.0/8, nonsense"}, "metrics.allow"),
+        ({"AETHEX_METRICS__TOKEN": "short"}, "metrics.token"),
+        (
+            {
+                "AETHEX_METRICS__TOKEN": "x" * 20,
+                "AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "empty"),
+            },
+            "metrics.token_file",
+        ),
+        ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "missing")}, "metrics.token_file"),
+        ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "empty")}, "metrics.token_file"),
+        ({"AETHEX_METRICS__TOKEN_FILE": str(tmp_path / "short")}, "metrics.token_file"),
+    ):
         with pytest.raises(SettingsError) as err:
             load_settings(None, env={**settings_env, **extra})
         assert err.value.key == key, extra

@@ -40,20 +40,23 @@ def near_max_png(limits: UploadSettings) -> bytes:
     return out.getvalue()
 
 
-async def _upload(http: aiohttp.ClientSession, base: str, kind: str, data: bytes,
-                  token: str) -> tuple[int, dict]:
+async def _upload(
+    http: aiohttp.ClientSession, base: str, kind: str, data: bytes, token: str
+) -> tuple[int, dict]:
     form = aiohttp.FormData()
     form.add_field("file", data, filename="big.png", content_type="image/png")
-    async with http.post(f"{base}/api/upload/{kind}", data=form,
-                         headers={"X-CSRF-Token": token}) as r:
+    async with http.post(
+        f"{base}/api/upload/{kind}", data=form, headers={"X-CSRF-Token": token}
+    ) as r:
         return r.status, await r.json()
 
 
 async def test_peak_memory_of_near_limit_uploads_stays_bounded(tmp_path: Path) -> None:
     limits = UploadSettings()  # the defaults: nothing in the environment changes them
     big = near_max_png(limits)
-    async with serve_process({"AETHEX_TRANSCODE__ENABLED": "false",
-                              "AETHEX_LOG__LEVEL": "warning"}, tmp_path / "data") as server:
+    async with serve_process(
+        {"AETHEX_TRANSCODE__ENABLED": "false", "AETHEX_LOG__LEVEL": "warning"}, tmp_path / "data"
+    ) as server:
         base = server.base
         async with await register(base, "alice") as http:
             token = await csrf_of(http, base)
@@ -70,12 +73,15 @@ async def test_peak_memory_of_near_limit_uploads_stays_bounded(tmp_path: Path) -
             one = (server.status_kib("VmHWM") - before) / 1024
 
             before = server.reset_peak_rss()
-            answers = await asyncio.gather(*(_upload(http, base, kind, big, token)
-                                             for kind in ("avatar", "banner", "avatar")))
+            answers = await asyncio.gather(
+                *(_upload(http, base, kind, big, token) for kind in ("avatar", "banner", "avatar"))
+            )
             assert [status for status, _ in answers] == [200, 200, 200], answers
             three = (server.status_kib("VmHWM") - before) / 1024
-    print(f"peak RSS growth: one upload {one:.0f} MiB, three at once {three:.0f} MiB "
-          f"({len(big) // 1024} KB PNG of 6000x{limits.max_pixels // 6000})")
+    print(
+        f"peak RSS growth: one upload {one:.0f} MiB, three at once {three:.0f} MiB "
+        f"({len(big) // 1024} KB PNG of 6000x{limits.max_pixels // 6000})"
+    )
     assert one < BUDGET_MIB, f"one upload raised the peak RSS by {one:.0f} MiB"
     assert three < BUDGET_MIB, f"three uploads at once raised the peak RSS by {three:.0f} MiB"
     assert "Traceback" not in server.log(), server.log()

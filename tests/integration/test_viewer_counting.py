@@ -69,32 +69,48 @@ def synthetic_edge(stream_id: int) -> LiveEdge:
     """One rendition with a whole segment (two parts) and the first part of the next."""
     edge = LiveEdge(SLUG, stream_id, 4)
     rendition = edge.renditions["360p"] = RenditionEdge(
-        name="360p", init=b"init" * 16, codecs="avc1.64001e,mp4a.40.2", width=640,
-        height=360, frame_rate=30.0,
+        name="360p",
+        init=b"init" * 16,
+        codecs="avc1.64001e,mp4a.40.2",
+        width=640,
+        height=360,
+        frame_rate=30.0,
         playlist=LivePlaylist(segment_duration=1.0, part_target=0.5, window_segments=4),
-        bandwidth=800_000, average_bandwidth=700_000)
+        bandwidth=800_000,
+        average_bandwidth=700_000,
+    )
     parts = []
     for msn, index in ((0, 0), (0, 1), (1, 0)):
         data = f"media {msn}.{index} ".encode() * 64
         parts.append(data)
-        rendition.add_part(PartReady(segment=msn, index=index, data=data, duration=0.5,
-                                     independent=index == 0))
+        rendition.add_part(
+            PartReady(segment=msn, index=index, data=data, duration=0.5, independent=index == 0)
+        )
         if (msn, index) == (0, 1):
-            rendition.add_segment(SegmentReady(
-                segment=0, data=parts[0] + parts[1], duration=1.0,
-                program_date_time=datetime.now(timezone.utc), discontinuity=False),
-                edge.window)
+            rendition.add_segment(
+                SegmentReady(
+                    segment=0,
+                    data=parts[0] + parts[1],
+                    duration=1.0,
+                    program_date_time=datetime.now(timezone.utc),
+                    discontinuity=False,
+                ),
+                edge.window,
+            )
     edge.notify()
     return edge
 
 
 @pytest.fixture(params=["fast_path", "aiohttp"])
-async def site(request: pytest.FixtureRequest, settings_env: dict[str, str]
-               ) -> AsyncIterator[Site]:
-    env = {**settings_env, "AETHEX_HLS__MAX_SESSIONS_PER_ADDRESS": str(CAP),
-           "AETHEX_HLS__VIEWER_TIMEOUT": "60", "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.1",
-           "AETHEX_HTTP__FAST_PATH": "true" if request.param == "fast_path" else "false",
-           "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"}
+async def site(request: pytest.FixtureRequest, settings_env: dict[str, str]) -> AsyncIterator[Site]:
+    env = {
+        **settings_env,
+        "AETHEX_HLS__MAX_SESSIONS_PER_ADDRESS": str(CAP),
+        "AETHEX_HLS__VIEWER_TIMEOUT": "60",
+        "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.1",
+        "AETHEX_HTTP__FAST_PATH": "true" if request.param == "fast_path" else "false",
+        "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true",
+    }
     async with running_server(env) as server:
         channel_id, _ = await make_channel(server, SLUG, "carol")
         async with server.db.session() as db:
@@ -131,13 +147,18 @@ async def test_made_up_sessions_count_only_with_media_and_at_most_the_cap(site: 
         async with client("127.0.0.3") as viewer:
             async with viewer.get(f"{site.base}/hls/{SLUG}/master.m3u8") as resp:
                 assert resp.status == 200
-                media = next(line for line in (await resp.text()).splitlines()
-                             if line and not line.startswith("#"))
+                media = next(
+                    line
+                    for line in (await resp.text()).splitlines()
+                    if line and not line.startswith("#")
+                )
             media_url = f"{site.base}/hls/{SLUG}/{media}"
             assert await status_of(viewer, media_url) == 200
             assert site.counts() == CAP  # no media yet
-            assert await status_of(
-                viewer, media_url.split("?")[0].rsplit("/", 1)[0] + "/part1.0.m4s") == 200
+            assert (
+                await status_of(viewer, media_url.split("?")[0].rsplit("/", 1)[0] + "/part1.0.m4s")
+                == 200
+            )
             await site.published(CAP + 1)
 
         # A playlist poller on a third address that never fetches media adds nobody, and
@@ -159,30 +180,42 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(site: 
         for i in range(FAKES):
             # The faker varies the entry it controls; the proxy's entry stays its address.
             xff = {"X-Forwarded-For": f"10.9.{i // 250}.{i % 250}, 198.51.100.7"}
-            assert await status_of(proxy, f"{playlist}?session=proxied-fake-{i:06d}",
-                                   headers=xff) == 200
+            assert (
+                await status_of(proxy, f"{playlist}?session=proxied-fake-{i:06d}", headers=xff)
+                == 200
+            )
         # Media fetched by another client of the proxy credits only that client.
         other = {"X-Forwarded-For": "198.51.100.8"}
-        assert await status_of(proxy, f"{playlist}?session=proxied-real-000001",
-                               headers=other) == 200
-        assert await status_of(proxy, f"{site.base}/hls/{SLUG}/360p/part0.1.m4s",
-                               headers=other) == 200
+        assert (
+            await status_of(proxy, f"{playlist}?session=proxied-real-000001", headers=other) == 200
+        )
+        assert (
+            await status_of(proxy, f"{site.base}/hls/{SLUG}/360p/part0.1.m4s", headers=other) == 200
+        )
         assert site.counts() == 1
-        assert await status_of(proxy, f"{site.base}/hls/{SLUG}/360p/seg0.m4s",
-                               headers={"X-Forwarded-For": "198.51.100.7"}) == 200
+        assert (
+            await status_of(
+                proxy,
+                f"{site.base}/hls/{SLUG}/360p/seg0.m4s",
+                headers={"X-Forwarded-For": "198.51.100.7"},
+            )
+            == 200
+        )
         assert site.counts() == 1 + CAP
         await site.published(1 + CAP)
 
 
-async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[str, str]
-                                                            ) -> None:
+async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[str, str]) -> None:
     """The process that counts a stream's viewers gives its chat the count in memory (the
     registry's LiveStream), not through the stream's row: a row that says otherwise is not
     read. A joining socket starts from that count and from the stream's title, and an edited
     title reaches the next join without waiting for a recount. (Rooms whose stream another
     process counts read the row: test_chat_basic's stream:viewers test.)"""
-    env = {**settings_env, "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "3600",
-           "AETHEX_TRANSCODE__ENABLED": "false"}  # the recounts below are the only ones
+    env = {
+        **settings_env,
+        "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "3600",
+        "AETHEX_TRANSCODE__ENABLED": "false",
+    }  # the recounts below are the only ones
     async with running_server(env) as server:
         channel_id, _ = await make_channel(server, SLUG, "carol")
         async with server.db.session() as db:
@@ -198,8 +231,9 @@ async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[s
             async with server.db.session() as db:
                 row = await queries.start_stream(db, channel_id, now)
                 await db.commit()
-            live = server.registry.start(channel_id=channel_id, slug=SLUG, stream_id=row.id,
-                                         started_at=now)
+            live = server.registry.start(
+                channel_id=channel_id, slug=SLUG, stream_id=row.id, started_at=now
+            )
             server.broadcasts.edges.put(synthetic_edge(row.id))
             await room.next("stream:status", live=True)
 
@@ -219,8 +253,9 @@ async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[s
             assert status["live"] is True and status["title"] == row.title
             assert (await late.next("stream:viewers"))["viewers"] == 1
 
-            async with http.patch(f"{base}/api/streams/{row.id}", headers=auth(token),
-                                  json={"title": "A new title"}) as resp:
+            async with http.patch(
+                f"{base}/api/streams/{row.id}", headers=auth(token), json={"title": "A new title"}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
             later = await join(http, base, SLUG)
             assert (await later.next("stream:status"))["title"] == "A new title"

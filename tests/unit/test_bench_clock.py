@@ -24,15 +24,18 @@ T0 = 1_763_700_000_123  # a wall-clock time in ms (Nov 2025), 41 bits
 FRAMES = 45
 
 
-def _encode(frames: list[av.VideoFrame], width: int, height: int, preset: str,
-            kbps: int, tune: str | None) -> list[av.Packet]:
+def _encode(
+    frames: list[av.VideoFrame], width: int, height: int, preset: str, kbps: int, tune: str | None
+) -> list[av.Packet]:
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = Fraction(1, 30)
     ctx.framerate = Fraction(30)
     ctx.bit_rate = kbps * 1000
-    opts = {"preset": preset, "x264-params": f"keyint=30:bframes=0:vbv-maxrate={kbps}:"
-                                              f"vbv-bufsize={kbps * 2}"}
+    opts = {
+        "preset": preset,
+        "x264-params": f"keyint=30:bframes=0:vbv-maxrate={kbps}:vbv-bufsize={kbps * 2}",
+    }
     if tune:
         opts["tune"] = tune
     ctx.options = opts
@@ -137,7 +140,7 @@ def test_a_damaged_code_reads_as_none() -> None:
     for c in [10, 40, 90, 100, 120]:  # index, time, CRC and stop cells
         bad = img.copy()
         r, col = divmod(c, clock.COLS)
-        block = bad[r * cell:(r + 1) * cell, col * cell:(col + 1) * cell]
+        block = bad[r * cell : (r + 1) * cell, col * cell : (col + 1) * cell]
         block[:] = 255 - block
         assert clock.read(bad) is None, c
 
@@ -148,11 +151,15 @@ def test_js_reader_agrees(tmp_path: Path) -> None:
     if node is None:
         pytest.skip("node is not installed (make run installs it for hls.js)")
     cases = []
-    for idx, t, w, h in [(5, T0, 1280, 720), (9_999_999, T0 + 1, 854, 480),
-                         (123, T0 + 2, 640, 360)]:
+    for idx, t, w, h in [
+        (5, T0, 1280, 720),
+        (9_999_999, T0 + 1, 854, 480),
+        (123, T0 + 2, 640, 360),
+    ]:
         img = clock.draw(idx, t, 1280, 720)
         frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-            width=w, height=h, format="rgb24")
+            width=w, height=h, format="rgb24"
+        )
         rgb = frame.to_ndarray()
         band = rgb[: -(-w * clock.ROWS // clock.COLS)]
         rgba = np.concatenate([band, np.full(band.shape[:2] + (1,), 255, np.uint8)], axis=2)
@@ -173,10 +180,12 @@ def test_js_reader_agrees(tmp_path: Path) -> None:
         "  const r = READ();\n"
         "  out.push(r.error ? null : [r.index, r.t]);\n"
         "}\n"
-        "console.log(JSON.stringify(out));\n")
+        "console.log(JSON.stringify(out));\n"
+    )
     data = tmp_path / "cases.json"
     data.write_text(json.dumps(cases))
-    result = subprocess.run([node, str(script), str(data)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [node, str(script), str(data)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [c["want"] for c in cases]

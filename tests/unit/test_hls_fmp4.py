@@ -63,8 +63,12 @@ def test_round_trip_decodes_every_frame_at_its_time(tmp_path: Path):
     path = tmp_path / "out.mp4"
     path.write_bytes(b"".join(parts))
 
-    probe = ffprobe(path, "-count_frames", "-show_entries",
-                    "stream=codec_type,codec_name,profile,width,height,nb_read_frames,sample_rate,channels")
+    probe = ffprobe(
+        path,
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_type,codec_name,profile,width,height,nb_read_frames,sample_rate,channels",
+    )
     streams = {s["codec_type"]: s for s in probe["streams"]}
     assert streams["video"]["codec_name"] == "h264"
     assert (streams["video"]["width"], streams["video"]["height"]) == (WIDTH, HEIGHT)
@@ -88,20 +92,34 @@ def test_box_structure_sizes_and_offsets():
     ainfo, audio = encode_audio(4.0)
     init = init_segment(vinfo, ainfo)
     assert [k for k, _, _ in iter_boxes(init)] == ["ftyp", "moov"]
-    (ftyp, ftyp_size), = find(init, "ftyp")
+    ((ftyp, ftyp_size),) = find(init, "ftyp")
     brands = {init[i : i + 4] for i in range(ftyp + 16, ftyp + ftyp_size, 4)}
     assert init[ftyp + 8 : ftyp + 12] == b"iso6" and {b"iso6", b"cmfc", b"avc1"} <= brands
     assert [k for k, _, _ in iter_boxes(init, find(init, "moov")[0][0] + 8, len(init))] == [
-        "mvhd", "trak", "trak", "mvex"]
+        "mvhd",
+        "trak",
+        "trak",
+        "mvex",
+    ]
 
     tkhds = find(init, "moov/trak/tkhd")
     assert [_u32(init, off + 20) for off, _ in tkhds] == [1, 2]
-    assert _u32(init, tkhds[0][0] + 84) >> 16 == WIDTH and _u32(init, tkhds[0][0] + 88) >> 16 == HEIGHT
+    assert (
+        _u32(init, tkhds[0][0] + 84) >> 16 == WIDTH and _u32(init, tkhds[0][0] + 88) >> 16 == HEIGHT
+    )
     assert [_u32(init, off + 20) for off, _ in find(init, "moov/trak/mdia/mdhd")] == [90000, 48000]
-    assert [init[off + 16 : off + 20] for off, _ in find(init, "moov/trak/mdia/hdlr")] == [b"vide", b"soun"]
-    assert len(find(init, "moov/trak/mdia/minf/vmhd")) == 1 and len(find(init, "moov/trak/mdia/minf/smhd")) == 1
+    assert [init[off + 16 : off + 20] for off, _ in find(init, "moov/trak/mdia/hdlr")] == [
+        b"vide",
+        b"soun",
+    ]
+    assert (
+        len(find(init, "moov/trak/mdia/minf/vmhd")) == 1
+        and len(find(init, "moov/trak/mdia/minf/smhd")) == 1
+    )
     for table in ("stts", "stsc", "stco"):
-        assert [_u32(init, off + 12) for off, _ in find(init, f"moov/trak/mdia/minf/stbl/{table}")] == [0, 0]
+        assert [
+            _u32(init, off + 12) for off, _ in find(init, f"moov/trak/mdia/minf/stbl/{table}")
+        ] == [0, 0]
     (stsd_v, _), (stsd_a, _) = find(init, "moov/trak/mdia/minf/stbl/stsd")
     avc1 = stsd_v + 16
     assert init[avc1 + 4 : avc1 + 8] == b"avc1"
@@ -141,7 +159,8 @@ def test_box_structure_sizes_and_offsets():
     assert [s["data"] for s in a["samples"]] == [p.data for p in auds]
     assert [s["duration"] for s in v["samples"]] == [p.duration for p in vids]
     assert [s["flags"] for s in v["samples"]] == [
-        SYNC_SAMPLE_FLAGS if p.keyframe else NON_SYNC_SAMPLE_FLAGS for p in vids]
+        SYNC_SAMPLE_FLAGS if p.keyframe else NON_SYNC_SAMPLE_FLAGS for p in vids
+    ]
     assert all(s["flags"] == SYNC_SAMPLE_FLAGS for s in a["samples"])
     # Video bytes come first in mdat, audio right after.
     mdat_start = v["mdat"][0] + 8
@@ -248,14 +267,18 @@ def test_init_segment_rejects_bad_configs():
 
 
 def test_fragment_rejects_negative_decode_time():
-    bad = EncodedPacket(Track.VIDEO, pts=0, dts=-3000, duration=3000, keyframe=True, data=b"\x00\x00\x00\x01\x65")
+    bad = EncodedPacket(
+        Track.VIDEO, pts=0, dts=-3000, duration=3000, keyframe=True, data=b"\x00\x00\x00\x01\x65"
+    )
     with pytest.raises(ValueError, match="negative decode time"):
         fragment(1, [bad], [])
 
 
 def test_sample_entry_for_odd_sizes_and_high_rates():
     vinfo, _ = encode_video(4.0)
-    init = init_segment(VideoTrackInfo(vinfo.avcc, 1920, 1080, 29.97), AudioTrackInfo(bytes([0x11, 0x90]), 96000, 2))
+    init = init_segment(
+        VideoTrackInfo(vinfo.avcc, 1920, 1080, 29.97), AudioTrackInfo(bytes([0x11, 0x90]), 96000, 2)
+    )
     (stsd_v, _), (stsd_a, _) = find(init, "moov/trak/mdia/minf/stbl/stsd")
     assert struct.unpack(">HH", init[stsd_v + 16 + 32 : stsd_v + 16 + 36]) == (1920, 1080)
     assert _u32(init, stsd_a + 16 + 32) == 0  # 96 kHz does not fit 16.16; the ASC rules

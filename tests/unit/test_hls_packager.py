@@ -54,7 +54,9 @@ def test_segments_follow_the_segment_start_flags(stream):
     for s in segments:
         assert abs(s.duration - packager.segment_duration) <= 0.1 * packager.segment_duration
     assert sum(s.duration for s in segments) == pytest.approx(len(video) / 30)
-    assert [s.program_date_time for s in segments] == [START + timedelta(seconds=2 * i) for i in range(5)]
+    assert [s.program_date_time for s in segments] == [
+        START + timedelta(seconds=2 * i) for i in range(5)
+    ]
     assert not any(s.discontinuity for s in segments)
     assert packager.next_segment == 5
 
@@ -129,7 +131,9 @@ def test_whole_stream_timeline_is_continuous(stream, tmp_path: Path):
     path.write_bytes(packager.init + data)
     packets = ffprobe(path, "-show_entries", "packet=codec_type,pts")["packets"]
     assert [p["pts"] for p in packets if p["codec_type"] == "video"] == [v.pts for v in video]
-    assert [p["pts"] for p in packets if p["codec_type"] == "audio"] == [a.pts for a in audio if a.dts >= 0]
+    assert [p["pts"] for p in packets if p["codec_type"] == "audio"] == [
+        a.pts for a in audio if a.dts >= 0
+    ]
 
 
 def test_codecs_and_bandwidth(stream):
@@ -144,7 +148,9 @@ def test_codecs_and_bandwidth(stream):
 
 def test_real_events_make_a_valid_live_playlist(stream):
     packager, parts, segments, _, _ = stream
-    playlist = LivePlaylist(segment_duration=packager.segment_duration, part_target=packager.part_target)
+    playlist = LivePlaylist(
+        segment_duration=packager.segment_duration, part_target=packager.part_target
+    )
     by_segment = {s.segment: s for s in segments}
     previous = playlist.render()
     for p in parts:
@@ -155,8 +161,14 @@ def test_real_events_make_a_valid_live_playlist(stream):
             playlist.add_segment(by_segment[p.segment])
         text = playlist.render()
         # Append-only (RFC 8216 6.2.1), allowing only old EXT-X-PART tags and the hint to go.
-        kept = [line for line in previous.splitlines() if not line.startswith("#EXT-X-PRELOAD-HINT")]
-        kept = [line for line in kept if not line.startswith("#EXT-X-PART:") or line in text.splitlines()]
+        kept = [
+            line for line in previous.splitlines() if not line.startswith("#EXT-X-PRELOAD-HINT")
+        ]
+        kept = [
+            line
+            for line in kept
+            if not line.startswith("#EXT-X-PART:") or line in text.splitlines()
+        ]
         assert text.splitlines()[: len(kept)] == kept
         previous = text
     parsed = m3u8.loads(playlist.render())
@@ -227,7 +239,9 @@ def test_audio_older_than_the_first_keyframe_is_dropped_even_when_it_arrives_lat
     _, segments = run(packager, list(video[10:]) + list(audio))
     before = [a for a in audio if a.dts < 2 * SAMPLE_RATE]
     assert packager.counters.audio_dropped == len(before)
-    audio_samples = [s for t in parse_fragments(segments[0].data) if t["track_id"] == 2 for s in t["samples"]]
+    audio_samples = [
+        s for t in parse_fragments(segments[0].data) if t["track_id"] == 2 for s in t["samples"]
+    ]
     assert [s["data"] for s in audio_samples] == [a.data for a in audio if a.dts >= 2 * SAMPLE_RATE]
     assert audio_samples[0]["dts"] == min(a.dts for a in audio if a.dts >= 2 * SAMPLE_RATE)
 
@@ -235,7 +249,9 @@ def test_audio_older_than_the_first_keyframe_is_dropped_even_when_it_arrives_lat
 def test_keyframe_without_segment_start_makes_an_independent_part_only():
     vinfo, video = encode_video(4.0, gop_seconds=1.0)
     # Keyframes every second, segment starts only at 0 s and 2 s; one bogus flag on a P-frame.
-    packets = [dataclasses.replace(p, segment_start=p.keyframe and p.pts % 180000 == 0) for p in video]
+    packets = [
+        dataclasses.replace(p, segment_start=p.keyframe and p.pts % 180000 == 0) for p in video
+    ]
     packets[15] = dataclasses.replace(packets[15], segment_start=True)
     packager = RenditionPackager("a", vinfo, None, start_time=START)
     parts, segments = run(packager, packets)
@@ -268,8 +284,12 @@ def test_out_of_order_video_and_audio_are_dropped_and_counted():
     _, segments = run(packager, packets)
     assert packager.counters.video_out_of_order == 1
     assert packager.counters.audio_dropped == 2  # priming + the stale one
-    video_samples = [s for t in parse_fragments(b"".join(s.data for s in segments)) if t["track_id"] == 1
-                     for s in t["samples"]]
+    video_samples = [
+        s
+        for t in parse_fragments(b"".join(s.data for s in segments))
+        if t["track_id"] == 1
+        for s in t["samples"]
+    ]
     assert len(video_samples) == len(video)
 
 
@@ -284,7 +304,9 @@ def test_audio_without_an_audio_track_is_counted():
 
 def test_restart_continues_numbering_with_a_discontinuity():
     vinfo, video = encode_video(4.0)
-    packager = RenditionPackager("a", vinfo, None, start_time=START, first_segment=7, discontinuity=True)
+    packager = RenditionPackager(
+        "a", vinfo, None, start_time=START, first_segment=7, discontinuity=True
+    )
     parts, segments = run(packager, video)
     assert [(s.segment, s.discontinuity) for s in segments] == [(7, True), (8, False)]
     assert {p.segment for p in parts if p.discontinuity} == {7}
@@ -310,16 +332,23 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="timezone"):
         RenditionPackager("a", vinfo, None, start_time=datetime(2024, 1, 1))
     with pytest.raises(ValueError):
-        RenditionPackager("a", vinfo, None, start_time=START, part_duration=3.0, segment_duration=2.0)
+        RenditionPackager(
+            "a", vinfo, None, start_time=START, part_duration=3.0, segment_duration=2.0
+        )
     with pytest.raises(ValueError):
         RenditionPackager("a", vinfo, None, start_time=START, part_duration=0)
     with pytest.raises(ValueError):
-        RenditionPackager("a", dataclasses.replace(vinfo, avcc=b"\x00\x00\x01\x67"), None, start_time=START)
+        RenditionPackager(
+            "a", dataclasses.replace(vinfo, avcc=b"\x00\x00\x01\x67"), None, start_time=START
+        )
 
 
 def test_negative_timestamps_before_the_first_keyframe_are_not_written():
     vinfo, video = encode_video(4.0)
-    shifted = [dataclasses.replace(p, pts=p.pts - 30 * FRAME_TICKS, dts=p.dts - 30 * FRAME_TICKS) for p in video]
+    shifted = [
+        dataclasses.replace(p, pts=p.pts - 30 * FRAME_TICKS, dts=p.dts - 30 * FRAME_TICKS)
+        for p in video
+    ]
     packager = RenditionPackager("a", vinfo, None, start_time=START)
     _, segments = run(packager, shifted)
     # The IDR at pts -1 s cannot be written (tfdt is unsigned): wait for the one at +1 s.
@@ -334,12 +363,26 @@ def test_audio_only_timing_does_not_close_parts():
     assert packager.add(video[0]) == []
     for a in audio[1:100]:  # two seconds of audio, no video: nothing can be cut
         assert packager.add(a) == []
-    events = packager.add(EncodedPacket(Track.VIDEO, pts=FRAME_TICKS * 11, dts=FRAME_TICKS * 11,
-                                        duration=FRAME_TICKS, keyframe=False, data=video[11].data))
+    events = packager.add(
+        EncodedPacket(
+            Track.VIDEO,
+            pts=FRAME_TICKS * 11,
+            dts=FRAME_TICKS * 11,
+            duration=FRAME_TICKS,
+            keyframe=False,
+            data=video[11].data,
+        )
+    )
     assert [type(e) for e in events] == [PartReady]
-    audio_samples = next(t for t in parse_fragments(events[0].data) if t["track_id"] == 2)["samples"]
+    audio_samples = next(t for t in parse_fragments(events[0].data) if t["track_id"] == 2)[
+        "samples"
+    ]
     # Only the audio before the part's end (11 frames = 0.3667 s) goes into it.
-    assert audio_samples[-1]["dts"] < 11 * FRAME_TICKS * SAMPLE_RATE / 90000 <= audio_samples[-1]["dts"] + 1024
+    assert (
+        audio_samples[-1]["dts"]
+        < 11 * FRAME_TICKS * SAMPLE_RATE / 90000
+        <= audio_samples[-1]["dts"] + 1024
+    )
 
 
 def test_ffmpeg_plays_the_segments_through_a_vod_playlist(stream, tmp_path: Path):
@@ -348,10 +391,24 @@ def test_ffmpeg_plays_the_segments_through_a_vod_playlist(stream, tmp_path: Path
     for s in segments:
         (tmp_path / f"seg{s.segment}.m4s").write_bytes(s.data)
     (tmp_path / "index.m3u8").write_text(
-        vod_playlist([(f"seg{s.segment}.m4s", s.duration, s.discontinuity) for s in segments], 2))
+        vod_playlist([(f"seg{s.segment}.m4s", s.duration, s.discontinuity) for s in segments], 2)
+    )
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-of", "json", "-show_entries",
-         "stream=codec_type,nb_read_frames", str(tmp_path / "index.m3u8")],
-        check=True, capture_output=True, text=True, timeout=60)
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames",
+            str(tmp_path / "index.m3u8"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     counts = {s["codec_type"]: int(s["nb_read_frames"]) for s in json.loads(out.stdout)["streams"]}
     assert counts == {"video": len(video), "audio": len([a for a in audio if a.dts >= 0])}

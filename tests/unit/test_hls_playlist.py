@@ -40,10 +40,14 @@ class Feeder:
 
     def part_(self, duration: float = PART, *, discontinuity: bool = False) -> None:
         pdt = START + timedelta(seconds=self.time)
-        self.playlist.add_part(PartReady(self.msn, self.part, b"", duration, self.part == 0, discontinuity, pdt))
+        self.playlist.add_part(
+            PartReady(self.msn, self.part, b"", duration, self.part == 0, discontinuity, pdt)
+        )
         self.part += 1
 
-    def segment(self, duration: float = 2.0, *, discontinuity: bool = False, parts: int = PARTS) -> None:
+    def segment(
+        self, duration: float = 2.0, *, discontinuity: bool = False, parts: int = PARTS
+    ) -> None:
         for _ in range(parts - self.part):
             self.part_(duration / parts, discontinuity=discontinuity)
         pdt = START + timedelta(seconds=self.time)
@@ -97,17 +101,23 @@ def test_live_playlist_values():
     complete = [s for s in p.segments if s.uri]
     assert [s.uri for s in complete] == ["seg0.m4s", "seg1.m4s", "seg2.m4s"]
     assert [s.duration for s in complete] == [2.0] * 3
-    assert [s.program_date_time for s in complete] == [START + timedelta(seconds=2 * i) for i in range(3)]
+    assert [s.program_date_time for s in complete] == [
+        START + timedelta(seconds=2 * i) for i in range(3)
+    ]
     in_progress = p.segments[-1]
     assert in_progress.uri is None
-    assert [(x.uri, x.independent) for x in in_progress.parts] == [("part3.0.m4s", "YES"), ("part3.1.m4s", None)]
+    assert [(x.uri, x.independent) for x in in_progress.parts] == [
+        ("part3.0.m4s", "YES"),
+        ("part3.1.m4s", None),
+    ]
     assert p.preload_hint.hint_type == "PART" and p.preload_hint.uri == "part3.2.m4s"
     assert playlist.next_part() == (3, 2) and playlist.last_msn_part() == (3, 1)
     assert "#EXT-X-ENDLIST" not in text
     # The parts of a segment come after its PDT and before its EXTINF (rfc8216bis 4.4.4.9).
     lines = text.splitlines()
-    assert lines.index('#EXT-X-PART:DURATION=0.33333,URI="part2.0.m4s",INDEPENDENT=YES') > lines.index(
-        "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:04.000Z")
+    assert lines.index(
+        '#EXT-X-PART:DURATION=0.33333,URI="part2.0.m4s",INDEPENDENT=YES'
+    ) > lines.index("#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:04.000Z")
 
 
 def assert_appended(before: str, after: str) -> None:
@@ -142,8 +152,10 @@ def test_in_progress_segment_without_part_dates_derives_one():
     playlist.add_part(PartReady(1, 0, b"", PART, True))
     lines = playlist.render().splitlines()
     check_rules("\n".join(lines) + "\n")
-    assert lines[-3:-1] == ["#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:02.000Z",
-                            '#EXT-X-PART:DURATION=0.33333,URI="part1.0.m4s",INDEPENDENT=YES']
+    assert lines[-3:-1] == [
+        "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:02.000Z",
+        '#EXT-X-PART:DURATION=0.33333,URI="part1.0.m4s",INDEPENDENT=YES',
+    ]
 
 
 def test_parts_only_for_the_last_three_target_durations():
@@ -225,7 +237,9 @@ def test_delta_update_skips_old_segments():
     # Every skipped segment ends at least CAN-SKIP-UNTIL before the end of the last segment.
     assert sum(window[n:]) < 12.0 + window[n] and sum(window[n:]) >= 12.0 - 1e-9
     assert delta_text.count("#EXT-X-SKIP") == 1
-    assert "seg1.m4s" in playlist.render().splitlines() and "seg1.m4s" not in delta_text.splitlines()
+    assert (
+        "seg1.m4s" in playlist.render().splitlines() and "seg1.m4s" not in delta_text.splitlines()
+    )
     assert "seg15.m4s" in delta_text.splitlines() and "seg14.m4s" not in delta_text.splitlines()
 
 
@@ -248,7 +262,9 @@ def test_discontinuities_and_their_sequence():
     assert p.discontinuity_sequence is None and "DISCONTINUITY-SEQUENCE" not in text
     lines = text.splitlines()
     tag = lines.index("#EXT-X-DISCONTINUITY")
-    assert lines[tag + 1].startswith("#EXT-X-PROGRAM-DATE-TIME") and p.segments[1].uri == "seg11.m4s"
+    assert (
+        lines[tag + 1].startswith("#EXT-X-PROGRAM-DATE-TIME") and p.segments[1].uri == "seg11.m4s"
+    )
 
     feed.segment()  # seg10 leaves: no tag removed
     assert check_rules(playlist.render()).discontinuity_sequence is None
@@ -318,7 +334,9 @@ def test_blocking_reload_states():
     feed.segment()  # segment 2 ends with 6 parts; nothing of 3 yet
     assert playlist.blocking_state(2, 20) == "wait", "part 20 of a finished segment 2 means 3.0"
     assert playlist.blocking_state(3, 20) == "bad"
-    assert playlist.uri_for_part(2, 2) == "part2.2.m4s" and playlist.uri_for_segment(2) == "seg2.m4s"
+    assert (
+        playlist.uri_for_part(2, 2) == "part2.2.m4s" and playlist.uri_for_segment(2) == "seg2.m4s"
+    )
 
 
 def test_events_out_of_order_are_rejected():
@@ -345,7 +363,12 @@ def test_empty_live_playlist_hints_the_first_part():
 
 
 def test_vod_playlist():
-    segments = [("seg0.m4s", 2.0, False), ("seg1.m4s", 2.0, False), ("seg2.m4s", 2.6, True), ("seg3.m4s", 1.2, False)]
+    segments = [
+        ("seg0.m4s", 2.0, False),
+        ("seg1.m4s", 2.0, False),
+        ("seg2.m4s", 2.6, True),
+        ("seg3.m4s", 1.2, False),
+    ]
     text = vod_playlist(segments, 2)
     p = parse(text)
     assert p.playlist_type == "vod" and p.is_endlist and p.media_sequence == 0
@@ -359,16 +382,30 @@ def test_vod_playlist():
 
 def test_master_playlist():
     renditions = [
-        RenditionInfo("480p/index.m3u8", 1_200_000, 1_000_000, 854, 480, 30.0, "avc1.64001e,mp4a.40.2"),
-        RenditionInfo("1080p/index.m3u8", 6_000_000, 5_000_000, 1920, 1080, 29.97, "avc1.640028,mp4a.40.2"),
-        RenditionInfo("720p/index.m3u8", 3_000_000, 2_500_000, 1280, 720, 30.0, "avc1.64001f,mp4a.40.2"),
+        RenditionInfo(
+            "480p/index.m3u8", 1_200_000, 1_000_000, 854, 480, 30.0, "avc1.64001e,mp4a.40.2"
+        ),
+        RenditionInfo(
+            "1080p/index.m3u8", 6_000_000, 5_000_000, 1920, 1080, 29.97, "avc1.640028,mp4a.40.2"
+        ),
+        RenditionInfo(
+            "720p/index.m3u8", 3_000_000, 2_500_000, 1280, 720, 30.0, "avc1.64001f,mp4a.40.2"
+        ),
     ]
     text = master_playlist(renditions)
     p = parse(text)
     assert p.is_variant and p.is_independent_segments
-    assert [v.uri for v in p.playlists] == ["1080p/index.m3u8", "720p/index.m3u8", "480p/index.m3u8"]
+    assert [v.uri for v in p.playlists] == [
+        "1080p/index.m3u8",
+        "720p/index.m3u8",
+        "480p/index.m3u8",
+    ]
     top = p.playlists[0].stream_info
-    assert (top.bandwidth, top.average_bandwidth, top.resolution) == (6_000_000, 5_000_000, (1920, 1080))
+    assert (top.bandwidth, top.average_bandwidth, top.resolution) == (
+        6_000_000,
+        5_000_000,
+        (1920, 1080),
+    )
     assert top.frame_rate == 29.97 and top.codecs == "avc1.640028,mp4a.40.2"
     assert "FRAME-RATE=30.000" in text
     with pytest.raises(ValueError):
@@ -404,13 +441,50 @@ def test_parse_segment_name_accepts_canonical_names(name, expected):
 @pytest.mark.parametrize(
     "name",
     [
-        "", ".", "..", "../seg1.m4s", "seg1.m4s/..", "/seg1.m4s", "/etc/passwd", "seg1.m4s/", "a/seg1.m4s",
-        "%2f", "seg%2f1.m4s", "..%2fseg1.m4s", "seg1.m4s%00", "seg1.m4s\x00", "seg1.m4s\n", "\nseg1.m4s",
-        "seg01.m4s", "seg-1.m4s", "seg+1.m4s", "seg 1.m4s", "seg1.M4S", "SEG1.m4s", "seg1.mp4", "seg.m4s",
-        "seg1.m4s?x=1", "seg\u0661.m4s", "seg１.m4s", "seg99999999999.m4s", "seg1" + "0" * 40 + ".m4s",
-        "part1.m4s", "part1.00.m4s", "part1.10000.m4s", "part1..0.m4s", "part01.0.m4s", "part1.0.0.m4s",
-        "init.mp4/", "INIT.MP4", "init.m4s", "./init.mp4", "init.mp4 ", "C:\\seg1.m4s", "seg1.m4s\\",
-        "master.m3u8", "index.m3u8",
+        "",
+        ".",
+        "..",
+        "../seg1.m4s",
+        "seg1.m4s/..",
+        "/seg1.m4s",
+        "/etc/passwd",
+        "seg1.m4s/",
+        "a/seg1.m4s",
+        "%2f",
+        "seg%2f1.m4s",
+        "..%2fseg1.m4s",
+        "seg1.m4s%00",
+        "seg1.m4s\x00",
+        "seg1.m4s\n",
+        "\nseg1.m4s",
+        "seg01.m4s",
+        "seg-1.m4s",
+        "seg+1.m4s",
+        "seg 1.m4s",
+        "seg1.M4S",
+        "SEG1.m4s",
+        "seg1.mp4",
+        "seg.m4s",
+        "seg1.m4s?x=1",
+        "seg\u0661.m4s",
+        "seg１.m4s",
+        "seg99999999999.m4s",
+        "seg1" + "0" * 40 + ".m4s",
+        "part1.m4s",
+        "part1.00.m4s",
+        "part1.10000.m4s",
+        "part1..0.m4s",
+        "part01.0.m4s",
+        "part1.0.0.m4s",
+        "init.mp4/",
+        "INIT.MP4",
+        "init.m4s",
+        "./init.mp4",
+        "init.mp4 ",
+        "C:\\seg1.m4s",
+        "seg1.m4s\\",
+        "master.m3u8",
+        "index.m3u8",
     ],
 )
 def test_parse_segment_name_rejects_junk(name):
@@ -433,8 +507,11 @@ def test_names_round_trip(msn, part):
 def test_any_accepted_name_is_canonical(name):
     parsed = parse_segment_name(name)
     if parsed is not None:
-        canonical = {"init": lambda: "init.mp4", "segment": lambda: segment_uri(parsed.msn),
-                     "part": lambda: part_uri(parsed.msn, parsed.part)}[parsed.kind]()
+        canonical = {
+            "init": lambda: "init.mp4",
+            "segment": lambda: segment_uri(parsed.msn),
+            "part": lambda: part_uri(parsed.msn, parsed.part),
+        }[parsed.kind]()
         assert canonical == name
 
 
@@ -442,14 +519,19 @@ def test_program_date_time_is_utc_with_milliseconds():
     playlist, _ = live()
     local = timezone(timedelta(hours=2))
     playlist.add_part(PartReady(0, 0, b"", PART, True))
-    playlist.add_segment(SegmentReady(0, b"", 2.0, datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=local), False))
+    playlist.add_segment(
+        SegmentReady(0, b"", 2.0, datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=local), False)
+    )
     text = playlist.render()
     assert "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T12:00:00.123Z" in text
-    assert math.isclose(check_rules(text).segments[0].program_date_time.timestamp(),
-                        datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC).timestamp())
+    assert math.isclose(
+        check_rules(text).segments[0].program_date_time.timestamp(),
+        datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC).timestamp(),
+    )
 
 
 # -- a new initialization section after a discontinuity (a restarted or changed source) -------
+
 
 def test_init_epoch_names_parse_canonically() -> None:
     from transcode.hls import init_uri
@@ -468,7 +550,7 @@ def test_new_map_follows_the_discontinuity_and_survives_skips() -> None:
     feed.part_(discontinuity=True)
     text = playlist.render()
     # The part in progress already announces its discontinuity and its map, in that order.
-    tail = text[text.index("seg3.m4s"):]
+    tail = text[text.index("seg3.m4s") :]
     assert tail.index("#EXT-X-DISCONTINUITY") < tail.index('#EXT-X-MAP:URI="init1.mp4"')
     assert text.count("#EXT-X-MAP") == 2 and text.index('URI="init.mp4"') < text.index("seg0.m4s")
     feed.segment(discontinuity=True)
@@ -502,11 +584,17 @@ def test_resume_takes_back_the_end() -> None:
 
 
 def test_vod_switches_maps_per_segment() -> None:
-    text = vod_playlist([("seg0.m4s", 2.0, False, "init.mp4"), ("seg1.m4s", 2.0, False, "init.mp4"),
-                         ("seg2.m4s", 2.0, True, "init1.mp4")], 2.0)
+    text = vod_playlist(
+        [
+            ("seg0.m4s", 2.0, False, "init.mp4"),
+            ("seg1.m4s", 2.0, False, "init.mp4"),
+            ("seg2.m4s", 2.0, True, "init1.mp4"),
+        ],
+        2.0,
+    )
     p = parse(text)
     assert [m.uri for m in p.segment_map] == ["init.mp4", "init1.mp4"]
-    assert text.index("#EXT-X-DISCONTINUITY") < text.index('init1.mp4') < text.index("seg2.m4s")
+    assert text.index("#EXT-X-DISCONTINUITY") < text.index("init1.mp4") < text.index("seg2.m4s")
 
 
 def test_rendition_reports_say_where_the_other_renditions_stand() -> None:
@@ -522,12 +610,15 @@ def test_rendition_reports_say_where_the_other_renditions_stand() -> None:
     feed.part_()
     text = playlist.render(reports=[report, RenditionReport("../240p/index.m3u8", 0, -1)])
     p = check_rules(text)
-    assert [(r.uri, r.last_msn, r.last_part) for r in p.rendition_reports] == \
-        [("../480p/index.m3u8", 1, 1), ("../240p/index.m3u8", 0, None)]
+    assert [(r.uri, r.last_msn, r.last_part) for r in p.rendition_reports] == [
+        ("../480p/index.m3u8", 1, 1),
+        ("../240p/index.m3u8", 0, None),
+    ]
     # After the preload hint (the playlist grows only before it), in the delta update too.
     lines = text.splitlines()
-    assert lines.index(next(x for x in lines if x.startswith("#EXT-X-PRELOAD-HINT"))) < \
-        lines.index('#EXT-X-RENDITION-REPORT:URI="../480p/index.m3u8",LAST-MSN=1,LAST-PART=1')
+    assert lines.index(next(x for x in lines if x.startswith("#EXT-X-PRELOAD-HINT"))) < lines.index(
+        '#EXT-X-RENDITION-REPORT:URI="../480p/index.m3u8",LAST-MSN=1,LAST-PART=1'
+    )
     assert "#EXT-X-RENDITION-REPORT" in playlist.render(skip=True, reports=[report])
     with pytest.raises(ValueError):
         playlist.render(reports=[RenditionReport('bad"uri', 0, 0)])

@@ -17,8 +17,17 @@ import m3u8
 import pytest
 
 from tests.hls_media import decode, encode_audio, encode_video, interleave
-from transcode.hls import (RecordedSegment, RecordingWriter, RenditionInfo, RenditionMeta,
-                           RenditionPackager, SegmentReady, master_playlist, recover, write_vod)
+from transcode.hls import (
+    RecordedSegment,
+    RecordingWriter,
+    RenditionInfo,
+    RenditionMeta,
+    RenditionPackager,
+    SegmentReady,
+    master_playlist,
+    recover,
+    write_vod,
+)
 from transcode.hls.recording import JOURNAL
 from transcode.hls.scan import ScanError, check_init, scan_segment
 from transcode.types import Track
@@ -44,16 +53,23 @@ def record(directory: Path, *, seconds: float = 10.0, restart_at: int | None = N
     vinfo, video = encode_video(seconds)
     ainfo, audio = encode_audio(seconds)
     packets = interleave((vinfo, video), (ainfo, audio))
-    meta = RenditionMeta(codecs="", width=vinfo.width, height=vinfo.height,
-                         frame_rate=vinfo.frame_rate, timescale=vinfo.timescale)
+    meta = RenditionMeta(
+        codecs="",
+        width=vinfo.width,
+        height=vinfo.height,
+        frame_rate=vinfo.frame_rate,
+        timescale=vinfo.timescale,
+    )
     writer = RecordingWriter(directory, journal=True, fsync=False)
     recorded: list[RecordedSegment] = []
 
     def start(first: int, discontinuity: bool, uri: str) -> RenditionPackager:
-        packager = RenditionPackager(NAME, vinfo, ainfo, start_time=START, first_segment=first,
-                                     discontinuity=discontinuity)
-        writer.write_init(NAME, uri, packager.init,
-                          dataclasses.replace(meta, codecs=packager.codecs), first)
+        packager = RenditionPackager(
+            NAME, vinfo, ainfo, start_time=START, first_segment=first, discontinuity=discontinuity
+        )
+        writer.write_init(
+            NAME, uri, packager.init, dataclasses.replace(meta, codecs=packager.codecs), first
+        )
         return packager
 
     def take(events, uri: str) -> None:
@@ -74,9 +90,15 @@ def record(directory: Path, *, seconds: float = 10.0, restart_at: int | None = N
         take(packager.add(packet), uri)
     take(packager.flush(), uri)
     writer.close()
-    info = RenditionInfo(f"{NAME}/index.m3u8", packager.peak_bandwidth,
-                         packager.average_bandwidth, vinfo.width, vinfo.height,
-                         vinfo.frame_rate, packager.codecs)
+    info = RenditionInfo(
+        f"{NAME}/index.m3u8",
+        packager.peak_bandwidth,
+        packager.average_bandwidth,
+        vinfo.width,
+        vinfo.height,
+        vinfo.frame_rate,
+        packager.codecs,
+    )
     return Written(directory, recorded, master_playlist([info]))
 
 
@@ -94,8 +116,9 @@ def test_recovery_rebuilds_what_a_normal_archive_writes(tmp_path: Path) -> None:
     assert found.recorded == {NAME: written.recorded}
     # Same master (bandwidths measured the packager's way) and same media playlist.
     assert found.master == written.master
-    assert vod_text(written, found.recorded[NAME], tmp_path / "a") == \
-        vod_text(written, written.recorded, tmp_path / "b")
+    assert vod_text(written, found.recorded[NAME], tmp_path / "a") == vod_text(
+        written, written.recorded, tmp_path / "b"
+    )
     assert found.last_write <= datetime.now(UTC).timestamp()
 
 
@@ -107,9 +130,12 @@ def test_a_torn_last_segment_is_dropped(tmp_path: Path, cut: str) -> None:
     half_written = written.directory / NAME / "seg5.m4s.tmp"  # the crash came mid-write
     half_written.write_bytes(data[:100])
     moof_size = int.from_bytes(data[:4], "big")
-    keep = {"in the mdat": moof_size + 100, "in the moof": moof_size // 2,
-            "one byte": len(data) - 1}
-    last.write_bytes(data[:keep[cut]])
+    keep = {
+        "in the mdat": moof_size + 100,
+        "in the moof": moof_size // 2,
+        "one byte": len(data) - 1,
+    }
+    last.write_bytes(data[: keep[cut]])
     found = recover(written.directory)
     assert found is not None
     assert found.recorded == {NAME: written.recorded[:4]}
@@ -128,8 +154,10 @@ def test_recovered_vod_plays(tmp_path: Path) -> None:
     assert playlist.is_endlist and playlist.playlist_type == "vod"
     assert [s.uri for s in playlist.segments] == [f"seg{i}.m4s" for i in range(4)]
     joined = tmp_path / "joined.mp4"
-    joined.write_bytes((written.directory / NAME / "init.mp4").read_bytes() + b"".join(
-        (written.directory / NAME / s.uri).read_bytes() for s in playlist.segments))
+    joined.write_bytes(
+        (written.directory / NAME / "init.mp4").read_bytes()
+        + b"".join((written.directory / NAME / s.uri).read_bytes() for s in playlist.segments)
+    )
     frames = decode(joined)
     assert len(frames["video"]) == round(duration * 30) and frames["audio"]
 

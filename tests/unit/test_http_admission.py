@@ -8,8 +8,11 @@ from webapp.admission import TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, Admiss
 
 def test_ipv4_is_its_own_key_and_ipv6_is_grouped_by_64() -> None:
     assert address_key("203.0.113.7") == "203.0.113.7"
-    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9") \
+    assert (
+        address_key("2001:db8:1:2:aaaa::1")
+        == address_key("2001:db8:1:2:ffff::9")
         == "2001:db8:1:2::/64"
+    )
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("::ffff:198.51.100.4") == "198.51.100.4"  # a dual-stack socket
     assert address_key("fe80::1%eth0") == "fe80::/64"

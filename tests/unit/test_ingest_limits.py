@@ -18,8 +18,10 @@ def test_per_address_cap_counts_ipv4_and_ipv6_slash_64() -> None:
 
 
 def test_setup_limits_reach_the_core() -> None:
-    settings = load_settings(None, env={"AETHEX_RTMP__MAX_SETUP_MESSAGE_SIZE": "4096",
-                                        "AETHEX_RTMP__MAX_NAME_LENGTH": "64"})
+    settings = load_settings(
+        None,
+        env={"AETHEX_RTMP__MAX_SETUP_MESSAGE_SIZE": "4096", "AETHEX_RTMP__MAX_NAME_LENGTH": "64"},
+    )
     limits = limits_from_settings(settings)
     assert (limits.max_setup_message_size, limits.max_name_length) == (4096, 64)
     assert limits.setup_message_size == 4096

@@ -21,7 +21,10 @@ def test_1080p_source_gets_three_rungs_highest_first() -> None:
     assert sizes(plans) == [("1080p", 1920, 1080), ("720p", 1280, 720), ("480p", 854, 480)]
     assert [p.video_kbps for p in plans] == [6000, 3000, 1200]
     assert [(p.maxrate_kbps, p.bufsize_kbits) for p in plans] == [
-        (6600, 12000), (3300, 6000), (1320, 2400)]
+        (6600, 12000),
+        (3300, 6000),
+        (1320, 2400),
+    ]
     assert not any(p.passthrough for p in plans)
     assert all(p.fps == 30.0 for p in plans)
 
@@ -32,8 +35,7 @@ def test_720p_source_never_upscaled() -> None:
 
 
 def test_source_between_rungs_keeps_only_smaller_rungs() -> None:
-    assert sizes(plan_ladder(1776, 1000, 30.0, "hvc1")) == [("720p", 1278, 720),
-                                                             ("480p", 852, 480)]
+    assert sizes(plan_ladder(1776, 1000, 30.0, "hvc1")) == [("720p", 1278, 720), ("480p", 852, 480)]
 
 
 def test_4_3_and_odd_sizes_give_even_widths_with_the_aspect_kept() -> None:
@@ -79,7 +81,10 @@ def test_passthrough_auto_does_not_copy_what_does_not_fit() -> None:
 def test_passthrough_always_copies_any_h264_top_rung_at_source_size() -> None:
     plans = plan_ladder(2560, 1440, 60.0, "avc1", DEFAULT_LADDER, "always")
     assert plans[0].passthrough and (plans[0].width, plans[0].height, plans[0].fps) == (
-        2560, 1440, 60.0)
+        2560,
+        1440,
+        60.0,
+    )
     assert [p.passthrough for p in plans[1:]] == [False, False]
 
 
@@ -91,8 +96,9 @@ def test_other_codecs_are_never_copied(codec: str, mode: str) -> None:
 
 
 def test_passthrough_never_and_bad_mode() -> None:
-    assert not any(p.passthrough for p in plan_ladder(1920, 1080, 30.0, "avc1",
-                                                      DEFAULT_LADDER, "never"))
+    assert not any(
+        p.passthrough for p in plan_ladder(1920, 1080, 30.0, "avc1", DEFAULT_LADDER, "never")
+    )
     with pytest.raises(ValueError, match="passthrough"):
         plan_ladder(1920, 1080, 30.0, "avc1", DEFAULT_LADDER, "sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="source size"):

@@ -70,11 +70,11 @@ def test_overflow_drops_to_next_keyframe_and_counts() -> None:
     s.set_config(ac)
     s.publish(vid(0, True))
     s.publish(vid(1))
-    s.publish(vid(2))               # queue: config + 3 packets = 4 -> full
-    s.publish(vid(3))               # overflow: 3 queued packets lost + this one; config kept
-    s.publish(vid(4))               # waiting for a keyframe: lost
-    s.publish(aud(5))               # audio resumes at once
-    s.publish(vid(6))               # still waiting for a keyframe: lost
+    s.publish(vid(2))  # queue: config + 3 packets = 4 -> full
+    s.publish(vid(3))  # overflow: 3 queued packets lost + this one; config kept
+    s.publish(vid(4))  # waiting for a keyframe: lost
+    s.publish(aud(5))  # audio resumes at once
+    s.publish(vid(6))  # still waiting for a keyframe: lost
     s.publish(vid(7, True))
     items = []
     while len(sub):

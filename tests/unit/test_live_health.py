@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from mediaserver.live import (CodecConfig, HealthPolicy, LiveStream, MediaKind, MediaPacket,
-                              TranscodeProbe)
+from mediaserver.live import (
+    CodecConfig,
+    HealthPolicy,
+    LiveStream,
+    MediaKind,
+    MediaPacket,
+    TranscodeProbe,
+)
 from mediaserver.live.health import bitrate_warning, keyframe_warning
 
 V, A = MediaKind.VIDEO, MediaKind.AUDIO
@@ -21,8 +27,15 @@ class Plan:
     passthrough: bool = False
 
 
-def feed(stream: LiveStream, *, seconds: float, fps: int = 30, gop_s: float = 2.0,
-         frame_bytes: int = 10_000, t0: float = 100.0) -> float:
+def feed(
+    stream: LiveStream,
+    *,
+    seconds: float,
+    fps: int = 30,
+    gop_s: float = 2.0,
+    frame_bytes: int = 10_000,
+    t0: float = 100.0,
+) -> float:
     """Publish ``seconds`` of video (and AAC every ~21 ms) with wall time = media time."""
     frames = int(seconds * fps)
     gop = round(gop_s * fps)
@@ -115,13 +128,31 @@ def test_transcoder_figures_and_warnings_per_rung() -> None:
     s = make_stream()
     end = feed(s, seconds=6, frame_bytes=2_000)  # 480 kbit/s against a 3000 kbit/s top rung
     stats = {
-        "running": True, "speed": 0.8, "dropped_frames": 3, "decode_errors": 0,
+        "running": True,
+        "speed": 0.8,
+        "dropped_frames": 3,
+        "decode_errors": 0,
         "renditions": {
-            "720p": {"fps": 30.0, "speed": 1.01, "frames": 180, "dropped_frames": 0,
-                     "passthrough": False, "width": 1280, "height": 720},
-            "480p": {"fps": 24.0, "speed": 0.8, "frames": 150, "dropped_frames": 3,
-                     "passthrough": False, "width": 854, "height": 480},
-        }}
+            "720p": {
+                "fps": 30.0,
+                "speed": 1.01,
+                "frames": 180,
+                "dropped_frames": 0,
+                "passthrough": False,
+                "width": 1280,
+                "height": 720,
+            },
+            "480p": {
+                "fps": 24.0,
+                "speed": 0.8,
+                "frames": 150,
+                "dropped_frames": 3,
+                "passthrough": False,
+                "width": 854,
+                "height": 480,
+            },
+        },
+    }
     plans = [Plan("720p", 3000, 3300), Plan("480p", 1200, 1320)]
     s.transcode_probe = TranscodeProbe(lambda: stats, lambda: plans)
     h = s.health(now=end)

@@ -57,8 +57,13 @@ PROBE = textwrap.dedent("""
 
 
 def probe(mode: str, arenas: int) -> tuple[int, int, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode, str(arenas)], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode, str(arenas)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     base, peak, after = map(int, out.split())
     return base, peak, after
 

@@ -27,8 +27,14 @@ def limits_after(soft: int, hard: int) -> tuple[int, int]:
     def lower() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    out = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, preexec_fn=lower,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        cwd=ROOT,
+        preexec_fn=lower,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     new_soft, new_hard = map(int, out.split())
     return new_soft, new_hard
 

@@ -16,11 +16,14 @@ def nested(depth: int, inner: str = "") -> str:
     return "[" * depth + inner + "]" * depth
 
 
-@pytest.mark.parametrize("text", [
-    nested(100_000),               # balanced: the decoder alone raises RecursionError
-    "[" * 4000,                    # unbalanced, as fits in one chat frame
-    '{"a":' * 5000 + "1" + "}" * 5000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        nested(100_000),  # balanced: the decoder alone raises RecursionError
+        "[" * 4000,  # unbalanced, as fits in one chat frame
+        '{"a":' * 5000 + "1" + "}" * 5000,
+    ],
+)
 def test_deep_json_is_refused_not_a_recursion_error(text: str) -> None:
     with pytest.raises(BadJson, match="nested deeper than 32"):
         parse_json(text, 32)
@@ -37,27 +40,54 @@ def test_the_depth_limit_is_exact_and_ignores_brackets_in_strings() -> None:
     assert parse_json(text, 4)["list"] == [[["ok"]]]
 
 
-@pytest.mark.parametrize("text", [
-    "", "{", '{"a": }', "[1,]", "NaN", '{"x": Infinity}', '{"x": -Infinity}',
-    '{"id": 9223372036854775808}', '{"id": -9223372036854775809}', '{"n": ' + "9" * 5000 + "}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        '{"a": }',
+        "[1,]",
+        "NaN",
+        '{"x": Infinity}',
+        '{"x": -Infinity}',
+        '{"id": 9223372036854775808}',
+        '{"id": -9223372036854775809}',
+        '{"n": ' + "9" * 5000 + "}",
+    ],
+)
 def test_malformed_or_unstorable_json_is_bad_json(text: str) -> None:
     with pytest.raises(BadJson):
         parse_json(text, 32)
 
 
 def test_int64_bounds_and_utf8() -> None:
-    assert parse_json('{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1.5e300}',
-                      32) == {"a": INT64_MAX, "b": -INT64_MAX - 1, "c": 1.5e300}
+    assert parse_json(
+        '{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1.5e300}', 32
+    ) == {"a": INT64_MAX, "b": -INT64_MAX - 1, "c": 1.5e300}
     assert parse_json('{"t": "caf\u00e9"}'.encode("utf-8"), 32) == {"t": "caf\u00e9"}
     with pytest.raises(BadJson, match="UTF-8"):
         parse_json('{"t": "caf\u00e9"}'.encode("latin-1"), 32)
 
 
-@pytest.mark.parametrize("raw", [
-    "", " 1", "1 ", "+1", "1_000", "1e23", "1.0", "\u00b2", "\u0663", "0x10", "--1",
-    "100000000000000000000000", str(INT64_MAX + 1), str(-INT64_MAX - 2),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        " 1",
+        "1 ",
+        "+1",
+        "1_000",
+        "1e23",
+        "1.0",
+        "\u00b2",
+        "\u0663",
+        "0x10",
+        "--1",
+        "100000000000000000000000",
+        str(INT64_MAX + 1),
+        str(-INT64_MAX - 2),
+    ],
+)
 def test_parse_int_takes_ascii_decimal_int64_only(raw: str) -> None:
     assert parse_int(raw) is None
 

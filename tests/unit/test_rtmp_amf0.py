@@ -12,20 +12,23 @@ from mediaserver.rtmp.amf0 import UNDEFINED, AmfDate, EcmaArray
 from mediaserver.rtmp.errors import ProtocolError
 
 
-@pytest.mark.parametrize("value,encoded", [
-    (1.5, b"\x00" + struct.pack(">d", 1.5)),
-    (3, b"\x00" + struct.pack(">d", 3.0)),
-    (True, b"\x01\x01"),
-    (False, b"\x01\x00"),
-    ("ab", b"\x02\x00\x02ab"),
-    ("é", b"\x02\x00\x02\xc3\xa9"),
-    (None, b"\x05"),
-    (UNDEFINED, b"\x06"),
-    ({"a": 1.0}, b"\x03\x00\x01a\x00" + struct.pack(">d", 1.0) + b"\x00\x00\x09"),
-    (EcmaArray(a="x"), b"\x08\x00\x00\x00\x01\x00\x01a\x02\x00\x01x\x00\x00\x09"),
-    ([1.0, "x"], b"\x0a\x00\x00\x00\x02\x00" + struct.pack(">d", 1.0) + b"\x02\x00\x01x"),
-    (AmfDate(1700000000000.0, 0), b"\x0b" + struct.pack(">dh", 1700000000000.0, 0)),
-])
+@pytest.mark.parametrize(
+    "value,encoded",
+    [
+        (1.5, b"\x00" + struct.pack(">d", 1.5)),
+        (3, b"\x00" + struct.pack(">d", 3.0)),
+        (True, b"\x01\x01"),
+        (False, b"\x01\x00"),
+        ("ab", b"\x02\x00\x02ab"),
+        ("é", b"\x02\x00\x02\xc3\xa9"),
+        (None, b"\x05"),
+        (UNDEFINED, b"\x06"),
+        ({"a": 1.0}, b"\x03\x00\x01a\x00" + struct.pack(">d", 1.0) + b"\x00\x00\x09"),
+        (EcmaArray(a="x"), b"\x08\x00\x00\x00\x01\x00\x01a\x02\x00\x01x\x00\x00\x09"),
+        ([1.0, "x"], b"\x0a\x00\x00\x00\x02\x00" + struct.pack(">d", 1.0) + b"\x02\x00\x01x"),
+        (AmfDate(1700000000000.0, 0), b"\x0b" + struct.pack(">dh", 1700000000000.0, 0)),
+    ],
+)
 def test_exact_encoding(value, encoded):
     assert amf0.encode(value) == encoded
     decoded, end = amf0.decode(encoded)
@@ -47,8 +50,14 @@ def test_short_string_may_use_long_string_marker():
 
 def test_every_type_nested_round_trip():
     value = {
-        "number": -0.25, "int": 7.0, "bool": True, "str": "stream", "long": "y" * 66000,
-        "null": None, "undef": UNDEFINED, "date": AmfDate(1.5e12, -60),
+        "number": -0.25,
+        "int": 7.0,
+        "bool": True,
+        "str": "stream",
+        "long": "y" * 66000,
+        "null": None,
+        "undef": UNDEFINED,
+        "date": AmfDate(1.5e12, -60),
         "ecma": EcmaArray({"duration": 0.0, "nested": {"deep": [1.0, [2.0, {"x": None}]]}}),
         "strict": [None, UNDEFINED, False, "", {}, EcmaArray(), []],
         "": "empty key",
@@ -109,19 +118,22 @@ def test_amf3_switch_marker_refused():
         amf0.decode_all(amf0.encode_all("connect", 1.0) + b"\x11\x0a\x0b\x01\x01")
 
 
-@pytest.mark.parametrize("data,match", [
-    (b"\x00\x00\x00", "truncated"),
-    (b"\x02\x00\x05ab", "truncated"),
-    (b"\x02\x00\x02\xff\xfe", "UTF-8"),
-    (b"\x03\x00\x01a", "truncated"),
-    (b"\x03\x00\x01a\x00", "truncated"),
-    (b"\x0a\xff\xff\xff\xff\x05", "claims"),
-    (b"\x09", "object-end"),
-    (b"\x07\x00\x01", "reference"),
-    (b"\x04", "unsupported"),
-    (b"\x12", "unsupported"),
-    (b"\x0b\x00", "truncated"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (b"\x00\x00\x00", "truncated"),
+        (b"\x02\x00\x05ab", "truncated"),
+        (b"\x02\x00\x02\xff\xfe", "UTF-8"),
+        (b"\x03\x00\x01a", "truncated"),
+        (b"\x03\x00\x01a\x00", "truncated"),
+        (b"\x0a\xff\xff\xff\xff\x05", "claims"),
+        (b"\x09", "object-end"),
+        (b"\x07\x00\x01", "reference"),
+        (b"\x04", "unsupported"),
+        (b"\x12", "unsupported"),
+        (b"\x0b\x00", "truncated"),
+    ],
+)
 def test_malformed_input(data, match):
     with pytest.raises(ProtocolError, match=match):
         amf0.decode_all(data)

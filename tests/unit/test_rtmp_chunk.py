@@ -44,20 +44,32 @@ def u24(v: int) -> bytes:
 
 def h0(csid: int, ts: int, length: int, type_id: int, sid: int, **kw: int) -> bytes:
     ext = ts >= 0xFFFFFF
-    return (bh(0, csid, **kw) + u24(0xFFFFFF if ext else ts) + u24(length) + bytes([type_id])
-            + sid.to_bytes(4, "little") + (ts.to_bytes(4, "big") if ext else b""))
+    return (
+        bh(0, csid, **kw)
+        + u24(0xFFFFFF if ext else ts)
+        + u24(length)
+        + bytes([type_id])
+        + sid.to_bytes(4, "little")
+        + (ts.to_bytes(4, "big") if ext else b"")
+    )
 
 
 def h1(csid: int, delta: int, length: int, type_id: int, **kw: int) -> bytes:
     ext = delta >= 0xFFFFFF
-    return (bh(1, csid, **kw) + u24(0xFFFFFF if ext else delta) + u24(length) + bytes([type_id])
-            + (delta.to_bytes(4, "big") if ext else b""))
+    return (
+        bh(1, csid, **kw)
+        + u24(0xFFFFFF if ext else delta)
+        + u24(length)
+        + bytes([type_id])
+        + (delta.to_bytes(4, "big") if ext else b"")
+    )
 
 
 def h2(csid: int, delta: int) -> bytes:
     ext = delta >= 0xFFFFFF
-    return bh(2, csid) + u24(0xFFFFFF if ext else delta) + (delta.to_bytes(4, "big") if ext
-                                                           else b"")
+    return (
+        bh(2, csid) + u24(0xFFFFFF if ext else delta) + (delta.to_bytes(4, "big") if ext else b"")
+    )
 
 
 def h3(csid: int, ext_ts: int | None = None, **kw: int) -> bytes:
@@ -68,7 +80,7 @@ def chunked(first_header: bytes, payload: bytes, cont: bytes, size: int = 128) -
     """A message: its first header, then type-3 continuation headers every ``size`` bytes."""
     out = [first_header, payload[:size]]
     for i in range(size, len(payload), size):
-        out += [cont, payload[i:i + size]]
+        out += [cont, payload[i : i + size]]
     return b"".join(out)
 
 
@@ -96,7 +108,7 @@ def feed_bytewise(data: bytes, limits: Limits = Limits()) -> list:
     reader = ChunkReader(limits)
     out = []
     for i in range(len(data)):
-        out += reader.feed(data[i:i + 1])
+        out += reader.feed(data[i : i + 1])
     return out
 
 
@@ -107,7 +119,7 @@ def feed_random(data: bytes, seed: int, limits: Limits = Limits()) -> list:
     pos = 0
     while pos < len(data):
         n = rng.choice((1, 2, 3, 7, 64, 129, 500, 4096, 70000))
-        out += reader.feed(data[pos:pos + n])
+        out += reader.feed(data[pos : pos + n])
         pos += n
     return out
 
@@ -134,23 +146,44 @@ def test_type0_little_endian_stream_id():
     assert parse_all_ways(data) == [(8, 0x01020304, 0, b"abc")]
 
 
-@pytest.mark.parametrize("csid,form", [(2, 1), (63, 1), (64, 2), (200, 2), (319, 2),
-                                       (320, 3), (1000, 3), (65599, 3), (64, 3), (100, 3)])
+@pytest.mark.parametrize(
+    "csid,form",
+    [
+        (2, 1),
+        (63, 1),
+        (64, 2),
+        (200, 2),
+        (319, 2),
+        (320, 3),
+        (1000, 3),
+        (65599, 3),
+        (64, 3),
+        (100, 3),
+    ],
+)
 def test_basic_header_forms(csid, form):
     p1, p2 = pay(300, 1), pay(40, 2)
-    data = (chunked(h0(csid, 10, 300, 9, 1, form=form), p1, h3(csid, form=form))
-            + h1(csid, 5, 40, 9, form=form) + p2)
+    data = (
+        chunked(h0(csid, 10, 300, 9, 1, form=form), p1, h3(csid, form=form))
+        + h1(csid, 5, 40, 9, form=form)
+        + p2
+    )
     assert parse_all_ways(data) == [(9, 1, 10, p1), (9, 1, 15, p2)]
 
 
 def test_type1_type2_type3_headers_and_delta_reuse():
     a, b, c, d = pay(10, 1), pay(20, 2), pay(20, 3), pay(20, 4)
-    data = (h0(6, 100, 10, 9, 1) + a      # absolute 100
-            + h1(6, 40, 20, 9) + b        # +40 -> 140, new length
-            + h2(6, 33) + c               # +33 -> 173, same length/type
-            + h3(6) + d)                  # new message, reuses delta 33 -> 206
-    assert parse_all_ways(data) == [(9, 1, 100, a), (9, 1, 140, b), (9, 1, 173, c),
-                                    (9, 1, 206, d)]
+    data = (
+        h0(6, 100, 10, 9, 1)
+        + a  # absolute 100
+        + h1(6, 40, 20, 9)
+        + b  # +40 -> 140, new length
+        + h2(6, 33)
+        + c  # +33 -> 173, same length/type
+        + h3(6)
+        + d
+    )  # new message, reuses delta 33 -> 206
+    assert parse_all_ways(data) == [(9, 1, 100, a), (9, 1, 140, b), (9, 1, 173, c), (9, 1, 206, d)]
 
 
 def test_type3_after_type0_uses_the_absolute_timestamp_as_delta():
@@ -200,35 +233,48 @@ def test_extended_timestamp_on_type3_starting_a_new_message():
     # the extended field is present in each type-3 header (also on its continuations).
     ts = 0x01000000
     a, b = pay(200, 1), pay(200, 2)
-    data = (chunked(h0(6, ts, 200, 9, 1), a, h3(6, ext_ts=ts))
-            + chunked(h3(6, ext_ts=ts), b, h3(6, ext_ts=ts)))
+    data = chunked(h0(6, ts, 200, 9, 1), a, h3(6, ext_ts=ts)) + chunked(
+        h3(6, ext_ts=ts), b, h3(6, ext_ts=ts)
+    )
     assert parse_all_ways(data) == [(9, 1, ts, a), (9, 1, 2 * ts, b)]
 
 
 def test_extended_delta_on_type1_and_type2():
     big = 0x01000005
     a, b, c = pay(4, 1), pay(4, 2), pay(4, 3)
-    data = (h0(4, 10, 4, 8, 1) + a + h1(4, big, 4, 8) + b + h2(4, 7) + c)
+    data = h0(4, 10, 4, 8, 1) + a + h1(4, big, 4, 8) + b + h2(4, 7) + c
     assert parse_all_ways(data) == [(8, 1, 10, a), (8, 1, 10 + big, b), (8, 1, 17 + big, c)]
 
 
 def test_extended_delta_reused_by_type3_new_message_with_continuations():
     big = 0x02000000
     a, b = pay(300, 1), pay(300, 2)
-    data = (chunked(h0(4, 0, 300, 8, 1), a, h3(4))
-            + chunked(h2(4, big), b, h3(4, ext_ts=big))
-            + chunked(h3(4, ext_ts=big), a, h3(4, ext_ts=big)))
+    data = (
+        chunked(h0(4, 0, 300, 8, 1), a, h3(4))
+        + chunked(h2(4, big), b, h3(4, ext_ts=big))
+        + chunked(h3(4, ext_ts=big), a, h3(4, ext_ts=big))
+    )
     assert parse_all_ways(data) == [(8, 1, 0, a), (8, 1, big, b), (8, 1, 2 * big, a)]
 
 
 def test_timestamps_unwrap_past_32_bits():
     a = pay(3)
-    data = (h0(4, 0xFFFFFFF0, 3, 8, 1) + a      # extended, near the top
-            + h1(4, 0x20, 3, 8) + a              # delta crosses 2**32
-            + h0(4, 0x30, 3, 8, 1) + a           # absolute after the wrap
-            + h0(4, 0x20, 3, 8, 1) + a)          # a small step back stays a step back
-    assert [m[2] for m in parse_all_ways(data)] == [0xFFFFFFF0, 0x100000010, 0x100000030,
-                                                    0x100000020]
+    data = (
+        h0(4, 0xFFFFFFF0, 3, 8, 1)
+        + a  # extended, near the top
+        + h1(4, 0x20, 3, 8)
+        + a  # delta crosses 2**32
+        + h0(4, 0x30, 3, 8, 1)
+        + a  # absolute after the wrap
+        + h0(4, 0x20, 3, 8, 1)
+        + a
+    )  # a small step back stays a step back
+    assert [m[2] for m in parse_all_ways(data)] == [
+        0xFFFFFFF0,
+        0x100000010,
+        0x100000030,
+        0x100000020,
+    ]
 
 
 def test_large_delta_counts_as_negative():
@@ -243,9 +289,22 @@ def test_large_delta_counts_as_negative():
 
 def test_interleaved_chunk_streams():
     v, a = pay(400, 1), pay(300, 2)
-    data = (h0(6, 0, 400, 9, 1) + v[:128] + h0(4, 5, 300, 8, 1) + a[:128]
-            + h3(6) + v[128:256] + h3(4) + a[128:256] + h3(6) + v[256:384]
-            + h3(4) + a[256:] + h3(6) + v[384:])
+    data = (
+        h0(6, 0, 400, 9, 1)
+        + v[:128]
+        + h0(4, 5, 300, 8, 1)
+        + a[:128]
+        + h3(6)
+        + v[128:256]
+        + h3(4)
+        + a[128:256]
+        + h3(6)
+        + v[256:384]
+        + h3(4)
+        + a[256:]
+        + h3(6)
+        + v[384:]
+    )
     assert parse_all_ways(data) == [(8, 1, 5, a), (9, 1, 0, v)]
 
 
@@ -263,8 +322,9 @@ def test_fast_path_matches_general_path(n_chunks, csid, ext):
     ts = 0x01020304 if ext else 77
     p = pay(128 * n_chunks - 3)
     data = chunked(h0(csid, ts, len(p), 9, 1), p, h3(csid, ext_ts=ts if ext else None))
-    data += chunked(h3(csid, ext_ts=ts if ext else None), p[::-1], h3(
-        csid, ext_ts=ts if ext else None))
+    data += chunked(
+        h3(csid, ext_ts=ts if ext else None), p[::-1], h3(csid, ext_ts=ts if ext else None)
+    )
     assert parse_all_ways(data) == [(9, 1, ts, p), (9, 1, 2 * ts, p[::-1])]
 
 
@@ -287,11 +347,13 @@ def test_exact_multiple_of_chunk_size():
 
 def test_set_chunk_size_mid_stream():
     p1, p2 = pay(300, 1), pay(5000, 2)
-    data = (chunked(h0(6, 0, 300, 9, 1), p1, h3(6))
-            + set_chunk_size(4096)
-            + chunked(h1(6, 33, 5000, 9), p2, h3(6), size=4096)
-            + set_chunk_size(1)
-            + chunked(h2(6, 33), p2, h3(6), size=1))
+    data = (
+        chunked(h0(6, 0, 300, 9, 1), p1, h3(6))
+        + set_chunk_size(4096)
+        + chunked(h1(6, 33, 5000, 9), p2, h3(6), size=4096)
+        + set_chunk_size(1)
+        + chunked(h2(6, 33), p2, h3(6), size=1)
+    )
     assert parse_all_ways(data) == [(9, 1, 0, p1), (9, 1, 33, p2), (9, 1, 66, p2)]
 
 
@@ -316,11 +378,14 @@ def test_abort_of_unknown_stream_is_harmless():
 
 
 def test_control_messages_are_returned():
-    data = (h0(2, 0, 4, 5, 0) + struct.pack(">I", 2500000)
-            + h0(2, 0, 6, 4, 0) + user_control(6, 1234))
+    data = (
+        h0(2, 0, 4, 5, 0) + struct.pack(">I", 2500000) + h0(2, 0, 6, 4, 0) + user_control(6, 1234)
+    )
     msgs = parse_all_ways(data)
-    assert [(m[0], m[3]) for m in msgs] == [(5, struct.pack(">I", 2500000)),
-                                            (4, b"\x00\x06\x00\x00\x04\xd2")]
+    assert [(m[0], m[3]) for m in msgs] == [
+        (5, struct.pack(">I", 2500000)),
+        (4, b"\x00\x06\x00\x00\x04\xd2"),
+    ]
     assert parse_user_control(msgs[1][3]) == (6, 1234)
     assert parse_u32(msgs[0][3], "x") == 2500000
 
@@ -337,7 +402,12 @@ def test_everything_together_in_one_stream():
     ]
     msgs = parse_all_ways(b"".join(parts))
     assert [(m[0], m[2], len(m[3])) for m in msgs] == [
-        (20, 0, 5), (9, 0x01FFFFFF, 1000), (8, 5, 2000), (20, 10, 3), (9, 1, 900)]
+        (20, 0, 5),
+        (9, 0x01FFFFFF, 1000),
+        (8, 5, 2000),
+        (20, 10, 3),
+        (9, 1, 900),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,8 +429,9 @@ def test_too_many_chunk_streams():
         feed_whole(ok + h0(6, 0, 1, 20, 0) + b"x", limits)
 
 
-@pytest.mark.parametrize("size,match", [(0x80000000, "bit 31"), (0, "of 0"),
-                                        ((1 << 20) + 1, "max_chunk_size")])
+@pytest.mark.parametrize(
+    "size,match", [(0x80000000, "bit 31"), (0, "of 0"), ((1 << 20) + 1, "max_chunk_size")]
+)
 def test_bad_set_chunk_size(size, match):
     with pytest.raises(ProtocolError, match=match):
         feed_whole(set_chunk_size(size))
@@ -377,12 +448,15 @@ def test_short_control_message():
         feed_whole(h0(2, 0, 2, 1, 0) + b"\x00\x01")
 
 
-@pytest.mark.parametrize("data,match", [
-    (h3(6) + b"x", "type-3"),
-    (h2(6, 5) + b"x", "type-2"),
-    (h0(6, 0, 300, 9, 1) + pay(128) + h0(6, 0, 3, 9, 1) + b"abc", "missing"),
-    (h0(6, 0, 300, 9, 1) + pay(128) + h1(6, 0, 3, 9) + b"abc", "missing"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (h3(6) + b"x", "type-3"),
+        (h2(6, 5) + b"x", "type-2"),
+        (h0(6, 0, 300, 9, 1) + pay(128) + h0(6, 0, 3, 9, 1) + b"abc", "missing"),
+        (h0(6, 0, 300, 9, 1) + pay(128) + h1(6, 0, 3, 9) + b"abc", "missing"),
+    ],
+)
 def test_header_errors(data, match):
     with pytest.raises(ProtocolError, match=match):
         feed_whole(data)
@@ -433,14 +507,16 @@ def test_basic_header_encoding():
 def test_writer_exact_bytes():
     writer = ChunkWriter(4)
     assert writer.write(3, 20, 1, 0x10, b"abcdef") == (
-        b"\x03\x00\x00\x10\x00\x00\x06\x14\x01\x00\x00\x00abcd\xc3ef")
+        b"\x03\x00\x00\x10\x00\x00\x06\x14\x01\x00\x00\x00abcd\xc3ef"
+    )
 
 
 def test_writer_extended_timestamp_repeated():
     writer = ChunkWriter(4)
     assert writer.write(3, 20, 0, 0x01000000, b"abcdef") == (
         b"\x03\xff\xff\xff\x00\x00\x06\x14\x00\x00\x00\x00\x01\x00\x00\x00abcd"
-        b"\xc3\x01\x00\x00\x00ef")
+        b"\xc3\x01\x00\x00\x00ef"
+    )
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -456,7 +532,8 @@ def test_writer_reader_round_trip(compress, chunk_size):
         length = rng.choice((0, 5, 5, 300, 5000))
         msgs.append((rng.choice((8, 9)), 1, ts[csid], pay(length, i), csid))
     data = set_chunk_size(chunk_size) + b"".join(
-        writer.write(csid, t, s, ts_, p) for t, s, ts_, p, csid in msgs)
+        writer.write(csid, t, s, ts_, p) for t, s, ts_, p, csid in msgs
+    )
     assert parse_all_ways(data) == [m[:4] for m in msgs]
 
 

@@ -81,8 +81,11 @@ class Session:
 
     def publish(self, key: str = "key") -> PublishRequested:
         self.connect()
-        self.send(self.client.release_stream(key) + self.client.fc_publish(key)
-                  + self.client.create_stream())
+        self.send(
+            self.client.release_stream(key)
+            + self.client.fc_publish(key)
+            + self.client.create_stream()
+        )
         (event,) = self.send(self.client.publish(1, key))
         assert isinstance(event, PublishRequested)
         self.conn.accept_publish(1)
@@ -99,10 +102,18 @@ def test_full_publish_flow_exact_replies():
     s.handshake()
     (connect,) = s.send(s.client.connect(objectEncoding=0.0))
     assert connect == ConnectRequested(
-        1.0, "live", "rtmp://localhost/live",
-        {"app": "live", "type": "nonprivate", "flashVer": "FMLE/3.0 (compatible; FMSc/1.0)",
-         "swfUrl": "rtmp://localhost/live", "tcUrl": "rtmp://localhost/live",
-         "objectEncoding": 0.0})
+        1.0,
+        "live",
+        "rtmp://localhost/live",
+        {
+            "app": "live",
+            "type": "nonprivate",
+            "flashVer": "FMLE/3.0 (compatible; FMSc/1.0)",
+            "swfUrl": "rtmp://localhost/live",
+            "tcUrl": "rtmp://localhost/live",
+            "objectEncoding": 0.0,
+        },
+    )
     assert s.take_replies() == []  # nothing until the owner decides
     s.conn.accept_connect()
     s.replies += s.client.replies(s.conn.data_to_send())
@@ -113,18 +124,30 @@ def test_full_publish_flow_exact_replies():
         (1, struct.pack(">I", 4096)),
     ]
     assert s.client.reader.chunk_size == 4096
-    assert commands(replies[3:]) == [(0, [
-        "_result", 1.0, {"fmsVer": "FMS/3,5,7,7009", "capabilities": 31.0, "mode": 1.0},
-        {"level": "status", "code": "NetConnection.Connect.Success",
-         "description": "Connection succeeded.", "objectEncoding": 0.0}])]
+    assert commands(replies[3:]) == [
+        (
+            0,
+            [
+                "_result",
+                1.0,
+                {"fmsVer": "FMS/3,5,7,7009", "capabilities": 31.0, "mode": 1.0},
+                {
+                    "level": "status",
+                    "code": "NetConnection.Connect.Success",
+                    "description": "Connection succeeded.",
+                    "objectEncoding": 0.0,
+                },
+            ],
+        )
+    ]
 
     assert s.send(s.client.release_stream("key")) == []
     assert commands(s.take_replies()) == [(0, ["_result", 2.0, None, Undefined()])]
     assert s.send(s.client.fc_publish("key")) == []
     assert commands(s.take_replies()) == [
-        (0, ["onFCPublish", 0.0, None, {"code": "NetStream.Publish.Start",
-                                        "description": "key"}]),
-        (0, ["_result", 3.0, None, Undefined()])]
+        (0, ["onFCPublish", 0.0, None, {"code": "NetStream.Publish.Start", "description": "key"}]),
+        (0, ["_result", 3.0, None, Undefined()]),
+    ]
     assert s.send(s.client.create_stream()) == []
     assert commands(s.take_replies()) == [(0, ["_result", 4.0, None, 1.0])]
 
@@ -136,29 +159,67 @@ def test_full_publish_flow_exact_replies():
     s.replies += s.client.replies(s.conn.data_to_send())
     replies = s.take_replies()
     assert (replies[0].type_id, replies[0].payload) == (4, b"\x00\x00\x00\x00\x00\x01")
-    assert commands(replies[1:]) == [(1, [
-        "onStatus", 0.0, None, {"level": "status", "code": "NetStream.Publish.Start",
-                                "description": "key is now published.", "details": "key"}])]
+    assert commands(replies[1:]) == [
+        (
+            1,
+            [
+                "onStatus",
+                0.0,
+                None,
+                {
+                    "level": "status",
+                    "code": "NetStream.Publish.Start",
+                    "description": "key is now published.",
+                    "details": "key",
+                },
+            ],
+        )
+    ]
 
     meta = {"width": 1280.0, "height": 720.0, "videocodecid": 7.0}
     assert s.send(s.client.set_data_frame(1, meta)) == [MetadataReceived(1, meta)]
-    assert s.send(s.client.video(1, 0, avc_sequence_header(AVCC))
-                  + s.client.audio(1, 0, aac_sequence_header(ASC))) == [
-        VideoConfig(1, "avc1", AVCC, 0), AudioConfig(1, "mp4a", ASC, 44100, 2, 0)]
-    assert s.send(s.client.video(1, 33, avc_nalus(NALUS, keyframe=True, cto=-33))
-                  + s.client.audio(1, 46, aac_raw(b"aac"))
-                  + s.client.video(1, 66, avc_nalus(NALUS, keyframe=False, cto=67))
-                  + s.client.video(1, 99, avc_end_of_sequence())) == [
-        VideoFrame(1, "avc1", 33, 0, True, NALUS), AudioFrame(1, "mp4a", 46, b"aac"),
-        VideoFrame(1, "avc1", 66, 133, False, NALUS), VideoSequenceEnd(1, "avc1", 99)]
+    assert s.send(
+        s.client.video(1, 0, avc_sequence_header(AVCC))
+        + s.client.audio(1, 0, aac_sequence_header(ASC))
+    ) == [VideoConfig(1, "avc1", AVCC, 0), AudioConfig(1, "mp4a", ASC, 44100, 2, 0)]
+    assert s.send(
+        s.client.video(1, 33, avc_nalus(NALUS, keyframe=True, cto=-33))
+        + s.client.audio(1, 46, aac_raw(b"aac"))
+        + s.client.video(1, 66, avc_nalus(NALUS, keyframe=False, cto=67))
+        + s.client.video(1, 99, avc_end_of_sequence())
+    ) == [
+        VideoFrame(1, "avc1", 33, 0, True, NALUS),
+        AudioFrame(1, "mp4a", 46, b"aac"),
+        VideoFrame(1, "avc1", 66, 133, False, NALUS),
+        VideoSequenceEnd(1, "avc1", 99),
+    ]
 
     assert s.send(s.client.fc_unpublish("key")) == [PublishEnded(1, "FCUnpublish")]
     assert commands(s.take_replies()) == [
-        (0, ["onFCUnpublish", 0.0, None, {"code": "NetStream.Unpublish.Success",
-                                          "description": "key"}]),
+        (
+            0,
+            [
+                "onFCUnpublish",
+                0.0,
+                None,
+                {"code": "NetStream.Unpublish.Success", "description": "key"},
+            ],
+        ),
         (0, ["_result", 5.0, None, Undefined()]),
-        (1, ["onStatus", 0.0, None, {"level": "status", "code": "NetStream.Unpublish.Success",
-                                     "description": "key is now unpublished."}])]
+        (
+            1,
+            [
+                "onStatus",
+                0.0,
+                None,
+                {
+                    "level": "status",
+                    "code": "NetStream.Unpublish.Success",
+                    "description": "key is now unpublished.",
+                },
+            ],
+        ),
+    ]
     # deleteStream after FCUnpublish: the publish already ended, no second event.
     assert s.send(s.client.delete_stream(1)) == []
     assert s.take_replies() == []
@@ -182,12 +243,17 @@ def test_recorded_session_whole_and_bytewise_give_the_same_events():
         return events
 
     whole = run([rest])
-    assert run([rest[i:i + 1] for i in range(len(rest))]) == whole
+    assert run([rest[i : i + 1] for i in range(len(rest))]) == whole
     assert run(segments[8:]) == whole
-    assert run([rest[i:i + 1000] for i in range(0, len(rest), 1000)]) == whole
+    assert run([rest[i : i + 1000] for i in range(0, len(rest), 1000)]) == whole
     kinds = [type(e).__name__ for e in whole]
-    assert kinds[:5] == ["ConnectRequested", "PublishRequested", "MetadataReceived",
-                         "VideoConfig", "AudioConfig"]
+    assert kinds[:5] == [
+        "ConnectRequested",
+        "PublishRequested",
+        "MetadataReceived",
+        "VideoConfig",
+        "AudioConfig",
+    ]
     assert kinds[-1] == "PublishEnded"
     assert kinds.count("VideoFrame") == 9
     assert kinds.count("AudioFrame") == 12
@@ -199,9 +265,21 @@ def test_connect_rejected():
     s.send(s.client.connect(app="wrong"))
     s.conn.reject_connect("Unknown application")
     s.replies += s.client.replies(s.conn.data_to_send())
-    assert commands(s.take_replies()) == [(0, [
-        "_error", 1.0, None, {"level": "error", "code": "NetConnection.Connect.Rejected",
-                              "description": "Unknown application"}])]
+    assert commands(s.take_replies()) == [
+        (
+            0,
+            [
+                "_error",
+                1.0,
+                None,
+                {
+                    "level": "error",
+                    "code": "NetConnection.Connect.Rejected",
+                    "description": "Unknown application",
+                },
+            ],
+        )
+    ]
     assert s.conn.closed
     assert s.send(s.client.create_stream()) == []
     assert s.conn.data_to_send() == b""
@@ -215,9 +293,21 @@ def test_publish_rejected():
     (event,) = s.send(s.client.publish(1, "badkey"))
     s.conn.reject_publish(event.stream_id, "Invalid stream key")
     s.replies += s.client.replies(s.conn.data_to_send())
-    assert commands(s.take_replies()) == [(1, [
-        "onStatus", 0.0, None, {"level": "error", "code": "NetStream.Publish.BadName",
-                                "description": "Invalid stream key"}])]
+    assert commands(s.take_replies()) == [
+        (
+            1,
+            [
+                "onStatus",
+                0.0,
+                None,
+                {
+                    "level": "error",
+                    "code": "NetStream.Publish.BadName",
+                    "description": "Invalid stream key",
+                },
+            ],
+        )
+    ]
     assert s.send(s.client.video(1, 0, avc_sequence_header(AVCC))) == []
     assert s.conn.close() == []
 
@@ -235,10 +325,12 @@ def test_object_encoding_3_is_answered_with_0():
 def test_amf3_command_message_with_amf0_body_is_accepted():
     s = Session()
     s.handshake()
-    (event,) = s.send(s.client.command("connect", {"app": "live", "tcUrl": "rtmp://h/live"},
-                                       amf3=True))
-    assert event == ConnectRequested(1.0, "live", "rtmp://h/live",
-                                     {"app": "live", "tcUrl": "rtmp://h/live"})
+    (event,) = s.send(
+        s.client.command("connect", {"app": "live", "tcUrl": "rtmp://h/live"}, amf3=True)
+    )
+    assert event == ConnectRequested(
+        1.0, "live", "rtmp://h/live", {"app": "live", "tcUrl": "rtmp://h/live"}
+    )
     s.conn.accept_connect()
     s.conn.data_to_send()
     s.send(s.client.command("createStream", None, amf3=True))
@@ -251,9 +343,11 @@ def test_amf3_data_message_metadata():
     s.publish()
     body = b"\x00" + amf_encode("@setDataFrame", "onMetaData", Ecma(width=640.0))
     assert s.send(s.client.writer.write(5, 15, 1, 0, body)) == [
-        MetadataReceived(1, {"width": 640.0})]
-    assert s.send(s.client.writer.write(5, 18, 1, 0, amf_encode("onMetaData", {"a": 1.0}))) \
-        == [MetadataReceived(1, {"a": 1.0})]
+        MetadataReceived(1, {"width": 640.0})
+    ]
+    assert s.send(s.client.writer.write(5, 18, 1, 0, amf_encode("onMetaData", {"a": 1.0}))) == [
+        MetadataReceived(1, {"a": 1.0})
+    ]
 
 
 def test_undecodable_command_arguments_get_call_failed():
@@ -321,8 +415,14 @@ def test_pipelined_commands_wait_for_the_connect_decision():
     s = Session()
     s.handshake()
     c = s.client
-    events = s.send(c.connect() + c.release_stream("k") + c.fc_publish("k") + c.create_stream()
-                    + c.publish(1, "k?token=abc") + c.video(1, 0, avc_sequence_header(AVCC)))
+    events = s.send(
+        c.connect()
+        + c.release_stream("k")
+        + c.fc_publish("k")
+        + c.create_stream()
+        + c.publish(1, "k?token=abc")
+        + c.video(1, 0, avc_sequence_header(AVCC))
+    )
     assert [type(e) for e in events] == [ConnectRequested]
     assert s.take_replies() == []
     assert s.conn.accept_connect() == [PublishRequested(1, "k", "live", "token=abc")]
@@ -339,13 +439,15 @@ def test_publish_ends_once_per_publish():
         if end == "deleteStream":
             got = s.send(c.delete_stream(1) + c.fc_unpublish("key") + c.delete_stream(1))
         elif end == "closeStream":
-            got = s.send(c.command("closeStream", None, stream_id=1, tid=0.0)
-                         + c.delete_stream(1))
+            got = s.send(c.command("closeStream", None, stream_id=1, tid=0.0) + c.delete_stream(1))
         elif end == "close":
             got = s.conn.close()
         else:
-            got = s.send(c.fc_unpublish("key") + c.command("closeStream", None, stream_id=1)
-                         + c.delete_stream(1))
+            got = s.send(
+                c.fc_unpublish("key")
+                + c.command("closeStream", None, stream_id=1)
+                + c.delete_stream(1)
+            )
         assert got == [PublishEnded(1, end if end != "close" else "disconnect")], end
         assert s.conn.close() == []
 
@@ -373,7 +475,8 @@ def test_publish_on_second_stream_and_name_query_split():
     s.send(s.client.create_stream())
     assert commands(s.take_replies())[-1][1] == ["_result", 5.0, None, 2.0]
     assert s.send(s.client.publish(2, "other?a=1&b=2", "record")) == [
-        PublishRequested(2, "other", "record", "a=1&b=2")]
+        PublishRequested(2, "other", "record", "a=1&b=2")
+    ]
 
 
 def test_create_stream_limit():
@@ -395,11 +498,13 @@ def test_ping_both_ways():
     s.replies += s.client.replies(s.conn.data_to_send())
     (ping,) = s.take_replies()
     assert (ping.type_id, ping.payload) == (4, struct.pack(">HI", 6, 12500))
-    assert s.send(s.client.writer.write(CSID_CONTROL, 4, 0, 0, struct.pack(">HI", 7, 12500))) \
-        == [PingResponded(12500)]
+    assert s.send(s.client.writer.write(CSID_CONTROL, 4, 0, 0, struct.pack(">HI", 7, 12500))) == [
+        PingResponded(12500)
+    ]
     # StreamBegin / SetBufferLength from a client are accepted silently.
-    assert s.send(s.client.writer.write(CSID_CONTROL, 4, 0, 0,
-                                        struct.pack(">HII", 3, 1, 3000))) == []
+    assert (
+        s.send(s.client.writer.write(CSID_CONTROL, 4, 0, 0, struct.pack(">HII", 3, 1, 3000))) == []
+    )
 
 
 def test_acknowledgement_after_the_peer_window():
@@ -440,12 +545,17 @@ def test_enhanced_rtmp_hevc_publish():
     s.publish()
     hvcc = b"\x01\x01\x60" + bytes(20)
     c = s.client
-    assert s.send(c.video(1, 0, ex_video(b"hvc1", 0, hvcc))
-                  + c.video(1, 33, ex_video(b"hvc1", 1, NALUS, cto=33))
-                  + c.video(1, 66, ex_video(b"hvc1", 3, NALUS, keyframe=False))
-                  + c.video(1, 99, ex_video(b"hvc1", 2))) == [
-        VideoConfig(1, "hvc1", hvcc, 0), VideoFrame(1, "hvc1", 33, 66, True, NALUS),
-        VideoFrame(1, "hvc1", 66, 66, False, NALUS), VideoSequenceEnd(1, "hvc1", 99)]
+    assert s.send(
+        c.video(1, 0, ex_video(b"hvc1", 0, hvcc))
+        + c.video(1, 33, ex_video(b"hvc1", 1, NALUS, cto=33))
+        + c.video(1, 66, ex_video(b"hvc1", 3, NALUS, keyframe=False))
+        + c.video(1, 99, ex_video(b"hvc1", 2))
+    ) == [
+        VideoConfig(1, "hvc1", hvcc, 0),
+        VideoFrame(1, "hvc1", 33, 66, True, NALUS),
+        VideoFrame(1, "hvc1", 66, 66, False, NALUS),
+        VideoSequenceEnd(1, "hvc1", 99),
+    ]
 
 
 def test_unsupported_codec_reported_once():
@@ -460,8 +570,9 @@ def test_extended_timestamps_through_the_connection():
     s = Session(chunk_size=128)
     s.publish()
     start = 0xFFFFFF - 40
-    frames = [s.client.video(1, start + 33 * i, avc_nalus(NALUS * 100, keyframe=False))
-              for i in range(4)]
+    frames = [
+        s.client.video(1, start + 33 * i, avc_nalus(NALUS * 100, keyframe=False)) for i in range(4)
+    ]
     events = s.send(b"".join(frames))
     assert [e.dts for e in events] == [start + 33 * i for i in range(4)]
 
@@ -470,15 +581,26 @@ def test_aggregate_message():
     s = Session()
     s.publish()
     body = b""
-    for tag_type, ts, data in ((9, 1000, avc_nalus(NALUS, keyframe=True)),
-                               (8, 1010, aac_raw(b"a1")), (9, 1033, avc_nalus(NALUS,
-                                                                              keyframe=False))):
-        body += (bytes([tag_type]) + len(data).to_bytes(3, "big") + (ts & 0xFFFFFF).to_bytes(3, "big")
-                 + bytes([ts >> 24]) + b"\x00\x00\x00" + data + (11 + len(data)).to_bytes(4, "big"))
+    for tag_type, ts, data in (
+        (9, 1000, avc_nalus(NALUS, keyframe=True)),
+        (8, 1010, aac_raw(b"a1")),
+        (9, 1033, avc_nalus(NALUS, keyframe=False)),
+    ):
+        body += (
+            bytes([tag_type])
+            + len(data).to_bytes(3, "big")
+            + (ts & 0xFFFFFF).to_bytes(3, "big")
+            + bytes([ts >> 24])
+            + b"\x00\x00\x00"
+            + data
+            + (11 + len(data)).to_bytes(4, "big")
+        )
     events = s.send(s.client.writer.write(6, 22, 1, 5000, body))
-    assert events == [VideoFrame(1, "avc1", 5000, 5000, True, NALUS),
-                      AudioFrame(1, "mp4a", 5010, b"a1"),
-                      VideoFrame(1, "avc1", 5033, 5033, False, NALUS)]
+    assert events == [
+        VideoFrame(1, "avc1", 5000, 5000, True, NALUS),
+        AudioFrame(1, "mp4a", 5010, b"a1"),
+        VideoFrame(1, "avc1", 5033, 5033, False, NALUS),
+    ]
     with pytest.raises(ProtocolError, match="aggregate"):
         s.send(s.client.writer.write(6, 22, 1, 5000, body[:-20]))
 
@@ -547,13 +669,21 @@ def test_echoed_names_are_bounded():
     s.connect()
     s.take_replies()
     name = "n" * 60_000
-    s.conn.receive_data(s.client.fc_publish(name) + s.client.fc_unpublish(name)
-                        + s.client.command("x" * 60_000, None))
+    s.conn.receive_data(
+        s.client.fc_publish(name)
+        + s.client.fc_unpublish(name)
+        + s.client.command("x" * 60_000, None)
+    )
     out = s.conn.data_to_send()
     assert len(out) < 2000
     replies = commands(s.client.replies(out))
-    assert [r[1][0] for r in replies] == ["onFCPublish", "_result", "onFCUnpublish", "_result",
-                                          "_error"]
+    assert [r[1][0] for r in replies] == [
+        "onFCPublish",
+        "_result",
+        "onFCUnpublish",
+        "_result",
+        "_error",
+    ]
     for _, values in replies:
         if isinstance(values[3], dict):
             assert len(values[3]["description"]) <= 256 + 50

@@ -34,10 +34,15 @@ from tests.rtmp_client import (
     publish_session,
 )
 
-FUZZ = settings(max_examples=400, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SMALL_LIMITS = Limits(max_message_size=64 * 1024, max_chunk_streams=8, max_chunk_size=8192,
-                      max_amf_depth=8)
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SMALL_LIMITS = Limits(
+    max_message_size=64 * 1024, max_chunk_streams=8, max_chunk_size=8192, max_amf_depth=8
+)
 
 
 def check(exc: ProtocolError) -> None:
@@ -86,8 +91,11 @@ def recorded() -> tuple[bytes, bytes, bytes]:
         c.set_chunk_size(300),
         c.video(1, 0x01000060, avc_nalus(nalus * 50, keyframe=True)),
     ]
-    return (segments[0] + segments[1], b"".join(segments[2:8]),
-            b"".join(segments[8:-2] + extra + segments[-2:]))
+    return (
+        segments[0] + segments[1],
+        b"".join(segments[2:8]),
+        b"".join(segments[8:-2] + extra + segments[-2:]),
+    )
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -104,11 +112,13 @@ mutation = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 1 << 30), st.integers(0, 7)),
     st.tuples(st.just("truncate"), st.integers(0, 1 << 30)),
     st.tuples(st.just("insert"), st.integers(0, 1 << 30), st.binary(min_size=1, max_size=16)),
-    st.tuples(st.just("duplicate"), st.integers(0, 1 << 30), st.integers(1, 600),
-              st.integers(0, 1 << 30)),
+    st.tuples(
+        st.just("duplicate"), st.integers(0, 1 << 30), st.integers(1, 600), st.integers(0, 1 << 30)
+    ),
     st.tuples(st.just("delete"), st.integers(0, 1 << 30), st.integers(1, 300)),
-    st.tuples(st.just("set"), st.integers(0, 1 << 30), st.sampled_from([0, 0xFF, 0x7F, 0x80,
-                                                                        0xC3, 0x03])),
+    st.tuples(
+        st.just("set"), st.integers(0, 1 << 30), st.sampled_from([0, 0xFF, 0x7F, 0x80, 0xC3, 0x03])
+    ),
 )
 
 
@@ -125,11 +135,11 @@ def mutate(data: bytes, ops: list) -> bytes:
         elif op[0] == "insert":
             buf[i:i] = op[2]
         elif op[0] == "duplicate":
-            chunk = bytes(buf[i:i + op[2]])
+            chunk = bytes(buf[i : i + op[2]])
             j = op[3] % len(buf)
             buf[j:j] = chunk
         elif op[0] == "delete":
-            del buf[i:i + op[2]]
+            del buf[i : i + op[2]]
         else:
             buf[i] = op[2]
     return bytes(buf)
@@ -195,9 +205,11 @@ def test_unmutated_session_is_clean():
 
 amf_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), st.text(max_size=20)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=20)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @FUZZ
@@ -238,11 +250,14 @@ def test_media_parse_random(body, ts):
 
 
 @settings(FUZZ, max_examples=1000)
-@given(st.sampled_from([0x80, 0x81, 0x90, 0x91, 0x96, 0x97, 0x95, 0x86, 0x87, 0x17, 0x27, 0xAF,
-                        0x1C, 0xD1, 0xD6]),
-       st.sampled_from([b"", b"\x00", b"\x01", b"\x10", b"\x21", b"\x13", b"\x20", b"\x02"]),
-       st.sampled_from([b"", b"hvc1", b"avc1", b"av01", b"vp09", b"mp4a", b"Opus", b"zzzz"]),
-       st.binary(max_size=24))
+@given(
+    st.sampled_from(
+        [0x80, 0x81, 0x90, 0x91, 0x96, 0x97, 0x95, 0x86, 0x87, 0x17, 0x27, 0xAF, 0x1C, 0xD1, 0xD6]
+    ),
+    st.sampled_from([b"", b"\x00", b"\x01", b"\x10", b"\x21", b"\x13", b"\x20", b"\x02"]),
+    st.sampled_from([b"", b"hvc1", b"avc1", b"av01", b"vp09", b"mp4a", b"Opus", b"zzzz"]),
+    st.binary(max_size=24),
+)
 def test_media_parse_structured(first, modifier, fourcc, rest):
     """Headers that get past the first checks: ex-header bits, ModEx/multitrack bytes, FourCCs."""
     body = bytes([first]) + modifier + fourcc + rest
@@ -264,13 +279,22 @@ def test_chunk_reader_random(data, cuts):
         check(exc)
 
 
-message = st.tuples(st.sampled_from([3, 4, 6, 70, 400]), st.sampled_from([8, 9, 18, 20]),
-                    st.integers(0, 3), st.integers(0, 0x02000000), st.integers(0, 1500))
+message = st.tuples(
+    st.sampled_from([3, 4, 6, 70, 400]),
+    st.sampled_from([8, 9, 18, 20]),
+    st.integers(0, 3),
+    st.integers(0, 0x02000000),
+    st.integers(0, 1500),
+)
 
 
 @FUZZ
-@given(st.lists(message, max_size=12), st.sampled_from([1, 7, 128, 129, 4096]),
-       st.booleans(), st.lists(st.integers(0, 1 << 16), max_size=8))
+@given(
+    st.lists(message, max_size=12),
+    st.sampled_from([1, 7, 128, 129, 4096]),
+    st.booleans(),
+    st.lists(st.integers(0, 1 << 16), max_size=8),
+)
 def test_chunk_reader_round_trip(messages, chunk_size, compress, cuts):
     """Any message sequence the writer produces is read back exactly, however it is split."""
     writer = ChunkWriter(128, compress_headers=compress)
@@ -293,6 +317,7 @@ def test_chunk_reader_round_trip(messages, chunk_size, compress, cuts):
 def test_client_writer_and_server_reader_agree_on_extended_type3():
     c = RtmpTestClient(128)
     data = c.set_chunk_size(64) + b"".join(
-        c.video(1, 0x00FFFFFF * k, bytes(200)) for k in range(1, 4))
+        c.video(1, 0x00FFFFFF * k, bytes(200)) for k in range(1, 4)
+    )
     msgs = ChunkReader().feed(data)
     assert [m[2] for m in msgs] == [0x00FFFFFF * k for k in range(1, 4)]

@@ -15,7 +15,7 @@ def handshake(c0c1: bytes, *, bytewise: bool = False) -> tuple[ServerHandshake, 
     hs = ServerHandshake()
     if bytewise:
         for i in range(len(c0c1)):
-            assert hs.receive_data(c0c1[i:i + 1]) == 1
+            assert hs.receive_data(c0c1[i : i + 1]) == 1
     else:
         assert hs.receive_data(c0c1) == len(c0c1)
     return hs, hs.data_to_send()
@@ -95,8 +95,9 @@ def test_text_protocol_refused_at_first_byte():
 
 
 def test_s1_uses_injected_randomness_and_time():
-    out, schema = build_server_response(b"\x03" + make_c1(digest=False), now_ms=0x01020304,
-                                        random_bytes=lambda n: b"\xab" * n)
+    out, schema = build_server_response(
+        b"\x03" + make_c1(digest=False), now_ms=0x01020304, random_bytes=lambda n: b"\xab" * n
+    )
     assert schema is None
     assert out[1:5] == b"\x01\x02\x03\x04"
-    assert out[9:1 + HANDSHAKE_SIZE] == b"\xab" * (HANDSHAKE_SIZE - 8)
+    assert out[9 : 1 + HANDSHAKE_SIZE] == b"\xab" * (HANDSHAKE_SIZE - 8)

@@ -86,30 +86,35 @@ def ex(frame_type: int, packet_type: int) -> bytes:
 def test_hevc_sequence_start_coded_frames_and_end():
     assert parse_video(1, 0, ex(1, 0) + b"hvc1" + HVCC) == VideoConfig(1, "hvc1", HVCC, 0)
     assert parse_video(1, 40, ex(1, 1) + b"hvc1" + si24(-40) + NALUS) == VideoFrame(
-        1, "hvc1", 40, 0, True, NALUS)
+        1, "hvc1", 40, 0, True, NALUS
+    )
     assert parse_video(1, 80, ex(2, 3) + b"hvc1" + NALUS) == VideoFrame(
-        1, "hvc1", 80, 80, False, NALUS)
+        1, "hvc1", 80, 80, False, NALUS
+    )
     assert parse_video(1, 90, ex(1, 2) + b"hvc1") == VideoSequenceEnd(1, "hvc1", 90)
 
 
 def test_av1_has_no_composition_time():
     assert parse_video(2, 0, ex(1, 0) + b"av01" + AV1C) == VideoConfig(2, "av01", AV1C, 0)
     assert parse_video(2, 33, ex(1, 1) + b"av01" + OBUS) == VideoFrame(
-        2, "av01", 33, 33, True, OBUS)
+        2, "av01", 33, 33, True, OBUS
+    )
     assert parse_video(2, 66, ex(2, 3) + b"av01" + OBUS) == VideoFrame(
-        2, "av01", 66, 66, False, OBUS)
+        2, "av01", 66, 66, False, OBUS
+    )
 
 
 def test_vp9_and_enhanced_avc():
     assert parse_video(1, 5, ex(2, 1) + b"vp09" + b"frame") == VideoFrame(
-        1, "vp09", 5, 5, False, b"frame")
+        1, "vp09", 5, 5, False, b"frame"
+    )
     assert parse_video(1, 5, ex(1, 1) + b"avc1" + si24(10) + NALUS) == VideoFrame(
-        1, "avc1", 5, 15, True, NALUS)
+        1, "avc1", 5, 15, True, NALUS
+    )
 
 
 def test_metadata_and_mpeg2ts_sequence_start_are_ignored():
-    assert parse_video(1, 0, ex(1, 4) + b"hvc1" + b"\x02\x00\x09colorInfo\x03\x00\x00\x09") \
-        is None
+    assert parse_video(1, 0, ex(1, 4) + b"hvc1" + b"\x02\x00\x09colorInfo\x03\x00\x00\x09") is None
     assert parse_video(1, 0, ex(1, 5) + b"av01" + b"\x80") is None
 
 
@@ -130,12 +135,23 @@ def test_multitrack_keeps_track_zero():
 
 
 def test_multitrack_many_codecs_and_one_track():
-    body = (ex(1, 6) + bytes([2 << 4 | 0]) + b"av01" + b"\x03" + len(AV1C).to_bytes(3, "big")
-            + AV1C + b"hvc1" + b"\x00" + len(HVCC).to_bytes(3, "big") + HVCC)
+    body = (
+        ex(1, 6)
+        + bytes([2 << 4 | 0])
+        + b"av01"
+        + b"\x03"
+        + len(AV1C).to_bytes(3, "big")
+        + AV1C
+        + b"hvc1"
+        + b"\x00"
+        + len(HVCC).to_bytes(3, "big")
+        + HVCC
+    )
     assert parse_video(1, 0, body) == VideoConfig(1, "hvc1", HVCC, 0)
     assert parse_video(1, 0, ex(1, 6) + b"\x00" + b"av01" + b"\x02" + AV1C) is None
     assert parse_video(1, 0, ex(1, 6) + b"\x00" + b"av01" + b"\x00" + AV1C) == VideoConfig(
-        1, "av01", AV1C, 0)
+        1, "av01", AV1C, 0
+    )
 
 
 def test_unknown_fourcc_and_packet_type():
@@ -145,16 +161,19 @@ def test_unknown_fourcc_and_packet_type():
     assert isinstance(event, MediaIgnored) and "packet type 9" in event.reason
 
 
-@pytest.mark.parametrize("body", [
-    ex(1, 1) + b"hv",
-    ex(1, 1) + b"hvc1" + b"\x00",
-    ex(1, 7),
-    ex(1, 7) + b"\x05\x00",
-    ex(1, 6),
-    ex(1, 6) + b"\x13" + b"hvc1" + b"\x00\x00\x00",
-    ex(1, 6) + b"\x13" + b"hvc1" + b"\x00\x00\x00\x09abc",
-    ex(1, 6) + b"\x53",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        ex(1, 1) + b"hv",
+        ex(1, 1) + b"hvc1" + b"\x00",
+        ex(1, 7),
+        ex(1, 7) + b"\x05\x00",
+        ex(1, 6),
+        ex(1, 6) + b"\x13" + b"hvc1" + b"\x00\x00\x00",
+        ex(1, 6) + b"\x13" + b"hvc1" + b"\x00\x00\x00\x09abc",
+        ex(1, 6) + b"\x53",
+    ],
+)
 def test_truncated_enhanced_video(body):
     with pytest.raises(ProtocolError):
         parse_video(1, 0, body)
@@ -164,8 +183,14 @@ def test_truncated_enhanced_video(body):
 # Audio
 
 
-def asc(aot: int, rate_index: int, channels: int, *, explicit_rate: int = 0,
-        ext: tuple[int, int] | None = None) -> bytes:
+def asc(
+    aot: int,
+    rate_index: int,
+    channels: int,
+    *,
+    explicit_rate: int = 0,
+    ext: tuple[int, int] | None = None,
+) -> bytes:
     bits = f"{31:05b}{aot - 32:06b}" if aot >= 31 else f"{aot:05b}"
     bits += f"{rate_index:04b}" + (f"{explicit_rate:024b}" if rate_index == 15 else "")
     bits += f"{channels:04b}"
@@ -175,16 +200,19 @@ def asc(aot: int, rate_index: int, channels: int, *, explicit_rate: int = 0,
     return int(bits, 2).to_bytes(len(bits) // 8, "big")
 
 
-@pytest.mark.parametrize("config,expected", [
-    (ASC, (2, 44100, 2)),
-    (bytes.fromhex("1188"), (2, 48000, 1)),
-    (asc(2, 15, 2, explicit_rate=44056), (2, 44056, 2)),
-    (asc(2, 3, 7), (2, 48000, 8)),
-    (asc(5, 6, 2, ext=(3, 2)), (5, 48000, 2)),
-    (asc(29, 6, 1, ext=(3, 2)), (29, 48000, 2)),
-    (asc(42, 8, 1), (42, 16000, 1)),
-    (asc(2, 4, 0), (2, 44100, 0)),
-])
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        (ASC, (2, 44100, 2)),
+        (bytes.fromhex("1188"), (2, 48000, 1)),
+        (asc(2, 15, 2, explicit_rate=44056), (2, 44056, 2)),
+        (asc(2, 3, 7), (2, 48000, 8)),
+        (asc(5, 6, 2, ext=(3, 2)), (5, 48000, 2)),
+        (asc(29, 6, 1, ext=(3, 2)), (29, 48000, 2)),
+        (asc(42, 8, 1), (42, 16000, 1)),
+        (asc(2, 4, 0), (2, 44100, 0)),
+    ],
+)
 def test_audio_specific_config(config, expected):
     assert parse_audio_specific_config(config) == expected
 
@@ -219,10 +247,12 @@ def test_enhanced_audio():
     assert parse_audio(1, 21, b"\x91mp4araw") == AudioFrame(1, "mp4a", 21, b"raw")
     opus_head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
     assert parse_audio(1, 0, b"\x90Opus" + opus_head) == AudioConfig(
-        1, "opus", opus_head, 48000, 2, 0)
+        1, "opus", opus_head, 48000, 2, 0
+    )
     assert parse_audio(1, 0, b"\x92Opus") is None
-    multitrack = b"\x95" + bytes([1 << 4 | 1]) + b"Opus" + b"\x01\x00\x00\x01a" + \
-        b"\x00\x00\x00\x01b"
+    multitrack = (
+        b"\x95" + bytes([1 << 4 | 1]) + b"Opus" + b"\x01\x00\x00\x01a" + b"\x00\x00\x00\x01b"
+    )
     assert parse_audio(1, 3, multitrack) == AudioFrame(1, "opus", 3, b"b")
     assert isinstance(parse_audio(1, 0, b"\x91zzzzdata"), MediaIgnored)
     with pytest.raises(ProtocolError):

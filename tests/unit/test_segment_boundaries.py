@@ -27,8 +27,7 @@ def test_the_first_frame_and_the_first_at_or_after_each_multiple_cut() -> None:
 
 def test_a_late_frame_does_not_shift_the_grid() -> None:
     clock = SegmentClock(2000)
-    assert cuts(clock, [0, 1000, 2300, 3900, 4000, 6500, 7999, 8000]) == [0, 2300, 4000, 6500,
-                                                                          8000]
+    assert cuts(clock, [0, 1000, 2300, 3900, 4000, 6500, 7999, 8000]) == [0, 2300, 4000, 6500, 8000]
     assert clock.anchor_ms == 0 and clock.next_ms == 10000
 
 

@@ -46,8 +46,8 @@ async def _channel(s: AsyncSession, owner: str, slug: str, *, public: bool = Tru
 
 # -- channel_with_owner ------------------------------------------------------------------------
 
-async def test_channel_with_owner_gives_the_channel_its_owner_and_their_name(
-        db: Database) -> None:
+
+async def test_channel_with_owner_gives_the_channel_its_owner_and_their_name(db: Database) -> None:
     async with db.session() as s:
         alice = await _user(s, "alice")
         bob = await _user(s, "bob")
@@ -75,8 +75,9 @@ async def test_channel_with_owner_gives_the_channel_its_owner_and_their_name(
 
 
 @pytest.mark.parametrize("slug", ["nobody-here", "", "Bad Slug", "a", "x" * 60, "-dash"])
-async def test_channel_with_owner_unknown_or_malformed_slug_is_none(db: Database,
-                                                                    slug: str) -> None:
+async def test_channel_with_owner_unknown_or_malformed_slug_is_none(
+    db: Database, slug: str
+) -> None:
     async with db.session() as s:
         await _user(s, "alice")
         await _channel(s, "alice", "alice-live")
@@ -92,6 +93,7 @@ def test_display_name_falls_back_to_the_username() -> None:
 
 
 # -- channels and streams ----------------------------------------------------------------------
+
 
 async def test_get_channel_and_get_stream(db: Database) -> None:
     async with db.session() as s:
@@ -118,7 +120,9 @@ async def test_channel_slugs_sorted_and_unknown_ids_left_out(db: Database) -> No
         await _channel(s, "alice", "mid-live")
         await s.commit()
         assert await channel_queries.channel_slugs(s, [zed.id, abe.id, 9999]) == [
-            "abe-live", "zed-live"]
+            "abe-live",
+            "zed-live",
+        ]
         assert await channel_queries.channel_slugs(s, []) == []
 
 
@@ -132,13 +136,15 @@ async def test_list_channels_by_owner_listed_and_by_username(db: Database) -> No
         await _channel(s, "bob", "b-hidden", public=False)
         await s.commit()
     async with db.session() as s:
-        mine = await channel_queries.list_channels(s, limit=10, owner_id=alice.id,
-                                                   owner_username="bob")  # the id wins
+        mine = await channel_queries.list_channels(
+            s, limit=10, owner_id=alice.id, owner_username="bob"
+        )  # the id wins
         assert [(c.slug, n) for c, n in mine] == [("a-one", "alice"), ("a-hidden", "alice")]
         listed = await channel_queries.list_channels(s, limit=10)
         assert [(c.slug, n) for c, n in listed] == [("a-one", "alice"), ("b-one", "bob")]
-        assert [c.slug for c, _ in await channel_queries.list_channels(
-            s, limit=10, owner_username="")] == ["a-one", "b-one"]
+        assert [
+            c.slug for c, _ in await channel_queries.list_channels(s, limit=10, owner_username="")
+        ] == ["a-one", "b-one"]
         bobs = await channel_queries.list_channels(s, limit=10, owner_username="bob")
         assert [(c.slug, n) for c, n in bobs] == [("b-one", "bob")]
         assert await channel_queries.list_channels(s, limit=10, owner_username="nobody") == []
@@ -161,7 +167,8 @@ async def test_live_channels_busiest_first_listed_only(db: Database) -> None:
         streams = {}
         for i, channel in enumerate((quiet, busy, newer, hidden, ended)):
             streams[channel.slug] = await queries.start_stream(
-                s, channel.id, T0 + timedelta(minutes=i))
+                s, channel.id, T0 + timedelta(minutes=i)
+            )
         streams["quiet"].viewer_count = 1
         streams["busy"].viewer_count = streams["hidden"].viewer_count = 50
         streams["newer"].viewer_count = 1  # ties with quiet: the newer start goes first
@@ -170,12 +177,16 @@ async def test_live_channels_busiest_first_listed_only(db: Database) -> None:
     async with db.session() as s:
         rows = await channel_queries.live_channels(s, 10)
         assert [(r.channel.slug, r.creator, r.stream.viewer_count) for r in rows] == [
-            ("busy", "bob", 50), ("newer", "bob", 1), ("quiet", "Alice A.", 1)]
+            ("busy", "bob", 50),
+            ("newer", "bob", 1),
+            ("quiet", "Alice A.", 1),
+        ]
         assert all(r.stream.channel_id == r.channel.id for r in rows)
         assert [r.channel.slug for r in await channel_queries.live_channels(s, 1)] == ["busy"]
 
 
 # -- chat: admins --------------------------------------------------------------------------------
+
 
 async def test_admin_ids(db: Database) -> None:
     async with db.session() as s:
@@ -189,6 +200,7 @@ async def test_admin_ids(db: Database) -> None:
 
 # -- reports -------------------------------------------------------------------------------------
 
+
 async def test_moderated_channel_ids_owned_moderated_or_all_for_an_admin(db: Database) -> None:
     async with db.session() as s:
         alice = await _user(s, "alice")
@@ -200,10 +212,14 @@ async def test_moderated_channel_ids_owned_moderated_or_all_for_an_admin(db: Dat
         await s.commit()
         assert await report_store.moderated_channel_ids(s, alice.id, is_admin=False) == [a.id]
         assert sorted(await report_store.moderated_channel_ids(s, bob.id, is_admin=False)) == [
-            a.id, b.id]
+            a.id,
+            b.id,
+        ]
         assert await report_store.moderated_channel_ids(s, carol.id, is_admin=False) == []
         assert sorted(await report_store.moderated_channel_ids(s, carol.id, is_admin=True)) == [
-            a.id, b.id]
+            a.id,
+            b.id,
+        ]
 
 
 async def test_report_create_get_list_resolve(db: Database) -> None:
@@ -212,17 +228,34 @@ async def test_report_create_get_list_resolve(db: Database) -> None:
         bob = await _user(s, "bob")
         a = await _channel(s, "alice", "a-live")
         with pytest.raises(ValidationError):
-            await report_store.create_report(s, reporter_id=bob.id, channel_id=a.id,
-                                             message_id=None, target_user_id=alice.id,
-                                             reason="  ", details="")
+            await report_store.create_report(
+                s,
+                reporter_id=bob.id,
+                channel_id=a.id,
+                message_id=None,
+                target_user_id=alice.id,
+                reason="  ",
+                details="",
+            )
         with pytest.raises(ValidationError):
             await report_store.create_report(
-                s, reporter_id=bob.id, channel_id=a.id, message_id=None,
-                target_user_id=alice.id, reason="spam",
-                details="x" * (report_store.REPORT_DETAILS_MAX + 1))
+                s,
+                reporter_id=bob.id,
+                channel_id=a.id,
+                message_id=None,
+                target_user_id=alice.id,
+                reason="spam",
+                details="x" * (report_store.REPORT_DETAILS_MAX + 1),
+            )
         report = await report_store.create_report(
-            s, reporter_id=bob.id, channel_id=a.id, message_id=None, target_user_id=alice.id,
-            reason=" spam ", details=" often ")
+            s,
+            reporter_id=bob.id,
+            channel_id=a.id,
+            message_id=None,
+            target_user_id=alice.id,
+            reason=" spam ",
+            details=" often ",
+        )
         await s.commit()
         report_id = report.id
     async with db.session() as s:
@@ -237,8 +270,7 @@ async def test_report_create_get_list_resolve(db: Database) -> None:
         assert await report_store.channel_reports(s, []) == []
         await report_store.resolve_report(s, report_id, ReportStatus.DISMISSED, alice.id, T0)
         with pytest.raises(NotFoundError):
-            await report_store.resolve_report(s, report_id + 1, ReportStatus.RESOLVED,
-                                              alice.id, T0)
+            await report_store.resolve_report(s, report_id + 1, ReportStatus.RESOLVED, alice.id, T0)
         await s.commit()
         assert await report_store.channel_reports(s, [a.id]) == []
         [done] = await report_store.channel_reports(s, [a.id], status=None)

@@ -16,10 +16,23 @@ from storage.db import current_revision, head_revision
 from storage.models import Base
 
 EXPECTED_TABLES = {
-    "users", "profiles", "api_tokens", "channels", "streams", "messages", "follows",
-    "channel_follows", "blocks", "reports", "sessions", "alembic_version",
+    "users",
+    "profiles",
+    "api_tokens",
+    "channels",
+    "streams",
+    "messages",
+    "follows",
+    "channel_follows",
+    "blocks",
+    "reports",
+    "sessions",
+    "alembic_version",
     # chat moderation (storage/chat_models.py, migration 0004)
-    "channel_moderators", "channel_bans", "channel_timeouts", "chat_settings",
+    "channel_moderators",
+    "channel_bans",
+    "channel_timeouts",
+    "chat_settings",
 }
 
 
@@ -46,8 +59,10 @@ def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     url = sqlite_url(db_file)
     upgrade(url)
     with sqlite3.connect(db_file) as conn:
-        conn.execute("INSERT INTO users (username, email, password_hash, created_at) "
-                     "VALUES ('keep', 'keep@example.org', '!x', '2025-01-01 00:00:00')")
+        conn.execute(
+            "INSERT INTO users (username, email, password_hash, created_at) "
+            "VALUES ('keep', 'keep@example.org', '!x', '2025-01-01 00:00:00')"
+        )
     upgrade(url)
     upgrade(url)
     assert current_revision(url) == head_revision()
@@ -61,7 +76,8 @@ def _diffs(db_file: Path) -> list[object]:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True})
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
             return list(compare_metadata(ctx, Base.metadata))
     finally:
         engine.dispose()
@@ -139,6 +155,7 @@ async def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> Non
     db = Database(url)
     await db.connect()
     try:
+
         async def writer(i: int) -> None:
             async with db.session() as s:
                 await queries.create_user(s, f"user_{i}", f"u{i}@example.org", None)
@@ -164,20 +181,28 @@ def test_0005_gives_existing_streams_distinct_public_ids(tmp_path: Path) -> None
     url = sqlite_url(db_file)
     command.upgrade(alembic_config(url), "0004")
     with sqlite3.connect(db_file) as conn:
-        conn.execute("INSERT INTO users (id, username, email, password_hash, created_at) "
-                     "VALUES (1, 'old', 'old@example.org', '!x', '2025-01-01 00:00:00')")
-        conn.execute("INSERT INTO channels (id, owner_id, slug, name, description, tags, "
-                     "stream_key, stream_key_hash, created_at, updated_at) VALUES (1, 1, "
-                     "'old', 'Old', '', '[]', 'k', 'h', '2025-01-01 00:00:00', "
-                     "'2025-01-01 00:00:00')")
+        conn.execute(
+            "INSERT INTO users (id, username, email, password_hash, created_at) "
+            "VALUES (1, 'old', 'old@example.org', '!x', '2025-01-01 00:00:00')"
+        )
+        conn.execute(
+            "INSERT INTO channels (id, owner_id, slug, name, description, tags, "
+            "stream_key, stream_key_hash, created_at, updated_at) VALUES (1, 1, "
+            "'old', 'Old', '', '[]', 'k', 'h', '2025-01-01 00:00:00', "
+            "'2025-01-01 00:00:00')"
+        )
         for i in (1, 2, 3):
-            conn.execute("INSERT INTO streams (id, channel_id, title, status) "
-                         "VALUES (?, 1, 't', 'archived')", (i,))
+            conn.execute(
+                "INSERT INTO streams (id, channel_id, title, status) "
+                "VALUES (?, 1, 't', 'archived')",
+                (i,),
+            )
     upgrade(url)
     with sqlite3.connect(db_file) as conn:
         ids = [row[0] for row in conn.execute("SELECT public_id FROM streams")]
-        live_index = conn.execute("SELECT sql FROM sqlite_master "
-                                  "WHERE name = 'uq_streams_channel_id_live'").fetchone()
+        live_index = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'uq_streams_channel_id_live'"
+        ).fetchone()
     assert len(ids) == len(set(ids)) == 3
     assert all(len(public_id) == 22 for public_id in ids)
     assert live_index is not None and "WHERE" in live_index[0]

@@ -43,12 +43,14 @@ async def session(db: Database) -> AsyncIterator[AsyncSession]:
         yield s
 
 
-async def make_user(s: AsyncSession, name: str = "alice", password: str | None = "hunter2hunter2",
-                    **kw: bool) -> User:
+async def make_user(
+    s: AsyncSession, name: str = "alice", password: str | None = "hunter2hunter2", **kw: bool
+) -> User:
     return await queries.create_user(s, name, f"{name}@example.org", password, **kw)
 
 
 # -- passwords -------------------------------------------------------------------------------
+
 
 def test_password_hash_is_argon2id_and_verifies() -> None:
     h = hash_password("correct horse")
@@ -61,10 +63,12 @@ def test_password_hash_is_argon2id_and_verifies() -> None:
 
 # -- users -----------------------------------------------------------------------------------
 
+
 async def test_create_user_with_password_and_profile(db: Database) -> None:
     async with db.session() as s:
-        user = await queries.create_user(s, "alice_01", " Alice@Example.ORG ", "s3cret-pass",
-                                         is_admin=True)
+        user = await queries.create_user(
+            s, "alice_01", " Alice@Example.ORG ", "s3cret-pass", is_admin=True
+        )
         await s.commit()
     assert user.id is not None
     async with db.session() as s:
@@ -89,18 +93,37 @@ async def test_create_user_without_password_is_unusable(session: AsyncSession) -
     assert other.password_hash != user.password_hash
 
 
-@pytest.mark.parametrize("username", [
-    "ab", "a" * 33, "Alice", "al ice", "al-ice", "alïce", "", "alice\n",
-])
+@pytest.mark.parametrize(
+    "username",
+    [
+        "ab",
+        "a" * 33,
+        "Alice",
+        "al ice",
+        "al-ice",
+        "alïce",
+        "",
+        "alice\n",
+    ],
+)
 async def test_create_user_rejects_bad_username(session: AsyncSession, username: str) -> None:
     with pytest.raises(ValidationError, match="username"):
         await queries.create_user(session, username, "x@example.org", None)
 
 
-@pytest.mark.parametrize("email", [
-    "", "plain", "@example.org", "a@", "a@b", "a b@example.org", "a@@example.org",
-    "a@" + "x" * 250 + ".org",
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "plain",
+        "@example.org",
+        "a@",
+        "a@b",
+        "a b@example.org",
+        "a@@example.org",
+        "a@" + "x" * 250 + ".org",
+    ],
+)
 async def test_create_user_rejects_bad_email(session: AsyncSession, email: str) -> None:
     with pytest.raises(ValidationError, match="email"):
         await queries.create_user(session, "alice", email, None)
@@ -140,6 +163,7 @@ async def test_foreign_keys_are_enforced(session: AsyncSession) -> None:
 
 # -- channels and stream keys ----------------------------------------------------------------
 
+
 async def test_create_channel_generates_key_and_hash(db: Database) -> None:
     async with db.session() as s:
         await make_user(s)
@@ -163,9 +187,20 @@ async def test_create_channel_title_defaults_to_slug(session: AsyncSession) -> N
     assert channel.name == "ab"
 
 
-@pytest.mark.parametrize("slug", [
-    "a", "-abc", "Abc", "ab_c", "ab c", "a" * 49, "", "ab/c", "ab.c",
-])
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "a",
+        "-abc",
+        "Abc",
+        "ab_c",
+        "ab c",
+        "a" * 49,
+        "",
+        "ab/c",
+        "ab.c",
+    ],
+)
 async def test_create_channel_rejects_bad_slug(session: AsyncSession, slug: str) -> None:
     await make_user(session)
     with pytest.raises(ValidationError, match="slug"):
@@ -205,8 +240,15 @@ async def test_find_channel_by_stream_key(db: Database) -> None:
         assert found_a is not None and found_a.id == a.id
         assert found_b is not None and found_b.id == b.id
         wrong = [
-            "", "live_", a.stream_key[:-1], a.stream_key + "x", a.stream_key.upper(),
-            "live_" + "A" * 40, "x" * 10_000, "lïve_ünicode", a.stream_key_hash,
+            "",
+            "live_",
+            a.stream_key[:-1],
+            a.stream_key + "x",
+            a.stream_key.upper(),
+            "live_" + "A" * 40,
+            "x" * 10_000,
+            "lïve_ünicode",
+            a.stream_key_hash,
         ]
         for key in wrong:
             assert await queries.find_channel_by_stream_key(s, key) is None, key
@@ -231,6 +273,7 @@ async def test_regenerate_stream_key(db: Database) -> None:
 
 
 # -- API tokens ------------------------------------------------------------------------------
+
 
 async def test_api_token_roundtrip_and_only_hash_stored(db: Database) -> None:
     async with db.session() as s:
@@ -267,7 +310,14 @@ async def test_api_token_wrong_and_revoked(db: Database) -> None:
         await s.commit()
     assert token != second
     async with db.session() as s:
-        for bad in ["", "aethex_", token[:-1], token + "x", "x" * 5000, token.replace("aethex_", "")]:
+        for bad in [
+            "",
+            "aethex_",
+            token[:-1],
+            token + "x",
+            "x" * 5000,
+            token.replace("aethex_", ""),
+        ]:
             assert await queries.find_user_by_token(s, bad) is None, bad
         assert await queries.revoke_api_token(s, token, T0) is True
         assert await queries.revoke_api_token(s, token, T0) is False
@@ -289,7 +339,10 @@ async def test_api_token_bad_input(session: AsyncSession) -> None:
 
 # -- streams ---------------------------------------------------------------------------------
 
-async def _channel(s: AsyncSession, slug: str = "chan", title: str | None = "My Channel") -> Channel:
+
+async def _channel(
+    s: AsyncSession, slug: str = "chan", title: str | None = "My Channel"
+) -> Channel:
     if await queries.get_user_by_username(s, "alice") is None:
         await make_user(s)
     return await queries.create_channel(s, "alice", slug, title)
@@ -364,7 +417,9 @@ async def test_start_stream_ends_a_stale_live_row(db: Database) -> None:
     async with db.session() as s:
         rows = (await s.execute(select(Stream).order_by(Stream.id))).scalars().all()
         assert [(r.id, r.status) for r in rows] == [
-            (old.id, StreamStatus.OFFLINE), (new.id, StreamStatus.LIVE)]
+            (old.id, StreamStatus.OFFLINE),
+            (new.id, StreamStatus.LIVE),
+        ]
         assert rows[0].duration_seconds == 30
         assert (await queries.live_stream_for_channel(s, channel.id)).id == new.id
         # The ingest closing the old row later must not disturb anything.
@@ -376,8 +431,7 @@ async def test_start_stream_ends_a_stale_live_row(db: Database) -> None:
 async def test_database_allows_one_live_stream_per_channel(session: AsyncSession) -> None:
     channel = await _channel(session)
     await queries.start_stream(session, channel.id, T0)
-    session.add(Stream(channel_id=channel.id, title="dup", status=StreamStatus.LIVE,
-                       started_at=T0))
+    session.add(Stream(channel_id=channel.id, title="dup", status=StreamStatus.LIVE, started_at=T0))
     with pytest.raises(IntegrityError):
         await session.flush()
 
@@ -397,8 +451,9 @@ async def test_end_stream_twice_keeps_first_end_and_moves_status(session: AsyncS
     stream = await queries.start_stream(session, channel.id, T0)
     await queries.update_viewer_count(session, stream.id, 7)
     await queries.end_stream(session, stream.id, T0 + timedelta(seconds=60), StreamStatus.ENDING)
-    ended = await queries.end_stream(session, stream.id, T0 + timedelta(seconds=75),
-                                     StreamStatus.ARCHIVED)
+    ended = await queries.end_stream(
+        session, stream.id, T0 + timedelta(seconds=75), StreamStatus.ARCHIVED
+    )
     assert ended.status is StreamStatus.ARCHIVED
     assert ended.ended_at == T0 + timedelta(seconds=60) and ended.duration_seconds == 60
     assert ended.viewer_count == 0 and ended.peak_viewers == 7
@@ -446,8 +501,10 @@ async def test_take_orphaned_streams(db: Database) -> None:
     async with db.session() as s:
         orphans = await queries.take_orphaned_streams(s)
         await s.commit()
-    assert orphans == [queries.OrphanedStream(live.id, "chan-a", T0),
-                       queries.OrphanedStream(ending.id, "chan-b", T0)]
+    assert orphans == [
+        queries.OrphanedStream(live.id, "chan-a", T0),
+        queries.OrphanedStream(ending.id, "chan-b", T0),
+    ]
     async with db.session() as s:
         rows = {r.id: r for r in (await s.execute(select(Stream))).scalars()}
         # Out of LIVE (the channel may go live again), but the end time is recovery's to give.
@@ -463,16 +520,20 @@ async def test_take_orphaned_streams(db: Database) -> None:
         assert (await s.get(Stream, live.id)).status is StreamStatus.ENDING
     async with db.session() as s:
         # Recovery ends it at the time media last reached the disk.
-        ended = await queries.end_stream(s, live.id, T0 + timedelta(seconds=30),
-                                         StreamStatus.ARCHIVED)
+        ended = await queries.end_stream(
+            s, live.id, T0 + timedelta(seconds=30), StreamStatus.ARCHIVED
+        )
         assert ended.ended_at == T0 + timedelta(seconds=30) and ended.duration_seconds == 30
         await s.commit()
         assert [o.id for o in await queries.take_orphaned_streams(s)] == [ending.id, again.id]
 
 
 async def test_set_stream_source_info(db: Database) -> None:
-    info = {"video": {"codec": "h264", "width": 1920, "height": 1080, "fps": 29.97},
-            "audio": {"codec": "aac", "sample_rate": 48000, "channels": 2}, "encoder": "obs"}
+    info = {
+        "video": {"codec": "h264", "width": 1920, "height": 1080, "fps": 29.97},
+        "audio": {"codec": "aac", "sample_rate": 48000, "channels": 2},
+        "encoder": "obs",
+    }
     async with db.session() as s:
         channel = await _channel(s)
         stream = await queries.start_stream(s, channel.id, T0)

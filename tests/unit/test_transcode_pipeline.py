@@ -35,8 +35,7 @@ def ffmpeg(*args: str) -> None:
     exe = shutil.which("ffmpeg")
     if exe is None:
         pytest.fail("the ffmpeg CLI makes the test media: run `make test` to install it")
-    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args],
-                   check=True)
+    subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args], check=True)
 
 
 def demux(path: Path, *, audio_config: bool = True) -> list[Item]:
@@ -51,18 +50,30 @@ def demux(path: Path, *, audio_config: bool = True) -> list[Item]:
             kind = V if stream.type == "video" else A
             if kind is A and not audio_config:
                 continue
-            items.append(CodecConfig(kind, NAMES[cc.name], bytes(cc.extradata or b""),
-                                     cc.sample_rate if kind is A else 0,
-                                     cc.channels if kind is A else 0))
+            items.append(
+                CodecConfig(
+                    kind,
+                    NAMES[cc.name],
+                    bytes(cc.extradata or b""),
+                    cc.sample_rate if kind is A else 0,
+                    cc.channels if kind is A else 0,
+                )
+            )
         for packet in container.demux():
             if packet.pts is None or packet.size == 0:
                 continue
             tb = packet.time_base
             dts = packet.dts if packet.dts is not None else packet.pts
-            items.append(MediaPacket(V if packet.stream.type == "video" else A,
-                                     NAMES[packet.stream.codec_context.name],
-                                     round(dts * tb * 1000), round(packet.pts * tb * 1000),
-                                     packet.is_keyframe, bytes(packet)))
+            items.append(
+                MediaPacket(
+                    V if packet.stream.type == "video" else A,
+                    NAMES[packet.stream.codec_context.name],
+                    round(dts * tb * 1000),
+                    round(packet.pts * tb * 1000),
+                    packet.is_keyframe,
+                    bytes(packet),
+                )
+            )
     return items
 
 
@@ -71,39 +82,144 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Item]]:
     tmp = tmp_path_factory.mktemp("transcode-media")
     h264 = tmp / "h264.flv"
     # 4 s of 1280x720 30 fps H.264 with a keyframe every second, and AAC: what OBS sends.
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
-           "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
-           "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-f", "flv", str(h264))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ac",
+        "2",
+        "-f",
+        "flv",
+        str(h264),
+    )
     small = tmp / "small.flv"  # a second source to switch to mid-stream
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "2",
-           "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p",
-           "-an", "-f", "flv", str(small))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        "-f",
+        "flv",
+        str(small),
+    )
     fast = tmp / "fast.flv"  # 60 fps, for a 30 fps rung
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=60", "-t", "2",
-           "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p",
-           "-an", "-f", "flv", str(fast))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=60",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        "-f",
+        "flv",
+        str(fast),
+    )
     bframes = tmp / "bframes.flv"  # B-frames, as OBS sends by default: pts != dts
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30", "-t", "3",
-           "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "30",
-           "-pix_fmt", "yuv420p", "-an", "-f", "flv", str(bframes))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=854x480:rate=30",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        "-f",
+        "flv",
+        str(bframes),
+    )
     hevc = tmp / "hevc.mp4"
     # HEVC 640x360 with MP3 audio at 44.1 kHz: neither can be copied into the ladder.
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-           "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=44100", "-t", "3",
-           "-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
-           "log-level=error:bframes=0:keyint=30", "-tag:v", "hvc1", "-pix_fmt", "yuv420p",
-           "-c:a", "libmp3lame", "-b:a", "128k", "-ac", "2", str(hevc))
-    return {"h264": demux(h264), "small": demux(small), "60fps": demux(fast),
-            "bframes": demux(bframes),
-            "hevc_mp3": demux(hevc, audio_config=False)}
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=330:sample_rate=44100",
+        "-t",
+        "3",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:bframes=0:keyint=30",
+        "-tag:v",
+        "hvc1",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        str(hevc),
+    )
+    return {
+        "h264": demux(h264),
+        "small": demux(small),
+        "60fps": demux(fast),
+        "bframes": demux(bframes),
+        "hevc_mp3": demux(hevc, audio_config=False),
+    }
 
 
 class Sink:
     """Records every call, in order, from whichever thread makes it."""
 
-    def __init__(self, slow: dict[str, float] | None = None,
-                 fail_on: str | None = None) -> None:
+    def __init__(self, slow: dict[str, float] | None = None, fail_on: str | None = None) -> None:
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str, Any]] = []
         self.thumbnails: list[bytes] = []
@@ -112,8 +228,9 @@ class Sink:
         self.slow = slow or {}
         self.fail_on = fail_on
 
-    def on_track_info(self, rendition: str, video: VideoTrackInfo,
-                      audio: AudioTrackInfo | None) -> None:
+    def on_track_info(
+        self, rendition: str, video: VideoTrackInfo, audio: AudioTrackInfo | None
+    ) -> None:
         with self.lock:
             self.calls.append(("info", rendition, (video, audio)))
 
@@ -142,8 +259,11 @@ class Sink:
         return [x for kind, r, x in self.calls if kind == "info" and r == rendition]
 
     def packets(self, rendition: str, track: Track) -> list[EncodedPacket]:
-        return [p for kind, r, p in self.calls
-                if kind == "packet" and r == rendition and p.track is track]
+        return [
+            p
+            for kind, r, p in self.calls
+            if kind == "packet" and r == rendition and p.track is track
+        ]
 
     def starts(self, rendition: str) -> list[int]:
         return [p.pts for p in self.packets(rendition, Track.VIDEO) if p.segment_start]
@@ -152,6 +272,7 @@ class Sink:
 def feed(sub: Subscription, items: list[Item], *, realtime: bool = False) -> threading.Thread:
     """Put items into the subscription from a thread, as ingest does (never overflowing it
     unless ``realtime``, where the publisher's pace is kept whatever the consumer does)."""
+
     def run() -> None:
         start = time.monotonic()
         first: int | None = None
@@ -172,8 +293,15 @@ def feed(sub: Subscription, items: list[Item], *, realtime: bool = False) -> thr
     return thread
 
 
-def transcode(items: list[Item], sink: Sink, ladder: Any = DEFAULT_LADDER, *,
-              realtime: bool = False, timeout: float = 60, **kw: Any) -> LiveTranscoder:
+def transcode(
+    items: list[Item],
+    sink: Sink,
+    ladder: Any = DEFAULT_LADDER,
+    *,
+    realtime: bool = False,
+    timeout: float = 60,
+    **kw: Any,
+) -> LiveTranscoder:
     sub = Subscription("transcoder", 512)
     kw.setdefault("preset", "ultrafast")
     kw.setdefault("lossless", not realtime)
@@ -229,7 +357,8 @@ def test_ladder_from_720p_source_is_aligned_decodable_and_complete(media) -> Non
     # every rung, each one a keyframe, and the only keyframes there are.
     first = min(p.pts for p in source)
     expected = [first * 90] + [
-        min(p.pts for p in source if p.pts >= first + k * 2000) * 90 for k in (1,)]
+        min(p.pts for p in source if p.pts >= first + k * 2000) * 90 for k in (1,)
+    ]
     for name in ("720p", "480p"):
         video = sink.packets(name, Track.VIDEO)
         assert sink.starts(name) == expected
@@ -240,7 +369,7 @@ def test_ladder_from_720p_source_is_aligned_decodable_and_complete(media) -> Non
     assert sink.starts("720p") == sink.starts("480p")
 
     for name, (width, height) in {"720p": (1280, 720), "480p": (854, 480)}.items():
-        (video_info, audio_info), = sink.infos(name)
+        ((video_info, audio_info),) = sink.infos(name)
         assert (video_info.width, video_info.height) == (width, height)
         assert video_info.frame_rate == 30.0
         assert video_info.avcc[0] == 1  # an avcC record
@@ -251,8 +380,9 @@ def test_ladder_from_720p_source_is_aligned_decodable_and_complete(media) -> Non
         audio_config = next(i for i in items if isinstance(i, CodecConfig) and i.kind is A)
         assert audio_info == AudioTrackInfo(audio_config.data, 48000, 2)
         audio = sink.packets(name, Track.AUDIO)
-        assert [p.data for p in audio] == [i.data for i in items
-                                           if isinstance(i, MediaPacket) and i.kind is A]
+        assert [p.data for p in audio] == [
+            i.data for i in items if isinstance(i, MediaPacket) and i.kind is A
+        ]
         assert all(b.pts - a.pts == 1024 for a, b in pairwise(audio))
 
     stats = transcoder.stats()
@@ -283,8 +413,9 @@ def test_passthrough_copies_the_source_for_the_top_rung(media) -> None:
     copied = sink.packets("720p", Track.VIDEO)
     assert [p.data for p in copied] == [p.data for p in source]  # byte-identical
     assert [(p.pts, p.dts, p.keyframe) for p in copied] == [
-        (p.pts * 90, p.dts * 90, p.keyframe) for p in source]
-    (info, _), = sink.infos("720p")
+        (p.pts * 90, p.dts * 90, p.keyframe) for p in source
+    ]
+    ((info, _),) = sink.infos("720p")
     video_config = next(i for i in items if isinstance(i, CodecConfig) and i.kind is V)
     assert info.avcc == video_config.data and (info.width, info.height) == (1280, 720)
     # The source has a keyframe every second; segments start at those at/after every 2 s,
@@ -303,7 +434,7 @@ def test_hevc_source_with_mp3_becomes_h264_and_aac(media) -> None:
     transcoder = transcode(items, sink, passthrough="always")  # HEVC is never copied anyway
     check_common(sink, transcoder)
     assert sink.renditions() == ["360p"]  # smaller than every rung: one rung at its size
-    (video_info, audio_info), = sink.infos("360p")
+    ((video_info, audio_info),) = sink.infos("360p")
     assert (video_info.width, video_info.height) == (640, 360)
     frames = decode_h264(video_info, sink.packets("360p", Track.VIDEO))
     assert len(frames) == len(video_packets(items)) and frames[0].width == 640
@@ -330,11 +461,11 @@ def test_slow_rung_drops_to_the_next_boundary_and_the_others_keep_everything(med
     360p lose none."""
     items = media["h264"]
     source = video_packets(items)
-    ladder = [Rung("720p", 720, 30, 3000), Rung("480p", 480, 30, 1200),
-              Rung("360p", 360, 30, 700)]
+    ladder = [Rung("720p", 720, 30, 3000), Rung("480p", 480, 30, 1200), Rung("360p", 360, 30, 700)]
     sink = Sink(slow={"480p": 0.1})
-    transcoder = transcode(items, sink, ladder, realtime=True, queue_size=16,
-                           passthrough="auto", timeout=30)
+    transcoder = transcode(
+        items, sink, ladder, realtime=True, queue_size=16, passthrough="auto", timeout=30
+    )
     check_common(sink, transcoder)
     stats = transcoder.stats()["renditions"]
     slow = sink.packets("480p", Track.VIDEO)
@@ -386,8 +517,10 @@ def test_source_resolution_change_keeps_the_planned_sizes(media) -> None:
     it is encoded from there on, every rung keeps its size and segments stay aligned."""
     first, second = media["h264"], media["small"]
     shift = max(i.dts for i in first if isinstance(i, MediaPacket)) + 33
-    moved = [replace(i, dts=i.dts + shift, pts=i.pts + shift) if isinstance(i, MediaPacket)
-             else i for i in second]
+    moved = [
+        replace(i, dts=i.dts + shift, pts=i.pts + shift) if isinstance(i, MediaPacket) else i
+        for i in second
+    ]
     sink = Sink()
     transcoder = transcode(first + moved, sink, passthrough="auto")
     check_common(sink, transcoder)
@@ -416,7 +549,7 @@ def test_60fps_source_is_halved_for_a_30fps_rung_and_not_copied(media) -> None:
     check_common(sink, transcoder)
     (plan,) = transcoder.plans
     assert not plan.passthrough and plan.fps == 30.0  # 60 fps does not fit a 30 fps rung
-    (info, _), = sink.infos("360p")
+    ((info, _),) = sink.infos("360p")
     assert info.frame_rate == 30.0
     video = sink.packets("360p", Track.VIDEO)
     assert abs(len(video) - len(source) / 2) <= 2
@@ -432,12 +565,14 @@ def test_source_with_b_frames_copies_and_aligns_on_presentation_times(media) -> 
     source = video_packets(items)
     assert any(p.pts != p.dts for p in source)
     sink = Sink()
-    transcoder = transcode(items, sink, [Rung("480p", 480, 30, 1200), Rung("360p", 360, 30, 700)],
-                           passthrough="auto")
+    transcoder = transcode(
+        items, sink, [Rung("480p", 480, 30, 1200), Rung("360p", 360, 30, 700)], passthrough="auto"
+    )
     check_common(sink, transcoder)
     copied = sink.packets("480p", Track.VIDEO)
-    assert [(p.data, p.pts, p.dts) for p in copied] == [(p.data, p.pts * 90, p.dts * 90)
-                                                         for p in source]
+    assert [(p.data, p.pts, p.dts) for p in copied] == [
+        (p.data, p.pts * 90, p.dts * 90) for p in source
+    ]
     encoded = sink.packets("360p", Track.VIDEO)
     assert sorted(p.pts for p in encoded) == sorted(p.pts * 90 for p in source)
     keys = [p.pts * 90 for p in source if p.keyframe]

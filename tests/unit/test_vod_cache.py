@@ -12,13 +12,13 @@ def key(name: str) -> tuple[Path, str, str]:
 def test_lru_within_budget() -> None:
     cache = _ByteCache(80)
     for name in ("a", "b", "c", "d"):
-        cache.put(key(name), name.encode() * 10)   # 10 bytes each
+        cache.put(key(name), name.encode() * 10)  # 10 bytes each
     assert cache.total == 40 and cache.get(key("a")) == b"a" * 10
     for name in ("e", "f", "g", "h", "i"):
         cache.put(key(name), name.encode() * 10)
     assert cache.total <= 80
-    assert cache.get(key("b")) is None             # oldest unused went first
-    assert cache.get(key("a")) == b"a" * 10        # recently read, kept
+    assert cache.get(key("b")) is None  # oldest unused went first
+    assert cache.get(key("a")) == b"a" * 10  # recently read, kept
     assert cache.get(key("i")) == b"i" * 10
 
 

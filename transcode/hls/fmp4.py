@@ -99,7 +99,9 @@ def _tkhd(track_id: int, *, audio: bool, width: int = 0, height: int = 0) -> byt
     )
 
 
-def _mdia(timescale: int, handler: bytes, name: bytes, media_header: bytes, stsd_entry: bytes) -> bytes:
+def _mdia(
+    timescale: int, handler: bytes, name: bytes, media_header: bytes, stsd_entry: bytes
+) -> bytes:
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, timescale, 0, _LANGUAGE_UND, 0))
     hdlr = full_box(b"hdlr", 0, 0, struct.pack(">I4s", 0, handler), bytes(12), name + b"\x00")
     dref = full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1))
@@ -217,7 +219,13 @@ def _traf(track_id: int, samples: Sequence[EncodedPacket], data_offset: int) -> 
         raise ValueError(f"negative decode time {first.dts} on track {track_id}")
     offsets = [s.pts - s.dts for s in samples]
     has_cts = any(offsets)
-    flags = _TRUN_DATA_OFFSET | _TRUN_DURATION | _TRUN_SIZE | _TRUN_FLAGS | (_TRUN_CTS if has_cts else 0)
+    flags = (
+        _TRUN_DATA_OFFSET
+        | _TRUN_DURATION
+        | _TRUN_SIZE
+        | _TRUN_FLAGS
+        | (_TRUN_CTS if has_cts else 0)
+    )
     rows = bytearray()
     for s, cts in zip(samples, offsets, strict=True):
         if not 0 <= s.duration <= 0xFFFFFFFF:
@@ -234,12 +242,18 @@ def _traf(track_id: int, samples: Sequence[EncodedPacket], data_offset: int) -> 
     return box(b"traf", tfhd, tfdt, trun)
 
 
-def _moof(sequence_number: int, tracks: list[tuple[int, Sequence[EncodedPacket]]], offsets: list[int]) -> bytes:
+def _moof(
+    sequence_number: int, tracks: list[tuple[int, Sequence[EncodedPacket]]], offsets: list[int]
+) -> bytes:
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
-    return box(b"moof", mfhd, *(_traf(tid, s, off) for (tid, s), off in zip(tracks, offsets, strict=True)))
+    return box(
+        b"moof", mfhd, *(_traf(tid, s, off) for (tid, s), off in zip(tracks, offsets, strict=True))
+    )
 
 
-def fragment(sequence_number: int, video: Sequence[EncodedPacket], audio: Sequence[EncodedPacket]) -> bytes:
+def fragment(
+    sequence_number: int, video: Sequence[EncodedPacket], audio: Sequence[EncodedPacket]
+) -> bytes:
     """One moof + mdat (a CMAF chunk): video samples first in mdat, then audio.
 
     Sample durations are taken from ``packet.duration`` as given; the packager sets them so

@@ -102,7 +102,9 @@ class RenditionPackager:
         if part_duration > segment_duration:
             raise ValueError("part_duration must not exceed segment_duration")
         if start_time.tzinfo is None or start_time.utcoffset() is None:
-            raise ValueError("start_time must be timezone-aware (EXT-X-PROGRAM-DATE-TIME needs a zone)")
+            raise ValueError(
+                "start_time must be timezone-aware (EXT-X-PROGRAM-DATE-TIME needs a zone)"
+            )
         if first_segment < 0:
             raise ValueError("first_segment must be >= 0")
         self.name = name
@@ -182,7 +184,9 @@ class RenditionPackager:
         segment's last part and the segment together.
         """
         if self._flushed:
-            raise RuntimeError("packager already flushed; start a new one (first_segment=next_segment)")
+            raise RuntimeError(
+                "packager already flushed; start a new one (first_segment=next_segment)"
+            )
         if packet.track is Track.AUDIO:
             self._add_audio(packet)
             return []
@@ -283,7 +287,11 @@ class RenditionPackager:
             taken.append(self._audio_buf.popleft())
         audio: list[EncodedPacket] = []
         for i, a in enumerate(taken):
-            following = taken[i + 1] if i + 1 < len(taken) else (self._audio_buf[0] if self._audio_buf else None)
+            following = (
+                taken[i + 1]
+                if i + 1 < len(taken)
+                else (self._audio_buf[0] if self._audio_buf else None)
+            )
             if following is not None:
                 duration = following.dts - a.dts
             else:

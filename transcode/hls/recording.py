@@ -104,18 +104,27 @@ class RecordingWriter:
         self.fsync = fsync
         self._file: Any = None
 
-    def write_init(self, rendition: str, uri: str, data: bytes, meta: RenditionMeta,
-                   next_msn: int) -> None:
+    def write_init(
+        self, rendition: str, uri: str, data: bytes, meta: RenditionMeta, next_msn: int
+    ) -> None:
         """An initialization section; segments from ``next_msn`` on play after it."""
         write_file_atomic(self.directory / rendition / uri, data, fsync=self.fsync)
         self._append({"rendition": rendition, "init": uri, "next": next_msn, **asdict(meta)})
 
     def write_segment(self, rendition: str, segment: RecordedSegment, data: bytes) -> None:
-        write_file_atomic(self.directory / rendition / segment_uri(segment.msn), data,
-                          fsync=self.fsync)
-        self._append({"rendition": rendition, "segment": segment.msn,
-                      "duration": segment.duration, "discontinuity": segment.discontinuity,
-                      "init": segment.init, "bytes": len(data)})
+        write_file_atomic(
+            self.directory / rendition / segment_uri(segment.msn), data, fsync=self.fsync
+        )
+        self._append(
+            {
+                "rendition": rendition,
+                "segment": segment.msn,
+                "duration": segment.duration,
+                "discontinuity": segment.discontinuity,
+                "init": segment.init,
+                "bytes": len(data),
+            }
+        )
 
     def delete_segment(self, rendition: str, msn: int) -> None:
         (self.directory / rendition / segment_uri(msn)).unlink(missing_ok=True)
@@ -138,8 +147,14 @@ class RecordingWriter:
             os.fsync(self._file.fileno())
 
 
-def write_vod(directory: Path, recorded: Mapping[str, Sequence[RecordedSegment]],
-              master: str, target_duration: float, *, fsync: bool = False) -> float:
+def write_vod(
+    directory: Path,
+    recorded: Mapping[str, Sequence[RecordedSegment]],
+    master: str,
+    target_duration: float,
+    *,
+    fsync: bool = False,
+) -> float:
     """The VOD playlists of every rendition with segments, then ``master``; returns the VOD
     duration (the longest rendition: they share segment boundaries)."""
     total = 0.0
@@ -147,10 +162,15 @@ def write_vod(directory: Path, recorded: Mapping[str, Sequence[RecordedSegment]]
         if not segments:
             continue
         # The recording starts with this stream: no discontinuity before its first segment.
-        entries = [(segment_uri(s.msn), s.duration, s.discontinuity and k > 0, s.init)
-                   for k, s in enumerate(segments)]
-        write_file_atomic(directory / name / MEDIA_PLAYLIST,
-                          vod_playlist(entries, target_duration).encode(), fsync=fsync)
+        entries = [
+            (segment_uri(s.msn), s.duration, s.discontinuity and k > 0, s.init)
+            for k, s in enumerate(segments)
+        ]
+        write_file_atomic(
+            directory / name / MEDIA_PLAYLIST,
+            vod_playlist(entries, target_duration).encode(),
+            fsync=fsync,
+        )
         total = max(total, sum(s.duration for s in segments))
     write_file_atomic(directory / MASTER_PLAYLIST, master.encode(), fsync=fsync)
     return total
@@ -197,15 +217,21 @@ class _Replay:
                 check_init(self.directory / name / uri)
                 self._inits[key] = True
             except (OSError, ScanError) as exc:
-                log.warning("%s: initialization section %s/%s unusable: %s",
-                            self.directory, name, uri, exc)
+                log.warning(
+                    "%s: initialization section %s/%s unusable: %s", self.directory, name, uri, exc
+                )
                 self._inits[key] = False
         return self._inits[key]
 
     def on_init(self, name: str, record: dict[str, Any]) -> None:
         uri, next_msn = record["init"], record["next"]
-        meta = RenditionMeta(str(record["codecs"]), int(record["width"]), int(record["height"]),
-                             float(record["frame_rate"]), int(record["timescale"]))
+        meta = RenditionMeta(
+            str(record["codecs"]),
+            int(record["width"]),
+            int(record["height"]),
+            float(record["frame_rate"]),
+            int(record["timescale"]),
+        )
         resource = parse_segment_name(uri)
         if resource is None or resource.kind != "init":
             raise ValueError(f"bad init name {uri!r}")
@@ -224,8 +250,13 @@ class _Replay:
         state = self.renditions.get(name)
         if state is None or init != state.init:
             raise ValueError("segment record without its init record")
-        if (not isinstance(msn, int) or msn < 0 or not isinstance(duration, (int, float))
-                or not isinstance(discontinuity, bool) or not isinstance(size, int)):
+        if (
+            not isinstance(msn, int)
+            or msn < 0
+            or not isinstance(duration, (int, float))
+            or not isinstance(discontinuity, bool)
+            or not isinstance(size, int)
+        ):
             raise ValueError("bad segment record")
         if not state.next_msn <= msn <= state.next_msn + MAX_LOST_LINES:
             raise ValueError(f"segment {msn} out of order (expected {state.next_msn})")
@@ -235,8 +266,14 @@ class _Replay:
             state.gap = True
         state.next_msn = msn + 1
 
-    def keep(self, name: str, state: _Rendition, msn: int, discontinuity: bool,
-             expected: tuple[float, int] | None = None) -> bool:
+    def keep(
+        self,
+        name: str,
+        state: _Rendition,
+        msn: int,
+        discontinuity: bool,
+        expected: tuple[float, int] | None = None,
+    ) -> bool:
         """Check segment ``msn`` (whole, and the duration and size the journal gives, if it
         has a line for it) and add it to the rendition; False if it is unusable."""
         assert state.meta is not None and state.init is not None
@@ -250,14 +287,22 @@ class _Replay:
             log.warning("%s: segment %s/%d unusable: %s", self.directory, name, msn, exc)
             return False
         duration = scan.duration(state.meta.timescale)
-        if expected is not None and (abs(duration - expected[0]) > DURATION_TOLERANCE
-                                     or scan.size != expected[1]):
-            log.warning("%s: segment %s/%d holds %.6f s in %d bytes, the journal says "
-                        "%.6f s in %d", self.directory, name, msn, duration, scan.size,
-                        *expected)
+        if expected is not None and (
+            abs(duration - expected[0]) > DURATION_TOLERANCE or scan.size != expected[1]
+        ):
+            log.warning(
+                "%s: segment %s/%d holds %.6f s in %d bytes, the journal says %.6f s in %d",
+                self.directory,
+                name,
+                msn,
+                duration,
+                scan.size,
+                *expected,
+            )
             return False
-        state.segments.append(RecordedSegment(msn, duration, discontinuity or state.gap,
-                                              state.init))
+        state.segments.append(
+            RecordedSegment(msn, duration, discontinuity or state.gap, state.init)
+        )
         state.sizes.append(scan.size)
         state.gap = False
         self.last_write = max(self.last_write, mtime)
@@ -338,14 +383,22 @@ def recover(directory: Path) -> Recovered | None:
     return Recovered(recorded, master_playlist(infos), replay.dropped, replay.last_write)
 
 
-def _rendition_info(name: str, meta: RenditionMeta, segments: Sequence[RecordedSegment],
-                    sizes: Sequence[int]) -> RenditionInfo:
+def _rendition_info(
+    name: str, meta: RenditionMeta, segments: Sequence[RecordedSegment], sizes: Sequence[int]
+) -> RenditionInfo:
     """The master playlist entry, with bandwidths measured as the packager measures them:
     the highest segment bit rate, and total bits over total duration."""
-    rates = [size * 8 / s.duration for s, size in zip(segments, sizes, strict=True) if s.duration > 0]
+    rates = [
+        size * 8 / s.duration for s, size in zip(segments, sizes, strict=True) if s.duration > 0
+    ]
     seconds = sum(s.duration for s in segments)
     average = math.ceil(sum(sizes) * 8 / seconds) if seconds > 0 else 0
-    return RenditionInfo(uri=f"{name}/{MEDIA_PLAYLIST}",
-                         bandwidth=max(1, math.ceil(max(rates, default=0))),
-                         average_bandwidth=max(1, average), width=meta.width,
-                         height=meta.height, frame_rate=meta.frame_rate, codecs=meta.codecs)
+    return RenditionInfo(
+        uri=f"{name}/{MEDIA_PLAYLIST}",
+        bandwidth=max(1, math.ceil(max(rates, default=0))),
+        average_bandwidth=max(1, average),
+        width=meta.width,
+        height=meta.height,
+        frame_rate=meta.frame_rate,
+        codecs=meta.codecs,
+    )

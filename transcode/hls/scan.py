@@ -91,7 +91,7 @@ def _children(payload: bytes) -> Iterator[tuple[bytes, bytes]]:
         size, kind = struct.unpack_from(">I4s", payload, offset)
         if size < 8 or offset + size > len(payload):
             raise ScanError(f"child box {kind!r} has a bad size {size}")
-        yield kind, payload[offset + 8:offset + size]
+        yield kind, payload[offset + 8 : offset + size]
         offset += size
 
 
@@ -121,8 +121,12 @@ def _traf(body: bytes) -> tuple[int, list[_Run]]:
             _, flags, rest = _full(child)
             if not flags & _TFHD_DEFAULT_BASE_IS_MOOF or flags & _TFHD_BASE_DATA_OFFSET:
                 raise ScanError("tfhd: only default-base-is-moof offsets are written here")
-            fields = [_TFHD_SAMPLE_DESCRIPTION, _TFHD_DEFAULT_DURATION, _TFHD_DEFAULT_SIZE,
-                      _TFHD_DEFAULT_FLAGS]
+            fields = [
+                _TFHD_SAMPLE_DESCRIPTION,
+                _TFHD_DEFAULT_DURATION,
+                _TFHD_DEFAULT_SIZE,
+                _TFHD_DEFAULT_FLAGS,
+            ]
             need = 4 + 4 * sum(1 for f in fields if flags & f)
             if len(rest) < need:
                 raise ScanError("tfhd too short")
@@ -163,8 +167,9 @@ def _trun(body: bytes, start: int, default_duration: int, default_size: int) -> 
         raise ScanError(f"trun of {count} samples does not fit its box")
     duration = size = 0
     for i in range(count):
-        values = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", rest, pos + i * row),
-                          strict=True))
+        values = dict(
+            zip(fields, struct.unpack_from(f">{len(fields)}I", rest, pos + i * row), strict=True)
+        )
         duration += values.get(_TRUN_DURATION, default_duration)
         size += values.get(_TRUN_SIZE, default_size)
     return _Run(start, duration, data_offset, data_offset + size)

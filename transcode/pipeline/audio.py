@@ -22,11 +22,20 @@ from .timebase import MS
 log = logging.getLogger(__name__)
 
 # Decoders by the codec names the live registry uses.
-AUDIO_DECODERS = {"mp3": "mp3", "opus": "opus", "flac": "flac", "ac-3": "ac3", "ec-3": "eac3",
-                  "mp4a": "aac", "alaw": "pcm_alaw", "ulaw": "pcm_mulaw"}
+AUDIO_DECODERS = {
+    "mp3": "mp3",
+    "opus": "opus",
+    "flac": "flac",
+    "ac-3": "ac3",
+    "ec-3": "eac3",
+    "mp4a": "aac",
+    "alaw": "pcm_alaw",
+    "ulaw": "pcm_mulaw",
+}
 AAC_FRAME = 1024
-AAC_RATES = frozenset((96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
-                       11025, 8000))
+AAC_RATES = frozenset(
+    (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+)
 
 
 class AudioPath:
@@ -77,8 +86,13 @@ class AudioPath:
             except av.error.FFmpegError as exc:
                 self.errors += 1
                 if self.errors <= 3 or self.errors % 100 == 0:
-                    log.warning("audio %s: undecodable packet at %d ms (%d so far): %s",
-                                self._codec, packet.pts, self.errors, exc)
+                    log.warning(
+                        "audio %s: undecodable packet at %d ms (%d so far): %s",
+                        self._codec,
+                        packet.pts,
+                        self.errors,
+                        exc,
+                    )
                 return
             for frame in frames:
                 self._encode(frame)
@@ -111,15 +125,15 @@ class AudioPath:
         if codec == "mp4a" and config is not None and config.data and config.sample_rate > 0:
             self._mode = "copy"
             self._rate = config.sample_rate
-            self._set_info(AudioTrackInfo(config.data, config.sample_rate,
-                                          max(1, config.channels)))
+            self._set_info(AudioTrackInfo(config.data, config.sample_rate, max(1, config.channels)))
             return
         name = AUDIO_DECODERS.get(codec)
         if name is None or (codec == "mp4a" and config is None):
             if codec not in self._warned:
                 self._warned.add(codec)
-                log.warning("audio codec %s cannot be transcoded: the renditions have no audio",
-                            codec)
+                log.warning(
+                    "audio codec %s cannot be transcoded: the renditions have no audio", codec
+                )
             self._mode = "none"
             self._set_info(None)
             return
@@ -142,8 +156,9 @@ class AudioPath:
         encoder.time_base = Fraction(1, rate)
         encoder.open()
         self._encoder = encoder
-        self._resampler = AudioResampler(format="fltp", layout=layout, rate=rate,
-                                         frame_size=AAC_FRAME)
+        self._resampler = AudioResampler(
+            format="fltp", layout=layout, rate=rate, frame_size=AAC_FRAME
+        )
         self._rate = rate
         self._set_info(AudioTrackInfo(bytes(encoder.extradata or b""), rate, channels))
 

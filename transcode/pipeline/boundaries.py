@@ -44,8 +44,11 @@ class SegmentClock:
         if not can_cut:
             return False
         anchor = self.anchor_ms
-        if anchor is None or self._restart or pts_ms < self.next_ms - (
-                2 * self.segment_ms + JUMP_BACK_MS):
+        if (
+            anchor is None
+            or self._restart
+            or pts_ms < self.next_ms - (2 * self.segment_ms + JUMP_BACK_MS)
+        ):
             self.anchor_ms = anchor = float(pts_ms)
             self.next_ms = anchor + self.segment_ms
             self._restart = False

@@ -27,8 +27,9 @@ class TranscodeSink(Protocol):
     different renditions are delivered from different threads. ``on_end`` comes last, once.
     """
 
-    def on_track_info(self, rendition: str, video: VideoTrackInfo,
-                      audio: AudioTrackInfo | None) -> None: ...
+    def on_track_info(
+        self, rendition: str, video: VideoTrackInfo, audio: AudioTrackInfo | None
+    ) -> None: ...
 
     def on_packet(self, rendition: str, packet: EncodedPacket) -> None: ...
 

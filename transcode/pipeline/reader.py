@@ -68,10 +68,14 @@ class Reader:
     rendition of a plan.
     """
 
-    def __init__(self, ladder: Sequence[Rung] | Sequence[RenditionPlan],
-                 options: TranscodeOptions, name: str,
-                 new_rendition: Callable[[RenditionPlan], Rendition],
-                 thumbnails: Thumbnailer) -> None:
+    def __init__(
+        self,
+        ladder: Sequence[Rung] | Sequence[RenditionPlan],
+        options: TranscodeOptions,
+        name: str,
+        new_rendition: Callable[[RenditionPlan], Rendition],
+        thumbnails: Thumbnailer,
+    ) -> None:
         self.name = name
         self.plans: list[RenditionPlan] | None = None
         self.renditions: list[Rendition] = []
@@ -81,10 +85,14 @@ class Reader:
         self.source_fps = 0.0
         self.media_rate = RollingRate()
         first = ladder[0]
-        self._fixed_plans = ([p for p in ladder if isinstance(p, RenditionPlan)]
-                             if isinstance(first, RenditionPlan) else None)
-        self._rungs = ([r for r in ladder if isinstance(r, Rung)]
-                       if self._fixed_plans is None else None)
+        self._fixed_plans = (
+            [p for p in ladder if isinstance(p, RenditionPlan)]
+            if isinstance(first, RenditionPlan)
+            else None
+        )
+        self._rungs = (
+            [r for r in ladder if isinstance(r, Rung)] if self._fixed_plans is None else None
+        )
         self._passthrough = options.passthrough
         self.decoder_threads = options.decoder_threads
         self.scale_threads = options.scale_threads
@@ -112,10 +120,12 @@ class Reader:
     def source(self) -> dict[str, Any]:
         """The source as decoded (for the transcoder's figures)."""
         size = self.source_size
-        return {"width": size[0] if size else None,
-                "height": size[1] if size else None,
-                "fps": round(self.source_fps, 3),
-                "codec": self._video_config.codec if self._video_config else None}
+        return {
+            "width": size[0] if size else None,
+            "height": size[1] if size else None,
+            "fps": round(self.source_fps, 3),
+            "codec": self._video_config.codec if self._video_config else None,
+        }
 
     def end(self) -> None:
         """The source ended cleanly (after ``drain`` and the audio's flush): a source too short
@@ -208,8 +218,13 @@ class Reader:
         except av.error.FFmpegError as exc:
             self.decode_errors += 1
             if self.decode_errors <= 5 or self.decode_errors % 100 == 0:
-                log.warning("transcoder %s: undecodable video at %d ms (%d so far): %s",
-                            self.name, packet.pts, self.decode_errors, exc)
+                log.warning(
+                    "transcoder %s: undecodable video at %d ms (%d so far): %s",
+                    self.name,
+                    packet.pts,
+                    self.decode_errors,
+                    exc,
+                )
             return
         for frame in frames:
             self._on_frame(frame)
@@ -221,30 +236,48 @@ class Reader:
                 del self._pending_packets[: len(self._pending_packets) // 2]
             return False
         span = (self._last_video_dts or 0) - (self._first_video_dts or 0)
-        return (self._video_packets_seen >= PLAN_MIN_VIDEO_PACKETS or span >= PLAN_MIN_SPAN_MS
-                or len(self._pending_packets) > STARTUP_BUFFER_LIMIT)
+        return (
+            self._video_packets_seen >= PLAN_MIN_VIDEO_PACKETS
+            or span >= PLAN_MIN_SPAN_MS
+            or len(self._pending_packets) > STARTUP_BUFFER_LIMIT
+        )
 
     def _plan(self) -> None:
         first = self._pending_frames[0]
         width, height = first.width, first.height
         declared = getattr(self._decoder, "framerate", None)
-        fps = estimate_fps([p.dts for p in self._pending_packets],
-                           float(declared) if declared else 0.0)
+        fps = estimate_fps(
+            [p.dts for p in self._pending_packets], float(declared) if declared else 0.0
+        )
         codec = self._video_config.codec if self._video_config else ""
         self.source_size, self.source_fps = (width, height), fps
         if self._fixed_plans is not None:
             # Ready-made plans: a copy rung can only copy H.264, and has the source's size.
-            plans = [p if not p.passthrough
-                     else replace(p, width=width, height=height, fps=fps or p.fps)
-                     if codec in COPYABLE_CODECS else replace(p, passthrough=False)
-                     for p in self._fixed_plans]
+            plans = [
+                p
+                if not p.passthrough
+                else replace(p, width=width, height=height, fps=fps or p.fps)
+                if codec in COPYABLE_CODECS
+                else replace(p, passthrough=False)
+                for p in self._fixed_plans
+            ]
         else:
             assert self._rungs is not None
             plans = plan_ladder(width, height, fps, codec, self._rungs, self._passthrough)
         self.plans = plans
-        log.info("transcoder %s: %dx%d %.2f fps %s -> %s", self.name, width, height, fps, codec,
-                 ", ".join(f"{p.name} {p.width}x{p.height}@{p.fps:g}"
-                           f"{' copy' if p.passthrough else f' {p.video_kbps}k'}" for p in plans))
+        log.info(
+            "transcoder %s: %dx%d %.2f fps %s -> %s",
+            self.name,
+            width,
+            height,
+            fps,
+            codec,
+            ", ".join(
+                f"{p.name} {p.width}x{p.height}@{p.fps:g}"
+                f"{' copy' if p.passthrough else f' {p.video_kbps}k'}"
+                for p in plans
+            ),
+        )
         for plan in plans:
             rendition = self._new_rendition(plan)
             rendition.decimate = bool(fps) and fps > plan.fps + 0.5 and not plan.passthrough
@@ -257,8 +290,9 @@ class Reader:
         self._copy_active = self._copy_rendition is not None
         copy = self._copy_rendition
         if copy is not None and self._video_config is not None:
-            copy.queue.put(VINFO, VideoTrackInfo(self._video_config.data, width, height,
-                                                 fps or copy.plan.fps))
+            copy.queue.put(
+                VINFO, VideoTrackInfo(self._video_config.data, width, height, fps or copy.plan.fps)
+            )
         for rendition in self.renditions:
             rendition.thread.start()
         backlog, self._pending_audio = self._pending_audio, []
@@ -298,18 +332,27 @@ class Reader:
         assert copy is not None and held is not None
         self._copy_held = None
         config = self._video_config
-        same = (config is not None and config.codec == "avc1"
-                and (frame.width, frame.height) == (copy.plan.width, copy.plan.height))
+        same = (
+            config is not None
+            and config.codec == "avc1"
+            and (frame.width, frame.height) == (copy.plan.width, copy.plan.height)
+        )
         if same:
             assert config is not None
-            copy.queue.put(VINFO, VideoTrackInfo(config.data, frame.width, frame.height,
-                                                 copy.plan.fps))
+            copy.queue.put(
+                VINFO, VideoTrackInfo(config.data, frame.width, frame.height, copy.plan.fps)
+            )
             for packet, boundary in held:
                 copy.queue.put_video(COPY, packet, boundary, True)
             return
-        log.info("transcoder %s: source changed to %s %dx%d: encoding rendition %s from now",
-                 self.name, config.codec if config else "?", frame.width, frame.height,
-                 copy.name)
+        log.info(
+            "transcoder %s: source changed to %s %dx%d: encoding rendition %s from now",
+            self.name,
+            config.codec if config else "?",
+            frame.width,
+            frame.height,
+            copy.name,
+        )
         copy.copying = False
         self._copy_active = False
         self._transcoded.insert(0, copy)
@@ -344,15 +387,21 @@ class Reader:
                 rendition.queue.dropped += 1  # only the reader thread counts drops
                 continue
             plan = rendition.plan
-            if (frame.width, frame.height) == (plan.width, plan.height) and \
-                    frame.format.name == "yuv420p":
+            if (frame.width, frame.height) == (
+                plan.width,
+                plan.height,
+            ) and frame.format.name == "yuv420p":
                 scaled = frame  # the decoded picture itself, already the right size
             else:
-                source = base if base.width >= plan.width and base.height >= plan.height \
-                    else frame
+                source = base if base.width >= plan.width and base.height >= plan.height else frame
                 scaled = rendition.reformatter.reformat(
-                    source, plan.width, plan.height, "yuv420p",
-                    interpolation=self.interpolation, threads=self.scale_threads)
+                    source,
+                    plan.width,
+                    plan.height,
+                    "yuv420p",
+                    interpolation=self.interpolation,
+                    threads=self.scale_threads,
+                )
             if self.cascade_scaling:
                 base = scaled
             ready.append((rendition, scaled))
@@ -368,7 +417,7 @@ class Reader:
             self._pending_audio.append((kind, payload))
             if len(self._pending_audio) > STARTUP_BUFFER_LIMIT:
                 keep = [i for i in self._pending_audio if i[0] == AINFO][-1:]
-                self._pending_audio = keep + self._pending_audio[-STARTUP_BUFFER_LIMIT // 2:]
+                self._pending_audio = keep + self._pending_audio[-STARTUP_BUFFER_LIMIT // 2 :]
             return
         for rendition in self.renditions:
             rendition.queue.put(kind, payload)

@@ -38,9 +38,16 @@ class Rendition:
     worker thread only; the queue is the only thing both use.
     """
 
-    def __init__(self, plan: RenditionPlan, options: TranscodeOptions, sink: TranscodeSink, *,
-                 stream: str, wait: threading.Event | None,
-                 fail: Callable[[str, BaseException], None]) -> None:
+    def __init__(
+        self,
+        plan: RenditionPlan,
+        options: TranscodeOptions,
+        sink: TranscodeSink,
+        *,
+        stream: str,
+        wait: threading.Event | None,
+        fail: Callable[[str, BaseException], None],
+    ) -> None:
         """``wait``: lossless mode, the reader waits for room until it is set (the stop
         event); ``fail`` reports an exception that ends the pipeline."""
         self.plan = plan
@@ -52,8 +59,9 @@ class Rendition:
         queue_size = options.queue_size
         size = max(queue_size * 4, 256) if plan.passthrough else queue_size
         self.queue = RungQueue(size, wait)
-        self.thread = threading.Thread(target=self._run, name=f"transcode-{stream}-{plan.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name=f"transcode-{stream}-{plan.name}", daemon=True
+        )
         # reader
         self.copying = plan.passthrough
         self.reformatter = VideoReformatter()
@@ -132,8 +140,14 @@ class Rendition:
         ctx.thread_count = opts.x264_threads
         # Keyframes only where the reader says (forced IDR on boundary frames): no scene cuts,
         # no periodic keyframes. annexb=0 makes x264 write AVCC packets and an avcC record.
-        params = ["annexb=0", "scenecut=0", "keyint=infinite", "min-keyint=1",
-                  f"vbv-maxrate={plan.maxrate_kbps}", f"vbv-bufsize={plan.bufsize_kbits}"]
+        params = [
+            "annexb=0",
+            "scenecut=0",
+            "keyint=infinite",
+            "min-keyint=1",
+            f"vbv-maxrate={plan.maxrate_kbps}",
+            f"vbv-bufsize={plan.bufsize_kbits}",
+        ]
         if opts.bframes is not None:
             params.append(f"bframes={opts.bframes}")
         if opts.x264_params:
@@ -146,8 +160,9 @@ class Rendition:
         extradata = ctx.extradata or b""
         self._annexb = extradata[:1] != b"\x01"
         self._encoder = ctx
-        self._video_info = VideoTrackInfo(avcc_from_annexb(extradata), plan.width, plan.height,
-                                          plan.fps)
+        self._video_info = VideoTrackInfo(
+            avcc_from_annexb(extradata), plan.width, plan.height, plan.fps
+        )
 
     def _close_encoder(self) -> None:
         if self._encoder is not None:
@@ -182,9 +197,17 @@ class Rendition:
 
     def _copy(self, packet: MediaPacket, boundary: bool) -> None:
         self._close_encoder()
-        self._deliver(EncodedPacket(Track.VIDEO, packet.pts * 90, packet.dts * 90,
-                                    self._duration, packet.keyframe, packet.data,
-                                    boundary and packet.keyframe))
+        self._deliver(
+            EncodedPacket(
+                Track.VIDEO,
+                packet.pts * 90,
+                packet.dts * 90,
+                self._duration,
+                packet.keyframe,
+                packet.data,
+                boundary and packet.keyframe,
+            )
+        )
 
     def _deliver(self, packet: EncodedPacket) -> None:
         sink = self.sink

@@ -49,9 +49,15 @@ class Thumbnailer:
     def _jpeg(self, frame: av.VideoFrame) -> bytes:
         width = self.width
         height = max(2, round(frame.height * width / frame.width / 2) * 2)
-        small = self._scaler.reformat(frame, width, height, "yuvj420p",
-                                      dst_color_range=ColorRange.JPEG,
-                                      interpolation=Interpolation.BICUBIC, threads=1)
+        small = self._scaler.reformat(
+            frame,
+            width,
+            height,
+            "yuvj420p",
+            dst_color_range=ColorRange.JPEG,
+            interpolation=Interpolation.BICUBIC,
+            threads=1,
+        )
         ctx = av.CodecContext.create("mjpeg", "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
         ctx.time_base = Fraction(1, 25)

@@ -37,10 +37,16 @@ class LiveTranscoder:
     rules. ``name`` (the stream's) names the threads and log lines.
     """
 
-    def __init__(self, subscription: PacketSource,
-                 ladder: Sequence[Rung] | Sequence[RenditionPlan],
-                 sink: TranscodeSink, options: TranscodeOptions | None = None, *,
-                 name: str = "stream", **overrides: Any) -> None:
+    def __init__(
+        self,
+        subscription: PacketSource,
+        ladder: Sequence[Rung] | Sequence[RenditionPlan],
+        sink: TranscodeSink,
+        options: TranscodeOptions | None = None,
+        *,
+        name: str = "stream",
+        **overrides: Any,
+    ) -> None:
         if not ladder:
             raise ValueError("the ladder needs at least one rung")
         options = TranscodeOptions() if options is None else options
@@ -52,10 +58,12 @@ class LiveTranscoder:
         self.options = options
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"transcode-{name}-reader",
-                                        daemon=True)
-        self._thumbnails = Thumbnailer(options.thumbnail_interval, options.thumbnail_width, sink,
-                                       name)
+        self._thread = threading.Thread(
+            target=self._run, name=f"transcode-{name}-reader", daemon=True
+        )
+        self._thumbnails = Thumbnailer(
+            options.thumbnail_interval, options.thumbnail_width, sink, name
+        )
         self._reader = Reader(ladder, options, name, self._new_rendition, self._thumbnails)
         self._audio = AudioPath(options.audio_kbps, self._reader.emit_audio)
 
@@ -71,8 +79,14 @@ class LiveTranscoder:
     def _new_rendition(self, plan: RenditionPlan) -> Rendition:
         # Live: a slow rung drops to the next boundary. Lossless: the reader waits for room,
         # until the pipeline stops.
-        return Rendition(plan, self.options, self.sink, stream=self.name,
-                         wait=self._stop if self.options.lossless else None, fail=self._fail)
+        return Rendition(
+            plan,
+            self.options,
+            self.sink,
+            stream=self.name,
+            wait=self._stop if self.options.lossless else None,
+            fail=self._fail,
+        )
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -97,7 +111,8 @@ class LiveTranscoder:
         reader = self._reader
         renditions = {r.name: r.stats(now) for r in list(reader.renditions)}
         speeds = [reader.media_rate.rate(now)] + [
-            s["speed"] for s in renditions.values() if s["frames"] and not s["passthrough"]]
+            s["speed"] for s in renditions.values() if s["frames"] and not s["passthrough"]
+        ]
         return {
             "running": self.running,
             "speed": round(min(speeds), 3) if self.running else 0.0,

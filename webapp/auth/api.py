@@ -45,8 +45,9 @@ def _session_body(request: web.Request, user: Any) -> dict[str, Any]:
 
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request)
-    user = await register_user(request, body.get("username"), body.get("email"),
-                               body.get("password"))
+    user = await register_user(
+        request, body.get("username"), body.get("email"), body.get("password")
+    )
     token = await start_session(request, user)
     response = web.json_response(_session_body(request, user), status=201)
     set_session_cookie(request, response, token)
@@ -109,8 +110,9 @@ async def public_user(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no user with id {user_id}")
     viewer = await current_user(request)
     own = viewer is not None and (viewer.id == user.id or viewer.is_admin)
-    return web.json_response({"user": user_json(user, private=own)},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"user": user_json(user, private=own)}, headers={"Cache-Control": "no-store"}
+    )
 
 
 def setup(app: web.Application) -> None:
@@ -125,66 +127,129 @@ def setup(app: web.Application) -> None:
 # -- OpenAPI ---------------------------------------------------------------------------------
 
 SESSION_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["user", "csrf_token"],
-    "properties": {"user": PRIVATE_USER_SCHEMA, "csrf_token": {
-        "type": ["string", "null"],
-        "description": "Send as X-CSRF-Token on state-changing calls made with the cookie."}},
+    "type": "object",
+    "required": ["user", "csrf_token"],
+    "properties": {
+        "user": PRIVATE_USER_SCHEMA,
+        "csrf_token": {
+            "type": ["string", "null"],
+            "description": "Send as X-CSRF-Token on state-changing calls made with the cookie.",
+        },
+    },
 }
 UNAUTHENTICATED = error_response("Not logged in")
 CSRF = error_response("Cookie-authenticated call without a valid X-CSRF-Token")
 
 OPENAPI_PATHS: dict[str, Any] = {
-    "/api/auth/register": {"post": {
-        "summary": "Create an account and log in (the first account becomes an admin)",
-        "tags": ["auth"],
-        "requestBody": json_body({
-            "type": "object", "required": ["username", "email", "password"],
-            "properties": {"username": {"type": "string", "pattern": "^[a-z0-9_]{3,32}$"},
-                           "email": {"type": "string", "format": "email"},
-                           "password": {"type": "string", "minLength": 8, "maxLength": 1024}}}),
-        "responses": {"201": json_response("Registered; session cookie set", SESSION_SCHEMA),
-                      "400": error_response("Missing or invalid field"),
-                      "409": error_response("Username or email already taken (the answer "
-                                            "does not say which)"),
-                      "429": error_response("Too many sign-ups from this address "
-                                            "(see Retry-After)")}}},
-    "/api/auth/login": {"post": {
-        "summary": "Log in with username (or email) and password",
-        "tags": ["auth"],
-        "requestBody": json_body({
-            "type": "object", "required": ["username", "password"],
-            "properties": {"username": {"type": "string", "description": "username or email"},
-                           "password": {"type": "string"}}}),
-        "responses": {"200": json_response("Logged in; session cookie set", SESSION_SCHEMA),
-                      "400": error_response("Missing field"),
-                      "401": error_response("Wrong username or password"),
-                      "403": error_response("Account disabled"),
-                      "429": error_response("Too many failed logins from this address, "
-                                            "for this account or for all (see Retry-After)")}}},
-    "/api/auth/logout": {"post": {
-        "summary": "End the current session", "tags": ["auth"],
-        "responses": {"204": {"description": "Logged out; cookie cleared"}, "403": CSRF}}},
-    "/api/auth/onboard": {"post": {
-        "summary": "Finish sign-up: username, display name, bio", "tags": ["auth"],
-        "requestBody": json_body({
-            "type": "object",
-            "properties": {"username": {"type": "string"}, "display_name": {"type": "string"},
-                           "bio": {"type": "string"}}}),
-        "responses": {"200": json_response("Onboarded", USER_ENVELOPE),
-                      "400": error_response("Invalid field"), "401": UNAUTHENTICATED,
-                      "403": CSRF, "409": error_response("Username taken")}}},
-    "/api/auth/user": {"get": {
-        "summary": "The logged-in user (and the CSRF token for cookie clients)",
-        "tags": ["auth"],
-        "responses": {"200": json_response("The current user", SESSION_SCHEMA),
-                      "401": UNAUTHENTICATED}}},
-    "/api/users/{user_id}": {"get": {
-        "summary": "A user's public profile (email only for the user themselves or an admin)",
-        "tags": ["users"],
-        "parameters": [{"name": "user_id", "in": "path", "required": True,
-                        "schema": {"type": "integer"}}],
-        "responses": {"200": json_response("The user", {
-            "type": "object", "required": ["user"],
-            "properties": {"user": PUBLIC_USER_SCHEMA}}),
-            "404": error_response("No such user")}}},
+    "/api/auth/register": {
+        "post": {
+            "summary": "Create an account and log in (the first account becomes an admin)",
+            "tags": ["auth"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["username", "email", "password"],
+                    "properties": {
+                        "username": {"type": "string", "pattern": "^[a-z0-9_]{3,32}$"},
+                        "email": {"type": "string", "format": "email"},
+                        "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                    },
+                }
+            ),
+            "responses": {
+                "201": json_response("Registered; session cookie set", SESSION_SCHEMA),
+                "400": error_response("Missing or invalid field"),
+                "409": error_response(
+                    "Username or email already taken (the answer does not say which)"
+                ),
+                "429": error_response("Too many sign-ups from this address (see Retry-After)"),
+            },
+        }
+    },
+    "/api/auth/login": {
+        "post": {
+            "summary": "Log in with username (or email) and password",
+            "tags": ["auth"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string", "description": "username or email"},
+                        "password": {"type": "string"},
+                    },
+                }
+            ),
+            "responses": {
+                "200": json_response("Logged in; session cookie set", SESSION_SCHEMA),
+                "400": error_response("Missing field"),
+                "401": error_response("Wrong username or password"),
+                "403": error_response("Account disabled"),
+                "429": error_response(
+                    "Too many failed logins from this address, "
+                    "for this account or for all (see Retry-After)"
+                ),
+            },
+        }
+    },
+    "/api/auth/logout": {
+        "post": {
+            "summary": "End the current session",
+            "tags": ["auth"],
+            "responses": {"204": {"description": "Logged out; cookie cleared"}, "403": CSRF},
+        }
+    },
+    "/api/auth/onboard": {
+        "post": {
+            "summary": "Finish sign-up: username, display name, bio",
+            "tags": ["auth"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "properties": {
+                        "username": {"type": "string"},
+                        "display_name": {"type": "string"},
+                        "bio": {"type": "string"},
+                    },
+                }
+            ),
+            "responses": {
+                "200": json_response("Onboarded", USER_ENVELOPE),
+                "400": error_response("Invalid field"),
+                "401": UNAUTHENTICATED,
+                "403": CSRF,
+                "409": error_response("Username taken"),
+            },
+        }
+    },
+    "/api/auth/user": {
+        "get": {
+            "summary": "The logged-in user (and the CSRF token for cookie clients)",
+            "tags": ["auth"],
+            "responses": {
+                "200": json_response("The current user", SESSION_SCHEMA),
+                "401": UNAUTHENTICATED,
+            },
+        }
+    },
+    "/api/users/{user_id}": {
+        "get": {
+            "summary": "A user's public profile (email only for the user themselves or an admin)",
+            "tags": ["users"],
+            "parameters": [
+                {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {
+                "200": json_response(
+                    "The user",
+                    {
+                        "type": "object",
+                        "required": ["user"],
+                        "properties": {"user": PUBLIC_USER_SCHEMA},
+                    },
+                ),
+                "404": error_response("No such user"),
+            },
+        }
+    },
 }

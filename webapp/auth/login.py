@@ -40,8 +40,10 @@ from .limiter import Limit, LoginLimiter
 
 # What a sign-up with a taken username or a taken email is told: the same, so that the answer
 # does not say which of the two (emails are private; see the module docstring).
-TAKEN = ("that username or email address is already taken: choose another username, or log "
-         "in if you already have an account")
+TAKEN = (
+    "that username or email address is already taken: choose another username, or log "
+    "in if you already have an account"
+)
 
 # Verified when the login names no account, so "no such user" costs what "wrong password"
 # costs and response times do not tell which usernames exist.
@@ -69,8 +71,9 @@ def limit_address(request: web.Request) -> str:
     return address_key(client_address(request)) or "unknown"
 
 
-async def register_user(request: web.Request, username: object, email: object,
-                        password: object) -> User:
+async def register_user(
+    request: web.Request, username: object, email: object, password: object
+) -> User:
     """Create an account (the very first one is an admin); storage errors say what is wrong.
 
     Every attempt that gets as far as the database (created, or refused as taken) counts
@@ -78,27 +81,42 @@ async def register_user(request: web.Request, username: object, email: object,
     """
     for name, value in (("username", username), ("email", email), ("password", password)):
         if not isinstance(value, str) or not value:
-            raise ApiError(400, "missing_field" if not value else "invalid",
-                           f"the field {name!r} is required and must be a string")
+            raise ApiError(
+                400,
+                "missing_field" if not value else "invalid",
+                f"the field {name!r} is required and must be a string",
+            )
     queries.validate_username(username)  # type: ignore[arg-type]
     queries.validate_email(email)  # type: ignore[arg-type]
     queries.validate_password(password)  # type: ignore[arg-type]
     limiter(request.app)
     attempts = request.app[REGISTER_LIMITER_KEY]
-    limits = [Limit(f"register:{limit_address(request)}",
-                    request.app[SETTINGS_KEY].auth.register_max_per_address)]
+    limits = [
+        Limit(
+            f"register:{limit_address(request)}",
+            request.app[SETTINGS_KEY].auth.register_max_per_address,
+        )
+    ]
     blocked = attempts.retry_after(limits, time.monotonic())
     if blocked is not None:
         seconds = blocked[1]
-        raise ApiError(429, "too_many_attempts",
-                       f"too many sign-ups from your address; try again in {seconds} seconds",
-                       headers={"Retry-After": str(seconds)})
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many sign-ups from your address; try again in {seconds} seconds",
+            headers={"Retry-After": str(seconds)},
+        )
     attempts.record_failure(limits, time.monotonic())
     async with request.app[DB_KEY].session() as session:
         first = await queries.count_users(session) == 0
         try:
-            user = await queries.create_user(session, username, email,  # type: ignore[arg-type]
-                                             password, is_admin=first)  # type: ignore[arg-type]
+            user = await queries.create_user(
+                session,
+                username,
+                email,  # type: ignore[arg-type]
+                password,
+                is_admin=first,
+            )  # type: ignore[arg-type]
         except ConflictError:
             raise ApiError(409, "conflict", TAKEN) from None
         await session.commit()
@@ -117,9 +135,13 @@ async def authenticate(request: web.Request, login: object, password: object) ->
     blurs timing differences.
     """
     if not isinstance(login, str) or not login.strip():
-        raise ApiError(400, "missing_field", "the field 'username' is required and must be a string")
+        raise ApiError(
+            400, "missing_field", "the field 'username' is required and must be a string"
+        )
     if not isinstance(password, str) or not password:
-        raise ApiError(400, "missing_field", "the field 'password' is required and must be a string")
+        raise ApiError(
+            400, "missing_field", "the field 'password' is required and must be a string"
+        )
     settings = request.app[SETTINGS_KEY].auth
     login = login.strip().lower()
     async with request.app[DB_KEY].session() as session:
@@ -130,32 +152,40 @@ async def authenticate(request: web.Request, login: object, password: object) ->
     address = limit_address(request)
     account = f"user:{user.id}" if user is not None else f"login:{login[:300]}"
     pair_key = f"{account}@{address}"
-    limits = [Limit(pair_key, settings.login_max_failures),
-              Limit(f"addr:{address}", settings.login_max_failures_per_address)]
+    limits = [
+        Limit(pair_key, settings.login_max_failures),
+        Limit(f"addr:{address}", settings.login_max_failures_per_address),
+    ]
     lim = limiter(request.app)
     blocked = lim.retry_after(limits, time.monotonic())
     if blocked is not None:
         limit, seconds = blocked
         which = "this account from your address" if limit is limits[0] else "your address"
-        raise ApiError(429, "too_many_attempts",
-                       f"too many failed logins for {which}; try again in {seconds} seconds",
-                       headers={"Retry-After": str(seconds)})
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed logins for {which}; try again in {seconds} seconds",
+            headers={"Retry-After": str(seconds)},
+        )
     if len(password) > queries.PASSWORD_MAX:
         ok = False
     else:
         ok = await asyncio.to_thread(
-            verify_password, user.password_hash if user is not None else _DUMMY_HASH, password)
+            verify_password, user.password_hash if user is not None else _DUMMY_HASH, password
+        )
         ok = ok and user is not None
     if not ok:
         lim.record_failure(limits, time.monotonic())
-        await asyncio.sleep(random.uniform(settings.login_failure_delay_min,
-                                           settings.login_failure_delay_max))
+        await asyncio.sleep(
+            random.uniform(settings.login_failure_delay_min, settings.login_failure_delay_max)
+        )
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     assert user is not None
     # Only now, so guessing cannot discover which accounts are disabled.
     if user.is_disabled:
-        raise ApiError(403, "account_disabled",
-                       "this account has been disabled by an administrator")
+        raise ApiError(
+            403, "account_disabled", "this account has been disabled by an administrator"
+        )
     lim.clear(pair_key)
     async with request.app[DB_KEY].session() as session:
         row = await get_user_with_profile(session, user.id)

@@ -35,8 +35,14 @@ AFTER_LOGIN = "/dashboard"
 
 def safe_next(value: object, default: str = AFTER_LOGIN) -> str:
     """A local path to go to after login; anything that could leave the site is ignored."""
-    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") \
-            or "\\" in value or any(ord(c) < 32 for c in value) or len(value) > 2000:
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ord(c) < 32 for c in value)
+        or len(value) > 2000
+    ):
         return default
     return value
 
@@ -51,12 +57,17 @@ async def register_submit(request: web.Request) -> web.Response:
     form = await read_form(request)
     values = {k: form_text(form, k) for k in ("username", "email")}
     try:
-        user = await register_user(request, form_text(form, "username").strip(),
-                                   form_text(form, "email"), form_text(form, "password"))
+        user = await register_user(
+            request,
+            form_text(form, "username").strip(),
+            form_text(form, "email"),
+            form_text(form, "password"),
+        )
     except (ApiError, ValidationError, ConflictError) as exc:
         status, message = message_of(exc)
-        return render(request, "auth/register.html", {"error": message, "form": values},
-                      status=status)
+        return render(
+            request, "auth/register.html", {"error": message, "form": values}, status=status
+        )
     token = await start_session(request, user)
     response = redirect("/auth/onboard")
     set_session_cookie(request, response, token)
@@ -77,9 +88,12 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await authenticate(request, username, form_text(form, "password"))
     except ApiError as exc:
-        response = render(request, "auth/login.html",
-                          {"error": exc.message, "username": username, "next": next_url},
-                          status=exc.status)
+        response = render(
+            request,
+            "auth/login.html",
+            {"error": exc.message, "username": username, "next": next_url},
+            status=exc.status,
+        )
         response.headers.update(exc.headers)
         return response
     token = await start_session(request, user)
@@ -110,7 +124,8 @@ async def onboard_submit(request: web.Request) -> web.Response:
     values = {k: form_text(form, k) for k in ("username", "display_name", "bio")}
     try:
         changes = accounts.clean_profile_changes(
-            {"display_name": values["display_name"], "bio": values["bio"]})
+            {"display_name": values["display_name"], "bio": values["bio"]}
+        )
         avatar = None
         data = await images.read_upload(request, "avatar")
         if data:  # an empty file input sends a part with no bytes
@@ -126,8 +141,12 @@ async def onboard_submit(request: web.Request) -> web.Response:
             set_current_user(request, await images.set_profile_image(request.app, user.id, avatar))
     except (ApiError, ValidationError, ConflictError) as exc:
         status, message = message_of(exc)
-        return render(request, "auth/onboard.html",
-                      {"error": message, "user": user, "form": values}, status=status)
+        return render(
+            request,
+            "auth/onboard.html",
+            {"error": message, "user": user, "form": values},
+            status=status,
+        )
     return redirect("/dashboard/profile?welcome=1")
 
 

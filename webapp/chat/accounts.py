@@ -25,8 +25,13 @@ CLOSE_POLICY = 1008
 
 
 class SocketAccounts:
-    def __init__(self, db: Database, cs: ChatSettings, metrics: ChatMetrics,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cs: ChatSettings,
+        metrics: ChatMetrics,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
         self.db = db
         self.cs = cs
         self.metrics = metrics
@@ -48,8 +53,7 @@ class SocketAccounts:
         now = datetime.now(UTC)
         async with self.db.session() as session:
             for (uid, kind, token_hash), members in groups.items():
-                standing = await chat_store.credential_standing(session, uid, kind, token_hash,
-                                                                now)
+                standing = await chat_store.credential_standing(session, uid, kind, token_hash, now)
                 for client, p, generation in members:
                     if p.generation != generation or p.ended is not None:
                         continue  # a newer check is under way; its answer wins
@@ -74,7 +78,6 @@ class SocketAccounts:
         if client.closed:
             return
         self.metrics.closed.labels(code).inc()
-        client.send_events([ChatError(code, message, status=403).event()],
-                           self.cs.send_queue_bytes)
+        client.send_events([ChatError(code, message, status=403).event()], self.cs.send_queue_bytes)
         client.closed = True  # no more broadcasts; the handler's remove() still runs at the end
         self._spawn(close_client(client, CLOSE_POLICY, message))

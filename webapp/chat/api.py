@@ -50,8 +50,9 @@ async def _moderator(request: web.Request) -> tuple[ChannelChatState, User]:
     user = await require_user(request)
     state = await _channel_state(request)
     if not can_moderate(state, user):
-        raise ApiError(403, "forbidden",
-                       "only the channel owner, its moderators and admins can do that")
+        raise ApiError(
+            403, "forbidden", "only the channel owner, its moderators and admins can do that"
+        )
     return state, user
 
 
@@ -61,6 +62,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 # -- messages ------------------------------------------------------------------------------
 
+
 async def stream_messages(request: web.Request) -> web.Response:
     service = _service(request)
     raw_stream = request.match_info["stream_id"]  # an id, or a public id (stream_links)
@@ -69,8 +71,7 @@ async def stream_messages(request: web.Request) -> web.Response:
     before_id = query_int(request, "before", minimum=1)
     async with request.app[DB_KEY].session() as session:
         stream, channel = await load_stream(request, session, raw_stream)
-        rows = await chat_store.stream_messages(session, stream.id, before=before_id,
-                                                limit=limit)
+        rows = await chat_store.stream_messages(session, stream.id, before=before_id, limit=limit)
         admins = await chat_store.admin_ids(session, {r.user_id for r in rows})
     state = await _channel_state(request, channel.slug)
     if state.logged_in_only and await current_user(request) is None:
@@ -107,6 +108,7 @@ async def delete_message(request: web.Request) -> web.Response:
 
 # -- moderation ----------------------------------------------------------------------------
 
+
 async def get_settings(request: web.Request) -> web.Response:
     state, _ = await _moderator(request)
     return _json({"settings": chat_store.chat_settings_dict(state)})
@@ -116,8 +118,10 @@ async def patch_settings(request: web.Request) -> web.Response:
     state, _ = await _moderator(request)
     cs = _service(request).cs
     values = chat_store.validate_chat_settings(
-        await read_json(request), max_slow_mode=cs.max_slow_mode_seconds,
-        max_words=cs.max_filter_words)
+        await read_json(request),
+        max_slow_mode=cs.max_slow_mode_seconds,
+        max_words=cs.max_filter_words,
+    )
     async with request.app[DB_KEY].session() as session:
         await chat_store.update_chat_settings(session, state.channel_id, values)
         await session.commit()
@@ -192,8 +196,9 @@ async def add_ban(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     body = await read_json(request)
     target = await _user_by_ref(request, body)
-    result = await _service(request).ban(state, actor, target.id,
-                                         field(body, "reason", str, required=False, default=""))
+    result = await _service(request).ban(
+        state, actor, target.id, field(body, "reason", str, required=False, default="")
+    )
     return _json(result, status=201)
 
 
@@ -210,8 +215,7 @@ async def add_timeout(request: web.Request) -> web.Response:
     state, actor = await _moderator(request)
     body = await read_json(request)
     target = await _user_by_ref(request, body)
-    result = await _service(request).timeout(state, actor, target.id,
-                                             field(body, "seconds", int))
+    result = await _service(request).timeout(state, actor, target.id, field(body, "seconds", int))
     return _json(result, status=201)
 
 
@@ -225,6 +229,7 @@ async def remove_timeout(request: web.Request) -> web.Response:
 
 
 # -- blocks and reports --------------------------------------------------------------------
+
 
 async def block_user(request: web.Request) -> web.Response:
     user = await require_user(request)
@@ -275,17 +280,27 @@ async def create_report(request: web.Request) -> web.Response:
             if await chat_store.get_user(session, target_id) is None:
                 raise ApiError(404, "not_found", f"no user with id {target_id}")
         else:
-            raise ApiError(400, "missing_field", "report a message (message_id) or a user (user_id)")
+            raise ApiError(
+                400, "missing_field", "report a message (message_id) or a user (user_id)"
+            )
         if slug is not None and channel_id is None:
             found = await channel_queries.channel_with_owner(session, slug)
             if found is None:
                 raise ApiError(404, "not_found", f"no channel {slug!r}")
             channel_id = found.channel.id
         if channel_id is None:
-            raise ApiError(400, "missing_field", "a user report needs the channel (slug) it is about")
+            raise ApiError(
+                400, "missing_field", "a user report needs the channel (slug) it is about"
+            )
         report = await report_store.create_report(
-            session, reporter_id=user.id, channel_id=channel_id, message_id=message_id,
-            target_user_id=target_id, reason=reason, details=details)
+            session,
+            reporter_id=user.id,
+            channel_id=channel_id,
+            message_id=message_id,
+            target_user_id=target_id,
+            reason=reason,
+            details=details,
+        )
         await session.commit()
     return _json({"id": report.id, "status": report.status.value}, status=201)
 
@@ -326,8 +341,9 @@ async def resolve_report(request: web.Request) -> web.Response:
     if report is None or report.channel_id not in await moderated_channel_ids(request, user):
         raise ApiError(404, "not_found", f"no report {report_id} in a channel you moderate")
     async with request.app[DB_KEY].session() as session:
-        await report_store.resolve_report(session, report_id, ReportStatus(status), user.id,
-                                        datetime.now(timezone.utc))
+        await report_store.resolve_report(
+            session, report_id, ReportStatus(status), user.id, datetime.now(timezone.utc)
+        )
         await session.commit()
     return _json({"id": report_id, "status": status})
 
@@ -357,36 +373,73 @@ def setup_routes(app: web.Application) -> None:
 
 # -- OpenAPI ---------------------------------------------------------------------------------
 
-_USER = {"type": "object", "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
-                                          "display_name": {"type": "string"}}}
-_MESSAGE = {"type": "object", "required": ["type", "id", "user", "content", "created_at"],
-            "properties": {"type": {"const": "chat:message"}, "id": {"type": "integer"},
-                           "user": {**_USER, "properties": {**_USER["properties"], "badges": {
-                               "type": "array", "items": {"enum": ["owner", "moderator",
-                                                                   "admin"]}}}},
-                           "content": {"type": "string"},
-                           "created_at": {"type": "string", "format": "date-time"}}}
-_SETTINGS = {"type": "object", "properties": {
-    "slow_mode_seconds": {"type": "integer", "minimum": 0},
-    "followers_only": {"type": "boolean"}, "logged_in_only": {"type": "boolean"},
-    "word_filter": {"type": "array", "items": {"type": "string"}},
-    "filter_mode": {"enum": ["mask", "reject"]}}}
-_USER_REF = {"type": "object", "properties": {"user_id": {"type": "integer"},
-                                              "username": {"type": "string"}}}
+_USER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "username": {"type": "string"},
+        "display_name": {"type": "string"},
+    },
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["type", "id", "user", "content", "created_at"],
+    "properties": {
+        "type": {"const": "chat:message"},
+        "id": {"type": "integer"},
+        "user": {
+            **_USER,
+            "properties": {
+                **_USER["properties"],
+                "badges": {"type": "array", "items": {"enum": ["owner", "moderator", "admin"]}},
+            },
+        },
+        "content": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+_SETTINGS = {
+    "type": "object",
+    "properties": {
+        "slow_mode_seconds": {"type": "integer", "minimum": 0},
+        "followers_only": {"type": "boolean"},
+        "logged_in_only": {"type": "boolean"},
+        "word_filter": {"type": "array", "items": {"type": "string"}},
+        "filter_mode": {"enum": ["mask", "reject"]},
+    },
+}
+_USER_REF = {
+    "type": "object",
+    "properties": {"user_id": {"type": "integer"}, "username": {"type": "string"}},
+}
 _UID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _AUTH = error_response("Not logged in")
 _FORBIDDEN = error_response("Not the owner, a moderator or an admin of this channel")
 _OK = json_response("Done", {"type": "object"})
-_REFUSED = error_response("Refused: invalid, banned, timed out, slow mode, rate limited "
-                          "(Retry-After), filtered, or storing failed (503)")
+_REFUSED = error_response(
+    "Refused: invalid, banned, timed out, slow mode, rate limited "
+    "(Retry-After), filtered, or storing failed (503)"
+)
 
 
-def _mod_op(summary: str, body: dict[str, Any] | None = None, *, path_user: bool = False,
-            creates: bool = False) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": ["chat"],
-                          "parameters": [SLUG_PARAM] + ([_UID] if path_user else []),
-                          "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
-                                        "404": error_response("No such channel or user")}}
+def _mod_op(
+    summary: str,
+    body: dict[str, Any] | None = None,
+    *,
+    path_user: bool = False,
+    creates: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["chat"],
+        "parameters": [SLUG_PARAM] + ([_UID] if path_user else []),
+        "responses": {
+            "200": _OK,
+            "401": _AUTH,
+            "403": _FORBIDDEN,
+            "404": error_response("No such channel or user"),
+        },
+    }
     if path_user:
         op["responses"]["400"] = error_response("Not to yourself")
     if creates:
@@ -397,94 +450,214 @@ def _mod_op(summary: str, body: dict[str, Any] | None = None, *, path_user: bool
 
 
 OPENAPI_PATHS: dict[str, Any] = {
-    "/api/streams/{stream_id}/messages": {"get": {
-        "summary": "A page of a stream's chat (oldest first); pass next_before as before",
-        "tags": ["chat"],
-        "parameters": [
-            {"name": "stream_id", "in": "path", "required": True,
-             "description": STREAM_REF_DESCRIPTION, "schema": STREAM_REF_SCHEMA},
-            {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                        "maximum": 100}}],
-        "responses": {"200": json_response("Messages", {"type": "object", "properties": {
-            "messages": {"type": "array", "items": _MESSAGE},
-            "next_before": {"type": ["integer", "null"]}}}),
-            "404": error_response("No such stream")}}},
-    "/api/messages": {"post": {
-        "summary": "Post a chat message (same checks as the WebSocket), then broadcast it",
-        "tags": ["chat"],
-        "requestBody": json_body({"type": "object", "required": ["content"], "properties": {
-            "channel": {"type": "string"}, "stream_id": {"type": "integer"},
-            "content": {"type": "string", "maxLength": 500}}}),
-        "responses": {"201": json_response("Stored and broadcast", {
-            "type": "object", "properties": {"message": _MESSAGE}}),
-            "400": _REFUSED, "401": _AUTH, "403": _REFUSED,
-            "404": error_response("No such channel or stream"), "429": _REFUSED,
-            "503": _REFUSED}}},
-    "/api/messages/{message_id}": {"delete": {
-        "summary": "Soft-delete a message (owner, moderators, admins); chat:deleted to all",
-        "tags": ["chat"],
-        "parameters": [{"name": "message_id", "in": "path", "required": True,
-                        "schema": {"type": "integer"}}],
-        "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
-                      "404": error_response("No such message")}}},
+    "/api/streams/{stream_id}/messages": {
+        "get": {
+            "summary": "A page of a stream's chat (oldest first); pass next_before as before",
+            "tags": ["chat"],
+            "parameters": [
+                {
+                    "name": "stream_id",
+                    "in": "path",
+                    "required": True,
+                    "description": STREAM_REF_DESCRIPTION,
+                    "schema": STREAM_REF_SCHEMA,
+                },
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            ],
+            "responses": {
+                "200": json_response(
+                    "Messages",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "messages": {"type": "array", "items": _MESSAGE},
+                            "next_before": {"type": ["integer", "null"]},
+                        },
+                    },
+                ),
+                "404": error_response("No such stream"),
+            },
+        }
+    },
+    "/api/messages": {
+        "post": {
+            "summary": "Post a chat message (same checks as the WebSocket), then broadcast it",
+            "tags": ["chat"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["content"],
+                    "properties": {
+                        "channel": {"type": "string"},
+                        "stream_id": {"type": "integer"},
+                        "content": {"type": "string", "maxLength": 500},
+                    },
+                }
+            ),
+            "responses": {
+                "201": json_response(
+                    "Stored and broadcast", {"type": "object", "properties": {"message": _MESSAGE}}
+                ),
+                "400": _REFUSED,
+                "401": _AUTH,
+                "403": _REFUSED,
+                "404": error_response("No such channel or stream"),
+                "429": _REFUSED,
+                "503": _REFUSED,
+            },
+        }
+    },
+    "/api/messages/{message_id}": {
+        "delete": {
+            "summary": "Soft-delete a message (owner, moderators, admins); chat:deleted to all",
+            "tags": ["chat"],
+            "parameters": [
+                {
+                    "name": "message_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            ],
+            "responses": {
+                "200": _OK,
+                "401": _AUTH,
+                "403": _FORBIDDEN,
+                "404": error_response("No such message"),
+            },
+        }
+    },
     "/api/channels/{slug}/chat/settings": {
         "get": _mod_op("The channel's chat rules"),
-        "patch": _mod_op("Change slow mode, followers-only, logged-in-only, word filter",
-                         _SETTINGS)},
+        "patch": _mod_op(
+            "Change slow mode, followers-only, logged-in-only, word filter", _SETTINGS
+        ),
+    },
     "/api/channels/{slug}/moderators": {
         "get": _mod_op("The channel's moderators"),
-        "post": _mod_op("Appoint a moderator (owner or admin)", _USER_REF, creates=True)},
+        "post": _mod_op("Appoint a moderator (owner or admin)", _USER_REF, creates=True),
+    },
     "/api/channels/{slug}/moderators/{user_id}": {
-        "delete": _mod_op("Remove a moderator (owner or admin)", path_user=True)},
+        "delete": _mod_op("Remove a moderator (owner or admin)", path_user=True)
+    },
     "/api/channels/{slug}/bans": {
         "get": _mod_op("Users banned from the chat"),
-        "post": _mod_op("Ban a user from the chat", {**_USER_REF, "properties": {
-            **_USER_REF["properties"], "reason": {"type": "string", "maxLength": 200}}},
-            creates=True)},
+        "post": _mod_op(
+            "Ban a user from the chat",
+            {
+                **_USER_REF,
+                "properties": {
+                    **_USER_REF["properties"],
+                    "reason": {"type": "string", "maxLength": 200},
+                },
+            },
+            creates=True,
+        ),
+    },
     "/api/channels/{slug}/bans/{user_id}": {"delete": _mod_op("Unban", path_user=True)},
     "/api/channels/{slug}/timeouts": {
-        "post": _mod_op("Time a user out for N seconds", {**_USER_REF, "required": ["seconds"],
-                        "properties": {**_USER_REF["properties"],
-                                       "seconds": {"type": "integer", "minimum": 1}}},
-                        creates=True)},
+        "post": _mod_op(
+            "Time a user out for N seconds",
+            {
+                **_USER_REF,
+                "required": ["seconds"],
+                "properties": {
+                    **_USER_REF["properties"],
+                    "seconds": {"type": "integer", "minimum": 1},
+                },
+            },
+            creates=True,
+        )
+    },
     "/api/channels/{slug}/timeouts/{user_id}": {
-        "delete": _mod_op("End a timeout early", path_user=True)},
-    "/api/blocks": {"get": {"summary": "Users you blocked", "tags": ["chat"],
-                            "responses": {"200": _OK, "401": _AUTH}}},
+        "delete": _mod_op("End a timeout early", path_user=True)
+    },
+    "/api/blocks": {
+        "get": {
+            "summary": "Users you blocked",
+            "tags": ["chat"],
+            "responses": {"200": _OK, "401": _AUTH},
+        }
+    },
     "/api/users/{user_id}/block": {
-        "post": {"summary": "Block (ignore) a user: their messages are not delivered to you",
-                 "tags": ["chat"], "parameters": [_UID],
-                 "responses": {"201": _OK, "200": _OK, "400": error_response("Yourself"),
-                               "401": _AUTH, "404": error_response("No such user")}},
-        "delete": {"summary": "Unblock a user", "tags": ["chat"], "parameters": [_UID],
-                   "responses": {"200": _OK, "401": _AUTH, "404": error_response("Not blocked")}}},
+        "post": {
+            "summary": "Block (ignore) a user: their messages are not delivered to you",
+            "tags": ["chat"],
+            "parameters": [_UID],
+            "responses": {
+                "201": _OK,
+                "200": _OK,
+                "400": error_response("Yourself"),
+                "401": _AUTH,
+                "404": error_response("No such user"),
+            },
+        },
+        "delete": {
+            "summary": "Unblock a user",
+            "tags": ["chat"],
+            "parameters": [_UID],
+            "responses": {"200": _OK, "401": _AUTH, "404": error_response("Not blocked")},
+        },
+    },
     "/api/reports": {
-        "post": {"summary": "Report a message or a user to the channel's moderators",
-                 "tags": ["chat"],
-                 "requestBody": json_body({"type": "object", "required": ["reason"],
-                                           "properties": {
-                                               "message_id": {"type": "integer"},
-                                               "user_id": {"type": "integer"},
-                                               "channel": {"type": "string"},
-                                               "reason": {"type": "string", "maxLength": 64},
-                                               "details": {"type": "string",
-                                                           "maxLength": 1000}}}),
-                 "responses": {"201": _OK, "400": error_response("Missing or invalid field"),
-                               "401": _AUTH, "404": error_response("No such message/user")}},
-        "get": {"summary": "Reports about channels you own or moderate (?channel=&status=)",
-                "tags": ["chat"],
-                "parameters": [
-                    {"name": "channel", "in": "query", "schema": {"type": "string"}},
-                    {"name": "status", "in": "query", "schema": {
-                        "enum": ["open", "resolved", "dismissed", "all"], "default": "open"}}],
-                "responses": {"200": _OK, "401": _AUTH, "403": _FORBIDDEN,
-                              "404": error_response("No such channel")}}},
-    "/api/reports/{report_id}/resolve": {"post": {
-        "summary": "Resolve or dismiss a report", "tags": ["chat"],
-        "parameters": [{"name": "report_id", "in": "path", "required": True,
-                        "schema": {"type": "integer"}}],
-        "requestBody": json_body({"type": "object", "properties": {
-            "status": {"enum": ["resolved", "dismissed"]}}}),
-        "responses": {"200": _OK, "401": _AUTH, "404": error_response("No such report")}}},
+        "post": {
+            "summary": "Report a message or a user to the channel's moderators",
+            "tags": ["chat"],
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["reason"],
+                    "properties": {
+                        "message_id": {"type": "integer"},
+                        "user_id": {"type": "integer"},
+                        "channel": {"type": "string"},
+                        "reason": {"type": "string", "maxLength": 64},
+                        "details": {"type": "string", "maxLength": 1000},
+                    },
+                }
+            ),
+            "responses": {
+                "201": _OK,
+                "400": error_response("Missing or invalid field"),
+                "401": _AUTH,
+                "404": error_response("No such message/user"),
+            },
+        },
+        "get": {
+            "summary": "Reports about channels you own or moderate (?channel=&status=)",
+            "tags": ["chat"],
+            "parameters": [
+                {"name": "channel", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"enum": ["open", "resolved", "dismissed", "all"], "default": "open"},
+                },
+            ],
+            "responses": {
+                "200": _OK,
+                "401": _AUTH,
+                "403": _FORBIDDEN,
+                "404": error_response("No such channel"),
+            },
+        },
+    },
+    "/api/reports/{report_id}/resolve": {
+        "post": {
+            "summary": "Resolve or dismiss a report",
+            "tags": ["chat"],
+            "parameters": [
+                {"name": "report_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "requestBody": json_body(
+                {"type": "object", "properties": {"status": {"enum": ["resolved", "dismissed"]}}}
+            ),
+            "responses": {"200": _OK, "401": _AUTH, "404": error_response("No such report")},
+        }
+    },
 }

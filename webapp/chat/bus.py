@@ -78,20 +78,23 @@ class RedisBus:
                 continue
             if msg is None or msg.get("type") != "pmessage":
                 continue
-            channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
+            channel = (
+                msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
+            )
             try:
                 events = json.loads(msg["data"])
             except ValueError:
                 log.warning("chat bus: ignoring a malformed message on %s", channel)
                 continue
             try:
-                deliver(channel[len(CHANNEL_PREFIX):], events)
+                deliver(channel[len(CHANNEL_PREFIX) :], events)
             except Exception:
                 log.exception("chat bus: delivering to %s failed", channel)
 
     async def publish(self, slug: str, events: list[dict[str, Any]]) -> None:
-        await self._redis.publish(CHANNEL_PREFIX + slug,
-                                  json.dumps(events, separators=(",", ":"), ensure_ascii=False))
+        await self._redis.publish(
+            CHANNEL_PREFIX + slug, json.dumps(events, separators=(",", ":"), ensure_ascii=False)
+        )
 
     async def close(self) -> None:
         if self._task is not None:

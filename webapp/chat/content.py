@@ -23,8 +23,9 @@ class ChatError(ApiError):
     a rate limit); the socket turns it into a ``chat:error`` event instead.
     """
 
-    def __init__(self, code: str, message: str, *, status: int = 400,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int = 400, retry_after: float | None = None
+    ) -> None:
         headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
         super().__init__(status, code, message, headers)
         self.retry_after = retry_after
@@ -46,8 +47,9 @@ def clean_content(content: object, max_length: int) -> str:
     if not text:
         raise ChatError("empty", "the message is empty")
     if len(text) > max_length:
-        raise ChatError("too_long", f"the message is too long ({len(text)} characters, "
-                                    f"at most {max_length})")
+        raise ChatError(
+            "too_long", f"the message is too long ({len(text)} characters, at most {max_length})"
+        )
     if any(unicodedata.category(c) == "Cc" for c in text):
         raise ChatError("invalid", "the message contains control characters")
     return text
@@ -87,10 +89,12 @@ class RateLimiter:
         until = self._muted.get(key)
         if until is not None:
             if now < until:
-                raise ChatError("rate_limited",
-                                f"you are sending messages too fast: muted for "
-                                f"{until - now:.0f} more seconds", status=429,
-                                retry_after=until - now)
+                raise ChatError(
+                    "rate_limited",
+                    f"you are sending messages too fast: muted for {until - now:.0f} more seconds",
+                    status=429,
+                    retry_after=until - now,
+                )
             del self._muted[key]
         sent = self._sent.get(key)
         if sent is None:
@@ -102,10 +106,13 @@ class RateLimiter:
         if len(sent) >= self.count:
             self._muted[key] = now + self.mute
             sent.clear()
-            raise ChatError("rate_limited",
-                            f"you are sending messages too fast (at most {self.count} in "
-                            f"{self.window:g} s): muted for {self.mute:g} seconds",
-                            status=429, retry_after=self.mute)
+            raise ChatError(
+                "rate_limited",
+                f"you are sending messages too fast (at most {self.count} in "
+                f"{self.window:g} s): muted for {self.mute:g} seconds",
+                status=429,
+                retry_after=self.mute,
+            )
 
     def record(self, key: tuple[int, int], now: float) -> None:
         self._sent.setdefault(key, deque()).append(now)

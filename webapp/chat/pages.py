@@ -29,11 +29,18 @@ async def chat_settings_page(request: web.Request) -> web.StreamResponse:
     async with request.app[DB_KEY].session() as session:
         mods = await chat_store.list_moderators(session, state.channel_id)
         bans = await chat_store.list_bans(session, state.channel_id)
-    return render(request, "chat_settings.html", {
-        "slug": slug, "settings": chat_store.chat_settings_dict(state), "moderators": mods,
-        "bans": bans, "is_owner": user.is_admin or user.id == state.owner_id,
-        "max_slow_mode": service.cs.max_slow_mode_seconds,
-    })
+    return render(
+        request,
+        "chat_settings.html",
+        {
+            "slug": slug,
+            "settings": chat_store.chat_settings_dict(state),
+            "moderators": mods,
+            "bans": bans,
+            "is_owner": user.is_admin or user.id == state.owner_id,
+            "max_slow_mode": service.cs.max_slow_mode_seconds,
+        },
+    )
 
 
 async def reports_page(request: web.Request) -> web.StreamResponse:
@@ -44,11 +51,13 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     async with request.app[DB_KEY].session() as session:
         reports = await report_store.channel_reports(session, ids, status=status)
         slugs = await channel_queries.channel_slugs(session, ids)
-    return render(request, "reports.html", {"reports": reports, "channels": slugs,
-                                            "show_all": wanted == "all"})
+    return render(
+        request,
+        "reports.html",
+        {"reports": reports, "channels": slugs, "show_all": wanted == "all"},
+    )
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/dashboard/channels/{slug}/chat", chat_settings_page,
-                       name="chat-settings")
+    app.router.add_get("/dashboard/channels/{slug}/chat", chat_settings_page, name="chat-settings")
     app.router.add_get("/dashboard/reports", reports_page, name="reports")

@@ -114,6 +114,6 @@ class RecentMessages:
     def for_reader(self, blocked: set[int]) -> list[dict[str, Any]]:
         """The last ``size`` messages, without those by authors the reader blocked."""
         if not blocked:
-            return self.items[-self.size:]
+            return self.items[-self.size :]
         out = [e for e in self.items if e["user"]["id"] not in blocked]
-        return out[-self.size:]
+        return out[-self.size :]

@@ -40,12 +40,27 @@ OVERFLOW_REASON = "send queue overflow: reading too slowly"
 class Client:
     """One WebSocket in a room."""
 
-    __slots__ = ("ws", "transport", "user_id", "user", "blocked", "buffer", "closed",
-                 "principal", "after_history")
+    __slots__ = (
+        "ws",
+        "transport",
+        "user_id",
+        "user",
+        "blocked",
+        "buffer",
+        "closed",
+        "principal",
+        "after_history",
+    )
 
-    def __init__(self, ws: web.WebSocketResponse, transport: Any, user_id: int | None,
-                 user: dict[str, Any] | None, blocked: set[int],
-                 principal: Principal | None = None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: Any,
+        user_id: int | None,
+        user: dict[str, Any] | None,
+        blocked: set[int],
+        principal: Principal | None = None,
+    ) -> None:
         self.ws = ws
         self.transport = transport
         self.user_id = user_id
@@ -111,9 +126,17 @@ class Client:
 
 
 class Room:
-    def __init__(self, slug: str, *, tick: float, send_limit: int, big_room: int,
-                 presence_interval: float, on_empty: Callable[[Room], None],
-                 on_drop: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        slug: str,
+        *,
+        tick: float,
+        send_limit: int,
+        big_room: int,
+        presence_interval: float,
+        on_empty: Callable[[Room], None],
+        on_drop: Callable[[str], None] | None = None,
+    ) -> None:
         self.slug = slug
         self.tick = tick
         self.send_limit = send_limit
@@ -220,11 +243,21 @@ class Room:
         self._last_presence = now
         out = []
         if self._joined:
-            out.append({"type": "chat:user-joined", "users": list(self._joined.values()),
-                        "count": len(self.presence)})
+            out.append(
+                {
+                    "type": "chat:user-joined",
+                    "users": list(self._joined.values()),
+                    "count": len(self.presence),
+                }
+            )
         if self._left:
-            out.append({"type": "chat:user-left", "users": list(self._left.values()),
-                        "count": len(self.presence)})
+            out.append(
+                {
+                    "type": "chat:user-left",
+                    "users": list(self._left.values()),
+                    "count": len(self.presence),
+                }
+            )
         self._joined, self._left = {}, {}
         return out
 
@@ -244,8 +277,11 @@ class Room:
                     key = frozenset(hidden)
                     out = filtered.get(key)
                     if out is None:
-                        keep = [e for e in events if not (e.get("type") == "chat:message"
-                                                          and e["user"]["id"] in key)]
+                        keep = [
+                            e
+                            for e in events
+                            if not (e.get("type") == "chat:message" and e["user"]["id"] in key)
+                        ]
                         out = filtered[key] = events_frame(keep) if keep else b""
                     if not out:
                         continue
@@ -274,7 +310,8 @@ class Room:
         if self._on_drop is not None:
             self._on_drop(self.slug)
         asyncio.get_running_loop().create_task(
-            close_client(client, CLOSE_OVERFLOW, OVERFLOW_REASON))
+            close_client(client, CLOSE_OVERFLOW, OVERFLOW_REASON)
+        )
 
     async def stop(self) -> None:
         self._task.cancel()

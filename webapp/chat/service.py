@@ -58,8 +58,9 @@ BLOCKS_TOPIC = "_users"
 
 
 class ChatService:
-    def __init__(self, settings: Settings, db: Database, registry: LiveRegistry,
-                 metrics: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Any = None
+    ) -> None:
         self.settings = settings
         self.cs = settings.chat
         self.db = db
@@ -77,8 +78,9 @@ class ChatService:
         self.account_epoch = 0
         self.followers = Followers(db)  # for followers-only chat
         self._slow: dict[tuple[int, int], float] = {}
-        self.limiter = RateLimiter(self.cs.rate_limit_messages, self.cs.rate_limit_window,
-                                   self.cs.mute_seconds)
+        self.limiter = RateLimiter(
+            self.cs.rate_limit_messages, self.cs.rate_limit_window, self.cs.mute_seconds
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self.blocks = BlockLists(db, self._spawn)
         self.moderation = ChatModeration(self)
@@ -139,8 +141,9 @@ class ChatService:
                     channel = await queries.get_channel_by_slug(session, slug)
                     if channel is None:
                         return None
-                    state = await chat_store.load_chat_state(session, channel,
-                                                             datetime.now(timezone.utc))
+                    state = await chat_store.load_chat_state(
+                        session, channel, datetime.now(timezone.utc)
+                    )
                     live = await queries.live_stream_for_channel(session, channel.id)
                 if live is not None:
                     state.stream_id, state.stream_title = live.id, live.title
@@ -172,9 +175,19 @@ class ChatService:
         every other process through the bus (the cache of followers holds positives only, so
         an unfollow must reach each process or it would keep letting the user chat)."""
         self.followers.apply(channel_id, user_id, following)
-        self._spawn(self.bus.publish(BLOCKS_TOPIC, [{
-            "type": "_follow", "channel_id": channel_id, "user_id": user_id,
-            "following": following}]))
+        self._spawn(
+            self.bus.publish(
+                BLOCKS_TOPIC,
+                [
+                    {
+                        "type": "_follow",
+                        "channel_id": channel_id,
+                        "user_id": user_id,
+                        "following": following,
+                    }
+                ],
+            )
+        )
 
     @property
     def _blocked(self) -> dict[int, tuple[set[int], int]]:
@@ -197,8 +210,9 @@ class ChatService:
                 self._spawn(self.blocks.reload(event["user_id"]))
                 continue
             if kind == "_follow":
-                self.followers.apply(event["channel_id"], event["user_id"],
-                                     bool(event["following"]))
+                self.followers.apply(
+                    event["channel_id"], event["user_id"], bool(event["following"])
+                )
                 continue
             if kind == "_state":
                 self._states.pop(slug, None)
@@ -249,9 +263,15 @@ class ChatService:
     def join(self, slug: str, client: Client) -> Room:
         room = self.rooms.get(slug)
         if room is None or room.closed:
-            room = Room(slug, tick=self.cs.tick, send_limit=self.cs.send_queue_bytes,
-                        big_room=self.cs.big_room, presence_interval=self.cs.presence_interval,
-                        on_empty=self._room_empty, on_drop=self._dropped)
+            room = Room(
+                slug,
+                tick=self.cs.tick,
+                send_limit=self.cs.send_queue_bytes,
+                big_room=self.cs.big_room,
+                presence_interval=self.cs.presence_interval,
+                on_empty=self._room_empty,
+                on_drop=self._dropped,
+            )
             self.rooms[slug] = room
             self.recent[slug] = RecentMessages(self.cs.history)
         room.add(client)
@@ -300,13 +320,21 @@ class ChatService:
                 recent.items[i] = {**event, "user": {**user, "badges": now}}
         recent.badges_for = state
 
-    def message_event(self, state: ChannelChatState, m: StoredMessage,
-                      is_admin: bool) -> dict[str, Any]:
-        return {"type": "chat:message", "id": m.id,
-                "user": {"id": m.user_id, "username": m.username,
-                         "display_name": m.display_name,
-                         "badges": badges(state, m.user_id, is_admin)},
-                "content": m.content, "created_at": _iso(m.created_at)}
+    def message_event(
+        self, state: ChannelChatState, m: StoredMessage, is_admin: bool
+    ) -> dict[str, Any]:
+        return {
+            "type": "chat:message",
+            "id": m.id,
+            "user": {
+                "id": m.user_id,
+                "username": m.username,
+                "display_name": m.display_name,
+                "badges": badges(state, m.user_id, is_admin),
+            },
+            "content": m.content,
+            "created_at": _iso(m.created_at),
+        }
 
     def stream_events(self, state: ChannelChatState) -> list[dict[str, Any]]:
         """The stream:status and stream:viewers a joining socket starts from: the in-memory
@@ -315,16 +343,26 @@ class ChatService:
         live = state.stream_id is not None
         viewers = state.viewers
         stream = self.registry.get(state.slug)
-        if stream is not None and stream.viewers is not None \
-                and stream.stream_id == state.stream_id:
+        if (
+            stream is not None
+            and stream.viewers is not None
+            and stream.stream_id == state.stream_id
+        ):
             viewers = stream.viewers
-        return [{"type": "stream:status", "live": live, "stream_id": state.stream_id,
-                 "title": state.stream_title if live else None},
-                {"type": "stream:viewers", "viewers": viewers if live else 0}]
+        return [
+            {
+                "type": "stream:status",
+                "live": live,
+                "stream_id": state.stream_id,
+                "title": state.stream_title if live else None,
+            },
+            {"type": "stream:viewers", "viewers": viewers if live else 0},
+        ]
 
     # -- sending --------------------------------------------------------------------------
-    async def send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
-                   content: object) -> dict[str, Any]:
+    async def send(
+        self, state: ChannelChatState, user: Actor, public: dict[str, Any], content: object
+    ) -> dict[str, Any]:
         """Check, store, then publish one message; the chat:message event, or ChatError."""
         try:
             event = await self._send(state, user, public, content)
@@ -334,8 +372,9 @@ class ChatService:
         self.metrics.messages.inc()
         return event
 
-    async def _send(self, state: ChannelChatState, user: Actor, public: dict[str, Any],
-                    content: object) -> dict[str, Any]:
+    async def _send(
+        self, state: ChannelChatState, user: Actor, public: dict[str, Any], content: object
+    ) -> dict[str, Any]:
         text = clean_content(content, self.cs.max_length)
         now = datetime.now(timezone.utc)
         uid = user.id
@@ -344,30 +383,53 @@ class ChatService:
         until = state.timeouts.get(uid)
         if until is not None and until > now:
             left = (until - now).total_seconds()
-            raise ChatError("timed_out", f"you are timed out for {left:.0f} more seconds",
-                            status=403, retry_after=left)
+            raise ChatError(
+                "timed_out",
+                f"you are timed out for {left:.0f} more seconds",
+                status=403,
+                retry_after=left,
+            )
         privileged = can_moderate(state, user)
-        if (state.followers_only and not privileged
-                and not await self.followers.follows(state.channel_id, uid)):
-            raise ChatError("followers_only", "only followers of this channel can chat right now",
-                            status=403)
+        if (
+            state.followers_only
+            and not privileged
+            and not await self.followers.follows(state.channel_id, uid)
+        ):
+            raise ChatError(
+                "followers_only", "only followers of this channel can chat right now", status=403
+            )
         mono = time.monotonic()
         key = (state.channel_id, uid)
         if state.slow_mode_seconds and not privileged:
             last = self._slow.get(key)
             if last is not None and mono - last < state.slow_mode_seconds:
                 wait = state.slow_mode_seconds - (mono - last)
-                raise ChatError("slow_mode", f"slow mode is on: wait {wait:.0f} more seconds",
-                                status=429, retry_after=wait)
+                raise ChatError(
+                    "slow_mode",
+                    f"slow mode is on: wait {wait:.0f} more seconds",
+                    status=429,
+                    retry_after=wait,
+                )
         self.limiter.check(key, mono)
         text = apply_filter(text, state.word_filter, state.filter_mode)
         self.limiter.record(key, mono)
         self._slow[key] = mono
         row = NewMessage(state.channel_id, state.stream_id, uid, text, now)
         new_id = await self.writer.store(row)
-        event = self.message_event(state, StoredMessage(
-            new_id, state.channel_id, row.stream_id, uid, public["username"],
-            public["display_name"], text, now), user.is_admin)
+        event = self.message_event(
+            state,
+            StoredMessage(
+                new_id,
+                state.channel_id,
+                row.stream_id,
+                uid,
+                public["username"],
+                public["display_name"],
+                text,
+                now,
+            ),
+            user.is_admin,
+        )
         await self.bus.publish(state.slug, [event])
         return event
 
@@ -376,19 +438,22 @@ class ChatService:
     def require_moderator(state: ChannelChatState, actor: Actor) -> None:
         require_moderator(state, actor)
 
-    async def delete_message(self, actor: Actor, message_id: object,
-                             room_state: ChannelChatState | None = None) -> dict[str, Any]:
+    async def delete_message(
+        self, actor: Actor, message_id: object, room_state: ChannelChatState | None = None
+    ) -> dict[str, Any]:
         return await self.moderation.delete_message(actor, message_id, room_state)
 
-    async def timeout(self, state: ChannelChatState, actor: Actor, target_id: object,
-                      seconds: object) -> dict[str, Any]:
+    async def timeout(
+        self, state: ChannelChatState, actor: Actor, target_id: object, seconds: object
+    ) -> dict[str, Any]:
         return await self.moderation.timeout(state, actor, target_id, seconds)
 
     async def untimeout(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
         return await self.moderation.untimeout(state, actor, target_id)
 
-    async def ban(self, state: ChannelChatState, actor: Actor, target_id: object,
-                  reason: object = "") -> dict[str, Any]:
+    async def ban(
+        self, state: ChannelChatState, actor: Actor, target_id: object, reason: object = ""
+    ) -> dict[str, Any]:
         return await self.moderation.ban(state, actor, target_id, reason)
 
     async def unban(self, state: ChannelChatState, actor: Actor, target_id: object) -> bool:
@@ -396,13 +461,26 @@ class ChatService:
 
     # -- stream status and viewers ----------------------------------------------------------
     def _stream_started(self, stream: LiveStream) -> None:
-        self._spawn(self.bus.publish(stream.slug, [{
-            "type": "stream:status", "live": True, "stream_id": stream.stream_id,
-            "started_at": _iso(stream.started_at)}]))
+        self._spawn(
+            self.bus.publish(
+                stream.slug,
+                [
+                    {
+                        "type": "stream:status",
+                        "live": True,
+                        "stream_id": stream.stream_id,
+                        "started_at": _iso(stream.started_at),
+                    }
+                ],
+            )
+        )
 
     def _stream_ended(self, stream: LiveStream) -> None:
-        self._spawn(self.bus.publish(stream.slug, [{
-            "type": "stream:status", "live": False, "stream_id": None}]))
+        self._spawn(
+            self.bus.publish(
+                stream.slug, [{"type": "stream:status", "live": False, "stream_id": None}]
+            )
+        )
 
     async def _viewer_loop(self) -> None:
         interval = self.settings.hls.viewer_update_interval

@@ -78,8 +78,9 @@ def principal_for(request: web.Request, user: User) -> Principal:
     choice ``current_user`` made: the bearer token if one was sent, else the session cookie)."""
     token = bearer_token(request)
     kind, secret = (TOKEN, token) if token is not None else (SESSION, session_cookie(request))
-    return Principal(user.id, user.username, user.is_admin, kind, sha256_hex(secret or ""),
-                     time.monotonic())
+    return Principal(
+        user.id, user.username, user.is_admin, kind, sha256_hex(secret or ""), time.monotonic()
+    )
 
 
 async def chat_socket(request: web.Request) -> web.StreamResponse:
@@ -91,13 +92,25 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no channel {slug!r}")
     epoch = service.account_epoch
     user = await socket_user(request)
-    ws = web.WebSocketResponse(heartbeat=cs.heartbeat or None, max_msg_size=cs.max_message_bytes,
-                               compress=False, autoping=True)
+    ws = web.WebSocketResponse(
+        heartbeat=cs.heartbeat or None,
+        max_msg_size=cs.max_message_bytes,
+        compress=False,
+        autoping=True,
+    )
     await ws.prepare(request)
     if state.logged_in_only and user is None:
-        await ws.send_str(json.dumps([{"type": "chat:error", "code": "login_required",
-                                       "message": "this chat is for logged-in users: log in "
-                                                  "to read and write"}]))
+        await ws.send_str(
+            json.dumps(
+                [
+                    {
+                        "type": "chat:error",
+                        "code": "login_required",
+                        "message": "this chat is for logged-in users: log in to read and write",
+                    }
+                ]
+            )
+        )
         await ws.close(code=CLOSE_POLICY, message=b"login required")
         return ws
     public = public_user(user) if user is not None else None
@@ -114,11 +127,21 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         history = await service.history(state, blocked)
         me = None
         if user is not None:
-            me = {**public, "can_moderate": can_moderate(state, user),  # type: ignore[dict-item]
-                  "is_owner": user.id == state.owner_id}
-        first = [{"type": "chat:history", "messages": history, "users": room.viewer_list(),
-                  "me": me, "settings": chat_store.chat_settings_dict(state),
-                  "max_length": cs.max_length}]
+            me = {
+                **public,
+                "can_moderate": can_moderate(state, user),  # type: ignore[dict-item]
+                "is_owner": user.id == state.owner_id,
+            }
+        first = [
+            {
+                "type": "chat:history",
+                "messages": history,
+                "users": room.viewer_list(),
+                "me": me,
+                "settings": chat_store.chat_settings_dict(state),
+                "max_length": cs.max_length,
+            }
+        ]
         first += service.stream_events(state)
         if not client.release(events_frame(first), cs.send_queue_bytes):
             room.drop(client)
@@ -164,13 +187,19 @@ async def _read(service: ChatService, room: Room, client: Client) -> None:
             if msg.type == WSMsgType.TEXT:
                 reply = await handle_frame(service, room.slug, client, msg.data)
             else:
-                reply = ChatError("bad_frame", "binary frames are not accepted; send JSON "
-                                  "text").event()
+                reply = ChatError(
+                    "bad_frame", "binary frames are not accepted; send JSON text"
+                ).event()
         elif verdict is Verdict.WARN:
             wait = budget.retry_after(now)
-            reply = ChatError("frame_budget", f"too many frames (at most {budget.frames} in "
-                              f"{budget.window:g} s): frames are ignored for {wait:.0f} more "
-                              "seconds", status=429, retry_after=wait).event()
+            reply = ChatError(
+                "frame_budget",
+                f"too many frames (at most {budget.frames} in "
+                f"{budget.window:g} s): frames are ignored for {wait:.0f} more "
+                "seconds",
+                status=429,
+                retry_after=wait,
+            ).event()
         elif verdict is Verdict.CLOSE:
             service.end_socket(client, "frame_budget", "too many frames: connection closed")
             continue
@@ -182,8 +211,9 @@ async def _read(service: ChatService, room: Room, client: Client) -> None:
                 return
 
 
-async def handle_frame(service: ChatService, slug: str, client: Client,
-                       data: str) -> dict[str, Any] | None:
+async def handle_frame(
+    service: ChatService, slug: str, client: Client, data: str
+) -> dict[str, Any] | None:
     """Act on one client frame; an event for the sender only (an error), or None.
 
     What a frame needs is checked from memory before anything is read from the database

@@ -54,9 +54,13 @@ class MessageWriter:
                 log.error("chat: storing %d message(s) failed: %s", len(batch), exc)
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(ChatError(
-                            "store_failed", "the message could not be saved; it was not sent",
-                            status=503))
+                        fut.set_exception(
+                            ChatError(
+                                "store_failed",
+                                "the message could not be saved; it was not sent",
+                                status=503,
+                            )
+                        )
                 continue
             for (_, fut), new_id in zip(batch, ids, strict=False):
                 if not fut.done():
@@ -69,5 +73,6 @@ class MessageWriter:
                 await self._task
         for _, fut in self._pending:
             if not fut.done():
-                fut.set_exception(ChatError("shutting_down", "the server is shutting down",
-                                            status=503))
+                fut.set_exception(
+                    ChatError("shutting_down", "the server is shutting down", status=503)
+                )

@@ -31,9 +31,22 @@ from .service import HlsService
 from .viewers import ViewerCounter
 from .vod import _ByteCache
 
-__all__ = ["DEADLINE_TICK", "HLS_KEY", "Held", "HlsRequest", "HlsService", "Hold", "Pending",
-           "Reply", "VOD_LINK_SECONDS", "ViewerCounter", "_ByteCache", "error_reply",
-           "plan_range", "setup"]
+__all__ = [
+    "DEADLINE_TICK",
+    "HLS_KEY",
+    "Held",
+    "HlsRequest",
+    "HlsService",
+    "Hold",
+    "Pending",
+    "Reply",
+    "VOD_LINK_SECONDS",
+    "ViewerCounter",
+    "_ByteCache",
+    "error_reply",
+    "plan_range",
+    "setup",
+]
 
 # How long the answer to "which stream does this VOD URL reach, and may it" is kept: a channel
 # made unlisted stops answering to its streams' ids within this time, on every process.
@@ -49,8 +62,14 @@ def _vod_link_seconds() -> float:
 def setup(app: web.Application) -> HlsService:
     """Register the live and VOD routes, the CORS preflight and the viewer counter (whose
     counts reach this process's chat through the live registry, ``ViewerPublisher``)."""
-    service = HlsService(app[SETTINGS_KEY], app[METRICS_KEY], app[EDGES_KEY],
-                         app[REGISTRY_KEY], app[DB_KEY], vod_link_seconds=_vod_link_seconds)
+    service = HlsService(
+        app[SETTINGS_KEY],
+        app[METRICS_KEY],
+        app[EDGES_KEY],
+        app[REGISTRY_KEY],
+        app[DB_KEY],
+        vod_link_seconds=_vod_link_seconds,
+    )
     app[HLS_KEY] = service
     add = app.router.add_get
     ep = service.endpoint

@@ -56,12 +56,32 @@ class Held:
     (the fast path writes it straight to the socket), ``wait`` to a coroutine (aiohttp).
     """
 
-    __slots__ = ("holding", "edge", "state", "key", "check", "timeout", "then", "observe",
-                 "started", "deadline", "done", "group")
+    __slots__ = (
+        "holding",
+        "edge",
+        "state",
+        "key",
+        "check",
+        "timeout",
+        "then",
+        "observe",
+        "started",
+        "deadline",
+        "done",
+        "group",
+    )
 
-    def __init__(self, holding: Holding, edge: LiveEdge, state: Waiting,
-                 key: tuple[Any, ...], check: Callable[[], Hold], timeout: float,
-                 then: Callable[[Hold], Reply], observe: bool = True) -> None:
+    def __init__(
+        self,
+        holding: Holding,
+        edge: LiveEdge,
+        state: Waiting,
+        key: tuple[Any, ...],
+        check: Callable[[], Hold],
+        timeout: float,
+        then: Callable[[Hold], Reply],
+        observe: bool = True,
+    ) -> None:
         self.holding = holding
         self.edge = edge
         self.state = state

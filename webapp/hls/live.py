@@ -95,9 +95,15 @@ def _init_bytes(rendition: RenditionEdge, name: str) -> bytes | None:
 class LiveDelivery:
     """The live routes: ``master`` and ``live`` (media playlists and objects)."""
 
-    def __init__(self, metrics: Metrics, edges: EdgeRegistry, holding: Holding,
-                 viewers: ViewerCounter, addresses: ClientAddresses,
-                 master_wait: float) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        edges: EdgeRegistry,
+        holding: Holding,
+        viewers: ViewerCounter,
+        addresses: ClientAddresses,
+        master_wait: float,
+    ) -> None:
         self.metrics = metrics
         self.edges = edges
         self.holding = holding
@@ -125,6 +131,7 @@ class LiveDelivery:
             return "gone" if edge.ended else "wait"
 
         if ready() == "wait":
+
             def then(result: Hold) -> Reply:
                 if result == "timeout":
                     # A planned rung that never came (its encoder failed) must not keep
@@ -135,28 +142,34 @@ class LiveDelivery:
                     return self._master_reply(request, edge, state, names)
                 return self._master_reply(request, edge, state)
 
-            return Held(self.holding, edge, state, ("master",), ready, self.master_wait, then,
-                        observe=False)
+            return Held(
+                self.holding, edge, state, ("master",), ready, self.master_wait, then, observe=False
+            )
         return self._master_reply(request, edge, state)
 
-    def _master_reply(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
-                      names: set[str] | None = None) -> Reply:
+    def _master_reply(
+        self, request: HlsRequest, edge: LiveEdge, state: _EdgeState, names: set[str] | None = None
+    ) -> Reply:
         if not edge.renditions:
             return error_reply("master", 404)
         sids = request.query.get("session")
         sid = sids[0] if sids and SESSION_RE.fullmatch(sids[0]) else secrets.token_urlsafe(12)
-        version = tuple((r.name, r.bandwidth, r.average_bandwidth, r.width, r.height,
-                         r.frame_rate, r.codecs) for r in edge.renditions.values()
-                        if names is None or r.name in names)
+        version = tuple(
+            (r.name, r.bandwidth, r.average_bandwidth, r.width, r.height, r.frame_rate, r.codecs)
+            for r in edge.renditions.values()
+            if names is None or r.name in names
+        )
         if version != state.master_version:
             lines = edge.master(names).split("\n")
             state.master_template = "\n".join(
                 f"{state.token}/{line}?session=\0" if line and not line.startswith("#") else line
-                for line in lines)
+                for line in lines
+            )
             state.master_version = version
         body = state.master_template.replace("\0", sid).encode()
-        return Reply("master", 200, {"Content-Type": PLAYLIST_TYPE,
-                                     "Cache-Control": MASTER_CACHE}, body)
+        return Reply(
+            "master", 200, {"Content-Type": PLAYLIST_TYPE, "Cache-Control": MASTER_CACHE}, body
+        )
 
     def live(self, request: HlsRequest) -> Reply | Pending:
         params = request.params
@@ -177,8 +190,9 @@ class LiveDelivery:
             return error_reply(kind, 404)
         if resource is None:
             return self._media_playlist(request, edge, state, rendition)
-        return self._media_object(request, edge, state, rendition, name, resource,
-                                  token is not None)
+        return self._media_object(
+            request, edge, state, rendition, name, resource, token is not None
+        )
 
     @staticmethod
     def _directives(query: Mapping[str, list[str]]) -> tuple[int | None, int | None, bool]:
@@ -199,12 +213,15 @@ class LiveDelivery:
         return msn, part, bool(skips)
 
     @staticmethod
-    def _render(edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge,
-                skip: bool) -> bytes:
+    def _render(edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge, skip: bool) -> bytes:
         playlist = rendition.playlist
         # The other renditions' reports are part of the text, so of its version too.
-        reports = tuple(report for other in edge.renditions.values() if other is not rendition
-                        if (report := other.playlist.report(f"../{other.name}/index.m3u8")))
+        reports = tuple(
+            report
+            for other in edge.renditions.values()
+            if other is not rendition
+            if (report := other.playlist.report(f"../{other.name}/index.m3u8"))
+        )
         version = (_playlist_version(playlist), reports)
         cached = state.rendered.get(rendition.name)
         if cached is None or cached.playlist is not playlist or cached.version != version:
@@ -217,8 +234,9 @@ class LiveDelivery:
             cached.full = playlist.render(reports=reports).encode()
         return cached.full
 
-    def _media_playlist(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
-                        rendition: RenditionEdge) -> Reply | Pending:
+    def _media_playlist(
+        self, request: HlsRequest, edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge
+    ) -> Reply | Pending:
         try:
             msn, part, skip = self._directives(request.query)
         except _BadRequest as exc:
@@ -226,12 +244,17 @@ class LiveDelivery:
             return error_reply(kind, 400, str(exc))
         if request.method == "GET":
             address = self.addresses.key(request)
-            self.viewers.seen(edge.slug, self.viewers.session_key(request, address), address,
-                              time.monotonic())
+            self.viewers.seen(
+                edge.slug, self.viewers.session_key(request, address), address, time.monotonic()
+            )
         if msn is None:
             body = self._render(edge, state, rendition, skip)
-            return Reply("playlist", 200, {"Content-Type": PLAYLIST_TYPE,
-                                           "Cache-Control": PLAYLIST_CACHE}, body)
+            return Reply(
+                "playlist",
+                200,
+                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": PLAYLIST_CACHE},
+                body,
+            )
         name = rendition.name
 
         def check() -> Hold:
@@ -240,15 +263,21 @@ class LiveDelivery:
 
         result = check()
         if result == "wait":
-            return Held(self.holding, edge, state, ("playlist", name, msn, part), check,
-                        3.0 * rendition.playlist.target_duration,
-                        lambda result: self._blocking_reply(edge, state, rendition, skip,
-                                                            result))
+            return Held(
+                self.holding,
+                edge,
+                state,
+                ("playlist", name, msn, part),
+                check,
+                3.0 * rendition.playlist.target_duration,
+                lambda result: self._blocking_reply(edge, state, rendition, skip, result),
+            )
         self.metrics.hls_blocking_wait.observe(0.0)
         return self._blocking_reply(edge, state, rendition, skip, result)
 
-    def _blocking_reply(self, edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge,
-                        skip: bool, result: Hold) -> Reply:
+    def _blocking_reply(
+        self, edge: LiveEdge, state: _EdgeState, rendition: RenditionEdge, skip: bool, result: Hold
+    ) -> Reply:
         if result == "bad":
             return error_reply("blocking_playlist", 400, "_HLS_msn/_HLS_part too far ahead")
         if result == "timeout":
@@ -260,13 +289,23 @@ class LiveDelivery:
         reply = rendered.blocking.get(skip)
         if reply is None or reply.body is not body:
             reply = rendered.blocking[skip] = Reply(
-                "blocking_playlist", 200,
-                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": BLOCKING_CACHE}, body)
+                "blocking_playlist",
+                200,
+                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": BLOCKING_CACHE},
+                body,
+            )
         return reply
 
-    def _media_object(self, request: HlsRequest, edge: LiveEdge, state: _EdgeState,
-                      rendition: RenditionEdge, name: str, resource: Any,
-                      tokened: bool) -> Reply | Pending:
+    def _media_object(
+        self,
+        request: HlsRequest,
+        edge: LiveEdge,
+        state: _EdgeState,
+        rendition: RenditionEdge,
+        name: str,
+        resource: Any,
+        tokened: bool,
+    ) -> Reply | Pending:
         kind = resource.kind
         data: bytes | None
         if kind == "init":
@@ -290,15 +329,30 @@ class LiveDelivery:
                     return current.playlist.blocking_state(*key)
 
                 if check() == "wait":
+
                     def then(result: Hold) -> Reply:
                         if result == "timeout":
                             return error_reply("part", 503, "the part did not come")
-                        return self._object_reply(request, state, rendition, "part", name,
-                                                  rendition.parts.get(key), tokened)
+                        return self._object_reply(
+                            request,
+                            state,
+                            rendition,
+                            "part",
+                            name,
+                            rendition.parts.get(key),
+                            tokened,
+                        )
 
                     self._watching(request, edge)
-                    return Held(self.holding, edge, state, ("part", rname, key), check,
-                                3.0 * playlist.target_duration, then)
+                    return Held(
+                        self.holding,
+                        edge,
+                        state,
+                        ("part", rname, key),
+                        check,
+                        3.0 * playlist.target_duration,
+                        then,
+                    )
         if data is not None and kind != "init":
             self._watching(request, edge)
         return self._object_reply(request, state, rendition, kind, name, data, tokened)
@@ -306,12 +360,18 @@ class LiveDelivery:
     def _watching(self, request: HlsRequest, edge: LiveEdge) -> None:
         """Media went to this client: its sessions count as viewers (``ViewerCounter``)."""
         if request.method == "GET":
-            self.viewers.fetched_media(edge.slug, self.addresses.key(request),
-                                       time.monotonic())
+            self.viewers.fetched_media(edge.slug, self.addresses.key(request), time.monotonic())
 
     @staticmethod
-    def _object_reply(request: HlsRequest, state: _EdgeState, rendition: RenditionEdge,
-                      kind: str, name: str, data: bytes | None, tokened: bool) -> Reply:
+    def _object_reply(
+        request: HlsRequest,
+        state: _EdgeState,
+        rendition: RenditionEdge,
+        kind: str,
+        name: str,
+        data: bytes | None,
+        tokened: bool,
+    ) -> Reply:
         if data is None:
             return error_reply(kind, 404)
         headers = request.headers
@@ -327,8 +387,10 @@ class LiveDelivery:
             if len(state.objects) >= OBJECT_REPLIES:
                 state.objects.clear()  # old parts are gone from the window anyway
             reply = state.objects[key] = object_response(
-                kind, plan, len(data), data, etag, IMMUTABLE if tokened else REVALIDATE)
+                kind, plan, len(data), data, etag, IMMUTABLE if tokened else REVALIDATE
+            )
             return reply
-        body = data if plan[0] != 206 else memoryview(data)[plan[1]:plan[2]]
-        return object_response(kind, plan, len(data), body, etag,
-                               IMMUTABLE if tokened else REVALIDATE)
+        body = data if plan[0] != 206 else memoryview(data)[plan[1] : plan[2]]
+        return object_response(
+            kind, plan, len(data), body, etag, IMMUTABLE if tokened else REVALIDATE
+        )

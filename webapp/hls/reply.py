@@ -74,6 +74,7 @@ def error_reply(kind: str, status: int, text: str = "") -> Reply:
 
 # -- byte ranges ---------------------------------------------------------------------------
 
+
 def _etag_matches(header: str, etag: str) -> bool:
     for candidate in header.split(","):
         candidate = candidate.strip()
@@ -113,15 +114,25 @@ def plan_range(headers: Mapping[str, str], size: int, etag: str) -> tuple[int, i
     return 206, start, stop
 
 
-def object_response(kind: str, plan: tuple[int, int, int], size: int,
-                    body: bytes | memoryview, etag: str, cache: str) -> Reply:
+def object_response(
+    kind: str,
+    plan: tuple[int, int, int],
+    size: int,
+    body: bytes | memoryview,
+    etag: str,
+    cache: str,
+) -> Reply:
     """The reply to a GET of an immutable object (part, segment, init, VOD file) planned by
     ``plan_range``."""
     status, start, stop = plan
     if status == 304:
         return Reply(kind, 304, {"ETag": etag, "Cache-Control": cache})
-    headers = {"Content-Type": MEDIA_TYPE, "Cache-Control": cache, "Accept-Ranges": "bytes",
-               "ETag": etag}
+    headers = {
+        "Content-Type": MEDIA_TYPE,
+        "Cache-Control": cache,
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+    }
     if status == 416:
         headers["Content-Range"] = f"bytes */{size}"
         headers["Cache-Control"] = ERROR_CACHE
@@ -132,6 +143,7 @@ def object_response(kind: str, plan: tuple[int, int, int], size: int,
 
 
 # -- CORS ----------------------------------------------------------------------------------
+
 
 class Cors:
     """``http.cors_origins``: ``*`` answers every origin with one shared header set; a list
@@ -171,8 +183,11 @@ def fallback(request: HlsRequest) -> Reply:
 
 
 def preflight(request: HlsRequest) -> Reply:
-    headers = {"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-               "Access-Control-Max-Age": "86400", "Cache-Control": "public, max-age=86400"}
+    headers = {
+        "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+        "Access-Control-Max-Age": "86400",
+        "Cache-Control": "public, max-age=86400",
+    }
     wanted = request.headers.get("access-control-request-headers", "").strip()
     if wanted and _REQUEST_HEADERS_RE.fullmatch(wanted):
         headers["Access-Control-Allow-Headers"] = wanted

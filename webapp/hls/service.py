@@ -41,23 +41,37 @@ class HlsService:
     (a coroutine); ``finish`` adds CORS and counts the response.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, edges: EdgeRegistry,
-                 registry: LiveRegistry, db: Database, *,
-                 vod_link_seconds: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        edges: EdgeRegistry,
+        registry: LiveRegistry,
+        db: Database,
+        *,
+        vod_link_seconds: Callable[[], float],
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.edges = edges
         self.db = db
         hls = settings.hls
-        self.viewers = ViewerCounter(hls.viewer_timeout, hls.max_viewer_sessions,
-                                     hls.max_sessions_per_address)
+        self.viewers = ViewerCounter(
+            hls.viewer_timeout, hls.max_viewer_sessions, hls.max_sessions_per_address
+        )
         self.addresses = ClientAddresses(settings.http.trust_forwarded_for)
         self.holding = Holding(metrics)
         self._publisher = ViewerPublisher(metrics, edges, registry, db)
         self._cors = Cors(settings.http.cors_origins)
         self._counters: dict[tuple[str, int], Any] = {}
-        live = LiveDelivery(metrics, edges, self.holding, self.viewers, self.addresses,
-                            3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)))
+        live = LiveDelivery(
+            metrics,
+            edges,
+            self.holding,
+            self.viewers,
+            self.addresses,
+            3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)),
+        )
         vod = VodDelivery(settings, db, vod_link_seconds)
         # The routes, bound once: the fast path calls them per request.
         self.master: Route = live.master
@@ -73,27 +87,38 @@ class HlsService:
         reply = self._cors.apply(request, reply)
         counter = self._counters.get((reply.kind, reply.status))
         if counter is None:
-            counter = self._counters[(reply.kind, reply.status)] = \
-                self.metrics.hls_requests.labels(reply.kind, str(reply.status))
+            counter = self._counters[(reply.kind, reply.status)] = self.metrics.hls_requests.labels(
+                reply.kind, str(reply.status)
+            )
         counter.inc()
         return reply
 
-    def endpoint(self, fn: Callable[[HlsRequest], Reply | Pending]
-                 ) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
+    def endpoint(
+        self, fn: Callable[[HlsRequest], Reply | Pending]
+    ) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
         """An aiohttp handler for one route method."""
+
         async def handler(request: web.Request) -> web.StreamResponse:
             q = request.query
-            req = HlsRequest(request.method, request.match_info,
-                             {key: q.getall(key) for key in q.keys()}, request.headers,
-                             request.remote)
+            req = HlsRequest(
+                request.method,
+                request.match_info,
+                {key: q.getall(key) for key in q.keys()},
+                request.headers,
+                request.remote,
+            )
             reply = fn(req)
             if isinstance(reply, Held):
                 reply = await reply.wait()
             elif not isinstance(reply, Reply):
                 reply = await reply
             reply = self.finish(req, reply)
-            return web.Response(status=reply.status, headers=reply.headers,
-                                body=reply.body if reply.status not in (204, 304) else None)
+            return web.Response(
+                status=reply.status,
+                headers=reply.headers,
+                body=reply.body if reply.status not in (204, 304) else None,
+            )
+
         return handler
 
     # -- viewers and lifecycle ------------------------------------------------------------

@@ -117,8 +117,9 @@ class ViewerCounter:
             sessions = table.sessions
             for key in [k for k, entry in sessions.items() if entry[0] < limit]:
                 self._uncount(table, sessions.pop(key)[1])
-            table.media = {a: t for a, t in table.media.items()
-                           if t >= limit and a in table.per_address}
+            table.media = {
+                a: t for a, t in table.media.items() if t >= limit and a in table.per_address
+            }
             media = table.media
             counts[slug] = sum(1 for entry in sessions.values() if entry[1] in media)
             if not sessions:
@@ -153,8 +154,9 @@ class ViewerPublisher:
     it there); a live stream's row when its count changed (the API, the home page and the
     other processes' chat read the row)."""
 
-    def __init__(self, metrics: Metrics, edges: EdgeRegistry, registry: LiveRegistry,
-                 db: Database) -> None:
+    def __init__(
+        self, metrics: Metrics, edges: EdgeRegistry, registry: LiveRegistry, db: Database
+    ) -> None:
         self.metrics = metrics
         self.edges = edges
         self.registry = registry

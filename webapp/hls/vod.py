@@ -142,8 +142,7 @@ class VodDelivery:
     stream does this URL reach, and may it" is kept: a channel made unlisted stops answering
     to its streams' ids within that time, on every process."""
 
-    def __init__(self, settings: Settings, db: Database,
-                 link_seconds: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, db: Database, link_seconds: Callable[[], float]) -> None:
         self.settings = settings
         self.db = db
         self.link_seconds = link_seconds
@@ -189,8 +188,11 @@ class VodDelivery:
                     found = await stream_by_ref(session, ref)
             if ref is not None and found is not None:
                 stream, channel = found
-                if (stream.status is StreamStatus.ARCHIVED and stream.vod_available
-                        and reachable(ref, channel, None)):
+                if (
+                    stream.status is StreamStatus.ARCHIVED
+                    and stream.vod_available
+                    and reachable(ref, channel, None)
+                ):
                     stream_id = stream.id
             if stream_id is not None:
                 hit = self._vods.get(stream_id)
@@ -207,8 +209,12 @@ class VodDelivery:
         _remember(self._links, raw, (time.monotonic() + self.link_seconds(), stream_id))
         return vod
 
-    async def _loaded(self, request: HlsRequest, raw: str,
-                      then: Callable[[HlsRequest, _Vod | None], Reply | Pending]) -> Reply:
+    async def _loaded(
+        self,
+        request: HlsRequest,
+        raw: str,
+        then: Callable[[HlsRequest, _Vod | None], Reply | Pending],
+    ) -> Reply:
         reply = then(request, await self._vod(raw))
         assert not isinstance(reply, Held)  # VOD requests are never held
         return reply if isinstance(reply, Reply) else await reply
@@ -223,8 +229,12 @@ class VodDelivery:
     def _master(request: HlsRequest, vod: _Vod | None) -> Reply:
         if vod is None:
             return error_reply("vod_master", 404)
-        return Reply("vod_master", 200, {"Content-Type": PLAYLIST_TYPE,
-                                         "Cache-Control": VOD_PLAYLIST_CACHE}, vod.master)
+        return Reply(
+            "vod_master",
+            200,
+            {"Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE},
+            vod.master,
+        )
 
     def resource(self, request: HlsRequest) -> Reply | Pending:
         kind = _vod_kind(request.params["name"])
@@ -242,9 +252,12 @@ class VodDelivery:
         if vod is None or rendition not in vod.names:
             return error_reply(kind, 404)
         if kind == "vod_playlist":
-            return Reply(kind, 200, {"Content-Type": PLAYLIST_TYPE,
-                                     "Cache-Control": VOD_PLAYLIST_CACHE},
-                         vod.playlists[rendition])
+            return Reply(
+                kind,
+                200,
+                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": VOD_PLAYLIST_CACHE},
+                vod.playlists[rendition],
+            )
         if name not in vod.names[rendition]:
             return error_reply(kind, 404)
         # Both parts of the path are names the VOD's own playlists list, checked against the
@@ -255,8 +268,9 @@ class VodDelivery:
             return self._read(request, kind, vod, key)
         return self._object(request, kind, data)
 
-    async def _read(self, request: HlsRequest, kind: str, vod: _Vod,
-                    key: tuple[Path, str, str]) -> Reply:
+    async def _read(
+        self, request: HlsRequest, kind: str, vod: _Vod, key: tuple[Path, str, str]
+    ) -> Reply:
         data = await asyncio.to_thread(_read_file, vod.directory / key[1] / key[2])
         if data is None:
             return error_reply(kind, 404)

@@ -33,10 +33,12 @@ def _fk(column: str, table: str, name: str, ondelete: str) -> sa.ForeignKeyConst
     return sa.ForeignKeyConstraint([column], [f"{table}.id"], name=name, ondelete=ondelete)
 
 
-STREAM_STATUS = sa.Enum("offline", "live", "ending", "archived", name="stream_status",
-                        native_enum=False, length=16)
-REPORT_STATUS = sa.Enum("open", "resolved", "dismissed", name="report_status",
-                        native_enum=False, length=16)
+STREAM_STATUS = sa.Enum(
+    "offline", "live", "ending", "archived", name="stream_status", native_enum=False, length=16
+)
+REPORT_STATUS = sa.Enum(
+    "open", "resolved", "dismissed", name="report_status", native_enum=False, length=16
+)
 
 
 def upgrade() -> None:
@@ -134,9 +136,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_streams_channel_id_started_at", "streams", ["channel_id", "started_at"])
     op.create_index("ix_streams_status_started_at", "streams", ["status", "started_at"])
-    op.create_index("uq_streams_channel_id_live", "streams", ["channel_id"], unique=True,
-                    sqlite_where=sa.text("status = 'live'"),
-                    postgresql_where=sa.text("status = 'live'"))
+    op.create_index(
+        "uq_streams_channel_id_live",
+        "streams",
+        ["channel_id"],
+        unique=True,
+        sqlite_where=sa.text("status = 'live'"),
+        postgresql_where=sa.text("status = 'live'"),
+    )
 
     op.create_table(
         "messages",
@@ -218,6 +225,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("reports", "blocks", "channel_follows", "follows", "messages", "streams",
-                  "channels", "api_tokens", "profiles", "users"):
+    for table in (
+        "reports",
+        "blocks",
+        "channel_follows",
+        "follows",
+        "messages",
+        "streams",
+        "channels",
+        "api_tokens",
+        "profiles",
+        "users",
+    ):
         op.drop_table(table)

@@ -20,8 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("is_disabled", sa.Boolean(), server_default=sa.false(),
-                                   nullable=False))
+        batch.add_column(
+            sa.Column("is_disabled", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
         batch.add_column(sa.Column("onboarded_at", sa.DateTime(timezone=True), nullable=True))
 
     op.create_table(
@@ -31,8 +32,9 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_sessions_user_id_users",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_sessions_user_id_users", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
     )
     op.create_index("ix_sessions_user_id", "sessions", ["user_id"])

@@ -24,10 +24,15 @@ def _pair(table: str) -> list[SchemaItem]:
     return [
         sa.Column("channel_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["channel_id"], ["channels.id"],
-                                name=f"fk_{table}_channel_id_channels", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"],
-                                name=f"fk_{table}_user_id_users", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["channels.id"],
+            name=f"fk_{table}_channel_id_channels",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=f"fk_{table}_user_id_users", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("channel_id", "user_id", name=f"pk_{table}"),
     ]
 
@@ -38,9 +43,12 @@ def upgrade() -> None:
         *_pair("channel_moderators"),
         sa.Column("appointed_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["appointed_by_id"], ["users.id"],
-                                name="fk_channel_moderators_appointed_by_id_users",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["appointed_by_id"],
+            ["users.id"],
+            name="fk_channel_moderators_appointed_by_id_users",
+            ondelete="SET NULL",
+        ),
     )
     op.create_index("ix_channel_moderators_user_id", "channel_moderators", ["user_id"])
 
@@ -50,8 +58,12 @@ def upgrade() -> None:
         sa.Column("banned_by_id", sa.Integer(), nullable=True),
         sa.Column("reason", sa.String(200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["banned_by_id"], ["users.id"],
-                                name="fk_channel_bans_banned_by_id_users", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["banned_by_id"],
+            ["users.id"],
+            name="fk_channel_bans_banned_by_id_users",
+            ondelete="SET NULL",
+        ),
     )
     op.create_index("ix_channel_bans_user_id", "channel_bans", ["user_id"])
 
@@ -61,9 +73,12 @@ def upgrade() -> None:
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["created_by_id"], ["users.id"],
-                                name="fk_channel_timeouts_created_by_id_users",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["users.id"],
+            name="fk_channel_timeouts_created_by_id_users",
+            ondelete="SET NULL",
+        ),
     )
     op.create_index("ix_channel_timeouts_user_id", "channel_timeouts", ["user_id"])
 
@@ -76,8 +91,12 @@ def upgrade() -> None:
         sa.Column("word_filter", sa.JSON(), nullable=False),
         sa.Column("filter_mode", sa.String(8), server_default="mask", nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["channel_id"], ["channels.id"],
-                                name="fk_chat_settings_channel_id_channels", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["channels.id"],
+            name="fk_chat_settings_channel_id_channels",
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("channel_id", name="pk_chat_settings"),
     )
 

@@ -29,8 +29,10 @@ def upgrade() -> None:
     conn = op.get_bind()
     ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM streams"))]
     for stream_id in ids:
-        conn.execute(sa.text("UPDATE streams SET public_id = :public_id WHERE id = :id"),
-                     {"public_id": secrets.token_urlsafe(16), "id": stream_id})
+        conn.execute(
+            sa.text("UPDATE streams SET public_id = :public_id WHERE id = :id"),
+            {"public_id": secrets.token_urlsafe(16), "id": stream_id},
+        )
     with op.batch_alter_table("streams") as batch:
         batch.alter_column("public_id", existing_type=sa.String(32), nullable=False)
     op.create_index("uq_streams_public_id", "streams", ["public_id"], unique=True)
