@@ -20,7 +20,8 @@ instrumentation makes the code some 100 times slower, so each input also runs th
 uninstrumented copy of the package, and that run is the one timed, in CPU time of the thread
 (time.thread_time_ns): the figures are what the server would spend, and other processes on a
 busy machine do not count. Inputs over --max-ms are saved and re-timed at the end (best of 5),
-so a garbage collection that happened to fall on an input is not reported as a slow input. The summary gives inputs, execs/s, max and p99.9 time, coverage (libFuzzer's
+so a garbage collection that happened to fall on an input is not reported as a slow input. The
+summary gives inputs, execs/s, max and p99.9 time, coverage (libFuzzer's
 ``cov``/``ft``), crashes and slow inputs; the exit status is 1 if any crash or confirmed slow
 input was found.
 
@@ -50,8 +51,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -136,7 +138,7 @@ def run_one(targets: list[Callable[[bytes], None]], protocol_error: type, data: 
     except protocol_error as exc:
         if "internal error" in str(exc):
             return f"wrapped {exc}"
-    except Exception as exc:  # noqa: BLE001 - the whole point: anything else is a finding
+    except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}: {exc}"
     return ""
@@ -583,7 +585,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
             hist[int(bucket)] = hist.get(int(bucket), 0) + n
     cov = ft = None
     failed_workers = []
-    for w, (proc, log) in enumerate(zip(procs, logs)):
+    for w, (proc, log) in enumerate(zip(procs, logs, strict=False)):
         log.seek(0)
         text = log.read().decode(errors="replace")
         log.close()
@@ -605,7 +607,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "seconds": round(wall, 1),
         "execs_per_s": round(inputs / wall) if wall else 0,
-        "per_target": dict(zip(TARGETS, per_target)),
+        "per_target": dict(zip(TARGETS, per_target, strict=False)),
         "max_ms": round(max((s.get("max_ns", 0) for s in stats), default=0) / 1e6, 3),
         "p99_9_ms": percentile_us(hist, inputs, 0.999) / 1000 if inputs else None,
         "p50_ms": percentile_us(hist, inputs, 0.5) / 1000 if inputs else None,

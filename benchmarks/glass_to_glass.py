@@ -1,6 +1,7 @@
 """Glass-to-glass latency in a real browser: frame sent by the publisher -> frame on screen.
 
-The barcoded 720p30 publisher of ``benchmarks/lib/publisher.py`` (its own process) pushes to our server
+The barcoded 720p30 publisher of ``benchmarks/lib/publisher.py`` (its own process) pushes to our
+server
 (``python -m mediaserver serve``, transcoding on: 720p + 480p ladder, 2 s segments, 0.333 s
 parts). Headless Chromium (Debian's, through Playwright's async API) opens the viewer page
 ``/streams/bench-0`` (hls.js in low-latency mode), waits for playback, then every ~100 ms
@@ -64,7 +65,8 @@ HLS_STATE_JS = """() => {
           heights: h ? h.levels.map(l => l.height) : [], height: v ? v.videoHeight : 0,
           rate: v ? v.playbackRate : null, buffered: v && v.buffered.length ?
             v.buffered.end(v.buffered.length - 1) - v.currentTime : 0,
-          dropped: v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().droppedVideoFrames : 0};
+          dropped: v && v.getVideoPlaybackQuality ?
+            v.getVideoPlaybackQuality().droppedVideoFrames : 0};
 }"""
 
 

@@ -1,10 +1,12 @@
 """LL-HLS delivery under load: 1000 simulated viewers on one live stream, and plain segment
 GETs from us against nginx serving the same files, measured in the same run.
 
-Part 1. A real publisher (``benchmarks/lib/publisher.py``, 720p30, own process) pushes into our server
+Part 1. A real publisher (``benchmarks/lib/publisher.py``, 720p30, own process) pushes into our
+server
 (``python -m mediaserver serve``, transcoding on, 2 s segments, 0.333 s parts). N viewers,
 spread over several client processes (uvloop; a minimal keep-alive HTTP/1.1 client by default,
-aiohttp with ``--client aiohttp``), each do on one rung what hls.js does: a blocking playlist reload for the
+aiohttp with ``--client aiohttp``), each do on one rung what hls.js does: a blocking playlist
+reload for the
 next part (``_HLS_msn``/``_HLS_part``, with ``_HLS_skip=YES`` as hls.js asks for delta updates
 when the server offers them), then a GET of the part(s) it announces, repeat.
 
@@ -181,7 +183,7 @@ async def viewer(
         except (TimeoutError, OSError, ConnectionError) as exc:
             errors[type(exc).__name__] += 1
             status = 0
-        except Exception as exc:  # noqa: BLE001 - aiohttp's errors, counted
+        except Exception as exc:
             errors[type(exc).__name__] += 1
             status = 0
         if status == 200:
@@ -220,7 +222,7 @@ async def viewer(
             if pl.hint is None:
                 return
             msn, part, _ = pl.hint
-        except Exception as exc:  # noqa: BLE001 - connection trouble, counted
+        except Exception as exc:
             errors[type(exc).__name__] += 1
             await asyncio.sleep(0.2)
 
@@ -288,7 +290,7 @@ async def discover(base: str, rendition: str, slug: str = SLUG) -> tuple[str, st
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no master playlist: HTTP {r.status}")
             await asyncio.sleep(0.5)
-    for height, _, uri in master_variants(text):
+    for _height, _, uri in master_variants(text):
         path = uri.split("?", 1)[0]
         if path.rsplit("/", 2)[-2] == rendition:
             url = f"{base}/hls/{slug}/{path}"
@@ -438,7 +440,7 @@ def _watch_viewers(
         "fetch": (percentile(fetch, 50), percentile(fetch, 99)),
         "server_cpu": (cpu1 - cpu0) / wall,
         "server_rss": rss,
-        "client_cpu": [(b - a) / wall for a, b in zip(wcpu0, wcpu1)],
+        "client_cpu": [(b - a) / wall for a, b in zip(wcpu0, wcpu1, strict=False)],
         "mbps": nbytes * 8 / 1e6 / (window_end - window_start - 1.0),
         "got_min": min(got_per_viewer) if got_per_viewer else 0,
         "got_median": median(got_per_viewer),
@@ -609,7 +611,7 @@ def static_phase(
         d.chmod(0o755)
     base, segs = newest_segments(server, rendition, 2)
     names = []
-    for msn, uri in segs:
+    for _msn, uri in segs:
         status, data = asyncio.run(_get(base + uri))
         if status != 200:
             raise RuntimeError(f"{uri}: HTTP {status}")
@@ -651,7 +653,7 @@ def static_phase(
             time.sleep(0.5)
         if vod_ok:
             vod_paths = [f"/vod/{stream_id}/{rendition}/{n}" for n in names]
-            for p, n in zip(vod_paths, names):
+            for p, n in zip(vod_paths, names, strict=False):
                 st, data = asyncio.run(_get(ours_host + p))
                 if st != 200 or data != (files / n).read_bytes():
                     out["vod_note"] = (

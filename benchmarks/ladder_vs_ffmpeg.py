@@ -37,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from datetime import datetime, timezone
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,8 +104,8 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
     import av
 
     from mediaserver.live import CodecConfig, MediaKind, MediaPacket, Subscription
-    from transcode.ladder import Rung
     from transcode.hls import RenditionPackager, SegmentReady
+    from transcode.ladder import Rung
     from transcode.pipeline import LiveTranscoder
 
     names = {"h264": "avc1", "aac": "mp4a"}
@@ -128,7 +128,7 @@ def run_ours(source: Path, passthrough: str, bframes: int, cascade: bool) -> dic
                     audio,
                     segment_duration=2.0,
                     part_duration=0.333,
-                    start_time=datetime.now(timezone.utc),
+                    start_time=datetime.now(UTC),
                 )
 
         def _count(self, events) -> None:

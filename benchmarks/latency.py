@@ -1,10 +1,12 @@
 """LL-HLS latency: how long after a frame is sent does a player have the part that carries it?
 
-A PyAV publisher (its own process, ``benchmarks/lib/publisher.py``) sends 720p30 H.264 (x264 ultrafast,
+A PyAV publisher (its own process, ``benchmarks/lib/publisher.py``) sends 720p30 H.264 (x264
+ultrafast,
 zerolatency, keyframe every second) + silent AAC in real time over RTMP to our server
 (``python -m mediaserver serve`` in a subprocess, transcoding on: 720p + 480p ladder, 2 s
 segments, 0.333 s parts). Every frame carries its index and its send time in a barcode
-(``benchmarks/lib/barcode.py``). Readers in this process, on aiohttp, follow each rendition's media playlist
+(``benchmarks/lib/barcode.py``). Readers in this process, on aiohttp, follow each rendition's media
+playlist
 the way a player does, all at once on the same stream:
 
 * ``blocking``  — blocking playlist reload for the next part (``_HLS_msn``/``_HLS_part``, as

@@ -223,8 +223,8 @@ def main() -> None:
             verdict = "meets" if r["mb_s"] >= r["goal_mb_s"] else "MISSES"
             print(
                 f"  {r['chunk_size']:>4}-byte chunks: {r['mb_s']:7.0f} MB/s ({verdict} the goal "
-                f"of {r['goal_mb_s']:.0f}); plain copy of the same reads {r['copy_mb_s']:.0f} MB/s, "
-                f"ratio {r['ratio_to_copy']:.3f}"
+                f"of {r['goal_mb_s']:.0f}); plain copy of the same reads "
+                f"{r['copy_mb_s']:.0f} MB/s, ratio {r['ratio_to_copy']:.3f}"
             )
     if not args.skip_ingest:
         print(

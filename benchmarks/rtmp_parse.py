@@ -132,7 +132,7 @@ def main() -> None:
         f"RTMP parse throughput (ServerConnection.receive_data, {READ_SIZE // 1024} KiB reads, "
         f"Python {sys.version.split()[0]})"
     )
-    for name, r in results.items():
+    for _name, r in results.items():
         status = "ok" if r["mb_s"] >= r["goal_mb_s"] else "BELOW GOAL"
         print(
             f"  chunk size {r['chunk_size']:>5}: {r['mb_s']:8.1f} MB/s  "

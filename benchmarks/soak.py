@@ -551,8 +551,8 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     if sxx == 0:
         return float("nan"), float("nan")
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sxx
+    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=False))
     return slope, math.sqrt(resid / (n - 2) / sxx)
 
 

@@ -149,7 +149,7 @@ def run(settings: Settings) -> None:
     memory.limit_arenas(settings.memory.malloc_arena_max)  # before any thread starts
     raise_open_file_limit(settings)
     try:
-        import uvloop
+        import uvloop  # noqa: PLC0415 - optional at run time, see the except below
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without it
         asyncio.run(serve(settings))
     else:

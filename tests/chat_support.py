@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mediaserver.app import Server
 
 
-async def make_user(server: "Server", username: str, *, admin: bool = False) -> tuple[int, str]:
+async def make_user(server: Server, username: str, *, admin: bool = False) -> tuple[int, str]:
     """A user and an API token for them; (user id, token)."""
     from storage import queries
     from storage.models import User
@@ -29,7 +29,7 @@ async def make_user(server: "Server", username: str, *, admin: bool = False) -> 
         return user.id, token
 
 
-async def make_chat_channel(server: "Server", owner: str, slug: str) -> tuple[int, int, str]:
+async def make_chat_channel(server: Server, owner: str, slug: str) -> tuple[int, int, str]:
     """A channel owned by a new user; (channel id, owner id, owner token)."""
     from storage import queries
 
@@ -89,7 +89,7 @@ class ChatClient:
         try:
             while (left := deadline - loop.time()) > 0:
                 await self._read_one(left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._seen = len(self.events)
         return self.events[start:]
@@ -149,5 +149,5 @@ async def join(
     return client
 
 
-def base_url(server: "Server") -> str:
+def base_url(server: Server) -> str:
     return f"http://127.0.0.1:{server.http_port}"

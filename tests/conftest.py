@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import shutil
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
+from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
 
 from mediaserver.settings import load_settings
-from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
 
 if TYPE_CHECKING:
     from mediaserver.app import Server
@@ -49,7 +50,7 @@ def settings_env(tmp_path: Path) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_server(env: dict[str, str]) -> AsyncIterator["Server"]:
+async def running_server(env: dict[str, str]) -> AsyncIterator[Server]:
     """An in-process server (migrated database, free ports) for the duration of the block."""
     from mediaserver.app import Server
     from storage import upgrade
@@ -66,13 +67,13 @@ async def running_server(env: dict[str, str]) -> AsyncIterator["Server"]:
 
 
 @pytest.fixture
-async def server(settings_env: dict[str, str]) -> AsyncIterator["Server"]:
+async def server(settings_env: dict[str, str]) -> AsyncIterator[Server]:
     async with running_server(settings_env) as srv:
         yield srv
 
 
 async def make_channel(
-    server: "Server", slug: str = "alice-live", username: str = "alice"
+    server: Server, slug: str = "alice-live", username: str = "alice"
 ) -> tuple[int, str]:
     """Create a user and a channel through the storage layer; returns (channel id, key)."""
     from storage import queries
@@ -136,7 +137,7 @@ async def start_ffmpeg(url: str, **kw: object) -> asyncio.subprocess.Process:
     )
 
 
-def rtmp_url(server: "Server", key: str) -> str:
+def rtmp_url(server: Server, key: str) -> str:
     return f"rtmp://127.0.0.1:{server.rtmp_port}/{server.settings.rtmp.app}/{key}"
 
 

@@ -12,7 +12,6 @@ walking through its addresses does not multiply a client's share.
 
 from __future__ import annotations
 
-
 # Reasons, as the ``reason`` label of aethex_http_rejected_total.
 TOO_MANY_CONNECTIONS = "too_many_connections"
 TOO_MANY_FROM_ADDRESS = "too_many_from_address"

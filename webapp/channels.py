@@ -2,7 +2,8 @@
 
 Routes: ``GET/POST /api/channels``, ``GET/PATCH/DELETE /api/channels/{slug}``,
 ``POST /api/channels/{slug}/stream-key``, ``POST/DELETE /api/channels/{slug}/avatar`` and
-``/banner`` (images go through webapp.images, exactly like a profile's). Anyone may read a channel's public fields (an
+``/banner`` (images go through webapp.images, exactly like a profile's). Anyone may read a
+channel's public fields (an
 unlisted channel is reachable by its slug, only left out of lists); only its owner or an admin
 sees the stream key and the OBS settings, or changes anything. A regenerated key works from the
 commit on and the old one is refused by ingest at its next publish attempt, because ingest looks

@@ -4,7 +4,8 @@ The dashboard is rendered once with the creator's channels, their stream keys (m
 shown), OBS settings and past streams; ``static/js/dashboard.js`` then polls
 ``/api/dashboard`` every second for live status, viewers, uptime and health, and performs
 every change through the JSON API (create, edit, delete, regenerate key, end stream, upload
-or remove the channel's avatar and banner) with the page's CSRF token, so pages and API can never disagree about what is allowed.
+or remove the channel's avatar and banner) with the page's CSRF token, so pages and API can never
+disagree about what is allowed.
 """
 
 from __future__ import annotations

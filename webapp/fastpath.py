@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote_plus
 
 from mediaserver.addresses import address_key
@@ -92,7 +93,7 @@ def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool] | None
     target, _, version = rest.partition(" ")
     if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0"):
         return None
-    if not (target.startswith("/hls/") or target.startswith("/vod/")):
+    if not (target.startswith(("/hls/", "/vod/"))):
         return None
     path, _, qs = target.partition("?")
     # Percent-encoded or odd paths go to aiohttp, which normalises and rejects them.

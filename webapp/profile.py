@@ -7,7 +7,7 @@ A new API token is shown exactly once, in the response that creates it: only its
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +32,7 @@ from .render import form_text, message_of, redirect, render
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def token_json(token: ApiToken) -> dict[str, Any]:

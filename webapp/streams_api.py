@@ -14,7 +14,7 @@ the status.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +51,7 @@ def status_json(
         status = "ending"  # the publisher is gone; the row catches up in a moment
     uptime = None
     if live is not None:
-        uptime = max(0, int((datetime.now(timezone.utc) - live.started_at).total_seconds()))
+        uptime = max(0, int((datetime.now(UTC) - live.started_at).total_seconds()))
     data: dict[str, Any] = {
         "id": stream.id,
         "channel": channel.slug,
@@ -165,9 +165,7 @@ async def end_stream(request: web.Request) -> web.Response:
         live = live_of(request, stream, channel)
         if live is None or not live.stop_publisher("ended"):
             # A LIVE row with no publisher behind it (left over): close it here.
-            await queries.end_stream(
-                session, stream.id, datetime.now(timezone.utc), StreamStatus.OFFLINE
-            )
+            await queries.end_stream(session, stream.id, datetime.now(UTC), StreamStatus.OFFLINE)
             await session.commit()
         data = stream_json(stream, channel)
     if live is not None:
@@ -210,6 +208,9 @@ _ID = {
     "description": STREAM_REF_DESCRIPTION,
     "schema": STREAM_REF_SCHEMA,
 }
+# A live channel's stream on the dashboard, or null when it is offline.
+_STREAM_STATUS = {"$ref": "#/components/schemas/StreamStatus"}
+_NULL = {"type": "null"}
 _ERRORS = {
     str(code): {"$ref": f"#/components/responses/{name}"}
     for code, name in (
@@ -463,14 +464,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                                                 {
                                                     "type": "object",
                                                     "properties": {
-                                                        "stream": {
-                                                            "oneOf": [
-                                                                {
-                                                                    "$ref": "#/components/schemas/StreamStatus"
-                                                                },
-                                                                {"type": "null"},
-                                                            ]
-                                                        }
+                                                        "stream": {"oneOf": [_STREAM_STATUS, _NULL]}
                                                     },
                                                 },
                                             ]

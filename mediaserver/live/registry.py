@@ -7,8 +7,8 @@ ingest knowing about them: ingest -> live -> transcode, never the other way roun
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Callable, Iterator
 
 from .stream import LiveStream
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ class PageWatch:
 
         def on_request(request: Any) -> None:
             url = request.url
-            if not (url.startswith(base_url) or url.startswith(("blob:", "data:"))):
+            if not (url.startswith((base_url, "blob:", "data:"))):
                 self.foreign.append(url)
 
         page.on("request", on_request)

@@ -27,8 +27,8 @@ def write_png(path: Path, size: tuple[int, int], colour: tuple[int, int, int]) -
 
 
 async def test_sign_up_onboard_and_edit_profile_in_chromium(
-    browser,
-    settings_env,  # noqa: F811
+    browser,  # noqa: F811 - the fixture, imported by name
+    settings_env,
     tmp_path: Path,
 ) -> None:
     avatar = write_png(tmp_path / "avatar.png", (640, 480), (200, 60, 60))

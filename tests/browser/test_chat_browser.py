@@ -4,8 +4,8 @@ the login prompt for anonymous readers, moderator delete from the message's hove
 from __future__ import annotations
 
 import pytest
-
 from chat_support import make_chat_channel
+
 from tests.browser.browser_support import PageWatch, browser, screenshot_path  # noqa: F401
 from tests.conftest import running_server
 

@@ -53,8 +53,8 @@ async def text_of(page, selector: str) -> str:
 
 
 async def test_sign_up_go_live_watch_health_and_end(
-    browser,
-    settings_env,  # noqa: F811
+    browser,  # noqa: F811 - the fixture, imported by name
+    settings_env,
     source_360p,
 ) -> None:
     # One transcoded 360p rung: per-rung speed and drops to show, little CPU.
@@ -204,7 +204,7 @@ async def test_sign_up_go_live_watch_health_and_end(
             await end.click()
             try:
                 rc = await asyncio.wait_for(publisher.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AssertionError("ffmpeg was not disconnected by End stream") from None
             assert rc != 0
             await wait_js(

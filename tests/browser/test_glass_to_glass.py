@@ -21,8 +21,8 @@ from tests.browser.browser_support import browser  # noqa: F401  (fixture)
 from tests.conftest import make_channel, rtmp_url, running_server, transcoding
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import clock  # noqa: E402  (the barcode clock and its publisher, shared with the benchmarks)
-from glass_to_glass import measure_glass_to_glass  # noqa: E402
+import clock
+from glass_to_glass import measure_glass_to_glass
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -53,7 +53,7 @@ async def test_live_status_follows_the_registry_and_the_stream_row(site) -> None
     }
 
     # Live as the ingest makes it: a LIVE row and the stream in the registry.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with server.db.session() as db:
         row = await queries.start_stream(db, channel_id, now, title="Tonight: <script>")
         await queries.update_viewer_count(db, row.id, 3)

@@ -155,8 +155,10 @@ async def check_recovery(page) -> None:
 
 
 async def test_offline_page_goes_live_plays_switches_quality_recovers_and_goes_offline(
-    browser, transcode_env, source_720p
-) -> None:  # noqa: F811
+    browser,  # noqa: F811 - the fixture, imported by name
+    transcode_env,
+    source_720p,
+) -> None:
     slug = "alice-live"
     async with running_server(transcode_env) as server:
         key = await dress_channel(server, slug)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +53,7 @@ def fuzz_env(settings_env: dict[str, str]) -> dict[str, str]:
     }
 
 
-async def seed(server: "Server", base: str) -> None:
+async def seed(server: Server, base: str) -> None:
     """One of each object the paths name (channel, archived stream, message, report, another
     user), so generated ids such as 1 reach the handlers' logic instead of a 404."""
     from storage import queries
@@ -62,8 +62,8 @@ async def seed(server: "Server", base: str) -> None:
     _, viewer = await make_user(server, "viewer")
     async with server.db.session() as db:
         channel = await queries.create_channel(db, "fuzzer", "fuzz-live")
-        stream = await queries.start_stream(db, channel.id, datetime.now(timezone.utc))
-        await queries.end_stream(db, stream.id, datetime.now(timezone.utc), StreamStatus.ARCHIVED)
+        stream = await queries.start_stream(db, channel.id, datetime.now(UTC))
+        await queries.end_stream(db, stream.id, datetime.now(UTC), StreamStatus.ARCHIVED)
         await db.commit()
     async with aiohttp.ClientSession(base, headers=auth(viewer)) as http:
         async with http.post(

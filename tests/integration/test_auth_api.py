@@ -13,7 +13,6 @@ import pytest
 from yarl import URL
 
 from storage import queries
-
 from tests.accounts import DEFAULT_PASSWORD, csrf_of, login, register, user_of
 from tests.conftest import running_server
 

@@ -5,16 +5,16 @@ see the images (home cards, watch page header), and the dashboard controls in Ch
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 from PIL import Image
 
 from storage import queries
-
 from tests.accounts import csrf_of, register
 from tests.browser.browser_support import PageWatch, browser  # noqa: F401
 from tests.conftest import running_server
@@ -296,7 +296,7 @@ async def test_home_cards_and_watch_page_show_the_channel_images(site) -> None:
         # The home page lists live channels only: start a stream the way ingest records one.
         channel = await alice.channel()
         async with server.db.session() as db:
-            await queries.start_stream(db, channel["id"], datetime.now(timezone.utc))
+            await queries.start_stream(db, channel["id"], datetime.now(UTC))
             await db.commit()
         async with anon.get("/") as r:
             home = await r.text()

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
 
 from storage import queries
 from storage.models import Stream, StreamStatus
-
 from tests.accounts import csrf_of, register
 from tests.conftest import running_server
 
@@ -70,7 +70,7 @@ async def create(client: Client, slug: str = "alice-tv", **fields: Any) -> dict:
 
 async def go_live(server: Any, channel_id: int, slug: str) -> int:
     """A LIVE row and a registry entry, as ingest makes them (no media needed here)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with server.db.session() as db:
         row = await queries.start_stream(db, channel_id, now)
         await db.commit()
@@ -368,7 +368,7 @@ async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
 async def test_stream_row_without_publisher_is_closed_by_end(site) -> None:
     server, base, u = site
     made = await create(u["alice"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with server.db.session() as db:  # LIVE in the database, nobody publishing
         row = await queries.start_stream(db, made["id"], now)
         await db.commit()

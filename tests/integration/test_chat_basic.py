@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC
 
 import aiohttp
 import pytest
-
 from chat_support import auth, base_url, join, make_chat_channel, make_user
 
 pytestmark = pytest.mark.integration
@@ -49,12 +49,13 @@ async def test_send_receive_and_history(server) -> None:
 
 
 async def test_history_holds_the_last_fifty_without_deleted(server, monkeypatch) -> None:
+    from datetime import datetime
+
     from storage.chat import NewMessage, insert_messages
-    from datetime import datetime, timezone
 
     channel_id, owner_id, owner = await make_chat_channel(server, "owner2", "room-two")
     async with server.db.session() as db:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         ids = await insert_messages(
             db, [NewMessage(channel_id, None, owner_id, f"n{i}", now) for i in range(70)]
         )
@@ -74,6 +75,7 @@ async def test_history_holds_the_last_fifty_without_deleted(server, monkeypatch)
             db.add(stream)
             await db.flush()
             from sqlalchemy import update
+
             from storage.models import Message
 
             await db.execute(update(Message).values(stream_id=stream.id))
@@ -214,7 +216,7 @@ async def test_presence_and_viewer_list(server) -> None:
 
 
 async def test_stream_status_and_viewers_are_pushed(server) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from storage import queries
     from storage.models import Stream
@@ -225,7 +227,7 @@ async def test_stream_status_and_viewers_are_pushed(server) -> None:
     async with aiohttp.ClientSession() as http:
         c = await join(http, base, "room-seven")
         assert (await c.next("stream:status"))["live"] is False
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with server.db.session() as db:
             stream = await queries.start_stream(db, channel_id, now)
             await db.commit()

@@ -7,9 +7,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import event
-
 from chat_support import base_url, join, make_chat_channel, make_user
+from sqlalchemy import event
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from chat_support import auth, base_url, join, make_chat_channel, make_user
+
 from storage.chat import recent_messages as db_recent_messages  # the unwrapped query
 
 pytestmark = pytest.mark.asyncio

@@ -7,7 +7,6 @@ import asyncio
 
 import aiohttp
 import pytest
-
 from chat_support import ChatClient, auth, base_url, join, make_chat_channel, make_user
 
 pytestmark = pytest.mark.integration
@@ -143,7 +142,7 @@ async def test_rate_limit_slow_mode_modes_and_filter(server) -> None:
         assert err["code"] == "rate_limited" and "muted" in err["message"]
         await c.say("while muted")
         assert (await c.next("chat:error"))["code"] == "rate_limited"
-        assert len([m for m in c.messages()]) <= 3
+        assert len(list(c.messages())) <= 3
         await asyncio.sleep(2.1)
         # Bad settings are refused and change nothing.
         for bad in (

@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from chat_support import (
     auth,
     base_url,
@@ -222,9 +221,9 @@ async def test_privileges_are_checked_when_used_without_any_event(recheck_env) -
     """A change no event announces (here: written straight into the database, as a bus
     message lost in a Redis reconnect would leave it) still stops the socket when it next
     acts, once chat.recheck_interval has passed."""
+    from conftest import running_server
     from sqlalchemy import update
 
-    from conftest import running_server
     from storage.models import User
 
     async with running_server(recheck_env) as server:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from chat_support import auth, join, make_chat_channel, make_user, probe, timeout_probe
 from conftest import free_port, running_server
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.passwords import is_usable_password_hash, verify_password
 from storage.db import head_revision
+from storage.passwords import is_usable_password_hash, verify_password
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,12 +93,12 @@ def test_user_create_with_password_stdin_first_user_is_admin(
     assert "alice" in out.stdout and "admin" in out.stdout
     ok(aethex(env, "user", "create", "bob", "--email", "bob@example.org"))
     ok(aethex(env, "user", "create", "carol", "--email", "carol@example.org", "--admin"))
-    rows = dict(
-        (name, (admin, h))
+    rows = {
+        name: (admin, h)
         for name, admin, h in db_rows(
             tmp_path, "SELECT username, is_admin, password_hash FROM users"
         )
-    )
+    }
     assert rows["alice"][0] == 1 and rows["bob"][0] == 0 and rows["carol"][0] == 1
     assert verify_password(rows["alice"][1], "correct horse battery")
     assert not verify_password(rows["alice"][1], "correct horse battery\n")

@@ -272,7 +272,7 @@ async def test_sigkill_mid_stream_recovers_an_archived_vod(
             status, media = await get(http, urljoin(url, vod.segments[0].uri))
             assert status == 200
             with av.open(io.BytesIO(init + media)) as container:
-                frames = [f for f in container.decode(video=0)]
+                frames = list(container.decode(video=0))
             assert len(frames) >= 30 * vod.segments[0].duration - 1
         assert row["vod_duration_seconds"] == pytest.approx(max(durations.values()), abs=1e-3)
     assert "Traceback" not in log.read_text()

@@ -23,8 +23,8 @@ import aiohttp
 import m3u8
 import pytest
 from PIL import Image
-
 from serve_process import ServeProcess, serve_process
+
 from tests.accounts import DEFAULT_PASSWORD, csrf_of, register
 from tests.conftest import make_source, push
 

@@ -12,16 +12,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, update
-
 from chat_support import auth, base_url, join, make_chat_channel, make_user
 from conftest import free_port, running_server
+from sqlalchemy import func, select, update
 from test_chat_redis import ROOT, _wait_port, redis_url  # noqa: F401  (a fixture)
+
 from storage import queries
 from storage.models import Channel, ChannelFollow
 from tests.accounts import csrf_of, register
@@ -180,7 +180,7 @@ async def test_following_list(server) -> None:
         # Someone else's follows are not in the fan's list.
         await _call(anon, "POST", f"{base}/api/channels/ben-tv/follow", auth(other))
         async with server.db.session() as db:
-            await queries.start_stream(db, live_id, datetime.now(timezone.utc), "On air")
+            await queries.start_stream(db, live_id, datetime.now(UTC), "On air")
             await db.commit()
         status, body = await _call(fan, "GET", following)
         assert status == 200

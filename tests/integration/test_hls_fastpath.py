@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -109,7 +109,7 @@ def add_segment(edge: LiveEdge, msn: int) -> None:
                 segment=msn,
                 data=data,
                 duration=1.0,
-                program_date_time=datetime.now(timezone.utc),
+                program_date_time=datetime.now(UTC),
                 discontinuity=False,
             ),
             edge.window,

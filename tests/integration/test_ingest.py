@@ -169,7 +169,7 @@ def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
                 return True
     except (ConnectionResetError, BrokenPipeError):
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 

@@ -20,8 +20,8 @@ import socket
 import subprocess
 import sys
 import termios
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -308,12 +308,13 @@ async def test_idle_flood_from_one_address_does_not_shut_out_publishers(settings
                 sock = raw_socket("127.0.0.2")
                 flood.append(sock)
                 await loop.sock_connect(sock, ("127.0.0.1", server.rtmp_port))
-            per_address = lambda: (
-                server.metrics.sample(  # noqa: E731
-                    "aethex_rtmp_rejected_total", reason="per_address_cap"
+
+            def per_address() -> int:
+                return (
+                    server.metrics.sample("aethex_rtmp_rejected_total", reason="per_address_cap")
+                    or 0
                 )
-                or 0
-            )
+
             await wait_for(lambda: per_address() == 32, 30)
             await wait_for(lambda: sum(map(is_cut, flood)) == 32, 30)
             assert server.ingest.per_address.get("127.0.0.2") == 8

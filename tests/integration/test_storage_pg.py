@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,12 +11,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from storage import Database, queries, upgrade
+from storage.db import head_revision
 from storage.errors import ConflictError, ValidationError
 from storage.models import Base, Channel, Stream, StreamStatus
 from storage.passwords import verify_password
-from storage.db import head_revision
 
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 async def test_postgres_migrate_and_core_queries(postgres_url: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 
 from storage import queries
 from storage.models import Stream, StreamStatus
-
 from tests.accounts import csrf_of, register
 from tests.conftest import make_channel, rtmp_url, running_server, start_ffmpeg
 
@@ -32,7 +31,7 @@ async def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition
 async def exits_within(proc: asyncio.subprocess.Process, timeout: float) -> int:
     try:
         return await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise AssertionError(f"ffmpeg still running after {timeout} s") from None
@@ -125,7 +124,7 @@ async def test_a_regenerated_key_refuses_the_old_one(creator, caplog) -> None:
 
 
 async def test_server_start_closes_streams_a_crash_left_live(settings_env) -> None:
-    started = datetime.now(timezone.utc) - timedelta(minutes=5)
+    started = datetime.now(UTC) - timedelta(minutes=5)
     async with running_server(settings_env) as server:
         channel_id, _ = await make_channel(server, "crashy", "carol")
         async with server.db.session() as db:

@@ -122,13 +122,13 @@ def ffprobe_frames(data: bytes, tmp: Path) -> list[dict]:
 
 def decode_all(data: bytes) -> list[av.VideoFrame]:
     with av.open(io.BytesIO(data), "r") as container:
-        return [f for f in container.decode(video=0)]
+        return list(container.decode(video=0))
 
 
 def codec_string_from_init(init: bytes) -> str:
     with av.open(io.BytesIO(init), "r") as container:
         extradata = container.streams.video[0].codec_context.extradata
-    return "avc1.%02x%02x%02x" % (extradata[1], extradata[2], extradata[3])
+    return f"avc1.{extradata[1]:02x}{extradata[2]:02x}{extradata[3]:02x}"
 
 
 def check_vod(server, row: Stream, expected_renditions: int, tmp: Path) -> dict[str, list[float]]:
@@ -167,7 +167,7 @@ def assert_aligned(starts: dict[str, list[float]]) -> None:
     names = list(starts)
     for other in names[1:]:
         assert len(starts[other]) == len(starts[names[0]])
-        for a, b in zip(starts[names[0]], starts[other]):
+        for a, b in zip(starts[names[0]], starts[other], strict=False):
             assert abs(a - b) <= 1 / 30 + 1e-6, (names[0], other, a, b)
 
 

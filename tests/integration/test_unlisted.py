@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Site:
 
 async def archived_with_vod(server: Any, channel_id: int, author_id: int) -> Stream:
     """An ARCHIVED stream with a one-segment VOD on disk and two chat messages."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with server.db.session() as db:
         row = await queries.start_stream(db, channel_id, now)
         await queries.end_stream(db, row.id, now, StreamStatus.ARCHIVED)
@@ -251,7 +251,7 @@ async def test_a_channel_made_unlisted_stops_answering_by_id(site: Site, monkeyp
 
 
 async def test_lists_and_the_home_page_leave_unlisted_channels_out(site: Site) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with site.server.db.session() as db:
         for slug in (SECRET, OPEN):
             row = await queries.start_stream(db, site.channels[slug]["id"], now)

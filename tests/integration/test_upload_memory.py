@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from PIL import Image
+from serve_process import serve_process
 
 from mediaserver.settings import UploadSettings
-from serve_process import serve_process
 from tests.accounts import csrf_of, register
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -92,7 +92,7 @@ def synthetic_edge(stream_id: int) -> LiveEdge:
                     segment=0,
                     data=parts[0] + parts[1],
                     duration=1.0,
-                    program_date_time=datetime.now(timezone.utc),
+                    program_date_time=datetime.now(UTC),
                     discontinuity=False,
                 ),
                 edge.window,
@@ -114,7 +114,7 @@ async def site(request: pytest.FixtureRequest, settings_env: dict[str, str]) -> 
     async with running_server(env) as server:
         channel_id, _ = await make_channel(server, SLUG, "carol")
         async with server.db.session() as db:
-            row = await queries.start_stream(db, channel_id, datetime.now(timezone.utc))
+            row = await queries.start_stream(db, channel_id, datetime.now(UTC))
             await db.commit()
         server.broadcasts.edges.put(synthetic_edge(row.id))
         yield Site(server, row.id)
@@ -227,7 +227,7 @@ async def test_counts_reach_this_processes_chat_from_memory(settings_env: dict[s
         async with aiohttp.ClientSession() as http:
             room = await join(http, base, SLUG)
             assert (await room.next("stream:viewers"))["viewers"] == 0
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             async with server.db.session() as db:
                 row = await queries.start_stream(db, channel_id, now)
                 await db.commit()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from mediaserver.live import AlreadyLive, CodecConfig, LiveRegistry, MediaKind, MediaPacket
 
 V, A = MediaKind.VIDEO, MediaKind.AUDIO
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def vid(dts: int, key: bool = False) -> MediaPacket:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mediaserver.live import (
     CodecConfig,
@@ -16,7 +16,7 @@ from mediaserver.live import (
 from mediaserver.live.health import bitrate_warning, keyframe_warning
 
 V, A = MediaKind.VIDEO, MediaKind.AUDIO
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass

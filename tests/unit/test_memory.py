@@ -3,8 +3,8 @@
 Each stream's transcoder threads allocate large frames through FFmpeg and x264; glibc keeps
 what they free in per-thread heaps. The probe does the same with plain malloc in a child
 process (so its heaps start clean): eight threads each allocate and free 30 MB in blocks under
-the mmap threshold (they touch 240 MB in all), while a small live block pins each heap's top. Without a trim the freed
-pages stay resident; ``release_free_memory`` must hand them back.
+the mmap threshold (they touch 240 MB in all), while a small live block pins each heap's top.
+Without a trim the freed pages stay resident; ``release_free_memory`` must hand them back.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def probe(mode: str, arenas: int) -> tuple[int, int, int]:
     return base, peak, after
 
 
-pytestmark = pytest.mark.skipif(memory._LIBC is None, reason="glibc only")  # noqa: SLF001
+pytestmark = pytest.mark.skipif(memory._LIBC is None, reason="glibc only")
 
 
 @pytest.mark.parametrize("arenas", [0, 2])

@@ -23,7 +23,6 @@ from mediaserver.rtmp.chunk import (
 from mediaserver.rtmp.errors import ProtocolError
 from mediaserver.rtmp.limits import Limits
 
-
 # ---------------------------------------------------------------------------------------------
 # Hand-built chunks
 

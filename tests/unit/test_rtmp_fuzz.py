@@ -8,7 +8,7 @@ reader) besides the whole connection fed random bytes and mutations of a recorde
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
+from functools import cache
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,7 +72,7 @@ def drive(conn: ServerConnection, pieces: list[bytes]) -> list:
     return events
 
 
-@lru_cache(maxsize=None)
+@cache
 def recorded() -> tuple[bytes, bytes, bytes]:
     """(handshake, commands up to publish, media and the rest) of a publish session with a bit
     of everything in it. Media only counts once the publish is accepted, so the driver feeds the

@@ -133,7 +133,8 @@ def test_ladder_from_toml_and_env(tmp_path: Path) -> None:
     s = load_settings(
         None,
         env={
-            "AETHEX_TRANSCODE__LADDER": '[{"name": "360p", "height": 360, "fps": 25, "video_kbps": 800}]'
+            "AETHEX_TRANSCODE__LADDER": '[{"name": "360p", "height": 360, "fps": 25, '
+            '"video_kbps": 800}]'
         },
     )
     assert s.transcode.ladder[0].fps == 25.0
@@ -146,7 +147,8 @@ def test_ladder_from_toml_and_env(tmp_path: Path) -> None:
         ({"AETHEX_TRANSCODE__LADDER": "not json"}, "transcode.ladder"),
         (
             {
-                "AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 721, "fps": 30, "video_kbps": 900}]'
+                "AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 721, "fps": 30, '
+                '"video_kbps": 900}]'
             },
             "transcode.ladder[0].height",
         ),
@@ -156,14 +158,15 @@ def test_ladder_from_toml_and_env(tmp_path: Path) -> None:
         ),
         (
             {
-                "AETHEX_TRANSCODE__LADDER": '[{"name": "a/b", "height": 720, "fps": 30, "video_kbps": 900}]'
+                "AETHEX_TRANSCODE__LADDER": '[{"name": "a/b", "height": 720, "fps": 30, '
+                '"video_kbps": 900}]'
             },
             "transcode.ladder[0].name",
         ),
         (
             {
-                "AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 720, "fps": 30, "video_kbps": 900}, '
-                '{"name": "a", "height": 480, "fps": 30, "video_kbps": 500}]'
+                "AETHEX_TRANSCODE__LADDER": '[{"name": "a", "height": 720, "fps": 30, '
+                '"video_kbps": 900}, {"name": "a", "height": 480, "fps": 30, "video_kbps": 500}]'
             },
             "transcode.ladder[1].name",
         ),

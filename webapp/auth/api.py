@@ -7,7 +7,7 @@ state-changing calls in the response; scripts use ``Authorization: Bearer`` toke
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -94,7 +94,7 @@ async def onboard(request: web.Request) -> web.Response:
         if username is not None:
             await accounts.rename_user(session, row, username)
         await accounts.update_profile(session, row, changes)
-        await accounts.mark_onboarded(session, row, datetime.now(timezone.utc))
+        await accounts.mark_onboarded(session, row, datetime.now(UTC))
         await session.commit()
         row = await accounts.get_user_with_profile(session, user.id)
     assert row is not None

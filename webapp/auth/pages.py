@@ -7,7 +7,7 @@ Register and login share their rules with the JSON API through ``webapp.auth.log
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -135,7 +135,7 @@ async def onboard_submit(request: web.Request) -> web.Response:
             assert row is not None
             await accounts.rename_user(session, row, values["username"].strip())
             await accounts.update_profile(session, row, changes)
-            await accounts.mark_onboarded(session, row, datetime.now(timezone.utc))
+            await accounts.mark_onboarded(session, row, datetime.now(UTC))
             await session.commit()
         if avatar is not None:
             set_current_user(request, await images.set_profile_image(request.app, user.id, avatar))

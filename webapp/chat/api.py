@@ -9,7 +9,7 @@ middleware checks it); Bearer callers do not.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -342,7 +342,7 @@ async def resolve_report(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no report {report_id} in a channel you moderate")
     async with request.app[DB_KEY].session() as session:
         await report_store.resolve_report(
-            session, report_id, ReportStatus(status), user.id, datetime.now(timezone.utc)
+            session, report_id, ReportStatus(status), user.id, datetime.now(UTC)
         )
         await session.commit()
     return _json({"id": report_id, "status": status})

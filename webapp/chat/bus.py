@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Loader = Callable[[int], Awaitable[list[dict[str, Any]]]]
 

@@ -27,8 +27,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
@@ -141,9 +142,7 @@ class ChatService:
                     channel = await queries.get_channel_by_slug(session, slug)
                     if channel is None:
                         return None
-                    state = await chat_store.load_chat_state(
-                        session, channel, datetime.now(timezone.utc)
-                    )
+                    state = await chat_store.load_chat_state(session, channel, datetime.now(UTC))
                     live = await queries.live_stream_for_channel(session, channel.id)
                 if live is not None:
                     state.stream_id, state.stream_title = live.id, live.title
@@ -376,7 +375,7 @@ class ChatService:
         self, state: ChannelChatState, user: Actor, public: dict[str, Any], content: object
     ) -> dict[str, Any]:
         text = clean_content(content, self.cs.max_length)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         uid = user.id
         if uid in state.bans:
             raise ChatError("banned", "you are banned from this chat", status=403)

@@ -25,7 +25,6 @@ first, so a refused frame costs no database query.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -174,7 +173,7 @@ async def _read(service: ChatService, room: Room, client: Client) -> None:
     while True:
         try:
             msg = await ws.receive(timeout=cs.idle_timeout or None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await ws.close(code=1000, message=b"idle timeout")
             return
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
