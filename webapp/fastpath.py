@@ -30,23 +30,22 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
-from typing import Any
-from urllib.parse import unquote_plus
+from typing import Any, cast
 
 from mediaserver.addresses import address_key
 
 from .admission import HEAD_TIMEOUT, Admission
 from .hls import Held, HlsRequest, HlsService, Reply
+from .http_head import parse_head, parse_query
+
+__all__ = ["FrontProtocol", "HttpFront", "parse_head", "parse_query"]
 
 log = logging.getLogger(__name__)
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _NO_BODY_STATUS = frozenset((204, 304))
-# Token characters of a header name (RFC 9110 5.6.2).
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
-# Headers that mean the request is not a plain GET: a body, an upgrade, an expectation.
-_NOT_PLAIN = frozenset(("content-length", "transfer-encoding", "upgrade", "expect"))
 
 
 class _Date:
@@ -62,74 +61,6 @@ class _Date:
             self._second = now
             self._line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
         return self._line
-
-
-def parse_query(qs: str) -> dict[str, list[str]]:
-    query: dict[str, list[str]] = {}
-    for item in qs.split("&"):
-        if not item:
-            continue
-        key, _, value = item.partition("=")
-        if "%" in item or "+" in item:
-            key, value = unquote_plus(key), unquote_plus(value)
-        values = query.get(key)
-        if values is None:
-            query[key] = [value]
-        else:
-            values.append(value)
-    return query
-
-
-def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool] | None:
-    """(method, path, query string, headers by lower-case name, keep-alive) of a plain HLS or
-    VOD GET/HEAD request head (without its final CRLFCRLF), or None for anything else."""
-    try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    lines = text.split("\r\n")
-    request_line = lines[0]
-    method, _, rest = request_line.partition(" ")
-    target, _, version = rest.partition(" ")
-    if method not in ("GET", "HEAD") or version not in ("HTTP/1.1", "HTTP/1.0"):
-        return None
-    if not (target.startswith(("/hls/", "/vod/"))):
-        return None
-    path, _, qs = target.partition("?")
-    # Percent-encoded or odd paths go to aiohttp, which normalises and rejects them.
-    if (
-        not path.isprintable()
-        or "%" in path
-        or "\\" in path
-        or "#" in qs
-        or " " in qs
-        or "//" in path
-        or "/." in path
-    ):
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        key = name.lower()
-        if (
-            not colon
-            or not key
-            or not _TOKEN.issuperset(key)
-            or "\n" in value
-            or "\r" in value
-            or key in headers
-            or key in _NOT_PLAIN
-        ):
-            return None
-        headers[key] = value.strip(" \t")
-    if "\n" in request_line or "\r" in request_line:
-        return None
-    connection = headers.get("connection", "").lower()
-    if version == "HTTP/1.1":
-        keep_alive = "close" not in connection
-    else:
-        keep_alive = "keep-alive" in connection
-    return method, path, qs, headers, keep_alive
 
 
 def _between_requests(handler: asyncio.Protocol) -> bool:
@@ -168,9 +99,12 @@ class FrontProtocol(asyncio.Protocol):
         "admitted",
     )
 
+    # Set by connection_made, before anything else can reach the connection (the front's
+    # ``connections`` only holds connections made).
+    transport: asyncio.Transport
+
     def __init__(self, front: HttpFront) -> None:
         self.front = front
-        self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.busy = False
         self.paused_writing = False
@@ -187,7 +121,7 @@ class FrontProtocol(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # what create_server gives
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else None
         front = self.front
@@ -290,7 +224,7 @@ class FrontProtocol(asyncio.Protocol):
                 # Held for the live edge: no task, the edge's watcher calls back.
                 self.busy = True
                 self.held = reply
-                reply.start(lambda r, q=request, k=keep_alive: self._released(q, r, k))
+                reply.start(partial(self._released, request, keep_alive=keep_alive))
             else:
                 self.busy = True
                 self.task = asyncio.ensure_future(self._awaited(request, reply, keep_alive))
@@ -329,7 +263,9 @@ class FrontProtocol(asyncio.Protocol):
         self._process()
 
     def _write(self, request: HlsRequest, reply: Reply, keep_alive: bool) -> None:
-        reply = self.front.service.finish(request, reply)
+        service = self.front.service
+        assert service is not None  # only the fast path writes replies, and it needs one
+        reply = service.finish(request, reply)
         status = reply.status
         date = self.front.date.line()
         # The head is serialised once per (Reply, Date second, keep-alive): a playlist update
@@ -385,7 +321,7 @@ class FrontProtocol(asyncio.Protocol):
                 elif now - self.head_since > front.head_timeout:
                     self._time_out_head()
             return
-        if self.busy or self.closing or self.transport is None:
+        if self.busy or self.closing:
             return
         if self.buf:
             if now - self.head_since > front.head_timeout:
@@ -457,6 +393,8 @@ class HttpFront:
         if "" in parts[2:]:
             return None
         service = self.service
+        if service is None:
+            return None  # the fast path is off: aiohttp answers everything
         if parts[1] == "hls":
             if n == 6:
                 return service.live, {
@@ -494,6 +432,5 @@ class HttpFront:
             self._sweeper.cancel()
             self._sweeper = None
         for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.transport.close()
         self.connections.clear()

@@ -69,7 +69,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 # Request-scoped storage keys.
-USER_KEY = web.RequestKey("aethex_identity_user", object)
+# The logged-in user, or None once looked up and found anonymous.
+USER_KEY: web.RequestKey[User | None] = web.RequestKey("aethex_identity_user")
 # A session token issued while handling this request (login/register): its CSRF token is
 # the one the response's page must carry, even though the request had no cookie yet.
 NEW_SESSION_KEY = web.RequestKey("aethex_identity_new_session", str)

@@ -143,7 +143,7 @@ async def metrics_view(request: web.Request) -> web.Response:
             listed = await channel_queries.listed_slugs(session, sorted(values))
         families = fold_channels(families, values - listed)
     return web.Response(
-        body=generate_latest(_Families(families)),  # type: ignore[arg-type]
+        body=generate_latest(_Families(families)),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
     )
 

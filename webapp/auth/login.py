@@ -71,6 +71,17 @@ def limit_address(request: web.Request) -> str:
     return address_key(client_address(request)) or "unknown"
 
 
+def _required_text(name: str, value: object) -> str:
+    """A form or JSON field that must be a non-empty string (400 otherwise)."""
+    if not isinstance(value, str) or not value:
+        raise ApiError(
+            400,
+            "missing_field" if not value else "invalid",
+            f"the field {name!r} is required and must be a string",
+        )
+    return value
+
+
 async def register_user(
     request: web.Request, username: object, email: object, password: object
 ) -> User:
@@ -79,16 +90,14 @@ async def register_user(
     Every attempt that gets as far as the database (created, or refused as taken) counts
     against the address's ``auth.register_max_per_address``; malformed input does not.
     """
-    for name, value in (("username", username), ("email", email), ("password", password)):
-        if not isinstance(value, str) or not value:
-            raise ApiError(
-                400,
-                "missing_field" if not value else "invalid",
-                f"the field {name!r} is required and must be a string",
-            )
-    queries.validate_username(username)  # type: ignore[arg-type]
-    queries.validate_email(email)  # type: ignore[arg-type]
-    queries.validate_password(password)  # type: ignore[arg-type]
+    name, mail, secret = (
+        _required_text("username", username),
+        _required_text("email", email),
+        _required_text("password", password),
+    )
+    queries.validate_username(name)
+    queries.validate_email(mail)
+    queries.validate_password(secret)
     limiter(request.app)
     attempts = request.app[REGISTER_LIMITER_KEY]
     limits = [
@@ -110,13 +119,7 @@ async def register_user(
     async with request.app[DB_KEY].session() as session:
         first = await queries.count_users(session) == 0
         try:
-            user = await queries.create_user(
-                session,
-                username,
-                email,  # type: ignore[arg-type]
-                password,
-                is_admin=first,
-            )  # type: ignore[arg-type]
+            user = await queries.create_user(session, name, mail, secret, is_admin=first)
         except ConflictError:
             raise ApiError(409, "conflict", TAKEN) from None
         await session.commit()
