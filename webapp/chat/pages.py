@@ -14,7 +14,7 @@ from storage.models import ReportStatus
 from ..identity import require_page_user
 from ..keys import CHAT_KEY, DB_KEY
 from ..render import not_found_page, render
-from .api import moderated_channel_ids
+from .reports_api import moderated_channel_ids
 
 
 async def chat_settings_page(request: web.Request) -> web.StreamResponse:

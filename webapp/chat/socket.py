@@ -125,10 +125,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     try:
         history = await service.history(state, blocked)
         me = None
-        if user is not None:
+        if user is not None and public is not None:  # both or neither: public is user's face
             me = {
                 **public,
-                "can_moderate": can_moderate(state, user),  # type: ignore[dict-item]
+                "can_moderate": can_moderate(state, user),
                 "is_owner": user.id == state.owner_id,
             }
         first = [
