@@ -56,7 +56,8 @@ test-deps:
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
 
-test: deps test-deps frontend
+# Lint and type errors fail the run before the suite starts (prerequisites run in order).
+test: deps test-deps frontend lint typecheck
 	$(PY) -m pytest -q
 
 # The fast loop: parsers, planners, packager, settings, storage (no servers, no browser), one

@@ -269,3 +269,67 @@ def test_storage_imports_none_of_the_other_packages() -> None:
         imp for imp in imports() if _in(imp.source, "storage") and not _in(imp.target, "storage")
     ]
     assert not bad, "storage sits at the bottom:\n" + _show(bad)
+
+
+# webapp's floor: leaf modules any area may import. The front (``fastpath``, which answers HLS
+# with the HLS area's service), ``app`` and the package itself sit on top and may import areas.
+WEBAPP_FLOOR = frozenset(
+    {
+        "keys",
+        "errors",
+        "render",
+        "openapi",
+        "identity",
+        "parsing",
+        "forwarded",
+        "admission",
+        "documents",
+        "images",
+        "stream_links",
+        "http_head",
+    }
+)
+WEBAPP_TOP = frozenset({"", "app", "fastpath"})
+
+
+def _webapp_part(module: str) -> str:
+    """``webapp.chat.api`` -> ``chat``; ``webapp`` -> ``""``."""
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def test_webapp_areas_import_only_the_floor_never_each_other() -> None:
+    crossing = [
+        imp
+        for imp in imports()
+        if _in(imp.source, "webapp")
+        and _in(imp.target, "webapp")
+        and _webapp_part(imp.source) not in WEBAPP_TOP
+        and _webapp_part(imp.target) != _webapp_part(imp.source)
+        and _webapp_part(imp.target) not in WEBAPP_FLOOR
+    ]
+    assert not crossing, "a webapp area imports another area or the top:\n" + _show(crossing)
+    floor_up = [
+        imp
+        for imp in imports()
+        if _in(imp.source, "webapp")
+        and _webapp_part(imp.source) in WEBAPP_FLOOR
+        and _in(imp.target, "webapp")
+        and _webapp_part(imp.target) not in WEBAPP_FLOOR
+    ]
+    assert not floor_up, "a floor module imports an area:\n" + _show(floor_up)
+
+
+def test_the_floor_list_names_real_modules() -> None:
+    """A renamed floor module must not silently turn the rule above into a pass."""
+    known = {_webapp_part(m) for m in modules() if _in(m, "webapp")}
+    assert WEBAPP_FLOOR <= known, sorted(WEBAPP_FLOOR - known)
+
+
+def test_no_file_in_webapp_or_transcode_is_over_500_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for package in ("webapp", "transcode")
+        for path in (ROOT / package).rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, f"split these along their seams: {long}"
