@@ -217,6 +217,12 @@ class Channel(Base):
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The catalogue entry (storage.discovery_models.Category); NULL: no category.
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("categories.id", ondelete="SET NULL"), index=True
+    )
+    # The language the creator streams in (a BCP 47 primary tag such as "en"); NULL: unset.
+    language: Mapped[str | None] = mapped_column(String(16), index=True)
     tags: Mapped[list[str]] = mapped_column(default=list)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Kept so the owner's dashboard can show it again; ingest looks channels up by the hash
@@ -260,6 +266,7 @@ class Stream(Base):
             postgresql_where=text("status = 'live'"),
         ),
         Index("uq_streams_public_id", "public_id", unique=True),
+        Index("ix_streams_category_id_started_at", "category_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -268,6 +275,10 @@ class Stream(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(140))
     category: Mapped[str | None] = mapped_column(String(64))
+    # The category the broadcast ran under, kept when the channel later changes its own.
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("categories.id", ondelete="SET NULL")
+    )
     status: Mapped[StreamStatus] = mapped_column(
         STREAM_STATUS_TYPE, default=StreamStatus.OFFLINE, server_default=StreamStatus.OFFLINE.value
     )
@@ -338,6 +349,8 @@ class ChannelFollow(Base):
         ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The bell: False silences this channel's go-live notifications for this follower.
+    notify: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Block(Base):

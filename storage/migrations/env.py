@@ -57,9 +57,25 @@ def run_migrations_offline() -> None:
 
 
 def _run_sync(connection: Connection) -> None:
-    _configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite's own rule for schema changes: foreign keys off while a batch migration
+        # rebuilds a table (copy, DROP, rename), or the DROP cascades to every child row and a
+        # channel would lose its streams, messages and follows. The pragma only takes effect
+        # outside a transaction, hence before it begins; the check after it proves nothing
+        # dangles, and it goes back on for whatever uses this connection next.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        _configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def _run_async() -> None:

@@ -33,6 +33,13 @@ EXPECTED_TABLES = {
     "channel_bans",
     "channel_timeouts",
     "chat_settings",
+    # discovery and notifications (storage/discovery_models.py, migration 0006)
+    "categories",
+    "watch_sessions",
+    "notifications",
+    "notification_settings",
+    "webhooks",
+    "webhook_deliveries",
 }
 
 
@@ -50,7 +57,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
@@ -207,3 +214,57 @@ def test_0005_gives_existing_streams_distinct_public_ids(tmp_path: Path) -> None
     assert all(len(public_id) == 22 for public_id in ids)
     assert live_index is not None and "WHERE" in live_index[0]
     assert _diffs(db_file) == []
+
+
+def test_0006_moves_free_text_categories_into_the_catalogue_and_loses_no_child_row(
+    tmp_path: Path,
+) -> None:
+    """Existing categories become catalogue entries (matched to the starter set without regard
+    to case), channels and streams point at them, and the table rebuilds lose nothing: with
+    foreign keys on, a rebuilt parent table would cascade-delete its streams, messages and
+    follows (env.py turns them off for the migration and checks afterwards)."""
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    db_file = tmp_path / "aethex.db"
+    url = sqlite_url(db_file)
+    command.upgrade(alembic_config(url), "0005")
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(
+            "INSERT INTO users (id, username, email, password_hash, created_at) "
+            "VALUES (1, 'old', 'old@example.org', '!x', '2025-01-01 00:00:00')"
+        )
+        for cid, category in ((1, "music"), (2, "Factorio"), (3, None)):
+            conn.execute(
+                "INSERT INTO channels (id, owner_id, slug, name, description, category, tags, "
+                "stream_key, stream_key_hash, created_at, updated_at) VALUES (?, 1, ?, 'C', '', "
+                "?, '[]', ?, ?, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+                (cid, f"c{cid}", category, f"k{cid}", f"h{cid}"),
+            )
+        conn.execute(
+            "INSERT INTO streams (id, public_id, channel_id, title, category, status) "
+            "VALUES (1, 'p1', 2, 't', 'Factorio', 'archived')"
+        )
+        conn.execute(
+            "INSERT INTO messages (id, stream_id, channel_id, user_id, content, created_at) "
+            "VALUES (1, 1, 2, 1, 'hi', '2025-01-01 00:00:00')"
+        )
+        conn.execute(
+            "INSERT INTO channel_follows (user_id, channel_id, created_at) "
+            "VALUES (1, 2, '2025-01-01 00:00:00')"
+        )
+    upgrade(url)
+    with sqlite3.connect(db_file) as conn:
+        names = dict(conn.execute("SELECT name, id FROM categories").fetchall())
+        assert "Music" in names and "Just Chatting" in names and "Factorio" in names
+        assert "music" not in names  # matched to the starter entry, not duplicated
+        channels = dict(conn.execute("SELECT id, category_id FROM channels").fetchall())
+        assert channels == {1: names["Music"], 2: names["Factorio"], 3: None}
+        assert conn.execute("SELECT category_id FROM streams").fetchall() == [(names["Factorio"],)]
+        assert conn.execute("SELECT stream_id FROM messages").fetchall() == [(1,)]
+        assert conn.execute("SELECT notify FROM channel_follows").fetchall() == [(1,)]
+        slugs = [row[0] for row in conn.execute("SELECT slug FROM categories")]
+        assert "factorio" in slugs and "science-technology" in slugs
+        assert len(slugs) == len(set(slugs))
+    assert current_revision(url) == head_revision()
