@@ -37,6 +37,7 @@ from . import (
 )
 from .errors import error_middleware, quiet_client_errors
 from .keys import DB_KEY, EDGES_KEY, METRICS_KEY, REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
+from .timing import server_timing_middleware
 
 
 def create_app(
@@ -58,7 +59,7 @@ def create_app(
     # Uploads (avatars, banners) are the largest bodies the site takes; a small margin leaves
     # room for the multipart framing and the other form fields.
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[server_timing_middleware, error_middleware],
         client_max_size=max(1 << 20, settings.uploads.max_bytes + (64 << 10)),
     )
     app[SETTINGS_KEY] = settings

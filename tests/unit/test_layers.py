@@ -287,6 +287,7 @@ WEBAPP_FLOOR = frozenset(
         "images",
         "stream_links",
         "http_head",
+        "timing",
     }
 )
 WEBAPP_TOP = frozenset({"", "app", "fastpath"})
