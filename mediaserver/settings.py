@@ -332,6 +332,65 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class NotificationsSettings:
+    # Follower rows one INSERT ... SELECT of a go-live fan-out writes; the fan-out yields to the
+    # event loop (and lets other writers at the database) between batches.
+    fanout_batch_size: int = 5000
+    # Seconds after a channel's go-live notifications during which a new go-live of the same
+    # channel (an encoder reconnecting) notifies nobody again (0: always notify).
+    renotify_after: float = 300.0
+    # Days a notification is kept; older ones are deleted by a periodic task.
+    retention_days: int = 90
+    # Seconds between two pruning runs.
+    prune_interval: float = 3600.0
+    # Largest page of GET /api/notifications (?limit=) and the /notifications page's size.
+    page_max: int = 100
+    page_size: int = 30
+    # Seconds between two looks at the database for notifications written by another process
+    # (the bell of a viewer whose stream of events is served here): bounds how late it is.
+    poll_interval: float = 1.0
+    # Seconds between full recounts of every open stream's unread count (catches marks as read
+    # made through another process).
+    recount_interval: float = 30.0
+    # Open event streams (GET /api/notifications/events) per user and in all; more get 429.
+    max_streams_per_user: int = 8
+    max_streams: int = 10000
+    # Seconds between heartbeat comments on an idle event stream.
+    heartbeat: float = 15.0
+    # Bytes an event stream may have waiting to be sent before it is closed (a client that
+    # never reads), and seconds one write may wait for the client.
+    send_buffer_bytes: int = 65536
+    write_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    # SMTP server that sends go-live emails; "" turns email off.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    # Login for the SMTP server ("" for none).
+    smtp_user: str = ""
+    smtp_password: str = ""
+    # Upgrade the connection with STARTTLS (port 587); off for a local relay without TLS.
+    smtp_starttls: bool = True
+    # Seconds an SMTP connection or command may take.
+    smtp_timeout: float = 30.0
+    # The From: header of every email.
+    from_address: str = "AeThex Live <noreply@localhost>"
+    # Seconds between two digests to one user who asked for digests.
+    digest_interval: float = 86400.0
+    # Seconds between two looks for notifications owed an email.
+    send_interval: float = 5.0
+    # Notifications (single emails) or users (digests) handled per look.
+    batch_size: int = 100
+    # Most notifications listed in one digest (the rest are summed up in a line).
+    digest_max_items: int = 50
+    # Seconds a sender holds the notifications it is mailing; one it has not marked sent by
+    # then (it crashed) is mailed again by any process.
+    claim_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -349,6 +408,8 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -563,6 +624,7 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     return s
@@ -600,6 +662,41 @@ def _validate_chat(c: ChatSettings) -> None:
         raise SettingsError(
             "chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0'
         )
+
+
+def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:
+    for name in (
+        "fanout_batch_size",
+        "retention_days",
+        "prune_interval",
+        "page_max",
+        "page_size",
+        "poll_interval",
+        "recount_interval",
+        "max_streams_per_user",
+        "max_streams",
+        "heartbeat",
+        "send_buffer_bytes",
+        "write_timeout",
+    ):
+        _check_positive(f"notifications.{name}", getattr(n, name))
+    if n.renotify_after < 0:
+        raise SettingsError("notifications.renotify_after", "must be 0 (off) or seconds")
+    if n.page_size > n.page_max:
+        raise SettingsError("notifications.page_size", "must not exceed notifications.page_max")
+    if not 0 <= e.smtp_port <= 65535:
+        raise SettingsError("email.smtp_port", f"must be a TCP port 0-65535, got {e.smtp_port}")
+    for name in (
+        "smtp_timeout",
+        "digest_interval",
+        "send_interval",
+        "batch_size",
+        "digest_max_items",
+        "claim_seconds",
+    ):
+        _check_positive(f"email.{name}", getattr(e, name))
+    if e.smtp_host and "@" not in e.from_address:
+        raise SettingsError("email.from_address", "must be an email address")
 
 
 def metrics_token(m: MetricsSettings) -> str:

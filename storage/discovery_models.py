@@ -69,6 +69,13 @@ class Notification(Base):
         Index("ix_notifications_user_id_created_at", "user_id", "created_at"),
         Index("ix_notifications_user_id_read_at", "user_id", "read_at"),
         Index("ix_notifications_created_at", "created_at"),
+        # The email sender's queue: only the rows still owed an email, oldest first.
+        Index(
+            "ix_notifications_email_due",
+            "id",
+            sqlite_where=text("emailed_at IS NULL"),
+            postgresql_where=text("emailed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,6 +88,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
     emailed_at: Mapped[datetime | None]
+    # Held by a sender mailing it until then; past it (the sender crashed) it is due again.
+    email_claimed_until: Mapped[datetime | None]
 
 
 class NotificationSettings(Base):

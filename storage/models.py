@@ -341,6 +341,8 @@ class Follow(Base):
 
 class ChannelFollow(Base):
     __tablename__ = "channel_follows"
+    # A go-live fan-out walks one channel's followers in user order, a batch at a time.
+    __table_args__ = (Index("ix_channel_follows_channel_id_user_id", "channel_id", "user_id"),)
 
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True

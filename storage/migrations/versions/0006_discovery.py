@@ -138,6 +138,7 @@ def upgrade() -> None:
         _created("notifications"),
         sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("emailed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("email_claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name="fk_notifications_user_id_users", ondelete="CASCADE"
         ),
@@ -160,6 +161,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_notifications_user_id_read_at", "notifications", ["user_id", "read_at"])
     op.create_index("ix_notifications_created_at", "notifications", ["created_at"])
+    op.create_index(
+        "ix_notifications_email_due",
+        "notifications",
+        ["id"],
+        sqlite_where=sa.text("emailed_at IS NULL"),
+        postgresql_where=sa.text("emailed_at IS NULL"),
+    )
+    op.create_index(
+        "ix_channel_follows_channel_id_user_id", "channel_follows", ["channel_id", "user_id"]
+    )
 
     op.create_table(
         "notification_settings",
@@ -274,6 +285,7 @@ def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
     op.drop_table("notification_settings")
+    op.drop_index("ix_channel_follows_channel_id_user_id", table_name="channel_follows")
     op.drop_table("notifications")
     op.drop_table("watch_sessions")
     with op.batch_alter_table("channel_follows") as batch:
