@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from storage.db import create_engine
 from storage.models import Base
+from storage.search_schema import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -44,6 +45,8 @@ def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
+        # The search objects (FTS5 tables, expression indexes) are not models: not a drift.
+        include_object=include_object,
         # SQLite cannot ALTER most things; batch mode recreates tables for later revisions.
         render_as_batch=True,
         **kwargs,

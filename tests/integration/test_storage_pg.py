@@ -15,6 +15,7 @@ from storage.db import head_revision
 from storage.errors import ConflictError, ValidationError
 from storage.models import Base, Channel, Stream, StreamStatus
 from storage.passwords import verify_password
+from storage.search_schema import include_object
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -121,7 +122,9 @@ def test_postgres_schema_matches_models(postgres_url: str) -> None:
                 return await conn.run_sync(
                     lambda c: list(
                         compare_metadata(
-                            MigrationContext.configure(c, opts={"compare_type": True}),
+                            MigrationContext.configure(
+                                c, opts={"compare_type": True, "include_object": include_object}
+                            ),
                             Base.metadata,
                         )
                     )

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from storage import Database, upgrade
 from storage.db import current_revision, head_revision
 from storage.models import Base
+from storage.search_schema import SEARCH_TABLES, SQLITE_TRIGGERS, include_object
 
 EXPECTED_TABLES = {
     "users",
@@ -40,7 +41,7 @@ EXPECTED_TABLES = {
     "notification_settings",
     "webhooks",
     "webhook_deliveries",
-}
+} | set(SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
 def sqlite_url(path: Path) -> str:
@@ -57,7 +58,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
@@ -83,7 +84,12 @@ def _diffs(db_file: Path) -> list[object]:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
+                conn,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_object": include_object,
+                },
             )
             return list(compare_metadata(ctx, Base.metadata))
     finally:
@@ -268,3 +274,41 @@ def test_0006_moves_free_text_categories_into_the_catalogue_and_loses_no_child_r
         assert "factorio" in slugs and "science-technology" in slugs
         assert len(slugs) == len(set(slugs))
     assert current_revision(url) == head_revision()
+
+
+def test_search_triggers_exist_at_head_and_backfill_existing_rows(tmp_path: Path) -> None:
+    """0007 indexes the rows already there, and every trigger that keeps the search index
+    current exists at head (a later migration rebuilding an indexed table drops its triggers:
+    this is where that shows)."""
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    db_file = tmp_path / "aethex.db"
+    url = sqlite_url(db_file)
+    command.upgrade(alembic_config(url), "0006")
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(
+            "INSERT INTO users (id, username, email, password_hash, created_at) "
+            "VALUES (1, 'oldtimer', 'old@example.org', '!x', '2025-01-01 00:00:00')"
+        )
+        conn.execute(
+            "INSERT INTO channels (id, owner_id, slug, name, description, tags, "
+            "stream_key, stream_key_hash, created_at, updated_at) VALUES (1, 1, "
+            "'old', 'Factorio Marathon', '', '[\"Belts\"]', 'k', 'h', '2025-01-01 00:00:00', "
+            "'2025-01-01 00:00:00')"
+        )
+    upgrade(url)
+    with sqlite3.connect(db_file) as conn:
+        triggers = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        }
+        assert set(SQLITE_TRIGGERS) <= triggers
+        found = conn.execute(
+            "SELECT rowid FROM search_channels WHERE search_channels MATCH 'belts'"
+        ).fetchall()
+        assert found == [(1,)]
+        found = conn.execute(
+            "SELECT rowid FROM search_users WHERE search_users MATCH 'oldtim*'"
+        ).fetchall()
+        assert found == [(1,)]

@@ -1,0 +1,83 @@
+"""The names of the full-text search objects, which live in the database but not in the models.
+
+Migration 0007 creates them: on SQLite, FTS5 virtual tables (each with the shadow tables FTS5
+keeps its index in) and the triggers that keep them current; on PostgreSQL, expression GIN
+indexes (``tsvector`` and ``pg_trgm`` trigrams) and btree prefix indexes. None of them is a
+SQLAlchemy model (a virtual table or an expression index has no portable model), so comparing
+the database with the models must skip them, and only them: ``include_object`` names each one
+instead of skipping, say, every index whose name starts with "search".
+
+A later SQLite migration that rebuilds one of the indexed tables (a batch "move and copy" of
+``channels``, ``streams``, ``users``, ``profiles`` or ``categories``) drops that table's
+triggers with it: it must create them again (``tests/unit/test_storage_migrations.py`` checks
+that every trigger named here exists at head).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# FTS5 virtual tables (SQLite): word tables for matching, trigram tables for typo tolerance.
+FTS_TABLES = (
+    "search_channels",
+    "search_channels_fuzzy",
+    "search_users",
+    "search_users_fuzzy",
+    "search_categories",
+    "search_categories_fuzzy",
+    "search_videos",
+    "search_videos_fuzzy",
+)
+# What FTS5 creates beside each virtual table to hold its index.
+FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_content", "_docsize", "_config")
+
+SQLITE_TRIGGERS = (
+    "search_channels_insert",
+    "search_channels_update",
+    "search_channels_delete",
+    "search_streams_insert",
+    "search_streams_update",
+    "search_streams_delete",
+    "search_users_insert",
+    "search_users_update",
+    "search_users_delete",
+    "search_profiles_insert",
+    "search_profiles_update",
+    "search_profiles_delete",
+    "search_categories_insert",
+    "search_categories_update",
+    "search_categories_delete",
+)
+
+# PostgreSQL expression indexes.
+PG_INDEXES = (
+    "search_channels_tsv",
+    "search_channels_name_trgm",
+    "search_channels_name_prefix",
+    "search_streams_title_tsv",
+    "search_streams_title_trgm",
+    "search_streams_title_prefix",
+    "search_users_username_tsv",
+    "search_users_username_trgm",
+    "search_users_username_prefix",
+    "search_profiles_display_name_tsv",
+    "search_profiles_display_name_trgm",
+    "search_profiles_display_name_prefix",
+    "search_categories_name_tsv",
+    "search_categories_name_trgm",
+    "search_categories_name_prefix",
+)
+
+SEARCH_TABLES = frozenset(
+    name + suffix for name in FTS_TABLES for suffix in ("", *FTS_SHADOW_SUFFIXES)
+)
+SEARCH_INDEXES = frozenset(PG_INDEXES)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's ``include_object`` hook: everything but the search objects named above."""
+    if type_ == "table" and name in SEARCH_TABLES:
+        return False
+    return not (type_ == "index" and name in SEARCH_INDEXES)
