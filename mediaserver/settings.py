@@ -391,6 +391,35 @@ class EmailSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    # Seconds one delivery attempt may take in all (connect, send, answer); then it failed.
+    timeout: float = 10.0
+    # Attempts per delivery before it is marked failed; the waits between them double from
+    # backoff_base seconds up to backoff_max.
+    max_attempts: int = 8
+    backoff_base: float = 15.0
+    backoff_max: float = 3600.0
+    # Deliveries in flight at once (in this process).
+    max_concurrent: int = 8
+    # Seconds between looks for deliveries due (written by another process, or left by a
+    # restart); deliveries queued and retried here are sent when due without waiting for it.
+    poll_interval: float = 2.0
+    # Bytes of a receiver's answer read (kept in the delivery's error when it is not 2xx).
+    max_response_bytes: int = 4096
+    # Longest endpoint URL, and most endpoints per channel.
+    max_url_length: int = 2048
+    max_per_channel: int = 10
+    # Deliveries listed per endpoint on the dashboard; largest page of the deliveries API.
+    deliveries_shown: int = 20
+    deliveries_page_max: int = 100
+    # Days a finished (succeeded or failed) delivery is kept.
+    retention_days: int = 30
+    # Deliver to loopback, private, link-local and other non-public addresses. Off, an
+    # endpoint resolving to one is refused at registration and at every delivery (SSRF).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -408,6 +437,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
 
@@ -624,6 +654,7 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    _validate_webhooks(s.webhooks)
     _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
@@ -697,6 +728,27 @@ def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:
         _check_positive(f"email.{name}", getattr(e, name))
     if e.smtp_host and "@" not in e.from_address:
         raise SettingsError("email.from_address", "must be an email address")
+
+
+def _validate_webhooks(w: WebhookSettings) -> None:
+    for name in (
+        "timeout",
+        "max_attempts",
+        "backoff_base",
+        "backoff_max",
+        "max_concurrent",
+        "poll_interval",
+        "max_response_bytes",
+        "max_per_channel",
+        "deliveries_shown",
+        "deliveries_page_max",
+        "retention_days",
+    ):
+        _check_positive(f"webhooks.{name}", getattr(w, name))
+    if w.backoff_max < w.backoff_base:
+        raise SettingsError("webhooks.backoff_max", "must not be less than webhooks.backoff_base")
+    if not 16 <= w.max_url_length <= 2048:
+        raise SettingsError("webhooks.max_url_length", "must be between 16 and 2048")
 
 
 def metrics_token(m: MetricsSettings) -> str:

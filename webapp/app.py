@@ -34,6 +34,7 @@ from . import (
     scrape,
     streams_api,
     uploads,
+    webhooks,
 )
 from .errors import error_middleware, quiet_client_errors
 from .keys import DB_KEY, EDGES_KEY, METRICS_KEY, REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
@@ -85,4 +86,5 @@ def create_app(
     admin.setup(app)
     chat.setup(app)  # real-time chat: WebSocket, its API and moderation pages
     follows.setup(app)  # the Follow button's API; tells the chat service of changes
+    webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     return app

@@ -22,7 +22,7 @@ from storage import follows
 
 from .documents import load_channel
 from .identity import current_user, require_user
-from .keys import CHAT_KEY, DB_KEY
+from .keys import CHAT_KEY, DB_KEY, FOLLOW_LISTENERS_KEY, FollowChange
 from .openapi import SLUG_PARAM
 
 
@@ -51,6 +51,9 @@ async def _change(request: web.Request, following: bool) -> web.Response:
     chat = request.app.get(CHAT_KEY)
     if chat is not None:
         chat.follow_changed(channel.id, user.id, following)
+    told = FollowChange(channel.id, user.id, following, state.changed)
+    for listener in request.app.get(FOLLOW_LISTENERS_KEY, ()):
+        listener(told)
     return _state(state.following, state.followers)
 
 

@@ -8,6 +8,8 @@ checker only (``TYPE_CHECKING``), so this module imports nothing from ``webapp``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -43,3 +45,21 @@ DECODE_GATE_KEY: web.AppKey[DecodeGate] = web.AppKey("upload_decode_gate")
 LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
 REGISTER_LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("register_limiter")
 SCRAPE_KEY: web.AppKey[ScrapeAccess] = web.AppKey("scrape_access")
+
+
+@dataclass(frozen=True)
+class FollowChange:
+    """A follow or unfollow, told after its commit to whoever listens (webhooks, ...).
+    ``changed`` is False for an idempotent repeat (the follow was already as asked)."""
+
+    channel_id: int
+    user_id: int
+    following: bool
+    changed: bool
+
+
+FollowListener = Callable[[FollowChange], None]
+# Listeners the follows area calls after each follow change; areas that care append theirs in
+# their setup (``app.setdefault(FOLLOW_LISTENERS_KEY, []).append(...)``). A listener must not
+# block: it schedules its work.
+FOLLOW_LISTENERS_KEY: web.AppKey[list[FollowListener]] = web.AppKey("follow_listeners")
