@@ -420,6 +420,70 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    # Seconds between the player page's heartbeats while a logged-in viewer plays a stream.
+    heartbeat_interval: float = 30.0
+    # Seconds between the batched writes of watch sessions (one transaction per flush).
+    flush_interval: float = 15.0
+    # Seconds without a heartbeat after which a session is over: the next heartbeat starts a
+    # new one. A heartbeat credits at most this many seconds of watching.
+    session_gap: float = 90.0
+    # Sessions held in memory between flushes, in all and per user (a heartbeat past either
+    # is answered but not recorded).
+    max_tracked: int = 100000
+    max_tracked_per_user: int = 4
+    # Entries on /dashboard/history and the largest page of GET /api/me/history (?limit=).
+    page_size: int = 50
+    page_max: int = 200
+
+
+@dataclass(frozen=True)
+class RecommendationSettings:
+    # Seconds the live channels behind the home page are reused (one query for every visitor).
+    live_cache_seconds: float = 2.0
+    # Most live channels read for the home page (the most watched first).
+    max_live: int = 2000
+    # Seconds a user's watch-history signals are reused; 0 reads them on every visit.
+    user_cache_seconds: float = 15.0
+    # Users whose signals are cached at once.
+    user_cache_entries: int = 10000
+    # Follows, latest watch sessions and blocks read per user for their recommendations.
+    max_follows_read: int = 500
+    max_history_read: int = 200
+    max_blocks_read: int = 1000
+    # "Viewers of X also watch": the newest coview_sample watch sessions of everybody,
+    # recounted every coview_refresh seconds in the background; coview_neighbours channels
+    # kept per channel, coview_channels_per_user channels of one user in the sample.
+    coview_sample: int = 50000
+    coview_refresh: float = 300.0
+    coview_neighbours: int = 20
+    coview_channels_per_user: int = 16
+    # Cards per home page section.
+    following_max: int = 12
+    recommended_max: int = 12
+    popular_max: int = 24
+    new_creators_max: int = 8
+    # Most cards of one category in "Popular now" while other categories have live channels.
+    popular_per_category: int = 4
+    # A channel whose first broadcast started within this many days is a new creator.
+    new_creator_days: float = 14.0
+
+
+@dataclass(frozen=True)
+class BrowseSettings:
+    # Most categories /categories and GET /api/categories list (1-1000).
+    categories_max: int = 200
+    # Live channels a category page lists (the most watched first) (1-500).
+    live_per_page: int = 60
+    # Live streams of a category read to filter them by tag (1-10000).
+    live_scan_max: int = 1000
+    # Recent past broadcasts a category page lists (0-200).
+    past_per_page: int = 24
+    # Followed channels /following lists (1-1000).
+    following_max: int = 200
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -437,6 +501,8 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
@@ -654,6 +720,7 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    _validate_home(s.history, s.recommendations)
     _validate_webhooks(s.webhooks)
     _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
@@ -749,6 +816,43 @@ def _validate_webhooks(w: WebhookSettings) -> None:
         raise SettingsError("webhooks.backoff_max", "must not be less than webhooks.backoff_base")
     if not 16 <= w.max_url_length <= 2048:
         raise SettingsError("webhooks.max_url_length", "must be between 16 and 2048")
+
+
+def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:
+    for name in (
+        "heartbeat_interval",
+        "flush_interval",
+        "max_tracked",
+        "max_tracked_per_user",
+        "page_size",
+        "page_max",
+    ):
+        _check_positive(f"history.{name}", getattr(h, name))
+    if h.session_gap < h.heartbeat_interval:
+        raise SettingsError("history.session_gap", "must not be less than heartbeat_interval")
+    if h.page_size > h.page_max:
+        raise SettingsError("history.page_size", "must not exceed history.page_max")
+    for name in (
+        "live_cache_seconds",
+        "max_live",
+        "user_cache_entries",
+        "max_follows_read",
+        "max_history_read",
+        "max_blocks_read",
+        "coview_sample",
+        "coview_refresh",
+        "coview_neighbours",
+        "coview_channels_per_user",
+        "following_max",
+        "recommended_max",
+        "popular_max",
+        "new_creators_max",
+        "popular_per_category",
+        "new_creator_days",
+    ):
+        _check_positive(f"recommendations.{name}", getattr(r, name))
+    if r.user_cache_seconds < 0:
+        raise SettingsError("recommendations.user_cache_seconds", "must be 0 (off) or seconds")
 
 
 def metrics_token(m: MetricsSettings) -> str:

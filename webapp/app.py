@@ -24,7 +24,9 @@ from . import (
     chat,
     dashboard,
     follows,
+    history,
     hls,
+    home,
     identity,
     images,
     openapi,
@@ -72,7 +74,9 @@ def create_app(
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
     render.setup(app)  # the template environment every page renders with
-    pages.setup(app)  # the home and player pages and what they poll
+    pages.setup(app)  # thumbnails and the static assets
+    home.setup(app)  # /: followed live, recommended, popular, new creators
+    history.setup(app)  # watch history: player heartbeats, /dashboard/history, its API
     channels.setup(app)  # creator dashboard and JSON API
     streams_api.setup(app)
     dashboard.setup(app)

@@ -1,6 +1,6 @@
-"""Viewer pages: the home page (who is live now), the player page, and what they poll.
+"""Viewer pages: the player page and what it polls (the home page is ``webapp.home``).
 
-Routes: ``/`` and ``/streams/{slug}`` (Jinja2, autoescaped), ``/api/channels/{slug}/live`` (the
+Routes: ``/streams/{slug}`` (Jinja2, autoescaped), ``/api/channels/{slug}/live`` (the
 small JSON document the player page polls to go from offline to playing and back by itself),
 ``/thumbnails/{slug}.jpg`` and ``/static/``. hls.js is served from ``/static/vendor/`` as
 copied there from npm by ``make`` (never from a CDN: the site must work on a LAN with no
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 HLS_JS = STATIC_DIR / "vendor" / "hls.min.js"
 
-# Most channels listed on the home page (the busiest first); a display cap, not a resource one.
-HOME_MAX_CHANNELS = 60
 # Thumbnails are rewritten every transcode.thumbnail_interval (10 s by default).
 THUMBNAIL_CACHE = "public, max-age=10"
 STATIC_CACHE = "public, max-age=3600"
@@ -89,32 +87,6 @@ def thumbnail_file(app: web.Application, slug: str) -> Path:
 
 
 # -- handlers -----------------------------------------------------------------------------
-
-
-async def home(request: web.Request) -> web.Response:
-    app = request.app
-    async with app[DB_KEY].session() as session:
-        rows = await channel_queries.live_channels(session, HOME_MAX_CHANNELS)
-    cards = []
-    for row in rows:
-        stream, channel = row.stream, row.channel
-        thumb = thumbnail_file(app, channel.slug)
-        try:
-            thumb_url = f"/thumbnails/{channel.slug}.jpg?v={int(thumb.stat().st_mtime)}"
-        except OSError:
-            thumb_url = None
-        cards.append(
-            {
-                "slug": channel.slug,
-                "title": stream.title,
-                "creator": row.creator,
-                "category": stream.category or channel.category,
-                "viewers": stream.viewer_count,
-                "thumbnail": thumb_url,
-                "avatar": upload_url(channel.avatar_path),
-            }
-        )
-    return render(request, "home.html", {"channels": cards})
 
 
 async def stream_page(request: web.Request) -> web.Response:
@@ -189,7 +161,6 @@ def setup(app: web.Application) -> None:
             "(npm ci) copies hls.js there",
             HLS_JS,
         )
-    app.router.add_get("/", home, name="home")
     app.router.add_get("/streams/{slug}", stream_page, name="stream")
     app.router.add_get("/api/channels/{slug}/live", live_api, name="channel-live")
     app.router.add_get("/thumbnails/{slug}.jpg", thumbnail, name="thumbnail")
