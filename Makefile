@@ -88,6 +88,7 @@ bench: deps bench-deps test-deps frontend
 	$(PY) benchmarks/glass_to_glass.py
 	$(PY) benchmarks/hls_delivery.py
 	$(PY) benchmarks/chat_fanout.py
+	$(PY) benchmarks/discovery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis node_modules $(HLS_JS) test-artifacts

@@ -19,6 +19,9 @@ Modules, each small and named for what it does:
 - ``stats``: percentiles and medians.
 - ``pyspy``: sampling profiles of the server with py-spy.
 - ``nginx``: nginx as the reference server (RTMP ingest, static files).
+- ``discovery_seed``: a platform's worth of rows (users, channels, follows, past broadcasts).
+- ``seeded_live``: ``aethex serve`` with a seed's channels made live inside it.
+- ``discovery_fanout``: a real go-live with 100,000 followers: fan-out and first playlist.
 
 Scripts run as ``python benchmarks/NAME.py`` put the repository root on ``sys.path`` before
 importing this package.
