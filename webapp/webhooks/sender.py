@@ -15,10 +15,10 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from mediaserver.settings import WebhookSettings
 from storage import Database
@@ -175,15 +175,15 @@ class WebhookSender:
         timeout = self.ws.timeout
         try:
             async with asyncio.timeout(timeout):
-                url = URL(delivery.url)
+                url = urlsplit(delivery.url)
                 await check_host(
-                    url.raw_host or "",
+                    url.hostname or "",
                     url.port or 0,
                     allow_private=self.ws.allow_private_addresses,
                     within=timeout,
                 )
                 async with self._http.post(
-                    url, data=body, headers=headers, allow_redirects=False
+                    delivery.url, data=body, headers=headers, allow_redirects=False
                 ) as response:
                     answer = await response.content.read(self.ws.max_response_bytes)
                     if 200 <= response.status < 300:
