@@ -130,3 +130,23 @@ async def followed_channels(session: AsyncSession, user_id: int) -> list[Followe
         FollowedChannel(cid, slug, name, stream_id is not None, followed_at)
         for cid, slug, name, stream_id, followed_at in rows
     ]
+
+
+async def follow_notify(session: AsyncSession, user_id: int, channel_id: int) -> bool | None:
+    """The follow's bell (go-live notifications on), or None when ``user_id`` does not follow."""
+    follow = await session.get(ChannelFollow, (user_id, channel_id))
+    return None if follow is None else follow.notify
+
+
+async def set_notify(session: AsyncSession, user_id: int, channel_id: int, notify: bool) -> None:
+    """Turn the bell of ``user_id``'s follow of the channel on or off (a repeat changes nothing).
+    NotFoundError when they do not follow it: the bell belongs to a follow."""
+    result = await session.execute(
+        update(ChannelFollow)
+        .where(ChannelFollow.user_id == user_id, ChannelFollow.channel_id == channel_id)
+        .values(notify=notify)
+        .execution_options(synchronize_session=False)
+    )
+    if not rowcount(result):
+        raise NotFoundError("you do not follow this channel: follow it first")
+    await session.flush()

@@ -29,6 +29,7 @@ from . import (
     home,
     identity,
     images,
+    notifications,
     openapi,
     pages,
     profile,
@@ -90,5 +91,6 @@ def create_app(
     admin.setup(app)
     chat.setup(app)  # real-time chat: WebSocket, its API and moderation pages
     follows.setup(app)  # the Follow button's API; tells the chat service of changes
+    notifications.setup(app)  # go-live notifications: bell (SSE), list, emails, pruning
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     return app

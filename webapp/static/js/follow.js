@@ -15,9 +15,59 @@
   var csrf = meta ? meta.getAttribute("content") : "";
   var url = button.dataset.url;
 
+  // The bell beside the button: go-live notifications for this follow, on by default.
+  var bell = document.getElementById("follow-bell");
+  var bellPending = false;
+
+  function showBell(following, notify) {
+    if (!bell) return;
+    bell.hidden = !following;
+    bell.setAttribute("aria-pressed", notify ? "true" : "false");
+    bell.title = notify ? "Go-live notifications on (click to turn off)"
+                        : "Go-live notifications off (click to turn on)";
+  }
+
+  function send(method, target, body) {
+    var headers = { "X-CSRF-Token": csrf, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(target, {
+      method: method,
+      credentials: "same-origin",
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (!r.ok) throw new Error((data.error && data.error.message) || ("HTTP " + r.status));
+        return data;
+      });
+    });
+  }
+
+  if (bell) {
+    if (button.getAttribute("aria-pressed") === "true") {
+      send("GET", bell.dataset.url).then(function (data) {
+        showBell(data.following, data.notify);
+      }).catch(function () { /* the bell keeps its default look */ });
+    }
+    bell.addEventListener("click", function () {
+      if (bellPending) return;
+      var notify = bell.getAttribute("aria-pressed") !== "true";
+      bellPending = true;
+      showError("");
+      send("PUT", bell.dataset.url, { notify: notify }).then(function (data) {
+        showBell(data.following, data.notify);
+        announce(data.notify ? "You will be notified when this channel goes live."
+                             : "No go-live notifications from this channel.");
+      }).catch(function (err) {
+        showError("Could not change the notifications: " + err.message);
+      }).then(function () { bellPending = false; });
+    });
+  }
+
   function show(following, followers) {
     button.setAttribute("aria-pressed", following ? "true" : "false");
     button.textContent = following ? "Following" : "Follow";
+    showBell(following, true);  // a new follow starts with its bell on
     if (typeof followers === "number") {
       countEl.textContent = String(followers);
       nounEl.textContent = followers === 1 ? "follower" : "followers";

@@ -1,0 +1,369 @@
+"""Go-live notifications against a real server: the fan-out when a real publisher goes live
+(bell-on followers only), the bell's event stream rising without a reload, the list and its
+marks as read (one's own only), pruning, the follow's bell toggle, a 100,000-follower fan-out
+beside the stream's first playlist, and emails through a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from chat_support import auth, base_url, make_chat_channel, make_user
+from conftest import rtmp_url, running_server, start_ffmpeg
+from sqlalchemy import func, select
+
+from storage import follows
+from storage.discovery_models import Notification
+from storage.models import Channel
+from tests.accounts import csrf_of, register, user_of
+from webapp.notifications import NOTIFY_KEY, NotificationsState
+
+pytestmark = pytest.mark.integration
+
+
+def state_of(server: Any) -> NotificationsState:
+    return server._runner.app[NOTIFY_KEY]
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy (and return it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, token: str | None, body: Any = None
+) -> tuple[int, Any]:
+    async with http.request(method, url, headers=auth(token), json=body) as r:
+        return r.status, await r.json()
+
+
+async def count_rows(server: Any, **where: Any) -> int:
+    async with server.db.session() as db:
+        query = select(func.count()).select_from(Notification)
+        for name, value in where.items():
+            query = query.where(getattr(Notification, name) == value)
+        return int(await db.scalar(query) or 0)
+
+
+class Bell:
+    """A client of GET /notifications/events: the unread counts it has been sent."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.counts: list[int] = []
+
+    async def next_count(self, timeout: float = 30.0) -> int:
+        async def read() -> int:
+            event = None
+            while True:
+                line = (await self.response.content.readline()).decode()
+                if not line:
+                    raise AssertionError("the event stream ended")
+                line = line.rstrip("\n")
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "unread":
+                    count = int(json.loads(line.split(":", 1)[1])["unread"])
+                    self.counts.append(count)
+                    return count
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def until(self, wanted: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while await self.next_count(max(0.1, deadline - time.monotonic())) != wanted:
+            pass
+
+
+async def open_bell(http: aiohttp.ClientSession, base: str, token: str) -> Bell:
+    response = await http.get(f"{base}/notifications/events", headers=auth(token))
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    return Bell(response)
+
+
+async def seed_rows(server: Any, user_id: int, channel_id: int, n: int, **extra: Any) -> list[int]:
+    """``n`` stream.online rows for one user, written straight through the storage layer."""
+    async with server.db.session() as db:
+        rows = [
+            Notification(
+                user_id=user_id,
+                kind="stream.online",
+                channel_id=channel_id,
+                payload={"channel_slug": "show", "channel_name": "Show", "title": f"Part {i}"},
+                **extra,
+            )
+            for i in range(n)
+        ]
+        db.add_all(rows)
+        await db.commit()
+        return [r.id for r in rows]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+# -- fan-out and the bell ---------------------------------------------------------------------
+
+
+async def test_go_live_notifies_bell_on_followers_and_rings_their_bell(server, http) -> None:
+    base = base_url(server)
+    channel_id, owner_id, owner = await make_chat_channel(server, "host", "show")
+    async with server.db.session() as db:
+        channel = await db.get(Channel, channel_id)
+        assert channel is not None
+        key = channel.stream_key
+    fan_id, fan = await make_user(server, "fan")
+    quiet_id, quiet = await make_user(server, "quiet")
+    stranger_id, stranger = await make_user(server, "stranger")
+    follow = f"{base}/api/channels/show/follow"
+    bell = f"{base}/api/channels/show/follow/notify"
+    for token in (fan, quiet, owner):  # the owner follows too, and is never notified
+        assert (await call(http, "POST", follow, token))[0] == 200
+    assert await call(http, "GET", bell, fan) == (200, {"following": True, "notify": True})
+    assert await call(http, "PUT", bell, quiet, {"notify": False}) == (
+        200,
+        {"following": True, "notify": False},
+    )
+    assert await call(http, "GET", bell, quiet) == (200, {"following": True, "notify": False})
+    # The bell belongs to a follow; bad input is a 400, not a 500.
+    status, body = await call(http, "PUT", bell, stranger, {"notify": True})
+    assert status == 409 and body["error"]["code"] == "not_following"
+    assert (await call(http, "PUT", bell, fan, {"notify": "yes"}))[0] == 400
+    assert (await call(http, "PUT", bell, None, {"notify": True}))[0] == 401
+    assert (await call(http, "GET", f"{base}/api/channels/nope/follow/notify", fan))[0] == 404
+
+    fan_bell = await open_bell(http, base, fan)
+    try:
+        assert await fan_bell.next_count() == 0
+        proc = await start_ffmpeg(rtmp_url(server, key), seconds=30)
+        try:
+            await fan_bell.until(1)  # pushed, no reload, no poll by the client
+            fanout = state_of(server).fanout
+            result = await wait_for(
+                lambda: asyncio.sleep(0, list(fanout.results)), "the fan-out's report"
+            )
+            assert result[0].rows == 1
+        finally:
+            proc.terminate()
+            await proc.wait()
+    finally:
+        fan_bell.response.close()
+
+    status, page = await call(http, "GET", f"{base}/api/notifications", fan)
+    assert status == 200 and page["unread"] == 1 and page["next_before"] is None
+    [item] = page["notifications"]
+    assert item["kind"] == "stream.online" and item["channel_slug"] == "show"
+    assert item["url"] == "/streams/show" and item["read"] is False
+    assert item["title"]  # the stream's title as it went live
+    for user_id in (quiet_id, stranger_id, owner_id):
+        assert await count_rows(server, user_id=user_id) == 0
+    assert await count_rows(server, user_id=fan_id) == 1
+    for token in (quiet, stranger, owner):
+        assert await call(http, "GET", f"{base}/api/notifications/unread-count", token) == (
+            200,
+            {"unread": 0},
+        )
+
+
+async def test_the_bell_stream_needs_a_login_and_is_bounded(settings_env, http) -> None:
+    env = {
+        **settings_env,
+        "AETHEX_NOTIFICATIONS__MAX_STREAMS_PER_USER": "2",
+        "AETHEX_NOTIFICATIONS__HEARTBEAT": "0.1",
+    }
+    async with running_server(env) as server:
+        base = base_url(server)
+        user_id, token = await make_user(server, "viewer")
+        async with http.get(f"{base}/notifications/events") as r:
+            assert r.status == 401
+        bells = [await open_bell(http, base, token) for _ in range(2)]
+        for bell in bells:
+            assert await bell.next_count() == 0
+        async with http.get(f"{base}/notifications/events", headers=auth(token)) as r:
+            assert r.status == 429
+        bells[0].response.close()
+        hub = state_of(server).hub
+
+        async def freed() -> bool:
+            return len(hub.streams.get(user_id, ())) < 2
+
+        await wait_for(freed, "the closed stream to be let go")  # at its next heartbeat
+        third = await open_bell(http, base, token)
+        assert await third.next_count() == 0
+        for bell in (third, bells[1]):
+            bell.response.close()
+
+
+async def test_a_bell_that_never_reads_is_closed(settings_env) -> None:
+    """A client that opens the stream and never reads is dropped once what waits for it
+    passes notifications.send_buffer_bytes; until then each stream holds one pending count
+    (a newer one replaces it), so changes it has not read cost no memory."""
+    env = {**settings_env, "AETHEX_NOTIFICATIONS__SEND_BUFFER_BYTES": "4096"}
+    async with running_server(env) as server:
+        user_id, token = await make_user(server, "sleeper")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(
+            (
+                "GET /notifications/events HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        hub = state_of(server).hub
+
+        async def opened() -> bool:
+            return user_id in hub.streams
+
+        await wait_for(opened, "the stream to open")
+        # Count changes much faster than anyone reads them (the client reads nothing).
+        deadline = time.monotonic() + 60
+        n = 0
+        while user_id in hub.streams:
+            assert time.monotonic() < deadline, "a client that never reads was kept"
+            hub.push(user_id, n)
+            for stream in hub.streams.get(user_id, ()):
+                assert stream.pending in (None, n)  # one value waits, never a queue
+            n += 1
+            await asyncio.sleep(0)
+        assert n > 1
+        writer.close()
+        assert reader is not None
+
+
+# -- the list, marks as read, permissions, pruning ---------------------------------------------
+
+
+async def test_list_mark_read_and_read_all_only_for_ones_own(server, http) -> None:
+    base = base_url(server)
+    channel_id, _, _ = await make_chat_channel(server, "host", "show")
+    alice_id, alice = await make_user(server, "alice")
+    bob_id, bob = await make_user(server, "bob")
+    mine = await seed_rows(server, alice_id, channel_id, 5)
+    theirs = await seed_rows(server, bob_id, channel_id, 2)
+    api = f"{base}/api/notifications"
+
+    status, page = await call(http, "GET", f"{api}?limit=2", alice)
+    assert status == 200 and page["unread"] == 5
+    assert [n["id"] for n in page["notifications"]] == mine[::-1][:2]  # newest first
+    status, more = await call(http, "GET", f"{api}?limit=2&before={page['next_before']}", alice)
+    assert [n["id"] for n in more["notifications"]] == mine[::-1][2:4]
+    status, last = await call(http, "GET", f"{api}?limit=2&before={more['next_before']}", alice)
+    assert [n["id"] for n in last["notifications"]] == mine[:1] and last["next_before"] is None
+    for bad in ("limit=0", "limit=abc", "before=-1", "limit=100000"):
+        status, body = await call(http, "GET", f"{api}?{bad}", alice)
+        assert status == 400 and body["error"]["code"] == "invalid", bad
+    assert (await call(http, "GET", api, None))[0] == 401
+
+    # Someone else's notification does not exist for you: 404, and it stays unread.
+    for target in (theirs[0], 999999):
+        status, body = await call(http, "POST", f"{api}/{target}/read", alice)
+        assert status == 404 and body["error"]["code"] == "not_found"
+    assert (await call(http, "POST", f"{api}/abc/read", alice))[0] == 404
+    assert (await call(http, "POST", f"{api}/{mine[0]}/read", None))[0] == 401
+
+    bell = await open_bell(http, base, alice)
+    try:
+        assert await bell.next_count() == 5
+        status, body = await call(http, "POST", f"{api}/{mine[0]}/read", alice)
+        assert status == 200 and body["unread"] == 4 and body["notification"]["read"] is True
+        assert (await call(http, "POST", f"{api}/{mine[0]}/read", alice))[1]["unread"] == 4
+        await bell.until(4)
+        status, body = await call(http, "POST", f"{api}/read-all", alice)
+        assert (status, body) == (200, {"marked": 4, "unread": 0})
+        await bell.until(0)
+    finally:
+        bell.response.close()
+    assert await call(http, "GET", f"{api}/unread-count", bob) == (200, {"unread": 2})
+    assert await call(http, "GET", f"{api}/unread-count", alice) == (200, {"unread": 0})
+
+
+async def test_the_notifications_page_and_its_forms(server) -> None:
+    base = base_url(server)
+    channel_id, _, _ = await make_chat_channel(server, "host", "show")
+    async with await register(base, "reader") as browser:
+        me = await user_of(browser, base)
+        ids = await seed_rows(server, me["id"], channel_id, 3)
+        async with browser.get(f"{base}/notifications") as r:
+            assert r.status == 200
+            page = await r.text()
+        assert 'href="/streams/show"' in page and "Part 2" in page
+        assert page.index("Part 2") < page.index("Part 0")  # newest first
+        assert 'id="nav-bell"' in page and "/dashboard/notifications" in page
+        csrf = await csrf_of(browser, base)
+        async with browser.post(
+            f"{base}/notifications/{ids[0]}/read",
+            data={"csrf_token": csrf, "back": "/notifications"},
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303 and r.headers["Location"] == "/notifications"
+        async with browser.post(f"{base}/notifications/{ids[1]}/read", data={}) as r:
+            assert r.status == 403  # no CSRF token
+        async with browser.get(f"{base}/api/notifications/unread-count") as r:
+            assert (await r.json())["unread"] == 2
+        async with browser.post(
+            f"{base}/notifications/read-all", data={"csrf_token": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+        async with browser.get(f"{base}/api/notifications/unread-count") as r:
+            assert (await r.json())["unread"] == 0
+    async with aiohttp.ClientSession() as anon:
+        async with anon.get(f"{base}/notifications", allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"].startswith("/auth/login")
+
+
+async def test_old_notifications_are_pruned(settings_env) -> None:
+    env = {
+        **settings_env,
+        "AETHEX_NOTIFICATIONS__RETENTION_DAYS": "7",
+        "AETHEX_NOTIFICATIONS__PRUNE_INTERVAL": "0.1",
+    }
+    async with running_server(env) as server:
+        channel_id, _, _ = await make_chat_channel(server, "host", "show")
+        user_id, _ = await make_user(server, "keeper")
+        now = datetime.now(UTC)
+        old = await seed_rows(server, user_id, channel_id, 3, created_at=now - timedelta(days=8))
+        kept = await seed_rows(server, user_id, channel_id, 2, created_at=now - timedelta(days=6))
+
+        async def pruned() -> bool:
+            return await count_rows(server, user_id=user_id) == len(kept)
+
+        await wait_for(pruned, "the old notifications to be pruned")
+        async with server.db.session() as db:
+            left = set(await db.scalars(select(Notification.id)))
+        assert left == set(kept) and not left & set(old)
+
+
+async def test_the_bell_of_a_follow_survives_only_with_the_follow(server) -> None:
+    """Unfollowing drops the follow (and its bell); following again starts with the bell on."""
+    channel_id, _, _ = await make_chat_channel(server, "host", "show")
+    user_id, _ = await make_user(server, "fickle")
+    async with server.db.session() as db:
+        await follows.follow(db, user_id, channel_id)
+        await follows.set_notify(db, user_id, channel_id, False)
+        await db.commit()
+        assert await follows.follow_notify(db, user_id, channel_id) is False
+        await follows.unfollow(db, user_id, channel_id)
+        await follows.follow(db, user_id, channel_id)
+        await db.commit()
+        assert await follows.follow_notify(db, user_id, channel_id) is True
