@@ -168,6 +168,7 @@ class Broadcast:
         # Every finished segment per rendition, for the VOD playlists.
         self.recorded: dict[str, list[RecordedSegment]] = {}
         self.thumbnail_saved = False
+        self.last_thumbnail: bytes | None = None  # kept as the past broadcast's thumbnail
 
     def _take_edge(self) -> None:
         """Continue the channel's edge if its last publisher left within the reconnect grace:
@@ -274,6 +275,7 @@ class Broadcast:
             functools.partial(write_file_atomic, self.manager.thumbnail_path(self.slug), jpeg)
         )
         self.thumbnail_saved = True
+        self.last_thumbnail = jpeg
 
     def transcoder_done(self) -> None:
         self._done.set()
@@ -375,6 +377,15 @@ class Broadcast:
         if self.thumbnail_saved:
             thumbnail = m.thumbnail_path(self.slug).relative_to(self.settings.data_dir)
             extra["thumbnail_path"] = str(thumbnail)
+        if self.last_thumbnail is not None:
+            # The channel's live thumbnail is overwritten by its next stream: the channel
+            # page's past broadcasts show this copy of the stream's last frame instead.
+            own = m.stream_thumbnail_path(self.stream.stream_id)
+            try:
+                await asyncio.to_thread(write_file_atomic, own, self.last_thumbnail)
+                extra["thumbnail_path"] = str(own.relative_to(self.settings.data_dir))
+            except OSError as exc:
+                log.warning("%s: stream thumbnail not kept: %s", self.slug, exc)
         if self.recording and has_media:
             duration = await asyncio.to_thread(self._write_vod)
             await m.mark(
@@ -447,6 +458,9 @@ class Broadcasts:
 
     def thumbnail_path(self, slug: str) -> Path:
         return self.settings.data_dir / "thumbnails" / f"{slug}.jpg"
+
+    def stream_thumbnail_path(self, stream_id: int) -> Path:
+        return self.settings.data_dir / "thumbnails" / "streams" / f"{stream_id}.jpg"
 
     def track(self, task: asyncio.Future[Any]) -> None:
         self._tasks.add(task)  # type: ignore[arg-type]

@@ -484,6 +484,15 @@ class BrowseSettings:
 
 
 @dataclass(frozen=True)
+class ChannelPageSettings:
+    # Past broadcasts per page of a channel's home (/streams/{slug} while offline); older
+    # ones are a "next page" link away (1-100).
+    past_broadcasts_per_page: int = 12
+    # Most channels a public profile (/u/{username}) lists (1-100).
+    profile_channels: int = 20
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -501,6 +510,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -720,6 +730,9 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    for name in ("past_broadcasts_per_page", "profile_channels"):
+        if not 1 <= getattr(s.channel_page, name) <= 100:
+            raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
     _validate_home(s.history, s.recommendations)
     _validate_webhooks(s.webhooks)
     _validate_notifications(s.notifications, s.email)

@@ -11,6 +11,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,9 @@ LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")
 SOCIAL_KEYS = ("website", "twitter", "youtube", "twitch", "instagram", "mastodon", "github")
 SOCIAL_URL_MAX = 300
 SOCIAL_URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+# Never part of a link worth keeping: quotes and angle brackets (markup), the backslash
+# (browsers read it as a slash, urllib does not), the backtick.
+SOCIAL_URL_REFUSED = frozenset('"<>\\`')
 
 
 def new_session_token() -> str:
@@ -225,6 +229,13 @@ def validate_language(value: Any) -> str:
     return value
 
 
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # a malformed IPv6 literal or port
+        return False
+
+
 def validate_social_links(value: Any) -> dict[str, str]:
     """Known networks only, each an http(s) URL; empty values drop the link."""
     if not isinstance(value, dict):
@@ -240,7 +251,12 @@ def validate_social_links(value: Any) -> dict[str, str]:
         if not isinstance(url, str):
             raise ValidationError(f"social link {key!r} must be a URL string")
         url = url.strip()
-        if len(url) > SOCIAL_URL_MAX or not SOCIAL_URL_RE.fullmatch(url):
+        if (
+            len(url) > SOCIAL_URL_MAX
+            or not SOCIAL_URL_RE.fullmatch(url)
+            or any(c in SOCIAL_URL_REFUSED or ord(c) < 32 or ord(c) == 127 for c in url)
+            or not _has_host(url)
+        ):
             raise ValidationError(
                 f"social link {key!r} must be an http(s) URL of at most {SOCIAL_URL_MAX} characters"
             )

@@ -20,6 +20,7 @@ from transcode.edge import EdgeRegistry
 from . import (
     admin,
     auth,
+    channel_page,
     channels,
     chat,
     dashboard,
@@ -37,6 +38,7 @@ from . import (
     scrape,
     streams_api,
     uploads,
+    user_page,
     webhooks,
 )
 from .errors import error_middleware, quiet_client_errors
@@ -78,6 +80,8 @@ def create_app(
     pages.setup(app)  # thumbnails and the static assets
     home.setup(app)  # /: followed live, recommended, popular, new creators
     history.setup(app)  # watch history: player heartbeats, /dashboard/history, its API
+    channel_page.setup(app)  # /streams/{slug}: player, or the channel's home when offline
+    user_page.setup(app)  # /u/{username}: public profiles
     channels.setup(app)  # creator dashboard and JSON API
     streams_api.setup(app)
     dashboard.setup(app)

@@ -36,3 +36,16 @@ def client_host(
         if forwarded:
             return forwarded
     return remote
+
+
+def last_forwarded(headers: Mapping[str, str], name: str) -> str | None:
+    """The last entry of the last ``name`` header (``X-Forwarded-Proto``, ``X-Forwarded-Host``):
+    the proxy's own word, as for X-Forwarded-For. Callers read it only when
+    ``http.trust_forwarded_for`` says a proxy sets these headers."""
+    getall = getattr(headers, "getall", None)
+    values = getall(name, ()) if getall is not None else ()
+    if getall is None and (value := headers.get(name.lower(), headers.get(name))) is not None:
+        values = (value,)
+    if not values:
+        return None
+    return values[-1].rsplit(",", 1)[-1].strip()[:255] or None

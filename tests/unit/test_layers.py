@@ -287,6 +287,7 @@ WEBAPP_FLOOR = frozenset(
         "images",
         "stream_links",
         "http_head",
+        "sharing",
         "timing",
     }
 )
