@@ -1,9 +1,8 @@
-"""Viewer pages: the home page (who is live now) and the assets every page loads.
-
-Routes: ``/`` (Jinja2, autoescaped), ``/thumbnails/{slug}.jpg`` and ``/static/``. The channel
-page (``/streams/{slug}``) and what it polls are ``webapp.channel_page``. hls.js is served
-from ``/static/vendor/`` as copied there from npm by ``make`` (never from a CDN: the site must
-work on a LAN with no internet, and a third-party script would see every viewer).
+"""The assets every page loads: ``/thumbnails/{slug}.jpg`` and ``/static/``. The home page
+(``/``) is ``webapp.home``; the channel page (``/streams/{slug}``) and what it polls are
+``webapp.channel_page``. hls.js is served from ``/static/vendor/`` as copied there from npm
+by ``make`` (never from a CDN: the site must work on a LAN with no internet, and a
+third-party script would see every viewer).
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ async def _static_cache_headers(request: web.Request, response: web.StreamRespon
 
 
 def setup(app: web.Application) -> None:
-    """Register the viewer pages and their assets on ``app``."""
+    """Register the thumbnails and static assets on ``app``."""
     if not HLS_JS.is_file():
         log.warning(
             "%s is missing: the player page cannot play video until `make run` "

@@ -251,3 +251,13 @@ async def test_clear_and_delete_from_the_page(world: World) -> None:
     # Logged out: the page sends to the login page.
     async with w.anon.get(f"{w.base}/dashboard/history", allow_redirects=False) as r:
         assert r.status == 303 and r.headers["Location"].startswith("/auth/login")
+
+
+async def test_only_logged_in_player_pages_send_heartbeats(world: World) -> None:
+    w = world
+    async with w.fan.get(f"{w.base}/streams/show") as r:
+        assert "/static/js/watch.js" in await r.text()
+    async with w.anon.get(f"{w.base}/streams/show") as r:
+        assert "/static/js/watch.js" not in await r.text()
+    async with w.fan.get(f"{w.base}/dashboard") as r:
+        assert 'href="/dashboard/history"' in await r.text()
