@@ -126,6 +126,9 @@ class UploadSettings:
     # Banners are re-encoded to fit within this width and height.
     banner_width: int = 1600
     banner_height: int = 400
+    # Category box art is re-encoded to fit within this width and height (portrait, 3:4).
+    boxart_width: int = 300
+    boxart_height: int = 400
 
 
 @dataclass(frozen=True)
@@ -510,6 +513,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
@@ -719,7 +723,7 @@ def validate(s: Settings) -> Settings:
         _check_positive(f"uploads.{name}", getattr(u, name))
     if u.max_waiting_decodes < 0:
         raise SettingsError("uploads.max_waiting_decodes", "must be 0 (no waiting) or more")
-    for name in ("avatar_size", "banner_width", "banner_height"):
+    for name in ("avatar_size", "banner_width", "banner_height", "boxart_width", "boxart_height"):
         if not 16 <= getattr(u, name) <= 4096:
             raise SettingsError(f"uploads.{name}", "must be between 16 and 4096 pixels")
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
@@ -730,6 +734,7 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    _validate_browse(s.browse)
     for name in ("past_broadcasts_per_page", "profile_channels"):
         if not 1 <= getattr(s.channel_page, name) <= 100:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
@@ -866,6 +871,20 @@ def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:
         _check_positive(f"recommendations.{name}", getattr(r, name))
     if r.user_cache_seconds < 0:
         raise SettingsError("recommendations.user_cache_seconds", "must be 0 (off) or seconds")
+
+
+def _validate_browse(b: BrowseSettings) -> None:
+    for name, low, high in (
+        ("categories_max", 1, 1000),
+        ("live_per_page", 1, 500),
+        ("live_scan_max", 1, 10_000),
+        ("past_per_page", 0, 200),
+        ("following_max", 1, 1000),
+    ):
+        if not low <= getattr(b, name) <= high:
+            raise SettingsError(f"browse.{name}", f"must be between {low} and {high}")
+    if b.live_scan_max < b.live_per_page:
+        raise SettingsError("browse.live_scan_max", "must not be less than browse.live_per_page")
 
 
 def metrics_token(m: MetricsSettings) -> str:

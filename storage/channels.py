@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import queries
+from storage import categories, queries
 from storage.accounts import display_name
 from storage.errors import ConflictError, ValidationError
 from storage.models import Channel, Profile, Stream, StreamStatus, User
@@ -35,8 +35,12 @@ STREAM_LIST_MAX = 100
 # (``models.new_public_id``: 22 URL-safe characters). The lengths never overlap.
 STREAM_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 PUBLIC_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+# A channel's language: a BCP 47 language tag of a primary language subtag, optionally a
+# script and a region ("en", "pt-BR", "zh-Hant-TW"): enough to filter by, short to show.
+LANGUAGE_RE = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|[0-9]{3}))?", re.IGNORECASE)
+LANGUAGE_MAX = 16
 
-CHANNEL_FIELDS = ("name", "description", "category", "tags", "is_public")
+CHANNEL_FIELDS = ("name", "description", "category", "language", "tags", "is_public")
 STREAM_FIELDS = ("title", "category", "tags")
 
 
@@ -57,11 +61,29 @@ def _text(
 
 
 def clean_category(value: Any) -> str | None:
-    """A category name, or None for "no category" (null or an empty string)."""
+    """What a form chose as category (a catalogue name or slug; which entry it names is
+    ``storage.categories``' question), or None for "no category" (null or "")."""
     if value is None:
         return None
     cleaned = _text(value, "category", CATEGORY_MAX, allow_empty=True)
     return cleaned or None
+
+
+def clean_language(value: Any) -> str | None:
+    """A language tag in its usual case ("pt-BR"), or None for "unset" (null or "")."""
+    if value is None:
+        return None
+    cleaned = _text(value, "language", LANGUAGE_MAX, allow_empty=True).replace("_", "-")
+    if not cleaned:
+        return None
+    match = LANGUAGE_RE.fullmatch(cleaned)
+    if match is None:
+        raise ValidationError(
+            f"invalid language {cleaned!r}: use a BCP 47 language tag such as en, de or pt-BR"
+        )
+    lang, script, region = match.groups()
+    parts = [lang.lower(), script.title() if script else "", region.upper() if region else ""]
+    return "-".join(p for p in parts if p)
 
 
 def clean_tags(value: Any) -> list[str]:
@@ -106,6 +128,8 @@ def clean_channel_changes(changes: dict[str, Any]) -> dict[str, Any]:
         )
     if "category" in changes:
         out["category"] = clean_category(changes["category"])
+    if "language" in changes:
+        out["language"] = clean_language(changes["language"])
     if "tags" in changes:
         out["tags"] = clean_tags(changes["tags"])
     if "is_public" in changes:
@@ -249,12 +273,15 @@ async def create_channel(
     if not isinstance(slug, str):
         raise ValidationError("slug must be a string")
     changes = clean_channel_changes(fields)
+    # Checked before anything is written: an unknown category leaves no channel behind.
+    entry = await categories.resolve_choice(session, changes.pop("category", None))
     owned = await user_channels(session, owner.id)
     if len(owned) >= CHANNELS_PER_USER_MAX:
         raise ConflictError(f"you already own {len(owned)} channels, the most allowed")
     channel = await queries.create_channel(session, owner.username, slug, changes.pop("name", None))
     for key, value in changes.items():
         setattr(channel, key, value)
+    await categories.set_channel_category(session, channel, entry.slug if entry else None)
     await session.flush()
     return channel
 
@@ -262,7 +289,10 @@ async def create_channel(
 async def update_channel(
     session: AsyncSession, channel: Channel, changes: dict[str, Any]
 ) -> Channel:
-    for key, value in clean_channel_changes(changes).items():
+    cleaned = clean_channel_changes(changes)
+    if "category" in cleaned:
+        await categories.set_channel_category(session, channel, cleaned.pop("category"))
+    for key, value in cleaned.items():
         setattr(channel, key, value)
     await session.flush()
     return channel
@@ -281,6 +311,8 @@ async def update_stream(
     session: AsyncSession, stream: Stream, channel: Channel, changes: dict[str, Any]
 ) -> Stream:
     cleaned = clean_stream_changes(changes)
+    if "category" in cleaned:
+        await categories.set_stream_category(session, stream, cleaned.pop("category"))
     if "tags" in cleaned:
         channel.tags = cleaned.pop("tags")
     for key, value in cleaned.items():

@@ -370,6 +370,8 @@ async def start_stream(
         channel_id=channel_id,
         title=title,
         category=channel.category,
+        # The broadcast runs under the channel's category of now, kept if the channel changes.
+        category_id=channel.category_id,
         status=StreamStatus.LIVE,
         started_at=now,
     )

@@ -20,6 +20,7 @@ from transcode.edge import EdgeRegistry
 from . import (
     admin,
     auth,
+    categories,
     channel_page,
     channels,
     chat,
@@ -96,5 +97,6 @@ def create_app(
     chat.setup(app)  # real-time chat: WebSocket, its API and moderation pages
     follows.setup(app)  # the Follow button's API; tells the chat service of changes
     notifications.setup(app)  # go-live notifications: bell (SSE), list, emails, pruning
+    categories.setup(app)  # the category catalogue (admin page, API) and the browse pages
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     return app

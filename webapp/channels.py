@@ -222,7 +222,17 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             },
             "name": {"type": "string", "maxLength": queries.CHANNEL_NAME_MAX},
             "description": {"type": "string", "maxLength": channel_queries.DESCRIPTION_MAX},
-            "category": {"type": ["string", "null"], "maxLength": channel_queries.CATEGORY_MAX},
+            "category": {
+                "type": ["string", "null"],
+                "maxLength": channel_queries.CATEGORY_MAX,
+                "description": "A catalogue category's slug or name (any case; "
+                "GET /api/categories); null or empty: none. Unknown or retired: 400.",
+            },
+            "language": {
+                "type": ["string", "null"],
+                "maxLength": channel_queries.LANGUAGE_MAX,
+                "description": "BCP 47 language tag (en, pt-BR); null or empty: unset.",
+            },
             "tags": {
                 "type": "array",
                 "maxItems": channel_queries.TAGS_MAX,
@@ -239,7 +249,9 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "slug": {"type": "string"},
             "name": {"type": "string"},
             "description": {"type": "string"},
-            "category": {"type": ["string", "null"]},
+            "category": {"type": ["string", "null"], "description": "The category's name."},
+            "category_slug": {"type": ["string", "null"], "description": "/categories/{slug}"},
+            "language": {"type": ["string", "null"]},
             "tags": {"type": "array", "items": {"type": "string"}},
             "is_public": {"type": "boolean"},
             "owner": {"type": "string"},

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from storage import categories
 from storage import channels as channel_queries
 from storage.models import StreamStatus
 
@@ -40,6 +41,8 @@ async def dashboard(request: web.Request) -> web.Response:
     limits = request.app[SETTINGS_KEY].uploads
     async with request.app[DB_KEY].session() as session:
         channels = await channel_queries.user_channels(session, user.id)
+        # The category picker: active entries (a channel's retired one is added on its form).
+        catalogue = [c.name for c in await categories.list_categories(session)]
         entries = []
         for channel in channels:
             rows = await channel_queries.list_streams(
@@ -60,6 +63,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "dashboard.html",
         {
             "entries": entries,
+            "catalogue": catalogue,
             "poll_ms": POLL_INTERVAL_MS,
             "ended_cooldown": request.app[SETTINGS_KEY].rtmp.ended_cooldown,
             # For the avatar/banner forms: the hint, and a check before the file is sent at all.

@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from sqlalchemy import inspect
+from sqlalchemy.orm import InstanceState
 
 from storage import channels as channel_queries
 from storage.models import Channel, Stream, StreamStatus
@@ -57,6 +59,16 @@ def live_stream_id(request: web.Request, channel: Channel) -> int | None:
     return live.stream_id
 
 
+def category_slug(row: Channel | Stream) -> str | None:
+    """The catalogue slug of a channel's or stream's category, as loaded with the row (never a
+    query: storage loads the entry with the row and sets it with ``category_id``)."""
+    state: InstanceState[Any] = inspect(row)
+    if row.category_id is None or "category_entry" in state.unloaded:
+        return None
+    entry = row.category_entry
+    return None if entry is None else entry.slug
+
+
 def channel_json(
     request: web.Request, channel: Channel, owner: str, *, private: bool = False
 ) -> dict[str, Any]:
@@ -68,6 +80,8 @@ def channel_json(
         "name": channel.name,
         "description": channel.description,
         "category": channel.category,
+        "category_slug": category_slug(channel),
+        "language": channel.language,
         "tags": list(channel.tags or []),
         "is_public": channel.is_public,
         "owner": owner,
@@ -106,6 +120,7 @@ def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:
         "channel_name": channel.name,
         "title": stream.title,
         "category": stream.category,
+        "category_slug": category_slug(stream),
         "tags": list(channel.tags or []),
         "status": stream.status.value,
         "started_at": stream.started_at.isoformat() if stream.started_at else None,

@@ -61,8 +61,11 @@ T = TypeVar("T")
 Assign = Callable[[str | None], Awaitable[tuple[str | None, T]]]
 
 KINDS = ("avatar", "banner")
+# A category's box art (the admin's catalogue): fitted into uploads.boxart_width x _height.
+BOXART = "boxart"
+ALL_KINDS = (*KINDS, BOXART)
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
-NAME_RE = re.compile(r"^(avatar|banner)-[0-9a-f]{32}\.(jpg|png)$")
+NAME_RE = re.compile(r"^(avatar|banner|boxart)-[0-9a-f]{32}\.(jpg|png)$")
 JPEG_QUALITY = 88
 
 
@@ -93,7 +96,7 @@ def prepare_image(data: bytes, kind: str, limits: UploadSettings) -> PreparedIma
     """
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - Pillow loads on first upload
 
-    if kind not in KINDS:
+    if kind not in ALL_KINDS:
         raise ValueError(f"unknown upload kind {kind!r}")
     if not data:
         raise ApiError(400, "empty_file", "the uploaded file is empty")
@@ -150,7 +153,7 @@ def prepare_image(data: bytes, kind: str, limits: UploadSettings) -> PreparedIma
     if kind == "avatar":
         small = small.resize((limits.avatar_size, limits.avatar_size), Image.Resampling.LANCZOS)
     else:
-        small.thumbnail((limits.banner_width, limits.banner_height), Image.Resampling.LANCZOS)
+        small.thumbnail(_box(kind, limits), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     if has_alpha:
         small.save(out, format="PNG", optimize=True)
@@ -206,11 +209,18 @@ def _target(
     turned = orientation in (5, 6, 7, 8)
     if kind == "avatar":
         return limits.avatar_size, limits.avatar_size
-    box_w, box_h = limits.banner_width, limits.banner_height
+    box_w, box_h = _box(kind, limits)
     if turned:
         box_w, box_h = box_h, box_w
     scale = min(box_w / width, box_h / height, 1.0)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _box(kind: str, limits: UploadSettings) -> tuple[int, int]:
+    """The box a banner or box art is fitted into (its aspect ratio kept)."""
+    if kind == BOXART:
+        return limits.boxart_width, limits.boxart_height
+    return limits.banner_width, limits.banner_height
 
 
 def _crop_box(kind: str, width: int, height: int) -> tuple[int, int, int, int]:

@@ -231,7 +231,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "channel": {"type": "string"},
             "channel_name": {"type": "string"},
             "title": {"type": "string"},
-            "category": {"type": ["string", "null"]},
+            "category": {"type": ["string", "null"], "description": "The category's name."},
+            "category_slug": {"type": ["string", "null"], "description": "/categories/{slug}"},
             "tags": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -258,7 +259,12 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "title": {"type": "string", "maxLength": queries.TITLE_MAX},
-            "category": {"type": ["string", "null"], "maxLength": channel_queries.CATEGORY_MAX},
+            "category": {
+                "type": ["string", "null"],
+                "maxLength": channel_queries.CATEGORY_MAX,
+                "description": "A catalogue category's slug or name (any case; "
+                "GET /api/categories); null or empty: none. Unknown or retired: 400.",
+            },
             "tags": {
                 "type": "array",
                 "maxItems": channel_queries.TAGS_MAX,

@@ -84,7 +84,7 @@ async def test_sign_up_go_live_watch_health_and_end(
             form = page.locator("#new-channel")
             await form.locator('input[name="name"]').fill("Alice plays")
             await form.locator('input[name="slug"]').fill("alice-tv")
-            await form.locator('input[name="category"]').fill("Retro")
+            await form.locator('select[name="category"]').select_option("Retro Gaming")
             await form.locator('input[name="tags"]').fill("snes, speedrun")
             await form.locator('button[type="submit"]').click()
             section = page.locator("#channel-alice-tv")
@@ -165,7 +165,7 @@ async def test_sign_up_go_live_watch_health_and_end(
             edit = section.locator('[data-role="stream-edit"]')
             assert await edit.locator('input[name="title"]').input_value() == "Alice plays"
             await edit.locator('input[name="title"]').fill("Boss rush tonight")
-            await edit.locator('input[name="category"]').fill("Speedrun")
+            await edit.locator('select[name="category"]').select_option("Speedrunning")
             await edit.locator('input[name="tags"]').fill("snes, tool-assisted, c++ & co")
             await edit.locator('button[type="submit"]').click()
             await wait_js(
@@ -179,7 +179,7 @@ async def test_sign_up_go_live_watch_health_and_end(
                 viewer,
                 "document.getElementById('stream-title').textContent === "
                 "'Boss rush tonight' && document.getElementById("
-                "'stream-category').textContent === 'Speedrun'",
+                "'stream-category').textContent === 'Speedrunning'",
                 15,
                 "the viewer page to show the new title and category",
             )

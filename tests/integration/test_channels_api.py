@@ -326,14 +326,14 @@ async def test_stream_routes_edit_status_and_end(site, caplog) -> None:
     async with alice.request(
         "PATCH",
         f"/api/streams/{stream_id}",
-        json={"title": "Boss fight", "category": "Retro", "tags": ["snes"]},
+        json={"title": "Boss fight", "category": "Retro Gaming", "tags": ["snes"]},
     ) as r:
         assert r.status == 200, await r.text()
         doc = await r.json()
-    assert (doc["title"], doc["category"], doc["tags"]) == ("Boss fight", "Retro", ["snes"])
+    assert (doc["title"], doc["category"], doc["tags"]) == ("Boss fight", "Retro Gaming", ["snes"])
     async with alice.request("GET", "/api/channels/alice-tv/live") as r:
         live = await r.json()
-    assert (live["title"], live["category"]) == ("Boss fight", "Retro")
+    assert (live["title"], live["category"]) == ("Boss fight", "Retro Gaming")
 
     # The dashboard poll: the owner's channels only, with health for the live one.
     async with alice.request("GET", "/api/dashboard") as r:

@@ -61,7 +61,7 @@
       } else if (kind === "tags") {
         body[el.name] = el.value.split(",").map(function (t) { return t.trim(); })
           .filter(function (t) { return t.length > 0; });
-      } else if (el.name === "category") {
+      } else if (el.name === "category" || el.name === "language") {
         body[el.name] = el.value.trim() || null;
       } else {
         body[el.name] = el.value;

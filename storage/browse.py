@@ -1,0 +1,234 @@
+"""What the browse pages read: the catalogue by live viewers, a category's live channels and
+past broadcasts, and a user's followed channels (live first, then when each was last live).
+
+"Live" is the database's view, as on the home page: a stream row in status LIVE, with the
+viewer count the server keeps on it. A live channel is in the category its broadcast runs
+under (``Stream.category_id``: the channel's at the start, changed by a live edit). Lists of
+channels leave unlisted ones out (``Channel.is_public``), always.
+
+Every query is bounded by a ``limit`` its caller takes from settings, and reads through an
+index: live streams by ``ix_streams_status_started_at`` (there are few, whatever the number of
+channels), past broadcasts by ``ix_streams_category_id_started_at``, a channel's last stream
+by ``ix_streams_channel_id_started_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, raiseload
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage.accounts import display_name
+from storage.discovery_models import Category
+from storage.models import Channel, ChannelFollow, Profile, Stream, StreamStatus, User
+
+ENDED = (StreamStatus.OFFLINE, StreamStatus.ARCHIVED)
+# The cards show the category's name (the display copy on the row), never its entry: skip the
+# entry's load (a query per statement) that Channel and Stream otherwise do.
+NO_ENTRIES = (raiseload(Stream.category_entry), raiseload(Channel.category_entry))
+
+
+@dataclass(frozen=True)
+class CategoryCard:
+    category: Category
+    viewers: int
+    live_channels: int
+
+
+@dataclass(frozen=True)
+class ChannelCard:
+    """A stream (live, or past) of a listed channel with who runs it."""
+
+    stream: Stream
+    channel: Channel
+    creator: str
+
+
+@dataclass(frozen=True)
+class FollowedCard:
+    channel: Channel
+    creator: str
+    live: Stream | None
+    last_live: datetime | None  # when its latest broadcast ended (or started, if still open)
+
+
+async def categories_by_viewers(session: AsyncSession, limit: int) -> list[CategoryCard]:
+    """Active entries, the most watched now first (then the most live channels, then by
+    name), each with its live viewers and live listed channels."""
+    live = (
+        select(
+            Stream.category_id.label("category_id"),
+            func.sum(Stream.viewer_count).label("viewers"),
+            func.count().label("channels"),
+        )
+        .join(Channel, Channel.id == Stream.channel_id)
+        .where(
+            Stream.status == StreamStatus.LIVE,
+            Stream.category_id.is_not(None),
+            Channel.is_public.is_(True),
+        )
+        .group_by(Stream.category_id)
+        .subquery()
+    )
+    viewers = func.coalesce(live.c.viewers, 0)
+    channels = func.coalesce(live.c.channels, 0)
+    rows = (
+        await session.execute(
+            select(Category, viewers, channels)
+            .outerjoin(live, live.c.category_id == Category.id)
+            .where(Category.retired_at.is_(None))
+            .order_by(viewers.desc(), channels.desc(), func.lower(Category.name), Category.id)
+            .limit(limit)
+        )
+    ).all()
+    return [CategoryCard(c, int(v or 0), int(n or 0)) for c, v, n in rows]
+
+
+def _language_clause(language: str) -> ColumnElement[bool]:
+    """A channel in ``language``: that exact tag, or (for a bare language such as "pt") any
+    regional form of it ("pt-BR")."""
+    if "-" in language:
+        return func.lower(Channel.language) == language.lower()
+    return or_(
+        func.lower(Channel.language) == language.lower(),
+        func.lower(Channel.language).like(f"{language.lower()}-%"),
+    )
+
+
+def _not_indexed(column: InstrumentedAttribute[int | None]) -> ColumnElement[int | None]:
+    """``column + 0``: the same value, but no index of ``column`` serves it. For live streams
+    of one category: SQLite would otherwise walk the category's every past broadcast
+    (ix_streams_category_id_started_at) instead of the few live rows (ix_streams_status_...)."""
+    return column + 0
+
+
+def _cards(rows: Sequence[tuple[Stream, Channel, User, Profile | None]]) -> list[ChannelCard]:
+    return [ChannelCard(s, c, display_name(u, p)) for s, c, u, p in rows]
+
+
+async def live_in_category(
+    session: AsyncSession,
+    category_id: int,
+    *,
+    limit: int,
+    scan: int,
+    language: str | None = None,
+    tag: str | None = None,
+) -> list[ChannelCard]:
+    """The category's live listed channels, the most watched first. ``tag`` (without regard
+    to case) is matched here on at most ``scan`` rows: tags are a JSON list, which neither
+    database indexes the same way, and live rows are few."""
+    q = (
+        select(Stream, Channel, User, Profile)
+        .join(Channel, Channel.id == Stream.channel_id)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(
+            Stream.status == StreamStatus.LIVE,
+            _not_indexed(Stream.category_id) == category_id,
+            Channel.is_public.is_(True),
+        )
+        .order_by(Stream.viewer_count.desc(), Stream.started_at.desc(), Stream.id.desc())
+        .options(*NO_ENTRIES)
+    )
+    if language:
+        q = q.where(_language_clause(language))
+    rows = (await session.execute(q.limit(scan if tag else limit))).all()
+    if tag:
+        wanted = tag.strip().lower()
+        rows = [r for r in rows if any(t.lower() == wanted for t in r[1].tags or [])][:limit]
+    return _cards(rows)
+
+
+async def live_languages(session: AsyncSession, category_id: int, limit: int) -> list[str]:
+    """The languages of the category's live listed channels (for the filter's choices)."""
+    rows = await session.scalars(
+        select(Channel.language)
+        .join(Stream, Stream.channel_id == Channel.id)
+        .where(
+            Stream.status == StreamStatus.LIVE,
+            _not_indexed(Stream.category_id) == category_id,
+            Channel.is_public.is_(True),
+            Channel.language.is_not(None),
+        )
+        .distinct()
+        .order_by(Channel.language)
+        .limit(limit)
+    )
+    return [str(lang) for lang in rows.all()]
+
+
+async def past_in_category(
+    session: AsyncSession, category_id: int, limit: int
+) -> list[ChannelCard]:
+    """The category's broadcasts that ended, newest first, of listed channels only."""
+    rows = await session.execute(
+        select(Stream, Channel, User, Profile)
+        .join(Channel, Channel.id == Stream.channel_id)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(
+            Stream.category_id == category_id,
+            Stream.status.in_(ENDED),
+            Stream.started_at.is_not(None),
+            Channel.is_public.is_(True),
+        )
+        .order_by(Stream.started_at.desc(), Stream.id.desc())
+        .limit(limit)
+        .options(*NO_ENTRIES)
+    )
+    return _cards(rows.all())
+
+
+async def followed(session: AsyncSession, user_id: int, limit: int) -> list[FollowedCard]:
+    """The channels ``user_id`` follows: live ones first (most watched first), then the others
+    by when they were last live (never-live ones last), then by name."""
+    last = (
+        select(func.coalesce(Stream.ended_at, Stream.started_at))
+        .where(Stream.channel_id == Channel.id)
+        .order_by(Stream.started_at.desc(), Stream.id.desc())
+        .limit(1)
+        .correlate(Channel)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(Channel, User, Profile, Stream, last)
+        .join(ChannelFollow, ChannelFollow.channel_id == Channel.id)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .outerjoin(
+            Stream, and_(Stream.channel_id == Channel.id, Stream.status == StreamStatus.LIVE)
+        )
+        .where(ChannelFollow.user_id == user_id)
+        .order_by(
+            Stream.id.is_(None),
+            Stream.viewer_count.desc(),
+            last.is_(None),
+            last.desc(),
+            func.lower(Channel.name),
+            Channel.id,
+        )
+        .limit(limit)
+        .options(*NO_ENTRIES)
+    )
+    return [
+        FollowedCard(channel, display_name(user, profile), stream, last_live)
+        for channel, user, profile, stream, last_live in rows.all()
+    ]
+
+
+__all__ = [
+    "CategoryCard",
+    "ChannelCard",
+    "FollowedCard",
+    "categories_by_viewers",
+    "live_in_category",
+    "live_languages",
+    "past_in_category",
+    "followed",
+]

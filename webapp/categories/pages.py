@@ -1,0 +1,155 @@
+"""The browse pages: ``/categories`` (the catalogue by live viewers now, each entry with its
+live channel count), ``/categories/{slug}`` (its live channels by viewers, filterable by
+``?tag=`` and ``?language=``, then its recent past broadcasts) and ``/following`` (a logged-in
+user's followed channels, live ones first, then when each was last live).
+
+Live figures are the database's, as on the home page (a stream row in status LIVE and the
+viewer count the server keeps on it), so every process of a cluster shows the same. Unlisted
+channels never appear on the category pages. Each page is a few indexed, bounded queries
+(``storage.browse``; sizes from the ``browse`` settings).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from storage import browse, categories
+from storage import channels as channel_queries
+from storage.browse import ChannelCard
+
+from ..documents import stream_json
+from ..identity import require_page_user, upload_url
+from ..keys import DB_KEY, SETTINGS_KEY
+from ..render import not_found_page, render
+from .common import category_json
+
+# Most languages offered by a category page's language filter.
+LANGUAGES_SHOWN = 50
+
+
+def _thumbnail_url(app: web.Application, slug: str) -> str | None:
+    """The live thumbnail of a channel (as the home page shows it), versioned by its mtime."""
+    path = app[SETTINGS_KEY].data_dir / "thumbnails" / f"{slug}.jpg"
+    try:
+        return f"/thumbnails/{slug}.jpg?v={int(path.stat().st_mtime)}"
+    except OSError:
+        return None
+
+
+def live_card(app: web.Application, card: ChannelCard) -> dict[str, Any]:
+    stream, channel = card.stream, card.channel
+    return {
+        "slug": channel.slug,
+        "title": stream.title,
+        "creator": card.creator,
+        "category": stream.category or channel.category,
+        "language": channel.language,
+        "tags": list(channel.tags or []),
+        "viewers": stream.viewer_count,
+        "thumbnail": _thumbnail_url(app, channel.slug),
+        "avatar": upload_url(channel.avatar_path),
+    }
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    """ "3 hours ago": how long ago ``when`` was, in its largest whole unit."""
+    if when is None:
+        return "never"
+    seconds = max(0, int((now - when).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+def _filters(request: web.Request) -> tuple[str | None, str | None]:
+    """``?tag=`` and ``?language=``, checked like the fields they filter (a 400 otherwise)."""
+    raw_tag = request.query.get("tag", "").strip()
+    tag = channel_queries.clean_tags([raw_tag])[0] if raw_tag else None
+    raw_language = request.query.get("language", "")
+    language = channel_queries.clean_language(raw_language) if raw_language.strip() else None
+    return tag, language
+
+
+async def categories_page(request: web.Request) -> web.Response:
+    limit = request.app[SETTINGS_KEY].browse.categories_max
+    async with request.app[DB_KEY].session() as session:
+        cards = await browse.categories_by_viewers(session, limit)
+    entries = [
+        {**category_json(c.category), "viewers": c.viewers, "live_channels": c.live_channels}
+        for c in cards
+    ]
+    return render(request, "categories/index.html", {"categories": entries})
+
+
+async def category_page(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY].browse
+    tag, language = _filters(request)  # a bad one: ValidationError, a 400 page
+    async with request.app[DB_KEY].session() as session:
+        entry = await categories.get_by_slug(session, request.match_info["slug"])
+        if entry is None:
+            return not_found_page(request, "category")
+        live = await browse.live_in_category(
+            session,
+            entry.id,
+            limit=settings.live_per_page,
+            scan=settings.live_scan_max,
+            language=language,
+            tag=tag,
+        )
+        languages = await browse.live_languages(session, entry.id, LANGUAGES_SHOWN)
+        past = await browse.past_in_category(session, entry.id, settings.past_per_page)
+    return render(
+        request,
+        "categories/category.html",
+        {
+            "category": category_json(entry),
+            "channels": [live_card(request.app, c) for c in live],
+            "tags": sorted({t for c in live for t in c.channel.tags or []}, key=str.lower),
+            "languages": sorted(set(languages) | ({language} if language else set())),
+            "tag": tag or "",
+            "language": language or "",
+            "filtered": bool(tag or language),
+            "past": [stream_json(c.stream, c.channel) | {"creator": c.creator} for c in past],
+        },
+    )
+
+
+async def following_page(request: web.Request) -> web.Response:
+    user = await require_page_user(request)
+    limit = request.app[SETTINGS_KEY].browse.following_max
+    async with request.app[DB_KEY].session() as session:
+        rows = await browse.followed(session, user.id, limit)
+    now = datetime.now(UTC)
+    live, offline = [], []
+    for row in rows:
+        if row.live is not None:
+            live.append(
+                live_card(request.app, browse.ChannelCard(row.live, row.channel, row.creator))
+            )
+            continue
+        offline.append(
+            {
+                "slug": row.channel.slug,
+                "name": row.channel.name,
+                "creator": row.creator,
+                "category": row.channel.category,
+                "language": row.channel.language,
+                "avatar": upload_url(row.channel.avatar_path),
+                "last_live": row.last_live.isoformat() if row.last_live else None,
+                "last_live_ago": _ago(row.last_live, now),
+            }
+        )
+    response = render(request, "categories/following.html", {"live": live, "offline": offline})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/categories", categories_page, name="categories")
+    app.router.add_get("/categories/{slug}", category_page, name="category")
+    app.router.add_get("/following", following_page, name="following")
