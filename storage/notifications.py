@@ -141,8 +141,9 @@ async def fanout_batch(
     email: bool,
 ) -> FanoutBatch:
     """Notify the next ``batch_size`` followers (by user id, after ``after_user_id``) whose
-    bell is on, in one ``INSERT ... SELECT``. ``email``: whether this server sends email at
-    all; a row is owed one only then and when its user has not turned go-live emails off."""
+    bell is on (not the owner, not disabled accounts), in one ``INSERT ... SELECT``.
+    ``email``: whether this server sends email at all; a row is owed one only then and when
+    its user has not turned go-live emails off."""
     follows = ChannelFollow.__table__
     bound = await session.scalar(
         select(follows.c.user_id)
@@ -160,12 +161,16 @@ async def fanout_batch(
     if bound is not None:
         conditions.append(follows.c.user_id <= bound)
     stamp = literal(now, UTCDateTime())
-    source: Any = follows
+    users = User.__table__
+    # Disabled accounts cannot log in to read them: they get none.
+    source: Any = follows.join(
+        users, and_(users.c.id == follows.c.user_id, users.c.is_disabled.is_(False))
+    )
     emailed: Any = stamp
     if email:
         settings = NotificationSettings.__table__
         emailed = case((func.coalesce(settings.c.email_go_live, True).is_(True), None), else_=stamp)
-        source = follows.outerjoin(settings, settings.c.user_id == follows.c.user_id)
+        source = source.outerjoin(settings, settings.c.user_id == follows.c.user_id)
     rows = (
         select(
             follows.c.user_id,

@@ -6,22 +6,29 @@ beside the stream's first playlist, and emails through a real SMTP server (aiosm
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.policy
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 
 import aiohttp
 import pytest
+from aiosmtpd.controller import Controller
 from chat_support import auth, base_url, make_chat_channel, make_user
-from conftest import rtmp_url, running_server, start_ffmpeg
-from sqlalchemy import func, select
+from conftest import free_port, rtmp_url, running_server, start_ffmpeg, transcoding
+from notify_support import seed_followers
+from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from sqlalchemy import func, select, text, update
 
-from storage import follows
+from storage import follows, notifications, queries
 from storage.discovery_models import Notification
-from storage.models import Channel
+from storage.models import Channel, StreamStatus, User
 from tests.accounts import csrf_of, register, user_of
 from webapp.notifications import NOTIFY_KEY, NotificationsState
 
@@ -137,8 +144,12 @@ async def test_go_live_notifies_bell_on_followers_and_rings_their_bell(server, h
     stranger_id, stranger = await make_user(server, "stranger")
     follow = f"{base}/api/channels/show/follow"
     bell = f"{base}/api/channels/show/follow/notify"
-    for token in (fan, quiet, owner):  # the owner follows too, and is never notified
+    gone_id, gone = await make_user(server, "gone")
+    for token in (fan, quiet, owner, gone):  # the owner follows too, and is never notified
         assert (await call(http, "POST", follow, token))[0] == 200
+    async with server.db.session() as db:  # nor is a disabled account
+        await db.execute(update(User).where(User.id == gone_id).values(is_disabled=True))
+        await db.commit()
     assert await call(http, "GET", bell, fan) == (200, {"following": True, "notify": True})
     assert await call(http, "PUT", bell, quiet, {"notify": False}) == (
         200,
@@ -175,9 +186,11 @@ async def test_go_live_notifies_bell_on_followers_and_rings_their_bell(server, h
     assert item["kind"] == "stream.online" and item["channel_slug"] == "show"
     assert item["url"] == "/streams/show" and item["read"] is False
     assert item["title"]  # the stream's title as it went live
-    for user_id in (quiet_id, stranger_id, owner_id):
+    for user_id in (quiet_id, stranger_id, owner_id, gone_id):
         assert await count_rows(server, user_id=user_id) == 0
     assert await count_rows(server, user_id=fan_id) == 1
+    # No SMTP server configured: no row is owed an email.
+    assert await count_rows(server, user_id=fan_id, emailed_at=None) == 0
     for token in (quiet, stranger, owner):
         assert await call(http, "GET", f"{base}/api/notifications/unread-count", token) == (
             200,
@@ -367,3 +380,245 @@ async def test_the_bell_of_a_follow_survives_only_with_the_follow(server) -> Non
         await follows.follow(db, user_id, channel_id)
         await db.commit()
         assert await follows.follow_notify(db, user_id, channel_id) is True
+
+
+# -- email through a real SMTP server -----------------------------------------------------------
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd, in its own thread) received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in list(self.messages) if m["To"] == address]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def email_env(settings_env: dict[str, str], port: int, **extra: str) -> dict[str, str]:
+    return {
+        **settings_env,
+        "AETHEX_EMAIL__SMTP_HOST": "127.0.0.1",
+        "AETHEX_EMAIL__SMTP_PORT": str(port),
+        "AETHEX_EMAIL__SMTP_STARTTLS": "false",
+        "AETHEX_EMAIL__FROM_ADDRESS": "AeThex Live <live@example.test>",
+        "AETHEX_EMAIL__SEND_INTERVAL": "0.1",
+        "AETHEX_NOTIFICATIONS__RENOTIFY_AFTER": "0",
+        **extra,
+    }
+
+
+async def go_live(server: Any, channel_id: int, title: str) -> None:
+    """A go-live as ingest records it (the stream row), fanned out by the server's fan-out
+    (the same code the registry's start runs; the real publisher is in the tests above)."""
+    async with server.db.session() as db:
+        stream = await queries.start_stream(db, channel_id, datetime.now(UTC), title)
+        await db.commit()
+    result = await state_of(server).fanout.run(stream.id)
+    assert result is not None
+    async with server.db.session() as db:
+        await queries.end_stream(db, stream.id, datetime.now(UTC), StreamStatus.OFFLINE)
+        await db.commit()
+
+
+async def follow_with_bell(server: Any, user_id: int, channel_id: int) -> None:
+    async with server.db.session() as db:
+        await follows.follow(db, user_id, channel_id)
+        await db.commit()
+
+
+async def test_one_email_per_stream_and_one_click_unsubscribe(settings_env, smtp, http) -> None:
+    inbox, port = smtp
+    async with running_server(email_env(settings_env, port)) as server:
+        base = base_url(server)
+        channel_id, _, _ = await make_chat_channel(server, "host", "show")
+        fan_id, _ = await make_user(server, "fan")
+        other_id, _ = await make_user(server, "other")
+        for user_id in (fan_id, other_id):
+            await follow_with_bell(server, user_id, channel_id)
+
+        await go_live(server, channel_id, "Speedrun night")
+        await wait_for(lambda: asyncio.sleep(0, len(inbox.messages) >= 2), "two emails")
+        [mail] = inbox.to("fan@example.test")
+        assert mail["From"] == "AeThex Live <live@example.test>"
+        assert "show is live: Speedrun night" in mail["Subject"]
+        body = mail.get_content()
+        assert "/streams/show" in body
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = mail["List-Unsubscribe"].strip("<>")
+        assert link in body
+        path = link[link.index("/notifications/unsubscribe") :]
+
+        async def all_sent() -> bool:
+            async with server.db.session() as db:
+                owed = await db.scalar(
+                    select(func.count())
+                    .select_from(Notification)
+                    .where(Notification.emailed_at.is_(None))
+                )
+            return owed == 0
+
+        await wait_for(all_sent, "every notification marked emailed")
+
+        # The link: GET asks (changes nothing), POST (a mail client's one-click) unsubscribes.
+        async with http.get(base + path) as r:
+            assert r.status == 200 and "Unsubscribe" in await r.text()
+        async with server.db.session() as db:
+            assert (await notifications.email_prefs(db, fan_id)).email_go_live is True
+        async with http.post(base + path, data={"List-Unsubscribe": "One-Click"}) as r:
+            assert r.status == 200 and "Unsubscribed" in await r.text()
+        async with server.db.session() as db:
+            assert (await notifications.email_prefs(db, fan_id)).email_go_live is False
+
+        # Damaged links are a 400 page, and change nothing.
+        other_path = path.replace(f"u={fan_id}", f"u={other_id}")
+        bad = [other_path, path[:-2] + ("00" if not path.endswith("00") else "11")]
+        bad += ["/notifications/unsubscribe", "/notifications/unsubscribe?u=x&t=y"]
+        for target in bad:
+            async with http.get(base + target) as r:
+                assert r.status == 400 and "not valid" in await r.text(), target
+            async with http.post(base + target, data={}) as r:
+                assert r.status == 400, target
+        async with server.db.session() as db:
+            assert (await notifications.email_prefs(db, other_id)).email_go_live is True
+
+        # The next go-live mails the other follower only (in-app notifications still come).
+        await go_live(server, channel_id, "Second night")
+        await wait_for(
+            lambda: asyncio.sleep(0, len(inbox.to("other@example.test")) == 2), "the next email"
+        )
+        await wait_for(all_sent, "every notification settled")
+        assert len(inbox.to("fan@example.test")) == 1
+        assert await count_rows(server, user_id=fan_id) == 2
+
+
+async def test_a_digest_instead_of_one_email_per_stream(settings_env, smtp) -> None:
+    inbox, port = smtp
+    env = email_env(settings_env, port, AETHEX_EMAIL__DIGEST_INTERVAL="2")
+    async with running_server(env) as server:
+        base = base_url(server)
+        first, _, _ = await make_chat_channel(server, "host1", "first")
+        second, _, _ = await make_chat_channel(server, "host2", "second")
+        async with await register(base, "reader") as browser:
+            me = await user_of(browser, base)
+            async with browser.get(f"{base}/dashboard/notifications") as r:
+                assert r.status == 200 and 'name="email_go_live"' in await r.text()
+            csrf = await csrf_of(browser, base)
+            async with browser.post(
+                f"{base}/dashboard/notifications",
+                data={"csrf_token": csrf, "email_go_live": "on", "delivery": "digest"},
+                allow_redirects=False,
+            ) as r:
+                assert r.status == 303
+        async with server.db.session() as db:
+            prefs = await notifications.email_prefs(db, me["id"])
+        assert prefs.email_go_live and prefs.email_digest
+        for channel_id in (first, second):
+            await follow_with_bell(server, me["id"], channel_id)
+        await go_live(server, first, "Opening")
+        await go_live(server, second, "Closing")
+
+        await wait_for(lambda: asyncio.sleep(0, inbox.to("reader@example.test")), "a digest")
+        [digest] = inbox.to("reader@example.test")
+        assert digest["Subject"] == "2 channels you follow went live"
+        body = digest.get_content()
+        assert "first is live: Opening" in body and "second is live: Closing" in body
+        assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+# -- 100,000 followers beside the stream's first playlist ---------------------------------------
+
+BIG = 100_000
+LADDER = [{"name": "240p", "height": 240, "fps": 30, "video_kbps": 300}]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_100000_follower_fan_out_beside_the_first_playlist(
+    database: str, settings_env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    """Going live is not held by the fan-out: the first playlist is served while it runs,
+    and when it reports done every follower has the row.
+
+    On PostgreSQL the test holds a lock on the notifications table, so the fan-out provably
+    cannot finish before the playlist is served; SQLite has no table locks (a database lock
+    would stop the stream's own writes too), so there the two simply run together."""
+    env = {
+        **transcoding(settings_env),
+        "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER),
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+    }
+    if database == "postgresql":
+        env["AETHEX_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    async with running_server(env) as server:
+        base = base_url(server)
+        channel_id, _, _ = await make_chat_channel(server, "star", "star")
+        async with server.db.session() as db:
+            await seed_followers(db, channel_id, BIG)
+            channel = await db.get(Channel, channel_id)
+            assert channel is not None
+            key = channel.stream_key
+            await db.commit()
+        fanout = state_of(server).fanout
+        async with contextlib.AsyncExitStack() as stack:
+            if database == "postgresql":
+                # Another client writes-locks the table (inserts wait; reads do not).
+                lock = await stack.enter_async_context(server.db.session())
+                await lock.execute(text("LOCK TABLE notifications IN SHARE MODE"))
+            proc = await start_ffmpeg(rtmp_url(server, key), seconds=60, size="426x240")
+            stack.push_async_callback(_stop, proc)
+            async with aiohttp.ClientSession() as http:
+
+                async def playlist() -> bool:
+                    try:
+                        async with http.get(
+                            f"{base}/hls/star/master.m3u8", timeout=aiohttp.ClientTimeout(10)
+                        ) as r:
+                            return r.status == 200 and "#EXTM3U" in await r.text()
+                    except TimeoutError:
+                        return False
+
+                await wait_for(playlist, "the first playlist", timeout=60, interval=0.1)
+                served = time.monotonic()
+                if database == "postgresql":
+                    assert fanout.running and not fanout.results  # still held by the lock
+                    await lock.rollback()  # the lock goes, the fan-out goes on
+                [result] = await wait_for(
+                    lambda: asyncio.sleep(0, list(fanout.results)), "the fan-out", timeout=60
+                )
+                assert result.rows == BIG
+                assert await count_rows(server, channel_id=channel_id) == BIG
+                if database == "postgresql":
+                    assert served < result.finished
+                else:
+                    assert result.seconds < 10  # the issue's bound, on a busy machine too
+                # The bell count of a follower is right at once.
+                async with server.db.session() as db:
+                    some = await db.scalar(
+                        select(Notification.user_id).where(Notification.channel_id == channel_id)
+                    )
+                    assert some is not None
+                    assert await notifications.unread_count(db, some) == 1
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
