@@ -2,7 +2,8 @@
 HTTP clients): catalogue CRUD and who may write it, a channel's category chosen from the
 catalogue (unknown or retired: 400), renames reaching every display copy, retiring, the
 channel language, /categories ordered by live viewers, a category page's tag and language
-filters and past broadcasts (never of an unlisted channel), and /following's order."""
+filters and past broadcasts (never of an unlisted channel), and /following's order; each on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from PIL import Image
 
 from storage import follows, queries
@@ -38,9 +40,15 @@ class Client:
         return self.http.request(method, url, **kw)
 
 
-@pytest.fixture
-async def site(settings_env: dict[str, str]) -> AsyncIterator[tuple[Any, str, dict[str, Client]]]:
-    async with running_server(settings_env) as server:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def site(
+    request: pytest.FixtureRequest, settings_env: dict[str, str]
+) -> AsyncIterator[tuple[Any, str, dict[str, Client]]]:
+    """A server on a real SQLite file, and on a real PostgreSQL: the same queries serve both."""
+    env = dict(settings_env)
+    if request.param == "postgresql":
+        env["AETHEX_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    async with running_server(env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
         users: dict[str, Client] = {}
         sessions = []
