@@ -9,7 +9,10 @@ import asyncio
 import contextlib
 import email.policy
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from conftest import free_port, rtmp_url, running_server, start_ffmpeg, transcod
 from notify_support import seed_followers
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import func, select, text, update
+from test_chat_redis import ROOT, _wait_port
 
 from storage import follows, notifications, queries
 from storage.discovery_models import Notification
@@ -622,3 +626,51 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.terminate()
         await proc.wait()
+
+
+# -- across processes -----------------------------------------------------------------------------
+
+
+async def test_a_go_live_on_another_process_rings_the_bell_here(settings_env, http) -> None:
+    """Two server processes on one database: the one that takes the publish fans out (once),
+    and a bell open on the other rises without a reload (its poll sees the new rows)."""
+    env = {**settings_env, "AETHEX_NOTIFICATIONS__POLL_INTERVAL": "0.5"}
+    async with running_server(env) as here:
+        base = base_url(here)
+        channel_id, _, _ = await make_chat_channel(here, "host", "show")
+        fan_id, fan = await make_user(here, "fan")
+        await follow_with_bell(here, fan_id, channel_id)
+        async with here.db.session() as db:
+            channel = await db.get(Channel, channel_id)
+            assert channel is not None
+            key = channel.stream_key
+        bell = await open_bell(http, base, fan)
+        try:
+            assert await bell.next_count() == 0
+            http_port, rtmp_port = free_port(), free_port()
+            other = subprocess.Popen(
+                [sys.executable, "-m", "mediaserver", "serve"],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    **env,
+                    "AETHEX_HTTP_PORT": str(http_port),
+                    "AETHEX_RTMP_PORT": str(rtmp_port),
+                    "AETHEX_LOG__LEVEL": "warning",
+                },
+            )
+            try:
+                await asyncio.to_thread(_wait_port, rtmp_port, 30.0)
+                url = f"rtmp://127.0.0.1:{rtmp_port}/{here.settings.rtmp.app}/{key}"
+                proc = await start_ffmpeg(url, seconds=30)
+                try:
+                    await bell.until(1)
+                finally:
+                    await _stop(proc)
+            finally:
+                other.terminate()
+                await asyncio.to_thread(other.wait, 20)
+        finally:
+            bell.response.close()
+        assert await count_rows(here, user_id=fan_id) == 1  # one fan-out, by the other process
+        assert not state_of(here).fanout.results
