@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.discovery_models import Category
@@ -194,6 +195,15 @@ async def _check_free(
             raise ConflictError(f"the category slug {slug!r} is already taken")
 
 
+async def _flush_or_conflict(session: AsyncSession) -> None:
+    """Flush; two admins racing to the same name or slug get a ConflictError, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise ConflictError("a category with this name or slug was just added") from None
+
+
 async def create_category(session: AsyncSession, fields: Mapping[str, Any]) -> Category:
     """A new active entry from ``name`` (required), ``slug`` (default: made from the name)
     and ``description``; ``retired`` may create it retired."""
@@ -211,7 +221,7 @@ async def create_category(session: AsyncSession, fields: Mapping[str, Any]) -> C
         retired_at=utcnow() if cleaned.get("retired") else None,
     )
     session.add(entry)
-    await session.flush()
+    await _flush_or_conflict(session)
     return entry
 
 
@@ -232,7 +242,7 @@ async def update_category(
             entry.retired_at = utcnow()
         elif not cleaned["retired"]:
             entry.retired_at = None
-    await session.flush()
+    await _flush_or_conflict(session)
     if renamed:
         for table in (Channel, Stream):
             await session.execute(
