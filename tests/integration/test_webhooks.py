@@ -22,9 +22,11 @@ import pytest
 from aiohttp import web
 from chat_support import auth, base_url, make_user
 from conftest import make_channel, rtmp_url, running_server, start_ffmpeg
+from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 from storage import queries
 from storage import webhooks as store
+from storage.errors import NotFoundError
 from tests.accounts import csrf_of, login
 from webapp.webhooks.signing import verify
 
@@ -325,6 +327,11 @@ async def test_a_failing_receiver_is_retried_with_growing_gaps_then_failed(
     gaps = [b.at - a.at for a, b in zip(broken.requests, broken.requests[1:], strict=False)]
     for i, gap in enumerate(gaps):
         assert gap >= BACKOFF * 2**i - 0.02, gaps
+    # Counted on /metrics.
+    sample = server.metrics.sample
+    assert sample("aethex_webhook_attempts_total", outcome="retry") == ATTEMPTS - 1
+    assert sample("aethex_webhook_attempts_total", outcome="failed") == 1
+    assert sample("aethex_webhook_in_flight") == 0
     # Failed is final: nothing more comes.
     status, _ = await owned.call("GET", "/api/channels/hooked/webhooks")
     assert status == 200
@@ -542,3 +549,153 @@ async def test_dashboard_forms_need_the_csrf_token(
             assert r.status == 303
     status, listed = await owned.call("GET", "/api/channels/hooked/webhooks")
     assert listed["webhooks"] == []
+
+
+async def test_a_restart_resumes_the_deliveries_still_due(
+    settings_env: dict[str, str], receivers: Any
+) -> None:
+    """The first server gets a 500 and schedules a retry; it stops before the retry. The next
+    server on the same data dir sends it when due, to the receiver now answering 200."""
+    receiver = await receivers(status=500)
+    env = webhook_env(
+        settings_env, AETHEX_WEBHOOKS__BACKOFF_BASE="1.0", AETHEX_WEBHOOKS__MAX_ATTEMPTS="5"
+    )
+    async with running_server(env) as server:
+        async with owned_channel(server, "resumed", "keeper") as owned:
+            hook = await owned.add_hook(receiver.url, ["channel.follow"])
+            await follow(server, "earlyfan", "resumed")
+            await until(lambda: receiver.requests, "the first attempt")
+
+            async def retry_scheduled() -> Any:
+                rows = await owned.deliveries(hook["id"])
+                return rows and rows[0]["attempts"] == 1 and rows[0]["next_attempt_at"]
+
+            await until(retry_scheduled, "the retry to be scheduled")
+    receiver.status = 200
+    async with running_server(env) as server:
+
+        async def delivered() -> Any:
+            async with server.db.session() as db:
+                rows = await store.recent_deliveries(db, hook["id"], 10)
+            return rows if rows and rows[0].status != "pending" else None
+
+        rows = await until(delivered, "the resumed delivery")
+    assert rows[0].status == "succeeded" and rows[0].attempts == 2, rows
+    assert len(receiver.requests) == 2
+    assert receiver.requests[1].json["follower"]["username"] == "earlyfan"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_storage_on_both_databases(
+    database: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """Queue, claim (two senders never take the same row), backoff, fail, resend, list and
+    prune, on SQLite and on PostgreSQL."""
+    from datetime import UTC, datetime, timedelta
+
+    from storage import Database, upgrade
+
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    await asyncio.to_thread(upgrade, url)
+    db = Database(url)
+    await db.connect()
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    try:
+        async with db.session() as s:
+            await queries.create_user(s, "owner", "owner@example.test", None)
+            channel = await queries.create_channel(s, "owner", "pgshow")
+            a = await store.create_webhook(
+                s, channel.id, url="https://a.test/h", events=["channel.follow"]
+            )
+            b = await store.create_webhook(
+                s,
+                channel.id,
+                url="https://b.test/h",
+                events=["stream.online"],
+                payload_format="discord",
+            )
+            off = await store.create_webhook(
+                s, channel.id, url="https://c.test/h", events=["channel.follow"], enabled=False
+            )
+            await s.commit()
+        assert {a.id, b.id, off.id} and a.secret != b.secret
+        async with db.session() as s:
+            ids = [
+                await store.enqueue(s, channel.id, "channel.follow", {"n": n}, t0) for n in range(4)
+            ]
+            assert await store.enqueue(s, channel.id, "stream.offline", {}, t0) == []
+            await s.commit()
+        assert all(len(i) == 1 for i in ids)  # the disabled endpoint gets nothing
+
+        async def claim(now: datetime, limit: int) -> list[store.DueDelivery]:
+            async with db.session() as s:
+                got = await store.claim_due(s, now, limit=limit, lease=60)
+                await s.commit()
+                return got
+
+        first, second = await asyncio.gather(claim(t0, 2), claim(t0, 2))
+        taken = [d.id for d in first + second]
+        assert len(taken) == len(set(taken))  # never the same row twice
+        assert {d.url for d in first + second} == {"https://a.test/h"}
+        rest = await claim(t0, 10)
+        assert {d.id for d in rest}.isdisjoint(taken)
+        assert len(taken) + len(rest) == 4
+        assert await claim(t0 + timedelta(seconds=30), 10) == []  # leased
+        everyone = taken + [d.id for d in rest]
+
+        delivery_id = everyone[0]
+        now = t0
+        async with db.session() as s:
+            for attempt in range(1, 4):
+                row = await store.record_attempt(
+                    s,
+                    delivery_id,
+                    ok=False,
+                    status_code=503,
+                    error="HTTP 503 " + "x" * 1000,
+                    now=now,
+                    max_attempts=3,
+                    backoff_base=10,
+                    backoff_max=15,
+                )
+                assert row is not None and row.attempts == attempt
+                if attempt < 3:
+                    assert row.status == "pending"
+                    assert row.next_attempt_at == now + timedelta(seconds=[10, 15][attempt - 1])
+                    now = row.next_attempt_at
+            assert row.status == "failed" and row.next_attempt_at is None
+            assert len(row.last_error or "") == store.ERROR_COLUMN_LENGTH
+            done = await store.record_attempt(
+                s,
+                everyone[1],
+                ok=True,
+                status_code=204,
+                error=None,
+                now=t0,
+                max_attempts=3,
+                backoff_base=10,
+                backoff_max=15,
+            )
+            assert done is not None and done.status == "succeeded" and done.delivered_at == t0
+            again = await store.resend(s, a.id, delivery_id, t0 + timedelta(hours=1))
+            with pytest.raises(NotFoundError):
+                await store.resend(s, b.id, delivery_id)
+            await s.commit()
+        assert again.id not in everyone and again.payload == {"n": 0}
+        async with db.session() as s:
+            latest = await store.recent_deliveries(s, a.id, 3)
+            assert [r.id for r in latest][0] == again.id and len(latest) == 3
+            due = await store.next_due_at(s)
+            assert due is not None
+            removed = await store.prune_deliveries(s, t0 + timedelta(days=1))
+            assert removed == 2  # the failed and the succeeded; pending ones stay
+            await store.delete_webhook(s, channel.id, a.id)
+            with pytest.raises(NotFoundError):
+                await store.get_webhook(s, channel.id, a.id)
+            await s.commit()
+            assert await store.recent_deliveries(s, a.id, 10) == []
+    finally:
+        await db.dispose()

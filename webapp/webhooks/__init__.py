@@ -13,15 +13,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, REGISTRY_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
 from . import api, pages
 from .events import WebhookEvents
+from .metrics import webhook_metrics
 from .sender import SENDER_KEY, WebhookSender
 
 
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS_KEY]
-    sender = WebhookSender(settings.webhooks, app[DB_KEY])
+    metrics = webhook_metrics(app[METRICS_KEY].registry)
+    sender = WebhookSender(settings.webhooks, app[DB_KEY], metrics)
     events = WebhookEvents(settings, app[DB_KEY], app[REGISTRY_KEY], sender)
     app[SENDER_KEY] = sender
     app.setdefault(FOLLOW_LISTENERS_KEY, []).append(events.follow_changed)

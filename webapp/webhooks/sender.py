@@ -26,6 +26,7 @@ from storage import webhooks as store
 from storage.models import utcnow
 
 from .addresses import GuardedResolver, RefusedDestination, check_host
+from .metrics import WebhookMetrics
 from .signing import body_of, headers_of
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,12 @@ PRUNE_EVERY = 3600.0
 
 
 class WebhookSender:
-    def __init__(self, settings: WebhookSettings, db: Database) -> None:
+    def __init__(
+        self, settings: WebhookSettings, db: Database, metrics: WebhookMetrics | None = None
+    ) -> None:
         self.ws = settings
         self.db = db
+        self.metrics = metrics or WebhookMetrics(None)
         self._wake = asyncio.Event()
         self._inflight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +120,7 @@ class WebhookSender:
             await session.commit()
         for delivery in due:
             self._inflight.add(delivery.id)
+            self.metrics.in_flight.inc()
             task = asyncio.get_running_loop().create_task(self._deliver(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -149,6 +154,9 @@ class WebhookSender:
                     backoff_max=self.ws.backoff_max,
                 )
                 await session.commit()
+            if row is not None:
+                outcome = "retry" if row.status == "pending" else row.status
+                self.metrics.attempts.labels(outcome).inc()
             if row is not None and row.status == "pending" and row.next_attempt_at is not None:
                 self._wake_in((row.next_attempt_at - utcnow()).total_seconds())
             if not ok:
@@ -164,6 +172,7 @@ class WebhookSender:
             log.exception("webhooks: delivery %d could not be recorded", delivery.id)
         finally:
             self._inflight.discard(delivery.id)
+            self.metrics.in_flight.dec()
             self._wake.set()  # a slot is free: more may be due
 
     async def attempt(self, delivery: store.DueDelivery) -> tuple[bool, int | None, str | None]:
