@@ -56,6 +56,7 @@ class Receiver:
 
     status: int = 200
     hang: bool = False
+    location: str | None = None  # sent with the answer (a redirect)
     requests: list[Received] = field(default_factory=list)
     waiting: int = 0  # requests being held right now (hang)
     url: str = ""
@@ -71,7 +72,9 @@ class Receiver:
                 await self._released.wait()
             finally:
                 self.waiting -= 1
-        return web.Response(status=self.status, text="ok" if self.status < 300 else "broken")
+        headers = {"Location": self.location} if self.location else None
+        text = "ok" if self.status < 300 else "broken"
+        return web.Response(status=self.status, text=text, headers=headers)
 
     async def start(self) -> Receiver:
         app = web.Application()
@@ -336,6 +339,18 @@ async def test_a_failing_receiver_is_retried_with_growing_gaps_then_failed(
     status, _ = await owned.call("GET", "/api/channels/hooked/webhooks")
     assert status == 200
     assert len(broken.requests) == ATTEMPTS
+
+
+async def test_redirects_are_not_followed(server: Any, owned: Owned, receivers: Any) -> None:
+    target = await receivers()
+    mover = await receivers(status=307)
+    mover.location = target.url
+    hook = await owned.add_hook(mover.url, ["channel.follow"])
+    await follow(server, "fan307", "hooked")
+    rows = await until(lambda: _all_done(owned, hook["id"], 1), "the redirected delivery")
+    assert rows[0]["status"] == "failed" and rows[0]["last_status_code"] == 307, rows
+    assert len(mover.requests) == ATTEMPTS
+    assert target.requests == []
 
 
 async def test_a_receiver_that_never_answers_times_out_and_the_server_stays_responsive(
