@@ -349,6 +349,20 @@ async def claim_due(
     return claimed
 
 
+async def release(session: AsyncSession, delivery_ids: Iterable[int], now: datetime) -> None:
+    """Give back claims a stopping sender will not finish: due again at once, not when the
+    lease runs out (the attempt did not count)."""
+    ids = list(delivery_ids)
+    if ids:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending")
+            .values(next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await session.flush()
+
+
 async def next_due_at(session: AsyncSession) -> datetime | None:
     """When the earliest pending delivery of an enabled endpoint is due (None: nothing)."""
     return await session.scalar(

@@ -600,6 +600,43 @@ async def test_a_restart_resumes_the_deliveries_still_due(
     assert receiver.requests[1].json["follower"]["username"] == "earlyfan"
 
 
+async def test_a_delivery_in_flight_at_shutdown_is_due_again_at_once(
+    settings_env: dict[str, str], receivers: Any
+) -> None:
+    """Stopping gives back the claim of an attempt it cut short (it does not count), so the
+    next start sends it at once instead of after the claim's lease."""
+    from storage import Database
+    from storage.models import utcnow
+
+    receiver = await receivers(hang=True)
+    env = webhook_env(settings_env, AETHEX_WEBHOOKS__TIMEOUT="30")
+    async with running_server(env) as server:
+        url = server.settings.effective_database_url
+        async with owned_channel(server, "cut", "cutter") as owned:
+            hook = await owned.add_hook(receiver.url, ["channel.follow"])
+            await follow(server, "cutfan", "cut")
+            await until(lambda: receiver.waiting, "the attempt to be in flight")
+    db = Database(url)
+    await db.connect()
+    try:
+        async with db.session() as session:
+            (row,) = await store.recent_deliveries(session, hook["id"], 10)
+    finally:
+        await db.dispose()
+    assert row.status == "pending" and row.attempts == 0
+    assert row.next_attempt_at is not None and row.next_attempt_at <= utcnow()
+    receiver.hang = False
+    async with running_server(env) as server:
+
+        async def delivered() -> Any:
+            async with server.db.session() as session:
+                rows = await store.recent_deliveries(session, hook["id"], 10)
+            return rows if rows and rows[0].status != "pending" else None
+
+        rows = await until(delivered, "the delivery after the restart")
+    assert rows[0].status == "succeeded" and rows[0].attempts == 1
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 async def test_storage_on_both_databases(
     database: str, tmp_path: Any, request: pytest.FixtureRequest

@@ -27,6 +27,9 @@ from .sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
+# Seconds the app's stop waits for events still being queued (a few quick queries each).
+STOP_WAIT = 5.0
+
 
 def site_url(settings: Settings) -> str:
     """The site's address for links in payloads: ``http.public_url`` (set it), else a guess."""
@@ -63,7 +66,11 @@ class WebhookEvents:
     async def stop(self) -> None:
         """Let queued events reach the database (they are quick) before the app closes it."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5.0)
+            _, late = await asyncio.wait(list(self._tasks), timeout=STOP_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

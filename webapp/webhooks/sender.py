@@ -69,12 +69,20 @@ class WebhookSender:
             timer.cancel()
         self._timers.clear()
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
+        unfinished = set(self._inflight)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loop_task = None
+        if unfinished:
+            try:
+                async with self.db.session() as session:
+                    await store.release(session, unfinished, utcnow())
+                    await session.commit()
+            except Exception:  # the leases run out instead
+                log.exception("webhooks: could not release %d claims", len(unfinished))
         if self._http is not None:
             await self._http.close()
             self._http = None
