@@ -36,6 +36,13 @@ HOST_RE = re.compile(
     rf"(?:{_LABEL_PART}(?:\.{_LABEL_PART})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::[0-9]{{1,5}})?"
 )
 FALLBACK_HOST = "localhost"
+# How a profile's networks are named on the page (others: the key, capitalised).
+LINK_LABELS = {
+    "website": "Website",
+    "twitter": "X (Twitter)",
+    "youtube": "YouTube",
+    "github": "GitHub",
+}
 # How much of a description a card carries (the platforms cut longer ones anyway).
 CARD_DESCRIPTION_MAX = 200
 
@@ -85,7 +92,7 @@ def profile_links(links: object) -> list[ExternalLink]:
         url = safe_url(links[key])
         if url is None or not isinstance(key, str) or not _LABEL.fullmatch(key):
             continue
-        label = "Website" if key == "website" else key.capitalize()
+        label = LINK_LABELS.get(key) or key.capitalize()
         out.append(ExternalLink(key, label, url))
     return out
 

@@ -66,10 +66,10 @@ def test_unsafe_urls_are_refused(url: object) -> None:
 
 def test_profile_links_keep_only_safe_ones_in_order() -> None:
     links = profile_links(
-        {"website": "https://me.example", "github": "javascript:x", "twitter": "https://t.example"}
+        {"website": "https://me.example", "github": "javascript:x", "twitch": "https://t.example"}
     )
     assert [(link.key, link.label, link.url) for link in links] == [
-        ("twitter", "Twitter", "https://t.example"),
+        ("twitch", "Twitch", "https://t.example"),
         ("website", "Website", "https://me.example"),
     ]
     assert profile_links(None) == [] and profile_links(["https://x.example"]) == []
