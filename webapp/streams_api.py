@@ -24,7 +24,7 @@ from storage import channels as channel_queries
 from storage import queries
 from storage.models import Channel, Stream, StreamStatus, User
 
-from .documents import channel_json, stream_json
+from .documents import category_slug, channel_json, stream_json
 from .errors import ApiError
 from .identity import can_manage, current_user, require_manager, require_user
 from .keys import CHAT_KEY, DB_KEY, REGISTRY_KEY
@@ -59,6 +59,7 @@ def status_json(
         "live": live is not None,
         "title": stream.title,
         "category": stream.category,
+        "category_slug": category_slug(stream),
         "viewers": stream.viewer_count if live is not None else 0,
         "peak_viewers": stream.peak_viewers,
         "started_at": stream.started_at.isoformat() if stream.started_at else None,
@@ -281,6 +282,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "live": {"type": "boolean"},
             "title": {"type": "string"},
             "category": {"type": ["string", "null"]},
+            "category_slug": {"type": ["string", "null"]},
             "viewers": {"type": "integer"},
             "peak_viewers": {"type": "integer"},
             "started_at": {"type": ["string", "null"]},

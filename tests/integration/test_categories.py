@@ -274,6 +274,8 @@ async def test_channel_category_from_catalogue_rename_and_retire(site) -> None:
     async with alice.request("GET", f"/api/streams/{stream_id}") as r:
         doc = await json_of(r, 200)
     assert (doc["category"], doc["category_slug"]) == ("Gaming", "gaming")
+    async with alice.request("GET", f"/api/streams/{stream_id}/status") as r:
+        assert (await json_of(r, 200))["category_slug"] == "gaming"
     # A live edit by name or slug; unknown is a 400.
     async with alice.request(
         "PATCH", f"/api/streams/{stream_id}", json={"category": "Speedrunning"}
