@@ -9,6 +9,8 @@ browser would see, not on a substring.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -22,7 +24,7 @@ from storage import queries
 from storage.discovery_models import Category
 from storage.models import Channel, Profile, Stream, StreamStatus, User
 from tests.accounts import csrf_of, register
-from tests.conftest import make_channel, running_server
+from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 
 pytestmark = pytest.mark.integration
 
@@ -424,3 +426,43 @@ async def test_unsafe_links_are_refused_when_saved(site) -> None:
     page = parse(html)
     assert page.attrs("a", href="https://frank.example/", rel="nofollow noopener ugc")
     assert "javascript:" not in html
+
+
+async def test_a_real_broadcast_keeps_its_own_thumbnail(settings_env, tmp_path) -> None:
+    """ffmpeg publishes, the server transcodes and records; once archived, the channel home
+    lists the broadcast with its recording and its own last frame, which stays its own when
+    the channel's live thumbnail is replaced."""
+    source = make_source(tmp_path / "src.flv", size="640x360", seconds=4)
+    async with running_server(transcoding(settings_env)) as server:
+        _, key = await make_channel(server, "real-runs", "gail")
+        proc = await push(source, rtmp_url(server, key))
+        await asyncio.wait_for(proc.communicate(), 60)
+        deadline = time.monotonic() + 90
+        while True:
+            async with server.db.session() as db:
+                row = await db.scalar(select(Stream).order_by(Stream.id.desc()).limit(1))
+            if row is not None and row.status is StreamStatus.ARCHIVED:
+                break
+            assert time.monotonic() < deadline, f"never archived: {row}"
+            await asyncio.sleep(0.2)
+        assert row.thumbnail_path == f"thumbnails/streams/{row.id}.jpg"
+        own = server.settings.data_dir / row.thumbnail_path
+        frame = own.read_bytes()
+        assert frame[:2] == b"\xff\xd8"
+        # The channel's live thumbnail is rewritten by its next stream; this copy is not.
+        (server.settings.data_dir / "thumbnails" / "real-runs.jpg").write_bytes(JPEG)
+
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as http:
+            status, html = await get_page(http, "/streams/real-runs")
+            assert status == 200
+            page = parse(html)
+            assert page.attrs("a", href=f"/vods/{row.id}")
+            assert page.attrs("img", src=f"/thumbnails/streams/{row.id}.jpg")
+            # Its duration as the row has it: m:ss of the seconds the publisher was on.
+            assert row.duration_seconds is not None and row.duration_seconds >= 3
+            minutes, seconds = divmod(row.duration_seconds, 60)
+            assert f"{minutes}:{seconds:02d}" in page.text
+            async with http.get(f"/thumbnails/streams/{row.id}.jpg") as r:
+                assert r.status == 200 and await r.read() == frame
+            async with http.get(f"/thumbnails/streams/{row.public_id}.jpg") as r:
+                assert r.status == 200 and await r.read() == frame
