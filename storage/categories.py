@@ -16,10 +16,11 @@ Like ``storage.queries``: every function takes an ``AsyncSession``, flushes, nev
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +37,10 @@ CATEGORY_FIELDS = ("name", "slug", "description", "retired")
 
 def slug_for(name: str) -> str:
     """The slug a new entry gets when none is given: its name in lower case, runs of other
-    characters turned into one "-" (as migration 0006 named the starter set)."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:SLUG_MAX] or "category"
+    characters turned into one "-" (as migration 0006 named the starter set), accents dropped
+    first ("Émission" -> "emission")."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")[:SLUG_MAX] or "category"
 
 
 def _text(value: Any, what: str, max_len: int, *, allow_empty: bool = False) -> str:
@@ -115,22 +118,23 @@ async def get_by_slug(session: AsyncSession, slug: str) -> Category | None:
 
 
 async def find(session: AsyncSession, value: str) -> Category | None:
-    """The entry whose slug or name is ``value`` without regard to case (retired too)."""
-    key = value.strip().lower()
+    """The entry whose slug or name is ``value`` without regard to case (retired too).
+
+    Compared in Python (``str.casefold``), not with SQL ``lower()``, which SQLite applies to
+    ASCII only: "émission" must find "Émission" on both databases. The catalogue is a list
+    admins keep by hand, so reading it whole is cheap."""
+    key = value.strip().casefold()
     if not key or len(key) > max(NAME_MAX, SLUG_MAX):
         return None
-    rows = (
-        await session.scalars(
-            select(Category)
-            .where(or_(func.lower(Category.slug) == key, func.lower(Category.name) == key))
-            .order_by(Category.id)
-        )
-    ).all()
+    entries = (await session.scalars(select(Category).order_by(Category.id))).all()
     # A slug match wins over another entry's name that happens to spell the same.
-    for row in rows:
-        if row.slug == key:
-            return row
-    return rows[0] if rows else None
+    for entry in entries:
+        if entry.slug == key:
+            return entry
+    for entry in entries:
+        if entry.name.casefold() == key:
+            return entry
+    return None
 
 
 async def resolve_choice(
@@ -184,10 +188,9 @@ async def _check_free(
 ) -> None:
     """ConflictError when another entry has this name (any case) or slug."""
     if name is not None:
-        clash = await session.scalar(
-            select(Category.id).where(func.lower(Category.name) == name.lower())
-        )
-        if clash is not None and clash != own_id:
+        key = name.casefold()
+        names = (await session.execute(select(Category.id, Category.name))).all()
+        if any(cid != own_id and str(other).casefold() == key for cid, other in names):
             raise ConflictError(f"a category named {name!r} already exists")
     if slug is not None:
         clash = await session.scalar(select(Category.id).where(Category.slug == slug))

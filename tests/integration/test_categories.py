@@ -179,6 +179,14 @@ async def test_catalogue_crud_and_permissions(site) -> None:
         await error_of(r, 409)
     async with root.request("POST", "/api/categories", json={"name": "X", "slug": "music"}) as r:
         await error_of(r, 409)
+    # Case is ignored beyond ASCII too (SQLite's lower() is ASCII only).
+    async with root.request("POST", "/api/categories", json={"name": "Émission Spéciale"}) as r:
+        assert (await json_of(r, 201))["slug"] == "emission-speciale"
+    async with root.request("POST", "/api/categories", json={"name": "ÉMISSION SPÉCIALE"}) as r:
+        await error_of(r, 409)
+    assert (await create_channel(alice, "alice-fr", category="émission spéciale"))[
+        "category"
+    ] == "Émission Spéciale"
     for bad in ({"name": ""}, {"name": "Y", "slug": "Bad Slug"}, {"name": "Y", "colour": 1}, {}):
         async with root.request("POST", "/api/categories", json=bad) as r:
             await error_of(r, 400)

@@ -50,6 +50,7 @@ def test_slugs_made_from_names() -> None:
     assert categories.slug_for("Baldur's Gate 3") == "baldur-s-gate-3"
     assert categories.slug_for("Science & Technology") == "science-technology"
     assert categories.slug_for("!!!") == "category"
+    assert categories.slug_for("Émission Spéciale") == "emission-speciale"
     assert len(categories.slug_for("x" * 200)) == categories.SLUG_MAX
 
 
