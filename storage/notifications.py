@@ -417,7 +417,7 @@ async def digest_users_due(
 async def claim_digest(
     session: AsyncSession, user_id: int, now: datetime, until: datetime
 ) -> list[OwedEmail]:
-    """Claim every due notification of one user (their digest); stamps the digest's time."""
+    """Claim every due notification of one user (their digest; ``digest_sent`` after)."""
     ids = list(
         await session.scalars(
             select(Notification.id)
@@ -425,14 +425,18 @@ async def claim_digest(
             .order_by(Notification.id)
         )
     )
-    claimed = await _claim(session, ids, now, until)
+    return await _owed(session, await _claim(session, ids, now, until))
+
+
+async def digest_sent(session: AsyncSession, user_id: int, now: datetime) -> None:
+    """Start the user's next digest interval (only once a digest went out: a failed one is
+    tried again at the next look)."""
     await session.execute(
         update(NotificationSettings)
         .where(NotificationSettings.user_id == user_id)
         .values(last_digest_at=now)
     )
     await session.flush()
-    return await _owed(session, claimed)
 
 
 async def mark_emailed(session: AsyncSession, ids: Sequence[int], now: datetime) -> None:

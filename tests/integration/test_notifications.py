@@ -674,3 +674,56 @@ async def test_a_go_live_on_another_process_rings_the_bell_here(settings_env, ht
             bell.response.close()
         assert await count_rows(here, user_id=fan_id) == 1  # one fan-out, by the other process
         assert not state_of(here).fanout.results
+
+
+async def test_no_email_is_lost_to_a_down_smtp_server_or_a_crashed_sender(settings_env) -> None:
+    """SMTP down: the claimed rows are given back and mailed once it is up. A sender that
+    claimed a row and died: the row is mailed by the next look after its lease."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"421 down for maintenance\r\n")  # an SMTP server that is not taking mail
+        await writer.drain()
+        writer.close()
+
+    down = await asyncio.start_server(refuse, "127.0.0.1", 0)  # holds the port meanwhile
+    port = down.sockets[0].getsockname()[1]
+    env = email_env(settings_env, port, AETHEX_EMAIL__CLAIM_SECONDS="1")
+    async with running_server(env) as server:
+        channel_id, _, _ = await make_chat_channel(server, "host", "show")
+        fan_id, _ = await make_user(server, "fan")
+        await follow_with_bell(server, fan_id, channel_id)
+        await go_live(server, channel_id, "Into the void")
+
+        def failures() -> float:
+            value = server.metrics.registry.get_sample_value(
+                "aethex_notification_emails_total", {"kind": "single", "outcome": "failed"}
+            )
+            return value or 0.0
+
+        await wait_for(lambda: asyncio.sleep(0, failures() >= 1), "a failed attempt")
+        assert await count_rows(server, user_id=fan_id, emailed_at=None) == 1
+
+        # A sender elsewhere claims the next one and dies before sending it.
+        await go_live(server, channel_id, "Claimed and lost")
+        async with server.db.session() as db:
+            await db.execute(
+                update(Notification)
+                .where(Notification.user_id == fan_id, Notification.emailed_at.is_(None))
+                .values(email_claimed_until=datetime.now(UTC) + timedelta(seconds=1))
+            )
+            await db.commit()
+
+        down.close()
+        await down.wait_closed()
+        inbox = Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            await wait_for(
+                lambda: asyncio.sleep(0, len(inbox.to("fan@example.test")) >= 2), "both emails"
+            )
+            subjects = sorted(m["Subject"] for m in inbox.to("fan@example.test"))
+            assert subjects == ["show is live: Claimed and lost", "show is live: Into the void"]
+            assert await count_rows(server, user_id=fan_id, emailed_at=None) == 0
+        finally:
+            controller.stop()

@@ -191,12 +191,17 @@ class Mailer:
             timeout=e.smtp_timeout,
         )
 
-    async def _finish(self, sent: list[int], failed: list[int]) -> None:
+    async def _finish(
+        self, sent: list[int], failed: list[int], digest_of: int | None = None
+    ) -> None:
         async with self.db.session() as session:
+            now = datetime.now(UTC)
             if sent:
-                await store.mark_emailed(session, sent, datetime.now(UTC))
+                await store.mark_emailed(session, sent, now)
             if failed:
                 await store.release_claims(session, failed)
+            if digest_of is not None:
+                await store.digest_sent(session, digest_of, now)
             await session.commit()
 
     async def _send_singles(self, items: list[OwedEmail]) -> int:
@@ -228,6 +233,7 @@ class Mailer:
 
     async def _send_digest(self, items: list[OwedEmail]) -> int:
         ids = [i.id for i in items]
+        user_id = items[0].user_id
         wanted = [i for i in items if i.wanted]
         if not wanted:
             await self._finish(ids, [])
@@ -236,7 +242,7 @@ class Mailer:
             async with self._client() as smtp:
                 await smtp.send_message(self.digest(wanted))
         except aiosmtplib.SMTPRecipientsRefused:
-            await self._finish(ids, [])
+            await self._finish(ids, [], user_id)
             return 0
         except (aiosmtplib.SMTPException, OSError) as exc:
             self.metrics.emails.labels("digest", "failed").inc()
@@ -244,5 +250,5 @@ class Mailer:
             await self._finish([], ids)
             return 0
         self.metrics.emails.labels("digest", "sent").inc()
-        await self._finish(ids, [])
+        await self._finish(ids, [], user_id)
         return 1
