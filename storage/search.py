@@ -9,13 +9,15 @@ rules and orders them in Python:
    or prefix match is never crowded out by a thousand rows that merely mention the word;
 2. rows whose text has every word of the query (word prefixes), capped at ``candidates`` in
    an order the index serves cheaply (channels: live, then followers);
-3. only when those are few (under ``fuzzy_below``): names that share trigrams with the query,
-   kept if every word is within a small edit distance (``search_text.fuzzy_matches``).
+3. only when those are few (under ``fuzzy_below``): the words of the vocabulary (the
+   ``search_terms`` table, trigram-indexed) within a small edit distance of the query's words,
+   and the rows that have those instead (``search_text.corrections``).
 
 Order: match tier (exact, prefix, text, typo), then live before offline and more followers
-first (channels), then text rank, then id. Unlisted channels, their broadcasts, disabled
-users and their channels, and retired categories are never returned. Pagination is a keyset
-cursor on that order, so a page never repeats or skips a row of an unchanged result.
+first (channels), then how many of the query's words the name has, then id. Unlisted
+channels, their broadcasts, disabled users and their channels, and retired categories are
+never returned. Pagination is a keyset cursor on that order, so a page never repeats or
+skips a row of an unchanged result.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, text
+from sqlalchemy import and_, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -58,7 +60,7 @@ class SearchLimits:
     max_words: int = 8
     # Candidate ids taken from each index per search: what bounds the work of a query that
     # matches half the site, and how far pagination can go.
-    candidates: int = 200
+    candidates: int = 100
     # Typo tolerance runs when the exact and word matches found fewer rows than this...
     fuzzy_below: int = 10
     # ...and takes at most this many rows from the trigram index.
@@ -129,28 +131,33 @@ KEY_LENGTH = {"channels": 5, "users": 3, "categories": 3, "videos": 3}
 
 @dataclass
 class _Candidates:
-    rank: dict[int, float] = field(default_factory=dict)
-    fuzzy: set[int] = field(default_factory=set)
+    found: set[int] = field(default_factory=set)  # by the query's own words
+    fuzzy: set[int] = field(default_factory=set)  # only by the words typos were taken for
+    close: dict[str, list[str]] = field(default_factory=dict)  # those words
 
     def add(self, rows: Sequence[Any]) -> None:
-        for row in rows:
-            score = float(row[1]) if len(row) > 1 and row[1] is not None else 0.0
-            self.rank[row[0]] = max(self.rank.get(row[0], score), score)
+        self.found.update(row[0] for row in rows)
+
+
+def _alternatives(qwords: list[str], close: dict[str, list[str]]) -> list[list[str]]:
+    return [[w, *close.get(w, [])] for w in qwords]
 
 
 # -- SQLite --------------------------------------------------------------------------------
 
-# FTS5 ``rank`` is bm25, lower is better: the score is its negation.
+# No bm25 (``rank``) here: computing it costs every matching row its positions, twenty times
+# the cost of the match itself. Rows come in rowid order (the index's own, so LIMIT stops
+# early); the text score is computed on the few hundred rows kept.
 _SQLITE_TEXT = {
-    "channels": """SELECT c.id, -f.rank FROM search_channels f JOIN channels c ON c.id = f.rowid
+    "channels": """SELECT c.id FROM search_channels f JOIN channels c ON c.id = f.rowid
         WHERE search_channels MATCH :m AND c.is_public = 1
         ORDER BY EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id
                          AND s.status = 'live') DESC, c.follower_count DESC, c.id LIMIT :cap""",
-    "users": """SELECT f.rowid, -f.rank FROM search_users f
+    "users": """SELECT f.rowid FROM search_users f
         WHERE search_users MATCH :m ORDER BY f.rowid LIMIT :cap""",
-    "categories": """SELECT f.rowid, -f.rank FROM search_categories f
+    "categories": """SELECT f.rowid FROM search_categories f
         WHERE search_categories MATCH :m ORDER BY f.rowid LIMIT :cap""",
-    "videos": """SELECT f.rowid, -f.rank FROM search_videos f
+    "videos": """SELECT f.rowid FROM search_videos f
         WHERE search_videos MATCH :m ORDER BY f.rowid DESC LIMIT :cap""",
 }
 _SQLITE_NAME_COLUMNS = {
@@ -160,47 +167,49 @@ _SQLITE_NAME_COLUMNS = {
     "videos": ("title",),
 }
 _SQLITE_INITIAL = {
-    kind: f"SELECT f.rowid, -f.rank FROM search_{kind} f WHERE search_{kind} MATCH :m "
+    kind: f"SELECT f.rowid FROM search_{kind} f WHERE search_{kind} MATCH :m "
     + ("ORDER BY f.rowid DESC" if kind == "videos" else "ORDER BY f.rowid")
     + " LIMIT :cap"
     for kind in SEARCH_TYPES
 }
-_SQLITE_FUZZY = {
-    kind: f"SELECT f.rowid FROM search_{kind}_fuzzy f WHERE search_{kind}_fuzzy MATCH :m "
-    "ORDER BY f.rank LIMIT :cap"
-    for kind in SEARCH_TYPES
-}
+# Words of the vocabulary sharing grams with a misspelt word, the most similar first.
+_SQLITE_TERMS = """SELECT t.term FROM search_terms_fuzzy f JOIN search_terms t ON t.id = f.rowid
+    WHERE search_terms_fuzzy MATCH :m ORDER BY f.rank LIMIT :cap"""
+
+
+async def _sqlite_close_words(
+    session: AsyncSession, qwords: list[str], limits: SearchLimits
+) -> dict[str, list[str]]:
+    close: dict[str, list[str]] = {}
+    for i, w in enumerate(qwords):
+        m = st.fuzzy_fts_match([w])
+        if m is None:
+            continue
+        rows = await session.execute(text(_SQLITE_TERMS), {"m": m, "cap": limits.fuzzy_candidates})
+        close[w] = st.corrections(w, [row[0] for row in rows], last=i == len(qwords) - 1)
+    return close
 
 
 async def _sqlite_candidates(
     session: AsyncSession, kind: str, query: str, qwords: list[str], limits: SearchLimits
 ) -> _Candidates:
     found = _Candidates()
+    cap = limits.candidates
     initial = st.fts_initial(qwords, _SQLITE_NAME_COLUMNS[kind])
     found.add(
-        (
-            await session.execute(
-                text(_SQLITE_INITIAL[kind]), {"m": initial, "cap": limits.candidates}
-            )
-        ).all()
+        (await session.execute(text(_SQLITE_INITIAL[kind]), {"m": initial, "cap": cap})).all()
     )
-    found.add(
-        (
-            await session.execute(
-                text(_SQLITE_TEXT[kind]), {"m": st.fts_match(qwords), "cap": limits.candidates}
-            )
-        ).all()
-    )
+    match = st.fts_match(qwords)
+    found.add((await session.execute(text(_SQLITE_TEXT[kind]), {"m": match, "cap": cap})).all())
     if kind == "channels":
         slug = query.strip().lower()
         found.add((await session.execute(select(Channel.id).where(Channel.slug == slug))).all())
-    if len(found.rank) < limits.fuzzy_below:
-        fuzzy = st.fuzzy_fts_match(qwords)
-        if fuzzy is not None:
-            rows = await session.execute(
-                text(_SQLITE_FUZZY[kind]), {"m": fuzzy, "cap": limits.fuzzy_candidates}
-            )
-            found.fuzzy = {row[0] for row in rows} - found.rank.keys()
+    if len(found.found) < limits.fuzzy_below:
+        close = found.close = await _sqlite_close_words(session, qwords, limits)
+        if any(close.values()):
+            m = st.fts_match_any(_alternatives(qwords, close))
+            rows = await session.execute(text(_SQLITE_TEXT[kind]), {"m": m, "cap": cap})
+            found.fuzzy = {row[0] for row in rows} - found.found
     return found
 
 
@@ -213,45 +222,35 @@ _PG_CHANNEL_DOCUMENT = (
 )
 # ``id + 0`` keeps the planner from walking the primary key in order and testing every row
 # against the text (fast when most rows match, a full scan when few do): the GIN index finds
-# the matches, then the few hundred wanted are sorted.
+# the matches, then the few hundred wanted are sorted. No ts_rank: it would parse the text of
+# every match again; the text score is computed on the rows kept.
 _PG_TEXT = {
-    "channels": f"""WITH m AS (
-          SELECT c.id FROM channels c WHERE {_PG_CHANNEL_DOCUMENT} @@ to_tsquery('simple', :m)
-          AND c.is_public
-          ORDER BY EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id
-                           AND s.status = 'live') DESC, c.follower_count DESC, c.id + 0
-          LIMIT :cap)
-        SELECT c.id, ts_rank({_PG_CHANNEL_DOCUMENT}, to_tsquery('simple', :m))
-        FROM m JOIN channels c ON c.id = m.id""",
+    "channels": f"""SELECT c.id FROM channels c
+        WHERE {_PG_CHANNEL_DOCUMENT} @@ to_tsquery('simple', :m) AND c.is_public
+        ORDER BY EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id
+                         AND s.status = 'live') DESC, c.follower_count DESC, c.id + 0
+        LIMIT :cap""",
     # The title of a channel's live or last broadcast: among the newest matching broadcasts,
     # those that are their channel's latest.
     "channel_titles": """WITH m AS (
-          SELECT s.id, s.channel_id, s.title FROM streams s
+          SELECT s.id, s.channel_id FROM streams s
           WHERE to_tsvector('simple', s.title) @@ to_tsquery('simple', :m)
           ORDER BY s.id + 0 DESC LIMIT :cap)
-        SELECT m.channel_id, ts_rank(to_tsvector('simple', m.title), to_tsquery('simple', :m))
-        FROM m WHERE NOT EXISTS (
+        SELECT m.channel_id FROM m WHERE NOT EXISTS (
           SELECT 1 FROM streams s2 WHERE s2.channel_id = m.channel_id AND s2.id > m.id)""",
-    "users": """WITH m AS (
-          (SELECT u.id FROM users u
-           WHERE to_tsvector('simple', u.username) @@ to_tsquery('simple', :m)
-           ORDER BY u.id + 0 LIMIT :cap)
-          UNION
-          (SELECT p.user_id FROM profiles p
-           WHERE to_tsvector('simple', p.display_name) @@ to_tsquery('simple', :m)
-           ORDER BY p.user_id + 0 LIMIT :cap))
-        SELECT m.id, ts_rank(to_tsvector('simple', u.username || ' ' ||
-                                         coalesce(p.display_name, '')),
-                             to_tsquery('simple', :m))
-        FROM m JOIN users u ON u.id = m.id LEFT JOIN profiles p ON p.user_id = m.id""",
-    "categories": """SELECT c.id, ts_rank(to_tsvector('simple', c.name), to_tsquery('simple', :m))
-        FROM categories c WHERE to_tsvector('simple', c.name) @@ to_tsquery('simple', :m)
+    "users": """(SELECT u.id FROM users u
+          WHERE to_tsvector('simple', u.username) @@ to_tsquery('simple', :m)
+          ORDER BY u.id + 0 LIMIT :cap)
+        UNION
+        (SELECT p.user_id FROM profiles p
+          WHERE to_tsvector('simple', p.display_name) @@ to_tsquery('simple', :m)
+          ORDER BY p.user_id + 0 LIMIT :cap)""",
+    "categories": """SELECT c.id FROM categories c
+        WHERE to_tsvector('simple', c.name) @@ to_tsquery('simple', :m)
         ORDER BY c.id + 0 LIMIT :cap""",
-    "videos": """WITH m AS (
-          SELECT s.id, s.title FROM streams s
-          WHERE to_tsvector('simple', s.title) @@ to_tsquery('simple', :m)
-          ORDER BY s.id + 0 DESC LIMIT :cap)
-        SELECT m.id, ts_rank(to_tsvector('simple', m.title), to_tsquery('simple', :m)) FROM m""",
+    "videos": """SELECT s.id FROM streams s
+        WHERE to_tsvector('simple', s.title) @@ to_tsquery('simple', :m)
+        ORDER BY s.id + 0 DESC LIMIT :cap""",
 }
 # Names (lower-cased, C collation) in [lo, hi): they start with the query.
 _PG_PREFIX = {
@@ -267,29 +266,45 @@ _PG_PREFIX = {
     "videos": """SELECT id FROM streams WHERE lower(title) COLLATE "C" >= :lo
         AND lower(title) COLLATE "C" < :hi ORDER BY lower(title) COLLATE "C" LIMIT :cap""",
 }
-# Trigram similarity of the query to a word of the name (pg_trgm's ``<%``, GIN-indexed).
-_PG_FUZZY = {
-    "channels": """SELECT id FROM channels WHERE :q <% lower(name)
-        ORDER BY word_similarity(:q, lower(name)) DESC, id LIMIT :cap""",
-    "users": """(SELECT id FROM users WHERE :q <% lower(username)
-          ORDER BY word_similarity(:q, lower(username)) DESC, id LIMIT :cap)
-        UNION (SELECT user_id FROM profiles WHERE :q <% lower(display_name)
-          ORDER BY word_similarity(:q, lower(display_name)) DESC, user_id LIMIT :cap)""",
-    "categories": """SELECT id FROM categories WHERE :q <% lower(name)
-        ORDER BY word_similarity(:q, lower(name)) DESC, id LIMIT :cap""",
-    "videos": """SELECT id FROM streams WHERE :q <% lower(title)
-        ORDER BY word_similarity(:q, lower(title)) DESC, id DESC LIMIT :cap""",
-}
-# Lower than pg_trgm's default (0.6): one swapped pair of letters in "factorio" leaves 0.55.
-# The edit-distance check in Python has the last word.
-PG_WORD_SIMILARITY = 0.4
+# Words of the vocabulary trigram-similar to a misspelt one (pg_trgm ``%``, GIN-indexed).
+_PG_TERMS = """SELECT term FROM search_terms WHERE term % :w
+    ORDER BY similarity(term, :w) DESC, term LIMIT :cap"""
+# Lower than pg_trgm's default (0.3): a typo in the last letters of an unfinished word
+# ("factroi" for "factorio") leaves about 0.3. The edit distance in Python has the last word.
+PG_SIMILARITY = 0.2
+
+
+async def _pg_close_words(
+    session: AsyncSession, qwords: list[str], limits: SearchLimits
+) -> dict[str, list[str]]:
+    close: dict[str, list[str]] = {}
+    typos = [w for w in qwords if st.allowed_typos(w)]
+    if not typos:
+        return close
+    await session.execute(
+        text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+        {"t": str(PG_SIMILARITY)},
+    )
+    for i, w in enumerate(qwords):
+        if w not in typos:
+            continue
+        rows = await session.execute(text(_PG_TERMS), {"w": w, "cap": limits.fuzzy_candidates})
+        close[w] = st.corrections(w, [row[0] for row in rows], last=i == len(qwords) - 1)
+    return close
+
+
+async def _pg_text(session: AsyncSession, kind: str, tsq: str, cap: int) -> list[Any]:
+    rows = list((await session.execute(text(_PG_TEXT[kind]), {"m": tsq, "cap": cap})).all())
+    if kind == "channels":
+        more = await session.execute(text(_PG_TEXT["channel_titles"]), {"m": tsq, "cap": cap})
+        rows += list(more.all())
+    return rows
 
 
 async def _pg_candidates(
     session: AsyncSession, kind: str, query: str, qwords: list[str], limits: SearchLimits
 ) -> _Candidates:
     found = _Candidates()
-    tsq = st.ts_query(qwords)
     cap = limits.candidates
     bounds = st.prefix_range(query)
     if bounds is not None:
@@ -297,38 +312,38 @@ async def _pg_candidates(
             text(_PG_PREFIX[kind]), {"lo": bounds[0], "hi": bounds[1], "cap": cap}
         )
         found.add(rows.all())
-    found.add((await session.execute(text(_PG_TEXT[kind]), {"m": tsq, "cap": cap})).all())
+    found.add(await _pg_text(session, kind, st.ts_query(qwords), cap))
     if kind == "channels":
-        found.add(
-            (await session.execute(text(_PG_TEXT["channel_titles"]), {"m": tsq, "cap": cap})).all()
-        )
         slug = query.strip().lower()
         found.add((await session.execute(select(Channel.id).where(Channel.slug == slug))).all())
-    if len(found.rank) < limits.fuzzy_below and any(st.allowed_typos(w) for w in qwords):
-        await session.execute(
-            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
-            {"t": str(PG_WORD_SIMILARITY)},
-        )
-        rows = await session.execute(
-            text(_PG_FUZZY[kind]), {"q": " ".join(qwords), "cap": limits.fuzzy_candidates}
-        )
-        found.fuzzy = {row[0] for row in rows} - found.rank.keys()
+    if len(found.found) < limits.fuzzy_below:
+        close = found.close = await _pg_close_words(session, qwords, limits)
+        if any(close.values()):
+            tsq = st.ts_query_any(_alternatives(qwords, close))
+            found.fuzzy = {row[0] for row in await _pg_text(session, kind, tsq, cap)} - found.found
     return found
 
 
 # -- loading and ordering ------------------------------------------------------------------
 
+# A loaded hit, its names (what exact and prefix matches are judged on) and its other short
+# texts (a channel's title and tags: enough for a typo match, not for a name match).
+_Loaded = tuple[Any, list[str], list[str]]
 
-async def _channels(
-    session: AsyncSession, ids: list[int]
-) -> dict[int, tuple[ChannelHit, list[str]]]:
+
+async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     live = aliased(Stream)
-    last_title = (
+    newest = aliased(Stream)
+    # The live title, else the newest broadcast's (max(id) walks the channel's index entries;
+    # ORDER BY id LIMIT 1 sorted them first and cost five times as much).
+    last_title = func.coalesce(
+        live.title,
         select(Stream.title)
-        .where(Stream.channel_id == Channel.id)
-        .order_by(Stream.id.desc())
-        .limit(1)
-        .scalar_subquery()
+        .where(
+            Stream.id
+            == select(func.max(newest.id)).where(newest.channel_id == Channel.id).scalar_subquery()
+        )
+        .scalar_subquery(),
     )
     rows = await session.execute(
         select(
@@ -355,7 +370,7 @@ async def _channels(
         ),
         {"ids": ids},
     )
-    out = {}
+    out: dict[int, _Loaded] = {}
     for r in rows:
         hit = ChannelHit(
             id=r[0],
@@ -370,41 +385,39 @@ async def _channels(
             viewers=r[10] or 0,
             title=r[11] or r[2],
         )
-        out[hit.id] = (hit, [hit.name, hit.slug])
+        out[hit.id] = (hit, [hit.name, hit.slug], [hit.title, *hit.tags])
     return out
 
 
-async def _users(session: AsyncSession, ids: list[int]) -> dict[int, tuple[UserHit, list[str]]]:
+async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     rows = await session.execute(
         select(User.id, User.username, Profile.display_name, Profile.avatar_path)
         .outerjoin(Profile, Profile.user_id == User.id)
         .where(User.id.in_(bindparam("ids", expanding=True)), User.is_disabled.is_(False)),
         {"ids": ids},
     )
-    out = {}
+    out: dict[int, _Loaded] = {}
     for r in rows:
         hit = UserHit(id=r[0], username=r[1], display_name=r[2] or r[1], avatar_path=r[3])
-        out[hit.id] = (hit, [hit.username, hit.display_name])
+        out[hit.id] = (hit, [hit.username, hit.display_name], [])
     return out
 
 
-async def _categories(
-    session: AsyncSession, ids: list[int]
-) -> dict[int, tuple[CategoryHit, list[str]]]:
+async def _categories(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     rows = await session.execute(
         select(Category.id, Category.slug, Category.name, Category.box_art_path).where(
             Category.id.in_(bindparam("ids", expanding=True)), Category.retired_at.is_(None)
         ),
         {"ids": ids},
     )
-    out = {}
+    out: dict[int, _Loaded] = {}
     for r in rows:
         hit = CategoryHit(id=r[0], slug=r[1], name=r[2], box_art_path=r[3])
-        out[hit.id] = (hit, [hit.name])
+        out[hit.id] = (hit, [hit.name], [])
     return out
 
 
-async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, tuple[VideoHit, list[str]]]:
+async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     rows = await session.execute(
         select(
             Stream.id,
@@ -426,14 +439,17 @@ async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, tuple[Vide
         .outerjoin(Category, Category.id == Stream.category_id)
         .where(
             Stream.id.in_(bindparam("ids", expanding=True)),
-            Stream.status.in_(PAST),
             Channel.is_public.is_(True),
             User.is_disabled.is_(False),
         ),
         {"ids": ids},
     )
-    out = {}
+    out: dict[int, _Loaded] = {}
     for r in rows:
+        # Checked here, not in SQL: SQLite would walk the status index (every past broadcast)
+        # instead of looking up the few hundred ids.
+        if r[12] not in PAST:
+            continue
         hit = VideoHit(
             id=r[0],
             public_id=r[1],
@@ -446,7 +462,7 @@ async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, tuple[Vide
             thumbnail_path=r[10],
             vod_available=bool(r[11]) and r[12] is StreamStatus.ARCHIVED,
         )
-        out[hit.id] = (hit, [hit.title])
+        out[hit.id] = (hit, [hit.title], [])
     return out
 
 
@@ -458,14 +474,12 @@ _LOADERS: dict[str, Any] = {
 }
 
 
-def _key(kind: str, hit: Any, tier: int, score: float) -> tuple[float, ...]:
-    # Rounded so the key a cursor carries compares equal to the one computed next time.
-    rank = -round(score, 6)
+def _key(kind: str, hit: Any, tier: int, score: int) -> tuple[int, ...]:
     if kind == "channels":
-        return (tier, 0 if hit.live else 1, -hit.followers, rank, hit.id)
+        return (tier, 0 if hit.live else 1, -hit.followers, -score, hit.id)
     if kind == "videos":
-        return (tier, rank, -hit.id)
-    return (tier, rank, hit.id)
+        return (tier, -score, -hit.id)
+    return (tier, -score, hit.id)
 
 
 async def search(
@@ -489,20 +503,20 @@ async def search(
     dialect = session.get_bind().dialect.name
     gather = _pg_candidates if dialect == "postgresql" else _sqlite_candidates
     found = await gather(session, kind, q, qwords, limits)
-    ids = sorted(found.rank.keys() | found.fuzzy)
+    ids = sorted(found.found | found.fuzzy)
     if not ids:
         return SearchPage()
     loaded = await _LOADERS[kind](session, ids)
     keyed = []
-    for hit_id, (hit, names) in loaded.items():
-        if hit_id in found.rank:
+    for hit_id, (hit, names, others) in loaded.items():
+        if hit_id in found.found:
             tier = st.tier(qwords, names)
         else:
-            fuzzy = st.fuzzy_tier(qwords, names)
+            fuzzy = st.fuzzy_tier(qwords, found.close, names, others)
             if fuzzy is None:
                 continue
             tier = fuzzy
-        keyed.append((_key(kind, hit, tier, found.rank.get(hit_id, 0.0)), hit))
+        keyed.append((_key(kind, hit, tier, st.name_score(qwords, names)), hit))
     keyed.sort(key=lambda pair: pair[0])
     if after is not None:
         keyed = [pair for pair in keyed if pair[0] > after]

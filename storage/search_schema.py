@@ -2,7 +2,9 @@
 
 Migration 0007 creates them: on SQLite, FTS5 virtual tables (each with the shadow tables FTS5
 keeps its index in) and the triggers that keep them current; on PostgreSQL, expression GIN
-indexes (``tsvector`` and ``pg_trgm`` trigrams) and btree prefix indexes. None of them is a
+indexes (``tsvector``) and btree prefix indexes, with trigger functions that fill the
+vocabulary table ``search_terms`` (both databases; ``pg_trgm`` or an FTS5 trigram table over
+it for typo tolerance). None of them is a
 SQLAlchemy model (a virtual table or an expression index has no portable model), so comparing
 the database with the models must skip them, and only them: ``include_object`` names each one
 instead of skipping, say, every index whose name starts with "search".
@@ -17,21 +19,22 @@ from __future__ import annotations
 
 from typing import Any
 
-# FTS5 virtual tables (SQLite): word tables for matching, trigram tables for typo tolerance.
+# FTS5 virtual tables (SQLite): word tables for matching, a trigram table over the vocabulary
+# for typo tolerance.
 FTS_TABLES = (
     "search_channels",
-    "search_channels_fuzzy",
     "search_users",
-    "search_users_fuzzy",
     "search_categories",
-    "search_categories_fuzzy",
     "search_videos",
-    "search_videos_fuzzy",
+    "search_terms_fuzzy",
 )
+# The vocabulary of the names (both databases).
+VOCABULARY_TABLE = "search_terms"
 # What FTS5 creates beside each virtual table to hold its index.
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_content", "_docsize", "_config")
 
 SQLITE_TRIGGERS = (
+    "search_terms_insert",
     "search_channels_insert",
     "search_channels_update",
     "search_channels_delete",
@@ -52,24 +55,21 @@ SQLITE_TRIGGERS = (
 # PostgreSQL expression indexes.
 PG_INDEXES = (
     "search_channels_tsv",
-    "search_channels_name_trgm",
     "search_channels_name_prefix",
     "search_streams_title_tsv",
-    "search_streams_title_trgm",
     "search_streams_title_prefix",
     "search_users_username_tsv",
-    "search_users_username_trgm",
     "search_users_username_prefix",
     "search_profiles_display_name_tsv",
-    "search_profiles_display_name_trgm",
     "search_profiles_display_name_prefix",
     "search_categories_name_tsv",
-    "search_categories_name_trgm",
     "search_categories_name_prefix",
+    "search_terms_trgm",
 )
 
 SEARCH_TABLES = frozenset(
-    name + suffix for name in FTS_TABLES for suffix in ("", *FTS_SHADOW_SUFFIXES)
+    {VOCABULARY_TABLE}
+    | {name + suffix for name in FTS_TABLES for suffix in ("", *FTS_SHADOW_SUFFIXES)}
 )
 SEARCH_INDEXES = frozenset(PG_INDEXES)
 

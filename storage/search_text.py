@@ -46,6 +46,26 @@ def fts_match(query_words: Sequence[str]) -> str:
     return " ".join(f'"{w}"*' if _prefix(w) else f'"{w}"' for w in query_words)
 
 
+def fts_match_any(alternatives: Sequence[Sequence[str]]) -> str:
+    """An FTS5 query: for every query word, itself (a prefix) or one of its corrections."""
+    groups = []
+    for words_ in alternatives:
+        first, *others = words_
+        terms = [f'"{first}"*' if _prefix(first) else f'"{first}"', *(f'"{w}"' for w in others)]
+        groups.append("(" + " OR ".join(terms) + ")")
+    return " AND ".join(groups)
+
+
+def ts_query_any(alternatives: Sequence[Sequence[str]]) -> str:
+    """The ``to_tsquery`` form of ``fts_match_any``."""
+    groups = []
+    for words_ in alternatives:
+        first, *others = words_
+        terms = [f"'{first}':*" if _prefix(first) else f"'{first}'", *(f"'{w}'" for w in others)]
+        groups.append("(" + " | ".join(terms) + ")")
+    return " & ".join(groups)
+
+
 def fts_initial(query_words: Sequence[str], columns: Sequence[str]) -> str:
     """An FTS5 query for names that start with the query: a phrase anchored at the first
     word of one of ``columns``, its last word a prefix."""
@@ -143,17 +163,58 @@ def fuzzy_matches(query_words: Sequence[str], names: Iterable[str | None]) -> bo
     return True
 
 
-def fuzzy_tier(query_words: Sequence[str], names: Iterable[str | None]) -> int | None:
-    """TIER_FUZZY when a name as a whole is a near match, TIER_FUZZY_PART when a word in a
-    name is, None when nothing is."""
-    present = [name for name in names if name]
-    if not fuzzy_matches(query_words, present):
-        return None
+def fuzzy_tier(
+    query_words: Sequence[str],
+    close: dict[str, list[str]],
+    names: Iterable[str | None],
+    others: Iterable[str | None] = (),
+) -> int | None:
+    """For a row found through typo corrections: TIER_FUZZY when a name as a whole is the
+    corrected query, TIER_FUZZY_PART when every word (or a correction of it) is somewhere in
+    the names or ``others``, None when not (set lookups only: no edit distance per row)."""
     n = len(query_words)
+    name_lists = [words(name, 32) for name in names if name]
+    other_words = {w for text in others if text for w in words(text, 32)}
+    everything = {w for ws in name_lists for w in ws} | other_words
+
+    def found(i: int, q: str, pool: Iterable[str]) -> bool:
+        pool = list(pool)
+        if (i == n - 1 and any(w.startswith(q) for w in pool)) or q in pool:
+            return True
+        return any(c in pool for c in close.get(q, ()))
+
+    if not all(found(i, q, everything) for i, q in enumerate(query_words)):
+        return None
     whole = any(
-        len(words(name, n + 1)) == n and fuzzy_matches(query_words, [name]) for name in present
+        len(ws) == n and all(found(i, q, [ws[i]]) for i, q in enumerate(query_words))
+        for ws in name_lists
     )
     return TIER_FUZZY if whole else TIER_FUZZY_PART
+
+
+def corrections(word: str, terms: Iterable[str], last: bool, most: int = 5) -> list[str]:
+    """The vocabulary words ``word`` may be a typo of, the closest first: within its typo
+    allowance, or (``last``: the user may still be typing) with a near prefix."""
+    limit = allowed_typos(word)
+    if not limit:
+        return []
+    scored = []
+    for term in {t.lower() for t in terms if t and _WORD_RE.fullmatch(t)}:
+        if term == word or len(term) > MAX_WORD_CHARS:
+            continue
+        d = edit_distance(word, term, limit)
+        if d > limit and last and len(term) > len(word):
+            d = min(edit_distance(word, term[:k], limit) for k in (len(word) - 1, len(word)))
+        if d <= limit:
+            scored.append((d, term))
+    return [term for _, term in sorted(scored)[:most]]
+
+
+def name_score(query_words: Sequence[str], names: Iterable[str | None]) -> int:
+    """How many of the query's words start a word of the names: the text score that orders
+    hits of equal tier (and liveness, followers)."""
+    name_words = {w for name in names if name for w in words(name, max_words=32)}
+    return sum(1 for q in query_words if any(w.startswith(q) for w in name_words))
 
 
 def grams(word: str) -> list[str]:
