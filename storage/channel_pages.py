@@ -79,11 +79,13 @@ async def past_broadcasts(
         Stream.started_at.is_not(None),
     )
     if before is not None:
+        # The plain bound lets the index range stop at the cursor; the OR breaks ties.
         q = q.where(
+            Stream.started_at <= before.started_at,
             or_(
                 Stream.started_at < before.started_at,
                 and_(Stream.started_at == before.started_at, Stream.public_id < before.public_id),
-            )
+            ),
         )
     rows = list(
         (
@@ -120,13 +122,21 @@ async def last_live_at(session: AsyncSession, channel_id: int) -> datetime | Non
     return row[0] or row[1]
 
 
-async def category_name(session: AsyncSession, channel: Channel) -> str | None:
-    """The channel's category as the catalogue names it, else its free-text category."""
-    if channel.category_id is not None:
-        name = await session.scalar(select(Category.name).where(Category.id == channel.category_id))
-        if name:
-            return name
-    return channel.category
+@dataclass(frozen=True)
+class ChannelCategory:
+    name: str
+    slug: str | None  # None: a free-text category, or a retired one (no page to link to)
+
+
+async def channel_category(session: AsyncSession, channel: Channel) -> ChannelCategory | None:
+    """The channel's category as the catalogue names it (``Channel.category_entry``, loaded
+    with the row), else its free-text category; None when it has none."""
+    entry = channel.category_entry
+    if entry is None and channel.category_id is not None:
+        entry = await session.get(Category, channel.category_id)
+    if entry is not None:
+        return ChannelCategory(entry.name, None if entry.retired_at else entry.slug)
+    return ChannelCategory(channel.category, None) if channel.category else None
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,7 @@ async def stream_page(request: web.Request) -> web.Response:
             last_live = latest and (latest.ended_at or latest.started_at)
         else:
             last_live = await channel_pages.last_live_at(session, channel.id)
-        category = await channel_pages.category_name(session, channel)
+        category = await channel_pages.channel_category(session, channel)
     avatar_url = upload_url(channel.avatar_path)
     banner_url = upload_url(channel.banner_path)
     path = f"/streams/{channel.slug}"

@@ -181,6 +181,7 @@ async def test_offline_home_shows_the_channel_and_its_past_broadcasts(site) -> N
     page = parse(html)
     text = page.text
     assert "Any% runs" in text and "Speedrunning" in text and "English" in text
+    assert page.attrs("a", href="/categories/speedrunning")
     assert "Alice <Liddell> is offline" in text  # escaped in the source, text in the page
     assert "<Liddell>" not in html
     assert "Last live 4 hours ago" in text  # the archived one ended 95 s after 5 h ago
