@@ -339,6 +339,9 @@ class NotificationsSettings:
     # Follower rows one INSERT ... SELECT of a go-live fan-out writes; the fan-out yields to the
     # event loop (and lets other writers at the database) between batches.
     fanout_batch_size: int = 5000
+    # Go-live fan-outs running at once (more wait their turn: a restart that brings many
+    # channels back live must not open a transaction per channel at once).
+    fanout_concurrency: int = 2
     # Seconds after a channel's go-live notifications during which a new go-live of the same
     # channel (an encoder reconnecting) notifies nobody again (0: always notify).
     renotify_after: float = 300.0
@@ -783,6 +786,7 @@ def _validate_chat(c: ChatSettings) -> None:
 def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:
     for name in (
         "fanout_batch_size",
+        "fanout_concurrency",
         "retention_days",
         "prune_interval",
         "page_max",

@@ -36,6 +36,11 @@ from .metrics import NotificationMetrics
 
 log = logging.getLogger(__name__)
 
+# A batch that fails (the database busy past its timeout) is tried this many times in all,
+# waiting RETRY_DELAY seconds longer each time.
+BATCH_ATTEMPTS = 3
+RETRY_DELAY = 1.0
+
 
 @dataclass(frozen=True)
 class FanoutResult:
@@ -63,6 +68,7 @@ class Fanout:
         self.running: set[int] = set()  # stream ids being fanned out now
         self._tasks: set[asyncio.Task[FanoutResult | None]] = set()
         self._last: dict[int, float] = {}  # channel id -> monotonic time of its last fan-out
+        self._turns = asyncio.Semaphore(settings.notifications.fanout_concurrency)
 
     def listen(self, registry: LiveRegistry) -> None:
         registry.on_started(self.started)
@@ -80,18 +86,22 @@ class Fanout:
         task.add_done_callback(self._tasks.discard)
 
     async def run(self, stream_id: int) -> FanoutResult | None:
-        """Notify the followers of the stream's channel; None when the stream is gone."""
+        """Notify the followers of the stream's channel; None when the stream is gone (or
+        the database kept failing). Times from the go-live, waiting for a turn included."""
         started = time.monotonic()
         self.running.add(stream_id)
         try:
-            async with self.db.session() as session:
-                event = await store.go_live(session, stream_id)
-            if event is None:
-                return None
-            email = bool(self.settings.email.smtp_host)
-            size = self.settings.notifications.fanout_batch_size
-            after, rows, batches = 0, 0, 0
-            while True:
+            async with self._turns:
+                return await self._run(stream_id, started)
+        finally:
+            self.running.discard(stream_id)
+
+    async def _batch(self, event: store.GoLive, after: int, email: bool) -> store.FanoutBatch:
+        """One batch in its own transaction, tried again after a failure (a database busy
+        with other writers): a batch is all or nothing, so a retry never writes twice."""
+        size = self.settings.notifications.fanout_batch_size
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
                 async with self.db.session() as session:
                     batch = await store.fanout_batch(
                         session,
@@ -102,6 +112,24 @@ class Fanout:
                         email=email,
                     )
                     await session.commit()
+                return batch
+            except Exception as exc:
+                if attempt + 1 == BATCH_ATTEMPTS:
+                    raise
+                log.warning("notifications: a fan-out batch failed (%s); trying again", exc)
+                await asyncio.sleep(RETRY_DELAY * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _run(self, stream_id: int, started: float) -> FanoutResult | None:
+        try:
+            async with self.db.session() as session:
+                event = await store.go_live(session, stream_id)
+            if event is None:
+                return None
+            email = bool(self.settings.email.smtp_host)
+            after, rows, batches = 0, 0, 0
+            while True:
+                batch = await self._batch(event, after, email)
                 rows += batch.inserted
                 batches += 1
                 self.metrics.created.inc(batch.inserted)
@@ -129,8 +157,6 @@ class Fanout:
         except Exception:
             log.exception("notifications: go-live fan-out of stream %d failed", stream_id)
             return None
-        finally:
-            self.running.discard(stream_id)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
