@@ -499,6 +499,26 @@ class ChannelPageSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    # Longest query in characters: the API answers 400 past it (a search box never needs more).
+    max_query_chars: int = 100
+    # Words of a query that count; the rest are ignored.
+    max_words: int = 8
+    # Results per page of GET /api/search and /search (?limit=): the default and the most.
+    page_size: int = 20
+    page_max: int = 50
+    # Suggestions of each type (channels, users, categories, videos) under the search box.
+    suggest_per_type: int = 3
+    # Rows taken from each index per search: what bounds the work of a query matching much of
+    # the site, and how deep its pages go.
+    candidates: int = 50
+    # Typo tolerance runs when fewer rows than this matched the words as typed...
+    fuzzy_below: int = 10
+    # ...and looks at this many vocabulary words sharing letters with each misspelt word.
+    fuzzy_candidates: int = 50
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -516,6 +536,7 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
@@ -617,6 +638,24 @@ def parse_ladder(value: Any, key: str) -> tuple[RungSettings, ...]:
 def _check_positive(key: str, value: float) -> None:
     if value <= 0:
         raise SettingsError(key, f"must be greater than 0, got {value}")
+
+
+def _validate_search(s: SearchSettings) -> None:
+    bounds = {
+        "max_query_chars": (1, 1000),
+        "max_words": (1, 32),
+        "page_size": (1, 200),
+        "page_max": (1, 200),
+        "suggest_per_type": (1, 20),
+        "candidates": (1, 10000),
+        "fuzzy_below": (0, 10000),
+        "fuzzy_candidates": (1, 1000),
+    }
+    for name, (low, high) in bounds.items():
+        if not low <= getattr(s, name) <= high:
+            raise SettingsError(f"search.{name}", f"must be between {low} and {high}")
+    if s.page_size > s.page_max:
+        raise SettingsError("search.page_size", "must be at most search.page_max")
 
 
 def validate(s: Settings) -> Settings:
@@ -737,6 +776,7 @@ def validate(s: Settings) -> Settings:
         )
     _validate_chat(s.chat)
     _validate_metrics(s.metrics)
+    _validate_search(s.search)
     _validate_browse(s.browse)
     for name in ("past_broadcasts_per_page", "profile_channels"):
         if not 1 <= getattr(s.channel_page, name) <= 100:

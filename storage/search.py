@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text
+from sqlalchemy import ARRAY, Integer, and_, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -60,7 +60,7 @@ class SearchLimits:
     max_words: int = 8
     # Candidate ids taken from each index per search: what bounds the work of a query that
     # matches half the site, and how far pagination can go.
-    candidates: int = 100
+    candidates: int = 50
     # Typo tolerance runs when the exact and word matches found fewer rows than this...
     fuzzy_below: int = 10
     # ...and takes at most this many rows from the trigram index.
@@ -326,6 +326,16 @@ async def _pg_candidates(
 
 # -- loading and ordering ------------------------------------------------------------------
 
+
+def _among(column: Any, session: AsyncSession) -> Any:
+    """``column`` is one of the ``ids`` parameter: ``= ANY(array)`` on PostgreSQL (one
+    prepared statement whatever the count; an IN list of n parameters is a statement, and a
+    plan, per n), an expanding IN elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == func.any(bindparam("ids", type_=ARRAY(Integer)))
+    return column.in_(bindparam("ids", expanding=True))
+
+
 # A loaded hit, its names (what exact and prefix matches are judged on) and its other short
 # texts (a channel's title and tags: enough for a typo match, not for a name match).
 _Loaded = tuple[Any, list[str], list[str]]
@@ -333,16 +343,14 @@ _Loaded = tuple[Any, list[str], list[str]]
 
 async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     live = aliased(Stream)
-    newest = aliased(Stream)
-    # The live title, else the newest broadcast's (max(id) walks the channel's index entries;
-    # ORDER BY id LIMIT 1 sorted them first and cost five times as much).
+    # The live title, else the newest broadcast's (the channel's index on started_at, read
+    # backwards, one row).
     last_title = func.coalesce(
         live.title,
         select(Stream.title)
-        .where(
-            Stream.id
-            == select(func.max(newest.id)).where(newest.channel_id == Channel.id).scalar_subquery()
-        )
+        .where(Stream.channel_id == Channel.id, Stream.started_at.is_not(None))
+        .order_by(Stream.started_at.desc())
+        .limit(1)
         .scalar_subquery(),
     )
     rows = await session.execute(
@@ -364,7 +372,7 @@ async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]
         .outerjoin(Category, Category.id == Channel.category_id)
         .outerjoin(live, and_(live.channel_id == Channel.id, live.status == StreamStatus.LIVE))
         .where(
-            Channel.id.in_(bindparam("ids", expanding=True)),
+            _among(Channel.id, session),
             Channel.is_public.is_(True),
             User.is_disabled.is_(False),
         ),
@@ -393,7 +401,7 @@ async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     rows = await session.execute(
         select(User.id, User.username, Profile.display_name, Profile.avatar_path)
         .outerjoin(Profile, Profile.user_id == User.id)
-        .where(User.id.in_(bindparam("ids", expanding=True)), User.is_disabled.is_(False)),
+        .where(_among(User.id, session), User.is_disabled.is_(False)),
         {"ids": ids},
     )
     out: dict[int, _Loaded] = {}
@@ -406,7 +414,7 @@ async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
 async def _categories(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     rows = await session.execute(
         select(Category.id, Category.slug, Category.name, Category.box_art_path).where(
-            Category.id.in_(bindparam("ids", expanding=True)), Category.retired_at.is_(None)
+            _among(Category.id, session), Category.retired_at.is_(None)
         ),
         {"ids": ids},
     )
@@ -438,7 +446,7 @@ async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
         .join(User, User.id == Channel.owner_id)
         .outerjoin(Category, Category.id == Stream.category_id)
         .where(
-            Stream.id.in_(bindparam("ids", expanding=True)),
+            _among(Stream.id, session),
             Channel.is_public.is_(True),
             User.is_disabled.is_(False),
         ),

@@ -37,6 +37,7 @@ from . import (
     profile,
     render,
     scrape,
+    search,
     streams_api,
     uploads,
     user_page,
@@ -99,4 +100,5 @@ def create_app(
     notifications.setup(app)  # go-live notifications: bell (SSE), list, emails, pruning
     categories.setup(app)  # the category catalogue (admin page, API) and the browse pages
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
+    search.setup(app)  # /search, its JSON API and the header's as-you-type suggestions
     return app

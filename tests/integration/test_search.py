@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -23,6 +24,7 @@ from storage import search as search_api
 from storage.discovery_models import Category
 from storage.models import Channel, Profile, Stream, StreamStatus, User
 from storage.search import InvalidCursor, SearchLimits
+from tests.conftest import running_server
 
 pytestmark = pytest.mark.integration
 
@@ -319,3 +321,106 @@ async def test_suggest_has_a_few_of_each(db: Database) -> None:
     assert len(got["channels"]) == 3
     assert [u.username for u in got["users"]] == ["factoryfan"]
     assert set(got) == set(search_api.SEARCH_TYPES)
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def site(
+    request: pytest.FixtureRequest, settings_env: dict[str, str]
+) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    env = dict(settings_env)
+    if request.param == "postgresql":
+        env["AETHEX_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    async with running_server(env) as server:
+        ids = await _seed(server.db)
+        yield f"http://127.0.0.1:{server.http_port}", ids
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(url) as resp:
+        if resp.content_type == "application/json":
+            return resp.status, await resp.json()
+        return resp.status, await resp.text()
+
+
+async def test_search_api_page_and_suggest(site: tuple[str, dict[str, int]]) -> None:
+    base, ids = site
+    async with aiohttp.ClientSession() as http:
+        status, body = await _get(http, f"{base}/api/search?q=factorio")
+        assert status == 200 and body["type"] == "channels"
+        assert [item["id"] for item in body["items"]][:2] == [ids["exact"], ids["prefix_live"]]
+        first = body["items"][0]
+        assert first["type"] == "channel" and first["url"] == "/streams/factorio-hub"
+        assert body["items"][1]["live"] is True
+        assert {item["id"] for item in body["items"]}.isdisjoint({ids["secret"], ids["banned"]})
+
+        status, body = await _get(http, f"{base}/api/search?q=factroio&type=channels")
+        assert status == 200 and body["items"][0]["id"] == ids["exact"]
+        status, body = await _get(http, f"{base}/api/search?q=speedrunnig&type=categories")
+        assert [item["name"] for item in body["items"]] == ["Speedrunning"]
+        status, body = await _get(http, f"{base}/api/search?q=rocket&type=videos")
+        assert [item["id"] for item in body["items"]] == [ids["video"]]
+        assert body["items"][0]["duration"] == "30:00"
+        status, body = await _get(http, f"{base}/api/search?q=sam&type=users")
+        assert [item["username"] for item in body["items"]] == ["speedrunner_sam"]
+
+        # Pagination: every page through next_cursor is the one long page, in order.
+        status, whole = await _get(http, f"{base}/api/search?q=factorio&limit=50")
+        seen: list[int] = []
+        url = f"{base}/api/search?q=factorio&limit=2"
+        while True:
+            status, body = await _get(http, url)
+            assert status == 200
+            seen += [item["id"] for item in body["items"]]
+            if body["next_cursor"] is None:
+                break
+            url = f"{base}/api/search?q=factorio&limit=2&cursor={body['next_cursor']}"
+        assert seen == [item["id"] for item in whole["items"]] and len(seen) == 6
+
+        status, body = await _get(http, f"{base}/api/search/suggest?q=fact")
+        assert status == 200 and set(body) == {"query", "channels", "users", "categories", "videos"}
+        assert 1 <= len(body["channels"]) <= 3
+        assert [u["username"] for u in body["users"]] == ["factoryfan"]
+
+        # Bad parameters: 400 in the error shape.
+        for path in (
+            "/api/search?q=x&type=streams",
+            "/api/search?q=x&limit=0",
+            "/api/search?q=x&limit=abc",
+            "/api/search?q=x&limit=100000",
+            "/api/search?q=x&cursor=not-a-cursor",
+            "/api/search?q=x&type=users&cursor=" + (whole["next_cursor"] or "eyJ4IjoxfQ"),
+            "/api/search?q=" + "a" * 101,
+            "/api/search/suggest?q=" + "a" * 101,
+            "/search?q=factorio&cursor=zzz",
+        ):
+            status, body = await _get(http, f"{base}{path}")
+            assert status == 400, path
+            if path.startswith("/api/"):
+                assert body["error"]["code"] == "invalid"
+
+        # Hostile queries: 200 (or 400), never a 500, on every route.
+        for q in HOSTILE:
+            for path in ("/api/search", "/api/search/suggest", "/search"):
+                for kind in ("channels", "users", "categories", "videos"):
+                    async with http.get(f"{base}{path}", params={"q": q, "type": kind}) as resp:
+                        assert resp.status in (200, 400), (path, q, resp.status)
+                    if path == "/api/search/suggest":
+                        break
+
+        # The page: tabs, cards, the next page's link; a long query is cut, not refused.
+        status, html = await _get(http, f"{base}/search?q=factorio")
+        assert status == 200
+        assert 'data-slug="factorio-hub"' in html and 'aria-current="page"' in html
+        assert 'data-type="users"' in html and "badge-live" in html
+        status, html = await _get(http, f"{base}/search?q=factorio&type=videos&limit=1")
+        assert status == 200 and "Nothing found" in html
+        status, html = await _get(http, f"{base}/search?q=factorio&limit=2")
+        assert 'rel="next"' in html
+        status, html = await _get(http, f"{base}/search?q={'factorio' * 30}&type=nonsense")
+        assert status == 200
+        # The header's box on every page.
+        status, html = await _get(http, f"{base}/")
+        assert 'role="combobox"' in html and "/static/js/search.js" in html
