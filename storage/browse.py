@@ -14,7 +14,6 @@ by ``ix_streams_channel_id_started_at``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,12 +40,33 @@ class CategoryCard:
 
 
 @dataclass(frozen=True)
-class ChannelCard:
-    """A stream (live, or past) of a listed channel with who runs it."""
+class LiveCard:
+    """A live channel as a category page shows it: only the columns the card needs, so a page
+    of them costs a few rows' worth of work, not a few hundred ORM objects."""
 
-    stream: Stream
-    channel: Channel
+    stream_id: int
+    slug: str
+    title: str
     creator: str
+    category: str | None
+    language: str | None
+    tags: list[str]
+    viewers: int
+    avatar_path: str | None
+
+
+@dataclass(frozen=True)
+class PastBroadcast:
+    """An ended broadcast of a listed channel (so its id is how links name it)."""
+
+    stream_id: int
+    title: str
+    channel_slug: str
+    channel_name: str
+    creator: str
+    started_at: datetime | None
+    duration_seconds: int | None
+    vod_available: bool
 
 
 @dataclass(frozen=True)
@@ -107,8 +127,8 @@ def _not_indexed(column: InstrumentedAttribute[int | None]) -> ColumnElement[int
     return column + 0
 
 
-def _cards(rows: Sequence[tuple[Stream, Channel, User, Profile | None]]) -> list[ChannelCard]:
-    return [ChannelCard(s, c, display_name(u, p)) for s, c, u, p in rows]
+# The name others see (as accounts.display_name): the profile's display name, else the username.
+_CREATOR = func.coalesce(func.nullif(func.trim(Profile.display_name), ""), User.username)
 
 
 async def live_in_category(
@@ -119,12 +139,22 @@ async def live_in_category(
     scan: int,
     language: str | None = None,
     tag: str | None = None,
-) -> list[ChannelCard]:
+) -> list[LiveCard]:
     """The category's live listed channels, the most watched first. ``tag`` (without regard
     to case) is matched here on at most ``scan`` rows: tags are a JSON list, which neither
     database indexes the same way, and live rows are few."""
     q = (
-        select(Stream, Channel, User, Profile)
+        select(
+            Stream.id,
+            Channel.slug,
+            Stream.title,
+            _CREATOR,
+            func.coalesce(Stream.category, Channel.category),
+            Channel.language,
+            Channel.tags,
+            Stream.viewer_count,
+            Channel.avatar_path,
+        )
         .join(Channel, Channel.id == Stream.channel_id)
         .join(User, User.id == Channel.owner_id)
         .outerjoin(Profile, Profile.user_id == User.id)
@@ -134,15 +164,18 @@ async def live_in_category(
             Channel.is_public.is_(True),
         )
         .order_by(Stream.viewer_count.desc(), Stream.started_at.desc(), Stream.id.desc())
-        .options(*NO_ENTRIES)
     )
     if language:
         q = q.where(_language_clause(language))
     rows = (await session.execute(q.limit(scan if tag else limit))).all()
+    cards = [
+        LiveCard(sid, slug, title, creator, cat, lang, list(tags or []), viewers, avatar)
+        for sid, slug, title, creator, cat, lang, tags, viewers, avatar in rows
+    ]
     if tag:
         wanted = tag.strip().lower()
-        rows = [r for r in rows if any(t.lower() == wanted for t in r[1].tags or [])][:limit]
-    return _cards(rows)
+        cards = [c for c in cards if any(t.lower() == wanted for t in c.tags)][:limit]
+    return cards
 
 
 async def live_languages(session: AsyncSession, category_id: int, limit: int) -> list[str]:
@@ -165,10 +198,19 @@ async def live_languages(session: AsyncSession, category_id: int, limit: int) ->
 
 async def past_in_category(
     session: AsyncSession, category_id: int, limit: int
-) -> list[ChannelCard]:
+) -> list[PastBroadcast]:
     """The category's broadcasts that ended, newest first, of listed channels only."""
     rows = await session.execute(
-        select(Stream, Channel, User, Profile)
+        select(
+            Stream.id,
+            Stream.title,
+            Channel.slug,
+            Channel.name,
+            _CREATOR,
+            Stream.started_at,
+            Stream.duration_seconds,
+            and_(Stream.vod_available, Stream.status == StreamStatus.ARCHIVED),
+        )
         .join(Channel, Channel.id == Stream.channel_id)
         .join(User, User.id == Channel.owner_id)
         .outerjoin(Profile, Profile.user_id == User.id)
@@ -180,9 +222,11 @@ async def past_in_category(
         )
         .order_by(Stream.started_at.desc(), Stream.id.desc())
         .limit(limit)
-        .options(*NO_ENTRIES)
     )
-    return _cards(rows.all())
+    return [
+        PastBroadcast(sid, title, slug, name, creator, started, duration, bool(vod))
+        for sid, title, slug, name, creator, started, duration, vod in rows.all()
+    ]
 
 
 async def followed(session: AsyncSession, user_id: int, limit: int) -> list[FollowedCard]:
@@ -224,7 +268,8 @@ async def followed(session: AsyncSession, user_id: int, limit: int) -> list[Foll
 
 __all__ = [
     "CategoryCard",
-    "ChannelCard",
+    "LiveCard",
+    "PastBroadcast",
     "FollowedCard",
     "categories_by_viewers",
     "live_in_category",

@@ -18,9 +18,8 @@ from aiohttp import web
 
 from storage import browse, categories
 from storage import channels as channel_queries
-from storage.browse import ChannelCard
+from storage.browse import LiveCard, PastBroadcast
 
-from ..documents import stream_json
 from ..identity import require_page_user, upload_url
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..render import not_found_page, render
@@ -39,18 +38,48 @@ def _thumbnail_url(app: web.Application, slug: str) -> str | None:
         return None
 
 
-def live_card(app: web.Application, card: ChannelCard) -> dict[str, Any]:
-    stream, channel = card.stream, card.channel
+def live_card(app: web.Application, card: LiveCard) -> dict[str, Any]:
     return {
-        "slug": channel.slug,
-        "title": stream.title,
+        "slug": card.slug,
+        "title": card.title,
         "creator": card.creator,
-        "category": stream.category or channel.category,
-        "language": channel.language,
-        "tags": list(channel.tags or []),
-        "viewers": stream.viewer_count,
-        "thumbnail": _thumbnail_url(app, channel.slug),
-        "avatar": upload_url(channel.avatar_path),
+        "category": card.category,
+        "language": card.language,
+        "tags": card.tags,
+        "viewers": card.viewers,
+        "thumbnail": _thumbnail_url(app, card.slug),
+        "avatar": upload_url(card.avatar_path),
+    }
+
+
+def _followed_live(card: browse.FollowedCard) -> LiveCard:
+    stream, channel = card.live, card.channel
+    assert stream is not None
+    return LiveCard(
+        stream.id,
+        channel.slug,
+        stream.title,
+        card.creator,
+        stream.category or channel.category,
+        channel.language,
+        list(channel.tags or []),
+        stream.viewer_count,
+        channel.avatar_path,
+    )
+
+
+def past_row(past: PastBroadcast) -> dict[str, Any]:
+    """A listed channel's broadcast: its links name it by id (see webapp.stream_links)."""
+    return {
+        "id": past.stream_id,
+        "title": past.title,
+        "channel": past.channel_slug,
+        "channel_name": past.channel_name,
+        "creator": past.creator,
+        "started_at": past.started_at.isoformat() if past.started_at else None,
+        "duration_seconds": past.duration_seconds,
+        "vod_available": past.vod_available,
+        "watch_url": f"/vods/{past.stream_id}",
     }
 
 
@@ -109,12 +138,12 @@ async def category_page(request: web.Request) -> web.Response:
         {
             "category": category_json(entry),
             "channels": [live_card(request.app, c) for c in live],
-            "tags": sorted({t for c in live for t in c.channel.tags or []}, key=str.lower),
+            "tags": sorted({t for c in live for t in c.tags}, key=str.lower),
             "languages": sorted(set(languages) | ({language} if language else set())),
             "tag": tag or "",
             "language": language or "",
             "filtered": bool(tag or language),
-            "past": [stream_json(c.stream, c.channel) | {"creator": c.creator} for c in past],
+            "past": [past_row(p) for p in past],
         },
     )
 
@@ -128,9 +157,7 @@ async def following_page(request: web.Request) -> web.Response:
     live, offline = [], []
     for row in rows:
         if row.live is not None:
-            live.append(
-                live_card(request.app, browse.ChannelCard(row.live, row.channel, row.creator))
-            )
+            live.append(live_card(request.app, _followed_live(row)))
             continue
         offline.append(
             {
