@@ -34,6 +34,7 @@ from storage.errors import ValidationError
 from storage.models import Channel, Stream, StreamStatus
 from transcode.edge import LiveEdge
 
+from .documents import stream_json
 from .errors import ApiError, json_error
 from .identity import current_user, upload_url
 from .keys import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
@@ -125,7 +126,8 @@ def language_name(tag: str | None) -> str | None:
 def broadcast_card(stream: Stream, channel: Channel, now: datetime) -> dict[str, Any]:
     """A past broadcast as the channel home lists it, named the way its channel allows."""
     ref = stream_ref(stream, channel)
-    vod = stream.vod_available and stream.status is StreamStatus.ARCHIVED
+    document = stream_json(stream, channel)  # where the site links a recording, as elsewhere
+    vod = bool(document["vod_available"])
     seconds: float | None = stream.duration_seconds
     if seconds is None and vod:
         seconds = stream.vod_duration_seconds
@@ -138,7 +140,7 @@ def broadcast_card(stream: Stream, channel: Channel, now: datetime) -> dict[str,
         "started_iso": started.isoformat(),
         "date": f"{started:%b} {started.day}, {started.year}",
         "ago": relative_time(started, now),
-        "url": f"/vods/{ref}" if vod else None,
+        "url": document["watch_url"] if vod else None,
         "thumbnail": f"/thumbnails/streams/{ref}.jpg" if own_thumbnail else None,
     }
 
