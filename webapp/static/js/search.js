@@ -94,6 +94,8 @@
     if (query.length < MIN_CHARS) {
       lastQuery = null;
       close();
+      list.textContent = "";
+      options = [];
       return;
     }
     if (query === lastQuery && !list.hidden) return;
@@ -122,7 +124,7 @@
   input.addEventListener("keydown", function (event) {
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       if (list.hidden) {
-        if (options.length) {
+        if (options.length && input.value.trim() === lastQuery) {
           list.hidden = false;
           input.setAttribute("aria-expanded", "true");
         } else {
