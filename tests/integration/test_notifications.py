@@ -178,6 +178,10 @@ async def test_go_live_notifies_bell_on_followers_and_rings_their_bell(server, h
                 lambda: asyncio.sleep(0, list(fanout.results)), "the fan-out's report"
             )
             assert result[0].rows == 1
+            async with http.get(f"{base}/metrics") as r:  # what operators and benchmarks read
+                scrape = await r.text()
+            assert "aethex_notification_fanout_seconds_count 1.0" in scrape
+            assert "aethex_notifications_created_total 1.0" in scrape
         finally:
             proc.terminate()
             await proc.wait()
