@@ -87,6 +87,13 @@ async def test_share_copies_the_canonical_link(browser, server) -> None:  # noqa
         await page.keyboard.press("Enter")
         await status_is(page, "Link copied")
         assert await page.evaluate("navigator.clipboard.readText()") == link
+
+        # The creator's profile, one click away, shares its own link the same way.
+        await page.get_by_role("link", name="sam", exact=True).click()
+        await page.wait_for_url(f"{base}/u/sam")
+        await page.get_by_role("button", name="Share").click()
+        await status_is(page, "Link copied")
+        assert await page.evaluate("navigator.clipboard.readText()") == f"{base}/u/sam"
         watch.check()
     finally:
         await context.close()

@@ -268,7 +268,10 @@ async def test_unlisted_channel_links_its_broadcasts_by_public_id_only(site) -> 
     page = parse(html)
     assert page.attrs("a", href=f"/vods/{row.public_id}")
     assert page.attrs("img", src=f"/thumbnails/streams/{row.public_id}.jpg")
-    assert f"/vods/{row.id}" not in html and f"/thumbnails/streams/{row.id}." not in html
+    # Not one href or src names it by its sequential id (a public id may start with digits).
+    refs = page.hrefs() + [a["src"] for a in page.attrs("img")]
+    assert f"/vods/{row.id}" not in refs and f"/thumbnails/streams/{row.id}.jpg" not in refs
+    assert not [r for r in refs if r.rstrip("/").endswith(f"/{row.id}")]
     assert page.attrs("meta", name="robots", content="noindex")
     async with http.get(f"/thumbnails/streams/{row.public_id}.jpg") as r:
         assert r.status == 200 and r.headers["Cache-Control"].startswith("private")
@@ -377,6 +380,8 @@ async def test_public_profile_and_its_404s(site) -> None:
     assert meta["og:type"] == "profile" and meta["profile:username"] == "alice"
     assert meta["og:title"] == "Alice <Liddell> (@alice)"
     assert meta["og:url"] == f"http://127.0.0.1:{server.http_port}/u/alice"
+    assert page.attrs("button", id="share-button")[0]["data-url"] == meta["og:url"]
+    assert page.attrs("link", rel="canonical", href=meta["og:url"])
 
     async with server.db.session() as db:
         await db.execute(update(User).where(User.id == alice.id).values(is_disabled=True))
