@@ -54,6 +54,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import uvloop
 from sqlalchemy import text
 
 # Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
@@ -61,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.lib import procstats
 from benchmarks.lib.discovery_fanout import fanout_phase
 from benchmarks.lib.discovery_seed import FULL, QUERIES, QUICK, TAGS, Seed, prepare
-from benchmarks.lib.pyspy import start_profile
+from benchmarks.lib.pyspy import profile_summary, start_profile
 from benchmarks.lib.server import ServerProcess
 from benchmarks.lib.stats import percentile
 from storage import create_engine
@@ -213,8 +214,11 @@ def report(samples: dict[str, Samples], db: str) -> list[str]:
             missed.append(route)
             continue
         p99 = percentile(s.server_ms, 99)
-        ok = p99 <= goal
-        print(f"  {route} p99 {p99:.1f} ms <= {goal:.0f} ms: {'yes' if ok else 'NO'}")
+        # A route that failed requests misses its goal however fast its answers were.
+        errors = sum(n for code, n in s.statuses.items() if code >= 500)
+        ok = p99 <= goal and not errors
+        verdict = "yes" if ok else "NO" + (f" ({errors} answers were 5xx)" if errors else "")
+        print(f"  {route} p99 {p99:.1f} ms <= {goal:.0f} ms: {verdict}")
         if not ok:
             missed.append(route)
     return missed
@@ -314,6 +318,9 @@ async def load_phase(args: argparse.Namespace, workdir: Path, url: str, seed_: S
             print("where the server's time went (py-spy, samples holding the GIL, by handler):")
             for line in by_handler(prof):
                 print("  " + line)
+            print("  the functions with the most samples of their own:")
+            for line in profile_summary(prof, 10)[1:11]:
+                print("  " + line)
         if args.alone > 0:
             alone, _, _ = await drive(base, seed_, 1, args.alone, 0.0)
             print(f"one client alone for {args.alone:.0f} s (each route's own cost, no queue):")
@@ -336,7 +343,9 @@ def first_error(log: str, lines: int = 8) -> list[str]:
 
 
 def by_handler(raw: Path, top: int = 16) -> list[str]:
-    """A py-spy raw profile summed by the chain of webapp/storage functions in each stack."""
+    """A py-spy raw profile summed by the chain of webapp/storage functions in each stack.
+    SQLAlchemy runs a query's result processing in a greenlet, whose stack does not reach the
+    handler: that time shows as outside."""
     if not raw.exists():
         return ["(no profile: is py-spy in the venv?)"]
     totals: dict[str, int] = defaultdict(int)
@@ -422,7 +431,9 @@ def main() -> None:
     dbs = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     missed: dict[str, list[str]] = {}
     for db in dbs:
-        missed[db] = asyncio.run(run_db(args, db))
+        # uvloop, as the server: the clients' CPU comes out of the 2 cores the server runs on,
+        # so the less the load generator needs, the less it takes from what is measured.
+        missed[db] = uvloop.run(run_db(args, db))
     for db, routes in missed.items():
         print(f"summary {db}: {'all goals met' if not routes else 'missed ' + ', '.join(routes)}")
 
