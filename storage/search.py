@@ -22,6 +22,7 @@ skips a row of an unchanged result.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Integer, and_, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import TextClause
 
 from storage import search_text as st
 from storage.discovery_models import Category
@@ -139,6 +141,12 @@ class _Candidates:
         self.found.update(row[0] for row in rows)
 
 
+@functools.cache
+def _sql(statement: str) -> TextClause:
+    """The TextClause of one of this module's statements, made once."""
+    return text(statement)
+
+
 def _alternatives(qwords: list[str], close: dict[str, list[str]]) -> list[list[str]]:
     return [[w, *close.get(w, [])] for w in qwords]
 
@@ -185,7 +193,7 @@ async def _sqlite_close_words(
         m = st.fuzzy_fts_match([w])
         if m is None:
             continue
-        rows = await session.execute(text(_SQLITE_TERMS), {"m": m, "cap": limits.fuzzy_candidates})
+        rows = await session.execute(_sql(_SQLITE_TERMS), {"m": m, "cap": limits.fuzzy_candidates})
         close[w] = st.corrections(w, [row[0] for row in rows], last=i == len(qwords) - 1)
     return close
 
@@ -197,18 +205,16 @@ async def _sqlite_candidates(
     cap = limits.candidates
     initial = st.fts_initial(qwords, _SQLITE_NAME_COLUMNS[kind])
     found.add(
-        (await session.execute(text(_SQLITE_INITIAL[kind]), {"m": initial, "cap": cap})).all()
+        (await session.execute(_sql(_SQLITE_INITIAL[kind]), {"m": initial, "cap": cap})).all()
     )
     match = st.fts_match(qwords)
-    found.add((await session.execute(text(_SQLITE_TEXT[kind]), {"m": match, "cap": cap})).all())
-    if kind == "channels":
-        slug = query.strip().lower()
-        found.add((await session.execute(select(Channel.id).where(Channel.slug == slug))).all())
+    found.add((await session.execute(_sql(_SQLITE_TEXT[kind]), {"m": match, "cap": cap})).all())
+    # (A channel's slug is one of the name columns the initial query anchors on.)
     if len(found.found) < limits.fuzzy_below:
         close = found.close = await _sqlite_close_words(session, qwords, limits)
         if any(close.values()):
             m = st.fts_match_any(_alternatives(qwords, close))
-            rows = await session.execute(text(_SQLITE_TEXT[kind]), {"m": m, "cap": cap})
+            rows = await session.execute(_sql(_SQLITE_TEXT[kind]), {"m": m, "cap": cap})
             found.fuzzy = {row[0] for row in rows} - found.found
     return found
 
@@ -230,14 +236,14 @@ _PG_TEXT = {
         ORDER BY EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id
                          AND s.status = 'live') DESC, c.follower_count DESC, c.id + 0
         LIMIT :cap""",
-    # The title of a channel's live or last broadcast: among the newest matching broadcasts,
-    # those that are their channel's latest.
-    "channel_titles": """WITH m AS (
-          SELECT s.id, s.channel_id FROM streams s
-          WHERE to_tsvector('simple', s.title) @@ to_tsquery('simple', :m)
-          ORDER BY s.id + 0 DESC LIMIT :cap)
-        SELECT m.channel_id FROM m WHERE NOT EXISTS (
-          SELECT 1 FROM streams s2 WHERE s2.channel_id = m.channel_id AND s2.id > m.id)""",
+    # The title of a channel's live or latest broadcast (search_channel_titles, kept by a
+    # trigger on streams).
+    "channel_titles": """SELECT c.id FROM search_channel_titles t
+        JOIN channels c ON c.id = t.channel_id
+        WHERE to_tsvector('simple', t.title) @@ to_tsquery('simple', :m) AND c.is_public
+        ORDER BY EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id
+                         AND s.status = 'live') DESC, c.follower_count DESC, c.id + 0
+        LIMIT :cap""",
     "users": """(SELECT u.id FROM users u
           WHERE to_tsvector('simple', u.username) @@ to_tsquery('simple', :m)
           ORDER BY u.id + 0 LIMIT :cap)
@@ -282,21 +288,21 @@ async def _pg_close_words(
     if not typos:
         return close
     await session.execute(
-        text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+        _sql("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
         {"t": str(PG_SIMILARITY)},
     )
     for i, w in enumerate(qwords):
         if w not in typos:
             continue
-        rows = await session.execute(text(_PG_TERMS), {"w": w, "cap": limits.fuzzy_candidates})
+        rows = await session.execute(_sql(_PG_TERMS), {"w": w, "cap": limits.fuzzy_candidates})
         close[w] = st.corrections(w, [row[0] for row in rows], last=i == len(qwords) - 1)
     return close
 
 
 async def _pg_text(session: AsyncSession, kind: str, tsq: str, cap: int) -> list[Any]:
-    rows = list((await session.execute(text(_PG_TEXT[kind]), {"m": tsq, "cap": cap})).all())
+    rows = list((await session.execute(_sql(_PG_TEXT[kind]), {"m": tsq, "cap": cap})).all())
     if kind == "channels":
-        more = await session.execute(text(_PG_TEXT["channel_titles"]), {"m": tsq, "cap": cap})
+        more = await session.execute(_sql(_PG_TEXT["channel_titles"]), {"m": tsq, "cap": cap})
         rows += list(more.all())
     return rows
 
@@ -309,13 +315,15 @@ async def _pg_candidates(
     bounds = st.prefix_range(query)
     if bounds is not None:
         rows = await session.execute(
-            text(_PG_PREFIX[kind]), {"lo": bounds[0], "hi": bounds[1], "cap": cap}
+            _sql(_PG_PREFIX[kind]), {"lo": bounds[0], "hi": bounds[1], "cap": cap}
         )
         found.add(rows.all())
     found.add(await _pg_text(session, kind, st.ts_query(qwords), cap))
     if kind == "channels":
-        slug = query.strip().lower()
-        found.add((await session.execute(select(Channel.id).where(Channel.slug == slug))).all())
+        slug = {"slug": query.strip().lower()}
+        found.add(
+            (await session.execute(_sql("SELECT id FROM channels WHERE slug = :slug"), slug)).all()
+        )
     if len(found.found) < limits.fuzzy_below:
         close = found.close = await _pg_close_words(session, qwords, limits)
         if any(close.values()):
@@ -327,13 +335,17 @@ async def _pg_candidates(
 # -- loading and ordering ------------------------------------------------------------------
 
 
-def _among(column: Any, session: AsyncSession) -> Any:
+def _among(column: Any, pg: bool) -> Any:
     """``column`` is one of the ``ids`` parameter: ``= ANY(array)`` on PostgreSQL (one
     prepared statement whatever the count; an IN list of n parameters is a statement, and a
     plan, per n), an expanding IN elsewhere."""
-    if session.get_bind().dialect.name == "postgresql":
+    if pg:
         return column == func.any(bindparam("ids", type_=ARRAY(Integer)))
     return column.in_(bindparam("ids", expanding=True))
+
+
+def _is_pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 # A loaded hit, its names (what exact and prefix matches are judged on) and its other short
@@ -341,7 +353,18 @@ def _among(column: Any, session: AsyncSession) -> Any:
 _Loaded = tuple[Any, list[str], list[str]]
 
 
-async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
+def _enabled_owner() -> Any:
+    """The channel owner's username, NULL when the account is disabled. A lookup per row by
+    primary key: joining users let PostgreSQL merge-join along their whole index."""
+    return (
+        select(User.username)
+        .where(User.id == Channel.owner_id, User.is_disabled.is_(False))
+        .scalar_subquery()
+    )
+
+
+@functools.cache
+def _channels_statement(pg: bool) -> Any:
     live = aliased(Stream)
     # The live title, else the newest broadcast's (the channel's index on started_at, read
     # backwards, one row).
@@ -353,7 +376,7 @@ async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]
         .limit(1)
         .scalar_subquery(),
     )
-    rows = await session.execute(
+    return (
         select(
             Channel.id,
             Channel.slug,
@@ -362,24 +385,24 @@ async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]
             Channel.follower_count,
             Channel.avatar_path,
             Channel.category,
-            User.username,
+            _enabled_owner(),
             Category.name,
             live.id,
             live.viewer_count,
             last_title,
         )
-        .join(User, User.id == Channel.owner_id)
         .outerjoin(Category, Category.id == Channel.category_id)
         .outerjoin(live, and_(live.channel_id == Channel.id, live.status == StreamStatus.LIVE))
-        .where(
-            _among(Channel.id, session),
-            Channel.is_public.is_(True),
-            User.is_disabled.is_(False),
-        ),
-        {"ids": ids},
+        .where(_among(Channel.id, pg), Channel.is_public.is_(True))
     )
+
+
+async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
+    rows = await session.execute(_channels_statement(_is_pg(session)), {"ids": ids})
     out: dict[int, _Loaded] = {}
     for r in rows:
+        if r[7] is None:  # a disabled owner's
+            continue
         hit = ChannelHit(
             id=r[0],
             slug=r[1],
@@ -397,13 +420,17 @@ async def _channels(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]
     return out
 
 
-async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
-    rows = await session.execute(
+@functools.cache
+def _users_statement(pg: bool) -> Any:
+    return (
         select(User.id, User.username, Profile.display_name, Profile.avatar_path)
         .outerjoin(Profile, Profile.user_id == User.id)
-        .where(_among(User.id, session), User.is_disabled.is_(False)),
-        {"ids": ids},
+        .where(_among(User.id, pg), User.is_disabled.is_(False))
     )
+
+
+async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
+    rows = await session.execute(_users_statement(_is_pg(session)), {"ids": ids})
     out: dict[int, _Loaded] = {}
     for r in rows:
         hit = UserHit(id=r[0], username=r[1], display_name=r[2] or r[1], avatar_path=r[3])
@@ -411,13 +438,15 @@ async def _users(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
     return out
 
 
-async def _categories(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
-    rows = await session.execute(
-        select(Category.id, Category.slug, Category.name, Category.box_art_path).where(
-            _among(Category.id, session), Category.retired_at.is_(None)
-        ),
-        {"ids": ids},
+@functools.cache
+def _categories_statement(pg: bool) -> Any:
+    return select(Category.id, Category.slug, Category.name, Category.box_art_path).where(
+        _among(Category.id, pg), Category.retired_at.is_(None)
     )
+
+
+async def _categories(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
+    rows = await session.execute(_categories_statement(_is_pg(session)), {"ids": ids})
     out: dict[int, _Loaded] = {}
     for r in rows:
         hit = CategoryHit(id=r[0], slug=r[1], name=r[2], box_art_path=r[3])
@@ -425,8 +454,9 @@ async def _categories(session: AsyncSession, ids: list[int]) -> dict[int, _Loade
     return out
 
 
-async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
-    rows = await session.execute(
+@functools.cache
+def _videos_statement(pg: bool) -> Any:
+    return (
         select(
             Stream.id,
             Stream.public_id,
@@ -441,22 +471,21 @@ async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
             Stream.thumbnail_path,
             Stream.vod_available,
             Stream.status,
+            _enabled_owner(),
         )
         .join(Channel, Channel.id == Stream.channel_id)
-        .join(User, User.id == Channel.owner_id)
         .outerjoin(Category, Category.id == Stream.category_id)
-        .where(
-            _among(Stream.id, session),
-            Channel.is_public.is_(True),
-            User.is_disabled.is_(False),
-        ),
-        {"ids": ids},
+        .where(_among(Stream.id, pg), Channel.is_public.is_(True))
     )
+
+
+async def _videos(session: AsyncSession, ids: list[int]) -> dict[int, _Loaded]:
+    rows = await session.execute(_videos_statement(_is_pg(session)), {"ids": ids})
     out: dict[int, _Loaded] = {}
     for r in rows:
         # Checked here, not in SQL: SQLite would walk the status index (every past broadcast)
         # instead of looking up the few hundred ids.
-        if r[12] not in PAST:
+        if r[12] not in PAST or r[13] is None:  # live, or a disabled owner's
             continue
         hit = VideoHit(
             id=r[0],

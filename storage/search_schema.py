@@ -30,6 +30,9 @@ FTS_TABLES = (
 )
 # The vocabulary of the names (both databases).
 VOCABULARY_TABLE = "search_terms"
+# Each channel's live or latest broadcast title (PostgreSQL; SQLite keeps it in
+# search_channels).
+CHANNEL_TITLES_TABLE = "search_channel_titles"
 # What FTS5 creates beside each virtual table to hold its index.
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_content", "_docsize", "_config")
 
@@ -65,12 +68,15 @@ PG_INDEXES = (
     "search_categories_name_tsv",
     "search_categories_name_prefix",
     "search_terms_trgm",
+    "search_channel_titles_tsv",
 )
 
-SEARCH_TABLES = frozenset(
+# The tables of the search on SQLite, and on either database.
+SQLITE_SEARCH_TABLES = frozenset(
     {VOCABULARY_TABLE}
     | {name + suffix for name in FTS_TABLES for suffix in ("", *FTS_SHADOW_SUFFIXES)}
 )
+SEARCH_TABLES = SQLITE_SEARCH_TABLES | {CHANNEL_TITLES_TABLE}
 SEARCH_INDEXES = frozenset(PG_INDEXES)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,13 @@ class InvalidCursor(ValueError):
 def words(text: str, max_words: int = 8) -> list[str]:
     """The lower-cased words of ``text``, at most ``max_words`` of them."""
     return [w[:MAX_WORD_CHARS] for w in _WORD_RE.findall(text.lower())[:max_words]]
+
+
+@functools.lru_cache(maxsize=16384)
+def _name_words(name: str) -> tuple[str, ...]:
+    """``words`` of a name, remembered: the same channel and user names come back in search
+    after search, and each is split for the tier, the score and typo matching."""
+    return tuple(words(name, max_words=32))
 
 
 def _prefix(word: str) -> bool:
@@ -99,7 +107,7 @@ def tier(query_words: Sequence[str], names: Iterable[str | None]) -> int:
     for name in names:
         if not name:
             continue
-        name_words = words(name, max_words=n + 1)
+        name_words = list(_name_words(name)[: n + 1])
         if name_words == list(query_words):
             return TIER_EXACT
         if (
@@ -173,8 +181,8 @@ def fuzzy_tier(
     corrected query, TIER_FUZZY_PART when every word (or a correction of it) is somewhere in
     the names or ``others``, None when not (set lookups only: no edit distance per row)."""
     n = len(query_words)
-    name_lists = [words(name, 32) for name in names if name]
-    other_words = {w for text in others if text for w in words(text, 32)}
+    name_lists = [_name_words(name) for name in names if name]
+    other_words = {w for text in others if text for w in _name_words(text)}
     everything = {w for ws in name_lists for w in ws} | other_words
 
     def found(i: int, q: str, pool: Iterable[str]) -> bool:
@@ -213,7 +221,7 @@ def corrections(word: str, terms: Iterable[str], last: bool, most: int = 5) -> l
 def name_score(query_words: Sequence[str], names: Iterable[str | None]) -> int:
     """How many of the query's words start a word of the names: the text score that orders
     hits of equal tier (and liveness, followers)."""
-    name_words = {w for name in names if name for w in words(name, max_words=32)}
+    name_words = {w for name in names if name for w in _name_words(name)}
     return sum(1 for q in query_words if any(w.startswith(q) for w in name_words))
 
 

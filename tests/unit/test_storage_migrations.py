@@ -14,7 +14,7 @@ from sqlalchemy import text
 from storage import Database, upgrade
 from storage.db import current_revision, head_revision
 from storage.models import Base
-from storage.search_schema import SEARCH_TABLES, SQLITE_TRIGGERS, include_object
+from storage.search_schema import SQLITE_SEARCH_TABLES, SQLITE_TRIGGERS, include_object
 
 EXPECTED_TABLES = {
     "users",
@@ -41,7 +41,7 @@ EXPECTED_TABLES = {
     "notification_settings",
     "webhooks",
     "webhook_deliveries",
-} | set(SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
+} | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
 def sqlite_url(path: Path) -> str:

@@ -245,6 +245,41 @@ def _pg_learner(table: str) -> tuple[str, ...]:
     )
 
 
+# The title of each channel's live or latest broadcast, kept by a trigger on streams: what
+# SQLite keeps in search_channels.title. Searching 10,000 of these beats searching 100,000
+# broadcasts and then asking which of them are their channel's latest.
+PG_CHANNEL_TITLES = (
+    "CREATE TABLE search_channel_titles (channel_id integer PRIMARY KEY, title text NOT NULL)",
+    "CREATE INDEX search_channel_titles_tsv ON search_channel_titles USING gin "
+    "((to_tsvector('simple', title)))",
+    """CREATE FUNCTION search_channel_title() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+      cid integer;
+    BEGIN
+      FOR cid IN
+        SELECT DISTINCT x FROM unnest(ARRAY[
+          CASE WHEN TG_OP <> 'INSERT' THEN OLD.channel_id END,
+          CASE WHEN TG_OP <> 'DELETE' THEN NEW.channel_id END]) AS x
+        WHERE x IS NOT NULL
+      LOOP
+        INSERT INTO search_channel_titles (channel_id, title)
+          SELECT cid, s.title FROM streams s
+          WHERE s.channel_id = cid AND s.started_at IS NOT NULL
+          ORDER BY s.started_at DESC LIMIT 1
+        ON CONFLICT (channel_id) DO UPDATE SET title = EXCLUDED.title;
+        IF NOT FOUND THEN
+          DELETE FROM search_channel_titles WHERE channel_id = cid;
+        END IF;
+      END LOOP;
+      RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER search_channel_title AFTER INSERT OR DELETE "
+    "OR UPDATE OF title, channel_id, started_at ON streams "
+    "FOR EACH ROW EXECUTE FUNCTION search_channel_title()",
+    """INSERT INTO search_channel_titles (channel_id, title)
+    SELECT DISTINCT ON (channel_id) channel_id, title FROM streams
+    WHERE started_at IS NOT NULL ORDER BY channel_id, started_at DESC""",
+)
 PG_STATEMENTS = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     f"CREATE INDEX search_channels_tsv ON channels USING gin (({PG_CHANNEL_DOCUMENT}))",
@@ -263,6 +298,7 @@ PG_STATEMENTS = (
     "CREATE TABLE search_terms (id bigserial PRIMARY KEY, term text NOT NULL UNIQUE)",
     "CREATE INDEX search_terms_trgm ON search_terms USING gin (term gin_trgm_ops)",
     *(statement for table in PG_VOCABULARY for statement in _pg_learner(table)),
+    *PG_CHANNEL_TITLES,
 )
 
 
@@ -298,6 +334,9 @@ def downgrade() -> None:
         for table in PG_VOCABULARY:
             op.execute(f"DROP TRIGGER IF EXISTS search_learn_{table} ON {table}")
             op.execute(f"DROP FUNCTION IF EXISTS search_learn_{table}()")
+        op.execute("DROP TRIGGER IF EXISTS search_channel_title ON streams")
+        op.execute("DROP FUNCTION IF EXISTS search_channel_title()")
+        op.execute("DROP TABLE IF EXISTS search_channel_titles")
         op.execute("DROP TABLE IF EXISTS search_terms")
         for name in PG_INDEXES:
             op.execute(f"DROP INDEX IF EXISTS {name}")
