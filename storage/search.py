@@ -180,6 +180,12 @@ _SQLITE_INITIAL = {
     + " LIMIT :cap"
     for kind in SEARCH_TYPES
 }
+# Both in one statement (one trip to the database thread instead of two).
+_SQLITE_CANDIDATES = {
+    kind: "SELECT * FROM (" + _SQLITE_INITIAL[kind].replace(":m", ":mi") + ") UNION "
+    "SELECT * FROM (" + _SQLITE_TEXT[kind] + ")"
+    for kind in SEARCH_TYPES
+}
 # Words of the vocabulary sharing grams with a misspelt word, the most similar first.
 _SQLITE_TERMS = """SELECT t.term FROM search_terms_fuzzy f JOIN search_terms t ON t.id = f.rowid
     WHERE search_terms_fuzzy MATCH :m ORDER BY f.rank LIMIT :cap"""
@@ -203,12 +209,12 @@ async def _sqlite_candidates(
 ) -> _Candidates:
     found = _Candidates()
     cap = limits.candidates
-    initial = st.fts_initial(qwords, _SQLITE_NAME_COLUMNS[kind])
-    found.add(
-        (await session.execute(_sql(_SQLITE_INITIAL[kind]), {"m": initial, "cap": cap})).all()
-    )
-    match = st.fts_match(qwords)
-    found.add((await session.execute(_sql(_SQLITE_TEXT[kind]), {"m": match, "cap": cap})).all())
+    params = {
+        "mi": st.fts_initial(qwords, _SQLITE_NAME_COLUMNS[kind]),
+        "m": st.fts_match(qwords),
+        "cap": cap,
+    }
+    found.add((await session.execute(_sql(_SQLITE_CANDIDATES[kind]), params)).all())
     # (A channel's slug is one of the name columns the initial query anchors on.)
     if len(found.found) < limits.fuzzy_below:
         close = found.close = await _sqlite_close_words(session, qwords, limits)
@@ -272,6 +278,22 @@ _PG_PREFIX = {
     "videos": """SELECT id FROM streams WHERE lower(title) COLLATE "C" >= :lo
         AND lower(title) COLLATE "C" < :hi ORDER BY lower(title) COLLATE "C" LIMIT :cap""",
 }
+# Everything a search starts from, in one statement (one round trip instead of four).
+_PG_CANDIDATES = {
+    kind: " UNION ".join(
+        f"({sql})"
+        for sql in (
+            _PG_PREFIX[kind],
+            _PG_TEXT[kind],
+            *(
+                (_PG_TEXT["channel_titles"], "SELECT id FROM channels WHERE slug = :slug")
+                if kind == "channels"
+                else ()
+            ),
+        )
+    )
+    for kind in SEARCH_TYPES
+}
 # Words of the vocabulary trigram-similar to a misspelt one (pg_trgm ``%``, GIN-indexed).
 _PG_TERMS = """SELECT term FROM search_terms WHERE term % :w
     ORDER BY similarity(term, :w) DESC, term LIMIT :cap"""
@@ -312,18 +334,11 @@ async def _pg_candidates(
 ) -> _Candidates:
     found = _Candidates()
     cap = limits.candidates
-    bounds = st.prefix_range(query)
-    if bounds is not None:
-        rows = await session.execute(
-            _sql(_PG_PREFIX[kind]), {"lo": bounds[0], "hi": bounds[1], "cap": cap}
-        )
-        found.add(rows.all())
-    found.add(await _pg_text(session, kind, st.ts_query(qwords), cap))
+    lo, hi = st.prefix_range(query) or ("", "")  # ("", ""): an empty range
+    params = {"lo": lo, "hi": hi, "m": st.ts_query(qwords), "cap": cap}
     if kind == "channels":
-        slug = {"slug": query.strip().lower()}
-        found.add(
-            (await session.execute(_sql("SELECT id FROM channels WHERE slug = :slug"), slug)).all()
-        )
+        params["slug"] = query.strip().lower()
+    found.add((await session.execute(_sql(_PG_CANDIDATES[kind]), params)).all())
     if len(found.found) < limits.fuzzy_below:
         close = found.close = await _pg_close_words(session, qwords, limits)
         if any(close.values()):
