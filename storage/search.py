@@ -337,7 +337,7 @@ async def _pg_candidates(
     lo, hi = st.prefix_range(query) or ("", "")  # ("", ""): an empty range
     params = {"lo": lo, "hi": hi, "m": st.ts_query(qwords), "cap": cap}
     if kind == "channels":
-        params["slug"] = query.strip().lower()
+        params["slug"] = st.printable(query).strip().lower()
     found.add((await session.execute(_sql(_PG_CANDIDATES[kind]), params)).all())
     if len(found.found) < limits.fuzzy_below:
         close = found.close = await _pg_close_words(session, qwords, limits)

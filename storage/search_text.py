@@ -86,9 +86,15 @@ def ts_query(query_words: Sequence[str]) -> str:
     return " & ".join(f"'{w}':*" if _prefix(w) else f"'{w}'" for w in query_words)
 
 
+def printable(text: str) -> str:
+    """``text`` without control characters, lone surrogates and the like (PostgreSQL refuses a
+    NUL in a string; no name holds any of them anyway)."""
+    return "".join(ch for ch in text if ch.isprintable() or ch == " ")
+
+
 def prefix_range(text: str) -> tuple[str, str] | None:
     """``lo <= name < hi`` for names (lower-cased, C collation) that start with ``text``."""
-    lo = " ".join(text.lower().split())
+    lo = " ".join(printable(text).lower().split())
     if not lo:
         return None
     last = ord(lo[-1])

@@ -54,6 +54,8 @@ HOSTILE = [
     ":*",
     "' & | ! <-> :*",
     "\x00",
+    "factorio\x00",
+    "fact\x01orio \ud800",
     "😀 emoji",
     "ǅ ﬁ ß İ",
     "a" * 40,

@@ -35,6 +35,7 @@ def test_fts_and_tsquery_strings_quote_every_word() -> None:
 def test_prefix_range() -> None:
     assert st.prefix_range("  Factorio  Mega ") == ("factorio mega", "factorio megb")
     assert st.prefix_range("   ") is None
+    assert st.prefix_range("fact\x00orio\ud800") == ("factorio", "factorip")
 
 
 def test_tiers() -> None:
