@@ -22,15 +22,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from benchmarks.lib import ROOT
 from benchmarks.lib.discovery_seed import Seed
 from benchmarks.lib.server import ServerProcess, stop_process
 from storage import create_engine
+from storage.discovery_models import Notification
 
 NO_FANOUT_AFTER = 15.0
 FANOUT_DEADLINE = 120.0
@@ -73,10 +75,14 @@ def start_publisher(url: str) -> subprocess.Popen[bytes]:
     )
 
 
-async def _count(engine: object, stream_id: int) -> int:
+async def _count(engine: object, stream_id: int, since: datetime) -> int:
+    """The stream's notifications, read through the created_at index from ``since`` (there is
+    no index on stream_id: a whole-table count every poll would compete with the fan-out)."""
     async with engine.connect() as conn:  # type: ignore[attr-defined]
         n = await conn.execute(
-            text("SELECT count(*) FROM notifications WHERE stream_id = :s"), {"s": stream_id}
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.created_at >= since, Notification.stream_id == stream_id)
         )
         return int(n.scalar_one())
 
@@ -95,43 +101,77 @@ async def _expected(engine: object, slug: str) -> int:
         return int(n.scalar_one())
 
 
+async def _count_until(
+    engine: object,
+    stream_id: int,
+    expected: int,
+    t_live: float,
+    since: datetime,
+    times: GoLiveTimes,
+) -> None:
+    """Counts the stream's notifications from the moment it is live until all are there."""
+    while True:
+        n = await _count(engine, stream_id, since)
+        now = time.monotonic()
+        times.notified = n
+        if n >= expected:
+            times.fanout_s = now - t_live
+            return
+        if (n == 0 and now - t_live > NO_FANOUT_AFTER) or now - t_live > FANOUT_DEADLINE:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def go_live(
     base: str, rtmp: str, slug: str, key: str, engine: object, expected: int
 ) -> GoLiveTimes:
+    """Publish to ``slug``; the player page's view of it (live, then playable) and, from the
+    moment it is live and at the same time, the count of its notifications."""
     t0 = time.monotonic()
+    since = datetime.now(UTC) - timedelta(seconds=5)
     pub = start_publisher(f"{rtmp}/live/{key}")
-    live_s = playable_s = float("nan")
-    stream_id = None
+    times = GoLiveTimes(float("nan"), float("nan"), None)
+    counting: asyncio.Task[None] | None = None
     try:
         async with aiohttp.ClientSession(base) as http:
             while time.monotonic() - t0 < PLAYABLE_DEADLINE:
                 async with http.get(f"/api/channels/{slug}/live") as r:
                     doc = await r.json()
-                if doc.get("live") and stream_id is None:
-                    live_s, stream_id = time.monotonic() - t0, doc["stream_id"]
+                if doc.get("live") and times.stream_id is None:
+                    times.live_s, times.stream_id = time.monotonic() - t0, doc["stream_id"]
+                    if expected:
+                        counting = asyncio.create_task(
+                            _count_until(
+                                engine, doc["stream_id"], expected, t0 + times.live_s, since, times
+                            )
+                        )
                 if doc.get("playable"):
-                    playable_s = time.monotonic() - t0
+                    times.playable_s = time.monotonic() - t0
                     break
                 if pub.poll() is not None:
                     raise RuntimeError(f"publisher exited: {stop_process(pub)}")
                 await asyncio.sleep(POLL)
-        times = GoLiveTimes(live_s, playable_s, stream_id)
-        if stream_id is None or not expected:
-            return times
-        t_live = t0 + live_s
-        while True:
-            n = await _count(engine, stream_id)
-            now = time.monotonic()
-            times.notified = n
-            if n >= expected:
-                times.fanout_s = now - t_live
-                break
-            if (n == 0 and now - t_live > NO_FANOUT_AFTER) or now - t_live > FANOUT_DEADLINE:
-                break
-            await asyncio.sleep(0.05)
+        if counting is not None:
+            await counting
         return times
     finally:
+        if counting is not None and not counting.done():
+            counting.cancel()
         stop_process(pub)
+
+
+async def fanout_seconds_total(base: str) -> tuple[float, float] | None:
+    """The server's own fan-out histogram (sum of seconds, count) from /metrics; None when
+    it has none."""
+    async with aiohttp.ClientSession(base) as http:
+        async with http.get("/metrics") as r:
+            body = await r.text()
+    found: dict[str, float] = {}
+    for line in body.splitlines():
+        for part in ("sum", "count"):
+            if line.startswith(f"aethex_notification_fanout_seconds_{part} "):
+                found[part] = float(line.split()[-1])
+    return (found["sum"], found["count"]) if len(found) == 2 else None
 
 
 async def _until_offline(base: str, slug: str, timeout: float = 60.0) -> None:
@@ -153,7 +193,9 @@ async def fanout_phase(workdir: Path, url: str, seed: Seed, env: dict[str, str])
         expected = await _expected(engine, seed.fanout_slug)
         quiet = await go_live(proc.base, rtmp, seed.quiet_slug, seed.quiet_key, engine, 0)
         await _until_offline(proc.base, seed.quiet_slug)
+        before = await fanout_seconds_total(proc.base)
         fan = await go_live(proc.base, rtmp, seed.fanout_slug, seed.fanout_key, engine, expected)
+        after = await fanout_seconds_total(proc.base)
     finally:
         await engine.dispose()
         await asyncio.to_thread(proc.stop, 30)
@@ -172,7 +214,10 @@ async def fanout_phase(workdir: Path, url: str, seed: Seed, env: dict[str, str])
         print(f"fan-out: only {fan.notified} of {expected} notifications written; goal <= 10 s: NO")
     else:
         ok = "yes" if fan.fanout_s <= 10 else "NO"
+        own = ""
+        if before is not None and after is not None and after[1] > before[1]:
+            own = f"; the server's own figure (its fan-out task): {after[0] - before[0]:.2f} s"
         print(
             f"fan-out: {fan.notified} notifications written {fan.fanout_s:.2f} s after going "
-            f"live ({fan.notified / max(fan.fanout_s, 1e-9):,.0f}/s); goal <= 10 s: {ok}"
+            f"live ({fan.notified / max(fan.fanout_s, 1e-9):,.0f}/s){own}; goal <= 10 s: {ok}"
         )
