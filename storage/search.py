@@ -65,7 +65,7 @@ class SearchLimits:
     candidates: int = 50
     # Typo tolerance runs when the exact and word matches found fewer rows than this...
     fuzzy_below: int = 10
-    # ...and takes at most this many rows from the trigram index.
+    # ...and looks at most this many vocabulary words up per misspelt word.
     fuzzy_candidates: int = 50
 
 
