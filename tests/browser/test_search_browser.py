@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from storage import queries
-from tests.browser.browser_support import PageWatch, browser  # noqa: F401
+from tests.browser.browser_support import PageWatch, browser, screenshot_path  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -55,6 +55,7 @@ async def test_search_box_suggests_and_is_keyboard_navigable(browser, server) ->
         assert texts[0] == "Factorio" and "Factorio Trains" in texts
         assert texts[-1] == 'Search for "factorio"'
         assert len(suggests) < len("factorio")  # debounced
+        await page.screenshot(path=str(screenshot_path("search-suggestions.png")))
 
         await page.keyboard.press("ArrowDown")
         first = page.locator("#site-search-list [role=option]").first
@@ -82,9 +83,11 @@ async def test_search_box_suggests_and_is_keyboard_navigable(browser, server) ->
         await page.wait_for_url(f"{base}/search?q=factorio")
         cards = page.locator("#search-results [data-type=channel]")
         assert await cards.count() == 2
+        await page.screenshot(path=str(screenshot_path("search-channels.png")), full_page=True)
         await page.get_by_role("link", name="People").click()
         await page.wait_for_url("**type=users**")
         assert await page.locator("#search-results [data-type=user]").count() == 1
+        await page.screenshot(path=str(screenshot_path("search-page.png")), full_page=True)
         watch.check()
     finally:
         await context.close()
