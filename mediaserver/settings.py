@@ -449,6 +449,9 @@ class RecommendationSettings:
     live_cache_seconds: float = 2.0
     # Most live channels read for the home page (the most watched first).
     max_live: int = 2000
+    # Seconds a user's follows and blocks are reused (a follow through the site drops them at
+    # once); 0 reads them on every visit.
+    follows_cache_seconds: float = 10.0
     # Seconds a user's watch-history signals are reused; 0 reads them on every visit.
     user_cache_seconds: float = 15.0
     # Users whose signals are cached at once.
@@ -464,6 +467,10 @@ class RecommendationSettings:
     coview_refresh: float = 300.0
     coview_neighbours: int = 20
     coview_channels_per_user: int = 16
+    # The user's strongest categories and tags that bring in candidates for "Recommended for
+    # you", and how many of the most watched live channels of each (bounds the work per visit).
+    signals_used: int = 8
+    candidates_per_signal: int = 24
     # Cards per home page section.
     following_max: int = 12
     recommended_max: int = 12
@@ -905,6 +912,8 @@ def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:
         "coview_refresh",
         "coview_neighbours",
         "coview_channels_per_user",
+        "signals_used",
+        "candidates_per_signal",
         "following_max",
         "recommended_max",
         "popular_max",
@@ -913,8 +922,9 @@ def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:
         "new_creator_days",
     ):
         _check_positive(f"recommendations.{name}", getattr(r, name))
-    if r.user_cache_seconds < 0:
-        raise SettingsError("recommendations.user_cache_seconds", "must be 0 (off) or seconds")
+    for name in ("user_cache_seconds", "follows_cache_seconds"):
+        if getattr(r, name) < 0:
+            raise SettingsError(f"recommendations.{name}", "must be 0 (off) or seconds")
 
 
 def _validate_browse(b: BrowseSettings) -> None:

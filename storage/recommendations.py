@@ -14,11 +14,14 @@ Like ``storage.follows``: every function takes an ``AsyncSession`` and never com
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.discovery_models import Category, WatchSession
@@ -61,37 +64,40 @@ def _category_name(catalogue: str | None, free_text: str | None) -> str | None:
     return catalogue or free_text or None
 
 
-async def live_cards(session: AsyncSession, limit: int) -> list[LiveCard]:
+async def live_cards(session: AsyncSession, limit: int, chunk: int = 250) -> list[LiveCard]:
     """The live streams of listed channels, the most watched first (then the newest)."""
     category_id = func.coalesce(Stream.category_id, Channel.category_id)
-    rows = (
-        await session.execute(
-            select(
-                Stream.id,
-                Stream.title,
-                Stream.viewer_count,
-                Stream.started_at,
-                Channel.id,
-                Channel.slug,
-                Channel.name,
-                Channel.owner_id,
-                User.username,
-                Profile.display_name,
-                Channel.avatar_path,
-                category_id,
-                Category.name,
-                func.coalesce(Stream.category, Channel.category),
-                Channel.tags,
-            )
-            .join(Channel, Channel.id == Stream.channel_id)
-            .join(User, User.id == Channel.owner_id)
-            .outerjoin(Profile, Profile.user_id == User.id)
-            .outerjoin(Category, Category.id == category_id)
-            .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
-            .order_by(Stream.viewer_count.desc(), Stream.started_at.desc(), Stream.id.desc())
-            .limit(limit)
+    result = await session.stream(
+        select(
+            Stream.id,
+            Stream.title,
+            Stream.viewer_count,
+            Stream.started_at,
+            Channel.id,
+            Channel.slug,
+            Channel.name,
+            Channel.owner_id,
+            User.username,
+            Profile.display_name,
+            Channel.avatar_path,
+            category_id,
+            Category.name,
+            func.coalesce(Stream.category, Channel.category),
+            Channel.tags,
         )
-    ).all()
+        .join(Channel, Channel.id == Stream.channel_id)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .outerjoin(Category, Category.id == category_id)
+        .where(Stream.status == StreamStatus.LIVE, Channel.is_public.is_(True))
+        .order_by(Stream.viewer_count.desc(), Stream.started_at.desc(), Stream.id.desc())
+        .limit(limit)
+        .execution_options(yield_per=chunk)
+    )
+    rows: list[Any] = []
+    async for part in result.partitions(chunk):
+        rows.extend(part)
+        await asyncio.sleep(0)  # a thousand rows: let the requests waiting meanwhile run
     return [
         LiveCard(
             stream_id=sid,
@@ -142,33 +148,6 @@ async def first_stream_times(
         )
     ).all()
     return {cid: started for cid, started in rows if started is not None}
-
-
-async def followed_signals(session: AsyncSession, user_id: int, limit: int) -> list[ChannelSignal]:
-    """The channels ``user_id`` follows (the most recent ``limit`` follows)."""
-    rows = (
-        await session.execute(
-            select(
-                Channel.id,
-                Channel.name,
-                Channel.category_id,
-                Category.name,
-                Channel.category,
-                Channel.tags,
-            )
-            .join(ChannelFollow, ChannelFollow.channel_id == Channel.id)
-            .outerjoin(Category, Category.id == Channel.category_id)
-            .where(ChannelFollow.user_id == user_id)
-            .order_by(ChannelFollow.created_at.desc())
-            .limit(limit)
-        )
-    ).all()
-    return [
-        ChannelSignal(
-            cid, name, cat_id, _category_name(cat, free), tuple(t for t in tags or () if t)
-        )
-        for cid, name, cat_id, cat, free, tags in rows
-    ]
 
 
 async def watched_signals(session: AsyncSession, user_id: int, limit: int) -> list[ChannelSignal]:
@@ -222,30 +201,90 @@ async def watched_signals(session: AsyncSession, user_id: int, limit: int) -> li
     ]
 
 
-async def blocked_user_ids(session: AsyncSession, user_id: int, limit: int) -> set[int]:
-    """Users ``user_id`` blocked, and users who blocked ``user_id``: neither side's channels
-    are suggested to the other."""
-    rows = (
-        await session.execute(
-            select(Block.blocker_id, Block.blocked_id)
-            .where(or_(Block.blocker_id == user_id, Block.blocked_id == user_id))
-            .limit(limit)
+async def follows_and_blocks(
+    session: AsyncSession, user_id: int, max_follows: int, max_blocks: int
+) -> tuple[list[ChannelSignal], set[int]]:
+    """``followed_signals`` and ``blocked_user_ids`` in one round trip (a page view of a
+    logged-in user reads both at every visit, so a follow or a block shows at once)."""
+    follows = (
+        select(
+            literal(1).label("kind"),
+            Channel.id.label("ref"),
+            Channel.name.label("name"),
+            Channel.category_id.label("category_id"),
+            Category.name.label("category"),
+            Channel.category.label("free"),
+            Channel.tags.label("tags"),
         )
-    ).all()
-    return {a if b == user_id else b for a, b in rows}
+        .join(ChannelFollow, ChannelFollow.channel_id == Channel.id)
+        .outerjoin(Category, Category.id == Channel.category_id)
+        .where(ChannelFollow.user_id == user_id)
+        .order_by(ChannelFollow.created_at.desc())
+        .limit(max_follows)
+        .subquery()
+    )
+
+    def blocks(mine: Any, theirs: Any) -> Any:
+        return (
+            select(
+                literal(2).label("kind"),
+                theirs.label("ref"),
+                null().label("name"),
+                null().label("category_id"),
+                null().label("category"),
+                null().label("free"),
+                null().label("tags"),
+            )
+            .where(mine == user_id)
+            .limit(max_blocks)
+            .subquery()
+        )
+
+    query = union_all(
+        select(follows),
+        select(blocks(Block.blocker_id, Block.blocked_id)),
+        select(blocks(Block.blocked_id, Block.blocker_id)),
+    )
+    followed: list[ChannelSignal] = []
+    blocked: set[int] = set()
+    for kind, ref, name, cat_id, cat, free, tags in (await session.execute(query)).all():
+        if kind == 1:
+            followed.append(
+                ChannelSignal(ref, name, cat_id, _category_name(cat, free), _tags(tags))
+            )
+        else:
+            blocked.add(ref)
+    return followed, blocked
 
 
-async def recent_watch_pairs(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # a JSON column read through a UNION comes back as text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(t for t in value if isinstance(t, str) and t)
+
+
+async def recent_watch_pairs(
+    session: AsyncSession, limit: int, chunk: int = 5000
+) -> list[tuple[int, int]]:
     """``(user_id, channel_id)`` of the newest ``limit`` watch sessions (the co-viewing
-    sample)."""
-    rows = (
-        await session.execute(
-            select(WatchSession.user_id, WatchSession.channel_id)
-            .order_by(WatchSession.id.desc())
-            .limit(limit)
-        )
-    ).all()
-    return [(u, c) for u, c in rows]
+    sample), read ``chunk`` rows at a time with a yield to the event loop between chunks, so
+    a large sample never holds up the requests being served meanwhile."""
+    out: list[tuple[int, int]] = []
+    result = await session.stream(
+        select(WatchSession.user_id, WatchSession.channel_id)
+        .order_by(WatchSession.id.desc())
+        .limit(limit)
+        .execution_options(yield_per=chunk)
+    )
+    async for rows in result.partitions(chunk):
+        out.extend((u, c) for u, c in rows)
+        await asyncio.sleep(0)
+    return out
 
 
 __all__ = [
@@ -253,8 +292,7 @@ __all__ = [
     "ChannelSignal",
     "live_cards",
     "first_stream_times",
-    "followed_signals",
     "watched_signals",
-    "blocked_user_ids",
+    "follows_and_blocks",
     "recent_watch_pairs",
 ]

@@ -41,6 +41,7 @@ def env(settings_env: dict[str, str]) -> dict[str, str]:
         # Every load sees the latest rows: the caches are the subject of other checks.
         "AETHEX_RECOMMENDATIONS__LIVE_CACHE_SECONDS": "0.001",
         "AETHEX_RECOMMENDATIONS__USER_CACHE_SECONDS": "0",
+        "AETHEX_RECOMMENDATIONS__FOLLOWS_CACHE_SECONDS": "0",
         "AETHEX_RECOMMENDATIONS__COVIEW_REFRESH": "0.05",
         "AETHEX_RECOMMENDATIONS__POPULAR_MAX": "6",
         "AETHEX_RECOMMENDATIONS__POPULAR_PER_CATEGORY": "2",

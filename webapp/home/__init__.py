@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from ..identity import current_user, upload_url
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, SETTINGS_KEY, FollowChange
 from ..render import render
 from .recommend import Card, Sections
 from .service import HomeData
@@ -24,6 +26,10 @@ HOME_KEY = web.AppKey("home_data", HomeData)
 __all__ = ["HOME_KEY", "HomeData", "setup"]
 
 
+REASON_MARK = Markup("<!--reason-->")
+REASON_LINE = Markup('<span class="card-reason">%s</span>')
+
+
 def _thumbnail(thumbs: Path, slug: str) -> str | None:
     try:
         return f"/thumbnails/{slug}.jpg?v={int((thumbs / f'{slug}.jpg').stat().st_mtime)}"
@@ -31,37 +37,64 @@ def _thumbnail(thumbs: Path, slug: str) -> str | None:
         return None
 
 
-def _cards(cards: list[Card], thumbs: Path) -> list[dict[str, Any]]:
-    return [
-        {
-            "slug": c.live.slug,
-            "title": c.live.title,
-            "creator": c.live.creator,
-            "category": c.live.category,
-            "viewers": c.live.viewers,
-            "thumbnail": _thumbnail(thumbs, c.live.slug),
-            "avatar": upload_url(c.live.avatar_path),
-            "reason": c.reason,
-        }
-        for c in cards
-    ]
+class CardHtml:
+    """Each live channel's card rendered once per refresh of the live list (the list object
+    is the generation) and shared by every visitor; only the reason line is per visitor."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.thumbs = app[SETTINGS_KEY].data_dir / "thumbnails"
+        self._generation: object = None
+        self._html: dict[int, Markup] = {}
+        self._macro: Any = None
+
+    def cards(self, generation: object, cards: list[Card]) -> list[Markup]:
+        if generation is not self._generation:
+            self._generation, self._html = generation, {}
+        if self._macro is None:
+            env = aiohttp_jinja2.get_env(self.app)
+            self._macro = env.get_template("_home_card.html").module.card  # type: ignore[attr-defined]
+        out = []
+        for card in cards:
+            live = card.live
+            html = self._html.get(live.channel_id)
+            if html is None:
+                html = self._html[live.channel_id] = Markup(
+                    self._macro(
+                        {
+                            "slug": live.slug,
+                            "title": live.title,
+                            "creator": live.creator,
+                            "category": live.category,
+                            "viewers": live.viewers,
+                            "thumbnail": _thumbnail(self.thumbs, live.slug),
+                            "avatar": upload_url(live.avatar_path),
+                        }
+                    )
+                )
+            reason = REASON_LINE % card.reason if card.reason else Markup("")
+            out.append(html.replace(REASON_MARK, reason))
+        return out
+
+
+CARDS_KEY = web.AppKey("home_card_html", CardHtml)
 
 
 async def home(request: web.Request) -> web.Response:
     data = request.app[HOME_KEY]
     user = await current_user(request)
     sections: Sections = await (data.for_user(user.id) if user else data.anonymous())
-    thumbs = request.app[SETTINGS_KEY].data_dir / "thumbnails"
+    html = request.app[CARDS_KEY]
+    generation = data.generation
     response = render(
         request,
         "home.html",
         {
-            "logged_in": user is not None,
             "any_live": bool(sections),
-            "following": _cards(sections.following, thumbs),
-            "recommended": _cards(sections.recommended, thumbs),
-            "popular": _cards(sections.popular, thumbs),
-            "new_creators": _cards(sections.new_creators, thumbs),
+            "following": html.cards(generation, sections.following),
+            "recommended": html.cards(generation, sections.recommended),
+            "popular": html.cards(generation, sections.popular),
+            "new_creators": html.cards(generation, sections.new_creators),
         },
     )
     if user is not None:
@@ -75,5 +108,12 @@ async def _close(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     app[HOME_KEY] = HomeData(app[DB_KEY], app[SETTINGS_KEY].recommendations)
+    app[CARDS_KEY] = CardHtml(app)
+    data = app[HOME_KEY]
+
+    def follow_changed(change: FollowChange) -> None:
+        data.follow_changed(change.user_id)
+
+    app.setdefault(FOLLOW_LISTENERS_KEY, []).append(follow_changed)
     app.router.add_get("/", home, name="home")
     app.on_cleanup.append(_close)

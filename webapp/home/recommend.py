@@ -58,6 +58,10 @@ class Limits:
     new_creators: int
     per_category: int
     new_creator_age: timedelta
+    # The user's strongest categories and tags that bring in candidates, and how many of the
+    # most watched live channels of each.
+    signals_used: int = 8
+    candidates_per_signal: int = 24
 
 
 def category_key(category_id: int | None, name: str | None) -> str | None:
@@ -163,6 +167,10 @@ def taste(
     return t
 
 
+def _strongest(table: dict[str, tuple[float, str]], n: int) -> list[str]:
+    return sorted(table, key=lambda k: table[k][0], reverse=True)[:n]
+
+
 def _score(card: LiveCard, t: Taste) -> _Best:
     best = _Best()
     key = category_key(card.category_id, card.category)
@@ -210,59 +218,119 @@ def age_text(first: datetime, now: datetime) -> str:
     return f"New creator, first live {days} days ago"
 
 
-def anonymous_sections(live: Sequence[LiveCard], limits: Limits) -> Sections:
-    popular = spread(live, limits.popular, limits.per_category)
+@dataclass
+class LiveIndex:
+    """The live channels (the most watched first) indexed for one user's request: built once
+    per refresh of the live list, so a request looks at its own candidates (the channels in
+    the user's categories and tags, followed or co-viewed) instead of every live channel."""
+
+    cards: list[LiveCard]
+    position: dict[int, int]  # channel id -> index in cards
+    by_category: dict[str, list[int]]
+    by_tag: dict[str, list[int]]
+    newcomers: list[int]  # new creators' indexes, most watched first
+    first_live: dict[int, datetime]
+    built_at: datetime
+
+
+def index_live(
+    cards: list[LiveCard], first_live: dict[int, datetime], now: datetime, limits: Limits
+) -> LiveIndex:
+    by_category: dict[str, list[int]] = defaultdict(list)
+    by_tag: dict[str, list[int]] = defaultdict(list)
+    cutoff = now - limits.new_creator_age
+    newcomers = []
+    for i, card in enumerate(cards):
+        key = category_key(card.category_id, card.category)
+        if key is not None:
+            by_category[key].append(i)
+        for tag in {t.casefold() for t in card.tags}:
+            by_tag[tag].append(i)
+        first = first_live.get(card.channel_id)
+        if first is not None and first >= cutoff:
+            newcomers.append(i)
+    return LiveIndex(
+        cards,
+        {c.channel_id: i for i, c in enumerate(cards)},
+        dict(by_category),
+        dict(by_tag),
+        newcomers,
+        {c.channel_id: first_live[c.channel_id] for c in cards if c.channel_id in first_live},
+        now,
+    )
+
+
+def anonymous_sections(live: LiveIndex, limits: Limits) -> Sections:
+    popular = spread(live.cards, limits.popular, limits.per_category)
     return Sections(popular=[Card(c, popular_reason(c)) for c in popular])
 
 
 def user_sections(
-    live: Sequence[LiveCard],
+    live: LiveIndex,
     *,
     user_id: int,
     followed: Sequence[ChannelSignal],
     watched: Sequence[ChannelSignal],
     blocked: set[int],
     neighbours: dict[int, list[tuple[int, int]]],
-    first_live: dict[int, datetime],
-    now: datetime,
     limits: Limits,
 ) -> Sections:
-    """The four sections for ``user_id``; ``live`` is the most watched first."""
-    allowed = [c for c in live if c.owner_id not in blocked]
+    """The four sections for ``user_id``."""
+    cards = live.cards
+
+    def allowed(i: int) -> bool:
+        return cards[i].owner_id not in blocked
+
     followed_ids = {s.channel_id for s in followed}
     out = Sections()
-    shown: set[int] = set()
+    shown: set[int] = set()  # indexes
 
-    out.following = [Card(c) for c in allowed if c.channel_id in followed_ids][: limits.following]
-    shown.update(c.live.channel_id for c in out.following)
+    following = sorted(
+        i for cid in followed_ids if (i := live.position.get(cid)) is not None and allowed(i)
+    )[: limits.following]
+    out.following = [Card(cards[i]) for i in following]
+    shown.update(following)
 
     t = taste(followed, watched, neighbours)
-    scored: list[tuple[float, int, LiveCard, str]] = []
-    for position, card in enumerate(allowed):
-        if card.channel_id in followed_ids or card.owner_id == user_id:
+    # Candidates: the most watched few of each of the user's strongest categories and tags,
+    # and the co-viewed channels, so the work per visit is bounded whatever is live. Within
+    # a category every channel gets the same weight from it, and one further down the list
+    # could only overtake through a tag or co-viewing, which bring it in by themselves.
+    per_key = limits.candidates_per_signal
+    candidates: set[int] = set()
+    for key in _strongest(t.categories, limits.signals_used):
+        candidates.update(live.by_category.get(key, ())[:per_key])
+    for tag in _strongest(t.tags, limits.signals_used):
+        candidates.update(live.by_tag.get(tag, ())[:per_key])
+    candidates.update(i for cid in t.coview if (i := live.position.get(cid)) is not None)
+    scored: list[tuple[float, int, str]] = []
+    for i in candidates:
+        card = cards[i]
+        if card.channel_id in followed_ids or card.owner_id == user_id or not allowed(i):
             continue
         best = _score(card, t)
         if best.score > 0:
-            scored.append((best.score, position, card, best.reason))
+            scored.append((best.score, i, best.reason))
     scored.sort(key=lambda item: (-item[0], item[1]))  # ties: the more watched first
-    out.recommended = [Card(card, reason) for _, _, card, reason in scored[: limits.recommended]]
-    shown.update(c.live.channel_id for c in out.recommended)
+    recommended = scored[: limits.recommended]
+    out.recommended = [Card(cards[i], reason) for _, i, reason in recommended]
+    shown.update(i for _, i, _ in recommended)
 
     # New creators before popular: on a quiet site popular would take them all, and a
     # newcomer with few viewers is rarely among the most watched anyway.
-    cutoff = now - limits.new_creator_age
-    newcomers = [
-        c
-        for c in allowed
-        if c.channel_id not in shown
-        and c.owner_id != user_id
-        and (first := first_live.get(c.channel_id)) is not None
-        and first >= cutoff
-    ][: limits.new_creators]
-    out.new_creators = [Card(c, age_text(first_live[c.channel_id], now)) for c in newcomers]
-    shown.update(c.channel_id for c in newcomers)
+    newcomers: list[int] = []
+    for i in live.newcomers:
+        if len(newcomers) >= limits.new_creators:
+            break
+        if i not in shown and allowed(i) and cards[i].owner_id != user_id:
+            newcomers.append(i)
+    out.new_creators = [
+        Card(cards[i], age_text(live.first_live[cards[i].channel_id], live.built_at))
+        for i in newcomers
+    ]
+    shown.update(newcomers)
 
-    rest = [c for c in allowed if c.channel_id not in shown]
+    rest = (c for i, c in enumerate(cards) if i not in shown and allowed(i))
     out.popular = [
         Card(c, popular_reason(c)) for c in spread(rest, limits.popular, limits.per_category)
     ]

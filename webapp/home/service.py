@@ -1,34 +1,78 @@
 """What the home page reads, cached so a busy page costs few queries.
 
-* The live channels: one query every ``recommendations.live_cache_seconds`` for every visitor
-  (concurrent visitors of an expired list wait for the one query instead of each running it),
-  with each live channel's first broadcast (asked once per channel, then remembered).
+* The live channels: one query every ``recommendations.live_cache_seconds`` for every visitor.
+  While the list is less than twice that old, visitors get it at once and one background task
+  reads the next (read in chunks, yielding between them, so the event loop keeps serving);
+  an older list (a quiet site) is refreshed before answering. Each live channel's first
+  broadcast is asked once per channel, then remembered.
 * Co-viewing ("viewers of X also watch"): counted over the newest
   ``recommendations.coview_sample`` watch sessions in the background every
   ``coview_refresh`` seconds, never on a visitor's request; the page uses the last count.
-* A user's watch-history signals: reused for ``user_cache_seconds`` (an LRU of
-  ``user_cache_entries`` users). Follows and blocks are read at every visit (two indexed
-  queries), so following or blocking someone shows on the next page load.
+* A user's follows and blocks: one query, reused for ``follows_cache_seconds`` and dropped at
+  once when the user follows or unfollows through the site (the follows area's listeners).
+  Their watch-history signals: reused for ``user_cache_seconds``. Both in LRUs of
+  ``user_cache_entries`` users.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Generic, TypeVar
 
 from mediaserver.settings import RecommendationSettings
 from storage import Database
 from storage import recommendations as rec_queries
-from storage.recommendations import ChannelSignal, LiveCard
+from storage.recommendations import ChannelSignal
 
-from .recommend import Limits, Sections, anonymous_sections, co_viewing, user_sections
+from .recommend import (
+    Limits,
+    LiveIndex,
+    Sections,
+    anonymous_sections,
+    co_viewing,
+    index_live,
+    user_sections,
+)
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+
+
+class _Expiring(Generic[V]):
+    """A small LRU of values that go stale ``ttl`` seconds (give or take a random tenth, so
+    the entries made in one burst do not all go stale together) after they were stored."""
+
+    def __init__(self, ttl: float, size: int) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._items: OrderedDict[int, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: int) -> tuple[V | None, bool]:
+        """``(value, fresh)``; ``(None, False)`` when there is none."""
+        item = self._items.get(key)
+        if item is None:
+            return None, False
+        self._items.move_to_end(key)
+        return item[1], item[0] > time.monotonic()
+
+    def put(self, key: int, value: V) -> None:
+        if self.ttl <= 0:
+            return
+        ttl = self.ttl * random.uniform(0.9, 1.1)
+        self._items[key] = (time.monotonic() + ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def drop(self, key: int) -> None:
+        self._items.pop(key, None)
 
 
 class HomeData:
@@ -42,38 +86,72 @@ class HomeData:
             new_creators=settings.new_creators_max,
             per_category=settings.popular_per_category,
             new_creator_age=timedelta(days=settings.new_creator_days),
+            signals_used=settings.signals_used,
+            candidates_per_signal=settings.candidates_per_signal,
         )
-        self._live: list[LiveCard] = []
-        self._live_until = 0.0
+        self._live = index_live([], {}, datetime.now(UTC), self.limits)
+        self._live_at = -float("inf")  # monotonic time of the read behind self._live
         self._live_lock = asyncio.Lock()
+        self._live_task: asyncio.Task[None] | None = None
         self._first_live: dict[int, datetime] = {}
         self._anonymous: Sections | None = None
         self._neighbours: dict[int, list[tuple[int, int]]] = {}
         self._coview_at = -float("inf")
         self._coview_task: asyncio.Task[None] | None = None
-        self._watched: OrderedDict[int, tuple[float, list[ChannelSignal]]] = OrderedDict()
+        self._follows: _Expiring[tuple[list[ChannelSignal], set[int]]] = _Expiring(
+            settings.follows_cache_seconds, settings.user_cache_entries
+        )
+        self._watched: _Expiring[list[ChannelSignal]] = _Expiring(
+            settings.user_cache_seconds, settings.user_cache_entries
+        )
+        self._rereading: set[int] = set()
+        # Follow changes per user, so a read that overlapped one does not cache what it read.
+        self._drops: dict[int, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def generation(self) -> object:
+        """Changes at each refresh of the live list (what card HTML may be reused for)."""
+        return self._live
 
     # -- live channels ---------------------------------------------------------------------
 
-    async def live(self) -> list[LiveCard]:
-        if time.monotonic() < self._live_until:
-            return self._live
-        async with self._live_lock:
-            if time.monotonic() < self._live_until:
-                return self._live  # another request refreshed it while this one waited
-            async with self.db.session() as session:
-                live = await rec_queries.live_cards(session, self.settings.max_live)
-                unknown = [c.channel_id for c in live if c.channel_id not in self._first_live]
-                if len(self._first_live) + len(unknown) > 4 * self.settings.max_live:
-                    self._first_live.clear()
-                    unknown = [c.channel_id for c in live]
-                if unknown:
-                    self._first_live.update(await rec_queries.first_stream_times(session, unknown))
-            self._live = live
-            self._anonymous = None
-            self._live_until = time.monotonic() + self.settings.live_cache_seconds
+    async def live(self) -> LiveIndex:
+        age = time.monotonic() - self._live_at
+        ttl = self.settings.live_cache_seconds
+        if age >= ttl:
+            if age < 2 * ttl:
+                if self._live_task is None or self._live_task.done():
+                    self._live_task = asyncio.get_running_loop().create_task(self._refresh())
+            else:
+                await self._refresh()
         self._maybe_refresh_coview()
-        return live
+        return self._live
+
+    async def _refresh(self) -> None:
+        seen = self._live
+        async with self._live_lock:
+            if self._live is not seen:
+                return  # another request refreshed it while this one waited
+            started = time.monotonic()
+            try:
+                async with self.db.session() as session:
+                    live = await rec_queries.live_cards(session, self.settings.max_live)
+                    known = self._first_live
+                    unknown = [c.channel_id for c in live if c.channel_id not in known]
+                    if len(known) + len(unknown) > 4 * self.settings.max_live:
+                        known.clear()
+                        unknown = [c.channel_id for c in live]
+                    if unknown:
+                        known.update(await rec_queries.first_stream_times(session, unknown))
+            except Exception:
+                if self._live_at == -float("inf"):
+                    raise  # nothing to show instead
+                log.exception("reading the live channels failed; showing the previous list")
+                return
+            self._live = index_live(live, self._first_live, datetime.now(UTC), self.limits)
+            self._anonymous = None
+            self._live_at = started
 
     async def anonymous(self) -> Sections:
         live = await self.live()
@@ -86,30 +164,64 @@ class HomeData:
 
     # -- one user ------------------------------------------------------------------------
 
-    async def _watched_of(self, session: AsyncSession, user_id: int) -> list[ChannelSignal]:
-        ttl = self.settings.user_cache_seconds
-        now = time.monotonic()
-        cached = self._watched.get(user_id)
-        if cached is not None and cached[0] > now:
-            self._watched.move_to_end(user_id)
-            return cached[1]
-        watched = await rec_queries.watched_signals(
-            session, user_id, self.settings.max_history_read
-        )
-        if ttl > 0:
-            self._watched[user_id] = (now + ttl, watched)
-            self._watched.move_to_end(user_id)
-            while len(self._watched) > self.settings.user_cache_entries:
-                self._watched.popitem(last=False)
-        return watched
+    def follow_changed(self, user_id: int) -> None:
+        """The user followed or unfollowed a channel: read their follows at the next visit."""
+        self._follows.drop(user_id)
+        if len(self._drops) >= self.settings.user_cache_entries:
+            self._drops.clear()
+        self._drops[user_id] = self._drops.get(user_id, 0) + 1
+
+    async def _read_user(
+        self, user_id: int, follows: bool, watched: bool
+    ) -> tuple[tuple[list[ChannelSignal], set[int]] | None, list[ChannelSignal] | None]:
+        """Read (and cache) the signals asked for; None for those not asked."""
+        s = self.settings
+        read_follows = read_watched = None
+        drops = self._drops.get(user_id, 0)
+        async with self.db.session() as session:
+            if follows:
+                read_follows = await rec_queries.follows_and_blocks(
+                    session, user_id, s.max_follows_read, s.max_blocks_read
+                )
+                if self._drops.get(user_id, 0) == drops:  # no follow changed meanwhile
+                    self._follows.put(user_id, read_follows)
+            if watched:
+                read_watched = await rec_queries.watched_signals(
+                    session, user_id, s.max_history_read
+                )
+                self._watched.put(user_id, read_watched)
+        return read_follows, read_watched
+
+    async def _reread_user(self, user_id: int, follows: bool, watched: bool) -> None:
+        try:
+            await self._read_user(user_id, follows, watched)
+        except Exception:
+            log.exception("reading a user's signals failed; keeping the previous ones")
+        finally:
+            self._rereading.discard(user_id)
 
     async def for_user(self, user_id: int) -> Sections:
+        """The sections for ``user_id``. Signals never read (or dropped by a follow) are read
+        now; stale ones are used once more while a background task reads them again."""
         live = await self.live()
-        s = self.settings
-        async with self.db.session() as session:
-            followed = await rec_queries.followed_signals(session, user_id, s.max_follows_read)
-            blocked = await rec_queries.blocked_user_ids(session, user_id, s.max_blocks_read)
-            watched = await self._watched_of(session, user_id)
+        follows, follows_fresh = self._follows.get(user_id)
+        watched, watched_fresh = self._watched.get(user_id)
+        if follows is None or watched is None:
+            read_follows, read_watched = await self._read_user(
+                user_id, follows is None, watched is None
+            )
+            follows = follows if read_follows is None else read_follows
+            watched = watched if read_watched is None else read_watched
+            assert follows is not None and watched is not None
+        elif not (follows_fresh and watched_fresh) and user_id not in self._rereading:
+            self._rereading.add(user_id)
+            self._tasks.add(
+                asyncio.get_running_loop().create_task(
+                    self._reread_user(user_id, not follows_fresh, not watched_fresh)
+                )
+            )
+            self._tasks = {t for t in self._tasks if not t.done()}
+        followed, blocked = follows
         return user_sections(
             live,
             user_id=user_id,
@@ -117,8 +229,6 @@ class HomeData:
             watched=watched,
             blocked=blocked,
             neighbours=self._neighbours,
-            first_live=self._first_live,
-            now=datetime.now(UTC),
             limits=self.limits,
         )
 
@@ -146,10 +256,8 @@ class HomeData:
             log.exception("counting co-viewing failed; keeping the previous count")
 
     async def close(self) -> None:
-        task = self._coview_task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._coview_task, self._live_task, *self._tasks):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
