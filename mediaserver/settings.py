@@ -523,6 +523,10 @@ class SearchSettings:
     fuzzy_below: int = 10
     # ...and looks at this many vocabulary words sharing letters with each misspelt word.
     fuzzy_candidates: int = 50
+    # Seconds an answer serves every request for the same query, type, page and cursor (search
+    # results are the same for everybody); 0: none. At most cache_entries answers are kept.
+    cache_seconds: float = 2.0
+    cache_entries: int = 2000
 
 
 @dataclass(frozen=True)
@@ -657,6 +661,8 @@ def _validate_search(s: SearchSettings) -> None:
         "candidates": (1, 10000),
         "fuzzy_below": (0, 10000),
         "fuzzy_candidates": (1, 1000),
+        "cache_seconds": (0, 60),
+        "cache_entries": (1, 100000),
     }
     for name, (low, high) in bounds.items():
         if not low <= getattr(s, name) <= high:

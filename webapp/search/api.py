@@ -16,41 +16,60 @@ from storage.search import SEARCH_TYPES, InvalidCursor
 
 from ..keys import DB_KEY
 from ..openapi import error_response, json_response
-from .common import bad_cursor, hit_json, limits_of, read_params, read_query, settings_of
+from .cache import CACHE_KEY
+from .common import (
+    SearchParams,
+    bad_cursor,
+    hit_json,
+    limits_of,
+    read_params,
+    read_query,
+    settings_of,
+)
 
 CACHE = {"Cache-Control": "private, max-age=5"}
 
 
-async def search_api(request: web.Request) -> web.Response:
-    params = read_params(request)
-    limits = limits_of(settings_of(request))
-    async with request.app[DB_KEY].session() as session:
-        try:
-            page = await search_store.search(
-                session, params.q, params.kind, params.limit, params.cursor, limits
-            )
-        except InvalidCursor:
-            raise bad_cursor() from None
-    return web.json_response(
-        {
-            "query": params.q,
-            "type": params.kind,
+async def search_page_json(request: web.Request, params: SearchParams) -> dict[str, Any]:
+    """One page of results as JSON-ready data (the API's ``items`` and ``next_cursor``; the
+    page renders the same), through the cache."""
+
+    async def run() -> dict[str, Any]:
+        limits = limits_of(settings_of(request))
+        async with request.app[DB_KEY].session() as session:
+            try:
+                page = await search_store.search(
+                    session, params.q, params.kind, params.limit, params.cursor, limits
+                )
+            except InvalidCursor:
+                raise bad_cursor() from None
+        return {
             "items": [hit_json(request.app, hit) for hit in page.items],
             "next_cursor": page.next_cursor,
-        },
-        headers=CACHE,
-    )
+        }
+
+    key = ("search", params.q, params.kind, params.limit, params.cursor)
+    answer: dict[str, Any] = await request.app[CACHE_KEY].get(key, run)
+    return answer
+
+
+async def search_api(request: web.Request) -> web.Response:
+    params = read_params(request)
+    found = await search_page_json(request, params)
+    return web.json_response({"query": params.q, "type": params.kind, **found}, headers=CACHE)
 
 
 async def suggest_api(request: web.Request) -> web.Response:
     q = read_query(request)
     s = settings_of(request)
-    async with request.app[DB_KEY].session() as session:
-        found = await search_store.suggest(session, q, s.suggest_per_type, limits_of(s))
-    body: dict[str, Any] = {"query": q}
-    for kind in SEARCH_TYPES:
-        body[kind] = [hit_json(request.app, hit) for hit in found[kind]]
-    return web.json_response(body, headers=CACHE)
+
+    async def run() -> dict[str, Any]:
+        async with request.app[DB_KEY].session() as session:
+            found = await search_store.suggest(session, q, s.suggest_per_type, limits_of(s))
+        return {kind: [hit_json(request.app, hit) for hit in found[kind]] for kind in SEARCH_TYPES}
+
+    answer = await request.app[CACHE_KEY].get(("suggest", q), run)
+    return web.json_response({"query": q, **answer}, headers=CACHE)
 
 
 def setup(app: web.Application) -> None:

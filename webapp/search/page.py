@@ -8,12 +8,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from storage import search as search_store
-from storage.search import SEARCH_TYPES, InvalidCursor
+from storage.search import SEARCH_TYPES
 
-from ..keys import DB_KEY
 from ..render import render
-from .common import bad_cursor, hit_json, limits_of, read_params, settings_of
+from .api import search_page_json
+from .common import read_params
 
 TAB_LABELS = {
     "channels": "Channels",
@@ -35,17 +34,10 @@ async def search_page(request: web.Request) -> web.Response:
     items = []
     next_url = None
     if params.q.strip():
-        limits = limits_of(settings_of(request))
-        async with request.app[DB_KEY].session() as session:
-            try:
-                page = await search_store.search(
-                    session, params.q, params.kind, params.limit, params.cursor, limits
-                )
-            except InvalidCursor:
-                raise bad_cursor() from None
-        items = [hit_json(request.app, hit) for hit in page.items]
-        if page.next_cursor:
-            next_url = _link(params.q, params.kind, page.next_cursor)
+        found = await search_page_json(request, params)
+        items = found["items"]
+        if found["next_cursor"]:
+            next_url = _link(params.q, params.kind, found["next_cursor"])
     tabs = [
         {"kind": kind, "label": TAB_LABELS[kind], "url": _link(params.q, kind)}
         for kind in SEARCH_TYPES
