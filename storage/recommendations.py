@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, null, select, union_all
+from sqlalchemy import JSON, Integer, String, cast, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.discovery_models import Category, WatchSession
@@ -229,11 +229,12 @@ async def follows_and_blocks(
             select(
                 literal(2).label("kind"),
                 theirs.label("ref"),
-                null().label("name"),
-                null().label("category_id"),
-                null().label("category"),
-                null().label("free"),
-                null().label("tags"),
+                # Typed NULLs: PostgreSQL matches the UNION's column types.
+                cast(null(), String).label("name"),
+                cast(null(), Integer).label("category_id"),
+                cast(null(), String).label("category"),
+                cast(null(), String).label("free"),
+                cast(null(), JSON).label("tags"),
             )
             .where(mine == user_id)
             .limit(max_blocks)

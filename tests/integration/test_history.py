@@ -5,7 +5,8 @@ own entries, delete one and clear all, and nobody else can delete them.
 
 The channel is made live the way the viewer-counting tests do it: a LIVE stream row and the
 live registry's entry, no publisher. The tracker's clock is set by the test, so the seconds
-credited are exact instead of depending on how fast the machine is."""
+credited are exact instead of depending on how fast the machine is. Each test runs on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -53,8 +54,15 @@ class World:
     anon: aiohttp.ClientSession
 
 
-@pytest.fixture
-async def world(settings_env: dict[str, str]) -> AsyncIterator[World]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def world(
+    request: pytest.FixtureRequest, settings_env: dict[str, str]
+) -> AsyncIterator[World]:
+    if request.param == "postgresql":
+        settings_env = {
+            **settings_env,
+            "AETHEX_DATABASE_URL": request.getfixturevalue("postgres_url"),
+        }
     env = {
         **settings_env,
         "AETHEX_HISTORY__FLUSH_INTERVAL": "3600",  # the test flushes when it wants

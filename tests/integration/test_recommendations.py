@@ -4,7 +4,7 @@ watches and follows, co-viewing), popular now spread across categories for anony
 visitors (the per-category cap), new creators, and never a blocked or an unlisted channel.
 
 Data is seeded through the storage functions; "live" is a LIVE stream row, as the home page
-reads it (no publisher needed)."""
+reads it (no publisher needed). Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -34,8 +34,13 @@ pytestmark = pytest.mark.integration
 LONG_AGO = timedelta(days=90)
 
 
-@pytest.fixture
-def env(settings_env: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, settings_env: dict[str, str]) -> dict[str, str]:
+    if request.param == "postgresql":
+        settings_env = {
+            **settings_env,
+            "AETHEX_DATABASE_URL": request.getfixturevalue("postgres_url"),
+        }
     return {
         **settings_env,
         # Every load sees the latest rows: the caches are the subject of other checks.
