@@ -15,10 +15,12 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from storage.recommendations import LiveCard
+
 from ..identity import current_user, upload_url
 from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, SETTINGS_KEY, FollowChange
 from ..render import render
-from .recommend import Card, Sections
+from .recommend import Card, LiveIndex, Sections
 from .service import HomeData
 
 HOME_KEY = web.AppKey("home_data", HomeData)
@@ -38,40 +40,47 @@ def _thumbnail(thumbs: Path, slug: str) -> str | None:
 
 
 class CardHtml:
-    """Each live channel's card rendered once per refresh of the live list (the list object
+    """Each live channel's card rendered once per refresh of the live list (the newest list
     is the generation) and shared by every visitor; only the reason line is per visitor."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.thumbs = app[SETTINGS_KEY].data_dir / "thumbnails"
-        self._generation: object = None
+        self._generation: LiveIndex | None = None
         self._html: dict[int, Markup] = {}
         self._macro: Any = None
 
-    def cards(self, generation: object, cards: list[Card]) -> list[Markup]:
-        if generation is not self._generation:
-            self._generation, self._html = generation, {}
+    def _render(self, live: LiveCard) -> Markup:
         if self._macro is None:
             env = aiohttp_jinja2.get_env(self.app)
             self._macro = env.get_template("_home_card.html").module.card  # type: ignore[attr-defined]
+        return Markup(
+            self._macro(
+                {
+                    "slug": live.slug,
+                    "title": live.title,
+                    "creator": live.creator,
+                    "category": live.category,
+                    "viewers": live.viewers,
+                    "thumbnail": _thumbnail(self.thumbs, live.slug),
+                    "avatar": upload_url(live.avatar_path),
+                }
+            )
+        )
+
+    def cards(self, sections: Sections, cards: list[Card]) -> list[Markup]:
+        generation = sections.generation
+        current = self._generation
+        if generation is not None and (current is None or generation.built_at > current.built_at):
+            self._generation, self._html = generation, {}
+        shared = generation is self._generation  # else made from an older list: not kept
         out = []
         for card in cards:
-            live = card.live
-            html = self._html.get(live.channel_id)
+            html = self._html.get(card.live.channel_id) if shared else None
             if html is None:
-                html = self._html[live.channel_id] = Markup(
-                    self._macro(
-                        {
-                            "slug": live.slug,
-                            "title": live.title,
-                            "creator": live.creator,
-                            "category": live.category,
-                            "viewers": live.viewers,
-                            "thumbnail": _thumbnail(self.thumbs, live.slug),
-                            "avatar": upload_url(live.avatar_path),
-                        }
-                    )
-                )
+                html = self._render(card.live)
+                if shared:
+                    self._html[card.live.channel_id] = html
             reason = REASON_LINE % card.reason if card.reason else Markup("")
             out.append(html.replace(REASON_MARK, reason))
         return out
@@ -85,16 +94,15 @@ async def home(request: web.Request) -> web.Response:
     user = await current_user(request)
     sections: Sections = await (data.for_user(user.id) if user else data.anonymous())
     html = request.app[CARDS_KEY]
-    generation = data.generation
     response = render(
         request,
         "home.html",
         {
             "any_live": bool(sections),
-            "following": html.cards(generation, sections.following),
-            "recommended": html.cards(generation, sections.recommended),
-            "popular": html.cards(generation, sections.popular),
-            "new_creators": html.cards(generation, sections.new_creators),
+            "following": html.cards(sections, sections.following),
+            "recommended": html.cards(sections, sections.recommended),
+            "popular": html.cards(sections, sections.popular),
+            "new_creators": html.cards(sections, sections.new_creators),
         },
     )
     if user is not None:

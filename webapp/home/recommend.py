@@ -45,6 +45,8 @@ class Sections:
     recommended: list[Card] = field(default_factory=list)
     popular: list[Card] = field(default_factory=list)
     new_creators: list[Card] = field(default_factory=list)
+    # The live list these were made from: what rendered cards may be shared with.
+    generation: LiveIndex | None = None
 
     def __bool__(self) -> bool:
         return bool(self.following or self.recommended or self.popular or self.new_creators)
@@ -262,7 +264,7 @@ def index_live(
 
 def anonymous_sections(live: LiveIndex, limits: Limits) -> Sections:
     popular = spread(live.cards, limits.popular, limits.per_category)
-    return Sections(popular=[Card(c, popular_reason(c)) for c in popular])
+    return Sections(popular=[Card(c, popular_reason(c)) for c in popular], generation=live)
 
 
 def user_sections(
@@ -282,7 +284,7 @@ def user_sections(
         return cards[i].owner_id not in blocked
 
     followed_ids = {s.channel_id for s in followed}
-    out = Sections()
+    out = Sections(generation=live)
     shown: set[int] = set()  # indexes
 
     following = sorted(

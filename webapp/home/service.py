@@ -109,11 +109,6 @@ class HomeData:
         self._drops: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def generation(self) -> object:
-        """Changes at each refresh of the live list (what card HTML may be reused for)."""
-        return self._live
-
     # -- live channels ---------------------------------------------------------------------
 
     async def live(self) -> LiveIndex:
