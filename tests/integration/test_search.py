@@ -274,6 +274,12 @@ async def test_index_follows_inserts_updates_and_deletes(db: Database) -> None:
         await s.execute(delete(Stream).where(Stream.id == ids["video"]))
         await s.commit()
     assert await _ids(db, "rocket launch", "videos") == []
+    # A channel deleted with its broadcasts (a cascade): gone from every index, no error.
+    async with db.session() as s:
+        await s.execute(delete(Channel).where(Channel.id == ids["prefix_live"]))
+        await s.commit()
+    assert await _ids(db, "glitchless", "channels") == []
+    assert ids["prefix_live"] not in await _ids(db, "factorio", "channels")
 
 
 async def test_hostile_queries_never_raise(db: Database) -> None:
