@@ -27,7 +27,7 @@ from storage import follows, queries
 from storage import history as history_queries
 from storage.discovery_models import Category
 from storage.models import Channel, Stream, StreamStatus
-from tests.accounts import register, user_of
+from tests.accounts import csrf_of, register, user_of
 
 pytestmark = pytest.mark.integration
 
@@ -301,3 +301,24 @@ async def test_nobody_live(env) -> None:
             async with anon.get(f"{base_url(server)}/") as response:
                 page = await response.text()
         assert 'id="nobody-live"' in page and "home-section" not in page
+
+
+async def test_a_follow_through_the_site_shows_at_once(settings_env) -> None:
+    """With the caches on (their defaults), following through the API drops the user's
+    cached follows: the next home page has the channel under "Following"."""
+    env = {**settings_env, "AETHEX_TRANSCODE__ENABLED": "false"}
+    async with running_server(env) as server:
+        site = Site(server)
+        await site.load_categories()
+        cid, _ = await site.channel("tune", category="Music")
+        await site.go_live(cid, viewers=3, first=datetime.now(UTC) - LONG_AGO)
+        async with await register(site.base, "fan") as fan:
+            page = await site.home(fan)
+            assert section(page, "following-live") is None
+            assert slugs(section(page, "popular-now")) == ["tune"]
+            csrf = {"X-CSRF-Token": await csrf_of(fan, site.base)}
+            async with fan.post(f"{site.base}/api/channels/tune/follow", headers=csrf) as r:
+                assert r.status == 200
+            page = await site.home(fan)
+            assert slugs(section(page, "following-live")) == ["tune"]
+            assert section(page, "popular-now") is None
