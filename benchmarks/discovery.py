@@ -293,7 +293,7 @@ async def load_phase(args: argparse.Namespace, workdir: Path, url: str, seed_: S
         base = proc.base
         await drive(base, seed_, args.clients, min(3.0, args.seconds), 0.0)  # warm-up
         cpu0 = procstats.cpu_seconds(proc.pid)
-        machine = procstats.Contention(proc.pid, os.getpid())
+        machine = procstats.Contention(os.getpid())  # its tree: the clients and the server
         prof = workdir / f"profile-{args.current_db}.raw"
         spy = start_profile(proc.pid, args.seconds, prof) if args.profile else None
         samples, elapsed, total = await drive(base, seed_, args.clients, args.seconds, args.think)
