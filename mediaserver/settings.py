@@ -494,6 +494,10 @@ class BrowseSettings:
     past_per_page: int = 24
     # Followed channels /following lists (1-1000).
     following_max: int = 200
+    # Seconds a category page's listing serves every visitor (0-60; 0: off), and how many
+    # (category, tag, language) listings are kept (1-100000).
+    cache_seconds: float = 2.0
+    cache_entries: int = 2000
 
 
 @dataclass(frozen=True)
@@ -945,6 +949,10 @@ def _validate_browse(b: BrowseSettings) -> None:
             raise SettingsError(f"browse.{name}", f"must be between {low} and {high}")
     if b.live_scan_max < b.live_per_page:
         raise SettingsError("browse.live_scan_max", "must not be less than browse.live_per_page")
+    if not 0 <= b.cache_seconds <= 60:
+        raise SettingsError("browse.cache_seconds", "must be between 0 and 60")
+    if not 1 <= b.cache_entries <= 100_000:
+        raise SettingsError("browse.cache_entries", "must be between 1 and 100000")
 
 
 def metrics_token(m: MetricsSettings) -> str:

@@ -21,6 +21,7 @@ from storage import Database
 from transcode.edge import EdgeRegistry
 
 if TYPE_CHECKING:
+    from .answers import AnswerCache
     from .auth.limiter import LoginLimiter
     from .chat.service import ChatService
     from .hls import HlsService
@@ -43,6 +44,9 @@ HLS_KEY: web.AppKey[HlsService] = web.AppKey("hls")
 CHAT_KEY: web.AppKey[ChatService] = web.AppKey("chat")
 DECODE_GATE_KEY: web.AppKey[DecodeGate] = web.AppKey("upload_decode_gate")
 LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
+# Answers the same for every visitor, reused for a moment (webapp.answers).
+SEARCH_ANSWERS_KEY: web.AppKey[AnswerCache] = web.AppKey("search_answers")
+BROWSE_ANSWERS_KEY: web.AppKey[AnswerCache] = web.AppKey("browse_answers")
 REGISTER_LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("register_limiter")
 SCRAPE_KEY: web.AppKey[ScrapeAccess] = web.AppKey("scrape_access")
 

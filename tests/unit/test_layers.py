@@ -289,6 +289,7 @@ WEBAPP_FLOOR = frozenset(
         "http_head",
         "sharing",
         "timing",
+        "answers",
     }
 )
 WEBAPP_TOP = frozenset({"", "app", "fastpath"})

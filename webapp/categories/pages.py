@@ -14,14 +14,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from storage import browse, categories
 from storage import channels as channel_queries
 from storage.browse import LiveCard, PastBroadcast
 
 from ..identity import require_page_user, upload_url
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import BROWSE_ANSWERS_KEY, DB_KEY, SETTINGS_KEY
 from ..render import not_found_page, render
 from .common import category_json
 
@@ -116,12 +118,29 @@ async def categories_page(request: web.Request) -> web.Response:
 
 
 async def category_page(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS_KEY].browse
     tag, language = _filters(request)  # a bad one: ValidationError, a 400 page
+    slug = request.match_info["slug"]
+    answers = request.app[BROWSE_ANSWERS_KEY]
+    listing = await answers.get(
+        (slug, tag, language), lambda: _listing(request, slug, tag, language)
+    )
+    if listing is None:
+        return not_found_page(request, "category")
+    name, body = listing
+    return render(request, "categories/category.html", {"category": {"name": name}, "body": body})
+
+
+async def _listing(
+    request: web.Request, slug: str, tag: str | None, language: str | None
+) -> tuple[str, Markup] | None:
+    """A category page's listing, rendered: the same for every visitor (only listed channels,
+    nothing of the viewer's own), so ``browse.cache_seconds`` of visitors share one making;
+    None for an unknown category."""
+    settings = request.app[SETTINGS_KEY].browse
     async with request.app[DB_KEY].session() as session:
-        entry = await categories.get_by_slug(session, request.match_info["slug"])
+        entry = await categories.get_by_slug(session, slug)
         if entry is None:
-            return not_found_page(request, "category")
+            return None
         live = await browse.live_in_category(
             session,
             entry.id,
@@ -132,20 +151,18 @@ async def category_page(request: web.Request) -> web.Response:
         )
         languages = await browse.live_languages(session, entry.id, LANGUAGES_SHOWN)
         past = await browse.past_in_category(session, entry.id, settings.past_per_page)
-    return render(
-        request,
-        "categories/category.html",
-        {
-            "category": category_json(entry),
-            "channels": [live_card(request.app, c) for c in live],
-            "tags": sorted({t for c in live for t in c.tags}, key=str.lower),
-            "languages": sorted(set(languages) | ({language} if language else set())),
-            "tag": tag or "",
-            "language": language or "",
-            "filtered": bool(tag or language),
-            "past": [past_row(p) for p in past],
-        },
+    body = aiohttp_jinja2.get_env(request.app).get_template("categories/_category_body.html")
+    html = body.render(
+        category=category_json(entry),
+        channels=[live_card(request.app, c) for c in live],
+        tags=sorted({t for c in live for t in c.tags}, key=str.lower),
+        languages=sorted(set(languages) | ({language} if language else set())),
+        tag=tag or "",
+        language=language or "",
+        filtered=bool(tag or language),
+        past=[past_row(p) for p in past],
     )
+    return entry.name, Markup(html)
 
 
 async def following_page(request: web.Request) -> web.Response:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import SETTINGS_KEY
+from ..answers import AnswerCache
+from ..keys import SEARCH_ANSWERS_KEY, SETTINGS_KEY
 from . import api, page
-from .cache import CACHE_KEY, SearchCache
 
 
 def setup(app: web.Application) -> None:
     s = app[SETTINGS_KEY].search
-    app[CACHE_KEY] = SearchCache(s.cache_seconds, s.cache_entries)
+    app[SEARCH_ANSWERS_KEY] = AnswerCache(s.cache_seconds, s.cache_entries)
     api.setup(app)
     page.setup(app)

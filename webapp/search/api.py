@@ -14,9 +14,8 @@ from aiohttp import web
 from storage import search as search_store
 from storage.search import SEARCH_TYPES, InvalidCursor
 
-from ..keys import DB_KEY
+from ..keys import DB_KEY, SEARCH_ANSWERS_KEY
 from ..openapi import error_response, json_response
-from .cache import CACHE_KEY
 from .common import (
     SearchParams,
     bad_cursor,
@@ -49,7 +48,7 @@ async def search_page_json(request: web.Request, params: SearchParams) -> dict[s
         }
 
     key = ("search", params.q, params.kind, params.limit, params.cursor)
-    answer: dict[str, Any] = await request.app[CACHE_KEY].get(key, run)
+    answer: dict[str, Any] = await request.app[SEARCH_ANSWERS_KEY].get(key, run)
     return answer
 
 
@@ -68,7 +67,7 @@ async def suggest_api(request: web.Request) -> web.Response:
             found = await search_store.suggest(session, q, s.suggest_per_type, limits_of(s))
         return {kind: [hit_json(request.app, hit) for hit in found[kind]] for kind in SEARCH_TYPES}
 
-    answer = await request.app[CACHE_KEY].get(("suggest", q), run)
+    answer = await request.app[SEARCH_ANSWERS_KEY].get(("suggest", q), run)
     return web.json_response({"query": q, **answer}, headers=CACHE)
 
 

@@ -1,4 +1,5 @@
-"""webapp.search's answer cache: one search for concurrent identical requests, answers kept
+"""webapp.answers (the search and category-page caches): one making for concurrent identical
+requests, answers kept
 for ``seconds`` then made again, failures never kept, the number of entries bounded."""
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from webapp.search.cache import SearchCache
+from webapp.answers import AnswerCache
 
 
 async def test_concurrent_requests_share_one_search_and_the_answer_is_kept() -> None:
-    cache = SearchCache(seconds=60, entries=10)
+    cache = AnswerCache(seconds=60, entries=10)
     calls = 0
     release = asyncio.Event()
 
@@ -39,17 +40,17 @@ async def test_expired_answers_are_made_again_and_off_means_off() -> None:
         calls += 1
         return calls
 
-    expired = SearchCache(seconds=1e-9, entries=10)
+    expired = AnswerCache(seconds=1e-9, entries=10)
     assert await expired.get("q", search) == 1
     await asyncio.sleep(0.001)
     assert await expired.get("q", search) == 2
-    off = SearchCache(seconds=0, entries=10)
+    off = AnswerCache(seconds=0, entries=10)
     assert await off.get("q", search) == 3
     assert await off.get("q", search) == 4
 
 
 async def test_failures_are_not_kept_and_waiters_try_on_their_own() -> None:
-    cache = SearchCache(seconds=60, entries=10)
+    cache = AnswerCache(seconds=60, entries=10)
     release = asyncio.Event()
     attempts = 0
 
@@ -77,7 +78,7 @@ async def test_failures_are_not_kept_and_waiters_try_on_their_own() -> None:
 
 
 async def test_entries_are_bounded_least_recently_used_first() -> None:
-    cache = SearchCache(seconds=60, entries=2)
+    cache = AnswerCache(seconds=60, entries=2)
     made: list[str] = []
 
     def maker(key: str) -> Callable[[], Awaitable[str]]:
