@@ -101,7 +101,11 @@ class Database:
     async def connect(self) -> None:
         if self._engine is not None:
             return
-        engine = create_engine(self.url, echo=self._echo, pool_pre_ping=True)
+        # A ping at each checkout finds a PostgreSQL connection the server dropped; a SQLite
+        # file has no server to drop it, and there the ping is a thread hop per session.
+        engine = create_engine(
+            self.url, echo=self._echo, pool_pre_ping=not _is_sqlite(make_url(self.url))
+        )
         # Open one connection now so a bad URL, unreachable server or unwritable directory
         # fails at startup rather than on the first publish.
         try:
