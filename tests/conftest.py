@@ -14,6 +14,7 @@ import pytest
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
 
 from mediaserver.settings import load_settings
+from storage import Database, upgrade
 
 if TYPE_CHECKING:
     from mediaserver.app import Server
@@ -30,6 +31,23 @@ def require_ffmpeg() -> str:
     if path is None:
         pytest.fail("the ffmpeg CLI is needed as a real RTMP client: run `make test` to install it")
     return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_on_both(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A connected Database at head on a real SQLite file, then on a real PostgreSQL: storage
+    tests that take it run once on each, since every query must serve both."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'aethex.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    database = Database(url)
+    await database.connect()
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

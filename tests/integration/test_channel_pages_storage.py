@@ -5,7 +5,6 @@ disabled users and unlisted channels."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,19 +29,10 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'pages.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    database = Database(url)
-    await database.connect()
-    try:
-        yield database
-    finally:
-        await database.dispose()
+@pytest.fixture
+def db(db_on_both: Database) -> Database:
+    """The test's database, on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return db_on_both
 
 
 async def test_past_broadcasts_pages_and_profiles(db: Database) -> None:

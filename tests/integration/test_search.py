@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import delete, select, update
 
-from storage import Database, queries, upgrade
+from storage import Database, queries
 from storage import search as search_api
 from storage.discovery_models import Category
 from storage.models import Channel, Profile, Stream, StreamStatus, User
@@ -63,19 +62,10 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'search.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade(url)
-    database = Database(url)
-    await database.connect()
-    try:
-        yield database
-    finally:
-        await database.dispose()
+@pytest.fixture
+def db(db_on_both: Database) -> Database:
+    """The test's database, on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return db_on_both
 
 
 async def _user(s: Any, username: str, display_name: str | None = None, **kw: Any) -> User:
