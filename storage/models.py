@@ -240,6 +240,14 @@ class Channel(Base):
     follower_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_streams: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_views: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Past broadcasts kept: at most this many days, and at most this many GB in all (pinned
+    # videos exempt); NULL: the server's defaults (settings ``videos.retention_*``).
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    retention_max_gb: Mapped[float | None] = mapped_column(Float)
+    # Whether viewers (not only the owner) may download this channel's videos as MP4, and
+    # clip its past broadcasts (clipping live is open to every logged-in viewer).
+    allow_downloads: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    allow_vod_clips: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -301,6 +309,18 @@ class Stream(Base):
     vod_available: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What the publisher sent: codecs, resolution, frame rate, bitrates (from the ingest).
     source_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The video library (issue 13): the owner edits these after the broadcast.
+    description: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    # "public", "unlisted" (reachable by its public id only) or "private" (owner and admins).
+    visibility: Mapped[str] = mapped_column(String(16), default="public", server_default="public")
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Deleted by the owner or by retention: the files are gone, the row stays (analytics,
+    # history and notifications still point at it).
+    deleted_at: Mapped[datetime | None]
+    # One per viewer session (storage.creator_models.MediaView), not per request.
+    views: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Bytes of the recording on disk, measured when it is archived; NULL: not measured.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     channel: Mapped[Channel] = relationship(back_populates="streams", lazy="raise")
     # As Channel.category_entry.

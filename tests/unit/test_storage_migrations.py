@@ -41,6 +41,10 @@ EXPECTED_TABLES = {
     "notification_settings",
     "webhooks",
     "webhook_deliveries",
+    # creator tools (storage/creator_models.py, migration 0008)
+    "stream_chapters",
+    "media_views",
+    "clips",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
@@ -58,7 +62,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
