@@ -10,6 +10,8 @@ TEST_DEBS := ffmpeg postgresql chromium redis-server
 CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
+# uPlot draws the analytics dashboard's charts; vendored the same way.
+UPLOT := webapp/static/vendor/uPlot.iife.min.js webapp/static/vendor/uPlot.min.css
 NPM_STAMP := node_modules/.package-lock.json
 BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 
@@ -45,7 +47,11 @@ $(HLS_JS): $(NPM_STAMP)
 	@mkdir -p $(@D)
 	cp node_modules/hls.js/dist/hls.min.js $@
 
-frontend: $(HLS_JS)
+$(UPLOT): $(NPM_STAMP)
+	@mkdir -p $(@D)
+	cp node_modules/uplot/dist/$(@F) $@
+
+frontend: $(HLS_JS) $(UPLOT)
 
 run: deps frontend
 	$(VENV)/bin/aethex serve
