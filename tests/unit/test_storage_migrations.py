@@ -45,6 +45,12 @@ EXPECTED_TABLES = {
     "stream_chapters",
     "media_views",
     "clips",
+    # analytics (storage/analytics_models.py, migration 0009)
+    "analytics_samples",
+    "analytics_watch",
+    "analytics_streams",
+    "analytics_channel_hours",
+    "analytics_channel_days",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
@@ -62,7 +68,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
