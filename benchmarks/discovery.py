@@ -76,6 +76,7 @@ ROUTES = (REFERENCE, *PAGES, *APIS)
 MIX = ((REFERENCE, 10), ("/", 25), ("/categories/{slug}", 25), ("/search", 15), ("/api/search", 25))
 GOAL_MS = {**dict.fromkeys(PAGES, 100.0), **dict.fromkeys(APIS, 50.0)}
 TIMING_RE = re.compile(r"app;dur=([0-9.]+)")
+DB_TIMING_RE = re.compile(r'db;dur=([0-9.]+);desc="(\d+) statements"')
 SEARCH_TYPES = ("channels", "users", "categories", "videos")
 LANGS = ("en", "es", "de", "ja", "pt")
 
@@ -84,6 +85,9 @@ LANGS = ("en", "es", "de", "ja", "pt")
 class Samples:
     server_ms: list[float] = field(default_factory=list)
     client_ms: list[float] = field(default_factory=list)
+    # The database's share of each server time (the same order as server_ms), and statements.
+    db_ms: list[float] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     untimed: int = 0  # answers without a Server-Timing header
 
@@ -173,6 +177,9 @@ async def drive(
                     continue
                 s.server_ms.append(float(m.group(1)))
                 s.client_ms.append(dt)
+                d = DB_TIMING_RE.search(timing)
+                s.db_ms.append(float(d.group(1)) if d else 0.0)
+                s.statements.append(int(d.group(2)) if d else 0)
                 if think > 0:
                     await asyncio.sleep(picker.rng.expovariate(1 / think))
 
@@ -190,7 +197,7 @@ def table(samples: dict[str, Samples]) -> None:
     )
     for route in ROUTES:
         s = samples[route]
-        other = {k: v for k, v in sorted(s.statuses.items()) if k != 200}
+        other: dict[int | str, int] = {k: v for k, v in sorted(s.statuses.items()) if k != 200}
         if s.untimed:
             other["untimed"] = s.untimed
         p50, p99 = percentile(s.server_ms, 50), percentile(s.server_ms, 99)
@@ -202,9 +209,34 @@ def table(samples: dict[str, Samples]) -> None:
         )
 
 
+def breakdown(samples: dict[str, Samples]) -> None:
+    """Where the time went: each route's database share (``Server-Timing: db``) over all its
+    answers and over its slowest 5 %, so a slow query (db close to the whole) can be told from
+    a request that waited for the event loop behind others (the whole far above db)."""
+    print(
+        f"{'route':<28}{'statements':>11}{'db p50':>9}{'db p99':>9}"
+        f"{'slowest 5%: server':>20}{'db':>9}{'db share':>10}"
+    )
+    for route in ROUTES:
+        s = samples[route]
+        if not s.server_ms:
+            continue
+        cut = percentile(s.server_ms, 95)
+        slow = [(t, d) for t, d in zip(s.server_ms, s.db_ms, strict=True) if t >= cut]
+        slow_t = percentile([t for t, _ in slow], 50)
+        slow_d = percentile([d for _, d in slow], 50)
+        print(
+            f"{route:<28}{percentile([float(n) for n in s.statements], 50):>11.0f}"
+            f"{percentile(s.db_ms, 50):>6.1f} ms{percentile(s.db_ms, 99):>6.1f} ms"
+            f"{slow_t:>17.1f} ms{slow_d:>6.1f} ms{slow_d / slow_t * 100 if slow_t else 0:>9.0f}%"
+        )
+
+
 def report(samples: dict[str, Samples], db: str) -> list[str]:
     """The table and the goal lines; returns the routes that missed their goal."""
     table(samples)
+    print("where the time went (Server-Timing's db share):")
+    breakdown(samples)
     missed = []
     print(f"goals on {db} (p99 server time):")
     for route, goal in GOAL_MS.items():

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import query_timing
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Milliseconds a SQLite connection waits for another writer's lock before "database is locked".
@@ -114,6 +116,7 @@ class Database:
         except BaseException:
             await engine.dispose()
             raise
+        query_timing.install(engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 

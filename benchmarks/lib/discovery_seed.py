@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import MetaData, Table, bindparam, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage import create_engine, upgrade
@@ -213,7 +213,15 @@ def _zipf_weights(n: int, s: float) -> np.ndarray:
 
 async def _insert(conn: AsyncConnection, table: str, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(Base.metadata.tables[table]), list(rows))
+        await conn.execute(insert(await _seed_table(conn, table)), list(rows))
+
+
+async def _seed_table(conn: AsyncConnection, name: str) -> Table:
+    """The model's table with only the columns the database has at ``SEED_REVISION``: a later
+    migration's new columns (with their defaults) are added by that migration, not the seed."""
+    model = Base.metadata.tables[name]
+    have = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns(name)})
+    return Table(name, MetaData(), *(col._copy() for col in model.columns if col.name in have))
 
 
 def _username(i: int) -> str:
