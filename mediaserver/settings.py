@@ -501,6 +501,16 @@ class BrowseSettings:
 
 
 @dataclass(frozen=True)
+class DownloadSettings:
+    # MP4 downloads of past broadcasts (GET /videos/{id}/download) streaming at once; one
+    # more gets 503 with Retry-After. Each holds its sample tables (about 12 bytes a sample)
+    # and one read buffer, never the file.
+    max_concurrent: int = 4
+    # KiB read from the recording per step (one worker-thread hop each).
+    read_kb: int = 1024
+
+
+@dataclass(frozen=True)
 class ChannelPageSettings:
     # Past broadcasts per page of a channel's home (/streams/{slug} while offline); older
     # ones are a "next page" link away (1-100).
@@ -554,6 +564,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
+    downloads: DownloadSettings = field(default_factory=DownloadSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -799,6 +810,9 @@ def validate(s: Settings) -> Settings:
         if not 1 <= getattr(s.channel_page, name) <= 100:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
     _validate_home(s.history, s.recommendations)
+    _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
+    if not 16 <= s.downloads.read_kb <= 65536:
+        raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
     _validate_webhooks(s.webhooks)
     _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:

@@ -25,6 +25,7 @@ from . import (
     channels,
     chat,
     dashboard,
+    downloads,
     follows,
     history,
     hls,
@@ -101,4 +102,5 @@ def create_app(
     categories.setup(app)  # the category catalogue (admin page, API) and the browse pages
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     search.setup(app)  # /search, its JSON API and the header's as-you-type suggestions
+    downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     return app

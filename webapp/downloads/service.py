@@ -1,0 +1,217 @@
+"""The download route: who may, which rendition, and the response streamed from the plan.
+
+Answers are JSON errors in the API's shape (a download is fetched by curl and download
+managers as often as by a browser): 400 for a rendition name that is malformed or not one
+this video has, 404 for a video that does not exist, is deleted or is not visible to the
+caller (the same answer for all three), 403 for a visible video whose channel keeps
+downloads to its owner, 503 with Retry-After when ``downloads.max_concurrent`` are running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from storage.models import Channel, Stream, StreamStatus, User
+from transcode.remux import Mp4Plan, RemuxError, plan_mp4, rendition_groups, rendition_names
+
+from ..errors import json_error
+from ..identity import can_manage, current_user
+from ..keys import DB_KEY, SETTINGS_KEY
+from ..stream_links import find_stream
+
+log = logging.getLogger(__name__)
+
+RENDITION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
+RETRY_SECONDS = 10
+
+
+class Downloads:
+    """The downloads running now, at most ``limit`` (each one from plan to last byte)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def enter(self) -> bool:
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        return True
+
+    def leave(self) -> None:
+        self.running -= 1
+
+
+DOWNLOADS_KEY = web.AppKey("downloads", Downloads)
+
+
+async def _find(request: web.Request, session: Any, ref: str) -> tuple[Stream, Channel] | None:
+    """The video ``ref`` names if this caller may watch it: reachable by that link, archived
+    with a recording, not deleted, and private only to its owner and admins."""
+    found = await find_stream(request, session, ref)
+    if found is None:
+        return None
+    stream, channel = found
+    if (
+        stream.status is not StreamStatus.ARCHIVED
+        or not stream.vod_available
+        or stream.deleted_at is not None
+        or not stream.vod_path
+    ):
+        return None
+    if stream.visibility == "private" and not can_manage(await current_user(request), channel):
+        return None
+    return found
+
+
+def filename(channel_slug: str, title: str | None, started: datetime | None, rendition: str) -> str:
+    """An ASCII file name with nothing a header or a file system could misread."""
+    words = [channel_slug, started.strftime("%Y-%m-%d") if started else "", title or "", rendition]
+    parts = [_UNSAFE.sub("-", w).strip("-")[:60] for w in words]
+    return "-".join(p for p in parts if p) + ".mp4"
+
+
+def plan_range(headers: Any, size: int, etag: str) -> tuple[int, int, int]:
+    """(status, start, stop): 200 whole, 206 one range, 416 unsatisfiable. Several ranges, a
+    stale If-Range or a Range we cannot read get the whole file (RFC 9110 14.2)."""
+    value = headers.get("Range")
+    if value is None:
+        return 200, 0, size
+    if_range = headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return 200, 0, size
+    m = _RANGE_RE.fullmatch(value.strip())
+    if m is None or m.group(1) == m.group(2) == "":
+        return 200, 0, size
+    first, last = m.groups()
+    if first == "":
+        suffix = int(last)
+        return (416, 0, 0) if suffix == 0 else (206, max(0, size - suffix), size)
+    start = int(first)
+    if last != "" and int(last) < start:
+        return 200, 0, size
+    if start >= size:
+        return 416, 0, 0
+    return 206, start, size if last == "" else min(int(last) + 1, size)
+
+
+def _plan(directory: Path, wanted: str) -> tuple[str, Mp4Plan] | str:
+    """(rendition, plan) in a worker thread; a string: the names, when ``wanted`` is not one."""
+    names = rendition_names(directory)
+    if not names:
+        raise RemuxError("the recording lists no rendition")
+    rendition = wanted or names[0]
+    if rendition not in names:
+        return ", ".join(names)
+    return rendition, plan_mp4(rendition_groups(directory, rendition))
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    ref = request.match_info["id"]
+    wanted = request.query.get("rendition", "")
+    if wanted and not RENDITION_RE.fullmatch(wanted):
+        return json_error(400, "invalid", "rendition: letters, digits, '-' and '_' (1-64)")
+    async with request.app[DB_KEY].session() as session:
+        found = await _find(request, session, ref)
+        if found is None:
+            return json_error(404, "not_found", f"no video {ref[:40]!r}")
+        stream, channel = found
+        user: User | None = await current_user(request)
+        if not can_manage(user, channel) and not channel.allow_downloads:
+            return json_error(403, "forbidden", "this channel does not allow downloads")
+        vod_path, stream_id = stream.vod_path or "", stream.id
+        name_parts = (channel.slug, stream.title, stream.started_at)
+    downloads = request.app[DOWNLOADS_KEY]
+    if not downloads.enter():
+        return json_error(
+            503,
+            "busy",
+            "too many downloads are running; try again shortly",
+            {"Retry-After": str(RETRY_SECONDS)},
+        )
+    try:
+        return await _send(request, stream_id, vod_path, wanted, name_parts)
+    finally:
+        downloads.leave()
+
+
+async def _send(
+    request: web.Request,
+    stream_id: int,
+    vod_path: str,
+    wanted: str,
+    name_parts: tuple[str, str | None, datetime | None],
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
+    directory = settings.data_dir / Path(vod_path).parent
+    try:
+        planned = await asyncio.to_thread(_plan, directory, wanted)
+    except RemuxError as exc:
+        log.warning("video %s cannot be downloaded: %s", stream_id, exc)
+        return json_error(404, "not_found", "this video's recording cannot be downloaded")
+    if isinstance(planned, str):
+        return json_error(400, "invalid", f"no rendition {wanted!r}; this video has {planned}")
+    rendition, plan = planned
+    etag = f'"mp4-{stream_id}-{rendition}-{plan.size:x}"'
+    status, start, stop = plan_range(request.headers, plan.size, etag)
+    headers = {
+        "Content-Type": "video/mp4",
+        "Content-Disposition": f'attachment; filename="{filename(*name_parts, rendition)}"',
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if status == 416:
+        headers["Content-Range"] = f"bytes */{plan.size}"
+        return web.Response(status=416, headers=headers)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{plan.size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = stop - start
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    block = settings.downloads.read_kb << 10
+    reader = plan.reader()
+
+    def read_ahead(position: int) -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(
+            asyncio.to_thread(reader.read, position, min(block, stop - position))
+        )
+
+    # One block is read in a worker thread while the one before it is being sent.
+    pending = read_ahead(start)
+    try:
+        position = start
+        while True:
+            data = await pending
+            position += len(data)
+            if position < stop:
+                pending = read_ahead(position)
+            await response.write(data)
+            if position >= stop:
+                break
+    except RemuxError as exc:
+        # The headers are gone: cutting the connection short is the only honest answer.
+        log.warning("download of video %s stopped: %s", stream_id, exc)
+        raise
+    finally:
+        # A read still running in its thread closes the reader when it is done with it.
+        def close(done: asyncio.Future[bytes]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved: a read nobody waits for is not an error
+            reader.close()
+
+        pending.add_done_callback(close)
+    await response.write_eof()
+    return response
