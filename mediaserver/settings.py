@@ -511,6 +511,30 @@ class DownloadSettings:
 
 
 @dataclass(frozen=True)
+class AnalyticsSettings:
+    # Seconds between samples of every live stream (viewers, chat, follows).
+    sample_interval: float = 10.0
+    # Seconds between writes of the viewer sessions' watch time (batched, added on).
+    watch_flush_interval: float = 60.0
+    # Seconds between rollups of the samples into per-channel hours and days (and the
+    # summaries of streams that ended).
+    rollup_interval: float = 60.0
+    # Days raw samples and viewer sessions are kept (finished streams keep their summary).
+    raw_retention_days: float = 3.0
+    # Days hourly rollups are kept (the 7-day view reads hours; longer ranges read days).
+    hourly_retention_days: float = 92.0
+    # A stream's stored curve: points at least series_step seconds apart, at most
+    # series_max_points of them (a longer stream gets wider points).
+    series_step: int = 60
+    series_max_points: int = 360
+    # Viewer sessions whose watch time is held in memory between flushes.
+    max_tracked_sessions: int = 200000
+    # Streams and clips listed as a channel's top ones on the dashboard and the API.
+    top_streams: int = 5
+    top_clips: int = 5
+
+
+@dataclass(frozen=True)
 class ChannelPageSettings:
     # Past broadcasts per page of a channel's home (/streams/{slug} while offline); older
     # ones are a "next page" link away (1-100).
@@ -564,6 +588,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     downloads: DownloadSettings = field(default_factory=DownloadSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
@@ -814,6 +839,7 @@ def validate(s: Settings) -> Settings:
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
     _validate_webhooks(s.webhooks)
+    _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
@@ -888,6 +914,29 @@ def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:
         _check_positive(f"email.{name}", getattr(e, name))
     if e.smtp_host and "@" not in e.from_address:
         raise SettingsError("email.from_address", "must be an email address")
+
+
+def _validate_analytics(a: AnalyticsSettings) -> None:
+    for name in (
+        "sample_interval",
+        "watch_flush_interval",
+        "rollup_interval",
+        "raw_retention_days",
+        "series_step",
+        "series_max_points",
+        "max_tracked_sessions",
+        "top_streams",
+        "top_clips",
+    ):
+        _check_positive(f"analytics.{name}", getattr(a, name))
+    if a.hourly_retention_days < 7:
+        raise SettingsError(
+            "analytics.hourly_retention_days", "must be at least 7 (the 7-day view reads hours)"
+        )
+    if a.raw_retention_days < 1:
+        raise SettingsError(
+            "analytics.raw_retention_days", "must be at least 1 (the rollups read a day back)"
+        )
 
 
 def _validate_webhooks(w: WebhookSettings) -> None:

@@ -115,6 +115,8 @@ class AnalyticsChannelHour(_ChannelBucket, Base):
     """A channel's hour (``hour``: its first second). Kept ``analytics.hourly_retention_days``."""
 
     __tablename__ = "analytics_channel_hours"
+    # Recomputing or pruning a span of hours of every channel at once.
+    __table_args__ = (Index("ix_analytics_channel_hours_hour", "hour"),)
 
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
@@ -123,6 +125,7 @@ class AnalyticsChannelDay(_ChannelBucket, Base):
     """A channel's UTC day (``day``: its first second). Kept as long as the channel."""
 
     __tablename__ = "analytics_channel_days"
+    __table_args__ = (Index("ix_analytics_channel_days_day", "day"),)
 
     day: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 

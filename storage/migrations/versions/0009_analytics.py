@@ -41,6 +41,7 @@ def _bucket_table(name: str, key: str) -> None:
         _fk(name, "channel_id", "channels"),
         sa.PrimaryKeyConstraint("channel_id", key, name=f"pk_{name}"),
     )
+    op.create_index(f"ix_{name}_{key}", name, [key])
 
 
 def upgrade() -> None:
