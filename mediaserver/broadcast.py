@@ -52,6 +52,7 @@ from transcode.hls import (
 )
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
+from transcode.sprites import PreviewOptions, build_previews
 from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
 
 log = logging.getLogger(__name__)
@@ -399,6 +400,7 @@ class Broadcast:
             log.info(
                 "%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration
             )
+            m.make_previews(self.stream.stream_id, self.dir)
         else:
             await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
         linger = self.settings.hls.reconnect_grace + (
@@ -455,6 +457,8 @@ class Broadcasts:
         self._tasks: set[asyncio.Task[Any]] = set()
         registry.on_started(self._started)
         registry.on_ended(self._ended)
+        # Scrubbing previews of new recordings: a few at a time, each in a thread.
+        self._previews = asyncio.Semaphore(max(1, settings.replay.preview_concurrency))
 
     def thumbnail_path(self, slug: str) -> Path:
         return self.settings.data_dir / "thumbnails" / f"{slug}.jpg"
@@ -465,6 +469,40 @@ class Broadcasts:
     def track(self, task: asyncio.Future[Any]) -> None:
         self._tasks.add(task)  # type: ignore[arg-type]
         task.add_done_callback(self._tasks.discard)
+
+    def make_previews(self, stream_id: int, directory: Path) -> None:
+        """Start making a new recording's scrubbing previews (``transcode.sprites``) beside
+        it, in a thread, at most ``replay.preview_concurrency`` recordings at once."""
+        r = self.settings.replay
+        if r.preview_concurrency <= 0:
+            return
+        options = PreviewOptions(
+            interval=r.preview_interval,
+            width=r.preview_width,
+            columns=r.preview_columns,
+            rows=r.preview_rows,
+            quality=r.preview_quality,
+            max_thumbnails=r.preview_max_thumbnails,
+        )
+
+        async def make() -> None:
+            async with self._previews:
+                try:
+                    made = await asyncio.to_thread(
+                        build_previews, directory, options, fsync=self.settings.recording.fsync
+                    )
+                except Exception:
+                    log.exception("stream %d: scrubbing previews failed", stream_id)
+                    return
+            if made is not None:
+                log.info(
+                    "stream %d: %d scrubbing previews in %d sprite(s)",
+                    stream_id,
+                    made.thumbnails,
+                    made.sheets,
+                )
+
+        self.track(asyncio.get_running_loop().create_task(make()))
 
     def _started(self, stream: LiveStream) -> None:
         if not self.settings.transcode.enabled:
@@ -608,6 +646,7 @@ class Broadcasts:
                     vod_available=True,
                     **fields,
                 )
+                self.make_previews(orphan.id, directory)
                 log.warning(
                     "%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) unusable)",
                     orphan.slug,

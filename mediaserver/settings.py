@@ -535,6 +535,28 @@ class AnalyticsSettings:
 
 
 @dataclass(frozen=True)
+class ReplaySettings:
+    # Chat replay (GET /api/videos/{id}/chat): seconds of the video one request may span (the
+    # default window and the most), and messages per page (the default and the most).
+    chat_window_seconds: float = 60.0
+    chat_window_max: float = 600.0
+    chat_page_size: int = 200
+    chat_page_max: int = 1000
+    # Scrubbing previews made when a stream is archived: a thumbnail every preview_interval
+    # seconds of the lowest rendition, preview_width pixels wide (height from the video's
+    # shape), packed preview_columns x preview_rows to a sprite JPEG at preview_quality.
+    preview_interval: float = 5.0
+    preview_width: int = 160
+    preview_columns: int = 10
+    preview_rows: int = 10
+    preview_quality: int = 70
+    # Most thumbnails per video (a longer video spaces them out), and recordings worked on at
+    # once (each a thread decoding video); more wait their turn.
+    preview_max_thumbnails: int = 10000
+    preview_concurrency: int = 1
+
+
+@dataclass(frozen=True)
 class ChannelPageSettings:
     # Past broadcasts per page of a channel's home (/streams/{slug} while offline); older
     # ones are a "next page" link away (1-100).
@@ -588,6 +610,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     downloads: DownloadSettings = field(default_factory=DownloadSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
@@ -835,6 +858,7 @@ def validate(s: Settings) -> Settings:
         if not 1 <= getattr(s.channel_page, name) <= 100:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
     _validate_home(s.history, s.recommendations)
+    _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
@@ -958,6 +982,28 @@ def _validate_webhooks(w: WebhookSettings) -> None:
         raise SettingsError("webhooks.backoff_max", "must not be less than webhooks.backoff_base")
     if not 16 <= w.max_url_length <= 2048:
         raise SettingsError("webhooks.max_url_length", "must be between 16 and 2048")
+
+
+def _validate_replay(r: ReplaySettings) -> None:
+    for name in ("chat_window_seconds", "chat_page_size", "preview_interval"):
+        _check_positive(f"replay.{name}", getattr(r, name))
+    if r.chat_window_seconds > r.chat_window_max:
+        raise SettingsError("replay.chat_window_seconds", "must not exceed replay.chat_window_max")
+    if r.chat_page_size > r.chat_page_max:
+        raise SettingsError("replay.chat_page_size", "must not exceed replay.chat_page_max")
+    if not 1 <= r.chat_page_max <= 10000:
+        raise SettingsError("replay.chat_page_max", "must be between 1 and 10000")
+    if not 16 <= r.preview_width <= 640:
+        raise SettingsError("replay.preview_width", "must be between 16 and 640 pixels")
+    for name in ("preview_columns", "preview_rows"):
+        if not 1 <= getattr(r, name) <= 50:
+            raise SettingsError(f"replay.{name}", "must be between 1 and 50")
+    if not 1 <= r.preview_quality <= 95:
+        raise SettingsError("replay.preview_quality", "must be between 1 and 95")
+    if not 1 <= r.preview_max_thumbnails <= 1_000_000:
+        raise SettingsError("replay.preview_max_thumbnails", "must be between 1 and 1000000")
+    if r.preview_concurrency < 0:
+        raise SettingsError("replay.preview_concurrency", "must be 0 (no previews) or more")
 
 
 def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import categories, queries
+from storage import categories, queries, replay
 from storage.accounts import display_name
 from storage.errors import ConflictError, ValidationError
 from storage.models import Channel, Profile, Stream, StreamStatus, User
@@ -311,6 +311,7 @@ async def update_stream(
     session: AsyncSession, stream: Stream, channel: Channel, changes: dict[str, Any]
 ) -> Stream:
     cleaned = clean_stream_changes(changes)
+    before = (stream.title, stream.category_id)
     if "category" in cleaned:
         await categories.set_stream_category(session, stream, cleaned.pop("category"))
     if "tags" in cleaned:
@@ -318,6 +319,8 @@ async def update_stream(
     for key, value in cleaned.items():
         setattr(stream, key, value)
     await session.flush()
+    if stream.status is StreamStatus.LIVE and (stream.title, stream.category_id) != before:
+        await replay.add_chapter(session, stream)  # a chapter marker on the recording
     return stream
 
 

@@ -32,6 +32,7 @@ from storage.db import rowcount
 from storage.errors import ConflictError, NotFoundError, ValidationError
 from storage.models import ApiToken, Channel, Profile, Stream, StreamStatus, User
 from storage.passwords import hash_password, unusable_password_hash
+from storage.replay import add_chapter
 
 USERNAME_RE = re.compile(r"^[a-z0-9_]{3,32}$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
@@ -377,6 +378,8 @@ async def start_stream(
     )
     session.add(stream)
     await _flush_or_conflict(session, f"channel {channel.slug!r} is already live")
+    # The recording's first chapter: what it starts with (storage.replay).
+    await add_chapter(session, stream, now)
     # An UPDATE ... SET n = n + 1 so concurrent writers cannot lose an increment.
     await session.execute(
         update(Channel)
