@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import statistics
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +85,7 @@ class CutOptions:
     max_duration: float = 300.0  # longest clip, seconds
     segment_seconds: float = 2.0  # HLS segment target of the clip's playlists
     thumbnail_width: int = 640
-    workers: int = 2  # renditions cut at once
+    workers: int = 2  # edge pieces re-encoded at once (each also runs libx264's threads)
     encode: EncodeSettings = EncodeSettings()
 
 
@@ -191,9 +191,31 @@ def _load(
     return info, video, audio
 
 
-def _cut_rendition(
-    rendition: SourceRendition, start: float, end: float, options: CutOptions, want_first: bool
-) -> _Cut:
+@dataclass(slots=True)
+class _Pending:
+    """A rendition whose edges are being re-encoded in the pool."""
+
+    rendition: SourceRendition
+    info: InitInfo
+    video: list[tuple[int, int, Sample]]
+    audio: list[tuple[int, Sample]]
+    pieces: list[Piece]
+    jobs: dict[int, Future[Encoded]]
+    src: SourceVideo
+    origin: int
+    fd: int
+    want_first: bool
+
+
+def _start_rendition(
+    rendition: SourceRendition,
+    start: float,
+    end: float,
+    options: CutOptions,
+    want_first: bool,
+    pool: Executor,
+) -> _Pending:
+    """Read and plan one rendition, and hand its edge pieces to ``pool``."""
     info, video, audio = _load(rendition, start, end)
     v = info.video
     assert v is not None
@@ -210,34 +232,36 @@ def _cut_rendition(
         raise CutError(f"rendition {rendition.name}: {exc}") from exc
     if not pieces:
         raise CutError(f"rendition {rendition.name}: no frame between {start:.3f}s and {end:.3f}s")
-    kept = [p for p in pts if lo <= p < hi]
-    origin = min(kept)
+    origin = min(p for p in pts if lo <= p < hi)
     encode_pieces = [p for p in pieces if not p.copy]
     ids = free_parameter_set_ids(v.config, len(encode_pieces)) if encode_pieces else []
-    encoded: dict[int, Encoded] = {}
+    jobs: dict[int, Future[Encoded]] = {}
     for n, piece in enumerate(encode_pieces):
         packets = [(p, d, s.data) for p, d, s in video[piece.first : piece.end]]
-        encoded[piece.first] = reencode(
-            src,
-            packets,
-            lo,
-            hi,
-            origin,
-            ids[n],
-            options.encode,
-            keep_first=want_first and piece is pieces[0],
+        first = want_first and piece is pieces[0]
+        jobs[piece.first] = pool.submit(
+            reencode, src, packets, lo, hi, origin, ids[n], options.encode, keep_first=first
         )
-    out = _video_packets(video, pieces, encoded, origin, fd)
+    return _Pending(rendition, info, video, audio, pieces, jobs, src, origin, fd, want_first)
+
+
+def _finish_rendition(job: _Pending) -> _Cut:
+    """Wait for the rendition's edges and put its clip together."""
+    encoded = {first: future.result() for first, future in job.jobs.items()}
+    v = job.info.video
+    assert v is not None
+    pieces, src = job.pieces, job.src
+    out = _video_packets(job.video, pieces, encoded, job.origin, job.fd)
     copied = sum(p.frames for p in pieces if p.copy)
     reencoded = sum(len(e.samples) for e in encoded.values())
     avcc = merged_avcc(v.config if copied else None, list(encoded.values()))
     first_frame = encoded[pieces[0].first].first_frame if not pieces[0].copy else None
-    if want_first and first_frame is None:
-        first_frame = decode_first(src, video[pieces[0].first][2].data)
+    if job.want_first and first_frame is None:
+        first_frame = decode_first(src, job.video[pieces[0].first][2].data)
     video_end = max(p.pts + p.duration for p in out)
-    audio_info, audio_out = _audio(info, audio, origin, vts, video_end)
-    vinfo = VideoTrackInfo(avcc, v.width, v.height, round(vts / fd, 3), vts)
-    tracks = ClipTrackSet(rendition.name, vinfo, audio_info, out, audio_out)
+    audio_info, audio_out = _audio(job.info, job.audio, job.origin, src.timescale, video_end)
+    vinfo = VideoTrackInfo(avcc, v.width, v.height, round(src.timescale / job.fd, 3), src.timescale)
+    tracks = ClipTrackSet(job.rendition.name, vinfo, audio_info, out, audio_out)
     return _Cut(tracks, copied, reencoded, first_frame, src)
 
 
@@ -340,12 +364,14 @@ def cut_clip(
     hls_dir = out_dir / HLS_DIR
     if hls_dir.exists():
         shutil.rmtree(hls_dir)
+    # Every edge of every rendition is one job: with two cores, the head and the tail of the
+    # best rendition encode side by side (x264's own threads do poorly on a few frames).
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        futures = [
-            pool.submit(_cut_rendition, r, start, end, options, k == 0)
+        pending = [
+            _start_rendition(r, start, end, options, k == 0, pool)
             for k, r in enumerate(_best_first(renditions))
         ]
-        cuts = [f.result() for f in futures]
+        cuts = [_finish_rendition(job) for job in pending]
     best = cuts[0]
     mp4 = out_dir / MP4_NAME
     _write_mp4(mp4, best.tracks)
