@@ -175,6 +175,17 @@ async def current_user(request: web.Request) -> User | None:
     return user
 
 
+async def still_signed_in(request: web.Request, user_id: int) -> bool:
+    """Whether the credentials this request came with (session cookie or bearer token) still
+    belong to ``user_id``, asked afresh rather than from the answer cached on the request.
+
+    For responses that outlive the moment they were authorised (an event stream): a logout, a
+    revoked token or a disabled account must end them too, since privileges are checked when
+    they are used, not only when the connection opens."""
+    user = await _resolve(request)
+    return user is not None and user.id == user_id
+
+
 def set_current_user(request: web.Request, user: User | None) -> None:
     """Replace the cached answer (after login, logout, or a change to the user's own row)."""
     request[USER_KEY] = user

@@ -235,6 +235,36 @@ async def test_the_bell_stream_needs_a_login_and_is_bounded(settings_env, http) 
             bell.response.close()
 
 
+async def test_the_bell_stream_ends_with_its_login(settings_env) -> None:
+    """A logout ends an open bell stream (within a heartbeat): the login is checked again while
+    the stream lives, not only when it opened."""
+    env = {**settings_env, "AETHEX_NOTIFICATIONS__HEARTBEAT": "0.2"}
+    async with running_server(env) as server:
+        base = base_url(server)
+        async with await register(base, "leaver") as browser:
+            csrf = await csrf_of(browser, base)
+            uid = (await user_of(browser, base))["id"]
+            response = await browser.get(f"{base}/notifications/events")
+            assert response.status == 200
+            bell = Bell(response)
+            assert await bell.next_count() == 0
+            async with browser.post(f"{base}/api/auth/logout", headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 204
+
+            async def drained() -> bytes:
+                return await response.content.read()  # returns once the server ends it
+
+            await asyncio.wait_for(drained(), 30.0)
+            assert response.content.at_eof()
+            response.close()
+            hub = state_of(server).hub
+
+            async def released() -> bool:
+                return not hub.streams.get(uid)
+
+            await wait_for(released, "the stream to be let go")
+
+
 async def test_a_bell_that_never_reads_is_closed(settings_env) -> None:
     """A client that opens the stream and never reads is dropped once what waits for it
     passes notifications.send_buffer_bytes; until then each stream holds one pending count

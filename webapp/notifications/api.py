@@ -27,7 +27,7 @@ from storage.errors import NotFoundError
 
 from ..documents import load_channel
 from ..errors import ApiError
-from ..identity import require_user
+from ..identity import require_user, still_signed_in
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..openapi import SLUG_PARAM, json_body, json_response
 from ..parsing import field, path_id, query_int, read_json
@@ -158,7 +158,16 @@ async def events(request: web.Request) -> web.StreamResponse:
         # The browser reconnects by itself after this many milliseconds if the stream drops.
         if not await _send(request, response, b"retry: 3000\n\n", settings):
             return response
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while not stream.closed:
+            # The login is checked again before anything is sent once a heartbeat has passed
+            # since the last check: a logout or a disabled account ends the stream at the
+            # latest a heartbeat later, at one lookup per heartbeat however busy the bell.
+            if loop.time() - checked >= settings.heartbeat:
+                if not await still_signed_in(request, user.id):
+                    break
+                checked = loop.time()
             if stream.pending is not None:
                 data, stream.pending = _event(stream.pending), None
                 if not await _send(request, response, data, settings):
@@ -167,6 +176,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 await asyncio.wait_for(stream.wake.wait(), settings.heartbeat)
             except TimeoutError:
+                if not await still_signed_in(request, user.id):
+                    break
+                checked = loop.time()
                 if not await _send(request, response, b": ping\n\n", settings):
                     break
             stream.wake.clear()
