@@ -508,6 +508,10 @@ class DownloadSettings:
     max_concurrent: int = 4
     # KiB read from the recording per step (one worker-thread hop each).
     read_kb: int = 1024
+    # Plans (the computed moov and where each byte comes from) kept for seconds after use, so
+    # the many Range requests of a player or a download manager are planned once; MiB in all.
+    plan_cache_seconds: float = 60.0
+    plan_cache_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -862,6 +866,8 @@ def validate(s: Settings) -> Settings:
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
+    if s.downloads.plan_cache_seconds < 0 or s.downloads.plan_cache_mb < 0:
+        raise SettingsError("downloads.plan_cache_seconds", "plan cache limits must be 0 or more")
     _validate_webhooks(s.webhooks)
     _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)

@@ -138,6 +138,11 @@ class Mp4Plan:
     size: int
     duration: float  # seconds, the longest track's
 
+    @property
+    def memory(self) -> int:
+        """Bytes this plan holds (the header and its piece table), for caches to count."""
+        return len(self.head) + 20 * len(self.piece_start) + 100 * len(self.paths)
+
     def reader(self) -> Mp4Reader:
         return Mp4Reader(self)
 
@@ -169,35 +174,44 @@ class Mp4Reader:
             self._fd_path = index
         return self._fd
 
-    def read(self, position: int, limit: int) -> bytes:
-        """Up to ``limit`` bytes from ``position`` (fewer only at the end of the file).
-        ``RemuxError`` if a segment changed size or vanished since the plan was made."""
+    def read(self, position: int, limit: int) -> bytearray:
+        """Up to ``limit`` bytes from ``position`` (fewer only at the end of the file), read
+        by the kernel straight into the returned buffer. ``RemuxError`` if a segment changed
+        size or vanished since the plan was made."""
         plan = self.plan
         stop = min(plan.size, position + limit)
-        out = bytearray()
+        out = bytearray(max(0, stop - position))
+        view = memoryview(out)
+        filled = 0
         head = len(plan.head)
         if position < head:
-            out += plan.head[position:stop]
-            position = min(stop, head)
+            part = plan.head[position : min(stop, head)]
+            view[: len(part)] = part
+            filled = len(part)
+            position += filled
         i = bisect.bisect_right(plan.piece_start, position) - 1
         while position < stop:
             end = plan.piece_start[i + 1] if i + 1 < len(plan.piece_start) else plan.size
             want = min(stop, end) - position
             skip = position - plan.piece_start[i]
             try:
-                data = os.pread(self._file(plan.piece_path[i]), want, plan.piece_offset[i] + skip)
+                got = os.preadv(
+                    self._file(plan.piece_path[i]),
+                    [view[filled : filled + want]],
+                    plan.piece_offset[i] + skip,
+                )
             except OSError as exc:
                 raise RemuxError(f"cannot read a segment: {exc.strerror}") from exc
-            if len(data) != want:
+            if got != want:
                 raise RemuxError("a segment changed while it was being read")
-            out += data
+            filled += want
             position += want
             i += 1
-        return bytes(out)
+        return out
 
     def chunks(
         self, start: int = 0, stop: int | None = None, block: int = DEFAULT_READ_BYTES
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytearray]:
         stop = self.plan.size if stop is None else stop
         while start < stop:
             data = self.read(start, min(block, stop - start))

@@ -18,5 +18,8 @@ __all__ = ["DOWNLOADS_KEY", "Downloads", "setup"]
 
 
 def setup(app: web.Application) -> None:
-    app[DOWNLOADS_KEY] = Downloads(app[SETTINGS_KEY].downloads.max_concurrent)
+    limits = app[SETTINGS_KEY].downloads
+    app[DOWNLOADS_KEY] = Downloads(
+        limits.max_concurrent, limits.plan_cache_mb << 20, limits.plan_cache_seconds
+    )
     app.router.add_get("/videos/{id}/download", download, name="video_download")

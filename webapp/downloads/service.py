@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,17 @@ RETRY_SECONDS = 10
 
 
 class Downloads:
-    """The downloads running now, at most ``limit`` (each one from plan to last byte)."""
+    """The downloads running now, at most ``limit`` (each one from plan to last byte), and the
+    plans made recently: a player or a download manager asks for many ranges of one file, and
+    a recording never changes (a deleted video is refused before its plan is looked up)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, cache_bytes: int, cache_seconds: float) -> None:
         self.limit = limit
         self.running = 0
+        self.cache_bytes = cache_bytes
+        self.cache_seconds = cache_seconds
+        self._plans: OrderedDict[tuple[int, str], tuple[float, str, Mp4Plan]] = OrderedDict()
+        self._held = 0
 
     def enter(self) -> bool:
         if self.running >= self.limit:
@@ -49,6 +57,30 @@ class Downloads:
 
     def leave(self) -> None:
         self.running -= 1
+
+    def cached(self, key: tuple[int, str]) -> tuple[str, Mp4Plan] | None:
+        hit = self._plans.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            self._forget(key)
+            return None
+        self._plans.move_to_end(key)
+        return hit[1], hit[2]
+
+    def remember(self, key: tuple[int, str], rendition: str, plan: Mp4Plan) -> None:
+        if plan.memory > self.cache_bytes // 4 or self.cache_seconds <= 0:
+            return  # one huge plan must not push out every other
+        self._forget(key)
+        self._plans[key] = (time.monotonic() + self.cache_seconds, rendition, plan)
+        self._held += plan.memory
+        while self._held > self.cache_bytes:
+            self._forget(next(iter(self._plans)))
+
+    def _forget(self, key: tuple[int, str]) -> None:
+        old = self._plans.pop(key, None)
+        if old is not None:
+            self._held -= old[2].memory
 
 
 DOWNLOADS_KEY = web.AppKey("downloads", Downloads)
@@ -153,13 +185,18 @@ async def _send(
 ) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
     directory = settings.data_dir / Path(vod_path).parent
-    try:
-        planned = await asyncio.to_thread(_plan, directory, wanted)
-    except RemuxError as exc:
-        log.warning("video %s cannot be downloaded: %s", stream_id, exc)
-        return json_error(404, "not_found", "this video's recording cannot be downloaded")
-    if isinstance(planned, str):
-        return json_error(400, "invalid", f"no rendition {wanted!r}; this video has {planned}")
+    downloads = request.app[DOWNLOADS_KEY]
+    planned = downloads.cached((stream_id, wanted))
+    if planned is None:
+        try:
+            made = await asyncio.to_thread(_plan, directory, wanted)
+        except RemuxError as exc:
+            log.warning("video %s cannot be downloaded: %s", stream_id, exc)
+            return json_error(404, "not_found", "this video's recording cannot be downloaded")
+        if isinstance(made, str):
+            return json_error(400, "invalid", f"no rendition {wanted!r}; this video has {made}")
+        planned = made
+        downloads.remember((stream_id, wanted), *planned)
     rendition, plan = planned
     etag = f'"mp4-{stream_id}-{rendition}-{plan.size:x}"'
     status, start, stop = plan_range(request.headers, plan.size, etag)
@@ -184,7 +221,7 @@ async def _send(
     block = settings.downloads.read_kb << 10
     reader = plan.reader()
 
-    def read_ahead(position: int) -> asyncio.Future[bytes]:
+    def read_ahead(position: int) -> asyncio.Future[bytearray]:
         return asyncio.ensure_future(
             asyncio.to_thread(reader.read, position, min(block, stop - position))
         )
@@ -207,7 +244,7 @@ async def _send(
         raise
     finally:
         # A read still running in its thread closes the reader when it is done with it.
-        def close(done: asyncio.Future[bytes]) -> None:
+        def close(done: asyncio.Future[bytearray]) -> None:
             if not done.cancelled():
                 done.exception()  # retrieved: a read nobody waits for is not an error
             reader.close()
