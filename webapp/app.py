@@ -37,6 +37,7 @@ from . import (
     pages,
     profile,
     render,
+    replay,
     scrape,
     search,
     streams_api,
@@ -102,5 +103,6 @@ def create_app(
     categories.setup(app)  # the category catalogue (admin page, API) and the browse pages
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     search.setup(app)  # /search, its JSON API and the header's as-you-type suggestions
+    replay.setup(app)  # beside a video: chat replay, chapters, scrubbing previews
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     return app
