@@ -54,7 +54,7 @@ def make_recording(stream_dir: Path, work: Path, seconds: float) -> None:
     write_vod(stream_dir, {RUNG.name: segments}, master_playlist([info]), 2.0)
 
 
-async def _seed(data_dir: Path, seconds: float) -> int:
+async def seed_video(data_dir: Path, seconds: float) -> int:
     """The database of a server with one archived broadcast whose channel allows downloads."""
     url = f"sqlite+aiosqlite:///{data_dir / 'aethex.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -132,7 +132,7 @@ def run(quick: bool) -> list[str]:
         (root / "work").mkdir()
         data.mkdir()
         t0 = time.perf_counter()
-        stream_id = asyncio.run(_seed(data, seconds))
+        stream_id = asyncio.run(seed_video(data, seconds))
         stream_dir = data / "streams" / str(stream_id)
         make_recording(stream_dir, root / "work", seconds)
         shutil.rmtree(root / "work")
