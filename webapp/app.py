@@ -19,6 +19,7 @@ from transcode.edge import EdgeRegistry
 
 from . import (
     admin,
+    analytics,
     auth,
     categories,
     channel_page,
@@ -103,6 +104,7 @@ def create_app(
     categories.setup(app)  # the category catalogue (admin page, API) and the browse pages
     webhooks.setup(app)  # outgoing webhooks: sender, events, dashboard page and API
     search.setup(app)  # /search, its JSON API and the header's as-you-type suggestions
+    analytics.setup(app)  # the sampler, /dashboard/analytics, its API and CSV export
     replay.setup(app)  # beside a video: chat replay, chapters, scrubbing previews
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     return app

@@ -45,6 +45,9 @@ class LiveStream:
         # Set by the HTTP layer's viewer recount once it serves this stream (None before):
         # the chat of this process reads the count here instead of from the stream's row.
         self.viewers: int | None = None
+        # Set with ``viewers``: each counted playback session's key and the rendition it
+        # plays (the analytics sampler reads it for the rendition mix and watch time).
+        self.audience: dict[str | bytes, str] = {}
         self._subs: list[Subscription] = []
         self._on_drop = on_drop
 

@@ -245,7 +245,11 @@ class LiveDelivery:
         if request.method == "GET":
             address = self.addresses.key(request)
             self.viewers.seen(
-                edge.slug, self.viewers.session_key(request, address), address, time.monotonic()
+                edge.slug,
+                self.viewers.session_key(request, address),
+                address,
+                time.monotonic(),
+                rendition.name,
             )
         if msn is None:
             body = self._render(edge, state, rendition, skip)

@@ -134,7 +134,8 @@ class HlsService:
 
     async def update_viewers(self, now: float) -> None:
         """Recount (``ViewerCounter.sweep``) and publish the counts (``ViewerPublisher``)."""
-        await self._publisher.publish(self.viewers.sweep(now))
+        counts = self.viewers.sweep(now)
+        await self._publisher.publish(counts, self.viewers.audiences)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(self._viewer_loop())

@@ -37,7 +37,7 @@ class _Audience:
     """One channel's recent sessions, how many each address has, and when each address last
     fetched media."""
 
-    # session key -> [last playlist poll, address key]
+    # session key -> [last playlist poll, address key, rendition of that playlist]
     sessions: dict[str | bytes, list[Any]] = field(default_factory=dict)
     per_address: dict[str, int] = field(default_factory=dict)
     media: dict[str, float] = field(default_factory=dict)
@@ -64,6 +64,9 @@ class ViewerCounter:
         self.per_address = per_address
         self._salt = secrets.token_bytes(16)
         self._tables: dict[str, _Audience] = {}
+        # What the last sweep counted: per channel, each counted session's rendition (the
+        # analytics sample these for the rendition mix and each session's watch time).
+        self.audiences: dict[str, dict[str | bytes, str]] = {}
 
     def session_key(self, request: HlsRequest, address: str) -> str | bytes:
         sids = request.query.get("session")
@@ -72,7 +75,9 @@ class ViewerCounter:
         who = f"{address}\0{request.headers.get('user-agent', '')}".encode()
         return hashlib.blake2b(who, key=self._salt, digest_size=12).digest()
 
-    def seen(self, slug: str, key: str | bytes, address: str, now: float) -> None:
+    def seen(
+        self, slug: str, key: str | bytes, address: str, now: float, rendition: str = ""
+    ) -> None:
         table = self._tables.get(slug)
         if table is None:
             table = self._tables[slug] = _Audience()
@@ -80,6 +85,7 @@ class ViewerCounter:
         per_address = table.per_address
         if entry is not None:
             entry[0] = now
+            entry[2] = rendition
             if entry[1] != address and per_address.get(address, 0) < self.per_address:
                 self._uncount(table, entry[1])  # the player's address changed (mobile)
                 entry[1] = address
@@ -89,7 +95,7 @@ class ViewerCounter:
             return
         n = per_address.get(address, 0)
         if n < self.per_address:
-            table.sessions[key] = [now, address]
+            table.sessions[key] = [now, address, rendition]
             per_address[address] = n + 1
 
     def fetched_media(self, slug: str, address: str, now: float) -> None:
@@ -110,8 +116,9 @@ class ViewerCounter:
     def sweep(self, now: float) -> dict[str, int]:
         """Drop sessions older than the timeout; the count per channel of sessions whose
         address fetched media within the timeout (a channel whose last session left is
-        reported once with 0, then forgotten)."""
+        reported once with 0, then forgotten). ``audiences`` keeps who was counted."""
         counts: dict[str, int] = {}
+        audiences: dict[str, dict[str | bytes, str]] = {}
         limit = now - self.timeout
         for slug, table in list(self._tables.items()):
             sessions = table.sessions
@@ -121,9 +128,13 @@ class ViewerCounter:
                 a: t for a, t in table.media.items() if t >= limit and a in table.per_address
             }
             media = table.media
-            counts[slug] = sum(1 for entry in sessions.values() if entry[1] in media)
+            audience = {key: entry[2] for key, entry in sessions.items() if entry[1] in media}
+            counts[slug] = len(audience)
+            if audience:
+                audiences[slug] = audience
             if not sessions:
                 del self._tables[slug]
+        self.audiences = audiences
         return counts
 
 
@@ -163,7 +174,9 @@ class ViewerPublisher:
         self.db = db
         self._written: dict[int, int] = {}
 
-    async def publish(self, counts: dict[str, int]) -> None:
+    async def publish(
+        self, counts: dict[str, int], audiences: dict[str, dict[str | bytes, str]] | None = None
+    ) -> None:
         writes: dict[int, int] = {}
         live: set[int] = set()
         for slug, count in counts.items():
@@ -180,6 +193,7 @@ class ViewerPublisher:
             edge = self.edges.get(stream.slug)
             if edge is not None and not edge.ended and edge.stream_id == stream.stream_id:
                 stream.viewers = counts.get(stream.slug, 0)
+                stream.audience = (audiences or {}).get(stream.slug, {})
         self._written = {k: v for k, v in self._written.items() if k in live}
         if not writes:
             return
