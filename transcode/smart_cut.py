@@ -76,6 +76,8 @@ class CutResult:
     duration: float  # seconds of video in the clip
     copied_video_frames: int  # over all renditions
     reencoded_video_frames: int  # over all renditions
+    width: int = 0  # the MP4's picture (og:video:width / height)
+    height: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +392,8 @@ def cut_clip(
         duration,
         sum(c.copied for c in cuts),
         sum(c.reencoded for c in cuts),
+        best.tracks.video_info.width,
+        best.tracks.video_info.height,
     )
 
 

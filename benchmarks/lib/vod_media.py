@@ -101,8 +101,12 @@ def package(
     *,
     segment_duration: float = 2.0,
     frame_rate: float = 30.0,
+    init_uri: str = "init.mp4",
+    first_segment: int = 0,
 ) -> tuple[list[RecordedSegment], RenditionInfo]:
-    """Feed one source file's packets through the product's packager into ``directory/name``."""
+    """Feed one source file's packets through the product's packager into ``directory/name``.
+    ``first_segment > 0``: the source restarted, as the server records it (a new init
+    section ``init_uri`` and a discontinuity)."""
     with av.open(str(source)) as container:
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if container.streams.audio else None
@@ -125,9 +129,11 @@ def package(
             audio,
             segment_duration=segment_duration,
             start_time=datetime(2026, 1, 1, tzinfo=UTC),
+            first_segment=first_segment,
+            discontinuity=first_segment > 0,
         )
         writer = RecordingWriter(directory, journal=False, fsync=False)
-        writer.write_init(name, "init.mp4", packager.init, _meta(packager, video), 0)
+        writer.write_init(name, init_uri, packager.init, _meta(packager, video), first_segment)
         segments: list[RecordedSegment] = []
         sizes: list[int] = []
         next_boundary = 0.0
@@ -136,7 +142,9 @@ def package(
         def take(events: list[PackagerEvent]) -> None:
             for event in events:
                 if isinstance(event, SegmentReady):
-                    seg = RecordedSegment(event.segment, event.duration, False, "init.mp4")
+                    seg = RecordedSegment(
+                        event.segment, event.duration, event.discontinuity, init_uri
+                    )
                     writer.write_segment(name, seg, event.data)
                     segments.append(seg)
                     sizes.append(len(event.data))
@@ -220,4 +228,17 @@ def make_vod(
         recorded[rung.name] = segments
         infos.append(info)
     write_vod(directory, recorded, master_playlist(infos), segment_duration)
+    return directory / "master.m3u8"
+
+
+def make_restarted_vod(directory: Path, rung: Rung, first: float, second: float) -> Path:
+    """One rendition whose source stopped after ``first`` seconds and came back for ``second``
+    (another encoder's parameter sets, timestamps from 0 again): ``init.mp4`` then
+    ``init1.mp4`` behind a discontinuity, as the server records a reconnecting publisher."""
+    directory.mkdir(parents=True, exist_ok=True)
+    a = encode_source(directory / "source-a.mp4", rung, first)
+    b = encode_source(directory / "source-b.mp4", rung, second, preset="superfast")
+    seg_a, info = package(a, directory, rung.name)
+    seg_b, _ = package(b, directory, rung.name, init_uri="init1.mp4", first_segment=len(seg_a))
+    write_vod(directory, {rung.name: seg_a + seg_b}, master_playlist([info]), 2.0)
     return directory / "master.m3u8"

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
-from benchmarks.lib.vod_media import Rung, make_vod
+from benchmarks.lib.vod_media import Rung, make_restarted_vod, make_vod
 from transcode.avc import parse_avcc
 from transcode.cut.reader import read_init
 from transcode.cut.reencode import parameter_set_ids
@@ -177,6 +177,35 @@ def test_clip_with_bframes(vod_bframes: Path, tmp_path: Path) -> None:
     assert result.reencoded_video_frames == 15 + 9
     assert result.copied_video_frames == 120
     assert same_middle(vod_bframes.parent / "source-180p.mp4", result.mp4, 2.5, 0.5, 4.5) == 120
+
+
+def test_clip_without_audio(tmp_path: Path) -> None:
+    master = make_vod(tmp_path / "vod", RUNGS[1:], 4, audio=False)
+    result = cut_clip(renditions_from_master(master), 0.5, 3.0, tmp_path / "clip")
+    streams = probe(result.mp4)["streams"]
+    assert [s["codec_type"] for s in streams] == ["video"]
+    assert int(streams[0]["nb_read_frames"]) == 75
+    assert (result.width, result.height) == (192, 108)
+    assert decode_errors(result.hls_master) == ""
+
+
+def test_clip_after_a_restart_of_the_source(tmp_path: Path) -> None:
+    """Segments after a reconnect play after ``init1.mp4`` (other parameter sets, timestamps
+    from 0 again): a clip there uses that init; one across the restart is refused."""
+    master = make_restarted_vod(tmp_path / "vod", RUNGS[1], 4, 4)
+    rendition = renditions_from_master(master)[0]
+    assert [s.init.name if s.init else None for s in rendition.segments] == [
+        None,
+        None,
+        "init1.mp4",
+        "init1.mp4",
+    ]
+    result = cut_clip([rendition], 4.5, 7.5, tmp_path / "clip")
+    assert abs(float(probe(result.mp4)["format"]["duration"]) - 3.0) <= FRAME + 1e-6
+    assert result.copied_video_frames == 45 and result.reencoded_video_frames == 45
+    assert decode_errors(result.mp4) == "" and decode_errors(result.hls_master) == ""
+    with pytest.raises(CutError, match="restart"):
+        cut_clip([rendition], 3.0, 5.0, tmp_path / "across")
 
 
 def test_bad_ranges(vod: Path, tmp_path: Path) -> None:
