@@ -8,6 +8,7 @@ from array import array
 
 from transcode.remux import Mp4Plan
 from webapp.downloads import Downloads
+from webapp.downloads.service import plan_range
 
 
 def plan(head_bytes: int) -> Mp4Plan:
@@ -44,3 +45,20 @@ def test_concurrency_slots() -> None:
     assert downloads.enter() and not downloads.enter()
     downloads.leave()
     assert downloads.enter()
+
+
+def test_ranges() -> None:
+    tag = '"t"'
+    assert plan_range({}, 100, tag) == (200, 0, 100)
+    assert plan_range({"Range": "bytes=10-19"}, 100, tag) == (206, 10, 20)
+    assert plan_range({"Range": "bytes=90-"}, 100, tag) == (206, 90, 100)
+    assert plan_range({"Range": "bytes=-30"}, 100, tag) == (206, 70, 100)
+    assert plan_range({"Range": "bytes=-300"}, 100, tag) == (206, 0, 100)
+    assert plan_range({"Range": "bytes=50-1000"}, 100, tag) == (206, 50, 100)
+    assert plan_range({"Range": "bytes=100-"}, 100, tag)[0] == 416
+    assert plan_range({"Range": "bytes=-0"}, 100, tag)[0] == 416
+    # Several ranges, a reversed one, a stale If-Range or nonsense: the whole file.
+    for value in ("bytes=0-1,5-6", "bytes=9-3", "bytes=-", "items=1-2", "bytes=" + "9" * 5000):
+        assert plan_range({"Range": value}, 100, tag) == (200, 0, 100), value
+    assert plan_range({"Range": "bytes=1-2", "If-Range": '"old"'}, 100, tag) == (200, 0, 100)
+    assert plan_range({"Range": "bytes=1-2", "If-Range": tag}, 100, tag) == (206, 1, 3)

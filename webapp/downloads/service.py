@@ -31,7 +31,7 @@ from ..stream_links import find_stream
 log = logging.getLogger(__name__)
 
 RENDITION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE_RE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 RETRY_SECONDS = 10
 
