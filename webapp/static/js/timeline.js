@@ -18,6 +18,11 @@
   var chapterLabel = document.getElementById("timeline-chapter");
   var listEl = document.getElementById("chapter-list");
   var heading = document.getElementById("chapters-heading");
+  // The bar belongs right under the picture, wherever the page put the chapters.
+  var stage = video.parentElement;
+  if (stage && stage !== root && !stage.contains(root) && stage.nextElementSibling !== bar) {
+    stage.insertAdjacentElement("afterend", bar);
+  }
   var known = parseFloat(root.dataset.duration) || 0;
   var chapters = [];
   var cues = [];
