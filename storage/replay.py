@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.chat_models import ChatSettings
@@ -80,6 +80,32 @@ def _offset(started_at: datetime, at: datetime) -> float:
     return round(max(0.0, (at - started_at).total_seconds()), 3)
 
 
+def window_query(
+    stream_id: int, origin: datetime, start: float, end: float, cursor: ChatCursor | None
+) -> Select[Message, User, Profile]:
+    """The SELECT of a chat window: a range of ``ix_messages_stream_id_created_at``, in its
+    order (ties on a microsecond broken by id), continued after ``cursor``."""
+    q = (
+        select(Message, User, Profile)
+        .join(User, User.id == Message.user_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(
+            Message.stream_id == stream_id,
+            Message.created_at >= origin + timedelta(seconds=start),
+            Message.created_at < origin + timedelta(seconds=end),
+            Message.deleted_at.is_(None),
+        )
+    )
+    if cursor is not None:
+        q = q.where(
+            or_(
+                Message.created_at > cursor.created_at,
+                and_(Message.created_at == cursor.created_at, Message.id > cursor.id),
+            )
+        )
+    return q.order_by(Message.created_at, Message.id)
+
+
 async def chat_window(
     session: AsyncSession,
     stream: Stream,
@@ -95,25 +121,7 @@ async def chat_window(
     if stream.started_at is None or end <= start:
         return [], None
     origin = stream.started_at
-    q = (
-        select(Message, User, Profile)
-        .join(User, User.id == Message.user_id)
-        .outerjoin(Profile, Profile.user_id == User.id)
-        .where(
-            Message.stream_id == stream.id,
-            Message.created_at >= origin + timedelta(seconds=start),
-            Message.created_at < origin + timedelta(seconds=end),
-            Message.deleted_at.is_(None),
-        )
-    )
-    if cursor is not None:
-        q = q.where(
-            or_(
-                Message.created_at > cursor.created_at,
-                and_(Message.created_at == cursor.created_at, Message.id > cursor.id),
-            )
-        )
-    q = q.order_by(Message.created_at, Message.id).limit(limit + 1)
+    q = window_query(stream.id, origin, start, end, cursor).limit(limit + 1)
     rows = (await session.execute(q)).all()
     more = len(rows) > limit
     rows = rows[:limit]
