@@ -515,6 +515,21 @@ class DownloadSettings:
 
 
 @dataclass(frozen=True)
+class VideoSettings:
+    # Past broadcasts kept per channel: at most retention_days days after they ended and at
+    # most retention_max_gb GB on disk (the oldest unpinned go first); 0: no limit. A channel's
+    # own limits (its dashboard) replace these.
+    retention_days: int = 0
+    retention_max_gb: float = 0.0
+    # Seconds between retention passes.
+    retention_interval: float = 3600.0
+    # Seconds a private video's playback link (handed to its owner or an admin) works.
+    private_link_seconds: float = 21600.0
+    # Videos per page of /dashboard/videos and GET /api/channels/{slug}/videos (the most).
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
 class AnalyticsSettings:
     # Seconds between samples of every live stream (viewers, chat, follows).
     sample_interval: float = 10.0
@@ -617,6 +632,7 @@ class Settings:
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     downloads: DownloadSettings = field(default_factory=DownloadSettings)
+    videos: VideoSettings = field(default_factory=VideoSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -869,6 +885,7 @@ def validate(s: Settings) -> Settings:
     if s.downloads.plan_cache_seconds < 0 or s.downloads.plan_cache_mb < 0:
         raise SettingsError("downloads.plan_cache_seconds", "plan cache limits must be 0 or more")
     _validate_webhooks(s.webhooks)
+    _validate_videos(s.videos)
     _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
@@ -967,6 +984,15 @@ def _validate_analytics(a: AnalyticsSettings) -> None:
         raise SettingsError(
             "analytics.raw_retention_days", "must be at least 1 (the rollups read a day back)"
         )
+
+
+def _validate_videos(v: VideoSettings) -> None:
+    if v.retention_days < 0 or v.retention_max_gb < 0:
+        raise SettingsError("videos.retention_days", "retention limits must be 0 (none) or more")
+    _check_positive("videos.retention_interval", v.retention_interval)
+    _check_positive("videos.private_link_seconds", v.private_link_seconds)
+    if not 1 <= v.page_size <= 1000:
+        raise SettingsError("videos.page_size", "must be between 1 and 1000")
 
 
 def _validate_webhooks(w: WebhookSettings) -> None:

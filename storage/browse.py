@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, raiseload
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage import videos
 from storage.accounts import display_name
 from storage.discovery_models import Category
 from storage.models import Channel, ChannelFollow, Profile, Stream, StreamStatus, User
@@ -219,6 +220,7 @@ async def past_in_category(
             Stream.status.in_(ENDED),
             Stream.started_at.is_not(None),
             Channel.is_public.is_(True),
+            videos.listed_clause(),
         )
         .order_by(Stream.started_at.desc(), Stream.id.desc())
         .limit(limit)

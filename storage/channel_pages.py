@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import videos
 from storage.discovery_models import Category
 from storage.errors import ValidationError
 from storage.models import Channel, Profile, Stream, StreamStatus, User
@@ -77,6 +78,7 @@ async def past_broadcasts(
         Stream.channel_id == channel_id,
         Stream.status.in_(ENDED),
         Stream.started_at.is_not(None),
+        videos.listed_clause(),  # unlisted, private and deleted videos are not shown
     )
     if before is not None:
         # The plain bound lets the index range stop at the cursor; the OR breaks ties.

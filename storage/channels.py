@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import categories, queries, replay
+from storage import categories, queries, replay, videos
 from storage.accounts import display_name
 from storage.errors import ConflictError, ValidationError
 from storage.models import Channel, Profile, Stream, StreamStatus, User
@@ -330,10 +330,13 @@ async def list_streams(
     channel_ids: Sequence[int] | None = None,
     live: bool | None = None,
     public_only: bool = True,
+    listed_only: bool = True,
     limit: int = 20,
     before_id: int | None = None,
 ) -> list[tuple[Stream, Channel]]:
-    """Streams newest first, with their channel; ``before_id`` pages on."""
+    """Streams newest first, with their channel; ``before_id`` pages on. ``public_only``: of
+    listed channels only; ``listed_only``: public, undeleted videos only (``storage.videos``;
+    off only for the channel's owner)."""
     if not 1 <= limit <= STREAM_LIST_MAX:
         raise ValidationError(f"limit must be 1 to {STREAM_LIST_MAX}")
     q = select(Stream, Channel).join(Channel, Channel.id == Stream.channel_id)
@@ -345,6 +348,8 @@ async def list_streams(
         q = q.where(Stream.status != StreamStatus.LIVE)
     if public_only:
         q = q.where(Channel.is_public.is_(True))
+    if listed_only:
+        q = q.where(videos.listed_clause())
     if before_id is not None:
         q = q.where(Stream.id < before_id)
     rows = (await session.execute(q.order_by(Stream.id.desc()).limit(limit))).all()

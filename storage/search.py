@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import TextClause
 
 from storage import search_text as st
+from storage import videos
 from storage.discovery_models import Category
 from storage.models import Channel, Profile, Stream, StreamStatus, User
 from storage.search_text import InvalidCursor
@@ -490,7 +491,7 @@ def _videos_statement(pg: bool) -> Any:
         )
         .join(Channel, Channel.id == Stream.channel_id)
         .outerjoin(Category, Category.id == Stream.category_id)
-        .where(_among(Stream.id, pg), Channel.is_public.is_(True))
+        .where(_among(Stream.id, pg), Channel.is_public.is_(True), videos.listed_clause())
     )
 
 

@@ -44,6 +44,7 @@ from . import (
     streams_api,
     uploads,
     user_page,
+    videos,
     webhooks,
 )
 from .errors import error_middleware, quiet_client_errors
@@ -90,6 +91,7 @@ def create_app(
     channels.setup(app)  # creator dashboard and JSON API
     streams_api.setup(app)
     dashboard.setup(app)
+    videos.setup(app)  # the video library: /videos/{id}, /dashboard/videos, API, retention
     openapi.setup(app)
     hls.setup(app)
     identity.setup(app)  # accounts; adds its helpers to the template environment

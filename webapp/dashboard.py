@@ -1,4 +1,5 @@
-"""The creator dashboard (``/dashboard``) and the VOD player page (``/vods/{id}``).
+"""The creator dashboard (``/dashboard``); past broadcasts are managed at ``/dashboard/videos``
+(``webapp.videos``).
 
 The dashboard is rendered once with the creator's channels, their stream keys (masked until
 shown), OBS settings and past streams; ``static/js/dashboard.js`` then polls
@@ -16,13 +17,11 @@ from aiohttp import web
 
 from storage import categories
 from storage import channels as channel_queries
-from storage.models import StreamStatus
 
 from .documents import channel_json, stream_json
 from .identity import require_page_user
 from .keys import DB_KEY, SETTINGS_KEY
-from .render import not_found_page, render
-from .stream_links import find_stream
+from .render import render
 
 # Past streams listed per channel on the dashboard (the API pages through the rest).
 PAST_STREAMS_SHOWN = 20
@@ -74,18 +73,5 @@ async def dashboard(request: web.Request) -> web.Response:
     )
 
 
-async def vod_page(request: web.Request) -> web.Response:
-    """A recording by its id, or by its public id (an unlisted channel's, see stream_links)."""
-    async with request.app[DB_KEY].session() as session:
-        found = await find_stream(request, session, request.match_info["id"])
-    if found is None:
-        return not_found_page(request, "recording")
-    stream, channel = found
-    if not (stream.vod_available and stream.status is StreamStatus.ARCHIVED):
-        return not_found_page(request, "recording")
-    return _render(request, "dashboard_vod.html", {"stream": stream_json(stream, channel)})
-
-
 def setup(app: web.Application) -> None:
     app.router.add_get("/dashboard", dashboard, name="dashboard")
-    app.router.add_get("/vods/{id}", vod_page, name="vod")

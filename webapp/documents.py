@@ -131,5 +131,5 @@ def stream_json(stream: Stream, channel: Channel) -> dict[str, Any]:
         "vod_available": bool(vod),
         "vod_url": f"/vod/{ref}/master.m3u8" if vod else None,
         "vod_duration_seconds": stream.vod_duration_seconds if vod else None,
-        "watch_url": f"/vods/{ref}" if vod else f"/streams/{channel.slug}",
+        "watch_url": f"/videos/{ref}" if vod else f"/streams/{channel.slug}",
     }

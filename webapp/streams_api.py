@@ -100,7 +100,7 @@ async def list_streams(request: web.Request) -> web.Response:
     slug = request.query.get("channel")
     async with request.app[DB_KEY].session() as session:
         channel_ids = None
-        public_only = True
+        public_only = listed_only = True
         if slug:
             channel = (
                 await queries.get_channel_by_slug(session, slug)
@@ -111,11 +111,14 @@ async def list_streams(request: web.Request) -> web.Response:
                 raise ApiError(404, "not_found", f"no channel {slug!r}")
             channel_ids = [channel.id]
             public_only = False  # named explicitly: unlisted channels are reachable by slug
+            # Its unlisted, private and deleted videos: for its owner and admins only.
+            listed_only = not can_manage(await current_user(request), channel)
         rows = await channel_queries.list_streams(
             session,
             channel_ids=channel_ids,
             live=live,
             public_only=public_only,
+            listed_only=listed_only,
             limit=limit or STREAM_LIST_DEFAULT,
             before_id=before,
         )

@@ -224,7 +224,7 @@ async def test_sign_up_go_live_watch_health_and_end(
             # Recording is on: the row turns archived with a link to the recording.
             await wait_js(
                 page,
-                f"document.querySelector('{row} a[href=\"/vods/{stream_id}\"]') !== null",
+                f"document.querySelector('{row} a[href=\"/videos/{stream_id}\"]') !== null",
                 30,
                 "the VOD link",
             )
@@ -234,8 +234,8 @@ async def test_sign_up_go_live_watch_health_and_end(
             await page.screenshot(path=str(artifact("dashboard-ended.png")), full_page=True)
 
             # The recording plays on its page.
-            await page.click(f'{row} a[href="/vods/{stream_id}"]')
-            await page.wait_for_url(f"{base}/vods/{stream_id}")
+            await page.click(f'{row} a[href="/videos/{stream_id}"]')
+            await page.wait_for_url(f"{base}/videos/{stream_id}")
             started = time.monotonic()
             await wait_js(
                 page,

@@ -188,8 +188,8 @@ async def test_offline_home_shows_the_channel_and_its_past_broadcasts(site) -> N
     # Newest first, each with its duration and date; only the one with a VOD links to it.
     assert text.index("Best run <ever>") < text.index("First run")
     assert "1:35" in text and "1:02:03" in text
-    assert page.attrs("a", href=f"/vods/{recorded.id}")
-    assert not page.attrs("a", href=f"/vods/{old.id}")
+    assert page.attrs("a", href=f"/videos/{recorded.id}")
+    assert not page.attrs("a", href=f"/videos/{old.id}")
     assert "no recording" in text
     thumbs = [a["src"] for a in page.attrs("img") if a["src"].startswith("/thumbnails/streams/")]
     assert thumbs == [f"/thumbnails/streams/{recorded.id}.jpg"]
@@ -266,11 +266,11 @@ async def test_unlisted_channel_links_its_broadcasts_by_public_id_only(site) -> 
     status, html = await get_page(http, "/streams/secret-runs")
     assert status == 200  # reachable by its link, as before
     page = parse(html)
-    assert page.attrs("a", href=f"/vods/{row.public_id}")
+    assert page.attrs("a", href=f"/videos/{row.public_id}")
     assert page.attrs("img", src=f"/thumbnails/streams/{row.public_id}.jpg")
     # Not one href or src names it by its sequential id (a public id may start with digits).
     refs = page.hrefs() + [a["src"] for a in page.attrs("img")]
-    assert f"/vods/{row.id}" not in refs and f"/thumbnails/streams/{row.id}.jpg" not in refs
+    assert f"/videos/{row.id}" not in refs and f"/thumbnails/streams/{row.id}.jpg" not in refs
     assert not [r for r in refs if r.rstrip("/").endswith(f"/{row.id}")]
     assert page.attrs("meta", name="robots", content="noindex")
     async with http.get(f"/thumbnails/streams/{row.public_id}.jpg") as r:
@@ -462,7 +462,7 @@ async def test_a_real_broadcast_keeps_its_own_thumbnail(settings_env, tmp_path) 
             status, html = await get_page(http, "/streams/real-runs")
             assert status == 200
             page = parse(html)
-            assert page.attrs("a", href=f"/vods/{row.id}")
+            assert page.attrs("a", href=f"/videos/{row.id}")
             assert page.attrs("img", src=f"/thumbnails/streams/{row.id}.jpg")
             # Its duration as the row has it: m:ss of the seconds the publisher was on.
             assert row.duration_seconds is not None and row.duration_seconds >= 3

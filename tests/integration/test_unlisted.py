@@ -166,9 +166,9 @@ async def test_unlisted_streams_answer_by_id_as_if_they_did_not_exist(site: Site
     )
     if status != 404 or SECRET in str(body):
         leak("bob", "POST /api/messages {stream_id}", status, body)
-    status, page = await site.as_user("anon", "GET", f"/vods/{secret.id}")
+    status, page = await site.as_user("anon", "GET", f"/videos/{secret.id}")
     if status != 404 or SECRET.encode() in page:
-        leak("anon", "GET /vods/{id}", status)
+        leak("anon", "GET /videos/{id}", status)
     # VOD by id: 404 through both HTTP layers, for everyone (those answers are cacheable and
     # cookieless, so not even the owner gets one by id: the owner is given the link).
     for path in vod_paths(secret.id):
@@ -187,7 +187,7 @@ async def test_unlisted_streams_are_reached_by_their_link_and_by_their_owner(sit
     (doc,) = body["streams"]
     link = secret.public_id
     assert len(link) == 22 and doc["vod_url"] == f"/vod/{link}/master.m3u8"
-    assert doc["watch_url"] == f"/vods/{link}"
+    assert doc["watch_url"] == f"/videos/{link}"
     for path in vod_paths(link):
         for via_aiohttp in (False, True):
             status, body = await raw_get(site.server.http_port, path, via_aiohttp=via_aiohttp)
@@ -208,7 +208,7 @@ async def test_unlisted_streams_are_reached_by_their_link_and_by_their_owner(sit
         assert status == 200 and body["vod_url"] == f"/vod/{link}/master.m3u8", (who, body)
         status, body = await site.as_user(who, "GET", f"/api/streams/{secret.id}/messages")
         assert status == 200 and len(body["messages"]) == 2
-    status, _ = await site.as_user("alice", "GET", f"/vods/{secret.id}")
+    status, _ = await site.as_user("alice", "GET", f"/videos/{secret.id}")
     assert status == 200
     status, body = await site.as_user(
         "alice", "PATCH", f"/api/streams/{secret.id}", json={"title": "renamed"}

@@ -81,7 +81,7 @@ def past_row(past: PastBroadcast) -> dict[str, Any]:
         "started_at": past.started_at.isoformat() if past.started_at else None,
         "duration_seconds": past.duration_seconds,
         "vod_available": past.vod_available,
-        "watch_url": f"/vods/{past.stream_id}",
+        "watch_url": f"/videos/{past.stream_id}",
     }
 
 

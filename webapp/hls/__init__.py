@@ -23,7 +23,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from webapp.keys import DB_KEY, EDGES_KEY, HLS_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
+from webapp.keys import (
+    DB_KEY,
+    EDGES_KEY,
+    HLS_KEY,
+    METRICS_KEY,
+    REGISTRY_KEY,
+    SECRET_KEY,
+    SETTINGS_KEY,
+)
 
 from .held import DEADLINE_TICK, Held, Hold, Pending
 from .reply import HlsRequest, Reply, error_reply, plan_range
@@ -69,6 +77,9 @@ def setup(app: web.Application) -> HlsService:
         app[REGISTRY_KEY],
         app[DB_KEY],
         vod_link_seconds=_vod_link_seconds,
+        # A private video's grants (stream_links.vod_grant); the key is loaded later by
+        # identity.setup, so it is read at use.
+        vod_grant_key=lambda: app[SECRET_KEY],
     )
     app[HLS_KEY] = service
     add = app.router.add_get

@@ -50,6 +50,7 @@ class HlsService:
         db: Database,
         *,
         vod_link_seconds: Callable[[], float],
+        vod_grant_key: Callable[[], bytes] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -72,7 +73,7 @@ class HlsService:
             self.addresses,
             3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)),
         )
-        vod = VodDelivery(settings, db, vod_link_seconds)
+        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key)
         # The routes, bound once: the fast path calls them per request.
         self.master: Route = live.master
         self.live: Route = live.live

@@ -1,7 +1,8 @@
 """VOD delivery (``/vod/{stream_id}/…``) and its caches.
 
 The stream row must be ARCHIVED with a VOD, and ``{stream_id}`` must be a link that reaches it
-(``webapp.stream_links``: the id of a listed channel's stream, or any stream's public id); the
+(``webapp.stream_links``: the id of a listed channel's public video, or its public id, or for a
+private video the grant its page handed to the owner or an admin); the
 names a request may use are exactly those listed in the VOD's own playlists, read once and
 cached. Recently served files stay in memory (``_ByteCache``).
 """
@@ -23,7 +24,7 @@ from storage import Database
 from storage.channels import parse_stream_ref, stream_by_ref
 from storage.models import StreamStatus
 from transcode.hls import parse_segment_name
-from webapp.stream_links import reachable
+from webapp.stream_links import check_vod_grant, is_vod_grant, reachable
 
 from .held import Held, Pending
 from .reply import (
@@ -142,10 +143,17 @@ class VodDelivery:
     stream does this URL reach, and may it" is kept: a channel made unlisted stops answering
     to its streams' ids within that time, on every process."""
 
-    def __init__(self, settings: Settings, db: Database, link_seconds: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        link_seconds: Callable[[], float],
+        grant_key: Callable[[], bytes] | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.link_seconds = link_seconds
+        self.grant_key = grant_key
         # VOD URL reference -> (until, the stream id it reaches or None); stream id ->
         # (until, its playlists or None).
         self._links: OrderedDict[str, tuple[float, int | None]] = OrderedDict()
@@ -159,7 +167,8 @@ class VodDelivery:
         now = time.monotonic()
         link = self._links.get(raw)
         if link is None or link[0] <= now:
-            return raw if parse_stream_ref(raw) is not None else None
+            known = parse_stream_ref(raw) is not None or is_vod_grant(raw)
+            return raw if known else None
         self._links.move_to_end(raw)
         if link[1] is None:
             return None
@@ -179,8 +188,15 @@ class VodDelivery:
     async def _load(self, raw: str) -> _Vod | None:
         """Which stream the reference reaches (the rule of ``stream_links``, for a caller with
         no identity: VOD answers are cacheable by anyone), then its playlists."""
-        ref = parse_stream_ref(raw)
+        ref: int | str | None = parse_stream_ref(raw)
         stream_id = vod = None
+        link_seconds = self.link_seconds()
+        granted = False
+        if ref is None and self.grant_key is not None:
+            grant = check_vod_grant(self.grant_key(), raw, time.time())
+            if grant is not None:
+                ref, granted = grant[0], True
+                link_seconds = min(link_seconds, grant[1] - time.time())
         try:
             found = None
             if ref is not None:
@@ -191,7 +207,8 @@ class VodDelivery:
                 if (
                     stream.status is StreamStatus.ARCHIVED
                     and stream.vod_available
-                    and reachable(ref, channel, None)
+                    and stream.deleted_at is None
+                    and (granted or reachable(ref, stream, channel, None))
                 ):
                     stream_id = stream.id
             if stream_id is not None:
@@ -206,7 +223,7 @@ class VodDelivery:
         except Exception:
             log.exception("could not load VOD %r", raw)
             stream_id = vod = None
-        _remember(self._links, raw, (time.monotonic() + self.link_seconds(), stream_id))
+        _remember(self._links, raw, (time.monotonic() + link_seconds, stream_id))
         return vod
 
     async def _loaded(

@@ -140,6 +140,6 @@ def hit_json(app: web.Application, hit: Any) -> dict[str, Any]:
         "started_at": hit.started_at.isoformat() if hit.started_at else None,
         "duration_seconds": hit.duration_seconds,
         "duration": duration_text(hit.duration_seconds),
-        "url": f"/vods/{hit.id}" if hit.vod_available else f"/streams/{hit.channel_slug}",
+        "url": f"/videos/{hit.id}" if hit.vod_available else f"/streams/{hit.channel_slug}",
         "thumbnail_url": _video_thumbnail(hit),
     }
