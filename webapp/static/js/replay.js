@@ -69,7 +69,11 @@
     var url = base + "?from=" + from.toFixed(3) + "&to=" + to.toFixed(3) +
       (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error(String(r.status))); })
+      .then(function (r) {
+        if (r.ok) return r.json();
+        if (r.status === 401 || r.status === 403 || r.status === 404) retryAt = Infinity;
+        return Promise.reject(new Error(String(r.status)));
+      })
       .then(function (body) {
         if (gen !== generation) return;  // a seek started over meanwhile
         if (typeof body.duration === "number" && body.duration > 0) duration = body.duration;
@@ -88,6 +92,12 @@
       .catch(function () {
         if (gen !== generation) return;
         fetching = false;
+        if (retryAt === Infinity) {  // not for this viewer (a chat for logged-in users only)
+          root.dataset.state = "unavailable";
+          note.textContent = "The chat of this video is not available to you.";
+          note.hidden = false;
+          return;
+        }
         retryAt = Date.now() + 5000;
         root.dataset.state = "error";
       });
