@@ -26,7 +26,12 @@ import pytest
 
 from mediaserver.live import MediaKind, MediaPacket
 from mediaserver.restream import PublishError, RtmpPublisher, client_ssl_context
-from mediaserver.rtmp import PublishTarget
+from mediaserver.rtmp import (
+    ConnectRequested,
+    PublishRequested,
+    PublishTarget,
+    ServerConnection,
+)
 from tests.conftest import free_port, make_channel, make_source, running_server, transcoding
 
 pytestmark = pytest.mark.integration
@@ -269,3 +274,59 @@ async def test_rtmps_verifies_the_certificate(server, tmp_path: Path) -> None:
         await wait_for(lambda: server.registry.get(SLUG) is not None)
         await publisher.close()
         await wait_for(lambda: server.registry.get(SLUG) is None)
+
+
+# ---------------------------------------------------------------------------------------------
+# A destination that stops reading
+
+
+class StallingDestination(asyncio.Protocol):
+    """Our own server role behind a socket, accepting any publish, that stops reading as soon
+    as the publish started: a destination that blackholes mid-stream."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.conn = ServerConnection()
+
+    def data_received(self, data: bytes) -> None:
+        events = self.conn.receive_data(data)
+        while events:
+            more = []
+            for event in events:
+                if isinstance(event, ConnectRequested):
+                    more += self.conn.accept_connect()
+                elif isinstance(event, PublishRequested):
+                    self.conn.accept_publish(event.stream_id)
+                    self.transport.pause_reading()
+            events = more
+        self.transport.write(self.conn.data_to_send())
+
+
+async def test_stalled_destination_is_given_up_and_frames_dropped() -> None:
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(StallingDestination, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        publisher = await RtmpPublisher.open(
+            PublishTarget.parse(f"rtmp://127.0.0.1:{port}/live/k"),
+            stall_timeout=0.5,
+            max_buffered=1 << 20,
+        )
+        frame = bytes(256 * 1024)
+        refused_then = None
+        dts = 0
+        while not publisher.closed:
+            keyframe = dts % 3000 == 0
+            accepted = publisher.send_video("avc1", dts, dts, keyframe, frame)
+            if not accepted and refused_then is None:
+                refused_then = dts
+                # Until the next keyframe, inter frames are dropped without being offered.
+                assert not publisher.send_video("avc1", dts + 1, dts + 1, False, b"\x00")
+            dts += 33
+            await asyncio.sleep(0 if accepted else 0.005)
+        error = await publisher.wait_closed()
+        assert isinstance(error, PublishError) and error.stage == "publishing"
+        assert "read nothing" in str(error)
+        assert refused_then is not None and publisher.dropped >= 2
+    finally:
+        listener.close()
