@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from storage import queries
+from storage.chat_models import ChatSettings
 from storage.creator_models import StreamChapter
 from storage.models import Message, Stream, StreamStatus
 from tests.accounts import register, user_of
@@ -272,3 +273,16 @@ async def test_chapters_in_order_with_their_categories(broadcast: Broadcast) -> 
     assert body["chapters"][2]["category"] == {"id": None, "name": "Games"}
     assert body["chapters"][1]["category"] is None
     assert body["duration"] == DURATION
+
+
+async def test_a_chat_for_logged_in_users_is_replayed_to_them_only(broadcast: Broadcast) -> None:
+    async with broadcast.server.db.session() as db:
+        db.add(ChatSettings(channel_id=broadcast.stream.channel_id, logged_in_only=True))
+        await db.commit()
+    path = f"/api/videos/{broadcast.ref}/chat?from=0&to=60"
+    status, body = await broadcast.get(path)
+    assert status == 401 and body["error"]["code"] == "unauthenticated"
+    status, body = await broadcast.get(path, "other")
+    assert status == 200 and triples(body) == broadcast.expected(0, 60)
+    status, _ = await broadcast.get(f"/api/videos/{broadcast.ref}/chapters")
+    assert status == 200  # chapters are the video's, not the chat's
