@@ -86,6 +86,15 @@ def encode_source(
         "0",
         "-bf",
         str(bframes),
+        # What OBS signals: BT.709, limited range; a clip must keep it on every frame.
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
     ]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]

@@ -106,6 +106,25 @@ def check_clip(result: CutResult, start: float, end: float) -> dict:
         assert first.width == RUNGS[0].width
     assert decode_errors(result.mp4) == ""
     assert decode_errors(result.hls_master) == ""
+    # Re-encoded frames carry the source's colour description like the copied ones.
+    colours = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=color_space,color_primaries,color_range",
+            "-of",
+            "csv=p=0",
+            str(result.mp4),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert {c.rstrip(",") for c in colours} == {"tv,bt709,bt709"}
     with av.open(str(result.thumbnail)) as container:
         assert next(container.decode(video=0)).width > 0
     return info

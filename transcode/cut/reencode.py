@@ -128,6 +128,12 @@ def _encoder(
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height = frame.width, frame.height
     ctx.pix_fmt = frame.format.name
+    # The decoder read the source's VUI colour description into the frame: write it again,
+    # so re-encoded and copied GOPs are shown with the same range and matrix.
+    ctx.color_range = frame.color_range
+    ctx.colorspace = frame.colorspace
+    ctx.color_primaries = frame.color_primaries
+    ctx.color_trc = frame.color_trc
     ctx.time_base = Fraction(1, src.timescale)
     if src.frame_rate > 0:
         ctx.framerate = Fraction(src.frame_rate).limit_denominator(1001)
