@@ -119,8 +119,8 @@ class Track:
     trex: tuple[int, int, int, int] = (1, 0, 0, 0)  # description index, duration, size, flags
     durations: array = field(default_factory=lambda: array("I"))
     sizes: array = field(default_factory=lambda: array("I"))
-    offsets: array = field(default_factory=lambda: array("i"))
-    sync: array = field(default_factory=lambda: array("I"))
+    offsets: array | None = None  # composition offsets; None while all are zero
+    sync: array | None = None  # sync sample numbers (1-based); None while all samples are
     chunk_samples: array = field(default_factory=lambda: array("I"))
     chunk_entries: array = field(default_factory=lambda: array("I"))
     chunk_positions: array = field(default_factory=lambda: array("Q"))
@@ -318,39 +318,52 @@ def _read_trun(
     sample_flags = columns.get(_TRUN_FLAGS) or array("I", [default_flags]) * count
     if first_flags is not None:
         sample_flags[0] = first_flags
+    base = len(track.sizes) + 1
     cts = columns.get(_TRUN_CTS)
-    if cts is None:
-        track.offsets.extend(array("i", bytes(4 * count)))
-    else:
+    if cts is not None and any(cts):
         if version == 0 and max(cts) > 0x7FFFFFFF:
             raise RemuxError("composition offset too large")
+        if track.offsets is None:  # the first offset: the samples before had none
+            track.offsets = array("i", bytes(4 * (base - 1)))
         track.offsets.extend(array("i", cts.tobytes()))  # version 1: signed
-    base = len(track.sizes) + 1
-    track.sync.extend(base + i for i, f in enumerate(sample_flags) if not f & _NON_SYNC)
+    elif track.offsets is not None:
+        track.offsets.extend(array("i", bytes(4 * count)))
+    synced = [base + i for i, f in enumerate(sample_flags) if not f & _NON_SYNC]
+    if track.sync is None and len(synced) < count:  # the first non-sync sample: list them
+        track.sync = array("I", range(1, base))
+    if track.sync is not None:
+        track.sync.extend(synced)
     track.durations.extend(durations)
     track.sizes.extend(sizes)
     return count, data_offset
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One trun's sample data: a chunk of the output."""
+class Runs:
+    """Every trun's sample data, in file order: one chunk of the output each. Parallel arrays,
+    since a ten-hour recording has hundreds of thousands of them."""
 
-    path: Path
-    start: int  # offset in the segment file
-    size: int
-    track: Track
-    count: int
-    entry: int  # 1-based sample entry in force
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        self.path = array("I")  # index into paths
+        self.start = array("Q")  # offset in the segment file
+        self.size = array("Q")
+        self.track = array("I")  # track id
+        self.count = array("I")  # samples
+        self.entry = array("I")  # 1-based sample entry in force
+
+    def __len__(self) -> int:
+        return len(self.start)
 
 
-def read_segment(path: Path, tracks: dict[int, Track], out: list[Run]) -> None:
+def read_segment(path: Path, tracks: dict[int, Track], out: Runs) -> None:
     """Append the segment's runs, in file order; every sample must lie inside its mdat."""
     try:
         f = open(path, "rb")
     except OSError as exc:
         raise RemuxError(f"cannot read {path.name}: {exc.strerror}") from exc
     with f:
+        index = len(out.paths)
+        out.paths.append(path)
         size = os.fstat(f.fileno()).st_size
         pending: tuple[int, list[tuple[Track, int, int, int]]] | None = None
         for kind, offset, box_size, header in _file_boxes(f, size):
@@ -374,8 +387,14 @@ def read_segment(path: Path, tracks: dict[int, Track], out: list[Run]) -> None:
                     length = sum(track.sizes[first : first + count])
                     if start < offset + header or start + length > offset + box_size:
                         raise RemuxError(f"{path.name}: samples outside their mdat")
-                    found.append(Run(path, start, length, track, count, track.entry_now))
-                out.extend(sorted(found, key=lambda r: r.start))
+                    found.append((start, length, track.track_id, count, track.entry_now))
+                for start, length, track_id, count, entry in sorted(found):
+                    out.path.append(index)
+                    out.start.append(start)
+                    out.size.append(length)
+                    out.track.append(track_id)
+                    out.count.append(count)
+                    out.entry.append(entry)
                 pending = None
             elif kind not in (b"styp", b"sidx", b"prft", b"emsg", b"free", b"skip"):
                 raise RemuxError(f"{path.name}: unexpected {kind!r} box")

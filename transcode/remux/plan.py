@@ -24,7 +24,7 @@ from transcode.remux import tables
 from transcode.remux.fragments import (
     Init,
     RemuxError,
-    Run,
+    Runs,
     Track,
     adopt_init,
     full,
@@ -76,7 +76,8 @@ def _edits(tracks: list[Track], movie_ts: int) -> dict[int, tuple[int, int, int]
     for t in tracks:
         decode = 0
         earliest: int | None = None
-        for d, c in zip(t.durations[:64], t.offsets[:64], strict=True):
+        offsets = t.offsets[:64] if t.offsets is not None else [0] * len(t.durations[:64])
+        for d, c in zip(t.durations[:64], offsets, strict=True):
             earliest = decode + c if earliest is None else min(earliest, decode + c)
             decode += d
         media_time = max(0, earliest or 0)
@@ -91,31 +92,51 @@ def _edits(tracks: list[Track], movie_ts: int) -> dict[int, tuple[int, int, int]
     return result
 
 
-def _trak(t: Track, edit: tuple[int, int, int], positions: array) -> bytes:
+class _Box:
+    """A box whose bytes are joined once, at the end: a ten-hour moov is about 15 MB, and
+    nesting it five boxes deep with ``box`` would copy it at every level."""
+
+    __slots__ = ("header", "parts", "size")
+    header: bytes
+    parts: tuple[bytes | _Box, ...]
+    size: int
+
+    def __init__(self, kind: bytes, *parts: bytes | _Box) -> None:
+        self.parts = parts
+        self.size = 8
+        for part in parts:
+            self.size += len(part) if isinstance(part, bytes) else part.size
+        if self.size > 0xFFFFFFFF:
+            raise RemuxError(f"{kind!r} box too large for a 32-bit size")
+        self.header = struct.pack(">I4s", self.size, kind)
+
+    def pieces(self) -> Iterator[bytes]:
+        yield self.header
+        for part in self.parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                yield from part.pieces()
+
+
+def _trak(
+    t: Track, edit: tuple[int, int, int], total: int, samples: list[bytes], positions: array
+) -> _Box:
     lead, media_time, shown = edit
     edits = ([(lead, -1)] if lead else []) + [(shown, media_time)]
     stsd = box(b"stsd", t.stsd_head, struct.pack(">I", len(t.entries)), *t.entries)
-    stbl = tables.stbl(
-        stsd,
-        t.durations,
-        t.offsets,
-        t.sync,
-        t.sizes,
-        t.chunk_samples,
-        t.chunk_entries,
-        positions,
-    )
-    minf = box(b"minf", *t.other_minf, stbl)
-    mdhd = _with_duration(b"mdhd", t.mdhd, 1, t.total)
-    mdia = box(b"mdia", mdhd, *t.other_mdia, minf)
+    stbl = _Box(b"stbl", stsd, *samples, tables.chunk_offsets(positions))
+    minf = _Box(b"minf", *t.other_minf, stbl)
+    mdhd = _with_duration(b"mdhd", t.mdhd, 1, total)
+    mdia = _Box(b"mdia", mdhd, *t.other_mdia, minf)
     tkhd = _with_duration(b"tkhd", t.tkhd, 2, lead + shown)
     parts = [tkhd] + ([tables.elst(edits)] if lead or media_time else []) + [mdia]
-    return box(b"trak", *parts)
+    return _Box(b"trak", *parts)
 
 
 def _ftyp(tracks: list[Track], init_ftyp: bytes) -> bytes:
     brands = [b"isom", b"iso2"]
-    if any(t.offsets and min(t.offsets) < 0 for t in tracks):
+    if any(t.offsets is not None and min(t.offsets) < 0 for t in tracks):
         brands.append(b"iso4")  # ctts version 1
     compatible = {init_ftyp[i : i + 4] for i in range(8, len(init_ftyp) - 3, 4)}
     brands += [b for b in (b"avc1", b"hvc1") if b in compatible]
@@ -219,59 +240,69 @@ class Mp4Reader:
             yield data
 
 
-def _layout(init: Init, tracks: dict[int, Track], runs: list[Run]) -> Mp4Plan:
+def _layout(init: Init, tracks: dict[int, Track], runs: Runs) -> Mp4Plan:
     used = [t for t in tracks.values() if len(t.sizes)]
     if not used:
         raise RemuxError("the recording holds no samples")
     payload = 0
-    paths: dict[Path, int] = {}
     piece_path, piece_offset, piece_start = array("I"), array("Q"), array("Q")
     relative: dict[int, array] = {t.track_id: array("Q") for t in used}
-    for run in runs:
-        relative[run.track.track_id].append(payload)
-        run.track.chunk_samples.append(run.count)
-        run.track.chunk_entries.append(run.entry)
-        index = paths.setdefault(run.path, len(paths))
-        if (
+    for i in range(len(runs)):
+        track, path, start = tracks[runs.track[i]], runs.path[i], runs.start[i]
+        relative[track.track_id].append(payload)
+        track.chunk_samples.append(runs.count[i])
+        track.chunk_entries.append(runs.entry[i])
+        if not (
             piece_path
-            and piece_path[-1] == index
-            and piece_offset[-1] + (payload - piece_start[-1]) == run.start
-        ):
-            pass  # continues the previous piece in the same file
-        else:
-            piece_path.append(index)
-            piece_offset.append(run.start)
+            and piece_path[-1] == path
+            and piece_offset[-1] + (payload - piece_start[-1]) == start
+        ):  # else it continues the previous piece in the same file
+            piece_path.append(path)
+            piece_offset.append(start)
             piece_start.append(payload)
-        payload += run.size
+        payload += runs.size[i]
     movie_ts = _movie_timescale(init.mvhd)
     edits = _edits(used, movie_ts)
+    totals = {t.track_id: t.total for t in used}
     ftyp = _ftyp(used, init.ftyp)
+    samples: dict[int, list[bytes]] = {}
+    for t in used:  # the tables once; the per-sample arrays are let go as soon as they are in
+        samples[t.track_id] = tables.sample_tables(
+            t.durations, t.offsets, t.sync, t.sizes, t.chunk_samples, t.chunk_entries
+        )
+        t.durations, t.offsets, t.sync, t.sizes = array("I"), None, None, array("I")
     mdat_header = 8 if payload + 8 <= 0xFFFFFFFF else 16
+    duration = max(lead + shown for lead, _, shown in edits.values())
+    next_id = struct.pack(">I", max(tracks) + 1)
+    mvhd_body = _with_duration(b"mvhd", init.mvhd, 1, duration)[8:]
+    mvhd = box(b"mvhd", mvhd_body[:-4] + next_id)
     guess = 0
-    while True:  # chunk offsets depend on the moov's size, which may grow with co64
+    while True:  # chunk offsets depend on the moov's size, which grows if they need co64
         base = len(ftyp) + guess + mdat_header
         traks = [
-            _trak(t, edits[t.track_id], array("Q", (base + p for p in relative[t.track_id])))
+            _trak(
+                t,
+                edits[t.track_id],
+                totals[t.track_id],
+                samples[t.track_id],
+                array("Q", (base + p for p in relative[t.track_id])),
+            )
             for t in used
         ]
-        duration = max(lead + shown for lead, _, shown in edits.values())
-        next_id = struct.pack(">I", max(tracks) + 1)
-        mvhd_body = _with_duration(b"mvhd", init.mvhd, 1, duration)[8:]
-        mvhd = box(b"mvhd", mvhd_body[:-4] + next_id)
-        moov = box(b"moov", mvhd, *traks, *init.moov_other)
-        if len(moov) == guess:
+        moov = _Box(b"moov", mvhd, *traks, *init.moov_other)
+        if moov.size == guess:
             break
-        guess = len(moov)
+        guess = moov.size
     if mdat_header == 8:
         mdat = struct.pack(">I4s", payload + 8, b"mdat")
     else:
         mdat = struct.pack(">I4sQ", 1, b"mdat", payload + 16)
-    head = ftyp + moov + mdat
+    head = b"".join([ftyp, *moov.pieces(), mdat])
     for i in range(len(piece_start)):
         piece_start[i] += len(head)
     return Mp4Plan(
         head,
-        tuple(paths),
+        tuple(runs.paths),
         piece_path,
         piece_offset,
         piece_start,
@@ -286,7 +317,7 @@ def plan_mp4(groups: list[tuple[Path, list[Path]]]) -> Mp4Plan:
         raise RemuxError("no segments")
     first = read_init(groups[0][0])
     tracks = first.tracks
-    runs: list[Run] = []
+    runs = Runs()
     for n, (init_path, segments) in enumerate(groups):
         if n:
             adopt_init(tracks, read_init(init_path), init_path.name)

@@ -64,10 +64,10 @@ def stts(durations: array) -> bytes:
     return full_box(b"stts", 0, 0, struct.pack(">I", len(counts)), _interleave(counts, deltas))
 
 
-def ctts(offsets: array) -> bytes | None:
+def ctts(offsets: array | None) -> bytes | None:
     """Composition offsets, or None when every one is zero (the box is then left out).
     Version 1 (signed) when any offset is negative, as the fragments' version-1 truns were."""
-    if not any(offsets):
+    if offsets is None or not any(offsets):
         return None
     version = 1 if min(offsets) < 0 else 0
     counts, values = _runs(offsets)
@@ -76,9 +76,10 @@ def ctts(offsets: array) -> bytes | None:
     )
 
 
-def stss(sync: array, count: int) -> bytes | None:
-    """Sync samples (1-based numbers), or None when all ``count`` samples are sync."""
-    if len(sync) == count:
+def stss(sync: array | None, count: int) -> bytes | None:
+    """Sync samples (1-based numbers), or None when all ``count`` samples are sync (``sync``
+    None or all of them)."""
+    if sync is None or len(sync) == count:
         return None
     return full_box(b"stss", 0, 0, struct.pack(">I", len(sync)), _be(sync))
 
@@ -115,23 +116,21 @@ def elst(edits: Sequence[tuple[int, int]]) -> bytes:
     return box(b"edts", full_box(b"elst", 1 if wide else 0, 0, struct.pack(">I", len(edits)), rows))
 
 
-def stbl(
-    stsd: bytes,
+def sample_tables(
     durations: array,
-    offsets: array,
-    sync: array,
+    offsets: array | None,
+    sync: array | None,
     sizes: array,
     chunk_samples: array,
     chunk_descriptions: array,
-    chunk_positions: array,
-) -> bytes:
+) -> list[bytes]:
+    """stts, ctts, stss, stsc and stsz, in the order stbl holds them: everything of a track's
+    sample table but its sample descriptions (first) and chunk offsets (last)."""
     parts: Iterable[bytes | None] = (
-        stsd,
         stts(durations),
         ctts(offsets),
         stss(sync, len(sizes)),
         stsc(chunk_samples, chunk_descriptions),
         stsz(sizes),
-        chunk_offsets(chunk_positions),
     )
-    return box(b"stbl", *(p for p in parts if p is not None))
+    return [p for p in parts if p is not None]
