@@ -31,8 +31,7 @@ from ..identity import current_user
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..openapi import error_response, json_response
 from ..parsing import query_int
-from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA
-from .access import find_video
+from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_video
 
 NO_STORE = {"Cache-Control": "private, no-store"}
 # The longest video offset a request may name (a year): beyond any recording, within floats.

@@ -17,7 +17,7 @@ from transcode.sprites import INDEX_NAME, PREVIEW_DIR, is_preview_name
 
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..render import not_found_page
-from .access import find_video
+from ..stream_links import find_video
 
 # Files never change once written, but who may see them can (a video made private): a browser
 # keeps them a while, a shared cache never.
