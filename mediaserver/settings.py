@@ -533,6 +533,9 @@ class VideoSettings:
 class AnalyticsSettings:
     # Seconds between samples of every live stream (viewers, chat, follows).
     sample_interval: float = 10.0
+    # Chat and follows are counted this many seconds behind the clock, so a message stamped
+    # just before a sample but committed just after it still lands in a sample.
+    activity_lag: float = 2.0
     # Seconds between writes of the viewer sessions' watch time (batched, added on).
     watch_flush_interval: float = 60.0
     # Seconds between rollups of the samples into per-channel hours and days (and the
@@ -966,6 +969,7 @@ def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:
 def _validate_analytics(a: AnalyticsSettings) -> None:
     for name in (
         "sample_interval",
+        "activity_lag",
         "watch_flush_interval",
         "rollup_interval",
         "raw_retention_days",

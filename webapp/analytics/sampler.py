@@ -96,11 +96,12 @@ class AnalyticsService:
         if not rows:
             return 0
         async with self.db.session() as session:
+            lag = self.settings.activity_lag
             chat, follows = await queries.window_activity(
                 session,
                 streams,
-                datetime.fromtimestamp(since, UTC),
-                datetime.fromtimestamp(now, UTC),
+                datetime.fromtimestamp(since - lag, UTC),
+                datetime.fromtimestamp(now - lag, UTC),
             )
             rows = [
                 queries.Sample(
