@@ -503,8 +503,9 @@ class BrowseSettings:
 @dataclass(frozen=True)
 class DownloadSettings:
     # MP4 downloads of past broadcasts (GET /videos/{id}/download) streaming at once; one
-    # more gets 503 with Retry-After. Each holds its sample tables (about 12 bytes a sample)
-    # and one read buffer, never the file.
+    # more gets 503 with Retry-After. Each holds its plan (about 5 bytes a sample: 14 MB for
+    # ten hours of 1080p with audio; some 4 times that while it is made) and two read blocks,
+    # never the file.
     max_concurrent: int = 4
     # KiB read from the recording per step (one worker-thread hop each).
     read_kb: int = 1024
