@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 SLUG = "stats-tv"
 
 
-async def _seed(server: Any, channel_id: int) -> int:
+async def seed_stream(server: Any, channel_id: int) -> int:
     """A stream that ran for ten minutes an hour ago, sampled and rolled up."""
     now = int(time.time())
     start = now - 3600
@@ -58,7 +58,7 @@ async def test_analytics_routes_answer_the_owner_and_admins_only(server: Any) ->
     channel_id, _owner_id, owner = await make_chat_channel(server, "stats_owner", SLUG)
     _, stranger = await make_user(server, "stranger")
     _, admin = await make_user(server, "boss", admin=True)
-    stream_id = await _seed(server, channel_id)
+    stream_id = await seed_stream(server, channel_id)
     base = base_url(server)
     api = f"{base}/api/channels/{SLUG}/analytics"
     async with aiohttp.ClientSession() as http:

@@ -32,7 +32,8 @@
       title: title,
       width: Math.max(280, el.clientWidth || 600),
       height: 240,
-      scales: { x: { time: true } },
+      // Counts start at zero, so a flat line near the peak does not look like a swing.
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max) * 1.1]; } } },
       axes: axes(yLabel),
       series: [{}].concat(series.map(function (s) {
         return { label: s.label, stroke: s.stroke, width: 2, fill: s.fill, points: { show: false } };
