@@ -287,3 +287,22 @@ async def test_concurrent_downloads_are_bounded(settings_env: dict[str, str]) ->
                 assert r.status == 200 and len(await r.read()) == int(r.headers["Content-Length"])
         finally:
             await alice.close()
+
+
+async def test_the_video_page_offers_the_download_to_those_who_may(site: Site) -> None:
+    async def page(who: str) -> str:
+        async with site.users[who].get(f"{site.base}/videos/{site.video.id}") as r:
+            assert r.status == 200, who
+            return await r.text()
+
+    form = f'action="/videos/{site.video.id}/download"'
+    assert form in await page("alice") and form in await page("root")
+    assert 'id="download-form"' not in await page("bob")
+    assert 'id="download-form"' not in await page("anon")
+    await site.change(allow_downloads=True)
+    assert form in await page("bob") and form in await page("anon")
+    # The form's GET (no rendition chosen) is the best rendition's MP4.
+    async with site.users["anon"].get(
+        f"{site.base}/videos/{site.video.id}/download?rendition="
+    ) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"

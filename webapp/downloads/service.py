@@ -20,13 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from storage.models import Channel, Stream, StreamStatus, User
+from storage.models import Channel, Stream, User
 from transcode.remux import Mp4Plan, RemuxError, plan_mp4, rendition_groups, rendition_names
 
 from ..errors import json_error
 from ..identity import can_manage, current_user
 from ..keys import DB_KEY, SETTINGS_KEY
-from ..stream_links import find_stream
+from ..stream_links import find_video
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +87,10 @@ DOWNLOADS_KEY = web.AppKey("downloads", Downloads)
 
 
 async def _find(request: web.Request, session: Any, ref: str) -> tuple[Stream, Channel] | None:
-    """The video ``ref`` names if this caller may watch it: reachable by that link, archived
-    with a recording, not deleted, and private only to its owner and admins."""
-    found = await find_stream(request, session, ref)
-    if found is None:
-        return None
-    stream, channel = found
-    if (
-        stream.status is not StreamStatus.ARCHIVED
-        or not stream.vod_available
-        or stream.deleted_at is not None
-        or not stream.vod_path
-    ):
-        return None
-    if stream.visibility == "private" and not can_manage(await current_user(request), channel):
-        return None
-    return found
+    """The video ``ref`` names if this caller may watch it (``stream_links.find_video``: the
+    visibility rules), with a recording on disk to read."""
+    found = await find_video(request, session, ref)
+    return found if found is not None and found[0].vod_path else None
 
 
 def filename(channel_slug: str, title: str | None, started: datetime | None, rendition: str) -> str:
