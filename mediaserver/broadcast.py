@@ -36,6 +36,7 @@ from mediaserver.settings import Settings, SettingsError, parse_ladder, transcod
 from storage import Database, queries
 from storage.errors import out_of_room
 from storage.models import Channel, StreamStatus
+from storage.videos import measure_recording
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import (
     LivePlaylist,
@@ -389,12 +390,15 @@ class Broadcast:
                 log.warning("%s: stream thumbnail not kept: %s", self.slug, exc)
         if self.recording and has_media:
             duration = await asyncio.to_thread(self._write_vod)
+            # Its size on disk, for the video library (storage used, retention by size).
+            size = await asyncio.to_thread(measure_recording, self.dir)
             await m.mark(
                 self.stream,
                 StreamStatus.ARCHIVED,
                 vod_path=extra["hls_path"],
                 vod_duration_seconds=round(duration, 3),
                 vod_available=True,
+                size_bytes=size,
                 **extra,
             )
             log.info(
@@ -637,6 +641,7 @@ class Broadcasts:
                     and thumbnail.stat().st_mtime >= orphan.started_at.timestamp()
                 ):
                     fields["thumbnail_path"] = str(thumbnail.relative_to(self.settings.data_dir))
+                size = await asyncio.to_thread(measure_recording, directory)
                 await self._end_row(
                     orphan.id,
                     StreamStatus.ARCHIVED,
@@ -644,6 +649,7 @@ class Broadcasts:
                     vod_path=fields["hls_path"],
                     vod_duration_seconds=round(duration, 3),
                     vod_available=True,
+                    size_bytes=size,
                     **fields,
                 )
                 self.make_previews(orphan.id, directory)

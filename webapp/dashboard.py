@@ -49,6 +49,7 @@ async def dashboard(request: web.Request) -> web.Response:
                 channel_ids=[channel.id],
                 live=False,
                 public_only=False,
+                listed_only=False,  # the owner's own: unlisted and private videos too
                 limit=PAST_STREAMS_SHOWN,
             )
             entries.append(

@@ -290,6 +290,7 @@ WEBAPP_FLOOR = frozenset(
         "sharing",
         "timing",
         "answers",
+        "viewer_keys",
     }
 )
 WEBAPP_TOP = frozenset({"", "app", "fastpath"})

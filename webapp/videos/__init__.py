@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import pages
+from . import api, dashboard, pages, retention
+from .api import OPENAPI_PATHS, OPENAPI_SCHEMAS
 
-__all__ = ["setup"]
+__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "setup"]
 
 
 def setup(app: web.Application) -> None:
     pages.setup_routes(app)
+    dashboard.setup_routes(app)
+    api.setup_routes(app)
+    app.cleanup_ctx.append(retention.lifetime)

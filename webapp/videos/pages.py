@@ -4,6 +4,12 @@ The page is found through ``stream_links.find_video`` (the visibility rule of
 ``storage.videos``); what other parts of issue 13 add to it (chat replay, chapters, download,
 clip button) are optional includes fed by the context built here: ``video``, ``is_owner``,
 ``is_admin``, ``viewer``, ``can_download``, ``can_clip``.
+
+A view is counted when the page is opened, once per viewer session (``viewer_keys``: the
+user, or an anonymous cookie): that is the request that proves someone reached the video, it
+needs no script (nor a second, forgeable request that the page's player would send), and the
+count it shows already includes the visit. A reload, a seek or the player's hundreds of
+segment requests count nothing more.
 """
 
 from __future__ import annotations
@@ -18,20 +24,27 @@ from ..identity import current_user
 from ..keys import DB_KEY, SECRET_KEY, SETTINGS_KEY
 from ..render import not_found_page, render
 from ..stream_links import find_video, vod_grant
+from ..viewer_keys import set_viewer_cookie, viewer_key
 from .common import video_json
 
 
 async def video_page(request: web.Request) -> web.Response:
     async with request.app[DB_KEY].session() as session:
         found = await find_video(request, session, request.match_info["id"])
-    if found is None:
-        return not_found_page(request, "video")
-    stream, channel = found
+        if found is None:
+            return not_found_page(request, "video")
+        stream, channel = found
+        key, new_cookie = await viewer_key(request)
+        views = stream.views
+        if await videos.record_view(session, stream.id, key):
+            views += 1
+        await session.commit()
     viewer = await current_user(request)
     is_admin = viewer is not None and viewer.is_admin
     is_owner = viewer is not None and viewer.id == channel.owner_id
     manager = is_owner or is_admin
     video = video_json(stream, channel, private=manager)
+    video["views"] = views
     if stream.visibility == videos.PRIVATE:
         # Its HLS answers never look at cookies: this viewer (the owner or an admin, or
         # find_video would have said no) gets a grant that ends.
@@ -52,6 +65,8 @@ async def video_page(request: web.Request) -> web.Response:
     )
     # Who may see it can change (made private, deleted): never kept by a shared cache.
     response.headers["Cache-Control"] = "private, no-cache"
+    if new_cookie is not None:
+        set_viewer_cookie(request, response, new_cookie)
     return response
 
 
