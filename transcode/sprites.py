@@ -156,7 +156,16 @@ def build_previews(
     vod_dir: Path, options: PreviewOptions, *, fsync: bool = False
 ) -> Previews | None:
     """Sprites and their index under ``vod_dir/previews`` (replacing any earlier ones); None
-    when the recording has no video to take them from."""
+    when the recording has no video to take them from, or was deleted meanwhile."""
+    try:
+        return _build(vod_dir, options, fsync)
+    except FileNotFoundError:
+        if vod_dir.exists():
+            raise
+        return None  # the recording was deleted while its previews were being made
+
+
+def _build(vod_dir: Path, options: PreviewOptions, fsync: bool) -> Previews | None:
     rendition = lowest_rendition(vod_dir)
     if rendition is None:
         return None
@@ -170,7 +179,7 @@ def build_previews(
 
     out = vod_dir / PREVIEW_DIR
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out.mkdir()  # never parents: a deleted recording must stay deleted
     per_sheet = options.columns * options.rows
     tile: tuple[int, int] | None = None
     sheet: Image.Image | None = None

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from tests.conftest import require_ffmpeg
+from transcode import sprites
 from transcode.sprites import INDEX_NAME, PREVIEW_DIR, PreviewOptions, build_previews
 
 pytestmark = pytest.mark.integration
@@ -138,3 +141,24 @@ def test_no_video_no_previews(tmp_path: Path) -> None:
     (tmp_path / "master.m3u8").write_text("#EXTM3U\n")
     assert build_previews(tmp_path, PreviewOptions()) is None
     assert not (tmp_path / PREVIEW_DIR).exists()
+
+
+def test_a_recording_deleted_meanwhile_stays_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner deletes the video while its previews are being made: nothing comes back."""
+    directory = tmp_path / "gone"
+    _variant(directory, "180p", "320x180")
+    (directory / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p/index.m3u8\n"
+    )
+    real = sprites._segments
+
+    def delete_then_list(path: Path) -> list[Any]:
+        found = real(path)
+        shutil.rmtree(directory)  # as storage.videos deletes a recording
+        return found
+
+    monkeypatch.setattr(sprites, "_segments", delete_then_list)
+    assert build_previews(directory, PreviewOptions()) is None
+    assert not directory.exists()
