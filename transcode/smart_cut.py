@@ -163,29 +163,40 @@ def _load(
     rendition: SourceRendition, start: float, end: float
 ) -> tuple[InitInfo, list[tuple[int, int, Sample]], list[tuple[int, Sample]]]:
     """The init and, on the recording's timeline, the video (pts, dts, sample) and audio
-    (pts, sample) of the segments overlapping [start, end)."""
-    chosen = [s for s in rendition.segments if s.start < end and s.start + s.duration > start]
+    (pts, sample) of the segments overlapping [start, end). The audio of the segments either
+    side comes too: the AAC frame nearest a cut on a segment boundary may lie across it."""
+    segments = rendition.segments
+    chosen = [k for k, s in enumerate(segments) if s.start < end and s.start + s.duration > start]
     if not chosen:
         raise CutError(f"rendition {rendition.name}: no media between {start:.3f}s and {end:.3f}s")
-    inits = {s.init or rendition.init for s in chosen}
-    if len(inits) > 1:
+    init = segments[chosen[0]].init or rendition.init
+    if any((segments[k].init or rendition.init) != init for k in chosen):
         raise CutError("the clip spans a restart of the stream; clip either side of it")
-    info = read_init(inits.pop())
+    neighbours = [
+        k
+        for k in (chosen[0] - 1, chosen[-1] + 1)
+        if 0 <= k < len(segments) and (segments[k].init or rendition.init) == init
+    ]
+    info = read_init(init)
     assert info.video is not None
     vid, vts = info.video.track_id, info.video.timescale
     video: list[tuple[int, int, Sample]] = []
     audio: list[tuple[int, Sample]] = []
     offset: int | None = None
     next_dts: int | None = None
-    for segment in chosen:
+    for k in sorted(chosen + neighbours):
+        segment = segments[k]
         tracks = read_segment(segment.path)
         vs = tracks.get(vid, [])
         if not vs:
             continue
         if offset is None or vs[0].dts != next_dts:
+            if k not in chosen and next_dts is not None:
+                break  # the next segment is not continuous: nothing of it is near the end
             offset = round(segment.start * vts) - vs[0].pts
         next_dts = vs[-1].dts + vs[-1].duration
-        video += [(s.pts + offset, s.dts + offset, s) for s in vs]
+        if k in chosen:
+            video += [(s.pts + offset, s.dts + offset, s) for s in vs]
         if info.audio is not None:
             ats = info.audio.timescale
             aoff = round(offset * ats / vts)
