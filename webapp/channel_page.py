@@ -247,14 +247,17 @@ async def stream_thumbnail(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     stream = found[0]
     name = stream.thumbnail_path or ""
-    if stream.status is StreamStatus.LIVE or not name.startswith(STREAM_THUMBNAILS):
+    live_or_gone = stream.status is StreamStatus.LIVE or stream.deleted_at is not None
+    if live_or_gone or not name.startswith(STREAM_THUMBNAILS):
         raise web.HTTPNotFound()
     # The broadcast writes exactly thumbnails/streams/<id>.jpg; nothing else is served.
     path = request.app[SETTINGS_KEY].data_dir / STREAM_THUMBNAILS / f"{stream.id}.jpg"
     if not path.is_file():
         raise web.HTTPNotFound()
-    # An unlisted channel's: never kept by a shared cache (its owner may have asked by id).
-    cache = STREAM_THUMBNAIL_CACHE if found[1].is_public else "private, max-age=86400"
+    # An unlisted channel's, or a video that is not public: never kept by a shared cache (its
+    # owner may have asked by id, or may be the only one allowed to see it).
+    public = found[1].is_public and stream.visibility == "public"
+    cache = STREAM_THUMBNAIL_CACHE if public else "private, max-age=86400"
     return web.FileResponse(
         path,
         headers={

@@ -84,12 +84,21 @@ async def recorded(
     (directory / "360p" / "index.m3u8").write_text(MEDIA)
     (directory / "360p" / "init.mp4").write_bytes(b"init" * 32)
     (directory / "360p" / "seg0.m4s").write_bytes(b"m" * segment_bytes)
+    thumbnail = server.settings.data_dir / "thumbnails" / "streams" / f"{row.id}.jpg"
+    thumbnail.parent.mkdir(parents=True, exist_ok=True)
+    thumbnail.write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")
     async with server.db.session() as db:
         await video_queries.set_size(db, row.id, video_queries.measure_recording(directory))
+        await set_thumbnail(db, row.id, f"thumbnails/streams/{row.id}.jpg")
         await db.commit()
         stream = await db.get(Stream, row.id)
         assert stream is not None
         return stream
+
+
+async def set_thumbnail(db: Any, stream_id: int, path: str) -> None:
+    row = await db.get(Stream, stream_id)
+    row.thumbnail_path = path
 
 
 async def set_fields(server: Any, stream_id: int, **fields: Any) -> None:
@@ -175,6 +184,15 @@ async def test_who_may_watch_each_video_on_the_page_and_the_api(site: Site) -> N
                     wrong.append(("api doc", kind, who, ref, doc))
                 if status == 200 and ("size_bytes" in doc) != (who in ("alice", "root")):
                     wrong.append(("api private fields", kind, who, ref))
+                # The thumbnail: as the video; kept by shared caches only for a public one.
+                http = site.users.get(who)
+                async with aiohttp.ClientSession() as anon:
+                    async with (http or anon).get(f"{site.base}/thumbnails/streams/{ref}.jpg") as r:
+                        status, cache = r.status, r.headers.get("Cache-Control", "")
+                if (status == 200) != expected:
+                    wrong.append(("thumbnail", kind, who, ref, status))
+                if status == 200 and ("public" in cache) != (kind == "public"):
+                    wrong.append(("thumbnail cache", kind, who, ref, cache))
     assert not wrong, "\n".join(map(str, wrong))
 
 
@@ -314,10 +332,11 @@ async def test_dashboard_api_permissions_and_edits(site: Site) -> None:
     assert lib["storage_bytes"] == sum(v["size_bytes"] for v in kept) > 0
     # Delete: files gone, row kept, every route 404, storage used drops.
     directory = video_queries.recording_dir(data_dir, private.id)
-    assert directory.is_dir()
+    thumbnail = data_dir / "thumbnails" / "streams" / f"{private.id}.jpg"
+    assert directory.is_dir() and thumbnail.is_file()
     status, doc = await site.call("alice", "DELETE", f"/api/videos/{private.id}")
     assert status == 200 and doc["deleted"] is True and doc["deleted_at"]
-    assert not directory.exists()
+    assert not directory.exists() and not thumbnail.exists()
     for who in ("alice", "root", "bob", "anon"):
         assert (await site.call(who, "GET", f"/videos/{private.id}"))[0] == 404
     for path in vod_paths(private.public_id):
