@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, false, func, insert, literal, select, update
+from sqlalchemy import Table, delete, false, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +55,7 @@ from storage.analytics_models import (
     AnalyticsWatch,
 )
 from storage.creator_models import Clip, StreamChapter
-from storage.models import Channel, ChannelFollow, Message, Stream, StreamStatus
+from storage.models import ChannelFollow, Message, Stream, StreamStatus
 
 HOUR = 3600
 DAY = 86400
@@ -486,16 +486,23 @@ async def stream_report(
 ) -> StreamReport | None:
     """A broadcast's figures: its final summary, or (live, or not summed up yet) computed from
     its raw rows now; zeros for a stream never sampled. None: no such stream."""
-    stream = (
+    found = (
         await session.execute(
             select(
-                Stream.channel_id, Stream.title, Stream.started_at, Stream.ended_at, Stream.status
-            ).where(Stream.id == stream_id)
+                Stream.channel_id,
+                Stream.title,
+                Stream.started_at,
+                Stream.ended_at,
+                Stream.status,
+                AnalyticsStream,
+            )
+            .outerjoin(AnalyticsStream, AnalyticsStream.stream_id == Stream.id)
+            .where(Stream.id == stream_id)
         )
     ).one_or_none()
-    if stream is None:
+    if found is None:
         return None
-    saved = await session.get(AnalyticsStream, stream_id)
+    stream, saved = found, found[5]
     figures: StreamFigures | None = None
     if saved is not None and saved.final:
         figures = StreamFigures(
@@ -563,7 +570,6 @@ class ChannelReport:
     peak_viewers: int
     messages: int
     follows: int
-    followers: int
     streams: int
     bucket_seconds: int  # HOUR or DAY: what each point of ``points`` covers
     points: list[Bucket]
@@ -589,21 +595,11 @@ async def channel_report(
     top_streams: int,
     top_clips: int,
 ) -> ChannelReport:
-    """A channel's last ``days`` days: totals from its daily rollups, the curve by the hour
-    (7 days or less) or by the day, its most watched streams and most viewed clips."""
+    """A channel's last ``days`` days: the curve by the hour (7 days or less) or by the day
+    and its totals, its most watched streams and most viewed clips."""
     start = range_start(now, days)
-    d = AnalyticsChannelDay
-    totals = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(d.live_seconds), 0),
-                func.coalesce(func.sum(d.viewer_seconds), 0),
-                func.coalesce(func.max(d.peak_viewers), 0),
-                func.coalesce(func.sum(d.messages), 0),
-                func.coalesce(func.sum(d.follows), 0),
-            ).where(d.channel_id == channel_id, d.day >= start)
-        )
-    ).one()
+    # Three statements: the buckets (their sums are the totals: days are made of hours), the
+    # top streams with how many there were (a window count, before the LIMIT), the top clips.
     model: Any = AnalyticsChannelHour if days <= 7 else AnalyticsChannelDay
     key = model.hour if days <= 7 else model.day
     points = [
@@ -622,11 +618,8 @@ async def channel_report(
         )
     ]
     a = AnalyticsStream
-    in_range = and_(a.channel_id == channel_id, a.started_at >= start)
-    streams = int(await session.scalar(select(func.count()).where(in_range)) or 0)
-    top = [
-        TopStream(*row)
-        for row in await session.execute(
+    rows = (
+        await session.execute(
             select(
                 a.stream_id,
                 Stream.title,
@@ -635,13 +628,14 @@ async def channel_report(
                 a.peak_viewers,
                 a.viewer_seconds,
                 a.unique_viewers,
+                func.count().over(),
             )
             .join(Stream, Stream.id == a.stream_id)
-            .where(in_range)
+            .where(a.channel_id == channel_id, a.started_at >= start)
             .order_by(a.viewer_seconds.desc(), a.stream_id.desc())
             .limit(top_streams)
         )
-    ]
+    ).all()
     clips = [
         TopClip(*row)
         for row in await session.execute(
@@ -655,22 +649,20 @@ async def channel_report(
             .limit(top_clips)
         )
     ]
-    followers = await session.scalar(select(Channel.follower_count).where(Channel.id == channel_id))
     return ChannelReport(
         channel_id=channel_id,
         days=days,
         start=start,
         end=now,
-        live_seconds=int(totals[0]),
-        viewer_seconds=int(totals[1]),
-        peak_viewers=int(totals[2]),
-        messages=int(totals[3]),
-        follows=int(totals[4]),
-        followers=int(followers or 0),
-        streams=streams,
+        live_seconds=sum(p.live_seconds for p in points),
+        viewer_seconds=sum(p.viewer_seconds for p in points),
+        peak_viewers=max((p.peak_viewers for p in points), default=0),
+        messages=sum(p.messages for p in points),
+        follows=sum(p.follows for p in points),
+        streams=int(rows[0][-1]) if rows else 0,
         bucket_seconds=HOUR if days <= 7 else DAY,
         points=points,
-        top_streams=top,
+        top_streams=[TopStream(*row[:-1]) for row in rows],
         top_clips=clips,
     )
 

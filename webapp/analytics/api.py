@@ -65,7 +65,7 @@ def channel_document(channel: Channel, report: queries.ChannelReport, name: str)
             "watch_hours": round(report.viewer_seconds / 3600, 2),
             "chat_messages": report.messages,
             "follows_gained": report.follows,
-            "followers": report.followers,
+            "followers": channel.follower_count,
         },
         "series": {
             "t": times,
