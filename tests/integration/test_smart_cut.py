@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from benchmarks.lib.vod_media import Rung, make_restarted_vod, make_vod
@@ -99,6 +100,31 @@ def audio_packets(path: Path) -> list[tuple[float, bytes]]:
         ]
 
 
+def pictures(path: Path, t0: float, t1: float) -> dict[int, np.ndarray]:
+    """Luma of the frames presented in [t0, t1), by presentation time in ms."""
+    with av.open(str(path)) as container:
+        return {
+            round(f.time * 1000): f.to_ndarray(format="gray").astype(np.float64)
+            for f in container.decode(video=0)
+            if f.time is not None and t0 - 1e-6 <= f.time < t1 - 1e-6
+        }
+
+
+def check_pictures(source_mp4: Path, clip_mp4: Path, start: float, end: float) -> None:
+    """Frame accuracy seen in the pictures: the clip shows the source's frame at every
+    instant (a frame early or late differs a lot: the test pattern moves); copied frames
+    decode to exactly the source's pictures, re-encoded ones within 40 dB PSNR of them."""
+    source = pictures(source_mp4, start, end)
+    clip = pictures(clip_mp4, 0, end - start)
+    assert len(clip) == len(source) == round((end - start) * FPS)
+    exact = 0
+    for t, y in clip.items():
+        mse = float(((y - source[t + round(start * 1000)]) ** 2).mean())
+        exact += mse == 0
+        assert mse == 0 or 10 * np.log10(255**2 / mse) > 40, f"frame at {t} ms"
+    assert exact > 0
+
+
 def check_clip(result: CutResult, start: float, end: float) -> dict:
     info = probe(result.mp4)
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
@@ -162,6 +188,7 @@ def test_clip_across_gops(vod: Path, tmp_path: Path) -> None:
     assert result.reencoded_video_frames == 2 * 45
     assert result.copied_video_frames == 2 * (60 + 39)
     assert same_middle(vod.parent / "source-180p.mp4", result.mp4, 2.5, 1.5, 4.8) == 99
+    check_pictures(vod.parent / "source-180p.mp4", result.mp4, 2.5, 7.3)
     # Both renditions' playlists are there and decode on their own.
     for rung in RUNGS:
         playlist = result.hls_master.parent / rung.name / "index.m3u8"
@@ -213,6 +240,7 @@ def test_clip_with_bframes(vod_bframes: Path, tmp_path: Path) -> None:
     assert result.reencoded_video_frames == 15 + 9
     assert result.copied_video_frames == 120
     assert same_middle(vod_bframes.parent / "source-180p.mp4", result.mp4, 2.5, 0.5, 4.5) == 120
+    check_pictures(vod_bframes.parent / "source-180p.mp4", result.mp4, 2.5, 7.3)
 
 
 def test_clip_without_audio(tmp_path: Path) -> None:
