@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.conftest import make_source
 from tests.hls_media import encode_audio, encode_video, ffprobe, iter_boxes
 from transcode.hls.fmp4 import fragment, init_segment
 from transcode.remux import RemuxError, plan_mp4, rendition_groups, rendition_names
@@ -146,3 +148,28 @@ def test_a_segment_changing_after_the_plan_is_an_error(tmp_path: Path) -> None:
     with plan.reader() as reader, pytest.raises(RemuxError):
         for _ in reader.chunks():
             pass
+
+
+def test_an_fmp4_hls_written_by_ffmpeg_comes_out_the_same(tmp_path: Path) -> None:
+    """Another writer's fragments (tfhd defaults, first-sample flags): the same samples."""
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=4, bitrate="300k")
+    folder = tmp_path / "vod" / "v"
+    folder.mkdir(parents=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), "-c", "copy", "-f", "hls"]
+        + ["-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_playlist_type", "vod"]
+        + ["-hls_fmp4_init_filename", "init.mp4"]
+        + ["-hls_segment_filename", str(folder / "seg%d.m4s"), str(folder / "index.m3u8")],
+        check=True,
+    )
+    plan = plan_mp4(rendition_groups(tmp_path / "vod", "v"))
+    out = tmp_path / "out.mp4"
+    out.write_bytes(_whole(plan))
+    playlist = folder / "index.m3u8"
+    for kind in ("video", "audio"):
+        with av.open(str(out)) as got, av.open(str(playlist)) as want:
+            assert [bytes(p) for p in got.demux(**{kind: 0}) if p.size] == [
+                bytes(p) for p in want.demux(**{kind: 0}) if p.size
+            ], kind
+    probe = ffprobe(out, "-show_entries", "format=duration")
+    assert abs(float(probe["format"]["duration"]) - 4.0) <= 0.05

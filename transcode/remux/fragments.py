@@ -239,59 +239,74 @@ def adopt_init(tracks: dict[int, Track], init: Init, name: str) -> None:
 # The fragments
 
 
+# trun layouts by the flags that shape a row: (column of duration, size, flags, cts; -1 when
+# absent) and the row's width in 32-bit words.
+_TRUN_LAYOUTS: dict[int, tuple[int, int, int, int, int]] = {}
+for _bits in range(16):
+    _flags = _bits << 8
+    _fields = [f for f in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTS) if _flags & f]
+    _TRUN_LAYOUTS[_flags] = (
+        *(_fields.index(f) if f in _fields else -1 for f in (0x100, 0x200, 0x400, 0x800)),
+        len(_fields),
+    )  # type: ignore[assignment]
+# The sample_is_non_sync_sample bit as one byte of a native 32-bit word, kept as 0 or 1.
+_NON_SYNC_BYTE = 2 if sys.byteorder == "little" else 1
+_BIT0 = bytes(b & 1 for b in range(256))
+
+
+def _tfhd(body: bytes, tracks: dict[int, Track]) -> tuple[Track, int, int, int]:
+    """(track, default duration, size, flags) of a tfhd."""
+    _, flags, rest = full(body)
+    if flags & _TFHD_BASE_DATA_OFFSET or not flags & _TFHD_DEFAULT_BASE_IS_MOOF:
+        raise RemuxError("tfhd: only default-base-is-moof offsets are supported")
+    if len(rest) < 4:
+        raise RemuxError("tfhd too short")
+    track = tracks.get(struct.unpack_from(">I", rest)[0])
+    if track is None:
+        raise RemuxError("a fragment names a track the init does not have")
+    _, duration, size, sample_flags = track.trex
+    pos = 8 if flags & _TFHD_SAMPLE_DESCRIPTION else 4  # one sample entry per init
+    values = [duration, size, sample_flags]
+    for n, bit in enumerate((_TFHD_DEFAULT_DURATION, _TFHD_DEFAULT_SIZE, _TFHD_DEFAULT_FLAGS)):
+        if flags & bit:
+            if len(rest) < pos + 4:
+                raise RemuxError("tfhd too short")
+            values[n] = struct.unpack_from(">I", rest, pos)[0]
+            pos += 4
+    return track, values[0], values[1], values[2]
+
+
 def _read_traf(
-    traf: bytes, tracks: dict[int, Track]
-) -> list[tuple[Track, int, int, int]]:  # (track, first sample index, count, data offset)
-    track: Track | None = None
-    default_duration = default_size = default_flags = 0
+    traf: bytes, tracks: dict[int, Track], tfhds: dict[bytes, tuple[Track, int, int, int]]
+) -> list[tuple[Track, int, int, int]]:  # (track, samples, data offset, bytes)
+    found: tuple[Track, int, int, int] | None = None
     runs: list[tuple[Track, int, int, int]] = []
     for kind, body in children(traf):
         if kind == b"tfhd":
-            _, flags, rest = full(body)
-            if flags & _TFHD_BASE_DATA_OFFSET or not flags & _TFHD_DEFAULT_BASE_IS_MOOF:
-                raise RemuxError("tfhd: only default-base-is-moof offsets are supported")
-            if len(rest) < 4:
-                raise RemuxError("tfhd too short")
-            track = tracks.get(struct.unpack_from(">I", rest)[0])
-            if track is None:
-                raise RemuxError("a fragment names a track the init does not have")
-            _, default_duration, default_size, default_flags = track.trex
-            pos = 4
-            if flags & _TFHD_SAMPLE_DESCRIPTION:
-                pos += 4  # one sample entry per init: the index in force is the init's
-            values = []
-            for bit in (_TFHD_DEFAULT_DURATION, _TFHD_DEFAULT_SIZE, _TFHD_DEFAULT_FLAGS):
-                if flags & bit:
-                    if len(rest) < pos + 4:
-                        raise RemuxError("tfhd too short")
-                    values.append(struct.unpack_from(">I", rest, pos)[0])
-                    pos += 4
-                else:
-                    values.append(None)
-            default_duration = values[0] if values[0] is not None else default_duration
-            default_size = values[1] if values[1] is not None else default_size
-            default_flags = values[2] if values[2] is not None else default_flags
+            found = tfhds.get(body)
+            if found is None:  # fragments of one track repeat their tfhd byte for byte
+                found = tfhds[body] = _tfhd(body, tracks)
         elif kind == b"tfdt":
-            if track is None:
+            if found is None:
                 raise RemuxError("tfdt before tfhd")
             version, _, rest = full(body)
             fmt = ">Q" if version == 1 else ">I"
             if len(rest) < struct.calcsize(fmt):
                 raise RemuxError("tfdt too short")
-            if track.first_decode is None:
-                track.first_decode = struct.unpack_from(fmt, rest)[0]
+            if found[0].first_decode is None:
+                found[0].first_decode = struct.unpack_from(fmt, rest)[0]
         elif kind == b"trun":
-            if track is None:
+            if found is None:
                 raise RemuxError("trun before tfhd")
-            first = len(track.sizes)
-            count, offset = _read_trun(body, track, default_duration, default_size, default_flags)
-            runs.append((track, first, count, offset))
+            count, offset, length = _read_trun(body, *found)
+            runs.append((found[0], count, offset, length))
     return runs
 
 
 def _read_trun(
     body: bytes, track: Track, default_duration: int, default_size: int, default_flags: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Append a trun's samples to ``track``: (count, data offset, bytes)."""
     version, flags, rest = full(body)
     if not flags & _TRUN_DATA_OFFSET:
         raise RemuxError("trun without a data offset")
@@ -305,22 +320,19 @@ def _read_trun(
             raise RemuxError("trun too short")
         first_flags = struct.unpack_from(">I", rest, 8)[0]
         pos = 12
-    fields = [f for f in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTS) if flags & f]
-    width = len(fields)
+    di, si, fi, ci, width = _TRUN_LAYOUTS[flags & 0xF00]
     if count == 0 or len(rest) < pos + 4 * width * count:
         raise RemuxError(f"trun of {count} samples does not fit its box")
     table = array("I", rest[pos : pos + 4 * width * count])
     if sys.byteorder == "little":
         table.byteswap()
-    columns = {f: table[i::width] for i, f in enumerate(fields)}
-    durations = columns.get(_TRUN_DURATION) or array("I", [default_duration]) * count
-    sizes = columns.get(_TRUN_SIZE) or array("I", [default_size]) * count
-    sample_flags = columns.get(_TRUN_FLAGS) or array("I", [default_flags]) * count
+    durations = table[di::width] if di >= 0 else array("I", [default_duration]) * count
+    sizes = table[si::width] if si >= 0 else array("I", [default_size]) * count
+    sample_flags = table[fi::width] if fi >= 0 else array("I", [default_flags]) * count
     if first_flags is not None:
         sample_flags[0] = first_flags
     base = len(track.sizes) + 1
-    cts = columns.get(_TRUN_CTS)
-    if cts is not None and any(cts):
+    if ci >= 0 and any(cts := table[ci::width]):
         if version == 0 and max(cts) > 0x7FFFFFFF:
             raise RemuxError("composition offset too large")
         if track.offsets is None:  # the first offset: the samples before had none
@@ -328,14 +340,15 @@ def _read_trun(
         track.offsets.extend(array("i", cts.tobytes()))  # version 1: signed
     elif track.offsets is not None:
         track.offsets.extend(array("i", bytes(4 * count)))
-    synced = [base + i for i, f in enumerate(sample_flags) if not f & _NON_SYNC]
-    if track.sync is None and len(synced) < count:  # the first non-sync sample: list them
+    # One byte a sample, 1 where it is not a sync sample (read without a loop in Python).
+    non_sync = sample_flags.tobytes()[_NON_SYNC_BYTE::4].translate(_BIT0)
+    if track.sync is None and 1 in non_sync:  # the first non-sync sample: list them
         track.sync = array("I", range(1, base))
     if track.sync is not None:
-        track.sync.extend(synced)
+        track.sync.extend(base + i for i, bit in enumerate(non_sync) if not bit)
     track.durations.extend(durations)
     track.sizes.extend(sizes)
-    return count, data_offset
+    return count, data_offset, sum(sizes)
 
 
 class Runs:
@@ -355,8 +368,16 @@ class Runs:
         return len(self.start)
 
 
-def read_segment(path: Path, tracks: dict[int, Track], out: Runs) -> None:
-    """Append the segment's runs, in file order; every sample must lie inside its mdat."""
+def read_segment(
+    path: Path,
+    tracks: dict[int, Track],
+    out: Runs,
+    tfhds: dict[bytes, tuple[Track, int, int, int]] | None = None,
+) -> None:
+    """Append the segment's runs, in file order; every sample must lie inside its mdat.
+    ``tfhds``: the tfhd boxes read so far, kept by the caller across a recording's segments
+    (valid for one set of ``tracks``)."""
+    tfhds = {} if tfhds is None else tfhds
     try:
         f = open(path, "rb")
     except OSError as exc:
@@ -375,16 +396,15 @@ def read_segment(path: Path, tracks: dict[int, Track], out: Runs) -> None:
                 runs = []
                 for child, body in children(payload):
                     if child == b"traf":
-                        runs += _read_traf(body, tracks)
+                        runs += _read_traf(body, tracks, tfhds)
                 pending = (offset, runs)
             elif kind == b"mdat":
                 if pending is None:
                     raise RemuxError(f"{path.name}: mdat at {offset} without a moof")
                 moof_offset, runs = pending
                 found = []
-                for track, first, count, data_offset in runs:
+                for track, count, data_offset, length in runs:
                     start = moof_offset + data_offset
-                    length = sum(track.sizes[first : first + count])
                     if start < offset + header or start + length > offset + box_size:
                         raise RemuxError(f"{path.name}: samples outside their mdat")
                     found.append((start, length, track.track_id, count, track.entry_now))

@@ -321,8 +321,9 @@ def plan_mp4(groups: list[tuple[Path, list[Path]]]) -> Mp4Plan:
     for n, (init_path, segments) in enumerate(groups):
         if n:
             adopt_init(tracks, read_init(init_path), init_path.name)
+        tfhds: dict[bytes, tuple[Track, int, int, int]] = {}  # defaults may change with the init
         for segment in segments:
-            read_segment(segment, tracks, runs)
+            read_segment(segment, tracks, runs, tfhds)
     return _layout(first, tracks, runs)
 
 
