@@ -985,9 +985,10 @@ def _validate_analytics(a: AnalyticsSettings) -> None:
         raise SettingsError(
             "analytics.hourly_retention_days", "must be at least 7 (the 7-day view reads hours)"
         )
-    if a.raw_retention_days < 1:
+    if a.raw_retention_days < 2:
         raise SettingsError(
-            "analytics.raw_retention_days", "must be at least 1 (the rollups read a day back)"
+            "analytics.raw_retention_days",
+            "must be at least 2 (after a restart the rollups re-read the last day)",
         )
 
 
