@@ -117,6 +117,8 @@ async def test_analytics_routes_answer_the_owner_and_admins_only(server: Any) ->
             assert marker in html
         assert "vendor/uPlot.iife.min.js" in html and "https://" not in html.split("<main")[1]
         assert (await _get(http, f"{page}?channel={SLUG}", stranger))[0] == 403
+        status, _, body = await _get(http, page, stranger)  # has no channel of their own
+        assert status == 200 and b'id="analytics-empty"' in body
         assert (await _get(http, f"{page}?channel={SLUG}", admin))[0] == 200
         assert (await _get(http, f"{page}?channel={SLUG}&stream=abc", owner))[0] == 400
         assert (await _get(http, f"{page}?channel={SLUG}&stream=999999", owner))[0] == 404
