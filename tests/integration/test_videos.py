@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from storage import queries
 from storage import videos as video_queries
 from storage.models import Stream, StreamStatus
 from tests.accounts import csrf_of, register, user_of
-from tests.conftest import running_server
+from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 from webapp.videos.retention import apply_retention
 
 pytestmark = pytest.mark.integration
@@ -94,6 +98,19 @@ async def recorded(
         stream = await db.get(Stream, row.id)
         assert stream is not None
         return stream
+
+
+async def wait_archived(server: Any, timeout: float = 90.0) -> Stream:
+    """The newest stream, once it is ARCHIVED with its VOD (polled: no timing assumed)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with server.db.session() as db:
+            rows = await db.scalars(select(Stream).order_by(Stream.id.desc()).limit(1))
+            row = rows.first()
+        if row is not None and row.status is StreamStatus.ARCHIVED and row.vod_available:
+            return row
+        assert asyncio.get_running_loop().time() < deadline, f"never archived: {row}"
+        await asyncio.sleep(0.2)
 
 
 async def set_thumbnail(db: Any, stream_id: int, path: str) -> None:
@@ -472,3 +489,67 @@ async def test_dashboard_page_lists_the_creators_videos(site: Site) -> None:
     status, page = await site.call("bob", "GET", "/dashboard/videos")
     assert status == 200 and "the public one" not in page
     assert (await user_of(site.users["alice"], site.base))["username"] == "alice"
+
+
+async def test_a_real_broadcast_is_sized_on_archive_and_plays_by_its_page(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A real ffmpeg publishes; once archived the stream's size on disk is on its row, its
+    page plays with ffprobe as a client (public by id; private through the signed link the
+    owner's page gives), and the library counts its bytes."""
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=3, bitrate="300k")
+    env = {**transcoding(settings_env), "AETHEX_TRANSCODE__PASSTHROUGH": "auto"}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        alice = await register(base, "alice")
+        try:
+            _, key = await make_channel(server, "alice-live", "alice")
+            proc = await push(source, rtmp_url(server, key))
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()
+            row = await wait_archived(server)
+            directory = video_queries.recording_dir(server.settings.data_dir, row.id)
+            media = sum(
+                p.stat().st_size for p in directory.rglob("*") if p.suffix in (".m4s", ".mp4")
+            )
+            assert row.size_bytes is not None and media <= row.size_bytes
+            assert row.size_bytes <= video_queries.measure_recording(directory)
+            async with alice.get(f"{base}/api/channels/alice-live/videos") as r:
+                lib = await r.json()
+            assert lib["storage_bytes"] == row.size_bytes
+
+            async def played(who: aiohttp.ClientSession) -> float:
+                async with who.get(f"{base}/videos/{row.id}") as r:
+                    assert r.status == 200
+                    m = re.search(r'data-src="([^"]+)"', await r.text())
+                assert m is not None
+                out = await asyncio.to_thread(
+                    subprocess.run,
+                    [
+                        "ffprobe",
+                        "-v",
+                        "error",
+                        "-show_entries",
+                        "format=duration",
+                        "-of",
+                        "json",
+                        f"{base}{m.group(1)}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert out.returncode == 0, out.stderr
+                return float(json.loads(out.stdout)["format"]["duration"])
+
+            async with aiohttp.ClientSession() as anon:
+                assert abs(await played(anon) - (row.vod_duration_seconds or 0)) < 0.5
+            async with alice.patch(
+                f"{base}/api/videos/{row.id}",
+                json={"visibility": "private"},
+                headers={"X-CSRF-Token": await csrf_of(alice, base)},
+            ) as r:
+                assert r.status == 200
+            assert abs(await played(alice) - (row.vod_duration_seconds or 0)) < 0.5
+        finally:
+            await alice.close()
