@@ -266,6 +266,10 @@ async def test_listings_show_only_public_videos(site: Site) -> None:
     assert status == 200 and {s["id"] for s in body["streams"]} == {
         v.id for v in site.videos.values()
     }
+    # Search finds the public one only.
+    status, body = await site.call("bob", "GET", "/api/search?q=one&type=videos")
+    assert status == 200, body
+    assert [item["title"] for item in body["items"]] == ["the public one"], body
     # The channel's home (offline) lists the public one only.
     status, page = await site.call("anon", "GET", f"/streams/{CHANNEL}")
     assert status == 200 and "the public one" in page
