@@ -15,6 +15,8 @@ import asyncio
 import dataclasses
 import io
 import json
+import logging
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -176,8 +178,9 @@ async def test_a_recorded_stream_downloads_as_the_same_samples_faststart(
 # Who may download
 
 
-def write_recording(directory: Path) -> None:
-    """A 2 s recording (one rendition, 108p) made by the project's own fMP4 writer."""
+def write_recording(directory: Path, copies: int = 1) -> None:
+    """A 2 s recording (one rendition, 108p) made by the project's own fMP4 writer; with
+    ``copies``, its one segment repeated (a longer, larger file)."""
     vinfo, video = encode_video(2.0)
     ainfo, audio = encode_audio(2.0)
     shift = video[0].pts - video[0].dts
@@ -185,11 +188,13 @@ def write_recording(directory: Path) -> None:
     folder = directory / "108p"
     folder.mkdir(parents=True)
     (folder / "init.mp4").write_bytes(init_segment(vinfo, ainfo))
-    (folder / "seg0.m4s").write_bytes(fragment(1, video, [a for a in audio if a.dts >= 0]))
-    (folder / "index.m3u8").write_text(
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n"
-        '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2.0,\nseg0.m4s\n#EXT-X-ENDLIST\n'
-    )
+    segment = fragment(1, video, [a for a in audio if a.dts >= 0])
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:2", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    lines.append('#EXT-X-MAP:URI="init.mp4"')
+    for n in range(copies):
+        (folder / f"seg{n}.m4s").write_bytes(segment)
+        lines += ["#EXTINF:2.0,", f"seg{n}.m4s"]
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n")
     (directory / "master.m3u8").write_text(
         "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=192x108\n108p/index.m3u8\n"
     )
@@ -306,3 +311,56 @@ async def test_the_video_page_offers_the_download_to_those_who_may(site: Site) -
         f"{site.base}/videos/{site.video.id}/download?rendition="
     ) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+
+
+async def big_video(site: Site, copies: int = 200) -> Path:
+    """The site's video made ~33 MB (its segment repeated), more than loopback buffers hold."""
+    directory = site.server.settings.data_dir / "streams" / str(site.video.id)
+    shutil.rmtree(directory)
+    await asyncio.to_thread(write_recording, directory, copies)
+    await site.change(allow_downloads=True)
+    return directory
+
+
+async def until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_client_that_leaves_mid_download_frees_its_slot_quietly(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    await big_video(site)
+    downloads = site.server._runner.app[DOWNLOADS_KEY]
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.server.http_port)
+    writer.write(f"GET /videos/{site.video.id}/download HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and downloads.running == 1
+    await reader.readexactly(100_000)
+    writer.transport.abort()  # gone, with most of the file unsent
+    await until(lambda: downloads.running == 0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_recording_that_vanishes_mid_download_is_cut_short(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = await big_video(site)
+    url = f"{site.base}/videos/{site.video.id}/download"
+    http = site.users["anon"]
+    async with http.head(url) as r:  # plans it; the plan is kept for the GET
+        size = int(r.headers["Content-Length"])
+    (directory / "108p" / "seg150.m4s").unlink()  # retention, say, between the two
+    got = 0
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with http.get(url) as r:
+            assert r.status == 200
+            async for block in r.content.iter_chunked(1 << 16):
+                got += len(block)
+    assert 0 < got < size
+    assert any("stopped" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    await until(lambda: site.server._runner.app[DOWNLOADS_KEY].running == 0)

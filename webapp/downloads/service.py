@@ -226,10 +226,15 @@ async def _send(
             await response.write(data)
             if position >= stop:
                 break
+    except ConnectionError:
+        return response  # the client went away: nothing is wrong on this side
     except RemuxError as exc:
-        # The headers are gone: cutting the connection short is the only honest answer.
+        # The headers are gone: cutting the connection short (fewer bytes than its
+        # Content-Length) is the only honest answer.
         log.warning("download of video %s stopped: %s", stream_id, exc)
-        raise
+        if request.transport is not None:
+            request.transport.close()
+        return response
     finally:
         # A read still running in its thread closes the reader when it is done with it.
         def close(done: asyncio.Future[bytearray]) -> None:
