@@ -248,7 +248,11 @@ class RtmpPublisher(asyncio.Protocol):
             transport.write(data)
 
     def send_video(self, codec: str, dts: int, pts: int, keyframe: bool, data: bytes) -> bool:
-        """Queue a frame; False when it (and the video up to the next keyframe) is dropped."""
+        """Queue a frame; False when it (and the video up to the next keyframe) is dropped.
+
+        Timestamps are milliseconds from 0 up (a source that starts below zero is shifted by
+        the caller); a negative one raises ValueError.
+        """
         if self._skip_video and not keyframe:
             self.dropped += 1
             return False

@@ -399,6 +399,10 @@ class ClientConnection:
     def _media(
         self, csid: int, type_id: int, timestamp: int, head: bytes, data: bytes | memoryview
     ) -> bool:
+        if timestamp < 0:
+            # The wire has no sign: -1 would arrive as 49 days. Sources that start below zero
+            # (B-frames in MP4) are the owner's to shift.
+            raise ValueError(f"negative timestamp {timestamp} ms")
         if self.state is not ClientState.PUBLISHING:
             return False
         length = len(head) + len(data)

@@ -383,6 +383,8 @@ def test_unknown_codec_is_the_owners_mistake() -> None:
         pair.client.send_video("vp6", 0, 0, True, b"x")
     with pytest.raises(ValueError, match="speex"):
         pair.client.send_audio("speex", 0, b"x")
+    with pytest.raises(ValueError, match="negative"):
+        pair.client.send_video("avc1", -33, 0, True, NALUS)
 
 
 # ---------------------------------------------------------------------------------------------
