@@ -42,6 +42,7 @@ from mediaserver.rtmp import (
     amf0,
 )
 from mediaserver.rtmp.chunk import ACKNOWLEDGEMENT, ChunkReader
+from mediaserver.rtmp.windows import Windows
 from tests.rtmp_client import ASC, AVCC, length_prefixed
 
 KEY = "sk_live_0123456789abcdef"
@@ -464,3 +465,32 @@ def test_target_errors_never_quote_the_key(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         PublishTarget.parse(url)
     assert "SECRET" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def test_acknowledgement_sequence_numbers_wrap() -> None:
+    windows = Windows(1000)
+    sent = 2**32 + 5000
+    windows.on_acknowledgement(struct.pack(">I", 4000), sent)  # 2**32 + 4000, modulo 2**32
+    assert windows.peer_acknowledged == 2**32 + 4000
+    windows.on_acknowledgement(struct.pack(">I", 3000), sent)  # older: ignored
+    assert windows.peer_acknowledged == 2**32 + 4000
+
+
+def test_peer_bandwidth_limit_types() -> None:
+    windows = Windows(1000)
+    assert windows.on_peer_bandwidth(struct.pack(">IB", 5000, 2)) == 5000  # dynamic, first
+    assert windows.on_peer_bandwidth(struct.pack(">IB", 8000, 1)) is None
+    assert windows.peer_bandwidth == 5000  # soft: the smaller one holds, nothing to announce
+    assert windows.on_peer_bandwidth(struct.pack(">IB", 9000, 0)) == 9000  # hard: taken
+    assert windows.on_peer_bandwidth(struct.pack(">IB", 7000, 2)) == 7000  # dynamic after hard
+    assert windows.on_peer_bandwidth(struct.pack(">IB", 7000, 0)) is None  # unchanged: silent
+    with pytest.raises(ProtocolError, match="limit type"):
+        windows.on_peer_bandwidth(struct.pack(">IB", 7000, 9))
+    with pytest.raises(ProtocolError, match="of 0"):
+        windows.on_peer_bandwidth(struct.pack(">IB", 0, 0))
+    with pytest.raises(ProtocolError, match="needs 4"):
+        windows.on_peer_bandwidth(b"\x00")
