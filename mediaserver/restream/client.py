@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mediaserver.live import CodecConfig, MediaKind, MediaPacket
 from mediaserver.rtmp import (
     ClientConnection,
     ConnectAccepted,
@@ -233,6 +234,9 @@ class RtmpPublisher(asyncio.Protocol):
         """End the connection with ``error`` (the first reason wins)."""
         if not self._started.done():
             self._started.set_exception(error)
+            # Marks it retrieved: open() re-raises it when it awaits, and when open() was
+            # cancelled nobody will, which asyncio would otherwise log as an unseen error.
+            self._started.exception()
         if not self._closed.done():
             self._closed.set_result(error)
             log.info("restream %s: %s", self.conn.target.redacted, error)
@@ -285,6 +289,20 @@ class RtmpPublisher(asyncio.Protocol):
         ok = self.conn.send_audio_config(codec, config, timestamp)
         self._flush()
         return ok
+
+    def send_packet(self, packet: MediaPacket) -> bool:
+        """Send a packet of a live stream (what a LiveStream subscription yields)."""
+        p = packet
+        if p.kind is MediaKind.VIDEO:
+            return self.send_video(p.codec, p.dts, p.pts, p.keyframe, p.data)
+        return self.send_audio(p.codec, p.dts, p.data)
+
+    def send_config(self, config: CodecConfig, timestamp: int = 0) -> bool:
+        """Send a live stream's codec configuration (before its first packet, and again
+        whenever it changes)."""
+        if config.kind is MediaKind.VIDEO:
+            return self.send_video_config(config.codec, config.data, timestamp)
+        return self.send_audio_config(config.codec, config.data, timestamp)
 
     def send_metadata(self, metadata: Mapping[str, Any], timestamp: int = 0) -> bool:
         ok = self.conn.send_metadata(metadata, timestamp)

@@ -24,7 +24,7 @@ import av
 import m3u8
 import pytest
 
-from mediaserver.live import MediaKind, MediaPacket
+from mediaserver.live import CodecConfig, MediaKind, MediaPacket
 from mediaserver.restream import PublishError, RtmpPublisher, client_ssl_context
 from mediaserver.rtmp import (
     ConnectRequested,
@@ -75,8 +75,8 @@ def target(server: Any, key: str) -> PublishTarget:
 async def push(publisher: RtmpPublisher, configs: dict[str, bytes], packets: list) -> int:
     """Send configs and packets paced by their timestamps; return the video frames sent."""
     assert publisher.send_metadata({"width": 426.0, "height": 240.0, "framerate": 30.0})
-    assert publisher.send_video_config("avc1", configs["video"])
-    assert publisher.send_audio_config("mp4a", configs["audio"])
+    assert publisher.send_config(CodecConfig(MediaKind.VIDEO, "avc1", configs["video"]))
+    assert publisher.send_config(CodecConfig(MediaKind.AUDIO, "mp4a", configs["audio"]))
     start = time.monotonic()
     sent = 0
     for kind, dts, pts, keyframe, data in packets:
@@ -84,10 +84,11 @@ async def push(publisher: RtmpPublisher, configs: dict[str, bytes], packets: lis
         if delay > 0:
             await asyncio.sleep(delay)
         if kind == "video":
-            assert publisher.send_video("avc1", dts, pts, keyframe, data)
+            packet = MediaPacket(MediaKind.VIDEO, "avc1", dts, pts, keyframe, data)
             sent += 1
         else:
-            assert publisher.send_audio("mp4a", dts, data)
+            packet = MediaPacket(MediaKind.AUDIO, "mp4a", dts, dts, True, data)
+        assert publisher.send_packet(packet)
     return sent
 
 
