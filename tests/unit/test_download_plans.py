@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from array import array
+from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from transcode.remux import Mp4Plan
 from webapp.downloads import Downloads
-from webapp.downloads.service import plan_range
+from webapp.downloads.service import content_disposition, plan_range
 
 
 def plan(head_bytes: int) -> Mp4Plan:
@@ -62,3 +64,19 @@ def test_ranges() -> None:
         assert plan_range({"Range": value}, 100, tag) == (200, 0, 100), value
     assert plan_range({"Range": "bytes=1-2", "If-Range": '"old"'}, 100, tag) == (200, 0, 100)
     assert plan_range({"Range": "bytes=1-2", "If-Range": tag}, 100, tag) == (206, 1, 3)
+
+
+def test_file_names_are_safe() -> None:
+    day = datetime(2026, 3, 4, tzinfo=UTC)
+    assert content_disposition("alice-tv", "Speedrun #3: any%", day, "1080p") == (
+        'attachment; filename="alice-tv-2026-03-04-Speedrun-3-any-1080p.mp4"'
+    )
+    hostile = 'a"b\r\nX-Evil: 1/../..\\c;d'
+    value = content_disposition("x", hostile, None, "720p")
+    assert value == 'attachment; filename="x-a-b-X-Evil-1-c-d-720p.mp4"'
+    value = content_disposition("x", "Résumé 日本 🎮", None, "720p")
+    plain, _, utf8 = value.partition("; filename*=UTF-8''")
+    assert plain == 'attachment; filename="x-R-sum-720p.mp4"'
+    assert unquote(utf8) == "x-Résumé-日本-720p.mp4"
+    assert all(32 <= ord(c) < 127 for c in value)  # a header value, ASCII only
+    assert content_disposition("x", None, None, "720p") == 'attachment; filename="x-720p.mp4"'

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 RENDITION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RANGE_RE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
+_UNSAFE_UNICODE = re.compile(r"[\W_]+")
 RETRY_SECONDS = 10
 
 
@@ -93,11 +95,29 @@ async def _find(request: web.Request, session: Any, ref: str) -> tuple[Stream, C
     return found if found is not None and found[0].vod_path else None
 
 
-def filename(channel_slug: str, title: str | None, started: datetime | None, rendition: str) -> str:
-    """An ASCII file name with nothing a header or a file system could misread."""
+def filename(
+    channel_slug: str,
+    title: str | None,
+    started: datetime | None,
+    rendition: str,
+    *,
+    ascii_only: bool,
+) -> str:
+    """A file name with nothing a header or a file system could misread: letters and digits
+    (any script unless ``ascii_only``) joined by '-'."""
+    unsafe = _UNSAFE if ascii_only else _UNSAFE_UNICODE
     words = [channel_slug, started.strftime("%Y-%m-%d") if started else "", title or "", rendition]
-    parts = [_UNSAFE.sub("-", w).strip("-")[:60] for w in words]
+    parts = [unsafe.sub("-", w).strip("-_")[:60] for w in words]
     return "-".join(p for p in parts if p) + ".mp4"
+
+
+def content_disposition(*name_parts: Any) -> str:
+    """``attachment`` with an ASCII ``filename`` for every client and, when the title has other
+    letters, their UTF-8 spelling in ``filename*`` (RFC 6266), which browsers prefer."""
+    plain = filename(*name_parts, ascii_only=True)
+    full = filename(*name_parts, ascii_only=False)
+    value = f'attachment; filename="{plain}"'
+    return value if full == plain else f"{value}; filename*=UTF-8''{quote(full, safe='')}"
 
 
 def plan_range(headers: Any, size: int, etag: str) -> tuple[int, int, int]:
@@ -190,7 +210,7 @@ async def _send(
     status, start, stop = plan_range(request.headers, plan.size, etag)
     headers = {
         "Content-Type": "video/mp4",
-        "Content-Disposition": f'attachment; filename="{filename(*name_parts, rendition)}"',
+        "Content-Disposition": content_disposition(*name_parts, rendition),
         "Accept-Ranges": "bytes",
         "ETag": etag,
         "Cache-Control": "private, no-store",
