@@ -287,9 +287,15 @@ async def test_concurrent_downloads_are_bounded(settings_env: dict[str, str]) ->
             async with alice.get(f"{base}/videos/{row.id}/download") as r:
                 assert r.status == 503 and r.headers["Retry-After"]
                 assert (await r.json())["error"]["code"] == "busy"
+            assert server.metrics.sample("aethex_downloads_total", outcome="busy") == 1
             downloads.leave()
             async with alice.get(f"{base}/videos/{row.id}/download") as r:
-                assert r.status == 200 and len(await r.read()) == int(r.headers["Content-Length"])
+                body = await r.read()
+                assert r.status == 200 and len(body) == int(r.headers["Content-Length"])
+            assert server.metrics.sample("aethex_downloads_total", outcome="completed") == 1
+            assert server.metrics.sample("aethex_download_bytes_total") == len(body)
+            assert server.metrics.sample("aethex_download_plan_seconds_count") == 1
+            assert server.metrics.sample("aethex_downloads_running") == 0
         finally:
             await alice.close()
 
@@ -341,6 +347,9 @@ async def test_a_client_that_leaves_mid_download_frees_its_slot_quietly(
     await reader.readexactly(100_000)
     writer.transport.abort()  # gone, with most of the file unsent
     await until(lambda: downloads.running == 0)
+    metrics = site.server.metrics
+    assert metrics.sample("aethex_downloads_total", outcome="client_left") == 1
+    assert metrics.sample("aethex_downloads_total", outcome="completed") is None
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
 
@@ -364,3 +373,4 @@ async def test_a_recording_that_vanishes_mid_download_is_cut_short(
     assert any("stopped" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await until(lambda: site.server._runner.app[DOWNLOADS_KEY].running == 0)
+    assert site.server.metrics.sample("aethex_downloads_total", outcome="cut") == 1

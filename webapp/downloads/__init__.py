@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import SETTINGS_KEY
+from ..keys import METRICS_KEY, SETTINGS_KEY
+from .metrics import download_metrics
 from .service import DOWNLOADS_KEY, Downloads, download
 
 __all__ = ["DOWNLOADS_KEY", "Downloads", "setup"]
@@ -20,6 +21,9 @@ __all__ = ["DOWNLOADS_KEY", "Downloads", "setup"]
 def setup(app: web.Application) -> None:
     limits = app[SETTINGS_KEY].downloads
     app[DOWNLOADS_KEY] = Downloads(
-        limits.max_concurrent, limits.plan_cache_mb << 20, limits.plan_cache_seconds
+        limits.max_concurrent,
+        limits.plan_cache_mb << 20,
+        limits.plan_cache_seconds,
+        download_metrics(app[METRICS_KEY].registry),
     )
     app.router.add_get("/videos/{id}/download", download, name="video_download")

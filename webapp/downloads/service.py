@@ -28,6 +28,7 @@ from ..errors import json_error
 from ..identity import can_manage, current_user
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..stream_links import find_video
+from .metrics import DownloadMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,17 @@ class Downloads:
     plans made recently: a player or a download manager asks for many ranges of one file, and
     a recording never changes (a deleted video is refused before its plan is looked up)."""
 
-    def __init__(self, limit: int, cache_bytes: int, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        cache_bytes: int,
+        cache_seconds: float,
+        metrics: DownloadMetrics | None = None,
+    ) -> None:
         self.limit = limit
         self.running = 0
+        self.metrics = metrics if metrics is not None else DownloadMetrics(None)
+        self.metrics.running.set_function(lambda: self.running)
         self.cache_bytes = cache_bytes
         self.cache_seconds = cache_seconds
         self._plans: OrderedDict[tuple[int, str], tuple[float, str, Mp4Plan]] = OrderedDict()
@@ -172,6 +181,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         name_parts = (channel.slug, stream.title, stream.started_at)
     downloads = request.app[DOWNLOADS_KEY]
     if not downloads.enter():
+        downloads.metrics.downloads.labels("busy").inc()
         return json_error(
             503,
             "busy",
@@ -196,11 +206,14 @@ async def _send(
     downloads = request.app[DOWNLOADS_KEY]
     planned = downloads.cached((stream_id, wanted))
     if planned is None:
+        began = time.perf_counter()
         try:
             made = await asyncio.to_thread(_plan, directory, wanted)
         except RemuxError as exc:
             log.warning("video %s cannot be downloaded: %s", stream_id, exc)
+            downloads.metrics.downloads.labels("unreadable").inc()
             return json_error(404, "not_found", "this video's recording cannot be downloaded")
+        downloads.metrics.plan_seconds.observe(time.perf_counter() - began)
         if isinstance(made, str):
             return json_error(400, "invalid", f"no rendition {wanted!r}; this video has {made}")
         planned = made
@@ -234,6 +247,8 @@ async def _send(
             asyncio.to_thread(reader.read, position, min(block, stop - position))
         )
 
+    counted = downloads.metrics.downloads
+    sent = downloads.metrics.bytes
     # One block is read in a worker thread while the one before it is being sent.
     pending = read_ahead(start)
     try:
@@ -244,14 +259,17 @@ async def _send(
             if position < stop:
                 pending = read_ahead(position)
             await response.write(data)
+            sent.inc(len(data))
             if position >= stop:
                 break
     except ConnectionError:
+        counted.labels("client_left").inc()
         return response  # the client went away: nothing is wrong on this side
     except RemuxError as exc:
         # The headers are gone: cutting the connection short (fewer bytes than its
         # Content-Length) is the only honest answer.
         log.warning("download of video %s stopped: %s", stream_id, exc)
+        counted.labels("cut").inc()
         if request.transport is not None:
             request.transport.close()
         return response
@@ -263,5 +281,6 @@ async def _send(
             reader.close()
 
         pending.add_done_callback(close)
+    counted.labels("completed").inc()
     await response.write_eof()
     return response
