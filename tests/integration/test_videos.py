@@ -393,6 +393,10 @@ async def test_a_view_counts_once_per_viewer_session(site: Site) -> None:
         # The player's requests count nothing.
         async with browser.get(f"{site.base}/vod/{public.id}/master.m3u8") as r:
             assert r.status == 200
+    # A HEAD (a link checker) from a new client is nobody watching.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as checker:
+        async with checker.head(f"{site.base}/videos/{public.id}") as r:
+            assert r.status == 200
     assert await views() == 1
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         async with other.get(f"{site.base}/videos/{public.public_id}") as r:

@@ -34,11 +34,12 @@ async def video_page(request: web.Request) -> web.Response:
         if found is None:
             return not_found_page(request, "video")
         stream, channel = found
-        key, new_cookie = await viewer_key(request)
-        views = stream.views
-        if await videos.record_view(session, stream.id, key):
-            views += 1
-        await session.commit()
+        views, new_cookie = stream.views, None
+        if request.method == "GET":  # a HEAD (a link checker) is nobody watching
+            key, new_cookie = await viewer_key(request)
+            if await videos.record_view(session, stream.id, key):
+                views += 1
+            await session.commit()
     viewer = await current_user(request)
     is_admin = viewer is not None and viewer.is_admin
     is_owner = viewer is not None and viewer.id == channel.owner_id
