@@ -21,6 +21,7 @@ from storage import (
     errors,
     models,
     queries,
+    restream_models,  # noqa: F401 - the same for the restreaming destinations
 )
 from storage.db import Database, create_engine, upgrade
 from storage.errors import ConflictError, NotFoundError, StorageError, ValidationError

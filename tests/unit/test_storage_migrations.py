@@ -51,6 +51,8 @@ EXPECTED_TABLES = {
     "analytics_streams",
     "analytics_channel_hours",
     "analytics_channel_days",
+    # restreaming (storage/restream_models.py, migration 0010)
+    "restream_destinations",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
@@ -68,7 +70,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0009"
+    assert head_revision() == "0010"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
