@@ -218,6 +218,7 @@ class Broadcast:
                 playlist=playlist,
                 bandwidth=nominal,
                 average_bandwidth=nominal,
+                dvr_seconds=self.settings.clips.dvr_seconds,
             )
             init_name = init_uri(0)
         self.recorded.setdefault(name, [])
@@ -258,7 +259,7 @@ class Broadcast:
             if isinstance(event, PartReady):
                 rendition.add_part(event)
                 continue
-            gone = rendition.add_segment(event, self.edge.window)
+            rendition.add_segment(event, self.edge.window)
             segment = RecordedSegment(
                 event.segment, event.duration, event.discontinuity, rendition.playlist.init_uri
             )
@@ -267,8 +268,10 @@ class Broadcast:
             self._writes.put_nowait(
                 functools.partial(self.files.write_segment, name, segment, event.data)
             )
+            # Files stay while in the window or the clips' DVR buffer, whichever is longer.
+            expired = rendition.take_expired()
             if not self.recording:
-                for msn in gone:
+                for msn in expired:
                     self._writes.put_nowait(functools.partial(self.files.delete_segment, name, msn))
         self.edge.notify()
 

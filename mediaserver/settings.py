@@ -580,6 +580,25 @@ class ReplaySettings:
 
 
 @dataclass(frozen=True)
+class ClipSettings:
+    # Seconds of the live stream the viewer page's Clip button captures (the draft's length).
+    live_seconds: float = 30.0
+    # Seconds of a live stream's most recent media kept on disk while it is live, whatever
+    # the live window and recording (at least live_seconds plus two segments).
+    dvr_seconds: float = 60.0
+    # Shortest and longest clip (seconds).
+    min_seconds: float = 1.0
+    max_seconds: float = 60.0
+    # Clips one user may create (live or VOD) per rate_window seconds.
+    rate_limit: int = 10
+    rate_window: float = 3600.0
+    # Cuts running at once (each is CPU work in a thread); more wait their turn.
+    concurrent_cuts: int = 1
+    # Clips listed under a channel's page (top by views, last 7 days or all time).
+    top_clips: int = 8
+
+
+@dataclass(frozen=True)
 class ChannelPageSettings:
     # Past broadcasts per page of a channel's home (/streams/{slug} while offline); older
     # ones are a "next page" link away (1-100).
@@ -633,6 +652,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     downloads: DownloadSettings = field(default_factory=DownloadSettings)
@@ -882,6 +902,7 @@ def validate(s: Settings) -> Settings:
         if not 1 <= getattr(s.channel_page, name) <= 100:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
     _validate_home(s.history, s.recommendations)
+    _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
     if not 16 <= s.downloads.read_kb <= 65536:
@@ -1042,6 +1063,19 @@ def _validate_replay(r: ReplaySettings) -> None:
         raise SettingsError("replay.preview_max_thumbnails", "must be between 1 and 1000000")
     if r.preview_concurrency < 0:
         raise SettingsError("replay.preview_concurrency", "must be 0 (no previews) or more")
+
+
+def _validate_clips(c: ClipSettings, h: HlsSettings) -> None:
+    for name in ("live_seconds", "dvr_seconds", "min_seconds", "max_seconds", "rate_window"):
+        _check_positive(f"clips.{name}", getattr(c, name))
+    for name in ("rate_limit", "concurrent_cuts", "top_clips"):
+        _check_positive(f"clips.{name}", getattr(c, name))
+    if c.min_seconds > c.max_seconds:
+        raise SettingsError("clips.min_seconds", "must not exceed clips.max_seconds")
+    if c.dvr_seconds < c.live_seconds + 2 * h.segment_duration:
+        raise SettingsError(
+            "clips.dvr_seconds", "must be at least clips.live_seconds plus two hls segments"
+        )
 
 
 def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:

@@ -9,6 +9,7 @@ parts. Names from URLs are looked up in these maps (never joined onto a filesyst
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,17 @@ from transcode.hls import (
     init_uri,
     master_playlist,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DvrSegment:
+    """A recent segment of the live stream that is (or is about to be) on disk, for clips:
+    ``start`` is its time on the edge's timeline (seconds of media before it)."""
+
+    msn: int
+    start: float
+    duration: float
+    init: str  # the initialization section it plays after
 
 
 @dataclass
@@ -41,6 +53,12 @@ class RenditionEdge:
     parts: dict[tuple[int, int], bytes] = field(default_factory=dict)
     segments: dict[int, bytes] = field(default_factory=dict)
     segment_durations: dict[int, float] = field(default_factory=dict)
+    # The DVR buffer: at least ``dvr_seconds`` of the newest segments (and never fewer than
+    # the window), oldest first; what leaves it waits in ``dvr_expired`` for the file owner.
+    dvr_seconds: float = 0.0
+    dvr: deque[DvrSegment] = field(default_factory=deque)
+    dvr_expired: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
 
     def __post_init__(self) -> None:
         self.inits.setdefault(init_uri(self.epoch), self.init)
@@ -63,6 +81,12 @@ class RenditionEdge:
         self.segments[segment.segment] = segment.data
         self.segment_durations[segment.segment] = segment.duration
         self.playlist.add_segment(segment)
+        self.dvr.append(
+            DvrSegment(segment.segment, self.elapsed, segment.duration, self.playlist.init_uri)
+        )
+        self.elapsed += segment.duration
+        while len(self.dvr) > window and self.elapsed - self.dvr[1].start >= self.dvr_seconds:
+            self.dvr_expired.append(self.dvr.popleft().msn)
         gone = sorted(self.segments)[:-window] if len(self.segments) > window else []
         for msn in gone:
             del self.segments[msn]
@@ -76,6 +100,11 @@ class RenditionEdge:
         for key in [k for k in self.parts if k[0] < oldest_part_msn]:
             del self.parts[key]
         return gone
+
+    def take_expired(self) -> list[int]:
+        """Segments that left the DVR buffer since the last call (their files may go)."""
+        expired, self.dvr_expired = self.dvr_expired, []
+        return expired
 
 
 class LiveEdge:

@@ -25,6 +25,7 @@ from . import (
     channel_page,
     channels,
     chat,
+    clips,
     dashboard,
     downloads,
     follows,
@@ -109,4 +110,5 @@ def create_app(
     analytics.setup(app)  # the sampler, /dashboard/analytics, its API and CSV export
     replay.setup(app)  # beside a video: chat replay, chapters, scrubbing previews
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
+    clips.setup(app)  # clips of live streams and videos: pages, embed, media, JSON API
     return app

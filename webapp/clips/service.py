@@ -1,0 +1,189 @@
+"""How a clip is made: the capture from the live DVR buffer, and the cut, run in worker threads
+(``concurrent_cuts`` at once; more wait their turn) and tracked so shutdown waits for them.
+
+The flow: a live capture makes a ``draft`` (its own copy of the segments, so the live window
+may move on); publishing a draft, or clipping a VOD, marks the clip ``processing`` and starts
+the cut in the background; the cut's end makes it ``ready`` (or ``failed`` with the error). A
+clip deleted while it is being cut stays deleted: the finished cut's files are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mediaserver.settings import ClipSettings
+from storage import Database
+from storage import clips as clip_queries
+from transcode.edge import LiveEdge
+from transcode.hls import RenditionInfo
+from transcode.smart_cut import CutResult, SourceRendition, cut_clip
+
+from ..identity import current_user
+from . import media
+from .media import LiveRendition
+
+log = logging.getLogger(__name__)
+
+VIEWER_COOKIE = "aethex_viewer"
+
+
+class ClipService:
+    def __init__(self, db: Database, data_dir: Path, limits: ClipSettings) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.limits = limits
+        self._cuts = asyncio.Semaphore(limits.concurrent_cuts)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dir(self, public_id: str) -> Path:
+        return media.clip_dir(self.data_dir, public_id)
+
+    # -- live -------------------------------------------------------------------------------
+
+    async def capture(self, edge: LiveEdge, public_id: str, seconds: float) -> media.Draft:
+        """The newest ``seconds`` of ``edge`` into the clip's draft (files copied or linked)."""
+        renditions = [
+            LiveRendition(
+                r.name,
+                tuple(r.dvr),
+                RenditionInfo(
+                    uri=f"{r.name}/index.m3u8",
+                    bandwidth=max(r.bandwidth, 1),
+                    average_bandwidth=max(r.average_bandwidth, 1),
+                    width=r.width,
+                    height=r.height,
+                    frame_rate=r.frame_rate,
+                    codecs=r.codecs,
+                ),
+            )
+            for r in sorted(edge, key=lambda r: r.width * r.height, reverse=True)
+        ]
+        stream_dir = self.data_dir / "streams" / str(edge.stream_id)
+        return await asyncio.to_thread(
+            media.capture_live, renditions, stream_dir, self.dir(public_id), seconds
+        )
+
+    # -- cutting ----------------------------------------------------------------------------
+
+    def start_cut(
+        self,
+        clip_id: int,
+        public_id: str,
+        sources: Callable[[], list[SourceRendition]],
+        start: float,
+        end: float,
+        *,
+        drop_draft: bool,
+    ) -> None:
+        """Cut in the background; the clip's row follows (ready or failed)."""
+        task = asyncio.get_running_loop().create_task(
+            self._cut(clip_id, public_id, sources, start, end, drop_draft)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _run_cut(
+        self, sources: Callable[[], list[SourceRendition]], start: float, end: float, out: Path
+    ) -> tuple[CutResult, dict[str, Any], int]:
+        renditions = sources()
+        if not renditions:
+            raise ValueError("the source has no rendition on disk")
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        result = cut_clip(renditions, start, end, out)
+        manifest = media.write_manifest(out, result)
+        return result, manifest, media.tree_size(out)
+
+    async def _cut(
+        self,
+        clip_id: int,
+        public_id: str,
+        sources: Callable[[], list[SourceRendition]],
+        start: float,
+        end: float,
+        drop_draft: bool,
+    ) -> None:
+        root = self.dir(public_id)
+        out = root / media.OUT
+        try:
+            async with self._cuts:
+                result, manifest, size = await asyncio.to_thread(
+                    self._run_cut, sources, start, end, out
+                )
+        except Exception as exc:
+            log.exception("clip %s: cut failed", public_id)
+            async with self.db.session() as session:
+                await clip_queries.update_fields(
+                    session,
+                    clip_id,
+                    when_status="processing",
+                    status="failed",
+                    error=str(exc)[:500],
+                )
+                await session.commit()
+            return
+        relative = out.relative_to(self.data_dir)
+        async with self.db.session() as session:
+            done = await clip_queries.update_fields(
+                session,
+                clip_id,
+                when_status="processing",
+                status="ready",
+                path=str(relative),
+                thumbnail_path=str(relative / manifest["thumbnail"]),
+                duration_seconds=round(result.duration, 6),
+                size_bytes=size,
+                published_at=datetime.now(UTC),
+                error=None,
+            )
+            await session.commit()
+        if not done:  # deleted while it was being cut
+            await asyncio.to_thread(shutil.rmtree, root, True)
+        elif drop_draft:
+            await asyncio.to_thread(shutil.rmtree, root / media.DRAFT, True)
+            await asyncio.to_thread((root / media.DRAFT_META).unlink, True)
+        log.info(
+            "clip %s ready: %.3f s, %d frames copied, %d re-encoded",
+            public_id,
+            result.duration,
+            result.copied_video_frames,
+            result.reencoded_video_frames,
+        )
+
+    async def remove_files(self, public_id: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.dir(public_id), True)
+
+
+async def viewer_key(request: web.Request) -> tuple[str, str | None]:
+    """Who is viewing, as a hash (user, or the anonymous viewer cookie), and a new cookie value
+    to set when the anonymous viewer had none."""
+    user = await current_user(request)
+    if user is not None:
+        return hashlib.sha256(f"user:{user.id}".encode()).hexdigest(), None
+    cookie = request.cookies.get(VIEWER_COOKIE, "")
+    new = None
+    if not (16 <= len(cookie) <= 64 and cookie.replace("-", "").replace("_", "").isalnum()):
+        cookie = new = secrets.token_urlsafe(18)
+    return hashlib.sha256(f"anon:{cookie}".encode()).hexdigest(), new
+
+
+@contextlib.asynccontextmanager
+async def lifetime(service: ClipService) -> AsyncIterator[None]:
+    yield
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(service.wait_idle(), 60)
