@@ -561,3 +561,14 @@ async def test_a_real_broadcast_is_sized_on_archive_and_plays_by_its_page(
             assert abs(await played(alice) - (row.vod_duration_seconds or 0)) < 0.5
         finally:
             await alice.close()
+
+
+async def test_link_previews_for_shareable_videos_only(site: Site) -> None:
+    public, unlisted, private = (site.videos[k] for k in ("public", "unlisted", "private"))
+    status, page = await site.call("anon", "GET", f"/videos/{public.id}")
+    assert status == 200 and 'property="og:title" content="the public one · Vid TV"' in page
+    assert f'/videos/{public.id}"' in page and "noindex" not in page
+    status, page = await site.call("anon", "GET", f"/videos/{unlisted.public_id}")
+    assert status == 200 and "og:title" in page and "noindex" in page
+    status, page = await site.call("alice", "GET", f"/videos/{private.id}")
+    assert status == 200 and "og:" not in page and "noindex" in page

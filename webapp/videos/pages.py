@@ -23,6 +23,7 @@ from storage import videos
 from ..identity import current_user
 from ..keys import DB_KEY, SECRET_KEY, SETTINGS_KEY
 from ..render import not_found_page, render
+from ..sharing import social_meta
 from ..stream_links import find_video, vod_grant
 from ..viewer_keys import set_viewer_cookie, viewer_key
 from .common import video_json
@@ -57,6 +58,17 @@ async def video_page(request: web.Request) -> web.Response:
         "videos/video.html",
         {
             "video": video,
+            # Link previews in chat apps: a private video's page is its owner's, not shared.
+            "social": []
+            if stream.visibility == videos.PRIVATE
+            else social_meta(
+                request,
+                title=f"{stream.title} · {channel.name}",
+                description=stream.description or f"A past broadcast of {channel.name}",
+                path=video["url"],
+                image=video["thumbnail_url"],
+                kind="video.other",
+            ),
             "is_owner": is_owner,
             "is_admin": is_admin,
             "viewer": viewer,
