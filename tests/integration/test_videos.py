@@ -572,3 +572,34 @@ async def test_link_previews_for_shareable_videos_only(site: Site) -> None:
     assert status == 200 and "og:title" in page and "noindex" in page
     status, page = await site.call("alice", "GET", f"/videos/{private.id}")
     assert status == 200 and "og:" not in page and "noindex" in page
+
+
+async def test_the_library_pages_older_videos(settings_env: dict[str, str]) -> None:
+    env = {**settings_env, "AETHEX_VIDEOS__PAGE_SIZE": "2"}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        alice = await register(base, "alice")
+        try:
+            channel_id, _ = await make_channel(server, "alice-tv", "alice")
+            rows = [await recorded(server, channel_id, title=f"video {n}") for n in range(3)]
+            async with alice.get(f"{base}/dashboard/videos") as r:
+                page = await r.text()
+            assert "video 2" in page and "video 1" in page and "video 0" not in page
+            m = re.search(r'href="(/dashboard/videos\?channel=alice-tv&amp;before=\d+)"', page)
+            assert m is not None, page
+            async with alice.get(base + m.group(1).replace("&amp;", "&")) as r:
+                older = await r.text()
+            assert "video 0" in older and "video 1" not in older and "Older videos" not in older
+            async with alice.get(f"{base}/api/channels/alice-tv/videos") as r:
+                doc = await r.json()
+            assert [v["id"] for v in doc["videos"]] == [rows[2].id, rows[1].id]
+            async with alice.get(
+                f"{base}/api/channels/alice-tv/videos?before={doc['next_before']}"
+            ) as r:
+                doc = await r.json()
+            assert [v["id"] for v in doc["videos"]] == [rows[0].id]
+            assert doc["next_before"] is None
+            async with alice.get(f"{base}/api/channels/alice-tv/videos?limit=3") as r:
+                assert r.status == 400  # over videos.page_size
+        finally:
+            await alice.close()

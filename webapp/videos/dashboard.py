@@ -17,6 +17,7 @@ from storage import videos as video_queries
 
 from ..identity import require_page_user
 from ..keys import DB_KEY, SETTINGS_KEY
+from ..parsing import INT64_MAX, query_int
 from ..render import render
 from .api import settings_json
 from .common import video_json
@@ -44,10 +45,17 @@ def duration_text(seconds: float | None) -> str:
 async def videos_page(request: web.Request) -> web.Response:
     user = await require_page_user(request)
     page = request.app[SETTINGS_KEY].videos.page_size
+    # "Older videos" of one channel: ?channel=SLUG&before=ID.
+    only = request.query.get("channel") or None
+    before = query_int(request, "before", None, minimum=1, maximum=INT64_MAX) if only else None
     entries: list[dict[str, Any]] = []
     async with request.app[DB_KEY].session() as session:
         for channel in await channel_queries.user_channels(session, user.id):
-            rows = await video_queries.channel_videos(session, channel.id, limit=page + 1)
+            if only is not None and channel.slug != only:
+                continue
+            rows = await video_queries.channel_videos(
+                session, channel.id, limit=page + 1, before_id=before
+            )
             used = await video_queries.storage_used(session, channel.id)
             shown = []
             for stream in rows[:page]:
@@ -63,13 +71,19 @@ async def videos_page(request: web.Request) -> web.Response:
                     "slug": channel.slug,
                     "name": channel.name,
                     "videos": shown,
-                    "more": len(rows) > page,
+                    "older": (
+                        f"/dashboard/videos?channel={channel.slug}&before={rows[page - 1].id}"
+                        if len(rows) > page
+                        else None
+                    ),
                     "storage_bytes": used,
                     "storage_text": size_text(used),
                     "settings": settings_json(request, channel),
                 }
             )
-    response = render(request, "videos/dashboard.html", {"entries": entries})
+    response = render(
+        request, "videos/dashboard.html", {"entries": entries, "paged": only is not None}
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
