@@ -21,10 +21,10 @@ from storage.clips import ClipInfo
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..render import CSP, not_found_page, redirect, render
 from ..sharing import absolute, card_text, duration_text, social_meta
+from ..viewer_keys import set_viewer_cookie, viewer_key
 from . import media
 from .api import CLIPS_KEY, document
 from .documents import viewer
-from .service import VIEWER_COOKIE, viewer_key
 
 # Only the embed may be framed, by any site; every other page keeps frame-ancestors 'none'.
 EMBED_CSP = CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
@@ -57,15 +57,7 @@ def _set_viewer_cookie(
     request: web.Request, response: web.Response, new_cookie: str | None
 ) -> None:
     if new_cookie is not None:
-        response.set_cookie(
-            VIEWER_COOKIE,
-            new_cookie,
-            max_age=365 * 86400,
-            httponly=True,
-            samesite="Lax",
-            secure=request.app[SETTINGS_KEY].http.secure_cookies,
-            path="/",
-        )
+        set_viewer_cookie(request, response, new_cookie)
 
 
 def _social(

@@ -11,31 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from mediaserver.settings import ClipSettings
 from storage import Database
 from storage import clips as clip_queries
 from transcode.edge import LiveEdge
 from transcode.hls import RenditionInfo
-from transcode.smart_cut import CutResult, SourceRendition, cut_clip
+from transcode.smart_cut import CutOptions, CutResult, SourceRendition, cut_clip
 
-from ..identity import current_user
 from . import media
 from .media import LiveRendition
 
 log = logging.getLogger(__name__)
-
-VIEWER_COOKIE = "aethex_viewer"
 
 
 class ClipService:
@@ -105,7 +98,8 @@ class ClipService:
             raise ValueError("the source has no rendition on disk")
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        result = cut_clip(renditions, start, end, out)
+        options = CutOptions(max_duration=self.limits.max_seconds + 1.0)
+        result = cut_clip(renditions, start, end, out, options)
         manifest = media.write_manifest(out, result)
         return result, manifest, media.tree_size(out)
 
@@ -167,19 +161,6 @@ class ClipService:
 
     async def remove_files(self, public_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.dir(public_id), True)
-
-
-async def viewer_key(request: web.Request) -> tuple[str, str | None]:
-    """Who is viewing, as a hash (user, or the anonymous viewer cookie), and a new cookie value
-    to set when the anonymous viewer had none."""
-    user = await current_user(request)
-    if user is not None:
-        return hashlib.sha256(f"user:{user.id}".encode()).hexdigest(), None
-    cookie = request.cookies.get(VIEWER_COOKIE, "")
-    new = None
-    if not (16 <= len(cookie) <= 64 and cookie.replace("-", "").replace("_", "").isalnum()):
-        cookie = new = secrets.token_urlsafe(18)
-    return hashlib.sha256(f"anon:{cookie}".encode()).hexdigest(), new
 
 
 @contextlib.asynccontextmanager

@@ -182,7 +182,11 @@
           length();
         });
       }
-      input.addEventListener("input", length);
+      input.addEventListener("input", function () {
+        var v = parseFloat(input.value);
+        if (handle && isFinite(v)) handle.value = (v - opts.offset).toFixed(2);
+        length();
+      });
     }
     bind(opts.setStart, start, opts.startHandle);
     bind(opts.setEnd, end, opts.endHandle);
