@@ -507,6 +507,9 @@ class DownloadSettings:
     # ten hours of 1080p with audio; some 4 times that while it is made) and two read blocks,
     # never the file.
     max_concurrent: int = 4
+    # Of those, at most this many from one client address (IPv6: per /64; 0: no such cap), so
+    # one client cannot hold every slot; one more gets 429 with Retry-After.
+    max_per_address: int = 2
     # KiB read from the recording per step (one worker-thread hop each).
     read_kb: int = 1024
     # Plans (the computed moov and where each byte comes from) kept for seconds after use, so
@@ -905,6 +908,8 @@ def validate(s: Settings) -> Settings:
     _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
+    if s.downloads.max_per_address < 0:
+        raise SettingsError("downloads.max_per_address", "must be 0 (no cap) or more")
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
     if s.downloads.plan_cache_seconds < 0 or s.downloads.plan_cache_mb < 0:

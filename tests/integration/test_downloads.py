@@ -269,7 +269,11 @@ async def test_who_may_download(site: Site) -> None:
 
 
 async def test_concurrent_downloads_are_bounded(settings_env: dict[str, str]) -> None:
-    env = {**settings_env, "AETHEX_DOWNLOADS__MAX_CONCURRENT": "1"}
+    env = {
+        **settings_env,
+        "AETHEX_DOWNLOADS__MAX_CONCURRENT": "2",
+        "AETHEX_DOWNLOADS__MAX_PER_ADDRESS": "1",
+    }
     async with running_server(env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
         alice = await register(base, "alice")
@@ -283,12 +287,20 @@ async def test_concurrent_downloads_are_bounded(settings_env: dict[str, str]) ->
                 await db.commit()
             write_recording(server.settings.data_dir / "streams" / str(row.id))
             downloads = server._runner.app[DOWNLOADS_KEY]
-            assert downloads.enter()  # one download is running
-            async with alice.get(f"{base}/videos/{row.id}/download") as r:
+            url = f"{base}/videos/{row.id}/download"
+            # This client (127.0.0.1) has its one download running: 429, its own cap.
+            assert downloads.enter("127.0.0.1") is None
+            async with alice.get(url) as r:
+                assert r.status == 429 and r.headers["Retry-After"]
+                assert (await r.json())["error"]["code"] == "too_many_downloads"
+            # Another client takes the last slot: 503, the server's cap.
+            assert downloads.enter("192.0.2.7") is None
+            async with alice.get(url) as r:
                 assert r.status == 503 and r.headers["Retry-After"]
                 assert (await r.json())["error"]["code"] == "busy"
-            assert server.metrics.sample("aethex_downloads_total", outcome="busy") == 1
-            downloads.leave()
+            assert server.metrics.sample("aethex_downloads_total", outcome="busy") == 2
+            downloads.leave("127.0.0.1")
+            downloads.leave("192.0.2.7")
             async with alice.get(f"{base}/videos/{row.id}/download") as r:
                 body = await r.read()
                 assert r.status == 200 and len(body) == int(r.headers["Content-Length"])

@@ -44,9 +44,16 @@ def test_plans_expire(monkeypatch) -> None:
 
 def test_concurrency_slots() -> None:
     downloads = Downloads(1, 0, 0)
-    assert downloads.enter() and not downloads.enter()
+    assert downloads.enter() is None and downloads.enter() == "too_many_connections"
     downloads.leave()
-    assert downloads.enter()
+    assert downloads.enter() is None and downloads.running == 1
+    per_client = Downloads(3, 0, 0, per_address=2)
+    assert per_client.enter("10.0.0.1") is None and per_client.enter("10.0.0.1") is None
+    assert per_client.enter("10.0.0.1") == "too_many_from_address"
+    assert per_client.enter("10.0.0.2") is None  # another client still gets the last slot
+    assert per_client.enter("10.0.0.3") == "too_many_connections"
+    per_client.leave("10.0.0.1")
+    assert per_client.enter("10.0.0.1") is None
 
 
 def test_ranges() -> None:

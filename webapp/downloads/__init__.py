@@ -25,5 +25,6 @@ def setup(app: web.Application) -> None:
         limits.plan_cache_mb << 20,
         limits.plan_cache_seconds,
         download_metrics(app[METRICS_KEY].registry),
+        limits.max_per_address,
     )
     app.router.add_get("/videos/{id}/download", download, name="video_download")

@@ -4,7 +4,8 @@ Answers are JSON errors in the API's shape (a download is fetched by curl and do
 managers as often as by a browser): 400 for a rendition name that is malformed or not one
 this video has, 404 for a video that does not exist, is deleted or is not visible to the
 caller (the same answer for all three), 403 for a visible video whose channel keeps
-downloads to its owner, 503 with Retry-After when ``downloads.max_concurrent`` are running.
+downloads to its owner, 503 with Retry-After when ``downloads.max_concurrent`` are running,
+429 with Retry-After when ``downloads.max_per_address`` of them are the caller's.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from mediaserver.addresses import address_key
 from storage.models import Channel, Stream, User
 from transcode.remux import Mp4Plan, RemuxError, plan_mp4, rendition_groups, rendition_names
 
+from ..admission import TOO_MANY_FROM_ADDRESS, Admission
 from ..errors import json_error
+from ..forwarded import client_host
 from ..identity import can_manage, current_user
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..stream_links import find_video
@@ -40,9 +44,10 @@ RETRY_SECONDS = 10
 
 
 class Downloads:
-    """The downloads running now, at most ``limit`` (each one from plan to last byte), and the
-    plans made recently: a player or a download manager asks for many ranges of one file, and
-    a recording never changes (a deleted video is refused before its plan is looked up)."""
+    """The downloads running now (each one from plan to last byte), at most ``limit`` in all and
+    ``per_address`` per client address (0: no such cap), and the plans made recently: a player
+    or a download manager asks for many ranges of one file, and a recording never changes (a
+    deleted video is refused before its plan is looked up)."""
 
     def __init__(
         self,
@@ -50,9 +55,9 @@ class Downloads:
         cache_bytes: int,
         cache_seconds: float,
         metrics: DownloadMetrics | None = None,
+        per_address: int = 0,
     ) -> None:
-        self.limit = limit
-        self.running = 0
+        self.slots = Admission(limit, per_address)
         self.metrics = metrics if metrics is not None else DownloadMetrics(None)
         self.metrics.running.set_function(lambda: self.running)
         self.cache_bytes = cache_bytes
@@ -60,14 +65,17 @@ class Downloads:
         self._plans: OrderedDict[tuple[int, str], tuple[float, str, Mp4Plan]] = OrderedDict()
         self._held = 0
 
-    def enter(self) -> bool:
-        if self.running >= self.limit:
-            return False
-        self.running += 1
-        return True
+    @property
+    def running(self) -> int:
+        return self.slots.total
 
-    def leave(self) -> None:
-        self.running -= 1
+    def enter(self, client: str | None = None) -> str | None:
+        """Take a slot for ``client`` (an address key) and return None, or say why not
+        (``webapp.admission``'s reasons)."""
+        return self.slots.admit(client)
+
+    def leave(self, client: str | None = None) -> None:
+        self.slots.release(client)
 
     def cached(self, key: tuple[int, str]) -> tuple[str, Mp4Plan] | None:
         hit = self._plans.get(key)
@@ -180,18 +188,20 @@ async def download(request: web.Request) -> web.StreamResponse:
         vod_path, stream_id = stream.vod_path or "", stream.id
         name_parts = (channel.slug, stream.title, stream.started_at)
     downloads = request.app[DOWNLOADS_KEY]
-    if not downloads.enter():
+    trusted = request.app[SETTINGS_KEY].http.trust_forwarded_for
+    client = address_key(client_host(request.remote, request.headers, trusted))
+    refused = downloads.enter(client)
+    if refused is not None:
         downloads.metrics.downloads.labels("busy").inc()
-        return json_error(
-            503,
-            "busy",
-            "too many downloads are running; try again shortly",
-            {"Retry-After": str(RETRY_SECONDS)},
-        )
+        retry = {"Retry-After": str(RETRY_SECONDS)}
+        if refused == TOO_MANY_FROM_ADDRESS:
+            message = "you have as many downloads running as one client may; try again later"
+            return json_error(429, "too_many_downloads", message, retry)
+        return json_error(503, "busy", "too many downloads are running; try again shortly", retry)
     try:
         return await _send(request, stream_id, vod_path, wanted, name_parts)
     finally:
-        downloads.leave()
+        downloads.leave(client)
 
 
 async def _send(
