@@ -599,6 +599,10 @@ class ClipSettings:
     concurrent_cuts: int = 1
     # Clips listed under a channel's page (top by views, last 7 days or all time).
     top_clips: int = 8
+    # Hours an unpublished draft (and its captured segments) is kept, and seconds between the
+    # passes that remove older ones.
+    draft_hours: float = 24.0
+    prune_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -1071,7 +1075,15 @@ def _validate_replay(r: ReplaySettings) -> None:
 
 
 def _validate_clips(c: ClipSettings, h: HlsSettings) -> None:
-    for name in ("live_seconds", "dvr_seconds", "min_seconds", "max_seconds", "rate_window"):
+    for name in (
+        "live_seconds",
+        "dvr_seconds",
+        "min_seconds",
+        "max_seconds",
+        "rate_window",
+        "draft_hours",
+        "prune_interval",
+    ):
         _check_positive(f"clips.{name}", getattr(c, name))
     for name in ("rate_limit", "concurrent_cuts", "top_clips"):
         _check_positive(f"clips.{name}", getattr(c, name))

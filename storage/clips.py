@@ -207,3 +207,37 @@ async def record_view(session: AsyncSession, clip_id: int, viewer_key: str) -> b
         )
     await session.flush()
     return added
+
+
+async def stale_drafts(session: AsyncSession, before: datetime, limit: int = 500) -> list[str]:
+    """Public ids of drafts created before ``before`` (never published: their files go)."""
+    rows = await session.scalars(
+        select(Clip.public_id)
+        .where(Clip.status == "draft", Clip.created_at < before)
+        .order_by(Clip.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_deleted_by_public_id(session: AsyncSession, public_ids: list[str]) -> int:
+    if not public_ids:
+        return 0
+    result = await session.execute(
+        update(Clip)
+        .where(Clip.public_id.in_(public_ids), Clip.status == "draft")
+        .values(status="deleted", deleted_at=utcnow(), path=None, thumbnail_path=None)
+    )
+    await session.flush()
+    return rowcount(result)
+
+
+async def fail_interrupted(session: AsyncSession) -> int:
+    """Clips a stopped server left being cut: failed (their cut is gone with the process)."""
+    result = await session.execute(
+        update(Clip)
+        .where(Clip.status == "processing")
+        .values(status="failed", error="the server stopped while this clip was being cut")
+    )
+    await session.flush()
+    return rowcount(result)

@@ -4,6 +4,8 @@ who may delete; the per-user rate limit on creation; bad input on the API."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 
 import aiohttp
@@ -50,7 +52,12 @@ async def _clip(server, channel_id: int, stream_id: int, clipper_id: int, title:
 
 @pytest.fixture
 def rules_env(settings_env):
-    return {**settings_env, "AETHEX_CLIPS__RATE_LIMIT": "3"}
+    return {
+        **settings_env,
+        "AETHEX_CLIPS__RATE_LIMIT": "3",
+        "AETHEX_CLIPS__DRAFT_HOURS": "0.0005",
+        "AETHEX_CLIPS__PRUNE_INTERVAL": "0.2",
+    }
 
 
 async def test_visibility_deletion_and_rate_limit(rules_env) -> None:
@@ -101,6 +108,10 @@ async def test_visibility_deletion_and_rate_limit(rules_env) -> None:
                     return [c["id"] for c in (await r.json())["clips"]]
 
             assert await listed() == [c_pub]
+            async with viewer.get(f"/videos/{public.id}") as r:
+                assert 'id="clip-vod-form"' not in await r.text()  # VOD clips not allowed
+            async with owner.get(f"/videos/{public.id}") as r:
+                assert 'id="clip-vod-form"' in await r.text()
             # The channel turns unlisted: its clips follow.
             async with server.db.session() as db:
                 await db.execute(
@@ -119,6 +130,15 @@ async def test_visibility_deletion_and_rate_limit(rules_env) -> None:
                     .values(is_public=True, allow_vod_clips=True)
                 )
                 await db.commit()
+
+            # The video page's clip form: viewers get it once the channel allows VOD clips.
+            async def has_form(http: aiohttp.ClientSession) -> bool:
+                async with http.get(f"/videos/{public.id}") as r:
+                    assert r.status == 200
+                    return 'id="clip-vod-form"' in await r.text()
+
+            assert await has_form(owner) and await has_form(viewer)
+            assert not await has_form(anon)
 
             vh = {"X-CSRF-Token": await csrf_of(viewer, base)}
             oh = {"X-CSRF-Token": await csrf_of(owner, base)}
@@ -159,4 +179,36 @@ async def test_visibility_deletion_and_rate_limit(rules_env) -> None:
             async with owner.delete(f"/api/clips/{c_pub}", headers=oh) as r:
                 assert r.status == 200
             async with owner.delete(f"/api/clips/{c_pub}", headers=oh) as r:
+                assert r.status == 404
+
+
+async def test_unpublished_drafts_are_removed(rules_env) -> None:
+    """A draft older than clips.draft_hours loses its files and is marked deleted."""
+    async with running_server(rules_env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with await register(base, "olive") as owner:
+            channel_id, _ = await make_channel(server, "olive-ch", "olive")
+            async with server.db.session() as db:
+                olive = await queries.get_user_by_username(db, "olive")
+                assert olive
+                clip = await clip_queries.create(
+                    db,
+                    channel_id=channel_id,
+                    stream_id=None,
+                    clipper_id=olive.id,
+                    title="draft",
+                    source="live",
+                    start=0.0,
+                    end=5.0,
+                    status="draft",
+                )
+                await db.commit()
+            files = server.settings.data_dir / "clips" / clip.public_id / "draft"
+            files.mkdir(parents=True)
+            (files / "master.m3u8").write_text("#EXTM3U\n")
+            deadline = time.monotonic() + 30
+            while files.exists():
+                assert time.monotonic() < deadline, "the stale draft was never removed"
+                await asyncio.sleep(0.1)
+            async with owner.get(f"/api/clips/{clip.public_id}") as r:
                 assert r.status == 404

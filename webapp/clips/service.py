@@ -14,7 +14,7 @@ import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +163,40 @@ class ClipService:
         await asyncio.to_thread(shutil.rmtree, self.dir(public_id), True)
 
 
+async def prune_drafts(service: ClipService) -> int:
+    """Remove drafts older than ``clips.draft_hours`` (rows marked deleted, files gone)."""
+    before = datetime.now(UTC) - timedelta(hours=service.limits.draft_hours)
+    async with service.db.session() as session:
+        stale = await clip_queries.stale_drafts(session, before)
+        await clip_queries.mark_deleted_by_public_id(session, stale)
+        await session.commit()
+    for public_id in stale:
+        await service.remove_files(public_id)
+    if stale:
+        log.info("removed %d unpublished clip draft(s)", len(stale))
+    return len(stale)
+
+
+async def _prune_forever(service: ClipService) -> None:
+    while True:
+        try:
+            await prune_drafts(service)
+        except Exception:
+            log.exception("pruning clip drafts failed")
+        await asyncio.sleep(service.limits.prune_interval)
+
+
 @contextlib.asynccontextmanager
 async def lifetime(service: ClipService) -> AsyncIterator[None]:
+    async with service.db.session() as session:
+        failed = await clip_queries.fail_interrupted(session)
+        await session.commit()
+    if failed:
+        log.warning("%d clip(s) were being cut when the server stopped: marked failed", failed)
+    pruner = asyncio.get_running_loop().create_task(_prune_forever(service))
     yield
+    pruner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pruner
     with contextlib.suppress(Exception):
         await asyncio.wait_for(service.wait_idle(), 60)
