@@ -16,6 +16,7 @@ from mediaserver.broadcast import Broadcasts
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
+from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
 from storage import Database
 from webapp import HLS_KEY, HttpFront, create_app
@@ -36,6 +37,10 @@ class Server:
         self.db = Database(settings.effective_database_url)
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
         self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
+        # Relays each live stream to its channel's destinations (issue 14).
+        self.restream = RestreamManager(
+            settings.restream, self.db, self.registry, self.metrics.registry
+        )
         self._runner: web.AppRunner | None = None
         self._http: asyncio.Server | None = None
         self._front: HttpFront | None = None
@@ -64,6 +69,7 @@ class Server:
             registry=self.registry,
             edges=self.broadcasts.edges,
             rtmp_port=self.rtmp_port,
+            restream_status=self.restream.status,
         )
         h = self.settings.http
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=h.keepalive_timeout)
@@ -88,8 +94,10 @@ class Server:
             front.protocol, h.host, h.port, reuse_address=True, backlog=1024
         )
         log.info("HTTP listening on %s:%d", h.host, self.http_port)
+        self.restream.start()
 
     async def stop(self) -> None:
+        await self.restream.stop()
         await self.ingest.stop()
         await self.broadcasts.stop()
         if self._http is not None:

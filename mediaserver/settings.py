@@ -507,9 +507,6 @@ class DownloadSettings:
     # ten hours of 1080p with audio; some 4 times that while it is made) and two read blocks,
     # never the file.
     max_concurrent: int = 4
-    # Of those, at most this many from one client address (IPv6: per /64; 0: no such cap), so
-    # one client cannot hold every slot; one more gets 429 with Retry-After.
-    max_per_address: int = 2
     # KiB read from the recording per step (one worker-thread hop each).
     read_kb: int = 1024
     # Plans (the computed moov and where each byte comes from) kept for seconds after use, so
@@ -599,10 +596,6 @@ class ClipSettings:
     concurrent_cuts: int = 1
     # Clips listed under a channel's page (top by views, last 7 days or all time).
     top_clips: int = 8
-    # Hours an unpublished draft (and its captured segments) is kept, and seconds between the
-    # passes that remove older ones.
-    draft_hours: float = 24.0
-    prune_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -639,6 +632,37 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class RestreamSettings:
+    # Relay live streams to the destinations creators add (issue 14). Off: nothing is relayed
+    # (destinations can still be edited).
+    enabled: bool = True
+    # Most destinations per channel; longest ingest URL and stream key accepted.
+    max_per_channel: int = 10
+    max_url_length: int = 1024
+    max_key_length: int = 512
+    # Seconds for TCP/TLS to connect, then for the RTMP handshake and publish setup.
+    connect_timeout: float = 10.0
+    setup_timeout: float = 10.0
+    # Seconds a destination may stop reading (its socket full) before it is given up and retried.
+    stall_timeout: float = 10.0
+    # Waits between attempts double from backoff_base seconds up to backoff_max.
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    # Seconds a relay must stay up before the backoff starts again from backoff_base.
+    stable_after: float = 30.0
+    # Seconds between looks at the live channels' destinations (edits take effect this fast).
+    refresh_interval: float = 1.0
+    # Packets (audio and video) a destination's subscription holds; past it, drop to a keyframe.
+    queue_size: int = 1024
+    # Bytes our socket buffer may hold before output waits, and bytes waiting before it drops.
+    write_buffer: int = 262144
+    max_buffered: int = 4194304
+    # Relay to loopback, private, link-local and other non-public addresses. Off, a destination
+    # whose host is or resolves to one is refused at each attempt (SSRF). On for tests and LANs.
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -667,6 +691,7 @@ class Settings:
     history: HistorySettings = field(default_factory=HistorySettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    restream: RestreamSettings = field(default_factory=RestreamSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
 
@@ -912,13 +937,12 @@ def validate(s: Settings) -> Settings:
     _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
-    if s.downloads.max_per_address < 0:
-        raise SettingsError("downloads.max_per_address", "must be 0 (no cap) or more")
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
     if s.downloads.plan_cache_seconds < 0 or s.downloads.plan_cache_mb < 0:
         raise SettingsError("downloads.plan_cache_seconds", "plan cache limits must be 0 or more")
     _validate_webhooks(s.webhooks)
+    _validate_restream(s.restream)
     _validate_videos(s.videos)
     _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)
@@ -1031,6 +1055,29 @@ def _validate_videos(v: VideoSettings) -> None:
         raise SettingsError("videos.page_size", "must be between 1 and 1000")
 
 
+def _validate_restream(r: RestreamSettings) -> None:
+    for name in (
+        "max_per_channel",
+        "max_url_length",
+        "max_key_length",
+        "connect_timeout",
+        "setup_timeout",
+        "stall_timeout",
+        "backoff_base",
+        "backoff_max",
+        "stable_after",
+        "refresh_interval",
+        "queue_size",
+        "write_buffer",
+        "max_buffered",
+    ):
+        _check_positive(f"restream.{name}", getattr(r, name))
+    if r.backoff_max < r.backoff_base:
+        raise SettingsError("restream.backoff_max", "must not be less than restream.backoff_base")
+    if r.max_url_length > 1024 or r.max_key_length > 512:
+        raise SettingsError("restream.max_url_length", "the columns hold 1024 and 512 characters")
+
+
 def _validate_webhooks(w: WebhookSettings) -> None:
     for name in (
         "timeout",
@@ -1075,15 +1122,7 @@ def _validate_replay(r: ReplaySettings) -> None:
 
 
 def _validate_clips(c: ClipSettings, h: HlsSettings) -> None:
-    for name in (
-        "live_seconds",
-        "dvr_seconds",
-        "min_seconds",
-        "max_seconds",
-        "rate_window",
-        "draft_hours",
-        "prune_interval",
-    ):
+    for name in ("live_seconds", "dvr_seconds", "min_seconds", "max_seconds", "rate_window"):
         _check_positive(f"clips.{name}", getattr(c, name))
     for name in ("rate_limit", "concurrent_cuts", "top_clips"):
         _check_positive(f"clips.{name}", getattr(c, name))

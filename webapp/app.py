@@ -27,6 +27,7 @@ from . import (
     chat,
     clips,
     dashboard,
+    destinations,
     downloads,
     follows,
     history,
@@ -49,7 +50,16 @@ from . import (
     webhooks,
 )
 from .errors import error_middleware, quiet_client_errors
-from .keys import DB_KEY, EDGES_KEY, METRICS_KEY, REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
+from .keys import (
+    DB_KEY,
+    EDGES_KEY,
+    METRICS_KEY,
+    REGISTRY_KEY,
+    RESTREAM_STATUS_KEY,
+    RTMP_PORT_KEY,
+    SETTINGS_KEY,
+    RestreamStatus,
+)
 from .timing import server_timing_middleware
 
 
@@ -61,6 +71,7 @@ def create_app(
     registry: LiveRegistry,
     edges: EdgeRegistry,
     rtmp_port: int | None = None,
+    restream_status: RestreamStatus | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
@@ -81,6 +92,7 @@ def create_app(
     app[REGISTRY_KEY] = registry
     app[EDGES_KEY] = edges
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
+    app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
     render.setup(app)  # the template environment every page renders with
@@ -111,4 +123,5 @@ def create_app(
     replay.setup(app)  # beside a video: chat replay, chapters, scrubbing previews
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     clips.setup(app)  # clips of live streams and videos: pages, embed, media, JSON API
+    destinations.setup(app)  # restreaming destinations: dashboard page, JSON API, status
     return app

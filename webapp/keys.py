@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,6 +36,9 @@ REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
 EDGES_KEY = web.AppKey("edges", EdgeRegistry)
 # The port ingest listens on: the OBS "Server" the dashboard shows.
 RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
+# A channel id -> {destination id: relay status} of its live stream's restreams (issue 14).
+RestreamStatus = Callable[[int], dict[int, dict[str, Any]]]
+RESTREAM_STATUS_KEY: web.AppKey[RestreamStatus] = web.AppKey("restream_status")
 
 # Made by the areas' setup.
 SECRET_KEY = web.AppKey("aethex_secret_key", bytes)  # identity: keys the CSRF tokens

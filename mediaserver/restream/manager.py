@@ -1,0 +1,424 @@
+"""Relays every live stream to its channel's enabled destinations (issue 14).
+
+One :class:`Relay` per (live stream, destination): its own task, its own bounded
+subscription to the live stream, its own RTMP publisher and its own retry schedule, so a
+destination that refuses, times out, blackholes or drops the connection only ever delays
+itself. Nothing here runs on the ingest path: the live stream hands packets to the
+subscription, which drops (to the next keyframe, counted) when the relay falls behind.
+
+The manager looks at the live channels' enabled destinations every
+``restream.refresh_interval`` seconds (and at once when a stream starts): a destination
+added, edited (URL, key, source, CA file) or disabled while live takes effect within that,
+without the web layer having to call in; several processes on one database behave the same.
+
+Stream keys never reach a log line or a status: targets are logged by ``redacted`` URL, and
+``PublishError`` never carries the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from mediaserver.live import CodecConfig, LiveRegistry, LiveStream, MediaKind
+from mediaserver.rtmp import PublishTarget
+from mediaserver.settings import RestreamSettings
+from storage import Database
+from storage import restream as store
+from storage.restream_models import ORIGINAL
+
+from .client import PublishError, RtmpPublisher, client_ssl_context
+
+log = logging.getLogger(__name__)
+
+# The value of aethex_restream_state for each state.
+STATES = {"stopped": 0, "connecting": 1, "live": 2, "retrying": 3}
+
+
+class RestreamMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["channel", "destination"]
+        self.state = Gauge(
+            "aethex_restream_state",
+            "Each restream destination's state: 0 stopped, 1 connecting, 2 live, 3 retrying.",
+            labels,
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "aethex_restream_bytes",
+            "Bytes relayed to each restream destination (handed to the kernel).",
+            labels,
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "aethex_restream_reconnects",
+            "Attempts to reach a restream destination again after a failure or disconnect.",
+            labels,
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "aethex_restream_dropped_packets",
+            "Packets a restream destination lost because it fell behind (to the next keyframe).",
+            labels,
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a relay was started with; a change of any field restarts it."""
+
+    destination_id: int
+    name: str
+    url: str
+    key: str
+    source: str
+    ca_file: str | None
+
+
+class Relay:
+    """One destination of one live stream: connect, relay, retry with capped backoff."""
+
+    def __init__(
+        self, manager: RestreamManager, stream: LiveStream, plan: Plan, metrics: RestreamMetrics
+    ) -> None:
+        self.manager = manager
+        self.stream = stream
+        self.plan = plan
+        self.settings = manager.settings
+        labels = (stream.slug, str(plan.destination_id))
+        self._state_gauge = metrics.state.labels(*labels)
+        self._bytes_counter = metrics.bytes.labels(*labels)
+        self._reconnects = metrics.reconnects.labels(*labels)
+        self._dropped_counter = metrics.dropped.labels(*labels)
+        self.state = "connecting"
+        self.since = time.monotonic()
+        self.live_since: float | None = None
+        self.next_attempt: float | None = None
+        self.last_error: str | None = None
+        self.attempts = 0
+        self.reconnects = 0
+        self.bytes_sent = 0  # over every connection of this relay
+        self.dropped = 0
+        self.bitrate = 0.0
+        self._conn_bytes = 0  # of the current connection, already counted
+        self._conn_dropped = 0
+        self._sample: tuple[float, int] | None = None
+        self._publisher: RtmpPublisher | None = None
+        self._sub: Any = None
+        self._set_state("connecting")
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    # -- state ----------------------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.since = time.monotonic()
+        self._state_gauge.set(STATES[state])
+
+    def tick(self, now: float) -> None:
+        """Account bytes and drops of the current connection (each refresh)."""
+        pub, sub = self._publisher, self._sub
+        if pub is not None:
+            sent = pub.bytes_sent
+            if sent > self._conn_bytes:
+                self._bytes_counter.inc(sent - self._conn_bytes)
+                self.bytes_sent += sent - self._conn_bytes
+                self._conn_bytes = sent
+            lost = pub.dropped + (sub.dropped if sub is not None else 0)
+            if lost > self._conn_dropped:
+                self._dropped_counter.inc(lost - self._conn_dropped)
+                self.dropped += lost - self._conn_dropped
+                self._conn_dropped = lost
+        if self._sample is not None and now > self._sample[0]:
+            then, before = self._sample
+            if now - then >= 0.5:
+                self.bitrate = (self.bytes_sent - before) * 8 / (now - then)
+                self._sample = (now, self.bytes_sent)
+        else:
+            self._sample = (now, self.bytes_sent)
+
+    def status(self, now: float) -> dict[str, Any]:
+        live = self.state == "live"
+        return {
+            "state": self.state,
+            "since_seconds": round(now - self.since, 1),
+            "uptime_seconds": round(now - self.live_since, 1)
+            if live and self.live_since is not None
+            else None,
+            "bitrate_kbps": round(self.bitrate / 1000, 1) if live else None,
+            "bytes_sent": self.bytes_sent,
+            "dropped_packets": self.dropped,
+            "reconnects": self.reconnects,
+            "next_attempt_in": round(max(0.0, self.next_attempt - now), 1)
+            if self.state == "retrying" and self.next_attempt is not None
+            else None,
+            "last_error": self.last_error,
+        }
+
+    # -- the relay ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        s = self.settings
+        failures = 0
+        try:
+            while not self.stream.ended:
+                if self.attempts:
+                    self.reconnects += 1
+                    self._reconnects.inc()
+                self.attempts += 1
+                self._set_state("connecting")
+                started = time.monotonic()
+                ended = await self._attempt()
+                if ended or self.stream.ended:
+                    break
+                if time.monotonic() - started >= s.stable_after:
+                    failures = 0
+                delay = min(s.backoff_max, s.backoff_base * (2**failures))
+                failures += 1
+                self.next_attempt = time.monotonic() + delay
+                self._set_state("retrying")
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug here must not reach ingest or other relays
+            log.exception("restream %s -> %d failed", self.stream.slug, self.plan.destination_id)
+            self.last_error = f"internal error: {type(exc).__name__}"
+        finally:
+            self.tick(time.monotonic())
+            self._set_state("stopped")
+
+    async def _attempt(self) -> bool:
+        """One connection: True when the live stream ended (no retry), False to retry."""
+        s = self.settings
+        plan = self.plan
+        try:
+            target = PublishTarget.parse(plan.url, plan.key)
+        except ValueError as exc:
+            self.last_error = str(exc)
+            return False
+        if plan.source != ORIGINAL:
+            self.last_error = (
+                f"sending the rung {plan.source!r} is not supported yet: choose 'original'"
+            )
+            return False
+        try:
+            await self._check_address(target)
+            ssl_context = None
+            if target.tls:
+                ssl_context = await asyncio.to_thread(client_ssl_context, plan.ca_file)
+            publisher = await RtmpPublisher.open(
+                target,
+                ssl_context=ssl_context,
+                connect_timeout=s.connect_timeout,
+                setup_timeout=s.setup_timeout,
+                stall_timeout=s.stall_timeout,
+                max_buffered=s.max_buffered,
+                write_buffer=s.write_buffer,
+            )
+        except PublishError as exc:
+            self.last_error = str(exc)
+            log.info("restream %s -> %s: %s", self.stream.slug, target.redacted, exc)
+            return False
+        except (OSError, ValueError) as exc:  # the CA file
+            self.last_error = f"CA file: {type(exc).__name__}"
+            return False
+        self._publisher = publisher
+        self._conn_bytes = self._conn_dropped = 0
+        sub = self._sub = self.stream.subscribe(f"restream-{plan.destination_id}", s.queue_size)
+        self.live_since = time.monotonic()
+        self._sample = None
+        self._set_state("live")
+        log.info("restream %s -> %s: live", self.stream.slug, target.redacted)
+        pump = asyncio.get_running_loop().create_task(self._pump(publisher, sub))
+        closed = asyncio.ensure_future(publisher.wait_closed())
+        try:
+            await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pump.cancel()
+            closed.cancel()
+            self.stream.unsubscribe(sub)
+            self.tick(time.monotonic())
+            await publisher.close(linger=1.0)
+            raise
+        self.tick(time.monotonic())
+        self.stream.unsubscribe(sub)
+        self._sub = None
+        self._publisher = None
+        if pump.done() and not pump.cancelled() and pump.exception() is None:
+            closed.cancel()
+            await publisher.close(linger=2.0)  # the stream ended: unpublish politely
+            return True
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        error = await closed
+        publisher.abort()
+        self.last_error = str(error) if error is not None else "the connection closed"
+        log.info("restream %s -> %s: %s", self.stream.slug, target.redacted, self.last_error)
+        return False
+
+    async def _pump(self, publisher: RtmpPublisher, sub: Any) -> None:
+        """Copy the stream; times start at 0 on each connection (the wire has no sign)."""
+        metadata = self.stream.metadata
+        if metadata:
+            publisher.send_metadata(metadata)
+        base: int | None = None
+        last = 0
+        video = MediaKind.VIDEO
+        while True:
+            item = await sub.get()
+            if item is None:
+                return
+            if isinstance(item, CodecConfig):
+                publisher.send_config(item, last)
+                continue
+            if base is None:
+                base = item.dts
+            dts = item.dts - base
+            if dts < 0:  # audio from before the first keyframe
+                continue
+            last = dts
+            if item.kind is video:
+                publisher.send_video(item.codec, dts, item.pts - base, item.keyframe, item.data)
+            else:
+                publisher.send_audio(item.codec, dts, item.data)
+
+    async def _check_address(self, target: PublishTarget) -> None:
+        if self.settings.allow_private_addresses:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise PublishError("connect", f"cannot resolve the host: {exc}") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                raise PublishError(
+                    "connect",
+                    "the host is a non-public address (restream.allow_private_addresses is off)",
+                )
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+class RestreamManager:
+    """Starts and stops relays as channels go live and destinations change."""
+
+    def __init__(
+        self,
+        settings: RestreamSettings,
+        db: Database,
+        registry: LiveRegistry,
+        metrics_registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = RestreamMetrics(metrics_registry)
+        self._live: dict[int, LiveStream] = {}  # channel id -> its live stream
+        self.relays: dict[tuple[int, int], Relay] = {}  # (stream id, destination id) -> relay
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        if settings.enabled:
+            registry.on_started(self._started)
+            registry.on_ended(self._ended)
+
+    # -- live registry listeners ------------------------------------------------------------
+    def _started(self, stream: LiveStream) -> None:
+        self._live[stream.channel_id] = stream
+        self._wake.set()
+
+    def _ended(self, stream: LiveStream) -> None:
+        if self._live.get(stream.channel_id) is stream:
+            del self._live[stream.channel_id]
+        # Relays drain what the subscription holds and unpublish; those waiting to retry stop.
+        for (stream_id, _), relay in list(self.relays.items()):
+            if stream_id == stream.stream_id and relay.state != "live":
+                relay.stop()
+        self._wake.set()
+
+    # -- the refresh loop -------------------------------------------------------------------
+    def start(self) -> None:
+        if self.settings.enabled and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        relays = list(self.relays.values())
+        for relay in relays:
+            relay.stop()
+        if relays:
+            await asyncio.wait([r.task for r in relays], timeout=5.0)
+        self.relays.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database busy or gone for a moment: try at the next look
+                log.exception("restream: refreshing the destinations failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.refresh_interval):
+                    await self._wake.wait()
+
+    async def refresh(self) -> None:
+        """Bring the relays in line with the live channels' enabled destinations."""
+        now = time.monotonic()
+        for key, relay in list(self.relays.items()):
+            relay.tick(now)
+            if relay.task.done():
+                del self.relays[key]
+        live = dict(self._live)
+        rows: Sequence[Any] = []
+        if live:
+            async with self.db.session() as session:
+                rows = await store.enabled_destinations(session, list(live))
+        wanted: dict[tuple[int, int], tuple[LiveStream, Plan]] = {}
+        for row in rows:
+            stream = live.get(row.channel_id)
+            if stream is None or stream.ended:
+                continue
+            plan = Plan(row.id, row.name, row.ingest_url, row.stream_key, row.source, row.ca_file)
+            wanted[(stream.stream_id, row.id)] = (stream, plan)
+        for key, relay in list(self.relays.items()):
+            want = wanted.get(key)
+            if relay.stream.ended:
+                continue  # draining its last packets, or stopping
+            if want is None or want[1] != relay.plan:
+                relay.stop()
+                del self.relays[key]
+        for key, (stream, plan) in wanted.items():
+            if key not in self.relays:
+                self.relays[key] = Relay(self, stream, plan, self.metrics)
+
+    # -- what the dashboard shows -------------------------------------------------------------
+    def status(self, channel_id: int) -> dict[int, dict[str, Any]]:
+        """Destination id -> its relay's status, for the channel's live stream (if any)."""
+        stream = self._live.get(channel_id)
+        if stream is None:
+            return {}
+        now = time.monotonic()
+        return {
+            dest: relay.status(now)
+            for (stream_id, dest), relay in self.relays.items()
+            if stream_id == stream.stream_id
+        }
+
+
+__all__ = ["RestreamManager", "RestreamMetrics", "STATES"]

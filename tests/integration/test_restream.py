@@ -1,0 +1,305 @@
+"""Restreaming (issue 14) end to end: a real ffmpeg publishes into server A, whose channel has
+three destinations at once: server B (our own second server, on other ports, with B's stream
+key), a closed port (refused) and a socket that accepts TCP and never answers (blackholed).
+B goes live and serves HLS; the two failing destinations retry (their reconnect counters
+rise) while the real one stays live without a reconnect and A's own viewers keep their HLS;
+disabling the real destination while live ends B's stream within a couple of seconds. Stream
+keys appear in no response (only their last 4 characters) and in no log line.
+
+Then the API: who may manage destinations (owner or admin; 401/403 for others), presets
+filling the URL, and the 400s for bad fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from chat_support import auth, base_url, make_user
+from conftest import (
+    free_port,
+    make_channel,
+    make_source,
+    push,
+    rtmp_url,
+    running_server,
+    transcoding,
+)
+
+from storage import queries
+
+pytestmark = pytest.mark.integration
+
+LADDER = [{"name": "240p", "height": 240, "fps": 30, "video_kbps": 300}]
+DEADLINE = 60.0
+
+
+def hls_env(env: dict[str, str]) -> dict[str, str]:
+    """HLS by copying the 240p H.264 source (no encoding: cheap on 2 shared cores)."""
+    return {
+        **transcoding(env),
+        "AETHEX_TRANSCODE__PASSTHROUGH": "always",
+        "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER),
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+    }
+
+
+def relay_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        **env,
+        "AETHEX_RESTREAM__ALLOW_PRIVATE_ADDRESSES": "true",
+        "AETHEX_RESTREAM__CONNECT_TIMEOUT": "1",
+        "AETHEX_RESTREAM__SETUP_TIMEOUT": "1",
+        "AETHEX_RESTREAM__STALL_TIMEOUT": "2",
+        "AETHEX_RESTREAM__BACKOFF_BASE": "0.2",
+        "AETHEX_RESTREAM__BACKOFF_MAX": "1",
+    }
+
+
+async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def blackhole() -> AsyncIterator[int]:
+    """A port that accepts TCP and then never reads nor answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    srv = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        for w in held:
+            w.transport.abort()
+        srv.close()
+
+
+async def statuses(http: aiohttp.ClientSession, slug: str) -> dict[str, dict[str, Any]]:
+    async with http.get(f"/api/channels/{slug}/destinations") as r:
+        assert r.status == 200, await r.text()
+        data = await r.json()
+    return {d["name"]: d for d in data["destinations"]}
+
+
+async def playlist_ok(base: str, slug: str) -> bool:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/hls/{slug}/master.m3u8") as r:
+            return r.status == 200
+
+
+async def test_relay_to_our_second_server_with_failing_neighbours(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    env_a = {
+        "AETHEX_DATA_DIR": str(tmp_path / "a"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+    }
+    env_b = {**env_a, "AETHEX_DATA_DIR": str(tmp_path / "b")}
+    source = make_source(tmp_path / "src.flv", size="426x240", seconds=20, bitrate="300k")
+    async with (
+        running_server(relay_env(hls_env(env_a))) as a,
+        running_server(hls_env(env_b)) as b,
+        blackhole() as hole_port,
+    ):
+        _, key_a = await make_channel(a, "origin", "alice")
+        _, key_b = await make_channel(b, "mirror", "bob")
+        _, token = await make_user(a, "carol")
+        refused_port = free_port()
+        fake_keys = ["refused-key-0123456789", "hole-key-9876543210"]
+        async with a.db.session() as db:
+            alice_token = await queries.create_api_token(db, "alice")
+            await db.commit()
+        http = aiohttp.ClientSession(base_url(a), headers=auth(alice_token))
+        async with http:
+            for name, url, key in [
+                ("real", f"rtmp://127.0.0.1:{b.rtmp_port}/live", key_b),
+                ("refused", f"rtmp://127.0.0.1:{refused_port}/live", fake_keys[0]),
+                ("hole", f"rtmp://127.0.0.1:{hole_port}/app", fake_keys[1]),
+            ]:
+                body = {"name": name, "preset": "custom", "ingest_url": url, "stream_key": key}
+                async with http.post("/api/channels/origin/destinations", json=body) as r:
+                    text = await r.text()
+                    assert r.status == 201, text
+                    assert key not in text
+                    assert (await r.json())["destination"]["key_hint"] == key[-4:]
+
+            ffmpeg = await push(source, rtmp_url(a, key_a))
+            try:
+                # B goes live from A's relay and serves HLS.
+                await wait_until(lambda: b.registry.get("mirror") is not None, "B live")
+                await wait_until(lambda: playlist_ok(base_url(b), "mirror"), "B's playlist")
+                # A's own viewers are served as usual.
+                await wait_until(lambda: playlist_ok(base_url(a), "origin"), "A's playlist")
+
+                async def failing_retried() -> bool:
+                    s = await statuses(http, "origin")
+                    return all(s[n]["status"]["reconnects"] >= 2 for n in ("refused", "hole"))
+
+                await wait_until(failing_retried, "failing destinations retried")
+                s = await statuses(http, "origin")
+                real = s["real"]["status"]
+                assert real["state"] == "live", real
+                assert real["reconnects"] == 0, real
+                assert real["bytes_sent"] > 0
+                assert s["refused"]["status"]["state"] in ("connecting", "retrying")
+                assert s["refused"]["status"]["last_error"]
+                assert b.registry.get("mirror") is not None  # never interrupted
+
+                async with aiohttp.ClientSession() as anon:
+                    async with anon.get(f"{base_url(a)}/metrics") as r:
+                        metrics = await r.text()
+                for name in (
+                    "aethex_restream_state",
+                    "aethex_restream_bytes_total",
+                    "aethex_restream_reconnects_total",
+                    "aethex_restream_dropped_packets_total",
+                ):
+                    assert name in metrics, name
+
+                # Disabling the real destination while live stops it within a couple of
+                # seconds: B's stream ends.
+                real_id = s["real"]["id"]
+                mirror = b.registry.get("mirror")
+                assert mirror is not None
+                started = time.monotonic()
+                async with http.patch(
+                    f"/api/channels/origin/destinations/{real_id}", json={"enabled": False}
+                ) as r:
+                    assert r.status == 200, await r.text()
+                await wait_until(lambda: mirror.ended, "B's stream ended", timeout=10)
+                took = time.monotonic() - started
+                assert took < 3.0, took
+                s = await statuses(http, "origin")
+                assert s["real"]["status"]["state"] == "stopped"
+                assert s["refused"]["status"]["state"] in ("connecting", "retrying")
+
+                # Nobody else sees the destinations, let alone the keys.
+                async with aiohttp.ClientSession(base_url(a), headers=auth(token)) as other:
+                    async with other.get("/api/channels/origin/destinations") as r:
+                        assert r.status == 403
+                        assert key_b not in await r.text()
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    ffmpeg.kill()
+                await ffmpeg.wait()
+    logged = caplog.text
+    for key in [key_b, *fake_keys]:
+        assert key not in logged
+    assert "restream origin -> rtmp://127.0.0.1" in logged  # the relay logs, redacted
+
+
+async def test_destinations_api_permissions_and_bad_input(server) -> None:
+    await make_channel(server, "chan", "owner")
+    async with server.db.session() as db:
+        owner_token = await queries.create_api_token(db, "owner")
+        await db.commit()
+    _, other_token = await make_user(server, "other")
+    _, admin_token = await make_user(server, "boss", admin=True)
+    base = base_url(server)
+    url = "/api/channels/chan/destinations"
+    key = "live_123456789_abcdefghijklmnop"
+    twitch = {"name": "Twitch", "preset": "twitch", "stream_key": key}
+    async with aiohttp.ClientSession(base, headers=auth(owner_token)) as owner:
+        async with owner.post(url, json=twitch) as r:
+            assert r.status == 201
+            text = await r.text()
+            made = json.loads(text)["destination"]
+        assert key not in text
+        assert made["ingest_url"] == "rtmp://live.twitch.tv/app"
+        assert made["key_hint"] == "mnop"
+        assert made["source"] == "original" and made["enabled"] is True
+        assert made["status"]["state"] == "stopped"
+        one = f"{url}/{made['id']}"
+
+        bad_bodies: list[Any] = [
+            {"preset": "twitch", "stream_key": key},  # no name
+            {"name": "x", "preset": "twitch"},  # no key
+            {"name": "x", "preset": "myspace", "stream_key": key},
+            {"name": "x", "preset": "custom", "stream_key": key},  # no URL
+            {
+                "name": "x",
+                "preset": "custom",
+                "ingest_url": "http://a.example/app",
+                "stream_key": key,
+            },
+            {"name": "x", "preset": "custom", "ingest_url": "rtmp://a.example", "stream_key": key},
+            {"name": "x", "preset": "custom", "ingest_url": "rtmp://:99/app", "stream_key": key},
+            {"name": "x", "preset": "twitch", "stream_key": "has space"},
+            {"name": "x", "preset": "twitch", "stream_key": 12345},
+            {"name": "x", "preset": "twitch", "stream_key": key, "source": "4320p"},
+            {"name": "x", "preset": "twitch", "stream_key": key, "enabled": "yes"},
+            {"name": "", "preset": "twitch", "stream_key": key},
+            {"name": "x" * 65, "preset": "twitch", "stream_key": key},
+            {"name": "x", "preset": "twitch", "stream_key": key, "ca_file": "relative.pem"},
+            [1, 2],
+        ]
+        for body in bad_bodies:
+            async with owner.post(url, json=body) as r:
+                assert r.status == 400, (body, r.status, await r.text())
+                assert "error" in await r.json()
+        async with owner.patch(one, json={"ingest_url": "rtmp://other.example/app"}) as r:
+            assert r.status == 400  # the preset's URL
+        async with owner.patch(one, json={"source": "nope"}) as r:
+            assert r.status == 400
+        async with owner.patch(f"{url}/999999", json={"enabled": False}) as r:
+            assert r.status == 404
+        new_key = "second-key-zyxw9876"
+        async with owner.patch(one, json={"stream_key": new_key, "enabled": False}) as r:
+            assert r.status == 200
+            changed = (await r.json())["destination"]
+        assert changed["key_hint"] == "9876" and changed["enabled"] is False
+        async with owner.patch(
+            one, json={"preset": "custom", "ingest_url": "rtmps://ingest.example:4443/live"}
+        ) as r:
+            assert r.status == 200
+            assert (await r.json())["destination"]["ingest_url"].startswith("rtmps://")
+
+    async with aiohttp.ClientSession(base) as anon:
+        async with anon.get(url) as r:
+            assert r.status == 401
+    async with aiohttp.ClientSession(base, headers=auth(other_token)) as other:
+        for method, target, body in [
+            ("GET", url, None),
+            ("POST", url, {"name": "x", "preset": "twitch", "stream_key": key}),
+            ("PATCH", one, {"enabled": True}),
+            ("DELETE", one, None),
+        ]:
+            async with other.request(method, target, json=body) as r:
+                assert r.status == 403, (method, r.status)
+                text = await r.text()
+                assert key not in text and new_key not in text
+    async with aiohttp.ClientSession(base, headers=auth(admin_token)) as admin:
+        async with admin.get(url) as r:
+            assert r.status == 200
+            text = await r.text()
+        assert new_key not in text and "9876" in text
+        async with admin.get("/api/channels/nosuch/destinations") as r:
+            assert r.status == 404
+    async with aiohttp.ClientSession(base, headers=auth(owner_token)) as owner:
+        async with owner.delete(one) as r:
+            assert r.status == 204
+        async with owner.get(url) as r:
+            assert (await r.json())["destinations"] == []
