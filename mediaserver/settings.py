@@ -507,6 +507,9 @@ class DownloadSettings:
     # ten hours of 1080p with audio; some 4 times that while it is made) and two read blocks,
     # never the file.
     max_concurrent: int = 4
+    # Of those, at most this many from one client address (IPv6: per /64; 0: no such cap), so
+    # one client cannot hold every slot; one more gets 429 with Retry-After.
+    max_per_address: int = 2
     # KiB read from the recording per step (one worker-thread hop each).
     read_kb: int = 1024
     # Plans (the computed moov and where each byte comes from) kept for seconds after use, so
@@ -596,6 +599,10 @@ class ClipSettings:
     concurrent_cuts: int = 1
     # Clips listed under a channel's page (top by views, last 7 days or all time).
     top_clips: int = 8
+    # Hours an unpublished draft (and its captured segments) is kept, and seconds between the
+    # passes that remove older ones.
+    draft_hours: float = 24.0
+    prune_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -937,6 +944,8 @@ def validate(s: Settings) -> Settings:
     _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
+    if s.downloads.max_per_address < 0:
+        raise SettingsError("downloads.max_per_address", "must be 0 (no cap) or more")
     if not 16 <= s.downloads.read_kb <= 65536:
         raise SettingsError("downloads.read_kb", "must be between 16 and 65536 KiB")
     if s.downloads.plan_cache_seconds < 0 or s.downloads.plan_cache_mb < 0:
@@ -1122,7 +1131,15 @@ def _validate_replay(r: ReplaySettings) -> None:
 
 
 def _validate_clips(c: ClipSettings, h: HlsSettings) -> None:
-    for name in ("live_seconds", "dvr_seconds", "min_seconds", "max_seconds", "rate_window"):
+    for name in (
+        "live_seconds",
+        "dvr_seconds",
+        "min_seconds",
+        "max_seconds",
+        "rate_window",
+        "draft_hours",
+        "prune_interval",
+    ):
         _check_positive(f"clips.{name}", getattr(c, name))
     for name in ("rate_limit", "concurrent_cuts", "top_clips"):
         _check_positive(f"clips.{name}", getattr(c, name))
