@@ -69,6 +69,7 @@ class Server:
             registry=self.registry,
             edges=self.broadcasts.edges,
             rtmp_port=self.rtmp_port,
+            rtmps_port=self.ingest.tls_port,
             restream_status=self.restream.status,
         )
         h = self.settings.http
@@ -121,6 +122,8 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: read the RTMPS certificate again (a renewed one), without dropping anyone.
+    loop.add_signal_handler(signal.SIGHUP, server.ingest.reload_tls)
     try:
         await stop.wait()
     finally:

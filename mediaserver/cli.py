@@ -262,6 +262,10 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
     rtmp_url = settings.rtmp_public_url
     info["rtmp_url"] = rtmp_url
     info["publish_url"] = f"{rtmp_url}/{info['stream_key']}"
+    rtmps_url = settings.rtmps_public_url
+    if rtmps_url:  # RTMPS on (rtmp.tls_port)
+        info["rtmps_url"] = rtmps_url
+        info["rtmps_publish_url"] = f"{rtmps_url}/{info['stream_key']}"
     if args.json:
         _print_json(info, sys.stdout)
         return EXIT_OK
@@ -272,7 +276,8 @@ def cmd_channel_create(args: argparse.Namespace) -> int:
         f"OBS: Settings > Stream > Service: Custom\n"
         f"  Server:     {rtmp_url}\n"
         f"  Stream Key: {info['stream_key']}\n"
-        f"\n"
+        + (f"  (over TLS: Server {rtmps_url})\n" if rtmps_url else "")
+        + f"\n"
         f"ffmpeg/other encoders publish to:\n"
         f"  {info['publish_url']}\n"
         f"\n"

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from mediaserver.tls import TlsFilesError, load_server_tls
 from transcode.ladder import DEFAULT_LADDER, PassthroughMode, Rung
 from transcode.options import OptionError, TranscodeOptions
 
@@ -185,6 +187,11 @@ class RtmpSettings:
     # Seconds a channel whose stream the creator ended refuses new publishers, so an encoder's
     # automatic reconnect does not put it straight back on air (0 = no pause).
     ended_cooldown: float = 15.0
+    # RTMPS: a TLS listener for publishers beside the plain one (0 = off). The certificate
+    # (PEM, leaf first, then its chain) and unencrypted key are read at start and on SIGHUP.
+    tls_port: int = 0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -718,6 +725,21 @@ class Settings:
         port = "" if self.rtmp.port == 1935 else f":{self.rtmp.port}"
         return f"rtmp://{host}{port}/{self.rtmp.app}"
 
+    @property
+    def rtmps_public_url(self) -> str:
+        """The RTMPS "Server" ("" when rtmp.tls_port is 0), on the host of rtmp.public_url
+        when that is set (the name the certificate is for)."""
+        r = self.rtmp
+        if not r.tls_port:
+            return ""
+        host = (urlsplit(r.public_url).hostname or "") if r.public_url else ""
+        if not host:
+            host = r.host if r.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        port = "" if r.tls_port == 443 else f":{r.tls_port}"
+        return f"rtmps://{host}{port}/{r.app}"
+
 
 # The setting each of the live transcoder's options is made from.
 TRANSCODE_OPTION_SETTINGS = {
@@ -853,6 +875,7 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("rtmp.takeover_after", "must be 0 (off) or a number of seconds")
     if not r.app or "/" in r.app:
         raise SettingsError("rtmp.app", "must be a non-empty name without '/'")
+    _validate_rtmps(r)
     _check_positive("live.consumer_queue_size", s.live.consumer_queue_size)
     if r.ended_cooldown < 0:
         raise SettingsError("rtmp.ended_cooldown", "must be 0 (off) or a number of seconds")
@@ -1207,6 +1230,21 @@ def _validate_browse(b: BrowseSettings) -> None:
         raise SettingsError("browse.cache_seconds", "must be between 0 and 60")
     if not 1 <= b.cache_entries <= 100_000:
         raise SettingsError("browse.cache_entries", "must be between 1 and 100000")
+
+
+def _validate_rtmps(r: RtmpSettings) -> None:
+    """The TLS listener's port, and its pair loaded as ingest will load it (files exist, are
+    readable PEM, the key is the certificate's)."""
+    if not 0 <= r.tls_port <= 65535:
+        raise SettingsError("rtmp.tls_port", f"must be 0 (off) or a TCP port, got {r.tls_port}")
+    if not r.tls_port:
+        return
+    if r.tls_port == r.port:
+        raise SettingsError("rtmp.tls_port", "must differ from rtmp.port")
+    try:
+        load_server_tls(r.tls_cert_file, r.tls_key_file)
+    except TlsFilesError as exc:
+        raise SettingsError(exc.key, exc.reason) from None
 
 
 def metrics_token(m: MetricsSettings) -> str:

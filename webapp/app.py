@@ -57,6 +57,7 @@ from .keys import (
     REGISTRY_KEY,
     RESTREAM_STATUS_KEY,
     RTMP_PORT_KEY,
+    RTMPS_PORT_KEY,
     SETTINGS_KEY,
     RestreamStatus,
 )
@@ -71,12 +72,14 @@ def create_app(
     registry: LiveRegistry,
     edges: EdgeRegistry,
     rtmp_port: int | None = None,
+    rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
     ``rtmp_port`` is the port ingest actually listens on (the dashboard shows it as the OBS
-    server); without it, the configured ``rtmp.port``.
+    server); without it, the configured ``rtmp.port``. ``rtmps_port``: ingest's TLS port, 0
+    when RTMPS is off.
     """
     quiet_client_errors()
 
@@ -92,6 +95,7 @@ def create_app(
     app[REGISTRY_KEY] = registry
     app[EDGES_KEY] = edges
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
+    app[RTMPS_PORT_KEY] = rtmps_port
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded

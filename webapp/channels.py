@@ -275,6 +275,12 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "server": {"type": "string", "example": "rtmp://example.org/live"},
             "stream_key": {"type": "string"},
             "url": {"type": "string"},
+            "rtmps_server": {
+                "type": "string",
+                "example": "rtmps://example.org:1936/live",
+                "description": "The server over TLS; only when RTMPS (rtmp.tls_port) is on.",
+            },
+            "rtmps_url": {"type": "string", "description": "Only when RTMPS is on."},
         },
     },
 }

@@ -20,7 +20,7 @@ from storage.models import Channel, Stream, StreamStatus
 
 from .errors import ApiError
 from .identity import upload_url
-from .keys import REGISTRY_KEY, RTMP_PORT_KEY, SETTINGS_KEY
+from .keys import REGISTRY_KEY, RTMP_PORT_KEY, RTMPS_PORT_KEY, SETTINGS_KEY
 from .stream_links import stream_ref
 
 
@@ -30,25 +30,47 @@ def rtmp_server(request: web.Request) -> str:
     settings = request.app[SETTINGS_KEY]
     if settings.rtmp.public_url:
         return settings.rtmp.public_url.rstrip("/")
-    host = ""
-    if settings.http.public_url:
+    port = request.app[RTMP_PORT_KEY] or settings.rtmp.port
+    suffix = "" if port == 1935 else f":{port}"
+    return f"rtmp://{_ingest_host(request, '')}{suffix}/{settings.rtmp.app}"
+
+
+def rtmps_server(request: web.Request) -> str | None:
+    """The same over TLS (``rtmp.tls_port``), or None when RTMPS is off: the host of
+    ``rtmp.public_url`` when set (the name its certificate is for), else as for RTMP."""
+    port = request.app[RTMPS_PORT_KEY]
+    if not port:
+        return None
+    settings = request.app[SETTINGS_KEY]
+    host = _ingest_host(request, settings.rtmp.public_url)
+    suffix = "" if port == 443 else f":{port}"  # 443: what encoders assume for rtmps://
+    return f"rtmps://{host}{suffix}/{settings.rtmp.app}"
+
+
+def _ingest_host(request: web.Request, public_url: str) -> str:
+    settings = request.app[SETTINGS_KEY]
+    host = (urlsplit(public_url).hostname or "") if public_url else ""
+    if not host and settings.http.public_url:
         host = urlsplit(settings.http.public_url).hostname or ""
     if not host:
         host = request.url.host or "localhost"
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
-    port = request.app[RTMP_PORT_KEY] or settings.rtmp.port
-    suffix = "" if port == 1935 else f":{port}"
-    return f"rtmp://{host}{suffix}/{settings.rtmp.app}"
+    return host
 
 
 def obs_settings(request: web.Request, channel: Channel) -> dict[str, str]:
     server = rtmp_server(request)
-    return {
+    obs = {
         "server": server,
         "stream_key": channel.stream_key,
         "url": f"{server}/{channel.stream_key}",
     }
+    tls_server = rtmps_server(request)
+    if tls_server is not None:
+        obs["rtmps_server"] = tls_server
+        obs["rtmps_url"] = f"{tls_server}/{channel.stream_key}"
+    return obs
 
 
 def live_stream_id(request: web.Request, channel: Channel) -> int | None:

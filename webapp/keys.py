@@ -36,6 +36,8 @@ REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
 EDGES_KEY = web.AppKey("edges", EdgeRegistry)
 # The port ingest listens on: the OBS "Server" the dashboard shows.
 RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
+# The port of ingest's TLS listener (the dashboard's rtmps:// server); 0 when RTMPS is off.
+RTMPS_PORT_KEY = web.AppKey("rtmps_port", int)
 # A channel id -> {destination id: relay status} of its live stream's restreams (issue 14).
 RestreamStatus = Callable[[int], dict[int, dict[str, Any]]]
 RESTREAM_STATUS_KEY: web.AppKey[RestreamStatus] = web.AppKey("restream_status")

@@ -52,8 +52,11 @@ from mediaserver.rtmp import (
     VideoFrame,
 )
 from mediaserver.settings import Settings
+from mediaserver.tls import ServerTls, TlsFilesError, load_server_tls
 from storage import Database, queries
 from storage.models import StreamStatus
+
+from .rtmps import TlsServerProtocol
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +304,8 @@ class RtmpSession(asyncio.Protocol):
 
 
 class IngestServer:
-    """Listens for RTMP, checks stream keys and feeds accepted publishers to the registry."""
+    """Listens for RTMP (and RTMPS), checks stream keys, feeds accepted publishers to the
+    registry."""
 
     def __init__(
         self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Metrics
@@ -320,6 +324,9 @@ class IngestServer:
         self._cooldown: dict[int, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
+        # RTMPS (rtmp.tls_port): its listener, and the pair each new connection is made with.
+        self._tls_server: asyncio.base_events.Server | None = None
+        self.tls: ServerTls | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop  # set by start(), before any connection exists
 
@@ -327,6 +334,13 @@ class IngestServer:
     def port(self) -> int:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def tls_port(self) -> int:
+        """The RTMPS port, 0 when RTMPS is off."""
+        if self._tls_server is None:
+            return 0
+        return self._tls_server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -336,10 +350,60 @@ class IngestServer:
         )
         self._sweeper = self.loop.create_task(self._sweep())
         log.info("RTMP ingest listening on %s:%d (app %r)", r.host, self.port, r.app)
+        if r.tls_port:
+            self.tls = load_server_tls(r.tls_cert_file, r.tls_key_file)
+            self._tls_server = await self.loop.create_server(
+                self._tls_session, r.host, r.tls_port, reuse_address=True, backlog=256
+            )
+            log.info(
+                "RTMPS ingest listening on %s:%d (certificate sha256 %s)",
+                r.host,
+                self.tls_port,
+                self.tls.fingerprint,
+            )
+
+    def _tls_session(self) -> asyncio.Protocol:
+        """An RTMP session under TLS with the current pair (see ``reload_tls``)."""
+        assert self.tls is not None
+        session = RtmpSession(self)
+
+        def failed(reason: str) -> None:
+            log.info("rtmps %s: %s", session.peer, reason)
+            session.close("tls_error", abort=True)
+
+        return TlsServerProtocol(session, self.tls.context, failed)
+
+    def reload_tls(self) -> bool:
+        """Read the RTMPS certificate and key again (SIGHUP): new connections get the new pair,
+        open ones keep theirs. A pair that does not load is logged and the current one kept."""
+        r = self.settings.rtmp
+        if self.tls is None:
+            log.info("reload: RTMPS is off (rtmp.tls_port), no certificate to reload")
+            return False
+        try:
+            new = load_server_tls(r.tls_cert_file, r.tls_key_file)
+        except TlsFilesError as exc:
+            log.error(
+                "reload: keeping the current RTMPS certificate (sha256 %s): %s",
+                self.tls.fingerprint,
+                exc,
+            )
+            return False
+        old, self.tls = self.tls, new
+        if new.fingerprint == old.fingerprint:
+            log.info("reload: RTMPS certificate unchanged (sha256 %s)", new.fingerprint)
+        else:
+            log.info(
+                "reload: RTMPS certificate replaced (sha256 %s, was %s); new connections use it",
+                new.fingerprint,
+                old.fingerprint,
+            )
+        return True
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for listener in (self._server, self._tls_server):
+            if listener is not None:
+                listener.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for session in list(self.sessions):
@@ -349,8 +413,9 @@ class IngestServer:
                 await asyncio.wait_for(asyncio.shield(task), 5)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for listener in (self._server, self._tls_server):
+            if listener is not None:
+                await listener.wait_closed()
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

@@ -191,6 +191,9 @@
       case "copy-server":
         copyText(section.querySelector('[data-field="server"]').textContent.trim(), button);
         break;
+      case "copy-rtmps-server":
+        copyText(section.querySelector('[data-field="rtmps-server"]').textContent.trim(), button);
+        break;
       case "regenerate":
         if (!confirmed(button, "Click again: old key stops working")) return;
         api("POST", "/api/channels/" + encodeURIComponent(slug) + "/stream-key").then(function (res) {
