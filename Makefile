@@ -5,8 +5,9 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests drive as real peers: ffmpeg (RTMP client), PostgreSQL (server),
 # Chromium (the browser tests drive it through Playwright; Playwright's own download is not used),
-# redis-server (the chat's multi-process test shares rooms through it).
-TEST_DEBS := ffmpeg postgresql chromium redis-server
+# redis-server (the chat's multi-process test shares rooms through it), openssl (the RTMPS tests
+# make their certificates with it).
+TEST_DEBS := ffmpeg postgresql chromium redis-server openssl
 CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
@@ -58,7 +59,8 @@ run: deps frontend
 
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-			|| [ ! -x $(CHROMIUM) ] || ! command -v redis-server >/dev/null; then \
+			|| [ ! -x $(CHROMIUM) ] || ! command -v redis-server >/dev/null \
+			|| ! command -v openssl >/dev/null; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
 
