@@ -234,3 +234,52 @@ async def test_clip_live_then_vod(settings_env, tmp_path) -> None:
             async with anon.get(vod_clip["mp4_url"]) as r:
                 assert r.status == 404
             assert not (server.settings.data_dir / "clips" / vod_clip["id"]).exists()
+
+
+async def test_live_clip_with_recording_off_outlives_the_stream(settings_env, tmp_path) -> None:
+    """Recording off and a 3-segment live window (6 s): the DVR buffer still keeps 10 s on
+    disk for the Clip button, and the draft's own copy survives the stream's files, which
+    are removed soon after it ends; the draft is then published and cut."""
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=14, gop=30)
+    env = {
+        **transcoding(settings_env),
+        "AETHEX_RECORDING__ENABLED": "false",
+        "AETHEX_HLS__LIVE_SEGMENTS": "3",
+        "AETHEX_HLS__RECONNECT_GRACE": "1",
+        "AETHEX_CLIPS__LIVE_SECONDS": "10",
+        "AETHEX_CLIPS__DVR_SECONDS": "16",
+    }
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with await register(base, "vic") as viewer:
+            _, key = await make_channel(server, "no-rec", "olive")
+            vh = {"X-CSRF-Token": await csrf_of(viewer, base)}
+            proc = await push(source, rtmp_url(server, key))
+            deadline = time.monotonic() + 60
+            while True:
+                edge = server.broadcasts.edges.get("no-rec")
+                if edge is not None and any(sum(s.duration for s in r.dvr) >= 10 for r in edge):
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            stream_dir = server.settings.data_dir / "streams" / str(edge.stream_id)
+            async with viewer.post("/api/channels/no-rec/clips", json={}, headers=vh) as r:
+                assert r.status == 201, await r.text()
+                draft = await r.json()
+            lo, hi = draft["range"]["start"], draft["range"]["end"]
+            assert hi - lo >= 9.9  # more than the 6 s window
+            await asyncio.wait_for(proc.communicate(), 60)
+            deadline = time.monotonic() + 60
+            while stream_dir.exists():  # recording off: the stream's files go
+                assert time.monotonic() < deadline, "the stream's files stayed"
+                await asyncio.sleep(0.2)
+            async with viewer.patch(
+                f"/api/clips/{draft['id']}",
+                json={"start": lo + 0.5, "end": lo + 9.5, "publish": True},
+                headers=vh,
+            ) as r:
+                assert r.status == 200, await r.text()
+            clip = await wait_status(viewer, draft["id"], "ready")
+            await fetch_to(viewer, clip["mp4_url"], tmp_path / "clip.mp4")
+            check_clip_file(tmp_path / "clip.mp4", 9.0)
+            assert not (server.settings.data_dir / "clips" / clip["id"] / "draft").exists()
