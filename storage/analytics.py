@@ -486,6 +486,8 @@ async def stream_report(
 ) -> StreamReport | None:
     """A broadcast's figures: its final summary, or (live, or not summed up yet) computed from
     its raw rows now; zeros for a stream never sampled. None: no such stream."""
+    a = AnalyticsStream
+    fields = list(StreamFigures.__dataclass_fields__)
     found = (
         await session.execute(
             select(
@@ -494,20 +496,19 @@ async def stream_report(
                 Stream.started_at,
                 Stream.ended_at,
                 Stream.status,
-                AnalyticsStream,
+                a.final,
+                *(getattr(a, name) for name in fields),
             )
-            .outerjoin(AnalyticsStream, AnalyticsStream.stream_id == Stream.id)
+            .outerjoin(a, a.stream_id == Stream.id)
             .where(Stream.id == stream_id)
         )
     ).one_or_none()
     if found is None:
         return None
-    stream, saved = found, found[5]
+    stream = found
     figures: StreamFigures | None = None
-    if saved is not None and saved.final:
-        figures = StreamFigures(
-            **{name: getattr(saved, name) for name in StreamFigures.__dataclass_fields__}
-        )
+    if found.final:  # NULL (never sampled) or false (live, or not summed up yet): raw rows
+        figures = StreamFigures(**dict(zip(fields, found[6:], strict=True)))
     else:
         figures = await summarize(session, stream_id, step=step, max_points=max_points)
     chapters = await session.execute(

@@ -18,7 +18,7 @@ the same run and the same way: the plain indexed lookup every channel route star
 (``storage.channels.channel_with_owner`` by slug). p50 and p99 per round, medians of several
 rounds; ratio ours/reference. Goal (issue 13): p99 under 50 ms.
 
-    python -m benchmarks.lib.clips_vod_analytics [--quick] [--pg]
+    python -m benchmarks.lib.clips_vod_analytics [--quick] [--pg] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -291,17 +291,21 @@ def _size_of(url: str, root: Path) -> str:
     return ""
 
 
-async def _one(url: str, size: Size, label: str, root: Path) -> list[str]:
+async def _one(url: str, size: Size, label: str, root: Path, *, seeded: bool = False) -> list[str]:
     now = int(time.time())
-    started = time.monotonic()
-    phases = await seed(url, size, now)
-    lines = [
-        f"analytics ({label}): {size.channels:,} channels, {size.days} days of daily rollups, "
-        f"{size.hourly_days} days of hourly ones, a broadcast a week per channel; seeded in "
-        f"{time.monotonic() - started:.0f} s ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
-        + f") {_size_of(url, root)}"
-    ]
+    if seeded:
+        head = f"analytics ({label}): the database seeded earlier ({_size_of(url, root)})"
+    else:
+        started = time.monotonic()
+        phases = await seed(url, size, now)
+        head = (
+            f"analytics ({label}): {size.channels:,} channels, {size.days} days of daily "
+            f"rollups, {size.hourly_days} days of hourly ones, a broadcast a week per channel; "
+            f"seeded in {time.monotonic() - started:.0f} s ("
+            + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
+            + f") {_size_of(url, root)}"
+        )
+    lines = [head]
     results = await measure(url, size, now)
     ref = results["reference: channel by slug"]
     ref50, ref99 = median([r[0] for r in ref]), median([r[1] for r in ref])
@@ -311,7 +315,7 @@ async def _one(url: str, size: Size, label: str, root: Path) -> list[str]:
         ratio = (
             ""
             if name.startswith("reference")
-            else (f"  ratio p50 {p50 / ref50:.1f}x, p99 {p99 / ref99:.1f}x the reference")
+            else f"  ratio p50 {p50 / ref50:.1f}x, p99 {p99 / ref99:.1f}x the reference"
         )
         if not name.startswith("reference"):
             worst = max(worst, p99)
@@ -324,28 +328,46 @@ async def _one(url: str, size: Size, label: str, root: Path) -> list[str]:
     return lines
 
 
-def run(quick: bool, postgres: bool = False) -> list[str]:
+def run(
+    quick: bool,
+    postgres: bool = False,
+    keep: Path | None = None,
+    emit: Callable[[str], None] | None = None,
+) -> list[str]:
+    """The report lines (each also passed to ``emit`` as soon as it is known). ``keep``: a
+    directory where the SQLite database is kept, and reused when it is already there."""
     size = QUICK if quick else FULL
     lines: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="aethex-analytics-bench-"))
+
+    def out(new: list[str]) -> None:
+        lines.extend(new)
+        for line in new:
+            if emit is not None:
+                emit(line)
+
+    root = keep or Path(tempfile.mkdtemp(prefix="aethex-analytics-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     try:
-        url = f"sqlite+aiosqlite:///{root / 'aethex.db'}"
-        lines += asyncio.run(_one(url, size, "SQLite", root))
+        db_file = root / "aethex.db"
+        seeded = keep is not None and db_file.exists()
+        url = f"sqlite+aiosqlite:///{db_file}"
+        out(asyncio.run(_one(url, size, "SQLite", root, seeded=seeded)))
         if postgres:
             from tests.pg import PostgresServer, find_pg_bin
 
             bin_dir = find_pg_bin()
             if bin_dir is None:
-                lines.append("analytics (PostgreSQL): skipped, no initdb installed")
+                out(["analytics (PostgreSQL): skipped, no initdb installed"])
             else:
                 server = PostgresServer(bin_dir)
                 server.start()
                 try:
-                    lines += asyncio.run(_one(server.url, size, "PostgreSQL", root))
+                    out(asyncio.run(_one(server.url, size, "PostgreSQL", root)))
                 finally:
                     server.stop()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
     return lines
 
 
@@ -353,9 +375,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 channels, fewer queries")
     parser.add_argument("--pg", action="store_true", help="PostgreSQL too (tests/pg.py)")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the SQLite database in this directory (reused if there)"
+    )
     args = parser.parse_args()
-    for line in run(args.quick, args.pg):
-        print(line, flush=True)
+    run(args.quick, args.pg, args.keep, emit=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":
