@@ -219,17 +219,37 @@ async def test_silent_and_garbage_tls_clients_are_dropped(settings_env, tmp_path
 
         assert await asyncio.to_thread(tls_then_stall)
 
+        # TLS done, then bytes that are no TLS record: closed as well, no traceback.
+        def tls_then_garbage() -> bool:
+            raw = socket.create_connection(("127.0.0.1", port), 10)
+            raw.settimeout(10)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = client_context().wrap_bio(incoming, outgoing)
+            with raw:
+                while True:
+                    try:
+                        tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        raw.sendall(outgoing.read())
+                        incoming.write(raw.recv(65536))
+                raw.sendall(outgoing.read())
+                raw.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))  # a forged record
+                return closed_by_peer(raw, 30)
+
+        assert await asyncio.to_thread(tls_then_garbage)
+
         def rejected(reason: str) -> float:
             return server.metrics.sample("aethex_rtmp_rejected_total", reason=reason) or 0
 
-        assert rejected("tls_error") >= 1
+        assert rejected("tls_error") >= 2
         assert rejected("handshake_timeout") >= 2
 
         async def all_gone() -> bool:
             return server.metrics.sample("aethex_rtmp_connections") == 0
 
         await until(all_gone, 20, "every connection closed")
-    assert "TLS handshake failed" in caplog.text
+    assert "TLS handshake failed" in caplog.text and "TLS record failed" in caplog.text
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], [
         r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR
     ]
@@ -379,6 +399,17 @@ def test_settings_check_the_pair(tmp_path: Path) -> None:
     binary.write_bytes(b"\x30\x82\xff\xfe" * 64)
     e = error(tls_port="1936", tls_cert_file=str(cert), tls_key_file=str(binary))
     assert e.key == "rtmp.tls_key_file" and "not a PEM file" in e.reason
+    # An encrypted key would need a passphrase the server has no way to ask for.
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        subprocess.run(
+            ["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    e = error(tls_port="1936", tls_cert_file=str(cert), tls_key_file=str(encrypted))
+    assert e.key == "rtmp.tls_key_file" and "encrypted" in e.reason
     # TOML too, with the settings' names.
     toml = tmp_path / "aethex.toml"
     toml.write_text(f'[rtmp]\ntls_port = 1936\ntls_cert_file = "{cert}"\ntls_key_file = "{key}"\n')
