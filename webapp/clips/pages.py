@@ -35,10 +35,12 @@ async def _visible(request: web.Request) -> ClipInfo | None:
     public_id = request.match_info["id"]
     async with request.app[DB_KEY].session() as session:
         info = await clip_queries.get(session, public_id)
-    viewer_id, admin, _ = await viewer(request)
-    if info is None or not clip_queries.can_view(info, viewer_id, admin):
+    if info is None:
         return None
-    return info
+    if clip_queries.can_view(info, None, False):
+        return info  # visible to anyone: no need to know who is asking (media requests)
+    viewer_id, admin, _ = await viewer(request)
+    return info if clip_queries.can_view(info, viewer_id, admin) else None
 
 
 async def _count_view(request: web.Request, info: ClipInfo) -> str | None:
@@ -116,7 +118,10 @@ async def clip_page(request: web.Request) -> web.Response:
             "duration": duration_text(info.clip.duration_seconds),
             "share_url": absolute(request, doc["url"]),
             "embed_url": absolute(request, doc["embed_url"]),
-            "social": _social(request, info, doc) if info.clip.status == "ready" else [],
+            # A private source's clip is its owner's: no link preview.
+            "social": _social(request, info, doc)
+            if info.clip.status == "ready" and doc["visibility"] != "private"
+            else [],
             "description": card_text(f"A clip of {info.channel.name}"),
             "can_delete": can_delete,
         },
