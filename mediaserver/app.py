@@ -39,7 +39,11 @@ class Server:
         self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
         # Relays each live stream to its channel's destinations (issue 14).
         self.restream = RestreamManager(
-            settings.restream, self.db, self.registry, self.metrics.registry
+            settings.restream,
+            self.db,
+            self.registry,
+            self.metrics.registry,
+            rung_taps=self.broadcasts.rung_tap,
         )
         self._runner: web.AppRunner | None = None
         self._http: asyncio.Server | None = None

@@ -32,6 +32,7 @@ from typing import Any
 from mediaserver import memory
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
+from mediaserver.restream.rungs import RungTap
 from mediaserver.settings import Settings, SettingsError, parse_ladder, transcode_options
 from storage import Database, queries
 from storage.errors import out_of_room
@@ -81,6 +82,7 @@ class HlsSink:
         discontinuity, so playlists and files never reuse a number.
         """
         hls = self.broadcast.settings.hls
+        self.broadcast.rung_tap.track_info(rendition, video, audio)  # relays of this rung
         with self._guard:
             previous = self._packagers.get(rendition)
             lock = self._locks.setdefault(rendition, threading.Lock())
@@ -113,6 +115,7 @@ class HlsSink:
         self.loop.call_soon_threadsafe(self.broadcast.add_rendition, rendition, packager, video)
 
     def on_packet(self, rendition: str, packet: EncodedPacket) -> None:
+        self.broadcast.rung_tap.packet(rendition, packet)
         packager = self._packagers.get(rendition)
         if packager is None:
             return
@@ -135,6 +138,7 @@ class HlsSink:
             if events:
                 self.loop.call_soon_threadsafe(self.broadcast.on_events, rendition, events, stats)
         self.loop.call_soon_threadsafe(self.broadcast.transcoder_done)
+        self.broadcast.rung_tap.end()
 
 
 class Broadcast:
@@ -171,6 +175,8 @@ class Broadcast:
         self.recorded: dict[str, list[RecordedSegment]] = {}
         self.thumbnail_saved = False
         self.last_thumbnail: bytes | None = None  # kept as the past broadcast's thumbnail
+        # Each rendition's output for the restream relays that send a rung (issue 14).
+        self.rung_tap = RungTap(asyncio.get_running_loop())
 
     def _take_edge(self) -> None:
         """Continue the channel's edge if its last publisher left within the reconnect grace:
@@ -370,6 +376,7 @@ class Broadcast:
             await self.publisher_gone.wait()
         finally:
             self.stream.unsubscribe(self.subscription)
+            self.rung_tap.close()
             m.retire(self.edge)
             self.released.set()
             await self._drain_writes()
@@ -529,6 +536,11 @@ class Broadcasts:
             self.track(
                 asyncio.get_running_loop().create_task(self.mark(stream, StreamStatus.OFFLINE))
             )
+
+    def rung_tap(self, stream_id: int) -> RungTap | None:
+        """The stream's rendition outputs (None: not transcoded here, or already finished)."""
+        broadcast = self.active.get(stream_id)
+        return broadcast.rung_tap if broadcast is not None else None
 
     def claim_retiring(self, slug: str) -> LiveEdge | None:
         """The channel's edge if it is waiting out its reconnect grace (and no longer)."""

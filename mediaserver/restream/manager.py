@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from storage import restream as store
 from storage.restream_models import ORIGINAL
 
 from .client import PublishError, RtmpPublisher, client_ssl_context
+from .rungs import RungTap
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +206,11 @@ class Relay:
         except ValueError as exc:
             self.last_error = str(exc)
             return False
+        tap: RungTap | None = None
         if plan.source != ORIGINAL:
-            self.last_error = (
-                f"sending the rung {plan.source!r} is not supported yet: choose 'original'"
-            )
-            return False
+            tap = await self._rung_tap()
+            if tap is None:
+                return False
         try:
             await self._check_address(target)
             ssl_context = None
@@ -232,24 +234,30 @@ class Relay:
             return False
         self._publisher = publisher
         self._conn_bytes = self._conn_dropped = 0
-        sub = self._sub = self.stream.subscribe(f"restream-{plan.destination_id}", s.queue_size)
+        name = f"restream-{plan.destination_id}"
+        if tap is None:
+            sub = self._sub = self.stream.subscribe(name, s.queue_size)
+            unsubscribe = functools.partial(self.stream.unsubscribe, sub)
+        else:
+            sub = self._sub = tap.subscribe(plan.source, name, s.queue_size)
+            unsubscribe = functools.partial(tap.unsubscribe, plan.source, sub)
         self.live_since = time.monotonic()
         self._sample = None
         self._set_state("live")
         log.info("restream %s -> %s: live", self.stream.slug, target.redacted)
-        pump = asyncio.get_running_loop().create_task(self._pump(publisher, sub))
+        pump = asyncio.get_running_loop().create_task(self._pump(publisher, sub, tap is None))
         closed = asyncio.ensure_future(publisher.wait_closed())
         try:
             await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             pump.cancel()
             closed.cancel()
-            self.stream.unsubscribe(sub)
+            unsubscribe()
             self.tick(time.monotonic())
             await publisher.close(linger=1.0)
             raise
         self.tick(time.monotonic())
-        self.stream.unsubscribe(sub)
+        unsubscribe()
         self._sub = None
         self._publisher = None
         if pump.done() and not pump.cancelled() and pump.exception() is None:
@@ -265,10 +273,10 @@ class Relay:
         log.info("restream %s -> %s: %s", self.stream.slug, target.redacted, self.last_error)
         return False
 
-    async def _pump(self, publisher: RtmpPublisher, sub: Any) -> None:
+    async def _pump(self, publisher: RtmpPublisher, sub: Any, original: bool) -> None:
         """Copy the stream; times start at 0 on each connection (the wire has no sign)."""
         metadata = self.stream.metadata
-        if metadata:
+        if metadata and original:  # a rung's picture differs from what the publisher said
             publisher.send_metadata(metadata)
         base: int | None = None
         last = 0
@@ -290,6 +298,26 @@ class Relay:
                 publisher.send_video(item.codec, dts, item.pts - base, item.keyframe, item.data)
             else:
                 publisher.send_audio(item.codec, dts, item.data)
+
+    async def _rung_tap(self) -> RungTap | None:
+        """The live ladder's output for the rung the plan names, once the transcoder has
+        announced it (it may take a moment after the stream starts); None with an error."""
+        find = self.manager.rung_taps
+        rung = self.plan.source
+        deadline = time.monotonic() + self.settings.setup_timeout
+        while True:
+            tap = find(self.stream.stream_id) if find is not None else None
+            if tap is None or tap.ended:
+                self.last_error = "this server does not encode the ladder (transcode is off)"
+                return None
+            names = tap.renditions()
+            if rung in names:
+                return tap
+            if time.monotonic() >= deadline:
+                have = ", ".join(names) or "none yet"
+                self.last_error = f"the rung {rung!r} is not in this stream's ladder ({have})"
+                return None
+            await asyncio.sleep(0.1)
 
     async def _check_address(self, target: PublishTarget) -> None:
         if self.settings.allow_private_addresses:
@@ -320,8 +348,11 @@ class RestreamManager:
         db: Database,
         registry: LiveRegistry,
         metrics_registry: CollectorRegistry,
+        rung_taps: Callable[[int], RungTap | None] | None = None,
     ) -> None:
         self.settings = settings
+        # A live stream's id -> its ladder's outputs (for destinations that ask for a rung).
+        self.rung_taps = rung_taps
         self.db = db
         self.metrics = RestreamMetrics(metrics_registry)
         self._live: dict[int, LiveStream] = {}  # channel id -> its live stream

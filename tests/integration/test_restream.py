@@ -39,15 +39,17 @@ from storage import queries
 pytestmark = pytest.mark.integration
 
 LADDER = [{"name": "240p", "height": 240, "fps": 30, "video_kbps": 300}]
+# Server A also encodes a small rung, which one destination asks for instead of the original.
+LADDER_A = [*LADDER, {"name": "144p", "height": 144, "fps": 30, "video_kbps": 150}]
 DEADLINE = 60.0
 
 
-def hls_env(env: dict[str, str]) -> dict[str, str]:
-    """HLS by copying the 240p H.264 source (no encoding: cheap on 2 shared cores)."""
+def hls_env(env: dict[str, str], ladder: list[dict[str, Any]] = LADDER) -> dict[str, str]:
+    """HLS with the top rung copying the 240p H.264 source (cheap on 2 shared cores)."""
     return {
         **transcoding(env),
         "AETHEX_TRANSCODE__PASSTHROUGH": "always",
-        "AETHEX_TRANSCODE__LADDER": json.dumps(LADDER),
+        "AETHEX_TRANSCODE__LADDER": json.dumps(ladder),
         "AETHEX_HLS__SEGMENT_DURATION": "1",
     }
 
@@ -120,12 +122,13 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
     env_b = {**env_a, "AETHEX_DATA_DIR": str(tmp_path / "b")}
     source = make_source(tmp_path / "src.flv", size="426x240", seconds=20, bitrate="300k")
     async with (
-        running_server(relay_env(hls_env(env_a))) as a,
+        running_server(relay_env(hls_env(env_a, LADDER_A))) as a,
         running_server(hls_env(env_b)) as b,
         blackhole() as hole_port,
     ):
         _, key_a = await make_channel(a, "origin", "alice")
         _, key_b = await make_channel(b, "mirror", "bob")
+        _, key_b2 = await make_channel(b, "mirror-rung", "bob")
         _, token = await make_user(a, "carol")
         refused_port = free_port()
         fake_keys = ["refused-key-0123456789", "hole-key-9876543210"]
@@ -134,12 +137,19 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
             await db.commit()
         http = aiohttp.ClientSession(base_url(a), headers=auth(alice_token))
         async with http:
-            for name, url, key in [
-                ("real", f"rtmp://127.0.0.1:{b.rtmp_port}/live", key_b),
-                ("refused", f"rtmp://127.0.0.1:{refused_port}/live", fake_keys[0]),
-                ("hole", f"rtmp://127.0.0.1:{hole_port}/app", fake_keys[1]),
+            for name, url, key, send in [
+                ("real", f"rtmp://127.0.0.1:{b.rtmp_port}/live", key_b, "original"),
+                ("rung", f"rtmp://127.0.0.1:{b.rtmp_port}/live", key_b2, "144p"),
+                ("refused", f"rtmp://127.0.0.1:{refused_port}/live", fake_keys[0], "original"),
+                ("hole", f"rtmp://127.0.0.1:{hole_port}/app", fake_keys[1], "original"),
             ]:
-                body = {"name": name, "preset": "custom", "ingest_url": url, "stream_key": key}
+                body = {
+                    "name": name,
+                    "preset": "custom",
+                    "ingest_url": url,
+                    "stream_key": key,
+                    "source": send,
+                }
                 async with http.post("/api/channels/origin/destinations", json=body) as r:
                     text = await r.text()
                     assert r.status == 201, text
@@ -151,6 +161,12 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
                 # B goes live from A's relay and serves HLS.
                 await wait_until(lambda: b.registry.get("mirror") is not None, "B live")
                 await wait_until(lambda: playlist_ok(base_url(b), "mirror"), "B's playlist")
+                # The destination that asked for A's 144p rung gets that rung, not the source.
+                await wait_until(lambda: playlist_ok(base_url(b), "mirror-rung"), "rung relay")
+                async with aiohttp.ClientSession() as anon:
+                    async with anon.get(f"{base_url(b)}/hls/mirror-rung/master.m3u8") as r:
+                        master = await r.text()
+                assert "RESOLUTION=256x144" in master, master
                 # A's own viewers are served as usual.
                 await wait_until(lambda: playlist_ok(base_url(a), "origin"), "A's playlist")
 
@@ -206,7 +222,7 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
                     ffmpeg.kill()
                 await ffmpeg.wait()
     logged = caplog.text
-    for key in [key_b, *fake_keys]:
+    for key in [key_b, key_b2, *fake_keys]:
         assert key not in logged
     assert "restream origin -> rtmp://127.0.0.1" in logged  # the relay logs, redacted
 
