@@ -79,8 +79,10 @@
       '<p class="hint"><span data-field="url"></span> · key …<span data-field="key"></span>' +
       ' · sends <span data-field="source"></span></p><p class="hint" data-field="detail"></p>' +
       '<div class="destination-actions"><label class="check"><input type="checkbox" ' +
-      'data-action="enabled"> Enabled</label> <button class="button" type="button" ' +
-      'data-action="key">Change key</button> <button class="button button-danger" ' +
+      'data-action="enabled"> Enabled</label> <input type="password" data-role="new-key" ' +
+      'maxlength="512" autocomplete="off" placeholder="New stream key" ' +
+      'aria-label="New stream key"> <button class="button" type="button" ' +
+      'data-action="key">Save key</button> <button class="button button-danger" ' +
       'type="button" data-action="delete">Delete</button></div>';
     return li;
   }
@@ -127,10 +129,12 @@
         refresh();
       });
     } else if (action === "key") {
-      var key = window.prompt("New stream key for " + field(li, "name").textContent);
-      if (!key) return;
-      api("PATCH", url, { stream_key: key }).then(function (res) {
-        if (!res.ok) { showError(res); } else { clearError(); }
+      var input = li.querySelector('[data-role="new-key"]');
+      if (!input.value) { input.focus(); return; }
+      api("PATCH", url, { stream_key: input.value }).then(function (res) {
+        if (!res.ok) { showError(res); return; }
+        clearError();
+        input.value = "";
         refresh();
       });
     } else if (action === "delete") {
