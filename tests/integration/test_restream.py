@@ -34,6 +34,7 @@ from conftest import (
     transcoding,
 )
 
+from mediaserver.live import MediaKind, MediaPacket
 from storage import queries
 
 pytestmark = pytest.mark.integration
@@ -319,3 +320,80 @@ async def test_destinations_api_permissions_and_bad_input(server) -> None:
             assert r.status == 204
         async with owner.get(url) as r:
             assert (await r.json())["destinations"] == []
+
+
+async def test_a_destination_that_comes_back_mid_stream_gets_the_stream_from_a_keyframe(
+    tmp_path: Path,
+) -> None:
+    """B is down when A goes live (its port refuses); A retries on its backoff; B starts
+    mid-stream on that port and goes live from A's relay, its first video frame a keyframe;
+    A's ingest never noticed."""
+    env_a = {
+        "AETHEX_DATA_DIR": str(tmp_path / "a"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+        "AETHEX_TRANSCODE__ENABLED": "false",
+    }
+    b_port = free_port()
+    env_b = {**env_a, "AETHEX_DATA_DIR": str(tmp_path / "b"), "AETHEX_RTMP_PORT": str(b_port)}
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=30, bitrate="200k")
+    async with running_server(relay_env(env_a)) as a:
+        _, key_a = await make_channel(a, "origin", "alice")
+        async with a.db.session() as db:
+            token = await queries.create_api_token(db, "alice")
+            await db.commit()
+        # B's database first (its key must exist before it listens), then B itself later.
+        async with running_server({**env_b, "AETHEX_RTMP_PORT": "0"}) as b0:
+            _, key_b = await make_channel(b0, "mirror", "bob")
+        async with aiohttp.ClientSession(base_url(a), headers=auth(token)) as http:
+            body = {
+                "name": "later",
+                "ingest_url": f"rtmp://127.0.0.1:{b_port}/live",
+                "stream_key": key_b,
+            }
+            async with http.post("/api/channels/origin/destinations", json=body) as r:
+                assert r.status == 201, await r.text()
+            ffmpeg = await push(source, rtmp_url(a, key_a))
+            try:
+
+                async def retried() -> bool:
+                    s = (await statuses(http, "origin"))["later"]["status"]
+                    return s["reconnects"] >= 2 and s["state"] in ("retrying", "connecting")
+
+                await wait_until(retried, "retries while B is down")
+                live = a.registry.get("origin")
+                assert live is not None
+                first_video: list[bool] = []
+
+                def started(stream: Any) -> None:
+                    sub = stream.subscribe("first-frame", maxsize=10_000)
+
+                    async def first() -> None:
+                        while (item := await sub.get()) is not None:
+                            if isinstance(item, MediaPacket) and item.kind is MediaKind.VIDEO:
+                                first_video.append(item.keyframe)
+                                return
+
+                    tasks.append(asyncio.get_running_loop().create_task(first()))
+
+                tasks: list[asyncio.Task[None]] = []
+                async with running_server(env_b) as b:
+                    assert b.rtmp_port == b_port
+                    b.registry.on_started(started)
+                    await wait_until(lambda: b.registry.get("mirror") is not None, "B live")
+                    await wait_until(lambda: first_video, "B's first video frame")
+                    assert first_video == [True]
+
+                    async def relaying() -> bool:
+                        s = (await statuses(http, "origin"))["later"]["status"]
+                        return s["state"] == "live" and s["bytes_sent"] > 0
+
+                    await wait_until(relaying, "A shows the relay live")
+                    assert a.registry.get("origin") is live  # ingest never interrupted
+                    assert live.stats.snapshot()  # still counting
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    ffmpeg.kill()
+                await ffmpeg.wait()
