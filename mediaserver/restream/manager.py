@@ -427,13 +427,19 @@ class RestreamManager:
                 continue
             plan = Plan(row.id, row.name, row.ingest_url, row.stream_key, row.source, row.ca_file)
             wanted[(stream.stream_id, row.id)] = (stream, plan)
+        stopping = []
         for key, relay in list(self.relays.items()):
             want = wanted.get(key)
             if relay.stream.ended:
                 continue  # draining its last packets, or stopping
             if want is None or want[1] != relay.plan:
                 relay.stop()
+                stopping.append(relay.task)
                 del self.relays[key]
+        if stopping:
+            # An edited destination's old session unpublishes before the new one connects
+            # (platforms refuse a second publish with the same key); close lingers ~1 s.
+            await asyncio.wait(stopping, timeout=2.0)
         for key, (stream, plan) in wanted.items():
             if key not in self.relays:
                 self.relays[key] = Relay(self, stream, plan, self.metrics)

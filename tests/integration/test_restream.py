@@ -211,6 +211,30 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
                 assert took < 3.0, took
                 s = await statuses(http, "origin")
                 assert s["real"]["status"]["state"] == "stopped"
+
+                # Editing a live destination's key takes effect as fast: the rung's relay
+                # reconnects with the new (wrong) key and B refuses it.
+                mirror_rung = b.registry.get("mirror-rung")
+                assert mirror_rung is not None
+                started = time.monotonic()
+                wrong = "wrong-key-0000000000"
+                async with http.patch(
+                    f"/api/channels/origin/destinations/{s['rung']['id']}",
+                    json={"stream_key": wrong},
+                ) as r:
+                    assert r.status == 200, await r.text()
+                    assert wrong not in await r.text()
+                await wait_until(lambda: mirror_rung.ended, "B's rung stream ended", timeout=10)
+                took = time.monotonic() - started
+                assert took < 3.0, took
+
+                async def refused() -> bool:
+                    st = (await statuses(http, "origin"))["rung"]["status"]
+                    return st["state"] == "retrying" and "publish" in (st["last_error"] or "")
+
+                await wait_until(refused, "the wrong key refused by B")
+                assert b.registry.get("mirror-rung") is None
+                s = await statuses(http, "origin")
                 assert s["refused"]["status"]["state"] in ("connecting", "retrying")
 
                 # Nobody else sees the destinations, let alone the keys.
@@ -223,7 +247,7 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
                     ffmpeg.kill()
                 await ffmpeg.wait()
     logged = caplog.text
-    for key in [key_b, key_b2, *fake_keys]:
+    for key in [key_b, key_b2, "wrong-key-0000000000", *fake_keys]:
         assert key not in logged
     assert "restream origin -> rtmp://127.0.0.1" in logged  # the relay logs, redacted
 
