@@ -27,7 +27,7 @@ from pathlib import Path
 # Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.lib import (  # noqa: E402
+from benchmarks.lib import (
     clips_vod_analytics,
     clips_vod_cut,
     clips_vod_download,
