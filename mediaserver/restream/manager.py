@@ -30,7 +30,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from mediaserver.live import CodecConfig, LiveRegistry, LiveStream, MediaKind
+from mediaserver.live import CodecConfig, LiveRegistry, LiveStream, MediaKind, MediaPacket
+from mediaserver.live.subscription import Subscription
 from mediaserver.rtmp import PublishTarget
 from mediaserver.settings import RestreamSettings
 from storage import Database
@@ -41,6 +42,8 @@ from .client import PublishError, RtmpPublisher, client_ssl_context
 from .rungs import RungTap
 
 log = logging.getLogger(__name__)
+
+Item = MediaPacket | CodecConfig
 
 # The value of aethex_restream_state for each state.
 STATES = {"stopped": 0, "connecting": 1, "live": 2, "retrying": 3}
@@ -91,7 +94,12 @@ class Relay:
     """One destination of one live stream: connect, relay, retry with capped backoff."""
 
     def __init__(
-        self, manager: RestreamManager, stream: LiveStream, plan: Plan, metrics: RestreamMetrics
+        self,
+        manager: RestreamManager,
+        stream: LiveStream,
+        plan: Plan,
+        metrics: RestreamMetrics,
+        backlog: Sequence[Item] | None = None,
     ) -> None:
         self.manager = manager
         self.stream = stream
@@ -117,6 +125,23 @@ class Relay:
         self._sample: tuple[float, int] | None = None
         self._publisher: RtmpPublisher | None = None
         self._sub: Any = None
+        # A relay started with the stream gets it from its first frame: what arrived before
+        # it existed (``backlog``), then everything after, queued while it connects.
+        # A rung's relay started with the stream subscribes to the rendition before the
+        # transcoder's first output, for the same reason.
+        self._early: Subscription | None = None
+        self._early_unsub: Callable[[], None] | None = None
+        name, size = f"restream-{plan.destination_id}", manager.settings.queue_size
+        if backlog is not None and plan.source == ORIGINAL:
+            early = self._early = stream.subscribe(name, size)
+            self._early_unsub = functools.partial(stream.unsubscribe, early)
+            for item in backlog:
+                early.put(item)
+        elif backlog is not None and manager.rung_taps is not None:
+            tap = manager.rung_taps(stream.stream_id)
+            if tap is not None and not tap.ended:
+                early = self._early = tap.subscribe(plan.source, name, size)
+                self._early_unsub = functools.partial(tap.unsubscribe, plan.source, early)
         self._set_state("connecting")
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -194,6 +219,7 @@ class Relay:
             log.exception("restream %s -> %d failed", self.stream.slug, self.plan.destination_id)
             self.last_error = f"internal error: {type(exc).__name__}"
         finally:
+            self._drop_early()
             self.tick(time.monotonic())
             self._set_state("stopped")
 
@@ -205,11 +231,13 @@ class Relay:
             target = PublishTarget.parse(plan.url, plan.key)
         except ValueError as exc:
             self.last_error = str(exc)
+            self._drop_early()
             return False
         tap: RungTap | None = None
         if plan.source != ORIGINAL:
             tap = await self._rung_tap()
             if tap is None:
+                self._drop_early()
                 return False
         try:
             await self._check_address(target)
@@ -228,19 +256,29 @@ class Relay:
         except PublishError as exc:
             self.last_error = str(exc)
             log.info("restream %s -> %s: %s", self.stream.slug, target.redacted, exc)
+            self._drop_early()
             return False
         except (OSError, ValueError) as exc:  # the CA file
             self.last_error = f"CA file: {type(exc).__name__}"
+            self._drop_early()
             return False
+        except asyncio.CancelledError:
+            self._drop_early()
+            raise
         self._publisher = publisher
-        self._conn_bytes = self._conn_dropped = 0
         name = f"restream-{plan.destination_id}"
-        if tap is None:
+        if self._early is not None and self._early_unsub is not None:  # the first connection
+            sub = self._sub = self._early
+            unsubscribe = self._early_unsub
+            self._early = self._early_unsub = None
+        elif tap is None:
             sub = self._sub = self.stream.subscribe(name, s.queue_size)
             unsubscribe = functools.partial(self.stream.unsubscribe, sub)
         else:
             sub = self._sub = tap.subscribe(plan.source, name, s.queue_size)
             unsubscribe = functools.partial(tap.unsubscribe, plan.source, sub)
+        # Loss counts from here: what overflowed while connecting was never the destination's.
+        self._conn_bytes, self._conn_dropped = 0, sub.dropped
         self.live_since = time.monotonic()
         self._sample = None
         self._set_state("live")
@@ -299,6 +337,11 @@ class Relay:
             else:
                 publisher.send_audio(item.codec, dts, item.data)
 
+    def _drop_early(self) -> None:
+        if self._early_unsub is not None:
+            self._early_unsub()
+        self._early = self._early_unsub = None
+
     async def _rung_tap(self) -> RungTap | None:
         """The live ladder's output for the rung the plan names, once the transcoder has
         announced it (it may take a moment after the stream starts); None with an error."""
@@ -356,6 +399,9 @@ class RestreamManager:
         self.db = db
         self.metrics = RestreamMetrics(metrics_registry)
         self._live: dict[int, LiveStream] = {}  # channel id -> its live stream
+        # Per stream that just started: what it sent before the first look at its
+        # destinations, handed to the relays that look starts (so they miss no frame).
+        self._pending: dict[int, Subscription] = {}
         self.relays: dict[tuple[int, int], Relay] = {}  # (stream id, destination id) -> relay
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -366,9 +412,15 @@ class RestreamManager:
     # -- live registry listeners ------------------------------------------------------------
     def _started(self, stream: LiveStream) -> None:
         self._live[stream.channel_id] = stream
+        self._pending[stream.stream_id] = stream.subscribe(
+            "restream-start", self.settings.queue_size
+        )
         self._wake.set()
 
     def _ended(self, stream: LiveStream) -> None:
+        pending = self._pending.pop(stream.stream_id, None)
+        if pending is not None:
+            stream.unsubscribe(pending)
         if self._live.get(stream.channel_id) is stream:
             del self._live[stream.channel_id]
         # Relays drain what the subscription holds and unpublish; those waiting to retry stop.
@@ -440,9 +492,16 @@ class RestreamManager:
             # An edited destination's old session unpublishes before the new one connects
             # (platforms refuse a second publish with the same key); close lingers ~1 s.
             await asyncio.wait(stopping, timeout=2.0)
+        # No await from here on: the backlog and the relays' own subscriptions meet exactly.
+        backlogs = {
+            stream.stream_id: _drain(self._pending.pop(stream.stream_id), stream)
+            for stream in live.values()
+            if stream.stream_id in self._pending
+        }
         for key, (stream, plan) in wanted.items():
             if key not in self.relays:
-                self.relays[key] = Relay(self, stream, plan, self.metrics)
+                backlog = backlogs.get(stream.stream_id)
+                self.relays[key] = Relay(self, stream, plan, self.metrics, backlog)
 
     # -- what the dashboard shows -------------------------------------------------------------
     def status(self, channel_id: int) -> dict[int, dict[str, Any]]:
@@ -456,6 +515,21 @@ class RestreamManager:
             for (stream_id, dest), relay in self.relays.items()
             if stream_id == stream.stream_id
         }
+
+
+def _drain(sub: Subscription, stream: LiveStream) -> list[Item]:
+    """What ``sub`` holds now, and unsubscribe it (never waits)."""
+    items: list[Item] = []
+    while len(sub):
+        try:
+            item = sub.get_blocking(timeout=0)
+        except TimeoutError:
+            break
+        if item is None:
+            break
+        items.append(item)
+    stream.unsubscribe(sub)
+    return items
 
 
 __all__ = ["RestreamManager", "RestreamMetrics", "STATES"]
