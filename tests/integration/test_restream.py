@@ -33,6 +33,7 @@ from conftest import (
     running_server,
     transcoding,
 )
+from test_rtmp_push import make_certificate, tls_front
 
 from mediaserver.live import MediaKind, MediaPacket
 from storage import queries
@@ -417,6 +418,62 @@ async def test_a_destination_that_comes_back_mid_stream_gets_the_stream_from_a_k
                     await wait_until(relaying, "A shows the relay live")
                     assert a.registry.get("origin") is live  # ingest never interrupted
                     assert live.stats.snapshot()  # still counting
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    ffmpeg.kill()
+                await ffmpeg.wait()
+
+
+async def test_rtmps_destination_verifies_its_certificate_unless_given_its_ca(
+    tmp_path: Path,
+) -> None:
+    """Two rtmps:// destinations behind a TLS front with a self-signed certificate: without a
+    CA file the certificate is refused (and retried); with ``ca_file`` the relay goes live."""
+    env = {
+        "AETHEX_DATA_DIR": str(tmp_path / "data"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+        "AETHEX_TRANSCODE__ENABLED": "false",
+    }
+    cert, cert_key = make_certificate(tmp_path)
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=30, bitrate="200k")
+    async with running_server(relay_env(env)) as server:
+        _, key = await make_channel(server, "tls-src", "tina")
+        _, trusted_key = await make_channel(server, "tls-copy", "tina")
+        _, other_key = await make_channel(server, "tls-other", "tina")
+        async with server.db.session() as db:
+            token = await queries.create_api_token(db, "tina")
+            await db.commit()
+        async with (
+            tls_front(cert, cert_key, server.rtmp_port) as port,
+            aiohttp.ClientSession(base_url(server), headers=auth(token)) as http,
+        ):
+            for name, dest_key, ca_file in [
+                ("trusted", trusted_key, str(cert)),
+                ("untrusted", other_key, None),
+            ]:
+                body = {
+                    "name": name,
+                    "ingest_url": f"rtmps://localhost:{port}/live",
+                    "stream_key": dest_key,
+                    "ca_file": ca_file,
+                }
+                async with http.post("/api/channels/tls-src/destinations", json=body) as r:
+                    assert r.status == 201, await r.text()
+            ffmpeg = await push(source, rtmp_url(server, key))
+            try:
+                await wait_until(lambda: server.registry.get("tls-copy") is not None, "relayed")
+
+                async def refused() -> bool:
+                    st = (await statuses(http, "tls-src"))["untrusted"]["status"]
+                    return "CERTIFICATE_VERIFY_FAILED" in (st["last_error"] or "")
+
+                await wait_until(refused, "the self-signed certificate refused")
+                assert server.registry.get("tls-other") is None
+                st = (await statuses(http, "tls-src"))["trusted"]["status"]
+                assert st["state"] == "live" and st["reconnects"] == 0, st
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     ffmpeg.kill()
