@@ -39,7 +39,7 @@ from storage import restream as store
 from storage.restream_models import ORIGINAL
 
 from .client import PublishError, RtmpPublisher, client_ssl_context
-from .rungs import RungTap
+from .rungs import H264, RungTap
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Plan:
     key: str
     source: str
     ca_file: str | None
+    preset: str = "custom"
 
 
 class Relay:
@@ -125,6 +126,7 @@ class Relay:
         self._sample: tuple[float, int] | None = None
         self._publisher: RtmpPublisher | None = None
         self._sub: Any = None
+        self.sending: str | None = None  # what goes out: "original" or a rung's name
         # A relay started with the stream gets it from its first frame: what arrived before
         # it existed (``backlog``), then everything after, queued while it connects.
         # A rung's relay started with the stream subscribes to the rendition before the
@@ -189,6 +191,7 @@ class Relay:
             if self.state == "retrying" and self.next_attempt is not None
             else None,
             "last_error": self.last_error,
+            "sending": self.sending if live else None,
         }
 
     # -- the relay ------------------------------------------------------------------------
@@ -233,12 +236,19 @@ class Relay:
             self.last_error = str(exc)
             self._drop_early()
             return False
+        source: str | None = plan.source  # None: the ladder's top rung
+        if source == ORIGINAL and plan.preset != "custom" and not await self._source_is_h264():
+            # A platform preset takes H.264 only: send the top rung of our (H.264) ladder.
+            source = None
+            self._drop_early()
         tap: RungTap | None = None
-        if plan.source != ORIGINAL:
-            tap = await self._rung_tap()
-            if tap is None:
+        if source != ORIGINAL:
+            found = await self._rung_tap(source)
+            if found is None:
                 self._drop_early()
                 return False
+            tap, source = found
+        self.sending = source
         try:
             await self._check_address(target)
             ssl_context = None
@@ -275,8 +285,8 @@ class Relay:
             sub = self._sub = self.stream.subscribe(name, s.queue_size)
             unsubscribe = functools.partial(self.stream.unsubscribe, sub)
         else:
-            sub = self._sub = tap.subscribe(plan.source, name, s.queue_size)
-            unsubscribe = functools.partial(tap.unsubscribe, plan.source, sub)
+            sub = self._sub = tap.subscribe(source, name, s.queue_size)
+            unsubscribe = functools.partial(tap.unsubscribe, source, sub)
         # Loss counts from here: what overflowed while connecting was never the destination's.
         self._conn_bytes, self._conn_dropped = 0, sub.dropped
         self.live_since = time.monotonic()
@@ -342,11 +352,20 @@ class Relay:
             self._early_unsub()
         self._early = self._early_unsub = None
 
-    async def _rung_tap(self) -> RungTap | None:
-        """The live ladder's output for the rung the plan names, once the transcoder has
-        announced it (it may take a moment after the stream starts); None with an error."""
+    async def _source_is_h264(self) -> bool:
+        """Whether the publisher sends H.264 (waiting a moment for its configuration)."""
+        deadline = time.monotonic() + self.settings.setup_timeout
+        while True:
+            config = self.stream.video_config
+            if config is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        return config is None or config.codec == H264
+
+    async def _rung_tap(self, rung: str | None) -> tuple[RungTap, str] | None:
+        """The live ladder's output for ``rung`` (None: the top one), once the transcoder
+        has announced it (it may take a moment after the stream starts); None with an error."""
         find = self.manager.rung_taps
-        rung = self.plan.source
         deadline = time.monotonic() + self.settings.setup_timeout
         while True:
             tap = find(self.stream.stream_id) if find is not None else None
@@ -354,11 +373,16 @@ class Relay:
                 self.last_error = "this server does not encode the ladder (transcode is off)"
                 return None
             names = tap.renditions()
-            if rung in names:
-                return tap
+            top = tap.top()
+            if rung is None and top is not None:
+                return tap, top
+            if rung is not None and rung in names:
+                return tap, rung
             if time.monotonic() >= deadline:
                 have = ", ".join(names) or "none yet"
-                self.last_error = f"the rung {rung!r} is not in this stream's ladder ({have})"
+                self.last_error = (
+                    f"the rung {rung or 'top'!r} is not in this stream's ladder ({have})"
+                )
                 return None
             await asyncio.sleep(0.1)
 
@@ -477,7 +501,15 @@ class RestreamManager:
             stream = live.get(row.channel_id)
             if stream is None or stream.ended:
                 continue
-            plan = Plan(row.id, row.name, row.ingest_url, row.stream_key, row.source, row.ca_file)
+            plan = Plan(
+                row.id,
+                row.name,
+                row.ingest_url,
+                row.stream_key,
+                row.source,
+                row.ca_file,
+                row.preset,
+            )
             wanted[(stream.stream_id, row.id)] = (stream, plan)
         stopping = []
         for key, relay in list(self.relays.items()):

@@ -109,9 +109,17 @@ class RungTap:
             self._subs[rendition] = [s for s in subs if s is not sub]
         sub.close()
 
+    def top(self) -> str | None:
+        """The announced rendition with the tallest picture (the best H.264 on offer)."""
+        with self._lock:
+            tracks = list(self._tracks.items())
+        if not tracks:
+            return None
+        return max(tracks, key=lambda item: item[1][0].height)[0]
+
     def renditions(self) -> list[str]:
         with self._lock:
             return list(self._tracks)
 
 
-__all__ = ["RungTap"]
+__all__ = ["AAC", "H264", "RungTap"]

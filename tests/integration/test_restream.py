@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,10 +34,12 @@ from conftest import (
     running_server,
     transcoding,
 )
+from sqlalchemy import update
 from test_rtmp_push import make_certificate, tls_front
 
 from mediaserver.live import MediaKind, MediaPacket
 from storage import queries
+from storage.restream_models import RestreamDestination
 
 pytestmark = pytest.mark.integration
 
@@ -478,3 +481,70 @@ async def test_rtmps_destination_verifies_its_certificate_unless_given_its_ca(
                 with contextlib.suppress(ProcessLookupError):
                     ffmpeg.kill()
                 await ffmpeg.wait()
+
+
+async def test_a_platform_preset_gets_the_top_h264_rung_of_an_hevc_source(
+    tmp_path: Path,
+) -> None:
+    """PyAV publishes HEVC (Enhanced RTMP); a Twitch-preset destination (its row pointed at
+    our server B instead of Twitch) receives the top rung of A's H.264 ladder, not HEVC."""
+    env_a = {
+        "AETHEX_DATA_DIR": str(tmp_path / "a"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+    }
+    env_b = {**env_a, "AETHEX_DATA_DIR": str(tmp_path / "b"), "AETHEX_TRANSCODE__ENABLED": "false"}
+    async with (
+        running_server(relay_env(hls_env(env_a, LADDER_A))) as a,
+        running_server(env_b) as b,
+    ):
+        _, key_a = await make_channel(a, "hevc", "hana")
+        _, key_b = await make_channel(b, "hevc-copy", "bob")
+        async with a.db.session() as db:
+            token = await queries.create_api_token(db, "hana")
+            await db.commit()
+        async with aiohttp.ClientSession(base_url(a), headers=auth(token)) as http:
+            body = {"name": "tw", "preset": "twitch", "stream_key": key_b}
+            async with http.post("/api/channels/hevc/destinations", json=body) as r:
+                assert r.status == 201, await r.text()
+                dest_id = (await r.json())["destination"]["id"]
+            async with a.db.session() as db:  # only the URL differs from a real Twitch row
+                await db.execute(
+                    update(RestreamDestination)
+                    .where(RestreamDestination.id == dest_id)
+                    .values(ingest_url=f"rtmp://127.0.0.1:{b.rtmp_port}/live")
+                )
+                await db.commit()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.pyav_publisher",
+                rtmp_url(a, key_a),
+                "--codec",
+                "libx265",
+                "--seconds",
+                "12",
+                cwd=Path(__file__).resolve().parents[2],
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                await wait_until(lambda: b.registry.get("hevc-copy") is not None, "relayed")
+                live_a = a.registry.get("hevc")
+                assert live_a is not None and live_a.video_config is not None
+                assert live_a.video_config.codec == "hvc1"
+                copy = b.registry.get("hevc-copy")
+                assert copy is not None
+                await wait_until(lambda: copy.video_config is not None, "B's video config")
+                assert copy.video_config is not None and copy.video_config.codec == "avc1"
+
+                async def sending_top() -> bool:
+                    st = (await statuses(http, "hevc"))["tw"]["status"]
+                    return st["state"] == "live" and st["sending"] == "240p"
+
+                await wait_until(sending_top, "the top rung shown as sent")
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()

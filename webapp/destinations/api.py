@@ -176,6 +176,11 @@ _STATUS: dict[str, Any] = {
         "reconnects": {"type": "integer"},
         "next_attempt_in": {"type": ["number", "null"]},
         "last_error": {"type": ["string", "null"]},
+        "sending": {
+            "type": ["string", "null"],
+            "description": "While live: original, or the rung sent (a platform preset gets "
+            "the top rung when the source is not H.264)",
+        },
     },
 }
 

@@ -29,6 +29,7 @@ STOPPED: dict[str, Any] = {
     "reconnects": 0,
     "next_attempt_in": None,
     "last_error": None,
+    "sending": None,
 }
 
 
