@@ -120,8 +120,19 @@ def _segments(directory: Path) -> list[_Segment]:
 
 def _frames_at(segment: _Segment, offsets: list[float]) -> Iterator[tuple[float, av.VideoFrame]]:
     """For each offset (seconds into the segment, ascending) the first frame at or past it
-    (the segment's last frame for offsets beyond its end)."""
-    data = segment.init.read_bytes() + segment.path.read_bytes()
+    (the segment's last frame for offsets beyond its end).
+
+    A segment that cannot be read or decoded yields nothing: a recording made while the disk
+    was full lacks files its playlist names, and its previews then skip that stretch instead
+    of failing whole."""
+    try:
+        data = segment.init.read_bytes() + segment.path.read_bytes()
+        yield from _decoded_at(data, offsets)
+    except (OSError, av.FFmpegError):
+        return
+
+
+def _decoded_at(data: bytes, offsets: list[float]) -> Iterator[tuple[float, av.VideoFrame]]:
     with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
         if not container.streams.video:
             return

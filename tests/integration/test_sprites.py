@@ -162,3 +162,22 @@ def test_a_recording_deleted_meanwhile_stays_deleted(
     monkeypatch.setattr(sprites, "_segments", delete_then_list)
     assert build_previews(directory, PreviewOptions()) is None
     assert not directory.exists()
+
+
+def test_a_recording_missing_files_gets_previews_of_what_is_there(tmp_path: Path) -> None:
+    """A recording made while the disk was full names files that were never written: the
+    previews skip that stretch instead of failing (and the server logging a traceback)."""
+    directory = tmp_path / "holes"
+    _variant(directory, "180p", "320x180")
+    (directory / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=320x180\n180p/index.m3u8\n"
+    )
+    (directory / "180p" / "seg1.m4s").unlink()  # 2 s to 4 s were never written
+    made = build_previews(directory, PreviewOptions(interval=1.0, columns=4, rows=4))
+    assert made is not None and made.thumbnails == SECONDS - 2
+    starts = [start for start, _, _, _ in _cues((directory / PREVIEW_DIR / INDEX_NAME).read_text())]
+    assert not any(2.0 <= s < 4.0 for s in starts) and len(starts) == SECONDS - 2
+
+    (directory / "180p" / "init.mp4").unlink()  # no segment can be decoded at all
+    assert build_previews(directory, PreviewOptions()) is None
+    assert not (directory / PREVIEW_DIR).exists()  # no previews of nothing
