@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Chromium (the browser tests drive it through Playwright; Playwright's own download is not used),
 # redis-server (the chat's multi-process test shares rooms through it), openssl (the RTMPS tests
 # make their certificates with it).
-TEST_DEBS := ffmpeg postgresql chromium redis-server openssl
+TEST_DEBS := ffmpeg postgresql chromium redis-server openssl nginx libnginx-mod-rtmp
 CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
@@ -60,13 +60,18 @@ run: deps frontend
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 			|| [ ! -x $(CHROMIUM) ] || ! command -v redis-server >/dev/null \
-			|| ! command -v openssl >/dev/null; then \
+			|| ! command -v openssl >/dev/null \
+			|| [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
 
 # Lint and type errors fail the run before the suite starts (prerequisites run in order).
+# Two worker processes, a test file per worker (its module fixtures run once): most of the
+# suite waits on real servers, ffmpeg and Chromium in real time, so two files at once keep
+# the whole under CI's 20 minutes; the tests wait for events, never for durations, so a
+# slower share of the CPU only makes them wait longer.
 test: deps test-deps frontend lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The fast loop: parsers, planners, packager, settings, storage (no servers, no browser), one
 # worker process per core; a test file stays in one worker, so its module fixtures run once.
