@@ -42,13 +42,13 @@ async def test_two_pages_chat(browser, settings_env) -> None:  # noqa: F811
             await page.wait_for_selector("#chat-form:not([hidden])")
         # Each sees the other in the viewer list.
         await alice.wait_for_function(
-            "document.getElementById('chat-viewer-count').textContent === '2'"
+            "() => document.getElementById('chat-viewer-count').textContent === '2'"
         )
 
         await alice.fill("#chat-input", "hello bob, see https://example.org/x")
         # The counter follows the input (the input event may land a tick after fill()).
         await alice.wait_for_function(
-            "document.getElementById('chat-counter').textContent === '36/500'", timeout=5000
+            "() => document.getElementById('chat-counter').textContent === '36/500'", timeout=5000
         )
         await alice.press("#chat-input", "Enter")
         msg = bob.locator(".chat-message", has_text="hello bob")

@@ -87,7 +87,9 @@ async def test_search_category_follow_with_bell_then_go_live(browser, server) ->
 
         # An open page elsewhere; the creator goes live; the count rises without a reload.
         await page.goto("/categories")
-        await page.wait_for_function("document.getElementById('nav-bell').dataset.unread === '0'")
+        await page.wait_for_function(
+            "() => document.getElementById('nav-bell').dataset.unread === '0'"
+        )
         await page.evaluate("window.__sameDocument = true")
         proc = await start_ffmpeg(rtmp_url(server, key), seconds=30)
         try:

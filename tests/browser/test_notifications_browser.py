@@ -57,7 +57,9 @@ async def test_follow_with_the_bell_and_the_count_rises_without_a_reload(browser
         # An open page elsewhere on the site; the header's bell starts at nothing unread.
         await page.goto("/notifications")
         watch = PageWatch(page, base)
-        await page.wait_for_function("document.getElementById('nav-bell').dataset.unread === '0'")
+        await page.wait_for_function(
+            "() => document.getElementById('nav-bell').dataset.unread === '0'"
+        )
         assert await page.is_hidden("#bell-count")
         await page.evaluate("window.__sameDocument = true")
 
