@@ -6,8 +6,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests drive as real peers: ffmpeg (RTMP client), PostgreSQL (server),
 # Chromium (the browser tests drive it through Playwright; Playwright's own download is not used),
 # redis-server (the chat's multi-process test shares rooms through it), openssl (the RTMPS tests
-# make their certificates with it).
-TEST_DEBS := ffmpeg postgresql chromium redis-server openssl nginx libnginx-mod-rtmp
+# make their certificates with it), and the cluster's engines (issue 15): haproxy in front of RTMP,
+# Varnish in front of HLS, and Prometheus' promtool to check the alert rules in config/.
+TEST_DEBS := ffmpeg postgresql chromium redis-server openssl nginx libnginx-mod-rtmp \
+	haproxy varnish prometheus
 CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
@@ -60,7 +62,8 @@ run: deps frontend
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 			|| [ ! -x $(CHROMIUM) ] || ! command -v redis-server >/dev/null \
-			|| ! command -v openssl >/dev/null \
+			|| ! command -v openssl >/dev/null || ! command -v haproxy >/dev/null \
+			|| ! command -v varnishd >/dev/null || ! command -v promtool >/dev/null \
 			|| [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
