@@ -677,6 +677,39 @@ class RestreamSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    # What this process serves (issue 15): "all" is the one-process default (ingest, HLS, web
+    # and chat); "origin" takes publishers and serves their HLS; "web" serves pages, API and chat.
+    role: str = "all"
+    # This node's name in leases and logs ("" = the host name and the RTMP port), and the base
+    # URL other nodes reach its HTTP port at ("" = http://<host name>:<http.port>).
+    node_id: str = ""
+    advertise_url: str = ""
+    # The Redis every node coordinates through (leases, counts). "" = none, one node only; a
+    # role other than "all" requires it and PostgreSQL.
+    redis_url: str = ""
+    # Seconds a channel's lease lives without renewal, and between renewals by its origin.
+    lease_seconds: float = 6.0
+    renew_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class ObjectSettings:
+    # Where media and uploads are kept: "local" (under data_dir) or "s3" (any S3 endpoint).
+    backend: str = "local"
+    # The S3 endpoint ("" = AWS by region), bucket, region, key prefix and credentials
+    # (credentials "" = the usual AWS environment and files).
+    endpoint_url: str = ""
+    bucket: str = ""
+    region: str = "us-east-1"
+    prefix: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    # A public base URL of the bucket: VOD media redirects there ("" = served through the server).
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the database (SQLite default), segments, VODs, thumbnails and uploads live.
     data_dir: Path = Path("data")
@@ -708,6 +741,8 @@ class Settings:
     restream: RestreamSettings = field(default_factory=RestreamSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    objects: ObjectSettings = field(default_factory=ObjectSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -978,6 +1013,7 @@ def validate(s: Settings) -> Settings:
     _validate_videos(s.videos)
     _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)
+    _validate_cluster(s)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     return s
@@ -1230,6 +1266,41 @@ def _validate_browse(b: BrowseSettings) -> None:
         raise SettingsError("browse.cache_seconds", "must be between 0 and 60")
     if not 1 <= b.cache_entries <= 100_000:
         raise SettingsError("browse.cache_entries", "must be between 1 and 100000")
+
+
+def _validate_cluster(s: Settings) -> None:
+    """A cluster node needs engines every node shares: PostgreSQL for durable state, Redis for
+    leases and counts, and (checked by the object store) a bucket rather than a local disk."""
+    c, o = s.cluster, s.objects
+    if c.role not in ("all", "origin", "web"):
+        raise SettingsError("cluster.role", f'must be "all", "origin" or "web", got {c.role!r}')
+    if c.redis_url and not re.fullmatch(r"(redis|rediss|unix)://\S+", c.redis_url):
+        raise SettingsError(
+            "cluster.redis_url", "must be a Redis URL such as redis://127.0.0.1:6379/0"
+        )
+    if c.role != "all":
+        if not c.redis_url:
+            raise SettingsError("cluster.redis_url", f"role {c.role!r} needs Redis (cluster mode)")
+        if not s.effective_database_url.startswith("postgresql"):
+            raise SettingsError("database_url", f"role {c.role!r} needs PostgreSQL (cluster mode)")
+    if c.advertise_url and not re.fullmatch(r"https?://[^/\s]+/?", c.advertise_url):
+        raise SettingsError("cluster.advertise_url", "must be http(s)://host[:port]")
+    if c.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", c.node_id):
+        raise SettingsError("cluster.node_id", "1-64 letters, digits, '.', '_' or '-'")
+    _check_positive("cluster.lease_seconds", c.lease_seconds)
+    _check_positive("cluster.renew_interval", c.renew_interval)
+    if c.renew_interval * 2 > c.lease_seconds:
+        raise SettingsError(
+            "cluster.renew_interval", "must be at most half of cluster.lease_seconds"
+        )
+    if o.backend not in ("local", "s3"):
+        raise SettingsError("objects.backend", f'must be "local" or "s3", got {o.backend!r}')
+    if o.backend == "s3" and not o.bucket:
+        raise SettingsError("objects.bucket", 'objects.backend = "s3" needs a bucket')
+    for name in ("endpoint_url", "public_url"):
+        value = getattr(o, name)
+        if value and not re.fullmatch(r"https?://\S+", value):
+            raise SettingsError(f"objects.{name}", "must be an http(s):// URL")
 
 
 def _validate_rtmps(r: RtmpSettings) -> None:

@@ -97,6 +97,18 @@ def test_short_forms_always_work() -> None:
         ({"AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS": "-1"}, "http.max_connections_per_address"),
         ({"AETHEX_HLS__VIEWER_TIMEOUT": "0"}, "hls.viewer_timeout"),
         ({"AETHEX_HLS__MAX_VIEWER_SESSIONS": "-5"}, "hls.max_viewer_sessions"),
+        ({"AETHEX_CLUSTER__ROLE": "edge"}, "cluster.role"),
+        ({"AETHEX_CLUSTER__ROLE": "origin"}, "cluster.redis_url"),
+        (
+            {"AETHEX_CLUSTER__ROLE": "web", "AETHEX_CLUSTER__REDIS_URL": "redis://127.0.0.1/0"},
+            "database_url",
+        ),
+        ({"AETHEX_CLUSTER__REDIS_URL": "localhost:6379"}, "cluster.redis_url"),
+        ({"AETHEX_CLUSTER__NODE_ID": "a b"}, "cluster.node_id"),
+        ({"AETHEX_CLUSTER__RENEW_INTERVAL": "4"}, "cluster.renew_interval"),
+        ({"AETHEX_OBJECTS__BACKEND": "s3"}, "objects.bucket"),
+        ({"AETHEX_OBJECTS__BACKEND": "ftp"}, "objects.backend"),
+        ({"AETHEX_OBJECTS__ENDPOINT_URL": "seaweed:8333"}, "objects.endpoint_url"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
