@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
+from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server)
 
 from mediaserver.settings import load_settings
 from storage import Database, upgrade

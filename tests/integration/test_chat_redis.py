@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,46 +16,10 @@ import aiohttp
 import pytest
 from chat_support import auth, join, make_chat_channel, make_user, probe, timeout_probe
 from conftest import free_port, running_server
+from redis_server import wait_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what}: run `make test`, which installs it", pytrace=False)
-    pytest.skip(f"{what}: run `make test`, which installs it")
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        _missing("redis-server (Debian's redis-server package) is missing")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait_port(port)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextlib.asynccontextmanager
@@ -70,25 +33,11 @@ async def second_process(env: dict[str, str]) -> AsyncIterator[str]:
         env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"},
     )
     try:
-        await asyncio.to_thread(_wait_port, port, 30.0)
+        await asyncio.to_thread(wait_port, port, 30.0)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 20)
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 async def test_two_processes_share_a_room(settings_env, redis_url) -> None:
