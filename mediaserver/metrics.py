@@ -42,6 +42,17 @@ class Metrics:
             registry=r,
         )
         self.streams_live = Gauge("aethex_streams_live", "Streams live right now.", registry=r)
+        # Issue 15: the channel leases this origin holds in Redis, and the lease calls that
+        # failed (claim: a publisher refused; renew: retried; release: left to expire).
+        self.cluster_leases = Gauge(
+            "aethex_cluster_leases", "Channel leases this node holds.", ["node"], registry=r
+        )
+        self.cluster_lease_errors = Counter(
+            "aethex_cluster_lease_errors",
+            "Channel lease calls to Redis that failed, by operation (claim, renew, release).",
+            ["op"],
+            registry=r,
+        )
         self.live_dropped = Counter(
             "aethex_live_dropped_packets",
             "Packets a slow consumer of a live stream lost, by channel and consumer.",

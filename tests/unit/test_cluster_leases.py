@@ -1,0 +1,190 @@
+"""The lease logic of mediaserver/cluster/leases.py against a real redis-server: claim is
+set-if-absent, only the holder renews or releases, an expired lease is taken over, a lease Redis
+lost is registered again by the renewal, and a Redis that is down is a prompt, clear failure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from mediaserver.cluster.leases import (
+    DEADLINE,
+    ChannelLeases,
+    ClusterUnavailable,
+    find_origin,
+    lease_holder,
+    leased_channels,
+)
+from mediaserver.cluster.node import NodeIdentity
+
+A = NodeIdentity("node-a", "http://a.test:8080", "origin")
+B = NodeIdentity("node-b", "http://b.test:8080", "origin")
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Any]:
+    r = aioredis.from_url(
+        redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+    )
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+def leases_for(
+    client: Any, node: NodeIdentity, lease_seconds: float = 5.0, renew: float = 1.0
+) -> ChannelLeases:
+    return ChannelLeases(client, node, lease_seconds=lease_seconds, renew_interval=renew)
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_claim_is_exclusive_and_names_the_origin(client: Any) -> None:
+    a, b = leases_for(client, A), leases_for(client, B)
+    assert await a.claim(7, "alpha") is True
+    assert await b.claim(7, "alpha") is False
+    assert await a.claim(7, "alpha") is True  # the holder claiming again keeps it
+    assert json.loads(await client.get("aethex:lease:7")) == {
+        "node": "node-a",
+        "url": "http://a.test:8080",
+        "slug": "alpha",
+    }
+    assert await find_origin(client, "alpha") == "http://a.test:8080"
+    holder = await lease_holder(client, 7)
+    assert holder is not None and holder.node == "node-a"
+    ttl = await client.pttl("aethex:lease:7")
+    assert 0 < ttl <= 5000 and 0 < await client.pttl("aethex:origin:alpha") <= 5000
+    assert await leased_channels(client) == {7}
+    assert a.held == {7: "alpha"} and b.held == {}
+
+
+async def test_only_the_holder_renews_and_releases(client: Any) -> None:
+    a, b = leases_for(client, A), leases_for(client, B)
+    assert await a.claim(3, "beta")
+    await client.pexpire("aethex:lease:3", 500)
+    await a.renew()
+    assert await client.pttl("aethex:lease:3") > 1000  # extended to lease_seconds again
+    # B never held it: its release and renewal leave A's lease alone.
+    b.held[3] = "beta"
+    lost: list[int] = []
+    b.on_lost = lost.append
+    await b.renew()
+    assert lost == [3] and b.held == {}
+    b.held[3] = "beta"
+    b.release(3)
+    await b.stop()
+    assert (await lease_holder(client, 3)).node == "node-a"  # type: ignore[union-attr]
+    assert await find_origin(client, "beta") == "http://a.test:8080"
+    # A's release deletes both keys.
+    a.release(3)
+    await a.stop()
+    assert await client.get("aethex:lease:3") is None
+    assert await client.get("aethex:origin:beta") is None
+
+
+async def test_expired_lease_is_taken_over(client: Any) -> None:
+    a = leases_for(client, A, lease_seconds=0.3, renew=0.1)
+    b = leases_for(client, B)
+    assert await a.claim(9, "gamma")
+    assert await b.claim(9, "gamma") is False
+    # A stops renewing (a crash): after lease_seconds, B's claim wins.
+    assert await until(lambda: b.claim(9, "gamma"), timeout=5)
+    assert (await lease_holder(client, 9)).node == "node-b"  # type: ignore[union-attr]
+    assert await find_origin(client, "gamma") == "http://b.test:8080"
+    # A's late release does not remove B's lease; A's renewal reports the loss.
+    lost: list[int] = []
+    a.on_lost = lost.append
+    await a.renew()
+    assert lost == [9]
+    a.held[9] = "gamma"
+    a.release(9)
+    await a.stop()
+    assert (await lease_holder(client, 9)).node == "node-b"  # type: ignore[union-attr]
+
+
+async def test_simultaneous_claims_have_one_winner(client: Any) -> None:
+    nodes = [
+        leases_for(client, NodeIdentity(f"n{i}", f"http://n{i}.test", "origin")) for i in range(8)
+    ]
+    won = await asyncio.gather(*(n.claim(11, "delta") for n in nodes))
+    assert sorted(won) == [False] * 7 + [True]
+
+
+async def test_renewal_registers_a_lease_redis_lost(redis_server: Any, client: Any) -> None:
+    a = leases_for(client, A, lease_seconds=5.0, renew=0.2)
+    assert await a.claim(5, "eps")
+    a.start()
+    try:
+        redis_server.restart()  # empty, and every pooled connection is broken
+        started = time.monotonic()
+        await until(lambda: _get(client, "aethex:lease:5"), timeout=5)
+        assert time.monotonic() - started < 2.0
+        assert await find_origin(client, "eps") == "http://a.test:8080"
+    finally:
+        await a.stop()
+
+
+async def test_renewal_lost_to_another_holder_after_restart(redis_server: Any, client: Any) -> None:
+    a = leases_for(client, A, lease_seconds=5.0, renew=0.2)
+    b = leases_for(client, B)
+    lost: list[int] = []
+    a.on_lost = lost.append
+    assert await a.claim(6, "zeta")
+    redis_server.restart()
+    # B claims the empty Redis before A's renewal: A must give the channel up.
+    assert await until(lambda: _claims(b, 6, "zeta"), timeout=5)
+    await a.renew()
+    assert lost == [6] and a.held == {}
+    assert (await lease_holder(client, 6)).node == "node-b"  # type: ignore[union-attr]
+
+
+async def _claims(leases: ChannelLeases, channel_id: int, slug: str) -> bool:
+    try:
+        return await leases.claim(channel_id, slug)
+    except ClusterUnavailable:
+        return False
+
+
+async def test_redis_down_is_a_prompt_clear_failure(redis_server: Any, client: Any) -> None:
+    errors: list[str] = []
+    a = ChannelLeases(client, A, lease_seconds=5, renew_interval=1, on_error=errors.append)
+    assert await a.claim(1, "eta")
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(ClusterUnavailable):
+        await a.claim(2, "theta")
+    assert time.monotonic() - started <= DEADLINE + 0.5
+    await a.renew()  # counted, not raised; the held lease stays held locally
+    assert a.held == {1: "eta"} and errors == ["claim", "renew"]
+    with pytest.raises(ClusterUnavailable):
+        await find_origin(client, "eta")
+    redis_server.start()
+    await until(lambda: _renewed(a, client), timeout=5)
+
+
+async def _renewed(leases: ChannelLeases, client: Any) -> bool:
+    await leases.renew()
+    return bool(await _get(client, "aethex:lease:1"))
+
+
+async def _get(client: Any, key: str) -> str | None:
+    """The key's value; None also while the client reconnects to a restarted Redis."""
+    try:
+        return await client.get(key)  # type: ignore[no-any-return]
+    except Exception:
+        return None
