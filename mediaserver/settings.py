@@ -192,6 +192,15 @@ class RtmpSettings:
     tls_port: int = 0
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # PROXY protocol (haproxy send-proxy / send-proxy-v2): connections from proxy_trusted
+    # (comma-separated networks) start with a v1 or v2 header naming the client, whose address
+    # then counts everywhere the peer's would (per-address caps, logs); others are direct
+    # clients. The header must arrive within proxy_header_timeout seconds and
+    # proxy_header_max_size bytes (v2's optional TLVs included).
+    proxy_protocol: bool = False
+    proxy_trusted: str = "127.0.0.0/8, ::1/128"
+    proxy_header_timeout: float = 5.0
+    proxy_header_max_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -911,6 +920,7 @@ def validate(s: Settings) -> Settings:
     if not r.app or "/" in r.app:
         raise SettingsError("rtmp.app", "must be a non-empty name without '/'")
     _validate_rtmps(r)
+    _validate_proxy_protocol(r)
     _check_positive("live.consumer_queue_size", s.live.consumer_queue_size)
     if r.ended_cooldown < 0:
         raise SettingsError("rtmp.ended_cooldown", "must be 0 (off) or a number of seconds")
@@ -1301,6 +1311,24 @@ def _validate_cluster(s: Settings) -> None:
         value = getattr(o, name)
         if value and not re.fullmatch(r"https?://\S+", value):
             raise SettingsError(f"objects.{name}", "must be an http(s):// URL")
+
+
+def _validate_proxy_protocol(r: RtmpSettings) -> None:
+    """rtmp.proxy_*: the trusted networks parse, the header's bounds fit a real header."""
+    for item in r.proxy_trusted.split(","):
+        if not item.strip():
+            continue
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise SettingsError(
+                "rtmp.proxy_trusted", f"{item.strip()!r} is not a network (e.g. 10.0.0.0/8)"
+            ) from None
+    _check_positive("rtmp.proxy_header_timeout", r.proxy_header_timeout)
+    if not 232 <= r.proxy_header_max_size <= 65551:
+        raise SettingsError(
+            "rtmp.proxy_header_max_size", "must be between 232 and 65551 (bytes of a v2 header)"
+        )
 
 
 def _validate_rtmps(r: RtmpSettings) -> None:

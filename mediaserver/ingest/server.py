@@ -22,6 +22,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +57,7 @@ from mediaserver.tls import ServerTls, TlsFilesError, load_server_tls
 from storage import Database, queries
 from storage.models import StreamStatus
 
+from .proxied import ProxyAcceptor
 from .rtmps import TlsServerProtocol
 
 log = logging.getLogger(__name__)
@@ -346,14 +348,22 @@ class IngestServer:
         self.loop = asyncio.get_running_loop()
         r = self.settings.rtmp
         self._server = await self.loop.create_server(
-            lambda: RtmpSession(self), r.host, r.port, reuse_address=True, backlog=256
+            self._accepting(lambda: RtmpSession(self)),
+            r.host,
+            r.port,
+            reuse_address=True,
+            backlog=256,
         )
         self._sweeper = self.loop.create_task(self._sweep())
         log.info("RTMP ingest listening on %s:%d (app %r)", r.host, self.port, r.app)
         if r.tls_port:
             self.tls = load_server_tls(r.tls_cert_file, r.tls_key_file)
             self._tls_server = await self.loop.create_server(
-                self._tls_session, r.host, r.tls_port, reuse_address=True, backlog=256
+                self._accepting(self._tls_session),
+                r.host,
+                r.tls_port,
+                reuse_address=True,
+                backlog=256,
             )
             log.info(
                 "RTMPS ingest listening on %s:%d (certificate sha256 %s)",
@@ -361,6 +371,13 @@ class IngestServer:
                 self.tls_port,
                 self.tls.fingerprint,
             )
+
+    def _accepting(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A listener's protocol factory: behind a TCP proxy (rtmp.proxy_protocol) each
+        connection reads its PROXY header first (see proxied.py)."""
+        if not self.settings.rtmp.proxy_protocol:
+            return make
+        return ProxyAcceptor(make, self.settings.rtmp, self.metrics)
 
     def _tls_session(self) -> asyncio.Protocol:
         """An RTMP session under TLS with the current pair (see ``reload_tls``)."""
