@@ -9,14 +9,13 @@ the application under the typed keys of ``webapp.keys``, so handlers never reach
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aiohttp import web
 
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
+from storage.objects import LocalStore, ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import (
@@ -32,7 +31,6 @@ from . import (
     destinations,
     downloads,
     follows,
-    health,
     history,
     hls,
     home,
@@ -57,6 +55,7 @@ from .keys import (
     DB_KEY,
     EDGES_KEY,
     METRICS_KEY,
+    OBJECTS_KEY,
     REGISTRY_KEY,
     RESTREAM_STATUS_KEY,
     RTMP_PORT_KEY,
@@ -77,7 +76,7 @@ def create_app(
     rtmp_port: int | None = None,
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
-    node: Mapping[str, str] | None = None,
+    objects: ObjectStore | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
@@ -101,19 +100,11 @@ def create_app(
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
     app[RTMPS_PORT_KEY] = rtmps_port
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
+    # Where media and uploads are kept (issue 15); without one, the files under data_dir.
+    app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
-    # /healthz for load balancers: role, node id, advertise URL (issue 15).
-    node = node or {"role": settings.cluster.role, "node": "", "url": ""}
-    health.setup(app, node)
     render.setup(app)  # the template environment every page renders with
-    if node["role"] == "origin":
-        # An origin (issue 15) serves its live streams' HLS (and VOD), /metrics and /healthz;
-        # pages, the API and chat are the web nodes'. identity: the key HLS grants are
-        # checked with, and who is asking.
-        identity.setup(app)
-        hls.setup(app)
-        return app
     pages.setup(app)  # thumbnails and the static assets
     home.setup(app)  # /: followed live, recommended, popular, new creators
     history.setup(app)  # watch history: player heartbeats, /dashboard/history, its API

@@ -18,6 +18,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
+from storage.objects import ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import reply as replies
@@ -51,6 +52,7 @@ class HlsService:
         *,
         vod_link_seconds: Callable[[], float],
         vod_grant_key: Callable[[], bytes] | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -73,7 +75,7 @@ class HlsService:
             self.addresses,
             3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)),
         )
-        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key)
+        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key, objects)
         # The routes, bound once: the fast path calls them per request.
         self.master: Route = live.master
         self.live: Route = live.live
