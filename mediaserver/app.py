@@ -16,7 +16,6 @@ from mediaserver.broadcast import Broadcasts
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
-from mediaserver.objects import Uploader, make_store
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
 from storage import Database
@@ -37,13 +36,7 @@ class Server:
         )
         self.db = Database(settings.effective_database_url)
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
-        # Where recordings and uploads are kept (data_dir, or an S3 bucket: issue 15), and the
-        # uploader that copies finished media files there in S3 mode.
-        self.objects = make_store(settings, self.metrics)
-        self.uploader = Uploader(settings, self.objects, self.metrics)
-        self.broadcasts = Broadcasts(
-            settings, self.db, self.registry, self.metrics, uploader=self.uploader
-        )
+        self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
         # Relays each live stream to its channel's destinations (issue 14).
         self.restream = RestreamManager(
             settings.restream,
@@ -68,7 +61,6 @@ class Server:
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
-        self.uploader.start()
         # Streams a crash left open: out of LIVE before a publisher can come back, recovered
         # from the disk in the background.
         await self.broadcasts.recover_orphans()
@@ -83,7 +75,6 @@ class Server:
             rtmp_port=self.rtmp_port,
             rtmps_port=self.ingest.tls_port,
             restream_status=self.restream.status,
-            objects=self.objects,
         )
         h = self.settings.http
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=h.keepalive_timeout)
@@ -114,7 +105,6 @@ class Server:
         await self.restream.stop()
         await self.ingest.stop()
         await self.broadcasts.stop()
-        await self.uploader.stop()  # what is not uploaded yet stays on disk (and is logged)
         if self._http is not None:
             self._http.close()  # no new connections; the open ones are closed below
         if self._runner is not None:

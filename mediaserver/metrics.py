@@ -90,6 +90,13 @@ class Metrics:
             ["kind", "status"],
             registry=r,
         )
+        self.hls_cache_fills = Counter(
+            "aethex_hls_cache_fills",
+            "HLS requests a cache in front sent to fill itself (X-AeThex-Cache-Fill, set by "
+            "config/varnish/aethex.vcl), by kind: what the origin pays per part behind Varnish.",
+            ["kind"],
+            registry=r,
+        )
         self.hls_blocking_wait = Histogram(
             "aethex_hls_blocking_wait_seconds",
             "Seconds a blocking playlist reload or a preload-hinted part request was held.",
@@ -100,25 +107,6 @@ class Metrics:
             "aethex_viewers",
             "Playback sessions that polled a live playlist recently, by channel.",
             ["channel"],
-            registry=r,
-        )
-        # Issue 15: the object store (local files or an S3 bucket) and the uploads to it.
-        self.object_store_errors = Counter(
-            "aethex_object_store_errors",
-            "Object store operations that failed (missing keys excluded), by operation.",
-            ["op"],
-            registry=r,
-        )
-        self.object_uploads_pending = Gauge(
-            "aethex_object_uploads_pending",
-            "Files waiting for (or being) uploaded to the object store.",
-            registry=r,
-        )
-        self.object_uploads_dropped = Counter(
-            "aethex_object_uploads_dropped",
-            "Files not uploaded to the object store (queue full, or retried for "
-            "objects.retry_for and given up), by reason; they stay on the node's disk.",
-            ["reason"],
             registry=r,
         )
 

@@ -264,6 +264,9 @@ class HlsSettings:
     # are free to make up, so one client could pose as a crowd. Viewers behind one NAT share
     # an address; behind a reverse proxy turn on http.trust_forwarded_for.
     max_sessions_per_address: int = 10
+    # Seconds between the viewer page's "still watching" beacons (GET /hls/{slug}/watching):
+    # what counts players whose playlists and parts come from a cache (Varnish, a CDN).
+    viewer_beacon_interval: float = 5.0
     # Memory (MiB) for recently served VOD segments, so popular recordings are not re-read
     # from disk per request (0: always read the file).
     vod_cache_mb: int = 256
@@ -700,6 +703,14 @@ class ClusterSettings:
     # Seconds a channel's lease lives without renewal, and between renewals by its origin.
     lease_seconds: float = 6.0
     renew_interval: float = 1.0
+    # Live HLS of a stream owned by another origin is fetched from it (aethex:origin:{slug}):
+    # seconds a request to the owner may take (more than a blocking reload's 3 target
+    # durations), most such requests in flight at once (more get 503), seconds a looked-up
+    # owner is remembered, and the largest body taken (MiB).
+    proxy_timeout: float = 15.0
+    proxy_max_requests: int = 1000
+    route_cache_seconds: float = 1.0
+    proxy_max_body_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -716,16 +727,6 @@ class ObjectSettings:
     secret_key: str = ""
     # A public base URL of the bucket: VOD media redirects there ("" = served through the server).
     public_url: str = ""
-    # S3 mode: uploads running at once, files waiting past which new ones stay on disk only
-    # (counted), retry backoff (first wait, doubling up to retry_max) and how long a failing
-    # upload is retried, part size of large files, and one request's connect/read timeout (s).
-    upload_concurrency: int = 4
-    upload_queue: int = 10000
-    retry_initial: float = 1.0
-    retry_max: float = 30.0
-    retry_for: float = 3600.0
-    part_size: int = 8 << 20
-    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -956,6 +957,7 @@ def validate(s: Settings) -> Settings:
         "viewer_update_interval",
         "max_viewer_sessions",
         "max_sessions_per_address",
+        "viewer_beacon_interval",
     ):
         _check_positive(f"hls.{name}", getattr(h, name))
     for name in (
@@ -1309,6 +1311,8 @@ def _validate_cluster(s: Settings) -> None:
         raise SettingsError("cluster.node_id", "1-64 letters, digits, '.', '_' or '-'")
     _check_positive("cluster.lease_seconds", c.lease_seconds)
     _check_positive("cluster.renew_interval", c.renew_interval)
+    for name in ("proxy_timeout", "proxy_max_requests", "route_cache_seconds", "proxy_max_body_mb"):
+        _check_positive(f"cluster.{name}", getattr(c, name))
     if c.renew_interval * 2 > c.lease_seconds:
         raise SettingsError(
             "cluster.renew_interval", "must be at most half of cluster.lease_seconds"
@@ -1321,16 +1325,6 @@ def _validate_cluster(s: Settings) -> None:
         value = getattr(o, name)
         if value and not re.fullmatch(r"https?://\S+", value):
             raise SettingsError(f"objects.{name}", "must be an http(s):// URL")
-    for name in ("upload_concurrency", "upload_queue", "retry_initial", "timeout"):
-        _check_positive(f"objects.{name}", getattr(o, name))
-    if o.retry_max < o.retry_initial:
-        raise SettingsError("objects.retry_max", "must be at least objects.retry_initial")
-    if o.retry_for < 0:
-        raise SettingsError("objects.retry_for", "must be 0 (no retries) or a number of seconds")
-    if o.part_size < 5 << 20:
-        raise SettingsError("objects.part_size", "must be at least 5 MiB (S3's smallest part)")
-    if o.prefix and not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?", o.prefix):
-        raise SettingsError("objects.prefix", "letters, digits, '_', '.', '-' parts split by '/'")
 
 
 def _validate_proxy_protocol(r: RtmpSettings) -> None:

@@ -15,7 +15,6 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
-from storage.objects import LocalStore, ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import (
@@ -55,7 +54,6 @@ from .keys import (
     DB_KEY,
     EDGES_KEY,
     METRICS_KEY,
-    OBJECTS_KEY,
     REGISTRY_KEY,
     RESTREAM_STATUS_KEY,
     RTMP_PORT_KEY,
@@ -76,7 +74,6 @@ def create_app(
     rtmp_port: int | None = None,
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
-    objects: ObjectStore | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
@@ -100,8 +97,6 @@ def create_app(
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
     app[RTMPS_PORT_KEY] = rtmps_port
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
-    # Where media and uploads are kept (issue 15); without one, the files under data_dir.
-    app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
     render.setup(app)  # the template environment every page renders with

@@ -225,6 +225,10 @@ async def stream_page(request: web.Request) -> web.Response:
             ),
             # Seconds the server keeps the playlists open for a publisher to come back.
             "reconnect_grace": settings.hls.reconnect_grace,
+            # At least three beacons per viewer timeout, so one lost beacon drops nobody.
+            "beacon_interval": min(
+                settings.hls.viewer_beacon_interval, settings.hls.viewer_timeout / 3
+            ),
         },
     )
 

@@ -405,6 +405,8 @@ class HttpFront:
                 }
             if n == 4 and parts[3] == "master.m3u8":
                 return service.master, {"slug": parts[2]}
+            if n == 4 and parts[3] == "watching":
+                return service.watching, {"slug": parts[2]}
             if n == 5:
                 return service.live, {"slug": parts[2], "rendition": parts[3], "name": parts[4]}
         elif parts[1] == "vod":

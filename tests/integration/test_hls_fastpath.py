@@ -417,6 +417,7 @@ def test_route_shapes_match_aiohttp_routes() -> None:
     assert routes == {
         "/hls/{slug}/{token}/{rendition}/{name}",
         "/hls/{slug}/master.m3u8",
+        "/hls/{slug}/watching",
         "/hls/{slug}/{rendition}/{name}",
         "/vod/{stream_id}/master.m3u8",
         "/vod/{stream_id}/{rendition}/{name}",

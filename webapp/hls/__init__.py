@@ -28,7 +28,6 @@ from webapp.keys import (
     EDGES_KEY,
     HLS_KEY,
     METRICS_KEY,
-    OBJECTS_KEY,
     REGISTRY_KEY,
     SECRET_KEY,
     SETTINGS_KEY,
@@ -81,7 +80,6 @@ def setup(app: web.Application) -> HlsService:
         # A private video's grants (stream_links.vod_grant); the key is loaded later by
         # identity.setup, so it is read at use.
         vod_grant_key=lambda: app[SECRET_KEY],
-        objects=app.get(OBJECTS_KEY),  # S3 mode: VODs not on this disk come from the bucket
     )
     app[HLS_KEY] = service
     add = app.router.add_get
@@ -89,6 +87,7 @@ def setup(app: web.Application) -> HlsService:
     # The tokened form first: nearly every request is one of these (routes are tried in order).
     add("/hls/{slug}/{token}/{rendition}/{name}", ep(service.live))
     add("/hls/{slug}/master.m3u8", ep(service.master))
+    add("/hls/{slug}/watching", ep(service.watching))
     add("/hls/{slug}/{rendition}/{name}", ep(service.live))
     add("/vod/{stream_id}/master.m3u8", ep(service.vod_master))
     add("/vod/{stream_id}/{rendition}/{name}", ep(service.vod_resource))

@@ -26,13 +26,18 @@ from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import INIT_URI, parse_segment_name
 
 from .held import Held, Hold, Holding, Pending, Waiting
+from .remote import Elsewhere
 from .reply import (
+    BEACON_CACHE,
     BLOCKING_CACHE,
+    FILL_HEADER,
     IMMUTABLE,
     MASTER_CACHE,
     PLAYLIST_CACHE,
     PLAYLIST_TYPE,
     REVALIDATE,
+    SHARED_MASTER_CACHE,
+    SHARED_PLAYLIST_CACHE,
     HlsRequest,
     Reply,
     error_reply,
@@ -93,7 +98,8 @@ def _init_bytes(rendition: RenditionEdge, name: str) -> bytes | None:
 
 
 class LiveDelivery:
-    """The live routes: ``master`` and ``live`` (media playlists and objects)."""
+    """The live routes: ``master``, ``live`` (media playlists and objects) and ``watching``
+    (the viewer beacon); a stream held by another origin goes to ``elsewhere``."""
 
     def __init__(
         self,
@@ -103,7 +109,9 @@ class LiveDelivery:
         viewers: ViewerCounter,
         addresses: ClientAddresses,
         master_wait: float,
+        elsewhere: Elsewhere,
     ) -> None:
+        self.elsewhere = elsewhere
         self.metrics = metrics
         self.edges = edges
         self.holding = holding
@@ -121,7 +129,7 @@ class LiveDelivery:
     def master(self, request: HlsRequest) -> Reply | Pending:
         edge = self.edges.get(request.params["slug"])
         if edge is None:
-            return error_reply("master", 404)
+            return self.elsewhere.reply(request, "master")
         state = self._state(edge)
 
         def ready() -> Hold:
@@ -166,10 +174,37 @@ class LiveDelivery:
                 for line in lines
             )
             state.master_version = version
-        body = state.master_template.replace("\0", sid).encode()
-        return Reply(
-            "master", 200, {"Content-Type": PLAYLIST_TYPE, "Cache-Control": MASTER_CACHE}, body
-        )
+        if FILL_HEADER in request.headers:
+            # For a cache to share: no session (its players count by beacon, ``watching``).
+            body = state.master_template.replace("?session=\0", "").encode()
+            cache = SHARED_MASTER_CACHE
+        else:
+            body = state.master_template.replace("\0", sid).encode()
+            cache = MASTER_CACHE
+        return Reply("master", 200, {"Content-Type": PLAYLIST_TYPE, "Cache-Control": cache}, body)
+
+    def watching(self, request: HlsRequest) -> Reply | Pending:
+        """The player's beacon (``GET /hls/{slug}/watching?session=ID&rendition=NAME``, 204,
+        never cached): behind a cache the origin sees no player's playlist or part requests,
+        so the beacon stands for both (still under the per-address cap of ``ViewerCounter``)."""
+        edge = self.edges.get(request.params["slug"])
+        if edge is None:
+            return self.elsewhere.reply(request, "beacon")
+        sids = request.query.get("session") or ()
+        if len(sids) != 1 or not SESSION_RE.fullmatch(sids[0]):
+            return error_reply("beacon", 400, "session must be 16-64 letters, digits, - or _")
+        if edge.ended:
+            return error_reply("beacon", 404)
+        names = request.query.get("rendition") or ()
+        rendition = names[0] if len(names) == 1 and names[0] in edge.renditions else ""
+        if not rendition and edge.renditions:
+            rendition = next(iter(edge.renditions))
+        if request.method == "GET":
+            address = self.addresses.key(request)
+            now = time.monotonic()
+            self.viewers.seen(edge.slug, sids[0], address, now, rendition)
+            self.viewers.fetched_media(edge.slug, address, now)
+        return Reply("beacon", 204, {"Cache-Control": BEACON_CACHE})
 
     def live(self, request: HlsRequest) -> Reply | Pending:
         params = request.params
@@ -180,7 +215,7 @@ class LiveDelivery:
             return error_reply(kind, 404)
         edge = self.edges.get(params["slug"])
         if edge is None:
-            return error_reply(kind, 404)
+            return self.elsewhere.reply(request, kind)
         state = self._state(edge)
         token = params.get("token")
         if token is not None and token != state.token:
@@ -242,7 +277,8 @@ class LiveDelivery:
         except _BadRequest as exc:
             kind = "blocking_playlist" if "_HLS_msn" in request.query else "playlist"
             return error_reply(kind, 400, str(exc))
-        if request.method == "GET":
+        fill = FILL_HEADER in request.headers
+        if request.method == "GET" and not fill:
             address = self.addresses.key(request)
             self.viewers.seen(
                 edge.slug,
@@ -253,11 +289,9 @@ class LiveDelivery:
             )
         if msn is None:
             body = self._render(edge, state, rendition, skip)
+            cache = SHARED_PLAYLIST_CACHE if fill else PLAYLIST_CACHE
             return Reply(
-                "playlist",
-                200,
-                {"Content-Type": PLAYLIST_TYPE, "Cache-Control": PLAYLIST_CACHE},
-                body,
+                "playlist", 200, {"Content-Type": PLAYLIST_TYPE, "Cache-Control": cache}, body
             )
         name = rendition.name
 
@@ -363,7 +397,7 @@ class LiveDelivery:
 
     def _watching(self, request: HlsRequest, edge: LiveEdge) -> None:
         """Media went to this client: its sessions count as viewers (``ViewerCounter``)."""
-        if request.method == "GET":
+        if request.method == "GET" and FILL_HEADER not in request.headers:
             self.viewers.fetched_media(edge.slug, self.addresses.key(request), time.monotonic())
 
     @staticmethod

@@ -21,6 +21,14 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # Live playlists change every part; the master also carries a per-viewer session id.
 PLAYLIST_CACHE = "no-cache"
 MASTER_CACHE = "private, no-cache"
+# A cache filling itself (Varnish with config/varnish/aethex.vcl sets FILL_HEADER on its
+# fetches) gets answers it may share: the master without a session, the plain media playlist
+# for a second (a cache collapses only what it may store; hls.js reads its Age header). Its
+# fetches are not viewers: the players behind it are counted by their beacons.
+FILL_HEADER = "x-aethex-cache-fill"
+SHARED_MASTER_CACHE = "public, max-age=1"
+SHARED_PLAYLIST_CACHE = "public, max-age=1"
+BEACON_CACHE = "no-store"
 # A response to _HLS_msn/_HLS_part is valid for its (unique) URL: a CDN may keep it briefly.
 BLOCKING_CACHE = "public, max-age=1"
 # Short-form live objects: the same URL names other bytes in the channel's next broadcast.

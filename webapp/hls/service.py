@@ -14,17 +14,20 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from mediaserver.cluster.node import NodeIdentity
+from mediaserver.cluster.redis import make_redis
+from mediaserver.cluster.routing import LiveRoutes
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
-from storage.objects import ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import reply as replies
 from .held import Held, Holding, Pending
 from .live import LiveDelivery
-from .reply import Cors, HlsRequest, Reply
+from .remote import Elsewhere
+from .reply import FILL_HEADER, Cors, HlsRequest, Reply
 from .viewers import ClientAddresses, ViewerCounter, ViewerPublisher
 from .vod import VodDelivery
 
@@ -52,7 +55,6 @@ class HlsService:
         *,
         vod_link_seconds: Callable[[], float],
         vod_grant_key: Callable[[], bytes] | None = None,
-        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -67,6 +69,13 @@ class HlsService:
         self._publisher = ViewerPublisher(metrics, edges, registry, db)
         self._cors = Cors(settings.http.cors_origins)
         self._counters: dict[tuple[str, int], Any] = {}
+        # Cluster mode: streams owned by another origin are fetched from it (issue 15).
+        self._redis = make_redis(settings)
+        self.routes = (
+            LiveRoutes(self._redis, NodeIdentity.from_settings(settings).advertise_url, settings)
+            if self._redis is not None
+            else None
+        )
         live = LiveDelivery(
             metrics,
             edges,
@@ -74,11 +83,13 @@ class HlsService:
             self.viewers,
             self.addresses,
             3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)),
+            Elsewhere(self.routes, settings.http.trust_forwarded_for),
         )
-        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key, objects)
+        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key)
         # The routes, bound once: the fast path calls them per request.
         self.master: Route = live.master
         self.live: Route = live.live
+        self.watching: Route = live.watching
         self.vod_master: Route = vod.master
         self.vod_resource: Route = vod.resource
         self.fallback: Callable[[HlsRequest], Reply] = replies.fallback
@@ -94,6 +105,8 @@ class HlsService:
                 reply.kind, str(reply.status)
             )
         counter.inc()
+        if FILL_HEADER in request.headers:
+            self.metrics.hls_cache_fills.labels(reply.kind).inc()
         return reply
 
     def endpoint(
@@ -146,6 +159,10 @@ class HlsService:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if self.routes is not None:
+            await self.routes.close()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     async def shutdown(self, app: web.Application) -> None:
         """Answer held requests now (503) instead of keeping the server's shutdown waiting."""

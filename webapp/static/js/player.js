@@ -34,8 +34,21 @@
   var announcer = document.getElementById("state-announcer");
 
   var statusUrl = root.dataset.statusUrl;
-  var hlsUrl = root.dataset.hlsUrl;
   var creator = root.dataset.creator;
+  // This player's viewing session: in the master URL (a direct origin puts it in the media
+  // playlist URLs and counts their reloads) and in the beacon, which is what counts players
+  // whose playlists and parts come from a cache (Varnish, a CDN), where the origin never
+  // sees their requests. The same id either way, so a player counts once.
+  var session = (function () {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
+  })();
+  var hlsUrl = root.dataset.hlsUrl + "?session=" + session;
+  var beaconUrl = root.dataset.beaconUrl;
+  var BEACON_MS = (Number(root.dataset.beaconInterval) || 5) * 1000;
 
   var hls = null;
   var state = "offline";         // offline | starting | live
@@ -268,6 +281,25 @@
     poll();
   });
 
+  // -- viewer beacon ---------------------------------------------------------------------------
+
+  function renditionName() {
+    // The playing level's URL is {token}/{rendition}/index.m3u8: the rendition for the
+    // analytics' rendition mix.
+    var level = hls && hls.levels[hls.currentLevel];
+    var parts = level && level.url ? String(level.url).split("?")[0].split("/") : [];
+    return parts.length >= 2 ? parts[parts.length - 2] : "";
+  }
+
+  function beacon() {
+    if (state !== "live" || video.paused || !beaconUrl) return;
+    var url = beaconUrl + "?session=" + session;
+    var rendition = renditionName();
+    if (rendition) url += "&rendition=" + encodeURIComponent(rendition);
+    fetch(url, { cache: "no-store", credentials: "omit" })
+      .catch(function () { /* counting is best effort: the next beacon tries again */ });
+  }
+
   // -- quality menu --------------------------------------------------------------------------
 
   function levelLabel(level) {
@@ -345,6 +377,8 @@
   // -- start -----------------------------------------------------------------------------------
 
   setInterval(checkLatency, 2000);
+  setInterval(beacon, BEACON_MS);
+  video.addEventListener("playing", beacon);  // counted from the first frame, not 5 s later
   state = root.dataset.state || "offline";
   if (state === "live") {
     state = "starting";  // startPlayback switches to live

@@ -1,0 +1,67 @@
+"""Live HLS of a stream this node does not hold: the request goes to the origin that owns it
+(``mediaserver.cluster.routing``), and its answer comes back as a ``Reply`` like any other.
+
+Only in cluster mode (``cluster.redis_url`` set); a single node answers 404 as before. The
+request is rebuilt from the route's parameters and its query (the ``_HLS_*`` directives, the
+session), so the owner holds a blocking reload as if the player had asked it directly. The
+client's address travels as ``X-Forwarded-For`` (the owner counts viewers by it when it trusts
+forwarded addresses, ``http.trust_forwarded_for``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from mediaserver.cluster.routing import LiveRoutes, Unavailable
+from webapp.forwarded import client_host
+
+from .reply import HlsRequest, Reply, error_reply
+
+log = logging.getLogger(__name__)
+
+
+def _target(request: HlsRequest) -> str:
+    """The path and query of a live route, from what the router matched."""
+    p = request.params
+    names = [p["slug"]]
+    if "name" not in p:
+        names.append(p.get("file", "master.m3u8"))
+    else:
+        if p.get("token"):
+            names.append(p["token"])
+        names += [p["rendition"], p["name"]]
+    path = "/hls/" + "/".join(quote(n, safe="") for n in names)
+    pairs = [(k, v) for k, values in request.query.items() for v in values]
+    return path + ("?" + urlencode(pairs) if pairs else "")
+
+
+class Elsewhere:
+    """Forwards live requests for streams owned by another origin."""
+
+    def __init__(self, routes: LiveRoutes | None, trust_forwarded: bool) -> None:
+        self.routes = routes
+        self.trust_forwarded = trust_forwarded
+
+    def reply(self, request: HlsRequest, kind: str) -> Reply | Coroutine[Any, Any, Reply]:
+        """404 as a single node answers, or the owner's answer (a coroutine to await)."""
+        if self.routes is None or request.method not in ("GET", "HEAD"):
+            return error_reply(kind, 404)
+        return self._forward(self.routes, request, kind)
+
+    async def _forward(self, routes: LiveRoutes, request: HlsRequest, kind: str) -> Reply:
+        slug = request.params["slug"]
+        origin = await routes.owner(slug)
+        if origin is None:
+            return error_reply(kind, 404)
+        client = client_host(request.remote, request.headers, self.trust_forwarded)
+        try:
+            # HEAD goes as GET: the body's length is the answer's, the HTTP layer drops it.
+            fetched = await routes.forward(origin, "GET", _target(request), request.headers, client)
+        except Unavailable as exc:
+            routes.forget(slug)
+            log.info("live HLS of %s from %s: %s", slug, origin, exc.reason)
+            return error_reply(kind, exc.status, exc.reason)
+        return Reply(kind, fetched.status, fetched.headers, fetched.body)
