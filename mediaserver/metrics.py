@@ -109,6 +109,14 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.http_request_seconds = Histogram(
+            "aethex_http_request_duration_seconds",
+            "Seconds the application took for a page or API request (the Server-Timing app "
+            "figure; media delivery and WebSockets excluded), by kind (page or api).",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,13 +26,20 @@ from storage import query_timing
 from storage.query_timing import QueryClock
 
 from .errors import HOT_PREFIXES, Handler
+from .keys import METRICS_KEY
 
 HEADER = "Server-Timing"
 
 
-def _value(started: float, clock: QueryClock) -> str:
+def _value(request: web.Request, started: float, clock: QueryClock) -> str:
+    seconds = time.perf_counter() - started
+    # The same figure feeds aethex_http_request_duration_seconds (the dashboard's latency).
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:
+        kind = "api" if request.path.startswith("/api/") else "page"
+        metrics.http_request_seconds.labels(kind).observe(seconds)
     return (
-        f"app;dur={(time.perf_counter() - started) * 1000:.2f}, "
+        f"app;dur={seconds * 1000:.2f}, "
         f'db;dur={clock.seconds * 1000:.2f};desc="{clock.statements} statements"'
     )
 
@@ -46,10 +53,10 @@ async def server_timing_middleware(request: web.Request, handler: Handler) -> we
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects and errors raised as responses
-        exc.headers[HEADER] = _value(started, clock)
+        exc.headers[HEADER] = _value(request, started, clock)
         raise
     finally:
         query_timing.stop(token)
     if not response.prepared:
-        response.headers[HEADER] = _value(started, clock)
+        response.headers[HEADER] = _value(request, started, clock)
     return response
