@@ -35,9 +35,10 @@ class Ports:
     rtmp: int  # haproxy's RTMP frontend
     rtmps: int  # haproxy's RTMPS frontend
     stats: int  # haproxy's metrics/status page
-    # (host, port) of each origin, in the config's order (origin1, origin2).
-    origins: list[tuple[str, int]] = field(default_factory=list)
-    tls_origins: list[tuple[str, int]] = field(default_factory=list)
+    # (host, RTMP port, HTTP port) of each origin, in the config's order (origin1, origin2);
+    # haproxy checks GET /healthz on the HTTP port.
+    origins: list[tuple[str, int, int]] = field(default_factory=list)
+    tls_origins: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def _swap(text: str, old: str, new: str) -> str:
@@ -55,10 +56,13 @@ def render_config(ports: Ports, socket_path: Path, source: str | None = None) ->
     text = _swap(text, "bind :1935", f"bind 127.0.0.1:{ports.rtmp}")
     text = _swap(text, "bind :1936", f"bind 127.0.0.1:{ports.rtmps}")
     text = _swap(text, "bind 127.0.0.1:8404", f"bind 127.0.0.1:{ports.stats}")
-    for i, (host, port) in enumerate(ports.origins, 1):
-        text = _swap(text, f"origin{i} 10.0.0.1{i}:1935", f"origin{i} {host}:{port}")
-    for i, (host, port) in enumerate(ports.tls_origins, 1):
-        text = _swap(text, f"origin{i} 10.0.0.1{i}:1936", f"origin{i} {host}:{port}")
+    for suffix, origins in (("1935", ports.origins), ("1936", ports.tls_origins)):
+        for i, (host, port, http) in enumerate(origins, 1):
+            text = _swap(
+                text,
+                f"origin{i} 10.0.0.1{i}:{suffix} port 8080",
+                f"origin{i} {host}:{port} port {http}",
+            )
     if source:
         text = text.replace("send-proxy-v2\n", f"send-proxy-v2 source {source}\n")
     return text

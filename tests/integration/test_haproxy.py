@@ -43,8 +43,8 @@ async def test_publish_through_haproxy_counts_the_client(settings_env, tmp_path:
             rtmp=free_port(),
             rtmps=free_port(),
             stats=free_port(),
-            origins=[("127.0.0.1", server.rtmp_port), ("127.0.0.1", dead)],
-            tls_origins=[("127.0.0.1", free_port()), ("127.0.0.1", free_port())],
+            origins=[("127.0.0.1", server.rtmp_port, server.http_port), ("127.0.0.1", dead, dead)],
+            tls_origins=[("127.0.0.1", dead, dead), ("127.0.0.1", dead, dead)],
         )
         haproxy = HaproxyProcess(
             render_config(ports, tmp_path / "haproxy" / "haproxy.sock", source="127.0.0.2"),
@@ -52,7 +52,7 @@ async def test_publish_through_haproxy_counts_the_client(settings_env, tmp_path:
         )
         await asyncio.to_thread(haproxy.start)
         try:
-            # Health checks: the live origin stays UP, the dead one goes DOWN.
+            # Health checks (GET /healthz): the live origin stays UP, the dead one goes DOWN.
             deadline = time.monotonic() + 30
             while (status := await asyncio.to_thread(haproxy.status, "rtmp_origins")) != {
                 "origin1": "UP",
