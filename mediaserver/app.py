@@ -13,6 +13,9 @@ from aiohttp import web
 
 from mediaserver import memory
 from mediaserver.broadcast import Broadcasts
+from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable, leased_channels
+from mediaserver.cluster.node import NodeIdentity
+from mediaserver.cluster.redis import make_redis
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
@@ -35,7 +38,23 @@ class Server:
             on_drop=lambda ch, consumer, n: self.metrics.live_dropped.labels(ch, consumer).inc(n),
         )
         self.db = Database(settings.effective_database_url)
-        self.ingest = IngestServer(settings, self.db, self.registry, self.metrics)
+        # Issue 15: who this node is, and the process's one Redis client (None on one node).
+        self.node = NodeIdentity.from_settings(settings)
+        self.redis = make_redis(settings)
+        # An origin in a cluster claims each live channel with a lease in Redis (issue 15).
+        self.leases = (
+            ChannelLeases(
+                self.redis,
+                self.node,
+                lease_seconds=settings.cluster.lease_seconds,
+                renew_interval=settings.cluster.renew_interval,
+                on_error=lambda op: self.metrics.cluster_lease_errors.labels(op).inc(),
+                on_count=self.metrics.cluster_leases.labels(self.node.node_id).set,
+            )
+            if self.redis is not None and self.node.takes_publishers
+            else None
+        )
+        self.ingest = IngestServer(settings, self.db, self.registry, self.metrics, self.leases)
         self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
         # Relays each live stream to its channel's destinations (issue 14).
         self.restream = RestreamManager(
@@ -56,15 +75,32 @@ class Server:
 
     @property
     def rtmp_port(self) -> int:
-        return self.ingest.port
+        """What ingest listens on; on a web node (no ingest), the configured port."""
+        return self.ingest.port if self.node.takes_publishers else self.settings.rtmp.port
+
+    async def _recover_orphans(self) -> None:
+        """Streams a crash left open, except (in a cluster) those another origin holds a
+        lease on: they are live there, not orphans. Without an answer from Redis nothing is
+        recovered this time rather than a live stream closed."""
+        keep: set[int] = set()
+        if self.redis is not None:
+            try:
+                keep = await leased_channels(self.redis)
+            except ClusterUnavailable as exc:
+                log.warning("not recovering open streams: Redis does not answer (%s)", exc)
+                return
+        await self.broadcasts.recover_orphans(keep)
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
-        # Streams a crash left open: out of LIVE before a publisher can come back, recovered
-        # from the disk in the background.
-        await self.broadcasts.recover_orphans()
-        await self.ingest.start()
+        if self.node.takes_publishers:  # a web node (issue 15) runs no ingest, no transcoder
+            # Streams a crash left open: out of LIVE before a publisher can come back,
+            # recovered from the disk in the background.
+            await self._recover_orphans()
+            await self.ingest.start()
+            if self.leases is not None:
+                self.leases.start()
         # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
         app = create_app(
             settings=self.settings,
@@ -73,8 +109,13 @@ class Server:
             registry=self.registry,
             edges=self.broadcasts.edges,
             rtmp_port=self.rtmp_port,
-            rtmps_port=self.ingest.tls_port,
+            rtmps_port=self.ingest.tls_port or self.settings.rtmp.tls_port,
             restream_status=self.restream.status,
+            node={
+                "role": self.node.role,
+                "node": self.node.node_id,
+                "url": self.node.advertise_url,
+            },
         )
         h = self.settings.http
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=h.keepalive_timeout)
@@ -98,12 +139,21 @@ class Server:
         self._http = await loop.create_server(
             front.protocol, h.host, h.port, reuse_address=True, backlog=1024
         )
-        log.info("HTTP listening on %s:%d", h.host, self.http_port)
-        self.restream.start()
+        log.info(
+            "HTTP listening on %s:%d (role %s, node %s)",
+            h.host,
+            self.http_port,
+            self.node.role,
+            self.node.node_id,
+        )
+        if self.node.takes_publishers:
+            self.restream.start()
 
     async def stop(self) -> None:
         await self.restream.stop()
         await self.ingest.stop()
+        if self.leases is not None:
+            await self.leases.stop()  # the ended streams' leases released
         await self.broadcasts.stop()
         if self._http is not None:
             self._http.close()  # no new connections; the open ones are closed below
@@ -112,6 +162,8 @@ class Server:
         if self._front is not None:
             self._front.close()
         await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 async def serve(settings: Settings) -> None:

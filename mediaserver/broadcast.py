@@ -24,7 +24,7 @@ import functools
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -610,14 +610,15 @@ class Broadcasts:
             log.exception("could not mark stream %d %s", stream_id, status.value)
 
     # -- crash recovery -------------------------------------------------------------------
-    async def recover_orphans(self) -> None:
+    async def recover_orphans(self, keep_channels: Collection[int] = ()) -> None:
         """At start, before ingest: close the streams an earlier run left open.
 
         They leave LIVE at once (so their channels can go live again); each recording is then
         rebuilt from the disk in the background, so a long one does not hold up the start.
+        ``keep_channels``: channels live on another origin of the cluster, left alone.
         """
         async with self.db.session() as session:
-            orphans = await queries.take_orphaned_streams(session)
+            orphans = await queries.take_orphaned_streams(session, keep_channels)
             await session.commit()
         if orphans:
             log.warning("recovering %d stream(s) left open by an earlier run", len(orphans))

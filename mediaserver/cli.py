@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -52,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the server (RTMP ingest, HLS, web, chat)")
     _add_config(serve, top_level=False)
+    # Cluster (issue 15): each overrides its [cluster] setting, validated with the rest.
+    serve.add_argument(
+        "--role",
+        choices=("all", "origin", "web"),
+        help="all: everything in one process (default); origin: RTMP ingest, transcoding, "
+        "live HLS; web: pages, API, chat, VOD (cluster.role)",
+    )
+    serve.add_argument("--node-id", metavar="ID", help="this node's name (cluster.node_id)")
+    serve.add_argument(
+        "--advertise-url",
+        metavar="URL",
+        help="the URL other nodes reach this one at (cluster.advertise_url)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     db = commands.add_parser("db", help="database maintenance")
@@ -186,7 +200,16 @@ def _print_json(obj: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    # The flags win over the file and the environment: they go in as the environment's
+    # AETHEX_CLUSTER__* names, so validation (a role other than all needs PostgreSQL and
+    # Redis) judges the settings the process would really run with.
+    flags = {
+        "AETHEX_CLUSTER__ROLE": args.role,
+        "AETHEX_CLUSTER__NODE_ID": args.node_id,
+        "AETHEX_CLUSTER__ADVERTISE_URL": args.advertise_url,
+    }
+    env = {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
+    settings = load_settings(args.config, env=env)
     _migrate(settings)
     from mediaserver.app import run  # noqa: PLC0415 - PyAV, aiohttp, webapp: for serve only
 

@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -427,8 +428,11 @@ class OrphanedStream:
     started_at: datetime | None
 
 
-async def take_orphaned_streams(session: AsyncSession) -> list[OrphanedStream]:
-    """Streams a crash left LIVE or ENDING (call at startup, before ingest starts).
+async def take_orphaned_streams(
+    session: AsyncSession, keep_channels: Collection[int] = ()
+) -> list[OrphanedStream]:
+    """Streams a crash left LIVE or ENDING (call at startup, before ingest starts), except
+    those of ``keep_channels`` (in a cluster: live on another origin, which holds their lease).
 
     LIVE ones move to ENDING now: the channel may go live again at once (a new publisher would
     otherwise close this row OFFLINE), while recovery decides from the disk whether it becomes
@@ -443,6 +447,7 @@ async def take_orphaned_streams(session: AsyncSession) -> list[OrphanedStream]:
             .order_by(Stream.id)
         )
     ).all()
+    rows = [row for row in rows if row[0].channel_id not in keep_channels]
     for stream, _ in rows:
         stream.status = StreamStatus.ENDING
         stream.viewer_count = 0

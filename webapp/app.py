@@ -9,6 +9,8 @@ the application under the typed keys of ``webapp.keys``, so handlers never reach
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from mediaserver.live import LiveRegistry
@@ -30,6 +32,7 @@ from . import (
     destinations,
     downloads,
     follows,
+    health,
     history,
     hls,
     home,
@@ -74,6 +77,7 @@ def create_app(
     rtmp_port: int | None = None,
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
+    node: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
@@ -99,7 +103,17 @@ def create_app(
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
+    # /healthz for load balancers: role, node id, advertise URL (issue 15).
+    node = node or {"role": settings.cluster.role, "node": "", "url": ""}
+    health.setup(app, node)
     render.setup(app)  # the template environment every page renders with
+    if node["role"] == "origin":
+        # An origin (issue 15) serves its live streams' HLS (and VOD), /metrics and /healthz;
+        # pages, the API and chat are the web nodes'. identity: the key HLS grants are
+        # checked with, and who is asking.
+        identity.setup(app)
+        hls.setup(app)
+        return app
     pages.setup(app)  # thumbnails and the static assets
     home.setup(app)  # /: followed live, recommended, popular, new creators
     history.setup(app)  # watch history: player heartbeats, /dashboard/history, its API

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mediaserver.addresses import address_key
+from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable
 from mediaserver.live import (
     AlreadyLive,
     CodecConfig,
@@ -310,12 +311,21 @@ class IngestServer:
     registry."""
 
     def __init__(
-        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Metrics
+        self,
+        settings: Settings,
+        db: Database,
+        registry: LiveRegistry,
+        metrics: Metrics,
+        leases: ChannelLeases | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.registry = registry
         self.metrics = metrics
+        # Cluster mode (issue 15): a channel goes live here only with its lease in Redis.
+        self.leases = leases
+        if leases is not None:
+            leases.on_lost = self._lease_lost
         self.limits = limits_from_settings(settings)
         self.sessions: set[RtmpSession] = set()
         # Open connections (closing ones included) per address_key() of the peer.
@@ -516,7 +526,12 @@ class IngestServer:
             )
             current.close("taken_over")
         self._claiming.add(channel.id)
+        leased = accepted = False
         try:
+            if self.leases is not None:
+                leased = await self._claim_lease(session, event, channel.id, channel.slug)
+                if not leased or session.closing:
+                    return False
             now = datetime.now(UTC)
             async with self.db.session() as db:
                 row = await queries.start_stream(db, channel.id, now)
@@ -538,9 +553,47 @@ class IngestServer:
             session.attach(live)
             self.metrics.streams_live.set(len(self.registry))
             log.info("rtmp %s: %s is live (stream %d)", session.peer, channel.slug, row.id)
+            accepted = True
             return True
         finally:
             self._claiming.discard(channel.id)
+            if leased and not accepted and self.leases is not None:
+                self.leases.release(channel.id)
+
+    async def _claim_lease(
+        self, session: RtmpSession, event: PublishRequested, channel_id: int, slug: str
+    ) -> bool:
+        """Claim the channel's lease for this origin; refuse the publisher (as a duplicate, or
+        because Redis does not answer) when it cannot be had."""
+        assert self.leases is not None
+        try:
+            ours = await self.leases.claim(channel_id, slug)
+        except ClusterUnavailable as exc:
+            log.warning(
+                "rtmp %s: publish refused: %s: cluster state unavailable (Redis: %s)",
+                session.peer,
+                slug,
+                exc,
+            )
+            if not session.closing:
+                session.reject(
+                    event.stream_id, "cluster unavailable; try again later", "cluster_unavailable"
+                )
+            return False
+        if not ours:
+            log.info("rtmp %s: publish refused: %s is live on another origin", session.peer, slug)
+            if not session.closing:
+                session.reject(event.stream_id, "stream key already publishing", "already_live")
+            return False
+        return True
+
+    def _lease_lost(self, channel_id: int) -> None:
+        """Another origin holds the channel now (Redis lost our lease and it was claimed
+        meanwhile): end the stream here so there is one publisher."""
+        session = self.publishers.get(channel_id)
+        if session is not None:
+            log.warning("rtmp %s: the channel's lease is another origin's: closing", session.peer)
+            session.close("lease_lost")
 
     @property
     def health_policy(self) -> HealthPolicy:
@@ -574,6 +627,8 @@ class IngestServer:
         broadcast lifecycle) finish the row."""
         if self.publishers.get(stream.channel_id) is session:
             del self.publishers[stream.channel_id]
+            if self.leases is not None:
+                self.leases.release(stream.channel_id)
         self.registry.end(stream)
         self.metrics.streams_live.set(len(self.registry))
         log.info("%s stream %d ended (%s)", stream.slug, stream.stream_id, reason)

@@ -1,0 +1,367 @@
+"""Channel leases across origins (issue 15, tests 1 and 7, the lease side): two origins on one
+PostgreSQL and one Redis, real ffmpeg publishers, a real redis-server stopped and restarted.
+
+One publisher per channel holds across origins (the key sent to the other origin is refused;
+two at once: one wins); an origin that dies stops renewing and the channel is taken over on the
+other after the lease expires; a Redis restart mid-stream loses nothing the viewers see and the
+lease is back within 2 s; a publisher arriving while Redis is down is refused clearly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import m3u8
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import select
+
+from benchmarks.lib.server import ServerProcess
+from mediaserver.cluster.leases import DEADLINE
+from storage.models import Stream, StreamStatus
+from tests.conftest import (
+    make_channel,
+    make_source,
+    push,
+    rtmp_url,
+    running_server,
+    start_ffmpeg,
+    transcoding,
+)
+
+pytestmark = pytest.mark.integration
+
+LEASE_SECONDS = 2.0
+RENEW_INTERVAL = 0.5
+
+
+def node_env(base: dict[str, str], tmp: Path, name: str, pg: str, redis_url: str) -> dict[str, str]:
+    return {
+        **base,
+        "AETHEX_DATA_DIR": str(tmp / name),
+        "AETHEX_DATABASE_URL": pg,
+        "AETHEX_CLUSTER__ROLE": "origin",
+        "AETHEX_CLUSTER__NODE_ID": name,
+        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://{name}.test:8080",
+        "AETHEX_CLUSTER__REDIS_URL": redis_url,
+        "AETHEX_CLUSTER__LEASE_SECONDS": str(LEASE_SECONDS),
+        "AETHEX_CLUSTER__RENEW_INTERVAL": str(RENEW_INTERVAL),
+    }
+
+
+@pytest.fixture
+async def rds(redis_url: str) -> AsyncIterator[Any]:
+    client = aioredis.from_url(
+        redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def get(client: Any, key: str) -> str | None:
+    """The key's value; None also while the client reconnects to a restarted Redis."""
+    try:
+        return await client.get(key)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not in {timeout:.1f} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def live_on(server: Any, channel_id: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return channel_id in server.ingest.publishers
+
+    return check
+
+
+async def refused(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> str:
+    """ffmpeg's error output once it gave up (a refused publish exits non-zero)."""
+    await asyncio.wait_for(proc.wait(), timeout)
+    assert proc.returncode != 0
+    assert proc.stderr is not None
+    return (await proc.stderr.read()).decode(errors="replace")
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+
+
+async def test_one_publisher_per_channel_across_origins(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str, rds: Any
+) -> None:
+    env_a = node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_url)
+    env_b = node_env(settings_env, tmp_path, "origin-b", postgres_url, redis_url)
+    async with running_server(env_a) as a, running_server(env_b) as b:
+        cid, key = await make_channel(a, "duo", "duo")
+        pa = await start_ffmpeg(rtmp_url(a, key), seconds=30, size="320x180", rate=15)
+        try:
+            await until(live_on(a, cid), 30, "live on A")
+            value = json.loads(await rds.get(f"aethex:lease:{cid}"))
+            assert value == {"node": "origin-a", "url": "http://origin-a.test:8080", "slug": "duo"}
+            assert await rds.get("aethex:origin:duo") == "http://origin-a.test:8080"
+            assert 0 < await rds.pttl(f"aethex:lease:{cid}") <= LEASE_SECONDS * 1000
+            assert a.metrics.sample("aethex_cluster_leases", node="origin-a") == 1
+            # The same key sent to origin B: refused as on one node, A keeps the stream.
+            pb = await start_ffmpeg(rtmp_url(b, key), seconds=5, size="320x180", rate=15)
+            await refused(pb)
+            assert b.metrics.sample("aethex_rtmp_rejected_total", reason="already_live") == 1
+            assert cid in a.ingest.publishers and not b.ingest.publishers
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-a"
+            # Renewed while live: still there after several lease periods.
+            await asyncio.sleep(0)
+            started = time.monotonic()
+            await until(
+                lambda: _after(started, LEASE_SECONDS * 2), LEASE_SECONDS * 3, "two lease periods"
+            )
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-a"
+        finally:
+            await stop(pa)
+        # The stream ended: A released the lease and the route at once (no wait for expiry).
+        await until(
+            lambda: _gone(rds, f"aethex:lease:{cid}", "aethex:origin:duo"), 10, "lease released"
+        )
+        assert a.metrics.sample("aethex_cluster_leases", node="origin-a") == 0
+        assert not a.metrics.sample("aethex_cluster_lease_errors_total", op="claim")
+
+
+async def _after(started: float, seconds: float) -> bool:
+    return time.monotonic() - started >= seconds
+
+
+async def _gone(client: Any, *keys: str) -> bool:
+    return not any([await client.get(k) for k in keys])
+
+
+async def test_two_publishers_at_once_one_wins(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str, rds: Any
+) -> None:
+    env_a = node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_url)
+    env_b = node_env(settings_env, tmp_path, "origin-b", postgres_url, redis_url)
+    async with running_server(env_a) as a, running_server(env_b) as b:
+        cid, key = await make_channel(a, "race", "racer")
+        procs = await asyncio.gather(
+            start_ffmpeg(rtmp_url(a, key), seconds=10, size="320x180", rate=15),
+            start_ffmpeg(rtmp_url(b, key), seconds=10, size="320x180", rate=15),
+        )
+        try:
+            done, _ = await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in procs],
+                timeout=30,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert len(done) == 1, "exactly one publisher is refused"
+            loser = next(p for p in procs if p.returncode is not None)
+            assert loser.returncode != 0
+            await until(
+                lambda: _any(live_on(a, cid), live_on(b, cid)), 30, "the other one goes live"
+            )
+            winner, other = (a, b) if cid in a.ingest.publishers else (b, a)
+            assert cid in winner.ingest.publishers and not other.ingest.publishers
+            assert other.metrics.sample("aethex_rtmp_rejected_total", reason="already_live") == 1
+            holder = json.loads(await rds.get(f"aethex:lease:{cid}"))["node"]
+            assert holder == winner.node.node_id
+            async with a.db.session() as db:
+                rows = (
+                    (
+                        await db.execute(
+                            select(Stream).where(
+                                Stream.channel_id == cid, Stream.status == StreamStatus.LIVE
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            assert len(rows) == 1
+        finally:
+            for p in procs:
+                await stop(p)
+
+
+async def test_a_dead_origins_channel_is_taken_over(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str, rds: Any
+) -> None:
+    env_a = node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_url)
+    env_b = node_env(settings_env, tmp_path, "origin-b", postgres_url, redis_url)
+    async with running_server(env_b) as b:
+        cid, key = await make_channel(b, "phoenix", "phoenix")
+        # Origin A is a real `aethex serve` process, so it can die without a word (SIGKILL).
+        env_a = {
+            k: v for k, v in env_a.items() if k not in ("AETHEX_HTTP_PORT", "AETHEX_RTMP_PORT")
+        }
+        a = ServerProcess(env_a)
+        pa: asyncio.subprocess.Process | None = None
+        pb: asyncio.subprocess.Process | None = None
+        try:
+            await asyncio.to_thread(a.wait_ready, 60.0)
+            url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
+            pa = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
+            await until(lambda: _held_by(rds, cid, "origin-a"), 30, "A holds the lease")
+            a.kill()
+            killed = time.monotonic()
+            await stop(pa)
+            # The encoder reconnects to B (as haproxy would send it): refused while A's lease
+            # lives, live once it expired. Each attempt is decided within the handshake and
+            # publish deadlines: that is the margin over lease_seconds.
+            r = b.settings.rtmp
+            margin = r.handshake_timeout + r.publish_timeout
+            attempts = 0
+            while cid not in b.ingest.publishers:
+                assert time.monotonic() - killed < LEASE_SECONDS + margin, (
+                    f"not live on B after {attempts} attempts"
+                )
+                attempts += 1
+                pb = await start_ffmpeg(rtmp_url(b, key), seconds=30, size="320x180", rate=15)
+                waiter = asyncio.ensure_future(pb.wait())
+                while not waiter.done() and cid not in b.ingest.publishers:
+                    await asyncio.sleep(0.05)
+                if cid not in b.ingest.publishers:
+                    pb = None
+            took = time.monotonic() - killed
+            assert took < LEASE_SECONDS + margin
+            assert attempts >= 1
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-b"
+            assert await rds.get("aethex:origin:phoenix") == "http://origin-b.test:8080"
+            # A's row, left LIVE by the crash, was closed when B's stream started.
+            async with b.db.session() as db:
+                live = (
+                    (
+                        await db.execute(
+                            select(Stream).where(
+                                Stream.channel_id == cid, Stream.status == StreamStatus.LIVE
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            assert [s.id for s in live] == [b.ingest.publishers[cid].stream.stream_id]
+        finally:
+            a.kill()
+            for p in (pa, pb):
+                if p is not None:
+                    await stop(p)
+
+
+async def _held_by(client: Any, channel_id: int, node: str) -> bool:
+    value = await get(client, f"aethex:lease:{channel_id}")
+    return bool(value) and json.loads(value)["node"] == node  # type: ignore[arg-type]
+
+
+async def test_redis_restart_mid_stream(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    postgres_url: str,
+    redis_server: Any,
+    rds: Any,
+) -> None:
+    env = transcoding(node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_server.url))
+    env["AETHEX_TRANSCODE__LADDER"] = json.dumps(
+        [{"name": "180p", "height": 180, "fps": 15, "video_kbps": 200}]
+    )
+    env["AETHEX_HLS__SEGMENT_DURATION"] = "1"
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=40, bitrate="300k", gop=15)
+    async with running_server(env) as a, aiohttp.ClientSession() as http:
+        cid, key = await make_channel(a, "steady", "steady")
+        _, key2 = await make_channel(a, "late", "steady")
+        base = f"http://127.0.0.1:{a.http_port}"
+        proc = await push(source, rtmp_url(a, key))
+        try:
+            await until(live_on(a, cid), 30, "live")
+            session = a.ingest.publishers[cid]
+            media = await until(lambda: _media_url(http, base, "steady"), 30, "master playlist")
+            seq = await until(lambda: _last_segment(http, media), 30, "a segment")
+
+            # Redis restarts empty: the renewal sets the lease and the route again within 2 s.
+            redis_server.restart()
+            restarted = time.monotonic()
+            await until(lambda: _held_by(rds, cid, "origin-a"), 5, "lease back")
+            assert time.monotonic() - restarted < 2.0
+            assert await get(rds, "aethex:origin:steady") == "http://origin-a.test:8080"
+            # Playback went on: the same publisher, new segments in the playlist.
+            await until(
+                lambda: _advanced(http, media, seq + 2), 30, "playlist advancing after restart"
+            )
+            assert a.ingest.publishers[cid] is session
+
+            # Redis down: a new publisher is refused clearly (and promptly); the live one goes on.
+            redis_server.stop()
+            stopped = time.monotonic()
+            late = await start_ffmpeg(rtmp_url(a, key2), seconds=10, size="320x180", rate=15)
+            err = await refused(late, timeout=DEADLINE + 15)
+            assert time.monotonic() - stopped < DEADLINE + 10, err
+            assert a.metrics.sample("aethex_rtmp_rejected_total", reason="cluster_unavailable") == 1
+            assert a.metrics.sample("aethex_cluster_lease_errors_total", op="claim") == 1
+            seq = await until(lambda: _last_segment(http, media), 10, "a segment")
+            await until(lambda: _advanced(http, media, seq + 1), 30, "playing while Redis is down")
+            assert a.ingest.publishers[cid] is session and len(a.ingest.publishers) == 1
+
+            # Back: the lease is registered again within 2 s.
+            redis_server.start()
+            back = time.monotonic()
+            await until(lambda: _held_by(rds, cid, "origin-a"), 5, "lease back after outage")
+            assert time.monotonic() - back < 2.0
+            assert a.metrics.sample("aethex_cluster_lease_errors_total", op="renew") >= 1
+
+            # Someone else holds the channel now (as if claimed while our lease was gone):
+            # the next renewal stops the local stream cleanly.
+            await rds.set(
+                f"aethex:lease:{cid}",
+                json.dumps({"node": "intruder", "url": "http://x.test", "slug": "steady"}),
+                px=10_000,
+            )
+            await until(lambda: _not(live_on(a, cid)), 10, "local stream stopped")
+            assert a.metrics.sample("aethex_rtmp_rejected_total", reason="lease_lost") == 1
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "intruder"
+        finally:
+            await stop(proc)
+
+
+async def _any(*checks: Callable[[], Awaitable[bool]]) -> bool:
+    return any([await c() for c in checks])
+
+
+async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
+    return not await check()
+
+
+async def _media_url(http: aiohttp.ClientSession, base: str, slug: str) -> str | None:
+    async with http.get(f"{base}/hls/{slug}/master.m3u8") as resp:
+        if resp.status != 200:
+            return None
+        text = await resp.text()
+    return f"{base}/hls/{slug}/{m3u8.loads(text).playlists[0].uri}"
+
+
+async def _last_segment(http: aiohttp.ClientSession, media: str) -> int | None:
+    async with http.get(media) as resp:
+        if resp.status != 200:
+            return None
+        playlist = m3u8.loads(await resp.text())
+    if not playlist.segments:
+        return None
+    return int(playlist.media_sequence or 0) + len(playlist.segments) - 1
+
+
+async def _advanced(http: aiohttp.ClientSession, media: str, at_least: int) -> bool:
+    last = await _last_segment(http, media)
+    return last is not None and last >= at_least
