@@ -19,6 +19,7 @@ from mediaserver.cluster.redis import make_redis
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
+from mediaserver.objects import Uploader, make_store
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
 from storage import Database
@@ -55,7 +56,13 @@ class Server:
             else None
         )
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics, self.leases)
-        self.broadcasts = Broadcasts(settings, self.db, self.registry, self.metrics)
+        # Where recordings and uploads are kept (data_dir, or an S3 bucket: issue 15), and the
+        # uploader that copies finished media files there in S3 mode.
+        self.objects = make_store(settings, self.metrics)
+        self.uploader = Uploader(settings, self.objects, self.metrics)
+        self.broadcasts = Broadcasts(
+            settings, self.db, self.registry, self.metrics, uploader=self.uploader
+        )
         # Relays each live stream to its channel's destinations (issue 14).
         self.restream = RestreamManager(
             settings.restream,
@@ -94,6 +101,7 @@ class Server:
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
+        self.uploader.start()
         if self.node.takes_publishers:  # a web node (issue 15) runs no ingest, no transcoder
             # Streams a crash left open: out of LIVE before a publisher can come back,
             # recovered from the disk in the background.
@@ -116,6 +124,7 @@ class Server:
                 "node": self.node.node_id,
                 "url": self.node.advertise_url,
             },
+            objects=self.objects,
         )
         h = self.settings.http
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=h.keepalive_timeout)
@@ -155,6 +164,7 @@ class Server:
         if self.leases is not None:
             await self.leases.stop()  # the ended streams' leases released
         await self.broadcasts.stop()
+        await self.uploader.stop()  # what is not uploaded yet stays on disk (and is logged)
         if self._http is not None:
             self._http.close()  # no new connections; the open ones are closed below
         if self._runner is not None:

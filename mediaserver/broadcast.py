@@ -32,6 +32,7 @@ from typing import Any
 from mediaserver import memory
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
+from mediaserver.objects import RecordingUploads, Uploader
 from mediaserver.restream.rungs import RungTap
 from mediaserver.settings import Settings, SettingsError, parse_ladder, transcode_options
 from storage import Database, queries
@@ -49,12 +50,13 @@ from transcode.hls import (
     SegmentReady,
     init_uri,
     recover,
+    segment_uri,
     write_file_atomic,
     write_vod,
 )
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
-from transcode.sprites import PreviewOptions, build_previews
+from transcode.sprites import PREVIEW_DIR, PreviewOptions, build_previews
 from transcode.types import AudioTrackInfo, EncodedPacket, VideoTrackInfo
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,12 @@ class Broadcast:
             self.dir, journal=self.recording, fsync=manager.settings.recording.fsync
         )
         self._writes: asyncio.Queue[Callable[[], None] | None] = asyncio.Queue()
+        # S3 mode (issue 15): each recorded file goes to the bucket once it is on disk.
+        self.uploads = (
+            RecordingUploads(manager.uploader, self.dir)
+            if self.recording and manager.uploader is not None and manager.uploader.active
+            else None
+        )
         self._writer = asyncio.get_running_loop().create_task(self._write_files())
         self.transcoder: LiveTranscoder | None = None
         # Every finished segment per rendition, for the VOD playlists.
@@ -242,6 +250,7 @@ class Broadcast:
                 self.files.write_init, name, init_name, packager.init, meta, packager.first_segment
             )
         )
+        self._upload_written(self.dir / name / init_name)
         self.edge.notify()
 
     def _nominal_bandwidth(self, name: str) -> int:
@@ -274,12 +283,18 @@ class Broadcast:
             self._writes.put_nowait(
                 functools.partial(self.files.write_segment, name, segment, event.data)
             )
+            self._upload_written(self.dir / name / segment_uri(event.segment))
             # Files stay while in the window or the clips' DVR buffer, whichever is longer.
             expired = rendition.take_expired()
             if not self.recording:
                 for msn in expired:
                     self._writes.put_nowait(functools.partial(self.files.delete_segment, name, msn))
         self.edge.notify()
+
+    def _upload_written(self, path: Path) -> None:
+        """Queue the upload of a file once the writer has put it in place (S3 mode)."""
+        if self.uploads is not None:
+            self._writes.put_nowait(functools.partial(self.uploads.file_threadsafe, path))
 
     def save_thumbnail(self, jpeg: bytes) -> None:
         self._writes.put_nowait(
@@ -414,6 +429,8 @@ class Broadcast:
             log.info(
                 "%s: stream %d archived, VOD %.1f s", self.slug, self.stream.stream_id, duration
             )
+            if self.uploads is not None:  # the rest, then the playlists naming it
+                m.track(asyncio.ensure_future(self._publish(extra.get("thumbnail_path"))))
             m.make_previews(self.stream.stream_id, self.dir)
         else:
             await m.mark(self.stream, StreamStatus.OFFLINE, **extra)
@@ -430,6 +447,16 @@ class Broadcast:
         if self.settings.memory.trim_after_stream:
             # The transcoder's threads are gone; what they freed goes back to the system.
             await asyncio.to_thread(memory.release_free_memory)
+
+    async def _publish(self, thumbnail: str | None) -> None:
+        """S3 mode: the recording's thumbnail and whatever of it is not in the bucket yet,
+        then its playlists (a retried upload may take a while: the row is ARCHIVED already
+        and this node serves the VOD from its disk meanwhile)."""
+        assert self.uploads is not None
+        uploader = self.uploads.uploader
+        if thumbnail:
+            await uploader.upload(self.settings.data_dir / thumbnail)
+        await self.uploads.publish(f"{self.slug}: stream {self.stream.stream_id}")
 
     async def _poll_stats(self) -> None:
         while True:
@@ -456,9 +483,16 @@ class Broadcasts:
     """Attaches a ``Broadcast`` to every stream the registry starts; owns the row lifecycle."""
 
     def __init__(
-        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Metrics
+        self,
+        settings: Settings,
+        db: Database,
+        registry: LiveRegistry,
+        metrics: Metrics,
+        *,
+        uploader: Uploader | None = None,
     ) -> None:
         self.settings = settings
+        self.uploader = uploader  # S3 mode: recordings go to the bucket (issue 15)
         # Built (and checked) once: every stream's transcoder works the same way.
         self.transcode_options = transcode_options(settings)
         self.db = db
@@ -515,6 +549,9 @@ class Broadcasts:
                     made.thumbnails,
                     made.sheets,
                 )
+                if self.uploader is not None and self.uploader.active:
+                    sprites = RecordingUploads(self.uploader, directory / PREVIEW_DIR)
+                    await sprites.publish(f"stream {stream_id} previews")
 
         self.track(asyncio.get_running_loop().create_task(make()))
 
@@ -669,6 +706,9 @@ class Broadcasts:
                     **fields,
                 )
                 self.make_previews(orphan.id, directory)
+                if self.uploader is not None and self.uploader.active:
+                    recovered = RecordingUploads(self.uploader, directory)
+                    self.track(asyncio.ensure_future(recovered.publish(f"stream {orphan.id}")))
                 log.warning(
                     "%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) unusable)",
                     orphan.slug,

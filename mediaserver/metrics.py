@@ -117,6 +117,25 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        # Issue 15: the object store (local files or an S3 bucket) and the uploads to it.
+        self.object_store_errors = Counter(
+            "aethex_object_store_errors",
+            "Object store operations that failed (missing keys excluded), by operation.",
+            ["op"],
+            registry=r,
+        )
+        self.object_uploads_pending = Gauge(
+            "aethex_object_uploads_pending",
+            "Files waiting for (or being) uploaded to the object store.",
+            registry=r,
+        )
+        self.object_uploads_dropped = Counter(
+            "aethex_object_uploads_dropped",
+            "Files not uploaded to the object store (queue full, or retried for "
+            "objects.retry_for and given up), by reason; they stay on the node's disk.",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

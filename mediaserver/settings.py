@@ -727,6 +727,16 @@ class ObjectSettings:
     secret_key: str = ""
     # A public base URL of the bucket: VOD media redirects there ("" = served through the server).
     public_url: str = ""
+    # S3 mode: uploads running at once, files waiting past which new ones stay on disk only
+    # (counted), retry backoff (first wait, doubling up to retry_max) and how long a failing
+    # upload is retried, part size of large files, and one request's connect/read timeout (s).
+    upload_concurrency: int = 4
+    upload_queue: int = 10000
+    retry_initial: float = 1.0
+    retry_max: float = 30.0
+    retry_for: float = 3600.0
+    part_size: int = 8 << 20
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -1325,6 +1335,16 @@ def _validate_cluster(s: Settings) -> None:
         value = getattr(o, name)
         if value and not re.fullmatch(r"https?://\S+", value):
             raise SettingsError(f"objects.{name}", "must be an http(s):// URL")
+    for name in ("upload_concurrency", "upload_queue", "retry_initial", "timeout"):
+        _check_positive(f"objects.{name}", getattr(o, name))
+    if o.retry_max < o.retry_initial:
+        raise SettingsError("objects.retry_max", "must be at least objects.retry_initial")
+    if o.retry_for < 0:
+        raise SettingsError("objects.retry_for", "must be 0 (no retries) or a number of seconds")
+    if o.part_size < 5 << 20:
+        raise SettingsError("objects.part_size", "must be at least 5 MiB (S3's smallest part)")
+    if o.prefix and not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?", o.prefix):
+        raise SettingsError("objects.prefix", "letters, digits, '_', '.', '-' parts split by '/'")
 
 
 def _validate_proxy_protocol(r: RtmpSettings) -> None:

@@ -17,6 +17,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
+from storage.objects import LocalStore, ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import (
@@ -57,6 +58,7 @@ from .keys import (
     DB_KEY,
     EDGES_KEY,
     METRICS_KEY,
+    OBJECTS_KEY,
     REGISTRY_KEY,
     RESTREAM_STATUS_KEY,
     RTMP_PORT_KEY,
@@ -78,6 +80,7 @@ def create_app(
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
     node: Mapping[str, str] | None = None,
+    objects: ObjectStore | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
 
@@ -101,6 +104,8 @@ def create_app(
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
     app[RTMPS_PORT_KEY] = rtmps_port
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
+    # Where media and uploads are kept (issue 15); without one, the files under data_dir.
+    app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
     # /healthz for load balancers: role, node id, advertise URL (issue 15).

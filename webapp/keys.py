@@ -18,6 +18,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
+from storage.objects import ObjectStore
 from transcode.edge import EdgeRegistry
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ DB_KEY = web.AppKey("db", Database)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 REGISTRY_KEY = web.AppKey("registry", LiveRegistry)
 EDGES_KEY = web.AppKey("edges", EdgeRegistry)
+# Where recordings, clips, thumbnails and uploads are kept: data_dir or S3 (issue 15).
+OBJECTS_KEY: web.AppKey[ObjectStore] = web.AppKey("objects")
 # The port ingest listens on: the OBS "Server" the dashboard shows.
 RTMP_PORT_KEY = web.AppKey("rtmp_port", int)
 # The port of ingest's TLS listener (the dashboard's rtmps:// server); 0 when RTMPS is off.

@@ -28,6 +28,7 @@ from webapp.keys import (
     EDGES_KEY,
     HLS_KEY,
     METRICS_KEY,
+    OBJECTS_KEY,
     REGISTRY_KEY,
     SECRET_KEY,
     SETTINGS_KEY,
@@ -80,6 +81,7 @@ def setup(app: web.Application) -> HlsService:
         # A private video's grants (stream_links.vod_grant); the key is loaded later by
         # identity.setup, so it is read at use.
         vod_grant_key=lambda: app[SECRET_KEY],
+        objects=app.get(OBJECTS_KEY),  # S3 mode: VODs not on this disk come from the bucket
     )
     app[HLS_KEY] = service
     add = app.router.add_get

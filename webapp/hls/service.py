@@ -21,6 +21,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage import Database
+from storage.objects import ObjectStore
 from transcode.edge import EdgeRegistry
 
 from . import reply as replies
@@ -55,6 +56,7 @@ class HlsService:
         *,
         vod_link_seconds: Callable[[], float],
         vod_grant_key: Callable[[], bytes] | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -85,7 +87,7 @@ class HlsService:
             3.0 * max(1, math.ceil(hls.segment_duration - 1e-6)),
             Elsewhere(self.routes, settings.http.trust_forwarded_for),
         )
-        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key)
+        vod = VodDelivery(settings, db, vod_link_seconds, vod_grant_key, objects)
         # The routes, bound once: the fast path calls them per request.
         self.master: Route = live.master
         self.live: Route = live.live

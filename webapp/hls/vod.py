@@ -5,6 +5,10 @@ The stream row must be ARCHIVED with a VOD, and ``{stream_id}`` must be a link t
 private video the grant its page handed to the owner or an admin); the
 names a request may use are exactly those listed in the VOD's own playlists, read once and
 cached. Recently served files stay in memory (``_ByteCache``).
+
+Any node serves any VOD (issue 15): a recording that is not on this node's disk (another
+origin made it, or the disk was wiped) is read from the object store, its segments fetched
+from there or, when ``objects.public_url`` is set, redirected to the bucket's public URL.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from mediaserver.settings import Settings
 from storage import Database
 from storage.channels import parse_stream_ref, stream_by_ref
 from storage.models import StreamStatus
+from storage.objects import ObjectStore, ObjectStoreError
 from transcode.hls import parse_segment_name
 from webapp.stream_links import check_vod_grant, is_vod_grant, reachable
 
@@ -56,37 +61,71 @@ class _Vod:
     master: bytes
     playlists: dict[str, bytes]
     names: dict[str, frozenset[str]]
+    # The object store's key of the directory ("streams/{id}"); remote: not on this disk.
+    key: str = ""
+    remote: bool = False
 
 
-def _load_vod(directory: Path) -> _Vod | None:
-    """Read the VOD's playlists (in a thread). Renditions and names come from the files the
-    server wrote, each checked against the canonical patterns."""
-    try:
-        master = (directory / "master.m3u8").read_bytes()
-        playlists: dict[str, bytes] = {}
-        names: dict[str, frozenset[str]] = {}
-        for line in master.decode().splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            rendition, _, rest = line.partition("/")
-            if rest != "index.m3u8" or not _RENDITION_RE.fullmatch(rendition):
-                continue
-            text = (directory / rendition / "index.m3u8").read_bytes()
-            allowed = set()
-            for entry in text.decode().splitlines():
-                entry = entry.strip()
-                m = _MAP_URI_RE.match(entry)
-                uri = m.group(1) if m else entry if entry and not entry.startswith("#") else ""
-                if uri and parse_segment_name(uri) is not None:
-                    allowed.add(uri)
-            playlists[rendition] = text
-            names[rendition] = frozenset(allowed)
-    except (OSError, UnicodeDecodeError):
-        return None
+def _parse_vod(directory: Path, master: bytes, read: Callable[[str], bytes]) -> _Vod | None:
+    """The VOD a master playlist describes, its media playlists read by ``read(rendition)``.
+    Renditions and names come from the files the server wrote, each checked against the
+    canonical patterns."""
+    playlists: dict[str, bytes] = {}
+    names: dict[str, frozenset[str]] = {}
+    for line in master.decode().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        rendition, _, rest = line.partition("/")
+        if rest != "index.m3u8" or not _RENDITION_RE.fullmatch(rendition):
+            continue
+        text = read(rendition)
+        allowed = set()
+        for entry in text.decode().splitlines():
+            entry = entry.strip()
+            m = _MAP_URI_RE.match(entry)
+            uri = m.group(1) if m else entry if entry and not entry.startswith("#") else ""
+            if uri and parse_segment_name(uri) is not None:
+                allowed.add(uri)
+        playlists[rendition] = text
+        names[rendition] = frozenset(allowed)
     if not playlists:
         return None
     return _Vod(directory, master, playlists, names)
+
+
+def _load_vod(directory: Path, key: str) -> _Vod | None:
+    """Read the VOD's playlists from this node's disk (in a thread)."""
+    try:
+        master = (directory / "master.m3u8").read_bytes()
+        vod = _parse_vod(directory, master, lambda r: (directory / r / "index.m3u8").read_bytes())
+    except (OSError, UnicodeDecodeError):
+        return None
+    if vod is None:
+        return None
+    return _Vod(vod.directory, vod.master, vod.playlists, vod.names, key)
+
+
+async def _load_stored_vod(store: ObjectStore, directory: Path, key: str) -> _Vod | None:
+    """The VOD's playlists from the object store (a recording made elsewhere, or a disk that
+    lost it). None when it is not there either; a store that fails is logged and counted."""
+    try:
+        master = await store.get(f"{key}/master.m3u8")
+        playlists = {}
+        for line in master.decode().splitlines():
+            rendition, _, rest = line.strip().partition("/")
+            if rest == "index.m3u8" and _RENDITION_RE.fullmatch(rendition):
+                playlists[rendition] = await store.get(f"{key}/{rendition}/index.m3u8")
+        vod = _parse_vod(directory, master, playlists.__getitem__)
+    except ObjectStoreError as exc:
+        if not exc.missing:
+            log.warning("VOD %s: %s", key, exc)
+        return None
+    except (UnicodeDecodeError, KeyError):
+        return None
+    if vod is None:
+        return None
+    return _Vod(vod.directory, vod.master, vod.playlists, vod.names, key, True)
 
 
 def _vod_kind(name: str) -> str:
@@ -149,9 +188,12 @@ class VodDelivery:
         db: Database,
         link_seconds: Callable[[], float],
         grant_key: Callable[[], bytes] | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        # S3 mode: recordings not on this disk are read from the bucket (issue 15).
+        self.objects = objects if objects is not None and not objects.is_local else None
         self.link_seconds = link_seconds
         self.grant_key = grant_key
         # VOD URL reference -> (until, the stream id it reaches or None); stream id ->
@@ -217,7 +259,10 @@ class VodDelivery:
                     vod = hit[1]
                 else:
                     directory = self.settings.data_dir / "streams" / str(stream_id)
-                    vod = await asyncio.to_thread(_load_vod, directory)
+                    key = f"streams/{stream_id}"
+                    vod = await asyncio.to_thread(_load_vod, directory, key)
+                    if vod is None and self.objects is not None:
+                        vod = await _load_stored_vod(self.objects, directory, key)
                     ttl = VOD_CACHE_SECONDS if vod is not None else VOD_MISS_SECONDS
                     _remember(self._vods, stream_id, (time.monotonic() + ttl, vod))
         except Exception:
@@ -279,6 +324,10 @@ class VodDelivery:
             return error_reply(kind, 404)
         # Both parts of the path are names the VOD's own playlists list, checked against the
         # canonical patterns: nothing from the URL reaches the filesystem unvetted.
+        if vod.remote and self.objects is not None:
+            public = self.objects.public_url(f"{vod.key}/{rendition}/{name}")
+            if public is not None:  # the bucket (or a CDN in front of it) serves the bytes
+                return Reply(kind, 302, {"Location": public, "Cache-Control": VOD_PLAYLIST_CACHE})
         key = (vod.directory, rendition, name)
         data = self._bytes.get(key)
         if data is None:
@@ -288,7 +337,16 @@ class VodDelivery:
     async def _read(
         self, request: HlsRequest, kind: str, vod: _Vod, key: tuple[Path, str, str]
     ) -> Reply:
-        data = await asyncio.to_thread(_read_file, vod.directory / key[1] / key[2])
+        data = None
+        if not vod.remote:
+            data = await asyncio.to_thread(_read_file, vod.directory / key[1] / key[2])
+        if data is None and self.objects is not None:
+            try:  # made elsewhere, or this disk lost it: the bucket has it
+                data = await self.objects.get(f"{vod.key}/{key[1]}/{key[2]}")
+            except ObjectStoreError as exc:
+                if not exc.missing:
+                    log.warning("VOD object: %s", exc)
+                    return error_reply(kind, 503)
         if data is None:
             return error_reply(kind, 404)
         self._bytes.put(key, data)

@@ -1,0 +1,122 @@
+"""S3 mode end to end (issue 15, test 6's storage half), against a real SeaweedFS.
+
+A real ffmpeg publishes a few seconds; the recording ends up in the bucket (every segment,
+init section, media and master playlist, the thumbnail); the server's media on disk is then
+removed (the database kept) and a restarted server still plays the VOD from the bucket,
+byte for byte. A store killed mid-recording is an error counted and retried, never a broken
+stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+import pytest
+from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
+
+from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
+from tests.integration.test_videos import wait_archived
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+async def until(what: str, check: Callable[[], Awaitable[T | None]], timeout: float = 90) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
+        await asyncio.sleep(0.2)
+
+
+def recording_names(master: bytes, playlists: dict[str, bytes]) -> list[str]:
+    """Every name the VOD's playlists list, relative to the recording."""
+    names = []
+    for rendition, text in playlists.items():
+        names.append(f"{rendition}/index.m3u8")
+        for line in text.decode().splitlines():
+            m = re.match(r'#EXT-X-MAP:URI="([^"]+)"', line)
+            if m:
+                names.append(f"{rendition}/{m.group(1)}")
+            elif line and not line.startswith("#"):
+                names.append(f"{rendition}/{line}")
+    return sorted(set(names))
+
+
+def renditions(master: bytes) -> list[str]:
+    return [
+        line.split("/")[0]
+        for line in master.decode().splitlines()
+        if line and not line.startswith("#")
+    ]
+
+
+async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    seaweed: SeaweedFS,  # noqa: F811
+) -> None:
+    prefix = f"vod-{tmp_path.name}"
+    source = make_source(tmp_path / "src.flv", size="320x180", seconds=3, bitrate="300k")
+    env = {
+        **transcoding(settings_env),
+        "AETHEX_TRANSCODE__PASSTHROUGH": "auto",
+        **make_s3_settings(seaweed, prefix=prefix),
+    }
+    data_dir = Path(env["AETHEX_DATA_DIR"])
+    async with running_server(env) as server:
+        _, key = await make_channel(server, "s3-live", "alice")
+        proc = await push(source, rtmp_url(server, key))
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        row = await wait_archived(server)
+        base = f"{prefix}/streams/{row.id}"
+
+        async def master_uploaded() -> dict[str, bytes] | None:
+            objects = await asyncio.to_thread(seaweed.objects, BUCKET, f"{base}/")
+            return objects if f"{base}/master.m3u8" in objects else None
+
+        stored = await until("the master playlist in the bucket", master_uploaded)
+        local = data_dir / "streams" / str(row.id)
+        master = (local / "master.m3u8").read_bytes()
+        playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
+        names = recording_names(master, playlists)
+        assert any(n.endswith(".m4s") for n in names) and any(n.endswith(".mp4") for n in names)
+        for name in [*names, "master.m3u8"]:
+            assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
+        assert row.thumbnail_path is not None
+        thumbs = await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/{row.thumbnail_path}")
+        assert (
+            thumbs[f"{prefix}/{row.thumbnail_path}"] == (data_dir / row.thumbnail_path).read_bytes()
+        )
+        pending = server.metrics.sample("aethex_object_uploads_pending")
+        assert server.metrics.sample("aethex_object_store_errors_total", op="put") is None
+    assert pending == 0
+
+    # The node loses its media (not its database): the VOD plays from the bucket.
+    shutil.rmtree(data_dir / "streams")
+    shutil.rmtree(data_dir / "thumbnails")
+    async with running_server(env) as server, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{server.http_port}/vod/{row.id}"
+        async with http.get(f"{url}/master.m3u8") as r:
+            assert r.status == 200
+            assert await r.read() == stored[f"{base}/master.m3u8"]
+        for name in names:
+            async with http.get(f"{url}/{name}") as r:
+                assert r.status == 200, name
+                assert await r.read() == stored[f"{base}/{name}"], name
+        segment = next(n for n in names if n.endswith(".m4s"))
+        async with http.get(f"{url}/{segment}", headers={"Range": "bytes=10-99"}) as r:
+            assert r.status == 206
+            assert await r.read() == stored[f"{base}/{segment}"][10:100]
+        async with http.get(f"{url}/{renditions(master)[0]}/seg999999.m4s") as r:
+            assert r.status == 404
+        assert not (data_dir / "streams" / str(row.id)).exists()  # nothing came back to disk
