@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import free_port, make_channel, running_server, start_ffmpeg
 from tests.haproxy_server import HaproxyProcess, Ports, render_config
 from tests.integration.test_proxy_protocol import C0C1, closed_by_server, rejected
+from tests.integration.test_rtmps import make_pair
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,57 @@ async def test_publish_through_haproxy_counts_the_client(settings_env, tmp_path:
                 # And the publisher was never disturbed.
                 assert server.registry.get("proxied-live") is not None
                 assert ffmpeg.returncode is None
+            finally:
+                if ffmpeg.returncode is None:
+                    ffmpeg.terminate()
+                await ffmpeg.wait()
+        finally:
+            await asyncio.to_thread(haproxy.stop)
+
+
+async def test_rtmps_passes_through_haproxy(settings_env, tmp_path: Path) -> None:
+    """RTMPS in TCP mode: haproxy forwards the TLS bytes after its PROXY header, the origin
+    ends TLS with its own certificate and counts the client."""
+    cert, key = make_pair(tmp_path / "tls")
+    env = {
+        **settings_env,
+        "AETHEX_RTMP__PROXY_PROTOCOL": "true",
+        "AETHEX_RTMP__PROXY_TRUSTED": "127.0.0.2/32",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "20",
+        "AETHEX_RTMP__TLS_PORT": str(free_port()),
+        "AETHEX_RTMP__TLS_CERT_FILE": str(cert),
+        "AETHEX_RTMP__TLS_KEY_FILE": str(key),
+    }
+    async with running_server(env) as server:
+        dead = free_port()
+        origin = ("127.0.0.1", server.ingest.tls_port, server.http_port)
+        ports = Ports(
+            rtmp=free_port(),
+            rtmps=free_port(),
+            stats=free_port(),
+            origins=[("127.0.0.1", server.rtmp_port, server.http_port), ("127.0.0.1", dead, dead)],
+            tls_origins=[origin, ("127.0.0.1", dead, dead)],
+        )
+        haproxy = HaproxyProcess(
+            render_config(ports, tmp_path / "haproxy" / "haproxy.sock", source="127.0.0.2"),
+            tmp_path / "haproxy",
+        )
+        await asyncio.to_thread(haproxy.start)
+        try:
+            deadline = time.monotonic() + 30
+            while (await asyncio.to_thread(haproxy.status, "rtmps_origins")).get("origin1") != "UP":
+                assert time.monotonic() < deadline, haproxy.log()
+                await asyncio.sleep(0.2)
+            channel_id, key = await make_channel(server, "secure-proxied")
+            ffmpeg = await start_ffmpeg(
+                f"rtmps://127.0.0.1:{ports.rtmps}/live/{key}", seconds=30, size="320x180"
+            )
+            try:
+                await until(lambda: server.registry.get("secure-proxied") is not None, 30, "live")
+                session = server.ingest.publishers[channel_id]
+                assert session.host == "127.0.0.1"
+                assert session.transport.get_extra_info("proxy_peername")[0] == "127.0.0.2"
+                assert session.transport.get_extra_info("ssl_object") is not None
             finally:
                 if ffmpeg.returncode is None:
                     ffmpeg.terminate()
