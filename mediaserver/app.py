@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mediaserver import memory
 from mediaserver.broadcast import Broadcasts
+from mediaserver.cluster.counts import ClusterCounts
 from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable, leased_channels
 from mediaserver.cluster.node import NodeIdentity
 from mediaserver.cluster.redis import make_redis
@@ -42,6 +43,17 @@ class Server:
         # Issue 15: who this node is, and the process's one Redis client (None on one node).
         self.node = NodeIdentity.from_settings(settings)
         self.redis = make_redis(settings)
+        # Viewer counts, chat limits, failed logins and chat presence shared by the cluster.
+        self.counts = (
+            None
+            if self.redis is None
+            else ClusterCounts(
+                self.redis,
+                self.node.node_id,
+                settings.cluster.counts_ttl,
+                self.metrics.cluster_redis_errors,
+            )
+        )
         # An origin in a cluster claims each live channel with a lease in Redis (issue 15).
         self.leases = (
             ChannelLeases(
@@ -124,6 +136,7 @@ class Server:
                 "node": self.node.node_id,
                 "url": self.node.advertise_url,
             },
+            counts=self.counts,
             objects=self.objects,
         )
         h = self.settings.http

@@ -117,6 +117,14 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        # Issue 15: a Redis call of the cluster that failed (the node fell back to what it
+        # knows locally), by what it was for (viewers, chat_limits, logins, presence, ...).
+        self.cluster_redis_errors = Counter(
+            "aethex_cluster_redis_errors",
+            "Redis calls of the cluster that failed (the node used its local state), by purpose.",
+            ["what"],
+            registry=r,
+        )
         # Issue 15: the object store (local files or an S3 bucket) and the uploads to it.
         self.object_store_errors = Counter(
             "aethex_object_store_errors",

@@ -703,6 +703,11 @@ class ClusterSettings:
     # Seconds a channel's lease lives without renewal, and between renewals by its origin.
     lease_seconds: float = 6.0
     renew_interval: float = 1.0
+    # Shared counters (viewers, chat presence): how long a node's entry lives without a refresh,
+    # and how often it refreshes its presence and re-reads who is in its rooms. Viewer counts
+    # are refreshed at every recount (hls.viewer_update_interval).
+    counts_ttl: float = 15.0
+    counts_refresh: float = 2.0
     # Live HLS of a stream owned by another origin is fetched from it (aethex:origin:{slug}):
     # seconds a request to the owner may take (more than a blocking reload's 3 target
     # durations), most such requests in flight at once (more get 503), seconds a looked-up
@@ -1326,6 +1331,14 @@ def _validate_cluster(s: Settings) -> None:
     if c.renew_interval * 2 > c.lease_seconds:
         raise SettingsError(
             "cluster.renew_interval", "must be at most half of cluster.lease_seconds"
+        )
+    _check_positive("cluster.counts_ttl", c.counts_ttl)
+    _check_positive("cluster.counts_refresh", c.counts_refresh)
+    if c.redis_url and c.counts_ttl < 2 * max(c.counts_refresh, s.hls.viewer_update_interval):
+        raise SettingsError(
+            "cluster.counts_ttl",
+            "must be at least twice cluster.counts_refresh and hls.viewer_update_interval "
+            "(a live node's entries must not expire between two refreshes)",
         )
     if o.backend not in ("local", "s3"):
         raise SettingsError("objects.backend", f'must be "local" or "s3", got {o.backend!r}')

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from mediaserver.cluster.counts import ClusterCounts
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
@@ -55,6 +56,7 @@ from . import (
 )
 from .errors import error_middleware, quiet_client_errors
 from .keys import (
+    COUNTS_KEY,
     DB_KEY,
     EDGES_KEY,
     METRICS_KEY,
@@ -80,6 +82,7 @@ def create_app(
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
     node: Mapping[str, str] | None = None,
+    counts: ClusterCounts | None = None,
     objects: ObjectStore | None = None,
 ) -> web.Application:
     """The site, given what it shares with the rest of the process.
@@ -106,6 +109,8 @@ def create_app(
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
     # Where media and uploads are kept (issue 15); without one, the files under data_dir.
     app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
+    if counts is not None:  # a cluster node: viewers, chat limits, logins, presence shared
+        app[COUNTS_KEY] = counts
 
     scrape.setup(app, settings)  # /metrics: access rules, unlisted channels folded
     # /healthz for load balancers: role, node id, advertise URL (issue 15).

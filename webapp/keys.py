@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from mediaserver.cluster.counts import ClusterCounts
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
@@ -44,6 +45,9 @@ RTMPS_PORT_KEY = web.AppKey("rtmps_port", int)
 # A channel id -> {destination id: relay status} of its live stream's restreams (issue 14).
 RestreamStatus = Callable[[int], dict[int, dict[str, Any]]]
 RESTREAM_STATUS_KEY: web.AppKey[RestreamStatus] = web.AppKey("restream_status")
+# Counters shared by the nodes of a cluster through Redis (issue 15); absent on one node,
+# where every counter stays in memory as it always was.
+COUNTS_KEY = web.AppKey("cluster_counts", ClusterCounts)
 
 # Made by the areas' setup.
 SECRET_KEY = web.AppKey("aethex_secret_key", bytes)  # identity: keys the CSRF tokens

@@ -21,12 +21,15 @@ email is registered: the per-address limit is what keeps that a slow way to test
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import random
 import time
 
 from aiohttp import web
 
 from mediaserver.addresses import address_key
+from mediaserver.cluster.counts import CountsUnavailable
 from storage import queries
 from storage.accounts import get_user_with_profile
 from storage.errors import ConflictError
@@ -35,7 +38,7 @@ from storage.passwords import hash_password, needs_rehash, verify_password
 
 from ..errors import ApiError
 from ..forwarded import client_host
-from ..keys import DB_KEY, LIMITER_KEY, REGISTER_LIMITER_KEY, SETTINGS_KEY
+from ..keys import COUNTS_KEY, DB_KEY, LIMITER_KEY, REGISTER_LIMITER_KEY, SETTINGS_KEY
 from .limiter import Limit, LoginLimiter
 
 # What a sign-up with a taken username or a taken email is told: the same, so that the answer
@@ -56,6 +59,38 @@ def limiter(app: web.Application) -> LoginLimiter:
         app[LIMITER_KEY] = LoginLimiter(auth.login_window, auth.login_tracked_keys)
         app[REGISTER_LIMITER_KEY] = LoginLimiter(auth.register_window, auth.login_tracked_keys)
     return app[LIMITER_KEY]
+
+
+async def _retry_after(
+    app: web.Application, local: LoginLimiter, limits: list[Limit], window: float
+) -> tuple[Limit, int] | None:
+    """``LoginLimiter.retry_after`` of this node, or on a cluster node (issue 15) of every
+    node: the failures are counted in Redis (mediaserver/cluster/counts.py), and this node's
+    own count answers only while Redis cannot."""
+    counts = app.get(COUNTS_KEY)
+    if counts is not None:
+        try:
+            found = await counts.login_retry_after(
+                [(lim.key, lim.max_failures) for lim in limits], window
+            )
+        except CountsUnavailable:
+            pass
+        else:
+            if found is None:
+                return None
+            return limits[found[0]], max(1, math.ceil(found[1]))
+    return local.retry_after(limits, time.monotonic())
+
+
+async def _record_failure(
+    app: web.Application, local: LoginLimiter, limits: list[Limit], window: float
+) -> None:
+    """A failure counts here always (the fallback), and in Redis on a cluster node."""
+    local.record_failure(limits, time.monotonic())
+    counts = app.get(COUNTS_KEY)
+    if counts is not None:
+        with contextlib.suppress(CountsUnavailable):
+            await counts.login_failure([(lim.key, lim.max_failures) for lim in limits], window)
 
 
 def client_address(request: web.Request) -> str:
@@ -106,7 +141,8 @@ async def register_user(
             request.app[SETTINGS_KEY].auth.register_max_per_address,
         )
     ]
-    blocked = attempts.retry_after(limits, time.monotonic())
+    window = request.app[SETTINGS_KEY].auth.register_window
+    blocked = await _retry_after(request.app, attempts, limits, window)
     if blocked is not None:
         seconds = blocked[1]
         raise ApiError(
@@ -115,7 +151,7 @@ async def register_user(
             f"too many sign-ups from your address; try again in {seconds} seconds",
             headers={"Retry-After": str(seconds)},
         )
-    attempts.record_failure(limits, time.monotonic())
+    await _record_failure(request.app, attempts, limits, window)
     async with request.app[DB_KEY].session() as session:
         first = await queries.count_users(session) == 0
         try:
@@ -160,7 +196,7 @@ async def authenticate(request: web.Request, login: object, password: object) ->
         Limit(f"addr:{address}", settings.login_max_failures_per_address),
     ]
     lim = limiter(request.app)
-    blocked = lim.retry_after(limits, time.monotonic())
+    blocked = await _retry_after(request.app, lim, limits, settings.login_window)
     if blocked is not None:
         limit, seconds = blocked
         which = "this account from your address" if limit is limits[0] else "your address"
@@ -178,7 +214,7 @@ async def authenticate(request: web.Request, login: object, password: object) ->
         )
         ok = ok and user is not None
     if not ok:
-        lim.record_failure(limits, time.monotonic())
+        await _record_failure(request.app, lim, limits, settings.login_window)
         await asyncio.sleep(
             random.uniform(settings.login_failure_delay_min, settings.login_failure_delay_max)
         )
@@ -190,6 +226,10 @@ async def authenticate(request: web.Request, login: object, password: object) ->
             403, "account_disabled", "this account has been disabled by an administrator"
         )
     lim.clear(pair_key)
+    counts = request.app.get(COUNTS_KEY)
+    if counts is not None:
+        with contextlib.suppress(CountsUnavailable):
+            await counts.login_clear(pair_key)
     async with request.app[DB_KEY].session() as session:
         row = await get_user_with_profile(session, user.id)
         assert row is not None

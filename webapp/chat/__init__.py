@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..keys import CHAT_KEY, DB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
+from ..keys import CHAT_KEY, COUNTS_KEY, DB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
 from . import api, pages, socket
 from .service import ChatService
 
 
 def setup(app: web.Application) -> ChatService:
-    service = ChatService(app[SETTINGS_KEY], app[DB_KEY], app[REGISTRY_KEY], app[METRICS_KEY])
+    service = ChatService(
+        app[SETTINGS_KEY], app[DB_KEY], app[REGISTRY_KEY], app[METRICS_KEY], app.get(COUNTS_KEY)
+    )
     app[CHAT_KEY] = service
     app.router.add_get("/ws/chat/{slug}", socket.chat_socket, name="chat-socket")
     api.setup_routes(app)

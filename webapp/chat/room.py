@@ -150,6 +150,12 @@ class Room:
         # Who is in the room across all processes: user id -> (public info, processes).
         self.presence: dict[int, dict[str, Any]] = {}
         self._presence_count: Counter[int] = Counter()
+        # Cluster presence (Redis, issue 15): a sequence number of presence events and, per
+        # user, the number of the last one about them, so a reconcile with what was read from
+        # Redis never undoes an event that arrived while it was being read.
+        self.presence_seq = 0
+        self._touched: dict[int, int] = {}
+        self.presence_synced = False  # reconciled with Redis at least once
         self._events: list[dict[str, Any]] = []
         self._private: list[dict[str, Any]] = []
         self._joined: dict[int, dict[str, Any]] = {}
@@ -191,15 +197,19 @@ class Room:
     def push(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "chat:user-joined":
+            self.presence_seq += 1
             for user in event.get("users", ()):
                 uid = user["id"]
+                self._touched[uid] = self.presence_seq
                 self._presence_count[uid] += 1
                 self.presence[uid] = user
                 if self._left.pop(uid, None) is None:
                     self._joined[uid] = user
         elif kind == "chat:user-left":
+            self.presence_seq += 1
             for user in event.get("users", ()):
                 uid = user["id"]
+                self._touched[uid] = self.presence_seq
                 self._presence_count[uid] -= 1
                 if self._presence_count[uid] > 0:
                     continue
@@ -212,6 +222,33 @@ class Room:
         else:
             self._events.append(event)
         self._wake.set()
+
+    def reconcile(self, users: dict[int, tuple[dict[str, Any], int]], since: int) -> None:
+        """Make the presence what the cluster's record in Redis says (``users``: user id ->
+        (public info, nodes holding them), read after ``presence_seq`` was ``since``): users
+        of a node that died are announced as left, users a node announced before this room
+        opened here as joined. Users an event touched since the read began keep that event's
+        word."""
+        touched = self._touched
+        for uid in [u for u in self.presence if u not in users]:
+            if touched.get(uid, -1) > since:
+                continue
+            user = self.presence.pop(uid)
+            self._presence_count.pop(uid, None)
+            if self._joined.pop(uid, None) is None:
+                self._left[uid] = user
+        for uid, (user, nodes) in users.items():
+            if touched.get(uid, -1) > since:
+                continue
+            if uid not in self.presence:
+                self.presence[uid] = user
+                if self._left.pop(uid, None) is None:
+                    self._joined[uid] = user
+            self._presence_count[uid] = nodes
+        self._touched = {u: n for u, n in touched.items() if n > since}
+        self.presence_synced = True
+        if self._joined or self._left:
+            self._wake.set()
 
     # -- the tick -------------------------------------------------------------------------
     async def _run(self) -> None:

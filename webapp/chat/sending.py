@@ -4,7 +4,8 @@ Checks in order (content, ban, timeout, followers-only, slow mode, rate limit, w
 each from memory first so a refused message costs no query -> the writer commits it (group
 commit, writer.py) -> only then it is published on the bus. If the commit fails the sender
 gets ``chat:error`` and the message is never published, so nobody sees a message that is not
-in the history.
+in the history. On a cluster node slow mode and the rate limit are one Redis script instead,
+so they hold across nodes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
 from mediaserver.settings import ChatSettings
 from storage.chat import ChannelChatState, NewMessage, StoredMessage
 
@@ -33,6 +35,7 @@ class MessageSender:
         writer: MessageWriter,
         bus: ChatBus,
         metrics: ChatMetrics,
+        counts: ClusterCounts | None = None,
     ) -> None:
         self.cs = cs
         self.followers = followers
@@ -41,6 +44,38 @@ class MessageSender:
         self.metrics = metrics
         self._slow: dict[tuple[int, int], float] = {}  # (channel, user) -> last accepted
         self.limiter = RateLimiter(cs.rate_limit_messages, cs.rate_limit_window, cs.mute_seconds)
+        self.counts = counts
+
+    async def _admit_shared(
+        self, state: ChannelChatState, key: tuple[int, int], privileged: bool
+    ) -> bool:
+        """Slow mode and the rate limit across the cluster (Redis, issue 15): True once the
+        message is admitted and counted there, ChatError if refused, False when Redis failed
+        (the caller then applies this node's own limits, which every accepted message feeds).
+        Redis counts the message when it admits it, so a message the word filter then refuses
+        counts too."""
+        assert self.counts is not None
+        cs = self.cs
+        slow = 0.0 if privileged else float(state.slow_mode_seconds or 0)
+        try:
+            verdict, wait = await self.counts.chat_admit(
+                key[0], key[1], slow, cs.rate_limit_messages, cs.rate_limit_window, cs.mute_seconds
+            )
+        except CountsUnavailable:
+            return False
+        if verdict == "ok":
+            return True
+        if verdict == "slow_mode":
+            message = f"slow mode is on: wait {wait:.0f} more seconds"
+        elif verdict == "muted":
+            message = f"you are sending messages too fast: muted for {wait:.0f} more seconds"
+        else:
+            message = (
+                f"you are sending messages too fast (at most {cs.rate_limit_messages} in "
+                f"{cs.rate_limit_window:g} s): muted for {cs.mute_seconds:g} seconds"
+            )
+        code = "slow_mode" if verdict == "slow_mode" else "rate_limited"
+        raise ChatError(code, message, status=429, retry_after=wait)
 
     async def send(
         self, state: ChannelChatState, user: Actor, public: dict[str, Any], content: object
@@ -82,17 +117,18 @@ class MessageSender:
             )
         mono = time.monotonic()
         key = (state.channel_id, uid)
-        if state.slow_mode_seconds and not privileged:
-            last = self._slow.get(key)
-            if last is not None and mono - last < state.slow_mode_seconds:
-                wait = state.slow_mode_seconds - (mono - last)
-                raise ChatError(
-                    "slow_mode",
-                    f"slow mode is on: wait {wait:.0f} more seconds",
-                    status=429,
-                    retry_after=wait,
-                )
-        self.limiter.check(key, mono)
+        if self.counts is None or not await self._admit_shared(state, key, privileged):
+            if state.slow_mode_seconds and not privileged:
+                last = self._slow.get(key)
+                if last is not None and mono - last < state.slow_mode_seconds:
+                    wait = state.slow_mode_seconds - (mono - last)
+                    raise ChatError(
+                        "slow_mode",
+                        f"slow mode is on: wait {wait:.0f} more seconds",
+                        status=429,
+                        retry_after=wait,
+                    )
+            self.limiter.check(key, mono)
         text = apply_filter(text, state.word_filter, state.filter_mode)
         self.limiter.record(key, mono)
         self._slow[key] = mono

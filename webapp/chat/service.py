@@ -28,6 +28,7 @@ import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
 from mediaserver.live import LiveRegistry
 from mediaserver.settings import Settings
 from storage import Database
@@ -55,9 +56,18 @@ BLOCKS_TOPIC = "_users"
 
 class ChatService:
     def __init__(
-        self, settings: Settings, db: Database, registry: LiveRegistry, metrics: Any = None
+        self,
+        settings: Settings,
+        db: Database,
+        registry: LiveRegistry,
+        metrics: Any = None,
+        counts: ClusterCounts | None = None,
     ) -> None:
         self.settings = settings
+        # Shared counters of a cluster (Redis, issue 15): send limits and presence; None on
+        # one node.
+        self.counts = counts
+        self._presence_task: asyncio.Task[None] | None = None
         self.cs = settings.chat
         self.db = db
         self.registry = registry
@@ -75,7 +85,9 @@ class ChatService:
         self.dropped = 0  # sockets disconnected for overflowing their send queue
         self.metrics = chat_metrics(getattr(metrics, "registry", None))
         self.accounts = SocketAccounts(db, self.cs, self.metrics, self._spawn)
-        self.sender = MessageSender(self.cs, self.followers, self.writer, self.bus, self.metrics)
+        self.sender = MessageSender(
+            self.cs, self.followers, self.writer, self.bus, self.metrics, counts
+        )
         self.streams = StreamStatus(
             registry,
             db,
@@ -92,12 +104,22 @@ class ChatService:
         await self.bus.start(self._deliver)
         self.writer.start()
         self.streams.start()
+        if self.counts is not None:
+            self._presence_task = asyncio.get_running_loop().create_task(self._presence_loop())
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         await self.streams.stop()
+        if self._presence_task is not None and self.counts is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
+            # Leaving in an orderly way: this node's users are gone at the others' next
+            # refresh instead of when the entries expire.
+            with contextlib.suppress(CountsUnavailable):
+                await self.counts.presence_put({slug: [] for slug in self.rooms})
         for room in list(self.rooms.values()):
             for client in list(room.clients):
                 room.remove(client)
@@ -243,7 +265,58 @@ class ChatService:
 
     async def presence(self, slug: str, user: dict[str, Any], joined: bool) -> None:
         kind = "chat:user-joined" if joined else "chat:user-left"
+        if self.counts is not None:
+            # Recorded before it is announced, so a node that reads Redis after the event
+            # finds the user; a failure is mended by the next refresh (presence_put).
+            with contextlib.suppress(CountsUnavailable):
+                await self.counts.presence_change(slug, user, joined)
         await self.bus.publish(slug, [{"type": kind, "users": [user]}])
+
+    # -- presence across a cluster (Redis, issue 15) ----------------------------------------
+    async def sync_presence(self, room: Room) -> None:
+        """A room new on this node learns who is in it on the other nodes before its first
+        socket is told (one Redis read per room opened here; nothing on one node)."""
+        if self.counts is None or room.presence_synced:
+            return
+        since = room.presence_seq
+        try:
+            users = (await self.counts.presence_read([room.slug]))[room.slug]
+        except CountsUnavailable:
+            return
+        room.reconcile(users, since)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cluster.counts_refresh)
+            try:
+                await self.refresh_presence()
+            except Exception:
+                log.exception("chat: presence refresh failed")
+
+    async def refresh_presence(self) -> None:
+        """Store who is in each room on this node (with a fresh TTL), then read each room's
+        users on every live node and reconcile: users of a node that stopped refreshing (it
+        died) leave, with chat:user-left, once its entries expire."""
+        assert self.counts is not None
+        rooms = [room for room in self.rooms.values() if not room.closed]
+        mine: dict[str, list[dict[str, Any]]] = {}
+        for room in rooms:
+            users = []
+            for uid in room.announced:
+                client = next(iter(room.by_user.get(uid, ())), None)
+                if client is not None and client.user is not None:
+                    users.append(client.user)
+            mine[room.slug] = users
+        try:
+            await self.counts.presence_put(mine)
+            since = {room.slug: room.presence_seq for room in rooms if room.clients}
+            read = await self.counts.presence_read(list(since))
+        except CountsUnavailable:
+            return  # counted and logged there; the bus's events still keep presence
+        for slug, everyone in read.items():
+            held = self.rooms.get(slug)
+            if held is not None and not held.closed:
+                held.reconcile(everyone, since[slug])
 
     async def history(self, state: ChannelChatState, blocked: set[int]) -> list[dict[str, Any]]:
         """The join history from the room's in-memory window (history.py, recent.py): no query

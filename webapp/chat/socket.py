@@ -123,6 +123,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     room = service.join(slug, client)
     service.metrics.sockets.inc()
     try:
+        if service.counts is not None:  # a cluster node: who is in it on the other nodes
+            await service.sync_presence(room)
         history = await service.history(state, blocked)
         me = None
         if user is not None and public is not None:  # both or neither: public is user's face

@@ -24,6 +24,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from webapp.keys import (
+    COUNTS_KEY,
     DB_KEY,
     EDGES_KEY,
     HLS_KEY,
@@ -81,6 +82,7 @@ def setup(app: web.Application) -> HlsService:
         # A private video's grants (stream_links.vod_grant); the key is loaded later by
         # identity.setup, so it is read at use.
         vod_grant_key=lambda: app[SECRET_KEY],
+        counts=app.get(COUNTS_KEY),
         objects=app.get(OBJECTS_KEY),  # S3 mode: VODs not on this disk come from the bucket
     )
     app[HLS_KEY] = service

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from mediaserver.cluster.counts import ClusterCounts
 from mediaserver.cluster.node import NodeIdentity
 from mediaserver.cluster.redis import make_redis
 from mediaserver.cluster.routing import LiveRoutes
@@ -56,6 +57,7 @@ class HlsService:
         *,
         vod_link_seconds: Callable[[], float],
         vod_grant_key: Callable[[], bytes] | None = None,
+        counts: ClusterCounts | None = None,
         objects: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
@@ -68,7 +70,7 @@ class HlsService:
         )
         self.addresses = ClientAddresses(settings.http.trust_forwarded_for)
         self.holding = Holding(metrics)
-        self._publisher = ViewerPublisher(metrics, edges, registry, db)
+        self._publisher = ViewerPublisher(metrics, edges, registry, db, counts)
         self._cors = Cors(settings.http.cors_origins)
         self._counters: dict[tuple[str, int], Any] = {}
         # Cluster mode: streams owned by another origin are fetched from it (issue 15).

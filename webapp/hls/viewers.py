@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mediaserver.addresses import address_key
+from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from storage import Database, queries
@@ -163,15 +164,27 @@ class ViewerPublisher:
     """Where each recount goes: the ``aethex_viewers`` gauge always; the registry's
     ``LiveStream.viewers`` of each stream served here, in memory (this process's chat reads
     it there); a live stream's row when its count changed (the API, the home page and the
-    other processes' chat read the row)."""
+    other processes' chat read the row).
+
+    On a cluster node (``counts``: Redis, issue 15) this node's counts are stored in Redis
+    first and the registry and the rows get the cluster's totals (the players every node
+    counts, see mediaserver/cluster/counts.py); the gauge stays this node's own count, so
+    Prometheus sums the nodes. If Redis fails, this node's counts are published as on one
+    node until it answers again."""
 
     def __init__(
-        self, metrics: Metrics, edges: EdgeRegistry, registry: LiveRegistry, db: Database
+        self,
+        metrics: Metrics,
+        edges: EdgeRegistry,
+        registry: LiveRegistry,
+        db: Database,
+        counts: ClusterCounts | None = None,
     ) -> None:
         self.metrics = metrics
         self.edges = edges
         self.registry = registry
         self.db = db
+        self.counts = counts
         self._written: dict[int, int] = {}
 
     async def publish(
@@ -179,8 +192,16 @@ class ViewerPublisher:
     ) -> None:
         writes: dict[int, int] = {}
         live: set[int] = set()
+        if self.counts is not None:
+            for slug, count in counts.items():
+                self.metrics.viewers.labels(slug).set(count)
+            try:
+                counts = await self.counts.viewer_totals(counts, [s.slug for s in self.registry])
+            except CountsUnavailable:
+                pass  # counted and logged there: this node's own counts, as on one node
         for slug, count in counts.items():
-            self.metrics.viewers.labels(slug).set(count)
+            if self.counts is None:
+                self.metrics.viewers.labels(slug).set(count)
             edge = self.edges.get(slug)
             if edge is None or edge.ended:
                 continue  # ending a stream zeroes its row; a late count must not undo that
