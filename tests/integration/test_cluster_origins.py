@@ -308,6 +308,7 @@ async def test_redis_restart_mid_stream(
             stopped = time.monotonic()
             late = await start_ffmpeg(rtmp_url(a, key2), seconds=10, size="320x180", rate=15)
             err = await refused(late, timeout=DEADLINE + 15)
+            assert "cluster unavailable; try again later" in err, err
             assert time.monotonic() - stopped < DEADLINE + 10, err
             assert a.metrics.sample("aethex_rtmp_rejected_total", reason="cluster_unavailable") == 1
             assert a.metrics.sample("aethex_cluster_lease_errors_total", op="claim") == 1
