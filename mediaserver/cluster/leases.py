@@ -167,6 +167,10 @@ class ChannelLeases:
         self.ttl_ms = max(1, round(lease_seconds * 1000))
         self.renew_interval = renew_interval
         self.on_lost: Callable[[int], None] = lambda channel_id: None
+        # Whether a held channel's publisher is still sending: a silent one's lease is left to
+        # expire, so its encoder reconnecting to another origin can take the channel over
+        # (rtmp.takeover_after across origins); it is renewed again if the media comes back.
+        self.should_renew: Callable[[int], bool] = lambda channel_id: True
         self._on_error = on_error
         self._on_count = on_count
         self._claim = redis.register_script(_CLAIM)
@@ -236,7 +240,7 @@ class ChannelLeases:
     async def renew(self) -> None:
         """Extend every lease this node holds; set again those Redis lost; report those
         another node holds now."""
-        channels = list(self.held.items())
+        channels = [(c, slug) for c, slug in self.held.items() if self.should_renew(c)]
         if not channels:
             return
         try:

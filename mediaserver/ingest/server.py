@@ -326,6 +326,7 @@ class IngestServer:
         self.leases = leases
         if leases is not None:
             leases.on_lost = self._lease_lost
+            leases.should_renew = self._publisher_fresh
         self.limits = limits_from_settings(settings)
         self.sessions: set[RtmpSession] = set()
         # Open connections (closing ones included) per address_key() of the peer.
@@ -587,9 +588,19 @@ class IngestServer:
             return False
         return True
 
+    def _publisher_fresh(self, channel_id: int) -> bool:
+        """False once the channel's publisher has been silent for ``rtmp.takeover_after``: its
+        lease then expires, and another origin may take over as this one would locally."""
+        takeover = self.settings.rtmp.takeover_after
+        session = self.publishers.get(channel_id)
+        if takeover <= 0 or session is None:
+            return True
+        return self.loop.time() - session.last_rx < takeover
+
     def _lease_lost(self, channel_id: int) -> None:
-        """Another origin holds the channel now (Redis lost our lease and it was claimed
-        meanwhile): end the stream here so there is one publisher."""
+        """Another origin holds the channel now (Redis lost our lease, or our silent publisher
+        let it expire, and it was claimed meanwhile): end the stream here so there is one
+        publisher."""
         session = self.publishers.get(channel_id)
         if session is not None:
             log.warning("rtmp %s: the channel's lease is another origin's: closing", session.peer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -366,3 +367,51 @@ async def _last_segment(http: aiohttp.ClientSession, media: str) -> int | None:
 async def _advanced(http: aiohttp.ClientSession, media: str, at_least: int) -> bool:
     last = await _last_segment(http, media)
     return last is not None and last >= at_least
+
+
+async def test_a_silent_publisher_is_taken_over_on_another_origin(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str, rds: Any
+) -> None:
+    """rtmp.takeover_after across origins: an encoder whose old connection went silent (not
+    closed) and that reconnects to another origin goes live there once the lease the silent
+    one no longer renews expires; if the old one wakes up, it is ended."""
+    env_a = node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_url)
+    env_b = node_env(settings_env, tmp_path, "origin-b", postgres_url, redis_url)
+    for env in (env_a, env_b):
+        env["AETHEX_RTMP__TAKEOVER_AFTER"] = "1"
+        env["AETHEX_RTMP__IDLE_TIMEOUT"] = "60"  # silence alone would not end A's session soon
+    async with running_server(env_a) as a, running_server(env_b) as b:
+        cid, key = await make_channel(a, "sleeper", "sleeper")
+        pa = await start_ffmpeg(rtmp_url(a, key), seconds=60, size="320x180", rate=15)
+        pb: asyncio.subprocess.Process | None = None
+        try:
+            await until(live_on(a, cid), 30, "live on A")
+            pa.send_signal(signal.SIGSTOP)  # the encoder hangs; its connection stays open
+            stopped = time.monotonic()
+            r = b.settings.rtmp
+            bound = r.takeover_after + LEASE_SECONDS + r.handshake_timeout + r.publish_timeout
+            while cid not in b.ingest.publishers:
+                assert time.monotonic() - stopped < bound, "not taken over in time"
+                pb = await start_ffmpeg(rtmp_url(b, key), seconds=30, size="320x180", rate=15)
+                waiter = asyncio.ensure_future(pb.wait())
+                while not waiter.done() and cid not in b.ingest.publishers:
+                    await asyncio.sleep(0.05)
+            assert time.monotonic() - stopped >= r.takeover_after  # not before it was stale
+            assert cid in a.ingest.publishers  # A's silent session is still open
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-b"
+            # The old encoder wakes up: A finds the channel is B's and ends its copy.
+            pa.send_signal(signal.SIGCONT)
+            await until(_not_check(live_on(a, cid)), 15, "A's stale stream ended")
+            assert a.metrics.sample("aethex_rtmp_rejected_total", reason="lease_lost") == 1
+            assert cid in b.ingest.publishers
+            assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-b"
+        finally:
+            if pa.returncode is None:
+                pa.send_signal(signal.SIGCONT)
+            await stop(pa)
+            if pb is not None:
+                await stop(pb)
+
+
+def _not_check(check: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    return lambda: _not(check)

@@ -188,3 +188,32 @@ async def _get(client: Any, key: str) -> str | None:
         return await client.get(key)  # type: ignore[no-any-return]
     except Exception:
         return None
+
+
+async def test_a_silent_publishers_lease_is_left_to_expire(client: Any) -> None:
+    a = leases_for(client, A, lease_seconds=0.3, renew=0.1)
+    b = leases_for(client, B)
+    silent: set[int] = set()
+    a.should_renew = lambda channel_id: channel_id not in silent
+    lost: list[int] = []
+    a.on_lost = lost.append
+    assert await a.claim(12, "iota")
+    a.start()
+    try:
+        # Renewed well past lease_seconds while the publisher sends.
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            assert await b.claim(12, "iota") is False
+            await asyncio.sleep(0.1)
+        silent.add(12)  # the publisher went quiet: the lease expires, B takes the channel
+        assert await until(lambda: b.claim(12, "iota"), timeout=5)
+        silent.clear()  # A's publisher is back: A's renewal finds B and gives up
+        await until(lambda: _true(bool(lost)), timeout=5)
+        assert lost == [12] and a.held == {}
+        assert (await lease_holder(client, 12)).node == "node-b"  # type: ignore[union-attr]
+    finally:
+        await a.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
