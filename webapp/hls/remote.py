@@ -23,12 +23,12 @@ from .reply import HlsRequest, Reply, error_reply
 log = logging.getLogger(__name__)
 
 
-def _target(request: HlsRequest) -> str:
+def _target(request: HlsRequest, kind: str) -> str:
     """The path and query of a live route, from what the router matched."""
     p = request.params
     names = [p["slug"]]
     if "name" not in p:
-        names.append(p.get("file", "master.m3u8"))
+        names.append("watching" if kind == "beacon" else "master.m3u8")
     else:
         if p.get("token"):
             names.append(p["token"])
@@ -59,7 +59,9 @@ class Elsewhere:
         client = client_host(request.remote, request.headers, self.trust_forwarded)
         try:
             # HEAD goes as GET: the body's length is the answer's, the HTTP layer drops it.
-            fetched = await routes.forward(origin, "GET", _target(request), request.headers, client)
+            fetched = await routes.forward(
+                origin, "GET", _target(request, kind), request.headers, client
+            )
         except Unavailable as exc:
             routes.forget(slug)
             log.info("live HLS of %s from %s: %s", slug, origin, exc.reason)

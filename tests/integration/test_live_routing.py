@@ -1,0 +1,179 @@
+"""Live HLS across nodes (issue 15, tests 2 and 4, the routing side): an origin and a web node
+on one PostgreSQL and one Redis, a real ffmpeg publishing to the origin, a real varnishd in
+front of the web node.
+
+The origin's lease writes ``aethex:origin:{slug}`` (its advertise URL, here its real address);
+the web node has no edge for the stream, so it forwards every live request to that origin
+(``mediaserver/cluster/routing.py``). Through the web node, and through Varnish in front of
+it, the master (for one session), the init section and the parts are byte for byte the
+origin's; a blocking reload through the web node is held at the origin and released with the
+part; the player's beacon reaches the origin's count; once the stream ends the route is gone
+and the web node answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from benchmarks.lib.playlist import master_variants, parse_media_playlist, with_query
+from tests.conftest import make_channel, rtmp_url, running_server, start_ffmpeg, transcoding
+from tests.redis_server import free_port
+from tests.varnish_server import VarnishServer
+from webapp.hls import HLS_KEY
+
+pytestmark = pytest.mark.integration
+
+SLUG = "roaming"
+LADDER = {"name": "144p", "height": 144, "fps": 15, "video_kbps": 150}
+
+
+def node_env(base: dict[str, str], tmp: Path, name: str, role: str, pg: str, rd: str) -> dict:
+    port = free_port()
+    return {
+        **base,
+        "AETHEX_DATA_DIR": str(tmp / name),
+        "AETHEX_DATABASE_URL": pg,
+        "AETHEX_HTTP_PORT": str(port),
+        "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true",
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+        "AETHEX_HLS__VIEWER_TIMEOUT": "6",
+        "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.3",
+        "AETHEX_CLUSTER__ROLE": role,
+        "AETHEX_CLUSTER__NODE_ID": name,
+        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://127.0.0.1:{port}",
+        "AETHEX_CLUSTER__REDIS_URL": rd,
+    }
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not in {timeout:.1f} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str], bytes]:
+    async with http.get(url) as resp:
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read()
+
+
+async def test_a_node_without_the_stream_serves_the_owners_bytes(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    env_o = transcoding(
+        node_env(settings_env, tmp_path, "origin-1", "origin", postgres_url, redis_url)
+    )
+    env_o["AETHEX_TRANSCODE__LADDER"] = json.dumps([LADDER])
+    env_w = node_env(settings_env, tmp_path, "web-1", "web", postgres_url, redis_url)
+    rds = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=2)
+    async with (
+        aiohttp.ClientSession() as http,
+        running_server(env_o) as origin,
+        running_server(env_w) as web,
+    ):
+        o_base = f"http://127.0.0.1:{origin.http_port}"
+        w_base = f"http://127.0.0.1:{web.http_port}"
+        varnish = VarnishServer(web.http_port, tmp_path / "varnish")
+        await asyncio.to_thread(varnish.start)
+        _, key = await make_channel(origin, SLUG, "rover")
+        proc = await start_ffmpeg(rtmp_url(origin, key), seconds=25, size="320x180", rate=15)
+        try:
+            # The origin's lease names it as the stream's route (leases.py).
+            route = await until(lambda: rds.get(f"aethex:origin:{SLUG}"), 30, "route in Redis")
+            assert route == o_base
+
+            seen: list[Any] = []
+
+            async def playable() -> bool:
+                status, _, body = await fetch(http, f"{w_base}/hls/{SLUG}/master.m3u8")
+                o_status, _, _ = await fetch(http, f"{o_base}/hls/{SLUG}/master.m3u8")
+                seen[:] = [status, body[:200], o_status]
+                return status == 200
+
+            try:
+                await until(playable, 30, "master through the web node")
+            except AssertionError:
+                raise AssertionError(seen) from None
+            assert not web.broadcasts.edges.get(SLUG)  # the web node holds no edge
+
+            # The master for one session: the same bytes from the web node as from the origin.
+            session = secrets.token_hex(16)
+            q = f"?session={session}"
+            _, h_o, m_o = await fetch(http, f"{o_base}/hls/{SLUG}/master.m3u8{q}")
+            _, h_w, m_w = await fetch(http, f"{w_base}/hls/{SLUG}/master.m3u8{q}")
+            assert m_w == m_o and h_w["cache-control"] == h_o["cache-control"]
+            uri = master_variants(m_o.decode())[0][2]
+            path = uri.split("?", 1)[0]
+            directory = path.rsplit("/", 1)[0]
+
+            # Parts and the init section: byte for byte, through the web node and Varnish.
+            _, _, body = await fetch(http, f"{o_base}/hls/{SLUG}/{uri}")
+            playlist = parse_media_playlist(body.decode())
+            assert playlist.map_uri and playlist.parts
+            names = [playlist.map_uri] + [u for _, _, u, _, _ in playlist.parts[-4:]]
+            for name in names:
+                s_o, h_o, b_o = await fetch(http, f"{o_base}/hls/{SLUG}/{directory}/{name}")
+                s_w, h_w, b_w = await fetch(http, f"{w_base}/hls/{SLUG}/{directory}/{name}")
+                s_v, _, b_v = await fetch(http, f"{varnish.base}/hls/{SLUG}/{directory}/{name}")
+                assert s_o == s_w == s_v == 200, (name, s_o, s_w, s_v)
+                assert b_o == b_w == b_v, name
+                assert h_w["cache-control"] == h_o["cache-control"]
+                assert h_w["etag"] == h_o["etag"], (h_w, h_o)
+
+            # A blocking reload through the web node is held at the origin until the part.
+            assert playlist.hint is not None
+            msn, part, hinted = playlist.hint
+            url = with_query(f"{w_base}/hls/{SLUG}/{uri}", _HLS_msn=msn, _HLS_part=part)
+            status, headers, body = await fetch(http, url)
+            assert status == 200 and headers["cache-control"] == "public, max-age=1"
+            assert f'URI="{hinted}"' in body.decode()
+            s_w, _, b_w = await fetch(http, f"{w_base}/hls/{SLUG}/{directory}/{hinted}")
+            s_o, _, b_o = await fetch(http, f"{o_base}/hls/{SLUG}/{directory}/{hinted}")
+            assert s_w == s_o == 200 and b_w == b_o
+
+            # Through Varnish in front of the web node: the shared master, same renditions.
+            s_v, h_v, m_v = await fetch(http, f"{varnish.base}/hls/{SLUG}/master.m3u8{q}")
+            assert s_v == 200 and h_v["cache-control"] == "public, max-age=1"
+            # (BANDWIDTH is measured as the stream goes: compare the renditions and their URLs.)
+            assert [(v[0], v[2]) for v in master_variants(m_v.decode())] == [
+                (v[0], v[2].split("?", 1)[0]) for v in master_variants(m_o.decode())
+            ]
+
+            # The beacon through Varnish and the web node reaches the origin's counter.
+            player = secrets.token_hex(16)
+            status, _, _ = await fetch(http, f"{varnish.base}/hls/{SLUG}/watching?session={player}")
+            assert status == 204
+            table = origin._runner.app[HLS_KEY].viewers._tables[SLUG]
+            assert player in table.sessions
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 15)
+            await asyncio.to_thread(varnish.stop)
+
+        # The stream ended: the route is released and the web node answers as for no stream.
+        await until(lambda: _absent(rds, f"aethex:origin:{SLUG}"), 30, "route released at the end")
+
+        async def gone() -> bool:
+            status, _, _ = await fetch(http, f"{w_base}/hls/{SLUG}/master.m3u8")
+            return status == 404
+
+        await until(gone, 15, "404 through the web node")
+    await rds.aclose()
+
+
+async def _absent(rds: Any, key: str) -> bool:
+    return not await rds.exists(key)
