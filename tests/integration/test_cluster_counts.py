@@ -142,8 +142,8 @@ async def test_viewers_on_two_nodes_are_summed_and_a_dead_node_drops_out(envs) -
             # Node B stops refreshing (its recount loop ends with it): its two players drop
             # out of the total once its entry expires.
             await chat_b.ws.close()
-            await b.stop()
             started = time.monotonic()
+            await b.stop()
             await until("B's players leave the total", lambda: _is(live.viewers, 3), GONE_WITHIN)
             assert time.monotonic() - started >= TTL - 2 * UPDATE - 0.5  # not dropped early
             await chat_a.next("stream:viewers", timeout=GONE_WITHIN, viewers=3)
@@ -338,3 +338,16 @@ async def test_a_redis_outage_falls_back_to_each_nodes_own_counts(
             await watch(base, "127.0.0.3", 1)
             await until("the count through Redis", lambda: _is(live.viewers, 3), 15)
             await chat.ws.close()
+
+
+def test_counts_ttl_must_outlast_the_refreshes(settings_env) -> None:
+    from mediaserver.settings import SettingsError, load_settings
+
+    env = {**settings_env, "AETHEX_CLUSTER__REDIS_URL": "redis://127.0.0.1:6379/0"}
+    with pytest.raises(SettingsError, match="cluster.counts_ttl"):
+        load_settings(None, env={**env, "AETHEX_CLUSTER__COUNTS_TTL": "3"})  # 2 x 5 s recount
+    with pytest.raises(SettingsError, match="cluster.counts_refresh"):
+        load_settings(None, env={**env, "AETHEX_CLUSTER__COUNTS_REFRESH": "0"})
+    load_settings(None, env={**env, "AETHEX_CLUSTER__COUNTS_TTL": "10"})
+    # One node (no Redis) has no shared entries to keep alive.
+    load_settings(None, env={**settings_env, "AETHEX_CLUSTER__COUNTS_TTL": "3"})

@@ -68,6 +68,7 @@ class ChatService:
         # one node.
         self.counts = counts
         self._presence_task: asyncio.Task[None] | None = None
+        self._presence_changes = 0  # joins and leaves recorded in Redis by this node
         self.cs = settings.chat
         self.db = db
         self.registry = registry
@@ -268,6 +269,7 @@ class ChatService:
         if self.counts is not None:
             # Recorded before it is announced, so a node that reads Redis after the event
             # finds the user; a failure is mended by the next refresh (presence_put).
+            self._presence_changes += 1
             with contextlib.suppress(CountsUnavailable):
                 await self.counts.presence_change(slug, user, joined)
         await self.bus.publish(slug, [{"type": kind, "users": [user]}])
@@ -299,16 +301,14 @@ class ChatService:
         died) leave, with chat:user-left, once its entries expire."""
         assert self.counts is not None
         rooms = [room for room in self.rooms.values() if not room.closed]
-        mine: dict[str, list[dict[str, Any]]] = {}
-        for room in rooms:
-            users = []
-            for uid in room.announced:
-                client = next(iter(room.by_user.get(uid, ())), None)
-                if client is not None and client.user is not None:
-                    users.append(client.user)
-            mine[room.slug] = users
         try:
-            await self.counts.presence_put(mine)
+            for _ in range(3):
+                # A join or leave here while the snapshot was on its way may have been undone
+                # by it: store the state again then (rare: only in that round trip).
+                changes = self._presence_changes
+                await self.counts.presence_put(self._here(rooms))
+                if changes == self._presence_changes:
+                    break
             since = {room.slug: room.presence_seq for room in rooms if room.clients}
             read = await self.counts.presence_read(list(since))
         except CountsUnavailable:
@@ -317,6 +317,19 @@ class ChatService:
             held = self.rooms.get(slug)
             if held is not None and not held.closed:
                 held.reconcile(everyone, since[slug])
+
+    @staticmethod
+    def _here(rooms: list[Room]) -> dict[str, list[dict[str, Any]]]:
+        """The users this node announced in each room (one public face per user)."""
+        mine: dict[str, list[dict[str, Any]]] = {}
+        for room in rooms:
+            users = []
+            for uid in room.announced:
+                client = next(iter(room.by_user.get(uid, ())), None)
+                if client is not None and client.user is not None:
+                    users.append(client.user)
+            mine[room.slug] = users
+        return mine
 
     async def history(self, state: ChannelChatState, blocked: set[int]) -> list[dict[str, Any]]:
         """The join history from the room's in-memory window (history.py, recent.py): no query
