@@ -7,13 +7,22 @@ checked against a live server in test_grafana_dashboard.py."""
 
 from __future__ import annotations
 
+import asyncio
 import configparser
+import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urljoin
 
+import aiohttp
 import pytest
+
+from benchmarks.lib.server import ServerProcess, free_port
+from tests.conftest import ffmpeg_publish_args
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +204,107 @@ def test_pyav_runs_without_writable_executable_memory() -> None:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+)")
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["15", "15"]
+
+
+# The server as aethex.service runs it, under the kernel's write-xor-execute rule from its first
+# instruction of Python on (inherited by every thread it starts).
+MDWE_LAUNCH = (
+    "import ctypes, sys; "
+    "assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE'; "
+    "from mediaserver.cli import main; sys.exit(main())"
+)
+
+
+def mdwe_supported() -> bool:
+    """Whether this kernel has PR_SET_MDWE (Linux 6.3+), tried in a throwaway process."""
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0)"
+    return subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
+
+
+def aethex(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mediaserver", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_server_transcodes_without_writable_executable_memory(tmp_path: Path) -> None:
+    """The whole server (uvloop, aiohttp, SQLAlchemy, PyAV's ladder, the packager) takes an
+    ffmpeg publisher and serves LL-HLS with writable+executable memory refused, as
+    MemoryDenyWriteExecute=yes in the units demands."""
+    if not mdwe_supported():
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+)")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AETHEX_")},
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        "AETHEX_DATA_DIR": str(tmp_path / "data"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": str(free_port()),
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": str(free_port()),
+        "AETHEX_TRANSCODE__ENABLED": "true",
+        "AETHEX_TRANSCODE__PRESET": "ultrafast",
+        "AETHEX_TRANSCODE__LADDER": json.dumps(
+            [{"name": "180p", "height": 180, "fps": 30, "video_kbps": 300}]
+        ),
+        "AETHEX_HLS__SEGMENT_DURATION": "1",
+        "AETHEX_RTMP__IDLE_TIMEOUT": "20",
+    }
+    aethex(env, "db", "upgrade")
+    aethex(
+        env,
+        "user",
+        "create",
+        "mdwe",
+        "--email",
+        "mdwe@example.test",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
+    created = aethex(env, "channel", "create", "--owner", "mdwe", "--slug", "mdwe-live", "--json")
+    key = json.loads(created)["stream_key"]
+    launch = (sys.executable, "-c", MDWE_LAUNCH, "serve")
+    server = ServerProcess(env, tmp_path / "server.log", command=launch)
+    publisher = None
+    try:
+        await asyncio.to_thread(server.wait_ready, 60)
+        publisher = await asyncio.create_subprocess_exec(
+            *ffmpeg_publish_args(
+                f"rtmp://127.0.0.1:{server.rtmp_port}/live/{key}", seconds=20, size="320x180"
+            ),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        master = f"{server.base}/hls/mdwe-live/master.m3u8"
+        deadline = time.monotonic() + 60
+        segments = 0
+        async with aiohttp.ClientSession() as http:
+            while segments < 2:
+                assert time.monotonic() < deadline, server.log()[-4000:]
+                assert server.poll() is None, server.log()[-4000:]
+                await asyncio.sleep(0.5)
+                async with http.get(master) as resp:
+                    if resp.status != 200:
+                        continue
+                    text = await resp.text()
+                uri = next(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+                async with http.get(urljoin(master, uri)) as resp:
+                    if resp.status == 200:
+                        segments = (await resp.text()).count("#EXTINF")
+    finally:
+        if publisher is not None and publisher.returncode is None:
+            publisher.terminate()
+            await publisher.wait()
+        await asyncio.to_thread(server.stop)
+    log = server.log()
+    assert "PR_SET_MDWE" not in log and "Traceback" not in log, log[-4000:]
 
 
 # -- Prometheus --------------------------------------------------------------------------------
