@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # make their certificates with it), and the cluster's engines (issue 15): haproxy in front of RTMP,
 # Varnish in front of HLS, and Prometheus' promtool to check the alert rules in config/.
 TEST_DEBS := ffmpeg postgresql chromium redis-server openssl nginx libnginx-mod-rtmp \
-	haproxy varnish prometheus
+	haproxy varnish prometheus curl systemd
 CHROMIUM := /usr/bin/chromium
 # hls.js comes from npm (package-lock.json pins it) and is served by us, never from a CDN.
 HLS_JS := webapp/static/vendor/hls.min.js
@@ -64,6 +64,7 @@ test-deps:
 			|| [ ! -x $(CHROMIUM) ] || ! command -v redis-server >/dev/null \
 			|| ! command -v openssl >/dev/null || ! command -v haproxy >/dev/null \
 			|| ! command -v varnishd >/dev/null || ! command -v promtool >/dev/null \
+			|| ! command -v curl >/dev/null || ! command -v systemd-analyze >/dev/null \
 			|| [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(TEST_DEBS); \
 	fi
