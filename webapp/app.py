@@ -117,13 +117,9 @@ def create_app(
     node = node or {"role": settings.cluster.role, "node": "", "url": ""}
     health.setup(app, node)
     render.setup(app)  # the template environment every page renders with
-    if node["role"] == "origin":
-        # An origin (issue 15) serves its live streams' HLS (and VOD), /metrics and /healthz;
-        # pages, the API and chat are the web nodes'. identity: the key HLS grants are
-        # checked with, and who is asking.
-        identity.setup(app)
-        hls.setup(app)
-        return app
+    # Every role sets up every area: an origin's front routes only HLS, /metrics and /healthz
+    # to it, but what reacts to a stream it ingests runs where the registry starts it (go-live
+    # notifications, webhooks, chat stream:status on the bus, analytics samples).
     pages.setup(app)  # thumbnails and the static assets
     home.setup(app)  # /: followed live, recommended, popular, new creators
     history.setup(app)  # watch history: player heartbeats, /dashboard/history, its API
