@@ -6,7 +6,8 @@ code paths they always had. With Redis, each web-facing area asks a ``ClusterCou
 keeps its in-memory counter as the fallback: a Redis error raises ``CountsUnavailable`` here
 (counted in ``aethex_cluster_redis_errors_total{what}`` and logged, at most once per
 ``LOG_EVERY`` seconds per purpose), and the caller answers from what it knows locally, never
-with a 500.
+with a 500. For ``BACKOFF`` seconds after a failure every call falls back at once, so a Redis
+that hangs costs its timeout once a second, not on every message or login.
 
 Key layout (every key starts with ``aethex:``; one Redis, not Redis Cluster: the scripts
 compute key names, which Redis Cluster would refuse):
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # Seconds between two log lines about the same kind of failure (every failure is counted).
 LOG_EVERY = 30.0
+# After a failure, calls within this many seconds do not ask Redis but fall back at once: a
+# Redis that hangs would otherwise add its timeout to every chat message and login.
+BACKOFF = 1.0
 
 
 class CountsUnavailable(Exception):
@@ -206,6 +210,7 @@ class ClusterCounts:
         self.ttl_ms = max(1, round(ttl * 1000))
         self._errors = errors  # the aethex_cluster_redis_errors counter (labels: what)
         self._logged: dict[str, float] = {}
+        self._down_until = 0.0
         self._viewers = redis.register_script(_VIEWERS)
         self._chat = redis.register_script(_CHAT)
         self._login_check = redis.register_script(_LOGIN_CHECK)
@@ -215,17 +220,26 @@ class ClusterCounts:
         self._presence_one = redis.register_script(_PRESENCE_ONE)
 
     async def _run(self, what: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        self._check(what)
         try:
             return await script(keys=keys, args=args)
         except Exception as exc:  # any failure of Redis is "unknown now", never a crash
             self.failed(what, exc)
             raise CountsUnavailable(what) from exc
 
+    def _check(self, what: str) -> None:
+        """Fail fast (counted) within ``BACKOFF`` seconds of the last failure."""
+        if time.monotonic() < self._down_until:
+            if self._errors is not None:
+                self._errors.labels(what).inc()
+            raise CountsUnavailable(what)
+
     def failed(self, what: str, exc: BaseException) -> None:
         """Count (and now and then log) a failed call for ``what``."""
         if self._errors is not None:
             self._errors.labels(what).inc()
         now = time.monotonic()
+        self._down_until = now + BACKOFF
         if now - self._logged.get(what, -LOG_EVERY) >= LOG_EVERY:
             self._logged[what] = now
             log.warning("cluster %s: Redis failed (%s); using this node's own state", what, exc)
@@ -279,6 +293,7 @@ class ClusterCounts:
         await self._run("logins", self._login_fail, keys, args)
 
     async def login_clear(self, key: str) -> None:
+        self._check("logins")
         try:
             await self.redis.delete(f"aethex:login:{key}")
         except Exception as exc:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mediaserver.cluster.redis import SOCKET_TIMEOUT
 from storage import queries
 from storage.models import Stream
 from tests.chat_support import ChatClient, auth, base_url, join, make_chat_channel, make_user
@@ -351,3 +352,32 @@ def test_counts_ttl_must_outlast_the_refreshes(settings_env) -> None:
     load_settings(None, env={**env, "AETHEX_CLUSTER__COUNTS_TTL": "10"})
     # One node (no Redis) has no shared entries to keep alive.
     load_settings(None, env={**settings_env, "AETHEX_CLUSTER__COUNTS_TTL": "3"})
+
+
+async def test_a_hung_redis_costs_a_timeout_not_an_error(
+    settings_env, postgres_url, redis_server: RedisServer, tmp_path
+) -> None:
+    """SIGSTOP: Redis accepts nothing and answers nothing. A message waits at most the client's
+    timeout once, then the node falls back at once while the backoff lasts."""
+    env = node_env(settings_env, postgres_url, redis_server.url, "node-a", tmp_path)
+    env["AETHEX_CHAT__BUS"] = "memory"
+    async with running_server(env) as a:
+        await make_chat_channel(a, "carol", SLUG)
+        _, token = await make_user(a, "chatty")
+        base = base_url(a)
+        async with aiohttp.ClientSession() as http:
+            status, body = await post_message(http, base, token, "before")
+            assert status == 201, body
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                status, body = await post_message(http, base, token, "while hung")
+                assert status == 201, body
+                started = time.monotonic()
+                status, body = await post_message(http, base, token, "right after")
+                assert status == 201, body
+                # Not another Redis timeout (2 s): the backoff answered from memory.
+                assert time.monotonic() - started < SOCKET_TIMEOUT
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+        assert (a.metrics.sample("aethex_cluster_redis_errors_total", what="chat_limits") or 0) > 0
