@@ -31,6 +31,7 @@ from storage.creator_models import VISIBILITIES, MediaView
 from storage.db import rowcount
 from storage.errors import ValidationError
 from storage.models import Channel, Stream, StreamStatus, utcnow
+from storage.objects import ObjectStore, ObjectStoreError
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,22 @@ def remove_recording(data_dir: Path, stream_id: int, thumbnail_path: str | None)
     own = data_dir / "thumbnails" / "streams" / f"{stream_id}.jpg"
     if thumbnail_path == str(own.relative_to(data_dir)):
         own.unlink(missing_ok=True)
+
+
+async def remove_stored_recording(
+    store: ObjectStore, stream_id: int, thumbnail_path: str | None
+) -> None:
+    """The bucket's copy of what ``remove_recording`` deletes (S3 mode, issue 15). A store
+    that fails leaves orphaned objects, logged and counted, never an error for the user."""
+    if store.is_local:
+        return  # the files were the objects
+    own = f"thumbnails/streams/{stream_id}.jpg"
+    try:
+        await store.delete_prefix(f"streams/{stream_id}/")
+        if thumbnail_path == own:
+            await store.delete(own)
+    except ObjectStoreError as exc:
+        log.warning("recording %d not deleted from the object store: %s", stream_id, exc)
 
 
 async def unmeasured(session: AsyncSession, limit: int) -> list[int]:

@@ -47,6 +47,7 @@ from .sharing import (
     relative_time,
     social_meta,
 )
+from .stored import stored_file
 from .stream_links import find_stream, stream_ref
 
 # A past broadcast's thumbnail never changes once written.
@@ -107,7 +108,9 @@ async def live_status(
         live=True,
         stream_id=live.stream_id,
         started_at=live.started_at.isoformat(),
-        playable=edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id),
+        # A stream an origin of the cluster ingests is played through it (issue 15): its
+        # master playlist is held there until every rendition has media.
+        playable=live.remote or edge_playable(app[EDGES_KEY].get(channel.slug), live.stream_id),
     )
     row = await channel_queries.get_stream(session, live.stream_id)
     if row is not None:
@@ -255,21 +258,20 @@ async def stream_thumbnail(request: web.Request) -> web.StreamResponse:
     if live_or_gone or not name.startswith(STREAM_THUMBNAILS):
         raise web.HTTPNotFound()
     # The broadcast writes exactly thumbnails/streams/<id>.jpg; nothing else is served.
-    path = request.app[SETTINGS_KEY].data_dir / STREAM_THUMBNAILS / f"{stream.id}.jpg"
-    if not path.is_file():
-        raise web.HTTPNotFound()
     # An unlisted channel's, or a video that is not public: never kept by a shared cache (its
     # owner may have asked by id, or may be the only one allowed to see it).
     public = found[1].is_public and stream.visibility == "public"
     cache = STREAM_THUMBNAIL_CACHE if public else "private, max-age=86400"
-    return web.FileResponse(
-        path,
-        headers={
-            "Cache-Control": cache,
-            "Content-Type": "image/jpeg",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    headers = {
+        "Cache-Control": cache,
+        "Content-Type": "image/jpeg",
+        "X-Content-Type-Options": "nosniff",
+    }
+    # This node's disk, or the object store (S3 mode: made elsewhere, or the disk lost it).
+    response = await stored_file(request, f"{STREAM_THUMBNAILS}{stream.id}.jpg", headers)
+    if response is None:
+        raise web.HTTPNotFound()
+    return response
 
 
 def setup(app: web.Application) -> None:

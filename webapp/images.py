@@ -7,7 +7,9 @@ into gigabytes is refused cheaply); the pixels are then decoded (a truncated fil
 shrunk, turned upright from the EXIF orientation, scaled into the configured box and encoded
 afresh, which also drops EXIF/GPS metadata and anything appended to the file. Files get random
 names under ``data_dir/uploads``; the client's filename is never used, and ``/uploads/{name}``
-(``webapp.uploads``) serves only names of the shape we generate.
+(``webapp.uploads``) serves only names of the shape we generate. In S3 mode (issue 15) each
+new file also goes to the bucket under ``uploads/{name}`` before its name is committed (a
+store that refuses it fails the upload with 503 and changes nothing), so any node serves it.
 
 Memory: one decode holds at most ``max_pixels`` x 4 bytes and nothing else full-size, and
 ``DecodeGate`` bounds how many run at once (``uploads.max_concurrent_decodes``).
@@ -42,9 +44,10 @@ from aiohttp.web_request import FileField
 from mediaserver.settings import UploadSettings
 from storage import accounts
 from storage.errors import out_of_room
+from storage.objects import ObjectStoreError
 
 from .errors import ApiError
-from .keys import DB_KEY, DECODE_GATE_KEY, SETTINGS_KEY
+from .keys import DB_KEY, DECODE_GATE_KEY, OBJECTS_KEY, SETTINGS_KEY
 from .openapi import error_response
 from .parsing import read_form
 
@@ -281,13 +284,32 @@ def no_room_error() -> ApiError:
 
 
 async def store_image(app: web.Application, image: PreparedImage) -> str:
-    """Write a prepared image under a fresh random name; return the name."""
+    """Write a prepared image under a fresh random name (and to the bucket in S3 mode);
+    return the name."""
     try:
-        return await asyncio.to_thread(_write, uploads_dir(app), image)
+        name = await asyncio.to_thread(_write, uploads_dir(app), image)
     except OSError as exc:
         if out_of_room(exc):
             raise no_room_error() from None
         raise
+    store = app[OBJECTS_KEY]
+    if not store.is_local:
+        try:
+            await store.put_file(f"uploads/{name}", uploads_dir(app) / name)
+        except ObjectStoreError as exc:
+            log.error("upload not stored: %s", exc)
+            (uploads_dir(app) / name).unlink(missing_ok=True)
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                "the image could not be stored right now; nothing was changed, try again later",
+                headers={"Retry-After": "5"},
+            ) from None
+    return name
+
+
+# Deletions from the bucket still running (kept so they are not collected half-way).
+_REMOVALS: set[asyncio.Task[None]] = set()
 
 
 def remove_upload(app: web.Application, name: str | None) -> None:
@@ -296,6 +318,18 @@ def remove_upload(app: web.Application, name: str | None) -> None:
             (uploads_dir(app) / name).unlink()
         except FileNotFoundError:
             pass
+        store = app[OBJECTS_KEY]
+        if not store.is_local:  # the bucket's copy goes too, in the background
+            task = asyncio.get_running_loop().create_task(_remove_stored(store, name))
+            _REMOVALS.add(task)
+            task.add_done_callback(_REMOVALS.discard)
+
+
+async def _remove_stored(store: Any, name: str) -> None:
+    try:
+        await store.delete(f"uploads/{name}")
+    except ObjectStoreError as exc:  # counted by the store; the object is only orphaned
+        log.warning("replaced upload not deleted from the object store: %s", exc)
 
 
 async def read_upload(request: web.Request, field_name: str = "file") -> bytes | None:

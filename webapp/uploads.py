@@ -18,10 +18,10 @@ from .images import (
     image_upload_errors,
     read_image,
     set_profile_image,
-    uploads_dir,
 )
 from .keys import DECODE_GATE_KEY  # noqa: F401  (tests reach the gate by this name, here)
 from .openapi import USER_ENVELOPE
+from .stored import stored_file
 
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 UPLOAD_CACHE = "public, max-age=31536000, immutable"  # a name is never reused for other bytes
@@ -51,19 +51,18 @@ async def serve_upload(request: web.Request) -> web.StreamResponse:
     # Only names of the shape we generate: no separators, no dots but the extension.
     if not NAME_RE.fullmatch(name):
         raise web.HTTPNotFound()
-    path = uploads_dir(request.app) / name
-    if not path.is_file():
-        raise web.HTTPNotFound()
     ext = name.rsplit(".", 1)[1]
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": CONTENT_TYPES[ext],
-            "Cache-Control": UPLOAD_CACHE,
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
+    headers = {
+        "Content-Type": CONTENT_TYPES[ext],
+        "Cache-Control": UPLOAD_CACHE,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    # On this disk, or (S3 mode) in the bucket: uploads are public, as their names are random.
+    response = await stored_file(request, f"uploads/{name}", headers, public=True)
+    if response is None:
+        raise web.HTTPNotFound()
+    return response
 
 
 def setup(app: web.Application) -> None:

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
 
+from tests.accounts import csrf_of, login, register
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 from tests.integration.test_videos import wait_archived
 
@@ -97,6 +98,13 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         assert (
             thumbs[f"{prefix}/{row.thumbnail_path}"] == (data_dir / row.thumbnail_path).read_bytes()
         )
+        previews = f"{base}/previews/previews.vtt"
+
+        async def previews_uploaded() -> dict[str, bytes] | None:
+            found = await asyncio.to_thread(seaweed.objects, BUCKET, previews)
+            return found or None
+
+        await until("the scrub previews in the bucket", previews_uploaded)
         pending = server.metrics.sample("aethex_object_uploads_pending")
         assert server.metrics.sample("aethex_object_store_errors_total", op="put") is None
     assert pending == 0
@@ -120,3 +128,79 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         async with http.get(f"{url}/{renditions(master)[0]}/seg999999.m4s") as r:
             assert r.status == 404
         assert not (data_dir / "streams" / str(row.id)).exists()  # nothing came back to disk
+        # The past broadcast's thumbnail and its scrub previews come from the bucket too.
+        site = f"http://127.0.0.1:{server.http_port}"
+        async with http.get(f"{site}/thumbnails/streams/{row.id}.jpg") as r:
+            assert r.status == 200
+            assert await r.read() == thumbs[f"{prefix}/{row.thumbnail_path}"]
+        async with http.get(f"{site}/videos/{row.id}/previews/previews.vtt") as r:
+            assert r.status == 200
+            vtt = await r.text()
+        sprite = re.search(r"(sprite-\d+\.jpg)#xywh", vtt)
+        assert sprite is not None
+        async with http.get(f"{site}/videos/{row.id}/previews/{sprite.group(1)}") as r:
+            assert r.status == 200 and (await r.read())[:2] == b"\xff\xd8"
+
+        # Deleting the video deletes its objects.
+        owner = await login(site, "alice", "pw-123456789")
+        try:
+            async with owner.delete(
+                f"{site}/api/videos/{row.id}", headers={"X-CSRF-Token": await csrf_of(owner, site)}
+            ) as r:
+                assert r.status == 200
+        finally:
+            await owner.close()
+        assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{base}/") == {}
+        assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/thumbnails/") == {}
+
+        async def gone() -> bool:  # once the link cache (hls.VOD_LINK_SECONDS) lets go
+            async with http.get(f"{url}/master.m3u8") as r:
+                return r.status == 404
+
+        await until("the deleted video's VOD to answer 404", gone)
+
+
+async def test_an_avatar_lands_in_the_bucket_and_any_node_serves_it(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    seaweed: SeaweedFS,  # noqa: F811
+) -> None:
+    from tests.integration.test_profile_uploads import form_with, image_bytes
+
+    prefix = f"up-{tmp_path.name}"
+    env = {**settings_env, **make_s3_settings(seaweed, prefix=prefix)}
+    async with running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with await register(base, "carol") as http:
+            headers = {"X-CSRF-Token": await csrf_of(http, base)}
+            data = image_bytes((64, 64), "PNG")
+            async with http.post(
+                f"{base}/api/upload/avatar", data=form_with(data), headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+                url = (await r.json())["url"]
+            name = url.rsplit("/", 1)[1]
+            stored = await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/uploads/")
+            assert set(stored) == {f"{prefix}/uploads/{name}"}
+            local = server.settings.data_dir / "uploads" / name
+            assert stored[f"{prefix}/uploads/{name}"] == local.read_bytes()
+            local.unlink()  # this node loses it: the bucket still serves it
+            async with http.get(f"{base}{url}") as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("image/")
+                assert await r.read() == stored[f"{prefix}/uploads/{name}"]
+            # A new avatar replaces the old one in the bucket too.
+            async with http.post(
+                f"{base}/api/upload/avatar",
+                data=form_with(image_bytes((80, 80), "PNG")),
+                headers=headers,
+            ) as r:
+                assert r.status == 200
+                second = (await r.json())["url"].rsplit("/", 1)[1]
+
+            async def replaced() -> bool:
+                now = await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/uploads/")
+                return set(now) == {f"{prefix}/uploads/{second}"}
+
+            await until("the old avatar gone from the bucket", replaced)
+            async with http.get(f"{base}{url}") as r:
+                assert r.status == 404

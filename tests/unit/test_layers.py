@@ -285,6 +285,7 @@ WEBAPP_FLOOR = frozenset(
         "admission",
         "documents",
         "images",
+        "stored",
         "stream_links",
         "http_head",
         "sharing",

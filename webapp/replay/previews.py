@@ -9,14 +9,13 @@ video whose previews are not made (yet) answers 404, and the player shows no pre
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from transcode.sprites import INDEX_NAME, PREVIEW_DIR, is_preview_name
 
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY
 from ..render import not_found_page
+from ..stored import stored_file
 from ..stream_links import find_video
 
 # Files never change once written, but who may see them can (a video made private): a browser
@@ -33,18 +32,14 @@ async def preview_file(request: web.Request) -> web.StreamResponse:
     if found is None:
         return not_found_page(request, "video")
     stream = found[0]
-    path = request.app[SETTINGS_KEY].data_dir / "streams" / str(stream.id) / PREVIEW_DIR / name
-    if not await asyncio.to_thread(path.is_file):
-        return not_found_page(request, "preview")
     kind = "text/vtt; charset=utf-8" if name == INDEX_NAME else "image/jpeg"
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": kind,
-            "Cache-Control": CACHE,
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    headers = {"Content-Type": kind, "Cache-Control": CACHE, "X-Content-Type-Options": "nosniff"}
+    # This node's disk, or the object store (S3 mode: made elsewhere, or the disk lost it).
+    key = f"streams/{stream.id}/{PREVIEW_DIR}/{name}"
+    response = await stored_file(request, key, headers)
+    if response is None:
+        return not_found_page(request, "preview")
+    return response
 
 
 def setup_routes(app: web.Application) -> None:

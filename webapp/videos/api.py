@@ -26,7 +26,7 @@ from storage.models import Channel, Stream, StreamStatus, User
 
 from ..errors import ApiError
 from ..identity import can_manage, current_user, require_manager, require_user
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, OBJECTS_KEY, SETTINGS_KEY
 from ..openapi import SLUG_PARAM, json_body, json_response
 from ..parsing import INT64_MAX, query_int, read_json
 from ..stream_links import STREAM_REF_DESCRIPTION, STREAM_REF_SCHEMA, find_stream
@@ -143,6 +143,7 @@ async def delete_video(request: web.Request) -> web.Response:
         await session.commit()
         data = video_json(stream, channel, private=True)
     await asyncio.to_thread(video_queries.remove_recording, data_dir, stream.id, thumbnail)
+    await video_queries.remove_stored_recording(request.app[OBJECTS_KEY], stream.id, thumbnail)
     log.info(
         "video %d of %s deleted by %s", stream.id, channel.slug, user.username if user else "?"
     )

@@ -22,8 +22,9 @@ from mediaserver.settings import Settings
 from storage import Database
 from storage import videos as video_queries
 from storage.models import Stream
+from storage.objects import ObjectStore
 
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, OBJECTS_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ async def measure_unmeasured(settings: Settings, db: Database) -> int:
 
 
 async def apply_retention(
-    settings: Settings, db: Database, now: datetime | None = None
+    settings: Settings,
+    db: Database,
+    now: datetime | None = None,
+    objects: ObjectStore | None = None,
 ) -> list[Removed]:
     """One pass: what it removed, in the order it did."""
     now = now or datetime.now(UTC)
@@ -72,6 +76,8 @@ async def apply_retention(
         await asyncio.to_thread(
             video_queries.remove_recording, settings.data_dir, video.stream_id, thumbnail
         )
+        if objects is not None:  # S3 mode: the bucket's copy too
+            await video_queries.remove_stored_recording(objects, video.stream_id, thumbnail)
         log.info(
             "retention: removed video %d of %s (%s, %d bytes)",
             video.stream_id,
@@ -83,17 +89,19 @@ async def apply_retention(
     return removed
 
 
-async def run(settings: Settings, db: Database) -> None:
+async def run(settings: Settings, db: Database, objects: ObjectStore | None = None) -> None:
     while True:
         try:
-            await apply_retention(settings, db)
+            await apply_retention(settings, db, objects=objects)
         except Exception:
             log.exception("retention pass failed")
         await asyncio.sleep(settings.videos.retention_interval)
 
 
 async def lifetime(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.get_running_loop().create_task(run(app[SETTINGS_KEY], app[DB_KEY]))
+    task = asyncio.get_running_loop().create_task(
+        run(app[SETTINGS_KEY], app[DB_KEY], app.get(OBJECTS_KEY))
+    )
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
