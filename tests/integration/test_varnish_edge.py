@@ -139,8 +139,9 @@ async def test_the_same_renditions_and_bytes_through_varnish(site: Site) -> None
     assert b"session=" not in cached and f"session={session}".encode() in direct
     assert h1["Cache-Control"] == "public, max-age=1" and h2["Cache-Control"] == "private, no-cache"
     assert re.sub(rb"\?session=[^\n]*", b"", direct) == cached
-    via_cache, via_origin = variants(site.varnish.base, cached.decode()), variants(
-        site.direct, direct.decode()
+    via_cache, via_origin = (
+        variants(site.varnish.base, cached.decode()),
+        variants(site.direct, direct.decode()),
     )
     assert sorted(via_cache) == sorted(via_origin) == ["144p", "180p"]
 
@@ -299,3 +300,14 @@ async def test_fifty_players_through_varnish_cost_the_origin_one_request_per_par
     assert per_part.get("part", 0) <= 1.2, per_part
     assert per_part.get("blocking_playlist", 0) <= 1.2, per_part
     assert p50 < 0.050, p50
+
+
+async def test_chat_websocket_and_pages_pass_through(site: Site) -> None:
+    """Pages and the API are never stored; the chat WebSocket upgrade is piped to the origin."""
+    async with site.http.ws_connect(f"{site.varnish.base}/ws/chat/{SLUG}") as ws:
+        frame = await asyncio.wait_for(ws.receive_json(), 10)
+        assert any(event["type"] == "chat:history" for event in frame), frame
+    for path in (f"/streams/{SLUG}", f"/api/channels/{SLUG}/live"):
+        for _ in range(2):
+            status, headers, _ = await site.get(f"{site.varnish.base}{path}")
+            assert status == 200 and headers["X-Cache"] == "MISS", (path, headers)
