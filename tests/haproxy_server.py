@@ -9,6 +9,7 @@ same pieces.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -46,10 +47,13 @@ def _swap(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def render_config(ports: Ports, socket_path: Path, source: str | None = None) -> str:
+def render_config(
+    ports: Ports, socket_path: Path, source: str | None = None, proxy_version: int = 2
+) -> str:
     """The shipped config with the test's frontends, origins and runtime socket. ``source``:
     the local address haproxy connects to the origins from (e.g. 127.0.0.2, so a test on
-    loopback can tell haproxy's address from its clients')."""
+    loopback can tell haproxy's address from its clients'). ``proxy_version`` 1 swaps the
+    shipped send-proxy-v2 for send-proxy (the text form)."""
     text = CONFIG.read_text()
     text = _swap(text, "log /dev/log local0", "log stderr format raw local0")
     text = _swap(text, "stats socket /run/haproxy/aethex.sock", f"stats socket {socket_path}")
@@ -65,6 +69,8 @@ def render_config(ports: Ports, socket_path: Path, source: str | None = None) ->
             )
     if source:
         text = text.replace("send-proxy-v2\n", f"send-proxy-v2 source {source}\n")
+    if proxy_version == 1:
+        text = re.sub(r"^(\s*default-server .*) send-proxy-v2", r"\1 send-proxy", text, flags=re.M)
     return text
 
 

@@ -30,7 +30,10 @@ async def until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_publish_through_haproxy_counts_the_client(settings_env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("proxy_version", [2, 1], ids=["send-proxy-v2", "send-proxy"])
+async def test_publish_through_haproxy_counts_the_client(
+    settings_env, tmp_path: Path, proxy_version: int
+) -> None:
     env = {
         **settings_env,
         "AETHEX_RTMP__PROXY_PROTOCOL": "true",
@@ -47,10 +50,13 @@ async def test_publish_through_haproxy_counts_the_client(settings_env, tmp_path:
             origins=[("127.0.0.1", server.rtmp_port, server.http_port), ("127.0.0.1", dead, dead)],
             tls_origins=[("127.0.0.1", dead, dead), ("127.0.0.1", dead, dead)],
         )
-        haproxy = HaproxyProcess(
-            render_config(ports, tmp_path / "haproxy" / "haproxy.sock", source="127.0.0.2"),
-            tmp_path / "haproxy",
+        config = render_config(
+            ports, tmp_path / "haproxy" / "haproxy.sock", "127.0.0.2", proxy_version
         )
+        servers = [ln for ln in config.splitlines() if ln.strip().startswith("default-server")]
+        assert servers and all(" send-proxy" in ln for ln in servers)
+        assert all(("send-proxy-v2" in ln) == (proxy_version == 2) for ln in servers)
+        haproxy = HaproxyProcess(config, tmp_path / "haproxy")
         await asyncio.to_thread(haproxy.start)
         try:
             # Health checks (GET /healthz): the live origin stays UP, the dead one goes DOWN.
