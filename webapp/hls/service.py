@@ -73,11 +73,14 @@ class HlsService:
         self._publisher = ViewerPublisher(metrics, edges, registry, db, counts)
         self._cors = Cors(settings.http.cors_origins)
         self._counters: dict[tuple[str, int], Any] = {}
-        # Cluster mode: streams owned by another origin are fetched from it (issue 15).
-        self._redis = make_redis(settings)
+        # Cluster mode: streams owned by another origin are fetched from it (issue 15), through
+        # the process's one Redis client (the counts' one); a client of its own only when the
+        # app was made without it (then closed with the app).
+        self._own_redis = make_redis(settings) if counts is None else None
+        redis = counts.redis if counts is not None else self._own_redis
         self.routes = (
-            LiveRoutes(self._redis, NodeIdentity.from_settings(settings).advertise_url, settings)
-            if self._redis is not None
+            LiveRoutes(redis, NodeIdentity.from_settings(settings).advertise_url, settings)
+            if redis is not None
             else None
         )
         live = LiveDelivery(
@@ -165,8 +168,8 @@ class HlsService:
             await task
         if self.routes is not None:
             await self.routes.close()
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self._own_redis is not None:
+            await self._own_redis.aclose()
 
     async def shutdown(self, app: web.Application) -> None:
         """Answer held requests now (503) instead of keeping the server's shutdown waiting."""
