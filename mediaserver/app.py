@@ -15,6 +15,7 @@ from mediaserver import memory
 from mediaserver.broadcast import Broadcasts
 from mediaserver.cluster.counts import ClusterCounts
 from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable, leased_channels
+from mediaserver.cluster.mirror import RemoteStreams
 from mediaserver.cluster.node import NodeIdentity
 from mediaserver.cluster.redis import make_redis
 from mediaserver.ingest import IngestServer
@@ -68,6 +69,18 @@ class Server:
             else None
         )
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics, self.leases)
+        # A web node knows the streams the origins ingest, for its pages and API.
+        self.mirror = (
+            RemoteStreams(
+                self.redis,
+                self.db,
+                self.registry,
+                settings.cluster.renew_interval,
+                on_error=lambda op: self.metrics.cluster_lease_errors.labels(op).inc(),
+            )
+            if self.redis is not None and not self.node.takes_publishers
+            else None
+        )
         # Where recordings and uploads are kept (data_dir, or an S3 bucket: issue 15), and the
         # uploader that copies finished media files there in S3 mode.
         self.objects = make_store(settings, self.metrics)
@@ -121,6 +134,8 @@ class Server:
             await self.ingest.start()
             if self.leases is not None:
                 self.leases.start()
+        elif self.mirror is not None:
+            self.mirror.start()
         # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
         app = create_app(
             settings=self.settings,
@@ -176,6 +191,8 @@ class Server:
         await self.ingest.stop()
         if self.leases is not None:
             await self.leases.stop()  # the ended streams' leases released
+        if self.mirror is not None:
+            await self.mirror.stop()
         await self.broadcasts.stop()
         await self.uploader.stop()  # what is not uploaded yet stays on disk (and is logged)
         if self._http is not None:

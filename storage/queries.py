@@ -527,6 +527,30 @@ class LiveViewers:
     viewers: int
 
 
+@dataclass(frozen=True)
+class LiveRow:
+    channel_id: int
+    slug: str
+    stream_id: int
+    started_at: datetime
+
+
+async def live_streams_of(session: AsyncSession, channel_ids: Collection[int]) -> list[LiveRow]:
+    """The LIVE stream of each of these channels (in a cluster: those an origin holds a lease
+    on), for a node that does not ingest them to know them, in one query."""
+    if not channel_ids:
+        return []
+    rows = await session.execute(
+        select(Stream.channel_id, Channel.slug, Stream.id, Stream.started_at)
+        .join(Channel, Stream.channel_id == Channel.id)
+        .where(Stream.channel_id.in_(list(channel_ids)), Stream.status == StreamStatus.LIVE)
+    )
+    return [
+        LiveRow(channel_id, slug, stream_id, _aware(started_at or datetime.now(UTC)))
+        for channel_id, slug, stream_id, started_at in rows
+    ]
+
+
 async def live_viewer_counts(session: AsyncSession, slugs: list[str]) -> list[LiveViewers]:
     """The LIVE stream of each of these channels, with its title and viewer count, in one
     query: for a process's chat rooms whose viewers another process counts (that process

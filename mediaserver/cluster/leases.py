@@ -20,6 +20,7 @@ local stream going (it is counted and retried at the next interval).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,10 @@ T = TypeVar("T")
 
 LEASE_PREFIX = "aethex:lease:"
 ORIGIN_PREFIX = "aethex:origin:"
+# Set when a creator ends a stream: no origin takes the channel until it expires.
+COOLDOWN_PREFIX = "aethex:cooldown:"
+# A node's control channel (Redis pub/sub): another node asks it to end a stream it ingests.
+CONTROL_PREFIX = "aethex:control:"
 # The longest a publisher's claim (or a release at shutdown) waits on Redis before it is given
 # up: a connect timeout plus a reply, so a Redis that is down is a refusal in seconds, not a hang.
 DEADLINE = SOCKET_TIMEOUT + 1.0
@@ -50,9 +55,17 @@ def origin_key(slug: str) -> str:
     return f"{ORIGIN_PREFIX}{slug}"
 
 
-# KEYS: lease, origin. ARGV: lease value, origin URL, TTL in ms.
-# 1: ours and extended; 2: it was free and is ours now; 0: another holder has it.
+def cooldown_key(channel_id: int) -> str:
+    return f"{COOLDOWN_PREFIX}{channel_id}"
+
+
+# KEYS: lease, origin, cooldown. ARGV: lease value, origin URL, TTL in ms, "1" to refuse a
+# channel in its ended-by-creator cooldown (a new claim; not a renewal).
+# 1: ours and extended; 2: it was free and is ours now; 0: another holder has it; -1: cooldown.
 _CLAIM = """
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return -1
+end
 local current = redis.call('GET', KEYS[1])
 local result = 1
 if current == false then
@@ -82,6 +95,11 @@ return 1
 
 class ClusterUnavailable(Exception):
     """Redis did not answer in time (or refused): the cluster's state is unknown right now."""
+
+
+class EndedByCreator(Exception):
+    """The channel's creator ended its stream a moment ago (on any node): it waits out
+    ``rtmp.ended_cooldown`` before a publisher may take it again."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,16 @@ async def lease_holder(redis: Any, channel_id: int) -> LeaseInfo | None:
     return parse_lease(await _bounded(redis.get(lease_key(channel_id))))
 
 
+async def request_stop(redis: Any, channel_id: int, reason: str = "ended") -> bool:
+    """Ask the origin holding the channel's lease to end its stream (the creator ended it on
+    another node). True if that origin was listening."""
+    holder = await lease_holder(redis, channel_id)
+    if holder is None:
+        return False
+    message = json.dumps({"op": "stop", "channel_id": channel_id, "reason": reason})
+    return bool(await _bounded(redis.publish(f"{CONTROL_PREFIX}{holder.node}", message)))
+
+
 async def leased_channels(redis: Any) -> set[int]:
     """The ids of every channel some node holds a lease on (SCAN, not KEYS: Redis stays
     responsive however many there are)."""
@@ -171,6 +199,8 @@ class ChannelLeases:
         # expire, so its encoder reconnecting to another origin can take the channel over
         # (rtmp.takeover_after across origins); it is renewed again if the media comes back.
         self.should_renew: Callable[[int], bool] = lambda channel_id: True
+        # Another node asks this one to end a channel's stream (``request_stop``).
+        self.on_stop: Callable[[int, str], object] = lambda channel_id, reason: None
         self._on_error = on_error
         self._on_count = on_count
         self._claim = redis.register_script(_CLAIM)
@@ -181,6 +211,7 @@ class ChannelLeases:
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._renewer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._failing = False  # renewals are failing: log the first failure and the recovery
 
     def _lock(self, channel_id: int) -> asyncio.Lock:
@@ -189,26 +220,54 @@ class ChannelLeases:
             lock = self._locks[channel_id] = asyncio.Lock()
         return lock
 
-    def _run_claim(self, channel_id: int, slug: str) -> Awaitable[int]:
+    def _run_claim(self, channel_id: int, slug: str, *, new: bool = False) -> Awaitable[int]:
         return self._claim(
-            keys=[lease_key(channel_id), origin_key(slug)],
-            args=[lease_value(self.node, slug), self.node.advertise_url, self.ttl_ms],
+            keys=[lease_key(channel_id), origin_key(slug), cooldown_key(channel_id)],
+            args=[
+                lease_value(self.node, slug),
+                self.node.advertise_url,
+                self.ttl_ms,
+                "1" if new else "0",
+            ],
         )
 
     async def claim(self, channel_id: int, slug: str) -> bool:
         """Take the channel for this node: True if it is ours now (it was free, or already
-        ours), False if another node holds it. ClusterUnavailable if Redis does not answer."""
+        ours), False if another node holds it. ClusterUnavailable if Redis does not answer,
+        EndedByCreator if the channel is in its cooldown."""
         async with self._lock(channel_id):
             try:
-                got = await _bounded(self._run_claim(channel_id, slug))
+                got = await _bounded(self._run_claim(channel_id, slug, new=True))
             except ClusterUnavailable:
                 self._on_error("claim")
                 raise
-            if not got:
+            if got == -1:
+                raise EndedByCreator(slug)
+            if got == 0:
                 return False
             self.held[channel_id] = slug
             self._on_count(len(self.held))
             return True
+
+    def set_cooldown(self, channel_id: int, seconds: float) -> None:
+        """The creator ended the channel's stream: refuse it on every origin for ``seconds``."""
+        if seconds <= 0:
+            return
+
+        async def put() -> None:
+            try:
+                ms = round(seconds * 1000)
+                await _bounded(self.redis.set(cooldown_key(channel_id), "1", px=ms))
+            except ClusterUnavailable as exc:
+                self._on_error("cooldown")
+                log.warning("cooldown of channel %d not shared (Redis: %s)", channel_id, exc)
+
+        self._spawn(put())
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def release(self, channel_id: int) -> None:
         """The channel's stream ended here: stop renewing at once and delete the lease (if it
@@ -217,9 +276,7 @@ class ChannelLeases:
         if slug is None:
             return
         self._on_count(len(self.held))
-        task = asyncio.get_running_loop().create_task(self._drop(channel_id, slug))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._drop(channel_id, slug))
 
     async def _drop(self, channel_id: int, slug: str) -> None:
         async with self._lock(channel_id):
@@ -280,14 +337,52 @@ class ChannelLeases:
                 self._on_error("renew")
                 log.exception("lease renewal failed")
 
+    async def _listen_forever(self) -> None:
+        """This node's control channel: requests of other nodes to end a stream here. The
+        subscription is made again after Redis restarts."""
+        channel = f"{CONTROL_PREFIX}{self.node.node_id}"
+        failing = False
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await _bounded(pubsub.subscribe(channel))
+                if failing:
+                    log.info("control channel %s subscribed again", channel)
+                    failing = False
+                while True:
+                    message = await _bounded(pubsub.get_message(timeout=1.0))
+                    if message is not None and message.get("type") == "message":
+                        self._control(message.get("data"))
+            except ClusterUnavailable as exc:
+                if not failing:
+                    log.warning("control channel %s: Redis: %s; retrying", channel, exc)
+                failing = True
+                await asyncio.sleep(self.renew_interval)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), DEADLINE)
+
+    def _control(self, data: Any) -> None:
+        try:
+            request = json.loads(data)
+            channel_id, reason = int(request["channel_id"]), str(request.get("reason", "ended"))
+        except (ValueError, KeyError, TypeError):
+            log.warning("control channel: ignored %r", data)
+            return
+        if request.get("op") == "stop":
+            self.on_stop(channel_id, reason[:32])
+
     def start(self) -> None:
-        self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+        loop = asyncio.get_running_loop()
+        self._renewer = loop.create_task(self._renew_forever())
+        self._listener = loop.create_task(self._listen_forever())
 
     async def stop(self) -> None:
         """Stop renewing; wait (bounded) for the releases still on their way to Redis."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            self._renewer = None
+        for task in (self._renewer, self._listener):
+            if task is not None:
+                task.cancel()
+        self._renewer = self._listener = None
         for channel_id in list(self.held):
             self.release(channel_id)
         if self._tasks:

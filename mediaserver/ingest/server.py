@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mediaserver.addresses import address_key
-from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable
+from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable, EndedByCreator
 from mediaserver.live import (
     AlreadyLive,
     CodecConfig,
@@ -327,6 +327,7 @@ class IngestServer:
         if leases is not None:
             leases.on_lost = self._lease_lost
             leases.should_renew = self._publisher_fresh
+            leases.on_stop = self.disconnect_channel  # the creator ended it on another node
         self.limits = limits_from_settings(settings)
         self.sessions: set[RtmpSession] = set()
         # Open connections (closing ones included) per address_key() of the peer.
@@ -569,6 +570,17 @@ class IngestServer:
         assert self.leases is not None
         try:
             ours = await self.leases.claim(channel_id, slug)
+        except EndedByCreator:
+            log.info(
+                "rtmp %s: publish refused: %s was just ended by its creator", session.peer, slug
+            )
+            if not session.closing:
+                session.reject(
+                    event.stream_id,
+                    "stream was ended by its creator; try again later",
+                    "ended_cooldown",
+                )
+            return False
         except ClusterUnavailable as exc:
             log.warning(
                 "rtmp %s: publish refused: %s: cluster state unavailable (Redis: %s)",
@@ -622,6 +634,8 @@ class IngestServer:
         stream = session.stream
         if stream is not None and self.settings.rtmp.ended_cooldown > 0:
             self._cooldown[stream.channel_id] = self.loop.time() + self.settings.rtmp.ended_cooldown
+            if self.leases is not None:  # and on every other origin of the cluster
+                self.leases.set_cooldown(stream.channel_id, self.settings.rtmp.ended_cooldown)
         log.info("rtmp %s: disconnecting the publisher (%s)", session.peer, reason)
         session.close(reason)
 

@@ -27,6 +27,9 @@ class LiveRegistry:
     ) -> None:
         self.queue_size = queue_size
         self._streams: dict[str, LiveStream] = {}
+        # Streams another node of a cluster ingests (issue 15): ``get`` finds them, so pages
+        # and the API see them live; iteration, ``len`` and the listeners are this node's own.
+        self._remote: dict[str, LiveStream] = {}
         self._on_started: list[Listener] = []
         self._on_ended: list[Listener] = []
         self._on_drop = on_drop
@@ -38,7 +41,41 @@ class LiveRegistry:
         self._on_ended.append(listener)
 
     def get(self, slug: str) -> LiveStream | None:
-        return self._streams.get(slug)
+        return self._streams.get(slug) or self._remote.get(slug)
+
+    def mirror(
+        self,
+        *,
+        channel_id: int,
+        slug: str,
+        stream_id: int,
+        started_at: datetime,
+        disconnect: Callable[[str], None] | None = None,
+    ) -> LiveStream:
+        """Know a stream another node ingests (``disconnect`` asks that node to end it). No
+        listener hears it: the node that ingests it runs them."""
+        stream = LiveStream(
+            channel_id=channel_id,
+            slug=slug,
+            stream_id=stream_id,
+            started_at=started_at,
+            queue_size=1,
+        )
+        stream.remote = True
+        stream.disconnect = disconnect
+        old = self._remote.get(slug)
+        if old is not None:
+            old.end()
+        self._remote[slug] = stream
+        return stream
+
+    def unmirror(self, slug: str) -> None:
+        stream = self._remote.pop(slug, None)
+        if stream is not None:
+            stream.end()
+
+    def remote(self) -> list[LiveStream]:
+        return list(self._remote.values())
 
     def __iter__(self) -> Iterator[LiveStream]:
         return iter(list(self._streams.values()))

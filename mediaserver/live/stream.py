@@ -42,6 +42,9 @@ class LiveStream:
         self.transcode_probe: TranscodeProbe | None = None
         # Wired by ingest: closes the publishing connection (the creator ended the stream).
         self.disconnect: Callable[[str], None] | None = None
+        # Ingested by another node of a cluster (issue 15): known here for the pages and the
+        # API, with no media and no consumers here (``LiveRegistry.mirror``).
+        self.remote = False
         # Set by the HTTP layer's viewer recount once it serves this stream (None before):
         # the chat of this process reads the count here instead of from the stream's row.
         self.viewers: int | None = None
