@@ -15,7 +15,8 @@ compute key names, which Redis Cluster would refuse):
 * Viewers: ``aethex:viewers:{slug}:{node}`` holds the number of players this node counted for
   the channel, with a TTL of ``cluster.counts_ttl``, rewritten at every recount
   (``hls.viewer_update_interval``); ``aethex:viewers:{slug}`` is the set of nodes that
-  reported. The total is the sum of the members' keys that still exist (one script, no SCAN):
+  reported (its TTL only ever extended, so it outlives every member's key). The total is the
+  sum of the members' keys that still exist (one script, no SCAN):
   a node that dies stops refreshing its key and drops out of every total within the TTL, and
   the reader removes it from the set. A node whose count fell to 0 deletes its key.
 * Chat send limits, per channel and user: ``aethex:chatlimit:sent:{channel}:{user}`` counts
@@ -64,7 +65,7 @@ for _ = 1, n do
   if count > 0 then
     redis.call('SET', set .. ':' .. node, count, 'PX', ttl)
     redis.call('SADD', set, node)
-    redis.call('PEXPIRE', set, ttl)
+    if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
   else
     redis.call('DEL', set .. ':' .. node)
     redis.call('SREM', set, node)
@@ -154,7 +155,7 @@ while i <= #ARGV do
     end
     redis.call('PEXPIRE', hash, ttl)
     redis.call('SADD', set, node)
-    redis.call('PEXPIRE', set, ttl)
+    if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
   else
     redis.call('SREM', set, node)
   end
@@ -192,7 +193,9 @@ else
   redis.call('HSET', hash, ARGV[4], ARGV[5])
   redis.call('PEXPIRE', hash, tonumber(ARGV[2]))
   redis.call('SADD', set, ARGV[1])
-  redis.call('PEXPIRE', set, tonumber(ARGV[2]))
+  if redis.call('PTTL', set) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', set, tonumber(ARGV[2]))
+  end
 end
 return 0
 """

@@ -381,3 +381,60 @@ async def test_a_hung_redis_costs_a_timeout_not_an_error(
             finally:
                 redis_server.proc.send_signal(signal.SIGCONT)
         assert (a.metrics.sample("aethex_cluster_redis_errors_total", what="chat_limits") or 0) > 0
+
+
+async def test_the_scripts_against_redis(redis_url: str) -> None:
+    """The Redis side alone: what each script answers, with two nodes' views of one Redis."""
+    import redis.asyncio as aioredis
+
+    from mediaserver.cluster.counts import ClusterCounts
+
+    r = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        one, two = ClusterCounts(r, "n1", 60.0), ClusterCounts(r, "n2", 0.5)
+        # Viewers: summed; a node whose count fell to 0 leaves; an expired node leaves.
+        assert await one.viewer_totals({"ch": 3}, []) == {"ch": 3}
+        assert await two.viewer_totals({"ch": 4}, ["other"]) == {"ch": 7, "other": 0}
+        deadline = time.monotonic() + 10
+        while (await one.viewer_totals({}, ["ch"]))["ch"] != 3:  # n2's TTL is 0.5 s
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert await one.viewer_totals({"ch": 0}, []) == {"ch": 0}
+        assert await r.smembers("aethex:viewers:ch") == set()
+        # Chat: 2 per 60 s, then muted 30 s; slow mode 10 s.
+        assert await one.chat_admit(1, 9, 0, 2, 60, 30) == ("ok", 0)
+        assert await two.chat_admit(1, 9, 0, 2, 60, 30) == ("ok", 0)
+        verdict, wait = await one.chat_admit(1, 9, 0, 2, 60, 30)
+        assert verdict == "rate_limited" and wait == 30
+        verdict, wait = await two.chat_admit(1, 9, 0, 2, 60, 30)
+        assert verdict == "muted" and 29 < wait <= 30
+        assert await one.chat_admit(1, 8, 10, 2, 60, 30) == ("ok", 0)
+        verdict, wait = await two.chat_admit(1, 8, 10, 2, 60, 30)
+        assert verdict == "slow_mode" and 9 < wait <= 10
+        assert await two.chat_admit(2, 8, 10, 2, 60, 30) == ("ok", 0)  # another channel
+        # Logins: a sliding window per key, the first limit reached named by its index.
+        limits = [("user:1@a", 2), ("addr:a", 3)]
+        assert await one.login_retry_after(limits, 60) is None
+        await one.login_failure(limits, 60)
+        await two.login_failure(limits, 60)
+        index, wait = await two.login_retry_after(limits, 60) or (None, 0.0)
+        assert index == 0 and 59 < wait <= 60
+        await one.login_clear("user:1@a")
+        assert await one.login_retry_after(limits, 60) is None
+        await one.login_failure([("addr:a", 3)], 60)
+        assert (await one.login_retry_after(limits, 60) or (None,))[0] == 1
+        # Presence: the union of the nodes' hashes, a user on both nodes counted twice.
+        ann = {"id": 1, "username": "ann", "display_name": "Ann"}
+        bob = {"id": 2, "username": "bob", "display_name": "bob"}
+        await one.presence_put({"room": [ann, bob]})
+        await two.presence_change("room", ann, True)
+        room = (await one.presence_read(["room"]))["room"]
+        assert room == {1: (ann, 2), 2: (bob, 1)}
+        await one.presence_change("room", bob, False)
+        await one.presence_put({"room": [ann]})
+        deadline = time.monotonic() + 10
+        while (await one.presence_read(["room"]))["room"] != {1: (ann, 1)}:  # n2's TTL
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await r.aclose()
