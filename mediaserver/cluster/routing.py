@@ -30,6 +30,10 @@ from mediaserver.settings import Settings
 log = logging.getLogger(__name__)
 
 ORIGIN_PREFIX = "aethex:origin:"
+# Set on every forwarded request: the receiving node answers it from its own edge or not at
+# all, so a stale route (or an advertise URL naming a node that lost the stream) costs one hop,
+# never a loop of nodes forwarding to each other.
+FORWARDED_HEADER = "x-aethex-forwarded-by"
 # Request headers that travel to the owner, and response headers that travel back (CORS and
 # the connection's own headers are the answering node's business).
 FORWARDED_REQUEST = ("user-agent", "range", "if-range", "if-none-match", "x-aethex-cache-fill")
@@ -128,6 +132,7 @@ class LiveRoutes:
         if self.in_flight >= self.max_requests:
             raise Unavailable(503, "too many requests to other origins")
         sent = {name: value for name in FORWARDED_REQUEST if (value := headers.get(name))}
+        sent[FORWARDED_HEADER] = self.self_url
         if client:
             sent["X-Forwarded-For"] = client
         self.in_flight += 1

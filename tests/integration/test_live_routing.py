@@ -177,3 +177,40 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
 
 async def _absent(rds: Any, key: str) -> bool:
     return not await rds.exists(key)
+
+
+async def test_routing_failures_are_clear_answers(
+    settings_env: dict[str, str], redis_server: Any, tmp_path: Path
+) -> None:
+    """A route to an origin that is gone is a 502 (and looked up again next time), a Redis that
+    is down is the 404 of a stream that is not live, never a 500 or a hang."""
+    env = {
+        **settings_env,
+        "AETHEX_CLUSTER__REDIS_URL": redis_server.url,
+        "AETHEX_CLUSTER__ROUTE_CACHE_SECONDS": "30",
+        "AETHEX_CLUSTER__PROXY_TIMEOUT": "5",
+    }
+    rds = aioredis.from_url(redis_server.url, decode_responses=True, socket_timeout=2)
+    async with aiohttp.ClientSession() as http, running_server(env) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        # Not live anywhere: 404 as on one node.
+        status, _, _ = await fetch(http, f"{base}/hls/nowhere/master.m3u8")
+        assert status == 404
+        # Routed to an origin nobody listens on: 502 with the reason, at once.
+        await rds.set("aethex:origin:ghost", f"http://127.0.0.1:{free_port()}")
+        status, headers, body = await fetch(http, f"{base}/hls/ghost/master.m3u8")
+        assert status == 502 and headers["cache-control"] == "no-store", body
+        assert b"unreachable" in body
+        # The failed route is forgotten: a new owner is used at once, not after the 30 s. Here
+        # a stale one naming this very node (under an address other than its advertise URL):
+        # forwarded once, answered 404 there, never a loop of forwards.
+        await rds.set("aethex:origin:ghost", base)
+        status, _, _ = await fetch(http, f"{base}/hls/ghost/master.m3u8")
+        assert status == 404
+        assert server._runner.app[HLS_KEY].routes.in_flight == 0
+        # Redis down: the route is unknown, answered as "not live here" within the timeouts.
+        await asyncio.to_thread(redis_server.stop)
+        started = time.monotonic()
+        status, _, _ = await fetch(http, f"{base}/hls/other/abc/144p/index.m3u8")
+        assert status == 404 and time.monotonic() - started < 10
+    await rds.aclose()

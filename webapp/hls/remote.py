@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from mediaserver.cluster.routing import LiveRoutes, Unavailable
+from mediaserver.cluster.routing import FORWARDED_HEADER, LiveRoutes, Unavailable
 from webapp.forwarded import client_host
 
 from .reply import HlsRequest, Reply, error_reply
@@ -47,7 +47,11 @@ class Elsewhere:
 
     def reply(self, request: HlsRequest, kind: str) -> Reply | Coroutine[Any, Any, Reply]:
         """404 as a single node answers, or the owner's answer (a coroutine to await)."""
-        if self.routes is None or request.method not in ("GET", "HEAD"):
+        if (
+            self.routes is None
+            or request.method not in ("GET", "HEAD")
+            or FORWARDED_HEADER in request.headers  # one hop only: no forwarding loops
+        ):
             return error_reply(kind, 404)
         return self._forward(self.routes, request, kind)
 
