@@ -28,6 +28,15 @@ vcl 4.1;
 
 import std;
 
+# Fronts that put the client's address in X-Forwarded-For themselves (the nginx of
+# config/nginx/aethex.conf on this machine). Varnish appends the address it was connected from;
+# behind a front that is the front, and the nodes take the last entry as the viewer's address,
+# so for these peers that last entry is dropped again. List your fronts' addresses here.
+acl aethex_fronts {
+    "127.0.0.1";
+    "::1";
+}
+
 backend aethex {
     .host = "127.0.0.1";
     .port = "8080";
@@ -40,6 +49,9 @@ backend aethex {
 sub vcl_recv {
     # Only this cache may mark its fetches as cache fills.
     unset req.http.X-AeThex-Cache-Fill;
+    if (client.ip ~ aethex_fronts && req.http.X-Forwarded-For ~ ",") {
+        set req.http.X-Forwarded-For = regsub(req.http.X-Forwarded-For, "\s*,[^,]*$", "");
+    }
 
     if (req.http.Upgrade ~ "(?i)websocket") {
         return (pipe);  # chat: /ws/chat/{slug}

@@ -31,6 +31,7 @@ import pytest_asyncio
 from benchmarks.lib.playlist import master_variants, parse_media_playlist, with_query
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server
 from tests.varnish_server import VarnishServer
+from webapp.hls import HLS_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -311,3 +312,14 @@ async def test_chat_websocket_and_pages_pass_through(site: Site) -> None:
         for _ in range(2):
             status, headers, _ = await site.get(f"{site.varnish.base}{path}")
             assert status == 200 and headers["X-Cache"] == "MISS", (path, headers)
+
+
+async def test_a_front_named_client_address_reaches_the_origin(site: Site) -> None:
+    """Behind nginx (a front on loopback, in the VCL's acl) the viewer's address is the one the
+    front put in X-Forwarded-For, not the front's: the per-address cap counts viewers."""
+    session = secrets.token_hex(16)
+    url = f"{site.varnish.base}/hls/{SLUG}/watching?session={session}"
+    status, _, _ = await site.get(url, headers={"X-Forwarded-For": "10.9.8.7"})
+    assert status == 204
+    table = site.server._runner.app[HLS_KEY].viewers._tables[SLUG]
+    assert table.sessions[session][1] == "10.9.8.7", table.sessions[session]
