@@ -23,6 +23,7 @@ from seaweed import BUCKET, WEED, SeaweedFS, make_s3_settings, seaweed  # noqa: 
 
 from tests.accounts import csrf_of, login, register
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
+from tests.integration.test_clips import wait_status
 from tests.integration.test_videos import wait_archived
 
 pytestmark = pytest.mark.integration
@@ -142,12 +143,39 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         async with http.get(f"{site}/videos/{row.id}/previews/{sprite.group(1)}") as r:
             assert r.status == 200 and (await r.read())[:2] == b"\xff\xd8"
 
-        # Deleting the video deletes its objects.
         owner = await login(site, "alice", "pw-123456789")
         try:
-            async with owner.delete(
-                f"{site}/api/videos/{row.id}", headers={"X-CSRF-Token": await csrf_of(owner, site)}
+            csrf = {"X-CSRF-Token": await csrf_of(owner, site)}
+            # The MP4 download remuxes the recording it copies back from the bucket.
+            async with owner.get(f"{site}/videos/{row.id}/download") as r:
+                mp4 = await r.read()
+                assert r.status == 200 and mp4[4:8] == b"ftyp"
+            assert len(mp4) == int(r.headers["Content-Length"]) > 1000
+            # A clip of the VOD is cut, lands in the bucket, and outlives this node's copy.
+            async with owner.post(
+                f"{site}/api/videos/{row.id}/clips", json={"start": 0.5, "end": 2.5}, headers=csrf
             ) as r:
+                assert r.status == 202, await r.text()
+                clip = await r.json()
+            clip = await wait_status(owner, clip["id"], "ready")
+            clip_prefix = f"{prefix}/clips/{clip['id']}/out/"
+            in_bucket = await asyncio.to_thread(seaweed.objects, BUCKET, clip_prefix)
+            assert f"{clip_prefix}clip.json" in in_bucket
+            assert any(k.endswith(".mp4") for k in in_bucket)
+            shutil.rmtree(data_dir / "clips")
+            async with owner.get(f"{site}{clip['mp4_url']}") as r:
+                assert r.status == 200
+                assert (
+                    await r.read() == in_bucket[f"{clip_prefix}{clip['mp4_url'].split('/out/')[1]}"]
+                )
+            async with http.get(f"{site}/clips/{clip['id']}") as r:
+                assert r.status == 200
+            async with owner.delete(f"{site}/api/clips/{clip['id']}", headers=csrf) as r:
+                assert r.status == 200
+            assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/clips/") == {}
+
+            # Deleting the video deletes its objects.
+            async with owner.delete(f"{site}/api/videos/{row.id}", headers=csrf) as r:
                 assert r.status == 200
         finally:
             await owner.close()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, OBJECTS_KEY, SETTINGS_KEY
 from . import api, pages
 from .api import CLIPS_KEY, OPENAPI_PATHS, OPENAPI_SCHEMAS
 from .service import ClipService, lifetime
@@ -26,7 +26,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS_KEY]
-    app[CLIPS_KEY] = ClipService(app[DB_KEY], settings.data_dir, settings.clips)
+    app[CLIPS_KEY] = ClipService(
+        app[DB_KEY], settings.data_dir, settings.clips, app.get(OBJECTS_KEY)
+    )
     api.setup_routes(app)
     pages.setup_routes(app)
     app.cleanup_ctx.append(_lifetime)

@@ -26,6 +26,7 @@ from ..errors import ApiError
 from ..identity import require_user
 from ..keys import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
 from ..parsing import field, query_int, read_json
+from ..stored import ensure_local
 from ..stream_links import find_video
 from . import media
 from .documents import clip_json, parse_range, parse_title, viewer
@@ -40,6 +41,10 @@ __all__ = ["CLIPS_KEY", "OPENAPI_PATHS", "OPENAPI_SCHEMAS", "setup_routes"]
 
 async def files_of(request: web.Request, info: ClipInfo) -> dict[str, str] | None:
     if info.clip.status != "ready":
+        return None
+    # S3 mode: a clip cut on another node (or lost by this disk) is copied from the bucket.
+    prefix = f"{media.CLIPS_DIR}/{info.clip.public_id}/{media.OUT}"
+    if not await ensure_local(request.app, prefix, media.CLIP_META):
         return None
     out = request.app[CLIPS_KEY].dir(info.clip.public_id) / media.OUT
     return await asyncio.to_thread(media.read_manifest, out)
@@ -152,6 +157,8 @@ async def clip_video(request: web.Request) -> web.Response:
     title = parse_title(body, default=stream.title)
     await check_rate(request, user)
     vod_dir = request.app[SETTINGS_KEY].data_dir / "streams" / str(stream.id)
+    # S3 mode: the cut reads files; a recording made elsewhere is copied from the bucket.
+    await ensure_local(request.app, f"streams/{stream.id}", "master.m3u8")
     async with request.app[DB_KEY].session() as session:
         clip = await clip_queries.create(
             session,

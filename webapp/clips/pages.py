@@ -21,6 +21,7 @@ from storage.clips import ClipInfo
 from ..keys import DB_KEY, SETTINGS_KEY
 from ..render import CSP, not_found_page, redirect, render
 from ..sharing import absolute, card_text, duration_text, social_meta
+from ..stored import ensure_local
 from ..viewer_keys import set_viewer_cookie, viewer_key
 from . import media
 from .api import CLIPS_KEY, document
@@ -177,6 +178,9 @@ async def clip_media(request: web.Request) -> web.StreamResponse:
     if name.split("/", 1)[0] != wanted:
         raise web.HTTPNotFound()
     root = request.app[CLIPS_KEY].dir(info.clip.public_id)
+    if wanted == media.OUT:  # S3 mode: made on another node, or lost by this disk
+        prefix = f"{media.CLIPS_DIR}/{info.clip.public_id}/{media.OUT}"
+        await ensure_local(request.app, prefix, media.CLIP_META)
     path = await asyncio.to_thread(media.safe_file, root, name)
     if path is None:
         raise web.HTTPNotFound()

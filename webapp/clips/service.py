@@ -21,20 +21,33 @@ from typing import Any
 from mediaserver.settings import ClipSettings
 from storage import Database
 from storage import clips as clip_queries
+from storage.objects import LocalStore, ObjectStore
 from transcode.edge import LiveEdge
 from transcode.hls import RenditionInfo
 from transcode.smart_cut import CutOptions, CutResult, SourceRendition, cut_clip
 
+from ..stored import forget_prefix, publish_dir
 from . import media
 from .media import LiveRendition
 
 log = logging.getLogger(__name__)
 
+# A clip's files that name the others: sent to the bucket after them, in this order.
+CLIP_LAST = ("index.m3u8", "master.m3u8", media.CLIP_META)
+
 
 class ClipService:
-    def __init__(self, db: Database, data_dir: Path, limits: ClipSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        limits: ClipSettings,
+        objects: ObjectStore | None = None,
+    ) -> None:
         self.db = db
         self.data_dir = data_dir
+        # S3 mode (issue 15): a ready clip's files go to the bucket, so any node serves it.
+        self.objects = objects if objects is not None else LocalStore(data_dir)
         self.limits = limits
         self._cuts = asyncio.Semaphore(limits.concurrent_cuts)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -132,6 +145,8 @@ class ClipService:
                 await session.commit()
             return
         relative = out.relative_to(self.data_dir)
+        # In the bucket before it is ready (the manifest and playlists after what they name).
+        await publish_dir(self.objects, self.data_dir, out, CLIP_LAST)
         async with self.db.session() as session:
             done = await clip_queries.update_fields(
                 session,
@@ -148,6 +163,7 @@ class ClipService:
             await session.commit()
         if not done:  # deleted while it was being cut
             await asyncio.to_thread(shutil.rmtree, root, True)
+            await forget_prefix(self.objects, f"{media.CLIPS_DIR}/{public_id}")
         elif drop_draft:
             await asyncio.to_thread(shutil.rmtree, root / media.DRAFT, True)
             await asyncio.to_thread((root / media.DRAFT_META).unlink, True)
@@ -161,6 +177,7 @@ class ClipService:
 
     async def remove_files(self, public_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.dir(public_id), True)
+        await forget_prefix(self.objects, f"{media.CLIPS_DIR}/{public_id}")
 
 
 async def prune_drafts(service: ClipService) -> int:

@@ -31,6 +31,7 @@ from ..errors import json_error
 from ..forwarded import client_host
 from ..identity import can_manage, current_user
 from ..keys import DB_KEY, SETTINGS_KEY
+from ..stored import ensure_local
 from ..stream_links import find_video
 from .metrics import DownloadMetrics
 
@@ -216,6 +217,8 @@ async def _send(
     downloads = request.app[DOWNLOADS_KEY]
     planned = downloads.cached((stream_id, wanted))
     if planned is None:
+        # S3 mode: the remux reads files; a recording made elsewhere is copied from the bucket.
+        await ensure_local(request.app, Path(vod_path).parent.as_posix(), "master.m3u8")
         began = time.perf_counter()
         try:
             made = await asyncio.to_thread(_plan, directory, wanted)
