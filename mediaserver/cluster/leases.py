@@ -353,9 +353,9 @@ class ChannelLeases:
                     message = await _bounded(pubsub.get_message(timeout=1.0))
                     if message is not None and message.get("type") == "message":
                         self._control(message.get("data"))
-            except ClusterUnavailable as exc:
+            except Exception as exc:  # Redis went away (or the client broke): subscribe again
                 if not failing:
-                    log.warning("control channel %s: Redis: %s; retrying", channel, exc)
+                    log.warning("control channel %s: %s; retrying", channel, exc)
                 failing = True
                 await asyncio.sleep(self.renew_interval)
             finally:

@@ -17,9 +17,11 @@ from mediaserver.cluster.leases import (
     DEADLINE,
     ChannelLeases,
     ClusterUnavailable,
+    EndedByCreator,
     find_origin,
     lease_holder,
     leased_channels,
+    request_stop,
 )
 from mediaserver.cluster.node import NodeIdentity
 
@@ -217,3 +219,43 @@ async def test_a_silent_publishers_lease_is_left_to_expire(client: Any) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_stop_requests_reach_the_holder_across_a_redis_restart(
+    redis_server: Any, client: Any
+) -> None:
+    a = leases_for(client, A, lease_seconds=5.0, renew=0.2)
+    stops: list[tuple[int, str]] = []
+    a.on_stop = lambda channel_id, reason: stops.append((channel_id, reason))
+    assert await request_stop(client, 21, "ended") is False  # nobody holds it
+    assert await a.claim(21, "kappa")
+    a.start()
+    try:
+        await until(lambda: request_stop(client, 21, "ended"), timeout=5)  # once subscribed
+        await until(lambda: _true(bool(stops)), timeout=5)
+        assert stops == [(21, "ended")], stops
+        redis_server.restart()
+        # The lease comes back with the renewal and the listener subscribes again.
+        # (A request can land on the old subscription while it closes: ask until it is heard.)
+        await until(lambda: _heard(client, 21, stops, 2), timeout=10)
+        assert set(stops) == {(21, "ended")}, stops
+        # A creator's cooldown refuses new claims on every node, not the holder's renewal.
+        a.set_cooldown(22, 5)
+        await until(lambda: _get(client, "aethex:cooldown:22"), timeout=5)
+        b = leases_for(client, B)
+        with pytest.raises(EndedByCreator):
+            await b.claim(22, "lambda")
+        assert b.held == {}
+        await a.renew()
+        assert a.held == {21: "kappa"}
+    finally:
+        await a.stop()
+
+
+async def _heard(client: Any, channel_id: int, stops: list[Any], count: int) -> bool:
+    try:
+        await request_stop(client, channel_id, "ended")
+    except ClusterUnavailable:
+        return False
+    await asyncio.sleep(0.2)
+    return len(stops) >= count
