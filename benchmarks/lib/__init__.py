@@ -19,6 +19,7 @@ Modules, each small and named for what it does:
 - ``stats``: percentiles and medians.
 - ``pyspy``: sampling profiles of the server with py-spy.
 - ``nginx``: nginx as the reference server (RTMP ingest, static files).
+- ``rtmp_probe``: a relay's added delay per frame (probe sender, probe receiver, the match).
 - ``discovery_seed``: a platform's worth of rows (users, channels, follows, past broadcasts).
 - ``seeded_live``: ``aethex serve`` with a seed's channels made live inside it.
 - ``discovery_fanout``: a real go-live with 100,000 followers: fan-out and first playlist.

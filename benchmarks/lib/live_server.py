@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,15 @@ class LiveServer:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def metric(self, name: str) -> float:
+        """The value of an unlabelled sample on /metrics (``aethex_streams_live``), NaN when
+        it is not there: what a benchmark waits on instead of guessing a ramp."""
+        with urllib.request.urlopen(f"{self.base}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return float("nan")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from benchmarks.lib.server import free_port, wait_port
@@ -35,6 +37,10 @@ class Nginx:
     def body(self) -> str:
         raise NotImplementedError
 
+    def extra(self) -> str:
+        """More of the configuration's main level after ``body`` (none here)."""
+        return ""
+
     def prepare(self) -> None:
         """Check that nginx (and its modules) are installed and write the configuration."""
         if not shutil.which("nginx") or not all(Path(m).exists() for m in self.modules):
@@ -49,6 +55,7 @@ pid {self.dir}/nginx.pid;
 error_log {self.dir}/logs/error.log warn;
 events {{ worker_connections {self.worker_connections}; }}
 {self.body()}
+{self.extra()}
 """)
 
     def start(self) -> int:
@@ -76,6 +83,35 @@ class RtmpNginx(Nginx):
 
     missing = "nginx with libnginx-mod-rtmp is needed: run `make bench-deps`"
     modules = (RTMP_MODULE,)
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.stat_port = free_port()
+
+    def extra(self) -> str:
+        """The module's statistics page on its own loopback port: how a benchmark waits until
+        every publisher is live (or every push is up) instead of guessing a ramp. Idle while
+        nobody asks, so it costs nothing in a CPU window."""
+        return f"""http {{
+    access_log off;
+    client_body_temp_path {self.dir}/tmp;
+    proxy_temp_path {self.dir}/tmp;
+    fastcgi_temp_path {self.dir}/tmp;
+    uwsgi_temp_path {self.dir}/tmp;
+    scgi_temp_path {self.dir}/tmp;
+    server {{
+        listen 127.0.0.1:{self.stat_port};
+        location /stat {{ rtmp_stat all; }}
+    }}
+}}"""
+
+    def stat(self) -> ET.Element:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.stat_port}/stat", timeout=10) as r:
+            return ET.fromstring(r.read())
+
+    def publishing(self) -> int:
+        """Streams with a publisher now (the stat page's ``<stream>`` with ``<publishing/>``)."""
+        return sum(s.find("publishing") is not None for s in self.stat().iter("stream"))
 
     def body(self) -> str:
         return f"""rtmp {{
