@@ -32,12 +32,13 @@ from typing import Any
 from mediaserver import memory
 from mediaserver.live import LiveRegistry, LiveStream, TranscodeProbe
 from mediaserver.metrics import Metrics
-from mediaserver.objects import RecordingUploads, Uploader
+from mediaserver.objects import RecordingUploads, Uploader, fetch_recording
 from mediaserver.restream.rungs import RungTap
 from mediaserver.settings import Settings, SettingsError, parse_ladder, transcode_options
 from storage import Database, queries
 from storage.errors import out_of_room
 from storage.models import Channel, StreamStatus
+from storage.objects import ObjectStoreError
 from storage.videos import measure_recording
 from transcode.edge import EdgeRegistry, LiveEdge, RenditionEdge
 from transcode.hls import (
@@ -54,6 +55,7 @@ from transcode.hls import (
     write_file_atomic,
     write_vod,
 )
+from transcode.hls.recording import JOURNAL
 from transcode.ladder import Rung
 from transcode.pipeline import LiveTranscoder
 from transcode.sprites import PREVIEW_DIR, PreviewOptions, build_previews
@@ -177,6 +179,7 @@ class Broadcast:
             if self.recording and manager.uploader is not None and manager.uploader.active
             else None
         )
+        self._journal_due = 0  # segments since the journal was last sent to the bucket
         self._writer = asyncio.get_running_loop().create_task(self._write_files())
         self.transcoder: LiveTranscoder | None = None
         # Every finished segment per rendition, for the VOD playlists.
@@ -251,6 +254,7 @@ class Broadcast:
             )
         )
         self._upload_written(self.dir / name / init_name)
+        self._upload_written(self.dir / JOURNAL)  # what a recovery from the bucket reads
         self.edge.notify()
 
     def _nominal_bandwidth(self, name: str) -> int:
@@ -284,6 +288,10 @@ class Broadcast:
                 functools.partial(self.files.write_segment, name, segment, event.data)
             )
             self._upload_written(self.dir / name / segment_uri(event.segment))
+            self._journal_due += 1
+            if self._journal_due >= self.settings.objects.journal_segments:
+                self._journal_due = 0
+                self._upload_written(self.dir / JOURNAL)
             # Files stay while in the window or the clips' DVR buffer, whichever is longer.
             expired = rendition.take_expired()
             if not self.recording:
@@ -661,6 +669,13 @@ class Broadcasts:
             log.warning("recovering %d stream(s) left open by an earlier run", len(orphans))
             self.track(asyncio.get_running_loop().create_task(self._recover_all(orphans)))
 
+    def recover(self, orphans: list[queries.OrphanedStream]) -> None:
+        """Recover these streams (taken out of LIVE by the caller) in the background: in a
+        cluster, those of an origin that died, found when their channel goes live again."""
+        if orphans:
+            log.warning("recovering %d stream(s) of an origin that died", len(orphans))
+            self.track(asyncio.get_running_loop().create_task(self._recover_all(orphans)))
+
     async def _recover_all(self, orphans: list[queries.OrphanedStream]) -> None:
         for orphan in orphans:
             await self._recover(orphan)
@@ -671,6 +686,14 @@ class Broadcasts:
         directory = self.settings.data_dir / "streams" / str(orphan.id)
         now = datetime.now(UTC)
         fields: dict[str, Any] = {"hls_path": f"streams/{orphan.id}/master.m3u8"}
+        present: frozenset[Path] = frozenset()
+        if self.uploader is not None and self.settings.recording.enabled:
+            try:  # made on another node, or this disk lost it: what the bucket has
+                present = await fetch_recording(self.uploader, directory)
+            except ObjectStoreError as exc:
+                log.warning(
+                    "%s: stream %d not read from the bucket: %s", orphan.slug, orphan.id, exc
+                )
         try:
             found = (
                 await asyncio.to_thread(recover, directory)
@@ -707,7 +730,7 @@ class Broadcasts:
                 )
                 self.make_previews(orphan.id, directory)
                 if self.uploader is not None and self.uploader.active:
-                    recovered = RecordingUploads(self.uploader, directory)
+                    recovered = RecordingUploads(self.uploader, directory, present)
                     self.track(asyncio.ensure_future(recovered.publish(f"stream {orphan.id}")))
                 log.warning(
                     "%s: stream %d recovered after a crash: VOD %.1f s (%d segment(s) unusable)",

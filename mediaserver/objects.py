@@ -26,6 +26,8 @@ from pathlib import Path
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
 from storage.objects import LocalStore, ObjectStore, ObjectStoreError, S3Config, S3Store
+from transcode.hls import write_file_atomic
+from transcode.hls.recording import JOURNAL
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +195,14 @@ class RecordingUploads:
     (``publish``) whatever is still missing, then the media playlists, then the master, so a
     playlist in the bucket never names a segment that is not there."""
 
-    def __init__(self, uploader: Uploader, directory: Path) -> None:
+    def __init__(
+        self, uploader: Uploader, directory: Path, present: frozenset[Path] = frozenset()
+    ) -> None:
         self.uploader = uploader
         self.directory = directory
         self.loop = asyncio.get_running_loop()
         self._sent: dict[Path, asyncio.Future[bool]] = {}
+        self._present = present  # files known to be in the bucket already (copied from it)
 
     def file(self, path: Path) -> None:
         """On the loop: queue a file that was just written (a segment, an init section)."""
@@ -215,7 +220,12 @@ class RecordingUploads:
         ok = all(await asyncio.gather(*self._sent.values()))
         files = await asyncio.to_thread(_files_under, self.directory)
         media = [p for p in files if p.name not in _PLAYLISTS]
-        again = [p for p in media if p not in self._sent or not self._sent[p].result()]
+        again = [
+            p
+            for p in media
+            if p.name == JOURNAL  # it grew since it was last sent
+            or (p not in self._present and (p not in self._sent or not self._sent[p].result()))
+        ]
         ok = all(await self.uploader.upload_all(again)) and ok
         indexes = [p for p in files if p.name in _PLAYLISTS[:2]]
         masters = [p for p in files if p.name == "master.m3u8"]
@@ -232,6 +242,24 @@ class RecordingUploads:
                 label,
             )
         return ok
+
+
+async def fetch_recording(uploader: Uploader, directory: Path) -> frozenset[Path]:
+    """Copy a recording's objects that this disk lacks from the bucket into ``directory``
+    (crash recovery on a node that did not make it, or whose disk was wiped); the local paths
+    of everything the bucket holds. Nothing (and no error) when the store is the disk."""
+    if not uploader.active:
+        return frozenset()
+    store, prefix = uploader.store, uploader.key_for(directory)
+    present = set()
+    for info in await store.list_prefix(f"{prefix}/"):
+        path = uploader.root / info.key
+        present.add(path)
+        if await asyncio.to_thread(path.is_file):
+            continue
+        data = await store.get(info.key)
+        await asyncio.to_thread(write_file_atomic, path, data)
+    return frozenset(present)
 
 
 def _files_under(directory: Path) -> list[Path]:

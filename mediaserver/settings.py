@@ -742,6 +742,9 @@ class ObjectSettings:
     retry_for: float = 3600.0
     part_size: int = 8 << 20
     timeout: float = 10.0
+    # Segments between uploads of a recording's journal (what crash recovery from the bucket
+    # reads; it is also sent after each initialization section and at the end).
+    journal_segments: int = 10
 
 
 @dataclass(frozen=True)
@@ -1348,7 +1351,13 @@ def _validate_cluster(s: Settings) -> None:
         value = getattr(o, name)
         if value and not re.fullmatch(r"https?://\S+", value):
             raise SettingsError(f"objects.{name}", "must be an http(s):// URL")
-    for name in ("upload_concurrency", "upload_queue", "retry_initial", "timeout"):
+    for name in (
+        "upload_concurrency",
+        "upload_queue",
+        "retry_initial",
+        "timeout",
+        "journal_segments",
+    ):
         _check_positive(f"objects.{name}", getattr(o, name))
     if o.retry_max < o.retry_initial:
         raise SettingsError("objects.retry_max", "must be at least objects.retry_initial")
