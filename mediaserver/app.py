@@ -14,7 +14,12 @@ from aiohttp import web
 from mediaserver import memory
 from mediaserver.broadcast import Broadcasts
 from mediaserver.cluster.counts import ClusterCounts
-from mediaserver.cluster.leases import ChannelLeases, ClusterUnavailable, leased_channels
+from mediaserver.cluster.leases import (
+    ChannelLeases,
+    ClusterUnavailable,
+    leased_channels,
+    streams_alive,
+)
 from mediaserver.cluster.mirror import RemoteStreams
 from mediaserver.cluster.node import NodeIdentity
 from mediaserver.cluster.redis import make_redis
@@ -24,7 +29,7 @@ from mediaserver.metrics import Metrics
 from mediaserver.objects import Uploader, make_store
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
-from storage import Database
+from storage import Database, queries
 from webapp import HLS_KEY, HttpFront, create_app
 
 log = logging.getLogger("aethex")
@@ -69,6 +74,8 @@ class Server:
             else None
         )
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics, self.leases)
+        if self.leases is not None:
+            self.ingest.before_start = self._recover_dead_rows
         # A web node knows the streams the origins ingest, for its pages and API.
         self.mirror = (
             RemoteStreams(
@@ -122,6 +129,24 @@ class Server:
                 log.warning("not recovering open streams: Redis does not answer (%s)", exc)
                 return
         await self.broadcasts.recover_orphans(keep)
+
+    async def _recover_dead_rows(self, channel_id: int) -> None:
+        """Before a channel's new stream on this origin: its LIVE rows that no origin marks as
+        its own (``aethex:stream:{id}``) are an origin's that died. They are recovered (the
+        recording, from the object store in S3 mode) rather than closed empty."""
+        assert self.redis is not None
+        async with self.db.session() as session:
+            ids = await queries.live_stream_ids(session, channel_id)
+        try:
+            alive = await streams_alive(self.redis, ids)
+        except ClusterUnavailable:
+            return  # unknown: the new row closes them as before
+        dead = [i for i in ids if i not in alive]
+        if dead:
+            async with self.db.session() as session:
+                orphans = await queries.take_streams(session, dead)
+                await session.commit()
+            self.broadcasts.recover(orphans)
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

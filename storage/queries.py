@@ -455,6 +455,36 @@ async def take_orphaned_streams(
     return [OrphanedStream(stream.id, slug, stream.started_at) for stream, slug in rows]
 
 
+async def live_stream_ids(session: AsyncSession, channel_id: int) -> list[int]:
+    """The channel's LIVE stream rows (normally at most one)."""
+    rows = await session.execute(
+        select(Stream.id).where(Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE)
+    )
+    return list(rows.scalars())
+
+
+async def take_streams(session: AsyncSession, stream_ids: Collection[int]) -> list[OrphanedStream]:
+    """Move these rows, if still LIVE, to ENDING for crash recovery (in a cluster: streams of
+    an origin that died), as ``take_orphaned_streams`` does at start. Rows locked, so of two
+    nodes taking the same row only one gets it."""
+    if not stream_ids:
+        return []
+    rows = (
+        await session.execute(
+            select(Stream, Channel.slug)
+            .join(Channel, Stream.channel_id == Channel.id)
+            .where(Stream.id.in_(list(stream_ids)), Stream.status == StreamStatus.LIVE)
+            .order_by(Stream.id)
+            .with_for_update(of=Stream)
+        )
+    ).all()
+    for stream, _ in rows:
+        stream.status = StreamStatus.ENDING
+        stream.viewer_count = 0
+    await session.flush()
+    return [OrphanedStream(stream.id, slug, stream.started_at) for stream, slug in rows]
+
+
 async def set_stream_source_info(
     session: AsyncSession, stream_id: int, info: dict[str, Any]
 ) -> None:

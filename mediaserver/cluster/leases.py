@@ -42,6 +42,9 @@ ORIGIN_PREFIX = "aethex:origin:"
 COOLDOWN_PREFIX = "aethex:cooldown:"
 # A node's control channel (Redis pub/sub): another node asks it to end a stream it ingests.
 CONTROL_PREFIX = "aethex:control:"
+# aethex:stream:{stream_id} = the node ingesting that stream row, renewed with the lease and
+# left to expire after it: a LIVE row without it belongs to an origin that died.
+STREAM_PREFIX = "aethex:stream:"
 # The longest a publisher's claim (or a release at shutdown) waits on Redis before it is given
 # up: a connect timeout plus a reply, so a Redis that is down is a refusal in seconds, not a hang.
 DEADLINE = SOCKET_TIMEOUT + 1.0
@@ -59,8 +62,13 @@ def cooldown_key(channel_id: int) -> str:
     return f"{COOLDOWN_PREFIX}{channel_id}"
 
 
-# KEYS: lease, origin, cooldown. ARGV: lease value, origin URL, TTL in ms, "1" to refuse a
-# channel in its ended-by-creator cooldown (a new claim; not a renewal).
+def stream_key(stream_id: int) -> str:
+    return f"{STREAM_PREFIX}{stream_id}"
+
+
+# KEYS: lease, origin, cooldown, stream. ARGV: lease value, origin URL, TTL in ms, "1" to refuse
+# a channel in its ended-by-creator cooldown (a new claim; not a renewal), the node id to mark
+# the stream row with ("" before the row exists).
 # 1: ours and extended; 2: it was free and is ours now; 0: another holder has it; -1: cooldown.
 _CLAIM = """
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
@@ -77,6 +85,9 @@ else
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[3])
+end
 return result
 """
 
@@ -159,6 +170,14 @@ async def request_stop(redis: Any, channel_id: int, reason: str = "ended") -> bo
     return bool(await _bounded(redis.publish(f"{CONTROL_PREFIX}{holder.node}", message)))
 
 
+async def streams_alive(redis: Any, stream_ids: list[int]) -> set[int]:
+    """Which of these stream rows an origin marks as its own now (``aethex:stream:{id}``)."""
+    if not stream_ids:
+        return set()
+    values = await _bounded(redis.mget([stream_key(i) for i in stream_ids]))
+    return {i for i, v in zip(stream_ids, values, strict=True) if v}
+
+
 async def leased_channels(redis: Any) -> set[int]:
     """The ids of every channel some node holds a lease on (SCAN, not KEYS: Redis stays
     responsive however many there are)."""
@@ -206,6 +225,7 @@ class ChannelLeases:
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
         self.held: dict[int, str] = {}  # channel id -> slug
+        self.streams: dict[int, int] = {}  # channel id -> the stream row live here
         # One lock per channel orders a claim against a release still on its way to Redis
         # (kept: one small object per channel that was ever live on this node).
         self._locks: dict[int, asyncio.Lock] = {}
@@ -221,13 +241,20 @@ class ChannelLeases:
         return lock
 
     def _run_claim(self, channel_id: int, slug: str, *, new: bool = False) -> Awaitable[int]:
+        stream_id = self.streams.get(channel_id)
         return self._claim(
-            keys=[lease_key(channel_id), origin_key(slug), cooldown_key(channel_id)],
+            keys=[
+                lease_key(channel_id),
+                origin_key(slug),
+                cooldown_key(channel_id),
+                stream_key(stream_id or 0),
+            ],
             args=[
                 lease_value(self.node, slug),
                 self.node.advertise_url,
                 self.ttl_ms,
                 "1" if new else "0",
+                self.node.node_id if stream_id else "",
             ],
         )
 
@@ -248,6 +275,23 @@ class ChannelLeases:
             self.held[channel_id] = slug
             self._on_count(len(self.held))
             return True
+
+    def attach(self, channel_id: int, stream_id: int) -> None:
+        """The channel's stream row: marked as this node's (``aethex:stream:{id}``) from now
+        on, with every renewal."""
+        self.streams[channel_id] = stream_id
+        slug = self.held.get(channel_id)
+        if slug is None:
+            return
+
+        async def mark() -> None:
+            # With the lease, by the renewal's script: the mark expires when the lease does.
+            try:
+                await _bounded(self._run_claim(channel_id, slug))
+            except ClusterUnavailable:
+                self._on_error("renew")  # the next renewal marks it
+
+        self._spawn(mark())
 
     def set_cooldown(self, channel_id: int, seconds: float) -> None:
         """The creator ended the channel's stream: refuse it on every origin for ``seconds``."""
@@ -272,6 +316,7 @@ class ChannelLeases:
     def release(self, channel_id: int) -> None:
         """The channel's stream ended here: stop renewing at once and delete the lease (if it
         is still ours) in the background."""
+        self.streams.pop(channel_id, None)  # its mark expires after lease_seconds
         slug = self.held.pop(channel_id, None)
         if slug is None:
             return
@@ -325,6 +370,7 @@ class ChannelLeases:
             elif result == 0:
                 log.warning("lease of %s is held by another node now: stopping here", slug)
                 del self.held[channel_id]
+                self.streams.pop(channel_id, None)
                 self._on_count(len(self.held))
                 self.on_lost(channel_id)
 

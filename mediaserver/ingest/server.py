@@ -22,7 +22,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -328,6 +328,9 @@ class IngestServer:
             leases.on_lost = self._lease_lost
             leases.should_renew = self._publisher_fresh
             leases.on_stop = self.disconnect_channel  # the creator ended it on another node
+        # Cluster: run before a channel's new stream row (the composition root recovers the
+        # rows an origin that died left LIVE).
+        self.before_start: Callable[[int], Awaitable[None]] | None = None
         self.limits = limits_from_settings(settings)
         self.sessions: set[RtmpSession] = set()
         # Open connections (closing ones included) per address_key() of the peer.
@@ -534,6 +537,8 @@ class IngestServer:
                 leased = await self._claim_lease(session, event, channel.id, channel.slug)
                 if not leased or session.closing:
                     return False
+                if self.before_start is not None:
+                    await self.before_start(channel.id)
             now = datetime.now(UTC)
             async with self.db.session() as db:
                 row = await queries.start_stream(db, channel.id, now)
@@ -550,6 +555,8 @@ class IngestServer:
                 session.reject(event.stream_id, "stream key already publishing", "already_live")
                 return False
             self.publishers[channel.id] = session
+            if self.leases is not None:
+                self.leases.attach(channel.id, row.id)
             live.health_policy = self.health_policy
             live.disconnect = lambda reason, s=session: self.disconnect(s, reason)
             session.attach(live)

@@ -217,6 +217,10 @@ async def test_a_dead_origins_channel_is_taken_over(
             url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
             pa = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
             await until(lambda: _held_by(rds, cid, "origin-a"), 30, "A holds the lease")
+            row_a = await until(lambda: _live_row(b, cid), 30, "A's stream row")
+            # A marks its row as its own, with the lease.
+            await until(lambda: get(rds, f"aethex:stream:{row_a}"), 10, "A's row marked")
+            assert await rds.get(f"aethex:stream:{row_a}") == "origin-a"
             a.kill()
             killed = time.monotonic()
             await stop(pa)
@@ -242,7 +246,19 @@ async def test_a_dead_origins_channel_is_taken_over(
             assert attempts >= 1
             assert json.loads(await rds.get(f"aethex:lease:{cid}"))["node"] == "origin-b"
             assert await rds.get("aethex:origin:phoenix") == "http://origin-b.test:8080"
-            # A's row, left LIVE by the crash, was closed when B's stream started.
+            row_b = b.ingest.publishers[cid].stream.stream_id
+            await until(lambda: get(rds, f"aethex:stream:{row_b}"), 10, "B's row marked")
+            # A's row, left LIVE by the crash and marked by no origin, was recovered (by B, as
+            # its channel went live there) instead of closed empty: A's recording is not on
+            # B's disk here (no S3), so it ends OFFLINE through crash recovery.
+            async with b.db.session() as db:
+                old = await db.get(Stream, row_a)
+            assert old is not None and old.status is not StreamStatus.LIVE
+            await until(lambda: _row_status(b, row_a, StreamStatus.OFFLINE), 15, "A's row closed")
+            async with b.db.session() as db:
+                old = await db.get(Stream, row_a)
+            assert old is not None and old.hls_path == f"streams/{row_a}/master.m3u8"
+            assert old.ended_at is not None
             async with b.db.session() as db:
                 live = (
                     (
@@ -261,6 +277,23 @@ async def test_a_dead_origins_channel_is_taken_over(
             for p in (pa, pb):
                 if p is not None:
                     await stop(p)
+
+
+async def _live_row(server: Any, channel_id: int) -> int | None:
+    async with server.db.session() as db:
+        return (
+            await db.execute(
+                select(Stream.id).where(
+                    Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE
+                )
+            )
+        ).scalar_one_or_none()
+
+
+async def _row_status(server: Any, stream_id: int, status: StreamStatus) -> bool:
+    async with server.db.session() as db:
+        row = await db.get(Stream, stream_id)
+    return row is not None and row.status is status
 
 
 async def _held_by(client: Any, channel_id: int, node: str) -> bool:
