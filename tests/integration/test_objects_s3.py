@@ -173,8 +173,27 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
             async with owner.delete(f"{site}/api/clips/{clip['id']}", headers=csrf) as r:
                 assert r.status == 200
             assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/clips/") == {}
+        finally:
+            await owner.close()
 
-            # Deleting the video deletes its objects.
+    # With objects.public_url, VOD media is a redirect to the bucket (playlists stay ours).
+    public = f"{seaweed.endpoint}/{BUCKET}"
+    shutil.rmtree(data_dir / "streams")  # the download above copied the recording back
+    env = {**env, **make_s3_settings(seaweed, prefix=prefix, public_url=public)}
+    async with running_server(env) as server, aiohttp.ClientSession() as http:
+        site = f"http://127.0.0.1:{server.http_port}"
+        url = f"{site}/vod/{row.id}"
+        async with http.get(f"{url}/master.m3u8") as r:
+            assert r.status == 200
+        segment = next(n for n in names if n.endswith(".m4s"))
+        async with http.get(f"{url}/{segment}", allow_redirects=False) as r:
+            assert r.status == 302
+            assert r.headers["Location"] == f"{public}/{base}/{segment}"
+
+        # Deleting the video deletes its objects.
+        owner = await login(site, "alice", "pw-123456789")
+        try:
+            csrf = {"X-CSRF-Token": await csrf_of(owner, site)}
             async with owner.delete(f"{site}/api/videos/{row.id}", headers=csrf) as r:
                 assert r.status == 200
         finally:
