@@ -1,0 +1,187 @@
+"""LL-HLS through a Varnish edge (issue 15): many simulated viewers through a real varnishd
+running config/varnish/aethex.vcl in front of one origin, against viewers direct to the same
+origin, measured in the same run.
+
+A real publisher (``benchmarks/lib/publisher.py``, own process) pushes into ``aethex serve``
+(transcoding, 2 s segments, 0.333 s parts). Three phases on one rendition, one after another
+on the same stream: ``--baseline`` viewers direct (the origin CPU the goal compares with),
+``--varnish`` viewers through Varnish, ``--direct`` viewers direct. Each viewer does what hls.js
+does (blocking playlist reload for the next part with ``_HLS_skip=YES``, then the part), in
+client processes, with the viewer of ``benchmarks/hls_delivery.py`` (aiohttp client: Varnish
+may answer a miss it is still fetching without a Content-Length).
+
+Printed per phase: part delay p50/p99 from the part's availability (the first blocking
+playlist response listing it, across all viewers) to each viewer having its bytes; origin CPU
+over the measured window; what the origin received per part (its ``aethex_hls_requests_total``
+for direct phases, its ``aethex_hls_cache_fills_total`` for the Varnish phase, whose players'
+beacons are not sent here); client CPU and errors.
+
+Goal: p99 <= 100 ms through Varnish at 2,000 viewers with origin CPU no higher than at 100
+direct viewers.
+
+    .venv/bin/python benchmarks/cluster.py [--varnish 2000] [--direct 1000] [--baseline 100]
+        [--seconds 20] [--procs 2] [--rendition 480p] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.hls_delivery import run_viewers
+from benchmarks.lib import procstats
+from benchmarks.lib.live_server import LiveServer
+from benchmarks.lib.publisher import start_publisher
+from benchmarks.lib.server import stop_process
+from benchmarks.lib.varnish import VarnishServer
+
+PART = 0.333
+_SAMPLE_RE = re.compile(r'^(aethex_hls_(?:requests|cache_fills)_total)\{kind="([a-z_]+)"')
+
+
+@dataclass
+class Via:
+    """What ``run_viewers`` reads of a server: where the viewers go, whose CPU is measured."""
+
+    base: str
+    proc: Any
+
+
+def origin_requests(server: LiveServer) -> dict[str, float]:
+    """The origin's request counters: ``requests:KIND`` (every HLS request, summed over status)
+    and ``fills:KIND`` (those a cache sent)."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            m = _SAMPLE_RE.match(line)
+            if m:
+                name = "fills" if "cache_fills" in m.group(1) else "requests"
+                key = f"{name}:{m.group(2)}"
+                out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def phase(
+    name: str,
+    server: LiveServer,
+    via: Via,
+    viewers: int,
+    args: argparse.Namespace,
+    work: Path,
+) -> dict:
+    before, t0 = origin_requests(server), time.monotonic()
+    v = run_viewers(
+        via,  # type: ignore[arg-type]  # run_viewers reads .base and .proc only
+        args.rendition,
+        viewers,
+        args.procs,
+        args.seconds,
+        args.warmup,
+        args.ramp,
+        work,
+        "aiohttp",
+    )
+    after, elapsed = origin_requests(server), time.monotonic() - t0
+    parts = elapsed / PART
+    prefix = "fills:" if name == "varnish" else "requests:"
+    per_part = {
+        k.split(":", 1)[1]: (after.get(k, 0.0) - before.get(k, 0.0)) / parts
+        for k in after
+        if k.startswith(prefix) and after.get(k, 0.0) - before.get(k, 0.0) > 0
+    }
+    v["name"] = name
+    v["per_part"] = per_part
+    print(
+        f"{name:>8} {viewers:5d} viewers: part delay p50 {v['p50'] * 1000:6.1f} ms, p99 "
+        f"{v['p99'] * 1000:6.1f} ms; origin CPU {v['server_cpu'] * 100:5.1f}%; origin requests "
+        f"per part {', '.join(f'{k} {n:.2f}' for k, n in sorted(per_part.items()))}; client "
+        f"CPU {', '.join(f'{c * 100:.0f}%' for c in v['client_cpu'])}; parts got median "
+        f"{v['got_median']} of {v['parts_published']}; errors {v['errors'] or 'none'}",
+        flush=True,
+    )
+    return v
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--varnish", type=int, default=2000, help="viewers through Varnish")
+    ap.add_argument("--direct", type=int, default=1000, help="viewers direct to the origin")
+    ap.add_argument("--baseline", type=int, default=100, help="direct viewers: the CPU goal")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--ramp", type=float, default=5.0)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--rendition", default="480p")
+    ap.add_argument("--preset", default="veryfast")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="a varnishd -p NAME=VALUE, e.g. rush_exponent=64 (repeatable)",
+    )
+    ap.add_argument("--skip-direct", action="store_true", help="only baseline and Varnish")
+    ap.add_argument("--quick", action="store_true", help="200/100/20 viewers, 8 s: a check")
+    args = ap.parse_args()
+    if args.quick:
+        args.varnish, args.direct, args.baseline = 200, 100, 20
+        args.seconds, args.warmup, args.ramp = 8.0, 3.0, 2.0
+    print(
+        f"# Varnish edge: {args.varnish} viewers through varnishd, {args.direct} direct, "
+        f"baseline {args.baseline} direct; varnishd -p {args.param or 'defaults'}; "
+        f"rendition {args.rendition}, {args.seconds:.0f} s measured per phase; "
+        f"load average {procstats.loadavg()}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="aethex-cluster-") as tmp:
+        work = Path(tmp)
+        server = LiveServer(
+            work, preset=args.preset, extra_env={"AETHEX_HTTP__TRUST_FORWARDED_FOR": "true"}
+        )
+        server.prepare()
+        server.start()
+        varnish = VarnishServer(
+            server.http_port,
+            work / "varnish",
+            storage="malloc,256m",
+            # Enough threads for thousands of parked and streaming clients.
+            params=("thread_pool_min=200", "thread_pool_max=4000", *args.param),
+        )
+        pub = start_publisher(server.rtmp_url(), 3600, work / "publisher.jsonl")
+        try:
+            varnish.start()
+            direct = Via(server.base, server.proc)
+            cached = Via(varnish.base, server.proc)
+            base = phase("baseline", server, direct, args.baseline, args, work)
+            edge = phase("varnish", server, cached, args.varnish, args, work)
+            flat = edge
+            if not args.skip_direct:
+                flat = phase("direct", server, direct, args.direct, args, work)
+        finally:
+            stop_process(pub)
+            varnish.stop()
+            server.stop()
+    ok_p99 = edge["p99"] <= 0.100
+    ok_cpu = edge["server_cpu"] <= base["server_cpu"] * 1.1
+    print(
+        f"# verdict: through Varnish at {args.varnish} viewers part delay p99 "
+        f"{edge['p99'] * 1000:.1f} ms (goal <= 100 ms: {'met' if ok_p99 else 'missed'}); origin "
+        f"CPU {edge['server_cpu'] * 100:.1f}% against {base['server_cpu'] * 100:.1f}% at "
+        f"{args.baseline} direct viewers (goal no higher: {'met' if ok_cpu else 'missed'}); "
+        f"{args.direct} direct: p99 {flat['p99'] * 1000:.1f} ms, CPU "
+        f"{flat['server_cpu'] * 100:.1f}%",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
