@@ -114,9 +114,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--varnish", type=int, default=2000, help="viewers through Varnish")
-    ap.add_argument("--direct", type=int, default=1000, help="viewers direct to the origin")
-    ap.add_argument("--baseline", type=int, default=100, help="direct viewers: the CPU goal")
+    ap.add_argument("--varnish", type=int, help="viewers through Varnish (2000)")
+    ap.add_argument("--direct", type=int, help="viewers direct to the origin (1000)")
+    ap.add_argument("--baseline", type=int, help="direct viewers: the CPU goal (100)")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--ramp", type=float, default=5.0)
@@ -130,10 +130,15 @@ def main() -> None:
         help="a varnishd -p NAME=VALUE, e.g. rush_exponent=64 (repeatable)",
     )
     ap.add_argument("--skip-direct", action="store_true", help="only baseline and Varnish")
-    ap.add_argument("--quick", action="store_true", help="200/100/20 viewers, 8 s: a check")
+    ap.add_argument(
+        "--quick", action="store_true", help="200/100/20 viewers (unless given), 8 s: a check"
+    )
     args = ap.parse_args()
+    counts = (200, 100, 20) if args.quick else (2000, 1000, 100)
+    args.varnish = args.varnish if args.varnish is not None else counts[0]
+    args.direct = args.direct if args.direct is not None else counts[1]
+    args.baseline = args.baseline if args.baseline is not None else counts[2]
     if args.quick:
-        args.varnish, args.direct, args.baseline = 200, 100, 20
         args.seconds, args.warmup, args.ramp = 8.0, 3.0, 2.0
     print(
         f"# Varnish edge: {args.varnish} viewers through varnishd, {args.direct} direct, "
