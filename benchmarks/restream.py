@@ -21,7 +21,7 @@ reported as unmatched. Reported: p50/p95/max for ours and for nginx over all rou
 difference ours - nginx as context, and the goal: ours p95 under 100 ms. The sender's own
 lateness against its schedule is printed too: when it is large, the machine was busy.
 
-Each window starts 2 s after every relay is live at the destinations (the receiving nginx's
+Each window starts 3 s after every relay is live at the destinations (the receiving nginx's
 stat page shows 2 x channels streams publishing, the probe receiver has frames on both
 probe destinations), so neither go-live work nor the relays' connection set-up is counted. CPU
 is each relay's process tree (/proc) over the window, medians over rounds, ratio ours / nginx
@@ -60,7 +60,7 @@ from storage import restream as store
 
 APPS = ("dest1", "dest2")
 PROBE_APPS = ("probe1", "probe2")
-RAMP = 2.0
+RAMP = 3.0
 LIVE_TIMEOUT = 60.0
 DELAY_GOAL_MS = 100.0
 CPU_GOAL = 2.0
