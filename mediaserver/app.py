@@ -76,6 +76,7 @@ class Server:
         self.ingest = IngestServer(settings, self.db, self.registry, self.metrics, self.leases)
         if self.leases is not None:
             self.ingest.before_start = self._recover_dead_rows
+        self._reaper: asyncio.Task[None] | None = None
         # A web node knows the streams the origins ingest, for its pages and API.
         self.mirror = (
             RemoteStreams(
@@ -148,6 +149,38 @@ class Server:
                 await session.commit()
             self.broadcasts.recover(orphans)
 
+    async def _reap_dead_rows(self) -> None:
+        """Every lease_seconds: LIVE rows no origin has marked as its own for a whole period
+        (so not a Redis restart, after which the marks come back within a renewal) are an
+        origin's that died with no publisher back since; one origin takes each (rows locked)
+        and recovers it, so it stops showing as live."""
+        assert self.redis is not None
+        period = self.settings.cluster.lease_seconds
+        loop = asyncio.get_running_loop()
+        suspects: dict[int, float] = {}
+        while True:
+            await asyncio.sleep(period)
+            try:
+                async with self.db.session() as session:
+                    ids = await queries.live_stream_ids(session)
+                alive = await streams_alive(self.redis, ids)
+            except ClusterUnavailable:
+                suspects.clear()  # unknown: start over once Redis answers
+                continue
+            except Exception:
+                log.exception("looking for streams of dead origins failed")
+                continue
+            now = loop.time()
+            suspects = {i: suspects.get(i, now) for i in ids if i not in alive}
+            ripe = [i for i, seen in suspects.items() if now - seen >= period]
+            if ripe:
+                for i in ripe:
+                    del suspects[i]
+                async with self.db.session() as session:
+                    orphans = await queries.take_streams(session, ripe)
+                    await session.commit()
+                self.broadcasts.recover(orphans)
+
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
@@ -159,6 +192,7 @@ class Server:
             await self.ingest.start()
             if self.leases is not None:
                 self.leases.start()
+                self._reaper = asyncio.get_running_loop().create_task(self._reap_dead_rows())
         elif self.mirror is not None:
             self.mirror.start()
         # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
@@ -214,6 +248,8 @@ class Server:
     async def stop(self) -> None:
         await self.restream.stop()
         await self.ingest.stop()
+        if self._reaper is not None:
+            self._reaper.cancel()
         if self.leases is not None:
             await self.leases.stop()  # the ended streams' leases released
         if self.mirror is not None:

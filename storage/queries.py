@@ -455,12 +455,12 @@ async def take_orphaned_streams(
     return [OrphanedStream(stream.id, slug, stream.started_at) for stream, slug in rows]
 
 
-async def live_stream_ids(session: AsyncSession, channel_id: int) -> list[int]:
-    """The channel's LIVE stream rows (normally at most one)."""
-    rows = await session.execute(
-        select(Stream.id).where(Stream.channel_id == channel_id, Stream.status == StreamStatus.LIVE)
-    )
-    return list(rows.scalars())
+async def live_stream_ids(session: AsyncSession, channel_id: int | None = None) -> list[int]:
+    """The channel's LIVE stream rows (normally at most one), or every channel's."""
+    query = select(Stream.id).where(Stream.status == StreamStatus.LIVE)
+    if channel_id is not None:
+        query = query.where(Stream.channel_id == channel_id)
+    return list((await session.execute(query)).scalars())
 
 
 async def take_streams(session: AsyncSession, stream_ids: Collection[int]) -> list[OrphanedStream]:

@@ -448,3 +448,39 @@ async def test_a_silent_publisher_is_taken_over_on_another_origin(
 
 def _not_check(check: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
     return lambda: _not(check)
+
+
+async def test_a_dead_origins_row_is_recovered_without_a_new_publisher(
+    settings_env: dict[str, str], tmp_path: Path, postgres_url: str, redis_url: str, rds: Any
+) -> None:
+    """No encoder comes back after its origin died: another origin finds the row no origin
+    marks for a whole lease period and recovers it, so the channel stops showing as live."""
+    env_a = node_env(settings_env, tmp_path, "origin-a", postgres_url, redis_url)
+    env_b = node_env(settings_env, tmp_path, "origin-b", postgres_url, redis_url)
+    async with running_server(env_b) as b:
+        cid, key = await make_channel(b, "ghost", "ghost")
+        ports = ("AETHEX_HTTP_PORT", "AETHEX_RTMP_PORT")
+        a = ServerProcess({k: v for k, v in env_a.items() if k not in ports})
+        pa: asyncio.subprocess.Process | None = None
+        try:
+            await asyncio.to_thread(a.wait_ready, 60.0)
+            url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
+            pa = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
+            row_a = await until(lambda: _live_row(b, cid), 30, "A's stream row")
+            await until(lambda: get(rds, f"aethex:stream:{row_a}"), 10, "A's row marked")
+            a.kill()
+            await stop(pa)
+            # Unmarked once the lease expires, taken after a further whole period, checked
+            # every period: at most about four periods.
+            await until(
+                lambda: _row_status(b, row_a, StreamStatus.OFFLINE),
+                LEASE_SECONDS * 4 + 10,
+                "A's row recovered",
+            )
+            async with b.db.session() as db:
+                old = await db.get(Stream, row_a)
+            assert old is not None and old.hls_path == f"streams/{row_a}/master.m3u8"
+        finally:
+            a.kill()
+            if pa is not None:
+                await stop(pa)
