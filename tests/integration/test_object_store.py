@@ -186,3 +186,19 @@ async def test_concurrent_puts(store: tuple[ObjectStore, list[str]]) -> None:
         *(s.put_bytes(f"streams/5/r/seg{i}.m4s", bytes([i]) * 100) for i in range(20))
     )
     assert len(await s.list_prefix("streams/5/")) == 20
+
+
+async def test_s3_credentials_from_the_aws_environment(
+    seaweed: SeaweedFS,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No keys in the settings: botocore's usual chain (here the environment) supplies them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    s = s3_store(seaweed, "from-env", access_key="", secret_key="")
+    try:
+        await s.put_bytes("uploads/e.jpg", b"from the environment")
+        assert await s.get("uploads/e.jpg") == b"from the environment"
+        await s.delete_prefix("")
+    finally:
+        await s.close()
