@@ -96,6 +96,28 @@ async def test_hls_js_plays_through_varnish_and_is_counted_by_its_beacon(
                     break
                 assert time.monotonic() < deadline, (count, table and list(table.sessions))
                 await asyncio.sleep(0.2)
+            # The stream's URLs stop answering (as when it moved to another origin with a new
+            # token): a 404 makes the player load the master again, not retry the dead URLs.
+            await page.evaluate("() => { window.__old = window.aethexPlayer.hls; }")
+
+            async def not_found(route) -> None:
+                await route.fulfill(status=404, body="Not Found")
+
+            await page.route("**/index.m3u8*", not_found)
+            try:
+                await page.wait_for_function(
+                    "() => window.aethexPlayer.hls !== window.__old",
+                    timeout=30_000,
+                    polling=200,
+                )
+            finally:
+                await page.unroute("**/index.m3u8*", not_found)
+            t = await page.evaluate("() => window.aethexPlayer.video.currentTime")
+            await page.wait_for_function(
+                f"() => window.aethexPlayer.hls && window.aethexPlayer.video.currentTime > {t} + 1",
+                timeout=30_000,
+                polling=200,
+            )
             watch.check()
         finally:
             await context.close()

@@ -224,6 +224,12 @@
       details === E.MANIFEST_PARSING_ERROR || details === E.LEVEL_EMPTY_ERROR;
   }
 
+  // A 404 for what the master named: the stream's URLs changed (it went live again on another
+  // origin of a cluster, with a new broadcast token), so load the master again.
+  function gone(data) {
+    return Boolean(data.response && data.response.code === 404);
+  }
+
   function onError(event, data) {
     if (!data.fatal) return;
     var Hls = window.Hls;
@@ -238,7 +244,7 @@
       }
       retry(h, recreate);
     } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR && h.levels.length &&
-               !isManifestError(data.details)) {
+               !isManifestError(data.details) && !gone(data)) {
       showError("Connection lost, reconnecting…");
       retry(h, function () { h.startLoad(); });
     } else {
