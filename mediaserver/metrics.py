@@ -144,6 +144,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Every operation and reason is exported from the start (at 0), so dashboards and
+        # alert rules find the series before the first failure.
+        for op in ("put", "get", "head", "delete", "list"):
+            self.object_store_errors.labels(op)
+        for reason in ("queue_full", "gave_up", "no_file"):
+            self.object_uploads_dropped.labels(reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
