@@ -47,8 +47,10 @@ backend aethex {
 }
 
 sub vcl_recv {
-    # Only this cache may mark its fetches as cache fills.
+    # Only this cache may mark its fetches as cache fills, and only nodes mark a request as
+    # forwarded by another node (a client's would turn its shared fetch into a 404).
     unset req.http.X-AeThex-Cache-Fill;
+    unset req.http.X-AeThex-Forwarded-By;
     if (client.ip ~ aethex_fronts && req.http.X-Forwarded-For ~ ",") {
         set req.http.X-Forwarded-For = regsub(req.http.X-Forwarded-For, "\s*,[^,]*$", "");
     }
