@@ -67,7 +67,9 @@ def status_json(
         "duration_seconds": stream.duration_seconds,
     }
     if can_manage(user, channel):
-        data["health"] = live.health(time.monotonic()) if live is not None else None
+        # A stream another node of a cluster ingests has its figures there, not here.
+        local = live is not None and not live.remote
+        data["health"] = live.health(time.monotonic()) if local and live is not None else None
     return data
 
 

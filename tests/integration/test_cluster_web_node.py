@@ -86,7 +86,9 @@ async def test_web_node_sees_and_ends_the_origins_streams(
                 assert info["live"] is True and info["stream_id"] == stream_id
                 assert info["playable"] is True  # played through the origin
                 async with http.get(f"/api/streams/{stream_id}/status") as r:
-                    assert (await r.json())["status"] == "live"
+                    status = await r.json()
+                assert status["status"] == "live" and status["live"] is True
+                assert status["health"] is None  # the figures are the origin's
 
                 # End, on the web node: the origin disconnects the encoder.
                 async with http.post(f"/api/streams/{stream_id}/end", headers=headers) as r:
