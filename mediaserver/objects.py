@@ -74,6 +74,8 @@ class Uploader:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self.limits.upload_queue)
         self._workers: list[asyncio.Task[None]] = []
         self._pending = 0
+        self._stopped = False  # shutting down: nothing more is queued
+        self._full = False  # the queue refused a file and has not taken one since
         metrics.object_uploads_pending.set_function(lambda: self._pending)
 
     @property
@@ -93,6 +95,12 @@ class Uploader:
         ]
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._pending:
+            log.warning(
+                "shutting down with %d object upload(s) not done; the files stay on this disk",
+                self._pending,
+            )
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -108,19 +116,26 @@ class Uploader:
         """Queue ``path`` (under data_dir) for upload; the future says if it got there.
         Never blocks: a full queue is a counted, logged refusal (the file stays on disk)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if not self.active:
-            done.set_result(True)
+        if not self.active or self._stopped:
+            done.set_result(not self._stopped)
             return done
         job = _Job(self.key_for(path), path, done)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             self.metrics.object_uploads_dropped.labels("queue_full").inc()
-            log.error(
-                "object upload queue full (%d): %s stays on disk only", self._queue.maxsize, job.key
-            )
+            if not self._full:  # one line per run of refusals, not one per file
+                log.error(
+                    "object upload queue full (%d files waiting): new files stay on this "
+                    "disk only (counted in aethex_object_uploads_dropped_total) until it has room",
+                    self._queue.maxsize,
+                )
+            self._full = True
             done.set_result(False)
             return done
+        if self._full:
+            log.warning("object upload queue has room again")
+            self._full = False
         self._pending += 1
         return done
 

@@ -202,3 +202,55 @@ async def test_s3_credentials_from_the_aws_environment(
         await s.delete_prefix("")
     finally:
         await s.close()
+
+
+async def test_uploader_bounds_retries_and_stops(tmp_path: Path) -> None:
+    """The uploader against a store that is down: a full queue refuses at once (the file stays
+    on disk), queued files are retried with backoff and given up after objects.retry_for, a
+    file that is gone is not retried, and after stop nothing more is queued. Each is counted."""
+    from mediaserver.metrics import Metrics
+    from mediaserver.objects import Uploader, make_store
+    from mediaserver.settings import load_settings
+
+    settings = load_settings(
+        None,
+        env={
+            "AETHEX_DATA_DIR": str(tmp_path),
+            "AETHEX_OBJECTS__BACKEND": "s3",
+            "AETHEX_OBJECTS__ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens there
+            "AETHEX_OBJECTS__BUCKET": "b",
+            "AETHEX_OBJECTS__ACCESS_KEY": "k",
+            "AETHEX_OBJECTS__SECRET_KEY": "s",
+            "AETHEX_OBJECTS__UPLOAD_QUEUE": "2",
+            "AETHEX_OBJECTS__UPLOAD_CONCURRENCY": "1",
+            "AETHEX_OBJECTS__RETRY_INITIAL": "0.05",
+            "AETHEX_OBJECTS__RETRY_MAX": "0.1",
+            "AETHEX_OBJECTS__RETRY_FOR": "0.5",
+            "AETHEX_OBJECTS__TIMEOUT": "1",
+        },
+    )
+    metrics = Metrics()
+    uploader = Uploader(settings, make_store(settings, metrics), metrics)
+    files = []
+    for i in range(4):
+        path = tmp_path / "streams" / "1" / "r" / f"seg{i}.m4s"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 10)
+        files.append(path)
+    uploader.start()
+    futures = [uploader.upload(p) for p in files]
+    # The queue holds two: the others are refused at once.
+    assert [f.done() for f in futures] == [False, False, True, True]
+    assert not futures[2].result() and not futures[3].result()
+    assert metrics.sample("aethex_object_uploads_dropped_total", reason="queue_full") == 2
+    assert metrics.sample("aethex_object_uploads_pending") == 2
+    assert await asyncio.gather(*futures[:2]) == [False, False]  # retried, then given up
+    assert metrics.sample("aethex_object_uploads_dropped_total", reason="gave_up") == 2
+    assert (metrics.sample("aethex_object_store_errors_total", op="put") or 0) >= 2
+    assert metrics.sample("aethex_object_uploads_pending") == 0
+    gone = tmp_path / "streams" / "1" / "r" / "seg9.m4s"
+    assert await uploader.upload(gone) is False
+    assert metrics.sample("aethex_object_uploads_dropped_total", reason="no_file") == 1
+    await uploader.stop()
+    assert await uploader.upload(files[0]) is False
+    assert all(p.exists() for p in files)  # nothing was lost locally
