@@ -30,6 +30,7 @@ from mediaserver.objects import Uploader, make_store
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
 from storage import Database, queries
+from storage.objects import ObjectStoreError
 from webapp import HLS_KEY, HttpFront, create_app
 
 log = logging.getLogger("aethex")
@@ -185,6 +186,10 @@ class Server:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.connect()
         self.uploader.start()
+        try:  # said at once, not at the first upload; uploads are retried meanwhile
+            await self.objects.check()
+        except ObjectStoreError as exc:
+            log.error("the object store does not answer as configured ([objects]): %s", exc)
         if self.node.takes_publishers:  # a web node (issue 15) runs no ingest, no transcoder
             # Streams a crash left open: out of LIVE before a publisher can come back,
             # recovered from the disk in the background.

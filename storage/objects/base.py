@@ -153,5 +153,9 @@ class ObjectStore(ABC):
     async def delete_prefix(self, prefix: str) -> int:
         """Remove every object under ``prefix``; how many were removed."""
 
+    async def check(self) -> None:  # noqa: B027 - LocalStore has nothing to reach
+        """Whether the store answers (S3: the bucket exists and the keys may use it);
+        ObjectStoreError if not. Run at start so a misconfiguration is said at once."""
+
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections."""

@@ -264,6 +264,13 @@ class S3Store(ObjectStore):
             raise self._failure("delete", prefix, exc) from None
         return len(items)
 
+    async def check(self) -> None:
+        try:
+            s3 = await self._s3()
+            await s3.head_bucket(Bucket=self.config.bucket)
+        except Exception as exc:
+            raise self._failure("check", self.config.bucket, exc) from None
+
     async def close(self) -> None:
         self._client = None
         try:

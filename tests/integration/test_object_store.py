@@ -146,6 +146,12 @@ async def test_prefix_listing_and_deletion(store: tuple[ObjectStore, list[str]])
     assert errors == []
 
 
+async def test_check(store: tuple[ObjectStore, list[str]]) -> None:
+    s, errors = store
+    await s.check()  # the bucket exists and the keys may use it (local: nothing to reach)
+    assert errors == []
+
+
 async def test_public_url(tmp_path: Path, seaweed: SeaweedFS) -> None:  # noqa: F811
     local = LocalStore(tmp_path, public_url="https://cdn.example.test/media/")
     assert local.public_url("uploads/a.jpg") == "https://cdn.example.test/media/uploads/a.jpg"
@@ -167,6 +173,9 @@ async def test_s3_errors_are_one_type_and_counted(
     try:
         for s in (wrong, nobucket, down):
             with pytest.raises(ObjectStoreError) as info:
+                await s.check()
+            assert info.value.op == "check"
+            with pytest.raises(ObjectStoreError) as info:
                 await s.put_bytes("uploads/a.jpg", b"x")
             assert not info.value.missing and info.value.op == "put"
             with pytest.raises(ObjectStoreError):
@@ -174,7 +183,7 @@ async def test_s3_errors_are_one_type_and_counted(
         with pytest.raises(ObjectStoreError) as info:
             await wrong.get("uploads/a.jpg")
         assert not info.value.missing  # refused keys are not "no such object"
-        assert "put" in errors and "list" in errors and len(errors) == 7
+        assert "put" in errors and "list" in errors and "check" in errors and len(errors) == 10
     finally:
         for s in (wrong, nobucket, down):
             await s.close()
