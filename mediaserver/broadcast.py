@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 FINISH_TIMEOUT = 120.0
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[Path], Any], path: Path) -> None:
+    """From the writer thread: run ``fn(path)`` on the loop (once the file is in place)."""
+    loop.call_soon_threadsafe(fn, path)
+
+
 class HlsSink:
     """Receives the transcoder's output in its worker threads; packages; posts to the loop."""
 
@@ -305,9 +310,12 @@ class Broadcast:
             self._writes.put_nowait(functools.partial(self.uploads.file_threadsafe, path))
 
     def save_thumbnail(self, jpeg: bytes) -> None:
-        self._writes.put_nowait(
-            functools.partial(write_file_atomic, self.manager.thumbnail_path(self.slug), jpeg)
-        )
+        path = self.manager.thumbnail_path(self.slug)
+        self._writes.put_nowait(functools.partial(write_file_atomic, path, jpeg))
+        uploader = self.manager.uploader
+        if uploader is not None and uploader.active:  # S3 mode: web nodes show it from there
+            loop = asyncio.get_running_loop()
+            self._writes.put_nowait(functools.partial(_on_loop, loop, uploader.upload, path))
         self.thumbnail_saved = True
         self.last_thumbnail = jpeg
 

@@ -16,6 +16,7 @@ from storage import queries
 
 from .keys import SETTINGS_KEY
 from .render import STATIC_DIR
+from .stored import stored_file
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,16 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
     if not queries.SLUG_RE.fullmatch(slug):
         raise web.HTTPNotFound()
     # The slug is checked against the slug pattern above, so it cannot leave the directory.
-    path = thumbnail_file(request.app, slug)
-    if not path.is_file():
+    headers = {
+        "Cache-Control": THUMBNAIL_CACHE,
+        "Content-Type": "image/jpeg",
+        "X-Content-Type-Options": "nosniff",
+    }
+    # This node's file, or (S3 mode) the one the channel's origin sent to the bucket.
+    response = await stored_file(request, f"thumbnails/{slug}.jpg", headers)
+    if response is None:
         raise web.HTTPNotFound()
-    return web.FileResponse(
-        path,
-        headers={
-            "Cache-Control": THUMBNAIL_CACHE,
-            "Content-Type": "image/jpeg",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return response
 
 
 async def _static_cache_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .forwarded import last_forwarded
-from .keys import SETTINGS_KEY
+from .keys import OBJECTS_KEY, SETTINGS_KEY
 
 # Longest external URL rendered (the profile saves at most 300 characters).
 URL_MAX = 2048
@@ -167,11 +168,18 @@ def live_thumbnail_file(app: web.Application, slug: str) -> Path:
 
 
 def live_thumbnail_url(app: web.Application, slug: str) -> str | None:
-    """The channel's live thumbnail, versioned by its mtime, or None when there is none."""
+    """The channel's live thumbnail, versioned by its mtime, or None when there is none.
+
+    In S3 mode (issue 15) the origin that transcodes the channel sends each thumbnail to the
+    bucket: a node without the file (a web node) links it versioned by the refresh period,
+    and ``/thumbnails/{slug}.jpg`` reads it from the bucket."""
     try:
         mtime = int(live_thumbnail_file(app, slug).stat().st_mtime)
     except OSError:
-        return None
+        if app[OBJECTS_KEY].is_local:
+            return None
+        period = max(1.0, app[SETTINGS_KEY].transcode.thumbnail_interval)
+        mtime = int(time.time() // period * period)
     return f"/thumbnails/{slug}.jpg?v={mtime}"
 
 

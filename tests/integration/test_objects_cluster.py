@@ -97,3 +97,13 @@ async def test_vod_plays_through_every_node_after_the_origin_loses_its_disk(
                 async with http.get(f"{site}/videos/{row.id}") as r:
                     assert r.status == 200
                     assert re.search(r'data-src="/vod/[^"]+/master\.m3u8"', await r.text())
+            # The channel's last live thumbnail and the past broadcast's come from the bucket.
+            thumbs = await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/thumbnails/")
+            site = f"http://127.0.0.1:{web.http_port}"
+            for path, key in (
+                ("/thumbnails/cluster-vod.jpg", "thumbnails/cluster-vod.jpg"),
+                (f"/thumbnails/streams/{row.id}.jpg", f"thumbnails/streams/{row.id}.jpg"),
+            ):
+                async with http.get(f"{site}{path}") as r:
+                    assert r.status == 200, path
+                    assert await r.read() == thumbs[f"{prefix}/{key}"]

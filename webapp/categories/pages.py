@@ -25,19 +25,11 @@ from storage.browse import LiveCard, PastBroadcast
 from ..identity import require_page_user, upload_url
 from ..keys import BROWSE_ANSWERS_KEY, DB_KEY, SETTINGS_KEY
 from ..render import not_found_page, render
+from ..sharing import live_thumbnail_url
 from .common import category_json
 
 # Most languages offered by a category page's language filter.
 LANGUAGES_SHOWN = 50
-
-
-def _thumbnail_url(app: web.Application, slug: str) -> str | None:
-    """The live thumbnail of a channel (as the home page shows it), versioned by its mtime."""
-    path = app[SETTINGS_KEY].data_dir / "thumbnails" / f"{slug}.jpg"
-    try:
-        return f"/thumbnails/{slug}.jpg?v={int(path.stat().st_mtime)}"
-    except OSError:
-        return None
 
 
 def live_card(app: web.Application, card: LiveCard) -> dict[str, Any]:
@@ -49,7 +41,7 @@ def live_card(app: web.Application, card: LiveCard) -> dict[str, Any]:
         "language": card.language,
         "tags": card.tags,
         "viewers": card.viewers,
-        "thumbnail": _thumbnail_url(app, card.slug),
+        "thumbnail": live_thumbnail_url(app, card.slug),
         "avatar": upload_url(card.avatar_path),
     }
 

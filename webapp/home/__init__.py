@@ -8,7 +8,6 @@ Live means a stream row in status LIVE of a listed channel, as the rest of the s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
@@ -20,6 +19,7 @@ from storage.recommendations import LiveCard
 from ..identity import current_user, upload_url
 from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, SETTINGS_KEY, FollowChange
 from ..render import render
+from ..sharing import live_thumbnail_url
 from .recommend import Card, LiveIndex, Sections
 from .service import HomeData
 
@@ -32,20 +32,12 @@ REASON_MARK = Markup("<!--reason-->")
 REASON_LINE = Markup('<span class="card-reason">%s</span>')
 
 
-def _thumbnail(thumbs: Path, slug: str) -> str | None:
-    try:
-        return f"/thumbnails/{slug}.jpg?v={int((thumbs / f'{slug}.jpg').stat().st_mtime)}"
-    except OSError:
-        return None
-
-
 class CardHtml:
     """Each live channel's card rendered once per refresh of the live list (the newest list
     is the generation) and shared by every visitor; only the reason line is per visitor."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.thumbs = app[SETTINGS_KEY].data_dir / "thumbnails"
         self._generation: LiveIndex | None = None
         self._html: dict[int, Markup] = {}
         self._macro: Any = None
@@ -62,7 +54,7 @@ class CardHtml:
                     "creator": live.creator,
                     "category": live.category,
                     "viewers": live.viewers,
-                    "thumbnail": _thumbnail(self.thumbs, live.slug),
+                    "thumbnail": live_thumbnail_url(self.app, live.slug),
                     "avatar": upload_url(live.avatar_path),
                 }
             )
