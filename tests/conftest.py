@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
 from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server)
+from seaweed import seaweed  # noqa: F401  (fixture: a real SeaweedFS S3 store with a bucket)
 
 from mediaserver.settings import load_settings
 from storage import Database, upgrade
