@@ -26,7 +26,7 @@ from mediaserver.cluster.redis import make_redis
 from mediaserver.ingest import IngestServer
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
-from mediaserver.objects import Uploader, make_store
+from mediaserver.objects import Uploader, make_store, publish_unsent
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
 from storage import Database, queries
@@ -78,6 +78,7 @@ class Server:
         if self.leases is not None:
             self.ingest.before_start = self._recover_dead_rows
         self._reaper: asyncio.Task[None] | None = None
+        self._resend: asyncio.Task[int] | None = None  # recordings not in the bucket yet
         # A web node knows the streams the origins ingest, for its pages and API.
         self.mirror = (
             RemoteStreams(
@@ -190,6 +191,8 @@ class Server:
             await self.objects.check()
         except ObjectStoreError as exc:
             log.error("the object store does not answer as configured ([objects]): %s", exc)
+        if self.node.takes_publishers and self.uploader.active:
+            self._resend = asyncio.get_running_loop().create_task(publish_unsent(self.uploader))
         if self.node.takes_publishers:  # a web node (issue 15) runs no ingest, no transcoder
             # Streams a crash left open: out of LIVE before a publisher can come back,
             # recovered from the disk in the background.
@@ -260,6 +263,8 @@ class Server:
         if self.mirror is not None:
             await self.mirror.stop()
         await self.broadcasts.stop()
+        if self._resend is not None:
+            self._resend.cancel()
         await self.uploader.stop()  # what is not uploaded yet stays on disk (and is logged)
         if self._http is not None:
             self._http.close()  # no new connections; the open ones are closed below

