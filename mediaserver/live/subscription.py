@@ -35,6 +35,7 @@ class Subscription:
         self._skips_are_loss = True
         self._closed = False
         self._cond = threading.Condition()
+        self._blocked = 0  # consumer threads inside get_blocking (see put)
         self._waiter: asyncio.Future[None] | None = None
 
     @property
@@ -51,28 +52,33 @@ class Subscription:
                 self._on_drop(count)
 
     def put(self, packet: Item) -> None:
-        """Offer a packet or config; never blocks. Called on the event loop by the live stream."""
+        """Offer a packet or config; never blocks. Called on the event loop by the live stream.
+
+        The common case takes no lock: ``deque.append`` is atomic, and a consumer thread
+        announces itself (``_blocked``) before it looks at the queue and sleeps, so it is
+        notified whenever it could be asleep. Only an overflow, which empties the queue under
+        the consumer's feet, takes the lock. (The lock and notify per packet cost more than the
+        rest of a relay's per-packet work.)
+        """
         if self._closed:
             return
+        items = self._items
         if isinstance(packet, CodecConfig):
-            with self._cond:
-                self._items.append(packet)
-                self._cond.notify()
-            self._wake()
-            return
-        if self._need_keyframe and packet.kind is MediaKind.VIDEO:
-            if not packet.keyframe:
-                if self._skips_are_loss:
-                    self._drop(1)
-                return
-            self._need_keyframe = False
-        with self._cond:
-            if len(self._items) >= self.maxsize:
-                # Keep the newest config of each kind so decoding can resume after the gap.
-                latest = {i.kind: i for i in self._items if isinstance(i, CodecConfig)}
-                lost = sum(1 for i in self._items if isinstance(i, MediaPacket))
-                self._items.clear()
-                self._items.extend(latest.values())
+            items.append(packet)
+        else:
+            if self._need_keyframe and packet.kind is MediaKind.VIDEO:
+                if not packet.keyframe:
+                    if self._skips_are_loss:
+                        self._drop(1)
+                    return
+                self._need_keyframe = False
+            if len(items) >= self.maxsize:
+                with self._cond:
+                    # Keep the newest config of each kind so decoding can resume after the gap.
+                    latest = {i.kind: i for i in items if isinstance(i, CodecConfig)}
+                    lost = sum(1 for i in items if isinstance(i, MediaPacket))
+                    items.clear()
+                    items.extend(latest.values())
                 self._drop(lost)
                 if not (packet.kind is MediaKind.VIDEO and packet.keyframe):
                     self._need_keyframe = True
@@ -80,8 +86,10 @@ class Subscription:
                     if packet.kind is MediaKind.VIDEO:
                         self._drop(1)
                         return
-            self._items.append(packet)
-            self._cond.notify()
+            items.append(packet)
+        if self._blocked:
+            with self._cond:
+                self._cond.notify()
         self._wake()
 
     def skip_to_keyframe(self) -> None:
@@ -120,8 +128,12 @@ class Subscription:
     def get_blocking(self, timeout: float | None = None) -> Item | None:
         """Thread-side ``get``; raises ``TimeoutError`` if nothing arrives in time."""
         with self._cond:
-            if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
-                raise TimeoutError
+            self._blocked += 1  # before looking: a put after this look will notify
+            try:
+                if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
+                    raise TimeoutError
+            finally:
+                self._blocked -= 1
             return self._pop()
 
     def _pop(self) -> Item | None:

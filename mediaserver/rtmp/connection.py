@@ -478,6 +478,8 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """Return and clear everything queued for the peer."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

