@@ -89,6 +89,9 @@ class RtmpPublisher(asyncio.Protocol):
         self._closed: asyncio.Future[PublishError | None] = self.loop.create_future()
         self._lost: asyncio.Future[None] = self.loop.create_future()
         self._skip_video = False  # dropping video until the next keyframe
+        # Corked: send_* queue in the core and only flush() writes. A relay sends a batch of
+        # frames per wake-up with one write (one syscall) instead of one write per frame.
+        self.corked = False
         self.dropped = 0
         self.server_info: dict[str, Any] = {}
         self.statuses: deque[StatusReceived] = deque(maxlen=16)
@@ -251,6 +254,16 @@ class RtmpPublisher(asyncio.Protocol):
         if data:
             transport.write(data)
 
+    def _sent(self) -> None:
+        # A corked batch still goes out once it fills the write buffer's worth, so a backlog
+        # never sits in the core long enough to reach max_buffered.
+        if not self.corked or self.conn.buffered >= self._write_buffer:
+            self._flush()
+
+    def flush(self) -> None:
+        """Write what the core has queued (for a corked publisher, after a batch)."""
+        self._flush()
+
     def send_video(self, codec: str, dts: int, pts: int, keyframe: bool, data: bytes) -> bool:
         """Queue a frame; False when it (and the video up to the next keyframe) is dropped.
 
@@ -262,7 +275,7 @@ class RtmpPublisher(asyncio.Protocol):
             return False
         if self.conn.send_video(codec, dts, pts, keyframe, data):
             self._skip_video = False
-            self._flush()
+            self._sent()
             return True
         self.dropped += 1
         self._skip_video = True
@@ -270,7 +283,7 @@ class RtmpPublisher(asyncio.Protocol):
 
     def send_audio(self, codec: str, timestamp: int, data: bytes) -> bool:
         if self.conn.send_audio(codec, timestamp, data):
-            self._flush()
+            self._sent()
             return True
         self.dropped += 1
         return False
@@ -279,7 +292,7 @@ class RtmpPublisher(asyncio.Protocol):
         """Send a codec configuration; a refused one makes the next frames wait for a
         keyframe (which the caller should precede with its configuration again)."""
         if self.conn.send_video_config(codec, config, timestamp):
-            self._flush()
+            self._sent()
             return True
         self.dropped += 1
         self._skip_video = True
@@ -287,7 +300,7 @@ class RtmpPublisher(asyncio.Protocol):
 
     def send_audio_config(self, codec: str, config: bytes, timestamp: int = 0) -> bool:
         ok = self.conn.send_audio_config(codec, config, timestamp)
-        self._flush()
+        self._sent()
         return ok
 
     def send_packet(self, packet: MediaPacket) -> bool:
@@ -306,7 +319,7 @@ class RtmpPublisher(asyncio.Protocol):
 
     def send_metadata(self, metadata: Mapping[str, Any], timestamp: int = 0) -> bool:
         ok = self.conn.send_metadata(metadata, timestamp)
-        self._flush()
+        self._sent()
         return ok
 
     # -- state and closing ----------------------------------------------------------------

@@ -329,7 +329,10 @@ class Relay:
         base: int | None = None
         last = 0
         video = MediaKind.VIDEO
+        publisher.corked = True  # one write per batch of frames, not per frame
         while True:
+            if not len(sub):
+                publisher.flush()  # about to wait: what this wake-up queued goes out now
             item = await sub.get()
             if item is None:
                 return
