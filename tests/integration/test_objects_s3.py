@@ -199,7 +199,10 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         finally:
             await owner.close()
         assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{base}/") == {}
-        assert await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/thumbnails/") == {}
+        # The past broadcast's thumbnail goes with it (the channel's live one stays).
+        assert (
+            await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/thumbnails/streams/") == {}
+        )
 
         async def gone() -> bool:  # once the link cache (hls.VOD_LINK_SECONDS) lets go
             async with http.get(f"{url}/master.m3u8") as r:
