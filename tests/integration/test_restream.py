@@ -113,6 +113,30 @@ async def playlist_ok(base: str, slug: str) -> bool:
             return r.status == 200
 
 
+async def media_playlists(base: str, slug: str) -> list[str]:
+    """Every rendition's media playlist of a live stream, as our viewers load them."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/hls/{slug}/master.m3u8") as r:
+            master = await r.text()
+        uris = [line for line in master.splitlines() if line and not line.startswith("#")]
+        out = []
+        for uri in uris:
+            async with http.get(f"{base}/hls/{slug}/{uri}") as r:
+                assert r.status == 200, uri
+                out.append(await r.text())
+        return out
+
+
+def dropped(metrics: str, slug: str) -> dict[str, float]:
+    """Packets and frames lost on the way from a channel's ingest to its viewers, by series."""
+    names = ("aethex_live_dropped_packets_total{", "aethex_transcode_dropped_frames_total{")
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(names) and f'channel="{slug}"' in line
+    }
+
+
 async def test_relay_to_our_second_server_with_failing_neighbours(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -188,10 +212,20 @@ async def test_relay_to_our_second_server_with_failing_neighbours(
                 assert s["refused"]["status"]["state"] in ("connecting", "retrying")
                 assert s["refused"]["status"]["last_error"]
                 assert b.registry.get("mirror") is not None  # never interrupted
+                # The real destination lost nothing while its neighbours failed...
+                assert real["dropped_packets"] == 0, real
 
                 async with aiohttp.ClientSession() as anon:
                     async with anon.get(f"{base_url(a)}/metrics") as r:
                         metrics = await r.text()
+                # ...and neither did our own viewers: nothing dropped between A's ingest and
+                # its ladder, and every rendition's playlist runs on without a discontinuity.
+                for family in ("aethex_live_dropped_packets", "aethex_transcode_dropped_frames"):
+                    assert f"# TYPE {family}_total counter" in metrics, family  # names right
+                assert not any(dropped(metrics, "origin").values()), dropped(metrics, "origin")
+                for playlist in await media_playlists(base_url(a), "origin"):
+                    assert "#EXT-X-DISCONTINUITY" not in playlist, playlist
+                    assert playlist.count("#EXTINF") >= 2, playlist
                 for name in (
                     "aethex_restream_state",
                     "aethex_restream_bytes_total",
