@@ -686,6 +686,9 @@ class RestreamSettings:
     # Relay to loopback, private, link-local and other non-public addresses. Off, a destination
     # whose host is or resolves to one is refused at each attempt (SSRF). On for tests and LANs.
     allow_private_addresses: bool = False
+    # A directory of PEM CA files the operator trusts for rtmps:// destinations with their own
+    # certificates; a destination names one of its files. "" = none can be named.
+    ca_dir: str = ""
 
 
 @dataclass(frozen=True)

@@ -100,14 +100,21 @@ def check_source(source: Any, rungs: Iterable[str]) -> str:
     return source
 
 
-def check_ca_file(path: Any) -> str | None:
-    if path is None or path == "":
+def check_ca_file(name: Any) -> str | None:
+    """A CA file is named by its file name in the operator's restream.ca_dir, never by a path:
+    a creator must not make the server read a file of the creator's choosing."""
+    if name is None or name == "":
         return None
-    if not isinstance(path, str) or len(path) > CA_FILE_LENGTH or not path.isprintable():
-        raise ValidationError(f"the CA file must be a path of at most {CA_FILE_LENGTH} characters")
-    if not path.startswith("/"):
-        raise ValidationError("the CA file must be an absolute path on the server")
-    return path
+    if (
+        not isinstance(name, str)
+        or len(name) > CA_FILE_LENGTH
+        or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name)
+    ):
+        raise ValidationError(
+            "the CA file must be the name of a file in the server's CA directory "
+            "(letters, digits, '.', '_', '-'; no path)"
+        )
+    return name
 
 
 async def list_destinations(

@@ -102,6 +102,7 @@ class RtmpPublisher(asyncio.Protocol):
         cls,
         target: PublishTarget,
         *,
+        address: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
         setup_timeout: float = 10.0,
@@ -114,7 +115,9 @@ class RtmpPublisher(asyncio.Protocol):
         """Connect, run the handshake and the publish setup; return once media may be sent.
 
         Raises :class:`PublishError` for every way this can fail (refused, unreachable, TLS,
-        rejected key, timeouts, a server that breaks the protocol).
+        rejected key, timeouts, a server that breaks the protocol). ``address``: connect there
+        instead of resolving the target's host again (the certificate is still checked
+        against the host's name).
         """
         loop = asyncio.get_running_loop()
         if target.tls and ssl_context is None:
@@ -132,7 +135,7 @@ class RtmpPublisher(asyncio.Protocol):
             async with asyncio.timeout(connect_timeout):
                 await loop.create_connection(
                     lambda: publisher,
-                    target.host,
+                    address or target.host,
                     target.port,
                     ssl=ssl_context if target.tls else None,
                     server_hostname=target.host if target.tls else None,

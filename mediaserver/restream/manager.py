@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -250,12 +251,14 @@ class Relay:
             tap, source = found
         self.sending = source
         try:
-            await self._check_address(target)
+            address = await self._check_address(target)
             ssl_context = None
             if target.tls:
-                ssl_context = await asyncio.to_thread(client_ssl_context, plan.ca_file)
+                ca_path = self._ca_path(plan.ca_file)
+                ssl_context = await asyncio.to_thread(client_ssl_context, ca_path)
             publisher = await RtmpPublisher.open(
                 target,
+                address=address,
                 ssl_context=ssl_context,
                 connect_timeout=s.connect_timeout,
                 setup_timeout=s.setup_timeout,
@@ -389,9 +392,12 @@ class Relay:
                 return None
             await asyncio.sleep(0.1)
 
-    async def _check_address(self, target: PublishTarget) -> None:
+    async def _check_address(self, target: PublishTarget) -> str | None:
+        """The address to connect to: the host resolved once and checked, so a second
+        resolution at connect time cannot answer with another (DNS rebinding); None when
+        private addresses are allowed (connect by name)."""
         if self.settings.allow_private_addresses:
-            return
+            return None
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
@@ -404,6 +410,17 @@ class Relay:
                     "connect",
                     "the host is a non-public address (restream.allow_private_addresses is off)",
                 )
+        if not infos:
+            raise PublishError("connect", "the host has no address")
+        return str(infos[0][4][0])
+
+    def _ca_path(self, name: str | None) -> str | None:
+        """A destination's CA file: a name inside restream.ca_dir, never a path of its own."""
+        if not name:
+            return None
+        if not self.settings.ca_dir or "/" in name or name.startswith("."):
+            raise PublishError("connect", "this server trusts no extra CA files (restream.ca_dir)")
+        return str(Path(self.settings.ca_dir) / name)
 
     def stop(self) -> None:
         self.task.cancel()

@@ -332,7 +332,11 @@ async def test_destinations_api_permissions_and_bad_input(server) -> None:
             {"name": "x", "preset": "twitch", "stream_key": key, "enabled": "yes"},
             {"name": "", "preset": "twitch", "stream_key": key},
             {"name": "x" * 65, "preset": "twitch", "stream_key": key},
+            # CA files: a name in restream.ca_dir, which this server has not set; never a path.
             {"name": "x", "preset": "twitch", "stream_key": key, "ca_file": "relative.pem"},
+            {"name": "x", "preset": "twitch", "stream_key": key, "ca_file": "/etc/passwd"},
+            {"name": "x", "preset": "twitch", "stream_key": key, "ca_file": "../ca.pem"},
+            {"name": "x", "preset": "twitch", "stream_key": key, "ca_file": ".hidden"},
             [1, 2],
         ]
         for body in bad_bodies:
@@ -465,7 +469,9 @@ async def test_rtmps_destination_verifies_its_certificate_unless_given_its_ca(
     tmp_path: Path,
 ) -> None:
     """Two rtmps:// destinations behind a TLS front with a self-signed certificate: without a
-    CA file the certificate is refused (and retried); with ``ca_file`` the relay goes live."""
+    CA file the certificate is refused (and retried); with ``ca_file`` (its name in the
+    operator's restream.ca_dir) the relay goes live. A path, or a name not in the directory,
+    is refused with a 400."""
     env = {
         "AETHEX_DATA_DIR": str(tmp_path / "data"),
         "AETHEX_HTTP_HOST": "127.0.0.1",
@@ -473,8 +479,11 @@ async def test_rtmps_destination_verifies_its_certificate_unless_given_its_ca(
         "AETHEX_RTMP_HOST": "127.0.0.1",
         "AETHEX_RTMP_PORT": "0",
         "AETHEX_TRANSCODE__ENABLED": "false",
+        "AETHEX_RESTREAM__CA_DIR": str(tmp_path / "cas"),
     }
     cert, cert_key = make_certificate(tmp_path)
+    (tmp_path / "cas").mkdir()
+    (tmp_path / "cas" / "front.pem").write_bytes(Path(cert).read_bytes())
     source = make_source(tmp_path / "src.flv", size="320x180", seconds=30, bitrate="200k")
     async with running_server(relay_env(env)) as server:
         _, key = await make_channel(server, "tls-src", "tina")
@@ -487,8 +496,18 @@ async def test_rtmps_destination_verifies_its_certificate_unless_given_its_ca(
             tls_front(cert, cert_key, server.rtmp_port) as port,
             aiohttp.ClientSession(base_url(server), headers=auth(token)) as http,
         ):
+            for bad in (str(cert), "missing.pem", "../cas/front.pem"):
+                body = {
+                    "name": "bad",
+                    "ingest_url": f"rtmps://localhost:{port}/live",
+                    "stream_key": trusted_key,
+                    "ca_file": bad,
+                }
+                async with http.post("/api/channels/tls-src/destinations", json=body) as r:
+                    assert r.status == 400, (bad, await r.text())
+                    assert "error" in await r.json()
             for name, dest_key, ca_file in [
-                ("trusted", trusted_key, str(cert)),
+                ("trusted", trusted_key, "front.pem"),
                 ("untrusted", other_key, None),
             ]:
                 body = {

@@ -5,11 +5,14 @@ stream key is write-only: answers carry ``key_hint`` (its last four characters).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from mediaserver.settings import RestreamSettings
 from storage import restream as store
+from storage.errors import ValidationError
 from storage.restream_models import ORIGINAL, PRESETS
 
 from ..identity import require_user
@@ -34,6 +37,21 @@ async def list_destinations(request: web.Request) -> web.Response:
     return _reply({"destinations": [destination_json(r, live.get(r.id)) for r in rows]})
 
 
+def _ca_file(settings: RestreamSettings, name: str | None) -> str | None:
+    """A CA file the operator put in restream.ca_dir, by its name (checked as typed, then
+    that it is there)."""
+    name = store.check_ca_file(name)
+    if name is None:
+        return None
+    if not settings.ca_dir:
+        raise ValidationError(
+            "this server trusts no extra CA files (its operator has not set restream.ca_dir)"
+        )
+    if not (Path(settings.ca_dir) / name).is_file():
+        raise ValidationError(f"there is no CA file named {name!r} in the server's CA directory")
+    return name
+
+
 async def create_destination(request: web.Request) -> web.Response:
     user = await require_user(request)
     body = await read_json(request)
@@ -51,6 +69,7 @@ async def create_destination(request: web.Request) -> web.Response:
         store.check_key(key, settings.max_key_length)
         if url is not None:
             store.check_url(url, settings.max_url_length)
+        ca_file = _ca_file(settings, ca_file)
         row = await store.create_destination(
             session,
             channel.id,
@@ -89,6 +108,7 @@ async def update_destination(request: web.Request) -> web.Response:
             store.check_key(key, settings.max_key_length)
         if url is not None:
             store.check_url(url, settings.max_url_length)
+        ca_file = _ca_file(settings, ca_file or None)
         await store.update_destination(
             session,
             row,
@@ -159,7 +179,8 @@ _FIELDS: dict[str, Any] = {
     },
     "ca_file": {
         "type": ["string", "null"],
-        "description": "Absolute path of a PEM CA file trusted for this rtmps destination",
+        "description": "Name of a PEM CA file in the server's restream.ca_dir, trusted for "
+        "this rtmps destination",
     },
 }
 _KEY = {"type": "string", "description": "The destination's stream key (write-only)"}
