@@ -19,8 +19,9 @@ import aiohttp
 import pytest
 from chat_support import auth, base_url, join, make_chat_channel, make_user
 from conftest import free_port, running_server
+from redis_server import wait_port as _wait_port
 from sqlalchemy import func, select, update
-from test_chat_redis import ROOT, _wait_port, redis_url  # noqa: F401  (a fixture)
+from test_chat_redis import ROOT
 
 from storage import queries
 from storage.models import Channel, ChannelFollow
@@ -323,7 +324,7 @@ async def _answer(chat: Any, content: str) -> dict[str, Any]:
     raise AssertionError(f"no answer to {content!r}: {chat.events[-5:]}")
 
 
-async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_url) -> None:  # noqa: F811
+async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_url) -> None:
     """Two server processes on one database and one Redis: a fan chatting on process two,
     cached there as a follower, is refused as soon as they unfollow through process one."""
     env = {

@@ -27,8 +27,9 @@ from chat_support import auth, base_url, make_chat_channel, make_user
 from conftest import free_port, rtmp_url, running_server, start_ffmpeg, transcoding
 from notify_support import seed_followers
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from redis_server import wait_port as _wait_port
 from sqlalchemy import func, select, text, update
-from test_chat_redis import ROOT, _wait_port
+from test_chat_redis import ROOT
 
 from storage import follows, notifications, queries
 from storage.discovery_models import Notification
@@ -758,6 +759,11 @@ async def test_no_email_is_lost_to_a_down_smtp_server_or_a_crashed_sender(settin
             )
             subjects = sorted(m["Subject"] for m in inbox.to("fan@example.test"))
             assert subjects == ["show is live: Claimed and lost", "show is live: Into the void"]
-            assert await count_rows(server, user_id=fan_id, emailed_at=None) == 0
+
+            # A row is marked emailed after its message is accepted: wait for that.
+            async def all_marked() -> bool:
+                return await count_rows(server, user_id=fan_id, emailed_at=None) == 0
+
+            await wait_for(all_marked, "both rows marked as emailed")
         finally:
             controller.stop()
