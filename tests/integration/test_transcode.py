@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import m3u8
@@ -171,6 +173,18 @@ def assert_aligned(starts: dict[str, list[float]]) -> None:
             assert abs(a - b) <= 1 / 30 + 1e-6, (names[0], other, a, b)
 
 
+def frames_dropped(server: Any) -> float:
+    """Frames and packets the live path dropped (encoders behind, slow consumers)."""
+    names = ("aethex_transcode_dropped_frames", "aethex_live_dropped_packets")
+    return sum(
+        sample.value
+        for metric in server.metrics.registry.collect()
+        if metric.name in names
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 async def test_1080p_source_gives_three_aligned_renditions_and_a_vod(
     transcode_env, sources, tmp_path, monkeypatch
 ) -> None:
@@ -190,7 +204,13 @@ async def test_1080p_source_gives_three_aligned_renditions_and_a_vod(
             pl = m3u8.loads(text)
             assert pl.version >= 9 and pl.target_duration >= SEGMENT
             assert pl.server_control.can_block_reload == "YES"
-            assert pl.part_inf.part_target == pytest.approx(0.333, abs=0.01)
+            # PART-TARGET is the configured part duration, raised only to cover a longer part
+            # (RFC 8216bis: no part may exceed it), which only a gap of frames the encoders
+            # dropped (counted) can make: a slower machine may drop, never silently.
+            longest = max(float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([0-9.]+)", text))
+            assert pl.part_inf.part_target >= longest - 0.001
+            if not frames_dropped(server):
+                assert pl.part_inf.part_target == pytest.approx(0.333, abs=0.01)
             assert "#EXT-X-PRELOAD-HINT" in text and "#EXT-X-PROGRAM-DATE-TIME" in text
         # Every part is valid fMP4; independent parts decode on their own; parts make segments.
         for name, plist in parts.parts.items():
