@@ -58,6 +58,7 @@ from mediaserver.tls import ServerTls, TlsFilesError, load_server_tls
 from storage import Database, queries
 from storage.models import StreamStatus
 
+from .low_water import low_water_for
 from .proxied import ProxyAcceptor
 from .rtmps import TlsServerProtocol
 
@@ -110,6 +111,8 @@ class RtmpSession(asyncio.Protocol):
         # Bytes not yet added to aethex_ingest_bytes_total: the sweeper reports them in batches,
         # because a locked Prometheus increment per socket read was a tenth of ingest CPU.
         self.rx_unreported = 0
+        # SO_RCVLOWAT now set on the socket (0: none); see low_water.py.
+        self.low_water = 0
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -250,6 +253,19 @@ class RtmpSession(asyncio.Protocol):
                 self.transport.resume_reading()
         elif accepted:  # closed while deciding: undo
             self._finish_publish("disconnect")
+
+    def set_low_water(self, mark: int) -> None:
+        """Apply a new SO_RCVLOWAT (0: back to one byte); the kernel wakes us at once if what
+        it holds already meets the new mark. A socket it cannot be set on is left alone."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark or 1)
+        except OSError as exc:
+            log.info("rtmp %s: cannot set SO_RCVLOWAT: %s", self.peer, exc)
+            return
+        self.low_water = mark
 
     def report_bytes(self) -> None:
         if self._bytes_metric is not None and self.rx_unreported:
@@ -467,6 +483,13 @@ class IngestServer:
                         s.transport.abort()
                     continue
                 s.report_bytes()
+                stream = s.stream
+                if stream is not None and not s.deciding:
+                    mark = low_water_for(
+                        stream.stats, now, s.last_rx, r.read_low_water, r.read_low_water_quiet
+                    )
+                    if mark != s.low_water:
+                        s.set_low_water(mark)
                 if not s.handshake_done and now - s.connected_at > r.handshake_timeout:
                     log.info("rtmp %s: handshake timeout", s.peer)
                     s.close("handshake_timeout")

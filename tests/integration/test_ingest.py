@@ -269,3 +269,38 @@ async def test_reconnecting_encoder_takes_over_a_stale_publisher(settings_env) -
             first.send_signal(signal.SIGCONT)
             first.kill()
             await first.wait()
+
+
+async def test_a_steady_publisher_gets_a_read_low_water_mark_until_it_goes_quiet(server) -> None:
+    """While video flows steadily the publisher's socket has SO_RCVLOWAT = rtmp.read_low_water
+    (small audio frames wait for the next video data instead of waking ingest), media keeps
+    arriving, and a publisher that goes quiet (stopped, SIGSTOP) has the mark dropped."""
+    channel_id, key = await make_channel(server, "lowat", "lou")
+    mark = server.settings.rtmp.read_low_water
+    assert mark > 0
+    proc = await start_ffmpeg(rtmp_url(server, key), seconds=60, size="640x360")
+    try:
+        await wait_for(lambda: channel_id in server.ingest.publishers, timeout=30)
+        session = server.ingest.publishers[channel_id]
+        await wait_for(lambda: session.low_water == mark, timeout=30)
+        sock = session.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == mark
+        stream = session.stream
+        assert stream is not None
+        audio, video = stream.stats.audio_frames, stream.stats.video_frames
+        await wait_for(
+            lambda: (
+                stream.stats.audio_frames > audio + 50 and stream.stats.video_frames > video + 30
+            ),
+            timeout=30,
+        )
+        proc.send_signal(signal.SIGSTOP)  # quiet: the mark must go, releasing what it held
+        try:
+            await wait_for(lambda: session.low_water == 0, timeout=30)
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        finally:
+            proc.send_signal(signal.SIGCONT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
