@@ -4,7 +4,8 @@ Part 1 runs the sans-I/O parser alone (``benchmarks/rtmp_parse.py``) and reports
 and 128-byte chunks. Part 2 starts our server and, in the same run, nginx with Debian's
 libnginx-mod-rtmp (``live on``, no HLS), pushes N concurrent ``ffmpeg -re -c copy`` publishers
 at ~6 Mbit/s into each in turn, and reads each server's CPU seconds from /proc over the same
-window. It prints medians over several rounds and the ratio ours / nginx (goal: at most 2.0).
+window. It prints medians over several rounds and the ratio ours / nginx (goal: under 1.5,
+issue 14; it was 2.0 before).
 The window starts 2 s after every publisher is live at the server (ours: /metrics
 ``aethex_streams_live``; nginx: its rtmp_stat page), so go-live work is not counted.
 
@@ -31,6 +32,9 @@ from benchmarks import rtmp_parse
 from benchmarks.lib import procstats
 from benchmarks.lib.live_server import LiveServer
 from benchmarks.lib.nginx import RtmpNginx
+
+# Issue 14: ours / nginx-rtmp CPU under 1.5, with margin, measured in the same run.
+GOAL_RATIO = 1.5
 
 
 def cpu_seconds(pid: int) -> float:
@@ -274,8 +278,10 @@ def main() -> None:
         print(f"  source bitrate: {r['source_mbps']:.2f} Mbit/s per publisher")
         print(f"  ours : {r['ours_cpu_s']:.2f} CPU-s (median), RSS {r['ours_rss_mib']:.0f} MiB")
         print(f"  nginx: {r['nginx_cpu_s']:.2f} CPU-s (median)")
-        verdict = "meets" if r["ratio"] <= 2.0 else "MISSES"
-        print(f"  ratio ours/nginx CPU: {r['ratio']:.2f}  ({verdict} the goal of at most 2.0)")
+        verdict = "meets" if r["ratio"] < GOAL_RATIO else "MISSES"
+        print(
+            f"  ratio ours/nginx CPU: {r['ratio']:.2f}  ({verdict} the goal of under {GOAL_RATIO})"
+        )
 
 
 if __name__ == "__main__":
