@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import pytest
+from certs import self_signed
 
 from benchmarks.lib.server import ServerProcess, free_port
 from tests.conftest import ffmpeg_publish_args
@@ -47,28 +48,12 @@ def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 
 def test_nginx_front_passes_nginx_t(tmp_path: Path) -> None:
     nginx = require("nginx", "nginx")
-    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
-    made = run(
-        [
-            require("openssl", "openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=live.example.com",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ]
+    cert, key = self_signed(
+        tmp_path / "fullchain.pem",
+        tmp_path / "privkey.pem",
+        common_name="live.example.com",
+        alt_names=None,
     )
-    assert made.returncode == 0, made.stderr
     text = (CONFIG / "nginx" / "aethex.conf").read_text()
     for old, new in (
         ("/etc/letsencrypt/live/live.example.com/fullchain.pem", str(cert)),

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
+from certs import self_signed
 
 from benchmarks.lib.nginx import Nginx
 from benchmarks.lib.server import free_port
@@ -23,30 +23,12 @@ pytestmark = pytest.mark.integration
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
-    subprocess.run(
-        [
-            require("openssl", "openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=live.example.com",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
+    return self_signed(
+        directory / "fullchain.pem",
+        directory / "privkey.pem",
+        common_name="live.example.com",
+        alt_names=None,
     )
-    return cert, key
 
 
 def render(cert: Path, key: str | Path, https: int, http: int, node: int) -> str:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import aiohttp
 import av
 import m3u8
 import pytest
+from certs import self_signed
 
 from mediaserver.live import CodecConfig, MediaKind, MediaPacket
 from mediaserver.restream import PublishError, RtmpPublisher, client_ssl_context
@@ -204,32 +204,7 @@ async def test_destination_that_never_answers_times_out() -> None:
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost/127.0.0.1 (it is its own CA)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed(directory / "cert.pem", directory / "key.pem")
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import m3u8
 import pytest
+from certs import self_signed
 
 from benchmarks.lib.server import wait_port
 from mediaserver.settings import SettingsError, load_settings
@@ -40,33 +41,7 @@ LADDER = [{"name": "180p", "height": 180, "fps": 30, "video_kbps": 300}]
 
 def make_pair(directory: Path, name: str = "server") -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, made by the openssl CLI."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed(directory / f"{name}.crt", directory / f"{name}.key", common_name=name)
 
 
 def file_fingerprint(cert: Path) -> str:
