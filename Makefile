@@ -18,7 +18,8 @@ UPLOT := webapp/static/vendor/uPlot.iife.min.js webapp/static/vendor/uPlot.min.c
 NPM_STAMP := node_modules/.package-lock.json
 BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 
-.PHONY: run test test-unit lint typecheck deps lock frontend test-deps bench-deps bench clean
+.PHONY: run test test-unit lint typecheck deps lock frontend test-deps bench-deps bench clean \
+	cluster-demo
 
 # Every Python package, the installer and build tools included, is pinned in requirements.lock
 # (made by `make lock` with uv from pyproject.toml): a new machine installs exactly what CI ran.
@@ -58,6 +59,12 @@ frontend: $(HLS_JS) $(UPLOT)
 
 run: deps frontend
 	$(VENV)/bin/aethex serve
+
+# The whole cluster of issue 15 on this machine (Redis, PostgreSQL, SeaweedFS as S3, two origins,
+# a web node, haproxy in front of RTMP, Varnish in front of the web node), started by the module
+# the cluster tests use; prints the URLs, Ctrl-C stops everything. DIR=path keeps its files there.
+cluster-demo: deps test-deps frontend
+	$(PY) -m benchmarks.lib.cluster $(if $(DIR),--dir $(DIR))
 
 test-deps:
 	@if ! command -v ffmpeg >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \

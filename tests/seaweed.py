@@ -21,7 +21,8 @@ from typing import Any
 import botocore.config
 import botocore.session
 import pytest
-from redis_server import missing
+
+from tests.redis_server import missing
 
 ACCESS_KEY = "aethex-test-access"
 SECRET_KEY = "aethex-test-secret-0123456789"
