@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(directory.resolve())
     atexit.register(cluster.stop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         cluster.start()
         print(cluster.describe(), flush=True)
