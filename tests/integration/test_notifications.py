@@ -394,8 +394,10 @@ async def test_old_notifications_are_pruned(settings_env) -> None:
         channel_id, _, _ = await make_chat_channel(server, "host", "show")
         user_id, _ = await make_user(server, "keeper")
         now = datetime.now(UTC)
-        old = await seed_rows(server, user_id, channel_id, 3, created_at=now - timedelta(days=8))
+        # The rows to keep first: the pruner may run between the two inserts, and SQLite would
+        # give the kept rows the ids of old ones it had already deleted.
         kept = await seed_rows(server, user_id, channel_id, 2, created_at=now - timedelta(days=6))
+        old = await seed_rows(server, user_id, channel_id, 3, created_at=now - timedelta(days=8))
 
         async def pruned() -> bool:
             return await count_rows(server, user_id=user_id) == len(kept)
