@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
@@ -52,6 +52,22 @@ log = logging.getLogger(__name__)
 
 # Bus topic for per-user (not per-room) news; "_" cannot start a channel slug.
 BLOCKS_TOPIC = "_users"
+
+
+# A handler for a client frame type that another module adds to the room (issue 16: polls,
+# reactions, raids, typing...): called with the service, the channel's state, the sending socket,
+# the sender as last checked and the parsed frame, once the sender is known to be logged in and
+# still allowed to act. It checks its own permissions and returns an event for the sender only
+# (an error) or None. It may raise ChatError (content.py).
+FrameHandler = Callable[
+    ["ChatService", ChannelChatState, Client, Principal, dict[str, Any]],
+    Awaitable[dict[str, Any] | None],
+]
+
+# Events another module adds to a joining socket's first frame, after the history (the poll
+# running now, the room's reaction set...): called with the service, the channel's state and
+# the joining socket. Joins must stay cheap: answer from memory, not a query per join.
+JoinHook = Callable[["ChatService", ChannelChatState, Client], Awaitable[list[dict[str, Any]]]]
 
 
 class ChatService:
@@ -98,7 +114,23 @@ class ChatService:
             self._spawn,
             settings.hls.viewer_update_interval,
         )
+        # Client frame types beyond chat's own (register_frame); socket.handle_frame reads it.
+        self.frame_handlers: dict[str, FrameHandler] = {}
+        self.join_hooks: list[JoinHook] = []  # socket.chat_socket calls them in order
         self._stopped = False
+
+    # -- extensions (issue 16) --------------------------------------------------------------
+    def register_frame(self, kind: str, handler: FrameHandler) -> None:
+        """Let another module answer a client frame type (``area:verb``), so features that ride
+        on the room (polls, reactions, raids) add theirs without editing the socket loop."""
+        if kind in self.frame_handlers or kind.startswith(("chat:", "_")):
+            raise ValueError(f"frame type {kind!r} is taken or reserved")
+        self.frame_handlers[kind] = handler
+
+    async def publish(self, slug: str, events: list[dict[str, Any]]) -> None:
+        """Put events into a room on every process (through the bus); each process's room
+        sends them at its next tick in one frame with the rest of that tick's events."""
+        await self.bus.publish(slug, events)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

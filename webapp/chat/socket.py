@@ -7,6 +7,9 @@ Client frames are JSON objects with a ``type``:
   ``{"user_id", "reason"?}``, ``chat:unban`` ``{"user_id"}`` — moderation (owner, moderators,
   admins).
 
+* other ``area:verb`` types added by other modules (``ChatService.register_frame``), each
+  checking its own permissions.
+
 Anything else (not JSON, not an object, unknown type, binary) gets a ``chat:error`` and the
 socket stays open; a frame over ``chat.max_message_bytes`` closes it with 1009 (aiohttp's
 limit). Every frame, of any type, counts against the socket's frame budget (budget.py): past
@@ -144,6 +147,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             }
         ]
         first += service.stream_events(state)
+        for hook in service.join_hooks:
+            first += await hook(service, state, client)
         if not client.release(events_frame(first), cs.send_queue_bytes):
             room.drop(client)
             return ws
@@ -227,7 +232,8 @@ async def handle_frame(
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         return ChatError("bad_frame", 'frames must be JSON objects with a "type"').event()
     kind = frame["type"]
-    if kind not in HANDLED:
+    extra = service.frame_handlers.get(kind)
+    if kind not in HANDLED and extra is None:
         return ChatError("unknown_type", f"unknown frame type {kind[:40]!r}").event()
     public = client.user
     if client.principal is None or public is None:
@@ -236,6 +242,11 @@ async def handle_frame(
     if state is None:
         return ChatError("not_found", "this channel no longer exists").event()
     try:
+        if extra is not None:
+            actor = await service.current(client)
+            if actor is None:
+                return None
+            return await extra(service, state, client, actor, frame)
         if kind != "chat:send":
             service.require_moderator(state, client.principal)  # from memory: no query
         actor = await service.current(client)

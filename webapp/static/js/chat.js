@@ -38,6 +38,26 @@
     errorTimer = setTimeout(function () { errorEl.hidden = true; }, 6000);
   }
 
+  // -- extensions (issue 16) ----------------------------------------------------------------
+  // Other scripts (polls, reactions, emotes...) reach the room through window.aethexChat:
+  // send(frame), on(type, fn) for room events chat.js does not handle itself, and plainText,
+  // a function (parent, text) that appends a run of message text as DOM nodes (emotes use it
+  // to put images where codes are; it must build elements, never HTML strings).
+  var listeners = {};
+  var hooks = {
+    send: function (frame) { send(frame); },
+    on: function (type, fn) { (listeners[type] = listeners[type] || []).push(fn); },
+    me: function () { return me; },
+    slug: slug,
+    plainText: null,
+  };
+  window.aethexChat = hooks;
+
+  function appendPlain(parent, text) {
+    if (hooks.plainText) hooks.plainText(parent, text);
+    else parent.appendChild(document.createTextNode(text));
+  }
+
   // -- rendering --------------------------------------------------------------------------
   var URL_RE = /https?:\/\/[^\s<>"']+/g;
 
@@ -45,7 +65,7 @@
     var last = 0, m;
     URL_RE.lastIndex = 0;
     while ((m = URL_RE.exec(text)) !== null) {
-      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      if (m.index > last) appendPlain(parent, text.slice(last, m.index));
       var href = m[0], ok = false;
       try { ok = ["http:", "https:"].indexOf(new URL(href).protocol) >= 0; } catch (e) { ok = false; }
       if (ok) {
@@ -60,7 +80,7 @@
       }
       last = m.index + href.length;
     }
-    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+    if (last < text.length) appendPlain(parent, text.slice(last));
   }
 
   function timeOf(iso) {
@@ -211,6 +231,9 @@
         document.dispatchEvent(new CustomEvent("aethex:" + ev.type.replace(":", "-"), {detail: ev}));
         break;
     }
+    (listeners[ev.type] || []).forEach(function (fn) {
+      try { fn(ev); } catch (e) { if (window.console) console.error(e); }
+    });
   }
 
   function connect() {
