@@ -87,7 +87,11 @@ async def serve(seed: Seed, ready: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    ready.write_text(str(len(server.registry)))
+    # Written whole, then renamed: the benchmark polls for the file and must never read it
+    # half-written (it did, on a loaded machine: an empty file).
+    part = ready.with_suffix(".part")
+    part.write_text(str(len(server.registry)))
+    part.replace(ready)
     try:
         await stop.wait()
     finally:
