@@ -641,6 +641,18 @@ class ChannelPageSettings:
 
 
 @dataclass(frozen=True)
+class CommunitySettings:
+    # Community channels (issue 16): persistent text topics beside the live chat. Most topics
+    # a channel may open (1-100).
+    max_topics: int = 10
+    # Messages per history page (GET .../messages?limit=): the default and the most (1-500).
+    page_size: int = 50
+    page_max: int = 100
+    # Unread counts stop at this many per topic (shown as "99+"): a bounded scan (1-10000).
+    unread_cap: int = 99
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     # Longest query in characters: the API answers 400 past it (a search box never needs more).
     max_query_chars: int = 100
@@ -778,6 +790,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
     channel_page: ChannelPageSettings = field(default_factory=ChannelPageSettings)
+    community: CommunitySettings = field(default_factory=CommunitySettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
@@ -1051,6 +1064,7 @@ def validate(s: Settings) -> Settings:
     for name in ("past_broadcasts_per_page", "profile_channels"):
         if not 1 <= getattr(s.channel_page, name) <= 100:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
+    _validate_community(s.community)
     _validate_home(s.history, s.recommendations)
     _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
@@ -1070,6 +1084,17 @@ def validate(s: Settings) -> Settings:
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     return s
+
+
+def _validate_community(c: CommunitySettings) -> None:
+    if not 1 <= c.max_topics <= 100:
+        raise SettingsError("community.max_topics", "must be between 1 and 100")
+    if not 1 <= c.page_max <= 500:
+        raise SettingsError("community.page_max", "must be between 1 and 500")
+    if not 1 <= c.page_size <= c.page_max:
+        raise SettingsError("community.page_size", "must be between 1 and community.page_max")
+    if not 1 <= c.unread_cap <= 10_000:
+        raise SettingsError("community.unread_cap", "must be between 1 and 10000")
 
 
 def _validate_chat(c: ChatSettings) -> None:

@@ -16,6 +16,7 @@ SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL. Typical use::
 from storage import (
     analytics_models,  # noqa: F401 - the same for the analytics samples and rollups
     chat_models,  # noqa: F401 - registers the chat tables on models.Base: the metadata is whole
+    community_models,  # noqa: F401 - the same for the community channels (issue 16)
     creator_models,  # noqa: F401 - the same for chapters, views and clips
     discovery_models,  # noqa: F401 - the same for categories, history, notifications, webhooks
     errors,

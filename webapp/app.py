@@ -30,6 +30,7 @@ from . import (
     channels,
     chat,
     clips,
+    community,
     dashboard,
     destinations,
     downloads,
@@ -148,4 +149,5 @@ def create_app(
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     clips.setup(app)  # clips of live streams and videos: pages, embed, media, JSON API
     destinations.setup(app)  # restreaming destinations: dashboard page, JSON API, status
+    community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     return app

@@ -292,6 +292,7 @@ WEBAPP_FLOOR = frozenset(
         "timing",
         "answers",
         "viewer_keys",
+        "chat_content",
     }
 )
 WEBAPP_TOP = frozenset({"", "app", "fastpath"})

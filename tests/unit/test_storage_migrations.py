@@ -53,6 +53,10 @@ EXPECTED_TABLES = {
     "analytics_channel_days",
     # restreaming (storage/restream_models.py, migration 0010)
     "restream_destinations",
+    # community channels (storage/community_models.py, migration 0015)
+    "community_topics",
+    "community_messages",
+    "community_reads",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
