@@ -21,6 +21,7 @@ from storage import (
     discovery_models,  # noqa: F401 - the same for categories, history, notifications, webhooks
     errors,
     models,
+    points_models,  # noqa: F401 - the same for channel points, rewards, predictions
     queries,
     restream_models,  # noqa: F401 - the same for the restreaming destinations
 )
