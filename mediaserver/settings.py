@@ -347,6 +347,28 @@ class ChatSettings:
     # Seconds after which a logged-in socket re-reads its account and credential before it
     # acts (account changes also reach open sockets at once through the bus).
     recheck_interval: float = 30.0
+    # Typing indicators (issue 16): a client sends "typing" at most every typing_interval
+    # seconds (the server ignores more); each process publishes who started typing once per
+    # typing_flush seconds per room; a name shows for typing_ttl seconds unless renewed. Off in
+    # rooms with more than typing_max_room people, whatever the channel's setting.
+    typing_interval: float = 3.0
+    typing_flush: float = 0.5
+    typing_ttl: float = 6.0
+    typing_max_room: int = 200
+    # (channel, user) follow dates kept for follower-age badges (one query per user and room).
+    badge_cache_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class RaidSettings:
+    # Raids (issue 16): a channel may raid while live or up to after_end_seconds after its
+    # broadcast ended (viewers are often still on the page), at most once per
+    # cooldown_seconds.
+    after_end_seconds: float = 600.0
+    cooldown_seconds: float = 60.0
+    # Live channels the raid picker lists per search, and raids a channel's list shows.
+    targets_max: int = 20
+    history_max: int = 50
 
 
 @dataclass(frozen=True)
@@ -786,6 +808,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    raids: RaidSettings = field(default_factory=RaidSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     browse: BrowseSettings = field(default_factory=BrowseSettings)
@@ -1058,6 +1081,7 @@ def validate(s: Settings) -> Settings:
             "database_url", "must be a SQLAlchemy URL such as postgresql+asyncpg://…"
         )
     _validate_chat(s.chat)
+    _validate_raids(s.raids)
     _validate_metrics(s.metrics)
     _validate_search(s.search)
     _validate_browse(s.browse)
@@ -1115,6 +1139,11 @@ def _validate_chat(c: ChatSettings) -> None:
         "frame_budget",
         "frame_window",
         "recheck_interval",
+        "typing_interval",
+        "typing_flush",
+        "typing_ttl",
+        "typing_max_room",
+        "badge_cache_size",
     ):
         _check_positive(f"chat.{name}", getattr(c, name))
     for name in ("heartbeat", "idle_timeout", "mute_seconds"):
@@ -1129,6 +1158,15 @@ def _validate_chat(c: ChatSettings) -> None:
         raise SettingsError(
             "chat.bus", 'must be "memory" or a Redis URL such as redis://127.0.0.1:6379/0'
         )
+
+
+def _validate_raids(r: RaidSettings) -> None:
+    for name in ("after_end_seconds", "cooldown_seconds"):
+        if getattr(r, name) < 0:
+            raise SettingsError(f"raids.{name}", "must be 0 or a number of seconds")
+    for name in ("targets_max", "history_max"):
+        if not 1 <= getattr(r, name) <= 500:
+            raise SettingsError(f"raids.{name}", "must be between 1 and 500")
 
 
 def _validate_notifications(n: NotificationsSettings, e: EmailSettings) -> None:

@@ -45,6 +45,7 @@ from . import (
     openapi,
     pages,
     profile,
+    raids,
     render,
     replay,
     scrape,
@@ -149,5 +150,6 @@ def create_app(
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     clips.setup(app)  # clips of live streams and videos: pages, embed, media, JSON API
     destinations.setup(app)  # restreaming destinations: dashboard page, JSON API, status
+    raids.setup(app)  # raids between live channels: API, dashboard page (chat's bus)
     community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     return app

@@ -66,6 +66,9 @@ EXPECTED_TABLES = {
     "community_topics",
     "community_messages",
     "community_reads",
+    # raids and chat extras (storage/raid_models.py, migration 0014)
+    "channel_extras",
+    "raids",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 

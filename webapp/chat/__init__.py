@@ -14,6 +14,7 @@ from aiohttp import web
 from ..keys import CHAT_KEY, COUNTS_KEY, DB_KEY, METRICS_KEY, REGISTRY_KEY, SETTINGS_KEY
 from . import api, pages, socket
 from .service import ChatService
+from .typing import TypingIndicators
 
 
 def setup(app: web.Application) -> ChatService:
@@ -21,6 +22,8 @@ def setup(app: web.Application) -> ChatService:
         app[SETTINGS_KEY], app[DB_KEY], app[REGISTRY_KEY], app[METRICS_KEY], app.get(COUNTS_KEY)
     )
     app[CHAT_KEY] = service
+    typing = TypingIndicators(service)  # typing:start frames, typing:config on join
+    typing.install()
     app.router.add_get("/ws/chat/{slug}", socket.chat_socket, name="chat-socket")
     api.setup_routes(app)
     pages.setup_routes(app)
@@ -29,6 +32,7 @@ def setup(app: web.Application) -> ChatService:
         await service.start()
         yield
         await service.stop()
+        await typing.stop()
 
     async def shutdown(app: web.Application) -> None:
         # Close sockets before aiohttp waits on open handlers at shutdown.

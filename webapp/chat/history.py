@@ -5,19 +5,32 @@ reader's block list. No query once the window is loaded, however many sockets jo
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from storage import Database
 from storage import chat as chat_store
+from storage import raids as raid_store
 from storage.chat import ChannelChatState, StoredMessage
 
+from .badges import follower_badge, is_follower_badge
 from .frames import iso_time
 from .moderation import badges
 from .recent import RecentMessages
 
 
-def message_event(state: ChannelChatState, m: StoredMessage, is_admin: bool) -> dict[str, Any]:
-    """A stored message as the ``chat:message`` event sockets and the API show."""
+def message_event(
+    state: ChannelChatState,
+    m: StoredMessage,
+    is_admin: bool,
+    follower_since: datetime | None = None,
+) -> dict[str, Any]:
+    """A stored message as the ``chat:message`` event sockets and the API show; with
+    ``follower_since`` (when the author followed), a follower-age badge as of the message."""
+    marks = badges(state, m.user_id, is_admin)
+    tier = follower_badge(follower_since, m.created_at)
+    if tier is not None:
+        marks.append(tier)
     return {
         "type": "chat:message",
         "id": m.id,
@@ -25,7 +38,7 @@ def message_event(state: ChannelChatState, m: StoredMessage, is_admin: bool) -> 
             "id": m.user_id,
             "username": m.username,
             "display_name": m.display_name,
-            "badges": badges(state, m.user_id, is_admin),
+            "badges": marks,
         },
         "content": m.content,
         "created_at": iso_time(m.created_at),
@@ -66,7 +79,10 @@ class JoinHistory:
             # Looked up at call time: tests count these calls.
             rows = await chat_store.recent_messages(session, state.channel_id, limit)
             admins = await chat_store.admin_ids(session, {r.user_id for r in rows})
-        return [message_event(state, r, r.user_id in admins) for r in rows]
+            since = await raid_store.follow_dates(
+                session, state.channel_id, {r.user_id for r in rows}
+            )
+        return [message_event(state, r, r.user_id in admins, since.get(r.user_id)) for r in rows]
 
     @staticmethod
     def _rebadge(recent: RecentMessages, state: ChannelChatState) -> None:
@@ -74,7 +90,8 @@ class JoinHistory:
         dicts, since the old ones may still sit in a room's batch."""
         for i, event in enumerate(recent.items):
             user = event["user"]
-            now = badges(state, user["id"], "admin" in user["badges"])
+            kept = [b for b in user["badges"] if is_follower_badge(b)]
+            now = badges(state, user["id"], "admin" in user["badges"]) + kept
             if now != user["badges"]:
                 recent.items[i] = {**event, "user": {**user, "badges": now}}
         recent.badges_for = state

@@ -147,6 +147,7 @@ class MessageSender:
                 now,
             ),
             user.is_admin,
+            await self.followers.since(state.channel_id, uid),
         )
         await self.bus.publish(state.slug, [event])
         return event

@@ -95,7 +95,7 @@ class ChatService:
         self.states = ChannelStates(db)
         # Bumped by every _account event, so a socket that opened during one re-checks.
         self.account_epoch = 0
-        self.followers = Followers(db)  # for followers-only chat
+        self.followers = Followers(db, self.cs.badge_cache_size)  # followers-only, badges
         self._tasks: set[asyncio.Task[Any]] = set()
         self.blocks = BlockLists(db, self._spawn)
         self.moderation = ChatModeration(self)

@@ -50,6 +50,7 @@ from .moderation import can_moderate
 from .principal import SESSION, TOKEN, Principal
 from .room import Client, Room
 from .service import ChatService
+from .typing import role_of
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_POLICY, message=b"login required")
         return ws
     public = public_user(user) if user is not None else None
+    if public is not None:  # the viewer list's group (issue 16): owner, moderator, follower...
+        public["role"] = await role_of(service, state, public["id"])
     # No query per join past this point: blocked ids are loaded once per user, the history
     # and stream status come from memory (see service.history / stream_events).
     blocked: set[int] = set()

@@ -107,12 +107,7 @@
     time.dateTime = m.created_at;
     time.textContent = timeOf(m.created_at);
     li.appendChild(time);
-    (m.user.badges || []).forEach(function (b) {
-      var s = document.createElement("span");
-      s.className = "chat-badge chat-badge-" + b;
-      s.textContent = b;
-      li.appendChild(s);
-    });
+    (m.user.badges || []).forEach(function (b) { li.appendChild(badge(b)); });
     var name = document.createElement("strong");
     name.className = "chat-author";
     name.textContent = m.user.display_name;
@@ -154,6 +149,27 @@
     return li;
   }
 
+  // Badges (issue 16): a short label, and a title saying what it means.
+  var BADGES = {
+    owner: ["Owner", "Channel owner"],
+    moderator: ["Mod", "Moderator of this channel"],
+    admin: ["Admin", "Site administrator"],
+    follower: ["Follower", "Follows this channel"],
+    "follower-1m": ["1 mo", "Follower for over a month"],
+    "follower-6m": ["6 mo", "Follower for over 6 months"],
+    "follower-1y": ["1 yr", "Follower for over a year"],
+  };
+
+  function badge(b) {
+    var known = BADGES[b] || [b, b];
+    var s = document.createElement("span");
+    s.className = "chat-badge chat-badge-" + b + (b.indexOf("follower-") === 0 ? " chat-badge-follower" : "");
+    s.textContent = known[0];
+    s.title = known[1];
+    s.dataset.badge = b;
+    return s;
+  }
+
   function atBottom() { return list.scrollHeight - list.scrollTop - list.clientHeight < 40; }
 
   function addMessages(messages) {
@@ -173,17 +189,72 @@
     else jump.hidden = false;
   }
 
+  // The viewer list, grouped by each person's role in the channel (in their presence face).
+  var GROUPS = [["owner", "Owner"], ["moderator", "Moderators"], ["follower", "Followers"], ["viewer", "Viewers"]];
+
   function renderPeople() {
     viewerList.textContent = "";
     var names = Array.from(people.values()).sort(function (a, b) {
       return a.username < b.username ? -1 : 1;
     });
-    names.forEach(function (u) {
-      var li = document.createElement("li");
-      li.textContent = u.display_name + " (@" + u.username + ")";
-      viewerList.appendChild(li);
+    GROUPS.forEach(function (g) {
+      var members = names.filter(function (u) {
+        var role = GROUPS.some(function (x) { return x[0] === u.role; }) ? u.role : "viewer";
+        return role === g[0];
+      });
+      if (!members.length) return;
+      var group = document.createElement("li");
+      group.className = "chat-viewer-group";
+      group.dataset.role = g[0];
+      var head = document.createElement("span");
+      head.className = "chat-viewer-group-name";
+      head.textContent = g[1] + " (" + members.length + ")";
+      group.appendChild(head);
+      var ul = document.createElement("ul");
+      members.forEach(function (u) {
+        var li = document.createElement("li");
+        li.textContent = u.display_name + " (@" + u.username + ")";
+        ul.appendChild(li);
+      });
+      group.appendChild(ul);
+      viewerList.appendChild(group);
     });
     viewerCount.textContent = String(names.length);
+  }
+
+  // -- typing indicators (issue 16) -------------------------------------------------------------
+  var typingEl = document.createElement("p");
+  typingEl.className = "chat-typing";
+  typingEl.id = "chat-typing";
+  typingEl.setAttribute("aria-live", "polite");
+  form.parentNode.insertBefore(typingEl, form.nextSibling);
+  var typingCfg = {enabled: false, interval: 3, ttl: 6};
+  var typers = new Map();    // user id -> {name, until}
+  var typingTimer = null;
+  var lastTyping = 0;
+
+  function renderTyping() {
+    var now = Date.now(), names = [], next = Infinity;
+    typers.forEach(function (t, id) {
+      if (t.until <= now) { typers.delete(id); return; }
+      names.push(t.name);
+      next = Math.min(next, t.until);
+    });
+    if (!names.length) typingEl.textContent = "";
+    else if (names.length === 1) typingEl.textContent = names[0] + " is typing…";
+    else if (names.length === 2) typingEl.textContent = names[0] + " and " + names[1] + " are typing…";
+    else typingEl.textContent = "Several people are typing…";
+    clearTimeout(typingTimer);
+    if (next < Infinity) typingTimer = setTimeout(renderTyping, next - now + 20);
+  }
+
+  function noteTyping() {
+    if (!typingCfg.enabled || !me || !ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!input.value.trim()) return;
+    var now = Date.now();
+    if (now - lastTyping < typingCfg.interval * 1000) return;
+    lastTyping = now;
+    ws.send(JSON.stringify({type: "typing:start"}));
   }
 
   // -- events -------------------------------------------------------------------------------
@@ -210,6 +281,17 @@
         break;
       case "chat:message":
         addMessages([ev]);
+        if (typers.delete(ev.user.id)) renderTyping();
+        break;
+      case "typing:config":
+        typingCfg = ev;
+        break;
+      case "typing:active":
+        (ev.users || []).forEach(function (u) {
+          if (me && u.id === me.id) return;
+          typers.set(u.id, {name: u.display_name, until: Date.now() + (ev.ttl || 6) * 1000});
+        });
+        renderTyping();
         break;
       case "chat:deleted":
         var gone = list.querySelector('[data-id="' + ev.id + '"]');
@@ -280,7 +362,7 @@
     counter.textContent = n + "/" + maxLength;
     counter.classList.toggle("over", n > maxLength);
   }
-  input.addEventListener("input", updateCounter);
+  input.addEventListener("input", function () { updateCounter(); noteTyping(); });
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
@@ -290,6 +372,7 @@
     if (!text) return;
     if (text.length > maxLength) { showError("The message is too long."); return; }
     send({type: "chat:send", content: text});
+    lastTyping = 0;
     input.value = "";
     updateCounter();
   });
