@@ -69,6 +69,10 @@ EXPECTED_TABLES = {
     # raids and chat extras (storage/raid_models.py, migration 0014)
     "channel_extras",
     "raids",
+    # community channels (storage/community_models.py, migration 0015)
+    "community_topics",
+    "community_messages",
+    "community_reads",
 } | set(SQLITE_SEARCH_TABLES)  # full-text search (storage/search_schema.py, migration 0007)
 
 
