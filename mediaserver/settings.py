@@ -134,6 +134,21 @@ class UploadSettings:
 
 
 @dataclass(frozen=True)
+class EmoteSettings:
+    # Emotes in chat (issue 16). Most emotes one channel may have, and most global ones.
+    channel_limit: int = 50
+    global_limit: int = 200
+    # Largest emote file accepted, in bytes (emotes are small: 112 px at most once stored).
+    max_bytes: int = 1024 * 1024
+    # Most frames of an animated GIF or WebP; more is refused (each frame is decoded and
+    # scaled three times).
+    max_frames: int = 200
+    # Most pixels decoded over all frames (frames x width x height): bounds the work of an
+    # animation (a single frame is bounded by uploads.max_pixels).
+    max_total_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
 class RtmpSettings:
     host: str = "0.0.0.0"
     port: int = 1935
@@ -800,6 +815,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
+    emotes: EmoteSettings = field(default_factory=EmoteSettings)
     rtmp: RtmpSettings = field(default_factory=RtmpSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
@@ -1074,6 +1090,8 @@ def validate(s: Settings) -> Settings:
     for name in ("avatar_size", "banner_width", "banner_height", "boxart_width", "boxart_height"):
         if not 16 <= getattr(u, name) <= 4096:
             raise SettingsError(f"uploads.{name}", "must be between 16 and 4096 pixels")
+    for name in ("channel_limit", "global_limit", "max_bytes", "max_frames", "max_total_pixels"):
+        _check_positive(f"emotes.{name}", getattr(s.emotes, name))
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("log.level", "must be one of debug, info, warning, error")
     if s.database_url and "://" not in s.database_url:

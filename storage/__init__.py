@@ -19,6 +19,7 @@ from storage import (
     community_models,  # noqa: F401 - the same for the community channels (issue 16)
     creator_models,  # noqa: F401 - the same for chapters, views and clips
     discovery_models,  # noqa: F401 - the same for categories, history, notifications, webhooks
+    emote_models,  # noqa: F401 - the same for the emotes (issue 16)
     errors,
     models,
     points_models,  # noqa: F401 - the same for channel points, rewards, predictions

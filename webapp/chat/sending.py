@@ -11,6 +11,7 @@ so they hold across nodes.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,11 @@ from .history import message_event
 from .metrics import ChatMetrics
 from .moderation import Actor, can_moderate
 from .writer import MessageWriter
+
+# Called with each accepted message's chat:message event before it is published, to add what
+# only the server can decide about its author (issue 16: whether the author may use a channel's
+# follower-only emotes). Cheap and from memory where it can be: it is on every message's path.
+MessageHook = Callable[[ChannelChatState, Actor, dict[str, Any]], Awaitable[None]]
 
 
 class MessageSender:
@@ -45,6 +51,7 @@ class MessageSender:
         self._slow: dict[tuple[int, int], float] = {}  # (channel, user) -> last accepted
         self.limiter = RateLimiter(cs.rate_limit_messages, cs.rate_limit_window, cs.mute_seconds)
         self.counts = counts
+        self.hooks: list[MessageHook] = []  # ChatService.message_hooks
 
     async def _admit_shared(
         self, state: ChannelChatState, key: tuple[int, int], privileged: bool
@@ -149,5 +156,7 @@ class MessageSender:
             user.is_admin,
             await self.followers.since(state.channel_id, uid),
         )
+        for hook in self.hooks:
+            await hook(state, user, event)
         await self.bus.publish(state.slug, [event])
         return event

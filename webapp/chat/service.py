@@ -43,7 +43,7 @@ from .metrics import chat_metrics
 from .moderation import Actor, ChatModeration, require_moderator
 from .principal import Principal
 from .room import Client, Room
-from .sending import MessageSender
+from .sending import MessageHook, MessageSender
 from .states import ChannelStates
 from .stream_status import StreamStatus
 from .writer import MessageWriter
@@ -117,6 +117,11 @@ class ChatService:
         # Client frame types beyond chat's own (register_frame); socket.handle_frame reads it.
         self.frame_handlers: dict[str, FrameHandler] = {}
         self.join_hooks: list[JoinHook] = []  # socket.chat_socket calls them in order
+        # Add fields to each accepted chat:message before it is published (sending.py).
+        self.message_hooks: list[MessageHook] = self.sender.hooks
+        # Told of every batch the bus delivers here, internal events too, before the room gets
+        # it: caches another module keeps per process (the emote map) follow changes this way.
+        self.bus_listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
         self._stopped = False
 
     # -- extensions (issue 16) --------------------------------------------------------------
@@ -221,6 +226,11 @@ class ChatService:
         self.blocks.release(user_id)
 
     def _deliver(self, slug: str, events: list[dict[str, Any]]) -> None:
+        for listener in self.bus_listeners:
+            try:
+                listener(slug, events)
+            except Exception:
+                log.exception("chat bus listener failed")
         room = self.rooms.get(slug)
         for event in events:
             kind = event.get("type", "")

@@ -41,7 +41,8 @@
   // -- extensions (issue 16) ----------------------------------------------------------------
   // Other scripts (polls, reactions, emotes...) reach the room through window.aethexChat:
   // send(frame), on(type, fn) for room events chat.js does not handle itself, and plainText,
-  // a function (parent, text) that appends a run of message text as DOM nodes (emotes use it
+  // a function (parent, text, message) that appends a run of a message's text as DOM nodes
+  // (the message event is passed for what the server decided about its author; emotes use it
   // to put images where codes are; it must build elements, never HTML strings).
   var listeners = {};
   var hooks = {
@@ -53,19 +54,19 @@
   };
   window.aethexChat = hooks;
 
-  function appendPlain(parent, text) {
-    if (hooks.plainText) hooks.plainText(parent, text);
+  function appendPlain(parent, text, msg) {
+    if (hooks.plainText) hooks.plainText(parent, text, msg);
     else parent.appendChild(document.createTextNode(text));
   }
 
   // -- rendering --------------------------------------------------------------------------
   var URL_RE = /https?:\/\/[^\s<>"']+/g;
 
-  function appendText(parent, text) {
+  function appendText(parent, text, msg) {
     var last = 0, m;
     URL_RE.lastIndex = 0;
     while ((m = URL_RE.exec(text)) !== null) {
-      if (m.index > last) appendPlain(parent, text.slice(last, m.index));
+      if (m.index > last) appendPlain(parent, text.slice(last, m.index), msg);
       var href = m[0], ok = false;
       try { ok = ["http:", "https:"].indexOf(new URL(href).protocol) >= 0; } catch (e) { ok = false; }
       if (ok) {
@@ -80,7 +81,7 @@
       }
       last = m.index + href.length;
     }
-    if (last < text.length) appendPlain(parent, text.slice(last));
+    if (last < text.length) appendPlain(parent, text.slice(last), msg);
   }
 
   function timeOf(iso) {
@@ -116,7 +117,7 @@
     li.appendChild(document.createTextNode(": "));
     var body = document.createElement("span");
     body.className = "chat-content";
-    appendText(body, m.content);
+    appendText(body, m.content, m);
     li.appendChild(body);
     if (me && me.id !== m.user.id) {
       var tools = document.createElement("span");
