@@ -507,6 +507,43 @@ class HistorySettings:
 
 
 @dataclass(frozen=True)
+class PointsSettings:
+    # Channel points (issue 16). Server defaults of a channel's rates, which its owner tunes:
+    # points per minute watched, and extra points per minute for followers and for viewers
+    # who chatted in the channel within chat_bonus_window seconds. max_rate bounds each.
+    watch_rate: int = 2
+    follow_bonus: int = 1
+    chat_bonus: int = 1
+    max_rate: int = 100
+    chat_bonus_window: float = 600.0
+    # Seconds between the player page's points heartbeats. A heartbeat is credited only when
+    # the same login session fetched media (parts or segments) of the channel within
+    # media_window seconds, and credits at most session_gap seconds (the time since that
+    # user's previous credited heartbeat on the channel: several tabs share one clock).
+    heartbeat_interval: float = 30.0
+    media_window: float = 60.0
+    session_gap: float = 90.0
+    # Seconds between accrual flushes (whole minutes watched become ledger rows in one
+    # transaction of a few set-based statements); (user, channel) pairs held in memory.
+    flush_interval: float = 60.0
+    max_tracked: int = 100000
+    # Rewards: most per channel, the largest cost and cooldown, the longest redemption text,
+    # and the redemptions the queue lists at once.
+    max_rewards: int = 50
+    max_cost: int = 10_000_000
+    max_cooldown: int = 604800
+    max_text: int = 200
+    queue_size: int = 100
+    # Predictions: the shortest and longest staking window in seconds, the largest stake,
+    # and how often each process publishes the running totals (aggregated: one event per
+    # prediction per interval, not one per stake).
+    min_window: int = 10
+    max_window: int = 3600
+    max_stake: int = 10_000_000
+    publish_interval: float = 0.25
+
+
+@dataclass(frozen=True)
 class RecommendationSettings:
     # Seconds the live channels behind the home page are reused (one query for every visitor).
     live_cache_seconds: float = 2.0
@@ -836,6 +873,7 @@ class Settings:
     downloads: DownloadSettings = field(default_factory=DownloadSettings)
     videos: VideoSettings = field(default_factory=VideoSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    points: PointsSettings = field(default_factory=PointsSettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     restream: RestreamSettings = field(default_factory=RestreamSettings)
@@ -1108,6 +1146,7 @@ def validate(s: Settings) -> Settings:
             raise SettingsError(f"channel_page.{name}", "must be between 1 and 100")
     _validate_community(s.community)
     _validate_home(s.history, s.recommendations)
+    _validate_points(s.points)
     _validate_clips(s.clips, s.hls)
     _validate_replay(s.replay)
     _check_positive("downloads.max_concurrent", s.downloads.max_concurrent)
@@ -1342,6 +1381,34 @@ def _validate_clips(c: ClipSettings, h: HlsSettings) -> None:
         raise SettingsError(
             "clips.dvr_seconds", "must be at least clips.live_seconds plus two hls segments"
         )
+
+
+def _validate_points(p: PointsSettings) -> None:
+    for name in (
+        "max_rate",
+        "chat_bonus_window",
+        "heartbeat_interval",
+        "media_window",
+        "flush_interval",
+        "max_tracked",
+        "max_rewards",
+        "max_cost",
+        "max_text",
+        "queue_size",
+        "min_window",
+        "max_stake",
+        "publish_interval",
+    ):
+        _check_positive(f"points.{name}", getattr(p, name))
+    for name in ("watch_rate", "follow_bonus", "chat_bonus"):
+        if not 0 <= getattr(p, name) <= p.max_rate:
+            raise SettingsError(f"points.{name}", "must be between 0 and points.max_rate")
+    if p.session_gap < p.heartbeat_interval:
+        raise SettingsError("points.session_gap", "must not be less than heartbeat_interval")
+    if p.max_window < p.min_window:
+        raise SettingsError("points.max_window", "must not be less than points.min_window")
+    if p.max_cooldown < 0:
+        raise SettingsError("points.max_cooldown", "must be 0 or more seconds")
 
 
 def _validate_home(h: HistorySettings, r: RecommendationSettings) -> None:

@@ -53,6 +53,15 @@ EXPECTED_TABLES = {
     "analytics_channel_days",
     # restreaming (storage/restream_models.py, migration 0010)
     "restream_destinations",
+    # channel points (storage/points_models.py, migration 0012)
+    "point_settings",
+    "point_balances",
+    "point_ledger",
+    "point_rewards",
+    "point_redemptions",
+    "predictions",
+    "prediction_outcomes",
+    "prediction_stakes",
     # emotes (storage/emote_models.py, migration 0011)
     "emotes",
     # channel points (storage/points_models.py, migration 0012)

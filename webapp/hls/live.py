@@ -398,7 +398,12 @@ class LiveDelivery:
     def _watching(self, request: HlsRequest, edge: LiveEdge) -> None:
         """Media went to this client: its sessions count as viewers (``ViewerCounter``)."""
         if request.method == "GET" and FILL_HEADER not in request.headers:
-            self.viewers.fetched_media(edge.slug, self.addresses.key(request), time.monotonic())
+            self.viewers.fetched_media(
+                edge.slug,
+                self.addresses.key(request),
+                time.monotonic(),
+                request.headers.get("cookie"),
+            )
 
     @staticmethod
     def _object_reply(

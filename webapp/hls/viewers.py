@@ -7,6 +7,11 @@ says which player it is; cookies are not sent by hls.js by default and (IP, User
 viewers behind one NAT. Players that come without a session are counted by a salted hash of
 (IP, User-Agent). Ids are made up by players, so a session counts only while its address
 fetches media, and at most ``hls.max_sessions_per_address`` per address.
+
+Channel points (issue 16) need to know which logged-in user really fetched media: HLS requests
+are same-origin, so they carry the login cookie. ``fetched_media`` keeps, per channel, when
+each login cookie last fetched a part or segment (a dict write, no database lookup on the hot
+path); the points heartbeat of that login asks ``login_fetched``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from mediaserver.metrics import Metrics
 from storage import Database, queries
 from transcode.edge import EdgeRegistry
 from webapp.forwarded import client_host
+from webapp.identity import SESSION_COOKIE
 
 from .reply import HlsRequest
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_LOGIN_RE = re.compile(rf"(?:^|;)\s*{SESSION_COOKIE}=([^;\s]{{16,128}})")
 # Client addresses whose counting key (IPv6 /64) is remembered, so a media GET does not
 # parse its address each time.
 ADDRESS_KEYS = 4096
@@ -42,6 +49,8 @@ class _Audience:
     sessions: dict[str | bytes, list[Any]] = field(default_factory=dict)
     per_address: dict[str, int] = field(default_factory=dict)
     media: dict[str, float] = field(default_factory=dict)
+    # login session cookie -> last media fetch (channel points)
+    logins: dict[str, float] = field(default_factory=dict)
 
 
 class ViewerCounter:
@@ -99,12 +108,23 @@ class ViewerCounter:
             table.sessions[key] = [now, address, rendition]
             per_address[address] = n + 1
 
-    def fetched_media(self, slug: str, address: str, now: float) -> None:
+    def fetched_media(self, slug: str, address: str, now: float, cookie: str | None = None) -> None:
         """A part or segment went to ``address``: its sessions are watching. Only addresses
-        with a session are kept, so this map is bounded like the sessions."""
+        with a session are kept, so this map is bounded like the sessions. ``cookie``: the
+        request's Cookie header, whose login session (if any) is noted for channel points."""
         table = self._tables.get(slug)
         if table is not None and address in table.per_address:
             table.media[address] = now
+            if cookie and (m := _LOGIN_RE.search(cookie)):
+                logins = table.logins
+                if len(logins) < self.max_sessions or m.group(1) in logins:
+                    logins[m.group(1)] = now
+
+    def login_fetched(self, slug: str, login: str, since: float) -> bool:
+        """Whether the login session ``login`` fetched media of ``slug`` at or after ``since``."""
+        table = self._tables.get(slug)
+        seen = table.logins.get(login) if table is not None else None
+        return seen is not None and seen >= since
 
     @staticmethod
     def _uncount(table: _Audience, address: str) -> None:
@@ -129,6 +149,7 @@ class ViewerCounter:
                 a: t for a, t in table.media.items() if t >= limit and a in table.per_address
             }
             media = table.media
+            table.logins = {k: t for k, t in table.logins.items() if t >= limit}
             audience = {key: entry[2] for key, entry in sessions.items() if entry[1] in media}
             counts[slug] = len(audience)
             if audience:
