@@ -53,6 +53,8 @@ EXPECTED_TABLES = {
     "analytics_channel_days",
     # restreaming (storage/restream_models.py, migration 0010)
     "restream_destinations",
+    # emotes (storage/emote_models.py, migration 0011)
+    "emotes",
     # channel points (storage/points_models.py, migration 0012)
     "point_settings",
     "point_balances",
