@@ -198,13 +198,20 @@
     });
   }
 
+  // The marker is stored at once after the first page, then at most every 200 ms while
+  // messages arrive; data-read says what the server stored (tests wait for it).
   var readTimer = null;
-  function markRead() {
+  function storeRead() {
+    readTimer = null;
+    api("POST", apiBase + encodeURIComponent(topic) + "/read", newest ? { last_id: newest } : {})
+      .then(function (res) {
+        if (res.ok) root.setAttribute("data-read", String(res.data.last_read_id));
+      });
+  }
+  function markRead(now) {
     if (!meId || !topic) return;
-    clearTimeout(readTimer);
-    readTimer = setTimeout(function () {
-      api("POST", apiBase + encodeURIComponent(topic) + "/read", newest ? { last_id: newest } : {});
-    }, 200);
+    if (now) { clearTimeout(readTimer); storeRead(); return; }
+    if (readTimer === null) readTimer = setTimeout(storeRead, 200);
   }
 
   function bumpUnread(name) {
@@ -285,7 +292,7 @@
   if (topic && list) {
     olderBtn.addEventListener("click", function () { if (older) loadPage(older); });
     loadPage(null).then(function () {
-      markRead();
+      markRead(true);
       root.setAttribute("data-loaded", "true");
     });
   }
