@@ -155,8 +155,5 @@ def create_app(
     community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
     points.setup(app)  # channel points: accrual, rewards, redemptions, predictions (after chat)
-    emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
-    community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     raids.setup(app)  # raids between live channels: API, dashboard page (chat's bus)
-    community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     return app
