@@ -51,8 +51,14 @@
           var b = el("button", "button button-small", "Raid");
           b.type = "button";
           b.setAttribute("aria-label", "Raid " + c.name);
+          // Two clicks: the first asks (no dialog), the second raids.
           b.addEventListener("click", function () {
-            if (!window.confirm("Send your viewers to " + c.name + "?")) return;
+            if (!b.dataset.armed) {
+              b.dataset.armed = "1";
+              b.textContent = "Confirm raid";
+              b.setAttribute("aria-label", "Confirm: send your viewers to " + c.name);
+              return;
+            }
             b.disabled = true;
             api("POST", "/api/channels/" + encodeURIComponent(slug) + "/raids", {target: c.slug})
               .then(function (r) { say("Raiding " + r.raid.to.name + " with " + viewersText(r.raid.viewers) + ".", false); },
