@@ -152,6 +152,7 @@ def create_app(
     downloads.setup(app)  # GET /videos/{id}/download: a past broadcast as one MP4
     clips.setup(app)  # clips of live streams and videos: pages, embed, media, JSON API
     destinations.setup(app)  # restreaming destinations: dashboard page, JSON API, status
+    emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
     community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
     points.setup(app)  # channel points: accrual, rewards, redemptions, predictions (after chat)

@@ -5,11 +5,15 @@
 // into words, and each word becomes a text node or an <img> built here from the map (alt = the
 // code); no HTML string is ever parsed. Follower-only emotes render only in messages the server
 // marked (follower_emotes), since only the server knows who follows.
-// Also here: the picker beside the chat input, and the list on the channel's home.
+// Also here: the picker beside the chat input, and the list on the channel's home. On a past
+// broadcast's page (no live chat) it renders the chat replay's emotes instead (replay.js calls
+// window.aethexEmotes.words), from the channel's map fetched once; follower-only emotes stay
+// text there, as the replay does not say who followed.
 (function () {
   "use strict";
   var chat = window.aethexChat;
-  if (!chat) return;
+  var replay = document.getElementById("chat-replay");
+  if (!chat && !(replay && replay.dataset.channel)) return;
   var PREFIX = "/emotes/files/";
   var WORDS = /(\s+)/;
   var globalSet = [];
@@ -63,16 +67,21 @@
 
   // chat.js calls this for each run of a message's text between links; the message's body
   // keeps the server's follower mark for re-rendering when the map changes.
-  chat.plainText = function (parent, text, msg) {
-    var follower = !!(msg && msg.follower_emotes);
-    if (follower && parent.dataset) parent.dataset.followerEmotes = "1";
-    words(parent, text, follower);
-  };
+  window.aethexEmotes = {words: words};
+  if (chat) {
+    chat.plainText = function (parent, text, msg) {
+      var follower = !!(msg && msg.follower_emotes);
+      if (follower && parent.dataset) parent.dataset.followerEmotes = "1";
+      words(parent, text, follower);
+    };
+  }
 
   // Messages rendered before the map changed (the history comes before the map in the first
   // frame): their words again, links kept as they are.
   function rerenderAll() {
-    document.querySelectorAll("#chat-messages .chat-content").forEach(function (body) {
+    document.querySelectorAll(
+      "#chat-messages .chat-content, #chat-replay-list .chat-replay-text"
+    ).forEach(function (body) {
       var follower = body.dataset.followerEmotes === "1";
       var frag = document.createDocumentFragment();
       var text = "";
@@ -226,6 +235,19 @@
     document.dispatchEvent(new CustomEvent("aethex:emotes", {detail: {map: byCode}}));
   }
 
+  if (!chat) {
+    fetch("/api/channels/" + encodeURIComponent(replay.dataset.channel) + "/emotes")
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body) return;
+        globalSet = valid(body.global);
+        channelSet = valid(body.emotes);
+        rebuildMap();
+        rerenderAll();
+      })
+      .catch(function () { /* the replay stays text */ });
+    return;
+  }
   chat.on("emotes:map", function (ev) {
     globalSet = valid(ev.global);
     channelSet = valid(ev.channel);

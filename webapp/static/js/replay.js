@@ -43,7 +43,10 @@
     author.textContent = m.user.display_name;
     var text = document.createElement("span");
     text.className = "chat-replay-text";
-    text.textContent = m.content;
+    // Emote codes become images (emotes.js builds them from the channel's map; plain text
+    // otherwise).
+    if (window.aethexEmotes) window.aethexEmotes.words(text, m.content, false);
+    else text.textContent = m.content;
     li.append(time, author, " ", text);
     return li;
   }
