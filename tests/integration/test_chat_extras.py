@@ -36,7 +36,7 @@ async def test_typing_badges_and_roles(extras_env) -> None:
     from conftest import running_server
 
     from storage import chat as chat_store
-    from storage import follows
+    from storage import follows, queries
     from storage.models import ChannelFollow
     from webapp.keys import CHAT_KEY
 
@@ -73,6 +73,13 @@ async def test_typing_badges_and_roles(extras_env) -> None:
 
             reader = await join(http, base, "extras")
             assert (await reader.next("typing:config"))["enabled"] is True
+            async with server.db.session() as db:  # live, so the messages have a stream
+                stream = await queries.start_stream(db, channel_id, now)
+                await db.commit()
+            server.registry.start(
+                channel_id=channel_id, slug="extras", stream_id=stream.id, started_at=now
+            )
+            await reader.next("stream:status", live=True)
             f = await join(http, base, "extras", fan)
             p = await join(http, base, "extras", plain)
 
@@ -148,6 +155,11 @@ async def test_typing_badges_and_roles(extras_env) -> None:
                 got = await reader.next("chat:message")
                 assert got["user"]["username"] == name
                 assert got["user"]["badges"] == expected[name], got
+
+            # The API's history pages have them too.
+            async with http.get(f"{base}/api/streams/{stream.id}/messages") as r:
+                paged = (await r.json())["messages"]
+            assert {m["user"]["username"]: m["user"]["badges"] for m in paged} == expected
 
             # A history loaded from the database once the room has closed has them too.
             service = server._runner.app[CHAT_KEY]

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from storage import chat as chat_store
+from storage import raids as raid_store
 
 from ..errors import ApiError
 from ..identity import current_user, require_user
@@ -40,10 +41,13 @@ async def stream_messages(request: web.Request) -> web.Response:
         stream, channel = await load_stream(request, session, raw_stream)
         rows = await chat_store.stream_messages(session, stream.id, before=before_id, limit=limit)
         admins = await chat_store.admin_ids(session, {r.user_id for r in rows})
+        since = await raid_store.follow_dates(session, channel.id, {r.user_id for r in rows})
     state = await channel_state(request, channel.slug)
     if state.logged_in_only and await current_user(request) is None:
         raise ApiError(401, "unauthenticated", "this chat is for logged-in users")
-    messages = [service.message_event(state, r, r.user_id in admins) for r in rows]
+    messages = [
+        service.message_event(state, r, r.user_id in admins, since.get(r.user_id)) for r in rows
+    ]
     next_before = rows[0].id if len(rows) == limit else None
     return json_reply({"messages": messages, "next_before": next_before})
 

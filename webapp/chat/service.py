@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from datetime import datetime
 from typing import Any
 
 from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
@@ -379,9 +380,13 @@ class ChatService:
         return await self.join_history.read(state, blocked)
 
     def message_event(
-        self, state: ChannelChatState, m: StoredMessage, is_admin: bool
+        self,
+        state: ChannelChatState,
+        m: StoredMessage,
+        is_admin: bool,
+        follower_since: datetime | None = None,
     ) -> dict[str, Any]:
-        return message_event(state, m, is_admin)
+        return message_event(state, m, is_admin, follower_since)
 
     def stream_events(self, state: ChannelChatState) -> list[dict[str, Any]]:
         """The stream:status and stream:viewers a joining socket starts from, from memory
