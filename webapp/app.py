@@ -154,7 +154,6 @@ def create_app(
     destinations.setup(app)  # restreaming destinations: dashboard page, JSON API, status
     emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
     community.setup(app)  # community channels: topics beside the chat, pages, JSON API
-    emotes.setup(app)  # emotes: admin and channel pages, API, the map in chat (after chat)
     points.setup(app)  # channel points: accrual, rewards, redemptions, predictions (after chat)
     raids.setup(app)  # raids between live channels: API, dashboard page (chat's bus)
     return app

@@ -64,8 +64,6 @@ EXPECTED_TABLES = {
     "predictions",
     "prediction_outcomes",
     "prediction_stakes",
-    # emotes (storage/emote_models.py, migration 0011)
-    "emotes",
     # channel points (storage/points_models.py, migration 0012)
     "point_settings",
     "point_balances",
