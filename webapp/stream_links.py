@@ -11,7 +11,8 @@ every recording. An unlisted channel is reachable only by its link: its slug for
 
 A video's own visibility (issue 13, ``storage.videos``) narrows this: an unlisted video is
 reachable by its public id only, a private one by its owner and admins only, and a deleted one
-keeps its row (``find_stream``) but no media (``find_video``).
+keeps its row for its owner and admins (``find_stream``) but no media for anyone
+(``find_video``).
 
 Anything else gets exactly the answer a stream that does not exist gets, so the two cannot be
 told apart. The HLS VOD routes apply the same rule without the last case: they never look at
@@ -87,7 +88,12 @@ def stream_ref(stream: Stream, channel: Channel) -> str:
 
 
 def reachable(ref: int | str, stream: Stream, channel: Channel, user: User | None) -> bool:
-    """The rule above, for ``stream`` of ``channel`` named by ``ref`` (deleted or not)."""
+    """The rule above, for ``stream`` of ``channel`` named by ``ref``. A deleted video's row
+    is its owner's and the admins' only (as ``GET /api/videos/{id}`` answers): for anyone
+    else its stream and chat routes answer as for a stream that never existed."""
+    manager = user is not None and (user.is_admin or user.id == channel.owner_id)
+    if stream.deleted_at is not None and not manager:
+        return False
     return videos.can_reach(
         stream,
         channel,

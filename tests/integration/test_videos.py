@@ -88,6 +88,8 @@ async def recorded(
     (directory / "360p" / "index.m3u8").write_text(MEDIA)
     (directory / "360p" / "init.mp4").write_bytes(b"init" * 32)
     (directory / "360p" / "seg0.m4s").write_bytes(b"m" * segment_bytes)
+    (directory / "previews").mkdir()
+    (directory / "previews" / "previews.vtt").write_text("WEBVTT\n")
     thumbnail = server.settings.data_dir / "thumbnails" / "streams" / f"{row.id}.jpg"
     thumbnail.parent.mkdir(parents=True, exist_ok=True)
     thumbnail.write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")
@@ -210,6 +212,19 @@ async def test_who_may_watch_each_video_on_the_page_and_the_api(site: Site) -> N
                     wrong.append(("thumbnail", kind, who, ref, status))
                 if status == 200 and ("public" in cache) != (kind == "public"):
                     wrong.append(("thumbnail cache", kind, who, ref, cache))
+                # What hangs off the media (chat replay, chapters, scrubbing previews): as the
+                # page; the stream's row and chat history: as the video API.
+                for path, want in (
+                    (f"/api/videos/{ref}/chat", expected),
+                    (f"/api/videos/{ref}/chapters", expected),
+                    (f"/videos/{ref}/previews/previews.vtt", expected),
+                    (f"/api/streams/{ref}", api_expected),
+                    (f"/api/streams/{ref}/status", api_expected),
+                    (f"/api/streams/{ref}/messages", api_expected),
+                ):
+                    status, _ = await site.call(who, "GET", path)
+                    if (status == 200) != want or status not in (200, 404):
+                        wrong.append((path, kind, who, status))
     assert not wrong, "\n".join(map(str, wrong))
 
 
