@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 from sqlalchemy import select
 
 from storage import chat as chat_queries
@@ -65,6 +66,59 @@ def check_clip_file(path: Path, seconds: float) -> None:
     assert abs(frames * FRAME - seconds) <= FRAME + 1e-6, (frames, seconds)
     assert abs(float(video["duration"]) - seconds) <= FRAME + 1e-3, video["duration"]
     decodes_cleanly(str(path))
+    # The first frame decodes and is the first thing shown.
+    with av.open(str(path)) as container:
+        first = next(container.decode(video=0))
+        assert first.time is not None and abs(first.time) < 1e-6, first.time
+
+
+def video_packets(path: Path) -> list[tuple[float, bytes]]:
+    """(pts seconds, bytes) of every video packet, in decode order."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [
+            (float(p.pts * p.time_base), bytes(p))
+            for p in container.demux(stream)
+            if p.pts is not None and p.size
+        ]
+
+
+def recording_as_one_file(rendition: Path, out: Path) -> Path:
+    """A recorded rendition's init section and segments, in playlist order, as one fMP4."""
+    parts = []
+    for line in (rendition / "index.m3u8").read_text().splitlines():
+        m = re.match(r'#EXT-X-MAP:URI="([^"]+)"', line)
+        if m:
+            parts.append(m.group(1))
+        elif line and not line.startswith("#"):
+            parts.append(line)
+    with out.open("wb") as whole:
+        for name in parts:
+            whole.write((rendition / name).read_bytes())
+    return out
+
+
+def check_copied_middle(clip_mp4: Path, recording: Path, tmp_path: Path) -> tuple[int, int]:
+    """The clip's copied GOPs are the recording's packets byte for byte: the packets the clip
+    shares with the source's best-matching rendition are one run, the same run in the source,
+    at one constant time offset; only the edges differ (re-encoded). Returns the run's length
+    and the clip's number of video packets."""
+    clip = video_packets(clip_mp4)
+    best: list[tuple[int, int]] = []
+    for rendition in sorted(p for p in recording.iterdir() if (p / "index.m3u8").is_file()):
+        source = video_packets(recording_as_one_file(rendition, tmp_path / f"{rendition.name}.mp4"))
+        index = {data: i for i, (_, data) in enumerate(source)}
+        shared = [(k, index[data]) for k, (_, data) in enumerate(clip) if data in index]
+        if len(shared) > len(best):
+            best, best_source = shared, source
+    assert len(best) >= 30, f"no whole GOP copied ({len(best)} packets shared)"
+    clip_run = [k for k, _ in best]
+    source_run = [i for _, i in best]
+    assert clip_run == list(range(clip_run[0], clip_run[0] + len(best))), clip_run
+    assert source_run == list(range(source_run[0], source_run[0] + len(best))), source_run
+    offsets = {round(best_source[i][0] - clip[k][0], 3) for k, i in best}
+    assert len(offsets) == 1, offsets
+    return len(best), len(clip)
 
 
 async def wait_status(http: aiohttp.ClientSession, clip_id: str, want: str) -> dict[str, Any]:
@@ -153,7 +207,7 @@ async def test_clip_live_then_vod(settings_env, tmp_path) -> None:
                 f"/api/clips/{draft['id']}", json={"title": "not yours?"}, headers=oh
             ) as r:
                 assert r.status == 200  # the channel's owner may retitle
-            start, end = lo + 1.0, lo + 4.0
+            start, end = lo + 1.5, lo + 4.5  # mid-GOP (1 s GOPs): a re-encoded head
             async with viewer.patch(
                 f"/api/clips/{draft['id']}",
                 json={"start": start, "end": end, "title": "Big moment", "publish": True},
@@ -215,7 +269,7 @@ async def test_clip_live_then_vod(settings_env, tmp_path) -> None:
                 async with owner.post(url, json=bad, headers=oh) as r:
                     assert r.status == 400, (bad, await r.text())
             async with owner.post(
-                url, json={"start": 2.0, "end": 4.5, "title": "From the VOD"}, headers=oh
+                url, json={"start": 2.2, "end": 4.7, "title": "From the VOD"}, headers=oh
             ) as r:
                 assert r.status == 202, await r.text()
                 vod_clip = await r.json()
@@ -223,6 +277,12 @@ async def test_clip_live_then_vod(settings_env, tmp_path) -> None:
             assert vod_clip["source"] == "vod"
             await fetch_to(anon, vod_clip["mp4_url"], tmp_path / "vod.mp4")
             check_clip_file(tmp_path / "vod.mp4", 2.5)
+            # Both clips start mid-GOP: their heads are re-encoded, the whole GOPs after are
+            # the recording's packets, byte for byte.
+            recording = server.settings.data_dir / "streams" / str(row.id)
+            for name in ("live.mp4", "vod.mp4"):
+                copied, frames = check_copied_middle(tmp_path / name, recording, tmp_path)
+                assert 0 < copied < frames, (name, copied, frames)
 
             # Deletion: not a stranger; a moderator may.
             async with viewer.delete(f"/api/clips/{vod_clip['id']}", headers=vh) as r:
