@@ -387,6 +387,34 @@ class RaidSettings:
 
 
 @dataclass(frozen=True)
+class PollSettings:
+    # Live polls in the chat room (issue 16). Question and option lengths in characters.
+    max_question: int = 200
+    max_option: int = 80
+    # Seconds a poll may run: the shortest and longest a moderator may ask for, and the default.
+    min_duration: int = 5
+    max_duration: int = 3600
+    default_duration: int = 60
+    # Seconds between tallies: a process that took votes counts them in the database and
+    # publishes the totals at most this often (one event per poll, not one per vote).
+    tally_interval: float = 0.25
+    # Most polls listed by the API per request.
+    list_limit: int = 50
+
+
+@dataclass(frozen=True)
+class ReactionSettings:
+    # Live reactions over the player (issue 16): the emojis viewers may tap, space-separated.
+    emojis: str = "\U0001f44d \u2764\ufe0f \U0001f602 \U0001f62e \U0001f389 \U0001f525"
+    # Seconds between a room's bursts: taps are counted per emoji and published once per tick
+    # (half the chat tick: a tap waits for both ticks, see config/default.toml).
+    tick: float = 0.025
+    # Taps a viewer may send per window seconds (per process); more are dropped silently.
+    rate_limit: int = 10
+    rate_window: float = 2.0
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     # A bearer token /metrics requires (Authorization: Bearer TOKEN); "" for none.
     token: str = ""
@@ -881,6 +909,8 @@ class Settings:
     email: EmailSettings = field(default_factory=EmailSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     objects: ObjectSettings = field(default_factory=ObjectSettings)
+    polls: PollSettings = field(default_factory=PollSettings)
+    reactions: ReactionSettings = field(default_factory=ReactionSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -1162,6 +1192,7 @@ def validate(s: Settings) -> Settings:
     _validate_analytics(s.analytics)
     _validate_notifications(s.notifications, s.email)
     _validate_cluster(s)
+    _validate_engagement(s.polls, s.reactions)
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     return s
@@ -1467,6 +1498,19 @@ def _validate_browse(b: BrowseSettings) -> None:
         raise SettingsError("browse.cache_seconds", "must be between 0 and 60")
     if not 1 <= b.cache_entries <= 100_000:
         raise SettingsError("browse.cache_entries", "must be between 1 and 100000")
+
+
+def _validate_engagement(p: PollSettings, r: ReactionSettings) -> None:
+    for name in ("max_question", "max_option", "min_duration", "tally_interval", "list_limit"):
+        _check_positive(f"polls.{name}", getattr(p, name))
+    if not p.min_duration <= p.default_duration <= p.max_duration:
+        raise SettingsError(
+            "polls.default_duration", "must be between polls.min_duration and polls.max_duration"
+        )
+    if not 1 <= len(r.emojis.split()) <= 16 or any(len(e) > 8 for e in r.emojis.split()):
+        raise SettingsError("reactions.emojis", "must be 1 to 16 space-separated emojis")
+    for name in ("tick", "rate_limit", "rate_window"):
+        _check_positive(f"reactions.{name}", getattr(r, name))
 
 
 def _validate_cluster(s: Settings) -> None:

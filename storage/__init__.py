@@ -23,7 +23,7 @@ from storage import (
     errors,
     models,
     points_models,  # noqa: F401 - the same for channel points, rewards, predictions
-    points_models,  # noqa: F401 - the same for channel points, rewards, predictions
+    poll_models,  # noqa: F401 - the same for polls and their votes
     queries,
     raid_models,  # noqa: F401 - the same for raids and the chat extras' settings
     restream_models,  # noqa: F401 - the same for the restreaming destinations

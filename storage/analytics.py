@@ -56,6 +56,7 @@ from storage.analytics_models import (
 )
 from storage.creator_models import Clip, StreamChapter
 from storage.models import ChannelFollow, Message, Stream, StreamStatus
+from storage.polls import PollRow, stream_polls
 
 HOUR = 3600
 DAY = 86400
@@ -469,6 +470,8 @@ class StreamReport:
     live: bool
     figures: StreamFigures
     markers: list[Marker]
+    # The polls run during the broadcast (issue 16), in order, with their results.
+    polls: list[PollRow] = field(default_factory=list)
 
     @property
     def average_viewers(self) -> float:
@@ -525,6 +528,7 @@ async def stream_report(
         live=stream.status is StreamStatus.LIVE,
         figures=figures or StreamFigures(),
         markers=[Marker(float(o), t, c) for o, t, c in chapters],
+        polls=await stream_polls(session, stream_id),
     )
 
 

@@ -46,8 +46,10 @@ from . import (
     openapi,
     pages,
     points,
+    polls,
     profile,
     raids,
+    reactions,
     render,
     replay,
     scrape,
@@ -156,4 +158,6 @@ def create_app(
     community.setup(app)  # community channels: topics beside the chat, pages, JSON API
     points.setup(app)  # channel points: accrual, rewards, redemptions, predictions (after chat)
     raids.setup(app)  # raids between live channels: API, dashboard page (chat's bus)
+    polls.setup(app)  # live polls in the chat room, their API (after chat.setup)
+    reactions.setup(app)  # live reactions over the player (after chat.setup)
     return app

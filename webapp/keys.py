@@ -8,7 +8,7 @@ checker only (``TYPE_CHECKING``), so this module imports nothing from ``webapp``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,3 +79,9 @@ FollowListener = Callable[[FollowChange], None]
 # their setup (``app.setdefault(FOLLOW_LISTENERS_KEY, []).append(...)``). A listener must not
 # block: it schedules its work.
 FOLLOW_LISTENERS_KEY: web.AppKey[list[FollowListener]] = web.AppKey("follow_listeners")
+
+# Reaction codes a room accepts beyond reactions.emojis (issue 16): each source answers, from
+# memory, the extra codes of a channel's room by its slug (the channel's emotes, say). The
+# emotes area appends one in its setup (``app.setdefault(REACTION_CODES_KEY, []).append(...)``).
+RoomCodes = Callable[[str], Collection[str]]
+REACTION_CODES_KEY: web.AppKey[list[RoomCodes]] = web.AppKey("reaction_codes")

@@ -53,30 +53,20 @@ EXPECTED_TABLES = {
     "analytics_channel_days",
     # restreaming (storage/restream_models.py, migration 0010)
     "restream_destinations",
+    # channel points (storage/points_models.py, migration 0012)
+    "point_settings",
+    "point_balances",
+    "point_ledger",
+    "point_rewards",
+    "point_redemptions",
+    "predictions",
+    "prediction_outcomes",
+    "prediction_stakes",
     # emotes (storage/emote_models.py, migration 0011)
     "emotes",
-    # channel points (storage/points_models.py, migration 0012)
-    "point_settings",
-    "point_balances",
-    "point_ledger",
-    "point_rewards",
-    "point_redemptions",
-    "predictions",
-    "prediction_outcomes",
-    "prediction_stakes",
-    # channel points (storage/points_models.py, migration 0012)
-    "point_settings",
-    "point_balances",
-    "point_ledger",
-    "point_rewards",
-    "point_redemptions",
-    "predictions",
-    "prediction_outcomes",
-    "prediction_stakes",
-    # community channels (storage/community_models.py, migration 0015)
-    "community_topics",
-    "community_messages",
-    "community_reads",
+    # polls (storage/poll_models.py, migration 0013)
+    "polls",
+    "poll_votes",
     # raids and chat extras (storage/raid_models.py, migration 0014)
     "channel_extras",
     "raids",

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from storage import analytics as queries
 from storage.models import Channel
+from storage.polls import PollRow
 
 from ..documents import load_channel
 from ..errors import ApiError
@@ -152,6 +153,19 @@ def stream_document(report: queries.StreamReport, step: int, max_points: int) ->
             {"offset_seconds": m.offset_seconds, "title": m.title, "category": m.category}
             for m in report.markers
         ],
+        "polls": [_poll(p) for p in report.polls],
+    }
+
+
+def _poll(p: PollRow) -> dict[str, Any]:
+    counts = p.result or [0] * len(p.options)
+    return {
+        "id": p.id,
+        "question": p.question,
+        "options": [{"text": t, "votes": n} for t, n in zip(p.options, counts, strict=True)],
+        "total": sum(counts),
+        "started_at": _iso(p.started_ms // 1000),
+        "running": p.ended_ms is None,
     }
 
 
@@ -366,6 +380,24 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                         "offset_seconds": _NUM,
                         "title": {"type": "string"},
                         "category": {"type": ["string", "null"]},
+                    }
+                ),
+            },
+            "polls": {
+                "type": "array",
+                "description": "The polls run during the broadcast, in order, with their "
+                "results (a running one's counts so far).",
+                "items": _object(
+                    {
+                        "id": {"type": "integer"},
+                        "question": {"type": "string"},
+                        "options": {
+                            "type": "array",
+                            "items": _object({"text": {"type": "string"}, "votes": _INT}),
+                        },
+                        "total": _INT,
+                        "started_at": _TIME,
+                        "running": {"type": "boolean"},
                     }
                 ),
             },

@@ -1,0 +1,36 @@
+"""Live reactions (issue 16): logged-in viewers tap an emoji under the player and it floats over
+everyone's player. Rides on the chat room (``CHAT_KEY``): the ``reaction:send`` frame in,
+``reaction:burst`` events out (counts per emoji per tick, not one event per tap), the emoji set
+in a joining socket's first frame (``reaction:set``). live.py says how; the page's side is
+static/js/reactions.js. Extra codes a room accepts (the channel's emotes) come from the
+sources other areas put under ``REACTION_CODES_KEY``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from storage.chat import ChannelChatState
+
+from ..keys import CHAT_KEY, REACTION_CODES_KEY, SETTINGS_KEY
+from .live import ReactionRooms
+
+REACTIONS_KEY: web.AppKey[ReactionRooms] = web.AppKey("reactions")
+
+
+def setup(app: web.Application) -> None:
+    chat = app[CHAT_KEY]
+    sources = app.setdefault(REACTION_CODES_KEY, [])
+    reactions = ReactionRooms(app[SETTINGS_KEY].reactions, chat, sources)
+    app[REACTIONS_KEY] = reactions
+    chat.register_frame("reaction:send", reactions.on_send)
+
+    async def on_join(service: Any, state: ChannelChatState, client: Any) -> list[dict[str, Any]]:
+        return reactions.join_events(state)
+
+    chat.join_hooks.append(on_join)
+
+
+__all__ = ["REACTIONS_KEY", "setup"]
