@@ -1,15 +1,17 @@
 """Community channels in real Chromium (issue 16): from the channel's offline page through its
 Community link; a message posted on one page appears on another without a reload (text only,
-never HTML); a message in another topic raises that topic's unread marker and the channel
-page's dot, and opening the topic clears the marker."""
+never HTML) with the channel's emotes as images; a message in another topic raises that
+topic's unread marker and the channel page's dot, and opening the topic clears the marker."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 from chat_support import auth, make_chat_channel, make_user
+from PIL import Image
 
 from tests.browser.browser_support import PageWatch, browser, screenshot_path  # noqa: F401
 from tests.conftest import running_server
@@ -48,6 +50,14 @@ async def test_community_pages_live_and_unread(browser, settings_env) -> None:  
                     f"/api/channels/{SLUG}/community/topics", json={"name": name}
                 ) as r:
                     assert r.status == 201, await r.text()
+            # an emote of the channel: community messages render it like the chat does
+            picture = io.BytesIO()
+            Image.new("RGBA", (32, 32), (200, 30, 30, 255)).save(picture, "PNG")
+            upload = aiohttp.FormData()
+            upload.add_field("code", "PogCom", content_type="text/plain")
+            upload.add_field("file", picture.getvalue(), filename="e.png")
+            async with http.post(f"/api/channels/{SLUG}/emotes", data=upload) as r:
+                assert r.status == 201, await r.text()
         ctx_a, alice = await _logged_in(browser, server, base, "alice")
         ctx_b, bob = await _logged_in(browser, server, base, "bob")
         watch_a, watch_b = PageWatch(alice, base), PageWatch(bob, base)
@@ -64,12 +74,17 @@ async def test_community_pages_live_and_unread(browser, settings_env) -> None:  
         await alice.fill("#community-input", "hello from alice")
         await alice.press("#community-input", "Enter")
         await bob.locator(".chat-message", has_text="hello from alice").wait_for()
+        await alice.fill("#community-input", "nice PogCom there")
+        await alice.press("#community-input", "Enter")
+        emote = bob.locator(".chat-message", has_text="nice").locator("img.chat-emote")
+        await emote.wait_for()
+        assert await emote.get_attribute("alt") == "PogCom"
         await alice.fill("#community-input", XSS)
         await alice.click(".chat-send")
         xss = bob.locator(".chat-message", has_text="onerror")
         await xss.wait_for()
         assert await xss.locator(".chat-content").text_content() == XSS
-        assert await bob.locator(".chat-message img, .chat-message b").count() == 0
+        assert await bob.locator(".chat-message img:not(.chat-emote), .chat-message b").count() == 0
 
         # bob's channel page in another tab, to see its Community link's dot
         channel_page = await ctx_b.new_page()

@@ -6,8 +6,9 @@
 // text nodes only (never HTML); the blocked authors of the reader are skipped.
 //
 // Like chat.js, the page exposes window.aethexChat {send, on(type, fn), me, slug, plainText},
-// so a script made for the chat room (emotes.js setting plainText from its join events) works
-// here unchanged when loaded after this one.
+// so a script made for the chat room works here unchanged when loaded after this one: emotes.js
+// takes the emote map from the socket's first frame, sets plainText, and community messages
+// show the channel's emotes.
 (function () {
   "use strict";
 
@@ -129,6 +130,7 @@
     li.appendChild(document.createTextNode(": "));
     var body = document.createElement("span");
     body.className = "chat-content";
+    body.dataset.raw = m.content;
     appendText(body, m.content);
     li.appendChild(body);
     var mine = meId !== null && m.user.id === meId;
@@ -175,6 +177,16 @@
     if (m.id > newest) newest = m.id;
     if (stick) list.scrollTop = list.scrollHeight;
   }
+
+  // emotes.js (loaded after this) sets hooks.plainText and announces each change of the
+  // channel's emote map: the messages already shown are drawn again from their text.
+  document.addEventListener("aethex:emotes", function () {
+    if (!list) return;
+    Array.prototype.forEach.call(list.querySelectorAll(".chat-content"), function (body) {
+      while (body.firstChild) body.removeChild(body.firstChild);
+      appendText(body, body.dataset.raw || "");
+    });
+  });
 
   // -- history, read markers ------------------------------------------------------------------
   function loadPage(before) {
