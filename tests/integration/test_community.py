@@ -273,3 +273,35 @@ async def test_community_channels_end_to_end(env: dict[str, str]) -> None:
             assert status == 200 and [m["content"] for m in data["messages"]] == kept
             assert all(datetime.fromisoformat(m["created_at"]) < started for m in data["messages"])
             assert await bob.unread() == {"media": 0, "general": 1, "news": 0}
+
+
+async def test_cluster_node_shares_the_chat_rate_limit(
+    settings_env: dict[str, str], redis_url: str
+) -> None:
+    """On a node with Redis the community post is counted by the chat's own limit in Redis
+    for that channel and user: live chat messages and community posts share one budget, so it
+    holds across nodes (and cannot be doubled by writing in both)."""
+    env = {
+        **settings_env,
+        "AETHEX_CLUSTER__REDIS_URL": redis_url,
+        "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "3",
+        "AETHEX_CHAT__RATE_LIMIT_WINDOW": "600",
+    }
+    async with running_server(env) as server:
+        _, _, owner_t = await make_chat_channel(server, "alice", SLUG)
+        _, bob_t = await make_user(server, "bob")
+        async with aiohttp.ClientSession(base_url(server)) as http:
+            owner, bob = Api(http, owner_t), Api(http, bob_t)
+            assert (await owner.call("POST", TOPICS, {"name": "general"}))[0] == 201
+            for n in range(2):
+                status, data = await bob.call(
+                    "POST", "/api/messages", {"channel": SLUG, "content": f"live {n}"}
+                )
+                assert status == 201, data
+            assert (await bob.post("general", "third"))[0] == 201
+            status, data = await bob.post("general", "fourth")
+            assert (status, code(data)) == (429, "rate_limited"), data
+            status, data = await bob.call(
+                "POST", "/api/messages", {"channel": SLUG, "content": "live again"}
+            )
+            assert (status, code(data)) == (429, "rate_limited"), data

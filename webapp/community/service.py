@@ -4,8 +4,9 @@ The channel's chat rules are the community's: the chat's cached state (``CHAT_KE
 moderators, bans, timeouts, followers-only, logged-in-only, word filter; the copy every chat
 socket checks, reloaded on every moderation change) decides, and the content checks are the
 chat's own (``webapp.chat_content``: length, control characters, the word filter, the rate
-limiter with the chat's ``rate_limit_*`` settings, a budget of its own per channel and user in
-this process). Slow mode is the live chat's pace and does not apply here.
+limiter with the chat's ``rate_limit_*`` settings: on one node a budget of its own per channel
+and user; on a cluster node the chat's own count in Redis for that channel and user, shared with
+the live chat across nodes). Slow mode is the live chat's pace and does not apply here.
 
 Real time: a stored message is published as a ``community:message`` event into the channel's
 chat room (``ChatService.publish``), so it reaches every open page of the channel on every
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
 from mediaserver.settings import CommunitySettings
 from storage import channels as channel_queries
 from storage import chat as chat_store
@@ -127,7 +129,31 @@ class CommunitySender:
         cs = app[SETTINGS_KEY].chat
         self.settings: CommunitySettings = app[SETTINGS_KEY].community
         self.max_length = cs.max_length
+        self.rate_messages, self.rate_window = cs.rate_limit_messages, cs.rate_limit_window
+        self.mute = cs.mute_seconds
         self.limiter = RateLimiter(cs.rate_limit_messages, cs.rate_limit_window, cs.mute_seconds)
+
+    async def _admit_shared(self, counts: ClusterCounts | None, key: tuple[int, int]) -> bool:
+        """On a cluster node, the chat's rate limit in Redis for the same (channel, user): the
+        live chat and the community share one budget there (slow mode, 0 here, stays the
+        chat's). True once admitted and counted, ChatError if refused, False on one node or
+        when Redis failed (this process's limiter decides then)."""
+        if counts is None:
+            return False
+        try:
+            verdict, wait = await counts.chat_admit(
+                key[0], key[1], 0.0, self.rate_messages, self.rate_window, self.mute
+            )
+        except CountsUnavailable:
+            return False
+        if verdict == "ok":
+            return True
+        raise ChatError(
+            "rate_limited",
+            f"you are sending messages too fast: wait {wait:.0f} more seconds",
+            status=429,
+            retry_after=wait,
+        )
 
     async def send(
         self, place: Place, topic: CommunityTopic, user: User, content: object
@@ -165,7 +191,9 @@ class CommunitySender:
             )
         key = (state.channel_id, user.id)
         mono = time.monotonic()
-        self.limiter.check(key, mono)
+        shared = await self._admit_shared(chat.counts, key)
+        if not shared:
+            self.limiter.check(key, mono)
         text = apply_filter(text, state.word_filter, state.filter_mode)
         self.limiter.record(key, mono)
         async with self.app[DB_KEY].session() as session:
