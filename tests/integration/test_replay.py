@@ -18,15 +18,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from storage import queries
 from storage.chat_models import ChatSettings
 from storage.creator_models import StreamChapter
 from storage.models import Message, Stream, StreamStatus
 from tests.accounts import register, user_of
-from tests.conftest import make_channel
+from tests.conftest import make_channel, running_server
 
-pytestmark = pytest.mark.integration
+# One server and one seeded broadcast for the whole file (seeding is most of a test's time): the
+# tests that change the video or its channel's chat settings put them back.
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 STARTED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 DURATION = 3600.0
@@ -62,8 +65,22 @@ def offsets() -> list[float]:
     return out
 
 
-@pytest.fixture
-async def broadcast(server: Any) -> AsyncIterator[Broadcast]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def broadcast(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broadcast]:
+    env = {
+        "AETHEX_DATA_DIR": str(tmp_path_factory.mktemp("replay") / "data"),
+        "AETHEX_HTTP_HOST": "127.0.0.1",
+        "AETHEX_HTTP_PORT": "0",
+        "AETHEX_RTMP_HOST": "127.0.0.1",
+        "AETHEX_RTMP_PORT": "0",
+        "AETHEX_TRANSCODE__ENABLED": "false",
+    }
+    async with running_server(env) as server:
+        async for made in _seeded(server):
+            yield made
+
+
+async def _seeded(server: Any) -> AsyncIterator[Broadcast]:
     base = f"http://127.0.0.1:{server.http_port}"
     users = {}
     for name in ("admin", "owner", "other"):  # the first account is the admin
@@ -225,26 +242,32 @@ async def test_replay_and_chapters_follow_the_video_visibility(broadcast: Broadc
         for who in ("anon", "other", "owner", "admin"):
             status, _ = await broadcast.get(path, who)
             assert status == 200, (path, who)
+    try:
+        await set_video(broadcast, visibility="private")
+        for path in paths:
+            for who, expected in (("anon", 404), ("other", 404), ("owner", 200), ("admin", 200)):
+                status, body = await broadcast.get(path, who)
+                assert status == expected, (path, who, body)
+            # By its public id too: private means private.
+            status, _ = await broadcast.get(path.replace(broadcast.ref, broadcast.stream.public_id))
+            assert status == 404
+        await set_video(broadcast, visibility="public", deleted_at=datetime.now(UTC))
+        for path in paths + ["/api/videos/999999/chat", "/api/videos/nope/chapters"]:
+            for who in ("anon", "owner"):
+                status, body = await broadcast.get(path, who)
+                assert status == 404, (path, who)
+                assert body["error"]["code"] == "not_found"
+    finally:
+        await set_video(broadcast, visibility="public", deleted_at=None)
+
+
+async def set_video(broadcast: Broadcast, **fields: Any) -> None:
     async with broadcast.server.db.session() as db:
         row = await db.get(Stream, broadcast.stream.id)
-        row.visibility = "private"
+        assert row is not None
+        for name, value in fields.items():
+            setattr(row, name, value)
         await db.commit()
-    for path in paths:
-        for who, expected in (("anon", 404), ("other", 404), ("owner", 200), ("admin", 200)):
-            status, body = await broadcast.get(path, who)
-            assert status == expected, (path, who, body)
-        # By its public id too: private means private.
-        status, _ = await broadcast.get(path.replace(broadcast.ref, broadcast.stream.public_id))
-        assert status == 404
-    async with broadcast.server.db.session() as db:
-        row = await db.get(Stream, broadcast.stream.id)
-        row.visibility, row.deleted_at = "public", datetime.now(UTC)
-        await db.commit()
-    for path in paths + ["/api/videos/999999/chat", "/api/videos/nope/chapters"]:
-        for who in ("anon", "owner"):
-            status, body = await broadcast.get(path, who)
-            assert status == 404, (path, who)
-            assert body["error"]["code"] == "not_found"
 
 
 async def test_chapters_in_order_with_their_categories(broadcast: Broadcast) -> None:
@@ -279,10 +302,17 @@ async def test_a_chat_for_logged_in_users_is_replayed_to_them_only(broadcast: Br
     async with broadcast.server.db.session() as db:
         db.add(ChatSettings(channel_id=broadcast.stream.channel_id, logged_in_only=True))
         await db.commit()
-    path = f"/api/videos/{broadcast.ref}/chat?from=0&to=60"
-    status, body = await broadcast.get(path)
-    assert status == 401 and body["error"]["code"] == "unauthenticated"
-    status, body = await broadcast.get(path, "other")
-    assert status == 200 and triples(body) == broadcast.expected(0, 60)
-    status, _ = await broadcast.get(f"/api/videos/{broadcast.ref}/chapters")
-    assert status == 200  # chapters are the video's, not the chat's
+    try:
+        path = f"/api/videos/{broadcast.ref}/chat?from=0&to=60"
+        status, body = await broadcast.get(path)
+        assert status == 401 and body["error"]["code"] == "unauthenticated"
+        status, body = await broadcast.get(path, "other")
+        assert status == 200 and triples(body) == broadcast.expected(0, 60)
+        status, _ = await broadcast.get(f"/api/videos/{broadcast.ref}/chapters")
+        assert status == 200  # chapters are the video's, not the chat's
+    finally:
+        async with broadcast.server.db.session() as db:
+            row = await db.get(ChatSettings, broadcast.stream.channel_id)
+            assert row is not None
+            await db.delete(row)
+            await db.commit()
