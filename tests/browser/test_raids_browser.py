@@ -77,6 +77,20 @@ async def test_raid_moves_the_viewer_page(browser, settings_env) -> None:  # noq
         await msg.wait_for()
         assert await msg.locator(".chat-badge-owner").get_attribute("title") == "Channel owner"
 
+        # Following shows at the viewer's next message: a titled follower badge, and the
+        # owner's viewer list moves them to Followers.
+        await viewer.click("#follow-button")
+        await viewer.wait_for_selector('#follow-button[aria-pressed="true"]')
+        await viewer.fill("#chat-input", "followed!")
+        await viewer.press("#chat-input", "Enter")
+        theirs = owner.locator(".chat-message", has_text="followed!")
+        await theirs.wait_for()
+        tag = theirs.locator(".chat-badge-follower")
+        assert await tag.get_attribute("title") == "Follows this channel"
+        await owner.click("#chat-viewers summary")
+        followers = owner.locator('.chat-viewer-group[data-role="follower"]')
+        await followers.locator("li", has_text="@watcher").wait_for()
+
         # The raid, from the owner's chat column: search, then two clicks (no dialog).
         assert not await viewer.locator("#raid-tools").count()  # the owner's tool only
         await owner.click("#raid-tools summary")

@@ -223,6 +223,20 @@
     viewerCount.textContent = String(names.length);
   }
 
+  // A message's badges are today's roles: someone who became a moderator or a follower since
+  // joining moves to that group (presence carries the role as of the join).
+  function regroup(author) {
+    var u = people.get(author.id);
+    if (!u) return;
+    var b = author.badges || [], role = "viewer";
+    if (b.indexOf("owner") >= 0) role = "owner";
+    else if (b.indexOf("moderator") >= 0) role = "moderator";
+    else if (b.some(function (x) { return x.indexOf("follower") === 0; })) role = "follower";
+    if (u.role === role) return;
+    people.set(author.id, Object.assign({}, u, {role: role}));
+    renderPeople();
+  }
+
   // -- typing indicators (issue 16) -------------------------------------------------------------
   var typingEl = document.createElement("p");
   typingEl.className = "chat-typing";
@@ -282,6 +296,7 @@
         break;
       case "chat:message":
         addMessages([ev]);
+        regroup(ev.user);
         if (typers.delete(ev.user.id)) renderTyping();
         break;
       case "typing:config":
