@@ -1,4 +1,5 @@
-"""Community channels in real Chromium (issue 16): from the channel's offline page through its
+"""Community channels in real Chromium (issue 16): the owner opens, renames, moves and deletes
+topics from the dashboard; a viewer comes from the channel's offline page through its
 Community link; a message posted on one page appears on another without a reload (text only,
 never HTML) with the channel's emotes as images; a message in another topic raises that
 topic's unread marker and the channel page's dot, and opening the topic clears the marker."""
@@ -22,12 +23,13 @@ SLUG = "comm-page"
 XSS = '<img src=x onerror="alert(1)"><b>bold</b>'
 
 
-async def _logged_in(browser, server, base: str, username: str):  # noqa: F811
+async def _logged_in(browser, server, base: str, username: str, user_id: int = 0):  # noqa: F811
     """A browser context with a login session made in storage (no password to hash: the
     sign-up's slow hashing is not what this test is about)."""
     from storage.accounts import create_login_session
 
-    user_id, _ = await make_user(server, username)
+    if not user_id:
+        user_id, _ = await make_user(server, username)
     async with server.db.session() as s:
         token = await create_login_session(s, user_id, datetime.now(UTC), 3600)
         await s.commit()
@@ -43,13 +45,36 @@ async def _ready(page) -> None:
 async def test_community_pages_live_and_unread(browser, settings_env) -> None:  # noqa: F811
     async with running_server(settings_env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
-        _, _, owner_token = await make_chat_channel(server, "streamer", SLUG)
+        _, owner_id, owner_token = await make_chat_channel(server, "streamer", SLUG)
+
+        # the owner opens topics from the dashboard: add three, rename one, move it, delete it
+        ctx_o, owner = await _logged_in(browser, server, base, "streamer", owner_id)
+        owner_errors: list[str] = []  # not a PageWatch: this page answers a confirm() itself
+        owner.on("pageerror", lambda exc: owner_errors.append(str(exc)))
+        await owner.goto("/dashboard")
+        await owner.click(f"#channel-{SLUG} a[href$='/community']")
+        await owner.wait_for_url(f"**/dashboard/channels/{SLUG}/community")
+        items = owner.locator(".community-manage-item")
+        for n, name in enumerate(("general", "clips", "temp"), start=1):
+            await owner.fill("[data-role='add-form'] input[name='name']", name)
+            await owner.click("[data-role='add-form'] button[type='submit']")
+            await items.nth(n - 1).wait_for()  # the page reloads with the new list
+        temp = owner.locator(".community-manage-item[data-topic='temp']")
+        await temp.locator("[data-role='rename']").fill("trash")
+        await temp.locator("[data-action='rename']").click()
+        trash = owner.locator(".community-manage-item[data-topic='trash']")
+        await trash.wait_for()
+        await trash.locator("[data-action='up']").click()
+        await owner.locator(".community-manage-item:nth-child(2)[data-topic='trash']").wait_for()
+        owner.once("dialog", lambda dialog: dialog.accept())
+        await owner.locator(
+            ".community-manage-item[data-topic='trash'] [data-action='delete']"
+        ).click()
+        await owner.locator(".community-manage-item:nth-child(2)[data-topic='clips']").wait_for()
+        names = await items.evaluate_all("els => els.map(e => e.dataset.topic)")
+        assert names == ["general", "clips"]
+
         async with aiohttp.ClientSession(base, headers=auth(owner_token)) as http:
-            for name in ("general", "clips"):
-                async with http.post(
-                    f"/api/channels/{SLUG}/community/topics", json={"name": name}
-                ) as r:
-                    assert r.status == 201, await r.text()
             # an emote of the channel: community messages render it like the chat does
             picture = io.BytesIO()
             Image.new("RGBA", (32, 32), (200, 30, 30, 255)).save(picture, "PNG")
@@ -118,5 +143,6 @@ async def test_community_pages_live_and_unread(browser, settings_env) -> None:  
         await bob.screenshot(path=str(screenshot_path("community-read.png")))
         for w in (watch_a, watch_b, watch_c):
             w.check()
-        for ctx in (ctx_a, ctx_b):
+        assert not owner_errors
+        for ctx in (ctx_o, ctx_a, ctx_b):
             await ctx.close()
