@@ -824,6 +824,10 @@ class ClusterSettings:
     # The Redis every node coordinates through (leases, counts). "" = none, one node only; a
     # role other than "all" requires it and PostgreSQL.
     redis_url: str = ""
+    # A file holding the secret every node signs with (64 hex digits: CSRF tokens, unsubscribe
+    # links, unlisted VOD grants), the same file on each node; "" = data_dir/secret_key, made
+    # on the first start. Required for roles origin and web: per-node secrets break forms.
+    secret_key_file: str = ""
     # Seconds a channel's lease lives without renewal, and between renewals by its origin.
     lease_seconds: float = 6.0
     renew_interval: float = 1.0
@@ -869,6 +873,13 @@ class ObjectSettings:
     # Segments between uploads of a recording's journal (what crash recovery from the bucket
     # reads; it is also sent after each initialization section and at the end).
     journal_segments: int = 10
+    # Recordings and clips copied from the bucket to this disk (an MP4 download, a clip cut
+    # or a clip's files on a node that lacks them): at most copies_max_mb MiB (least recently
+    # used first out), none unused for copies_max_age seconds (0 = no age limit), checked
+    # every copies_sweep seconds; a copy in use or used since the last sweep stays.
+    copies_max_mb: float = 10240.0
+    copies_max_age: float = 86400.0
+    copies_sweep: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -1528,6 +1539,14 @@ def _validate_cluster(s: Settings) -> None:
             raise SettingsError("cluster.redis_url", f"role {c.role!r} needs Redis (cluster mode)")
         if not s.effective_database_url.startswith("postgresql"):
             raise SettingsError("database_url", f"role {c.role!r} needs PostgreSQL (cluster mode)")
+        if not c.secret_key_file:
+            raise SettingsError(
+                "cluster.secret_key_file",
+                f"role {c.role!r} needs the secret every node shares: a file of 64 hex digits "
+                "(make it once with `openssl rand -hex 32`, copy it to each node)",
+            )
+    if c.secret_key_file and not Path(c.secret_key_file).is_absolute():
+        raise SettingsError("cluster.secret_key_file", "must be an absolute path")
     if c.advertise_url and not re.fullmatch(r"https?://[^/\s]+/?", c.advertise_url):
         raise SettingsError("cluster.advertise_url", "must be http(s)://host[:port]")
     if c.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", c.node_id):
@@ -1568,6 +1587,10 @@ def _validate_cluster(s: Settings) -> None:
         raise SettingsError("objects.retry_max", "must be at least objects.retry_initial")
     if o.retry_for < 0:
         raise SettingsError("objects.retry_for", "must be 0 (no retries) or a number of seconds")
+    for name in ("copies_max_mb", "copies_max_age"):
+        if getattr(o, name) < 0:
+            raise SettingsError(f"objects.{name}", "must be 0 or more")
+    _check_positive("objects.copies_sweep", o.copies_sweep)
     if o.part_size < 5 << 20:
         raise SettingsError("objects.part_size", "must be at least 5 MiB (S3's smallest part)")
     if o.prefix and not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?", o.prefix):

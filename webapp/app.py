@@ -54,6 +54,7 @@ from . import (
     replay,
     scrape,
     search,
+    stored,
     streams_api,
     uploads,
     user_page,
@@ -115,6 +116,7 @@ def create_app(
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
     # Where media and uploads are kept (issue 15); without one, the files under data_dir.
     app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
+    stored.setup(app)  # S3 mode: the copies of recordings and clips from it, bounded
     if counts is not None:  # a cluster node: viewers, chat limits, logins, presence shared
         app[COUNTS_KEY] = counts
 

@@ -273,7 +273,7 @@ class FrontProtocol(asyncio.Protocol):
         wire = reply.wire
         if wire is None or wire[0] is not date or wire[1] != keep_alive:
             head = [f"{k}: {v}\r\n" for k, v in reply.headers.items()]
-            if status not in _NO_BODY_STATUS:
+            if status not in _NO_BODY_STATUS and "Content-Length" not in reply.headers:
                 head.append(f"Content-Length: {len(reply.body)}\r\n")
             if not keep_alive:
                 head.append("Connection: close\r\n")

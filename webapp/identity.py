@@ -26,7 +26,11 @@ token, so cannot forge the post.
 
 The secret is 32 random bytes made on the first start and kept in ``data_dir/secret_key``
 (mode 0600); processes sharing a data dir share it. Deleting it signs nobody out: it only makes
-the pages open at that moment need a reload.
+the pages open at that moment need a reload. The nodes of a cluster (issue 15) each have a data
+dir, so they read one secret from ``cluster.secret_key_file`` instead, a file the operator puts
+on every node: a form rendered by one node is posted to whichever the balancer picks, and an
+unsubscribe link or VOD grant made by one is checked by another. Sessions need nothing of the
+kind: they are rows in the shared database.
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ PRE_KEY = web.RequestKey("aethex_identity_pre", str)
 _CSRF_CONTEXT = b"aethex-csrf-v2"
 SECRET_KEY_FILE = "secret_key"
 _SECRET_RE = re.compile(r"[0-9a-f]{64}")
+# What cluster.secret_key_file must hold, in its errors.
+SECRET_HINT = "it must hold 64 hex digits (`openssl rand -hex 32`), the same file on every node"
 
 log = logging.getLogger(__name__)
 
@@ -287,13 +293,17 @@ async def end_session(request: web.Request, response: web.StreamResponse) -> Non
 # -- CSRF ------------------------------------------------------------------------------------
 
 
-def load_secret_key(data_dir: Path) -> bytes:
-    """The server's secret from ``data_dir/secret_key``, made there (0600) if there is none.
+def load_secret_key(data_dir: Path, shared_file: str = "") -> bytes:
+    """The server's secret: from ``shared_file`` (``cluster.secret_key_file``) when set, which
+    must exist (never made here: a node making its own would silently differ from the others),
+    else from ``data_dir/secret_key``, made there (0600) if there is none.
 
     A new key is written to a private temporary file and published with ``link``, which fails
     if the name exists: two processes starting at once on a fresh data dir end up with the
     same key, and nobody ever reads a half-written one.
     """
+    if shared_file:
+        return _read_secret(Path(shared_file), "cluster.secret_key_file", SECRET_HINT)
     path = data_dir / SECRET_KEY_FILE
     if not path.exists():
         tmp = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -309,12 +319,19 @@ def load_secret_key(data_dir: Path) -> bytes:
                 pass  # another process made it first: use theirs
         finally:
             tmp.unlink(missing_ok=True)
-    text = path.read_text(encoding="ascii", errors="replace").strip()
+    return _read_secret(path, "data_dir", "remove it and a new one is made at the next start")
+
+
+def _read_secret(path: Path, setting: str, fix: str) -> bytes:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError as exc:
+        raise SettingsError(
+            setting, f"cannot read {path} ({exc.strerror}); {SECRET_HINT}"
+        ) from None
     if not _SECRET_RE.fullmatch(text):
         raise SettingsError(
-            "data_dir",
-            f"{path} is not a secret key made by aethex (64 hex "
-            "digits); remove it and a new one is made at the next start",
+            setting, f"{path} is not a secret key made by aethex (64 hex digits); {fix}"
         )
     if path.stat().st_mode & 0o077:
         log.warning("%s can be read by other users: chmod 600 it", path)
@@ -457,7 +474,8 @@ def user_json(user: User, *, private: bool = False) -> dict[str, Any]:
 
 def setup(app: web.Application) -> None:
     """Install the identity middleware and the template helpers (after render.setup)."""
-    app[SECRET_KEY] = load_secret_key(app[SETTINGS_KEY].data_dir)
+    settings = app[SETTINGS_KEY]
+    app[SECRET_KEY] = load_secret_key(settings.data_dir, settings.cluster.secret_key_file)
     env = aiohttp_jinja2.get_env(app)
     env.globals["csrf_token"] = _template_csrf_token
     env.globals["current_user"] = _template_user

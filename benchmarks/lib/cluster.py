@@ -4,7 +4,8 @@
 On free loopback ports, under one directory: redis-server, PostgreSQL (``tests/pg.py``),
 SeaweedFS with a bucket as the S3 store (``tests/seaweed.py``), two origins and one web node
 (``aethex serve --role origin|web`` child processes, ``benchmarks/lib/server.py``) on that
-database, Redis and bucket, haproxy in front of the origins' RTMP (the shipped
+database, Redis and bucket, signing with one secret (``cluster.secret_key_file``, a file under
+the directory), haproxy in front of the origins' RTMP (the shipped
 ``config/haproxy/aethex.cfg`` rendered by ``tests/haproxy_server.py``; it connects from
 127.0.0.2 with the PROXY protocol, which the origins trust from there only) and varnishd in
 front of the web node (the shipped ``config/varnish/aethex.vcl``, ``benchmarks/lib/varnish.py``).
@@ -42,6 +43,7 @@ if __package__ in (None, ""):  # run as a file: the repository root first on the
 from benchmarks.lib import ROOT
 from benchmarks.lib.server import ServerProcess, free_port, wait_port
 from benchmarks.lib.varnish import VarnishServer
+from tests.cluster_nodes import SECRET_FILE, shared_secret
 from tests.haproxy_server import HaproxyProcess, Ports, render_config
 from tests.pg import PostgresServer, find_pg_bin
 from tests.redis_server import RedisServer
@@ -180,6 +182,9 @@ class Cluster:
             "AETHEX_CLUSTER__NODE_ID": name,
             "AETHEX_CLUSTER__ADVERTISE_URL": f"http://127.0.0.1:{http_port}",
             "AETHEX_CLUSTER__REDIS_URL": self.redis.url,
+            # One secret for every node (CSRF tokens, unsubscribe links, VOD grants): the
+            # file an operator would copy to each node, made once under the demo's directory.
+            **shared_secret(self.directory),
             "AETHEX_CHAT__BUS": self.redis.url,
             # Behind haproxy (RTMP, from 127.0.0.2) and Varnish (HTTP, X-Forwarded-For).
             "AETHEX_RTMP__PROXY_PROTOCOL": "true",
@@ -335,6 +340,7 @@ class Cluster:
             f"  S3 (SeaweedFS):         {self.weed.endpoint} bucket aethex-media",
             f"  PostgreSQL:             {self.postgres.url}",
             f"  Redis:                  {self.redis.url}",
+            f"  Shared secret file:     {self.directory / SECRET_FILE} (cluster.secret_key_file)",
             "",
             "Ctrl-C stops everything.",
         ]

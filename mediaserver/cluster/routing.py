@@ -148,6 +148,10 @@ class LiveRoutes:
                     if len(body) > self.max_body:
                         raise Unavailable(502, "the origin's answer is too large")
                 kept = {h: v for h in FORWARDED_RESPONSE if (v := resp.headers.get(h)) is not None}
+                if method == "HEAD" and resp.content_length is not None:
+                    # No body to measure: the reply carries the owner's length (both HTTP
+                    # layers write a Content-Length a reply has rather than the body's).
+                    kept["Content-Length"] = str(resp.content_length)
                 return Fetched(resp.status, kept, bytes(body))
         except TimeoutError as exc:
             raise Unavailable(504, "the origin did not answer in time") from exc

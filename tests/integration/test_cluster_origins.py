@@ -26,6 +26,7 @@ from sqlalchemy import select
 from benchmarks.lib.server import ServerProcess
 from mediaserver.cluster.leases import DEADLINE
 from storage.models import Stream, StreamStatus
+from tests.cluster_nodes import node_env as cluster_node_env
 from tests.conftest import (
     make_channel,
     make_source,
@@ -44,13 +45,7 @@ RENEW_INTERVAL = 0.5
 
 def node_env(base: dict[str, str], tmp: Path, name: str, pg: str, redis_url: str) -> dict[str, str]:
     return {
-        **base,
-        "AETHEX_DATA_DIR": str(tmp / name),
-        "AETHEX_DATABASE_URL": pg,
-        "AETHEX_CLUSTER__ROLE": "origin",
-        "AETHEX_CLUSTER__NODE_ID": name,
-        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://{name}.test:8080",
-        "AETHEX_CLUSTER__REDIS_URL": redis_url,
+        **cluster_node_env(base, tmp, name, "origin", pg, redis_url),
         "AETHEX_CLUSTER__LEASE_SECONDS": str(LEASE_SECONDS),
         "AETHEX_CLUSTER__RENEW_INTERVAL": str(RENEW_INTERVAL),
     }

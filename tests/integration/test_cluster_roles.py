@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from benchmarks.lib.server import SERVE, ServerProcess, wait_port
+from tests.cluster_nodes import shared_secret
 from tests.conftest import free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,7 @@ def cluster_env(
         "AETHEX_CLUSTER__NODE_ID": f"{role}-1",
         "AETHEX_CLUSTER__ADVERTISE_URL": f"http://{role}-1.test:8080",
         "AETHEX_CLUSTER__REDIS_URL": redis_url,
+        **shared_secret(Path(settings_env["AETHEX_DATA_DIR"]).parent),
     }
 
 
@@ -157,6 +159,7 @@ async def test_serve_flags_set_role_node_and_url(
         "AETHEX_DATABASE_URL": postgres_url,
         "AETHEX_CLUSTER__REDIS_URL": redis_url,
         "AETHEX_CLUSTER__ROLE": "origin",  # the flag wins
+        **shared_secret(tmp_path),
     }
     flags = ("--role", "web", "--node-id", "web-7", "--advertise-url", "http://w7.test:9000")
     proc = ServerProcess(env, data_dir=tmp_path / "data", command=(*SERVE, *flags))

@@ -3,21 +3,29 @@ PostgreSQL and one Redis, a real ffmpeg publishing to an origin, a creator using
 
 The web node ingests nothing, yet its pages and API see the stream live (mirrored from the
 origins' leases and rows), the creator's End button there ends it on the origin, and the
-encoder's reconnect is refused by every origin for the cooldown.
+encoder's reconnect is refused by every origin for the cooldown. Every node signs with the
+cluster's one secret (cluster.secret_key_file) and reads sessions from the shared database, so
+a login, a form and a signed link made on one node work on another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from tests.accounts import csrf_of, register
+from tests.cluster_nodes import node_env as cluster_node_env
 from tests.conftest import running_server, start_ffmpeg
+from webapp.keys import SECRET_KEY
+from webapp.notifications.mailer import unsubscribe_url
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +34,7 @@ def node_env(
     base: dict[str, str], tmp: Path, name: str, role: str, pg: str, redis_url: str
 ) -> dict[str, str]:
     return {
-        **base,
-        "AETHEX_DATA_DIR": str(tmp / name),
-        "AETHEX_DATABASE_URL": pg,
-        "AETHEX_CLUSTER__ROLE": role,
-        "AETHEX_CLUSTER__NODE_ID": name,
-        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://{name}.test:8080",
-        "AETHEX_CLUSTER__REDIS_URL": redis_url,
+        **cluster_node_env(base, tmp, name, role, pg, redis_url),
         "AETHEX_CLUSTER__LEASE_SECONDS": "2",
         "AETHEX_CLUSTER__RENEW_INTERVAL": "0.5",
         "AETHEX_RTMP__ENDED_COOLDOWN": "20",
@@ -49,6 +51,37 @@ async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         assert time.monotonic() < deadline, f"not in {timeout:.0f} s: {what}"
         await asyncio.sleep(0.05)
+
+
+async def one_secret_for_every_node(http: aiohttp.ClientSession, a: Any, w: Any) -> None:
+    """Behind a balancer each request may land on another node: the session cookie made on the
+    web node is a login on origin A (sessions are rows in the shared database), a form origin A
+    rendered is accepted when posted to the web node (one CSRF secret), and so is an
+    unsubscribe link A's mailer signed."""
+    site_a, site_w = (f"http://127.0.0.1:{n.http_port}" for n in (a, w))
+    async with http.get(f"{site_a}/api/auth/user") as r:  # the web node's cookie, on A
+        assert (await r.json())["user"]["username"] == "alice"
+        user_id = (await r.json())["user"]["id"]
+    async with http.get(f"{site_a}/dashboard/notifications") as r:
+        assert r.status == 200
+        page = await r.text()
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no form on A's page"
+    form = {"csrf_token": match.group(1), "delivery": "digest"}
+    async with http.post(
+        f"{site_w}/dashboard/notifications", data=form, allow_redirects=False
+    ) as r:
+        assert r.status == 303, await r.text()
+        assert r.headers["Location"] == "/dashboard/notifications?saved=1"
+    assert a.settings.cluster.secret_key_file == w.settings.cluster.secret_key_file
+    link = unsubscribe_url(a.settings, a._runner.app[SECRET_KEY], user_id)
+    parts = urlsplit(link)
+    path = f"{parts.path}?{parts.query}"
+    async with aiohttp.ClientSession() as anonymous:  # a mail client's one-click post
+        async with anonymous.post(f"{site_w}{path}") as r:
+            assert r.status == 200 and "<h1>Unsubscribed</h1>" in await r.text()
+        async with anonymous.post(f"{site_w}{path[:-4]}AAAA") as r:
+            assert r.status == 400  # a forged one still fails
 
 
 async def test_web_node_sees_and_ends_the_origins_streams(
@@ -73,6 +106,7 @@ async def test_web_node_sees_and_ends_the_origins_streams(
                 key = (await r.json())["stream_key"]
             async with http.get("/api/channels/alice-tv/live") as r:
                 assert (await r.json())["live"] is False
+            await one_secret_for_every_node(http, a, w)
             url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
             proc = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
             try:

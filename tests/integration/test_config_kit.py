@@ -115,6 +115,8 @@ def test_systemd_units_are_sandboxed(name: str) -> None:
     assert service["ExecStart"].startswith("/opt/aethex/.venv/bin/aethex serve ")
     if "@" in name:
         assert "--role %i" in service["ExecStart"]
+        # Every node signs with the cluster's one secret, handed over as a credential.
+        assert service["LoadCredential"] == "secret_key:/etc/aethex/secret_key"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # the RTMPS certificate reload
     assert keys["Install"]["WantedBy"] == "multi-user.target"
 

@@ -26,6 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from benchmarks.lib.playlist import master_variants, parse_media_playlist, with_query
+from tests.cluster_nodes import node_env as cluster_node_env
 from tests.conftest import make_channel, rtmp_url, running_server, start_ffmpeg, transcoding
 from tests.redis_server import free_port
 from tests.varnish_server import VarnishServer
@@ -40,18 +41,12 @@ LADDER = {"name": "144p", "height": 144, "fps": 15, "video_kbps": 150}
 def node_env(base: dict[str, str], tmp: Path, name: str, role: str, pg: str, rd: str) -> dict:
     port = free_port()
     return {
-        **base,
-        "AETHEX_DATA_DIR": str(tmp / name),
-        "AETHEX_DATABASE_URL": pg,
+        **cluster_node_env(base, tmp, name, role, pg, rd, f"http://127.0.0.1:{port}"),
         "AETHEX_HTTP_PORT": str(port),
         "AETHEX_HTTP__TRUST_FORWARDED_FOR": "true",
         "AETHEX_HLS__SEGMENT_DURATION": "1",
         "AETHEX_HLS__VIEWER_TIMEOUT": "6",
         "AETHEX_HLS__VIEWER_UPDATE_INTERVAL": "0.3",
-        "AETHEX_CLUSTER__ROLE": role,
-        "AETHEX_CLUSTER__NODE_ID": name,
-        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://127.0.0.1:{port}",
-        "AETHEX_CLUSTER__REDIS_URL": rd,
     }
 
 
@@ -141,7 +136,8 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
             assert status == 200 and headers["cache-control"] == "public, max-age=1"
             assert f'URI="{hinted}"' in body.decode()
             s_w, _, b_w = await fetch(http, f"{w_base}/hls/{SLUG}/{directory}/{hinted}")
-            s_o, _, b_o = await fetch(http, f"{o_base}/hls/{SLUG}/{directory}/{hinted}")
+            s_o, h_o, b_o = await fetch(http, f"{o_base}/hls/{SLUG}/{directory}/{hinted}")
+            etag_o = h_o["etag"]
             assert s_w == s_o == 200 and b_w == b_o
 
             # Through Varnish in front of the web node: the shared master, same renditions.
@@ -158,6 +154,21 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
             assert status == 204
             table = origin._runner.app[HLS_KEY].viewers._tables[SLUG]
             assert player in table.sessions
+
+            # HEAD through the web node goes to the origin as HEAD: the length a GET would
+            # get, no body, and no viewer counted for it (the origin counts GETs only).
+            prober = secrets.token_hex(16)
+            media = f"{w_base}/hls/{SLUG}/{path}?session={prober}"
+            async with http.head(media) as r:
+                assert r.status == 200 and await r.read() == b""
+            for site in (w_base, o_base):
+                async with http.head(f"{site}/hls/{SLUG}/{directory}/{hinted}") as r:
+                    assert r.status == 200 and await r.read() == b""
+                    assert r.headers["Content-Length"] == str(len(b_o)), site
+                    assert r.headers["ETag"] == etag_o
+            assert prober not in table.sessions
+            status, _, _ = await fetch(http, media)  # while a GET still counts
+            assert status == 200 and prober in table.sessions
         finally:
             if proc.returncode is None:
                 proc.terminate()

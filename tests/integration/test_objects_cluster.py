@@ -15,25 +15,12 @@ import aiohttp
 import pytest
 from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
 
+from tests.cluster_nodes import node_env as node
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 from tests.integration.test_objects_s3 import recording_names, renditions, until
 from tests.integration.test_videos import wait_archived
 
 pytestmark = pytest.mark.integration
-
-
-def node(
-    base: dict[str, str], tmp: Path, name: str, role: str, pg: str, rds: str
-) -> dict[str, str]:
-    return {
-        **base,
-        "AETHEX_DATA_DIR": str(tmp / name),
-        "AETHEX_DATABASE_URL": pg,
-        "AETHEX_CLUSTER__ROLE": role,
-        "AETHEX_CLUSTER__NODE_ID": name,
-        "AETHEX_CLUSTER__ADVERTISE_URL": f"http://{name}.test:8080",
-        "AETHEX_CLUSTER__REDIS_URL": rds,
-    }
 
 
 async def play(http: aiohttp.ClientSession, site: str, stream_id: int) -> dict[str, bytes]:

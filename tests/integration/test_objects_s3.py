@@ -111,10 +111,12 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         assert server.metrics.sample("aethex_object_store_errors_total", op="put") == 0
     assert pending == 0
 
-    # The node loses its media (not its database): the VOD plays from the bucket.
+    # The node loses its media (not its database): the VOD plays from the bucket. What it
+    # copies back for a download or a clip is a cache, here kept only while in use.
     shutil.rmtree(data_dir / "streams")
     shutil.rmtree(data_dir / "thumbnails")
-    async with running_server(env) as server, aiohttp.ClientSession() as http:
+    copies = {"AETHEX_OBJECTS__COPIES_MAX_MB": "0", "AETHEX_OBJECTS__COPIES_SWEEP": "1"}
+    async with running_server({**env, **copies}) as server, aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{server.http_port}/vod/{row.id}"
         async with http.get(f"{url}/master.m3u8") as r:
             assert r.status == 200
@@ -151,6 +153,12 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
                 mp4 = await r.read()
                 assert r.status == 200 and mp4[4:8] == b"ftyp"
             assert len(mp4) == int(r.headers["Content-Length"]) > 1000
+            copy = data_dir / "streams" / str(row.id)
+
+            async def evicted(path: Path = copy) -> bool:
+                return not await asyncio.to_thread(path.exists)
+
+            await until("the recording's copy evicted once unused", evicted, 30)
             # A clip of the VOD is cut, lands in the bucket, and outlives this node's copy.
             async with owner.post(
                 f"{site}/api/videos/{row.id}/clips", json={"start": 0.5, "end": 2.5}, headers=csrf
@@ -162,12 +170,14 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
             in_bucket = await asyncio.to_thread(seaweed.objects, BUCKET, clip_prefix)
             assert f"{clip_prefix}clip.json" in in_bucket
             assert any(k.endswith(".mp4") for k in in_bucket)
+            clip_copy = data_dir / "clips" / clip["id"] / "out"
             shutil.rmtree(data_dir / "clips")
             async with owner.get(f"{site}{clip['mp4_url']}") as r:
                 assert r.status == 200
                 assert (
                     await r.read() == in_bucket[f"{clip_prefix}{clip['mp4_url'].split('/out/')[1]}"]
                 )
+            await until("the clip's copy evicted", lambda: evicted(clip_copy), 30)
             async with http.get(f"{site}/clips/{clip['id']}") as r:
                 assert r.status == 200
             async with owner.delete(f"{site}/api/clips/{clip['id']}", headers=csrf) as r:
@@ -178,7 +188,7 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
 
     # With objects.public_url, VOD media is a redirect to the bucket (playlists stay ours).
     public = f"{seaweed.endpoint}/{BUCKET}"
-    shutil.rmtree(data_dir / "streams")  # the download above copied the recording back
+    shutil.rmtree(data_dir / "streams", ignore_errors=True)  # no copy left behind
     env = {**env, **make_s3_settings(seaweed, prefix=prefix, public_url=public)}
     async with running_server(env) as server, aiohttp.ClientSession() as http:
         site = f"http://127.0.0.1:{server.http_port}"

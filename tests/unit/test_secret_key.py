@@ -1,4 +1,5 @@
-"""The server secret in the data dir: made once, private, the same for every process."""
+"""The server secret in the data dir: made once, private, the same for every process; or the
+cluster's, read from the file the operator put on every node (never made by a node)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def test_a_damaged_key_is_a_clear_error(tmp_path: Path, content: str) -> None:
     (tmp_path / "secret_key").write_text(content)
     with pytest.raises(SettingsError, match="data_dir.*secret_key.*remove it"):
         load_secret_key(tmp_path)
+
+
+def test_a_cluster_reads_the_shared_file_and_never_makes_it(tmp_path: Path) -> None:
+    shared = tmp_path / "cluster_secret"
+    with pytest.raises(SettingsError, match=r"cluster\.secret_key_file.*cannot read.*openssl"):
+        load_secret_key(tmp_path / "data", str(shared))
+    assert not shared.exists() and not (tmp_path / "data").exists()
+    shared.write_text("0123456789abcdef" * 4 + "\n")
+    assert load_secret_key(tmp_path / "data", str(shared)) == bytes.fromhex("0123456789abcdef" * 4)
+    assert not (tmp_path / "data").exists()  # the data dir's own secret is not made
+    shared.write_text("short\n")
+    with pytest.raises(SettingsError, match=r"cluster\.secret_key_file.*64 hex digits"):
+        load_secret_key(tmp_path / "data", str(shared))

@@ -103,6 +103,15 @@ def test_short_forms_always_work() -> None:
             {"AETHEX_CLUSTER__ROLE": "web", "AETHEX_CLUSTER__REDIS_URL": "redis://127.0.0.1/0"},
             "database_url",
         ),
+        (
+            {
+                "AETHEX_CLUSTER__ROLE": "origin",
+                "AETHEX_CLUSTER__REDIS_URL": "redis://127.0.0.1/0",
+                "AETHEX_DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1/aethex",
+            },
+            "cluster.secret_key_file",
+        ),
+        ({"AETHEX_CLUSTER__SECRET_KEY_FILE": "secret"}, "cluster.secret_key_file"),
         ({"AETHEX_CLUSTER__REDIS_URL": "localhost:6379"}, "cluster.redis_url"),
         ({"AETHEX_CLUSTER__NODE_ID": "a b"}, "cluster.node_id"),
         ({"AETHEX_CLUSTER__RENEW_INTERVAL": "4"}, "cluster.renew_interval"),

@@ -26,7 +26,7 @@ from ..errors import ApiError
 from ..identity import require_user
 from ..keys import DB_KEY, EDGES_KEY, REGISTRY_KEY, SETTINGS_KEY
 from ..parsing import field, query_int, read_json
-from ..stored import ensure_local
+from ..stored import ensure_local, hold_local
 from ..stream_links import find_video
 from . import media
 from .documents import clip_json, parse_range, parse_title, viewer
@@ -157,31 +157,38 @@ async def clip_video(request: web.Request) -> web.Response:
     title = parse_title(body, default=stream.title)
     await check_rate(request, user)
     vod_dir = request.app[SETTINGS_KEY].data_dir / "streams" / str(stream.id)
-    # S3 mode: the cut reads files; a recording made elsewhere is copied from the bucket.
-    await ensure_local(request.app, f"streams/{stream.id}", "master.m3u8")
-    async with request.app[DB_KEY].session() as session:
-        clip = await clip_queries.create(
-            session,
-            channel_id=channel.id,
-            stream_id=stream.id,
-            clipper_id=user.id,
-            title=title,
-            source="vod",
-            start=start,
-            end=end,
-            status="processing",
+    # S3 mode: the cut reads files; a recording made elsewhere is copied from the bucket, and
+    # the copy stays until the cut is done (webapp.stored).
+    release = hold_local(request.app, f"streams/{stream.id}")
+    try:
+        await ensure_local(request.app, f"streams/{stream.id}", "master.m3u8")
+        async with request.app[DB_KEY].session() as session:
+            clip = await clip_queries.create(
+                session,
+                channel_id=channel.id,
+                stream_id=stream.id,
+                clipper_id=user.id,
+                title=title,
+                source="vod",
+                start=start,
+                end=end,
+                status="processing",
+            )
+            await session.commit()
+            info = await clip_queries.get(session, clip.public_id)
+        assert info is not None
+        cut = request.app[CLIPS_KEY].start_cut(
+            clip.id,
+            clip.public_id,
+            functools.partial(media.source_renditions, vod_dir),
+            start,
+            end,
+            drop_draft=False,
         )
-        await session.commit()
-        info = await clip_queries.get(session, clip.public_id)
-    assert info is not None
-    request.app[CLIPS_KEY].start_cut(
-        clip.id,
-        clip.public_id,
-        functools.partial(media.source_renditions, vod_dir),
-        start,
-        end,
-        drop_draft=False,
-    )
+    except BaseException:
+        release()
+        raise
+    cut.add_done_callback(lambda _: release())
     return web.json_response(await document(request, info), status=202, headers=NO_STORE)
 
 

@@ -91,13 +91,14 @@ class ClipService:
         end: float,
         *,
         drop_draft: bool,
-    ) -> None:
+    ) -> asyncio.Task[None]:
         """Cut in the background; the clip's row follows (ready or failed)."""
         task = asyncio.get_running_loop().create_task(
             self._cut(clip_id, public_id, sources, start, end, drop_draft)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def wait_idle(self) -> None:
         while self._tasks:

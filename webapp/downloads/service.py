@@ -31,7 +31,7 @@ from ..errors import json_error
 from ..forwarded import client_host
 from ..identity import can_manage, current_user
 from ..keys import DB_KEY, SETTINGS_KEY
-from ..stored import ensure_local
+from ..stored import ensure_local, hold_local
 from ..stream_links import find_video
 from .metrics import DownloadMetrics
 
@@ -199,9 +199,12 @@ async def download(request: web.Request) -> web.StreamResponse:
             message = "you have as many downloads running as one client may; try again later"
             return json_error(429, "too_many_downloads", message, retry)
         return json_error(503, "busy", "too many downloads are running; try again shortly", retry)
+    # S3 mode: a copy from the bucket stays while the remux reads it (webapp.stored).
+    release = hold_local(request.app, Path(vod_path).parent.as_posix())
     try:
         return await _send(request, stream_id, vod_path, wanted, name_parts)
     finally:
+        release()
         downloads.leave(client)
 
 
@@ -215,10 +218,11 @@ async def _send(
     settings = request.app[SETTINGS_KEY]
     directory = settings.data_dir / Path(vod_path).parent
     downloads = request.app[DOWNLOADS_KEY]
+    # S3 mode: the remux reads files; a recording made elsewhere is copied from the bucket
+    # (again, if the copy a remembered plan read was evicted since).
+    await ensure_local(request.app, Path(vod_path).parent.as_posix(), "master.m3u8")
     planned = downloads.cached((stream_id, wanted))
     if planned is None:
-        # S3 mode: the remux reads files; a recording made elsewhere is copied from the bucket.
-        await ensure_local(request.app, Path(vod_path).parent.as_posix(), "master.m3u8")
         began = time.perf_counter()
         try:
             made = await asyncio.to_thread(_plan, directory, wanted)

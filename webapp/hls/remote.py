@@ -62,9 +62,10 @@ class Elsewhere:
             return error_reply(kind, 404)
         client = client_host(request.remote, request.headers, self.trust_forwarded)
         try:
-            # HEAD goes as GET: the body's length is the answer's, the HTTP layer drops it.
+            # HEAD goes as HEAD: the owner counts viewers by their GETs only, and the length it
+            # announces comes back in the reply's Content-Length.
             fetched = await routes.forward(
-                origin, "GET", _target(request, kind), request.headers, client
+                origin, request.method, _target(request, kind), request.headers, client
             )
         except Unavailable as exc:
             routes.forget(slug)
