@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.accounts import display_name
@@ -92,6 +93,15 @@ async def _name_taken(session: AsyncSession, channel_id: int, name: str) -> bool
     return await get_topic(session, channel_id, name) is not None
 
 
+async def _flush_or_conflict(session: AsyncSession, name: str) -> None:
+    """Flush; two requests racing to the same name get a ConflictError, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise ConflictError(f"this channel already has #{name}") from None
+
+
 async def create_topic(
     session: AsyncSession, channel_id: int, name: object, kind: object, max_topics: int
 ) -> CommunityTopic:
@@ -106,7 +116,7 @@ async def create_topic(
     position = max((t.position for t in topics), default=-1) + 1
     topic = CommunityTopic(channel_id=channel_id, name=clean, kind=kind, position=position)
     session.add(topic)
-    await session.flush()
+    await _flush_or_conflict(session, clean)
     return topic
 
 
@@ -132,7 +142,7 @@ async def edit_topic(
         others.insert(max(0, min(position, len(others))), topic)
         for index, t in enumerate(others):
             t.position = index
-    await session.flush()
+    await _flush_or_conflict(session, topic.name)
     return topic
 
 
