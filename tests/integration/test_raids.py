@@ -111,10 +111,11 @@ async def test_raid_permissions_policy_and_delivery(server) -> None:
         assert not [e for e in await target_room.quiet(0.2) if e["type"] == "raid:go"]
 
         # Recorded: the arrival notice reads it back; the channels' lists show it.
-        async with http.get(f"{base}/api/raids/{made['id']}") as r:
+        async with http.get(f"{base}/api/channels/bravo/raids/{made['id']}") as r:
             assert (await r.json())["raid"]["from"]["slug"] == "alpha"
-        async with http.get(f"{base}/api/raids/999999") as r:
-            assert r.status == 404
+        for wrong in (f"alpha/raids/{made['id']}", "bravo/raids/999999"):  # only its target
+            async with http.get(f"{base}/api/channels/{wrong}") as r:
+                assert r.status == 404
         async with http.get(url, headers=auth(mod)) as r:
             listed = (await r.json())["raids"]
             assert [(x["direction"], x["to"], x["viewers"]) for x in listed] == [

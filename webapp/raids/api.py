@@ -1,5 +1,5 @@
 """Raids' JSON API: start a raid, a channel's raids, the live channels a raid may go to, one
-raid (the arrival notice), and the channel's raid policy and typing-indicator switch.
+raid it received (the arrival notice), and the channel's raid policy and typing-indicator switch.
 
 Errors use the project's ``{"error": {"code", "message"}}`` shape. A refused raid says why in
 ``code``: ``target_offline``, ``not_live`` (the raiding channel is past its window),
@@ -69,11 +69,14 @@ async def raid_targets(request: web.Request) -> web.Response:
 
 
 async def get_raid(request: web.Request) -> web.Response:
+    """One raid on this channel, for the arrival notice. Only under its target: what it shows
+    is what the target's room was told, and ids cannot be walked to learn which channels
+    (unlisted ones too) raided which."""
     raid_id = path_id(request, "raid_id", "raid")
     async with request.app[DB_KEY].session() as session:
         raid = await raid_store.get_raid(session, raid_id)
-    if raid is None:
-        raise ApiError(404, "not_found", f"no raid with id {raid_id}")
+    if raid is None or raid["to"]["slug"] != request.match_info["slug"]:
+        raise ApiError(404, "not_found", f"no raid with id {raid_id} on this channel")
     return _reply({"raid": raid})
 
 
@@ -106,7 +109,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/channels/{slug}/raid-targets", raid_targets)
     r.add_get("/api/channels/{slug}/extras", get_extras)
     r.add_patch("/api/channels/{slug}/extras", patch_extras)
-    r.add_get("/api/raids/{raid_id}", get_raid)
+    r.add_get("/api/channels/{slug}/raids/{raid_id}", get_raid)
 
 
 # -- OpenAPI -------------------------------------------------------------------------------
@@ -231,16 +234,17 @@ OPENAPI_PATHS: dict[str, Any] = {
             },
         },
     },
-    "/api/raids/{raid_id}": {
+    "/api/channels/{slug}/raids/{raid_id}": {
         "parameters": [
-            {"name": "raid_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            SLUG_PARAM,
+            {"name": "raid_id", "in": "path", "required": True, "schema": {"type": "integer"}},
         ],
         "get": {
-            "summary": "One raid (what the target's page shows on arrival)",
+            "summary": "One raid on this channel (what its page shows on arrival)",
             "tags": ["raids"],
             "responses": {
                 "200": json_response("The raid", _envelope("raid", _RAID)),
-                "404": error_response("No such raid"),
+                "404": error_response("No such raid on this channel"),
             },
         },
     },

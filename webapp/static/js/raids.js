@@ -112,7 +112,7 @@
   var params = new URLSearchParams(location.search);
   var arrived = params.get("raid");
   if (arrived && /^[0-9]{1,18}$/.test(arrived)) {
-    api("GET", "/api/raids/" + arrived).then(function (d) {
+    api("GET", "/api/channels/" + encodeURIComponent(slug) + "/raids/" + arrived).then(function (d) {
       if (d.raid.to.slug !== slug) return;
       show(d.raid.from.name + " is raiding with " + viewersText(d.raid.viewers) + "!");
       document.body.dataset.raidedBy = d.raid.from.slug;
