@@ -146,6 +146,9 @@ class EmoteSettings:
     # Most pixels decoded over all frames (frames x width x height): bounds the work of an
     # animation (a single frame is bounded by uploads.max_pixels).
     max_total_pixels: int = 40_000_000
+    # Seconds between sweeps for emote files no row names (a deleted channel's; an upload cut
+    # short); a file is deleted at the second sweep that finds it so. 0: never.
+    sweep_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -1171,6 +1174,8 @@ def validate(s: Settings) -> Settings:
             raise SettingsError(f"uploads.{name}", "must be between 16 and 4096 pixels")
     for name in ("channel_limit", "global_limit", "max_bytes", "max_frames", "max_total_pixels"):
         _check_positive(f"emotes.{name}", getattr(s.emotes, name))
+    if s.emotes.sweep_interval < 0:
+        raise SettingsError("emotes.sweep_interval", "must be 0 (never) or more")
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise SettingsError("log.level", "must be one of debug, info, warning, error")
     if s.database_url and "://" not in s.database_url:

@@ -13,7 +13,6 @@ Like ``storage.follows``: every function takes an ``AsyncSession``, flushes, nev
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -153,10 +152,9 @@ async def delete_emote(session: AsyncSession, row: Emote) -> None:
     await session.flush()
 
 
-async def file_keys_of_channel(session: AsyncSession, channel_id: int) -> Sequence[str]:
-    """The file keys of a channel's emotes (their files go when the channel does)."""
-    rows = await session.scalars(select(Emote.file_key).where(Emote.channel_id == channel_id))
-    return list(rows)
+async def all_file_keys(session: AsyncSession) -> set[str]:
+    """Every file key a row names (the orphan sweep keeps exactly these files)."""
+    return set(await session.scalars(select(Emote.file_key)))
 
 
 __all__ = [

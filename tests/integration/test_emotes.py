@@ -14,6 +14,7 @@ import pytest
 from chat_support import auth, base_url, join, make_chat_channel, make_user
 from PIL import Image
 
+from webapp.emotes import SWEEP_KEY
 from webapp.emotes.sets import SETS_KEY
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,7 @@ async def test_emotes_end_to_end(settings_env) -> None:
             assert (await post(http, chan, stranger, "Mine", png()))[0] == 403
             status, body = await post(http, chan, owner, "PogGif", animated("GIF"))
             assert status == 201 and body["emote"]["animated"], body
+            pog = body["emote"]
             async with http.get(base + body["emote"]["urls"]["112"]) as r:
                 assert r.content_type == "image/webp"
                 pic = Image.open(io.BytesIO(await r.read()))
@@ -193,3 +195,13 @@ async def test_emotes_end_to_end(settings_env) -> None:
                     assert r.status == want, (url, r.status)
                     if want == 200:
                         assert "Add emote" in await r.text()
+
+            # A deleted channel's emote files go at the orphan sweep's second look.
+            async with http.delete(f"{base}/api/channels/emo", headers=auth(owner)) as r:
+                assert r.status == 204
+            sweep = server._runner.app[SWEEP_KEY]
+            assert await sweep.run_once() == 0  # first seen without a row: kept for now
+            assert await sweep.run_once() == 2  # PogGif and Subby
+            for emote, want in ((pog, 404), (kappa, 200)):
+                async with http.get(base + emote["urls"]["56"]) as r:
+                    assert r.status == want

@@ -12,8 +12,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..keys import DB_KEY
-from . import api, pages, pictures
+from . import api, pages, pictures, sweep
 from .sets import SETS_KEY, EmoteSets, install
+
+# The orphan sweep (tests run it by hand).
+SWEEP_KEY = web.AppKey("emote_sweep", sweep.OrphanSweep)
 
 
 def setup(app: web.Application) -> None:
@@ -23,6 +26,7 @@ def setup(app: web.Application) -> None:
     api.setup_routes(app)
     pages.setup_routes(app)
     app.router.add_get(pictures.FILES_PREFIX + "{name}", pictures.serve_file)
+    app[SWEEP_KEY] = sweep.setup(app)
 
 
-__all__ = ["setup"]
+__all__ = ["SWEEP_KEY", "setup"]
