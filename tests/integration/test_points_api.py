@@ -373,7 +373,20 @@ async def test_points_end_to_end(settings_env: dict[str, str]) -> None:
                     assert await store.ledger_mismatches(db) == []
                     assert await store.prediction_imbalances(db) == []
 
+            # Anonymous callers are asked to log in; a moderator cannot delete rewards.
+            assert (await call(http, "POST", f"{rewards}/{song}/redeem", None, {}))[0] == 401
+            assert (await call(http, "PUT", url, None, {"watch_rate": 1}))[0] == 401
+            assert (
+                await call(http, "POST", f"{p2}/stake", None, {"outcome_id": no2, "amount": 1})
+            )[0] == 401
+            assert (await call(http, "DELETE", f"{rewards}/{song}", mod))[0] == 403
+            status, data = await call(http, "DELETE", f"{rewards}/{song}", owner)
+            assert status == 200 and data["refunded"] == 0
+
             # The dashboard page: owner and moderators; not a viewer.
             page = f"{base}/dashboard/channels/{SLUG}/points"
             async with watcher.get(page) as r:
                 assert r.status == 403
+            for token in (owner, mod):
+                async with http.get(page, headers=auth(token)) as r:
+                    assert r.status == 200 and "Redemption queue" in await r.text()
