@@ -205,3 +205,31 @@ async def test_emotes_end_to_end(settings_env) -> None:
             for emote, want in ((pog, 404), (kappa, 200)):
                 async with http.get(base + emote["urls"]["56"]) as r:
                     assert r.status == want
+
+
+async def test_emote_sets_follow_changes_on_another_process(settings_env, redis_url) -> None:
+    """Two processes on one database and Redis: a change made through one reaches the other's
+    room and its copy of the sets, so a later join there starts from the new map."""
+    from conftest import running_server
+    from test_chat_redis import second_process
+
+    env = {**settings_env, "AETHEX_CHAT__BUS": redis_url}
+    async with running_server(env) as one:
+        _, admin = await make_user(one, "boss", admin=True)
+        _, _, owner = await make_chat_channel(one, "owner", "emo")
+        base1 = base_url(one)
+        async with second_process(env) as base2, aiohttp.ClientSession() as http:
+            early = await join(http, base2, "emo")  # process two reads (empty) sets now
+            assert (await early.next("emotes:map"))["channel"] == []
+            status, body = await post(http, f"{base1}/api/channels/emo/emotes", owner, "Pog", png())
+            assert status == 201, body
+            await early.next("emotes:changed", scope="channel")
+            status, body = await post(http, f"{base1}/api/emotes", admin, "Kappa", png())
+            assert status == 201, body
+            await early.next("emotes:changed", scope="global")
+            late = await join(http, base2, "emo")
+            got = await late.next("emotes:map")
+            assert [e["code"] for e in got["channel"]] == ["Pog"]
+            assert [e["code"] for e in got["global"]] == ["Kappa"]
+            async with http.get(base2 + got["global"][0]["urls"]["112"]) as r:
+                assert r.status == 200
