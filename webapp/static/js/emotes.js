@@ -5,15 +5,18 @@
 // into words, and each word becomes a text node or an <img> built here from the map (alt = the
 // code); no HTML string is ever parsed. Follower-only emotes render only in messages the server
 // marked (follower_emotes), since only the server knows who follows.
-// Also here: the picker beside the chat input, and the list on the channel's home. On a past
-// broadcast's page (no live chat) it renders the chat replay's emotes instead (replay.js calls
-// window.aethexEmotes.words), from the channel's map fetched once; follower-only emotes stay
-// text there, as the replay does not say who followed.
+// Also here: the picker beside the chat input, and the list on the channel's home. On a page
+// without the live chat, an element with data-emotes-channel="{slug}" (the chat replay beside
+// a past broadcast) makes it fetch that channel's map once; window.aethexEmotes.words(parent,
+// text, follower) then puts a run of text with its emotes into parent (replay.js uses it), and
+// elements marked data-emote-text are rendered again when the map arrives (the event
+// aethex:emotes says it did). Follower-only emotes stay text there: such pages do not say who
+// follows.
 (function () {
   "use strict";
   var chat = window.aethexChat;
-  var replay = document.getElementById("chat-replay");
-  if (!chat && !(replay && replay.dataset.channel)) return;
+  var host = document.querySelector("[data-emotes-channel]");
+  if (!chat && !host) return;
   var PREFIX = "/emotes/files/";
   var WORDS = /(\s+)/;
   var globalSet = [];
@@ -80,7 +83,7 @@
   // frame): their words again, links kept as they are.
   function rerenderAll() {
     document.querySelectorAll(
-      "#chat-messages .chat-content, #chat-replay-list .chat-replay-text"
+      "#chat-messages .chat-content, [data-emote-text]"
     ).forEach(function (body) {
       var follower = body.dataset.followerEmotes === "1";
       var frag = document.createDocumentFragment();
@@ -236,7 +239,7 @@
   }
 
   if (!chat) {
-    fetch("/api/channels/" + encodeURIComponent(replay.dataset.channel) + "/emotes")
+    fetch("/api/channels/" + encodeURIComponent(host.dataset.emotesChannel) + "/emotes")
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (body) {
         if (!body) return;
@@ -244,8 +247,9 @@
         channelSet = valid(body.emotes);
         rebuildMap();
         rerenderAll();
+        document.dispatchEvent(new CustomEvent("aethex:emotes", {detail: {map: byCode}}));
       })
-      .catch(function () { /* the replay stays text */ });
+      .catch(function () { /* the text stays text */ });
     return;
   }
   chat.on("emotes:map", function (ev) {

@@ -45,6 +45,7 @@
     text.className = "chat-replay-text";
     // Emote codes become images (emotes.js builds them from the channel's map; plain text
     // otherwise).
+    text.dataset.emoteText = "";
     if (window.aethexEmotes) window.aethexEmotes.words(text, m.content, false);
     else text.textContent = m.content;
     li.append(time, author, " ", text);
