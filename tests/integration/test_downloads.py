@@ -258,6 +258,8 @@ async def test_who_may_download(site: Site) -> None:
     assert await site.status("anon", site.video.public_id) == 200
     await site.change(visibility="unlisted")
     assert await site.status("anon", site.video.public_id) == 200
+    # ... and by its id, only its owner and admins.
+    assert [await site.status(w) for w in everyone] == [200, 200, 404, 404]
     # A private video answers others as if it did not exist, downloads allowed or not.
     await site.change(visibility="private")
     assert [await site.status(w) for w in everyone] == [200, 200, 404, 404]
