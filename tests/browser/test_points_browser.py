@@ -93,6 +93,9 @@ async def test_redeem_queue_refund_and_a_prediction(browser, settings_env) -> No
         await owner.locator('[data-role="prediction"]', has_text="Status: locked").wait_for()
         await owner.locator('[data-role="prediction"] button', has_text="Resolve: Yes").click()
         await fan.locator("#prediction", has_text="Resolved").wait_for()
+        await fan.wait_for_function(  # the whole pool came back, shown without a reload
+            "() => document.getElementById('points-balance').textContent === '500'"
+        )
         await fan.screenshot(path=str(screenshot_path("points-viewer.png")))
         async with server.db.session() as db:
             assert await store.balance(db, fan_id, channel.id) == 500  # the whole pool back

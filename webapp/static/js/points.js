@@ -259,6 +259,10 @@
       if (!prediction || ev.prediction.id !== prediction.id) myStake = null;
       prediction = ev.prediction;
       drawPrediction();
+      // Paid out or refunded: the balance changed.
+      if (myStake && (prediction.status === "resolved" || prediction.status === "cancelled")) {
+        refresh();
+      }
     });
     window.aethexChat.on("points:redemption", function (ev) {
       var me = window.aethexChat.me();
