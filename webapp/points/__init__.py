@@ -52,6 +52,7 @@ def setup(app: web.Application) -> None:
     service = app.get(CHAT_KEY)
     if service is not None:
         service.join_hooks.append(live.join_hook)
+        service.bus_listeners.append(live.bus_listener)
     api.setup_routes(app)
     predictions.setup_routes(app)
     pages.setup_routes(app)

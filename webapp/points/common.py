@@ -153,6 +153,21 @@ class PointsLive:
         else:
             self._dirty[slug] = data
 
+    def bus_listener(self, slug: str, events: list[dict[str, Any]]) -> None:
+        """Every process keeps the current prediction of each room from the bus, so a socket
+        joining on another process than the one that took the stake sees it too."""
+        for event in events:
+            if event.get("type") != "prediction:update":
+                continue
+            data = event["prediction"]
+            mine = self.current.get(slug)
+            if mine is not None and mine["id"] > data["id"]:
+                continue
+            if data["status"] in ("open", "locked"):
+                self.current[slug] = data
+            else:
+                self.current.pop(slug, None)
+
     async def join_hook(self, service: Any, state: Any, client: Any) -> list[dict[str, Any]]:
         data = self.current.get(state.slug)
         return [] if data is None else [{"type": "prediction:update", "prediction": data}]
