@@ -7,13 +7,16 @@ the same key sent directly to the other is refused) and test 5 (``kill -9`` of t
 owns the stream: haproxy marks it down, the encoder's reconnect through haproxy goes live on the
 other origin within 10 s of the kill, a player through Varnish plays on after loading the master
 again, chat on the web node is unaffected, and the dead origin's row is closed with its VOD
-recovered from the bucket). The tests run in file order on one cluster (test 5 kills a node).
+recovered from the bucket). Also that a form an origin rendered posts through Varnish to the
+web node (one signing secret for the cluster). The tests run in file order on one cluster
+(test 5 kills a node).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,7 +28,7 @@ import aiohttp
 import m3u8
 import pytest
 
-from benchmarks.lib.cluster import SLUG, Cluster, Node, healthz
+from benchmarks.lib.cluster import PASSWORD, SLUG, USER, Cluster, Node, healthz
 from tests.chat_support import join
 from tests.conftest import ffmpeg_publish_args
 from tests.seaweed import BUCKET
@@ -202,6 +205,26 @@ async def playing(base: str) -> AsyncIterator[Player]:
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
     async with http.get(url) as r:
         return await r.json() if r.status == 200 else None
+
+
+async def test_a_form_from_an_origin_is_accepted_through_varnish(cluster: Cluster) -> None:
+    """Every node signs with the cluster's one secret: a login made through Varnish (the web
+    node) is a login on an origin, and a form that origin rendered posts through Varnish."""
+    jar = aiohttp.CookieJar(unsafe=True)  # one host (127.0.0.1): the cookie goes to every port
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        login = {"username": USER, "password": PASSWORD}
+        async with http.post(f"{cluster.site}/api/auth/login", json=login) as r:
+            assert r.status == 200, await r.text()
+        async with http.get(f"{cluster.origins[0].base}/dashboard/notifications") as r:
+            assert r.status == 200
+            page = await r.text()
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, "no form on the origin's page"
+        form = {"csrf_token": match.group(1), "delivery": "each"}
+        async with http.post(
+            f"{cluster.site}/dashboard/notifications", data=form, allow_redirects=False
+        ) as r:
+            assert r.status == 303, await r.text()
 
 
 async def test_an_origin_killed_under_a_live_stream(cluster: Cluster) -> None:

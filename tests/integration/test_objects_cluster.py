@@ -17,8 +17,8 @@ from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
 
 from tests.cluster_nodes import node_env as node
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
-from tests.integration.test_objects_s3 import recording_names, renditions, until
 from tests.integration.test_videos import wait_archived
+from tests.s3_recordings import recording_in_bucket, recording_names, renditions
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,7 @@ async def test_vod_plays_through_every_node_after_the_origin_loses_its_disk(
         assert proc.returncode == 0, err.decode()
         row = await wait_archived(origin)
         stored_base = f"{prefix}/streams/{row.id}"
-
-        async def in_bucket() -> dict[str, bytes] | None:
-            objects = await asyncio.to_thread(seaweed.objects, BUCKET, f"{stored_base}/")
-            return objects if f"{stored_base}/master.m3u8" in objects else None
-
-        stored = await until("the VOD in the bucket", in_bucket)
+        stored = await recording_in_bucket(seaweed, stored_base, "the VOD in the bucket")
         shutil.rmtree(Path(origin_env["AETHEX_DATA_DIR"]) / "streams")  # the origin's disk loss
         assert not (Path(web_env["AETHEX_DATA_DIR"]) / "streams").exists()
         async with aiohttp.ClientSession() as http:

