@@ -68,12 +68,25 @@
     if (pending) parent.appendChild(document.createTextNode(pending));
   }
 
-  // chat.js calls this for each run of a message's text between links; the message's body
-  // keeps the server's follower mark for re-rendering when the map changes.
+  // Whether the author may use follower-only emotes, as the server said: the send path's mark,
+  // or (a history the room read back from the database has no mark) the badges it gives
+  // followers, owners, moderators and admins.
+  var PRIVILEGED = ["owner", "moderator", "admin", "follower"];
+  function mayUseFollowerEmotes(msg) {
+    if (!msg) return false;
+    if (msg.follower_emotes) return true;
+    var badges = (msg.user && msg.user.badges) || [];
+    return badges.some(function (b) {
+      return typeof b === "string" && (PRIVILEGED.indexOf(b) >= 0 || b.indexOf("follower-") === 0);
+    });
+  }
+
   window.aethexEmotes = {words: words};
+  // chat.js calls this for each run of a message's text between links; the message's body
+  // keeps the follower mark for re-rendering when the map changes.
   if (chat) {
     chat.plainText = function (parent, text, msg) {
-      var follower = !!(msg && msg.follower_emotes);
+      var follower = mayUseFollowerEmotes(msg);
       if (follower && parent.dataset) parent.dataset.followerEmotes = "1";
       words(parent, text, follower);
     };
