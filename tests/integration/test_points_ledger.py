@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -230,3 +231,58 @@ def test_largest_remainder_conserves_the_pool() -> None:
 
     run()
     assert store.largest_remainder(10, [(1, 1), (2, 1), (3, 1)]) == {1: 4, 2: 3, 3: 3}
+
+
+async def test_accrual_flush_is_five_statements_for_any_crowd(db_on_both: Database) -> None:
+    """accrue() on both databases: watch rate, follower and chat bonuses per (user, channel),
+    the channel's own rates over the defaults, a channel with points off earns nothing, and the
+    statements stay five (3 reads, 1 INSERT, 1 upsert) for 100 watchers as for 1."""
+    from sqlalchemy import event
+
+    from storage import chat as chat_queries
+    from storage import follows
+
+    db = db_on_both
+    defaults = store.Rates(True, 2, 1, 1)
+    async with db.session() as s:
+        owner = await queries.create_user(s, "accowner", "accowner@example.test", None)
+        a = await queries.create_channel(s, owner.username, "acc-a")
+        b = await queries.create_channel(s, owner.username, "acc-b")
+        off = await queries.create_channel(s, owner.username, "acc-off")
+        users = [
+            (await queries.create_user(s, f"acc{i}", f"acc{i}@example.test", None)).id
+            for i in range(100)
+        ]
+        await follows.follow(s, users[0], a.id)
+        await chat_queries.insert_messages(
+            s, [chat_queries.NewMessage(a.id, None, users[1], "hi", datetime.now(UTC))]
+        )
+        await store.set_rates(s, b.id, store.Rates(True, 5, 0, 0), 100)
+        await store.set_rates(s, off.id, store.Rates(False, 5, 5, 5), 100)
+        await s.commit()
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    engine = db.engine.sync_engine
+    for crowd in ([users[0]], users):
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            async with db.session() as s:
+                minutes = {(u, a.id): 2 for u in crowd} | {(users[0], b.id): 3}
+                minutes[(users[0], off.id)] = 4
+                await store.accrue(s, minutes, defaults, datetime.now(UTC) - timedelta(hours=1))
+                await s.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        kept = [q for q in statements if not q.strip().upper().startswith(("BEGIN", "COMMIT"))]
+        assert len(kept) == 5, kept
+    async with db.session() as s:
+        # twice: 2 min x 2 + follower bonus 2 x 1, and channel b's own rate 3 x 5
+        assert await store.balance(s, users[0], a.id) == 2 * (4 + 2)
+        assert await store.balance(s, users[0], b.id) == 2 * 15
+        assert await store.balance(s, users[0], off.id) == 0
+        assert await store.balance(s, users[1], a.id) == 4 + 2  # once, with the chat bonus
+        assert await store.balance(s, users[2], a.id) == 4
+        assert await store.ledger_mismatches(s) == []
