@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
@@ -61,6 +62,7 @@ from storage import Database, queries
 
 EMOJIS = ["\U0001f44d", "\u2764\ufe0f", "\U0001f602", "\U0001f62e", "\U0001f389", "\U0001f525"]
 OPTIONS = ["one", "two", "three", "four"]
+CONNECT_WAVE = 50  # sockets a client process opens at once
 
 
 # -- workers (client processes) ----------------------------------------------------------------
@@ -130,13 +132,15 @@ async def _viewers(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.first)
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
-        sockets = []
-        for t in tokens:
-            sockets.append(
-                await http.ws_connect(
-                    url, headers={"Authorization": f"Bearer {t}"}, max_msg_size=0, heartbeat=None
-                )
+
+        async def connect(token: str) -> Any:
+            return await http.ws_connect(
+                url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0, heartbeat=None
             )
+
+        sockets: list[Any] = []
+        for k in range(0, n, CONNECT_WAVE):  # concurrent waves, as viewers arriving together
+            sockets += await asyncio.gather(*(connect(t) for t in tokens[k : k + CONNECT_WAVE]))
         voting: set[int] = set()
 
         async def vote(i: int, poll_id: int) -> None:
@@ -194,6 +198,7 @@ async def _viewers(args: argparse.Namespace) -> dict[str, Any]:
 
         async def pollster() -> None:
             ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {owner}"})
+            drain = asyncio.create_task(_drain(ws, errors))
             await go.wait()
             await asyncio.sleep(max(0.0, t0[0] + args.poll_at - time.time()))
             await ws.send_str(
@@ -207,6 +212,7 @@ async def _viewers(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             await stop.wait()
+            drain.cancel()
             await ws.close()
 
         t0 = [0.0]
@@ -251,11 +257,81 @@ async def _viewers(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _drain(ws: Any, errors: list[str]) -> None:
+    """Read a socket to the end (a socket that does not read is dropped as a slow reader),
+    keeping the codes of the chat:error events it gets."""
+    import aiohttp
+
+    try:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT and '"chat:error"' in msg.data:
+                errors += [
+                    e.get("code", "?") for e in json.loads(msg.data) if e["type"] == "chat:error"
+                ]
+    except (aiohttp.ClientError, ConnectionError):
+        pass
+
+
+async def _senders(args: argparse.Namespace) -> dict[str, Any]:
+    """Chat senders: chat_fanout.py's message format ("bench K:SEQ SEND_TIME"), each send
+    bounded by a timeout so a stalled socket is counted instead of hanging the run."""
+    import aiohttp
+
+    tokens = Path(args.tokens).with_name("senders").read_text().split()
+    per_sender = args.rate / len(tokens)
+    errors: list[str] = []
+    stalled = 0
+    url = f"{args.base}/ws/chat/{SLUG}"
+    async with aiohttp.ClientSession() as http:
+        sockets = [
+            await http.ws_connect(url, headers={"Authorization": f"Bearer {t}"}, heartbeat=None)
+            for t in tokens
+        ]
+        drains = [asyncio.create_task(_drain(ws, errors)) for ws in sockets]
+        print(json.dumps({"ready": len(sockets)}), flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        assert line.strip() == "go", line
+        t0 = time.monotonic()
+        n = int(args.seconds * per_sender)
+
+        async def run(k: int, ws: Any) -> int:
+            nonlocal stalled
+            sent = 0
+            for seq in range(n):
+                delay = t0 + (seq + k / len(sockets)) / per_sender - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                frame = {"type": "chat:send", "content": f"bench {k}:{seq} {time.time():.6f}"}
+                try:
+                    await asyncio.wait_for(ws.send_str(json.dumps(frame)), 10.0)
+                except (TimeoutError, aiohttp.ClientError, ConnectionError):
+                    stalled += 1
+                    break
+                sent += 1
+            return sent
+
+        counts = await asyncio.gather(*(run(k, ws) for k, ws in enumerate(sockets)))
+        elapsed = time.monotonic() - t0
+        await asyncio.sleep(1.0)  # the last errors arrive
+        for d in drains:
+            d.cancel()
+        for ws in sockets:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5.0)
+    return {
+        "sent": sum(counts),
+        "errors": len(errors),
+        "error_codes": sorted(set(errors)),
+        "elapsed": elapsed,
+        "stalled": stalled,
+    }
+
+
 def worker_main(args: argparse.Namespace) -> None:
     raise_nofile()
     import uvloop
 
-    result = uvloop.run(_viewers(args))
+    result = uvloop.run(_senders(args) if args.role == "senders" else _viewers(args))
     print(json.dumps({"result": result}), flush=True)
 
 
@@ -438,9 +514,8 @@ def run(
         first += n
     for w in viewers:
         w.read()
-    senders = chat_fanout.Worker(
-        "senders", base, tokens=",".join(sender_tokens), rate=args.rate, seconds=args.seconds
-    )
+    tokens_file.with_name("senders").write_text("\n".join(sender_tokens))
+    senders = Worker(base, role="senders", tokens=tokens_file, rate=args.rate, seconds=args.seconds)
     senders.read()
     print(
         f"{args.viewers} viewers (1 reaction/s each) and {len(sender_tokens)} chat senders "
@@ -485,7 +560,8 @@ def run(
     print(f"poll: votes sent {votes_sent}, accepted {voted}, final tally {final}")
     print(
         f"chat: sent {sent['sent']} ({sent['sent'] / max(sent['elapsed'], 1e-9):.0f}/s), "
-        f"refused {sent['errors']}; lost {lost}; latency p50 {chat_p50:.1f} ms, p99 "
+        f"refused {sent['errors']} {sent['error_codes'] or ''}, stalled senders "
+        f"{sent['stalled']}; lost {lost}; latency p50 {chat_p50:.1f} ms, p99 "
         f"{chat_p99:.1f} ms"
     )
     if errors:
@@ -514,8 +590,10 @@ def run(
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         wp = argparse.ArgumentParser()
+        wp.add_argument("--role", choices=["viewers", "senders"], default="viewers")
         wp.add_argument("--base", required=True)
         wp.add_argument("--tokens", required=True)
+        wp.add_argument("--rate", type=float, default=0.0)
         wp.add_argument("--first", type=int, default=0)
         wp.add_argument("--count", type=int, default=0)
         wp.add_argument("--seconds", type=float, default=0.0)
@@ -523,7 +601,7 @@ if __name__ == "__main__":
         wp.add_argument("--poll-at", type=float, default=0.0)
         wp.add_argument("--poll-duration", type=int, default=5)
         wp.add_argument("--vote-spread", type=float, default=1.0)
-        wp.add_argument("--out", required=True)
+        wp.add_argument("--out", default="")
         worker_main(wp.parse_args(sys.argv[2:]))
     else:
         main()

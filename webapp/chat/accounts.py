@@ -3,10 +3,16 @@ says why), and the policy close of a socket that may no longer act.
 
 A re-check reads each distinct credential once, however many sockets share it; a newer check
 of a principal wins over an older one still in flight (the principal's ``generation``).
+
+Sockets found stale when they act are re-checked in batches, one batch (one database session)
+at a time: sockets that joined together go stale together, and a thousand viewers each sending
+a frame a second (reactions, issue 16) would otherwise open a thousand sessions at the same
+moment, emptying the connection pool and timing out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
@@ -36,6 +42,9 @@ class SocketAccounts:
         self.cs = cs
         self.metrics = metrics
         self._spawn = spawn  # runs a task the chat service cancels when it stops
+        # Stale sockets waiting for the next batch of re-checks, and whether one is running.
+        self._waiting: dict[Client, asyncio.Future[None]] = {}
+        self._draining = False
 
     async def recheck(self, clients: Iterable[Client]) -> None:
         """Re-read the account and credential behind these sockets (one query per distinct
@@ -66,8 +75,32 @@ class SocketAccounts:
         ``chat.recheck_interval``; None once the socket may no longer act."""
         p = client.principal
         if p is not None and p.ended is None and p.stale(self.cs.recheck_interval):
-            await self.recheck([client])
+            fut = self._waiting.get(client)
+            if fut is None:
+                fut = self._waiting[client] = asyncio.get_running_loop().create_future()
+            if not self._draining:
+                self._draining = True
+                self._spawn(self._drain())
+            await asyncio.shield(fut)
         return p if p is not None and p.ended is None else None
+
+    async def _drain(self) -> None:
+        """Re-check the waiting stale sockets, a batch at a time, until none wait."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    await self.recheck(batch)
+                except Exception as exc:
+                    for fut in batch.values():
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for fut in batch.values():
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            self._draining = False
 
     def end_socket(self, client: Client, code: str, message: str | None = None) -> None:
         """Tell the socket why (chat:error ``code``) and close it with 1008: its account may

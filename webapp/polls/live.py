@@ -34,6 +34,8 @@ from storage import polls as store
 from storage.chat import ChannelChatState
 from storage.errors import ConflictError
 
+from .votes import VoteFailed, VoteWriter, retrying
+
 log = logging.getLogger(__name__)
 
 
@@ -110,12 +112,15 @@ class PollRooms:
         self._ending: set[int] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.writer = VoteWriter(db, now_ms)  # group commit of votes
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        self.writer.start()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        await self.writer.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -246,8 +251,8 @@ class PollRooms:
             return error("poll_running", "a poll is already running: end it first")
         if current is not None:
             await self.end(state.slug, current.id)  # past its end time: close it first
-        at = now_ms()
-        try:
+
+        async def start() -> store.PollRow:
             async with self.db.session() as session:
                 row = await store.start_poll(
                     session,
@@ -256,10 +261,14 @@ class PollRooms:
                     user_id=actor.id,
                     question=question,
                     options=options,
-                    now_ms=at,
+                    now_ms=now_ms(),
                     duration_ms=duration * 1000,
                 )
                 await session.commit()
+                return row
+
+        try:
+            row = await retrying(start)
         except ConflictError:
             return error("poll_running", "a poll is already running: end it first")
         poll = Running(row.id, row.question, row.options, row.started_ms, row.ends_ms)
@@ -278,12 +287,10 @@ class PollRooms:
             return error("poll_closed", "that poll is not running")
         if not 0 <= option < len(poll.options):
             return error("invalid", f"option must be 0 to {len(poll.options) - 1}")
-        mine: int | None = None
-        async with self.db.session() as session:
-            outcome = await store.vote(session, poll.id, actor.id, option, now_ms())
-            if outcome == store.DUPLICATE:
-                mine = await store.has_voted(session, poll.id, actor.id)
-            await session.commit()
+        try:
+            outcome, mine = await self.writer.vote((poll.id, actor.id, option))
+        except VoteFailed:
+            return error("vote_failed", "your vote could not be saved; try again")
         if outcome == store.CLOSED:
             return error("poll_closed", "that poll is not running")
         if outcome == store.DUPLICATE:
@@ -314,9 +321,14 @@ class PollRooms:
             return
         self._ending.add(poll_id)
         try:
-            async with self.db.session() as session:
-                row = await store.end_poll(session, poll_id, now_ms())
-                await session.commit()
+
+            async def end() -> store.PollRow | None:
+                async with self.db.session() as session:
+                    ended = await store.end_poll(session, poll_id, now_ms())
+                    await session.commit()
+                    return ended
+
+            row = await retrying(end)
             self._dirty.pop(poll_id, None)
             if row is not None:
                 await self.chat.publish(slug, [{"type": "poll:end", "poll": row_document(row)}])
