@@ -1,10 +1,11 @@
 """Channel points in two real Chromium pages (issue 16): the owner reaches the points page
-from the dashboard and adds a reward that asks for a text; a viewer opens the points button
-under the chat input, redeems it with a text; the redemption appears in the owner's queue
-without a reload; the owner refunds it and the viewer's balance comes back. Then a prediction:
-the owner starts it, the viewer stakes from the chat column and sees the live totals, the
-owner locks and resolves it, and the viewer gets the pool. No script error, nothing loaded
-from elsewhere, nothing the CSP blocks; the ledger balances. Screenshots in test-artifacts/."""
+from the dashboard, adds a reward that asks for a text and edits its cost; a viewer opens the
+points button under the chat input, redeems it with a text; the redemption appears in the
+owner's queue without a reload; the owner refunds it and the viewer's balance comes back. Then
+a prediction: the owner starts it, the viewer stakes from the chat column and sees the live
+totals, the owner locks and resolves it, and the viewer gets the pool. No script error,
+nothing loaded from elsewhere, nothing the CSP blocks; the ledger balances. Screenshots in
+test-artifacts/."""
 
 from __future__ import annotations
 
@@ -54,7 +55,12 @@ async def test_redeem_queue_refund_and_a_prediction(browser, settings_env) -> No
         await form.locator('input[name="cost"]').fill("100")
         await form.locator('input[name="prompt"]').fill("Who to greet?")
         await form.locator('button[type="submit"]').click()
-        await owner.locator(".points-reward-row", has_text="Shout-out").wait_for()
+        row = owner.locator(".points-reward-row", has_text="Shout-out")
+        await row.wait_for()
+        await row.locator('button[data-action="edit"]').click()  # the form edits it now
+        await form.locator('input[name="cost"]').fill("120")
+        await form.locator('button[type="submit"]').click()
+        await owner.locator(".points-reward-row", has_text="120 points").wait_for()
 
         await fan.goto(f"/streams/{SLUG}")
         await fan.wait_for_function(
@@ -65,7 +71,7 @@ async def test_redeem_queue_refund_and_a_prediction(browser, settings_env) -> No
         await reward.locator("input").fill("<b>grandma</b>")
         await reward.locator("button").click()
         await fan.wait_for_function(
-            "() => document.getElementById('points-balance').textContent === '400'"
+            "() => document.getElementById('points-balance').textContent === '380'"
         )
 
         item = owner.locator(".points-queue-item", has_text="Shout-out")

@@ -199,13 +199,28 @@
       label.appendChild(box);
       label.appendChild(document.createTextNode(" Enabled"));
       li.appendChild(label);
+      li.appendChild(button("Edit", "edit"));
       li.appendChild(button("Delete", "delete"));
       rewardsEl.appendChild(li);
     });
   }
 
   if (owner) {
+    var editing = null;  // the reward the form edits, or null: the form adds one
+    var submit = rewardForm.querySelector('button[type="submit"]');
+    var FIELDS = ["title", "cost", "prompt", "cooldown_seconds", "max_per_stream",
+                  "max_per_user_per_stream"];
     rewardsEl.addEventListener("click", function (e) {
+      var ed = e.target.closest("button[data-action=edit]");
+      if (ed) {
+        editing = Number(ed.closest("[data-id]").getAttribute("data-id"));
+        var r = rewards.filter(function (x) { return x.id === editing; })[0];
+        FIELDS.forEach(function (name) { rewardForm.elements[name].value = r[name]; });
+        submit.textContent = "Save reward";
+        rewardForm.closest("details").open = true;
+        rewardForm.elements.title.focus();
+        return;
+      }
       var b = e.target.closest("button[data-action=delete]");
       if (!b) return;
       var id = Number(b.closest("[data-id]").getAttribute("data-id"));
@@ -232,10 +247,16 @@
                    cooldown_seconds: Number(f.cooldown_seconds.value),
                    max_per_stream: Number(f.max_per_stream.value),
                    max_per_user_per_stream: Number(f.max_per_user_per_stream.value) };
-      api("POST", chan + "/rewards", body).then(function (res) {
+      var req = editing === null ? api("POST", chan + "/rewards", body)
+                                 : api("PATCH", chan + "/rewards/" + editing, body);
+      req.then(function (res) {
         if (!res.ok) return showError(res);
         clearError();
-        rewards.push(res.data.reward);
+        var saved = res.data.reward;
+        rewards = rewards.filter(function (r) { return r.id !== saved.id; });
+        rewards.push(saved);
+        editing = null;
+        submit.textContent = "Add reward";
         rewards.sort(function (a, b) { return a.cost - b.cost || a.id - b.id; });
         drawRewards();
         f.title.value = "";

@@ -61,7 +61,7 @@
   toggle.appendChild(balanceEl);
   toggle.appendChild(document.createTextNode(" points"));
   bar.appendChild(toggle);
-  var queueLink = el("a", "points-queue-link", "Redemption queue");
+  var queueLink = el("a", "points-queue-link", "Queue and predictions");
   queueLink.href = "/dashboard/channels/" + encodeURIComponent(slug) + "/points";
   queueLink.hidden = true;
   bar.appendChild(queueLink);
@@ -127,9 +127,10 @@
         input.value = typed[String(r.id)] || "";
         form.appendChild(input);
       }
-      var go = el("button", "button button-primary", "Redeem");
+      var cooling = r.cooling_until && new Date(r.cooling_until) > new Date();
+      var go = el("button", "button button-primary", cooling ? "Cooling down" : "Redeem");
       go.type = "submit";
-      go.disabled = info.balance < r.cost;
+      go.disabled = info.balance < r.cost || cooling;
       form.appendChild(go);
       li.appendChild(form);
       rewardList.appendChild(li);
@@ -148,8 +149,11 @@
         setBalance(res.data.balance);
         say("Redeemed " + res.data.redemption.title + ".");
         if (form.elements.text) form.elements.text.value = "";
-      } else say(errorText(res), true);
-      drawRewards();
+        refresh();  // its cooldown and limits may have changed
+      } else {
+        say(errorText(res), true);
+        drawRewards();
+      }
     });
   });
 
