@@ -46,7 +46,8 @@ async def _counts_reach(c: ChatClient, poll_id: int, want: list[int]) -> None:
 async def test_polls_and_reactions(settings_env) -> None:
     from conftest import running_server
 
-    from storage import queries
+    from storage import emotes, queries
+    from webapp.keys import CHAT_KEY
 
     env = {
         **settings_env,
@@ -168,6 +169,20 @@ async def test_polls_and_reactions(settings_env) -> None:
             assert await _error(anon, {"type": "reaction:send", "emoji": THUMBS}) == (
                 "login_required"
             )
+            # The channel's emotes (made before the room first looks them up; later changes
+            # reach it through the bus, below).
+            async with server.db.session() as db:
+                for code, follower_only in (("PollHype", False), ("FanOnly", True)):
+                    await emotes.create_emote(
+                        db,
+                        channel_id=channel_id,
+                        code=code,
+                        file_key="0" * 32,
+                        animated=False,
+                        follower_only=follower_only,
+                        limit=50,
+                    )
+                await db.commit()
             assert await _error(c1, {"type": "reaction:send", "emoji": "<b>"}) == "invalid"
             taps = [(c1, THUMBS)] * 3 + [(c1, FIRE), (c2, FIRE)]
             for c, emoji in taps:
@@ -190,5 +205,17 @@ async def test_polls_and_reactions(settings_env) -> None:
                 e for e in await anon.quiet(0.5) if e["type"] == "reaction:burst"
             ]  # the dropped taps never show
             assert [e for e in c3.events if e["type"] == "chat:error"] == [err]
+
+            # -- the room's emotes are reactions too (not follower-only ones); a set changed
+            # on the bus (the emotes area's own event) is followed without a reload
+            assert await _error(c1, {"type": "reaction:send", "emoji": "FanOnly"}) == "invalid"
+            await c1.send({"type": "reaction:send", "emoji": "PollHype"})
+            assert (await anon.next("reaction:burst"))["counts"] == {"PollHype": 1}
+            chat = server._runner.app[CHAT_KEY]
+            changed = {"type": "emotes:changed", "scope": "channel", "channel_id": channel_id}
+            await chat.publish("poll-room", [{**changed, "emotes": [{"code": "Fresh"}]}])
+            await c2.send({"type": "reaction:send", "emoji": "Fresh"})
+            assert (await anon.next("reaction:burst"))["counts"] == {"Fresh": 1}
+            assert await _error(c2, {"type": "reaction:send", "emoji": "PollHype"}) == "invalid"
             for c in (anon, m, om, c1, c2, c3, owner_socket, cl):
                 await c.ws.close()

@@ -2,7 +2,7 @@
 everyone's player. Rides on the chat room (``CHAT_KEY``): the ``reaction:send`` frame in,
 ``reaction:burst`` events out (counts per emoji per tick, not one event per tap), the emoji set
 in a joining socket's first frame (``reaction:set``). live.py says how; the page's side is
-static/js/reactions.js. Extra codes a room accepts (the channel's emotes) come from the
+static/js/reactions.js. The room's emotes are accepted too (emote_codes.py), and any codes from
 sources other areas put under ``REACTION_CODES_KEY``.
 """
 
@@ -14,7 +14,8 @@ from aiohttp import web
 
 from storage.chat import ChannelChatState
 
-from ..keys import CHAT_KEY, REACTION_CODES_KEY, SETTINGS_KEY
+from ..keys import CHAT_KEY, DB_KEY, REACTION_CODES_KEY, SETTINGS_KEY
+from .emote_codes import EmoteCodes
 from .live import ReactionRooms
 
 REACTIONS_KEY: web.AppKey[ReactionRooms] = web.AppKey("reactions")
@@ -23,7 +24,9 @@ REACTIONS_KEY: web.AppKey[ReactionRooms] = web.AppKey("reactions")
 def setup(app: web.Application) -> None:
     chat = app[CHAT_KEY]
     sources = app.setdefault(REACTION_CODES_KEY, [])
-    reactions = ReactionRooms(app[SETTINGS_KEY].reactions, chat, sources)
+    emotes = EmoteCodes(app[DB_KEY])
+    reactions = ReactionRooms(app[SETTINGS_KEY].reactions, chat, sources, emotes)
+    chat.bus_listeners.append(emotes.on_bus)
     app[REACTIONS_KEY] = reactions
     chat.register_frame("reaction:send", reactions.on_send)
 

@@ -3,8 +3,8 @@
 A tap is a ``reaction:send`` frame ``{"emoji"}`` on the chat socket, so only logged-in viewers
 react (the room's frame handlers only hear from logged-in sockets, and a per-viewer limit needs
 an identity: an anonymous tap could be sent by a script as fast as the socket allows). The
-emoji must be one of ``reactions.emojis`` or a code a ``REACTION_CODES_KEY`` source knows for
-that room (the channel's emotes).
+emoji must be one of ``reactions.emojis``, an emote code of the room (global or the channel's,
+not follower-only: emote_codes.py) or a code a ``REACTION_CODES_KEY`` source knows for it.
 
 Taps are counted per emoji per room in this process and published as ONE ``reaction:burst``
 ``{"counts": {emoji: n}}`` per room per ``reactions.tick``: the first tap after a quiet tick
@@ -29,14 +29,22 @@ from mediaserver.settings import ReactionSettings
 from storage.chat import ChannelChatState
 
 from ..keys import RoomCodes
+from .emote_codes import EmoteCodes
 
 # Past this many viewers in the rate table, entries whose window ended are forgotten.
 PRUNE_AT = 10_000
 
 
 class ReactionRooms:
-    def __init__(self, settings: ReactionSettings, chat: Any, sources: Sequence[RoomCodes]) -> None:
+    def __init__(
+        self,
+        settings: ReactionSettings,
+        chat: Any,
+        sources: Sequence[RoomCodes],
+        emotes: EmoteCodes | None = None,
+    ) -> None:
         self.rs = settings
+        self.emotes = emotes  # the global and channel emote codes (emote_codes.py)
         self.chat = chat
         self.sources = sources
         self.emojis = tuple(settings.emojis.split())
@@ -49,10 +57,12 @@ class ReactionRooms:
         self.taps = 0  # counted taps (tests and the benchmark read them)
         self.dropped = 0  # taps over a viewer's limit
 
-    def _known(self, slug: str, emoji: str) -> bool:
+    async def _known(self, state: ChannelChatState, emoji: str) -> bool:
         if emoji in self._fixed:
             return True
-        return any(emoji in source(slug) for source in self.sources)
+        if any(emoji in source(state.slug) for source in self.sources):
+            return True
+        return self.emotes is not None and await self.emotes.knows(state, emoji)
 
     def _allow(self, user_id: int) -> tuple[bool, float | None]:
         """(counted, retry_after when this is the first refused tap of the window)."""
@@ -76,7 +86,7 @@ class ReactionRooms:
         self, service: Any, state: ChannelChatState, client: Any, actor: Any, frame: dict[str, Any]
     ) -> dict[str, Any] | None:
         emoji = frame.get("emoji")
-        if not isinstance(emoji, str) or len(emoji) > 64 or not self._known(state.slug, emoji):
+        if not isinstance(emoji, str) or len(emoji) > 64 or not await self._known(state, emoji):
             return {
                 "type": "chat:error",
                 "code": "invalid",

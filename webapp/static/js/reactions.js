@@ -1,5 +1,6 @@
 // Live reactions (issue 16): a bar of emojis under the player; a tap sends reaction:send on the
-// chat socket (window.aethexChat), and every reaction:burst ({counts: {emoji: n}}, one per tick)
+// chat socket (window.aethexChat), the room's emotes follow the emojis (emotes:map), and
+// every reaction:burst ({counts: {emoji: n}}, one per tick)
 // makes that many emojis float up over the player on every page. Logged-in viewers only (the
 // bar says so to visitors). DOM elements and textContent only; with prefers-reduced-motion the
 // emojis fade in place instead of floating, and at most MAX_FLOATING are on screen at once.
@@ -31,22 +32,51 @@
   bar.appendChild(seen);
 
   var emojis = null;
+  // The room's emotes (emotes:map, emotes:changed): code -> picture URL; follower-only ones
+  // are not reactions (the server refuses them).
+  var emotes = {global: {}, channel: {}};
+
+  function emoteSet(list) {
+    var out = {};
+    (list || []).forEach(function (e) {
+      if (!e.follower_only && e.urls) out[e.code] = e.urls["28"] || e.urls[Object.keys(e.urls)[0]];
+    });
+    return out;
+  }
+
+  function emoteUrl(code) {
+    return emotes.channel[code] || emotes.global[code] || null;
+  }
+
+  function face(parent, code) {
+    var url = emoteUrl(code);
+    if (!url) { parent.textContent = code; return; }
+    var img = document.createElement("img");
+    img.src = url;
+    img.alt = code;
+    img.className = "reaction-emote";
+    parent.appendChild(img);
+  }
+
+  function button(code, me) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = "reaction-button";
+    face(b, code);
+    b.dataset.emoji = code;
+    b.setAttribute("aria-label", "React with " + code);
+    b.disabled = !me;
+    b.addEventListener("click", function () { chat.send({type: "reaction:send", emoji: code}); });
+    bar.appendChild(b);
+  }
 
   function build(list) {
     emojis = list;
     Array.prototype.slice.call(bar.querySelectorAll(".reaction-button, .reaction-hint")).forEach(function (b) { b.remove(); });
     var me = chat.me();
-    list.forEach(function (emoji) {
-      var b = document.createElement("button");
-      b.type = "button";
-      b.className = "reaction-button";
-      b.textContent = emoji;
-      b.dataset.emoji = emoji;
-      b.setAttribute("aria-label", "React with " + emoji);
-      b.disabled = !me;
-      b.addEventListener("click", function () { chat.send({type: "reaction:send", emoji: emoji}); });
-      bar.appendChild(b);
-    });
+    list.forEach(function (emoji) { button(emoji, me); });
+    var codes = Object.keys(emotes.channel).concat(Object.keys(emotes.global).filter(function (c) { return !emotes.channel[c]; }));
+    codes.slice(0, 8).forEach(function (code) { button(code, me); });
     if (!me) {
       var hint = document.createElement("span");
       hint.className = "reaction-hint";
@@ -59,13 +89,22 @@
     if (layer.childElementCount >= MAX_FLOATING) return;
     var e = document.createElement("span");
     e.className = "reaction-float" + (still && still.matches ? " reaction-still" : "");
-    e.textContent = emoji;
+    if (emojis && emojis.indexOf(emoji) >= 0) e.textContent = emoji;
+    else face(e, emoji);
     e.style.left = (8 + Math.random() * 84) + "%";
     e.addEventListener("animationend", function () { e.remove(); });
     layer.appendChild(e);
   }
 
   chat.on("reaction:set", function (ev) { build(ev.emojis || DEFAULT); });
+  chat.on("emotes:map", function (ev) {
+    emotes = {global: emoteSet(ev.global), channel: emoteSet(ev.channel)};
+    build(emojis || DEFAULT);
+  });
+  chat.on("emotes:changed", function (ev) {
+    emotes[ev.scope === "global" ? "global" : "channel"] = emoteSet(ev.emotes);
+    build(emojis || DEFAULT);
+  });
   chat.on("chat:history", function () { build(emojis || DEFAULT); });
   chat.on("reaction:burst", function (ev) {
     var counts = ev.counts || {};
