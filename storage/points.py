@@ -681,6 +681,15 @@ async def latest_prediction(session: AsyncSession, channel_id: int) -> Predictio
     return None if pid is None else await prediction_view(session, pid)
 
 
+async def _running(session: AsyncSession, channel_id: int) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Prediction)
+        .where(Prediction.channel_id == channel_id, Prediction.status.in_(("open", "locked")))
+    )
+    return int(count or 0)
+
+
 async def create_prediction(
     session: AsyncSession,
     channel_id: int,
@@ -699,12 +708,11 @@ async def create_prediction(
         raise ValidationError("each outcome must be 1 to 64 characters")
     if len(set(titles)) != len(titles):
         raise ValidationError("the outcomes must differ")
-    running = await session.scalar(
-        select(Prediction.id).where(
-            Prediction.channel_id == channel_id, Prediction.status.in_(("open", "locked"))
-        )
-    )
-    if running is not None:
+    # One running prediction per channel, also against a concurrent start: PostgreSQL takes
+    # the channel's row first (FOR UPDATE; SQLite ignores it), and the count is checked again
+    # after the insert, when SQLite's write lock is held.
+    await session.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
+    if await _running(session, channel_id):
         raise ConflictError("this channel already has a prediction running: end it first")
     now = utcnow()
     p = Prediction(
@@ -717,6 +725,8 @@ async def create_prediction(
     )
     session.add(p)
     await session.flush()
+    if await _running(session, channel_id) > 1:
+        raise ConflictError("this channel already has a prediction running: end it first")
     session.add_all(
         PredictionOutcome(prediction_id=p.id, position=i, title=t, total=0, stakers=0)
         for i, t in enumerate(titles)

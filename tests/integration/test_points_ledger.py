@@ -143,11 +143,25 @@ async def _run(url: str, p: dict) -> None:
                 assert await store.balance(s, u, channel.id) == start[u] - spent[u]
         await _check_ledger(db)
 
-        async with db.session() as s:
-            pred = await store.create_prediction(
-                s, channel.id, owner.id, "Who wins?", [f"o{i}" for i in range(p["outcomes"])], 600
-            )
-            await s.commit()
+        async def begin() -> store.PredictionView | None:
+            async with db.session() as s:
+                try:
+                    view = await store.create_prediction(
+                        s,
+                        channel.id,
+                        owner.id,
+                        "Who wins?",
+                        [f"o{i}" for i in range(p["outcomes"])],
+                        600,
+                    )
+                except ConflictError:
+                    return None
+                await s.commit()
+                return view
+
+        started = [v for v in await asyncio.gather(begin(), begin(), begin()) if v is not None]
+        assert len(started) == 1  # one running prediction per channel, even started at once
+        pred = started[0]
         outcome_ids = [o.id for o in pred.outcomes]
 
         async def stake(user_id: int, outcome: int, amount: int) -> tuple[int, int, int] | None:
