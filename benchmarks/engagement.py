@@ -439,7 +439,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--viewers", type=int, default=1000)
     ap.add_argument("--procs", type=int, default=4, help="viewer client processes")
-    ap.add_argument("--senders", type=int, default=10)
+    # 100 chatters at 2 messages/s each (within chat's default per-user limit): a socket's
+    # frames are handled one after the other, each chat:send waiting for its commit, so a few
+    # senders at 20 messages/s each would measure one socket's commit round trip, not the room.
+    ap.add_argument("--senders", type=int, default=100)
     ap.add_argument("--rate", type=float, default=200.0, help="chat messages per second")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--quick", action="store_true", help="50 viewers, 6 s, 20 msg/s: a check")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -115,30 +114,24 @@ async def start_poll(
     return _row(poll)
 
 
-def _insert_vote(session: AsyncSession, values: dict[str, Any]) -> Any:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(PollVote)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[PollVote.poll_id, PollVote.user_id])
-    )
-
-
 async def vote(session: AsyncSession, poll_id: int, user_id: int, option: int, now_ms: int) -> str:
     """Record ``user_id``'s vote: VOTED, DUPLICATE (already voted: nothing changes) or CLOSED.
     ``option`` must be an index of the poll's options (one out of range is CLOSED, not stored).
     """
-    return (await votes(session, [(poll_id, user_id, option)], now_ms))[0]
+    return (await votes(session, [(poll_id, user_id, option)], now_ms))[0][0]
 
 
 async def votes(
     session: AsyncSession, ballots: Sequence[tuple[int, int, int]], now_ms: int
-) -> list[str]:
-    """Several votes (poll id, user id, option) in one transaction, the answer of each in
-    order (group commit: a thousand viewers voting at once cost a few transactions, not a
-    thousand). The polls still open are read and locked for share once per batch; a user's
-    second ballot in the same batch is a DUPLICATE like any other."""
+) -> list[tuple[str, int | None]]:
+    """Several votes (poll id, user id, option) in one transaction, the answer to each in
+    order: (VOTED, None), (DUPLICATE, the option kept) or (CLOSED, None). Group commit: a
+    thousand viewers voting at once cost a few transactions, not a thousand.
+
+    The writes are ONE statement (a multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``)
+    after the reads, so the transaction holds SQLite's write lock only for that statement and
+    the commit, however many votes the batch holds and however busy the event loop is between
+    statements. A user's second ballot in the same batch is a DUPLICATE like any other."""
     ids = sorted({pid for pid, _, _ in ballots})
     open_polls = {
         pid: len(options)
@@ -150,18 +143,62 @@ async def votes(
             )
         ).all()
     }
-    out = []
-    for poll_id, user_id, option in ballots:
-        if not 0 <= option < open_polls.get(poll_id, 0):
-            out.append(CLOSED)
-            continue
-        added = await session.execute(
-            _insert_vote(
-                session,
-                {"poll_id": poll_id, "user_id": user_id, "option": option, "voted_ms": now_ms},
+    users = sorted({uid for _, uid, _ in ballots})
+    kept: dict[tuple[int, int], int] = {
+        (pid, uid): int(option)
+        for pid, uid, option in (
+            await session.execute(
+                select(PollVote.poll_id, PollVote.user_id, PollVote.option).where(
+                    PollVote.poll_id.in_(ids), PollVote.user_id.in_(users)
+                )
             )
+        ).all()
+    }
+    out: list[tuple[str, int | None]] = []
+    new: dict[tuple[int, int], int] = {}
+    for poll_id, user_id, option in ballots:
+        key = (poll_id, user_id)
+        if not 0 <= option < open_polls.get(poll_id, 0):
+            out.append((CLOSED, None))
+        elif key in kept or key in new:
+            out.append((DUPLICATE, kept.get(key, new.get(key))))
+        else:
+            new[key] = option
+            out.append((VOTED, None))
+    if not new:
+        return out
+    rows = [
+        {"poll_id": pid, "user_id": uid, "option": option, "voted_ms": now_ms}
+        for (pid, uid), option in new.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    added = {
+        (pid, uid)
+        for pid, uid in await session.execute(
+            insert(PollVote)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[PollVote.poll_id, PollVote.user_id])
+            .returning(PollVote.poll_id, PollVote.user_id)
         )
-        out.append(VOTED if rowcount(added) else DUPLICATE)
+    }
+    lost = [key for key in new if key not in added]  # another process's vote came first
+    if lost:
+        theirs = {
+            (pid, uid): int(option)
+            for pid, uid, option in (
+                await session.execute(
+                    select(PollVote.poll_id, PollVote.user_id, PollVote.option).where(
+                        PollVote.poll_id.in_({k[0] for k in lost}),
+                        PollVote.user_id.in_({k[1] for k in lost}),
+                    )
+                )
+            ).all()
+        }
+        for i, (poll_id, user_id, _) in enumerate(ballots):
+            key = (poll_id, user_id)
+            if key in lost and out[i][0] == VOTED:
+                out[i] = (DUPLICATE, theirs.get(key))
     return out
 
 

@@ -84,15 +84,8 @@ class VoteWriter:
                     fut.set_result(answer)
 
     async def _write(self, ballots: list[Ballot]) -> list[Answer]:
-        now = self._now_ms()
         async with self.db.session() as session:
-            outcomes = await store.votes(session, ballots, now)
-            answers: list[Answer] = []
-            for (poll_id, user_id, _), outcome in zip(ballots, outcomes, strict=True):
-                kept = None
-                if outcome == store.DUPLICATE:
-                    kept = await store.has_voted(session, poll_id, user_id)
-                answers.append((outcome, kept))
+            answers = await store.votes(session, ballots, self._now_ms())
             await session.commit()
         return answers
 
