@@ -74,6 +74,8 @@ async def test_redeem_queue_refund_and_a_prediction(browser, settings_env) -> No
             "() => document.getElementById('points-balance').textContent === '380'"
         )
 
+        line = fan.locator(".points-line", has_text="@fan redeemed Shout-out: <b>grandma</b>")
+        await line.wait_for()  # in the chat, as text
         item = owner.locator(".points-queue-item", has_text="Shout-out")
         await item.wait_for()  # pushed over the chat socket: no reload
         assert await item.locator(".points-queue-text").text_content() == "<b>grandma</b>"

@@ -270,6 +270,15 @@
     });
     window.aethexChat.on("points:redemption", function (ev) {
       var me = window.aethexChat.me();
+      var r = ev.redemption;
+      var list = document.getElementById("chat-messages");
+      if (r.status === "pending" && list) {  // a line in chat, like the room's other notices
+        var li = el("li", "chat-message chat-system points-line",
+                    "@" + r.user.username + " redeemed " + r.title + (r.text ? ": " + r.text : ""));
+        var stuck = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+        list.appendChild(li);
+        if (stuck) list.scrollTop = list.scrollHeight;
+      }
       if (me && ev.redemption.user.id === me.id && ev.redemption.status === "refunded") {
         say("Your " + ev.redemption.title + " was refunded.");
         refresh();
