@@ -193,28 +193,50 @@ async def _get(client: Any, key: str) -> str | None:
 
 
 async def test_a_silent_publishers_lease_is_left_to_expire(client: Any) -> None:
-    a = leases_for(client, A, lease_seconds=0.3, renew=0.1)
+    """Renewal extends a sending publisher's lease, a silent one's is not extended and expires,
+    and the other node takes it. The lease is long (60 s) and the test shortens it in Redis
+    itself, so nothing depends on how soon the renewer runs on a loaded machine: a 0.3 s lease
+    expired there between two renewals (the event loop was not scheduled for that long)."""
+    a = leases_for(client, A, lease_seconds=60.0, renew=0.05)
     b = leases_for(client, B)
     silent: set[int] = set()
     a.should_renew = lambda channel_id: channel_id not in silent
     lost: list[int] = []
     a.on_lost = lost.append
+    rounds: list[int] = []
+    renew = a.renew
+
+    async def counted() -> None:
+        await renew()
+        rounds.append(1)
+
+    a.renew = counted  # type: ignore[method-assign]
     assert await a.claim(12, "iota")
+    key = "aethex:lease:12"
     a.start()
     try:
-        # Renewed well past lease_seconds while the publisher sends.
-        started = time.monotonic()
-        while time.monotonic() - started < 1.0:
-            assert await b.claim(12, "iota") is False
-            await asyncio.sleep(0.1)
-        silent.add(12)  # the publisher went quiet: the lease expires, B takes the channel
-        assert await until(lambda: b.claim(12, "iota"), timeout=5)
+        # While the publisher sends, each renewal sets the lease's TTL back to lease_seconds.
+        await client.pexpire(key, 30_000)
+        await until(lambda: _pttl_above(client, key, 30_000), timeout=10)
+        assert await b.claim(12, "iota") is False
+        # The publisher went quiet: its lease is no longer extended, so a short remaining TTL
+        # runs out (a renewal would set it back to 60 s and B could never claim) ...
+        silent.add(12)
+        seen = len(rounds)  # a round that began before that may still extend it: wait it out
+        await until(lambda: _true(len(rounds) >= seen + 2), timeout=10)
+        await client.pexpire(key, 200)
+        # ... and B takes the channel.
+        assert await until(lambda: b.claim(12, "iota"), timeout=10)
         silent.clear()  # A's publisher is back: A's renewal finds B and gives up
-        await until(lambda: _true(bool(lost)), timeout=5)
+        await until(lambda: _true(bool(lost)), timeout=10)
         assert lost == [12] and a.held == {}
         assert (await lease_holder(client, 12)).node == "node-b"  # type: ignore[union-attr]
     finally:
         await a.stop()
+
+
+async def _pttl_above(client: Any, key: str, ms: int) -> bool:
+    return int(await client.pttl(key)) > ms
 
 
 async def _true(value: bool) -> bool:
