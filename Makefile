@@ -112,6 +112,7 @@ bench: deps bench-deps test-deps frontend
 	$(PY) benchmarks/glass_to_glass.py
 	$(PY) benchmarks/hls_delivery.py
 	$(PY) benchmarks/chat_fanout.py
+	$(PY) benchmarks/engagement.py
 	$(PY) benchmarks/discovery.py
 
 clean:
