@@ -569,11 +569,19 @@ async def test_dashboard_forms_need_the_csrf_token(
 async def test_a_restart_resumes_the_deliveries_still_due(
     settings_env: dict[str, str], receivers: Any
 ) -> None:
-    """The first server gets a 500 and schedules a retry; it stops before the retry. The next
-    server on the same data dir sends it when due, to the receiver now answering 200."""
+    """The first server gets a 500 and schedules a retry, then stops; the next server on the
+    same data dir sends it when due, to the receiver now answering 200.
+
+    Deliveries are at least once (README, Webhooks): on a slow machine the first server may
+    still be stopping when the retry comes due, and try it (another 500, counted) or have it
+    cut short by the stop after the receiver got it (not counted, given back and sent again
+    by the next server). So the receiver may see more than two requests; what holds is that
+    they are all the same delivery (one X-AeThex-Delivery id), that every counted attempt
+    reached it, and that the delivery succeeded after the restart (the receiver answered 500
+    until then)."""
     receiver = await receivers(status=500)
     env = webhook_env(
-        settings_env, AETHEX_WEBHOOKS__BACKOFF_BASE="1.0", AETHEX_WEBHOOKS__MAX_ATTEMPTS="5"
+        settings_env, AETHEX_WEBHOOKS__BACKOFF_BASE="1.0", AETHEX_WEBHOOKS__MAX_ATTEMPTS="20"
     )
     async with running_server(env) as server:
         async with owned_channel(server, "resumed", "keeper") as owned:
@@ -583,9 +591,10 @@ async def test_a_restart_resumes_the_deliveries_still_due(
 
             async def retry_scheduled() -> Any:
                 rows = await owned.deliveries(hook["id"])
-                return rows and rows[0]["attempts"] == 1 and rows[0]["next_attempt_at"]
+                return rows and rows[0]["attempts"] >= 1 and rows[0]["next_attempt_at"]
 
             await until(retry_scheduled, "the retry to be scheduled")
+    before_restart = len(receiver.requests)
     receiver.status = 200
     async with running_server(env) as server:
 
@@ -595,9 +604,11 @@ async def test_a_restart_resumes_the_deliveries_still_due(
             return rows if rows and rows[0].status != "pending" else None
 
         rows = await until(delivered, "the resumed delivery")
-    assert rows[0].status == "succeeded" and rows[0].attempts == 2, rows
-    assert len(receiver.requests) == 2
-    assert receiver.requests[1].json["follower"]["username"] == "earlyfan"
+    assert len(rows) == 1 and rows[0].status == "succeeded", rows
+    assert len(receiver.requests) > before_restart  # the success came from the second server
+    assert 2 <= rows[0].attempts <= len(receiver.requests), (rows, receiver.requests)
+    assert {r.headers["X-AeThex-Delivery"] for r in receiver.requests} == {str(rows[0].id)}
+    assert receiver.requests[-1].json["follower"]["username"] == "earlyfan"
 
 
 async def test_a_delivery_in_flight_at_shutdown_is_due_again_at_once(

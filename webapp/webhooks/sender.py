@@ -6,6 +6,10 @@ queued here, one finished, a retry's time come) or ``webhooks.poll_interval`` pa
 queued by another process, or left due by a restart). Each attempt is bounded in time
 (``webhooks.timeout``, connect to answer) and in what it reads (``max_response_bytes``);
 redirects are not followed (a 3xx is a failed attempt, the URL is the creator's to fix).
+
+Delivery is at least once: ``stop`` cancels the attempts in flight and gives their claims back
+uncounted, so one the receiver already got is sent again by the next start (same
+``X-AeThex-Delivery`` id, which receivers use to ignore repeats).
 """
 
 from __future__ import annotations
