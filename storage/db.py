@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, CursorResult, Result, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,7 +31,37 @@ from sqlalchemy.ext.asyncio import (
 
 from storage import query_timing
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
+# Waits before each new attempt of a transaction the database was too busy for.
+BUSY_RETRY_WAITS = (0.1, 0.5, 1.0)
+
+
+def busy(exc: BaseException) -> bool:
+    """Whether a write failed only because the database was busy (SQLite's "database is
+    locked": past the busy timeout on a loaded machine, or at once when a deferred
+    transaction's snapshot went stale; PostgreSQL's deadlock or serialization failure), so
+    that trying the same transaction again is right."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "deadlock" in text or "could not serialize" in text
+
+
+async def retry_busy(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """``attempt()`` (a whole transaction) again while it fails only because the database was
+    busy, after each of ``BUSY_RETRY_WAITS``; any other failure, or the last one, is raised."""
+    for wait in BUSY_RETRY_WAITS:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not busy(exc):
+                raise
+            log.warning("%s: the database was busy; trying again in %.1f s", what, wait)
+        await asyncio.sleep(wait)
+    return await attempt()
+
 
 # Milliseconds a SQLite connection waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000

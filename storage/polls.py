@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import rowcount
+from storage.db import busy, rowcount
 from storage.errors import ConflictError
 from storage.poll_models import Poll, PollVote
 
@@ -29,16 +29,6 @@ from storage.poll_models import Poll, PollVote
 VOTED = "voted"
 DUPLICATE = "duplicate"  # this user already voted in this poll
 CLOSED = "closed"  # no such poll, or it has ended
-
-
-def busy(exc: BaseException) -> bool:
-    """Whether a write failed only because the database was busy for too long (SQLite's
-    "database is locked" past the busy timeout, PostgreSQL's deadlock or serialization
-    failure): trying the same transaction again is right."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "deadlock" in text or "could not serialize" in text
 
 
 @dataclass(frozen=True)

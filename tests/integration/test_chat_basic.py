@@ -132,6 +132,47 @@ async def test_store_failure_reaches_nobody(server, monkeypatch) -> None:
         await writer.ws.close()
 
 
+async def test_a_busy_database_is_tried_again_not_refused(server, monkeypatch) -> None:
+    """SQLite's "database is locked" (one writer; an overloaded machine holds the lock past the
+    busy timeout) fails the batch's transaction as a whole: the writer tries it again, so the
+    message is stored once and delivered, and its sender is not told it failed."""
+    import sqlite3
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    import storage.chat
+
+    await make_chat_channel(server, "owner3b", "room-busy")
+    _, dana = await make_user(server, "dana")
+    base = base_url(server)
+    real = storage.chat.insert_messages
+    failures = []
+
+    async def locked_twice(session, rows):
+        if len(failures) < 2:
+            failures.append(len(rows))
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return await real(session, rows)
+
+    async with aiohttp.ClientSession() as http:
+        reader = await join(http, base, "room-busy")
+        writer = await join(http, base, "room-busy", dana)
+        monkeypatch.setattr(storage.chat, "insert_messages", locked_twice)
+        await writer.say("patient")
+        got = await reader.next("chat:message")
+        assert got["content"] == "patient" and failures == [1, 1]
+        monkeypatch.undo()
+        async with server.db.session() as db:
+            stored = (
+                await db.execute(text("SELECT count(*) FROM messages WHERE content = 'patient'"))
+            ).scalar_one()
+        assert stored == 1
+        assert not [e for e in writer.events if e.get("type") == "chat:error"]
+        await reader.ws.close()
+        await writer.ws.close()
+
+
 async def test_bad_frames_get_errors_and_the_server_keeps_serving(server) -> None:
     await make_chat_channel(server, "owner4", "room-four")
     _, carol = await make_user(server, "carol")

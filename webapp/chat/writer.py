@@ -14,6 +14,7 @@ import logging
 from storage import Database
 from storage import chat as chat_store
 from storage.chat import NewMessage
+from storage.db import retry_busy
 
 from .content import ChatError
 
@@ -45,11 +46,19 @@ class MessageWriter:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            try:
+            rows = [r for r, _ in batch]
+
+            async def write(rows: list[NewMessage] = rows) -> list[int]:
                 async with self.db.session() as session:
                     # Looked up at call time: tests replace it to make storing fail.
-                    ids = await chat_store.insert_messages(session, [r for r, _ in batch])
+                    ids = await chat_store.insert_messages(session, rows)
                     await session.commit()
+                    return ids
+
+            try:
+                # A transaction the database was only too busy for (SQLite's one writer on an
+                # overloaded machine) is tried again before the senders are told it failed.
+                ids = await retry_busy(write, "chat")
             except Exception as exc:
                 log.error("chat: storing %d message(s) failed: %s", len(batch), exc)
                 for _, fut in batch:

@@ -16,26 +16,16 @@ from typing import TypeVar
 
 from storage import Database
 from storage import polls as store
+from storage.db import retry_busy
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Waits before each new attempt of a transaction the database was too busy for.
-RETRY_WAITS = (0.1, 0.5, 1.0)
 
 
 async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
-    """``attempt()`` again while it fails only because the database was busy (SQLite lets
-    one writer at a time; a loaded machine can hold the lock past the busy timeout)."""
-    for wait in RETRY_WAITS:
-        try:
-            return await attempt()
-        except Exception as exc:
-            if not store.busy(exc):
-                raise
-            log.warning("polls: the database was busy; trying again in %.1f s", wait)
-        await asyncio.sleep(wait)
-    return await attempt()
+    """``attempt()`` again while it fails only because the database was busy."""
+    return await retry_busy(attempt, "polls")
 
 
 # (poll id, user id, option) -> (answer, the option kept for a DUPLICATE)
