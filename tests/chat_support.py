@@ -44,6 +44,12 @@ def auth(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+# How long ``ChatClient.next`` waits for an event by default. Generous on purpose: the events
+# come within milliseconds on an idle machine, but a run on 2 cores at load 10-18 once took
+# over 5 s (the old default) to get a join's chat:history; only a failing test waits this long.
+EVENT_DEADLINE = 30.0
+
+
 class ChatClient:
     """A WebSocket in a room that keeps every event it received, in order."""
 
@@ -66,8 +72,11 @@ class ChatClient:
         assert isinstance(frame, list) and frame, frame  # always a non-empty JSON array
         self.events.extend(frame)
 
-    async def next(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
-        """The next not-yet-returned event of type ``kind`` (and matching fields)."""
+    async def next(
+        self, kind: str, timeout: float = EVENT_DEADLINE, **match: Any
+    ) -> dict[str, Any]:
+        """The next not-yet-returned event of type ``kind`` (and matching fields), waited for
+        up to ``timeout`` seconds: a bound for a server that is stuck, not a speed to meet."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -77,9 +86,14 @@ class ChatClient:
                 if ev.get("type") == kind and all(ev.get(k) == v for k, v in match.items()):
                     return ev
             left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"no {kind} {match} within {timeout} s; got {self.events}")
-            await self._read_one(left)
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                await self._read_one(left)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no {kind} {match} within {timeout} s; got {self.events}"
+                ) from None
 
     async def quiet(self, seconds: float) -> list[dict[str, Any]]:
         """Everything that arrives within ``seconds`` (for "nothing was delivered" checks)."""
