@@ -9,10 +9,7 @@ import asyncio
 import contextlib
 import email.policy
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,10 +24,9 @@ from chat_support import auth, base_url, make_chat_channel, make_user
 from conftest import free_port, rtmp_url, running_server, start_ffmpeg, transcoding
 from notify_support import seed_followers
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
-from redis_server import wait_port as _wait_port
 from sqlalchemy import func, select, text, update
-from test_chat_redis import ROOT
 
+from benchmarks.lib.server import ServerProcess
 from storage import follows, notifications, queries
 from storage.discovery_models import Notification
 from storage.models import Channel, StreamStatus, User
@@ -38,6 +34,9 @@ from tests.accounts import csrf_of, register, user_of
 from webapp.notifications import NOTIFY_KEY, NotificationsState
 
 pytestmark = pytest.mark.integration
+
+# How long a second `aethex serve` may take to listen: only a hung start waits this long.
+SERVE_READY = 180.0
 
 
 def state_of(server: Any) -> NotificationsState:
@@ -684,29 +683,20 @@ async def test_a_go_live_on_another_process_rings_the_bell_here(settings_env, ht
         bell = await open_bell(http, base, fan)
         try:
             assert await bell.next_count() == 0
-            http_port, rtmp_port = free_port(), free_port()
-            other = subprocess.Popen(
-                [sys.executable, "-m", "mediaserver", "serve"],
-                cwd=ROOT,
-                env={
-                    **os.environ,
-                    **env,
-                    "AETHEX_HTTP_PORT": str(http_port),
-                    "AETHEX_RTMP_PORT": str(rtmp_port),
-                    "AETHEX_LOG__LEVEL": "warning",
-                },
-            )
+            # The shared runner: ready when both ports accept, a failure at once (with its
+            # log) if it exits first. Its start takes ~4 s here idle and ~30 s at load 16 on
+            # 2 cores (the old 30 s bound failed a loaded run): SERVE_READY only bounds a hang.
+            other = ServerProcess({**env, "AETHEX_LOG__LEVEL": "warning"})
             try:
-                await asyncio.to_thread(_wait_port, rtmp_port, 30.0)
-                url = f"rtmp://127.0.0.1:{rtmp_port}/{here.settings.rtmp.app}/{key}"
+                await asyncio.to_thread(other.wait_ready, SERVE_READY)
+                url = f"rtmp://127.0.0.1:{other.rtmp_port}/{here.settings.rtmp.app}/{key}"
                 proc = await start_ffmpeg(url, seconds=30)
                 try:
                     await bell.until(1)
                 finally:
                     await _stop(proc)
             finally:
-                other.terminate()
-                await asyncio.to_thread(other.wait, 20)
+                await asyncio.to_thread(other.stop, 20)
         finally:
             bell.response.close()
         assert await count_rows(here, user_id=fan_id) == 1  # one fan-out, by the other process
