@@ -4,40 +4,25 @@ reaches a viewer on the other; presence, deletes, moderation state and account c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from chat_support import auth, join, make_chat_channel, make_user, probe, timeout_probe
-from conftest import free_port, running_server
-from redis_server import wait_port
+from conftest import running_server
+from serve_process import serve_process
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.asynccontextmanager
 async def second_process(env: dict[str, str]) -> AsyncIterator[str]:
     """``aethex serve`` in a child process on the same database and bus as the in-process
-    server started with ``env``, on its own HTTP port; yields its base URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver", "serve"],
-        cwd=ROOT,
-        env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"},
-    )
-    try:
-        await asyncio.to_thread(wait_port, port, 30.0)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 20)
+    server started with ``env``, on its own ports; yields its base URL once it listens (a
+    failure at once, with its log, if it exits first)."""
+    async with serve_process({**env, "AETHEX_LOG__LEVEL": "warning"}) as proc:
+        yield proc.base
 
 
 async def test_two_processes_share_a_room(settings_env, redis_url) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,14 +27,14 @@ from mediaserver.cluster.redis import SOCKET_TIMEOUT
 from storage import queries
 from storage.models import Stream
 from tests.chat_support import ChatClient, auth, base_url, join, make_chat_channel, make_user
-from tests.conftest import free_port, running_server
+from tests.conftest import running_server
 from tests.integration.test_viewer_counting import synthetic_edge
-from tests.redis_server import RedisServer, wait_port
+from tests.redis_server import RedisServer
+from tests.serve_process import serve_process
 from webapp.keys import CHAT_KEY
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SLUG = "crowd-tv"
 UPDATE = 0.2  # hls.viewer_update_interval
 TTL = 2.0  # cluster.counts_ttl
@@ -245,20 +243,10 @@ async def test_failed_logins_on_two_nodes_add_up(envs) -> None:
 
 @contextlib.asynccontextmanager
 async def node_process(env: dict[str, str]) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``aethex serve`` as a child process on its own HTTP port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver", "serve"],
-        cwd=ROOT,
-        env={**os.environ, **env, "AETHEX_HTTP_PORT": str(port), "AETHEX_LOG__LEVEL": "warning"},
-    )
-    try:
-        await asyncio.to_thread(wait_port, port, 60.0)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        await asyncio.to_thread(proc.wait, 20)
+    """``aethex serve`` as a child process on its own ports (the shared runner: ready when they
+    accept, a failure at once with its log if it exits first)."""
+    async with serve_process({**env, "AETHEX_LOG__LEVEL": "warning"}) as server:
+        yield server.base, server.proc
 
 
 def usernames(users: list[dict[str, Any]]) -> set[str]:

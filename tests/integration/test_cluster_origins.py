@@ -36,6 +36,7 @@ from tests.conftest import (
     start_ffmpeg,
     transcoding,
 )
+from tests.serve_process import SERVE_READY
 
 pytestmark = pytest.mark.integration
 
@@ -208,7 +209,7 @@ async def test_a_dead_origins_channel_is_taken_over(
         pa: asyncio.subprocess.Process | None = None
         pb: asyncio.subprocess.Process | None = None
         try:
-            await asyncio.to_thread(a.wait_ready, 60.0)
+            await asyncio.to_thread(a.wait_ready, SERVE_READY)
             url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
             pa = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
             await until(lambda: _held_by(rds, cid, "origin-a"), 30, "A holds the lease")
@@ -458,7 +459,7 @@ async def test_a_dead_origins_row_is_recovered_without_a_new_publisher(
         a = ServerProcess({k: v for k, v in env_a.items() if k not in ports})
         pa: asyncio.subprocess.Process | None = None
         try:
-            await asyncio.to_thread(a.wait_ready, 60.0)
+            await asyncio.to_thread(a.wait_ready, SERVE_READY)
             url_a = f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}"
             pa = await start_ffmpeg(url_a, seconds=60, size="320x180", rate=15)
             row_a = await until(lambda: _live_row(b, cid), 30, "A's stream row")

@@ -22,6 +22,7 @@ import pytest
 from benchmarks.lib.server import SERVE, ServerProcess, wait_port
 from tests.cluster_nodes import shared_secret
 from tests.conftest import free_port, running_server
+from tests.serve_process import SERVE_READY
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def serve_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
         env={**clean, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SERVE_READY,  # it refuses to start, after its imports: slow on a loaded machine
     )
 
 
@@ -164,7 +165,7 @@ async def test_serve_flags_set_role_node_and_url(
     flags = ("--role", "web", "--node-id", "web-7", "--advertise-url", "http://w7.test:9000")
     proc = ServerProcess(env, data_dir=tmp_path / "data", command=(*SERVE, *flags))
     try:
-        await asyncio.to_thread(wait_port, proc.http_port, 60.0, proc.proc)
+        await asyncio.to_thread(wait_port, proc.http_port, SERVE_READY, proc.proc)
         async with aiohttp.ClientSession() as http:
             info = await health(http, proc.base)
         assert (info["role"], info["node"], info["url"]) == ("web", "web-7", "http://w7.test:9000")

@@ -24,6 +24,7 @@ from certs import self_signed
 
 from benchmarks.lib.server import ServerProcess, free_port
 from tests.conftest import ffmpeg_publish_args
+from tests.serve_process import SERVE_READY
 
 pytestmark = pytest.mark.integration
 
@@ -261,7 +262,7 @@ async def test_server_transcodes_without_writable_executable_memory(tmp_path: Pa
     server = ServerProcess(env, tmp_path / "server.log", command=launch)
     publisher = None
     try:
-        await asyncio.to_thread(server.wait_ready, 60)
+        await asyncio.to_thread(server.wait_ready, SERVE_READY)
         publisher = await asyncio.create_subprocess_exec(
             *ffmpeg_publish_args(
                 f"rtmp://127.0.0.1:{server.rtmp_port}/live/{key}", seconds=20, size="320x180"

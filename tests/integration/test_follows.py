@@ -6,10 +6,7 @@ button as the viewer page renders it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 from chat_support import auth, base_url, join, make_chat_channel, make_user
-from conftest import free_port, running_server
-from redis_server import wait_port as _wait_port
+from conftest import running_server
 from sqlalchemy import func, select, update
-from test_chat_redis import ROOT
+from test_chat_redis import second_process
 
 from storage import queries
 from storage.models import Channel, ChannelFollow
@@ -336,20 +332,8 @@ async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_u
     async with running_server(env) as one:
         _, _, owner = await make_chat_channel(one, "host", "club")
         _, fan = await make_user(one, "fan")
-        port2 = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mediaserver", "serve"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                **env,
-                "AETHEX_HTTP_PORT": str(port2),
-                "AETHEX_LOG__LEVEL": "warning",
-            },
-        )
-        try:
-            await asyncio.to_thread(_wait_port, port2, 30.0)
-            base1, base2 = base_url(one), f"http://127.0.0.1:{port2}"
+        async with second_process(env) as base2:
+            base1 = base_url(one)
             url = f"{base1}/api/channels/club/follow"
             async with aiohttp.ClientSession() as http:
                 status, _ = await _call(
@@ -375,6 +359,3 @@ async def test_unfollow_reaches_another_process_over_redis(settings_env, redis_u
                         raise AssertionError("process two still lets the unfollowed fan chat")
                 finally:
                     await chat.ws.close()
-        finally:
-            proc.terminate()
-            await asyncio.to_thread(proc.wait, 20)

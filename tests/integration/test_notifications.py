@@ -24,6 +24,7 @@ from chat_support import auth, base_url, make_chat_channel, make_user
 from conftest import free_port, rtmp_url, running_server, start_ffmpeg, transcoding
 from notify_support import seed_followers
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from serve_process import SERVE_READY
 from sqlalchemy import func, select, text, update
 
 from benchmarks.lib.server import ServerProcess
@@ -34,9 +35,6 @@ from tests.accounts import csrf_of, register, user_of
 from webapp.notifications import NOTIFY_KEY, NotificationsState
 
 pytestmark = pytest.mark.integration
-
-# How long a second `aethex serve` may take to listen: only a hung start waits this long.
-SERVE_READY = 180.0
 
 
 def state_of(server: Any) -> NotificationsState:

@@ -32,6 +32,7 @@ from mediaserver.rtmp import ServerConnection
 from tests.conftest import free_port, make_channel, rtmp_url, running_server, start_ffmpeg
 from tests.integration.test_ingest import Recorder, wait_for
 from tests.rtmp_client import RtmpTestClient
+from tests.serve_process import SERVE_READY
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,6 +199,7 @@ async def test_keyless_flood_keeps_server_memory_bounded(tmp_path: Path) -> None
     flood = [raw_socket(f"127.1.0.{i + 1}") for i in range(200)]  # one address each
     base = f"http://127.0.0.1:{http_port}"
     try:
+        await asyncio.to_thread(server.wait_ready, SERVE_READY)
         async with aiohttp.ClientSession() as http:
 
             async def up() -> bool:

@@ -32,7 +32,7 @@ from tests.conftest import (
     start_ffmpeg,
     transcoding,
 )
-from tests.serve_process import serve_process
+from tests.serve_process import SERVE_READY, serve_process
 
 pytestmark = pytest.mark.integration
 
@@ -288,7 +288,7 @@ async def test_sighup_reloads_the_certificate(settings_env, tmp_path) -> None:
     env["AETHEX_RTMP__PUBLISH_TIMEOUT"] = "60"
     env["AETHEX_RTMP__IDLE_TIMEOUT"] = "120"
     async with serve_process(env, tmp_path / "data") as proc:
-        await asyncio.to_thread(wait_port, tls_port, 30, proc.proc)
+        await asyncio.to_thread(wait_port, tls_port, SERVE_READY, proc.proc)
         assert await asyncio.to_thread(served_fingerprint, tls_port) == first
 
         # A connection made before the reload keeps its certificate and keeps working.
