@@ -8,28 +8,13 @@
   if (!root) return;
   var base = "/api/channels/" + encodeURIComponent(root.getAttribute("data-slug")) +
     "/community/topics";
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var pageError = root.querySelector('[data-role="page-error"]');
 
-  function api(method, url, body) {
-    var init = { method: method, credentials: "same-origin", cache: "no-store",
-                 headers: { Accept: "application/json", "X-CSRF-Token": csrf } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (data) {
-        return { ok: r.ok, status: r.status, data: data };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
+  var api = window.aethexApi.request;
 
   function done(res) {
     if (res.ok) { location.reload(); return; }
-    var text = res.data && res.data.error && res.data.error.message;
-    pageError.textContent = text || "The server could not be reached.";
+    pageError.textContent = window.aethexApi.errorText(res, "The server could not be reached.");
     pageError.hidden = false;
   }
 

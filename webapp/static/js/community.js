@@ -24,8 +24,6 @@
   (root.getAttribute("data-blocked") || "").split(",").forEach(function (id) {
     if (id) blocked[id] = true;
   });
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var apiBase = "/api/channels/" + encodeURIComponent(slug) + "/community/topics/";
   var list = document.getElementById("community-messages");
   var olderBtn = document.getElementById("community-older");
@@ -52,25 +50,11 @@
   };
   window.aethexChat = hooks;
 
-  function api(method, url, body) {
-    var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
-                 credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (data) {
-        return { ok: r.ok, status: r.status, data: data };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
+  var api = window.aethexApi.request;
 
   function showError(res) {
     if (!errorEl) return;
-    var text = res && res.data && res.data.error && res.data.error.message;
-    errorEl.textContent = text || "Something went wrong; try again.";
+    errorEl.textContent = window.aethexApi.errorText(res, "Something went wrong; try again.");
     errorEl.hidden = false;
   }
 

@@ -9,32 +9,15 @@
   if (!root) return;
   var slug = root.getAttribute("data-slug");
   var base = "/api/channels/" + encodeURIComponent(slug) + "/destinations";
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var list = root.querySelector('[data-role="list"]');
   var empty = root.querySelector('[data-role="empty"]');
   var pageError = root.querySelector('[data-role="page-error"]');
   var form = root.querySelector('[data-role="add-form"]');
 
-  function api(method, url, body) {
-    var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
-                 credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (data) {
-        return { ok: r.ok, status: r.status, data: data };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
+  var api = window.aethexApi.request;
 
   function showError(res) {
-    var text = res && res.data && res.data.error && res.data.error.message;
-    pageError.textContent = text || (res && res.status ? "The server answered " + res.status + "."
-                                                         : "The server could not be reached.");
+    pageError.textContent = window.aethexApi.errorText(res);
     pageError.hidden = false;
   }
 

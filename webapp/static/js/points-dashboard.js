@@ -12,8 +12,6 @@
   var slug = root.getAttribute("data-slug");
   var owner = root.getAttribute("data-owner") === "true";
   var chan = "/api/channels/" + encodeURIComponent(slug);
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var data = JSON.parse(document.getElementById("points-data").textContent);
   var pageError = root.querySelector('[data-role="page-error"]');
   var queueEl = root.querySelector('[data-role="queue"]');
@@ -28,25 +26,10 @@
   var rewards = data.rewards || [];
   var pending = {};
 
-  function api(method, url, body) {
-    var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
-                 credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (d) {
-        return { ok: r.ok, status: r.status, data: d };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
+  var api = window.aethexApi.request;
 
   function showError(res) {
-    var text = res && res.data && res.data.error && res.data.error.message;
-    pageError.textContent = text || (res && res.status ? "The server answered " + res.status + "."
-                                                         : "The server could not be reached.");
+    pageError.textContent = window.aethexApi.errorText(res);
     pageError.hidden = false;
   }
 

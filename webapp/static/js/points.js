@@ -12,8 +12,6 @@
   if (!root) return;
   var slug = root.getAttribute("data-slug");
   var chan = "/api/channels/" + encodeURIComponent(slug);
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var loggedIn = root.getAttribute("data-user") === "true";
   var info = null;       // GET /api/channels/{slug}/points
   var prediction = null;
@@ -28,20 +26,8 @@
     return e;
   }
 
-  function api(method, url, body) {
-    var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
-                 credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (d) {
-        return { ok: r.ok, status: r.status, data: d };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
+  var api = window.aethexApi.request;
+  var errorText = window.aethexApi.errorText;
 
   // -- the bar, the panel and the prediction box (built once) --------------------------------
   var predictionBox = el("section", "prediction");
@@ -90,11 +76,6 @@
       info.balance = n;
       balanceEl.textContent = new Intl.NumberFormat().format(n);
     }
-  }
-
-  function errorText(res) {
-    return (res.data && res.data.error && res.data.error.message) ||
-      (res.status ? "The server answered " + res.status + "." : "The server could not be reached.");
   }
 
   function drawRewards() {

@@ -8,29 +8,10 @@
   if (!root) return;
 
   var CONFIRM_MS = 4000;
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = meta ? meta.getAttribute("content") : "";
   var announcer = document.getElementById("videos-announcer");
 
-  function api(method, url, body) {
-    var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store",
-                 credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (data) {
-        return { ok: r.ok, status: r.status, data: data };
-      });
-    }, function () { return { ok: false, status: 0, data: null }; });
-  }
-
-  function errorText(res) {
-    if (res.data && res.data.error && res.data.error.message) return res.data.error.message;
-    return res.status ? "The server answered " + res.status + "." : "The server could not be reached.";
-  }
+  var api = window.aethexApi.request;
+  var errorText = window.aethexApi.errorText;
 
   function announce(text) { if (announcer) announcer.textContent = text; }
 
