@@ -293,6 +293,7 @@ WEBAPP_FLOOR = frozenset(
         "answers",
         "viewer_keys",
         "chat_content",
+        "group_commit",
     }
 )
 WEBAPP_TOP = frozenset({"", "app", "fastpath"})
