@@ -21,9 +21,13 @@ showed up as seconds of "latency"). A real viewer parses on its own machine; her
 would only take CPU from the server under test. So a process parses a frame text the first
 time it sees it (cache keyed by the text, bounded) into a numpy array of the bench messages'
 send times, and each viewer then only does ``now = time.time()`` when ITS socket delivered the
-frame, adds the message count to its own counter and bins ``now - send_time`` for each message
-into the histogram. Latency is still per viewer per message, measured when that viewer's
-socket delivered it; lost is still per viewer (its count against the messages sent).
+frame, adds the message count to its own counter and records (frame id, now); after the run
+``now - send_time`` of each message of each delivery goes into the histogram. Latency is still
+per viewer per message, measured when that viewer's socket delivered it; lost is still per
+viewer (its count against the messages sent). The viewers' sockets are lean WebSockets
+(benchmarks/lib/ws_lean.py: a Protocol per socket, frames cut in ``data_received``) rather
+than aiohttp's client, whose reader task, queue and decoded text per delivery cost more CPU
+than the parsing did once it was shared.
 
 Printed: p50/p99 send-to-receive latency over all deliveries, messages lost (a viewer missing
 any message sent while it was connected), server CPU (% of one core) and RSS; then the server's
@@ -35,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections import OrderedDict
 from pathlib import Path
 
@@ -48,7 +54,7 @@ import numpy as np
 
 # Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.lib import ROOT, procstats
+from benchmarks.lib import ROOT, procstats, ws_lean
 from benchmarks.lib.live_server import LiveServer
 
 SLUG = "bench-0"
@@ -69,81 +75,114 @@ def raise_nofile() -> int:
 
 
 class FrameTimes:
-    """Send times of the bench messages in a frame text, parsed once per distinct text."""
+    """Send times of the bench messages in a frame payload, parsed once per distinct payload
+    (keyed by its text or bytes). A payload with bench messages gets an id (its index in
+    ``times``) that outlives the cache, so a delivery is recorded as an id and a time."""
 
     def __init__(self, size: int = 512) -> None:
         self.size = size  # 25 s of 50 ms ticks: every viewer of a process sees a frame within
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str | bytes, tuple[int, int]] = OrderedDict()
+        self.times: list[np.ndarray] = []  # id -> send times (seconds since the epoch)
         self.parsed = 0  # distinct frames parsed (a re-parse after eviction counts again)
 
-    def get(self, text: str) -> np.ndarray:
-        """Send times (seconds since the epoch) of the bench messages in ``text``."""
-        times = self._cache.get(text)
-        if times is None:
-            times = self._cache[text] = self._parse(text)
+    def get(self, payload: str | bytes) -> tuple[int, int]:
+        """(id or -1, number of bench messages) of the frame ``payload``."""
+        got = self._cache.get(payload)
+        if got is None:
+            got = self._cache[payload] = self._parse(payload)
             self.parsed += 1
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
-        return times
+        return got
 
-    def _parse(self, text: str) -> np.ndarray:
+    def _parse(self, payload: str | bytes) -> tuple[int, int]:
         out = []
-        for ev in json.loads(text):
+        for ev in json.loads(payload):
             if ev.get("type") != "chat:message":
                 continue
             parts = ev["content"].split(" ", 3)
             if len(parts) >= 3 and parts[0] == "bench":
                 out.append(float(parts[2]))
-        return np.array(out, dtype=np.float64)
+        if not out:
+            return -1, 0
+        self.times.append(np.array(out, dtype=np.float64))
+        return len(self.times) - 1, len(out)
+
+
+def chat_histogram(
+    times: list[np.ndarray], ids: array, at: array, chunk: int = 100_000
+) -> np.ndarray:
+    """Send-to-receive latencies in BIN_MS bins: for every delivery (frame ``ids[d]`` reached a
+    viewer's socket at ``at[d]``) and every bench message in that frame (send times
+    ``times[ids[d]]``), ``at[d] - send time``, clipped into the histogram's range."""
+    hist = np.zeros(MAX_BINS, dtype=np.int64)
+    if not len(ids):
+        return hist
+    per_ms = 1000 / BIN_MS
+    lens = np.array([len(t) for t in times], dtype=np.int64)
+    starts = np.cumsum(lens) - lens
+    flat = np.concatenate(times)
+    all_ids = np.frombuffer(ids, dtype=np.int64)
+    all_at = np.frombuffer(at, dtype=np.float64)
+    for k in range(0, len(all_ids), chunk):
+        fid, now = all_ids[k : k + chunk], all_at[k : k + chunk]
+        counts = lens[fid]
+        ends = np.cumsum(counts)
+        within = np.arange(ends[-1]) - np.repeat(ends - counts, counts)
+        sent = flat[np.repeat(starts[fid], counts) + within]
+        bins = ((np.repeat(now, counts) - sent) * per_ms).astype(np.int64)
+        np.clip(bins, 0, MAX_BINS - 1, out=bins)
+        hist += np.bincount(bins, minlength=MAX_BINS)
+    return hist
 
 
 async def _viewers(args: argparse.Namespace) -> dict:
-    import aiohttp
-
-    hist = np.zeros(MAX_BINS, dtype=np.int64)
+    """A client process's viewers, each a lean WebSocket (benchmarks/lib/ws_lean.py): a frame
+    is handled in its socket's ``data_received`` (no task, no queue, no decoding per socket),
+    recorded as (frame id, arrival time) and binned after the run."""
     got = [0] * args.count
     frames = FrameTimes()
-    started = asyncio.Event()
-    stop_at = [float("inf")]
+    ids = array("q")  # per delivery with bench messages: the frame's id...
+    at = array("d")  # ...and when THIS viewer's socket delivered it
+    measuring = [False, False]  # started ("go"), stopped ("stop")
+    closed_early: list[int] = []
     url = f"{args.base}/ws/chat/{SLUG}"
-    conn = aiohttp.TCPConnector(limit=0)
-    per_ms = 1000 / BIN_MS
-    async with aiohttp.ClientSession(connector=conn) as http:
 
-        async def viewer(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-            await started.wait()
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                now = time.time()  # when THIS viewer's socket delivered the frame
-                times = frames.get(msg.data)
-                n = len(times)
-                if n:
-                    got[i] += n
-                    bins = ((now - times) * per_ms).astype(np.int64)
-                    np.clip(bins, 0, MAX_BINS - 1, out=bins)
-                    np.add.at(hist, bins, 1)
-                if now > stop_at[0]:
-                    break
+    def on_message(i: int, op: int, payload: bytes) -> None:
+        if op != ws_lean.TEXT or not measuring[0] or measuring[1]:
+            return
+        now = time.time()
+        fid, n = frames.get(payload)
+        if n:
+            got[i] += n
+            ids.append(fid)
+            at.append(now)
 
-        sockets = []
-        for _ in range(args.count):
-            sockets.append(await http.ws_connect(url, max_msg_size=0, heartbeat=None))
-        print(json.dumps({"ready": len(sockets)}), flush=True)
-        tasks = [asyncio.create_task(viewer(i, ws)) for i, ws in enumerate(sockets)]
-        # Each socket first gets its history frame; the measurement starts from "go".
-        line = await asyncio.to_thread(sys.stdin.readline)
-        assert line.strip() == "go", line
-        started.set()
-        line = await asyncio.to_thread(sys.stdin.readline)  # "stop": senders done + drain
-        stop_at[0] = time.time()
-        for ws in sockets:
-            await ws.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def on_closed(fut: asyncio.Future[int]) -> None:
+        if not measuring[1]:  # the server hung up on a viewer during the run
+            closed_early.append(fut.result())
+
+    sockets = []
+    for i in range(args.count):
+        sock = await ws_lean.connect(url, on_message=functools.partial(on_message, i))
+        sock.closed.add_done_callback(on_closed)
+        sockets.append(sock)
+    print(json.dumps({"ready": len(sockets)}), flush=True)
+    # Each socket first gets its history frame; the measurement starts from "go".
+    line = await asyncio.to_thread(sys.stdin.readline)
+    assert line.strip() == "go", line
+    measuring[0] = True
+    await asyncio.to_thread(sys.stdin.readline)  # "stop": senders done + drain
+    measuring[1] = True
+    await asyncio.gather(*(s.close() for s in sockets))
+    hist = chat_histogram(frames.times, ids, at)
     nz = {int(b): int(hist[b]) for b in np.flatnonzero(hist)}
-    return {"received": got, "hist": nz, "frames_parsed": frames.parsed}
+    return {
+        "received": got,
+        "hist": nz,
+        "frames_parsed": frames.parsed,
+        "closed_early": closed_early,
+    }
 
 
 async def _senders(args: argparse.Namespace) -> dict:
@@ -172,7 +211,7 @@ async def _senders(args: argparse.Namespace) -> dict:
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         continue
-                    received[k] += len(frames.get(msg.data))
+                    received[k] += frames.get(msg.data)[1]
                     if '"chat:error"' in msg.data:
                         for ev in json.loads(msg.data):
                             if ev.get("type") == "chat:error":
@@ -368,6 +407,7 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
     )
     contention = procstats.Contention(pid)
     cpu0, t0 = procstats.cpu_seconds(pid), time.monotonic()
+    clients0 = sum(procstats.cpu_seconds(w.proc.pid) for w in viewers)
     peak_rss = 0.0
     for w in viewers:
         w.tell("go")
@@ -376,7 +416,9 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
         time.sleep(0.5)
         peak_rss = max(peak_rss, procstats.rss_mib(pid))
     sent = senders.read(args.seconds + 120)["result"]
-    cpu = (procstats.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    cpu = (procstats.cpu_seconds(pid) - cpu0) / wall
+    clients_cpu = (sum(procstats.cpu_seconds(w.proc.pid) for w in viewers) - clients0) / wall
     machine = contention.stop()
     time.sleep(2.0)  # drain: the last ticks reach every viewer
     for w in viewers:
@@ -384,10 +426,12 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
     hist: dict[int, int] = {}
     received: list[int] = []
     parsed = 0
+    closed_early: list[int] = []
     for w in viewers:
         res = w.read()["result"]
         received += res["received"]
         parsed += res["frames_parsed"]
+        closed_early += res["closed_early"]
         for b, n in res["hist"].items():
             hist[int(b)] = hist.get(int(b), 0) + n
         w.proc.wait(30)
@@ -402,7 +446,12 @@ def run(server: LiveServer, pid: int, args: argparse.Namespace, tokens: list[str
         f"{sent['error_codes'] or ''}"
     )
     print(f"deliveries {deliveries} (expected {expected * len(received)}); lost {lost}")
-    print(f"client side: {parsed} distinct frames parsed in {len(viewers)} viewer processes")
+    print(
+        f"client side: {parsed} distinct frames parsed in {len(viewers)} viewer processes, "
+        f"which used {clients_cpu * 100:.0f}% of one core in all"
+    )
+    if closed_early:
+        print(f"viewers closed by the server during the run: {len(closed_early)} {closed_early}")
     print(f"send-to-receive latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"server CPU {cpu * 100:.0f}% of one core; RSS peak {peak_rss:.0f} MiB")
     print(f"machine: {machine}")

@@ -23,6 +23,7 @@ Modules, each small and named for what it does:
 - ``discovery_seed``: a platform's worth of rows (users, channels, follows, past broadcasts).
 - ``seeded_live``: ``aethex serve`` with a seed's channels made live inside it.
 - ``discovery_fanout``: a real go-live with 100,000 followers: fan-out and first playlist.
+- ``ws_lean``: a lean WebSocket client (a Protocol per socket) for rooms of many viewers.
 
 Scripts run as ``python benchmarks/NAME.py`` put the repository root on ``sys.path`` before
 importing this package.
