@@ -307,7 +307,12 @@ async def test_sighup_reloads_the_certificate(settings_env, tmp_path) -> None:
                 return await asyncio.to_thread(served_fingerprint, tls_port) == second
 
             await until(renewed, 30, "the renewed certificate on new connections")
-            assert "RTMPS certificate replaced" in proc.log()
+
+            # The log line reaches us through a pipe and a reader thread: wait for it too.
+            async def logged() -> bool:
+                return "RTMPS certificate replaced" in proc.log()
+
+            await until(logged, 30, "the replacement in the log")
             assert await asyncio.to_thread(rtmp_handshake_over, old) == b"\x03"
         finally:
             old.close()
