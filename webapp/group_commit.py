@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +25,7 @@ R = TypeVar("R")  # a row to store
 A = TypeVar("A")  # its answer (a new id, a vote's outcome...)
 
 
-class GroupCommit(Generic[R, A]):
+class GroupCommit(ABC, Generic[R, A]):
     """One transaction per batch of the rows submitted; ``start()`` runs it, ``stop()`` ends it.
 
     A subclass writes a batch (``insert``: one answer per row, in order, without committing)
@@ -43,14 +44,17 @@ class GroupCommit(Generic[R, A]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     async def insert(self, session: AsyncSession, rows: list[R]) -> list[A]:
-        raise NotImplementedError
+        """Supplied by each writer (see the class docstring)."""
 
+    @abstractmethod
     def failed(self, exc: Exception) -> Exception:
-        raise NotImplementedError
+        """Supplied by each writer (see the class docstring)."""
 
+    @abstractmethod
     def stopped(self) -> Exception:
-        raise NotImplementedError
+        """Supplied by each writer (see the class docstring)."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
