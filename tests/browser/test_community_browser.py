@@ -43,7 +43,10 @@ async def _ready(page) -> None:
 
 
 async def test_community_pages_live_and_unread(browser, settings_env) -> None:  # noqa: F811
-    async with running_server(settings_env) as server:
+    # alice posts four messages in a few seconds: the default rate limit (3 per 2 s) would
+    # refuse the fourth on a fast machine and let it through on a slow one
+    env = {**settings_env, "AETHEX_CHAT__RATE_LIMIT_MESSAGES": "50"}
+    async with running_server(env) as server:
         base = f"http://127.0.0.1:{server.http_port}"
         _, owner_id, owner_token = await make_chat_channel(server, "streamer", SLUG)
 
@@ -123,6 +126,8 @@ async def test_community_pages_live_and_unread(browser, settings_env) -> None:  
         await _ready(alice)
         await alice.fill("#community-input", "a clip for you")
         await alice.press("#community-input", "Enter")
+        # stored: alice's own page shows it (a refusal shows an error instead)
+        await alice.locator(".chat-message", has_text="a clip for you").wait_for()
         marker = bob.locator("#community-topic-list li[data-topic='clips'] [data-role='unread']")
         await marker.wait_for(state="visible")
         assert await marker.text_content() == "1"
