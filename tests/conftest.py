@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from db_template import migrate
 from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
 from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server)
 from seaweed import seaweed  # noqa: F401  (fixture: a real SeaweedFS S3 store with a bucket)
 
 from mediaserver.settings import load_settings
-from storage import Database, upgrade
+from storage import Database
 
 if TYPE_CHECKING:
     from mediaserver.app import Server
@@ -43,7 +44,7 @@ async def db_on_both(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         url = f"sqlite+aiosqlite:///{tmp_path / 'aethex.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    upgrade(url)
+    migrate(url)
     database = Database(url)
     await database.connect()
     try:
@@ -73,11 +74,10 @@ def settings_env(tmp_path: Path) -> dict[str, str]:
 async def running_server(env: dict[str, str]) -> AsyncIterator[Server]:
     """An in-process server (migrated database, free ports) for the duration of the block."""
     from mediaserver.app import Server
-    from storage import upgrade
 
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     settings = load_settings(None, env=env)
-    await asyncio.to_thread(upgrade, settings.effective_database_url)
+    await asyncio.to_thread(migrate, settings.effective_database_url)
     srv = Server(settings)
     await srv.start()
     try:
