@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from db_template import migrate
-from pg import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL)
+from pg import (  # noqa: F401  (fixtures: a real PostgreSQL)
+    postgres_head_url,
+    postgres_server,
+    postgres_url,
+)
 from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server)
 from seaweed import seaweed  # noqa: F401  (fixture: a real SeaweedFS S3 store with a bucket)
 
@@ -43,7 +47,7 @@ async def db_on_both(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'aethex.db'}"
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("postgres_head_url")
     migrate(url)
     database = Database(url)
     await database.connect()

@@ -63,6 +63,7 @@ class PostgresServer:
         self.log_file = self.root / "postgres.log"
         self.as_root = os.geteuid() == 0
         self.started = False
+        self.head_template = False  # HEAD_TEMPLATE made (postgres_head_url)
 
     def _cmd(self, *args: str) -> list[str]:
         if not self.as_root:
@@ -169,13 +170,11 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A URL to a fresh, empty database on the shared test server."""
-    import uuid
+HEAD_TEMPLATE = "t_migrated_head"
 
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = [
+
+def _admin(postgres_server: PostgresServer) -> list[str]:
+    return [
         str(postgres_server.bin_dir / "psql"),
         "-h",
         "127.0.0.1",
@@ -190,10 +189,46 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
         "-q",
         "-c",
     ]
-    subprocess.run(
-        [*admin, f'CREATE DATABASE "{name}"'], check=True, capture_output=True, timeout=60
-    )
-    yield f"postgresql+asyncpg://{OS_USER}@127.0.0.1:{postgres_server.port}/{name}"
+
+
+def _url(postgres_server: PostgresServer, name: str) -> str:
+    return f"postgresql+asyncpg://{OS_USER}@127.0.0.1:{postgres_server.port}/{name}"
+
+
+def _fresh_database(postgres_server: PostgresServer, template: str | None) -> Iterator[str]:
+    import uuid
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = _admin(postgres_server)
+    create = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    subprocess.run([*admin, create], check=True, capture_output=True, timeout=60)
+    yield _url(postgres_server, name)
     subprocess.run(
         [*admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True, timeout=60
     )
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A URL to a fresh, empty database on the shared test server."""
+    yield from _fresh_database(postgres_server, None)
+
+
+@pytest.fixture
+def postgres_head_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database already at the migrations' head: a copy of one migrated once per
+    server (``CREATE DATABASE ... TEMPLATE``), for tests of what the schema holds rather than
+    of the migrations (running them all took a second or two per test)."""
+    if not postgres_server.head_template:
+        from storage import upgrade
+
+        admin = _admin(postgres_server)
+        subprocess.run(
+            [*admin, f'CREATE DATABASE "{HEAD_TEMPLATE}"'],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        upgrade(_url(postgres_server, HEAD_TEMPLATE))  # its engine is gone when this returns
+        postgres_server.head_template = True
+    yield from _fresh_database(postgres_server, HEAD_TEMPLATE)

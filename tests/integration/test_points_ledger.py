@@ -21,9 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage import Database, queries, upgrade
+from storage import Database, queries
 from storage import points as store
 from storage.errors import ConflictError
+from tests.db_template import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +36,8 @@ def url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         db_url = f"sqlite+aiosqlite:///{tmp_path / 'points.db'}"
     else:
-        db_url = request.getfixturevalue("postgres_url")
-    upgrade(db_url)
+        db_url = request.getfixturevalue("postgres_head_url")
+    migrate(db_url)
     yield db_url
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import Database, ReportStatus, queries, upgrade
+from storage import Database, ReportStatus, queries
 from storage import channels as channel_queries
 from storage import chat as chat_store
 from storage import reports as report_store
 from storage.accounts import display_name
 from storage.errors import NotFoundError, ValidationError
 from storage.models import Channel, Profile, StreamStatus, User
+from tests.db_template import migrate
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -24,7 +25,7 @@ T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'aethex.db'}"
-    upgrade(url)
+    migrate(url)
     database = Database(url)
     await database.connect()
     try:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import Database, queries, upgrade
+from storage import Database, queries
 from storage.errors import ConflictError, NotFoundError, ValidationError
 from storage.models import ApiToken, Channel, Profile, Stream, StreamStatus, User
 from storage.passwords import (
@@ -21,6 +21,7 @@ from storage.passwords import (
     needs_rehash,
     verify_password,
 )
+from tests.db_template import migrate
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -28,7 +29,7 @@ T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'aethex.db'}"
-    upgrade(url)
+    migrate(url)
     database = Database(url)
     await database.connect()
     try:
