@@ -107,6 +107,11 @@ class Node:
     def rtmp_port(self) -> int:
         return self.process.rtmp_port
 
+    @property
+    def data_dir(self) -> Path:
+        """Its data dir (``AETHEX_DATA_DIR``): what a disk loss takes away."""
+        return Path(self.process.env["AETHEX_DATA_DIR"])
+
 
 @dataclass
 class Cluster:
