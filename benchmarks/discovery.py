@@ -92,6 +92,11 @@ class Samples:
     untimed: int = 0  # answers without a Server-Timing header
 
 
+# Settings the run gives the server on top of server_env's (--set section.key=value): A/B runs
+# of one setting on the same seed and machine.
+EXTRA_ENV: dict[str, str] = {}
+
+
 def server_env(workdir: Path, url: str, transcode: bool) -> dict[str, str]:
     return {
         "AETHEX_DATA_DIR": str(workdir / "data"),
@@ -103,6 +108,7 @@ def server_env(workdir: Path, url: str, transcode: bool) -> dict[str, str]:
         # Every client is on 127.0.0.1, as behind a reverse proxy: the per-address caps are off.
         "AETHEX_HTTP__MAX_CONNECTIONS_PER_ADDRESS": "0",
         "AETHEX_RTMP__MAX_CONNECTIONS_PER_ADDRESS": "0",
+        **EXTRA_ENV,
     }
 
 
@@ -453,7 +459,20 @@ def main() -> None:
         "--alone", type=float, default=None, help="seconds of one client alone after the load"
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the load")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a server setting for this run (repeatable), e.g. analytics.sample_interval=60",
+    )
     args = ap.parse_args()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (sep and dot and section and name):
+            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        EXTRA_ENV[f"AETHEX_{section.upper()}__{name.upper()}"] = value
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 30.0
     if args.alone is None:
