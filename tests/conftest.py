@@ -87,7 +87,34 @@ async def running_server(env: dict[str, str]) -> AsyncIterator[Server]:
     try:
         yield srv
     finally:
-        await srv.stop()
+        await stop_server(srv)
+
+
+# A stop that takes longer than this is a hang (one was seen once, under heavy load, and not
+# again): fail with every task's stack instead of waiting for CI's own timeout.
+STOP_BOUND = 180.0
+
+
+async def stop_server(srv: Server) -> None:
+    """``srv.stop()``, bounded: past ``STOP_BOUND`` the tasks' stacks go to stderr and the
+    test fails there."""
+    stopping = asyncio.ensure_future(srv.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_BOUND)
+    if stopping in done:
+        stopping.result()
+        return
+    import io
+    import sys
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    print(
+        f"--- Server.stop() still running after {STOP_BOUND:.0f} s ---\n{out.getvalue()}",
+        file=sys.stderr,
+    )
+    stopping.cancel()
+    raise AssertionError(f"Server.stop() hung for {STOP_BOUND:.0f} s (task stacks on stderr)")
 
 
 @pytest.fixture

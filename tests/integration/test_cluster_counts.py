@@ -27,7 +27,7 @@ from mediaserver.cluster.redis import SOCKET_TIMEOUT
 from storage import queries
 from storage.models import Stream
 from tests.chat_support import ChatClient, auth, base_url, join, make_chat_channel, make_user
-from tests.conftest import running_server
+from tests.conftest import running_server, stop_server
 from tests.integration.test_viewer_counting import synthetic_edge
 from tests.redis_server import RedisServer
 from tests.serve_process import serve_process
@@ -142,7 +142,7 @@ async def test_viewers_on_two_nodes_are_summed_and_a_dead_node_drops_out(envs) -
             # out of the total once its entry expires.
             await chat_b.ws.close()
             started = time.monotonic()
-            await b.stop()
+            await stop_server(b)
             await until("B's players leave the total", lambda: _is(live.viewers, 3), GONE_WITHIN)
             assert time.monotonic() - started >= TTL - 2 * UPDATE - 0.5  # not dropped early
             await chat_a.next("stream:viewers", timeout=GONE_WITHIN, viewers=3)
