@@ -409,8 +409,8 @@ class PollSettings:
 class ReactionSettings:
     # Live reactions over the player (issue 16): the emojis viewers may tap, space-separated.
     emojis: str = "\U0001f44d \u2764\ufe0f \U0001f602 \U0001f62e \U0001f389 \U0001f525"
-    # Seconds between a room's bursts: taps are counted per emoji and published once per tick
-    # (half the chat tick: a tap waits for both ticks, see config/default.toml).
+    # Least seconds between a room's bursts: taps are counted per emoji and published at most
+    # once per tick, just before the room's next chat frame (see config/default.toml).
     tick: float = 0.025
     # Taps a viewer may send per window seconds (per process); more are dropped silently.
     rate_limit: int = 10

@@ -190,6 +190,18 @@ class Room:
         self._wake.set()  # let the loop notice an empty room
         return last
 
+    def flush_at(self, earliest: float) -> float | None:
+        """The loop time of the first broadcast at or after ``earliest`` while the room is
+        busy (its next one is already waiting on the tick), None when an event now would go
+        out at once. Producers that batch on their own timer (reactions) publish just before
+        it, so their batch rides that broadcast instead of waiting for the one after."""
+        at = self._last_flush + self.tick
+        if self.closed or at <= asyncio.get_running_loop().time():
+            return None
+        while at < earliest:
+            at += self.tick
+        return at
+
     def viewer_list(self) -> list[dict[str, Any]]:
         return sorted(self.presence.values(), key=lambda u: u["username"])
 

@@ -297,6 +297,12 @@ class ChatService:
         room.add(client)
         return room
 
+    def flush_at(self, slug: str, earliest: float) -> float | None:
+        """When this process's room of ``slug`` broadcasts next at or after ``earliest``
+        (loop time), or None if it has no room or would broadcast at once (Room.flush_at)."""
+        room = self.rooms.get(slug)
+        return None if room is None else room.flush_at(earliest)
+
     def _room_empty(self, room: Room) -> None:
         if self.rooms.get(room.slug) is room:
             del self.rooms[room.slug]
