@@ -142,6 +142,9 @@ class Cluster:
     stream_key: str = ""
     api_token: str = ""
     boot_seconds: float = 0.0
+    # Seconds each part of the boot took (engines, database, nodes, fronts): where a slow boot
+    # went.
+    phases: dict[str, float] = field(default_factory=dict)
 
     # -- the engines ------------------------------------------------------------------------
 
@@ -273,17 +276,28 @@ class Cluster:
 
     def start(self, timeout: float = 60.0) -> float:
         """Everything up; returns (and keeps in ``boot_seconds``) how long it took."""
-        started = time.monotonic()
+        started = last = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
+
+        def done(phase: str) -> None:
+            nonlocal last
+            now = time.monotonic()
+            self.phases[phase] = round(now - last, 1)
+            last = now
+
         try:
             self._engines()
+            done("engines")
             self._prepare_database()
+            done("database")
             self.origins = [self._start_node(f"origin-{i}", "origin") for i in (1, 2)]
             self.web = self._start_node("web-1", "web")
             self._wait_nodes(timeout)
+            done("nodes")
             self._start_haproxy(timeout)
             self.varnish = VarnishServer(self.web.process.http_port, self.directory / "varnish")
             self.varnish.start()
+            done("fronts")
         except BaseException:
             self.stop()
             raise
