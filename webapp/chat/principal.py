@@ -22,8 +22,9 @@ in the channel's chat state, which every change reloads on every process (``_sta
 
 from __future__ import annotations
 
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Credential kinds: how the socket's upgrade request authenticated.
 SESSION = "session"
@@ -50,6 +51,12 @@ class Principal:
     checked: float  # time.monotonic() of the last check against the database
     ended: str | None = None  # a key of ENDED_REASONS once the socket may no longer act
     generation: int = 0  # bumped by each check, so an older answer never overwrites a newer
+    # This socket's share of the re-check interval, fixed per socket in [0.5, 1): sockets that
+    # joined together (a room's viewers after a raid or a restart) would otherwise all go stale
+    # at the same moment, and their next frames (a thousand taps a second in a big room) would
+    # all wait on one batch of a thousand credential reads. Spread over half the interval, each
+    # wait is a few reads. Never later than the interval: only earlier.
+    spread: float = field(default_factory=lambda: random.uniform(0.5, 1.0))
 
     def stale(self, interval: float, now: float | None = None) -> bool:
-        return (time.monotonic() if now is None else now) - self.checked >= interval
+        return (time.monotonic() if now is None else now) - self.checked >= interval * self.spread
