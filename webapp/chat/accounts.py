@@ -47,8 +47,9 @@ class SocketAccounts:
         self._draining = False
 
     async def recheck(self, clients: Iterable[Client]) -> None:
-        """Re-read the account and credential behind these sockets (one query per distinct
-        credential) and apply the answer: a new admin flag, or the end of the socket."""
+        """Re-read the account and credential behind these sockets (a few queries for all
+        their distinct credentials) and apply the answer: a new admin flag, or the end of
+        the socket."""
         groups: dict[tuple[int, str, str], list[tuple[Client, Principal, int]]] = {}
         for client in clients:
             p = client.principal
@@ -61,14 +62,15 @@ class SocketAccounts:
         mono = time.monotonic()
         now = datetime.now(UTC)
         async with self.db.session() as session:
-            for (uid, kind, token_hash), members in groups.items():
-                standing = await chat_store.credential_standing(session, uid, kind, token_hash, now)
-                for client, p, generation in members:
-                    if p.generation != generation or p.ended is not None:
-                        continue  # a newer check is under way; its answer wins
-                    p.is_admin, p.checked = standing.is_admin, mono
-                    if standing.ended is not None:
-                        self.end_socket(client, standing.ended)
+            standings = await chat_store.credential_standings(session, groups, now)
+        for credential, members in groups.items():
+            standing = standings[credential]
+            for client, p, generation in members:
+                if p.generation != generation or p.ended is not None:
+                    continue  # a newer check is under way; its answer wins
+                p.is_admin, p.checked = standing.is_admin, mono
+                if standing.ended is not None:
+                    self.end_socket(client, standing.ended)
 
     async def current(self, client: Client) -> Principal | None:
         """The socket's principal, re-checked first if its last check is older than
