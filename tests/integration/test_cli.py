@@ -5,8 +5,6 @@ process per command spent a second on imports each, and this file runs some sixt
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sqlite3
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.lib.cli_inprocess import run_cli
 from storage.db import head_revision
 from storage.passwords import is_usable_password_hash, verify_password
 
@@ -51,25 +50,8 @@ def aethex(
             cwd=REPO,
             env=full,
         )
-    from mediaserver.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    saved_stdin = sys.stdin
-    os.environ.clear()
-    os.environ.update(full)
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                status = main(list(args))
-            except SystemExit as exc:  # argparse's and _fail's way out, as the process's
-                status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    finally:
-        sys.stdin = saved_stdin
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+    status, out, err = run_cli(full, args, stdin)
+    return subprocess.CompletedProcess(list(args), status, out, err)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
