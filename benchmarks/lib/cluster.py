@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -42,9 +40,9 @@ if __package__ in (None, ""):  # run as a file: the repository root first on the
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.lib import ROOT
+from benchmarks.lib.cli_inprocess import run_cli
 from benchmarks.lib.server import ServerProcess, free_port, wait_port
 from benchmarks.lib.varnish import VarnishServer
-from mediaserver.cli import main as aethex_main
 from tests.cluster_nodes import SECRET_FILE, shared_secret
 from tests.haproxy_server import HaproxyProcess, Ports, render_config
 from tests.pg import PostgresServer, find_pg_bin
@@ -60,27 +58,12 @@ PASSWORD = "demo-password-123"
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    """``aethex ARGS`` in this process: its ``main(argv)`` with the environment, standard input
-    and outputs a process would have (a process per command spent seconds importing the app,
-    four times per boot). Its standard output."""
-    out, err = io.StringIO(), io.StringIO()
-    saved, saved_stdin = dict(os.environ), sys.stdin
-    os.environ.clear()
-    os.environ.update(env)
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                status = aethex_main(list(args))
-            except SystemExit as exc:  # argparse's and the CLI's way out, as the process's
-                status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    finally:
-        sys.stdin = saved_stdin
-        os.environ.clear()
-        os.environ.update(saved)
+    """``aethex ARGS`` in this process (``benchmarks/lib/cli_inprocess.py``: a process per
+    command spent seconds importing the app, four times per boot); its standard output."""
+    status, out, err = run_cli(env, args, stdin)
     if status != 0:
-        raise RuntimeError(f"aethex {' '.join(args)}: {err.getvalue()[-2000:]}")
-    return out.getvalue()
+        raise RuntimeError(f"aethex {' '.join(args)}: {err[-2000:]}")
+    return out
 
 
 def healthz(base: str) -> dict[str, Any] | None:
