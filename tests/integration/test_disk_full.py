@@ -85,6 +85,9 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
         "AETHEX_RTMP__IDLE_TIMEOUT": "20",
         "AETHEX_HLS__SEGMENT_DURATION": "1",
         "AETHEX_HLS__RECONNECT_GRACE": "0",
+        # the analytics sampler writes the live stream's sample every 0.5 s: it meets the
+        # full disk too, and must say so in one line
+        "AETHEX_ANALYTICS__SAMPLE_INTERVAL": "0.5",
         "AETHEX_LOG__LEVEL": "warning",
     }
     data_dir = tmp_path / "data"
@@ -138,6 +141,11 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
             async with anon.get(urljoin(url, newest.uri)) as r:
                 assert r.status == 200 and len(await r.read()) > 0
 
+            # The sampler's write failed too (it comes every 0.5 s): one warning line.
+            deadline = asyncio.get_running_loop().time() + 60
+            while "analytics: no room on disk" not in server.log():
+                assert asyncio.get_running_loop().time() < deadline, server.log()
+                await asyncio.sleep(0.1)
             set_file_size_limit(server, resource.RLIM_INFINITY)  # room again
             status, body = await upload(anon, base, token)
             assert status == 200, body
@@ -152,5 +160,6 @@ async def test_full_disk_keeps_api_and_live_hls_answering(tmp_path: Path) -> Non
     # The recording writer says once that the disk is full, not a traceback per segment, and
     # leaves no half-written file behind.
     assert "Traceback" not in log, log
+    assert log.count("analytics: no room on disk") == 1, log
     assert log.count("the disk is full") == 1, log
     assert not list((data_dir / "streams").rglob("*.tmp"))

@@ -34,6 +34,7 @@ from mediaserver.live import LiveRegistry
 from mediaserver.settings import AnalyticsSettings
 from storage import Database
 from storage import analytics as queries
+from storage.errors import out_of_room
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +192,12 @@ class AnalyticsService:
         next_flush = next_rollup = time.monotonic()
         next_flush += s.watch_flush_interval
         tick = 0
+        no_room = False  # the last tick failed for want of room on disk (logged once)
         while True:
             await asyncio.sleep(s.sample_interval / SLICES)
             part, tick = tick % SLICES, tick + 1
             try:
-                await self.sample(part, SLICES)
+                written = await self.sample(part, SLICES)
                 mono = time.monotonic()
                 if mono >= next_rollup:
                     next_rollup = mono + s.rollup_interval
@@ -204,5 +206,13 @@ class AnalyticsService:
                 elif mono >= next_flush:
                     next_flush = mono + s.watch_flush_interval
                     await self.flush_watch()
-            except Exception:
-                log.exception("analytics sampling failed")
+            except Exception as exc:
+                # A full disk is the server's condition, not a bug: one line when it starts,
+                # not a traceback every tick (the samples of those ticks are skipped).
+                if not out_of_room(exc):
+                    log.exception("analytics sampling failed")
+                elif not no_room:
+                    log.warning("analytics: no room on disk, samples are skipped: %s", exc)
+                no_room = out_of_room(exc)
+            else:
+                no_room = no_room and not written
