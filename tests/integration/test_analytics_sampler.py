@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -150,40 +149,3 @@ async def test_the_sampler_records_a_published_stream(settings_env: dict[str, st
                 )
             )
         assert hours == summary.live_seconds > 0
-
-
-async def test_the_streams_are_sampled_in_parts_each_once_per_round(
-    settings_env: dict[str, str],
-) -> None:
-    """A round of the sampler's parts (stream id modulo the parts) samples every live stream
-    exactly once, and a part only its own streams: a thousand live streams are written a
-    part at a time, never all in one batch."""
-    from storage import queries
-    from webapp.analytics import ANALYTICS_KEY
-
-    env = {**settings_env, "AETHEX_ANALYTICS__SAMPLE_INTERVAL": "3600"}  # only ours sample
-    async with running_server(env) as server:
-        stream_ids = []
-        for n in range(7):
-            channel_id, _ = await make_channel(server, f"part-{n}", f"parter{n}")
-            async with server.db.session() as db:
-                row = await queries.start_stream(db, channel_id, datetime.now(UTC))
-                await db.commit()
-            server.registry.start(
-                channel_id=channel_id, slug=f"part-{n}", stream_id=row.id, started_at=row.started_at
-            )
-            stream_ids.append(row.id)
-        sampler = server._runner.app[ANALYTICS_KEY]
-
-        async def sampled() -> list[int]:
-            async with server.db.session() as s:
-                return list((await s.execute(select(AnalyticsSample.stream_id))).scalars())
-
-        parts = 3
-        for part in range(parts):
-            before = await sampled()
-            written = await sampler.sample(part, parts)
-            new = sorted(set(await sampled()) - set(before))
-            assert new == sorted(i for i in stream_ids if i % parts == part)
-            assert written == len(new)
-        assert sorted(await sampled()) == sorted(stream_ids)  # each once in the round

@@ -7,12 +7,6 @@ session's player polls (``LiveStream.audience``): the sampler reads those from m
 sample costs no HTTP work. Chat messages, chatters and follows since the previous sample are
 two indexed queries for all live streams at once (``storage.analytics.window_activity``).
 
-The streams are sampled in ``SLICES`` parts by stream id, one part every
-``sample_interval / SLICES`` seconds: each stream is still sampled once per interval, but a
-server with a thousand live streams writes a hundred samples ten times per interval instead of
-a thousand at once (one such batch held the event loop long enough to show in every route's
-p99: benchmarks/discovery.py).
-
 Each counted session is credited the sample's seconds in memory and written every
 ``analytics.watch_flush_interval`` (added on, so a crash loses at most that much); the
 rollup (``analytics.rollup_interval``) then recomputes the channels' hours and days touched
@@ -38,9 +32,6 @@ from storage.errors import out_of_room
 
 log = logging.getLogger(__name__)
 
-# Parts the live streams are sampled in, one part per sample_interval / SLICES.
-SLICES = 10
-
 
 def viewer_key(session: str | bytes) -> str:
     """What is stored of a playback session: a short hash (the HLS layer's keys are session
@@ -63,24 +54,21 @@ class AnalyticsService:
         self.clock = clock
         # stream id -> epoch second of its previous sample
         self._last: dict[int, int] = {}
-        # (part, parts) -> clock of that part's previous sample
-        self._previous_tick: dict[tuple[int, int], float] = {}
+        self._previous_tick: float | None = None
         # (stream id, viewer key, rendition) -> [first at, last at, seconds not yet written]
         self._watch: dict[tuple[int, str, str], list[int]] = {}
         self._rolled_until: int | None = None
         self.samples_written = 0
 
-    async def sample(self, part: int = 0, parts: int = 1) -> int:
-        """Sample the live streams whose id is ``part`` modulo ``parts`` (all by default) now;
-        how many samples were written."""
+    async def sample(self) -> int:
+        """Sample every live stream now; how many samples were written."""
         now = self.clock()
         at = int(now)
-        previous_tick = self._previous_tick.get((part, parts))
-        since = previous_tick if previous_tick is not None else now - self._interval
-        self._previous_tick[(part, parts)] = now
-        live = [s for s in self.registry if not s.ended and s.stream_id % parts == part]
+        since = self._previous_tick if self._previous_tick is not None else now - self._interval
+        self._previous_tick = now
+        live = [s for s in self.registry if not s.ended]
         streams = {s.stream_id: s.channel_id for s in live}
-        for gone in [sid for sid in self._last if sid % parts == part and sid not in streams]:
+        for gone in set(self._last) - set(streams):
             del self._last[gone]
         rows = []
         for stream in live:
@@ -191,13 +179,11 @@ class AnalyticsService:
         s = self.settings
         next_flush = next_rollup = time.monotonic()
         next_flush += s.watch_flush_interval
-        tick = 0
         no_room = False  # the last tick failed for want of room on disk (logged once)
         while True:
-            await asyncio.sleep(s.sample_interval / SLICES)
-            part, tick = tick % SLICES, tick + 1
+            await asyncio.sleep(s.sample_interval)
             try:
-                written = await self.sample(part, SLICES)
+                written = await self.sample()
                 mono = time.monotonic()
                 if mono >= next_rollup:
                     next_rollup = mono + s.rollup_interval
