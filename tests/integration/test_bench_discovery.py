@@ -30,16 +30,7 @@ ROW = re.compile(
 def run_bench(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AETHEX_")}
     out = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/discovery.py",
-            "--quick",
-            "--seconds",
-            "1",
-            "--alone",
-            "0.5",
-            *args,
-        ],
+        [sys.executable, "benchmarks/discovery.py", "--quick", "--seconds", "2", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
