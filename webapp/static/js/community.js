@@ -292,5 +292,11 @@
       root.setAttribute("data-loaded", "true");
     });
   }
-  connect();
+  // The scripts that extend the room (emotes, polls, reactions...) are deferred after this one
+  // and register their listeners when they run: connect once they all have (DOMContentLoaded
+  // comes after every deferred script), or a first frame that arrived in between (a script
+  // still downloading) reached no listener, and a history rendered before the emote map came
+  // stayed text.
+  if (document.readyState === "complete") connect();
+  else document.addEventListener("DOMContentLoaded", connect, {once: true});
 })();
