@@ -65,6 +65,10 @@ class VarnishServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
     def workdir(self) -> Path:
         return self.directory / "varnish-n"
 
