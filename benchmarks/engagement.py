@@ -442,6 +442,13 @@ def attribute(files: list[Path]) -> dict[str, Any]:
     lat_hist = {int(b): int(hist[b]) for b in np.flatnonzero(hist)}
     all_every = np.concatenate([ev - sent for ev, sent in zip(every, per_emoji, strict=True)])
     finite = all_every[np.isfinite(all_every)]
+    # When the slow taps were sent: spread evenly (a steady cost) or in a few seconds (a stall).
+    sent_all = np.concatenate(per_emoji)
+    ok_every = np.isfinite(all_every)
+    second = (sent_all[ok_every] - sent_all.min()).astype(np.int64) if len(sent_all) else sent_all
+    slow = finite > 0.100
+    by_second = np.bincount(second[slow], minlength=1) if len(finite) else np.zeros(1, np.int64)
+    worst = [(int(s_), int(by_second[s_])) for s_ in np.argsort(by_second)[::-1][:3]]
     chat_hist = sum(d["hist"] for d in loaded)
     return {
         "taps": int(len(tap_time)),
@@ -453,6 +460,9 @@ def attribute(files: list[Path]) -> dict[str, Any]:
         "every_p50": float(np.percentile(finite, 50) * 1000) if len(finite) else float("nan"),
         "every_p99": float(np.percentile(finite, 99) * 1000) if len(finite) else float("nan"),
         "taps_not_seen_by_all": int((~np.isfinite(all_every)).sum()),
+        "slow_taps": int(slow.sum()),
+        "slow_seconds": int((by_second > 0).sum()),
+        "slow_worst_seconds": worst,
         "chat_hist": {int(b): int(chat_hist[b]) for b in np.flatnonzero(chat_hist)},
     }
 
@@ -586,6 +596,11 @@ def run(
     )
     print(f"  tap to a viewer:       p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
     print(f"  tap to every viewer:   p50 {r['every_p50']:.1f} ms, p99 {r['every_p99']:.1f} ms")
+    print(
+        f"  taps over 100 ms to every viewer: {r['slow_taps']}, sent in {r['slow_seconds']} "
+        f"different seconds of the run; most in one second: "
+        + ", ".join(f"second {s_} ({n})" for s_, n in r["slow_worst_seconds"])
+    )
     print(
         f"poll: votes sent {votes_sent}, accepted {voted}, final tally {final}; {late} not "
         "accepted (read by the server after the poll ended)"

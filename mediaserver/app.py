@@ -285,6 +285,10 @@ async def serve(settings: Settings) -> None:
     # took ~80 ms, a pause that landed straight on 1000 viewers' part delivery.
     gc.collect()
     gc.freeze()
+    # What is made while serving (sockets, requests, frames in flight) mostly dies within a
+    # second: a larger young generation lets it die there instead of being promoted and then
+    # scanned by full collections that pause every room (see memory.gc_young_threshold).
+    memory.young_generation(settings.memory.gc_young_threshold)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,7 @@ Without a trim the freed pages stay resident; ``release_free_memory`` must hand 
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -89,3 +90,17 @@ def test_arena_setting_is_validated(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="memory.malloc_arena_max"):
         load_settings(None, env={"AETHEX_MEMORY__MALLOC_ARENA_MAX": "-1"})
     assert load_settings(None, env={}).memory.malloc_arena_max == 2
+
+
+def test_young_generation_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        memory.young_generation(0)
+        assert gc.get_threshold() == before
+        memory.young_generation(20_000)
+        assert gc.get_threshold() == (20_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
+    with pytest.raises(SettingsError, match="memory.gc_young_threshold"):
+        load_settings(None, env={"AETHEX_MEMORY__GC_YOUNG_THRESHOLD": "-5"})
+    assert load_settings(None, env={}).memory.gc_young_threshold == 20_000
