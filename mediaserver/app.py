@@ -79,7 +79,8 @@ class Server:
             self.ingest.before_start = self._recover_dead_rows
         self._reaper: asyncio.Task[None] | None = None
         self._resend: asyncio.Task[int] | None = None  # recordings not in the bucket yet
-        # A web node knows the streams the origins ingest, for its pages and API.
+        # Every node of a cluster knows the streams the origins ingest, for its pages and API
+        # (an origin too: a viewer's page may reach one that does not hold the stream).
         self.mirror = (
             RemoteStreams(
                 self.redis,
@@ -88,7 +89,7 @@ class Server:
                 settings.cluster.renew_interval,
                 on_error=lambda op: self.metrics.cluster_lease_errors.labels(op).inc(),
             )
-            if self.redis is not None and not self.node.takes_publishers
+            if self.redis is not None
             else None
         )
         # Where recordings and uploads are kept (data_dir, or an S3 bucket: issue 15), and the
@@ -201,7 +202,7 @@ class Server:
             if self.leases is not None:
                 self.leases.start()
                 self._reaper = asyncio.get_running_loop().create_task(self._reap_dead_rows())
-        elif self.mirror is not None:
+        if self.mirror is not None:
             self.mirror.start()
         # rtmp_port: what ingest listens on, the OBS "Server" the dashboard shows.
         app = create_app(

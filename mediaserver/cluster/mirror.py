@@ -1,10 +1,11 @@
-"""A web node's view of the streams the origins ingest (issue 15).
+"""A cluster node's view of the streams the origins ingest (issue 15).
 
 The pages, the API and the watch-history heartbeat ask the live registry whether a channel is
-live. On a web node nothing is ingested, so every ``sync_interval`` this reads which channels
-some origin holds a lease on (Redis) and their LIVE rows (PostgreSQL), and mirrors them into
-the registry (``LiveRegistry.mirror``): found by ``get``, never iterated and never heard by
-the registry's listeners (the origin runs those). Ending a mirrored stream (the creator's End
+live. A web node ingests nothing and an origin only its own publishers, so on every node of a
+cluster, every ``sync_interval``, this reads which channels some origin holds a lease on
+(Redis) and their LIVE rows (PostgreSQL), and mirrors the others' into the registry
+(``LiveRegistry.mirror``): found by ``get``, never iterated and never heard by the registry's
+listeners (the origin runs those). Ending a mirrored stream (the creator's End
 button, answered here) asks its origin over Redis (``request_stop``).
 
 If Redis does not answer, the mirror stays as it was until it does.

@@ -88,6 +88,9 @@ class LiveRegistry:
     ) -> LiveStream:
         if slug in self._streams:
             raise AlreadyLive(slug)
+        mirrored = self._remote.pop(slug, None)
+        if mirrored is not None:  # it was another origin's; from now on it is this one's
+            mirrored.end()
         on_drop = None
         if self._on_drop is not None:
             hook = self._on_drop

@@ -656,20 +656,20 @@ async def test_viewers_through_the_cache_and_direct_are_counted_on_every_node(
         tasks = [asyncio.ensure_future(p.run(http, stop_at)) for p in players]
         try:
             # Test 3's players leave the count once their sessions time out; then every node's
-            # chat says exactly these players, and so does the row the API reads on the web node
-            # (where a front sends pages and the API) and on the owner. (The other origin's API
-            # does not know the stream: only web nodes mirror the streams origins ingest.)
+            # chat says exactly these players, and so does the row the API reads on every node:
+            # the web node (where a front sends pages and the API), the owner, and the other
+            # origin (which mirrors the stream as the web node does).
             for chat in chats:
                 await chat.next("stream:viewers", timeout=60, viewers=total)
 
             told: list[list[float]] = []
 
             async def everywhere() -> bool:
-                told.append(await viewers_told([web, live_on]))
-                return told[-1] == [total, total]
+                told.append(await viewers_told([web, live_on, other]))
+                return told[-1] == [total] * 3
 
             try:
-                await until(everywhere, 30, f"{total} viewers on the web node's and owner's API")
+                await until(everywhere, 30, f"{total} viewers on every node's API")
             except AssertionError as e:
                 raise AssertionError(f"{e}; the last told: {told[-3:]}") from None
             # Each node's gauge is what it counted itself; Prometheus sums them.

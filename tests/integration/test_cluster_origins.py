@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from benchmarks.lib.server import ServerProcess
 from storage.models import Stream, StreamStatus
+from tests.chat_support import base_url
 from tests.cluster_nodes import node_env as cluster_node_env
 from tests.conftest import (
     make_channel,
@@ -111,6 +113,9 @@ async def test_one_publisher_per_channel_across_origins(
             assert await rds.get("aethex:origin:duo") == "http://origin-a.test:8080"
             assert 0 < await rds.pttl(f"aethex:lease:{cid}") <= LEASE_SECONDS * 1000
             assert a.metrics.sample("aethex_cluster_leases", node="origin-a") == 1
+            # Origin B mirrors the stream A ingests: its page and API show the channel live.
+            stream_id = a.ingest.publishers[cid].stream.stream_id
+            await until(lambda: _told_live(b, "duo", stream_id), 10, "live on B's API")
             # The same key sent to origin B: refused as on one node, A keeps the stream.
             pb = await start_ffmpeg(rtmp_url(b, key), seconds=5, size="320x180", rate=15)
             await refused(pb)
@@ -132,6 +137,13 @@ async def test_one_publisher_per_channel_across_origins(
         )
         assert a.metrics.sample("aethex_cluster_leases", node="origin-a") == 0
         assert not a.metrics.sample("aethex_cluster_lease_errors_total", op="claim")
+
+
+async def _told_live(server: Any, slug: str, stream_id: int) -> bool:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base_url(server)}/api/channels/{slug}/live") as r:
+            body = await r.json()
+    return bool(body["live"]) and body["stream_id"] == stream_id
 
 
 async def _after(started: float, seconds: float) -> bool:

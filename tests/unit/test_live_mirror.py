@@ -33,7 +33,12 @@ def test_a_mirrored_stream_is_found_but_not_ours() -> None:
 
 def test_a_local_stream_wins_over_a_mirror() -> None:
     registry = LiveRegistry()
-    registry.mirror(channel_id=2, slug="both", stream_id=20, started_at=NOW)
+    mirrored = registry.mirror(channel_id=2, slug="both", stream_id=20, started_at=NOW)
     local = registry.start(channel_id=2, slug="both", stream_id=21, started_at=NOW)
     assert registry.get("both") is local and not local.remote
     assert list(registry) == [local]
+    # The channel came here (an origin mirrors the others' streams too): the other origin's
+    # copy is dropped, so once this one ends the channel is not shown live on a stale copy.
+    assert mirrored.ended and registry.remote() == []
+    registry.end(local)
+    assert registry.get("both") is None
