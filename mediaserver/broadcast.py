@@ -203,7 +203,7 @@ class Broadcast:
             log.info("%s: publisher is back; continuing the live playlists", self.slug)
             self.edge, self.resumed = resume, True
             resume.stream_id = self.stream.stream_id
-            resume.ended = False
+            resume.ended = resume.retiring = False
             for rendition in resume:
                 rendition.playlist.resume()
         self.first_segments = {r.name: r.playlist.next_msn for r in self.edge}
@@ -623,6 +623,7 @@ class Broadcasts:
         previous = self._retiring.pop(edge.slug, None)
         if previous is not None:
             previous[1].cancel()
+        edge.retiring = True
         self._retiring[edge.slug] = (edge, loop.call_later(hls.reconnect_grace, end))
 
     async def ladder_for(self, channel_id: int) -> list[Rung]:

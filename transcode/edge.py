@@ -118,6 +118,9 @@ class LiveEdge:
         self.window = window
         self.renditions: dict[str, RenditionEdge] = {}
         self.ended = False
+        # The publisher left and the edge waits out the reconnect grace (then ``ended``): in a
+        # cluster the encoder may be back on another origin meanwhile, whose edge is the live one.
+        self.retiring = False
         # Names of the renditions the transcoder plans (None until it has planned): players
         # must not get a master playlist before every one of them is announced, or they stay
         # on a partial ladder for the whole session.

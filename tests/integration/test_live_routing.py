@@ -72,11 +72,19 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
         node_env(settings_env, tmp_path, "origin-1", "origin", postgres_url, redis_url)
     )
     env_o["AETHEX_TRANSCODE__LADDER"] = json.dumps([LADDER])
+    # Origin 1 keeps its edge a whole minute after its publisher left (the reconnect grace):
+    # long past the moment the encoder is live on origin 2, below.
+    env_o["AETHEX_HLS__RECONNECT_GRACE"] = "60"
+    env_2 = transcoding(
+        node_env(settings_env, tmp_path, "origin-2", "origin", postgres_url, redis_url)
+    )
+    env_2["AETHEX_TRANSCODE__LADDER"] = json.dumps([LADDER])
     env_w = node_env(settings_env, tmp_path, "web-1", "web", postgres_url, redis_url)
     rds = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=2)
     async with (
         aiohttp.ClientSession() as http,
         running_server(env_o) as origin,
+        running_server(env_2) as origin_2,
         running_server(env_w) as web,
     ):
         o_base = f"http://127.0.0.1:{origin.http_port}"
@@ -175,6 +183,37 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
                 await asyncio.wait_for(proc.wait(), 15)
             await asyncio.to_thread(varnish.stop)
 
+        # The publisher left origin 1, which releases the route at once and keeps its edge for
+        # the reconnect grace; the encoder comes back through haproxy to origin 2 instead.
+        await until(lambda: _absent(rds, f"aethex:origin:{SLUG}"), 30, "route released")
+        proc = await start_ffmpeg(rtmp_url(origin_2, key), seconds=20, size="320x180", rate=15)
+        try:
+            o2_base = f"http://127.0.0.1:{origin_2.http_port}"
+
+            async def token(base: str) -> str | None:
+                status, _, body = await fetch(http, f"{base}/hls/{SLUG}/master.m3u8")
+                variants = master_variants(body.decode()) if status == 200 else []
+                return variants[0][2].split("/", 1)[0] if variants else None
+
+            new_token = await until(lambda: token(o2_base), 30, "live on origin 2")
+            assert new_token != uri.split("/", 1)[0]
+            # A player that lands on origin 1 gets the broadcast on origin 2 (its master, then
+            # its media under the new token and its beacon through origin 1), not the old one.
+            await until(lambda: _is(token(o_base), new_token), 10, "origin 1 names origin 2's")
+            new_uri = master_variants(
+                (await fetch(http, f"{o2_base}/hls/{SLUG}/master.m3u8"))[2].decode()
+            )[0][2]
+            status, _, body = await fetch(http, f"{o_base}/hls/{SLUG}/{new_uri}")
+            assert status == 200 and parse_media_playlist(body.decode()).parts
+            player = secrets.token_hex(16)
+            status, _, _ = await fetch(http, f"{o_base}/hls/{SLUG}/watching?session={player}")
+            assert status == 204
+            assert player in origin_2._runner.app[HLS_KEY].viewers._tables[SLUG].sessions
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 15)
+
         # The stream ended: the route is released and the web node answers as for no stream.
         await until(lambda: _absent(rds, f"aethex:origin:{SLUG}"), 30, "route released at the end")
 
@@ -184,6 +223,10 @@ async def test_a_node_without_the_stream_serves_the_owners_bytes(
 
         await until(gone, 15, "404 through the web node")
     await rds.aclose()
+
+
+async def _is(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
 
 
 async def _absent(rds: Any, key: str) -> bool:

@@ -130,6 +130,14 @@ class LiveDelivery:
         edge = self.edges.get(request.params["slug"])
         if edge is None:
             return self.elsewhere.reply(request, "master")
+        if (edge.retiring or edge.ended) and self.elsewhere.can_forward(request):
+            # The publisher left: the channel may be live on another origin by now.
+            return self.elsewhere.unless_moved(
+                request, "master", lambda: self._master(request, edge)
+            )
+        return self._master(request, edge)
+
+    def _master(self, request: HlsRequest, edge: LiveEdge) -> Reply | Pending:
         state = self._state(edge)
 
         def ready() -> Hold:
@@ -190,6 +198,15 @@ class LiveDelivery:
         edge = self.edges.get(request.params["slug"])
         if edge is None:
             return self.elsewhere.reply(request, "beacon")
+        if (edge.retiring or edge.ended) and self.elsewhere.can_forward(request):
+            # A player of the channel's broadcast on another origin (its master came from
+            # there, through this node): counted there.
+            return self.elsewhere.unless_moved(
+                request, "beacon", lambda: self._beacon(request, edge)
+            )
+        return self._beacon(request, edge)
+
+    def _beacon(self, request: HlsRequest, edge: LiveEdge) -> Reply:
         sids = request.query.get("session") or ()
         if len(sids) != 1 or not SESSION_RE.fullmatch(sids[0]):
             return error_reply("beacon", 400, "session must be 16-64 letters, digits, - or _")
@@ -219,7 +236,9 @@ class LiveDelivery:
         state = self._state(edge)
         token = params.get("token")
         if token is not None and token != state.token:
-            return error_reply(kind, 404)
+            # Not this edge's broadcast: the channel's live one on another origin (this one's
+            # publisher left and came back there), or nothing.
+            return self.elsewhere.reply(request, kind)
         rendition = edge.renditions.get(params["rendition"])
         if rendition is None:
             return error_reply(kind, 404)

@@ -11,13 +11,14 @@ forwarded addresses, ``http.trust_forwarded_for``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from mediaserver.cluster.routing import FORWARDED_HEADER, LiveRoutes, Unavailable
 from webapp.forwarded import client_host
 
+from .held import Held, Pending
 from .reply import HlsRequest, Reply, error_reply
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,45 @@ class Elsewhere:
         self.routes = routes
         self.trust_forwarded = trust_forwarded
 
+    def can_forward(self, request: HlsRequest) -> bool:
+        return (
+            self.routes is not None
+            and request.method in ("GET", "HEAD")
+            and FORWARDED_HEADER not in request.headers  # one hop only: no forwarding loops
+        )
+
     def reply(self, request: HlsRequest, kind: str) -> Reply | Coroutine[Any, Any, Reply]:
         """404 as a single node answers, or the owner's answer (a coroutine to await)."""
-        if (
-            self.routes is None
-            or request.method not in ("GET", "HEAD")
-            or FORWARDED_HEADER in request.headers  # one hop only: no forwarding loops
-        ):
+        if self.routes is None or not self.can_forward(request):
             return error_reply(kind, 404)
         return self._forward(self.routes, request, kind)
 
+    async def unless_moved(
+        self, request: HlsRequest, kind: str, local: Callable[[], Reply | Pending]
+    ) -> Reply:
+        """For an edge whose publisher left this node (``LiveEdge.retiring``): if another
+        origin holds the channel now (the encoder came back there), its answer, so a player
+        starting here gets the live broadcast and not the one waiting out its grace; else
+        ``local()``, this node's answer (the encoder may still come back here)."""
+        assert self.routes is not None
+        origin = await self.routes.owner(request.params["slug"])
+        if origin is not None:
+            return await self._send(self.routes, request, kind, origin)
+        answer = local()
+        if isinstance(answer, Reply):
+            return answer
+        if isinstance(answer, Held):
+            return await answer.wait()
+        return await answer
+
     async def _forward(self, routes: LiveRoutes, request: HlsRequest, kind: str) -> Reply:
-        slug = request.params["slug"]
-        origin = await routes.owner(slug)
+        origin = await routes.owner(request.params["slug"])
         if origin is None:
             return error_reply(kind, 404)
+        return await self._send(routes, request, kind, origin)
+
+    async def _send(self, routes: LiveRoutes, request: HlsRequest, kind: str, origin: str) -> Reply:
+        slug = request.params["slug"]
         client = client_host(request.remote, request.headers, self.trust_forwarded)
         try:
             # HEAD goes as HEAD: the owner counts viewers by their GETs only, and the length it
