@@ -16,6 +16,7 @@ from storage import queries
 
 from .keys import SETTINGS_KEY
 from .render import STATIC_DIR
+from .sharing import thumbnail_from_store
 from .stored import stored_file
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,13 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
         "Content-Type": "image/jpeg",
         "X-Content-Type-Options": "nosniff",
     }
-    # This node's file, or (S3 mode) the one the channel's origin sent to the bucket.
-    response = await stored_file(request, f"thumbnails/{slug}.jpg", headers)
+    # This node's file, or (S3 mode) the one the channel's origin sent to the bucket: that
+    # one first unless the channel is transcoded here (this node's copy may be of a broadcast
+    # it transcoded before the channel went live on another origin).
+    store_first = thumbnail_from_store(request.app, slug)
+    response = await stored_file(
+        request, f"thumbnails/{slug}.jpg", headers, store_first=store_first
+    )
     if response is None:
         raise web.HTTPNotFound()
     return response

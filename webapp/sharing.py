@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .forwarded import last_forwarded
-from .keys import OBJECTS_KEY, SETTINGS_KEY
+from .keys import OBJECTS_KEY, REGISTRY_KEY, SETTINGS_KEY
 
 # Longest external URL rendered (the profile saves at most 300 characters).
 URL_MAX = 2048
@@ -167,15 +167,29 @@ def live_thumbnail_file(app: web.Application, slug: str) -> Path:
     return app[SETTINGS_KEY].data_dir / "thumbnails" / f"{slug}.jpg"
 
 
+def thumbnail_from_store(app: web.Application, slug: str) -> bool:
+    """S3 mode (issue 15), and the channel is not being transcoded here: its live thumbnail is
+    the bucket's (the origin transcoding it sends each one there); a file this node has is
+    from a broadcast it once transcoded, stale if the channel has been live elsewhere since."""
+    if app[OBJECTS_KEY].is_local:
+        return False
+    live = app[REGISTRY_KEY].get(slug)
+    return live is None or live.remote or live.ended
+
+
 def live_thumbnail_url(app: web.Application, slug: str) -> str | None:
     """The channel's live thumbnail, versioned by its mtime, or None when there is none.
 
     In S3 mode (issue 15) the origin that transcodes the channel sends each thumbnail to the
-    bucket: a node without the file (a web node) links it versioned by the refresh period,
-    and ``/thumbnails/{slug}.jpg`` reads it from the bucket."""
-    try:
-        mtime = int(live_thumbnail_file(app, slug).stat().st_mtime)
-    except OSError:
+    bucket: any other node (a web node, another origin) links it versioned by the refresh
+    period, and ``/thumbnails/{slug}.jpg`` reads it from the bucket."""
+    mtime: int | None = None
+    if not thumbnail_from_store(app, slug):
+        try:
+            mtime = int(live_thumbnail_file(app, slug).stat().st_mtime)
+        except OSError:
+            pass
+    if mtime is None:
         if app[OBJECTS_KEY].is_local:
             return None
         period = max(1.0, app[SETTINGS_KEY].transcode.thumbnail_interval)

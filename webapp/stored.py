@@ -47,15 +47,23 @@ EVICTING = ".evicting-"
 
 
 async def stored_file(
-    request: web.Request, key: str, headers: dict[str, str], *, public: bool = False
+    request: web.Request,
+    key: str,
+    headers: dict[str, str],
+    *,
+    public: bool = False,
+    store_first: bool = False,
 ) -> web.StreamResponse | None:
     """The file's response, or None if neither the disk nor the store has it. ``public``:
     the object may be fetched by anyone, so a bucket with ``objects.public_url`` is sent to
-    with a redirect instead of passing through this server."""
+    with a redirect instead of passing through this server. ``store_first``: a file that
+    another node may have rewritten since this node wrote its copy (a channel's live
+    thumbnail): in S3 mode the store's is served, this node's only when the store lacks it."""
     path = request.app[SETTINGS_KEY].data_dir / key
-    if await asyncio.to_thread(path.is_file):
-        return web.FileResponse(path, headers=headers)
     store = request.app[OBJECTS_KEY]
+    here = await asyncio.to_thread(path.is_file)
+    if here and (store.is_local or not store_first):
+        return web.FileResponse(path, headers=headers)
     if store.is_local:
         return None
     url = store.public_url(key) if public else None
@@ -64,6 +72,10 @@ async def stored_file(
     try:
         data = await store.get(key)
     except ObjectStoreError as exc:
+        if here:
+            if not exc.missing:
+                log.warning("stored file: %s; serving this node's copy", exc)
+            return web.FileResponse(path, headers=headers)
         if exc.missing:
             return None
         log.warning("stored file: %s", exc)

@@ -10,8 +10,10 @@ stream.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +31,7 @@ from tests.s3_recordings import (
     renditions,
     until,
 )
+from webapp.sharing import live_thumbnail_url
 
 pytestmark = pytest.mark.integration
 
@@ -228,6 +231,40 @@ async def test_an_avatar_lands_in_the_bucket_and_any_node_serves_it(
             await until("the old avatar gone from the bucket", replaced)
             async with http.get(f"{base}{url}") as r:
                 assert r.status == 404
+
+
+async def test_a_channel_thumbnail_from_another_origin_wins_over_a_stale_copy(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    seaweed: SeaweedFS,  # noqa: F811
+) -> None:
+    """A node keeps the live thumbnail of a channel it once transcoded; the channel went live
+    on another origin since, which sends its thumbnails to the bucket. This node serves (and
+    links) the bucket's, not its stale copy."""
+    prefix = f"thumb-{tmp_path.name}"
+    env = {**settings_env, **make_s3_settings(seaweed, prefix=prefix)}
+    async with running_server(env) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.http_port}"
+        old = server.broadcasts.thumbnail_path("moved")
+        old.parent.mkdir(parents=True, exist_ok=True)
+        old.write_bytes(b"\xff\xd8 the frame of the broadcast here \xff\xd9")
+        hour_ago = time.time() - 3600
+        os.utime(old, (hour_ago, hour_ago))
+        current = b"\xff\xd8 the frame the other origin sent \xff\xd9"
+        await server.objects.put_bytes("thumbnails/moved.jpg", current, "image/jpeg")
+        async with http.get(f"{base}/thumbnails/moved.jpg") as r:
+            assert r.status == 200 and await r.read() == current
+        # Linked versioned by the refresh period, as a web node links it, not by the old file.
+        app = server._runner.app
+        period = server.settings.transcode.thumbnail_interval
+        version = int(live_thumbnail_url(app, "moved").rsplit("=", 1)[1])
+        assert version % period == 0 and version > time.time() - 2 * period
+        # The bucket lacks it (an upload not made yet): this node's copy is better than none.
+        async with http.get(f"{base}/thumbnails/{'x' * 3}.jpg") as r:
+            assert r.status == 404
+        old.rename(old.with_name("only-here.jpg"))
+        async with http.get(f"{base}/thumbnails/only-here.jpg") as r:
+            assert r.status == 200 and b"broadcast here" in await r.read()
 
 
 async def test_a_store_that_goes_down_mid_recording_is_retried_not_fatal(
