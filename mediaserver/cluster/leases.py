@@ -196,8 +196,8 @@ async def leased_channels(redis: Any) -> set[int]:
 class ChannelLeases:
     """This origin's leases: claimed when a publisher is accepted, renewed while it is live,
     released when it stops. ``on_lost(channel_id)`` is called when a renewal finds another
-    node holding a channel this node is live on (after a Redis restart): the local stream must
-    stop."""
+    node holding a channel this node is live on (after a Redis restart, or a silent
+    publisher's channel taken over by another origin): the local stream must stop."""
 
     def __init__(
         self,
@@ -341,8 +341,13 @@ class ChannelLeases:
 
     async def renew(self) -> None:
         """Extend every lease this node holds; set again those Redis lost; report those
-        another node holds now."""
-        channels = [(c, slug) for c, slug in self.held.items() if self.should_renew(c)]
+        another node holds now, the silent publishers' (left to expire) included."""
+        channels: list[tuple[int, str]] = []
+        silent: list[tuple[int, str]] = []
+        for channel_id, slug in self.held.items():
+            (channels if self.should_renew(channel_id) else silent).append((channel_id, slug))
+        if silent:
+            await self._check_silent(silent)
         if not channels:
             return
         try:
@@ -368,11 +373,32 @@ class ChannelLeases:
             if result == 2:
                 log.warning("lease of %s was gone from Redis: registered again", slug)
             elif result == 0:
-                log.warning("lease of %s is held by another node now: stopping here", slug)
-                del self.held[channel_id]
-                self.streams.pop(channel_id, None)
-                self._on_count(len(self.held))
-                self.on_lost(channel_id)
+                self._lost(channel_id, slug)
+
+    def _lost(self, channel_id: int, slug: str) -> None:
+        log.warning("lease of %s is held by another node now: stopping here", slug)
+        del self.held[channel_id]
+        self.streams.pop(channel_id, None)
+        self._on_count(len(self.held))
+        self.on_lost(channel_id)
+
+    async def _check_silent(self, channels: list[tuple[int, str]]) -> None:
+        """A silent publisher's channel taken over by another origin (its encoder came back
+        there): its stream here ends now, not when the old connection wakes or times out, so
+        this node stops offering the stalled broadcast (its HLS then goes to the new owner)."""
+        try:
+            holders = await _bounded(
+                asyncio.gather(*(self.redis.get(lease_key(cid)) for cid, _ in channels))
+            )
+        except ClusterUnavailable:
+            self._on_error("renew")
+            return
+        for (channel_id, slug), value in zip(channels, holders, strict=True):
+            holder = parse_lease(value)
+            if holder is None or holder.node == self.node.node_id:
+                continue  # not taken (yet), or still ours
+            if self.held.get(channel_id) == slug:
+                self._lost(channel_id, slug)
 
     async def _renew_forever(self) -> None:
         while True:
