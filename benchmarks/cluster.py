@@ -42,7 +42,7 @@ from benchmarks.lib import procstats
 from benchmarks.lib.live_server import LiveServer
 from benchmarks.lib.publisher import start_publisher
 from benchmarks.lib.server import stop_process
-from benchmarks.lib.varnish import VarnishServer
+from benchmarks.lib.varnish import RECOMMENDED_PARAMS, VarnishServer
 
 PART = 0.333
 _SAMPLE_RE = re.compile(r'^(aethex_hls_(?:requests|cache_fills)_total)\{kind="([a-z_]+)"')
@@ -143,7 +143,8 @@ def main() -> None:
         "--param",
         action="append",
         default=[],
-        help="a varnishd -p NAME=VALUE, e.g. rush_exponent=64 (repeatable)",
+        help="a varnishd -p NAME=VALUE after the VCL's recommended ones, e.g. "
+        "timeout_linger=0.05 for Varnish's default (repeatable)",
     )
     ap.add_argument("--skip-direct", action="store_true", help="only baseline and Varnish")
     ap.add_argument(
@@ -158,7 +159,7 @@ def main() -> None:
         args.seconds, args.warmup, args.ramp = 8.0, 3.0, 2.0
     print(
         f"# Varnish edge: {args.varnish} viewers through varnishd, {args.direct} direct, "
-        f"baseline {args.baseline} direct; varnishd -p {args.param or 'defaults'}; "
+        f"baseline {args.baseline} direct; varnishd -p {[*RECOMMENDED_PARAMS, *args.param]}; "
         f"rendition {args.rendition}, {args.seconds:.0f} s measured per phase; "
         f"load average {procstats.loadavg()}",
         flush=True,

@@ -40,6 +40,11 @@ def vcl_for(backend_host: str, backend_port: int) -> str:
     return text
 
 
+# What config/varnish/aethex.vcl recommends on varnishd's command line (see its header), put
+# before a caller's own parameters (a later -p of the same name wins).
+RECOMMENDED_PARAMS = ("timeout_linger=1",)
+
+
 class VarnishServer:
     def __init__(
         self,
@@ -81,7 +86,7 @@ class VarnishServer:
         vcl = self.directory / "aethex.vcl"
         vcl.write_text(vcl_for(*self.backend))
         self.port = free_port()
-        extra = [arg for p in self.params for arg in ("-p", p)]
+        extra = [arg for p in (*RECOMMENDED_PARAMS, *self.params) for arg in ("-p", p)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [

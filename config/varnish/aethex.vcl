@@ -3,7 +3,15 @@ vcl 4.1;
 # AeThex Live behind Varnish 7.1 (Debian's varnishd): LL-HLS cached and collapsed, everything
 # else passed through untouched.
 #
-#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m
+#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m -p timeout_linger=1
+#
+# timeout_linger=1: a worker thread stays with a player's connection for up to a second after
+# an answer instead of Varnish's 50 ms. An LL-HLS player asks again every part (a third of a
+# second), so at the default every request meant handing the idle connection to the waiter
+# and waking a thread for it again: with 1,000-2,000 players on one 2-core machine this took
+# varnishd's CPU from 52-65 % to 35-50 % of a core and the part delay p50 from 2.2 s to 0.8 s
+# at 2,000 (benchmarks/cluster.py). The cost is a thread per active player: keep
+# thread_pool_max (per pool, 2 pools by default) above your players per edge.
 #
 # What it relies on (webapp/hls/reply.py sends these headers):
 # - Parts, segments and init sections under the per-broadcast token
