@@ -405,7 +405,22 @@
     return api("GET", url).then(function (res) {
       if (!res.ok) return;
       // Until the last stream is archived (its VOD listed), look again on the next polls.
-      section.dataset.pastPending = renderPast(section, res.data.streams) ? "1" : "";
+      var pending = renderPast(section, res.data.streams);
+      // The stream that just ended may still be closing when the status poll already says
+      // offline: look again until it is listed (for a minute of polls at most).
+      var waitFor = section.dataset.pastWaitFor;
+      if (waitFor) {
+        var listed = res.data.streams.some(function (s) { return String(s.id) === waitFor; });
+        var tries = Number(section.dataset.pastTries || "0") + 1;
+        if (listed || tries > 30) {
+          delete section.dataset.pastWaitFor;
+          delete section.dataset.pastTries;
+        } else {
+          section.dataset.pastTries = String(tries);
+          pending = true;
+        }
+      }
+      section.dataset.pastPending = pending ? "1" : "";
     });
   }
 
@@ -434,6 +449,7 @@
     section.dataset.live = live ? "true" : "false";
     if (wasLive && !live) {
       announce(ch.name + " is offline");
+      if (section.dataset.streamId) section.dataset.pastWaitFor = section.dataset.streamId;
       refreshPast(section);
     } else if (!live && section.dataset.pastPending === "1") {
       refreshPast(section);
