@@ -55,8 +55,9 @@ class Elsewhere:
 
     def reply(self, request: HlsRequest, kind: str) -> Reply | Coroutine[Any, Any, Reply]:
         """404 as a single node answers, or the owner's answer (a coroutine to await)."""
-        if self.routes is None or not self.can_forward(request):
+        if not self.can_forward(request):
             return error_reply(kind, 404)
+        assert self.routes is not None  # can_forward says so
         return self._forward(self.routes, request, kind)
 
     async def unless_moved(
