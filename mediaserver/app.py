@@ -29,6 +29,7 @@ from mediaserver.metrics import Metrics
 from mediaserver.objects import Uploader, make_store, publish_unsent
 from mediaserver.restream.manager import RestreamManager
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task
 from storage import Database, queries
 from storage.objects import ObjectStoreError
 from webapp import HLS_KEY, HttpFront, create_app
@@ -257,15 +258,16 @@ class Server:
     async def stop(self) -> None:
         await self.restream.stop()
         await self.ingest.stop()
-        if self._reaper is not None:
-            self._reaper.cancel()
+        await stop_task(self._reaper)
         if self.leases is not None:
             await self.leases.stop()  # the ended streams' leases released
         if self.mirror is not None:
             await self.mirror.stop()
         await self.broadcasts.stop()
-        if self._resend is not None:
-            self._resend.cancel()
+        try:
+            await stop_task(self._resend)
+        except Exception:  # stopping must go on; the next start sends them again
+            log.exception("sending unsent recordings to the object store failed")
         await self.uploader.stop()  # what is not uploaded yet stays on disk (and is logged)
         if self._http is not None:
             self._http.close()  # no new connections; the open ones are closed below

@@ -395,7 +395,8 @@ class Broadcast:
             await self.publisher_gone.wait()
             await m.mark(self.stream, StreamStatus.ENDING)
             try:
-                await asyncio.wait_for(self._done.wait(), FINISH_TIMEOUT)
+                async with asyncio.timeout(FINISH_TIMEOUT):
+                    await self._done.wait()
             except TimeoutError:
                 log.error("%s: transcoder did not finish in %.0f s", self.slug, FINISH_TIMEOUT)
                 self.transcoder.stop()

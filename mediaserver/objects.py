@@ -17,7 +17,6 @@ is queued.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_tasks
 from storage.objects import LocalStore, ObjectStore, ObjectStoreError, S3Config, S3Store
 from transcode.hls import write_file_atomic
 from transcode.hls.recording import JOURNAL
@@ -101,11 +101,7 @@ class Uploader:
                 "shutting down with %d object upload(s) not done; the files stay on this disk",
                 self._pending,
             )
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._workers)
         self._workers = []
         while not self._queue.empty():  # what is left stays on disk only
             job = self._queue.get_nowait()

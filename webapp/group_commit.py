@@ -10,7 +10,6 @@ written and which error its submitters get when that fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from abc import ABC, abstractmethod
@@ -18,6 +17,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage.db import retry_busy
 
@@ -98,9 +98,7 @@ class GroupCommit(ABC, Generic[R, A]):
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(self.stopped())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
 from storage.objects import ObjectStore, ObjectStoreError
 
 from .errors import ApiError
@@ -335,7 +337,8 @@ class LocalCopies:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -349,8 +352,8 @@ class LocalCopies:
 
     async def stop(self, _app: web.Application) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await stop_task(self._task)
             self._task = None
 
 

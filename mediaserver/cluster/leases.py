@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from mediaserver.cluster.node import NodeIdentity
 from mediaserver.cluster.redis import SOCKET_TIMEOUT
+from mediaserver.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def parse_lease(value: str | None) -> LeaseInfo | None:
 async def _bounded(op: Awaitable[T]) -> T:
     """``op`` within DEADLINE; any Redis failure or timeout becomes ClusterUnavailable."""
     try:
-        return await asyncio.wait_for(op, DEADLINE)
+        async with asyncio.timeout(DEADLINE):
+            return await op
     except (RedisError, OSError, TimeoutError) as exc:
         raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -432,7 +434,8 @@ class ChannelLeases:
                 await asyncio.sleep(self.renew_interval)
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), DEADLINE)
+                    async with asyncio.timeout(DEADLINE):
+                        await pubsub.aclose()
 
     def _control(self, data: Any) -> None:
         try:
@@ -451,9 +454,7 @@ class ChannelLeases:
 
     async def stop(self) -> None:
         """Stop renewing; wait (bounded) for the releases still on their way to Redis."""
-        for task in (self._renewer, self._listener):
-            if task is not None:
-                task.cancel()
+        await stop_tasks([t for t in (self._renewer, self._listener) if t is not None])
         self._renewer = self._listener = None
         for channel_id in list(self.held):
             self.release(channel_id)

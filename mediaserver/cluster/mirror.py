@@ -21,6 +21,7 @@ from typing import Any
 
 from mediaserver.cluster.leases import ClusterUnavailable, leased_channels, request_stop
 from mediaserver.live import LiveRegistry
+from mediaserver.tasks import stop_task
 from storage import Database, queries
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,7 @@ class RemoteStreams:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)

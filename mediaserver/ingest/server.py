@@ -54,6 +54,7 @@ from mediaserver.rtmp import (
     VideoFrame,
 )
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task
 from mediaserver.tls import ServerTls, TlsFilesError, load_server_tls
 from storage import Database, queries
 from storage.models import StreamStatus
@@ -452,13 +453,13 @@ class IngestServer:
         for listener in (self._server, self._tls_server):
             if listener is not None:
                 listener.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        await stop_task(self._sweeper)
         for session in list(self.sessions):
             session.close("normal")
         for task in list(self._tasks):
             try:
-                await asyncio.wait_for(asyncio.shield(task), 5)
+                async with asyncio.timeout(5):
+                    await asyncio.shield(task)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         for listener in (self._server, self._tls_server):

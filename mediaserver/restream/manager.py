@@ -35,6 +35,7 @@ from mediaserver.live import CodecConfig, LiveRegistry, LiveStream, MediaKind, M
 from mediaserver.live.subscription import Subscription
 from mediaserver.rtmp import PublishTarget
 from mediaserver.settings import RestreamSettings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import restream as store
 from storage.restream_models import ORIGINAL
@@ -315,9 +316,8 @@ class Relay:
             closed.cancel()
             await publisher.close(linger=2.0)  # the stream ended: unpublish politely
             return True
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump
+        with contextlib.suppress(Exception):
+            await stop_task(pump)
         error = await closed
         publisher.abort()
         self.last_error = str(error) if error is not None else "the connection closed"
@@ -480,9 +480,7 @@ class RestreamManager:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         relays = list(self.relays.values())
         for relay in relays:

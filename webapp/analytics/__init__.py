@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
+
 from ..keys import DB_KEY, REGISTRY_KEY, SETTINGS_KEY
 from . import api, pages
 from .api import OPENAPI_PATHS, OPENAPI_SCHEMAS
@@ -24,9 +26,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     service = app[ANALYTICS_KEY]
     task = asyncio.get_running_loop().create_task(service.run())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)
     with contextlib.suppress(Exception):
         await service.flush_watch()  # the watch time gathered since the last write
 

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from mediaserver.tasks import stop_task
+
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, list[dict[str, Any]]], None]
@@ -99,9 +101,7 @@ class RedisBus:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()

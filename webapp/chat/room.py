@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
+
 from .frames import encode_events, events_frame, text_frame
 from .principal import Principal
 
@@ -364,18 +366,15 @@ class Room:
         )
 
     async def stop(self) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await stop_task(self._task)
 
 
 async def close_client(client: Client, code: int, reason: str) -> None:
     """Close from outside the socket's handler (its read loop then ends); a peer that does not
     answer the close within 2 s is cut off."""
     try:
-        await asyncio.wait_for(client.ws.close(code=code, message=reason.encode()), 2.0)
+        async with asyncio.timeout(2.0):
+            await client.ws.close(code=code, message=reason.encode())
     except Exception:
         pass
     if client.transport is not None and not client.transport.is_closing():

@@ -32,6 +32,7 @@ from typing import Any
 from mediaserver.cluster.counts import ClusterCounts, CountsUnavailable
 from mediaserver.live import LiveRegistry
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task, stop_tasks
 from storage import Database
 from storage.chat import ChannelChatState, StoredMessage
 
@@ -152,9 +153,7 @@ class ChatService:
         self._stopped = True
         await self.streams.stop()
         if self._presence_task is not None and self.counts is not None:
-            self._presence_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence_task
+            await stop_task(self._presence_task)
             # Leaving in an orderly way: this node's users are gone at the others' next
             # refresh instead of when the entries expire.
             with contextlib.suppress(CountsUnavailable):
@@ -167,8 +166,7 @@ class ChatService:
             await room.stop()
         await self.writer.stop()
         await self.bus.close()
-        for task in list(self._tasks):
-            task.cancel()
+        await stop_tasks(self._tasks)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

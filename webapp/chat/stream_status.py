@@ -9,13 +9,13 @@ changed. A joining socket starts from the in-memory values (``join_events``): no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
+from mediaserver.tasks import stop_task
 from storage import Database, queries
 from storage.chat import ChannelChatState
 
@@ -55,9 +55,7 @@ class StreamStatus:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
     def _started(self, stream: LiveStream) -> None:
         event = {

@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mediaserver.tasks import stop_tasks
 from storage import raids as raid_store
 from storage.chat import ChannelChatState
 
@@ -137,5 +138,4 @@ class TypingIndicators:
             )
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await stop_tasks(self._tasks)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mediaserver.settings import ClipSettings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import clips as clip_queries
 from storage.objects import LocalStore, ObjectStore
@@ -213,8 +214,7 @@ async def lifetime(service: ClipService) -> AsyncIterator[None]:
         log.warning("%d clip(s) were being cut when the server stopped: marked failed", failed)
     pruner = asyncio.get_running_loop().create_task(_prune_forever(service))
     yield
-    pruner.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await pruner
+    await stop_task(pruner)
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(service.wait_idle(), 60)
+        async with asyncio.timeout(60):
+            await service.wait_idle()

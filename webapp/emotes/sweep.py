@@ -10,12 +10,12 @@ a row found it without a row (an interval apart, far longer than any upload).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
 from storage import emotes as store
 from storage.objects import ObjectStoreError
 
@@ -76,9 +76,7 @@ def setup(app: web.Application) -> OrphanSweep:
         task = asyncio.get_running_loop().create_task(sweep.loop(interval)) if interval else None
         yield
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
 
     app.cleanup_ctx.append(lifetime)
     return sweep

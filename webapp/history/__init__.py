@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
+
 from ..keys import DB_KEY, SETTINGS_KEY
 from . import api, pages
 from .api import OPENAPI_PATHS, OPENAPI_SCHEMAS, TRACKER_KEY
@@ -24,9 +26,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         tracker.run(app[SETTINGS_KEY].history.flush_interval)
     )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)
     with contextlib.suppress(Exception):
         await tracker.flush()  # what was watched since the last flush
 

@@ -5,7 +5,6 @@ counting and the per-response plumbing (CORS, the request metric)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from mediaserver.cluster.routing import LiveRoutes
 from mediaserver.live import LiveRegistry
 from mediaserver.metrics import Metrics
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage.objects import ObjectStore
 from transcode.edge import EdgeRegistry
@@ -163,9 +163,7 @@ class HlsService:
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(self._viewer_loop())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
         if self.routes is not None:
             await self.routes.close()
         if self._own_redis is not None:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from mediaserver.settings import RecommendationSettings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import recommendations as rec_queries
 from storage.recommendations import ChannelSignal
@@ -253,6 +253,4 @@ class HomeData:
     async def close(self) -> None:
         for task in (self._coview_task, self._live_task, *self._tasks):
             if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task)

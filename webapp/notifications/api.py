@@ -174,7 +174,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 continue
             try:
-                await asyncio.wait_for(stream.wake.wait(), settings.heartbeat)
+                async with asyncio.timeout(settings.heartbeat):
+                    await stream.wake.wait()
             except TimeoutError:
                 if not await still_signed_in(request, user.id):
                     break
@@ -200,7 +201,8 @@ async def _send(
         transport.abort()
         return False
     try:
-        await asyncio.wait_for(response.write(data), settings.write_timeout)
+        async with asyncio.timeout(settings.write_timeout):
+            await response.write(data)
     except (TimeoutError, ConnectionError):
         if not transport.is_closing():
             transport.abort()

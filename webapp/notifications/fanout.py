@@ -18,7 +18,6 @@ them; ``aethex_notification_fanout_seconds`` and ``aethex_notifications_created_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_tasks
 from storage import Database
 from storage import notifications as store
 
@@ -159,8 +159,4 @@ class Fanout:
             return None
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)

@@ -19,12 +19,12 @@ A flusher recounts the dirty users in grouped queries and wakes their streams.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
 
 from mediaserver.settings import NotificationsSettings
+from mediaserver.tasks import stop_tasks
 from storage import Database
 from storage import notifications as store
 
@@ -125,11 +125,7 @@ class NotificationHub:
 
     async def stop(self) -> None:
         self.close_all()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     async def _flush_loop(self) -> None:

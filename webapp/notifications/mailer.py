@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import aiosmtplib
 
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import notifications as store
 from storage.notifications import OwedEmail
@@ -104,9 +105,7 @@ class Mailer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _loop(self) -> None:
@@ -116,7 +115,8 @@ class Mailer:
             except Exception:
                 log.exception("notifications: sending emails failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.email.send_interval)
+                async with asyncio.timeout(self.settings.email.send_interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def run_once(self) -> int:

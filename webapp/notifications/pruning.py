@@ -5,11 +5,11 @@ held for long."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 from mediaserver.settings import NotificationsSettings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import notifications as store
 
@@ -34,9 +34,7 @@ class Pruner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _loop(self) -> None:

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from mediaserver.tasks import stop_task
+
 from ..keys import CHAT_KEY, DB_KEY, SETTINGS_KEY
 from . import api, pages, predictions
 from .accrual import ACCRUAL_KEY, Accrual
-from .common import LIVE_KEY, PointsLive, defaults_of, stop_task
+from .common import LIVE_KEY, PointsLive, defaults_of
 from .openapi_doc import OPENAPI_PATHS, OPENAPI_SCHEMAS
 
 __all__ = ["ACCRUAL_KEY", "LIVE_KEY", "OPENAPI_PATHS", "OPENAPI_SCHEMAS", "Accrual", "setup"]

@@ -5,7 +5,6 @@ live state that rides on the chat room (``PointsLive``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -192,9 +191,3 @@ class PointsLive:
 
 
 LIVE_KEY = web.AppKey("points_live", PointsLive)
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

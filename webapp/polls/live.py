@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mediaserver.settings import PollSettings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import polls as store
 from storage.chat import ChannelChatState
@@ -122,9 +123,7 @@ class PollRooms:
     async def stop(self) -> None:
         await self.writer.stop()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
 
     # -- memory ---------------------------------------------------------------------------
     async def ensure(self, state: ChannelChatState) -> Running | None:
@@ -352,7 +351,8 @@ class PollRooms:
                 log.exception("polls: tally failed; retrying")
             if not self._dirty:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._next_wake(interval))
+                    async with asyncio.timeout(self._next_wake(interval)):
+                        await self._wake.wait()
             await asyncio.sleep(interval)  # at most one tally per interval
 
     def _next_wake(self, interval: float) -> float:

@@ -10,7 +10,6 @@ limit and the dashboard's storage used count them too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_task
 from storage import Database
 from storage import videos as video_queries
 from storage.models import Stream
@@ -103,6 +103,4 @@ async def lifetime(app: web.Application) -> AsyncIterator[None]:
         run(app[SETTINGS_KEY], app[DB_KEY], app.get(OBJECTS_KEY))
     )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)

@@ -18,6 +18,7 @@ from typing import Any
 from mediaserver.live import LiveRegistry
 from mediaserver.live.stream import LiveStream
 from mediaserver.settings import Settings
+from mediaserver.tasks import stop_tasks
 from storage import Database
 from storage import webhooks as store
 from storage.models import utcnow
@@ -67,10 +68,7 @@ class WebhookEvents:
         """Let queued events reach the database (they are quick) before the app closes it."""
         if self._tasks:
             _, late = await asyncio.wait(list(self._tasks), timeout=STOP_WAIT)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+            await stop_tasks(late)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

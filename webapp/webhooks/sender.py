@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from mediaserver.settings import WebhookSettings
+from mediaserver.tasks import stop_tasks
 from storage import Database
 from storage import webhooks as store
 from storage.models import utcnow
@@ -74,11 +75,7 @@ class WebhookSender:
         self._timers.clear()
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
         unfinished = set(self._inflight)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         self._loop_task = None
         if unfinished:
             try:
@@ -114,7 +111,8 @@ class WebhookSender:
             except Exception:
                 log.exception("webhooks: dispatch failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.ws.poll_interval)
+                async with asyncio.timeout(self.ws.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def dispatch(self) -> None:
