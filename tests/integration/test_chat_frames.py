@@ -3,6 +3,7 @@ from memory (no database query), and every socket has a frame budget for all fra
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,10 @@ def budget_env(settings_env: dict[str, str]) -> dict[str, str]:
 
 
 class QueryLog:
-    """Every SQL statement the server's engine runs, from the moment it is attached."""
+    """The SQL statements the server's engine runs for requests and sockets (tasks that aiohttp
+    runs a handler in), from the moment it is attached. The server's background writers
+    (the chat message group commit, history, analytics...) may run a statement on the same
+    engine at any time; they are not what is counted."""
 
     def __init__(self, engine: Any) -> None:
         self.statements: list[str] = []
@@ -36,7 +40,10 @@ class QueryLog:
         event.listen(self._engine, "before_cursor_execute", self._seen)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+        task = asyncio.current_task()
+        code = getattr(task.get_coro() if task else None, "cr_code", None)
+        if code is not None and code.co_filename.endswith("web_protocol.py"):
+            self.statements.append(statement)
 
     def close(self) -> None:
         event.remove(self._engine, "before_cursor_execute", self._seen)
