@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Seconds between cancellations of a task that is still running. A lost cancellation costs this
 # much once; a task that finishes promptly (the usual case) is awaited without delay.
@@ -42,9 +45,14 @@ async def stop_task(
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """``stop_task`` for several tasks at once: all are cancelled before any is awaited."""
+    """``stop_task`` for several tasks at once: all are cancelled before any is awaited, and
+    every one is awaited. A task that had failed is logged, not raised: one failed background
+    task must not leave the others (and the rest of a shutdown) unfinished."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
     for task in pending:
-        await stop_task(task)
+        try:
+            await stop_task(task)
+        except Exception:
+            log.exception("background task %s had failed", task.get_name())

@@ -84,3 +84,19 @@ async def test_stop_tasks_cancels_all_before_waiting() -> None:
     await stop_tasks(tasks)
     assert all(t.cancelled() for t in tasks)
     assert sorted(order) == ["a", "b", "c"]
+
+
+async def test_stop_tasks_logs_a_failed_task_and_still_stops_the_others(caplog) -> None:
+    async def fails() -> None:
+        raise ValueError("broken")
+
+    async def sleeper() -> None:
+        await asyncio.sleep(3600)
+
+    loop = asyncio.get_running_loop()
+    failed = loop.create_task(fails(), name="the-failing-one")
+    others = [loop.create_task(sleeper()) for _ in range(2)]
+    await asyncio.sleep(0)
+    await stop_tasks([failed, *others])
+    assert all(t.cancelled() for t in others)
+    assert "the-failing-one" in caplog.text and "broken" in caplog.text
