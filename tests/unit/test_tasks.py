@@ -12,6 +12,20 @@ from mediaserver.tasks import stop_task, stop_tasks
 
 # Small so a lost cancellation costs the test little; what is checked does not depend on it.
 RECANCEL = 0.05
+# A stop_task that regressed to a single cancel would wait for ever: fail instead.
+HANG = 30.0
+
+
+async def stopped_within_bound(task: asyncio.Task[None]) -> bool:
+    """Whether ``stop_task`` ends ``task`` within HANG. The bound waits beside it rather than
+    cancelling it, so the bound's own cancellation cannot be what stops the task."""
+    stopper = asyncio.get_running_loop().create_task(stop_task(task, recancel_every=RECANCEL))
+    done, _ = await asyncio.wait({stopper}, timeout=HANG)
+    if not done:
+        stopper.cancel()
+        return False
+    stopper.result()
+    return True
 
 
 async def test_a_loop_that_swallows_its_first_cancellation_still_stops() -> None:
@@ -29,7 +43,7 @@ async def test_a_loop_that_swallows_its_first_cancellation_still_stops() -> None
 
     task = asyncio.get_running_loop().create_task(loop())
     await asyncio.sleep(0)
-    await stop_task(task, recancel_every=RECANCEL)
+    assert await stopped_within_bound(task)
     assert task.cancelled()
     assert swallowed == 1
 
@@ -54,7 +68,7 @@ async def test_a_loop_that_loses_its_cancellation_in_wait_for_still_stops() -> N
     task = asyncio.get_running_loop().create_task(loop())
     await asyncio.sleep(0)
     wake.set()  # the inner wait completes ...
-    await stop_task(task, recancel_every=RECANCEL)  # ... in the same turn as the cancellation
+    assert await stopped_within_bound(task)  # ... in the same turn as the cancellation
     assert task.done()
 
 
