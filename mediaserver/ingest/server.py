@@ -19,6 +19,7 @@ time a closed connection may linger with unread replies (``rtmp.close_linger``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import deque
@@ -460,7 +461,10 @@ class IngestServer:
             try:
                 async with asyncio.timeout(5):
                     await asyncio.shield(task)
-            except (TimeoutError, asyncio.CancelledError):
+            except TimeoutError:
+                with contextlib.suppress(Exception):  # it is logged where it failed
+                    await stop_task(task)
+            except asyncio.CancelledError:
                 task.cancel()
         for listener in (self._server, self._tls_server):
             if listener is not None:
