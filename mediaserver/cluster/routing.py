@@ -87,8 +87,11 @@ class LiveRoutes:
         self._session: aiohttp.ClientSession | None = None
 
     async def owner(self, slug: str) -> str | None:
-        """The base URL of the origin serving ``slug`` live, or None (not live anywhere, this
-        node itself, or Redis unreachable: the caller answers 404 as a single node would)."""
+        """The base URL of the origin serving ``slug`` live, or None (not live anywhere, or this
+        node itself: the caller answers 404 as a single node would).
+
+        Raises ``Unavailable`` (503) when Redis cannot be read: "not live" and "cannot tell
+        right now" differ for a player, which gives up on a 404 and retries a 503."""
         now = time.monotonic()
         cached = self._owners.get(slug)
         if cached is not None and now - cached[1] < self.cache_seconds:
@@ -97,7 +100,7 @@ class LiveRoutes:
             url = await self.redis.get(origin_key(slug))
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("live route of %s unknown (Redis: %s)", slug, exc)
-            return None
+            raise Unavailable(503, "the stream's origin is unknown right now") from exc
         owner = url.rstrip("/") if isinstance(url, str) and url else None
         if owner == self.self_url:
             owner = None  # ours, yet no edge here: it just ended or has not begun
@@ -137,28 +140,34 @@ class LiveRoutes:
             sent["X-Forwarded-For"] = client
         self.in_flight += 1
         try:
-            async with self._client().request(
-                method, origin + target, headers=sent, allow_redirects=False
-            ) as resp:
-                if resp.content_length is not None and resp.content_length > self.max_body:
-                    raise Unavailable(502, "the origin's answer is too large")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > self.max_body:
-                        raise Unavailable(502, "the origin's answer is too large")
-                kept = {h: v for h in FORWARDED_RESPONSE if (v := resp.headers.get(h)) is not None}
-                if method == "HEAD" and resp.content_length is not None:
-                    # No body to measure: the reply carries the owner's length (both HTTP
-                    # layers write a Content-Length a reply has rather than the body's).
-                    kept["Content-Length"] = str(resp.content_length)
-                return Fetched(resp.status, kept, bytes(body))
+            try:
+                return await self._fetch(method, origin + target, sent)
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the origin closed as we reused it: asked again once
+                # on a fresh one (only GET and HEAD come here, both idempotent).
+                return await self._fetch(method, origin + target, sent)
         except TimeoutError as exc:
             raise Unavailable(504, "the origin did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise Unavailable(502, f"the origin is unreachable ({type(exc).__name__})") from exc
         finally:
             self.in_flight -= 1
+
+    async def _fetch(self, method: str, url: str, sent: dict[str, str]) -> Fetched:
+        async with self._client().request(method, url, headers=sent, allow_redirects=False) as resp:
+            if resp.content_length is not None and resp.content_length > self.max_body:
+                raise Unavailable(502, "the origin's answer is too large")
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(65536):
+                body += chunk
+                if len(body) > self.max_body:
+                    raise Unavailable(502, "the origin's answer is too large")
+            kept = {h: v for h in FORWARDED_RESPONSE if (v := resp.headers.get(h)) is not None}
+            if method == "HEAD" and resp.content_length is not None:
+                # No body to measure: the reply carries the owner's length (both HTTP
+                # layers write a Content-Length a reply has rather than the body's).
+                kept["Content-Length"] = str(resp.content_length)
+            return Fetched(resp.status, kept, bytes(body))
 
     async def close(self) -> None:
         if self._session is not None:

@@ -413,7 +413,19 @@ class LLPlayer:
 
 async def media_urls(http: aiohttp.ClientSession, base: str) -> list[str]:
     """The media playlist URLs (without query) of ``base``'s master, in rendition order."""
-    _, _, master = await fetch(http, f"{base}/hls/{SLUG}/master.m3u8")
+    status, headers, master = await fetch(http, f"{base}/hls/{SLUG}/master.m3u8")
+    assert status == 200, (status, headers, master[:500])
+    urls = variants(base, master.decode())
+    return [urls[name] for name in sorted(urls)]
+
+
+async def media_urls_retried(http: aiohttp.ClientSession, base: str) -> list[str] | None:
+    """``media_urls``, or None on a 5xx (what a player retries: a node that cannot tell the
+    stream's origin right now answers 503); any other answer but 200 fails."""
+    status, headers, master = await fetch(http, f"{base}/hls/{SLUG}/master.m3u8")
+    if status >= 500:
+        return None
+    assert status == 200, (status, headers, master[:500])
     urls = variants(base, master.decode())
     return [urls[name] for name in sorted(urls)]
 
@@ -753,7 +765,7 @@ async def test_redis_restarted_mid_stream(cluster: Cluster, live: subprocess.Pop
             # Playback went on, on the owner and through the cache (the web node finds the
             # owner through the route again).
             await until(advanced(http, media, seq + 1), 30, "the owner's playlist advancing")
-            cached = (await media_urls(http, cluster.site))[0]
+            cached = (await until(partial(media_urls_retried, http, cluster.site), 10, "master"))[0]
             seq = await until(lambda: newest_segment(http, cached), 30, "through Varnish")
             await until(advanced(http, cached, seq), 30, "playing through Varnish")
 

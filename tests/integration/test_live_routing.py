@@ -237,7 +237,7 @@ async def test_routing_failures_are_clear_answers(
     settings_env: dict[str, str], redis_server: Any, tmp_path: Path
 ) -> None:
     """A route to an origin that is gone is a 502 (and looked up again next time), a Redis that
-    is down is the 404 of a stream that is not live, never a 500 or a hang."""
+    is down is a 503 to retry (not the 404 of a stream that is not live), never a 500 or a hang."""
     env = {
         **settings_env,
         "AETHEX_CLUSTER__REDIS_URL": redis_server.url,
@@ -262,9 +262,12 @@ async def test_routing_failures_are_clear_answers(
         status, _, _ = await fetch(http, f"{base}/hls/ghost/master.m3u8")
         assert status == 404
         assert server._runner.app[HLS_KEY].routes.in_flight == 0
-        # Redis down: the route is unknown, answered as "not live here" within the timeouts.
+        # Redis down: the route is unknown, a 503 to retry (a player gives up on a 404) within
+        # the timeouts.
         await asyncio.to_thread(redis_server.stop)
         started = time.monotonic()
-        status, _, _ = await fetch(http, f"{base}/hls/other/abc/144p/index.m3u8")
-        assert status == 404 and time.monotonic() - started < 10
+        status, headers, body = await fetch(http, f"{base}/hls/other/abc/144p/index.m3u8")
+        assert status == 503 and time.monotonic() - started < 10, (status, body)
+        assert headers["retry-after"] == "1" and headers["cache-control"] == "no-store"
+        assert b"origin is unknown" in body
     await rds.aclose()

@@ -68,7 +68,10 @@ class Elsewhere:
         starting here gets the live broadcast and not the one waiting out its grace; else
         ``local()``, this node's answer (the encoder may still come back here)."""
         assert self.routes is not None
-        origin = await self.routes.owner(request.params["slug"])
+        try:
+            origin = await self.routes.owner(request.params["slug"])
+        except Unavailable:
+            origin = None  # Redis cannot tell: this node's own answer is the best there is
         if origin is not None:
             return await self._send(self.routes, request, kind, origin)
         answer = local()
@@ -79,7 +82,10 @@ class Elsewhere:
         return await answer
 
     async def _forward(self, routes: LiveRoutes, request: HlsRequest, kind: str) -> Reply:
-        origin = await routes.owner(request.params["slug"])
+        try:
+            origin = await routes.owner(request.params["slug"])
+        except Unavailable as exc:
+            return error_reply(kind, exc.status, exc.reason)
         if origin is None:
             return error_reply(kind, 404)
         return await self._send(routes, request, kind, origin)
