@@ -47,7 +47,9 @@ class Server:
             settings.live.consumer_queue_size,
             on_drop=lambda ch, consumer, n: self.metrics.live_dropped.labels(ch, consumer).inc(n),
         )
-        self.db = Database(settings.effective_database_url)
+        self.db = Database(
+            settings.effective_database_url, inline_read_ms=settings.database.inline_read_ms
+        )
         # Issue 15: who this node is, and the process's one Redis client (None on one node).
         self.node = NodeIdentity.from_settings(settings)
         self.redis = make_redis(settings)

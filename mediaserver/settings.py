@@ -312,6 +312,14 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    # SQLite: the longest a read may run on the event loop's thread before it is interrupted
+    # and run on the database thread instead (milliseconds; storage/sqlite_inline.py). 0 runs
+    # every statement on the thread (aiosqlite's own way).
+    inline_read_ms: float = 2.0
+
+
+@dataclass(frozen=True)
 class MemorySettings:
     # Most glibc malloc arenas (0: glibc's default of 8 per core). Each stream's transcoder
     # threads otherwise get heaps of their own that keep freed frames: RSS grew with every
@@ -895,6 +903,7 @@ class Settings:
     data_dir: Path = Path("data")
     # SQLAlchemy URL. Empty: sqlite+aiosqlite:///<data_dir>/aethex.db.
     database_url: str = ""
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
@@ -1213,6 +1222,10 @@ def validate(s: Settings) -> Settings:
     _validate_notifications(s.notifications, s.email)
     _validate_cluster(s)
     _validate_engagement(s.polls, s.reactions)
+    if not 0 <= s.database.inline_read_ms <= 100:
+        raise SettingsError(
+            "database.inline_read_ms", "must be 0 (every statement on the thread) to 100"
+        )
     if not 0 <= s.memory.malloc_arena_max <= 1024:
         raise SettingsError("memory.malloc_arena_max", "must be 0 (glibc's default) to 1024")
     if not 0 <= s.memory.gc_young_threshold <= 10_000_000:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage import query_timing
+from storage.sqlite_inline import inline_creator
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -100,11 +101,26 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for ``url`` with this project's per-dialect setup applied."""
+def _sqlite_file(url: URL) -> str | None:
+    """The file path of a SQLite URL naming a plain file (not memory, not a ``file:`` URI)."""
+    database = url.database
+    if not _is_sqlite(url) or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query:
+        return None
+    return str(Path(database).expanduser())
+
+
+def create_engine(url: str | URL, inline_read_ms: float = 0.0, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for ``url`` with this project's per-dialect setup applied; on a SQLite
+    file with ``inline_read_ms`` > 0, short reads run on the loop's thread
+    (``storage.sqlite_inline``)."""
     parsed = make_url(url)
     if _is_sqlite(parsed):
         _ensure_sqlite_dir(parsed)
+    path = _sqlite_file(parsed)
+    if path is not None and inline_read_ms > 0:
+        kwargs["async_creator"] = inline_creator(path, inline_read_ms / 1000)
     engine = create_async_engine(parsed, **kwargs)
     if _is_sqlite(parsed):
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -119,9 +135,10 @@ logging.getLogger("aiosqlite").setLevel(logging.INFO)
 class Database:
     """One engine and its session factory for the life of the process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, inline_read_ms: float = 2.0) -> None:
         self.url = url
         self._echo = echo
+        self._inline_read_ms = inline_read_ms
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
 
@@ -137,7 +154,10 @@ class Database:
         # A ping at each checkout finds a PostgreSQL connection the server dropped; a SQLite
         # file has no server to drop it, and there the ping is a thread hop per session.
         engine = create_engine(
-            self.url, echo=self._echo, pool_pre_ping=not _is_sqlite(make_url(self.url))
+            self.url,
+            self._inline_read_ms,
+            echo=self._echo,
+            pool_pre_ping=not _is_sqlite(make_url(self.url)),
         )
         # Open one connection now so a bad URL, unreachable server or unwritable directory
         # fails at startup rather than on the first publish.
