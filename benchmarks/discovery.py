@@ -45,6 +45,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -359,10 +360,21 @@ async def load_phase(args: argparse.Namespace, workdir: Path, url: str, seed_: S
             print("  the functions with the most samples of their own:")
             for line in profile_summary(prof, 10)[1:11]:
                 print("  " + line)
+            if args.profile_out is not None and prof.exists():
+                shutil.copyfile(prof, f"{args.profile_out}.{args.current_db}.raw")
         if args.alone > 0:
+            prof = workdir / f"profile-alone-{args.current_db}.raw"
+            spy = start_profile(proc.pid, args.alone, prof) if args.profile else None
             alone, _, _ = await drive(base, seed_, 1, args.alone, 0.0)
             print(f"one client alone for {args.alone:.0f} s (each route's own cost, no queue):")
             table(alone)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait, 60)
+                print("where one client's time went (py-spy, by handler):")
+                for line in by_handler(prof):
+                    print("  " + line)
+                if args.profile_out is not None and prof.exists():
+                    shutil.copyfile(prof, f"{args.profile_out}.alone.{args.current_db}.raw")
         return missed
     finally:
         proc.stop(30)
@@ -459,6 +471,9 @@ def main() -> None:
         "--alone", type=float, default=None, help="seconds of one client alone after the load"
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the load")
+    ap.add_argument(
+        "--profile-out", metavar="PREFIX", help="keep the raw profile as PREFIX.{db}.raw"
+    )
     ap.add_argument(
         "--set",
         action="append",

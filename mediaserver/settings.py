@@ -641,6 +641,11 @@ class BrowseSettings:
     # (category, tag, language) listings are kept (1-100000).
     cache_seconds: float = 2.0
     cache_entries: int = 2000
+    # Seconds one rendering of a discovery page (/, /categories, a category, /search) serves
+    # every anonymous visitor of the same URL (0-60; 0: off), and how many such pages are
+    # kept (1-10000).
+    page_cache_seconds: float = 2.0
+    page_cache_entries: int = 256
 
 
 @dataclass(frozen=True)
@@ -1533,6 +1538,10 @@ def _validate_browse(b: BrowseSettings) -> None:
         raise SettingsError("browse.cache_seconds", "must be between 0 and 60")
     if not 1 <= b.cache_entries <= 100_000:
         raise SettingsError("browse.cache_entries", "must be between 1 and 100000")
+    if not 0 <= b.page_cache_seconds <= 60:
+        raise SettingsError("browse.page_cache_seconds", "must be between 0 and 60")
+    if not 1 <= b.page_cache_entries <= 10_000:
+        raise SettingsError("browse.page_cache_entries", "must be between 1 and 10000")
 
 
 def _validate_engagement(p: PollSettings, r: ReactionSettings) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .chat.service import ChatService
     from .hls import HlsService
     from .images import DecodeGate
+    from .page_cache import PageCache
     from .scrape import ScrapeAccess
 
 # Given to create_app by the composition root (mediaserver/app.py).
@@ -59,6 +60,8 @@ LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
 # Answers the same for every visitor, reused for a moment (webapp.answers).
 SEARCH_ANSWERS_KEY: web.AppKey[AnswerCache] = web.AppKey("search_answers")
 BROWSE_ANSWERS_KEY: web.AppKey[AnswerCache] = web.AppKey("browse_answers")
+# Whole pages shared by anonymous visitors for a moment (webapp.page_cache).
+PAGE_CACHE_KEY: web.AppKey[PageCache] = web.AppKey("anonymous_pages")
 REGISTER_LIMITER_KEY: web.AppKey[LoginLimiter] = web.AppKey("register_limiter")
 SCRAPE_KEY: web.AppKey[ScrapeAccess] = web.AppKey("scrape_access")
 

@@ -24,6 +24,7 @@ from storage.browse import LiveCard, PastBroadcast
 
 from ..identity import require_page_user, upload_url
 from ..keys import BROWSE_ANSWERS_KEY, DB_KEY, SETTINGS_KEY
+from ..page_cache import shared_for_anonymous
 from ..render import not_found_page, render
 from ..sharing import live_thumbnail_url
 from .common import category_json
@@ -186,6 +187,8 @@ async def following_page(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/categories", categories_page, name="categories")
-    app.router.add_get("/categories/{slug}", category_page, name="category")
+    app.router.add_get("/categories", shared_for_anonymous(app, categories_page), name="categories")
+    app.router.add_get(
+        "/categories/{slug}", shared_for_anonymous(app, category_page), name="category"
+    )
     app.router.add_get("/following", following_page, name="following")

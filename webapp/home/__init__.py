@@ -18,6 +18,7 @@ from storage.recommendations import LiveCard
 
 from ..identity import current_user, upload_url
 from ..keys import DB_KEY, FOLLOW_LISTENERS_KEY, SETTINGS_KEY, FollowChange
+from ..page_cache import shared_for_anonymous
 from ..render import render
 from ..sharing import live_thumbnail_url
 from .recommend import Card, LiveIndex, Sections
@@ -115,5 +116,5 @@ def setup(app: web.Application) -> None:
         data.follow_changed(change.user_id)
 
     app.setdefault(FOLLOW_LISTENERS_KEY, []).append(follow_changed)
-    app.router.add_get("/", home, name="home")
+    app.router.add_get("/", shared_for_anonymous(app, home), name="home")
     app.on_cleanup.append(_close)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from storage.search import SEARCH_TYPES
 
+from ..page_cache import shared_for_anonymous
 from ..render import render
 from .api import search_page_json
 from .common import read_params
@@ -57,4 +58,4 @@ async def search_page(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/search", search_page, name="search")
+    app.router.add_get("/search", shared_for_anonymous(app, search_page), name="search")
