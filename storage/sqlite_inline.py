@@ -24,8 +24,10 @@ What runs inline, and why it cannot stall the loop:
   run again on the thread, where waiting is harmless.
 - Each inline read has a budget of CPU time (``database.inline_read_ms``), enforced with
   SQLite's progress handler: a read that runs over is interrupted and run again on the thread,
-  and its SQL text is remembered so it goes to the thread from then on. What an interrupted
-  read costs the loop is bounded by the budget. Rows fetched whole within the budget are few.
+  and from its second overrun on its SQL text goes to the thread directly (one overrun may be
+  a cold cache). What an interrupted read costs the loop is bounded by the budget. Rows
+  fetched whole within the budget are few. A new reader parses the schema on the thread
+  before its first read, so that cost never counts against a read.
 - Any other error of an inline read (a function or temporary table made on the main
   connection, a syntax error) also sends it to the thread, which gives the authentic answer
   or error; such a statement is remembered too.
@@ -55,15 +57,30 @@ MAX_SLOW_STATEMENTS = 4096
 
 
 class SlowStatements:
-    """SQL texts that ran over the inline budget once, shared by a pool's connections."""
+    """SQL texts that must run on the thread, shared by a pool's connections: those that ran
+    over the inline budget ``STRIKES`` times (one overrun may be a first statement's price or
+    a cold page cache), or failed inline for what the reader lacks."""
+
+    STRIKES = 2
 
     def __init__(self) -> None:
         self.texts: set[str] = set()
+        self._overruns: dict[str, int] = {}
 
     def add(self, sql: str) -> None:
         if len(self.texts) >= MAX_SLOW_STATEMENTS:
             self.texts.clear()
         self.texts.add(sql)
+
+    def overran(self, sql: str) -> bool:
+        """Count an overrun of ``sql``; True when it is now one of the slow statements."""
+        if len(self._overruns) >= MAX_SLOW_STATEMENTS:
+            self._overruns.clear()
+        n = self._overruns[sql] = self._overruns.get(sql, 0) + 1
+        if n < self.STRIKES:
+            return False
+        self.add(sql)
+        return True
 
 
 def _is_select(sql: str) -> bool:
@@ -99,6 +116,9 @@ class InlineReadConnection(aiosqlite.Connection):
     def _open_reader(self) -> sqlite3.Connection:
         reader = self._reader_connector()
         reader.execute("PRAGMA query_only=ON")
+        # A connection parses the whole schema at its first statement: done here, on the
+        # thread, so that the first read inline does not pay it (and run over its budget).
+        reader.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
         reader.set_progress_handler(self._over_budget, PROGRESS_STEPS)
         return reader
 
@@ -167,9 +187,13 @@ class InlineReadConnection(aiosqlite.Connection):
             # (a function or temporary table made on the main connection).
             cursor.close()
             text = str(exc)
-            if "locked" not in text and "busy" not in text:
+            if "locked" in text or "busy" in text:
+                return None
+            if text != "interrupted":
                 self._slow.add(sql)
-                log.debug("on the database thread from now on (%s): %.200s", text, sql)
+            elif not self._slow.overran(sql):
+                return None
+            log.debug("on the database thread from now on (%s): %.200s", text, sql)
             return None
 
     @contextmanager
