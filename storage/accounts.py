@@ -7,13 +7,14 @@ database copy cannot be replayed as a cookie or a bearer token.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -84,18 +85,23 @@ async def user_for_session(session: AsyncSession, token: str, now: datetime) -> 
     """The enabled user a live session token belongs to (profile loaded), else None."""
     if not isinstance(token, str) or not token or len(token) > _SECRET_MAX:
         return None
+    params = {"token_hash": sha256_hex(token), "now": _aware(now)}
+    return (await session.execute(_user_for_session(), params)).scalar_one_or_none()
+
+
+@functools.cache
+def _user_for_session() -> Select[User]:
+    """Built once (every logged-in page view runs it): building it cost more than running."""
     return (
-        await session.execute(
-            select(User)
-            .join(LoginSession, LoginSession.user_id == User.id)
-            .options(joinedload(User.profile))
-            .where(
-                LoginSession.token_hash == sha256_hex(token),
-                LoginSession.expires_at > _aware(now),
-                User.is_disabled.is_(False),
-            )
+        select(User)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .options(joinedload(User.profile))
+        .where(
+            LoginSession.token_hash == bindparam("token_hash"),
+            LoginSession.expires_at > bindparam("now"),
+            User.is_disabled.is_(False),
         )
-    ).scalar_one_or_none()
+    )
 
 
 async def delete_login_session(session: AsyncSession, token: str) -> bool:

@@ -14,10 +14,12 @@ by ``ix_streams_channel_id_started_at``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, raiseload
 from sqlalchemy.sql.elements import ColumnElement
@@ -110,15 +112,13 @@ async def categories_by_viewers(session: AsyncSession, limit: int) -> list[Categ
     return [CategoryCard(c, int(v or 0), int(n or 0)) for c, v, n in rows]
 
 
-def _language_clause(language: str) -> ColumnElement[bool]:
-    """A channel in ``language``: that exact tag, or (for a bare language such as "pt") any
-    regional form of it ("pt-BR")."""
-    if "-" in language:
-        return func.lower(Channel.language) == language.lower()
-    return or_(
-        func.lower(Channel.language) == language.lower(),
-        func.lower(Channel.language).like(f"{language.lower()}-%"),
-    )
+def _language_clause(kind: str) -> ColumnElement[bool]:
+    """A channel in the ``language`` parameter: that exact tag, or (``kind`` "bare", a bare
+    language such as "pt") any regional form of it (the ``regional`` parameter, "pt-%")."""
+    same = func.lower(Channel.language) == bindparam("language")
+    if kind == "exact":
+        return same
+    return or_(same, func.lower(Channel.language).like(bindparam("regional")))
 
 
 def _not_indexed(column: InstrumentedAttribute[int | None]) -> ColumnElement[int | None]:
@@ -144,6 +144,33 @@ async def live_in_category(
     """The category's live listed channels, the most watched first. ``tag`` (without regard
     to case) is matched here on at most ``scan`` rows: tags are a JSON list, which neither
     database indexes the same way, and live rows are few."""
+    params: dict[str, Any] = {"category_id": category_id, "limit": scan if tag else limit}
+    if language:
+        params.update(language=language.lower(), regional=f"{language.lower()}-%")
+    rows = (await session.execute(_live_in_category(language_kind(language)), params)).all()
+    cards = [
+        LiveCard(sid, slug, title, creator, cat, lang, list(tags or []), viewers, avatar)
+        for sid, slug, title, creator, cat, lang, tags, viewers, avatar in rows
+    ]
+    if tag:
+        wanted = tag.strip().lower()
+        cards = [c for c in cards if any(t.lower() == wanted for t in c.tags)][:limit]
+    return cards
+
+
+def language_kind(language: str | None) -> str:
+    """Which language clause a filter needs: none, an exact regional tag, or a bare language
+    (any of its regional forms too)."""
+    if not language:
+        return ""
+    return "exact" if "-" in language else "bare"
+
+
+@functools.cache
+def _live_in_category(
+    language: str,
+) -> Select[int, str, str, Any, str, str | None, list[str], int, str | None]:
+    """Built once per kind of language filter (building it cost more than running it)."""
     q = (
         select(
             Stream.id,
@@ -161,47 +188,30 @@ async def live_in_category(
         .outerjoin(Profile, Profile.user_id == User.id)
         .where(
             Stream.status == StreamStatus.LIVE,
-            _not_indexed(Stream.category_id) == category_id,
+            _not_indexed(Stream.category_id) == bindparam("category_id"),
             Channel.is_public.is_(True),
         )
         .order_by(Stream.viewer_count.desc(), Stream.started_at.desc(), Stream.id.desc())
     )
     if language:
         q = q.where(_language_clause(language))
-    rows = (await session.execute(q.limit(scan if tag else limit))).all()
-    cards = [
-        LiveCard(sid, slug, title, creator, cat, lang, list(tags or []), viewers, avatar)
-        for sid, slug, title, creator, cat, lang, tags, viewers, avatar in rows
-    ]
-    if tag:
-        wanted = tag.strip().lower()
-        cards = [c for c in cards if any(t.lower() == wanted for t in c.tags)][:limit]
-    return cards
-
-
-async def live_languages(session: AsyncSession, category_id: int, limit: int) -> list[str]:
-    """The languages of the category's live listed channels (for the filter's choices)."""
-    rows = await session.scalars(
-        select(Channel.language)
-        .join(Stream, Stream.channel_id == Channel.id)
-        .where(
-            Stream.status == StreamStatus.LIVE,
-            _not_indexed(Stream.category_id) == category_id,
-            Channel.is_public.is_(True),
-            Channel.language.is_not(None),
-        )
-        .distinct()
-        .order_by(Channel.language)
-        .limit(limit)
-    )
-    return [str(lang) for lang in rows.all()]
+    return q.limit(bindparam("limit"))
 
 
 async def past_in_category(
     session: AsyncSession, category_id: int, limit: int
 ) -> list[PastBroadcast]:
     """The category's broadcasts that ended, newest first, of listed channels only."""
-    rows = await session.execute(
+    rows = await session.execute(_past_in_category(), {"category_id": category_id, "limit": limit})
+    return [
+        PastBroadcast(sid, title, slug, name, creator, started, duration, bool(vod))
+        for sid, title, slug, name, creator, started, duration, vod in rows.all()
+    ]
+
+
+@functools.cache
+def _past_in_category() -> Select[int, str, str, str, Any, datetime | None, int | None, bool]:
+    return (
         select(
             Stream.id,
             Stream.title,
@@ -216,19 +226,15 @@ async def past_in_category(
         .join(User, User.id == Channel.owner_id)
         .outerjoin(Profile, Profile.user_id == User.id)
         .where(
-            Stream.category_id == category_id,
+            Stream.category_id == bindparam("category_id"),
             Stream.status.in_(ENDED),
             Stream.started_at.is_not(None),
             Channel.is_public.is_(True),
             videos.listed_clause(),
         )
         .order_by(Stream.started_at.desc(), Stream.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    return [
-        PastBroadcast(sid, title, slug, name, creator, started, duration, bool(vod))
-        for sid, title, slug, name, creator, started, duration, vod in rows.all()
-    ]
 
 
 async def followed(session: AsyncSession, user_id: int, limit: int) -> list[FollowedCard]:
@@ -275,7 +281,6 @@ __all__ = [
     "FollowedCard",
     "categories_by_viewers",
     "live_in_category",
-    "live_languages",
     "past_in_category",
     "followed",
 ]

@@ -15,12 +15,13 @@ Like ``storage.queries``: every function takes an ``AsyncSession``, flushes, nev
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,7 +115,13 @@ async def get_by_slug(session: AsyncSession, slug: str) -> Category | None:
     """The entry (retired too) this exact slug names; None for one that could not be a slug."""
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
         return None
-    return (await session.scalars(select(Category).where(Category.slug == slug))).one_or_none()
+    return (await session.scalars(_by_slug(), {"slug": slug})).one_or_none()
+
+
+@functools.cache
+def _by_slug() -> Select[Category]:
+    """Built once: statements are dearer to build than this one is to run."""
+    return select(Category).where(Category.slug == bindparam("slug"))
 
 
 async def find(session: AsyncSession, value: str) -> Category | None:

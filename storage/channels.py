@@ -10,12 +10,13 @@ stream shows its channel's, so editing a live stream's tags edits the channel's.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import categories, queries, replay, videos
@@ -173,15 +174,19 @@ async def channel_with_owner(session: AsyncSession, slug: str) -> ChannelWithOwn
     could never name a channel (not looked up)."""
     if not isinstance(slug, str) or not queries.SLUG_RE.fullmatch(slug):
         return None
-    row = (
-        await session.execute(
-            select(Channel, User, Profile)
-            .join(User, User.id == Channel.owner_id)
-            .outerjoin(Profile, Profile.user_id == User.id)
-            .where(Channel.slug == slug)
-        )
-    ).one_or_none()
+    row = (await session.execute(_with_owner(), {"slug": slug})).one_or_none()
     return None if row is None else ChannelWithOwner(row[0], row[1], row[2])
+
+
+@functools.cache
+def _with_owner() -> Select[Channel, User, Profile]:
+    """Built once: statements are dearer to build than this one is to run."""
+    return (
+        select(Channel, User, Profile)
+        .join(User, User.id == Channel.owner_id)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(Channel.slug == bindparam("slug"))
+    )
 
 
 async def get_channel(session: AsyncSession, channel_id: int) -> Channel | None:

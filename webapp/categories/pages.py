@@ -6,11 +6,13 @@ user's followed channels, live ones first, then when each was last live).
 Live figures are the database's, as on the home page (a stream row in status LIVE and the
 viewer count the server keeps on it), so every process of a cluster shows the same. Unlisted
 channels never appear on the category pages. Each page is a few indexed, bounded queries
-(``storage.browse``; sizes from the ``browse`` settings).
+(``storage.browse``; sizes from the ``browse`` settings). A category's live channels and
+past broadcasts are read once for all its filters, which are applied here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from markupsafe import Markup
 from storage import browse, categories
 from storage import channels as channel_queries
 from storage.browse import LiveCard, PastBroadcast
+from storage.discovery_models import Category
 
 from ..identity import require_page_user, upload_url
 from ..keys import BROWSE_ANSWERS_KEY, DB_KEY, SETTINGS_KEY
@@ -123,27 +126,60 @@ async def category_page(request: web.Request) -> web.Response:
     return render(request, "categories/category.html", {"category": {"name": name}, "body": body})
 
 
-async def _listing(
-    request: web.Request, slug: str, tag: str | None, language: str | None
-) -> tuple[str, Markup] | None:
-    """A category page's listing, rendered: the same for every visitor (only listed channels,
-    nothing of the viewer's own), so ``browse.cache_seconds`` of visitors share one making;
-    None for an unknown category."""
+@dataclass(frozen=True, slots=True)
+class _CategoryData:
+    """What every listing of one category is made from, read once for all its filters."""
+
+    entry: Category
+    live: list[LiveCard]  # its live listed channels, the most watched first (up to the scan)
+    past: list[PastBroadcast]
+
+
+def _in_language(card: LiveCard, language: str) -> bool:
+    """``language`` exactly (a regional tag such as "pt-BR"), or for a bare language ("pt")
+    any regional form of it too; without regard to case. As ``storage.browse`` filters it."""
+    mine = (card.language or "").lower()
+    wanted = language.lower()
+    return mine == wanted or ("-" not in wanted and mine.startswith(wanted + "-"))
+
+
+async def _category_data(request: web.Request, slug: str) -> _CategoryData | None:
+    """The category's live channels (up to ``browse.live_scan_max``) and recent past
+    broadcasts, None for an unknown category: three indexed reads, shared by every tag and
+    language filter of the category (each filter is a pass over these rows here, where tags,
+    a JSON list, are matched anyway)."""
     settings = request.app[SETTINGS_KEY].browse
     async with request.app[DB_KEY].session() as session:
         entry = await categories.get_by_slug(session, slug)
         if entry is None:
             return None
         live = await browse.live_in_category(
-            session,
-            entry.id,
-            limit=settings.live_per_page,
-            scan=settings.live_scan_max,
-            language=language,
-            tag=tag,
+            session, entry.id, limit=settings.live_scan_max, scan=settings.live_scan_max
         )
-        languages = await browse.live_languages(session, entry.id, LANGUAGES_SHOWN)
         past = await browse.past_in_category(session, entry.id, settings.past_per_page)
+    return _CategoryData(entry, live, past)
+
+
+async def _listing(
+    request: web.Request, slug: str, tag: str | None, language: str | None
+) -> tuple[str, Markup] | None:
+    """A category page's listing, rendered: the same for every visitor (only listed channels,
+    nothing of the viewer's own), so ``browse.cache_seconds`` of visitors share one making;
+    None for an unknown category."""
+    answers = request.app[BROWSE_ANSWERS_KEY]
+    data = await answers.get(("data", slug), lambda: _category_data(request, slug))
+    if data is None:
+        return None
+    settings = request.app[SETTINGS_KEY].browse
+    live = data.live
+    languages = sorted({c.language for c in live if c.language})[:LANGUAGES_SHOWN]
+    if language:
+        live = [c for c in live if _in_language(c, language)]
+    if tag:
+        wanted = tag.strip().lower()
+        live = [c for c in live if any(t.lower() == wanted for t in c.tags)]
+    live = live[: settings.live_per_page]
+    entry = data.entry
     body = aiohttp_jinja2.get_env(request.app).get_template("categories/_category_body.html")
     html = body.render(
         category=category_json(entry),
@@ -153,7 +189,7 @@ async def _listing(
         tag=tag or "",
         language=language or "",
         filtered=bool(tag or language),
-        past=[past_row(p) for p in past],
+        past=[past_row(p) for p in data.past],
     )
     return entry.name, Markup(html)
 
