@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.lib import procstats
 from benchmarks.lib.discovery_fanout import fanout_phase
 from benchmarks.lib.discovery_seed import FULL, QUERIES, QUICK, TAGS, Seed, prepare
+from benchmarks.lib.loop_probe import LoopProbe
 from benchmarks.lib.pyspy import profile_summary, start_profile
 from benchmarks.lib.server import ServerProcess
 from benchmarks.lib.stats import percentile
@@ -335,7 +336,12 @@ async def load_phase(args: argparse.Namespace, workdir: Path, url: str, seed_: S
         machine = procstats.Contention(os.getpid())  # its tree: the clients and the server
         prof = workdir / f"profile-{args.current_db}.raw"
         spy = start_profile(proc.pid, args.seconds, prof) if args.profile else None
+        probe = LoopProbe(base) if args.probe else None
+        if probe is not None:
+            probe.start()
         samples, elapsed, total = await drive(base, seed_, args.clients, args.seconds, args.think)
+        if probe is not None:
+            probe.stop()
         cpu = (procstats.cpu_seconds(proc.pid) - cpu0) / elapsed
         contention = machine.stop()
         if spy is not None:
@@ -348,6 +354,10 @@ async def load_phase(args: argparse.Namespace, workdir: Path, url: str, seed_: S
             f"{cpu * 100:.0f}% of one core, RSS {procstats.rss_mib(proc.pid):.0f} MiB"
         )
         print(f"machine during the load: {contention}")
+        if probe is not None:
+            print("GET /healthz every 20 ms during the load (the loop's wait, from outside):")
+            for line in probe.report():
+                print("  " + line)
         missed = report(samples, args.current_db)
         if any(code >= 500 for x in samples.values() for code in x.statuses):
             print("server errors (the first from its log):")
@@ -471,6 +481,9 @@ def main() -> None:
         "--alone", type=float, default=None, help="seconds of one client alone after the load"
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the load")
+    ap.add_argument(
+        "--probe", action="store_true", help="time GET /healthz every 20 ms during the load"
+    )
     ap.add_argument(
         "--profile-out", metavar="PREFIX", help="keep the raw profile as PREFIX.{db}.raw"
     )

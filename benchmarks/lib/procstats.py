@@ -80,6 +80,15 @@ def machine_cpu_seconds() -> float:
         return float("nan")
 
 
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor gave to other guests while ours wanted them (all cores)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        return int(fields[7]) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 class Contention:
     """How busy the machine was over a window, and how much of that was not ours."""
 
@@ -91,6 +100,7 @@ class Contention:
         self.t0 = time.monotonic()
         self.m0 = machine_cpu_seconds()
         self.p0 = cpu_pressure_total()
+        self.s0 = steal_seconds()
         self.o0 = sum(tree_cpu_seconds(p) for p in self.pids) + self._reaped()
 
     @staticmethod
@@ -104,10 +114,12 @@ class Contention:
         machine = (machine_cpu_seconds() - self.m0) / wall
         ours = (sum(tree_cpu_seconds(p) for p in self.pids) + self._reaped() - self.o0) / wall
         pressure = (cpu_pressure_total() - self.p0) / wall
+        steal = (steal_seconds() - self.s0) / wall
         return (
             f"machine CPU {machine * 100:.0f}% (of {(os.cpu_count() or 1) * 100}%), ours "
-            f"{ours * 100:.0f}%, other processes {max(0.0, machine - ours) * 100:.0f}%; "
-            f"some task waiting for a CPU {pressure * 100:.0f}% of the time"
+            f"{ours * 100:.0f}%, other processes {max(0.0, machine - ours - steal) * 100:.0f}%, "
+            f"taken by the hypervisor (steal) {steal * 100:.0f}%; some task waiting for a CPU "
+            f"{pressure * 100:.0f}% of the time"
         )
 
 
