@@ -291,6 +291,7 @@ WEBAPP_FLOOR = frozenset(
         "sharing",
         "timing",
         "answers",
+        "page_cache",
         "viewer_keys",
         "chat_content",
         "group_commit",
