@@ -91,7 +91,7 @@ def test_upgrade_creates_schema_on_fresh_file_and_parent_dirs(tmp_path: Path) ->
     upgrade(sqlite_url(db_file))
     assert db_file.exists()
     assert table_names(db_file) == EXPECTED_TABLES
-    assert head_revision() == "0015"
+    assert head_revision() == "0016"
     assert current_revision(sqlite_url(db_file)) == head_revision()
 
 
