@@ -147,7 +147,7 @@ async def live_in_category(
     params: dict[str, Any] = {"category_id": category_id, "limit": scan if tag else limit}
     if language:
         params.update(language=language.lower(), regional=f"{language.lower()}-%")
-    rows = (await session.execute(_live_in_category(language_kind(language)), params)).all()
+    rows = (await session.execute(_live_in_category(_language_kind(language)), params)).all()
     cards = [
         LiveCard(sid, slug, title, creator, cat, lang, list(tags or []), viewers, avatar)
         for sid, slug, title, creator, cat, lang, tags, viewers, avatar in rows
@@ -158,7 +158,7 @@ async def live_in_category(
     return cards
 
 
-def language_kind(language: str | None) -> str:
+def _language_kind(language: str | None) -> str:
     """Which language clause a filter needs: none, an exact regional tag, or a bare language
     (any of its regional forms too)."""
     if not language:
@@ -211,6 +211,7 @@ async def past_in_category(
 
 @functools.cache
 def _past_in_category() -> Select[int, str, str, str, Any, datetime | None, int | None, bool]:
+    """Built once (building it cost SQLAlchemy ten times what SQLite took to run it)."""
     return (
         select(
             Stream.id,
