@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from mediaserver.settings import Settings
 
@@ -29,4 +31,9 @@ def make_redis(settings: Settings) -> Any | None:
         socket_connect_timeout=SOCKET_TIMEOUT,
         health_check_interval=5,
         decode_responses=True,
+        # One immediate retry: a pooled connection a Redis restart closed is replaced at once,
+        # and a Redis that is down is an error at once. redis-py's default (three retries,
+        # sleeping 1-10 s between them) kept a lease renewal retrying through a short outage,
+        # so the renewal neither failed nor said so; every caller retries on its own schedule.
+        retry=Retry(NoBackoff(), 1),
     )
