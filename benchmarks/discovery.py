@@ -92,6 +92,8 @@ class Samples:
     statements: list[int] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     untimed: int = 0  # answers without a Server-Timing header
+    # When each answer was asked for, in seconds since the load began (server_ms's order).
+    at_s: list[float] = field(default_factory=list)
 
 
 # Settings the run gives the server on top of server_env's (--set section.key=value): A/B runs
@@ -155,6 +157,7 @@ async def drive(
     """``clients`` closed-loop clients for ``seconds``; returns samples per route, the
     elapsed time and the requests answered."""
     samples: dict[str, Samples] = {r: Samples() for r in ROUTES}
+    began = time.perf_counter()
     stop_at = time.monotonic() + seconds
     total = [0]
 
@@ -185,6 +188,7 @@ async def drive(
                     continue
                 s.server_ms.append(float(m.group(1)))
                 s.client_ms.append(dt)
+                s.at_s.append(t0 - began)
                 d = DB_TIMING_RE.search(timing)
                 s.db_ms.append(float(d.group(1)) if d else 0.0)
                 s.statements.append(int(d.group(2)) if d else 0)
@@ -240,9 +244,29 @@ def breakdown(samples: dict[str, Samples]) -> None:
         )
 
 
+def when_slow(samples: dict[str, Samples], cut_ms: float = 50.0) -> None:
+    """Which seconds of the load the answers over ``cut_ms`` of server time were asked in:
+    slow answers bunched in a few seconds, or at a period, point at something the server did
+    then (a background task, a collection); spread evenly, at queueing under the load."""
+    per_second: dict[int, int] = defaultdict(int)
+    slow = 0
+    for s in samples.values():
+        for t, ms in zip(s.at_s, s.server_ms, strict=True):
+            if ms > cut_ms:
+                per_second[int(t)] += 1
+                slow += 1
+    total = sum(len(s.server_ms) for s in samples.values())
+    busiest = sorted(per_second.items(), key=lambda kv: -kv[1])[:8]
+    print(
+        f"answers over {cut_ms:.0f} ms of server time: {slow} of {total}; the seconds with "
+        "the most (s: n): " + (", ".join(f"{t}: {n}" for t, n in sorted(busiest)) or "none")
+    )
+
+
 def report(samples: dict[str, Samples], db: str) -> list[str]:
     """The table and the goal lines; returns the routes that missed their goal."""
     table(samples)
+    when_slow(samples)
     print("where the time went (Server-Timing's db share):")
     breakdown(samples)
     missed = []
