@@ -614,11 +614,12 @@ def run(
     )
     # The reference, in the same run: a chat message to a viewer rides the same room, ticks and
     # sockets as a tap (the issue: reactions must keep chat's latency), so the ratio says what
-    # reactions add and holds on a slower or busier machine where the absolute figures do not.
-    ratio = r["p99"] / chat_p99 if chat_p99 else float("nan")
+    # a tap costs over a chat message on whatever machine runs this, busy or not.
+    ratio = r["p99"] / chat_p99 if chat_p99 else None
     print(
         f"reference: tap to a viewer p99 {r['p99']:.1f} ms against a chat message to a viewer "
-        f"p99 {chat_p99:.1f} ms (same run): ratio {ratio:.2f}"
+        f"p99 {chat_p99:.1f} ms (same run): ratio "
+        + (f"{ratio:.2f}" if ratio is not None else "- (no chat latency measured)")
     )
     if errors:
         print(f"viewer errors: {errors}")
