@@ -16,6 +16,7 @@ Like ``storage.follows``: every function takes an ``AsyncSession``, flushes, nev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Integer,
+    Select,
     String,
     and_,
     case,
@@ -219,7 +221,14 @@ async def unread_counts(session: AsyncSession, user_ids: Sequence[int]) -> dict[
 
 async def latest_id(session: AsyncSession) -> int:
     """The newest notification's id (0 when there is none): a cheap "anything new?" mark."""
-    return await session.scalar(select(func.max(Notification.id))) or 0
+    return (await session.execute(_latest_id())).scalar() or 0
+
+
+@functools.cache
+def _latest_id() -> Select[int]:
+    """Built once: every process polls it every ``notifications.poll_interval``, and building
+    the select and its cache key cost more than SQLite's answer."""
+    return select(func.max(Notification.id))
 
 
 async def users_notified_since(

@@ -10,12 +10,13 @@ Like ``storage.follows``: every function takes an ``AsyncSession``, flushes, nev
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import NotFoundError, ValidationError
@@ -134,15 +135,22 @@ async def enabled_destinations(
     """The enabled destinations of these channels (the relay's look each refresh)."""
     if not channel_ids:
         return []
-    rows = await session.scalars(
+    rows = await session.scalars(_enabled_destinations(), {"ids": list(channel_ids)})
+    return rows.all()
+
+
+@functools.cache
+def _enabled_destinations() -> Select[RestreamDestination]:
+    """Built once: the restream manager runs it every ``restream.refresh_interval`` while any
+    stream is live, and building the select cost more than running it."""
+    return (
         select(RestreamDestination)
         .where(
-            RestreamDestination.channel_id.in_(list(channel_ids)),
+            RestreamDestination.channel_id.in_(bindparam("ids", expanding=True)),
             RestreamDestination.enabled.is_(True),
         )
         .order_by(RestreamDestination.id)
     )
-    return rows.all()
 
 
 async def get_destination(

@@ -701,6 +701,37 @@ async def test_a_go_live_on_another_process_rings_the_bell_here(settings_env, ht
         assert not state_of(here).fanout.results
 
 
+async def test_a_bell_opened_after_none_were_open_hears_what_another_process_wrote(
+    settings_env, http
+) -> None:
+    """With no bell open here a poll asks the database nothing. Rows another process writes
+    meanwhile (here: straight through storage, which never tells this hub) are in the first
+    count of a bell opened later; a row written after that count and before the next poll is
+    counted by that poll (it recounts the open bells when it catches the mark up); and later
+    rows raise the bell as usual. The test runs the polls itself (the loop's is an hour)."""
+    env = {**settings_env, "AETHEX_NOTIFICATIONS__POLL_INTERVAL": "3600"}
+    async with running_server(env) as here:
+        base = base_url(here)
+        channel_id, _, _ = await make_chat_channel(here, "host", "show")
+        fan_id, fan = await make_user(here, "fan")
+        hub = state_of(here).hub
+        await seed_rows(here, fan_id, channel_id, 2)
+        await hub.poll()
+        assert hub.idle_polls == 1
+        bell = await open_bell(http, base, fan)
+        try:
+            assert await bell.next_count() == 2
+            await seed_rows(here, fan_id, channel_id, 1)  # after the bell's count, before a poll
+            await hub.poll()
+            await bell.until(3)
+            await seed_rows(here, fan_id, channel_id, 1)
+            await hub.poll()
+            await bell.until(4)
+            assert hub.idle_polls == 1
+        finally:
+            bell.response.close()
+
+
 async def test_no_email_is_lost_to_a_down_smtp_server_or_a_crashed_sender(settings_env) -> None:
     """SMTP down: the claimed rows are given back and mailed once it is up. A sender that
     claimed a row and died: the row is mailed by the next look after its lease."""

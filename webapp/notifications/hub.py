@@ -10,7 +10,9 @@ Where new counts come from:
   read through this process's API) mark their users dirty at once (``dirty``/``dirty_range``);
 - notifications written by another process (it took the publish) are found by a cheap poll
   every ``notifications.poll_interval``: the newest id, and only when it moved, which of the
-  users with an open stream here got one;
+  users with an open stream here got one. With no stream open here the poll asks nothing (an
+  idle server, or one that only ingests, makes no query a second for bells nobody has open);
+  the first poll with a stream open again catches the mark up and recounts the open streams;
 - every ``notifications.recount_interval`` every open stream is recounted (a mark as read made
   through another process).
 A flusher recounts the dirty users in grouped queries and wakes their streams.
@@ -64,6 +66,9 @@ class NotificationHub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._mark = 0  # the newest notification id the poll has seen
+        # A poll found no stream open, asked nothing, and left the mark behind the newest row.
+        self._mark_behind = False
+        self.idle_polls = 0  # polls that asked nothing (no stream open)
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class NotificationHub:
         while True:
             await asyncio.sleep(self.settings.poll_interval)
             try:
-                await self._poll()
+                await self.poll()
             except Exception:
                 log.exception("notifications: looking for new notifications failed")
             now = time.monotonic()
@@ -163,15 +168,27 @@ class NotificationHub:
                 self._all_dirty = True
                 self._wake.set()
 
-    async def _poll(self) -> None:
-        """Runs with no stream open too (one indexed max() a poll), so the mark stays near the
-        newest row and the first stream to open does not make a long scan."""
+    async def poll(self) -> None:
+        """The newest id and, when it moved, which open streams' users got one since.
+
+        With no stream open there is nobody to tell: no query. The first poll with a stream
+        open afterwards moves the mark to the newest row and recounts every open stream (one
+        grouped count) instead of scanning what was written while nobody listened.
+        """
+        if not self.streams:
+            self._mark_behind = True
+            self.idle_polls += 1
+            return
         async with self.db.session() as session:
             newest = await store.latest_id(session)
+            if self._mark_behind:
+                self._mark_behind = False
+                self._mark = newest
+                self._all_dirty = True
+                self._wake.set()
+                return
             if newest <= self._mark:
                 return
-            users: set[int] = set()
-            if self.streams:
-                users = await store.users_notified_since(session, self._mark, list(self.streams))
+            users = await store.users_notified_since(session, self._mark, list(self.streams))
         self._mark = newest
         self.dirty(users)
