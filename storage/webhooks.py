@@ -15,6 +15,7 @@ Like ``storage.follows``: every function takes an ``AsyncSession``, flushes, nev
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import rowcount
@@ -304,19 +305,7 @@ async def claim_due(
     ``lease`` seconds. A delivery whose endpoint was disabled stays pending, unclaimed, until
     the endpoint is enabled again. ``skip``: ids this sender already holds."""
     skipped = set(skip)
-    rows = (
-        await session.execute(
-            select(WebhookDelivery, Webhook)
-            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-            .where(
-                WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at <= now,
-                Webhook.enabled,
-            )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-            .limit(limit + len(skipped))
-        )
-    ).all()
+    rows = (await session.execute(_due_deliveries(), {"now": now, "n": limit + len(skipped)})).all()
     until = now + timedelta(seconds=lease)
     claimed: list[DueDelivery] = []
     for delivery, hook in rows:
@@ -347,6 +336,23 @@ async def claim_due(
             )
     await session.flush()
     return claimed
+
+
+@functools.cache
+def _due_deliveries() -> Select[WebhookDelivery, Webhook]:
+    """Built once: every process's sender runs it every ``webhooks.poll_interval``, nearly
+    always to find nothing, and building the join cost more than SQLite's answer."""
+    return (
+        select(WebhookDelivery, Webhook)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= bindparam("now"),
+            Webhook.enabled,
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(bindparam("n"))
+    )
 
 
 async def release(session: AsyncSession, delivery_ids: Iterable[int], now: datetime) -> None:

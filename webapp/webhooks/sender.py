@@ -127,7 +127,8 @@ class WebhookSender:
                 lease=self.ws.timeout + LEASE_MARGIN,
                 skip=self._inflight,
             )
-            await session.commit()
+            if due:  # nearly every look finds nothing: then there is nothing to commit
+                await session.commit()
         for delivery in due:
             self._inflight.add(delivery.id)
             self.metrics.in_flight.inc()
