@@ -109,6 +109,8 @@ class Server:
             self.registry,
             self.metrics.registry,
             rung_taps=self.broadcasts.rung_tap,
+            # In a cluster the web nodes edit destinations; on one node only our own API does.
+            edited_elsewhere=self.redis is not None,
         )
         self._runner: web.AppRunner | None = None
         self._http: asyncio.Server | None = None
@@ -217,6 +219,7 @@ class Server:
             rtmp_port=self.rtmp_port,
             rtmps_port=self.ingest.tls_port or self.settings.rtmp.tls_port,
             restream_status=self.restream.status,
+            restream_changed=self.restream.changed,
             node={
                 "role": self.node.role,
                 "node": self.node.node_id,

@@ -513,9 +513,10 @@ class WebhookSettings:
     backoff_max: float = 3600.0
     # Deliveries in flight at once (in this process).
     max_concurrent: int = 8
-    # Seconds between looks for deliveries due (written by another process, or left by a
-    # restart); deliveries queued and retried here are sent when due without waiting for it.
-    poll_interval: float = 2.0
+    # Seconds between looks for deliveries due that no event here announced (a claim another
+    # process let lapse); deliveries queued and retried here, and those a restart left, are
+    # sent when due without waiting for it.
+    poll_interval: float = 15.0
     # Bytes of a receiver's answer read (kept in the delivery's error when it is not 2xx).
     max_response_bytes: int = 4096
     # Longest endpoint URL, and most endpoints per channel.
@@ -817,7 +818,8 @@ class RestreamSettings:
     backoff_max: float = 60.0
     # Seconds a relay must stay up before the backoff starts again from backoff_base.
     stable_after: float = 30.0
-    # Seconds between looks at the live channels' destinations (edits take effect this fast).
+    # Seconds between the relays' refreshes; in a cluster, edits on other nodes take effect
+    # this fast (on one node, this process's own edits at once).
     refresh_interval: float = 1.0
     # Packets (audio and video) a destination's subscription holds; past it, drop to a keyframe.
     queue_size: int = 1024

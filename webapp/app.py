@@ -69,10 +69,12 @@ from .keys import (
     METRICS_KEY,
     OBJECTS_KEY,
     REGISTRY_KEY,
+    RESTREAM_CHANGED_KEY,
     RESTREAM_STATUS_KEY,
     RTMP_PORT_KEY,
     RTMPS_PORT_KEY,
     SETTINGS_KEY,
+    RestreamChanged,
     RestreamStatus,
 )
 from .timing import server_timing_middleware
@@ -88,6 +90,7 @@ def create_app(
     rtmp_port: int | None = None,
     rtmps_port: int = 0,
     restream_status: RestreamStatus | None = None,
+    restream_changed: RestreamChanged | None = None,
     node: Mapping[str, str] | None = None,
     counts: ClusterCounts | None = None,
     objects: ObjectStore | None = None,
@@ -114,6 +117,7 @@ def create_app(
     app[RTMP_PORT_KEY] = settings.rtmp.port if rtmp_port is None else rtmp_port
     app[RTMPS_PORT_KEY] = rtmps_port
     app[RESTREAM_STATUS_KEY] = restream_status or (lambda channel_id: {})
+    app[RESTREAM_CHANGED_KEY] = restream_changed or (lambda channel_id: None)
     # Where media and uploads are kept (issue 15); without one, the files under data_dir.
     app[OBJECTS_KEY] = objects if objects is not None else LocalStore(settings.data_dir)
     stored.setup(app)  # S3 mode: the copies of recordings and clips from it, bounded

@@ -46,6 +46,9 @@ RTMPS_PORT_KEY = web.AppKey("rtmps_port", int)
 # A channel id -> {destination id: relay status} of its live stream's restreams (issue 14).
 RestreamStatus = Callable[[int], dict[int, dict[str, Any]]]
 RESTREAM_STATUS_KEY: web.AppKey[RestreamStatus] = web.AppKey("restream_status")
+# Told a channel id after its destinations were edited here, so the relays follow at once.
+RestreamChanged = Callable[[int], None]
+RESTREAM_CHANGED_KEY: web.AppKey[RestreamChanged] = web.AppKey("restream_changed")
 # Counters shared by the nodes of a cluster through Redis (issue 15); absent on one node,
 # where every counter stays in memory as it always was.
 COUNTS_KEY = web.AppKey("cluster_counts", ClusterCounts)

@@ -2,8 +2,8 @@
 their JSON API and dashboard page, with each relay's live status.
 
 The relaying itself is ``mediaserver.restream`` (started by the composition root); this area
-only edits rows and reads the relays' status through ``RESTREAM_STATUS_KEY``. The relay looks
-at the rows every ``restream.refresh_interval``, so an edit needs no call from here.
+edits rows, reports each committed edit through ``RESTREAM_CHANGED_KEY`` (the relays follow it
+at once) and reads the relays' status through ``RESTREAM_STATUS_KEY``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from storage.errors import ValidationError
 from storage.restream_models import ORIGINAL, PRESETS
 
 from ..identity import require_user
-from ..keys import DB_KEY, SETTINGS_KEY
+from ..keys import DB_KEY, RESTREAM_CHANGED_KEY, SETTINGS_KEY
 from ..openapi import SLUG_PARAM, error_response, json_body, json_response
 from ..parsing import field, path_id, read_json
 from .common import destination_json, managed_channel, rung_names, statuses
@@ -83,6 +83,7 @@ async def create_destination(request: web.Request) -> web.Response:
             max_per_channel=settings.max_per_channel,
         )
         await session.commit()
+        request.app[RESTREAM_CHANGED_KEY](channel.id)
         return _reply({"destination": destination_json(row, None)}, 201)
 
 
@@ -122,6 +123,7 @@ async def update_destination(request: web.Request) -> web.Response:
             clear_ca_file=clear_ca,
         )
         await session.commit()
+        request.app[RESTREAM_CHANGED_KEY](channel.id)
         data = destination_json(row, statuses(request, channel).get(row.id))
     return _reply({"destination": data})
 
@@ -133,6 +135,7 @@ async def delete_destination(request: web.Request) -> web.Response:
         channel = await managed_channel(request, session, user)
         await store.delete_destination(session, channel.id, destination_id)
         await session.commit()
+        request.app[RESTREAM_CHANGED_KEY](channel.id)
     return web.Response(status=204, headers=NO_STORE)
 
 
@@ -281,8 +284,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             },
         ],
         "patch": {
-            "summary": "Change a destination; takes effect on a live relay within "
-            "restream.refresh_interval (owner or admin)",
+            "summary": "Change a destination; takes effect on a live relay at once, or within "
+            "restream.refresh_interval when the relay runs on another node (owner or admin)",
             "tags": ["destinations"],
             "requestBody": json_body(
                 {"type": "object", "properties": {**_FIELDS, "stream_key": _KEY}}

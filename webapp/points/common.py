@@ -121,14 +121,16 @@ class PointsLive:
     once: the owner's queue and the chat show them) and the channel's prediction
     (``prediction:update``). Stakes only mark their prediction as changed; every
     ``points.publish_interval`` one event per changed prediction carries its totals, so a
-    burst of stakes is one event per interval, not one per stake. The current prediction of
-    each channel is kept here for the join hook (answered from memory)."""
+    burst of stakes is one event per interval, not one per stake. With nothing changed the
+    publisher sleeps instead of waking each interval to find nothing. The current prediction
+    of each channel is kept here for the join hook (answered from memory)."""
 
     def __init__(self, app: web.Application, interval: float) -> None:
         self.app = app
         self.interval = interval
         self.current: dict[str, dict[str, Any]] = {}
         self._dirty: dict[str, dict[str, Any]] = {}
+        self._marked = asyncio.Event()  # set when _dirty gains an entry
 
     async def publish(self, slug: str, events: list[dict[str, Any]]) -> None:
         service = self.app.get(CHAT_KEY)
@@ -151,6 +153,7 @@ class PointsLive:
             await self.publish(slug, [{"type": "prediction:update", "prediction": data}])
         else:
             self._dirty[slug] = data
+            self._marked.set()
 
     def bus_listener(self, slug: str, events: list[dict[str, Any]]) -> None:
         """Every process keeps the current prediction of each room from the bus, so a socket
@@ -178,7 +181,9 @@ class PointsLive:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await self._marked.wait()
+            await asyncio.sleep(self.interval)  # the stakes of one interval, one event
+            self._marked.clear()  # before the flush: a stake during it waits for the next
             try:
                 await self.flush()
             except Exception:
