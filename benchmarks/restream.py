@@ -53,7 +53,7 @@ from benchmarks.lib import procstats, rtmp_probe
 from benchmarks.lib.live_server import LiveServer
 from benchmarks.lib.nginx import RtmpNginx
 from benchmarks.lib.server import free_port
-from benchmarks.rtmp_ingest import cpu_seconds, make_source, start_publishers, wait_until
+from benchmarks.rtmp_ingest import make_source, start_publishers, wait_until
 from mediaserver.settings import load_settings
 from storage import Database
 from storage import restream as store
@@ -232,9 +232,9 @@ def phase(
             to_live = wait_until(all_live, LIVE_TIMEOUT, f"{name}: every relay live")
             time.sleep(RAMP)
             contention = procstats.Contention(pid)
-            c0, t0 = cpu_seconds(pid), time.monotonic_ns()
+            cpu_reading, t0 = procstats.PreciseCpu(pid), time.monotonic_ns()
             time.sleep(seconds)
-            c1, t1 = cpu_seconds(pid), time.monotonic_ns()
+            (cpu_s, _), t1 = cpu_reading.seconds(), time.monotonic_ns()
             load = contention.stop()
             live = receiver.publishing()
             end_note = at_end()
@@ -250,7 +250,7 @@ def phase(
         raise RuntimeError(f"{name}: the probe sender logged nothing ({err or 'no error'})")
     delays = rtmp_probe.analyze(sent, rtmp_probe.read_arrivals(arrivals), t0, t1)
     late = rtmp_probe.lateness_ms(sent, t0, t1)
-    return Phase(c1 - c0, live, to_live, delays, late, contention=load, note=end_note)
+    return Phase(cpu_s, live, to_live, delays, late, contention=load, note=end_note)
 
 
 def verdict(ok: bool) -> str:
