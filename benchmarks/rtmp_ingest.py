@@ -23,8 +23,9 @@ the hand-off to the live stream, the periodic work.
 ``--ab DIR`` measures a change: DIR is another checkout of the server (with the same database
 schema, e.g. ``git worktree add /tmp/base HEAD~1``), run in each round between ours and nginx,
 so both sides of the change see the same hour of the machine. It prints the other tree's median,
-its ratio to nginx and ours against it; a change smaller than the spread between rounds shows
-as such.
+its ratio to nginx and ours against it, and the difference round by round (each pair runs
+minutes apart, so the machine's drift over the run cancels in it): a change smaller than the
+spread between rounds can still show as one side lower in most pairs.
 
     .venv/bin/python benchmarks/rtmp_ingest.py [--publishers 20] [--seconds 15] [--rounds 3]
         [--ab DIR] [--layers]
@@ -304,6 +305,12 @@ def run_ingest(
             "spread": spread,
             "other_cpu_s": med.get("other"),
             "medians": med,
+            # Per round, ours minus the other tree's: the two run minutes apart, so the
+            # machine's drift over the run (often larger than a change) cancels in each pair.
+            "paired": [
+                a["cpu_s"] - b["cpu_s"]
+                for a, b in zip(results["ours"], results.get("other", []), strict=False)
+            ],
         }
 
 
@@ -381,6 +388,14 @@ def main() -> None:
                 f"ratio to nginx {other / res['nginx_cpu_s']:.2f}; ours / other "
                 f"{res['ours_cpu_s'] / other:.3f} ({(res['ours_cpu_s'] - other) * 1000:+.0f} ms "
                 f"of CPU per {args.seconds:.0f} s)"
+            )
+            paired = res["paired"]
+            lower = sum(d < 0 for d in paired)
+            print(
+                f"  paired by round (ours - other, each pair minutes apart): median "
+                f"{statistics.median(paired) * 1000:+.0f} ms, ours lower in {lower} of "
+                f"{len(paired)} rounds (by chance alone all {len(paired)} one way: "
+                f"{2 * 0.5 ** len(paired):.0%})"
             )
 
 
