@@ -25,7 +25,9 @@ BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 # (made by `make lock` with uv from pyproject.toml): a new machine installs exactly what CI ran.
 LOCK := requirements.lock
 
-$(VENV)/.installed: pyproject.toml $(LOCK)
+# setup.py builds the one compiled module (the RTMP chunk reader, mediaserver/rtmp/_chunkreader.c)
+# in place; editing its source re-runs the install, which rebuilds it.
+$(VENV)/.installed: pyproject.toml setup.py mediaserver/rtmp/_chunkreader.c $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -c $(LOCK) pip setuptools wheel
 	$(PY) -m pip install --no-build-isolation -c $(LOCK) -e '.[test]'
@@ -117,3 +119,4 @@ bench: deps bench-deps test-deps frontend
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis node_modules $(HLS_JS) test-artifacts
+	rm -f mediaserver/rtmp/*.so

@@ -3,7 +3,10 @@
 Five targets share one libFuzzer run; an input's first byte picks the target:
 
     handshake   ServerHandshake.receive_data (C0+C1+C2)
-    chunk       ChunkReader.feed, the input fed whole or in 4096/1460/512-byte reads
+    chunk       ChunkReader.feed, the input fed whole or in 4096/1460/512-byte reads; while
+                fuzzing, the compiled reader and the pure-Python reference side by side, any
+                difference in messages or errors being a crash (coverage comes from the
+                reference, whose branches the C code follows one for one)
     amf0        amf0.decode_all of a command or data message body
     media       parse_video / parse_audio / parse_audio_specific_config (FLV and E-RTMP bodies)
     connection  ServerConnection fed a client's byte stream, connect and publish accepted
@@ -74,9 +77,10 @@ HANDSHAKE_BYTES = 1 + 2 * 1536
 # The targets (the same code drives the fuzzer and the re-timing of slow inputs)
 
 
-def make_targets(rtmp: Any) -> list[Callable[[bytes], None]]:
+def make_targets(rtmp: Any, differential: bool = False) -> list[Callable[[bytes], None]]:
     """One function per TARGETS entry, taking the input without its selector byte. ``rtmp``
-    is the mediaserver.rtmp package (instrumented in the fuzz workers, plain when re-timing)."""
+    is the mediaserver.rtmp package (instrumented in the fuzz workers, plain when re-timing).
+    ``differential``: the chunk target also runs the reference reader and compares."""
     limits = rtmp.Limits()
     zeros: Callable[[int], bytes] = bytes
 
@@ -96,6 +100,23 @@ def make_targets(rtmp: Any) -> list[Callable[[bytes], None]]:
         reader = rtmp.ChunkReader(limits)
         for piece in pieces(data):
             reader.feed(piece)
+
+    def chunk_against_reference(data: bytes) -> None:
+        ours = rtmp.chunk.ChunkReader(limits)
+        ref = rtmp.chunk.PyChunkReader(limits)
+        for piece in pieces(data):
+            try:
+                want: Any = ref.feed(piece)
+            except rtmp.ProtocolError as exc:
+                want = str(exc)
+            try:
+                got: Any = ours.feed(piece)
+            except rtmp.ProtocolError as exc:
+                got = str(exc)
+            if got != want or ours.buffered != ref.buffered:
+                raise AssertionError(f"compiled reader differs: {got!r:.200} != {want!r:.200}")
+            if isinstance(want, str):
+                raise rtmp.ProtocolError(want)
 
     def amf0(data: bytes) -> None:
         rtmp.amf0.decode_all(data, max_depth=limits.max_amf_depth)
@@ -126,7 +147,8 @@ def make_targets(rtmp: Any) -> list[Callable[[bytes], None]]:
             if conn.closed:
                 return
 
-    return [handshake, chunk, amf0, media, connection]
+    chunk_target = chunk_against_reference if differential else chunk
+    return [handshake, chunk_target, amf0, media, connection]
 
 
 def run_one(targets: list[Callable[[bytes], None]], protocol_error: type, data: bytes) -> str:
@@ -410,7 +432,7 @@ def worker(args: argparse.Namespace) -> None:
         from mediaserver import rtmp
     plain = plain_copy()
 
-    targets = make_targets(rtmp)
+    targets = make_targets(rtmp, differential=True)
     protocol_error = rtmp.ProtocolError
     timed = make_targets(plain)
     plain_error = plain.ProtocolError

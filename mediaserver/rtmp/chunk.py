@@ -21,6 +21,7 @@ itself; every other message, control messages included, is returned to the calle
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Final
 
@@ -148,8 +149,12 @@ def _count_headers(buf: bytearray, start: int, stride: int, k: int, cont: bytes)
     return m
 
 
-class ChunkReader:
-    """Bytes in, complete messages out. Raises :class:`ProtocolError` only."""
+class PyChunkReader:
+    """Bytes in, complete messages out. Raises :class:`ProtocolError` only.
+
+    The reference implementation: :class:`ChunkReader` is the compiled one where it is built,
+    and must behave exactly like this one (tests compare them on every case).
+    """
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
@@ -514,6 +519,36 @@ class ChunkReader:
                 cs.parts = [mv[p:end]]
                 cs.remaining = length - take
         return pos
+
+
+try:
+    if os.environ.get("AETHEX_RTMP_PARSER", "") == "python":
+        raise ImportError("AETHEX_RTMP_PARSER=python")
+    from ._chunkreader import Reader as _CompiledReader
+except ImportError:  # not built (a source checkout run without `make`), or not wanted
+    _CompiledReader = None  # type: ignore[assignment,misc]
+
+
+if _CompiledReader is not None:
+
+    class CChunkReader(_CompiledReader):
+        """The compiled reader (``_chunkreader.c``) with the reference's constructor."""
+
+        __slots__ = ()
+
+        def __init__(self, limits: Limits = Limits()) -> None:
+            super().__init__(
+                limits.max_chunk_size,
+                limits.max_message_size,
+                limits.max_chunk_streams,
+                ProtocolError,
+            )
+
+    # What the connections use: the compiled reader where it is built, else the reference.
+    # Not a subclass of the reference but the same interface (the tests hold it to that).
+    ChunkReader: type[PyChunkReader] = CChunkReader  # type: ignore[assignment]
+else:
+    ChunkReader = PyChunkReader
 
 
 def parse_user_control(payload: bytes) -> tuple[int, int]:

@@ -3,6 +3,9 @@
 Inputs are built byte by byte from the spec here (not with the writer under test), and every
 input is fed whole, one byte at a time and in random splits: the three must agree. Feeding whole
 exercises the strided fast path, one byte at a time the general per-chunk path.
+
+Every reader test runs on both readers: the pure-Python reference and the compiled one the
+server uses (``_chunkreader.c``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import struct
 
 import pytest
 
+from mediaserver.rtmp import chunk
 from mediaserver.rtmp.chunk import (
+    CChunkReader,
     ChunkReader,
     ChunkWriter,
+    PyChunkReader,
     basic_header,
     parse_u32,
     parse_user_control,
@@ -22,6 +28,22 @@ from mediaserver.rtmp.chunk import (
 )
 from mediaserver.rtmp.errors import ProtocolError
 from mediaserver.rtmp.limits import Limits
+
+READERS = [pytest.param(PyChunkReader, id="python"), pytest.param(CChunkReader, id="compiled")]
+
+
+@pytest.fixture(autouse=True, params=READERS)
+def reader_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type:
+    """Run the module's tests with ``ChunkReader`` meaning each reader in turn."""
+    monkeypatch.setitem(globals(), "ChunkReader", request.param)
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_the_compiled_reader_is_built_and_used():
+    # `make` builds it; a silent fallback to the reference would cost the server its CPU goal.
+    assert CChunkReader is not None
+    assert chunk.ChunkReader is CChunkReader
+
 
 # ---------------------------------------------------------------------------------------------
 # Hand-built chunks
@@ -282,6 +304,14 @@ def test_large_delta_counts_as_negative():
     assert [m[2] for m in parse_all_ways(data)] == [1000, 900]
 
 
+def test_delta_of_two_to_the_31_counts_as_negative_and_one_less_as_positive():
+    a = pay(3)
+    base = h0(4, 1 << 31, 3, 8, 1) + a
+    assert [m[2] for m in parse_all_ways(base + h1(4, 1 << 31, 3, 8) + a)] == [1 << 31, 0]
+    later = base + h1(4, (1 << 31) - 1, 3, 8) + a
+    assert [m[2] for m in parse_all_ways(later)] == [1 << 31, (1 << 32) - 1]
+
+
 # ---------------------------------------------------------------------------------------------
 # Interleaving, Set Chunk Size, Abort
 
@@ -476,6 +506,15 @@ def test_partial_messages_are_bounded():
     data = b"".join(h0(c, 0, 1000, 9, 1) + pay(128) for c in range(3, 12))
     with pytest.raises(ProtocolError, match="partially received"):
         feed_whole(data, limits)
+
+
+def test_partial_messages_may_reach_the_bound_exactly():
+    limits = Limits(max_message_size=1000)
+    first = set_chunk_size(500) + h0(3, 0, 1000, 9, 1) + pay(500)
+    assert parse_all_ways(first + h0(4, 0, 1000, 9, 1) + pay(500), limits) == []  # 1000 held
+    over = first + set_chunk_size(501) + h0(4, 0, 1000, 9, 1) + pay(501)  # 1001 held
+    with pytest.raises(ProtocolError, match="hold 1001 bytes"):
+        feed_whole(over, limits)
 
 
 def test_incomplete_input_is_buffered_not_lost():

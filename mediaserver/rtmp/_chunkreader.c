@@ -1,0 +1,744 @@
+/* RTMP chunk stream reader, compiled: the same parser as PyChunkReader in chunk.py, in C.
+ *
+ * Why it exists: ingest's CPU per publisher was about twice nginx-rtmp's (issue 14), and the
+ * pure-Python reader was the largest part the server itself adds to the event loop and the
+ * kernel: each socket read was appended to a bytearray, scanned with strided slices and cut
+ * into new bytes objects, three copies of every byte before a frame reached the live stream.
+ * Here a read is parsed where it lies (only an incomplete chunk at its end is kept) and each
+ * message's payload is gathered straight into the bytes object handed out: one copy.
+ *
+ * The Python reader stays the reference. Both must give the same messages and raise the same
+ * errors with the same text on the same feed for any input cut any way (tests/unit/
+ * test_rtmp_chunk.py runs every case on both; test_rtmp_chunk_differential.py compares them on
+ * generated and mutated streams). So this follows chunk.py step by step: a chunk is consumed
+ * only when all of it is buffered, checks happen in the same order, and the limits are the
+ * same ones (message size, partially received bytes, chunk stream ids, chunk size).
+ *
+ * Memory a peer can make us hold is bounded as in Python: a message buffer is never larger
+ * than the bytes of that message already received or present in the current read, and their
+ * total over open messages is checked against the message limit after every feed.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define EXTENDED 0xFFFFFFu
+/* Longest chunk header: 3-byte basic header, 11-byte type-0 header, 4-byte extended stamp. */
+#define MAX_HEADER 18
+
+typedef struct {
+    uint32_t csid;
+    int started;
+    int ext;                /* the last type 0/1/2 header used an extended timestamp */
+    unsigned char ext_bytes[4];
+    int64_t timestamp;      /* unwrapped timestamp of the current/last message */
+    uint32_t raw;           /* the same, modulo 2**32 */
+    uint32_t delta;         /* timestamp field of the last type 0/1/2 header */
+    uint32_t length;
+    uint32_t type_id;
+    uint32_t stream_id;
+    uint32_t remaining;     /* bytes of the open message not yet received (0: none open) */
+    PyObject *msg;          /* bytes being filled for the open message, or NULL */
+    Py_ssize_t have;        /* bytes of the open message written into msg */
+} Stream;
+
+typedef struct {
+    PyObject_HEAD
+    uint32_t chunk_size;
+    uint32_t max_chunk_size;
+    uint32_t max_message;
+    uint32_t max_streams;
+    PyObject *max_message_name; /* str */
+    Stream *streams;            /* in order of first use */
+    Py_ssize_t nstreams;
+    Py_ssize_t streams_cap;
+    int32_t *index;             /* open addressing: csid -> position in streams, -1 empty */
+    Py_ssize_t index_mask;
+    unsigned char *buf;         /* unconsumed input: an incomplete chunk */
+    Py_ssize_t buf_len;
+    Py_ssize_t buf_cap;
+    PyObject *error;            /* str: why the stream failed, or NULL */
+    PyObject *ProtocolError;    /* the exception class to raise, given by chunk.py */
+} Reader;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Chunk stream table */
+
+static inline Py_ssize_t slot_of(uint32_t csid, Py_ssize_t mask) {
+    return (Py_ssize_t)((csid * 2654435761u) & (uint32_t)mask);
+}
+
+static Stream *find_stream(Reader *self, uint32_t csid) {
+    if (self->index == NULL) return NULL;
+    Py_ssize_t mask = self->index_mask;
+    for (Py_ssize_t i = slot_of(csid, mask);; i = (i + 1) & mask) {
+        int32_t at = self->index[i];
+        if (at < 0) return NULL;
+        if (self->streams[at].csid == csid) return &self->streams[at];
+    }
+}
+
+static int rebuild_index(Reader *self, Py_ssize_t size) {
+    int32_t *index = PyMem_Malloc(sizeof(int32_t) * (size_t)size);
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) index[i] = -1;
+    Py_ssize_t mask = size - 1;
+    for (Py_ssize_t s = 0; s < self->nstreams; s++) {
+        Py_ssize_t i = slot_of(self->streams[s].csid, mask);
+        while (index[i] >= 0) i = (i + 1) & mask;
+        index[i] = (int32_t)s;
+    }
+    PyMem_Free(self->index);
+    self->index = index;
+    self->index_mask = mask;
+    return 0;
+}
+
+static Stream *new_stream(Reader *self, uint32_t csid) {
+    if ((uint64_t)self->nstreams >= self->max_streams) {
+        PyErr_Format(self->ProtocolError,
+                     "peer uses more than max_chunk_streams=%u chunk stream ids",
+                     self->max_streams);
+        return NULL;
+    }
+    if (self->nstreams == self->streams_cap) {
+        Py_ssize_t cap = self->streams_cap ? self->streams_cap * 2 : 8;
+        Stream *streams = PyMem_Realloc(self->streams, sizeof(Stream) * (size_t)cap);
+        if (streams == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->streams = streams;
+        self->streams_cap = cap;
+    }
+    Stream *cs = &self->streams[self->nstreams];
+    memset(cs, 0, sizeof(Stream));
+    cs->csid = csid;
+    self->nstreams++;
+    /* Keep the table at most half full. */
+    if (self->index == NULL || self->nstreams * 2 > self->index_mask + 1) {
+        Py_ssize_t size = self->index ? (self->index_mask + 1) * 2 : 16;
+        if (rebuild_index(self, size) < 0) {
+            self->nstreams--;
+            return NULL;
+        }
+    } else {
+        Py_ssize_t mask = self->index_mask;
+        Py_ssize_t i = slot_of(csid, mask);
+        while (self->index[i] >= 0) i = (i + 1) & mask;
+        self->index[i] = (int32_t)(self->nstreams - 1);
+    }
+    return cs;
+}
+
+static void drop_messages(Reader *self) {
+    for (Py_ssize_t s = 0; s < self->nstreams; s++) {
+        Py_CLEAR(self->streams[s].msg);
+        self->streams[s].have = 0;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Messages */
+
+static inline int64_t signed_delta(uint32_t d) {
+    return d < 0x80000000u ? (int64_t)d : (int64_t)d - 0x100000000LL;
+}
+
+/* Append a complete message to ``out``; takes the reference to ``payload``. */
+static int emit(Stream *cs, PyObject *payload, PyObject *out) {
+    PyObject *item = PyTuple_New(4);
+    if (item == NULL) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    PyTuple_SET_ITEM(item, 3, payload);
+    PyObject *v;
+    if ((v = PyLong_FromUnsignedLong(cs->type_id)) == NULL) goto fail;
+    PyTuple_SET_ITEM(item, 0, v);
+    if ((v = PyLong_FromUnsignedLong(cs->stream_id)) == NULL) goto fail;
+    PyTuple_SET_ITEM(item, 1, v);
+    if ((v = PyLong_FromLongLong(cs->timestamp)) == NULL) goto fail;
+    PyTuple_SET_ITEM(item, 2, v);
+    int rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+fail:
+    Py_DECREF(item);
+    return -1;
+}
+
+/* Set Chunk Size or Abort (type 0 is handled as Abort, as in Python). */
+static int control(Reader *self, uint32_t type_id, const unsigned char *p, Py_ssize_t len) {
+    if (len < 4) {
+        PyErr_Format(self->ProtocolError, "%s message has %zd bytes, needs 4",
+                     type_id == 1 ? "Set Chunk Size" : "Abort", len);
+        return -1;
+    }
+    uint32_t value = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (type_id == 1) {
+        if (value & 0x80000000u) {
+            PyErr_Format(self->ProtocolError, "Set Chunk Size 0x%08x has bit 31 set", value);
+            return -1;
+        }
+        if (value == 0) {
+            PyErr_SetString(self->ProtocolError, "Set Chunk Size of 0");
+            return -1;
+        }
+        if (value > self->max_chunk_size) {
+            PyErr_Format(self->ProtocolError, "Set Chunk Size %u exceeds max_chunk_size=%u",
+                         value, self->max_chunk_size);
+            return -1;
+        }
+        self->chunk_size = value;
+    } else {
+        Stream *target = find_stream(self, value);
+        if (target != NULL) {
+            target->remaining = 0;
+            Py_CLEAR(target->msg);
+            target->have = 0;
+        }
+    }
+    return 0;
+}
+
+/* A complete message: hand it out, or apply it if it is a protocol control message. */
+static int complete(Reader *self, Stream *cs, PyObject *payload, PyObject *out) {
+    if (cs->type_id > 2) return emit(cs, payload, out);
+    int rc = control(self, cs->type_id, (const unsigned char *)PyBytes_AS_STRING(payload),
+                     PyBytes_GET_SIZE(payload));
+    Py_DECREF(payload);
+    return rc;
+}
+
+/* Bytes of the open message that the chunks from ``q`` on will bring in this read: its
+ * type-3 continuations, in a row and complete (what the parser will consume next). */
+static Py_ssize_t present(const Stream *cs, const unsigned char *buf, Py_ssize_t n,
+                          Py_ssize_t q, uint32_t rem, Py_ssize_t csz) {
+    Py_ssize_t got = 0;
+    while (rem && q < n) {
+        unsigned char b0 = buf[q];
+        if (b0 >> 6 != 3) break;
+        uint32_t csid = b0 & 0x3F;
+        q += 1;
+        if (csid == 0) {
+            if (q >= n) break;
+            csid = (uint32_t)buf[q] + 64;
+            q += 1;
+        } else if (csid == 1) {
+            if (q + 1 >= n) break;
+            csid = (uint32_t)buf[q] + ((uint32_t)buf[q + 1] << 8) + 64;
+            q += 2;
+        }
+        if (csid != cs->csid) break;
+        if (cs->ext) {
+            if (q + 4 > n) break;
+            if (memcmp(buf + q, cs->ext_bytes, 4) == 0) q += 4;
+        }
+        Py_ssize_t take = (Py_ssize_t)rem < csz ? (Py_ssize_t)rem : csz;
+        if (q + take > n) break;
+        q += take;
+        got += take;
+        rem -= (uint32_t)take;
+    }
+    return got;
+}
+
+/* Copy ``take`` bytes (a chunk ending at ``q`` in ``buf[0:n]``) into the open message. When
+ * its buffer must grow, it grows by what this read holds of the message, so it is never larger
+ * than the bytes of the message received: a peer cannot make us reserve what it never sends.
+ * A message that arrives within one read gets one buffer of its exact size, handed out as is. */
+static int gather(Reader *self, Stream *cs, const unsigned char *buf, Py_ssize_t n,
+                  Py_ssize_t q, Py_ssize_t take) {
+    Py_ssize_t need = cs->have + take;
+    Py_ssize_t size = cs->msg ? PyBytes_GET_SIZE(cs->msg) : 0;
+    if (need > size) {
+        uint32_t rem = cs->length - (uint32_t)need;
+        Py_ssize_t grow = need + present(cs, buf, n, q, rem, self->chunk_size);
+        if (cs->msg == NULL) {
+            cs->msg = PyBytes_FromStringAndSize(NULL, grow);
+            if (cs->msg == NULL) return -1;
+        } else if (_PyBytes_Resize(&cs->msg, grow) < 0) {
+            return -1;
+        }
+    }
+    memcpy(PyBytes_AS_STRING(cs->msg) + cs->have, buf + q - take, (size_t)take);
+    cs->have = need;
+    return 0;
+}
+
+static PyObject *too_long(Reader *self, uint32_t length, uint32_t csid) {
+    PyErr_Format(self->ProtocolError, "message of %u bytes on chunk stream %u exceeds %U=%u",
+                 length, csid, self->max_message_name, self->max_message);
+    return NULL;
+}
+
+static void header_while_open(Reader *self, Stream *cs) {
+    PyErr_Format(self->ProtocolError,
+                 "chunk stream %u: new message header while %u bytes of the previous one are "
+                 "missing",
+                 cs->csid, cs->remaining);
+}
+
+static inline uint32_t be24(const unsigned char *p) {
+    return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+static inline uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void set_ext(Stream *cs, int ext, const unsigned char *bytes) {
+    if (ext) {
+        cs->ext = 1;
+        memcpy(cs->ext_bytes, bytes, 4);
+    } else {
+        cs->ext = 0;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The parser: consumes whole chunks of buf[0:n]; returns the bytes consumed, -1 on error. */
+
+static Py_ssize_t parse(Reader *self, const unsigned char *buf, Py_ssize_t n, PyObject *out) {
+    Py_ssize_t pos = 0;
+    while (pos < n) {
+        unsigned char b0 = buf[pos];
+        uint32_t csid = b0 & 0x3F;
+        Py_ssize_t p = pos + 1;
+        if (csid < 2) {
+            if (csid == 0) {
+                if (p >= n) break;
+                csid = (uint32_t)buf[p] + 64;
+                p += 1;
+            } else {
+                if (p + 1 >= n) break;
+                csid = (uint32_t)buf[p] + ((uint32_t)buf[p + 1] << 8) + 64;
+                p += 2;
+            }
+        }
+        Stream *cs = find_stream(self, csid);
+        if (cs == NULL) {
+            cs = new_stream(self, csid);
+            if (cs == NULL) return -1;
+        }
+        Py_ssize_t csz = self->chunk_size;
+        int fmt = b0 >> 6;
+        uint32_t length;
+        Py_ssize_t take, end;
+        if (fmt == 3) {
+            if (!cs->started) {
+                PyErr_Format(self->ProtocolError, "chunk stream %u starts with a type-3 header",
+                             csid);
+                return -1;
+            }
+            /* The spec repeats the extended timestamp on type-3 chunks; some encoders do
+             * not. Take the four bytes only if they repeat it. */
+            if (cs->ext) {
+                if (p + 4 > n) break;
+                if (memcmp(buf + p, cs->ext_bytes, 4) == 0) p += 4;
+            }
+            uint32_t rem = cs->remaining;
+            if (rem) {
+                /* Continuation of the open message. */
+                take = (Py_ssize_t)rem < csz ? (Py_ssize_t)rem : csz;
+                end = p + take;
+                if (end > n) break;
+                if (gather(self, cs, buf, n, end, take) < 0) return -1;
+                pos = end;
+                rem -= (uint32_t)take;
+                cs->remaining = rem;
+                if (rem) continue;
+                PyObject *payload = cs->msg;
+                cs->msg = NULL;
+                cs->have = 0;
+                if (complete(self, cs, payload, out) < 0) return -1;
+                continue;
+            }
+            /* Type 3 starting a new message: same length/type/stream, same delta. */
+            length = cs->length;
+            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
+            end = p + take;
+            if (end > n) break;
+            cs->raw += cs->delta;
+            cs->timestamp += signed_delta(cs->delta);
+        } else if (fmt == 0) {
+            if (p + 11 > n) break;
+            uint32_t ts = be24(buf + p);
+            length = be24(buf + p + 3);
+            uint32_t type_id = buf[p + 6];
+            uint32_t sid = (uint32_t)buf[p + 7] | (uint32_t)buf[p + 8] << 8 |
+                           (uint32_t)buf[p + 9] << 16 | (uint32_t)buf[p + 10] << 24;
+            p += 11;
+            int ext = 0;
+            if (ts == EXTENDED) {
+                if (p + 4 > n) break;
+                ts = be32(buf + p);
+                p += 4;
+                ext = 1;
+            }
+            if (length > self->max_message) {
+                too_long(self, length, csid);
+                return -1;
+            }
+            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
+            end = p + take;
+            if (end > n) break;
+            if (cs->remaining) {
+                header_while_open(self, cs);
+                return -1;
+            }
+            if (cs->started) {
+                cs->timestamp += signed_delta(ts - cs->raw);
+            } else {
+                cs->timestamp = ts;
+                cs->started = 1;
+            }
+            cs->raw = ts;
+            cs->delta = ts;
+            cs->length = length;
+            cs->type_id = type_id;
+            cs->stream_id = sid;
+            set_ext(cs, ext, buf + p - 4);
+        } else if (fmt == 1) {
+            if (p + 7 > n) break;
+            uint32_t delta = be24(buf + p);
+            length = be24(buf + p + 3);
+            uint32_t type_id = buf[p + 6];
+            p += 7;
+            int ext = 0;
+            if (delta == EXTENDED) {
+                if (p + 4 > n) break;
+                delta = be32(buf + p);
+                p += 4;
+                ext = 1;
+            }
+            if (length > self->max_message) {
+                too_long(self, length, csid);
+                return -1;
+            }
+            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
+            end = p + take;
+            if (end > n) break;
+            if (cs->remaining) {
+                header_while_open(self, cs);
+                return -1;
+            }
+            /* A type-1 header on a fresh chunk stream is tolerated: it only lacks the stream
+             * id (0) and the base timestamp (0). */
+            cs->started = 1;
+            cs->raw += delta;
+            cs->timestamp += signed_delta(delta);
+            cs->delta = delta;
+            cs->length = length;
+            cs->type_id = type_id;
+            set_ext(cs, ext, buf + p - 4);
+        } else {
+            if (p + 3 > n) break;
+            uint32_t delta = be24(buf + p);
+            p += 3;
+            int ext = 0;
+            if (delta == EXTENDED) {
+                if (p + 4 > n) break;
+                delta = be32(buf + p);
+                p += 4;
+                ext = 1;
+            }
+            if (!cs->started) {
+                PyErr_Format(self->ProtocolError, "chunk stream %u starts with a type-2 header",
+                             csid);
+                return -1;
+            }
+            length = cs->length;
+            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
+            end = p + take;
+            if (end > n) break;
+            if (cs->remaining) {
+                header_while_open(self, cs);
+                return -1;
+            }
+            cs->raw += delta;
+            cs->timestamp += signed_delta(delta);
+            cs->delta = delta;
+            set_ext(cs, ext, buf + p - 4);
+        }
+        /* First chunk of a new message (header already committed above). */
+        pos = end;
+        if (take == (Py_ssize_t)length) {
+            PyObject *payload = PyBytes_FromStringAndSize((const char *)buf + p, take);
+            if (payload == NULL) return -1;
+            if (complete(self, cs, payload, out) < 0) return -1;
+        } else {
+            Py_CLEAR(cs->msg);
+            cs->have = 0;
+            if (gather(self, cs, buf, n, end, take) < 0) return -1;
+            cs->remaining = length - (uint32_t)take;
+        }
+    }
+    return pos;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Input buffer */
+
+static int buf_append(Reader *self, const unsigned char *data, Py_ssize_t len) {
+    if (len == 0) return 0;
+    if (self->buf_len + len > self->buf_cap) {
+        Py_ssize_t cap = self->buf_cap * 2;
+        if (cap < self->buf_len + len) cap = self->buf_len + len;
+        unsigned char *buf = PyMem_Realloc(self->buf, (size_t)cap);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->buf = buf;
+        self->buf_cap = cap;
+    }
+    memcpy(self->buf + self->buf_len, data, (size_t)len);
+    self->buf_len += len;
+    return 0;
+}
+
+static void buf_consume(Reader *self, Py_ssize_t used) {
+    if (used >= self->buf_len) {
+        self->buf_len = 0;
+    } else if (used > 0) {
+        memmove(self->buf, self->buf + used, (size_t)(self->buf_len - used));
+        self->buf_len -= used;
+    }
+    /* Do not keep a large buffer for a connection that no longer needs one. */
+    if (self->buf_len == 0 && self->buf_cap > 65536) {
+        PyMem_Free(self->buf);
+        self->buf = NULL;
+        self->buf_cap = 0;
+    }
+}
+
+/* Parse ``data`` after whatever is buffered; keep what remains of it. */
+static int feed_bytes(Reader *self, const unsigned char *data, Py_ssize_t len, PyObject *out) {
+    Py_ssize_t off = 0;
+    if (self->buf_len) {
+        /* The buffered incomplete chunk needs at most a header and a chunk more: append that
+         * much, parse, and carry on in ``data`` itself once the parser has moved past it. */
+        Py_ssize_t old = self->buf_len;
+        Py_ssize_t first = (Py_ssize_t)self->chunk_size + MAX_HEADER;
+        if (first > len) first = len;
+        if (buf_append(self, data, first) < 0) return -1;
+        Py_ssize_t used = parse(self, self->buf, self->buf_len, out);
+        if (used < 0) return -1;
+        if (used < old) {
+            /* Still inside the buffered bytes (only when ``data`` ran out): keep it all. */
+            buf_consume(self, used);
+            if (buf_append(self, data + first, len - first) < 0) return -1;
+            used = parse(self, self->buf, self->buf_len, out);
+            if (used < 0) return -1;
+            buf_consume(self, used);
+            return 0;
+        }
+        off = used - old;
+        self->buf_len = 0;
+    }
+    Py_ssize_t used = parse(self, data + off, len - off, out);
+    if (used < 0) return -1;
+    if (buf_append(self, data + off + used, len - off - used) < 0) return -1;
+    buf_consume(self, 0);
+    return 0;
+}
+
+static PyObject *Reader_feed(Reader *self, PyObject *arg) {
+    if (self->error != NULL) {
+        PyErr_Format(self->ProtocolError, "chunk stream already failed: %U", self->error);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int rc = feed_bytes(self, view.buf, view.len, out);
+    PyBuffer_Release(&view);
+    if (rc == 0) {
+        int64_t pending = 0;
+        for (Py_ssize_t s = 0; s < self->nstreams; s++) {
+            if (self->streams[s].remaining) pending += self->streams[s].have;
+        }
+        if (pending > (int64_t)self->max_message) {
+            PyErr_Format(self->ProtocolError,
+                         "partially received messages hold %lld bytes, more than %U=%u",
+                         (long long)pending, self->max_message_name, self->max_message);
+            rc = -1;
+        }
+    }
+    if (rc == 0) return out;
+    Py_DECREF(out);
+    /* Fail for good, and let go of everything the stream held. */
+    drop_messages(self);
+    self->buf_len = 0;
+    buf_consume(self, 0);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (type != NULL && PyErr_GivenExceptionMatches(type, self->ProtocolError)) {
+        self->error = PyObject_Str(value);
+        if (self->error == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    /* Anything else (out of memory) must still look like a dead stream to the caller. */
+    self->error = PyUnicode_FromFormat("internal error in chunk parser: %R", value);
+    if (self->error == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    PyErr_SetObject(self->ProtocolError, self->error);
+    PyObject *t2, *v2, *tb2;
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    if (v2 != NULL && value != NULL) {
+        PyException_SetCause(v2, value); /* steals value */
+        value = NULL;
+    }
+    PyErr_Restore(t2, v2, tb2);
+    Py_XDECREF(value);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return NULL;
+}
+
+static PyObject *Reader_limit_message_size(Reader *self, PyObject *args) {
+    unsigned long size;
+    PyObject *name;
+    if (!PyArg_ParseTuple(args, "kU:limit_message_size", &size, &name)) return NULL;
+    if (size > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "message size limit outside 0..2**32-1");
+        return NULL;
+    }
+    self->max_message = (uint32_t)size;
+    Py_INCREF(name);
+    Py_SETREF(self->max_message_name, name);
+    Py_RETURN_NONE;
+}
+
+static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"max_chunk_size", "max_message_size", "max_chunk_streams",
+                             "error", NULL};
+    unsigned long max_chunk, max_message, max_streams;
+    PyObject *error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "kkkO", kwlist, &max_chunk, &max_message,
+                                     &max_streams, &error))
+        return -1;
+    if (!PyExceptionClass_Check(error)) {
+        PyErr_SetString(PyExc_TypeError, "error must be an exception class");
+        return -1;
+    }
+    if (max_chunk > 0x7FFFFFFFul || max_message > 0xFFFFFFFFul || max_streams > 0x10000ul) {
+        PyErr_SetString(PyExc_ValueError, "limit out of range");
+        return -1;
+    }
+    self->chunk_size = 128;
+    self->max_chunk_size = (uint32_t)max_chunk;
+    self->max_message = (uint32_t)max_message;
+    self->max_streams = (uint32_t)max_streams;
+    PyObject *name = PyUnicode_FromString("max_message_size");
+    if (name == NULL) return -1;
+    Py_XSETREF(self->max_message_name, name);
+    Py_INCREF(error);
+    Py_XSETREF(self->ProtocolError, error);
+    return 0;
+}
+
+static void Reader_dealloc(Reader *self) {
+    drop_messages(self);
+    PyMem_Free(self->streams);
+    PyMem_Free(self->index);
+    PyMem_Free(self->buf);
+    Py_XDECREF(self->max_message_name);
+    Py_XDECREF(self->error);
+    Py_XDECREF(self->ProtocolError);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Reader_get_chunk_size(Reader *self, void *closure) {
+    return PyLong_FromUnsignedLong(self->chunk_size);
+}
+
+static int Reader_set_chunk_size(Reader *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "chunk_size cannot be deleted");
+        return -1;
+    }
+    unsigned long size = PyLong_AsUnsignedLong(value);
+    if (size == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    if (size == 0 || size > 0x7FFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
+        return -1;
+    }
+    self->chunk_size = (uint32_t)size;
+    return 0;
+}
+
+static PyObject *Reader_get_buffered(Reader *self, void *closure) {
+    return PyLong_FromSsize_t(self->buf_len);
+}
+
+static PyMethodDef Reader_methods[] = {
+    {"feed", (PyCFunction)Reader_feed, METH_O,
+     "feed(data) -> list of (type_id, message stream id, timestamp, payload)"},
+    {"limit_message_size", (PyCFunction)Reader_limit_message_size, METH_VARARGS,
+     "limit_message_size(size, name): bound messages from the next feed on"},
+    {NULL},
+};
+
+static PyGetSetDef Reader_getset[] = {
+    {"chunk_size", (getter)Reader_get_chunk_size, (setter)Reader_set_chunk_size,
+     "the peer's chunk size in effect", NULL},
+    {"buffered", (getter)Reader_get_buffered, NULL,
+     "bytes received but not yet consumed (an incomplete chunk)", NULL},
+    {NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mediaserver.rtmp._chunkreader.Reader",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "RTMP chunk stream reader (see chunk.py's PyChunkReader for the reference).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Reader_init,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_methods = Reader_methods,
+    .tp_getset = Reader_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mediaserver.rtmp._chunkreader",
+    .m_doc = "Compiled RTMP chunk stream reader.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__chunkreader(void) {
+    if (PyType_Ready(&ReaderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ReaderType);
+    if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(&ReaderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

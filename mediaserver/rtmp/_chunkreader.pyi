@@ -1,0 +1,17 @@
+"""Type stub of the compiled chunk reader (``_chunkreader.c``)."""
+
+class Reader:
+    def __init__(
+        self,
+        max_chunk_size: int,
+        max_message_size: int,
+        max_chunk_streams: int,
+        error: type[Exception],
+    ) -> None: ...
+    chunk_size: int
+    @property
+    def buffered(self) -> int: ...
+    def feed(
+        self, data: bytes | bytearray | memoryview, /
+    ) -> list[tuple[int, int, int, bytes]]: ...
+    def limit_message_size(self, size: int, name: str, /) -> None: ...
