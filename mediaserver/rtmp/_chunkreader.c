@@ -61,7 +61,15 @@ typedef struct {
     Py_ssize_t buf_cap;
     PyObject *error;            /* str: why the stream failed, or NULL */
     PyObject *ProtocolError;    /* the exception class to raise, given by chunk.py */
+    /* The media lane (see media_lane): NULL until the connection turns it on. */
+    PyObject *publishing;       /* set of message stream ids whose media is wanted */
+    PyObject *video_frame;      /* events.VideoFrame */
+    PyObject *audio_frame;      /* events.AudioFrame */
+    int lane_open;              /* no other message has been handed out in this feed yet */
 } Reader;
+
+/* Codec names, interned once: the events carry the same strings media.py would. */
+static PyObject *AVC1, *HVC1, *MP4A;
 
 /* ---------------------------------------------------------------------------------------- */
 /* Chunk stream table */
@@ -207,8 +215,91 @@ static int control(Reader *self, uint32_t type_id, const unsigned char *p, Py_ss
     return 0;
 }
 
+/* The media lane: a complete audio or video message of a publishing stream, in the two forms
+ * every encoder sends nearly all the time (an H.264/HEVC coded frame in the legacy FLV layout,
+ * a raw AAC frame), becomes the event media.py would make of it, here, with no message tuple
+ * and no Python step in between. Returns 1 with the event appended, 0 for "not this lane"
+ * (the message then goes out as a tuple, for connection.py and media.py), -1 on error.
+ *
+ * The connection decides which streams are publishing after it has seen the commands before a
+ * message, so the lane closes for the rest of a feed once any message other than media has
+ * been handed out: a publish that such a command ends or starts is decided in Python first. */
+static int media_lane(Reader *self, Stream *cs, PyObject *payload, PyObject *out) {
+    if (!self->lane_open || self->publishing == NULL) return 0;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t len = PyBytes_GET_SIZE(payload);
+    PyObject *event;
+    if (cs->type_id == 9) {
+        /* parse_video: legacy layout (bit 7 clear), codec id 7 (avc1) or 12 (hvc1), not a
+         * command frame (type 5), AVC packet type 1, and a non-empty frame after 5 bytes. */
+        if (len <= 5 || (b[0] & 0x80) || (b[0] >> 4) == 5 || b[1] != 1) return 0;
+        PyObject *codec = (b[0] & 0x0F) == 7 ? AVC1 : (b[0] & 0x0F) == 12 ? HVC1 : NULL;
+        if (codec == NULL) return 0;
+        PyObject *sid = PyLong_FromUnsignedLong(cs->stream_id);
+        if (sid == NULL) return -1;
+        int wanted = PySet_Contains(self->publishing, sid);
+        if (wanted <= 0) {
+            Py_DECREF(sid);
+            return wanted;
+        }
+        int32_t cto = (int32_t)((uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
+        if (cto & 0x800000) cto -= 0x1000000;
+        int frame_type = b[0] >> 4;
+        PyObject *args[6] = {
+            sid,
+            codec,
+            PyLong_FromLongLong(cs->timestamp),
+            PyLong_FromLongLong(cs->timestamp + cto),
+            (frame_type == 1 || frame_type == 4) ? Py_True : Py_False,
+            PyBytes_FromStringAndSize((const char *)b + 5, len - 5),
+        };
+        event = NULL;
+        if (args[2] != NULL && args[3] != NULL && args[5] != NULL)
+            event = PyObject_Vectorcall(self->video_frame, args, 6, NULL);
+        Py_DECREF(sid);
+        Py_XDECREF(args[2]);
+        Py_XDECREF(args[3]);
+        Py_XDECREF(args[5]);
+    } else {
+        /* parse_audio: sound format 10 (AAC), AAC packet type 1 (raw frame). */
+        if (len < 2 || (b[0] >> 4) != 10 || b[1] != 1) return 0;
+        PyObject *sid = PyLong_FromUnsignedLong(cs->stream_id);
+        if (sid == NULL) return -1;
+        int wanted = PySet_Contains(self->publishing, sid);
+        if (wanted <= 0) {
+            Py_DECREF(sid);
+            return wanted;
+        }
+        PyObject *args[4] = {
+            sid,
+            MP4A,
+            PyLong_FromLongLong(cs->timestamp),
+            PyBytes_FromStringAndSize((const char *)b + 2, len - 2),
+        };
+        event = NULL;
+        if (args[2] != NULL && args[3] != NULL)
+            event = PyObject_Vectorcall(self->audio_frame, args, 4, NULL);
+        Py_DECREF(sid);
+        Py_XDECREF(args[2]);
+        Py_XDECREF(args[3]);
+    }
+    if (event == NULL) return -1;
+    int rc = PyList_Append(out, event);
+    Py_DECREF(event);
+    return rc < 0 ? -1 : 1;
+}
+
 /* A complete message: hand it out, or apply it if it is a protocol control message. */
 static int complete(Reader *self, Stream *cs, PyObject *payload, PyObject *out) {
+    if (cs->type_id == 8 || cs->type_id == 9) {
+        int lane = media_lane(self, cs, payload, out);
+        if (lane != 0) {
+            Py_DECREF(payload);
+            return lane < 0 ? -1 : 0;
+        }
+    } else if (cs->type_id > 2) {
+        self->lane_open = 0;
+    }
     if (cs->type_id > 2) return emit(cs, payload, out);
     int rc = control(self, cs->type_id, (const unsigned char *)PyBytes_AS_STRING(payload),
                      PyBytes_GET_SIZE(payload));
@@ -562,6 +653,7 @@ static PyObject *Reader_feed(Reader *self, PyObject *arg) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    self->lane_open = 1;
     int rc = feed_bytes(self, view.buf, view.len, out);
     PyBuffer_Release(&view);
     if (rc == 0) {
@@ -633,6 +725,19 @@ static PyObject *Reader_limit_message_size(Reader *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Reader_media_lane(Reader *self, PyObject *args) {
+    PyObject *publishing, *video, *audio;
+    if (!PyArg_ParseTuple(args, "O!OO:media_lane", &PySet_Type, &publishing, &video, &audio))
+        return NULL;
+    Py_INCREF(publishing);
+    Py_XSETREF(self->publishing, publishing);
+    Py_INCREF(video);
+    Py_XSETREF(self->video_frame, video);
+    Py_INCREF(audio);
+    Py_XSETREF(self->audio_frame, audio);
+    Py_RETURN_NONE;
+}
+
 static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"max_chunk_size", "max_message_size", "max_chunk_streams",
                              "error", NULL};
@@ -669,6 +774,9 @@ static void Reader_dealloc(Reader *self) {
     Py_XDECREF(self->max_message_name);
     Py_XDECREF(self->error);
     Py_XDECREF(self->ProtocolError);
+    Py_XDECREF(self->publishing);
+    Py_XDECREF(self->video_frame);
+    Py_XDECREF(self->audio_frame);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -700,6 +808,9 @@ static PyMethodDef Reader_methods[] = {
      "feed(data) -> list of (type_id, message stream id, timestamp, payload)"},
     {"limit_message_size", (PyCFunction)Reader_limit_message_size, METH_VARARGS,
      "limit_message_size(size, name): bound messages from the next feed on"},
+    {"media_lane", (PyCFunction)Reader_media_lane, METH_VARARGS,
+     "media_lane(publishing, VideoFrame, AudioFrame): hand out the common media messages of "
+     "the stream ids in the set as events"},
     {NULL},
 };
 
@@ -731,6 +842,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__chunkreader(void) {
+    if (AVC1 == NULL) {
+        AVC1 = PyUnicode_InternFromString("avc1");
+        HVC1 = PyUnicode_InternFromString("hvc1");
+        MP4A = PyUnicode_InternFromString("mp4a");
+        if (AVC1 == NULL || HVC1 == NULL || MP4A == NULL) return NULL;
+    }
     if (PyType_Ready(&ReaderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;

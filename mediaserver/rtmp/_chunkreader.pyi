@@ -1,5 +1,7 @@
 """Type stub of the compiled chunk reader (``_chunkreader.c``)."""
 
+from typing import Any
+
 class Reader:
     def __init__(
         self,
@@ -15,3 +17,6 @@ class Reader:
         self, data: bytes | bytearray | memoryview, /
     ) -> list[tuple[int, int, int, bytes]]: ...
     def limit_message_size(self, size: int, name: str, /) -> None: ...
+    def media_lane(
+        self, publishing: set[int], video_frame: type[Any], audio_frame: type[Any], /
+    ) -> None: ...

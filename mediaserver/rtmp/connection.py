@@ -17,7 +17,7 @@ by accept_connect(), which returns their events: replies must not overtake the c
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, cast
 
 from . import amf0
 from .amf0 import UNDEFINED
@@ -49,6 +49,7 @@ from .chunk import (
 )
 from .errors import ProtocolError
 from .events import (
+    AudioFrame,
     ConnectRequested,
     Event,
     MediaIgnored,
@@ -56,6 +57,7 @@ from .events import (
     PingResponded,
     PublishEnded,
     PublishRequested,
+    VideoFrame,
 )
 from .handshake import ServerHandshake
 from .limits import Limits
@@ -124,6 +126,12 @@ class ServerConnection:
         self._publish_names: dict[int, str] = {}
         self._pending: set[int] = set()
         self._publishing: set[int] = set()
+        # The compiled reader can hand out the common media messages of publishing streams as
+        # finished events (its "media lane"): the same events _dispatch would make, without a
+        # Python step per frame. It reads this set, so the set is only ever changed in place.
+        lane = getattr(self._reader, "media_lane", None)
+        if lane is not None:
+            lane(self._publishing, VideoFrame, AudioFrame)
         self._reported: set[tuple[int, str, str]] = set()
         self.app = ""
         self.tc_url = ""
@@ -189,7 +197,11 @@ class ServerConnection:
             self._queue(messages)
             return
         publishing = self._publishing
-        for index, (type_id, stream_id, timestamp, payload) in enumerate(messages):
+        for index, message in enumerate(messages):
+            if type(message) is not tuple:  # an event from the reader's media lane
+                events.append(cast(Event, message))
+                continue
+            type_id, stream_id, timestamp, payload = message
             if type_id == VIDEO:
                 if stream_id in publishing:
                     event = parse_video(stream_id, timestamp, payload)

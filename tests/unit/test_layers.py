@@ -45,8 +45,9 @@ def _module_name(path: Path) -> str:
 def modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            found[_module_name(path)] = path
+        # A compiled module counts by its type stub (mediaserver/rtmp/_chunkreader.pyi).
+        for path in [*(ROOT / package).rglob("*.py"), *(ROOT / package).rglob("*.pyi")]:
+            found.setdefault(_module_name(path), path)
     return found
 
 

@@ -1,5 +1,9 @@
 """The compiled chunk reader against the pure-Python reference, on any input cut any way.
 
+Two levels: the readers alone, and whole connections, where the compiled reader also makes the
+common media events itself (its media lane) and must leave the connection doing exactly what
+the reference path does, commands that start and end publishes between frames included.
+
 The server parses with ``_chunkreader.c``; ``PyChunkReader`` is the readable specification it
 must match. Both get the same bytes in the same pieces, and after every piece they must agree
 on the messages, the error (its text too, since it is what the log says about a publisher),
@@ -18,10 +22,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mediaserver.rtmp import (
+    ConnectRequested,
+    ProtocolError,
+    PublishRequested,
+    ServerConnection,
+    connection,
+)
 from mediaserver.rtmp.chunk import CChunkReader, PyChunkReader
-from mediaserver.rtmp.errors import ProtocolError
 from mediaserver.rtmp.limits import Limits
-from tests.rtmp_client import publish_session
+from tests.rtmp_client import (
+    AVCC,
+    RtmpTestClient,
+    aac_raw,
+    avc_nalus,
+    avc_sequence_header,
+    ex_video,
+    publish_session,
+)
 
 pytestmark = pytest.mark.skipif(CChunkReader is None, reason="compiled reader not built")
 
@@ -232,3 +250,111 @@ def test_a_recorded_publish_agrees_cut_every_way(chunk_size: int) -> None:
     for seed in range(20):
         agree(pieces(data, random.Random(seed)), Limits())
     agree([data], Limits())
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole connections: the compiled reader's media lane against the reference path
+
+
+def run_connection(reference: bool, feeds: list[bytes]) -> list:
+    """Everything a connection does with ``feeds`` (C0 C1, C2, then the rest; a permissive
+    owner accepting connect and publish): its events, its replies and its error."""
+    saved = connection.ChunkReader
+    if reference:
+        connection.ChunkReader = PyChunkReader  # type: ignore[misc]
+    try:
+        conn = ServerConnection(Limits())
+    finally:
+        connection.ChunkReader = saved  # type: ignore[misc]
+    trace: list = []
+    for i, piece in enumerate(feeds):
+        try:
+            new = conn.receive_data(piece)
+            while new:
+                trace += new
+                more = []
+                for event in new:
+                    if isinstance(event, ConnectRequested) and not conn.closed:
+                        more += conn.accept_connect()
+                    elif isinstance(event, PublishRequested):
+                        conn.accept_publish(event.stream_id)
+                new = more
+        except ProtocolError as exc:
+            trace.append(("error", str(exc)))
+            break
+        replies = conn.data_to_send()
+        if i >= 2:  # the handshake's replies (to C0 C1 and C2) are random
+            trace.append(replies)
+    return trace
+
+
+def connections_agree(feeds: list[bytes]) -> None:
+    assert run_connection(False, feeds) == run_connection(True, feeds)
+
+
+def lane_session(rng: random.Random) -> list[bytes]:
+    """A publish whose media mixes what the lane takes (H.264 and AAC frames) with what it
+    leaves to Python (configs, enhanced and legacy HEVC video, other audio, empty and short
+    bodies, a second stream id, data messages), and commands that end or restart the publish
+    between frames of the same read."""
+    client = RtmpTestClient(rng.choice((128, 4096, 60000)))
+    out = [
+        client.c0c1(),
+        client.c2(None),
+        client.set_chunk_size(),
+        client.connect(),
+        client.create_stream(),
+        client.publish(1, "key"),
+        client.video(1, 0, avc_sequence_header(AVCC)),
+    ]
+    ts = 0
+    bodies = [
+        lambda: avc_nalus(rng.randbytes(rng.randint(1, 9000)), keyframe=rng.random() < 0.2),
+        lambda: avc_nalus(b"", keyframe=True),
+        lambda: avc_nalus(rng.randbytes(50), keyframe=False, cto=rng.choice((0, 33, -33, -1))),
+        lambda: bytes((0x1C, 1, 0, 0, 40)) + rng.randbytes(100),  # legacy HEVC (codec id 12)
+        lambda: bytes((rng.choice((0x37, 0x47)), 1, 0, 0, 0)) + b"x",  # disposable, generated key
+        lambda: bytes((0x57, 1, 0, 0, 0)) + b"x",  # command frame
+        lambda: bytes((0x22, 1, 0, 0, 0)) + b"x",  # H.263: ignored, reported once
+        lambda: bytes((0x17, 2, 0, 0, 0)),  # end of sequence
+        lambda: rng.randbytes(rng.randint(0, 6)),
+        lambda: ex_video(b"hvc1", 1, rng.randbytes(30), cto=5),
+    ]
+    for _ in range(rng.randint(5, 40)):
+        ts += rng.choice((0, 1, 23, 33))
+        kind = rng.random()
+        stream = 1 if rng.random() < 0.9 else 2
+        if kind < 0.45:
+            out.append(client.video(stream, ts, rng.choice(bodies)()))
+        elif kind < 0.8:
+            body = rng.choice(
+                (aac_raw(rng.randbytes(rng.randint(0, 400))), b"\xaf\x01", b"\xaf", b"\x2f\x01a")
+            )
+            out.append(client.audio(stream, ts, body))
+        elif kind < 0.85:
+            out.append(client.fc_unpublish("key"))
+        elif kind < 0.9:
+            out.append(client.publish(1, "key"))
+        elif kind < 0.95:
+            out.append(client.set_data_frame(1, {"width": 640.0}))
+        else:
+            out.append(client.delete_stream(1))
+    return out
+
+
+@DIFF
+@given(st.randoms(use_true_random=False))
+def test_connections_agree_on_mixed_media_and_commands(rng: random.Random) -> None:
+    segments = lane_session(rng)
+    body = mutate(b"".join(segments[2:]), rng) if rng.random() < 0.3 else b"".join(segments[2:])
+    connections_agree(segments[:2] + pieces(body, rng))
+    connections_agree(segments[:2] + [body])
+
+
+@pytest.mark.parametrize("chunk_size", [128, 4096])
+def test_connections_agree_on_a_recorded_publish(chunk_size: int) -> None:
+    _, segments = publish_session(chunk_size=chunk_size, seconds=0.5, video_bytes=9000)
+    body = b"".join(segments[2:])
+    connections_agree(segments)
+    for seed in range(10):
+        connections_agree(segments[:2] + pieces(body, random.Random(seed)))
