@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "mediaserver.rtmp._chunkreader",
-            sources=["mediaserver/rtmp/_chunkreader.c"],
+            "mediaserver.rtmp._chunks",
+            sources=["mediaserver/rtmp/_chunks.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             # Without a compiler the install still works, on the reference reader (the test
             # suite fails then: test_the_compiled_reader_is_built_and_used).

@@ -21,7 +21,6 @@ itself; every other message, control messages included, is returned to the calle
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Final
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from .errors import ProtocolError
 from .limits import Limits
+from .native import NATIVE
 
 DEFAULT_CHUNK_SIZE: Final = 128
 
@@ -521,18 +521,10 @@ class PyChunkReader:
         return pos
 
 
-try:
-    if os.environ.get("AETHEX_RTMP_PARSER", "") == "python":
-        raise ImportError("AETHEX_RTMP_PARSER=python")
-    from ._chunkreader import Reader as _CompiledReader
-except ImportError:  # not built (a source checkout run without `make`), or not wanted
-    _CompiledReader = None  # type: ignore[assignment,misc]
+if NATIVE is not None:
 
-
-if _CompiledReader is not None:
-
-    class CChunkReader(_CompiledReader):
-        """The compiled reader (``_chunkreader.c``) with the reference's constructor."""
+    class CChunkReader(NATIVE.Reader):  # type: ignore[name-defined,misc]
+        """The compiled reader (``_chunks.c``) with the reference's constructor."""
 
         __slots__ = ()
 
@@ -546,8 +538,9 @@ if _CompiledReader is not None:
 
     # What the connections use: the compiled reader where it is built, else the reference.
     # Not a subclass of the reference but the same interface (the tests hold it to that).
-    ChunkReader: type[PyChunkReader] = CChunkReader  # type: ignore[assignment]
+    ChunkReader: type[PyChunkReader] = CChunkReader
 else:
+    CChunkReader = None  # type: ignore[assignment,misc]
     ChunkReader = PyChunkReader
 
 

@@ -21,6 +21,7 @@ import struct
 from typing import Final
 
 from .chunk import DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP, basic_header
+from .native import NATIVE
 
 _H0 = struct.Struct(">HBHBB")  # timestamp(3) length(3) type(1); the stream id follows
 _H1 = _H0
@@ -47,8 +48,12 @@ class _Last:
         self.h3 = h3  # type-3 basic header of this chunk stream
 
 
-class MessageChunker:
-    """Splits outgoing messages into chunks of :attr:`chunk_size` with compressed headers."""
+class PyMessageChunker:
+    """Splits outgoing messages into chunks of :attr:`chunk_size` with compressed headers.
+
+    The reference implementation: :data:`MessageChunker` is the compiled one (``_chunks.c``)
+    where it is built, and must produce the same bytes (tests compare them).
+    """
 
     __slots__ = ("chunk_size", "_last")
 
@@ -125,4 +130,10 @@ class MessageChunker:
         return b"".join(pieces)
 
 
-__all__ = ["MAX_CHUNK_SIZE", "MIN_CHUNK_SIZE", "MessageChunker"]
+if NATIVE is not None:
+    # What the client role uses: the compiled chunker where it is built, else the reference.
+    MessageChunker: type[PyMessageChunker] = NATIVE.Chunker
+else:
+    MessageChunker = PyMessageChunker
+
+__all__ = ["MAX_CHUNK_SIZE", "MIN_CHUNK_SIZE", "MessageChunker", "PyMessageChunker"]

@@ -61,6 +61,13 @@ _AAC_FRAME: Final = b"\xaf\x01"
 _MP3_FRAME: Final = b"\x2f"
 
 
+# H.264 frame headers by (keyframe, composition offset): a relay builds one per frame per
+# destination, and a stream uses a handful of offsets. Bounded: a source with offsets all over
+# the 24-bit range only stops adding to it.
+_AVC_FRAMES: dict[tuple[bool, int], bytes] = {}
+_AVC_FRAMES_MAX: Final = 1024
+
+
 def _si24(value: int) -> bytes:
     value = min(max(value, _CTO_MIN), _CTO_MAX)
     return (value & 0xFFFFFF).to_bytes(3, "big")
@@ -75,8 +82,14 @@ def video_header(codec: str, kind: str, *, keyframe: bool = True, cto: int = 0) 
     """
     if codec == "avc1":
         if kind == FRAME:
-            b0 = (_KEYFRAME if keyframe else _INTER) << 4 | 7
-            return bytes((b0, 1)) + _si24(cto)
+            key = (keyframe, cto)
+            head = _AVC_FRAMES.get(key)
+            if head is None:
+                b0 = (_KEYFRAME if keyframe else _INTER) << 4 | 7
+                head = bytes((b0, 1)) + _si24(cto)
+                if len(_AVC_FRAMES) < _AVC_FRAMES_MAX:
+                    _AVC_FRAMES[key] = head
+            return head
         if kind == CONFIG:
             return _AVC_CONFIG
         if kind == END:

@@ -45,7 +45,7 @@ def _module_name(path: Path) -> str:
 def modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        # A compiled module counts by its type stub (mediaserver/rtmp/_chunkreader.pyi).
+        # A compiled module counts by its type stub (mediaserver/rtmp/_chunks.pyi).
         for path in [*(ROOT / package).rglob("*.py"), *(ROOT / package).rglob("*.pyi")]:
             found.setdefault(_module_name(path), path)
     return found

@@ -5,7 +5,7 @@ input is fed whole, one byte at a time and in random splits: the three must agre
 exercises the strided fast path, one byte at a time the general per-chunk path.
 
 Every reader test runs on both readers: the pure-Python reference and the compiled one the
-server uses (``_chunkreader.c``).
+server uses (``_chunks.c``).
 """
 
 from __future__ import annotations

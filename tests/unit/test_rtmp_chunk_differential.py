@@ -1,10 +1,11 @@
 """The compiled chunk reader against the pure-Python reference, on any input cut any way.
 
-Two levels: the readers alone, and whole connections, where the compiled reader also makes the
+Three parts: the readers alone; the chunkers (what a relay writes), byte for byte; and whole
+connections, where the compiled reader also makes the
 common media events itself (its media lane) and must leave the connection doing exactly what
 the reference path does, commands that start and end publishes between frames included.
 
-The server parses with ``_chunkreader.c``; ``PyChunkReader`` is the readable specification it
+The server parses with ``_chunks.c``; ``PyChunkReader`` is the readable specification it
 must match. Both get the same bytes in the same pieces, and after every piece they must agree
 on the messages, the error (its text too, since it is what the log says about a publisher),
 what stays buffered and the chunk size in effect. Inputs are chunk streams built to reach deep
@@ -30,6 +31,7 @@ from mediaserver.rtmp import (
     connection,
 )
 from mediaserver.rtmp.chunk import CChunkReader, PyChunkReader
+from mediaserver.rtmp.chunk_out import MessageChunker, PyMessageChunker
 from mediaserver.rtmp.limits import Limits
 from tests.rtmp_client import (
     AVCC,
@@ -358,3 +360,55 @@ def test_connections_agree_on_a_recorded_publish(chunk_size: int) -> None:
     connections_agree(segments)
     for seed in range(10):
         connections_agree(segments[:2] + pieces(body, random.Random(seed)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The chunker: the compiled one against chunk_out.py's, byte for byte
+
+send = st.tuples(
+    st.sampled_from([2, 3, 4, 5, 6, 63, 64, 319, 320, 65599]),  # 1-, 2- and 3-byte headers
+    st.sampled_from([1, 8, 9, 18, 20]),
+    st.sampled_from([0, 1, 7, 0xFFFFFFFF]),
+    st.one_of(
+        st.integers(0, 5000),  # small steps: type 2 and 3 headers
+        st.sampled_from([0xFFFFFE, 0xFFFFFF, 0x1000000, 0xFFFFFFFF, 1 << 32, (1 << 40) + 7]),
+        st.integers(-(1 << 40), 1 << 53),
+    ),
+    st.binary(max_size=8),
+    st.integers(0, 9000),
+    st.sampled_from([None, 128, 129, 500, 4096, 60000]),  # a new chunk size before it, or not
+)
+
+
+@DIFF
+@given(st.lists(send, min_size=1, max_size=40), st.booleans())
+def test_the_chunkers_write_the_same_bytes(calls: list, steps: bool) -> None:
+    ours, ref = MessageChunker(128), PyMessageChunker(128)
+    clock = 0
+    for csid, type_id, stream_id, stamp, head, size, chunk_size in calls:
+        if chunk_size is not None:
+            ours.chunk_size = ref.chunk_size = chunk_size
+        if steps:  # realistic: the same few deltas again and again
+            clock += stamp % 67
+            stamp = clock
+        body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        assert ours.message(csid, type_id, stream_id, stamp, head, body) == ref.message(
+            csid, type_id, stream_id, stamp, head, body
+        )
+        assert ours.message(csid, type_id, stream_id, stamp, head) == ref.message(
+            csid, type_id, stream_id, stamp, head
+        )
+
+
+def test_the_compiled_chunker_is_the_one_used_and_refuses_what_it_cannot_write() -> None:
+    assert MessageChunker is not PyMessageChunker
+    chunker = MessageChunker(128)
+    with pytest.raises(ValueError, match="2..65599"):
+        chunker.message(1, 9, 1, 0, b"")
+    with pytest.raises(ValueError, match="24-bit"):
+        chunker.message(3, 9, 1, 0, b"", bytes(1 << 24))
+    with pytest.raises(ValueError, match="first chunk"):
+        chunker.message(3, 9, 1, 0, bytes(200), bytes(100))
+    with pytest.raises(ValueError, match="chunk size"):
+        chunker.chunk_size = 0
+    assert chunker.message(3, 9, 1, 0, memoryview(b"ab"), memoryview(b"cd"))[-4:] == b"abcd"

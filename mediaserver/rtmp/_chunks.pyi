@@ -1,4 +1,4 @@
-"""Type stub of the compiled chunk reader (``_chunkreader.c``)."""
+"""Type stub of the compiled chunk reader and chunker (``_chunks.c``)."""
 
 from typing import Any
 
@@ -20,3 +20,18 @@ class Reader:
     def media_lane(
         self, publishing: set[int], video_frame: type[Any], audio_frame: type[Any], /
     ) -> None: ...
+
+class Chunker:
+    chunk_size: int
+
+    def __init__(self, chunk_size: int = 128) -> None: ...
+    def message(
+        self,
+        csid: int,
+        type_id: int,
+        stream_id: int,
+        timestamp: int,
+        head: bytes,
+        body: bytes | memoryview = b"",
+        /,
+    ) -> bytes: ...

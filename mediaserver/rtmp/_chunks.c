@@ -823,7 +823,7 @@ static PyGetSetDef Reader_getset[] = {
 };
 
 static PyTypeObject ReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mediaserver.rtmp._chunkreader.Reader",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mediaserver.rtmp._chunks.Reader",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "RTMP chunk stream reader (see chunk.py's PyChunkReader for the reference).",
@@ -834,26 +834,291 @@ static PyTypeObject ReaderType = {
     .tp_getset = Reader_getset,
 };
 
+/* ---------------------------------------------------------------------------------------- */
+/* The writer: chunk_out.MessageChunker in C, for the restream send path.
+ *
+ * Every frame a relay sends passes through it once per destination, so it builds each message
+ * in one bytes object of the exact size: the header, the few bytes in front of the frame and
+ * the frame's chunks with their continuation headers, each copied once. The header choice
+ * (type 0/1/2/3, the extended timestamp) is chunk_out.py's, which stays the reference: the
+ * tests require byte-identical output from both. */
+
+typedef struct {
+    uint32_t csid;
+    int64_t stream_id;  /* -1: nothing sent on this chunk stream yet */
+    int64_t length;
+    int64_t type_id;
+    int64_t timestamp;
+    int64_t delta;      /* delta the last type 1/2 header stated; -1 after a type-0 header */
+} Last;
+
+typedef struct {
+    PyObject_HEAD
+    uint32_t chunk_size;
+    Last *last;
+    Py_ssize_t nlast;
+    Py_ssize_t cap;
+} Chunker;
+
+static Py_ssize_t put_basic(unsigned char *out, int fmt, uint32_t csid) {
+    if (csid <= 63) {
+        out[0] = (unsigned char)(fmt << 6 | csid);
+        return 1;
+    }
+    if (csid <= 319) {
+        out[0] = (unsigned char)(fmt << 6);
+        out[1] = (unsigned char)(csid - 64);
+        return 2;
+    }
+    out[0] = (unsigned char)(fmt << 6 | 1);
+    out[1] = (unsigned char)((csid - 64) & 0xFF);
+    out[2] = (unsigned char)((csid - 64) >> 8);
+    return 3;
+}
+
+static inline void put_be24(unsigned char *out, uint32_t v) {
+    out[0] = (unsigned char)(v >> 16);
+    out[1] = (unsigned char)(v >> 8);
+    out[2] = (unsigned char)v;
+}
+
+static PyObject *Chunker_message(Chunker *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "message(csid, type_id, stream_id, timestamp, head, body=b'')");
+        return NULL;
+    }
+    long csid_l = PyLong_AsLong(args[0]);
+    if (csid_l == -1 && PyErr_Occurred()) return NULL;
+    long type_l = PyLong_AsLong(args[1]);
+    if (type_l == -1 && PyErr_Occurred()) return NULL;
+    long long sid = PyLong_AsLongLong(args[2]);
+    if (sid == -1 && PyErr_Occurred()) return NULL;
+    long long timestamp = PyLong_AsLongLong(args[3]);
+    if (timestamp == -1 && PyErr_Occurred()) return NULL;
+    if (csid_l < 2 || csid_l > 65599) {
+        PyErr_Format(PyExc_ValueError, "chunk stream id %ld is outside 2..65599", csid_l);
+        return NULL;
+    }
+    if (type_l < 0 || type_l > 255) {
+        PyErr_Format(PyExc_ValueError, "message type %ld is outside 0..255", type_l);
+        return NULL;
+    }
+    uint32_t csid = (uint32_t)csid_l;
+    Py_buffer head, body;
+    if (PyObject_GetBuffer(args[4], &head, PyBUF_SIMPLE) < 0) return NULL;
+    if (nargs == 6) {
+        if (PyObject_GetBuffer(args[5], &body, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&head);
+            return NULL;
+        }
+    } else {
+        memset(&body, 0, sizeof(body));
+    }
+    PyObject *result = NULL;
+    Py_ssize_t hl = head.len, bl = body.len, length = hl + bl;
+    Py_ssize_t size = self->chunk_size;
+    if (length > 0xFFFFFF) {
+        PyErr_Format(PyExc_ValueError, "message of %zd bytes does not fit the 24-bit length",
+                     length);
+        goto done;
+    }
+    if (length > size && hl > size) {
+        PyErr_SetString(PyExc_ValueError, "the head of a message must fit in its first chunk");
+        goto done;
+    }
+    Last *last = NULL;
+    for (Py_ssize_t i = 0; i < self->nlast; i++) {
+        if (self->last[i].csid == csid) {
+            last = &self->last[i];
+            break;
+        }
+    }
+    if (last == NULL) {
+        if (self->nlast == self->cap) {
+            Py_ssize_t cap = self->cap ? self->cap * 2 : 8;
+            Last *grown = PyMem_Realloc(self->last, sizeof(Last) * (size_t)cap);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            self->last = grown;
+            self->cap = cap;
+        }
+        last = &self->last[self->nlast++];
+        last->csid = csid;
+        last->stream_id = -1;
+        last->length = -1;
+        last->type_id = -1;
+        last->timestamp = 0;
+        last->delta = -1;
+    }
+    unsigned char header[3 + 11 + 4];
+    Py_ssize_t n;
+    uint32_t field;
+    /* The exact difference of two int64s, as Python computes it. */
+    __int128 wide = (__int128)timestamp - (__int128)last->timestamp;
+    if (last->stream_id != sid || wide < 0 || wide > 0xFFFFFFFFLL) {
+        field = (uint32_t)((uint64_t)timestamp & 0xFFFFFFFFu);
+        uint32_t t24 = field >= EXTENDED ? EXTENDED : field;
+        n = put_basic(header, 0, csid);
+        put_be24(header + n, t24);
+        put_be24(header + n + 3, (uint32_t)length);
+        header[n + 6] = (unsigned char)type_l;
+        uint32_t sid32 = (uint32_t)((uint64_t)sid & 0xFFFFFFFFu);
+        header[n + 7] = (unsigned char)sid32;
+        header[n + 8] = (unsigned char)(sid32 >> 8);
+        header[n + 9] = (unsigned char)(sid32 >> 16);
+        header[n + 10] = (unsigned char)(sid32 >> 24);
+        n += 11;
+        last->stream_id = sid;
+        last->length = length;
+        last->type_id = type_l;
+        last->delta = -1;
+    } else {
+        int64_t delta = (int64_t)wide;
+        field = (uint32_t)delta;
+        uint32_t t24 = field >= EXTENDED ? EXTENDED : field;
+        if (last->length != length || last->type_id != type_l) {
+            n = put_basic(header, 1, csid);
+            put_be24(header + n, t24);
+            put_be24(header + n + 3, (uint32_t)length);
+            header[n + 6] = (unsigned char)type_l;
+            n += 7;
+            last->length = length;
+            last->type_id = type_l;
+        } else if (last->delta != delta) {
+            n = put_basic(header, 2, csid);
+            put_be24(header + n, t24);
+            n += 3;
+        } else {
+            n = put_basic(header, 3, csid);
+        }
+        last->delta = delta;
+    }
+    last->timestamp = timestamp;
+    int ext = field >= EXTENDED;
+    unsigned char cont[3 + 4];
+    Py_ssize_t cl = put_basic(cont, 3, csid);
+    if (ext) {
+        unsigned char stamp[4] = {(unsigned char)(field >> 24), (unsigned char)(field >> 16),
+                                  (unsigned char)(field >> 8), (unsigned char)field};
+        memcpy(header + n, stamp, 4);
+        n += 4;
+        memcpy(cont + cl, stamp, 4);
+        cl += 4;
+    }
+    Py_ssize_t conts = length > size ? (length - 1) / size : 0; /* continuation chunks */
+    result = PyBytes_FromStringAndSize(NULL, n + length + conts * cl);
+    if (result == NULL) goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    memcpy(out, header, (size_t)n);
+    out += n;
+    memcpy(out, head.buf, (size_t)hl);
+    out += hl;
+    const unsigned char *src = body.buf;
+    Py_ssize_t take = length <= size ? bl : size - hl;
+    if (take > 0) memcpy(out, src, (size_t)take); /* no body: src may be NULL */
+    out += take;
+    for (Py_ssize_t at = take; at < bl; at += size) {
+        memcpy(out, cont, (size_t)cl);
+        out += cl;
+        Py_ssize_t piece = bl - at < size ? bl - at : size;
+        memcpy(out, src + at, (size_t)piece);
+        out += piece;
+    }
+done:
+    PyBuffer_Release(&head);
+    if (nargs == 6) PyBuffer_Release(&body);
+    return result;
+}
+
+static int Chunker_init(Chunker *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"chunk_size", NULL};
+    unsigned long size = 128;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|k", kwlist, &size)) return -1;
+    if (size == 0 || size > 0x7FFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
+        return -1;
+    }
+    self->chunk_size = (uint32_t)size;
+    return 0;
+}
+
+static void Chunker_dealloc(Chunker *self) {
+    PyMem_Free(self->last);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Chunker_get_chunk_size(Chunker *self, void *closure) {
+    return PyLong_FromUnsignedLong(self->chunk_size);
+}
+
+static int Chunker_set_chunk_size(Chunker *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "chunk_size cannot be deleted");
+        return -1;
+    }
+    unsigned long size = PyLong_AsUnsignedLong(value);
+    if (size == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    if (size == 0 || size > 0x7FFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
+        return -1;
+    }
+    self->chunk_size = (uint32_t)size;
+    return 0;
+}
+
+static PyMethodDef Chunker_methods[] = {
+    {"message", (PyCFunction)(void (*)(void))Chunker_message, METH_FASTCALL,
+     "message(csid, type_id, stream_id, timestamp, head, body=b'') -> the message's chunks"},
+    {NULL},
+};
+
+static PyGetSetDef Chunker_getset[] = {
+    {"chunk_size", (getter)Chunker_get_chunk_size, (setter)Chunker_set_chunk_size,
+     "the chunk size messages are split at", NULL},
+    {NULL},
+};
+
+static PyTypeObject ChunkerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "mediaserver.rtmp._chunks.Chunker",
+    .tp_basicsize = sizeof(Chunker),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RTMP message chunker (see chunk_out.py's PyMessageChunker for the reference).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Chunker_init,
+    .tp_dealloc = (destructor)Chunker_dealloc,
+    .tp_methods = Chunker_methods,
+    .tp_getset = Chunker_getset,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "mediaserver.rtmp._chunkreader",
-    .m_doc = "Compiled RTMP chunk stream reader.",
+    .m_name = "mediaserver.rtmp._chunks",
+    .m_doc = "Compiled RTMP chunk stream reader and message chunker.",
     .m_size = -1,
 };
 
-PyMODINIT_FUNC PyInit__chunkreader(void) {
+PyMODINIT_FUNC PyInit__chunks(void) {
     if (AVC1 == NULL) {
         AVC1 = PyUnicode_InternFromString("avc1");
         HVC1 = PyUnicode_InternFromString("hvc1");
         MP4A = PyUnicode_InternFromString("mp4a");
         if (AVC1 == NULL || HVC1 == NULL || MP4A == NULL) return NULL;
     }
-    if (PyType_Ready(&ReaderType) < 0) return NULL;
+    if (PyType_Ready(&ReaderType) < 0 || PyType_Ready(&ChunkerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     Py_INCREF(&ReaderType);
     if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
         Py_DECREF(&ReaderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ChunkerType);
+    if (PyModule_AddObject(m, "Chunker", (PyObject *)&ChunkerType) < 0) {
+        Py_DECREF(&ChunkerType);
         Py_DECREF(m);
         return NULL;
     }
