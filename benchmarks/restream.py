@@ -25,7 +25,8 @@ Each window starts 3 s after every relay is live at the destinations (the receiv
 stat page shows 2 x channels streams publishing, the probe receiver has frames on both
 probe destinations), so neither go-live work nor the relays' connection set-up is counted. CPU
 is each relay's process tree (/proc) over the window, medians over rounds, ratio ours / nginx
-(goal: at most 2.0); both relays carry the probe channel, so the CPU figures include it.
+(goal: at most 2.0); both relays carry the probe channel, so the CPU figures include it. Ours
+is a new server with a new data directory each round, and every other round nginx goes first.
 
     .venv/bin/python benchmarks/restream.py [--channels 10] [--seconds 15] [--rounds 3] [--quick]
 
@@ -291,19 +292,23 @@ def run(channels: int, seconds: float, rounds: int, keep: bool = False) -> list[
         receiver = Receiver(work / "receiver")
         receiver.start()
         try:
-            ours = OurRelay(work, channels, receiver.port, probe_port)
-            ours.prepare()
             push = PushNginx(work, receiver.port, probe_port)
             push.prepare()
 
-            def relays_live() -> str:
-                try:
-                    n = str(ours.live_relays())
-                except OSError:
-                    n = "?"
-                return f" ({n} of {len(APPS) * (channels + 1)} by our /metrics)"
+            def run_ours(r: int) -> None:
+                # A new server and data directory each round: restarted on the rounds
+                # before, it would spend its first seconds on their analytics, not relaying.
+                (work / f"ours-{r}").mkdir()
+                ours = OurRelay(work / f"ours-{r}", channels, receiver.port, probe_port)
+                ours.prepare()
 
-            for r in range(rounds):
+                def relays_live() -> str:
+                    try:
+                        n = str(ours.live_relays())
+                    except OSError:
+                        n = "?"
+                    return f" ({n} of {len(APPS) * (channels + 1)} by our /metrics)"
+
                 ph = phase(
                     f"ours-{r}",
                     ours.start,
@@ -318,6 +323,8 @@ def run(channels: int, seconds: float, rounds: int, keep: bool = False) -> list[
                     relays_live,
                 )
                 report(r, "ours", ph)
+
+            def run_nginx(r: int) -> None:
                 ph = phase(
                     f"nginx-{r}",
                     push.start,
@@ -331,6 +338,11 @@ def run(channels: int, seconds: float, rounds: int, keep: bool = False) -> list[
                     work,
                 )
                 report(r, "nginx", ph)
+
+            for r in range(rounds):
+                # Every other round nginx first, so each runs as often first as second.
+                for run_one in (run_ours, run_nginx) if r % 2 == 0 else (run_nginx, run_ours):
+                    run_one(r)
         finally:
             receiver.stop()
 

@@ -9,7 +9,10 @@ issue 14; it was 2.0 before). CPU is read per thread from the scheduler (nanosec
 ``procstats.PreciseCpu``), not in /proc's 10 ms ticks: ten seconds of ingest are a few tenths
 of a CPU-second, where one tick is 3 %.
 The window starts 2 s after every publisher is live at the server (ours: /metrics
-``aethex_streams_live``; nginx: its rtmp_stat page), so go-live work is not counted.
+``aethex_streams_live``; nginx: its rtmp_stat page), so go-live work is not counted. Each round
+starts every server afresh with a new data directory (a server restarted on the rounds before
+spends its first seconds on their analytics, which is not ingest), and every other round runs
+the servers in reverse order, so each runs as often first as last.
 
 Only ingest is measured: our server here has no transcoder attached (that is another issue's
 cost and has its own benchmark).
@@ -262,21 +265,35 @@ def run_ingest(
         source = work / "source.flv"
         make_source(source)
         bitrate = source.stat().st_size * 8 / 10 / 1e6
-        servers: list[tuple[str, OurServer | Nginx]] = [("ours", OurServer(work, publishers))]
+
+        def make(name: str, r: int) -> OurServer | Nginx:
+            # A new server with a new data directory each round: a restarted server with
+            # the rounds before in its database spends its first seconds on the analytics
+            # catch-up for them (the streams that ended, a day's roll-up), which landed in
+            # the window of every round but the first and is not ingest's cost.
+            where = work / f"{name}-{r}"
+            where.mkdir()
+            if name == "nginx":
+                return Nginx(where, publishers)
+            if name == "other":
+                return OurServer(where, publishers, tree=ab)
+            if name.endswith("-quiet"):
+                return OurServer(where, publishers, layer=name[: -len("-quiet")], quiet=True)
+            return OurServer(where, publishers)
+
+        names = ["ours"]
         if ab is not None:
-            (work / "other").mkdir()
-            servers.append(("other", OurServer(work / "other", publishers, tree=ab)))
+            names.append("other")
         if layers:
-            for layer in ingest_layers.LAYERS:
-                (work / layer).mkdir()
-                cut = OurServer(work / layer, publishers, layer=layer, quiet=True)
-                servers.append((f"{layer}-quiet", cut))
-        servers.append(("nginx", Nginx(work, publishers)))
-        for _, srv in servers:
-            srv.prepare()
-        results: dict[str, list[dict]] = {name: [] for name, _ in servers}
+            names += [f"{layer}-quiet" for layer in ingest_layers.LAYERS]
+        names.append("nginx")
+        results: dict[str, list[dict]] = {name: [] for name in names}
         for r in range(rounds):
-            for name, srv in servers:
+            # Every other round in reverse, so what runs before whom (a server running just
+            # after another's publishers stopped) is the same for every server over the run.
+            for name in names if r % 2 == 0 else reversed(names):
+                srv = make(name, r)
+                srv.prepare()
                 pid = srv.start()
                 try:
                     m = measure(pid, source, srv.urls(), seconds, srv.live)

@@ -125,6 +125,11 @@ class Subscription:
                 self._waiter = None
         return self._pop()
 
+    def get_nowait(self) -> Item | None:
+        """``get`` for when ``len(self)`` says an item waits: no coroutine and no await, for
+        a consumer that drains what one ingest read brought in one go (a restream relay)."""
+        return self._pop()
+
     def get_blocking(self, timeout: float | None = None) -> Item | None:
         """Thread-side ``get``; raises ``TimeoutError`` if nothing arrives in time."""
         with self._cond:

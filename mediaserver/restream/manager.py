@@ -339,9 +339,11 @@ class Relay:
         video = MediaKind.VIDEO
         publisher.corked = True  # one write per batch of frames, not per frame
         while True:
-            if not len(sub):
+            if len(sub):
+                item = sub.get_nowait()
+            else:
                 publisher.flush()  # about to wait: what this wake-up queued goes out now
-            item = await sub.get()
+                item = await sub.get()
             if item is None:
                 return
             if isinstance(item, CodecConfig):

@@ -60,6 +60,7 @@ async def test_new_consumer_gets_configs_then_starts_at_keyframe() -> None:
     got = [await sub.get() for _ in range(4)]
     assert got == [vc, aud(40), vid(66, True), None]
     assert await sub.get() is None  # end stays visible
+    assert len(sub) and sub.get_nowait() is None  # and to the call that does not wait
     assert sub.dropped == 0 and drops == []
 
 
