@@ -253,9 +253,11 @@ class RtmpPublisher(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._paused_at is not None or transport.is_closing():
             return
-        data = self.conn.data_to_send()
-        if data:
-            transport.write(data)
+        pieces = self.conn.pieces_to_send()
+        if len(pieces) == 1:
+            transport.write(pieces[0])
+        elif pieces:
+            transport.writelines(pieces)  # the frames as the chunker made them: no join
 
     def _sent(self) -> None:
         # A corked batch still goes out once it fills the write buffer's worth, so a backlog

@@ -352,14 +352,19 @@ class ClientConnection:
 
     def data_to_send(self) -> bytes:
         """Return and clear everything queued for the server."""
+        out = self.pieces_to_send()
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def pieces_to_send(self) -> list[bytes]:
+        """Return and clear everything queued for the server, as the messages were queued:
+        for a transport's ``writelines``, so a relay's frames are not joined (copied) again
+        on their way to the socket."""
         out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
-        self._buffered = 0
-        self.bytes_sent += len(data)
-        return data
+        if out:
+            self._out = []
+            self.bytes_sent += self._buffered
+            self._buffered = 0
+        return out
 
     def _queue(self, data: bytes) -> None:
         if data:

@@ -372,6 +372,24 @@ def test_output_is_bounded_and_the_owner_drops() -> None:
     assert client.refused == 2
 
 
+def test_pieces_to_send_are_the_messages_as_queued() -> None:
+    pair = Pair().publish()
+    client = pair.client
+    client.data_to_send()
+    before = client.bytes_sent
+    assert client.send_video("avc1", 0, 0, True, NALUS * 40)
+    assert client.send_audio("mp4a", 0, b"\x21\x10")
+    pieces = client.pieces_to_send()
+    assert len(pieces) == 2 and client.buffered == 0 and client.pieces_to_send() == []
+    assert client.bytes_sent == before + sum(len(p) for p in pieces)
+    # The same bytes as the joined form, and the server reads both messages from them.
+    assert client.send_video("avc1", 33, 33, False, NALUS)
+    assert client.send_audio("mp4a", 33, b"\x21\x10")
+    joined = client.data_to_send()
+    events = pair.server.receive_data(b"".join(pieces) + joined)
+    assert [type(e).__name__ for e in events] == ["VideoFrame", "AudioFrame"] * 2
+
+
 def test_media_before_publish_start_is_refused() -> None:
     client = ClientConnection(TARGET)
     assert not client.send_video("avc1", 0, 0, True, NALUS)
