@@ -1,8 +1,9 @@
 """Only the compiled part of the build; everything else is in pyproject.toml.
 
-The RTMP chunk reader in C (issue 14: ingest CPU against nginx-rtmp). The pure-Python reader in
-mediaserver/rtmp/chunk.py is its reference and the fallback where it is not built. setup.py
-rather than pyproject's ``ext-modules`` table, which setuptools still calls experimental.
+The RTMP chunk layer in C (issue 14: ingest and restream CPU against nginx-rtmp). The
+pure-Python classes in mediaserver/rtmp/chunk.py and chunk_out.py are its reference, and the
+fallback for a checkout run without building it. setup.py rather than pyproject's
+``ext-modules`` table, which setuptools still calls experimental.
 """
 
 from setuptools import Extension, setup
@@ -13,9 +14,8 @@ setup(
             "mediaserver.rtmp._chunks",
             sources=["mediaserver/rtmp/_chunks.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-            # Without a compiler the install still works, on the reference reader (the test
-            # suite fails then: test_the_compiled_reader_is_built_and_used).
-            optional=True,
+            # Not optional: a failed build must stop the install, not leave the previous
+            # build (or none) in place unnoticed.
         )
     ]
 )

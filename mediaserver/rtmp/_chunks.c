@@ -78,6 +78,20 @@ static inline Py_ssize_t slot_of(uint32_t csid, Py_ssize_t mask) {
     return (Py_ssize_t)((csid * 2654435761u) & (uint32_t)mask);
 }
 
+/* Room for one more item in a growing array of ``count`` (capacity doubling from 8). */
+static int room_for_one(void **items, Py_ssize_t count, Py_ssize_t *cap, size_t size) {
+    if (count < *cap) return 0;
+    Py_ssize_t grown_cap = *cap ? *cap * 2 : 8;
+    void *grown = PyMem_Realloc(*items, size * (size_t)grown_cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = grown;
+    *cap = grown_cap;
+    return 0;
+}
+
 static Stream *find_stream(Reader *self, uint32_t csid) {
     if (self->index == NULL) return NULL;
     Py_ssize_t mask = self->index_mask;
@@ -114,16 +128,9 @@ static Stream *new_stream(Reader *self, uint32_t csid) {
                      self->max_streams);
         return NULL;
     }
-    if (self->nstreams == self->streams_cap) {
-        Py_ssize_t cap = self->streams_cap ? self->streams_cap * 2 : 8;
-        Stream *streams = PyMem_Realloc(self->streams, sizeof(Stream) * (size_t)cap);
-        if (streams == NULL) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        self->streams = streams;
-        self->streams_cap = cap;
-    }
+    if (room_for_one((void **)&self->streams, self->nstreams, &self->streams_cap,
+                     sizeof(Stream)) < 0)
+        return NULL;
     Stream *cs = &self->streams[self->nstreams];
     memset(cs, 0, sizeof(Stream));
     cs->csid = csid;
@@ -228,61 +235,49 @@ static int media_lane(Reader *self, Stream *cs, PyObject *payload, PyObject *out
     if (!self->lane_open || self->publishing == NULL) return 0;
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(payload);
     Py_ssize_t len = PyBytes_GET_SIZE(payload);
-    PyObject *event;
-    if (cs->type_id == 9) {
+    int video = cs->type_id == 9;
+    PyObject *codec = MP4A;
+    if (video) {
         /* parse_video: legacy layout (bit 7 clear), codec id 7 (avc1) or 12 (hvc1), not a
          * command frame (type 5), AVC packet type 1, and a non-empty frame after 5 bytes. */
         if (len <= 5 || (b[0] & 0x80) || (b[0] >> 4) == 5 || b[1] != 1) return 0;
-        PyObject *codec = (b[0] & 0x0F) == 7 ? AVC1 : (b[0] & 0x0F) == 12 ? HVC1 : NULL;
+        codec = (b[0] & 0x0F) == 7 ? AVC1 : (b[0] & 0x0F) == 12 ? HVC1 : NULL;
         if (codec == NULL) return 0;
-        PyObject *sid = PyLong_FromUnsignedLong(cs->stream_id);
-        if (sid == NULL) return -1;
-        int wanted = PySet_Contains(self->publishing, sid);
-        if (wanted <= 0) {
-            Py_DECREF(sid);
-            return wanted;
-        }
+    } else if (len < 2 || (b[0] >> 4) != 10 || b[1] != 1) {
+        return 0; /* parse_audio: sound format 10 (AAC), AAC packet type 1 (raw frame) */
+    }
+    PyObject *sid = PyLong_FromUnsignedLong(cs->stream_id);
+    if (sid == NULL) return -1;
+    int wanted = PySet_Contains(self->publishing, sid);
+    if (wanted <= 0) {
+        Py_DECREF(sid);
+        return wanted;
+    }
+    PyObject *event = NULL;
+    PyObject *dts = PyLong_FromLongLong(cs->timestamp);
+    if (video) {
         int32_t cto = (int32_t)((uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
         if (cto & 0x800000) cto -= 0x1000000;
         int frame_type = b[0] >> 4;
-        PyObject *args[6] = {
-            sid,
-            codec,
-            PyLong_FromLongLong(cs->timestamp),
-            PyLong_FromLongLong(cs->timestamp + cto),
-            (frame_type == 1 || frame_type == 4) ? Py_True : Py_False,
-            PyBytes_FromStringAndSize((const char *)b + 5, len - 5),
-        };
-        event = NULL;
-        if (args[2] != NULL && args[3] != NULL && args[5] != NULL)
+        PyObject *pts = PyLong_FromLongLong(cs->timestamp + cto);
+        PyObject *data = PyBytes_FromStringAndSize((const char *)b + 5, len - 5);
+        if (dts != NULL && pts != NULL && data != NULL) {
+            PyObject *key = (frame_type == 1 || frame_type == 4) ? Py_True : Py_False;
+            PyObject *args[6] = {sid, codec, dts, pts, key, data};
             event = PyObject_Vectorcall(self->video_frame, args, 6, NULL);
-        Py_DECREF(sid);
-        Py_XDECREF(args[2]);
-        Py_XDECREF(args[3]);
-        Py_XDECREF(args[5]);
-    } else {
-        /* parse_audio: sound format 10 (AAC), AAC packet type 1 (raw frame). */
-        if (len < 2 || (b[0] >> 4) != 10 || b[1] != 1) return 0;
-        PyObject *sid = PyLong_FromUnsignedLong(cs->stream_id);
-        if (sid == NULL) return -1;
-        int wanted = PySet_Contains(self->publishing, sid);
-        if (wanted <= 0) {
-            Py_DECREF(sid);
-            return wanted;
         }
-        PyObject *args[4] = {
-            sid,
-            MP4A,
-            PyLong_FromLongLong(cs->timestamp),
-            PyBytes_FromStringAndSize((const char *)b + 2, len - 2),
-        };
-        event = NULL;
-        if (args[2] != NULL && args[3] != NULL)
+        Py_XDECREF(pts);
+        Py_XDECREF(data);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)b + 2, len - 2);
+        if (dts != NULL && data != NULL) {
+            PyObject *args[4] = {sid, codec, dts, data};
             event = PyObject_Vectorcall(self->audio_frame, args, 4, NULL);
-        Py_DECREF(sid);
-        Py_XDECREF(args[2]);
-        Py_XDECREF(args[3]);
+        }
+        Py_XDECREF(data);
     }
+    Py_DECREF(sid);
+    Py_XDECREF(dts);
     if (event == NULL) return -1;
     int rc = PyList_Append(out, event);
     Py_DECREF(event);
@@ -384,13 +379,19 @@ static inline uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static inline void set_ext(Stream *cs, int ext, const unsigned char *bytes) {
-    if (ext) {
-        cs->ext = 1;
-        memcpy(cs->ext_bytes, bytes, 4);
-    } else {
-        cs->ext = 0;
+/* Where a new message's first chunk (from ``p``) ends: 0 when it has not all arrived, -1
+ * (error set) when the chunk stream still has a message open, 1 otherwise. */
+static inline int first_chunk(Reader *self, Stream *cs, uint32_t length, Py_ssize_t p,
+                              Py_ssize_t n, Py_ssize_t *take, Py_ssize_t *end) {
+    Py_ssize_t csz = self->chunk_size;
+    *take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
+    *end = p + *take;
+    if (*end > n) return 0;
+    if (cs->remaining) {
+        header_while_open(self, cs);
+        return -1;
     }
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -422,6 +423,7 @@ static Py_ssize_t parse(Reader *self, const unsigned char *buf, Py_ssize_t n, Py
         int fmt = b0 >> 6;
         uint32_t length;
         Py_ssize_t take, end;
+        int ready;
         if (fmt == 3) {
             if (!cs->started) {
                 PyErr_Format(self->ProtocolError, "chunk stream %u starts with a type-3 header",
@@ -453,110 +455,65 @@ static Py_ssize_t parse(Reader *self, const unsigned char *buf, Py_ssize_t n, Py
             }
             /* Type 3 starting a new message: same length/type/stream, same delta. */
             length = cs->length;
-            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
-            end = p + take;
-            if (end > n) break;
+            if ((ready = first_chunk(self, cs, length, p, n, &take, &end)) <= 0) {
+                if (ready < 0) return -1;
+                break;
+            }
             cs->raw += cs->delta;
             cs->timestamp += signed_delta(cs->delta);
-        } else if (fmt == 0) {
-            if (p + 11 > n) break;
-            uint32_t ts = be24(buf + p);
-            length = be24(buf + p + 3);
-            uint32_t type_id = buf[p + 6];
-            uint32_t sid = (uint32_t)buf[p + 7] | (uint32_t)buf[p + 8] << 8 |
-                           (uint32_t)buf[p + 9] << 16 | (uint32_t)buf[p + 10] << 24;
-            p += 11;
-            int ext = 0;
-            if (ts == EXTENDED) {
-                if (p + 4 > n) break;
-                ts = be32(buf + p);
-                p += 4;
-                ext = 1;
-            }
-            if (length > self->max_message) {
-                too_long(self, length, csid);
-                return -1;
-            }
-            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
-            end = p + take;
-            if (end > n) break;
-            if (cs->remaining) {
-                header_while_open(self, cs);
-                return -1;
-            }
-            if (cs->started) {
-                cs->timestamp += signed_delta(ts - cs->raw);
-            } else {
-                cs->timestamp = ts;
-                cs->started = 1;
-            }
-            cs->raw = ts;
-            cs->delta = ts;
-            cs->length = length;
-            cs->type_id = type_id;
-            cs->stream_id = sid;
-            set_ext(cs, ext, buf + p - 4);
-        } else if (fmt == 1) {
-            if (p + 7 > n) break;
-            uint32_t delta = be24(buf + p);
-            length = be24(buf + p + 3);
-            uint32_t type_id = buf[p + 6];
-            p += 7;
-            int ext = 0;
-            if (delta == EXTENDED) {
-                if (p + 4 > n) break;
-                delta = be32(buf + p);
-                p += 4;
-                ext = 1;
-            }
-            if (length > self->max_message) {
-                too_long(self, length, csid);
-                return -1;
-            }
-            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
-            end = p + take;
-            if (end > n) break;
-            if (cs->remaining) {
-                header_while_open(self, cs);
-                return -1;
-            }
-            /* A type-1 header on a fresh chunk stream is tolerated: it only lacks the stream
-             * id (0) and the base timestamp (0). */
-            cs->started = 1;
-            cs->raw += delta;
-            cs->timestamp += signed_delta(delta);
-            cs->delta = delta;
-            cs->length = length;
-            cs->type_id = type_id;
-            set_ext(cs, ext, buf + p - 4);
         } else {
-            if (p + 3 > n) break;
-            uint32_t delta = be24(buf + p);
-            p += 3;
-            int ext = 0;
-            if (delta == EXTENDED) {
+            /* Type 0 (11 bytes), 1 (7) or 2 (3): the timestamp field, then the length and
+             * type (0, 1), then the message stream id (0), then an extended timestamp. */
+            Py_ssize_t size = fmt == 0 ? 11 : fmt == 1 ? 7 : 3;
+            if (p + size > n) break;
+            uint32_t stamp = be24(buf + p);
+            length = fmt < 2 ? be24(buf + p + 3) : cs->length;
+            uint32_t type_id = fmt < 2 ? buf[p + 6] : cs->type_id;
+            /* Little-endian, and only in a type-0 header (the others end before it). */
+            uint32_t sid = fmt == 0 ? (uint32_t)buf[p + 7] | (uint32_t)buf[p + 8] << 8 |
+                                          (uint32_t)buf[p + 9] << 16 | (uint32_t)buf[p + 10] << 24
+                                    : 0;
+            p += size;
+            int ext = stamp == EXTENDED;
+            if (ext) {
                 if (p + 4 > n) break;
-                delta = be32(buf + p);
+                stamp = be32(buf + p);
                 p += 4;
-                ext = 1;
             }
-            if (!cs->started) {
+            if (fmt < 2 && length > self->max_message) {
+                too_long(self, length, csid);
+                return -1;
+            }
+            if (fmt == 2 && !cs->started) {
                 PyErr_Format(self->ProtocolError, "chunk stream %u starts with a type-2 header",
                              csid);
                 return -1;
             }
-            length = cs->length;
-            take = (Py_ssize_t)length < csz ? (Py_ssize_t)length : csz;
-            end = p + take;
-            if (end > n) break;
-            if (cs->remaining) {
-                header_while_open(self, cs);
-                return -1;
+            if ((ready = first_chunk(self, cs, length, p, n, &take, &end)) <= 0) {
+                if (ready < 0) return -1;
+                break;
             }
-            cs->raw += delta;
-            cs->timestamp += signed_delta(delta);
-            cs->delta = delta;
-            set_ext(cs, ext, buf + p - 4);
+            if (fmt == 0) {
+                /* An absolute timestamp: unwrapped as the nearest value to the previous one. */
+                if (cs->started) {
+                    cs->timestamp += signed_delta(stamp - cs->raw);
+                } else {
+                    cs->timestamp = stamp;
+                }
+                cs->raw = stamp;
+                cs->stream_id = sid;
+            } else {
+                /* A delta. A type-1 header on a fresh chunk stream is tolerated: it only lacks
+                 * the stream id (0) and the base timestamp (0). */
+                cs->raw += stamp;
+                cs->timestamp += signed_delta(stamp);
+            }
+            cs->started = 1;
+            cs->delta = stamp;
+            cs->length = length;
+            cs->type_id = type_id;
+            cs->ext = ext;
+            if (ext) memcpy(cs->ext_bytes, buf + p - 4, 4);
         }
         /* First chunk of a new message (header already committed above). */
         pos = end;
@@ -780,23 +737,33 @@ static void Reader_dealloc(Reader *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *Reader_get_chunk_size(Reader *self, void *closure) {
-    return PyLong_FromUnsignedLong(self->chunk_size);
-}
+/* Both types start with the chunk size (HasChunkSize's layout), so they share its accessors. */
+typedef struct {
+    PyObject_HEAD
+    uint32_t chunk_size;
+} HasChunkSize;
 
-static int Reader_set_chunk_size(Reader *self, PyObject *value, void *closure) {
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "chunk_size cannot be deleted");
-        return -1;
-    }
+static int chunk_size_from(PyObject *value, uint32_t *out) {
     unsigned long size = PyLong_AsUnsignedLong(value);
     if (size == (unsigned long)-1 && PyErr_Occurred()) return -1;
     if (size == 0 || size > 0x7FFFFFFFul) {
         PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
         return -1;
     }
-    self->chunk_size = (uint32_t)size;
+    *out = (uint32_t)size;
     return 0;
+}
+
+static PyObject *get_chunk_size(PyObject *self, void *closure) {
+    return PyLong_FromUnsignedLong(((HasChunkSize *)self)->chunk_size);
+}
+
+static int set_chunk_size(PyObject *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "chunk_size cannot be deleted");
+        return -1;
+    }
+    return chunk_size_from(value, &((HasChunkSize *)self)->chunk_size);
 }
 
 static PyObject *Reader_get_buffered(Reader *self, void *closure) {
@@ -815,8 +782,7 @@ static PyMethodDef Reader_methods[] = {
 };
 
 static PyGetSetDef Reader_getset[] = {
-    {"chunk_size", (getter)Reader_get_chunk_size, (setter)Reader_set_chunk_size,
-     "the peer's chunk size in effect", NULL},
+    {"chunk_size", get_chunk_size, set_chunk_size, "the peer's chunk size in effect", NULL},
     {"buffered", (getter)Reader_get_buffered, NULL,
      "bytes received but not yet consumed (an incomplete chunk)", NULL},
     {NULL},
@@ -935,16 +901,8 @@ static PyObject *Chunker_message(Chunker *self, PyObject *const *args, Py_ssize_
         }
     }
     if (last == NULL) {
-        if (self->nlast == self->cap) {
-            Py_ssize_t cap = self->cap ? self->cap * 2 : 8;
-            Last *grown = PyMem_Realloc(self->last, sizeof(Last) * (size_t)cap);
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            self->last = grown;
-            self->cap = cap;
-        }
+        if (room_for_one((void **)&self->last, self->nlast, &self->cap, sizeof(Last)) < 0)
+            goto done;
         last = &self->last[self->nlast++];
         last->csid = csid;
         last->stream_id = -1;
@@ -1035,38 +993,15 @@ done:
 
 static int Chunker_init(Chunker *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"chunk_size", NULL};
-    unsigned long size = 128;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|k", kwlist, &size)) return -1;
-    if (size == 0 || size > 0x7FFFFFFFul) {
-        PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
-        return -1;
-    }
-    self->chunk_size = (uint32_t)size;
-    return 0;
+    PyObject *size = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O", kwlist, &size)) return -1;
+    self->chunk_size = 128;
+    return size == NULL ? 0 : chunk_size_from(size, &self->chunk_size);
 }
 
 static void Chunker_dealloc(Chunker *self) {
     PyMem_Free(self->last);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *Chunker_get_chunk_size(Chunker *self, void *closure) {
-    return PyLong_FromUnsignedLong(self->chunk_size);
-}
-
-static int Chunker_set_chunk_size(Chunker *self, PyObject *value, void *closure) {
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "chunk_size cannot be deleted");
-        return -1;
-    }
-    unsigned long size = PyLong_AsUnsignedLong(value);
-    if (size == (unsigned long)-1 && PyErr_Occurred()) return -1;
-    if (size == 0 || size > 0x7FFFFFFFul) {
-        PyErr_SetString(PyExc_ValueError, "chunk size outside 1..2147483647");
-        return -1;
-    }
-    self->chunk_size = (uint32_t)size;
-    return 0;
 }
 
 static PyMethodDef Chunker_methods[] = {
@@ -1076,8 +1011,7 @@ static PyMethodDef Chunker_methods[] = {
 };
 
 static PyGetSetDef Chunker_getset[] = {
-    {"chunk_size", (getter)Chunker_get_chunk_size, (setter)Chunker_set_chunk_size,
-     "the chunk size messages are split at", NULL},
+    {"chunk_size", get_chunk_size, set_chunk_size, "the chunk size messages are split at", NULL},
     {NULL},
 };
 
@@ -1100,6 +1034,16 @@ static struct PyModuleDef module = {
     .m_size = -1,
 };
 
+static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
+    if (PyType_Ready(type) < 0) return -1;
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__chunks(void) {
     if (AVC1 == NULL) {
         AVC1 = PyUnicode_InternFromString("avc1");
@@ -1107,18 +1051,9 @@ PyMODINIT_FUNC PyInit__chunks(void) {
         MP4A = PyUnicode_InternFromString("mp4a");
         if (AVC1 == NULL || HVC1 == NULL || MP4A == NULL) return NULL;
     }
-    if (PyType_Ready(&ReaderType) < 0 || PyType_Ready(&ChunkerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    Py_INCREF(&ReaderType);
-    if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
-        Py_DECREF(&ReaderType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&ChunkerType);
-    if (PyModule_AddObject(m, "Chunker", (PyObject *)&ChunkerType) < 0) {
-        Py_DECREF(&ChunkerType);
+    if (add_type(m, &ReaderType, "Reader") < 0 || add_type(m, &ChunkerType, "Chunker") < 0) {
         Py_DECREF(m);
         return NULL;
     }
