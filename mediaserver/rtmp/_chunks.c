@@ -1,6 +1,7 @@
-/* RTMP chunk stream reader, compiled: the same parser as PyChunkReader in chunk.py, in C.
+/* The RTMP chunk layer in C: the reader (PyChunkReader in chunk.py is its reference) with its
+ * media lane, and, below, the chunker the relays write with (PyMessageChunker in chunk_out.py).
  *
- * Why it exists: ingest's CPU per publisher was about twice nginx-rtmp's (issue 14), and the
+ * Why the reader exists: ingest's CPU per publisher was about twice nginx-rtmp's (issue 14), and the
  * pure-Python reader was the largest part the server itself adds to the event loop and the
  * kernel: each socket read was appended to a bytearray, scanned with strided slices and cut
  * into new bytes objects, three copies of every byte before a frame reached the live stream.
