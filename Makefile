@@ -25,7 +25,7 @@ BENCH_DEBS := ffmpeg nginx libnginx-mod-rtmp wrk
 # (made by `make lock` with uv from pyproject.toml): a new machine installs exactly what CI ran.
 LOCK := requirements.lock
 
-# setup.py builds the one compiled module (the RTMP chunk reader, mediaserver/rtmp/_chunks.c)
+# setup.py builds the one compiled module (the RTMP chunk layer, mediaserver/rtmp/_chunks.c)
 # in place; editing its source re-runs the install, which rebuilds it.
 $(VENV)/.installed: pyproject.toml setup.py mediaserver/rtmp/_chunks.c $(LOCK)
 	$(PYTHON) -m venv $(VENV)
