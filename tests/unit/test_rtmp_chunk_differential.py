@@ -43,8 +43,6 @@ from tests.rtmp_client import (
     publish_session,
 )
 
-pytestmark = pytest.mark.skipif(CChunkReader is None, reason="compiled reader not built")
-
 DIFF = settings(
     max_examples=600,
     deadline=None,
