@@ -60,7 +60,7 @@ from pathlib import Path
 
 # Run as a script: the repository root on sys.path, for benchmarks.lib and the server's code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.lib import ROOT, procstats, pyspy
+from benchmarks.lib import ROOT, c_viewers, procstats, pyspy
 from benchmarks.lib.live_server import LiveServer
 from benchmarks.lib.nginx import StaticNginx
 from benchmarks.lib.playlist import (
@@ -348,10 +348,13 @@ def run_viewers(
     per = [viewers // procs + (1 if i < viewers % procs else 0) for i in range(procs)]
     workers = []
     first = 0
+    exe = c_viewers.build(work) if client == "c" else None
     for i, count in enumerate(per):
         out = work / f"viewers-{i}.json"
-        p = subprocess.Popen(
-            [
+        cmd = (
+            c_viewers.command(exe, url, base, first, count, duration, ramp, out)
+            if exe is not None
+            else [
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "--worker",
@@ -371,9 +374,9 @@ def run_viewers(
                 str(out),
                 "--client",
                 client,
-            ],
-            cwd=ROOT,
+            ]
         )
+        p = subprocess.Popen(cmd, cwd=ROOT)
         workers.append((p, out))
         first += count
     try:

@@ -3,7 +3,8 @@ vcl 4.1;
 # AeThex Live behind Varnish 7.1 (Debian's varnishd): LL-HLS cached and collapsed, everything
 # else passed through untouched.
 #
-#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m -p timeout_linger=1
+#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m -p timeout_linger=1 \
+#       -p rush_exponent=1000
 #
 # timeout_linger=1: a worker thread stays with a player's connection for up to a second after
 # an answer instead of Varnish's 50 ms. An LL-HLS player asks again every part (a third of a
@@ -12,6 +13,14 @@ vcl 4.1;
 # varnishd's CPU from 52-65 % to 35-50 % of a core and the part delay p50 from 2.2 s to 0.8 s
 # at 2,000 (benchmarks/cluster.py). The cost is a thread per active player: keep
 # thread_pool_max (per pool, 2 pools by default) above your players per edge.
+#
+# rush_exponent=1000: when the origin answers, every player parked on that object is woken at
+# once instead of 3 more per finished delivery. Every one of them is a cache hit (they asked for
+# the same part or the same blocking reload), so the stepwise wake-up only queues them: with
+# 2,000 players a part's requests arrive within a few ms of each other and most of them wait
+# for the part's fetch. Varnish's own waiting-list rework (for 8.0) rushes such hits all at
+# once for the same reason. Measured at 2,000 players through Varnish, 3 runs each: part delay
+# p50 85 ms against 109 ms, p99 168 against 202 ms.
 #
 # What it relies on (webapp/hls/reply.py sends these headers):
 # - Parts, segments and init sections under the per-broadcast token
