@@ -42,7 +42,12 @@ def vcl_for(backend_host: str, backend_port: int) -> str:
 
 # What config/varnish/aethex.vcl recommends on varnishd's command line (see its header), put
 # before a caller's own parameters (a later -p of the same name wins).
-RECOMMENDED_PARAMS = ("timeout_linger=1", "rush_exponent=1000")
+RECOMMENDED_PARAMS = (
+    "thread_pool_min=20",
+    "thread_pool_max=50",
+    "thread_queue_limit=20000",
+    "rush_exponent=1000",
+)
 
 
 class VarnishServer:

@@ -3,16 +3,29 @@ vcl 4.1;
 # AeThex Live behind Varnish 7.1 (Debian's varnishd): LL-HLS cached and collapsed, everything
 # else passed through untouched.
 #
-#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m -p timeout_linger=1 \
-#       -p rush_exponent=1000
+#   varnishd -a :6081 -f /etc/varnish/aethex.vcl -s malloc,256m -p thread_pool_min=20 \
+#       -p thread_pool_max=50 -p thread_queue_limit=20000 -p rush_exponent=1000
 #
-# timeout_linger=1: a worker thread stays with a player's connection for up to a second after
-# an answer instead of Varnish's 50 ms. An LL-HLS player asks again every part (a third of a
-# second), so at the default every request meant handing the idle connection to the waiter
-# and waking a thread for it again: with 1,000-2,000 players on one 2-core machine this took
-# varnishd's CPU from 52-65 % to 35-50 % of a core and the part delay p50 from 2.2 s to 0.8 s
-# at 2,000 (benchmarks/cluster.py). The cost is a thread per active player: keep
-# thread_pool_max (per pool, 2 pools by default) above your players per edge.
+# Threads (thread_pool_min/max are per pool, 2 pools by default): size them to the work that
+# must run at the same time, not to the number of players. A player waiting for a part holds
+# no thread (its request is parked on the object's waiting list), and answering a hit takes a
+# thread for some tens of microseconds. What does hold a thread: each blocking playlist fill
+# in flight (about one per watched rendition, for up to a part's duration), a delivery to a
+# client slower than its socket buffer, a download passed to the origin, and a piped
+# WebSocket (the kit's nginx sends chat and downloads to the web nodes, not here). Varnish's
+# defaults let a burst of players start a thread each, and on a 2-core edge 2,000 threads
+# woken together spend more CPU switching and contending than answering. benchmarks/cluster.py
+# at 2,000 players, medians of 3 runs: varnishd 59 % of a core (35 us per request) and part
+# delay p50/p99 85/168 ms with a thread per player, 32 % (19 us) and 47/107 ms with these pools.
+# thread_queue_limit lets such a burst wait for a thread instead of being dropped (Varnish
+# queues 20 by default). With more watched renditions than about half of the threads, raise
+# thread_pool_max. A client that stops reading keeps its thread for up to send_timeout (600 s
+# by default): on an edge that serves only /hls/ and /vod/, as behind the kit's nginx, a
+# send_timeout of 20 s bounds that; parts and segments take far less to send.
+#
+# An earlier version of this file recommended timeout_linger=1 (a thread stays with a player's
+# connection for a second), which helped while every player had its own thread; with bounded
+# pools a lingering thread is one the queued burst cannot use, so keep the default 50 ms.
 #
 # rush_exponent=1000: when the origin answers, every player parked on that object is woken at
 # once instead of 3 more per finished delivery. Every one of them is a cache hit (they asked for
