@@ -113,6 +113,7 @@ bench: deps bench-deps test-deps frontend
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/glass_to_glass.py
 	$(PY) benchmarks/hls_delivery.py
+	$(PY) benchmarks/cluster.py
 	$(PY) benchmarks/chat_fanout.py
 	$(PY) benchmarks/engagement.py
 	$(PY) benchmarks/discovery.py

@@ -784,10 +784,11 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument(
         "--client",
-        choices=("aiohttp", "raw"),
+        choices=("aiohttp", "raw", "c"),
         default="raw",
-        help="viewer HTTP client: aiohttp sessions, or a minimal keep-alive client "
-        "that leaves more CPU to the server",
+        help="viewer HTTP client: aiohttp sessions, a minimal keep-alive client that leaves "
+        "more CPU to the server, or the viewers in C (benchmarks/lib/llhls_viewers.c), which "
+        "leave the most",
     )
     ap.add_argument("--connections", type=int, default=200)
     ap.add_argument(

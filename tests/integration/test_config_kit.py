@@ -334,3 +334,39 @@ def test_promtool_checks_config_rules_and_rule_tests(tmp_path: Path) -> None:
     tested = run([promtool, "test", "rules", "aethex-rules.test.yml"], cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
+
+
+def test_varnish_header_lists_the_parameters_the_tests_and_benchmarks_run(tmp_path: Path) -> None:
+    """The varnishd command line in the VCL's header is what operators copy; the demo
+    cluster, the tests and benchmarks/cluster.py start varnishd with RECOMMENDED_PARAMS. Each
+    of those parameters appears there, and nothing else is given with -p, so a figure quoted
+    in the header was measured with what it recommends."""
+    from benchmarks.lib.varnish import RECOMMENDED_PARAMS
+
+    head = (CONFIG / "varnish" / "aethex.vcl").read_text().split("\n\n", 2)[1]
+    command = " ".join(
+        line.lstrip("# ").rstrip("\\ ")
+        for line in head.splitlines()
+        if line.startswith("#  ") and ("varnishd" in line or " -p " in line)
+    )
+    assert command.startswith("varnishd ")
+    given = [arg for arg in command.split() if "=" in arg and not arg.startswith("-")]
+    assert given == list(RECOMMENDED_PARAMS)
+    # and varnishd takes them, in that order (thread_pool_max below the default minimum is
+    # refused unless thread_pool_min comes first), with the shipped VCL
+    varnishd = require("varnishd", "varnish")
+    args = [a for p in RECOMMENDED_PARAMS for a in ("-p", p)]
+    done = subprocess.run(
+        [
+            varnishd,
+            "-C",
+            "-f",
+            str(CONFIG / "varnish" / "aethex.vcl"),
+            "-n",
+            str(tmp_path / "n"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
