@@ -25,7 +25,8 @@ vcl 4.1;
 #
 # An earlier version of this file recommended timeout_linger=1 (a thread stays with a player's
 # connection for a second), which helped while every player had its own thread; with bounded
-# pools a lingering thread is one the queued burst cannot use, so keep the default 50 ms.
+# pools a lingering thread is one the queued burst cannot use, so keep the default 50 ms (at
+# 2,000 players with these pools, timeout_linger=1 measured p99 124 ms against 104-111).
 #
 # rush_exponent=1000: when the origin answers, every player parked on that object is woken at
 # once instead of 3 more per finished delivery. Every one of them is a cache hit (they asked for
