@@ -238,9 +238,8 @@ typedef struct Viewer {
     /* the player */
     int msn, part, last_msn, last_part, ended;
     double t_pl;
-    char **pending; /* part URIs still to GET after a playlist */
-    int *pending_mp;
-    int npending, ipending;
+    Part *pending; /* parts still to GET after a playlist (uris owned) */
+    int npending, ipending, cappending;
     Record *recs;
     int nrecs, caprecs;
     char *outbuf;
@@ -254,6 +253,15 @@ static int port;
 static double stop_at;
 
 static void send_request(Viewer *v, const char *path);
+static void close_conn(Viewer *v);
+
+/* The viewer stops: its connection closes and it counts no more as active. */
+static void finish(Viewer *v) {
+    v->done = 1;
+    v->busy = 0;
+    close_conn(v);
+    active--;
+}
 
 static void close_conn(Viewer *v) {
     if (v->fd >= 0) {
@@ -283,15 +291,12 @@ static void viewer_url(Viewer *v, char *out, size_t n, int blocking) {
 static void next_step(Viewer *v) {
     char path[4096];
     if (v->kind == REQ_PART && v->ipending < v->npending) {
-        snprintf(path, sizeof path, "%s%s", base_path, v->pending[v->ipending]);
+        snprintf(path, sizeof path, "%s%s", base_path, v->pending[v->ipending].uri);
         send_request(v, path);
         return;
     }
     if (now_mono() >= stop_at) {
-        v->done = 1;
-        v->busy = 0;
-        close_conn(v);
-        active--;
+        finish(v);
         return;
     }
     if (v->kind == REQ_PART) v->kind = REQ_BLOCKING;
@@ -300,17 +305,16 @@ static void next_step(Viewer *v) {
 }
 
 static void take_playlist(Viewer *v, const Playlist *pl) {
-    for (int i = 0; i < v->npending; i++) free(v->pending[i]);
+    for (int i = 0; i < v->npending; i++) free(v->pending[i].uri);
     v->npending = v->ipending = 0;
     for (int i = 0; i < pl->nparts; i++) {
         const Part *p = &pl->parts[i];
         if (p->msn < v->last_msn || (p->msn == v->last_msn && p->part <= v->last_part)) continue;
-        v->pending = xrealloc(v->pending, (v->npending + 1) * sizeof(char *));
-        v->pending_mp = xrealloc(v->pending_mp, (v->npending + 1) * 2 * sizeof(int));
-        v->pending[v->npending] = strdup(p->uri);
-        v->pending_mp[2 * v->npending] = p->msn;
-        v->pending_mp[2 * v->npending + 1] = p->part;
-        v->npending++;
+        if (v->npending == v->cappending) {
+            v->cappending = v->cappending ? 2 * v->cappending : 8;
+            v->pending = xrealloc(v->pending, v->cappending * sizeof(Part));
+        }
+        v->pending[v->npending++] = (Part){p->msn, p->part, strdup(p->uri)};
     }
 }
 
@@ -332,13 +336,10 @@ static void on_response(Viewer *v) {
         }
         const Playlist *pl = parsed(v->body, v->body_len);
         if (!pl->has_hint) {
-            if (v->kind == REQ_START) {
+            if (v->kind == REQ_START)
                 sleep_for(v, 0.5, REQ_START);
-            } else {
-                v->done = 1;
-                close_conn(v);
-                active--;
-            }
+            else
+                finish(v);
             return;
         }
         v->msn = pl->hint_msn;
@@ -368,8 +369,9 @@ static void on_response(Viewer *v) {
         break;
     }
     case REQ_PART: {
-        v->last_msn = v->pending_mp[2 * v->ipending];
-        v->last_part = v->pending_mp[2 * v->ipending + 1];
+        const Part *p = &v->pending[v->ipending];
+        v->last_msn = p->msn;
+        v->last_part = p->part;
         if (v->status != 200) {
             count_error("part %d", v->status);
         } else {
@@ -377,18 +379,14 @@ static void on_response(Viewer *v) {
                 v->caprecs = v->caprecs ? 2 * v->caprecs : 128;
                 v->recs = xrealloc(v->recs, v->caprecs * sizeof(Record));
             }
-            v->recs[v->nrecs++] = (Record){v->pending_mp[2 * v->ipending],
-                                           v->pending_mp[2 * v->ipending + 1], (int)v->got,
-                                           v->t_pl, t};
+            v->recs[v->nrecs++] = (Record){p->msn, p->part, (int)v->got, v->t_pl, t};
         }
         v->ipending++;
         break;
     }
     }
     if (v->ipending >= v->npending && v->ended) { /* the playlist had no hint */
-        v->done = 1;
-        close_conn(v);
-        active--;
+        finish(v);
         return;
     }
     next_step(v);
@@ -713,13 +711,7 @@ int main(int argc, char **argv) {
                 if (v->done || v->wake_at <= 0) continue;
                 if (v->wake_at <= t) {
                     v->wake_at = 0;
-                    if (t >= stop_at) {
-                        v->done = 1;
-                        close_conn(v);
-                        active--;
-                        continue;
-                    }
-                    next_step(v);
+                    next_step(v); /* or finish(), past stop_at */
                 }
                 if (v->wake_at > 0) {
                     sleeping++;
