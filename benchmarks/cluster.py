@@ -3,15 +3,16 @@ running config/varnish/aethex.vcl in front of one origin, against viewers direct
 origin, measured in the same run.
 
 A real publisher (``benchmarks/lib/publisher.py``, own process) pushes into ``aethex serve``
-(transcoding, 2 s segments, 0.333 s parts). Three phases on one rendition, one after another
-on the same stream: ``--baseline`` viewers direct (the origin CPU the goal compares with),
-``--varnish`` viewers through Varnish, ``--direct`` viewers direct. Each viewer does what hls.js
-does (blocking playlist reload for the next part with ``_HLS_skip=YES``, then the part), in
-client processes: ``benchmarks/lib/llhls_viewers.c`` by default, built with the system's C
-compiler, so that the clients' share of the 2 cores is as small as it can be; ``--client raw``
-for the Python viewer of ``benchmarks/hls_delivery.py`` (its minimal keep-alive client) and
-``--client aiohttp`` for aiohttp's. varnishd runs with the VCL header's recommended parameters
-(``RECOMMENDED_PARAMS``), then any ``--param``.
+(transcoding, 2 s segments, 0.333 s parts): 8 s of its 720p30 picture encoded once at the start
+and sent over and over, since encoding it live would take a fifth of a core of the two. Three
+phases on one rendition, one after another on the same stream: ``--baseline`` viewers direct
+(the origin CPU the goal compares with), ``--varnish`` viewers through Varnish, ``--direct``
+viewers direct. Each viewer does what hls.js does (blocking playlist reload for the next part
+with ``_HLS_skip=YES``, then the part), in client processes: ``benchmarks/lib/llhls_viewers.c``
+by default, built with the system's C compiler, so that the clients' share of the 2 cores is as
+small as it can be; ``--client raw`` for the Python viewer of ``benchmarks/hls_delivery.py``
+(its minimal keep-alive client) and ``--client aiohttp`` for aiohttp's. varnishd runs with the
+VCL header's recommended parameters (``RECOMMENDED_PARAMS``), then any ``--param``.
 
 Printed per phase: part delay p50/p99 from the part's availability (the first blocking
 playlist response listing it, across all viewers) to each viewer having its bytes; origin CPU
@@ -196,16 +197,21 @@ def main() -> None:
             storage="malloc,256m",
             params=tuple(args.param),
         )
-        pub = start_publisher(server.rtmp_url(), 3600, work / "publisher.jsonl")
+        # Encoded once and sent again and again: an encoder on this machine would take a fifth
+        # of a core from the origin, the edge and the viewers measured here.
+        pub = start_publisher(server.rtmp_url(), 3600, loop=8.0)
         try:
             varnish.start()
             direct = Via(server.base, server.proc)
             cached = Via(varnish.base, server.proc)
+            pub_t0, pub_cpu0 = time.monotonic(), procstats.tree_cpu_seconds(pub.pid)
             base = phase("baseline", server, direct, args.baseline, args, work)
             edge = phase("varnish", server, cached, args.varnish, args, work, varnish)
             flat = edge
             if not args.skip_direct:
                 flat = phase("direct", server, direct, args.direct, args, work)
+            pub_cpu = (procstats.tree_cpu_seconds(pub.pid) - pub_cpu0) / (time.monotonic() - pub_t0)
+            print(f"# publisher (copying its loop): {pub_cpu * 100:.1f}% of a core", flush=True)
         finally:
             stop_process(pub)
             varnish.stop()

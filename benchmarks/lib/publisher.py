@@ -18,6 +18,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -116,11 +117,13 @@ def publish(
     opts: PublisherOptions,
     log_path: Path | None = None,
     stop: threading.Event | None = None,
+    realtime: bool = True,
 ) -> int:
     """Publish frames in real time until ``opts.seconds`` or ``stop``; returns frames sent.
 
     Each frame carries (index, wall-clock ms taken just before encoding). The log (JSON lines,
     flushed every second) has, per frame, that time and the time the muxer returned.
+    ``realtime=False`` encodes as fast as the encoder goes (``url`` is then a file: ``replay``).
     """
     pic = (FlatPicture if opts.picture == "flat" else Picture)(opts.width, opts.height)
     fps = opts.fps
@@ -144,7 +147,7 @@ def publish(
         i = 0
         while i < frames and not (stop is not None and stop.is_set()):
             delay = start + i / fps - time.monotonic()
-            if delay > 0:
+            if realtime and delay > 0:
                 time.sleep(delay)
             yuv = pic.frame(i)
             t_ms = int(time.time() * 1000)
@@ -176,6 +179,48 @@ def publish(
     return sent
 
 
+def replay(url: str, path: Path, period: float, seconds: float, stop: threading.Event) -> int:
+    """Send the first ``period`` seconds of the FLV file at ``path`` over and over in real time,
+    each pass stamped after the one before, until ``seconds`` or ``stop``; returns packets sent.
+
+    Why: encoding 720p30 takes this process about a fifth of a core, and on a 2-core machine
+    that is taken from the server, the edge and the viewers a benchmark measures (a streamer's
+    encoder runs on the streamer's machine). Copying packets costs next to nothing. The server
+    still transcodes the same picture; only the clock stamped in it repeats every ``period``.
+    """
+    sent = 0
+    with av.open(str(path)) as src:
+        streams = list(src.streams)
+        bases = [s.time_base or fractions.Fraction(1, 1000) for s in streams]
+        ends = [round(period / tb) for tb in bases]
+        items = [
+            (p.stream.index, bytes(p), p.pts, p.dts, p.is_keyframe)
+            for p in src.demux()
+            if p.size and p.pts is not None and p.dts is not None and p.pts < ends[p.stream.index]
+        ]
+        with av.open(url, "w", format="flv") as out:
+            outs = [out.add_stream_from_template(s) for s in streams]
+            start = time.monotonic()
+            lap = 0
+            while lap * period < seconds and not stop.is_set():
+                for index, data, pts, dts, key in items:
+                    at = float((dts + lap * ends[index]) * bases[index])
+                    if at >= seconds or stop.is_set():
+                        break
+                    delay = start + at - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    pkt = av.Packet(data)
+                    pkt.stream = outs[index]
+                    pkt.time_base = bases[index]
+                    pkt.pts, pkt.dts = pts + lap * ends[index], dts + lap * ends[index]
+                    pkt.is_keyframe = key
+                    out.mux(pkt)
+                    sent += 1
+                lap += 1
+    return sent
+
+
 def start_publisher(
     url: str,
     seconds: float,
@@ -184,9 +229,11 @@ def start_publisher(
     width: int = 1280,
     height: int = 720,
     fps: int = 30,
+    loop: float | None = None,
 ) -> subprocess.Popen[bytes]:
     """The publisher in its own process (see the module docstring for why); stderr is piped
-    for ``server.stop_process`` to return."""
+    for ``server.stop_process`` to return. ``loop``: encode that many seconds once, then send
+    them over and over (``replay``): for benchmarks that need the stream but not its clock."""
     args = [
         sys.executable,
         "-m",
@@ -203,6 +250,8 @@ def start_publisher(
     ]
     if log_path is not None:
         args += ["--log", str(log_path)]
+    if loop is not None:
+        args += ["--loop", str(loop)]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -234,28 +283,36 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     ap.add_argument("--picture", choices=("texture", "flat"), default="texture")
     ap.add_argument("--no-audio", action="store_true")
     ap.add_argument("--log", type=Path)
+    ap.add_argument(
+        "--loop",
+        type=float,
+        help="encode this many seconds once (whole GOPs; with AAC at 48 kHz, a multiple of 8 s "
+        "keeps every audio frame whole), then send them again and again (no --log)",
+    )
     args = ap.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
     stop = threading.Event()
     # SIGTERM (stop_process) ends the stream cleanly: the muxer is flushed and closed.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    publish(
-        args.url,
-        PublisherOptions(
-            width=w,
-            height=h,
-            fps=args.fps,
-            gop_seconds=args.gop,
-            bitrate_kbps=args.bitrate or None,
-            seconds=args.seconds,
-            audio=not args.no_audio,
-            codec=args.codec,
-            picture=args.picture,
-        ),
-        args.log,
-        stop,
+    opts = PublisherOptions(
+        width=w,
+        height=h,
+        fps=args.fps,
+        gop_seconds=args.gop,
+        bitrate_kbps=args.bitrate or None,
+        seconds=args.seconds if args.loop is None else args.loop,
+        audio=not args.no_audio,
+        codec=args.codec,
+        picture=args.picture,
     )
+    if args.loop is None:
+        publish(args.url, opts, args.log, stop)
+        return
+    with tempfile.TemporaryDirectory(prefix="aethex-publisher-") as tmp:
+        material = Path(tmp) / "loop.flv"
+        publish(str(material), opts, realtime=False)
+        replay(args.url, material, args.loop, args.seconds, stop)
 
 
 if __name__ == "__main__":
