@@ -16,7 +16,8 @@ vcl 4.1;
 # defaults let a burst of players start a thread each, and on a 2-core edge 2,000 threads
 # woken together spend more CPU switching and contending than answering. benchmarks/cluster.py
 # at 2,000 players, medians of 3 runs: varnishd 59 % of a core (35 us per request) and part
-# delay p50/p99 85/168 ms with a thread per player, 32 % (19 us) and 47/107 ms with these pools.
+# delay p50/p99 85/168 ms with a thread per player, 32 % (19 us) and 47/107 ms with these pools
+# (40/89 ms since the benchmark's publisher and viewers take less of the cores).
 # thread_queue_limit lets such a burst wait for a thread instead of being dropped (Varnish
 # queues 20 by default). With more watched renditions than about half of the threads, raise
 # thread_pool_max. A client that stops reading keeps its thread for up to send_timeout (600 s
