@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "keeps every audio frame whole), then send them again and again (no --log)",
     )
     args = ap.parse_args(argv)
+    if args.loop is not None and args.log is not None:
+        ap.error("--loop repeats the stamped clock, so there is no send time to --log")
     w, h = (int(x) for x in args.size.split("x"))
     stop = threading.Event()
     # SIGTERM (stop_process) ends the stream cleanly: the muxer is flushed and closed.
