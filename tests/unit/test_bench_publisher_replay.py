@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import av
+import pytest
 
 from benchmarks.lib.publisher import PublisherOptions, publish, replay
+from benchmarks.lib.publisher import main as publisher_main
 
 FPS = 30
 PERIOD = 1.0  # seconds encoded once
@@ -70,3 +72,10 @@ def test_replay_stops_when_asked(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
     assert replay(str(tmp_path / "sent.flv"), material, PERIOD, 3600, stop) == 0
+
+
+def test_loop_with_a_send_time_log_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        publisher_main(["rtmp://127.0.0.1:1/live/x", "--loop", "8", "--log", "sent.jsonl"])
+    assert exc.value.code == 2
+    assert "--loop" in capsys.readouterr().err
